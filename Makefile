@@ -1,0 +1,43 @@
+# The two commands of the README. Both install what they need, idempotently.
+SHELL := /bin/bash
+PY ?= /usr/bin/python3.11
+VENV := .venv
+UV := $(VENV)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: serve test lint typecheck unit bench deps clean
+
+$(VENV)/.debs:
+	@command -v apt-get >/dev/null && { \
+	  dpkg -s python3.11-venv curl zip unzip >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv curl zip unzip); } || true
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.synced: $(VENV)/.debs pyproject.toml uv.lock
+	@test -x $(UV) || $(VENV)/bin/pip install -q uv==0.13.9
+	@$(UV) sync --frozen --inexact --python $(VENV)/bin/python -q
+	@touch $@
+
+deps: $(VENV)/.synced
+
+serve: deps
+	$(VENV)/bin/kindling serve
+
+lint: deps
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+unit: deps
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit
+
+bench: deps
+	$(VENV)/bin/kindling bench
+
+clean:
+	rm -rf $(VENV) .kindling

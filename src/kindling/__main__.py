@@ -1,0 +1,3 @@
+from kindling.cli import main
+
+main()

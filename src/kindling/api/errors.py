@@ -1,0 +1,65 @@
+"""The one place where kindling's exceptions become AWS error responses.
+
+Lambda answers an error with the header ``x-amzn-ErrorType`` and a JSON body whose
+member names come from the error shape in the service model (some use ``message``,
+some ``Message``); the status code comes from the model too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kindling import errors as e
+from kindling.httpd import Response
+
+_CODES: list[tuple[type[e.KindlingError], str, int]] = [
+    (e.UnsupportedMediaError, "UnsupportedMediaTypeException", 415),
+    (e.RequestContentError, "InvalidRequestContentException", 400),
+    (e.ConstraintError, "ValidationException", 400),
+    (e.ValidationError, "InvalidParameterValueException", 400),
+    (e.NotFoundError, "ResourceNotFoundException", 404),
+    (e.ConflictError, "ResourceConflictException", 409),
+    (e.PreconditionError, "PreconditionFailedException", 412),
+    (e.TooLargeError, "RequestTooLargeException", 413),
+    (e.ThrottledError, "TooManyRequestsException", 429),
+    (e.SignatureError, "InvalidSignatureException", 403),
+    (e.UnknownKeyError, "UnrecognizedClientException", 403),
+    (e.MissingAuthError, "MissingAuthenticationTokenException", 403),
+    (e.UnknownOperationError, "UnknownOperationException", 404),
+]
+
+
+class ErrorMapper:
+    """Renders any exception as the Lambda error a client would get from AWS."""
+
+    def __init__(self, service_model: Any) -> None:
+        self._model = service_model
+        self._message_key: dict[str, str] = {}
+        for shape in service_model.error_shapes:
+            members = set(shape.members)
+            self._message_key[shape.name] = "message" if "message" in members else "Message"
+
+    def code_for(self, exc: BaseException) -> tuple[str, int]:
+        if isinstance(exc, e.KindlingError):
+            for cls, code, status in _CODES:
+                if isinstance(exc, cls):
+                    return code, status
+        return "ServiceException", 500
+
+    def render(self, exc: BaseException, request_id: str) -> Response:
+        code, status = self.code_for(exc)
+        message = exc.message if isinstance(exc, e.KindlingError) else "Internal error"
+        body: dict[str, Any] = {
+            "Type": "User" if status < 500 else "Service",
+            self._message_key.get(code, "message"): message,
+        }
+        headers = [
+            ("Content-Type", "application/json"),
+            ("x-amzn-ErrorType", code),
+            ("x-amzn-RequestId", request_id),
+        ]
+        if isinstance(exc, e.ThrottledError):
+            body["Reason"] = exc.reason
+            headers.append(("Retry-After", "1"))
+        return Response(status, headers, json.dumps(body).encode())

@@ -1,0 +1,85 @@
+"""The front end: one request in, one Lambda-shaped response out.
+
+Order of work: internal paths (signed code downloads, logs) -> SigV4 -> route by the
+service model -> parse and validate input by the model -> the operation's handler (a
+call into a component) -> serialize by the model. Any exception becomes an AWS error
+in ``ErrorMapper``, the only place that knows status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from kindling.api.errors import ErrorMapper
+from kindling.api.model import Router
+from kindling.api.wire import parse_input, serialize_output
+from kindling.errors import KindlingError, UnknownOperationError
+from kindling.httpd import Request, Response
+from kindling.iam.sigv4 import Caller, SigV4Verifier
+
+log = logging.getLogger(__name__)
+
+Operation = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+RawRoute = Callable[[Request, Callable[[Request], Caller]], Awaitable[Response]]
+
+
+class Frontend:
+    def __init__(
+        self,
+        service_model: Any,
+        verifier: SigV4Verifier,
+        operations: dict[str, Operation],
+        raw_routes: Mapping[str, RawRoute],
+    ) -> None:
+        self._model = service_model
+        self._router = Router(service_model)
+        self._verifier = verifier
+        self._errors = ErrorMapper(service_model)
+        self._operations = operations
+        self._raw = raw_routes
+        self._op_models = {name: service_model.operation_model(name) for name in operations}
+
+    def authenticate(self, request: Request) -> Caller:
+        return self._verifier.verify(
+            request.method, request.path, request.query, request.headers, request.body
+        )
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            if request.path.startswith("/_kindling/"):
+                prefix = request.path.split("/", 3)[2]
+                raw = self._raw.get(prefix)
+                if raw is None:
+                    raise UnknownOperationError(f"Unknown path {request.path}")
+                return await raw(request, self.authenticate)
+            caller = self.authenticate(request)
+            query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
+            name, path_params = self._router.match(request.method, request.path, query)
+            operation = self._operations.get(name)
+            if operation is None:
+                raise UnknownOperationError(
+                    f"The operation {name} is not supported by kindling yet"
+                )
+            model = self._op_models[name]
+            params = parse_input(model, path_params, query, request.headers, request.body)
+            result = await operation(caller, params)
+            status, headers, body = serialize_output(model, result)
+            headers.append(("x-amzn-RequestId", result.get("_RequestId", request_id)))
+            return Response(status, headers, body)
+        except KindlingError as exc:
+            return self._errors.render(exc, request_id)
+        except Exception as exc:
+            log.exception("unexpected failure on %s %s", request.method, request.path)
+            return self._errors.render(exc, request_id)
+
+    def too_large(self, size: int) -> Response:
+        from kindling.errors import TooLargeError
+
+        return self._errors.render(
+            TooLargeError(f"Request must be smaller than {size - 1} bytes"), str(uuid.uuid4())
+        )

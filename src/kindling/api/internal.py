@@ -1,0 +1,80 @@
+"""kindling's own endpoints beside the Lambda API: presigned code downloads and log reads.
+
+GetFunction's ``Code.Location`` is, on AWS, a presigned S3 URL valid for ten minutes.
+Ours is a URL on this server carrying an HMAC of the code digest and an expiry, so a
+plain ``curl`` or ``urllib`` downloads it with no credentials, as on AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from kindling.control.functions import FunctionService
+from kindling.control.models import FunctionConfig, FunctionRef
+from kindling.errors import NotFoundError, SignatureError
+from kindling.httpd import Request, Response
+from kindling.iam.sigv4 import Caller
+from kindling.telemetry.logs import LogStore
+
+URL_TTL_S = 600
+
+
+class CodeUrls:
+    def __init__(self, secret: bytes, endpoint: str, functions: FunctionService) -> None:
+        self._secret = secret
+        self._endpoint = endpoint
+        self._functions = functions
+
+    def _sign(self, digest: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{digest}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def url(self, config: FunctionConfig) -> str:
+        expires = int(time.time()) + URL_TTL_S
+        sig = self._sign(config.code_digest, expires)
+        return (
+            f"{self._endpoint}/_kindling/code/{config.code_digest}.zip?expires={expires}&sig={sig}"
+        )
+
+    async def download(self, request: Request, _auth: Callable[[Request], Caller]) -> Response:
+        digest = request.path.rsplit("/", 1)[-1].removesuffix(".zip")
+        query = parse_qs(request.query)
+        try:
+            expires = int(query["expires"][0])
+            sig = query["sig"][0]
+        except (KeyError, ValueError, IndexError) as exc:
+            raise SignatureError("Request is missing a valid signature") from exc
+        if expires < time.time() or not hmac.compare_digest(sig, self._sign(digest, expires)):
+            raise SignatureError("Request has expired or its signature does not match")
+        try:
+            data = self._functions.code_zip_by_digest(digest)
+        except FileNotFoundError as exc:
+            raise NotFoundError("The code package no longer exists") from exc
+        return Response(200, [("Content-Type", "application/zip")], data)
+
+
+class LogsEndpoint:
+    """``GET /_kindling/logs/<function>?offset=N``: SigV4-signed, returns new log bytes."""
+
+    def __init__(self, logs: LogStore, functions: FunctionService) -> None:
+        self._logs = logs
+        self._functions = functions
+
+    async def read(self, request: Request, auth: Callable[[Request], Caller]) -> Response:
+        caller = auth(request)
+        name = request.path.rsplit("/", 1)[-1]
+        self._functions.get(FunctionRef(caller.account_id, caller.region, name))
+        query = parse_qs(request.query)
+        offset = int(query.get("offset", ["0"])[0] or 0)
+        data, next_offset = self._logs.read(caller.account_id, caller.region, name, offset)
+        return Response(
+            200,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("X-Kindling-Next-Offset", str(next_offset)),
+            ],
+            data,
+        )

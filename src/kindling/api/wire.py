@@ -1,0 +1,175 @@
+"""Turns HTTP into operation input and operation output into HTTP, by the service model.
+
+Input: path, query and header members by their ``location``; the rest from a JSON body
+(or the raw body for a blob payload), then checked by botocore's own ParamValidator so
+types, required members and unknown members are judged as the SDK judges them.
+Output: header and status-code members go to the head, a blob payload goes raw, the
+rest is JSON, filtered to the members the output shape declares.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from botocore.validate import ParamValidator
+
+from kindling.api.constraints import check_constraints
+from kindling.errors import RequestContentError, ValidationError
+
+_JSON = "application/json"
+_validator = ParamValidator()
+
+
+def _scalar(shape: Any, raw: str, name: str) -> Any:
+    kind = shape.type_name
+    try:
+        if kind in ("integer", "long"):
+            return int(raw)
+        if kind in ("float", "double"):
+            return float(raw)
+    except ValueError as exc:
+        raise ValidationError(f"Invalid value for {name}: {raw!r} is not a number") from exc
+    if kind == "boolean":
+        if raw.lower() not in ("true", "false"):
+            raise ValidationError(f"Invalid value for {name}: {raw!r} is not a boolean")
+        return raw.lower() == "true"
+    return raw
+
+
+def _payload_member(shape: Any) -> str | None:
+    payload = shape.serialization.get("payload")
+    return str(payload) if payload else None
+
+
+def parse_input(
+    operation: Any,
+    path_params: dict[str, str],
+    query: dict[str, list[str]],
+    headers: dict[str, str],
+    body: bytes,
+) -> dict[str, Any]:
+    """Builds the operation's input dict, validated against its input shape."""
+    shape = operation.input_shape
+    if shape is None:
+        return {}
+    params: dict[str, Any] = {}
+    body_members: dict[str, Any] = {}
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        wire_name = member.serialization.get("name", name)
+        if location == "uri":
+            if wire_name in path_params:
+                params[name] = _scalar(member, path_params[wire_name], name)
+        elif location == "querystring":
+            values = query.get(wire_name)
+            if values:
+                if member.type_name == "list":
+                    params[name] = list(values)
+                else:
+                    params[name] = _scalar(member, values[-1], name)
+        elif location == "header":
+            value = headers.get(wire_name.lower())
+            if value is not None:
+                params[name] = _scalar(member, value, name)
+        else:
+            body_members[name] = member
+    payload = _payload_member(shape)
+    if payload is not None:
+        if body:
+            params[payload] = body
+    elif body_members and body.strip():
+        params.update(_parse_json_body(body))
+    report = _validator.validate(params, shape)
+    if report.has_errors():
+        raise RequestContentError(_describe(report.generate_report()))
+    check_constraints(params, shape)
+    decoded: dict[str, Any] = _decode_blobs(params, shape)
+    return decoded
+
+
+def _parse_json_body(body: bytes) -> dict[str, Any]:
+    try:
+        document: Any = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestContentError(f"Could not parse request body into json: {exc}") from exc
+    if not isinstance(document, dict):
+        raise RequestContentError("Could not parse request body into json: expected an object")
+    return document
+
+
+def _describe(report: str) -> str:
+    lines = [line.strip() for line in report.splitlines()[1:] if line.strip()]
+    return "; ".join(lines) or "Invalid request"
+
+
+def _decode_blobs(value: Any, shape: Any) -> Any:
+    """JSON carries blobs as base64 text; the model says which members are blobs."""
+    kind = shape.type_name
+    if kind == "blob" and isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise RequestContentError("Could not decode base64 blob in request") from exc
+    if kind == "structure" and isinstance(value, dict):
+        return {
+            k: _decode_blobs(v, shape.members[k]) if k in shape.members else v
+            for k, v in value.items()
+        }
+    if kind == "list" and isinstance(value, list):
+        return [_decode_blobs(v, shape.member) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _decode_blobs(v, shape.value) for k, v in value.items()}
+    return value
+
+
+def _shape_filter(value: Any, shape: Any) -> Any:
+    """Keeps only what the shape declares; drops Nones; encodes blobs as base64 text."""
+    kind = shape.type_name
+    if kind == "structure":
+        out = {}
+        for k, v in value.items():
+            member = shape.members.get(k)
+            if member is not None and v is not None:
+                out[k] = _shape_filter(v, member)
+        return out
+    if kind == "list":
+        return [_shape_filter(v, shape.member) for v in value]
+    if kind == "map":
+        return {k: _shape_filter(v, shape.value) for k, v in value.items()}
+    if kind == "blob" and isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def serialize_output(
+    operation: Any, result: dict[str, Any]
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Returns (status, headers, body) for an operation's result dict."""
+    status = int(operation.http.get("responseCode", 200))
+    shape = operation.output_shape
+    if shape is None:
+        return status, [], b""
+    headers: list[tuple[str, str]] = []
+    json_body: dict[str, Any] = {}
+    payload_name = _payload_member(shape)
+    raw: bytes | None = None
+    for name, member in shape.members.items():
+        if name not in result or result[name] is None:
+            continue
+        value = result[name]
+        location = member.serialization.get("location")
+        if location == "statusCode":
+            status = int(value)
+        elif location == "header":
+            headers.append((member.serialization.get("name", name), str(value)))
+        elif name == payload_name:
+            raw = bytes(value) if member.type_name == "blob" else json.dumps(value).encode()
+        else:
+            json_body[name] = _shape_filter(value, member)
+    if raw is not None:
+        headers.append(("Content-Type", _JSON))
+        return status, headers, raw
+    headers.append(("Content-Type", _JSON))
+    return status, headers, json.dumps(json_body, separators=(",", ":")).encode()

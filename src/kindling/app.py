@@ -1,0 +1,142 @@
+"""The composition root: the only place that builds components and wires them together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+
+from kindling.api.account import AccountApi
+from kindling.api.frontend import Frontend
+from kindling.api.functions import FunctionsApi
+from kindling.api.internal import CodeUrls, LogsEndpoint
+from kindling.api.invocations import InvocationsApi
+from kindling.api.model import load_service_model
+from kindling.api.tags import TagsApi
+from kindling.config import Config
+from kindling.control.codestore import CodeStore
+from kindling.control.functions import FunctionService
+from kindling.control.models import FunctionConfig, FunctionRef
+from kindling.control.store import FunctionStore, Store
+from kindling.errors import ValidationError
+from kindling.httpd import HttpServer
+from kindling.iam.accounts import KeyRing
+from kindling.iam.sigv4 import SigV4Verifier
+from kindling.invoke.assignment import Assignment, VersionKey
+from kindling.invoke.async_queue import EventQueue
+from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.service import InvokeService
+from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.telemetry.logs import LogStore
+from kindling.worker.agent import WorkerAgent
+from kindling.worker.sandbox.base import Outcome, SandboxBackend
+from kindling.worker.sandbox.process import ProcessBackend
+
+log = logging.getLogger("kindling")
+
+#: CreateFunction's request limit: a 50 MB zip, base64 in JSON.
+MAX_REQUEST_BYTES = 70_167_211
+
+
+def make_backend(name: str) -> SandboxBackend:
+    if name == "process":
+        return ProcessBackend()
+    raise ValidationError(f"sandbox backend {name!r} is not available (known: process)")
+
+
+class App:
+    """Every component of a single-node kindling, built from one Config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.store_url)
+        self.runtimes = RuntimeCatalog(config.extra_python_paths)
+        self.code = CodeStore(config.data_dir / "code")
+        self.functions = FunctionService(FunctionStore(self.store), self.code, self.runtimes)
+        self.logs = LogStore(config.data_dir / "logs")
+        self.agent = WorkerAgent(make_backend(config.sandbox_backend), self.logs)
+        self.counter = ConcurrencyCounter(config.account_concurrency)
+        self.assignment = Assignment(self.agent, config.keep_alive_s)
+        self.invoker = InvokeService(
+            self.functions, self.runtimes, self.counter, self.assignment, self.agent
+        )
+        self.functions.on_retired(self._retire)
+        secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
+        code_urls = CodeUrls(secret, config.endpoint, self.functions)
+        operations = {
+            **FunctionsApi(self.functions, code_urls).operations(),
+            **InvocationsApi(self.invoker).operations(),
+            **TagsApi(self.functions).operations(),
+            **AccountApi(self.functions, self.counter).operations(),
+        }
+        raw_routes = {
+            "code": code_urls.download,
+            "logs": LogsEndpoint(self.logs, self.functions).read,
+        }
+        keys = KeyRing.dev()
+        self.frontend = Frontend(load_service_model(), SigV4Verifier(keys), operations, raw_routes)
+        self.server = HttpServer(
+            self.frontend.handle, max_body=MAX_REQUEST_BYTES, on_too_large=self.frontend.too_large
+        )
+        self.events: EventQueue | None = None
+        self.port = config.port
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _retire(self, config: FunctionConfig) -> None:
+        def match(key: VersionKey) -> bool:
+            return key[:4] == (config.account_id, config.region, config.name, config.version)
+
+        try:
+            task = asyncio.get_running_loop().create_task(self.assignment.retire(match))
+        except RuntimeError:
+            return
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> bool:
+        config = self.invoker.resolve(ref)
+        execution = await self.invoker.execute(config, request_id, payload)
+        return execution.result.outcome is Outcome.SUCCESS
+
+    async def start(self) -> None:
+        self.events = EventQueue(
+            self.store,
+            self._run_event,
+            self.config.async_retry_delays_s,
+            self.config.async_max_age_s,
+        )
+        self.invoker.set_event_queue(self.events.put)
+        self.functions.recover()
+        self.assignment.start()
+        self.events.start()
+        self.port = await self.server.listen(self.config.host, self.config.port)
+        log.info("kindling listening on http://%s:%d", self.config.host, self.port)
+
+    async def stop(self) -> None:
+        await self.server.close()
+        if self.events is not None:
+            await self.events.close()
+        await self.assignment.close()
+        await self.agent.backend.close()
+        self.logs.close()
+        self.store.close()
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Runs kindling until SIGINT or SIGTERM."""
+    app = App(config)
+    await app.start()
+    if ready is not None:
+        ready.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()

@@ -1,0 +1,192 @@
+"""The ``kindling`` command: serve, deploy, invoke, logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kindling.config import Config
+
+app = typer.Typer(
+    add_completion=False, help="A self-hosted serverless platform speaking AWS Lambda."
+)
+console = Console()
+err = Console(stderr=True)
+
+EndpointOpt = Annotated[
+    str | None, typer.Option("--endpoint", help="kindling URL (default $AWS_ENDPOINT_URL or :9000)")
+]
+
+
+def _endpoint(value: str | None) -> str:
+    return value or os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:9000"
+
+
+def _client(endpoint: str | None) -> Any:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    creds = session.get_credentials()
+    kwargs: dict[str, Any] = {}
+    if creds is None:
+        kwargs = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    region = session.get_config_variable("region") or "us-east-1"
+    return session.create_client(
+        "lambda", region_name=region, endpoint_url=_endpoint(endpoint), **kwargs
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port (env KINDLING_PORT)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="where state lives")] = None,
+    backend: Annotated[str | None, typer.Option(help="sandbox backend")] = None,
+) -> None:
+    """Serve the Lambda API on 127.0.0.1:9000."""
+    import asyncio
+
+    import uvloop
+
+    from kindling.app import serve as run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = Config.from_env().with_overrides(
+        host=host, port=port, data_dir=data_dir, sandbox_backend=backend
+    )
+    uvloop.install()
+    asyncio.run(run(config))
+
+
+def _zip_dir(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                archive.write(file, file.relative_to(path).as_posix())
+    return buffer.getvalue()
+
+
+@app.command()
+def deploy(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    name: Annotated[str, typer.Option(help="function name")],
+    runtime: Annotated[str, typer.Option()] = "python3.11",
+    handler: Annotated[str, typer.Option()] = "app.handler",
+    memory: Annotated[int, typer.Option(help="MemorySize in MB")] = 128,
+    timeout: Annotated[int, typer.Option(help="Timeout in seconds")] = 3,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Zip DIRECTORY and create the function, or update its code if it exists."""
+    client = _client(endpoint)
+    code = _zip_dir(directory)
+    with console.status(f"deploying {name} ({len(code)} bytes)"):
+        try:
+            client.get_function(FunctionName=name)
+            client.update_function_code(FunctionName=name, ZipFile=code)
+            client.get_waiter("function_updated_v2").wait(
+                FunctionName=name, WaiterConfig={"Delay": 1}
+            )
+            client.update_function_configuration(
+                FunctionName=name,
+                Runtime=runtime,
+                Handler=handler,
+                MemorySize=memory,
+                Timeout=timeout,
+            )
+            action = "updated"
+        except client.exceptions.ResourceNotFoundException:
+            client.create_function(
+                FunctionName=name,
+                Runtime=runtime,
+                Handler=handler,
+                Role="arn:aws:iam::000000000000:role/kindling",
+                Code={"ZipFile": code},
+                MemorySize=memory,
+                Timeout=timeout,
+            )
+            action = "created"
+        client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+        config = client.get_function_configuration(FunctionName=name)
+    table = Table(title=f"{name} {action}")
+    for key in (
+        "FunctionArn",
+        "Runtime",
+        "Handler",
+        "MemorySize",
+        "Timeout",
+        "CodeSha256",
+        "State",
+    ):
+        table.add_row(key, str(config.get(key)))
+    console.print(table)
+
+
+@app.command()
+def invoke(
+    name: str,
+    payload: Annotated[str, typer.Option(help="JSON event")] = "{}",
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Invoke NAME synchronously; print its response, and its log tail on stderr."""
+    import base64
+
+    client = _client(endpoint)
+    out = client.invoke(FunctionName=name, Payload=payload.encode(), LogType="Tail")
+    if "LogResult" in out:
+        err.print(base64.b64decode(out["LogResult"]).decode(errors="replace"), end="", markup=False)
+    sys.stdout.write(out["Payload"].read().decode(errors="replace") + "\n")
+    if out.get("FunctionError"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    name: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Print the log of function NAME (START/END/REPORT and the function's output)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    client = _client(endpoint)
+    creds = client._request_signer._credentials
+    region = client.meta.region_name
+    offset = 0
+    while True:
+        url = f"{_endpoint(endpoint)}/_kindling/logs/{name}?offset={offset}"
+        request = AWSRequest(method="GET", url=url)
+        SigV4Auth(creds, "lambda", region).add_auth(request)
+        prepared = urllib.request.Request(url, headers=dict(request.headers.items()))
+        try:
+            with urllib.request.urlopen(prepared) as response:
+                data = response.read()
+                offset = int(response.headers.get("X-Kindling-Next-Offset", offset))
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read() or b"{}")
+            err.print(f"[red]{body.get('Message') or body.get('message') or exc}[/red]")
+            raise typer.Exit(1) from exc
+        sys.stdout.write(data.decode(errors="replace"))
+        sys.stdout.flush()
+        if not follow:
+            return
+        time.sleep(0.5)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,64 @@
+"""The one configuration object, read once from flags and environment at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a deployment can choose; components receive the parts they need."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    data_dir: Path = Path(".kindling")
+    sandbox_backend: str = "process"
+    #: Seconds an idle sandbox is kept warm before it is reaped.
+    keep_alive_s: float = 600.0
+    #: Account-wide concurrent executions (Lambda's default quota).
+    account_concurrency: int = 1000
+    #: Delays before the first and second retry of a failed Event invocation.
+    async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
+    #: Oldest an Event invocation may get before it is dropped (Lambda: 6 h).
+    async_max_age_s: float = 21600.0
+    #: Dev mode provisions account 000000000000 with key test/test.
+    dev_mode: bool = True
+    extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'kindling.db'}"
+
+    @property
+    def endpoint(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    def with_overrides(self, **changes: object) -> Config:
+        clean = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **clean)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
+        env = dict(os.environ if env is None else env)
+        base = cls()
+        port = int(env.get("KINDLING_PORT", base.port))
+        data_dir = Path(env.get("KINDLING_DATA_DIR", str(base.data_dir)))
+        backend = env.get("KINDLING_SANDBOX_BACKEND", base.sandbox_backend)
+        keep_alive = float(env.get("KINDLING_KEEP_ALIVE_S", base.keep_alive_s))
+        delays = env.get("KINDLING_ASYNC_RETRY_DELAYS_S")
+        retry = (
+            tuple(float(x) for x in delays.split(",") if x.strip())
+            if delays is not None
+            else base.async_retry_delays_s
+        )
+        return replace(
+            base,
+            port=port,
+            data_dir=data_dir,
+            sandbox_backend=backend,
+            keep_alive_s=keep_alive,
+            async_retry_delays_s=retry,
+        )

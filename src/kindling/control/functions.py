@@ -1,0 +1,327 @@
+"""The function registry: create, read, update, delete, tag; the state machine of a function.
+
+A function is created ``Pending`` and becomes ``Active`` once its code is prepared; an
+update sets ``LastUpdateStatus`` to ``InProgress`` and then ``Successful``. Both second
+steps run on the event loop right after the answer, as Lambda's run shortly after, so
+the SDK's waiters see the same sequence they see on AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from kindling.control.codestore import CodeStore
+from kindling.control.models import (
+    LATEST,
+    FunctionConfig,
+    FunctionRef,
+    FunctionState,
+    UpdateStatus,
+)
+from kindling.control.quotas import check_configuration
+from kindling.control.store import FunctionStore
+from kindling.errors import (
+    ConflictError,
+    NotFoundError,
+    PreconditionError,
+    ValidationError,
+)
+from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
+
+Listener = Callable[[FunctionConfig], None]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def _revision() -> str:
+    return str(uuid.uuid4())
+
+
+class FunctionService:
+    """Owns function versions. ``listeners`` hear of every config that stops being current."""
+
+    def __init__(self, store: FunctionStore, code: CodeStore, runtimes: RuntimeCatalog) -> None:
+        self._store = store
+        self._code = code
+        self._runtimes = runtimes
+        self._cache: dict[tuple[str, str, str, str], FunctionConfig] = {}
+        self._listeners: list[Listener] = []
+
+    def on_retired(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def recover(self) -> None:
+        """Settles functions a previous process left Pending or InProgress."""
+        for config in self._store.all_versions():
+            if config.state is FunctionState.PENDING:
+                self._activate(config)
+            elif config.last_update_status is UpdateStatus.IN_PROGRESS:
+                self._finish_update(config)
+
+    # reads
+    def get(self, ref: FunctionRef) -> FunctionConfig:
+        version = ref.qualifier or LATEST
+        key = (ref.account_id, ref.region, ref.name, version)
+        config = self._cache.get(key)
+        if config is None:
+            config = self._store.get(*key)
+            if config is None:
+                raise NotFoundError(
+                    f"Function not found: {ref.arn}"
+                    + (f":{ref.qualifier}" if ref.qualifier else "")
+                )
+            self._cache[key] = config
+        return config
+
+    def tags(self, ref: FunctionRef) -> dict[str, str]:
+        tags = self._store.tags(ref.account_id, ref.region, ref.name)
+        if tags is None:
+            raise NotFoundError(f"Function not found: {ref.arn}")
+        return tags
+
+    def page(
+        self, account_id: str, region: str, marker: str | None, max_items: int | None
+    ) -> tuple[list[FunctionConfig], str | None]:
+        after = ""
+        if marker:
+            try:
+                after = json.loads(base64.urlsafe_b64decode(marker.encode()))["after"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValidationError(f"Invalid marker: {marker}") from exc
+        limit = min(max_items or 50, 50)
+        page = self._store.page(account_id, region, after, limit + 1)
+        next_marker = None
+        if len(page) > limit:
+            page = page[:limit]
+            token = json.dumps({"after": page[-1].name}).encode()
+            next_marker = base64.urlsafe_b64encode(token).decode()
+        return page, next_marker
+
+    # writes
+    def create(
+        self, account_id: str, region: str, ref: FunctionRef, params: dict[str, Any]
+    ) -> FunctionConfig:
+        if ref.qualifier:
+            raise ValidationError("A function name for CreateFunction cannot carry a qualifier")
+        if params.get("PackageType", "Zip") != "Zip":
+            raise ValidationError("PackageType Image is not supported by this kindling host yet")
+        runtime = params.get("Runtime")
+        handler = params.get("Handler")
+        if not runtime:
+            raise ValidationError("Runtime must be specified for a .zip deployment package")
+        if not handler and runtime not in PROVIDED_RUNTIMES:
+            raise ValidationError("Handler must be specified for a .zip deployment package")
+        self._runtimes.resolve(runtime)
+        check_configuration(params)
+        stored = self._code.put(self._zip_from(params.get("Code") or {}))
+        config = FunctionConfig(
+            account_id=account_id,
+            region=region,
+            name=ref.name,
+            runtime=runtime,
+            role=params["Role"],
+            handler=handler or "",
+            code_sha256=stored.sha256_b64,
+            code_digest=stored.digest,
+            code_size=stored.size,
+            last_modified=_now(),
+            revision_id=_revision(),
+            description=params.get("Description", ""),
+            timeout=params.get("Timeout", 3),
+            memory_size=params.get("MemorySize", 128),
+            ephemeral_storage=(params.get("EphemeralStorage") or {}).get("Size", 512),
+            environment=dict((params.get("Environment") or {}).get("Variables") or {}),
+            architectures=tuple(params.get("Architectures") or ("x86_64",)),
+            tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
+        )
+        if not self._store.insert(config, dict(params.get("Tags") or {})):
+            raise ConflictError(f"Function already exist: {ref.name}")
+        self._later(self._activate, config)
+        return config
+
+    def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
+        current = self._current_for_update(ref, params.get("RevisionId"))
+        if params.get("ImageUri"):
+            raise ValidationError("PackageType Image is not supported by this kindling host yet")
+        if params.get("ZipFile") is None:
+            raise ValidationError("Please provide a source for function code.")
+        stored = self._code.put(params["ZipFile"])
+        updated = replace(
+            current,
+            code_sha256=stored.sha256_b64,
+            code_digest=stored.digest,
+            code_size=stored.size,
+            architectures=tuple(params.get("Architectures") or current.architectures),
+        )
+        return self._begin_update(current, updated)
+
+    def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
+        current = self._current_for_update(ref, params.get("RevisionId"))
+        check_configuration(params)
+        runtime = params.get("Runtime", current.runtime)
+        if runtime != current.runtime:
+            self._runtimes.resolve(runtime)
+        changes: dict[str, Any] = {"runtime": runtime}
+        simple = {
+            "Handler": "handler",
+            "Role": "role",
+            "Description": "description",
+            "Timeout": "timeout",
+            "MemorySize": "memory_size",
+        }
+        for api_name, field in simple.items():
+            if api_name in params:
+                changes[field] = params[api_name]
+        if "Environment" in params:
+            changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
+        if "EphemeralStorage" in params:
+            changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
+        if "TracingConfig" in params:
+            changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
+        return self._begin_update(current, replace(current, **changes))
+
+    def delete(self, ref: FunctionRef) -> None:
+        if ref.qualifier and ref.qualifier != LATEST:
+            raise NotFoundError(f"Function not found: {ref.arn}:{ref.qualifier}")
+        if ref.qualifier == LATEST:
+            raise ValidationError(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
+        config = self.get(ref)
+        self._store.delete(ref.account_id, ref.region, ref.name)
+        self._forget(config)
+        if config.code_digest not in self._store.all_digests():
+            self._code.remove(config.code_digest)
+
+    def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
+        current = self.tags(ref)
+        current.update(tags)
+        if len(current) > 50:
+            raise ValidationError("Number of tags exceeds resource tag limit.")
+        self._store.set_tags(ref.account_id, ref.region, ref.name, current)
+
+    def untag(self, ref: FunctionRef, keys: list[str]) -> None:
+        current = self.tags(ref)
+        for key in keys:
+            current.pop(key, None)
+        self._store.set_tags(ref.account_id, ref.region, ref.name, current)
+
+    def code_zip_by_digest(self, digest: str) -> bytes:
+        if not digest.isalnum():
+            raise FileNotFoundError(digest)
+        return self._code.zip_path(digest).read_bytes()
+
+    def code_tree(self, config: FunctionConfig) -> str:
+        return str(self._code.tree(config.code_digest))
+
+    def account_usage(self, account_id: str) -> tuple[int, int]:
+        """(function count, total code bytes) of an account, over all regions."""
+        count = total = 0
+        for config in self._store.all_latest(account_id):
+            count += 1
+            total += config.code_size
+        return count, total
+
+    # internals
+    def _zip_from(self, code: dict[str, Any]) -> bytes:
+        if code.get("ImageUri"):
+            raise ValidationError("PackageType Image is not supported by this kindling host yet")
+        if code.get("S3Bucket") or code.get("S3Key"):
+            raise ValidationError(
+                "Code from S3 is not supported by this kindling host; upload the .zip with ZipFile"
+            )
+        data = code.get("ZipFile")
+        if not data:
+            raise ValidationError("Please provide a source for function code.")
+        return bytes(data)
+
+    def _current_for_update(self, ref: FunctionRef, revision: str | None) -> FunctionConfig:
+        if ref.qualifier and ref.qualifier != LATEST:
+            raise ValidationError("Only $LATEST can be updated; published versions are immutable")
+        current = self.get(FunctionRef(ref.account_id, ref.region, ref.name))
+        if current.last_update_status is UpdateStatus.IN_PROGRESS or (
+            current.state is FunctionState.PENDING
+        ):
+            raise ConflictError(
+                "The operation cannot be performed at this time. An update is in progress for "
+                f"resource: {current.arn}"
+            )
+        if revision is not None and revision != current.revision_id:
+            raise PreconditionError(
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+            )
+        return current
+
+    def _begin_update(self, current: FunctionConfig, updated: FunctionConfig) -> FunctionConfig:
+        updated = replace(
+            updated,
+            last_modified=_now(),
+            revision_id=_revision(),
+            last_update_status=UpdateStatus.IN_PROGRESS,
+            last_update_status_reason="The function is being created.",
+            last_update_status_reason_code="Creating",
+        )
+        self._save(updated)
+        self._forget(current)
+        self._later(self._finish_update, updated)
+        return updated
+
+    def _activate(self, config: FunctionConfig) -> None:
+        self._settle(
+            config,
+            state=FunctionState.ACTIVE,
+            state_reason=None,
+            state_reason_code=None,
+            last_update_status=UpdateStatus.SUCCESSFUL,
+        )
+
+    def _finish_update(self, config: FunctionConfig) -> None:
+        self._settle(
+            config,
+            last_update_status=UpdateStatus.SUCCESSFUL,
+            last_update_status_reason=None,
+            last_update_status_reason_code=None,
+        )
+
+    def _settle(self, config: FunctionConfig, **changes: Any) -> None:
+        key = (config.account_id, config.region, config.name, config.version)
+        latest = self._store.get(*key)
+        if latest is None or latest.revision_id != config.revision_id:
+            return  # deleted or changed again meanwhile
+        try:
+            self.code_tree(latest)
+        except OSError as exc:
+            changes = {
+                "state": FunctionState.FAILED,
+                "state_reason": f"Code could not be prepared: {exc}",
+                "state_reason_code": "InternalError",
+                "last_update_status": UpdateStatus.FAILED,
+            }
+        self._save(replace(latest, **changes))
+
+    def _save(self, config: FunctionConfig) -> None:
+        self._store.put(config)
+        self._cache[(config.account_id, config.region, config.name, config.version)] = config
+
+    def _forget(self, config: FunctionConfig) -> None:
+        self._cache.pop((config.account_id, config.region, config.name, config.version), None)
+        for listener in self._listeners:
+            listener(config)
+
+    def _later(self, fn: Callable[[FunctionConfig], None], config: FunctionConfig) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            fn(config)
+            return
+        loop.call_later(0.05, fn, config)

@@ -1,0 +1,131 @@
+"""Frozen models of the control plane, and the ARNs that name them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+LATEST = "$LATEST"
+
+
+class FunctionState(StrEnum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    INACTIVE = "Inactive"
+    FAILED = "Failed"
+
+
+class UpdateStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRef:
+    """Which function a request means: account, region, name and qualifier."""
+
+    account_id: str
+    region: str
+    name: str
+    qualifier: str | None = None
+
+    @property
+    def arn(self) -> str:
+        return function_arn(self.account_id, self.region, self.name)
+
+
+def function_arn(account_id: str, region: str, name: str, qualifier: str | None = None) -> str:
+    base = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+    return f"{base}:{qualifier}" if qualifier else base
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionConfig:
+    """One version of a function: everything a sandbox needs to run it."""
+
+    account_id: str
+    region: str
+    name: str
+    runtime: str
+    role: str
+    handler: str
+    code_sha256: str
+    code_digest: str
+    code_size: int
+    last_modified: str
+    revision_id: str
+    version: str = LATEST
+    description: str = ""
+    timeout: int = 3
+    memory_size: int = 128
+    ephemeral_storage: int = 512
+    environment: dict[str, str] = field(default_factory=dict)
+    architectures: tuple[str, ...] = ("x86_64",)
+    package_type: str = "Zip"
+    tracing_mode: str = "PassThrough"
+    state: FunctionState = FunctionState.PENDING
+    state_reason: str | None = "The function is being created."
+    state_reason_code: str | None = "Creating"
+    last_update_status: UpdateStatus | None = None
+    last_update_status_reason: str | None = None
+    last_update_status_reason_code: str | None = None
+
+    @property
+    def arn(self) -> str:
+        return function_arn(self.account_id, self.region, self.name)
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.name}"
+
+    def to_api(self) -> dict[str, Any]:
+        """The FunctionConfiguration shape of the Lambda API."""
+        out: dict[str, Any] = {
+            "FunctionName": self.name,
+            "FunctionArn": self.arn,
+            "Runtime": self.runtime,
+            "Role": self.role,
+            "Handler": self.handler,
+            "CodeSize": self.code_size,
+            "Description": self.description,
+            "Timeout": self.timeout,
+            "MemorySize": self.memory_size,
+            "LastModified": self.last_modified,
+            "CodeSha256": self.code_sha256,
+            "Version": self.version,
+            "TracingConfig": {"Mode": self.tracing_mode},
+            "RevisionId": self.revision_id,
+            "State": str(self.state),
+            "PackageType": self.package_type,
+            "Architectures": list(self.architectures),
+            "EphemeralStorage": {"Size": self.ephemeral_storage},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": self.log_group},
+        }
+        if self.environment:
+            out["Environment"] = {"Variables": dict(self.environment)}
+        if self.state_reason:
+            out["StateReason"] = self.state_reason
+            out["StateReasonCode"] = self.state_reason_code
+        if self.last_update_status is not None:
+            out["LastUpdateStatus"] = str(self.last_update_status)
+            if self.last_update_status_reason:
+                out["LastUpdateStatusReason"] = self.last_update_status_reason
+                out["LastUpdateStatusReasonCode"] = self.last_update_status_reason_code
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        record = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        record["architectures"] = list(self.architectures)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> FunctionConfig:
+        data = dict(record)
+        data["architectures"] = tuple(data.get("architectures", ("x86_64",)))
+        data["state"] = FunctionState(data["state"])
+        status = data.get("last_update_status")
+        data["last_update_status"] = UpdateStatus(status) if status else None
+        return cls(**data)

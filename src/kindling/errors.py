@@ -1,0 +1,102 @@
+"""The one exception tree of kindling.
+
+Every failure a component can report is a subclass of ``KindlingError``. The API layer
+maps each class to the AWS error shape a Lambda client expects, in exactly one place
+(``kindling.api.errors``); no other module knows about HTTP status codes::
+
+    KindlingError
+    +-- ValidationError            -> InvalidParameterValueException (400)
+    |   +-- RequestContentError    -> InvalidRequestContentException (400)
+    |   +-- ConstraintError        -> ValidationException (400)
+    |   +-- UnsupportedMediaError  -> UnsupportedMediaTypeException (415)
+    +-- NotFoundError              -> ResourceNotFoundException (404)
+    +-- ConflictError              -> ResourceConflictException (409)
+    +-- PreconditionError          -> PreconditionFailedException (412)
+    +-- TooLargeError              -> RequestTooLargeException (413)
+    +-- ThrottledError             -> TooManyRequestsException (429)
+    +-- AuthError                  -> the IAM-ish 403 family
+    |   +-- SignatureError         -> InvalidSignatureException
+    |   +-- UnknownKeyError        -> UnrecognizedClientException
+    |   +-- MissingAuthError       -> MissingAuthenticationTokenException
+    +-- UnknownOperationError      -> UnknownOperationException (404)
+    +-- SandboxError               -> ServiceException (500); raised by workers
+    +-- ServiceError               -> ServiceException (500)
+"""
+
+from __future__ import annotations
+
+
+class KindlingError(Exception):
+    """Root of every error kindling raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(KindlingError):
+    """A parameter has a value AWS would refuse."""
+
+
+class RequestContentError(ValidationError):
+    """The request body is not JSON, or not of the shape the operation takes."""
+
+
+class ConstraintError(ValidationError):
+    """A value breaks a constraint of the service model (length, range, pattern, enum)."""
+
+
+class UnsupportedMediaError(ValidationError):
+    """The payload is not of a media type the operation accepts."""
+
+
+class NotFoundError(KindlingError):
+    """The named function, version or resource does not exist."""
+
+
+class ConflictError(KindlingError):
+    """The resource exists already, or is in a state that forbids the change."""
+
+
+class PreconditionError(KindlingError):
+    """A RevisionId given by the client no longer matches."""
+
+
+class TooLargeError(KindlingError):
+    """A request body exceeds one of Lambda's size quotas."""
+
+
+class ThrottledError(KindlingError):
+    """A concurrency limit refuses the invocation."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class AuthError(KindlingError):
+    """The request could not be authenticated."""
+
+
+class SignatureError(AuthError):
+    """The SigV4 signature does not match the request."""
+
+
+class UnknownKeyError(AuthError):
+    """The access key is not one kindling knows."""
+
+
+class MissingAuthError(AuthError):
+    """The request carries no SigV4 authorization at all."""
+
+
+class UnknownOperationError(KindlingError):
+    """No Lambda operation matches the method and path."""
+
+
+class SandboxError(KindlingError):
+    """A sandbox could not be created or failed outside the function's own fault."""
+
+
+class ServiceError(KindlingError):
+    """An internal failure that is kindling's fault, not the caller's."""

@@ -1,0 +1,45 @@
+"""The two values that cross the HTTP boundary."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+@dataclass(slots=True)
+class Request:
+    """One parsed request; ``path`` and ``query`` are exactly as sent (still percent-encoded)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    peer: tuple[str, int] | None = None
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name, default)
+
+
+@dataclass(slots=True)
+class Response:
+    """A response; ``stream`` (chunked) is used instead of ``body`` when set."""
+
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+    def head(self, keep_alive: bool) -> bytes:
+        lines = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Unknown')}"]
+        lines.extend(f"{k}: {v}" for k, v in self.headers)
+        if self.stream is None:
+            lines.append(f"Content-Length: {len(self.body)}")
+        else:
+            lines.append("Transfer-Encoding: chunked")
+        if not keep_alive:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

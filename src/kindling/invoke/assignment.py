@@ -1,0 +1,105 @@
+"""The assignment service: warm sandboxes per function version; claim, release, reap.
+
+An invoke takes the most recently used idle sandbox of exactly its version (and
+revision), so the hottest sandbox stays hot and the coldest ages out; with none idle
+it launches a new one. Nothing here waits on a lock while a sandbox starts: a burst
+of invokes starts its sandboxes in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from kindling.worker.agent import WorkerAgent
+from kindling.worker.sandbox.base import InitResult, SandboxSpec
+from kindling.worker.sandbox.safety import SafeSandbox
+
+log = logging.getLogger(__name__)
+
+VersionKey = tuple[str, str, str, str, str]  # account, region, name, version, revision
+
+
+class Assignment:
+    def __init__(self, agent: WorkerAgent, keep_alive_s: float) -> None:
+        self._agent = agent
+        self._keep_alive_s = keep_alive_s
+        self._idle: dict[VersionKey, list[SafeSandbox]] = {}
+        self._busy: set[SafeSandbox] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    def idle_count(self, key: VersionKey | None = None) -> int:
+        if key is not None:
+            return len(self._idle.get(key, ()))
+        return sum(len(v) for v in self._idle.values())
+
+    @property
+    def busy_count(self) -> int:
+        return len(self._busy)
+
+    async def claim(
+        self, key: VersionKey, make_spec: Callable[[], SandboxSpec]
+    ) -> tuple[SafeSandbox, InitResult | None, list[str]]:
+        """A sandbox for this version: warm (init None) or newly launched."""
+        stack = self._idle.get(key)
+        while stack:
+            sandbox = stack.pop()
+            if sandbox.alive:
+                self._busy.add(sandbox)
+                return sandbox, None, []
+        sandbox, init, lines = await self._agent.launch(make_spec())
+        if init.ok:
+            self._busy.add(sandbox)
+        return sandbox, init, lines
+
+    def release(self, key: VersionKey, sandbox: SafeSandbox) -> None:
+        self._busy.discard(sandbox)
+        if sandbox.alive and not self._closing:
+            self._idle.setdefault(key, []).append(sandbox)
+
+    async def retire(self, match: Callable[[VersionKey], bool]) -> None:
+        """Destroys the idle sandboxes of versions that no longer exist or changed."""
+        doomed: list[SafeSandbox] = []
+        for key in [k for k in self._idle if match(k)]:
+            doomed.extend(self._idle.pop(key))
+        await asyncio.gather(*(s.destroy() for s in doomed))
+
+    async def reap(self, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        doomed: list[SafeSandbox] = []
+        for key, stack in list(self._idle.items()):
+            keep = [s for s in stack if s.alive and now - s.last_used < self._keep_alive_s]
+            doomed.extend(s for s in stack if s not in keep)
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        await asyncio.gather(*(s.destroy() for s in doomed))
+        return len(doomed)
+
+    async def _reap_forever(self) -> None:
+        interval = max(0.05, min(30.0, self._keep_alive_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("reaper failed")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        everything = [s for stack in self._idle.values() for s in stack] + list(self._busy)
+        self._idle.clear()
+        self._busy.clear()
+        await asyncio.gather(*(s.destroy() for s in everything))

@@ -1,0 +1,174 @@
+"""The invoke path: admit, find a sandbox, run, account, answer.
+
+RequestResponse runs now; Event is written to the durable queue first and answered
+202; DryRun only checks that the caller could invoke.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kindling.control.functions import FunctionService
+from kindling.control.models import LATEST, FunctionConfig, FunctionRef, FunctionState
+from kindling.errors import ConflictError, RequestContentError, TooLargeError, ValidationError
+from kindling.invoke.assignment import Assignment, VersionKey
+from kindling.invoke.counting import ConcurrencyCounter
+from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.telemetry.logs import tail_b64
+from kindling.worker.agent import Execution, WorkerAgent
+from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
+
+EnqueueFn = Callable[[str, FunctionRef, bytes], None]
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeOutput:
+    status: int
+    payload: bytes
+    request_id: str
+    executed_version: str | None = None
+    function_error: str | None = None
+    log_result: str | None = None
+
+
+def _check_payload(payload: bytes, limit: int, operation: str) -> None:
+    if len(payload) > limit:
+        raise TooLargeError(
+            f"Request must be smaller than {limit} bytes for the {operation} operation"
+        )
+    if payload:
+        try:
+            json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RequestContentError(
+                f"Could not parse request body into json: Could not parse payload into json: {exc}"
+            ) from exc
+
+
+def _log_stream(version: str, sandbox_id: str) -> str:
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
+    return f"{day}/[{version}]{sandbox_id}"
+
+
+class InvokeService:
+    def __init__(
+        self,
+        functions: FunctionService,
+        runtimes: RuntimeCatalog,
+        counter: ConcurrencyCounter,
+        assignment: Assignment,
+        agent: WorkerAgent,
+    ) -> None:
+        self._functions = functions
+        self._runtimes = runtimes
+        self._counter = counter
+        self._assignment = assignment
+        self._agent = agent
+        self._enqueue: EnqueueFn | None = None
+
+    def set_event_queue(self, enqueue: EnqueueFn) -> None:
+        self._enqueue = enqueue
+
+    def resolve(self, ref: FunctionRef) -> FunctionConfig:
+        config = self._functions.get(ref)
+        if config.state is not FunctionState.ACTIVE:
+            raise ConflictError(
+                "The operation cannot be performed at this time. The function is currently in "
+                f"the following state: {config.state}"
+            )
+        return config
+
+    async def invoke(
+        self,
+        ref: FunctionRef,
+        payload: bytes,
+        invocation_type: str = "RequestResponse",
+        log_type: str = "None",
+        client_context: str | None = None,
+    ) -> InvokeOutput:
+        request_id = str(uuid.uuid4())
+        if invocation_type == "Event":
+            _check_payload(payload, MAX_ASYNC_PAYLOAD, "Invoke")
+            config = self.resolve(ref)
+            if self._enqueue is None:
+                raise ValidationError("Event invocations are not available on this host")
+            self._enqueue(request_id, ref, payload)
+            return InvokeOutput(202, b"", request_id)
+        _check_payload(payload, MAX_SYNC_PAYLOAD, "Invoke")
+        config = self.resolve(ref)
+        if invocation_type == "DryRun":
+            return InvokeOutput(204, b"", request_id, executed_version=config.version)
+        execution = await self.execute(config, request_id, payload, client_context)
+        result = execution.result
+        return InvokeOutput(
+            200,
+            result.payload,
+            request_id,
+            executed_version=config.version,
+            function_error="Unhandled" if result.outcome is not Outcome.SUCCESS else None,
+            log_result=tail_b64(execution.lines) if log_type == "Tail" else None,
+        )
+
+    async def execute(
+        self,
+        config: FunctionConfig,
+        request_id: str,
+        payload: bytes,
+        client_context: str | None = None,
+    ) -> Execution:
+        """Runs one invocation to its end, throttled by the account's concurrency."""
+        key: VersionKey = (
+            config.account_id,
+            config.region,
+            config.name,
+            config.version,
+            config.revision_id,
+        )
+        with self._counter.admit(config.account_id):
+            sandbox, init, _lines = await self._assignment.claim(key, lambda: self._spec(config))
+            if init is not None and not init.ok:
+                return self._agent.failed_init(sandbox.spec, request_id, init)
+            request = InvokeRequest(
+                request_id=request_id,
+                payload=payload or b"{}",
+                deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
+                invoked_arn=config.arn
+                if config.version == LATEST
+                else f"{config.arn}:{config.version}",
+                client_context=client_context,
+                trace_id=f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+            )
+            try:
+                return await self._agent.run(
+                    sandbox, request, init.duration_ms if init is not None else None
+                )
+            finally:
+                self._assignment.release(key, sandbox)
+
+    def _spec(self, config: FunctionConfig) -> SandboxSpec:
+        sandbox_id = uuid.uuid4().hex
+        return SandboxSpec(
+            sandbox_id=sandbox_id,
+            account_id=config.account_id,
+            region=config.region,
+            function_name=config.name,
+            function_arn=config.arn,
+            version=config.version,
+            launch=self._runtimes.resolve(config.runtime),
+            handler=config.handler,
+            code_dir=self._functions.code_tree(config),
+            memory_mb=config.memory_size,
+            timeout_s=config.timeout,
+            ephemeral_mb=config.ephemeral_storage,
+            environment=dict(config.environment),
+            log_group=config.log_group,
+            log_stream=_log_stream(config.version, sandbox_id),
+        )

@@ -1,0 +1,1 @@
+"""What runs inside a function sandbox: runtime clients and the runtime catalog."""

@@ -1,0 +1,90 @@
+"""Which Lambda runtimes this host can run, and how a sandbox starts each one.
+
+Managed Python runtimes run our own runtime client (``python/bootstrap.py``) under a real
+interpreter of that version found on the host: never a pyenv shim, whose start costs ten
+times a real interpreter's. ``provided.*`` runtimes run the function's own ``bootstrap``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kindling.errors import ValidationError
+
+PYTHON_RUNTIMES = {"python3.11": "3.11", "python3.12": "3.12", "python3.13": "3.13"}
+PROVIDED_RUNTIMES = {"provided.al2023", "provided.al2"}
+BOOTSTRAP = Path(__file__).parent / "python" / "bootstrap.py"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeLaunch:
+    """How to start one runtime: the argv prefix (before nothing else) and its family."""
+
+    runtime: str
+    family: str  # "python" | "provided"
+    argv: tuple[str, ...]
+    interpreter: str | None = None
+
+
+def _is_real_binary(path: str) -> bool:
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"\x7fELF"
+
+
+def find_python(version: str, extra: tuple[str, ...] = ()) -> str | None:
+    """A real CPython X.Y binary: Debian's first, then pyenv's versions."""
+    env_override = os.environ.get(f"KINDLING_PYTHON{version.replace('.', '_')}")
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = [
+        *(p for p in (env_override,) if p),
+        *extra,
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+        *sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"), reverse=True),
+    ]
+    for path in candidates:
+        if os.path.basename(path).startswith(f"python{version}") and _is_real_binary(path):
+            return path
+    return None
+
+
+class RuntimeCatalog:
+    """Resolves a runtime name to a launch recipe, or says clearly why it cannot."""
+
+    def __init__(self, extra_pythons: tuple[str, ...] = ()) -> None:
+        self._extra = extra_pythons
+        self._cache: dict[str, RuntimeLaunch] = {}
+
+    def supported(self) -> list[str]:
+        return [*PYTHON_RUNTIMES, *sorted(PROVIDED_RUNTIMES)]
+
+    def resolve(self, runtime: str) -> RuntimeLaunch:
+        cached = self._cache.get(runtime)
+        if cached is not None:
+            return cached
+        launch = self._resolve(runtime)
+        self._cache[runtime] = launch
+        return launch
+
+    def _resolve(self, runtime: str) -> RuntimeLaunch:
+        if runtime in PROVIDED_RUNTIMES:
+            return RuntimeLaunch(runtime, "provided", ())
+        version = PYTHON_RUNTIMES.get(runtime)
+        if version is None:
+            raise ValidationError(
+                f"The runtime parameter of {runtime} is not supported by this kindling host. "
+                f"Supported runtimes: {', '.join(self.supported())}"
+            )
+        interpreter = find_python(version, self._extra)
+        if interpreter is None:
+            raise ValidationError(
+                f"The runtime {runtime} is not available on this host: no python{version} "
+                f"interpreter was found in /usr/bin, /usr/local/bin or pyenv's versions "
+                f"(set KINDLING_PYTHON{version.replace('.', '_')} to its path)."
+            )
+        return RuntimeLaunch(runtime, "python", (interpreter, "-u", str(BOOTSTRAP)), interpreter)

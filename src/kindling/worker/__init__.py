@@ -1,0 +1,1 @@
+"""The worker: owns sandboxes on one host, creates, invokes and destroys them."""

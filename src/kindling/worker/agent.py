@@ -1,0 +1,106 @@
+"""The worker agent: turns specs into running sandboxes and invocations into log lines.
+
+It owns the backend and the per-invocation log capture; it knows nothing of
+functions' names or concurrency, only of sandboxes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from kindling.telemetry.logs import LogStore, Report, end_line, start_line
+from kindling.worker.sandbox.base import (
+    InitResult,
+    InvokeRequest,
+    InvokeResult,
+    Outcome,
+    SandboxBackend,
+    SandboxSpec,
+)
+from kindling.worker.sandbox.safety import SafeSandbox
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One invocation as the caller sees it: the result and its log lines."""
+
+    result: InvokeResult
+    lines: list[str] = field(default_factory=list)
+
+
+class WorkerAgent:
+    def __init__(self, backend: SandboxBackend, logs: LogStore) -> None:
+        self.backend = backend
+        self._logs = logs
+
+    def _direct_sink(self, spec: SandboxSpec) -> Callable[[str], None]:
+        def sink(line: str) -> None:
+            self._logs.append(spec.account_id, spec.region, spec.function_name, [line])
+
+        return sink
+
+    async def launch(self, spec: SandboxSpec) -> tuple[SafeSandbox, InitResult, list[str]]:
+        """Creates and initializes a sandbox; on failure it is already destroyed."""
+        sandbox = SafeSandbox(await self.backend.create(spec), spec)
+        lines: list[str] = [f"INIT_START Runtime Version: {spec.launch.runtime}"]
+        sandbox.set_log_sink(lines.append)
+        init = await sandbox.start()
+        self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        sandbox.set_log_sink(self._direct_sink(spec))
+        return sandbox, init, lines
+
+    async def run(
+        self, sandbox: SafeSandbox, request: InvokeRequest, init_ms: float | None
+    ) -> Execution:
+        spec = sandbox.spec
+        lines = [start_line(request.request_id, spec.version)]
+        sandbox.set_log_sink(lines.append)
+        result = await sandbox.invoke(request)
+        sandbox.set_log_sink(self._direct_sink(spec))
+        status = None
+        if result.outcome is Outcome.TIMEOUT:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            lines.append(
+                f"{stamp} {request.request_id} Task timed out after {spec.timeout_s:.2f} seconds"
+            )
+            status = "timeout"
+        elif result.outcome is Outcome.CRASH:
+            lines.append(_error_message(result))
+            status = "error"
+        lines.append(end_line(request.request_id))
+        report = Report(
+            request.request_id,
+            result.duration_ms,
+            spec.memory_mb,
+            sandbox.usage().max_rss_mb,
+            init_ms,
+            status,
+        )
+        lines.append(report.line())
+        self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        return Execution(result, lines)
+
+    def failed_init(self, spec: SandboxSpec, request_id: str, init: InitResult) -> Execution:
+        """The invocation that found its sandbox unable to start."""
+        assert init.error is not None
+        lines = [
+            start_line(request_id, spec.version),
+            _error_message(init.error),
+            end_line(request_id),
+            Report(
+                request_id, init.duration_ms, spec.memory_mb, 0, init.duration_ms, "error"
+            ).line(),
+        ]
+        self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        return Execution(init.error, lines)
+
+
+def _error_message(result: InvokeResult) -> str:
+    try:
+        body = json.loads(result.payload)
+        return f"{body.get('errorType', 'Error')}: {body.get('errorMessage', '')}"
+    except (ValueError, AttributeError):
+        return result.payload.decode("utf-8", "replace")

@@ -1,0 +1,1 @@
+"""Sandbox backends behind one Protocol, and the safety wrapper every backend goes through."""

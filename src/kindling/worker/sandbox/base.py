@@ -1,0 +1,139 @@
+"""The sandbox contract: what every backend provides, and the values that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from kindling.errors import SandboxError
+from kindling.runtimes.catalog import RuntimeLaunch
+
+
+class SandboxState(StrEnum):
+    CREATING = "CREATING"
+    INITIALIZING = "INITIALIZING"
+    IDLE = "IDLE"
+    BUSY = "BUSY"
+    FROZEN = "FROZEN"
+    DRAINING = "DRAINING"
+    DEAD = "DEAD"
+
+
+#: The legal lifecycle moves; ``check_transition`` is the only judge of them.
+TRANSITIONS: dict[SandboxState, frozenset[SandboxState]] = {
+    SandboxState.CREATING: frozenset({SandboxState.INITIALIZING, SandboxState.DEAD}),
+    SandboxState.INITIALIZING: frozenset({SandboxState.IDLE, SandboxState.DEAD}),
+    SandboxState.IDLE: frozenset(
+        {SandboxState.BUSY, SandboxState.FROZEN, SandboxState.DRAINING, SandboxState.DEAD}
+    ),
+    SandboxState.BUSY: frozenset({SandboxState.IDLE, SandboxState.DRAINING, SandboxState.DEAD}),
+    SandboxState.FROZEN: frozenset({SandboxState.IDLE, SandboxState.DRAINING, SandboxState.DEAD}),
+    SandboxState.DRAINING: frozenset({SandboxState.DEAD}),
+    SandboxState.DEAD: frozenset(),
+}
+
+
+def check_transition(current: SandboxState, target: SandboxState) -> None:
+    if target not in TRANSITIONS[current]:
+        raise SandboxError(f"illegal sandbox transition {current} -> {target}")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """Everything a backend needs to build one sandbox for one function version."""
+
+    sandbox_id: str
+    account_id: str
+    region: str
+    function_name: str
+    function_arn: str
+    version: str
+    launch: RuntimeLaunch
+    handler: str
+    code_dir: str
+    memory_mb: int
+    timeout_s: int
+    ephemeral_mb: int
+    environment: dict[str, str] = field(default_factory=dict)
+    log_group: str = ""
+    log_stream: str = ""
+    initialization_type: str = "on-demand"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeRequest:
+    request_id: str
+    payload: bytes
+    deadline_ms: int
+    invoked_arn: str
+    client_context: str | None = None
+    trace_id: str | None = None
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"  # the function reported an error
+    TIMEOUT = "timeout"
+    CRASH = "crash"  # the runtime died or broke the protocol
+    INIT_ERROR = "init_error"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    outcome: Outcome
+    payload: bytes
+    duration_ms: float
+    error_type: str | None = None
+
+    @property
+    def fatal(self) -> bool:
+        """After these the sandbox cannot serve again."""
+        return self.outcome in (Outcome.TIMEOUT, Outcome.CRASH, Outcome.INIT_ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    ok: bool
+    duration_ms: float
+    error: InvokeResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    cpu_ms: float
+    max_rss_mb: int
+    tmp_bytes: int
+
+
+LogSink = Callable[[str], None]
+
+
+class Sandbox(Protocol):
+    """One isolated execution environment for one function version."""
+
+    id: str
+    state: SandboxState
+
+    async def start(self) -> InitResult: ...
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResult: ...
+
+    async def freeze(self) -> None: ...
+
+    async def thaw(self) -> None: ...
+
+    async def destroy(self) -> None: ...
+
+    def usage(self) -> Usage: ...
+
+    def set_log_sink(self, sink: LogSink) -> None: ...
+
+
+class SandboxBackend(Protocol):
+    name: str
+
+    async def create(self, spec: SandboxSpec) -> Sandbox: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,40 @@
+"""The standard environment of a Lambda execution environment, for every backend."""
+
+from __future__ import annotations
+
+from kindling.worker.sandbox.base import SandboxSpec
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+
+
+def lambda_environment(spec: SandboxSpec, runtime_api: str, task_root: str) -> dict[str, str]:
+    """The variables Lambda sets, over the function's own (reserved names cannot be set)."""
+    env = dict(spec.environment)
+    env.update(
+        {
+            "_HANDLER": spec.handler,
+            "LAMBDA_TASK_ROOT": task_root,
+            "LAMBDA_RUNTIME_DIR": "/var/runtime",
+            "AWS_LAMBDA_RUNTIME_API": runtime_api,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": spec.initialization_type,
+            "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
+            "AWS_LAMBDA_LOG_STREAM_NAME": spec.log_stream,
+            "AWS_REGION": spec.region,
+            "AWS_DEFAULT_REGION": spec.region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.launch.runtime}",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_SESSION_TOKEN": "",
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            "PATH": env.get("PATH", DEFAULT_PATH),
+            "LD_LIBRARY_PATH": env.get(
+                "LD_LIBRARY_PATH", "/var/lang/lib:/lib64:/usr/lib64:/opt/lib"
+            ),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return env

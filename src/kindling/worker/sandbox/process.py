@@ -1,0 +1,190 @@
+"""The ``process`` backend: the runtime as a plain child process. UNSAFE: no isolation.
+
+For development and debugging only; it shares the host's filesystem, network and
+users. Everything else about it (Runtime API, logs, lifecycle) is what the isolated
+backends do, so it is also the reference the sandbox suite compares them with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from kindling.httpd import HttpServer
+from kindling.worker.runtime_api import RuntimeApi
+from kindling.worker.sandbox.base import (
+    InitResult,
+    InvokeRequest,
+    InvokeResult,
+    LogSink,
+    SandboxSpec,
+    SandboxState,
+    Usage,
+)
+from kindling.worker.sandbox.environment import lambda_environment
+from kindling.worker.sandbox.failures import bad_entrypoint, runtime_exited
+from kindling.worker.sandbox.logpipe import LogPipe
+
+log = logging.getLogger(__name__)
+
+
+def _tree_pids(root: int) -> list[int]:
+    """The pids of a process and all its descendants, via /proc children lists."""
+    pids, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        pids.append(pid)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    queue.extend(int(p) for p in fh.read().split())
+    return pids
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class ProcessSandbox:
+    """One runtime process, its Runtime API server and its log pipe."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.id = spec.sandbox_id
+        self.state = SandboxState.CREATING
+        self.spec = spec
+        self._api = RuntimeApi(spec.function_arn)
+        self._server = HttpServer(self._api.handle, max_body=32 * 1024 * 1024)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pipe: LogPipe | None = None
+        self._sink: LogSink = lambda line: None
+        self._exit_watch: asyncio.Task[None] | None = None
+        self._peak_kb = 0
+        self._request_id = ""
+
+    def set_log_sink(self, sink: LogSink) -> None:
+        self._sink = sink
+        if self._pipe is not None:
+            self._pipe.sink = sink
+
+    def _argv(self) -> list[str] | InvokeResult:
+        launch = self.spec.launch
+        if launch.family == "python":
+            return list(launch.argv)
+        bootstrap = Path(self.spec.code_dir) / "bootstrap"
+        if not bootstrap.is_file():
+            return bad_entrypoint([str(bootstrap)], "")
+        if not os.access(bootstrap, os.X_OK):
+            return bad_entrypoint([str(bootstrap)], "permission denied")
+        return [str(bootstrap)]
+
+    async def start(self) -> InitResult:
+        argv = self._argv()
+        if isinstance(argv, InvokeResult):
+            return InitResult(False, 0.0, argv)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        port = sock.getsockname()[1]
+        await self._server.serve_socket(sock)
+        env = lambda_environment(self.spec, f"127.0.0.1:{port}", self.spec.code_dir)
+        read_fd, write_fd = os.pipe()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                cwd=self.spec.code_dir,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(read_fd)
+            return InitResult(False, 0.0, bad_entrypoint([argv[0]], str(exc)))
+        finally:
+            os.close(write_fd)
+        self._pipe = LogPipe(read_fd, self._sink)
+        self._exit_watch = loop.create_task(self._watch_exit())
+        error = await self._api.wait_ready()
+        duration = (loop.time() - started) * 1000.0
+        if self._pipe is not None:
+            self._pipe.drain()
+        return InitResult(error is None, duration, error)
+
+    async def _watch_exit(self) -> None:
+        assert self._proc is not None
+        code = await self._proc.wait()
+        if self._pipe is not None:
+            self._pipe.drain()
+        self._api.fail(runtime_exited(self._request_id, code, self._api.elapsed_ms()))
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResult:
+        self._request_id = request.request_id
+        result = await self._api.deliver(request)
+        if self._pipe is not None:
+            self._pipe.drain()
+        self._sample_memory()
+        return result
+
+    def _sample_memory(self) -> None:
+        if self._proc is not None:
+            peak = sum(_status_kb(p, "VmHWM:") for p in _tree_pids(self._proc.pid))
+            self._peak_kb = max(self._peak_kb, peak)
+
+    async def freeze(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    async def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, sig)
+
+    async def destroy(self) -> None:
+        self._signal(signal.SIGKILL)
+        self._signal(signal.SIGCONT)
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), 5.0)
+        if self._exit_watch is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._exit_watch, 1.0)
+        if self._pipe is not None:
+            self._pipe.close()
+        await self._server.close()
+
+    def usage(self) -> Usage:
+        self._sample_memory()
+        return Usage(cpu_ms=0.0, max_rss_mb=max(1, round(self._peak_kb / 1024)), tmp_bytes=0)
+
+
+class ProcessBackend:
+    """Creates ``ProcessSandbox``es; logs once that it gives no isolation."""
+
+    name = "process"
+
+    def __init__(self) -> None:
+        log.warning("sandbox backend 'process' gives NO isolation; use it for development only")
+
+    async def create(self, spec: SandboxSpec) -> ProcessSandbox:
+        return ProcessSandbox(spec)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,664 @@
+"""The Python runtime client (src/kindling/runtimes/python/bootstrap.py), run for real.
+
+Each test starts a small fake Runtime API server in-process, writes a function into a
+temporary task root, starts bootstrap.py under a real interpreter of each managed Python
+version found on this host, and checks what the client posts and prints.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BOOTSTRAP = (
+    Path(__file__).resolve().parents[2] / "src" / "kindling" / "runtimes" / "python" / "bootstrap.py"
+)
+RUNTIME = "/2018-06-01/runtime"
+TIMEOUT = 20.0
+
+
+def _interpreters() -> list[Any]:
+    params = []
+    for version, pattern in [
+        ("3.11", "/usr/bin/python3.11"),
+        ("3.12", "/root/.pyenv/versions/3.12*/bin/python3.12"),
+        ("3.13", "/root/.pyenv/versions/3.13*/bin/python3.13"),
+    ]:
+        found = sorted(glob.glob(pattern))
+        if found:
+            params.append(pytest.param(found[-1], id=f"py{version}"))
+        else:
+            reason = f"no python{version} interpreter matching {pattern}"
+            params.append(pytest.param(pattern, id=f"py{version}", marks=pytest.mark.skip(reason)))
+    return params
+
+
+@pytest.fixture(params=_interpreters())
+def interpreter(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# --------------------------------------------------------------------------- fake API
+
+
+@dataclass
+class Posted:
+    kind: str  # "response" | "error" | "init_error"
+    request_id: str
+    headers: dict[str, str]
+    body: bytes
+    client: tuple[str, int]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeRuntimeApi:
+    """Hands out queued events on /invocation/next and records everything posted."""
+
+    events: queue.Queue[tuple[dict[str, str], bytes, dict[str, Any]]] = field(
+        default_factory=queue.Queue
+    )
+    posted: queue.Queue[Posted] = field(default_factory=queue.Queue)
+    next_clients: list[tuple[str, int]] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def take(self) -> Posted:
+        try:
+            return self.posted.get(timeout=TIMEOUT)
+        except queue.Empty:
+            raise AssertionError("the runtime posted nothing") from None
+
+
+def _make_handler(api: FakeRuntimeApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path != f"{RUNTIME}/invocation/next":
+                self._reply(404, b"{}")
+                return
+            api.next_clients.append(self.client_address)
+            while not api.stopping.is_set():
+                try:
+                    headers, body, options = api.events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self._send_event(headers, body, options)
+                return
+            self._reply(500, b'{"errorType":"ShuttingDown"}')
+
+        def _send_event(self, headers: dict[str, str], body: bytes, options: dict[str, Any]) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if options.get("close"):
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            if options.get("chunked"):
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(0, len(body), 7):
+                    piece = body[i : i + 7]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            parts = self.path.removeprefix(RUNTIME + "/").split("/")
+            if parts == ["init", "error"]:
+                kind, request_id = "init_error", ""
+            elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+                kind, request_id = parts[2], parts[1]
+            else:
+                self._reply(404, b"{}")
+                return
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            api.posted.put(Posted(kind, request_id, headers, body, self.client_address))
+            self._reply(202, b'{"status":"OK"}')
+
+        def _reply(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[FakeRuntimeApi, int]]:
+    fake = FakeRuntimeApi()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(fake))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield fake, server.server_address[1]
+    fake.stopping.set()
+    server.shutdown()
+    server.server_close()
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+class Function:
+    """A function's task root plus the bootstrap process serving it."""
+
+    def __init__(self, interpreter: str, tmp_path: Path, api: FakeRuntimeApi, port: int) -> None:
+        self.interpreter = interpreter
+        self.task_root = tmp_path / "task"
+        self.task_root.mkdir()
+        self.stdout_path = tmp_path / "stdout.txt"
+        self.stderr_path = tmp_path / "stderr.txt"
+        self.api = api
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write(self, files: dict[str, str]) -> None:
+        for name, source in files.items():
+            path = self.task_root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(source)
+
+    def start(self, handler: str = "app.handler", **env: str) -> None:
+        environ = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.port}",
+            "_HANDLER": handler,
+            "LAMBDA_TASK_ROOT": str(self.task_root),
+            "AWS_LAMBDA_FUNCTION_NAME": "my-function",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/my-function",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "2025/01/01/[$LATEST]abc",
+            **env,
+        }
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [self.interpreter, "-u", str(BOOTSTRAP)],
+                cwd=self.task_root,
+                env=environ,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def invoke(
+        self, event: Any = None, headers: dict[str, str] | None = None, **options: Any
+    ) -> tuple[str, Posted]:
+        request_id = str(uuid.uuid4())
+        all_headers = {
+            "Lambda-Runtime-Aws-Request-Id": request_id,
+            "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
+            "Lambda-Runtime-Invoked-Function-Arn": (
+                "arn:aws:lambda:us-east-1:000000000000:function:my-function"
+            ),
+            **(headers or {}),
+        }
+        body = options.pop("raw_body", None)
+        if body is None:
+            body = json.dumps({} if event is None else event).encode()
+        self.api.events.put((all_headers, body, options))
+        posted = self.api.take()
+        assert posted.request_id == request_id
+        return request_id, posted
+
+    def wait(self) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=TIMEOUT)
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def function(
+    interpreter: str, tmp_path: Path, api: tuple[FakeRuntimeApi, int]
+) -> Iterator[Function]:
+    fn = Function(interpreter, tmp_path, *api)
+    yield fn
+    fn.stop()
+
+
+# --------------------------------------------------------------------------- invocations
+
+
+CONTEXT_APP = """
+import os
+
+def handler(event, context):
+    cc = context.client_context
+    return {
+        "event": event,
+        "function_name": context.function_name,
+        "function_version": context.function_version,
+        "invoked_function_arn": context.invoked_function_arn,
+        "memory_limit_in_mb": context.memory_limit_in_mb,
+        "aws_request_id": context.aws_request_id,
+        "log_group_name": context.log_group_name,
+        "log_stream_name": context.log_stream_name,
+        "remaining": context.get_remaining_time_in_millis(),
+        "identity": [context.identity.cognito_identity_id,
+                     context.identity.cognito_identity_pool_id],
+        "client_context": None if cc is None else {
+            "custom": cc.custom, "env": cc.env,
+            "installation_id": cc.client and cc.client.installation_id,
+        },
+        "w3c": context.w3c(),
+        "tenant_id": context.tenant_id,
+        "trace_id": os.environ.get("_X_AMZN_TRACE_ID"),
+    }
+"""
+
+
+def test_success_passes_event_and_lambda_context(function: Function) -> None:
+    function.write({"app.py": CONTEXT_APP})
+    function.start()
+    client_context = {
+        "client": {"installation_id": "inst-1", "app_title": "t"},
+        "custom": {"k": "v"},
+        "env": {"platform": "x"},
+        "w3c": {"traceparent": "00-abc-def-01", "other": "dropped"},
+    }
+    identity = {"cognitoIdentityId": "id-1", "cognitoIdentityPoolId": "pool-1"}
+    request_id, posted = function.invoke(
+        {"n": 1, "s": "é"},
+        {
+            "Lambda-Runtime-Trace-Id": "Root=1-abc;Parent=def;Sampled=1",
+            "Lambda-Runtime-Client-Context": json.dumps(client_context),
+            "Lambda-Runtime-Cognito-Identity": json.dumps(identity),
+        },
+    )
+    assert posted.kind == "response"
+    assert posted.headers["content-type"] == "application/json"
+    result = posted.json()
+    remaining = result.pop("remaining")
+    assert isinstance(remaining, int)
+    assert 0 < remaining <= 30_000
+    assert result == {
+        "event": {"n": 1, "s": "é"},
+        "function_name": "my-function",
+        "function_version": "$LATEST",
+        "invoked_function_arn": "arn:aws:lambda:us-east-1:000000000000:function:my-function",
+        "memory_limit_in_mb": "256",
+        "aws_request_id": request_id,
+        "log_group_name": "/aws/lambda/my-function",
+        "log_stream_name": "2025/01/01/[$LATEST]abc",
+        "identity": ["id-1", "pool-1"],
+        "client_context": {"custom": {"k": "v"}, "env": {"platform": "x"}, "installation_id": "inst-1"},
+        "w3c": {"traceparent": "00-abc-def-01"},
+        "tenant_id": None,
+        "trace_id": "Root=1-abc;Parent=def;Sampled=1",
+    }
+
+
+def test_context_without_optional_headers(function: Function) -> None:
+    function.write({"app.py": CONTEXT_APP})
+    function.start()
+    function.invoke({}, {"Lambda-Runtime-Trace-Id": "Root=1-first"})
+    _, posted = function.invoke({}, {"Lambda-Runtime-Aws-Tenant-Id": "tenant-7"})
+    result = posted.json()
+    assert result["identity"] == [None, None]
+    assert result["client_context"] is None
+    assert result["trace_id"] is None  # removed when the next event carries no trace id
+    assert result["tenant_id"] == "tenant-7"
+
+
+def test_module_state_persists_on_one_keep_alive_connection(function: Function) -> None:
+    function.write(
+        {
+            "app.py": (
+                "import os\nCOUNT = 0\nPID = os.getpid()\n\n"
+                "def handler(event, context):\n"
+                "    global COUNT\n    COUNT += 1\n"
+                "    return {'count': COUNT, 'pid': PID}\n"
+            )
+        }
+    )
+    function.start()
+    _, first = function.invoke({})
+    _, second = function.invoke({})
+    assert first.json()["count"] == 1
+    assert second.json() == {"count": 2, "pid": first.json()["pid"]}
+    assert first.client == second.client
+    assert set(function.api.next_clients) == {first.client}
+
+
+def test_reconnects_when_the_api_closes_the_connection(function: Function) -> None:
+    function.write({"app.py": "def handler(event, context):\n    return event\n"})
+    function.start()
+    _, first = function.invoke({"i": 1}, close=True)
+    _, second = function.invoke({"i": 2})
+    assert (first.json(), second.json()) == ({"i": 1}, {"i": 2})
+    assert first.client != second.client
+
+
+def test_chunked_event_body(function: Function) -> None:
+    function.write({"app.py": "def handler(event, context):\n    return event\n"})
+    function.start()
+    event = {"text": "x" * 100, "list": list(range(20))}
+    _, posted = function.invoke(event, chunked=True)
+    assert posted.json() == event
+
+
+def test_nested_module_handler(function: Function) -> None:
+    function.write(
+        {
+            "pkg/__init__.py": "",
+            "pkg/mod.py": "def fn(event, context):\n    return {'from': __name__}\n",
+        }
+    )
+    function.start("pkg.mod.fn")
+    _, posted = function.invoke({})
+    assert posted.json() == {"from": "pkg.mod"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "body", "content_type"),
+    [
+        ("None", b"null", "application/json"),
+        ("'plain string'", b'"plain string"', "application/json"),
+        ("{'d': __import__('decimal').Decimal('1.5'), 'i': __import__('decimal').Decimal('7')}",
+         b'{"d": 1.5, "i": 7}', "application/json"),
+        ("b'\\x00raw'", b"\x00raw", "application/unknown"),
+    ],
+)
+def test_result_marshalling(function: Function, expression: str, body: bytes, content_type: str) -> None:
+    function.write({"app.py": f"def handler(event, context):\n    return {expression}\n"})
+    function.start()
+    _, posted = function.invoke({})
+    assert posted.kind == "response"
+    assert posted.body == body
+    assert posted.headers["content-type"] == content_type
+
+
+def test_non_ascii_result_follows_lambda_per_version(function: Function) -> None:
+    function.write({"app.py": "def handler(event, context):\n    return 'é'\n"})
+    function.start()
+    _, posted = function.invoke({})
+    version = subprocess.run(
+        [function.interpreter, "-c", "import sys; print(sys.version_info[:2] >= (3, 12))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    expected = '"é"'.encode() if version == "True" else b'"\\u00e9"'
+    assert posted.body == expected
+
+
+# --------------------------------------------------------------------------- errors
+
+
+ERROR_APP = """\
+def helper():
+    raise ValueError("boom")
+
+def handler(event, context):
+    print("before the error")
+    helper()
+"""
+
+
+def test_handler_exception_posts_lambda_error(function: Function) -> None:
+    function.write({"app.py": ERROR_APP})
+    function.start()
+    request_id, posted = function.invoke({})
+    app = function.task_root / "app.py"
+    assert posted.kind == "error"
+    assert posted.headers["lambda-runtime-function-error-type"] == "Unhandled"
+    assert posted.json() == {
+        "errorMessage": "boom",
+        "errorType": "ValueError",
+        "requestId": request_id,
+        "stackTrace": [
+            f'  File "{app}", line 6, in handler\n    helper()\n',
+            f'  File "{app}", line 2, in helper\n    raise ValueError("boom")\n',
+        ],
+    }
+    cause = json.loads(posted.headers["lambda-runtime-function-xray-error-cause"])
+    assert cause["exceptions"][0]["type"] == "ValueError"
+    assert cause["paths"] == [str(app)]
+    assert (
+        "before the error\n"
+        "[ERROR] ValueError: boom\n"
+        "Traceback (most recent call last):\n"
+        f'  File "{app}", line 6, in handler\n'
+        "    helper()\n"
+        f'  File "{app}", line 2, in helper\n'
+        '    raise ValueError("boom")\n'
+    ) in function.stdout
+
+
+def test_runtime_keeps_serving_after_an_error(function: Function) -> None:
+    function.write(
+        {"app.py": "def handler(event, context):\n    if event.get('fail'):\n"
+                   "        raise KeyError('k')\n    return 'ok'\n"}
+    )
+    function.start()
+    _, failed = function.invoke({"fail": True})
+    _, ok = function.invoke({})
+    assert (failed.kind, failed.json()["errorType"], failed.json()["errorMessage"]) == (
+        "error",
+        "KeyError",
+        "'k'",
+    )
+    assert (ok.kind, ok.body) == ("response", b'"ok"')
+
+
+def test_marshal_error(function: Function) -> None:
+    function.write({"app.py": "def handler(event, context):\n    return {'s': {1, 2}}\n"})
+    function.start()
+    request_id, posted = function.invoke({})
+    assert posted.kind == "error"
+    assert posted.json() == {
+        "errorMessage": "Unable to marshal response: Object of type set is not JSON serializable",
+        "errorType": "Runtime.MarshalError",
+        "requestId": request_id,
+        "stackTrace": [],
+    }
+    assert (
+        "[ERROR] Runtime.MarshalError: Unable to marshal response: "
+        "Object of type set is not JSON serializable\nTraceback (most recent call last):\n"
+    ) in function.stdout
+
+
+INIT_ERRORS = [
+    pytest.param(
+        "app",
+        {"app.py": "def handler(e, c):\n    return 1\n"},
+        "Runtime.MalformedHandlerName",
+        "Bad handler 'app': not enough values to unpack (expected 2, got 1)",
+        id="malformed-handler",
+    ),
+    pytest.param(
+        "app.handler",
+        {},
+        "Runtime.ImportModuleError",
+        "Unable to import module 'app': No module named 'app'",
+        id="import-module",
+    ),
+    pytest.param(
+        "app.handler",
+        {"app.py": "import json\n\nx = = 1\n"},
+        "Runtime.UserCodeSyntaxError",
+        "Syntax error in module 'app': invalid syntax (app.py, line 3)",
+        id="syntax",
+    ),
+    pytest.param(
+        "app.handler",
+        {"app.py": "def other(e, c):\n    return 1\n"},
+        "Runtime.HandlerNotFound",
+        "Handler 'handler' missing on module 'app'",
+        id="handler-not-found",
+    ),
+    pytest.param(
+        "app.handler",
+        {"app.py": "X = 1\nraise RuntimeError('init failed')\n"},
+        "RuntimeError",
+        "init failed",
+        id="exception-at-import",
+    ),
+]
+
+
+@pytest.mark.parametrize(("handler", "files", "error_type", "message"), INIT_ERRORS)
+def test_init_errors(
+    function: Function, handler: str, files: dict[str, str], error_type: str, message: str
+) -> None:
+    function.write(files)
+    function.start(handler)
+    posted = function.api.take()
+    assert function.wait() == 1
+    assert posted.kind == "init_error"
+    assert posted.headers["lambda-runtime-function-error-type"] == error_type
+    error = posted.json()
+    assert (error["errorType"], error["errorMessage"], error["requestId"]) == (
+        error_type,
+        message,
+        "",
+    )
+    assert f"[ERROR] {error_type}: {message}\nTraceback (most recent call last):\n" in (
+        function.stdout
+    )
+    assert "LAMBDA_WARNING: Unhandled exception." in function.stdout
+    app = function.task_root / "app.py"
+    if error_type == "Runtime.UserCodeSyntaxError":
+        assert error["stackTrace"] == [f'  File "{app}" Line 3\n    x = = 1\n']
+    elif error_type == "RuntimeError":
+        assert error["stackTrace"][-1] == (
+            f"  File \"{app}\", line 2, in <module>\n    raise RuntimeError('init failed')\n"
+        )
+        assert not any("bootstrap.py" in frame for frame in error["stackTrace"])
+    else:
+        assert error["stackTrace"] == []
+
+
+def test_exits_nonzero_when_the_runtime_api_is_unreachable(
+    interpreter: str, tmp_path: Path
+) -> None:
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before the client connects
+    fn = Function(interpreter, tmp_path, FakeRuntimeApi(), port)
+    fn.write({"app.py": "def handler(e, c):\n    return 1\n"})
+    try:
+        fn.start()
+        assert fn.wait() != 0
+    finally:
+        fn.stop()
+    assert "Runtime API at 127.0.0.1:" in fn.stderr
+
+
+# --------------------------------------------------------------------------- output
+
+
+LOGGING_APP = """\
+import logging
+import sys
+
+logger = logging.getLogger()
+logger.warning("at init")
+
+def handler(event, context):
+    print("hello from print")
+    print("to stderr", file=sys.stderr)
+    logger.warning("hello %s", "world")
+    logger.info("an info line")
+    logging.getLogger("child").error("from a child")
+    return "done"
+"""
+
+LOG_LINE = r"\[{level}\]\t\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}Z\t{request_id}\t{message}\n"
+
+
+def test_print_and_logging_lines(function: Function) -> None:
+    function.write({"app.py": LOGGING_APP})
+    function.start()
+    request_id, posted = function.invoke({})
+    assert posted.body == b'"done"'
+    out = function.stdout
+    assert re.search(LOG_LINE.format(level="WARNING", request_id="", message="at init"), out)
+    assert "hello from print\n" in out
+    assert re.search(
+        LOG_LINE.format(level="WARNING", request_id=request_id, message="hello world"), out
+    )
+    assert re.search(
+        LOG_LINE.format(level="ERROR", request_id=request_id, message="from a child"), out
+    )
+    assert "an info line" not in out  # the root logger stays at WARNING, as on Lambda
+    assert "to stderr\n" in function.stderr
+
+
+def test_log_level_from_env(function: Function) -> None:
+    function.write({"app.py": LOGGING_APP})
+    function.start(AWS_LAMBDA_LOG_LEVEL="debug")
+    request_id, _ = function.invoke({})
+    assert re.search(
+        LOG_LINE.format(level="INFO", request_id=request_id, message="an info line"),
+        function.stdout,
+    )
+
+
+def test_logging_basic_config_is_a_no_op_as_on_lambda(function: Function) -> None:
+    function.write(
+        {
+            "app.py": (
+                "import logging\nlogging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+                "def handler(event, context):\n"
+                "    logging.getLogger().warning('formatted')\n    return 1\n"
+            )
+        }
+    )
+    function.start()
+    request_id, _ = function.invoke({})
+    assert re.search(
+        LOG_LINE.format(level="WARNING", request_id=request_id, message="formatted"),
+        function.stdout,
+    )
+
+
+def test_cold_start_imports_stay_minimal(function: Function) -> None:
+    function.write(
+        {"app.py": "import sys\n\ndef handler(event, context):\n    return sorted(sys.modules)\n"}
+    )
+    function.start()
+    _, posted = function.invoke({})
+    loaded = set(posted.json())
+    heavy = {"http.client", "urllib", "email", "socket", "logging", "traceback", "typing"}
+    assert loaded & heavy == set()
+    assert not any(name.startswith("kindling") for name in loaded)
