@@ -44,7 +44,7 @@ def _check_scalar(value: Any, shape: Any, where: str, out: list[str]) -> None:
         if "max" in meta and value > meta["max"]:
             out.append(f"{prefix} have value less than or equal to {meta['max']}")
         return
-    if isinstance(value, str):
+    if isinstance(value, str) and shape.type_name == "string":
         if "min" in meta and len(value) < meta["min"]:
             out.append(f"{prefix} have length greater than or equal to {meta['min']}")
         if "max" in meta and len(value) > meta["max"]:

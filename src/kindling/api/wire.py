@@ -81,10 +81,10 @@ def parse_input(
             params[payload] = body
     elif body_members and body.strip():
         params.update(_parse_json_body(body))
+    check_constraints(params, shape)
     report = _validator.validate(params, shape)
     if report.has_errors():
         raise RequestContentError(_describe(report.generate_report()))
-    check_constraints(params, shape)
     decoded: dict[str, Any] = _decode_blobs(params, shape)
     return decoded
 
@@ -100,7 +100,7 @@ def _parse_json_body(body: bytes) -> dict[str, Any]:
 
 
 def _describe(report: str) -> str:
-    lines = [line.strip() for line in report.splitlines()[1:] if line.strip()]
+    lines = [line.strip() for line in report.splitlines() if line.strip()]
     return "; ".join(lines) or "Invalid request"
 
 

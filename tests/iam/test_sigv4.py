@@ -1,0 +1,86 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from kindling.errors import MissingAuthError, SignatureError, UnknownKeyError
+from kindling.iam.accounts import KeyRing
+from kindling.iam.sigv4 import SigV4Verifier
+
+PATH = (
+    "/2015-03-31/functions/"
+    "arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Ahello/invocations"
+)
+
+
+def _signed(
+    secret: str = "test",
+    key: str = "test",
+    body: bytes = b'{"a":1}',
+    query: str = "Qualifier=%24LATEST",
+    region: str = "eu-west-2",
+) -> dict[str, object]:
+    request = AWSRequest(
+        method="POST",
+        url=f"http://127.0.0.1:9000{PATH}?{query}",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Amz-Invocation-Type": "Event"},
+    )
+    SigV4Auth(Credentials(key, secret), "lambda", region).add_auth(request)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers["host"] = "127.0.0.1:9000"
+    headers["user-agent"] = "something the client did not sign"
+    return {"method": "POST", "path": PATH, "query": query, "headers": headers, "body": body}
+
+
+def test_accepts_a_request_signed_by_botocore() -> None:
+    caller = SigV4Verifier(KeyRing.dev()).verify(**_signed())  # type: ignore[arg-type]
+    assert caller.account_id == "000000000000"
+    assert caller.region == "eu-west-2"
+
+
+def test_refuses_a_wrong_secret() -> None:
+    with pytest.raises(SignatureError, match="does not match"):
+        SigV4Verifier(KeyRing.dev()).verify(**_signed(secret="nope"))  # type: ignore[arg-type]
+
+
+def test_refuses_a_tampered_body() -> None:
+    request = _signed()
+    request["body"] = b'{"a":2}'
+    with pytest.raises(SignatureError):
+        SigV4Verifier(KeyRing.dev()).verify(**request)  # type: ignore[arg-type]
+
+
+def test_refuses_a_tampered_signed_header() -> None:
+    request = _signed()
+    headers = request["headers"]
+    assert isinstance(headers, dict)
+    headers["x-amz-invocation-type"] = "RequestResponse"
+    with pytest.raises(SignatureError):
+        SigV4Verifier(KeyRing.dev()).verify(**request)  # type: ignore[arg-type]
+
+
+def test_refuses_a_tampered_query() -> None:
+    request = _signed()
+    request["query"] = "Qualifier=other"
+    with pytest.raises(SignatureError):
+        SigV4Verifier(KeyRing.dev()).verify(**request)  # type: ignore[arg-type]
+
+
+def test_unknown_key_and_missing_auth() -> None:
+    with pytest.raises(UnknownKeyError):
+        SigV4Verifier(KeyRing.dev()).verify(**_signed(key="AKIDUNKNOWN"))  # type: ignore[arg-type]
+    request = _signed()
+    headers = request["headers"]
+    assert isinstance(headers, dict)
+    del headers["authorization"]
+    with pytest.raises(MissingAuthError):
+        SigV4Verifier(KeyRing.dev()).verify(**request)  # type: ignore[arg-type]
+
+
+def test_refuses_an_old_signature() -> None:
+    later = datetime.now(UTC) + timedelta(minutes=20)
+    with pytest.raises(SignatureError, match="expired"):
+        SigV4Verifier(KeyRing.dev()).verify(**_signed(), now=later)  # type: ignore[arg-type]
