@@ -84,3 +84,26 @@ def test_refuses_an_old_signature() -> None:
     later = datetime.now(UTC) + timedelta(minutes=20)
     with pytest.raises(SignatureError, match="expired"):
         SigV4Verifier(KeyRing.dev()).verify(**_signed(), now=later)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "extra"),
+    [
+        ("/2015-03-31/functions/", "MaxItems=2&Marker=abc%3D%3D", {}),
+        (
+            "/2017-03-31/tags/arn%3Aaws%3Alambda%3Aus-east-1%3A0%3Afunction%3Af",
+            "tagKeys=a&tagKeys=b",
+            {},
+        ),
+        ("/2015-03-31/functions/f%20x/./code", "", {"X-Amz-Client-Context": "a,  b   c"}),
+        ("/2015-03-31/functions/caf%C3%A9", "Qualifier=%24LATEST", {"X-Custom": " padded "}),
+    ],
+)
+def test_canonical_form_matches_botocore(path: str, query: str, extra: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:9000{path}" + (f"?{query}" if query else "")
+    request = AWSRequest(method="GET", url=url, data=b"", headers=extra)
+    SigV4Auth(Credentials("test", "test"), "lambda", "us-east-1").add_auth(request)
+    headers = {k.lower(): v.strip() for k, v in request.headers.items()}
+    headers["host"] = "127.0.0.1:9000"
+    caller = SigV4Verifier(KeyRing.dev()).verify("GET", path, query, headers, b"")
+    assert caller.region == "us-east-1"

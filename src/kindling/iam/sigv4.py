@@ -1,9 +1,11 @@
-"""SigV4 verification. botocore computes the canonical request; we only choose the headers.
+"""SigV4 verification of every API request.
 
-A client lists the headers it signed in ``SignedHeaders``; the server must sign exactly
-those, whatever else arrived on the wire. Everything else (path double-encoding, query
-canonicalization, key derivation) is botocore's own code, so it cannot drift from the
-signer that boto3 and the AWS CLI use.
+The canonical request is rebuilt from exactly what the client says it signed
+(``SignedHeaders``), with botocore's own path normalization, so it matches the
+signer in boto3 and the AWS CLI byte for byte (tests sign with botocore and verify
+here). It is built directly from the parsed request rather than through botocore's
+``AWSRequest``: that object's preparation was a sixth of the front end's time per
+invoke. Signing keys are derived once per (key, day, region, service).
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import lru_cache
+from urllib.parse import quote
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
-from botocore.credentials import Credentials
+from botocore.utils import normalize_url_path
 
 from kindling.errors import MissingAuthError, SignatureError, UnknownKeyError
 from kindling.iam.accounts import KeyRing
@@ -29,6 +30,7 @@ _MISMATCH = (
     "Consult the service documentation for details."
 )
 _UNSIGNED = {"UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class _Authorization:
     date: str
     region: str
     service: str
-    signed_headers: tuple[str, ...]
+    signed_headers: str
     signature: str
 
 
@@ -60,7 +62,7 @@ def _parse_authorization(value: str) -> _Authorization:
         fields[key] = val
     try:
         key_id, date, region, service, terminal = fields["Credential"].split("/")
-        signed = tuple(fields["SignedHeaders"].split(";"))
+        signed = fields["SignedHeaders"]
         signature = fields["Signature"]
     except (KeyError, ValueError) as exc:
         raise SignatureError(
@@ -72,29 +74,51 @@ def _parse_authorization(value: str) -> _Authorization:
     return _Authorization(key_id, date, region, service, signed, signature)
 
 
-class _Verifier(SigV4Auth):  # type: ignore[misc]
-    """botocore's signer, told which headers the client signed."""
+@lru_cache(maxsize=256)
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    key = hmac.new(key, region.encode(), hashlib.sha256).digest()
+    key = hmac.new(key, service.encode(), hashlib.sha256).digest()
+    return hmac.new(key, b"aws4_request", hashlib.sha256).digest()
 
-    def __init__(
-        self, secret: str, key_id: str, service: str, region: str, signed: tuple[str, ...]
-    ):
-        super().__init__(Credentials(key_id, secret), service, region)
-        self._signed = signed
 
-    def headers_to_sign(self, request: Any) -> HTTPHeaders:
-        chosen = HTTPHeaders()
-        for name in self._signed:
-            if name in request.headers:
-                chosen[name] = request.headers[name]
-        return chosen
+def canonical_query(query: str) -> str:
+    """botocore's canonical form of an already-encoded query string: pairs sorted."""
+    if not query:
+        return ""
+    pairs = [(k, v) for k, _, v in (p.partition("=") for p in query.split("&"))]
+    return "&".join(f"{k}={v}" for k, v in sorted(pairs))
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    signed_headers: str,
+    payload_hash: str,
+) -> str:
+    names = signed_headers.split(";")
+    canonical_headers = "".join(
+        f"{name}:{' '.join(headers.get(name, '').split())}\n" for name in names
+    )
+    return "\n".join(
+        [
+            method.upper(),
+            quote(normalize_url_path(path), safe="/~"),
+            canonical_query(query),
+            canonical_headers,
+            signed_headers,
+            payload_hash,
+        ]
+    )
 
 
 class SigV4Verifier:
     """Checks that a request was signed by a known key; returns the caller."""
 
-    def __init__(self, keys: KeyRing, service: str = "lambda") -> None:
+    def __init__(self, keys: KeyRing) -> None:
         self._keys = keys
-        self._service = service
 
     def verify(
         self,
@@ -116,28 +140,27 @@ class SigV4Verifier:
             raise UnknownKeyError("The security token included in the request is invalid.")
         amz_date = headers.get("x-amz-date", "")
         self._check_clock(amz_date, auth.date, now)
+        actual = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
         declared = headers.get("x-amz-content-sha256")
-        if (
-            declared is not None
-            and declared not in _UNSIGNED
-            and declared != hashlib.sha256(body).hexdigest()
-        ):
+        if declared is not None and declared not in _UNSIGNED and declared != actual:
             raise SignatureError(
                 "The provided 'x-amz-content-sha256' header does not match what was computed."
             )
-        request = AWSRequest(method=method, url=f"http://signed{path}", data=body)
-        if query:
-            request.url += "?" + query
-        for name in auth.signed_headers:
-            if name in headers:
-                request.headers[name] = headers[name]
-        request.context["timestamp"] = amz_date
-        verifier = _Verifier(
-            key.secret_access_key, key.access_key_id, auth.service, auth.region, auth.signed_headers
+        payload_hash = declared if declared is not None else actual
+        canonical = canonical_request(
+            method, path, query, headers, auth.signed_headers, payload_hash
         )
-        canonical = verifier.canonical_request(request)
-        string_to_sign = verifier.string_to_sign(request, canonical)
-        expected = verifier.signature(string_to_sign, request)
+        scope = f"{auth.date}/{auth.region}/{auth.service}/aws4_request"
+        string_to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256",
+                amz_date,
+                scope,
+                hashlib.sha256(canonical.encode()).hexdigest(),
+            ]
+        )
+        k_signing = signing_key(key.secret_access_key, auth.date, auth.region, auth.service)
+        expected = hmac.new(k_signing, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, auth.signature):
             raise SignatureError(_MISMATCH)
         return Caller(key.account_id, key.access_key_id, auth.region)

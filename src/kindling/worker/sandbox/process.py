@@ -46,15 +46,27 @@ def _tree_pids(root: int) -> list[int]:
     return pids
 
 
-def _status_kb(pid: int, field: str) -> int:
+def _hwm_kb(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(field):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            return _parse_hwm(fh.read())
+    except OSError:
+        return 0
+
+
+def _parse_hwm(status: bytes) -> int:
+    start = status.find(b"VmHWM:")
+    if start < 0:
+        return 0
+    end = status.find(b"kB", start)
+    try:
+        return int(status[start + 6 : end])
+    except ValueError:
+        return 0
+
+
+#: The whole process tree is walked every this many invokes; the runtime itself always.
+_TREE_EVERY = 16
 
 
 class ProcessSandbox:
@@ -71,6 +83,8 @@ class ProcessSandbox:
         self._sink: LogSink = lambda line: None
         self._exit_watch: asyncio.Task[None] | None = None
         self._peak_kb = 0
+        self._status_fd = -1
+        self._samples = 0
         self._request_id = ""
 
     def set_log_sink(self, sink: LogSink) -> None:
@@ -119,6 +133,8 @@ class ProcessSandbox:
         finally:
             os.close(write_fd)
         self._pipe = LogPipe(read_fd, self._sink)
+        with contextlib.suppress(OSError):
+            self._status_fd = os.open(f"/proc/{self._proc.pid}/status", os.O_RDONLY)
         self._exit_watch = loop.create_task(self._watch_exit())
         error = await self._api.wait_ready()
         duration = (loop.time() - started) * 1000.0
@@ -142,9 +158,17 @@ class ProcessSandbox:
         return result
 
     def _sample_memory(self) -> None:
-        if self._proc is not None:
-            peak = sum(_status_kb(p, "VmHWM:") for p in _tree_pids(self._proc.pid))
-            self._peak_kb = max(self._peak_kb, peak)
+        """Peak RSS: the runtime's own on every invoke (one pread), its children sometimes."""
+        if self._proc is None or self._status_fd < 0:
+            return
+        self._samples += 1
+        try:
+            peak = _parse_hwm(os.pread(self._status_fd, 4096, 0))
+        except OSError:
+            return
+        if self._samples % _TREE_EVERY == 1:
+            peak += sum(_hwm_kb(p) for p in _tree_pids(self._proc.pid)[1:])
+        self._peak_kb = max(self._peak_kb, peak)
 
     async def freeze(self) -> None:
         self._signal(signal.SIGSTOP)
@@ -168,10 +192,12 @@ class ProcessSandbox:
                 await asyncio.wait_for(self._exit_watch, 1.0)
         if self._pipe is not None:
             self._pipe.close()
+        if self._status_fd >= 0:
+            os.close(self._status_fd)
+            self._status_fd = -1
         await self._server.close()
 
     def usage(self) -> Usage:
-        self._sample_memory()
         return Usage(cpu_ms=0.0, max_rss_mb=max(1, round(self._peak_kb / 1024)), tmp_bytes=0)
 
 
