@@ -7,6 +7,7 @@ version found on this host, and checks what the client posts and prints.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -24,10 +25,9 @@ from typing import Any
 
 import pytest
 
-BOOTSTRAP = (
-    Path(__file__).resolve().parents[2] / "src" / "kindling" / "runtimes" / "python" / "bootstrap.py"
-)
+BOOTSTRAP = Path(__file__).resolve().parents[2] / "src/kindling/runtimes/python/bootstrap.py"
 RUNTIME = "/2018-06-01/runtime"
+JSON = "application/json"
 TIMEOUT = 20.0
 
 
@@ -104,16 +104,19 @@ def _make_handler(api: FakeRuntimeApi) -> type[BaseHTTPRequestHandler]:
                     continue
                 self._send_event(headers, body, options)
                 return
-            self._reply(500, b'{"errorType":"ShuttingDown"}')
+            with contextlib.suppress(OSError):  # the client is usually gone by now
+                self._reply(500, b'{"errorType":"ShuttingDown"}')
 
-        def _send_event(self, headers: dict[str, str], body: bytes, options: dict[str, Any]) -> None:
+        def _send_event(
+            self, headers: dict[str, str], body: bytes, options: dict[str, Any]
+        ) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             for name, value in headers.items():
                 self.send_header(name, value)
-            if options.get("close"):
+            if options.get("close") == "announced":
                 self.send_header("Connection", "close")
-                self.close_connection = True
+            self.close_connection = bool(options.get("close"))  # "silent": just hang up
             if options.get("chunked"):
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
@@ -185,7 +188,7 @@ class Function:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(source)
 
-    def start(self, handler: str = "app.handler", **env: str) -> None:
+    def start(self, handler: str = "app.handler", *, pyc: bool = False, **env: str) -> None:
         environ = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.port}",
@@ -198,15 +201,23 @@ class Function:
             "AWS_LAMBDA_LOG_STREAM_NAME": "2025/01/01/[$LATEST]abc",
             **env,
         }
+        script = self._compile_bootstrap() if pyc else BOOTSTRAP
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [self.interpreter, "-u", str(BOOTSTRAP)],
+                [self.interpreter, "-u", str(script)],
                 cwd=self.task_root,
                 env=environ,
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
             )
+
+    def _compile_bootstrap(self) -> Path:
+        """bootstrap.py as bytecode, as a platform may launch it to skip compiling it."""
+        pyc = self.task_root.parent / "compiled" / "bootstrap.pyc"
+        code = "import py_compile, sys; py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)"
+        subprocess.run([self.interpreter, "-c", code, str(BOOTSTRAP), str(pyc)], check=True)
+        return pyc
 
     def invoke(
         self, event: Any = None, headers: dict[str, str] | None = None, **options: Any
@@ -320,7 +331,11 @@ def test_success_passes_event_and_lambda_context(function: Function) -> None:
         "log_group_name": "/aws/lambda/my-function",
         "log_stream_name": "2025/01/01/[$LATEST]abc",
         "identity": ["id-1", "pool-1"],
-        "client_context": {"custom": {"k": "v"}, "env": {"platform": "x"}, "installation_id": "inst-1"},
+        "client_context": {
+            "custom": {"k": "v"},
+            "env": {"platform": "x"},
+            "installation_id": "inst-1",
+        },
         "w3c": {"traceparent": "00-abc-def-01"},
         "tenant_id": None,
         "trace_id": "Root=1-abc;Parent=def;Sampled=1",
@@ -359,13 +374,16 @@ def test_module_state_persists_on_one_keep_alive_connection(function: Function) 
     assert set(function.api.next_clients) == {first.client}
 
 
-def test_reconnects_when_the_api_closes_the_connection(function: Function) -> None:
+@pytest.mark.parametrize("close", ["announced", "silent"])
+def test_reconnects_when_the_api_closes_the_connection(function: Function, close: str) -> None:
     function.write({"app.py": "def handler(event, context):\n    return event\n"})
     function.start()
-    _, first = function.invoke({"i": 1}, close=True)
+    _, first = function.invoke({"i": 1}, close=close)
     _, second = function.invoke({"i": 2})
     assert (first.json(), second.json()) == ({"i": 1}, {"i": 2})
-    assert first.client != second.client
+    next_clients = function.api.next_clients
+    assert next_clients[0] != first.client  # the first connection was closed after the event
+    assert next_clients[1] == first.client == second.client
 
 
 def test_chunked_event_body(function: Function) -> None:
@@ -391,15 +409,17 @@ def test_nested_module_handler(function: Function) -> None:
 @pytest.mark.parametrize(
     ("expression", "body", "content_type"),
     [
-        ("None", b"null", "application/json"),
-        ("'plain string'", b'"plain string"', "application/json"),
-        ("{'d': __import__('decimal').Decimal('1.5'), 'i': __import__('decimal').Decimal('7')}",
-         b'{"d": 1.5, "i": 7}', "application/json"),
+        ("None", b"null", JSON),
+        ("'plain string'", b'"plain string"', JSON),
+        ("{'d': D('1.5'), 'i': D('7'), 'n': D('NaN')}", b'{"d": 1.5, "i": 7, "n": NaN}', JSON),
         ("b'\\x00raw'", b"\x00raw", "application/unknown"),
     ],
 )
-def test_result_marshalling(function: Function, expression: str, body: bytes, content_type: str) -> None:
-    function.write({"app.py": f"def handler(event, context):\n    return {expression}\n"})
+def test_result_marshalling(
+    function: Function, expression: str, body: bytes, content_type: str
+) -> None:
+    app = f"from decimal import Decimal as D\n\ndef handler(e, c):\n    return {expression}\n"
+    function.write({"app.py": app})
     function.start()
     _, posted = function.invoke({})
     assert posted.kind == "response"
@@ -464,10 +484,31 @@ def test_handler_exception_posts_lambda_error(function: Function) -> None:
     ) in function.stdout
 
 
+def test_runs_from_precompiled_bytecode(function: Function) -> None:
+    function.write(
+        {
+            "app.py": "import sys\n\ndef handler(event, context):\n"
+            "    if event.get('fail'):\n        raise ValueError('boom')\n"
+            "    return sys.path\n"
+        }
+    )
+    function.start(pyc=True)
+    _, ok = function.invoke({})
+    _, failed = function.invoke({"fail": True})
+    assert ok.json()[0] == str(function.task_root)
+    assert not any(path.endswith("compiled") for path in ok.json())
+    assert failed.json()["stackTrace"] == [
+        f'  File "{function.task_root / "app.py"}", line 5, in handler\n'
+        "    raise ValueError('boom')\n"
+    ]
+
+
 def test_runtime_keeps_serving_after_an_error(function: Function) -> None:
     function.write(
-        {"app.py": "def handler(event, context):\n    if event.get('fail'):\n"
-                   "        raise KeyError('k')\n    return 'ok'\n"}
+        {
+            "app.py": "def handler(event, context):\n    if event.get('fail'):\n"
+            "        raise KeyError('k')\n    return 'ok'\n"
+        }
     )
     function.start()
     _, failed = function.invoke({"fail": True})
@@ -648,6 +689,19 @@ def test_logging_basic_config_is_a_no_op_as_on_lambda(function: Function) -> Non
     request_id, _ = function.invoke({})
     assert re.search(
         LOG_LINE.format(level="WARNING", request_id=request_id, message="formatted"),
+        function.stdout,
+    )
+
+
+def test_logging_imported_before_the_runtime_starts(function: Function, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import logging\n")
+    function.write({"app.py": LOGGING_APP})
+    function.start(PYTHONPATH=str(site))
+    request_id, _ = function.invoke({})
+    assert re.search(
+        LOG_LINE.format(level="WARNING", request_id=request_id, message="hello world"),
         function.stdout,
     )
 

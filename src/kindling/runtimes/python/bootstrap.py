@@ -1,9 +1,11 @@
 """kindling's runtime client for the managed Python runtimes (python3.11, 3.12, 3.13).
 
 The platform starts this script inside a sandbox as ``<python> -u bootstrap.py`` with the
-working directory set to LAMBDA_TASK_ROOT. It imports the function's handler (``_HANDLER``,
-"module.path.function"), then loops over the AWS Lambda Runtime API 2018-06-01 served at
-AWS_LAMBDA_RUNTIME_API: fetch the next event, call the handler, post its result or error.
+working directory set to LAMBDA_TASK_ROOT (or precompiled, ``<python> -u bootstrap.pyc``,
+which saves compiling this file on every start: 10-15 ms). It imports the function's
+handler (``_HANDLER``, "module.path.function"), then loops over the AWS Lambda Runtime API
+2018-06-01 served at AWS_LAMBDA_RUNTIME_API: fetch the next event, call the handler, post
+its result or error.
 Error types and messages, the context object and the log format follow AWS's own client
 (awslambdaric), so a function behaves here as it does on Lambda.
 
@@ -129,7 +131,8 @@ class HttpConnection:
         if method != "GET":
             lines.append(f"Content-Length: {len(body)}")
         for name, value in headers:
-            lines.append(f"{name}: {value.replace(chr(13), ' ').replace(chr(10), ' ')}")
+            value = value.replace("\r", " ").replace("\n", " ")  # no header injection
+            lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     def _roundtrip(self, raw: bytes) -> Response:
@@ -461,8 +464,9 @@ def user_frames(tb: TracebackType | None) -> list[tuple[str, int, str, str]]:
     """The traceback as (file, line, function, source) tuples, minus this file's frames."""
     import traceback
 
+    this_file = user_frames.__code__.co_filename  # not __file__: that may be a .pyc
     frames = [(f.filename, f.lineno or 0, f.name, f.line or "") for f in traceback.extract_tb(tb)]
-    while frames and frames[0][0] == __file__:
+    while frames and frames[0][0] == this_file:
         del frames[0]
     return frames
 
@@ -476,9 +480,9 @@ def format_frames(frames: list[tuple[str, int, str, str]]) -> list[str]:
 def describe_exception(exc: BaseException, request_id: str) -> tuple[ErrorResult, str]:
     """Lambda's error result and X-Ray cause for an exception raised by user code."""
     frames = user_frames(exc.__traceback__)
-    error_type = type(exc).__name__
-    error = make_error(str(exc), error_type, format_frames(frames), request_id)
-    return error, xray_cause(error_type, str(exc), frames)
+    error_type, message = type(exc).__name__, str(exc)
+    error = make_error(message, error_type, format_frames(frames), request_id)
+    return error, xray_cause(error_type, message, frames)
 
 
 def xray_cause(error_type: str, message: str, frames: list[tuple[str, int, str, str]]) -> str:
