@@ -53,7 +53,7 @@ class App:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.store_url)
-        self.runtimes = RuntimeCatalog(config.extra_python_paths)
+        self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self.code = CodeStore(config.data_dir / "code")
         self.functions = FunctionService(FunctionStore(self.store), self.code, self.runtimes)
         self.logs = LogStore(config.data_dir / "logs")
