@@ -9,8 +9,8 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 $(VENV)/.debs:
 	@command -v apt-get >/dev/null && { \
-	  dpkg -s python3.11-venv curl zip unzip >/dev/null 2>&1 || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv curl zip unzip); } || true
+	  dpkg -s python3.11-venv python3-seccomp curl zip unzip >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv python3-seccomp curl zip unzip); } || true
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	@touch $@
 

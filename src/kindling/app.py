@@ -32,6 +32,7 @@ from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.sandbox.base import Outcome, SandboxBackend
+from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
 
 log = logging.getLogger("kindling")
@@ -40,10 +41,12 @@ log = logging.getLogger("kindling")
 MAX_REQUEST_BYTES = 70_167_211
 
 
-def make_backend(name: str) -> SandboxBackend:
+def make_backend(name: str, config: Config) -> SandboxBackend:
     if name == "process":
         return ProcessBackend()
-    raise ValidationError(f"sandbox backend {name!r} is not available (known: process)")
+    if name == "namespace":
+        return NamespaceBackend(config.data_dir, config.data_dir / "runtimes")
+    raise ValidationError(f"sandbox backend {name!r} is not available (known: namespace, process)")
 
 
 class App:
@@ -57,7 +60,7 @@ class App:
         self.code = CodeStore(config.data_dir / "code")
         self.functions = FunctionService(FunctionStore(self.store), self.code, self.runtimes)
         self.logs = LogStore(config.data_dir / "logs")
-        self.agent = WorkerAgent(make_backend(config.sandbox_backend), self.logs)
+        self.agent = WorkerAgent(make_backend(config.sandbox_backend, config), self.logs)
         self.counter = ConcurrencyCounter(config.account_concurrency)
         self.assignment = Assignment(self.agent, config.keep_alive_s)
         self.invoker = InvokeService(

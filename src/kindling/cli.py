@@ -1,4 +1,4 @@
-"""The ``kindling`` command: serve, deploy, invoke, logs."""
+"""The ``kindling`` command: serve, deploy, invoke, logs, bench."""
 
 from __future__ import annotations
 
@@ -186,6 +186,34 @@ def logs(
         if not follow:
             return
         time.sleep(0.5)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="a short smoke run (CI)")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="where results go (default: bench/results/)")
+    ] = None,
+) -> None:
+    """Run the benchmarks (bench/ of the source tree); write JSON and a Markdown table.
+
+    Further options go to the harness: ``kindling bench -- --help`` lists them.
+    """
+    import subprocess
+
+    import kindling
+
+    repo = Path(kindling.__file__).resolve().parents[2]
+    if not (repo / "bench" / "run.py").is_file():
+        err.print(f"[red]no bench/ beside this kindling ({repo}): run it from a source checkout[/]")
+        raise typer.Exit(2)
+    argv = [sys.executable, "-m", "bench", *ctx.args]
+    if quick:
+        argv.append("--quick")
+    if out is not None:
+        argv += ["--out", str(out.resolve())]
+    raise typer.Exit(subprocess.call(argv, cwd=repo))
 
 
 def main() -> None:

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from kindling.control.naming import parse_function_name
+from kindling.errors import RequestContentError
 from kindling.iam.sigv4 import Caller
 from kindling.invoke.service import InvokeService
+
+
+def _client_context(value: str | None) -> str | None:
+    """X-Amz-Client-Context is base64 JSON; the runtime gets the JSON text itself."""
+    if value is None:
+        return None
+    try:
+        text = base64.b64decode(value, validate=True).decode()
+        document = json.loads(text)
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError included
+        raise RequestContentError(
+            "Client context must be a valid Base64-encoded JSON object."
+        ) from exc
+    if not isinstance(document, dict):
+        raise RequestContentError("Client context must be a valid Base64-encoded JSON object.")
+    return text
 
 
 class InvocationsApi:
@@ -25,7 +44,7 @@ class InvocationsApi:
             params.get("Payload") or b"",
             params.get("InvocationType", "RequestResponse"),
             params.get("LogType", "None"),
-            params.get("ClientContext"),
+            _client_context(params.get("ClientContext")),
         )
         return {
             "StatusCode": out.status,

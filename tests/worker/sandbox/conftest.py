@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -12,14 +13,49 @@ import pytest
 
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.worker.sandbox.base import SandboxBackend, SandboxSpec
+from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
 
-BACKENDS: dict[str, Callable[[], SandboxBackend]] = {"process": ProcessBackend}
+
+def _namespace(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
+    return NamespaceBackend(data_dir, runtime_dir)
+
+
+def _process(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
+    return ProcessBackend()
+
+
+BACKENDS: dict[str, Callable[[Path, Path], SandboxBackend]] = {
+    "process": _process,
+    "namespace": _namespace,
+}
+
+
+def unavailable(name: str) -> str | None:
+    """Why a backend cannot run on this machine, or None."""
+    if name == "namespace" and os.geteuid() != 0:
+        return "the namespace backend needs root"
+    return None
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend_name(request: pytest.FixtureRequest) -> str:
+    reason = unavailable(str(request.param))
+    if reason:
+        pytest.skip(f"backend {request.param} skipped: {reason}")
     return str(request.param)
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runtimes"
+
+
+@pytest.fixture
+def make_backend(
+    tmp_path: Path, runtime_dir: Path, backend_name: str
+) -> Callable[[], SandboxBackend]:
+    return lambda: BACKENDS[backend_name](tmp_path / "data", runtime_dir)
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -27,7 +63,9 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 @pytest.fixture
-def make_spec(tmp_path: Path) -> Callable[..., SandboxSpec]:
+def make_spec(tmp_path: Path, runtime_dir: Path) -> Callable[..., SandboxSpec]:
+    tmp_path.chmod(0o755)
+
     def build(
         code: str, handler: str = "app.handler", timeout: int = 3, **extra: Any
     ) -> SandboxSpec:
@@ -41,7 +79,9 @@ def make_spec(tmp_path: Path) -> Callable[..., SandboxSpec]:
             function_name="suite",
             function_arn="arn:aws:lambda:us-east-1:000000000000:function:suite",
             version="$LATEST",
-            launch=RuntimeCatalog().resolve("python3.11"),
+            launch=RuntimeCatalog(cache_dir=runtime_dir).resolve(
+                extra.pop("runtime", "python3.11")
+            ),
             handler=handler,
             code_dir=str(root),
             memory_mb=128,

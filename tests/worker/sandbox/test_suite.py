@@ -10,9 +10,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec, SandboxState
+from kindling.worker.sandbox.base import (
+    InvokeRequest,
+    Outcome,
+    SandboxBackend,
+    SandboxSpec,
+    SandboxState,
+)
 from kindling.worker.sandbox.safety import SafeSandbox
-from tests.worker.sandbox.conftest import BACKENDS, run
+from tests.worker.sandbox.conftest import run
 
 ECHO = """
 import os
@@ -34,8 +40,10 @@ def _request(payload: object = None) -> InvokeRequest:
     )
 
 
-async def _started(backend_name: str, spec: SandboxSpec) -> tuple[SafeSandbox, list[str], Any]:
-    backend = BACKENDS[backend_name]()
+async def _started(
+    make_backend: Callable[[], SandboxBackend], spec: SandboxSpec
+) -> tuple[SafeSandbox, list[str], Any]:
+    backend = make_backend()
     sandbox = SafeSandbox(await backend.create(spec), spec)
     lines: list[str] = []
     sandbox.set_log_sink(lines.append)
@@ -43,22 +51,11 @@ async def _started(backend_name: str, spec: SandboxSpec) -> tuple[SafeSandbox, l
     return sandbox, lines, init
 
 
-def _proc_state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split(") ")[1][0]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return _proc_state(pid) != "Z"
-
-
-def test_invoke_and_warm_state(backend_name: str, make_spec: Callable[..., SandboxSpec]) -> None:
+def test_invoke_and_warm_state(
+    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+) -> None:
     async def scenario() -> None:
-        sandbox, lines, init = await _started(backend_name, make_spec(ECHO))
+        sandbox, lines, init = await _started(make_backend, make_spec(ECHO))
         assert init.ok and init.duration_ms > 0
         assert sandbox.state is SandboxState.IDLE
         first = _request({"a": 1})
@@ -75,9 +72,11 @@ def test_invoke_and_warm_state(backend_name: str, make_spec: Callable[..., Sandb
     run(scenario())
 
 
-def test_init_error_is_reported(backend_name: str, make_spec: Callable[..., SandboxSpec]) -> None:
+def test_init_error_is_reported(
+    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+) -> None:
     async def scenario() -> None:
-        sandbox, _lines, init = await _started(backend_name, make_spec("import not_there\n"))
+        sandbox, _lines, init = await _started(make_backend, make_spec("import not_there\n"))
         assert not init.ok
         assert init.error is not None
         assert init.error.error_type == "Runtime.ImportModuleError"
@@ -88,12 +87,12 @@ def test_init_error_is_reported(backend_name: str, make_spec: Callable[..., Sand
 
 
 def test_function_error_keeps_the_sandbox(
-    backend_name: str, make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
 ) -> None:
     code = "def handler(e, c):\n    raise ValueError('boom')\n"
 
     async def scenario() -> None:
-        sandbox, _lines, _init = await _started(backend_name, make_spec(code))
+        sandbox, _lines, _init = await _started(make_backend, make_spec(code))
         result = await sandbox.invoke(_request())
         assert result.outcome is Outcome.ERROR
         body = json.loads(result.payload)
@@ -106,12 +105,12 @@ def test_function_error_keeps_the_sandbox(
 
 
 def test_crash_is_runtime_exit_error(
-    backend_name: str, make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
 ) -> None:
     code = "import os\ndef handler(e, c):\n    os._exit(3)\n"
 
     async def scenario() -> None:
-        sandbox, _lines, _init = await _started(backend_name, make_spec(code))
+        sandbox, _lines, _init = await _started(make_backend, make_spec(code))
         request = _request()
         result = await sandbox.invoke(request)
         assert result.outcome is Outcome.CRASH
@@ -125,48 +124,77 @@ def test_crash_is_runtime_exit_error(
     run(scenario())
 
 
-def test_timeout_kills_everything(backend_name: str, make_spec: Callable[..., SandboxSpec]) -> None:
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if marker.encode() in fh.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_timeout_kills_everything(
+    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+) -> None:
+    marker = f"{time.time() % 1000:.6f}"
     code = (
         "import subprocess, time\n"
         "def handler(e, c):\n"
-        "    child = subprocess.Popen(['sleep', '300'])\n"
-        "    print('child', child.pid, flush=True)\n"
+        f"    subprocess.Popen(['sleep', '{marker}'])\n"
+        "    print('child started', flush=True)\n"
         "    time.sleep(30)\n"
     )
 
     async def scenario() -> None:
-        sandbox, lines, _init = await _started(backend_name, make_spec(code, timeout=1))
+        sandbox, lines, _init = await _started(make_backend, make_spec(code, timeout=1))
         result = await sandbox.invoke(_request())
         assert result.outcome is Outcome.TIMEOUT
         assert "Task timed out after 1.00 seconds" in json.loads(result.payload)["errorMessage"]
         assert sandbox.state is SandboxState.DEAD
-        child = int(next(line for line in lines if line.startswith("child ")).split()[1])
+        assert "child started" in lines
         for _ in range(50):
-            if not _alive(child):
+            if not _processes_with(marker):
                 break
             await asyncio.sleep(0.05)
-        assert not _alive(child), "a child of a timed-out sandbox outlived it"
+        assert not _processes_with(marker), "a child of a timed-out sandbox outlived it"
 
     run(scenario())
 
 
+TICKER = """
+import threading, time
+def tick():
+    n = 0
+    while True:
+        n += 1
+        print("tick", n, flush=True)
+        time.sleep(0.01)
+def handler(event, context):
+    threading.Thread(target=tick, daemon=True).start()
+    return "started"
+"""
+
+
 def test_freeze_stops_and_thaw_resumes(
-    backend_name: str, make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
 ) -> None:
     async def scenario() -> None:
-        sandbox, _lines, _init = await _started(backend_name, make_spec(ECHO))
-        pid = json.loads((await sandbox.invoke(_request())).payload)["pid"]
+        sandbox, lines, _init = await _started(make_backend, make_spec(TICKER))
+        assert (await sandbox.invoke(_request())).outcome is Outcome.SUCCESS
+        await asyncio.sleep(0.1)
         await sandbox.freeze()
         assert sandbox.state is SandboxState.FROZEN
-        state = ""
-        for _ in range(100):
-            state = _proc_state(pid)
-            if state == "T":
-                break
-            await asyncio.sleep(0.01)
-        assert state == "T"
-        result = await sandbox.invoke(_request())  # thaws on the way in
-        assert result.outcome is Outcome.SUCCESS
+        await asyncio.sleep(0.1)  # let what was written before the freeze arrive
+        frozen_at = sum(1 for line in lines if line.startswith("tick"))
+        await asyncio.sleep(0.4)
+        assert sum(1 for line in lines if line.startswith("tick")) == frozen_at
+        await sandbox.thaw()
+        await asyncio.sleep(0.3)
+        assert sum(1 for line in lines if line.startswith("tick")) > frozen_at + 5
         await sandbox.destroy()
 
     run(scenario())

@@ -51,3 +51,10 @@ def bad_entrypoint(paths: list[str], detail: str) -> InvokeResult:
     return InvokeResult(
         Outcome.INIT_ERROR, _payload("Runtime.InvalidEntrypoint", message), 0.0, "Unhandled"
     )
+
+
+def out_of_memory(request_id: str, duration_ms: float) -> InvokeResult:
+    message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+    return InvokeResult(
+        Outcome.CRASH, _payload("Runtime.OutOfMemory", message), duration_ms, "Unhandled"
+    )

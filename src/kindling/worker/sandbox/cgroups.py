@@ -1,0 +1,209 @@
+"""cgroups for sandboxes, on the v1 hierarchies or the v2 unified one, found at start.
+
+Each sandbox gets one group (one directory per v1 controller) below the group the
+worker itself runs in, so whatever limits the host put on kindling also bound its
+sandboxes. Limits follow Lambda: memory = MemorySize with no swap, CPU proportional to
+memory (1,769 MB = one vCPU), a pids limit; the freezer stops idle sandboxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ROOT = Path("/sys/fs/cgroup")
+V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+MB_PER_VCPU = 1769
+CPU_PERIOD_US = 100_000
+#: Lambda allows 1,024 processes and threads per execution environment.
+PIDS_MAX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLimits:
+    memory_mb: int
+    pids: int = PIDS_MAX
+
+    @property
+    def cpu_fraction(self) -> float:
+        return self.memory_mb / MB_PER_VCPU
+
+
+def _own_path(controller: str | None) -> str:
+    """The worker's own group in a v1 controller (or v2 when controller is None)."""
+    with open("/proc/self/cgroup") as fh:
+        for line in fh:
+            _id, names, path = line.rstrip("\n").split(":", 2)
+            if controller is None and names == "":
+                return path
+            if controller is not None and controller in names.split(","):
+                return path
+    return "/"
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(value)
+
+
+def _read(path: Path) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
+class Cgroup:
+    """One sandbox's group: its directories, limits, freezer and counters."""
+
+    def __init__(self, version: int, dirs: dict[str, Path]) -> None:
+        self.version = version
+        self.dirs = dirs
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def apply(self, limits: CgroupLimits) -> None:
+        """Memory (no swap) and pids; the CPU cap comes later, with ``cap_cpu``."""
+        memory = limits.memory_mb * 1024 * 1024
+        if self.version == 2:
+            d = self.dirs["unified"]
+            _write(d / "memory.max", str(memory))
+            with contextlib.suppress(OSError):
+                _write(d / "memory.swap.max", "0")
+            _write(d / "pids.max", str(limits.pids))
+            return
+        mem = self.dirs["memory"]
+        _write(mem / "memory.limit_in_bytes", str(memory))
+        with contextlib.suppress(OSError):
+            _write(mem / "memory.memsw.limit_in_bytes", str(memory))
+        with contextlib.suppress(OSError):
+            _write(mem / "memory.swappiness", "0")
+        _write(self.dirs["pids"] / "pids.max", str(limits.pids))
+
+    def cap_cpu(self, limits: CgroupLimits) -> None:
+        """CPU in proportion to memory. Applied once init is done: init runs uncapped."""
+        quota = max(1000, int(CPU_PERIOD_US * limits.cpu_fraction))
+        if self.version == 2:
+            _write(self.dirs["unified"] / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+            return
+        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+
+    def freeze(self, frozen: bool) -> None:
+        if self.version == 2:
+            _write(self.dirs["unified"] / "cgroup.freeze", "1" if frozen else "0")
+        else:
+            _write(self.dirs["freezer"] / "freezer.state", "FROZEN" if frozen else "THAWED")
+
+    def peak_memory_bytes(self) -> int:
+        try:
+            if self.version == 2:
+                return int(_read(self.dirs["unified"] / "memory.peak"))
+            return int(_read(self.dirs["memory"] / "memory.max_usage_in_bytes"))
+        except (OSError, ValueError):
+            return 0
+
+    def oom_kills(self) -> int:
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        key = self.dirs["unified" if self.version == 2 else "memory"] / name
+        try:
+            for line in _read(key).splitlines():
+                field, _, value = line.partition(" ")
+                if field == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def pids(self) -> list[int]:
+        first = next(iter(self.dirs.values()))
+        try:
+            return [int(p) for p in _read(first / "cgroup.procs").split()]
+        except OSError:
+            return []
+
+    def destroy(self) -> None:
+        """Kills every process in the group and removes its directories."""
+        if self.version == 2:
+            with contextlib.suppress(OSError):
+                _write(self.dirs["unified"] / "cgroup.kill", "1")
+        else:
+            with contextlib.suppress(OSError):
+                self.freeze(True)
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                self.freeze(False)
+        for directory in self.dirs.values():
+            for _ in range(100):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)  # the last processes are still exiting
+
+
+class CgroupManager:
+    """Detects the hierarchy once; makes and removes sandbox groups under ``kindling``."""
+
+    def __init__(self, name: str = "kindling") -> None:
+        self.version = 2 if (ROOT / "cgroup.controllers").exists() else 1
+        self._bases: dict[str, Path] = {}
+        missing: list[str] = []
+        if self.version == 2:
+            base = ROOT / _own_path(None).lstrip("/") / name
+            self._bases["unified"] = base
+        else:
+            for controller in V1_CONTROLLERS:
+                mount = ROOT / controller
+                if not mount.is_dir():
+                    missing.append(controller)
+                    continue
+                self._bases[controller] = mount / _own_path(controller).lstrip("/") / name
+        for base in self._bases.values():
+            base.mkdir(parents=True, exist_ok=True)
+        if self.version == 2:
+            self._enable_v2_controllers()
+        self.missing = missing
+        log.info(
+            "cgroup v%d in use (%s)%s",
+            self.version,
+            ", ".join(sorted(self._bases)),
+            f"; missing controllers: {', '.join(missing)}" if missing else "",
+        )
+
+    def _enable_v2_controllers(self) -> None:
+        base = self._bases["unified"]
+        for directory in (base.parent, base):
+            with contextlib.suppress(OSError):
+                _write(directory / "cgroup.subtree_control", "+memory +pids +cpu")
+
+    def create(self, sandbox_id: str, limits: CgroupLimits) -> Cgroup:
+        dirs = {key: base / sandbox_id for key, base in self._bases.items()}
+        for directory in dirs.values():
+            directory.mkdir()
+        group = Cgroup(self.version, dirs)
+        try:
+            group.apply(limits)
+        except OSError:
+            group.destroy()
+            raise
+        return group
+
+    def leftovers(self) -> list[str]:
+        """Sandbox groups that exist now (after a clean shutdown: none)."""
+        found: set[str] = set()
+        for base in self._bases.values():
+            with contextlib.suppress(OSError):
+                found.update(p.name for p in base.iterdir() if p.is_dir())
+        return sorted(found)

@@ -1,0 +1,259 @@
+"""The ``namespace`` backend: Linux namespaces, cgroups, seccomp and a fresh read-only root.
+
+The worker prepares what needs host privilege (a cgroup, a network namespace with the
+Runtime API socket inside, a uid) and starts ``nsinit`` under the system Python; nsinit
+builds the sandbox and execs the runtime as PID 1 of its own PID namespace. The worker
+is a child subreaper, so that PID 1 becomes its child when nsinit exits, and watches
+it through a pidfd. Destroy kills the whole cgroup: nothing a function started
+survives its sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from kindling.errors import SandboxError
+from kindling.httpd import HttpServer
+from kindling.runtimes.catalog import RuntimeLaunch
+from kindling.worker.runtime_api import RuntimeApi
+from kindling.worker.sandbox import linux, seccomp_policy
+from kindling.worker.sandbox.base import (
+    InitResult,
+    InvokeRequest,
+    InvokeResult,
+    LogSink,
+    SandboxSpec,
+    SandboxState,
+    Usage,
+)
+from kindling.worker.sandbox.cgroups import Cgroup, CgroupLimits, CgroupManager
+from kindling.worker.sandbox.environment import lambda_environment
+from kindling.worker.sandbox.failures import bad_entrypoint, out_of_memory, runtime_exited
+from kindling.worker.sandbox.logpipe import LogPipe
+from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot, create_slot
+
+log = logging.getLogger(__name__)
+
+NSINIT = Path(__file__).with_name("nsinit.py")
+SANDBOX_RUNTIME_DIR = "/var/runtime"
+HOST_UID_BASE = 200_000
+HOST_UID_COUNT = 65_536
+
+
+def _interpreter_prefix(launch: RuntimeLaunch) -> list[str]:
+    """Host paths a runtime needs beyond /usr (e.g. a pyenv Python's prefix)."""
+    if launch.interpreter is None or launch.interpreter.startswith("/usr/"):
+        return []
+    return [str(Path(launch.interpreter).resolve().parent.parent)]
+
+
+class NamespaceSandbox:
+    def __init__(self, spec: SandboxSpec, backend: NamespaceBackend) -> None:
+        self.id = spec.sandbox_id
+        self.state = SandboxState.CREATING
+        self.spec = spec
+        self._backend = backend
+        self._api = RuntimeApi(spec.function_arn)
+        self._server = HttpServer(self._api.handle, max_body=32 * 1024 * 1024)
+        self._sink: LogSink = lambda line: None
+        self._pipe: LogPipe | None = None
+        self._cgroup: Cgroup | None = None
+        self._slot: NetworkSlot | None = None
+        self._pid = 0
+        self._pidfd = -1
+        self._root = backend.sandboxes_dir / spec.sandbox_id
+        self._request_id = ""
+        self._limits = CgroupLimits(memory_mb=spec.memory_mb)
+        self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    def set_log_sink(self, sink: LogSink) -> None:
+        self._sink = sink
+        if self._pipe is not None:
+            self._pipe.sink = sink
+
+    def _argv(self) -> list[str] | InvokeResult:
+        launch = self.spec.launch
+        if launch.family == "python":
+            runtime_dir = str(self._backend.runtime_dir)
+            return [
+                a.replace(runtime_dir, SANDBOX_RUNTIME_DIR, 1) if a.startswith(runtime_dir) else a
+                for a in launch.argv
+            ]
+        bootstrap = Path(self.spec.code_dir) / "bootstrap"
+        if not bootstrap.is_file():
+            return bad_entrypoint(["/var/task/bootstrap", "/opt/bootstrap"], "")
+        if not os.access(bootstrap, os.X_OK):
+            return bad_entrypoint(["/var/task/bootstrap"], "permission denied")
+        return ["/var/task/bootstrap"]
+
+    async def start(self) -> InitResult:
+        argv = self._argv()
+        if isinstance(argv, InvokeResult):
+            return InitResult(False, 0.0, argv)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._cgroup = self._backend.cgroups.create(self.id, self._limits)
+        self._slot = await loop.run_in_executor(None, create_slot, RUNTIME_API_PORT)
+        await self._server.serve_socket(self._slot.runtime_api)
+        self._root.mkdir(parents=True)
+        env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
+        log_r, log_w = os.pipe()
+        cfg_r, cfg_w = os.pipe()
+        status_r, status_w = os.pipe()
+        config = {
+            "root": str(self._root),
+            "code_dir": self.spec.code_dir,
+            "runtime_dir": str(self._backend.runtime_dir),
+            "ro_paths": _interpreter_prefix(self.spec.launch),
+            "tmp_mb": self.spec.ephemeral_mb,
+            "cgroup_procs": self._cgroup.procs_files,
+            "netns_fd": self._slot.netns_fd,
+            "status_fd": status_w,
+            "host_uid": self._backend.next_uid(),
+            "seccomp": str(self._backend.seccomp_file),
+            "resolv_conf": self._backend.resolv_conf,
+            "argv": argv,
+            "env": env,
+        }
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                seccomp_policy.SYSTEM_PYTHON,
+                "-I",
+                "-S",
+                str(NSINIT),
+                str(cfg_r),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_w,
+                stderr=log_w,
+                pass_fds=(cfg_r, status_w, self._slot.netns_fd),
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin"},
+            )
+        finally:
+            for fd in (cfg_r, status_w, log_w):
+                os.close(fd)
+        self._pipe = LogPipe(log_r, self._sink)
+        with os.fdopen(cfg_w, "wb") as fh:
+            fh.write(json.dumps(config).encode())
+        status = await loop.run_in_executor(None, _read_status, status_r)
+        await proc.wait()
+        if not status.startswith("pid "):
+            self._pipe.drain()
+            raise SandboxError(f"sandbox {self.id} could not be built: {status or 'no status'}")
+        self._pid = int(status.split()[1])
+        self._watch(loop)
+        error = await self._api.wait_ready()
+        self._pipe.drain()
+        if error is None:
+            self._cgroup.cap_cpu(self._limits)
+        return InitResult(error is None, (loop.time() - started) * 1000.0, error)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._pidfd = os.pidfd_open(self._pid)
+        except ProcessLookupError:
+            self._on_exit()
+            return
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        code: int | None = None
+        if self._pidfd >= 0:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            with contextlib.suppress(ChildProcessError, OSError):
+                info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
+                if info is not None:
+                    code = -info.si_status if info.si_code != os.CLD_EXITED else info.si_status
+            os.close(self._pidfd)
+            self._pidfd = -1
+        if self._pipe is not None:
+            self._pipe.drain()
+        if not self._exited.done():
+            self._exited.set_result(code)
+        duration = self._api.elapsed_ms()
+        if self._cgroup is not None and self._cgroup.oom_kills() > 0:
+            self._api.fail(out_of_memory(self._request_id, duration))
+        else:
+            self._api.fail(runtime_exited(self._request_id, code, duration))
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResult:
+        self._request_id = request.request_id
+        result = await self._api.deliver(request)
+        if self._pipe is not None:
+            self._pipe.drain()
+        return result
+
+    async def freeze(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.freeze(True)
+
+    async def thaw(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.freeze(False)
+
+    def usage(self) -> Usage:
+        peak = self._cgroup.peak_memory_bytes() if self._cgroup is not None else 0
+        return Usage(cpu_ms=0.0, max_rss_mb=max(1, round(peak / 1024 / 1024)), tmp_bytes=0)
+
+    async def destroy(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.destroy()
+        if self._pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), 5.0)
+        if self._pipe is not None:
+            self._pipe.close()
+        await self._server.close()
+        if self._slot is not None:
+            self._slot.close()
+        with contextlib.suppress(OSError):
+            self._root.rmdir()
+
+
+def _read_status(fd: int) -> str:
+    with os.fdopen(fd, "r") as fh:
+        return fh.readline().strip()
+
+
+class NamespaceBackend:
+    """Namespaces + cgroups + seccomp. Needs root on the host (it maps sandboxes to
+    unprivileged uids itself)."""
+
+    name = "namespace"
+
+    def __init__(self, data_dir: Path, runtime_dir: Path) -> None:
+        if os.geteuid() != 0:
+            raise SandboxError("the namespace backend needs to run as root on the host")
+        self.runtime_dir = runtime_dir
+        self.sandboxes_dir = data_dir / "sandboxes"
+        shutil.rmtree(self.sandboxes_dir, ignore_errors=True)
+        self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
+        self.cgroups = CgroupManager()
+        seccomp_policy.compiled(runtime_dir)
+        self.seccomp_file = runtime_dir / "seccomp.bpf"
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        self._uids = itertools.cycle(range(HOST_UID_BASE, HOST_UID_BASE + HOST_UID_COUNT))
+        try:
+            self.resolv_conf = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            self.resolv_conf = ""
+
+    def next_uid(self) -> int:
+        return next(self._uids)
+
+    async def create(self, spec: SandboxSpec) -> NamespaceSandbox:
+        return NamespaceSandbox(spec, self)
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sandboxes_dir.rmdir()

@@ -1,0 +1,58 @@
+"""Network namespaces for sandboxes, each with its own Runtime API socket inside.
+
+The worker makes the namespace from a helper thread (a thread can switch network
+namespace alone), brings its loopback up and binds ``127.0.0.1:9001`` there. The
+socket stays in that namespace for good, so the worker serves it from its own event
+loop, while inside the sandbox ``127.0.0.1:9001`` reaches it and nothing else of the
+host does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+
+from kindling.worker.sandbox import linux
+
+RUNTIME_API_PORT = 9001
+
+
+@dataclass(slots=True)
+class NetworkSlot:
+    netns_fd: int
+    runtime_api: socket.socket
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.runtime_api.close()
+        if self.netns_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.netns_fd)
+            self.netns_fd = -1
+
+
+def create_slot(port: int = RUNTIME_API_PORT) -> NetworkSlot:
+    """Runs in an executor thread; returns the thread to the host namespace after."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        linux.unshare(linux.CLONE_NEWNET)
+        netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            with IPRoute() as ipr:
+                ipr.link("set", index=1, state="up")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(64)
+            sock.setblocking(False)
+        except BaseException:
+            os.close(netns)
+            raise
+        return NetworkSlot(netns, sock)
+    finally:
+        linux.setns(home, linux.CLONE_NEWNET)
+        os.close(home)

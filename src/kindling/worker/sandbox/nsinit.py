@@ -1,0 +1,189 @@
+"""The process that becomes a sandbox. Run by the worker as host root; ends as the runtime.
+
+Steps, in this order because each needs the privilege the next one gives up:
+
+1. join the sandbox's cgroups and its prepared network namespace;
+2. new UTS, IPC, PID and cgroup namespaces; fork, so the child is PID 1 of the new
+   PID namespace;
+3. the child makes its own mount namespace and a fresh root on a tmpfs (host runtime
+   files read-only, code at /var/task read-only, a sized /tmp, a minimal /dev), mounts
+   its /proc, pivots into the new root, drops supplementary groups
+   and enters a new user namespace; the parent maps the child's uid 993 to an
+   unprivileged host uid, reports the child's pid to the worker and exits;
+4. the child becomes uid/gid 993 with no capabilities and ``no_new_privs``, loads the
+   seccomp program, and execs the runtime.
+
+It reads its instructions as JSON from a pipe (argv[1] is the fd) and reports one line
+on a status pipe: ``pid <host pid>`` or ``error <message>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+
+from kindling.worker.sandbox import linux
+
+SANDBOX_UID = 993
+SANDBOX_GID = 990
+ETC_PASSWD = (
+    "root:x:0:0:root:/root:/sbin/nologin\n"
+    f"sbx_user1051:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/sbin/nologin\n"
+)
+ETC_GROUP = f"root:x:0:\nsbx_user1051:x:{SANDBOX_GID}:\n"
+DEVICES = ("null", "zero", "full", "random", "urandom")
+HOST_ETC = ("ld.so.cache", "ssl", "alternatives", "ca-certificates", "mime.types", "localtime")
+
+
+def _mkdirs(root: str, *paths: str) -> None:
+    for path in paths:
+        os.makedirs(root + path, exist_ok=True)
+
+
+def _write(path: str, text: str, mode: int = 0o444) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+    os.chmod(path, mode)
+
+
+def _mirror(root: str, path: str) -> None:
+    """A host top-level path as it is on the host: a symlink stays a symlink."""
+    if os.path.islink(path):
+        os.symlink(os.readlink(path), root + path)
+    elif os.path.isdir(path):
+        _mkdirs(root, path)
+        linux.bind(path, root + path)
+
+
+def build_root(cfg: dict[str, object]) -> str:
+    root = str(cfg["root"])
+    linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID, "size=4m,mode=755")
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.lexists(top):
+            _mirror(root, top)
+    for extra in cfg.get("ro_paths", []):  # type: ignore[attr-defined]
+        _mkdirs(root, str(extra))
+        linux.bind(str(extra), root + str(extra))
+    _mkdirs(root, "/etc", "/var/task", "/var/runtime", "/opt", "/tmp", "/proc", "/dev", "/root")
+    _write(root + "/etc/passwd", ETC_PASSWD)
+    _write(root + "/etc/group", ETC_GROUP)
+    _write(root + "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+    _write(root + "/etc/hostname", "sandbox\n")
+    _write(root + "/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n")
+    _write(root + "/etc/resolv.conf", str(cfg.get("resolv_conf", "")))
+    for name in HOST_ETC:
+        host = f"/etc/{name}"
+        if os.path.isdir(host):
+            _mkdirs(root, host)
+            linux.bind(host, root + host)
+        elif os.path.isfile(host):
+            open(root + host, "w").close()
+            linux.bind(host, root + host)
+    flags = linux.MS_NOSUID | linux.MS_NODEV
+    linux.bind(str(cfg["code_dir"]), root + "/var/task", extra=flags)
+    if cfg.get("runtime_dir"):
+        linux.bind(str(cfg["runtime_dir"]), root + "/var/runtime", extra=flags)
+    linux.mount(
+        "tmpfs",
+        root + "/tmp",
+        "tmpfs",
+        flags,
+        f"size={int(cfg['tmp_mb'])}m,mode=1777",  # type: ignore[call-overload]
+    )
+    linux.mount("tmpfs", root + "/dev", "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755")
+    for name in DEVICES:
+        open(f"{root}/dev/{name}", "w").close()
+        linux.bind(f"/dev/{name}", f"{root}/dev/{name}", readonly=False)
+    _mkdirs(root, "/dev/shm")
+    linux.mount("tmpfs", root + "/dev/shm", "tmpfs", flags, "size=64m,mode=1777")
+    for link, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, f"{root}/dev/{link}")
+    return root
+
+
+def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> None:
+    """PID 1 of the sandbox: build the root, drop everything, exec the runtime."""
+    linux.unshare(linux.CLONE_NEWNS)  # its own: pivot_root must not move the parent's root
+    linux.mount("", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    root = build_root(cfg)
+    linux.mount("proc", root + "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    linux.sethostname("sandbox")
+    os.chdir(root)
+    os.mkdir(".old")
+    linux.pivot_root(".", ".old")
+    os.chdir("/")
+    linux.umount("/.old")
+    os.rmdir("/.old")
+    linux.mount("", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID)
+    os.setgroups([])
+    linux.unshare(linux.CLONE_NEWUSER)
+    os.write(ready_w, b"u")
+    if os.read(go_r, 1) != b"k":
+        os._exit(121)
+    linux.drop_bounding_capabilities()
+    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    linux.load_seccomp(program)
+    os.closerange(3, 65536)
+    os.chdir("/var/task")
+    argv = [str(a) for a in cfg["argv"]]  # type: ignore[attr-defined]
+    env = {str(k): str(v) for k, v in cfg["env"].items()}  # type: ignore[attr-defined]
+    os.execve(argv[0], argv, env)
+
+
+def main() -> None:
+    config_fd = int(sys.argv[1])
+    with os.fdopen(config_fd, "rb") as fh:
+        cfg = json.loads(fh.read())
+    status = os.fdopen(int(cfg["status_fd"]), "w", buffering=1)
+    try:
+        for procs in cfg["cgroup_procs"]:
+            with open(procs, "w") as fh:
+                fh.write(str(os.getpid()))
+        linux.setns(int(cfg["netns_fd"]), linux.CLONE_NEWNET)
+        os.close(int(cfg["netns_fd"]))
+        linux.unshare(
+            linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID | linux.CLONE_NEWCGROUP
+        )
+        with open(str(cfg["seccomp"]), "rb") as fh:
+            program = fh.read()
+        go_r, go_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                status.close()
+                child(cfg, program, go_r, ready_w)
+            except BaseException as exc:
+                os.write(2, f"kindling sandbox init failed: {exc}\n".encode())
+            os._exit(120)
+        if os.read(ready_r, 1) != b"u":
+            raise RuntimeError("sandbox child died before entering its user namespace")
+        host_uid = int(cfg["host_uid"])
+        with open(f"/proc/{pid}/setgroups", "w") as fh:
+            fh.write("deny")
+        with open(f"/proc/{pid}/uid_map", "w") as fh:
+            fh.write(f"{SANDBOX_UID} {host_uid} 1\n")
+        with open(f"/proc/{pid}/gid_map", "w") as fh:
+            fh.write(f"{SANDBOX_GID} {host_uid} 1\n")
+        os.write(go_w, b"k")
+        status.write(f"pid {pid}\n")
+    except BaseException as exc:
+        status.write(f"error {type(exc).__name__}: {exc}\n")
+        status.flush()
+        os._exit(1)
+    status.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
