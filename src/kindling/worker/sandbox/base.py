@@ -60,6 +60,8 @@ class SandboxSpec:
     log_group: str = ""
     log_stream: str = ""
     initialization_type: str = "on-demand"
+    #: "allowed": outbound through NAT (the default); "none": loopback only.
+    network: str = "allowed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from kindling.worker.sandbox.base import (
     Usage,
 )
 from kindling.worker.sandbox.cgroups import Cgroup, CgroupLimits, CgroupManager
+from kindling.worker.sandbox.egress import Egress
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.failures import bad_entrypoint, out_of_memory, runtime_exited
 from kindling.worker.sandbox.logpipe import LogPipe
@@ -101,7 +102,8 @@ class NamespaceSandbox:
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._cgroup = self._backend.cgroups.create(self.id, self._limits)
-        self._slot = await loop.run_in_executor(None, create_slot, RUNTIME_API_PORT)
+        egress = self._backend.egress if self.spec.network == "allowed" else None
+        self._slot = await loop.run_in_executor(None, create_slot, egress, RUNTIME_API_PORT)
         await self._server.serve_socket(self._slot.runtime_api)
         self._root.mkdir(parents=True)
         env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
@@ -215,7 +217,9 @@ class NamespaceSandbox:
             self._pipe.close()
         await self._server.close()
         if self._slot is not None:
-            self._slot.close()
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._slot.close, self._backend.egress
+            )
         with contextlib.suppress(OSError):
             self._root.rmdir()
 
@@ -242,6 +246,11 @@ class NamespaceBackend:
         seccomp_policy.compiled(runtime_dir)
         self.seccomp_file = runtime_dir / "seccomp.bpf"
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        self.egress: Egress | None = None
+        try:
+            self.egress = Egress()
+        except (SandboxError, OSError) as exc:
+            log.warning("sandboxes get no outbound network: %s", exc)
         self._uids = itertools.cycle(range(HOST_UID_BASE, HOST_UID_BASE + HOST_UID_COUNT))
         try:
             self.resolv_conf = Path("/etc/resolv.conf").read_text()
@@ -255,5 +264,7 @@ class NamespaceBackend:
         return NamespaceSandbox(spec, self)
 
     async def close(self) -> None:
+        if self.egress is not None:
+            self.egress.close()
         with contextlib.suppress(OSError):
             self.sandboxes_dir.rmdir()

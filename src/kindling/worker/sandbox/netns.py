@@ -4,7 +4,7 @@ The worker makes the namespace from a helper thread (a thread can switch network
 namespace alone), brings its loopback up and binds ``127.0.0.1:9001`` there. The
 socket stays in that namespace for good, so the worker serves it from its own event
 loop, while inside the sandbox ``127.0.0.1:9001`` reaches it and nothing else of the
-host does.
+host does. With egress, the namespace also gets ``eth0`` (see ``egress.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from kindling.worker.sandbox import linux
+from kindling.worker.sandbox.egress import Egress, Lease
 
 RUNTIME_API_PORT = 9001
 
@@ -25,34 +26,48 @@ RUNTIME_API_PORT = 9001
 class NetworkSlot:
     netns_fd: int
     runtime_api: socket.socket
+    lease: Lease | None = None
 
-    def close(self) -> None:
+    def close(self, egress: Egress | None) -> None:
         with contextlib.suppress(OSError):
             self.runtime_api.close()
+        if self.lease is not None and egress is not None:
+            egress.release(self.lease)
+            self.lease = None
         if self.netns_fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.netns_fd)
             self.netns_fd = -1
 
 
-def create_slot(port: int = RUNTIME_API_PORT) -> NetworkSlot:
-    """Runs in an executor thread; returns the thread to the host namespace after."""
+def create_slot(egress: Egress | None, port: int = RUNTIME_API_PORT) -> NetworkSlot:
+    """Runs in an executor thread; always returns the thread to the host namespace."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    netns = -1
+    lease = None
     try:
         linux.unshare(linux.CLONE_NEWNET)
         netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        try:
-            with IPRoute() as ipr:
-                ipr.link("set", index=1, state="up")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
-            sock.listen(64)
-            sock.setblocking(False)
-        except BaseException:
+        with IPRoute() as ipr:
+            ipr.link("set", index=1, state="up")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+        sock.setblocking(False)
+        if egress is not None:
+            lease = egress.lease()
+            linux.setns(home, linux.CLONE_NEWNET)
+            egress.attach(lease, netns)
+            linux.setns(netns, linux.CLONE_NEWNET)
+            egress.configure_inside(lease)
+        return NetworkSlot(netns, sock, lease)
+    except BaseException:
+        if lease is not None and egress is not None:
+            egress.release(lease)
+        if netns >= 0:
             os.close(netns)
-            raise
-        return NetworkSlot(netns, sock)
+        raise
     finally:
         linux.setns(home, linux.CLONE_NEWNET)
         os.close(home)
