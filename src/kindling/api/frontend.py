@@ -49,7 +49,6 @@ class Frontend:
         )
 
     async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
         try:
             if request.path.startswith("/_kindling/"):
                 prefix = request.path.split("/", 3)[2]
@@ -69,13 +68,14 @@ class Frontend:
             params = parse_input(model, path_params, query, request.headers, request.body)
             result = await operation(caller, params)
             status, headers, body = serialize_output(model, result)
-            headers.append(("x-amzn-RequestId", result.get("_RequestId", request_id)))
+            request_id = result.get("_RequestId") or str(uuid.uuid4())
+            headers.append(("x-amzn-RequestId", request_id))
             return Response(status, headers, body)
         except KindlingError as exc:
-            return self._errors.render(exc, request_id)
+            return self._errors.render(exc, str(uuid.uuid4()))
         except Exception as exc:
             log.exception("unexpected failure on %s %s", request.method, request.path)
-            return self._errors.render(exc, request_id)
+            return self._errors.render(exc, str(uuid.uuid4()))
 
     def too_large(self, size: int) -> Response:
         from kindling.errors import TooLargeError

@@ -35,6 +35,7 @@ class _Connection(asyncio.Protocol):
         "_handler",
         "_headers",
         "_keep_alive",
+        "_loop",
         "_max_body",
         "_on_too_large",
         "_parser",
@@ -65,6 +66,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._loop = asyncio.get_running_loop()  # once: each call costs a getpid()
         peer = transport.get_extra_info("peername")
         self._peer = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         sock = transport.get_extra_info("socket")
@@ -123,7 +125,7 @@ class _Connection(asyncio.Protocol):
         keep_alive = self._parser.should_keep_alive()
         self._pending.append((request, keep_alive))
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._serve())
+            self._task = self._loop.create_task(self._serve())
 
     # answering
     async def _serve(self) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from kindling.worker.agent import WorkerAgent
-from kindling.worker.sandbox.base import InitResult, SandboxSpec
+from kindling.worker.sandbox.base import InitResult, SandboxSpec, SandboxState
 from kindling.worker.sandbox.safety import SafeSandbox
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class Assignment:
         self._idle: dict[VersionKey, list[SafeSandbox]] = {}
         self._busy: set[SafeSandbox] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._destroying: set[asyncio.Task[None]] = set()
         self._closing = False
 
     def start(self) -> None:
@@ -60,9 +61,14 @@ class Assignment:
         return sandbox, init, lines
 
     def release(self, key: VersionKey, sandbox: SafeSandbox) -> None:
+        """Back to the pool if it is idle and healthy; anything else is destroyed."""
         self._busy.discard(sandbox)
-        if sandbox.alive and not self._closing:
+        if sandbox.state is SandboxState.IDLE and not self._closing:
             self._idle.setdefault(key, []).append(sandbox)
+        elif sandbox.alive:
+            task = asyncio.get_running_loop().create_task(sandbox.destroy())
+            self._destroying.add(task)
+            task.add_done_callback(self._destroying.discard)
 
     async def retire(self, match: Callable[[VersionKey], bool]) -> None:
         """Destroys the idle sandboxes of versions that no longer exist or changed."""
@@ -99,6 +105,7 @@ class Assignment:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await asyncio.gather(*self._destroying, return_exceptions=True)
         everything = [s for stack in self._idle.values() for s in stack] + list(self._busy)
         self._idle.clear()
         self._busy.clear()

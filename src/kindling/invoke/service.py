@@ -6,6 +6,7 @@ RequestResponse runs now; Event is written to the durable queue first and answer
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -51,6 +52,11 @@ def _check_payload(payload: bytes, limit: int, operation: str) -> None:
             raise RequestContentError(
                 f"Could not parse request body into json: Could not parse payload into json: {exc}"
             ) from exc
+
+
+def _trace_id(request_id: str) -> str:
+    """An X-Ray style trace header, derived from the request id: no extra randomness."""
+    return f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]};Sampled=0"
 
 
 def _log_stream(version: str, sandbox_id: str) -> str:
@@ -124,7 +130,22 @@ class InvokeService:
         payload: bytes,
         client_context: str | None = None,
     ) -> Execution:
-        """Runs one invocation to its end, throttled by the account's concurrency."""
+        """Runs one invocation to its end, throttled by the account's concurrency.
+
+        The run is shielded: a caller that hangs up does not stop an invocation that
+        has started (as on Lambda), and its sandbox goes back to the pool only when the
+        function has really finished.
+        """
+        run = asyncio.ensure_future(self._execute(config, request_id, payload, client_context))
+        return await asyncio.shield(run)
+
+    async def _execute(
+        self,
+        config: FunctionConfig,
+        request_id: str,
+        payload: bytes,
+        client_context: str | None,
+    ) -> Execution:
         key: VersionKey = (
             config.account_id,
             config.region,
@@ -144,7 +165,7 @@ class InvokeService:
                 if config.version == LATEST
                 else f"{config.arn}:{config.version}",
                 client_context=client_context,
-                trace_id=f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+                trace_id=_trace_id(request_id),
             )
             try:
                 return await self._agent.run(

@@ -13,12 +13,17 @@ import pytest
 
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.worker.sandbox.base import SandboxBackend, SandboxSpec
+from kindling.worker.sandbox.gvisor import RUNSC, GvisorBackend
 from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
 
 
 def _namespace(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
     return NamespaceBackend(data_dir, runtime_dir)
+
+
+def _gvisor(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
+    return GvisorBackend(data_dir, runtime_dir)
 
 
 def _process(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
@@ -28,13 +33,16 @@ def _process(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
 BACKENDS: dict[str, Callable[[Path, Path], SandboxBackend]] = {
     "process": _process,
     "namespace": _namespace,
+    "gvisor": _gvisor,
 }
 
 
 def unavailable(name: str) -> str | None:
     """Why a backend cannot run on this machine, or None."""
-    if name == "namespace" and os.geteuid() != 0:
-        return "the namespace backend needs root"
+    if name in ("namespace", "gvisor") and os.geteuid() != 0:
+        return f"the {name} backend needs root"
+    if name == "gvisor" and not os.access(RUNSC, os.X_OK):
+        return "runsc is not installed (Debian package 'runsc')"
     return None
 
 

@@ -105,25 +105,15 @@ class NamespaceSandbox:
         egress = self._backend.egress if self.spec.network == "allowed" else None
         self._slot = await loop.run_in_executor(None, create_slot, egress, RUNTIME_API_PORT)
         await self._server.serve_socket(self._slot.runtime_api)
-        self._root.mkdir(parents=True)
         env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
         log_r, log_w = os.pipe()
         cfg_r, cfg_w = os.pipe()
         status_r, status_w = os.pipe()
         config = {
-            "root": str(self._root),
-            "code_dir": self.spec.code_dir,
-            "runtime_dir": str(self._backend.runtime_dir),
-            "ro_paths": _interpreter_prefix(self.spec.launch),
-            "tmp_mb": self.spec.ephemeral_mb,
             "cgroup_procs": self._cgroup.procs_files,
             "netns_fd": self._slot.netns_fd,
             "status_fd": status_w,
-            "host_uid": self._backend.next_uid(),
-            "seccomp": str(self._backend.seccomp_file),
-            "resolv_conf": self._backend.resolv_conf,
-            "argv": argv,
-            "env": env,
+            **self._launch_config(argv, env),
         }
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -157,6 +147,22 @@ class NamespaceSandbox:
         if error is None:
             self._cgroup.cap_cpu(self._limits)
         return InitResult(error is None, (loop.time() - started) * 1000.0, error)
+
+    def _launch_config(self, argv: list[str], env: dict[str, str]) -> dict[str, object]:
+        """What nsinit needs to build this kind of sandbox."""
+        self._root.mkdir(parents=True)
+        return {
+            "root": str(self._root),
+            "code_dir": self.spec.code_dir,
+            "runtime_dir": str(self._backend.runtime_dir),
+            "ro_paths": _interpreter_prefix(self.spec.launch),
+            "tmp_mb": self.spec.ephemeral_mb,
+            "host_uid": self._backend.next_uid(),
+            "seccomp": str(self._backend.seccomp_file),
+            "resolv_conf": self._backend.resolv_conf,
+            "argv": argv,
+            "env": env,
+        }
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -220,6 +226,9 @@ class NamespaceSandbox:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._slot.close, self._backend.egress
             )
+        self._remove_root()
+
+    def _remove_root(self) -> None:
         with contextlib.suppress(OSError):
             self._root.rmdir()
 
@@ -239,7 +248,7 @@ class NamespaceBackend:
         if os.geteuid() != 0:
             raise SandboxError("the namespace backend needs to run as root on the host")
         self.runtime_dir = runtime_dir
-        self.sandboxes_dir = data_dir / "sandboxes"
+        self.sandboxes_dir = data_dir / f"sandboxes-{self.name}"
         shutil.rmtree(self.sandboxes_dir, ignore_errors=True)
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
         self.cgroups = CgroupManager()

@@ -80,13 +80,17 @@ class SafeSandbox:
         timeout = float(self.spec.timeout_s)
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(self._inner.invoke(request), timeout)
+            async with asyncio.timeout(timeout):
+                result = await self._inner.invoke(request)
         except TimeoutError:
             await self.destroy()
             return timed_out(request.request_id, timeout, (time.perf_counter() - started) * 1e3)
-        except Exception:
-            log.exception("sandbox %s failed during invoke", self.id)
-            await self.destroy()
+        except BaseException as exc:  # cancellation included: never leave it BUSY
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("sandbox %s failed during invoke", self.id)
+            await asyncio.shield(self.destroy())
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return runtime_exited(request.request_id, None, (time.perf_counter() - started) * 1e3)
         finally:
             self.last_used = time.monotonic()
