@@ -7,10 +7,10 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: serve test lint typecheck unit bench deps clean
 
-$(VENV)/.debs:
+$(VENV)/.debs: Makefile
 	@command -v apt-get >/dev/null && { \
-	  dpkg -s python3.11-venv python3-seccomp curl zip unzip >/dev/null 2>&1 || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv python3-seccomp curl zip unzip); } || true
+	  dpkg -s python3.11-venv python3-seccomp nftables runsc iproute2 curl zip unzip >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv python3-seccomp nftables runsc iproute2 curl zip unzip); } || true
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	@touch $@
 

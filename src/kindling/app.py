@@ -20,7 +20,6 @@ from kindling.control.codestore import CodeStore
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, Store
-from kindling.errors import ValidationError
 from kindling.httpd import HttpServer
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
@@ -31,7 +30,10 @@ from kindling.invoke.service import InvokeService
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
-from kindling.worker.sandbox.base import Outcome, SandboxBackend
+from kindling.worker.backends import BackendFactory, Backends
+from kindling.worker.sandbox.base import Outcome
+from kindling.worker.sandbox.gvisor import GvisorBackend
+from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
 
@@ -41,12 +43,26 @@ log = logging.getLogger("kindling")
 MAX_REQUEST_BYTES = 70_167_211
 
 
-def make_backend(name: str, config: Config) -> SandboxBackend:
-    if name == "process":
-        return ProcessBackend()
-    if name == "namespace":
-        return NamespaceBackend(config.data_dir, config.data_dir / "runtimes")
-    raise ValidationError(f"sandbox backend {name!r} is not available (known: namespace, process)")
+def make_backends(config: Config) -> Backends:
+    """Every backend this host may run; each is built on first use."""
+    runtime_dir = config.data_dir / "runtimes"
+    host: list[HostResources] = []
+
+    def shared() -> HostResources:
+        if not host:
+            host.append(HostResources.prepare(runtime_dir))
+        return host[0]
+
+    def close_host() -> None:
+        for resources in host:
+            resources.close()
+
+    factories: dict[str, BackendFactory] = {
+        "namespace": lambda: NamespaceBackend(shared(), config.data_dir),
+        "gvisor": lambda: GvisorBackend(shared(), config.data_dir),
+        "process": ProcessBackend,
+    }
+    return Backends(factories, config.sandbox_backend, close_host)
 
 
 class App:
@@ -60,7 +76,9 @@ class App:
         self.code = CodeStore(config.data_dir / "code")
         self.functions = FunctionService(FunctionStore(self.store), self.code, self.runtimes)
         self.logs = LogStore(config.data_dir / "logs")
-        self.agent = WorkerAgent(make_backend(config.sandbox_backend, config), self.logs)
+        self.backends = make_backends(config)
+        self.backends.get()  # the default must work at start, not at the first invoke
+        self.agent = WorkerAgent(self.backends, self.logs)
         self.counter = ConcurrencyCounter(config.account_concurrency)
         self.assignment = Assignment(self.agent, config.keep_alive_s)
         self.invoker = InvokeService(
@@ -123,7 +141,7 @@ class App:
         if self.events is not None:
             await self.events.close()
         await self.assignment.close()
-        await self.agent.backend.close()
+        await self.backends.close()
         self.logs.close()
         self.store.close()
 

@@ -56,8 +56,6 @@ def serve(
     backend: Annotated[str | None, typer.Option(help="sandbox backend")] = None,
 ) -> None:
     """Serve the Lambda API on 127.0.0.1:9000."""
-    import asyncio
-
     import uvloop
 
     from kindling.app import serve as run
@@ -68,8 +66,9 @@ def serve(
     config = Config.from_env().with_overrides(
         host=host, port=port, data_dir=data_dir, sandbox_backend=backend
     )
-    uvloop.install()
-    asyncio.run(run(config))
+    # uvloop for our loop only: a global policy would also hand uvloop to helper threads
+    # whose libraries (pyroute2's netlink sockets) need the standard loop.
+    uvloop.run(run(config))
 
 
 def _zip_dir(path: Path) -> bytes:

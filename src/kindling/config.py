@@ -14,7 +14,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 9000
     data_dir: Path = Path(".kindling")
-    sandbox_backend: str = "process"
+    sandbox_backend: str = "namespace"
     #: Seconds an idle sandbox is kept warm before it is reaped.
     keep_alive_s: float = 600.0
     #: Account-wide concurrent executions (Lambda's default quota).

@@ -65,7 +65,7 @@ class Assignment:
         self._busy.discard(sandbox)
         if sandbox.state is SandboxState.IDLE and not self._closing:
             self._idle.setdefault(key, []).append(sandbox)
-        elif sandbox.alive:
+        elif sandbox.state is not SandboxState.DEAD:
             task = asyncio.get_running_loop().create_task(sandbox.destroy())
             self._destroying.add(task)
             task.add_done_callback(self._destroying.discard)

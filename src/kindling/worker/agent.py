@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kindling.telemetry.logs import LogStore, Report, end_line, start_line
+from kindling.worker.backends import Backends
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
     InvokeResult,
     Outcome,
-    SandboxBackend,
     SandboxSpec,
 )
 from kindling.worker.sandbox.safety import SafeSandbox
@@ -32,8 +32,8 @@ class Execution:
 
 
 class WorkerAgent:
-    def __init__(self, backend: SandboxBackend, logs: LogStore) -> None:
-        self.backend = backend
+    def __init__(self, backends: Backends, logs: LogStore) -> None:
+        self.backends = backends
         self._logs = logs
 
     def _direct_sink(self, spec: SandboxSpec) -> Callable[[str], None]:
@@ -44,7 +44,8 @@ class WorkerAgent:
 
     async def launch(self, spec: SandboxSpec) -> tuple[SafeSandbox, InitResult, list[str]]:
         """Creates and initializes a sandbox; on failure it is already destroyed."""
-        sandbox = SafeSandbox(await self.backend.create(spec), spec)
+        backend = self.backends.get(spec.backend)
+        sandbox = SafeSandbox(await backend.create(spec), spec)
         lines: list[str] = [f"INIT_START Runtime Version: {spec.launch.runtime}"]
         sandbox.set_log_sink(lines.append)
         init = await sandbox.start()

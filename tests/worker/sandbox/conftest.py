@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +14,47 @@ import pytest
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.worker.sandbox.base import SandboxBackend, SandboxSpec
 from kindling.worker.sandbox.gvisor import RUNSC, GvisorBackend
+from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
 
 
+class _Tracked:
+    """Wraps a backend for a test: every sandbox it made is destroyed at teardown, even
+    when the test failed half-way, and the host resources are released with it."""
+
+    def __init__(self, backend: SandboxBackend, host: HostResources | None = None) -> None:
+        self._backend = backend
+        self._host = host
+        self.name = backend.name
+        self.made: list[Any] = []
+
+    async def create(self, spec: SandboxSpec) -> Any:
+        sandbox = await self._backend.create(spec)
+        self.made.append(sandbox)
+        return sandbox
+
+    async def close(self) -> None:
+        for sandbox in self.made:
+            if sandbox.state != "DEAD":
+                await sandbox.destroy()
+        await self._backend.close()
+        if self._host is not None:
+            self._host.close()
+
+
 def _namespace(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
-    return NamespaceBackend(data_dir, runtime_dir)
+    host = HostResources.prepare(runtime_dir)
+    return _Tracked(NamespaceBackend(host, data_dir), host)
 
 
 def _gvisor(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
-    return GvisorBackend(data_dir, runtime_dir)
+    host = HostResources.prepare(runtime_dir)
+    return _Tracked(GvisorBackend(host, data_dir), host)
 
 
 def _process(data_dir: Path, runtime_dir: Path) -> SandboxBackend:
-    return ProcessBackend()
+    return _Tracked(ProcessBackend())
 
 
 BACKENDS: dict[str, Callable[[Path, Path], SandboxBackend]] = {
@@ -60,14 +87,26 @@ def runtime_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop per test, shared with the teardown that destroys what it made."""
+    event_loop = asyncio.new_event_loop()
+    yield event_loop
+    event_loop.close()
+
+
+@pytest.fixture
 def make_backend(
-    tmp_path: Path, runtime_dir: Path, backend_name: str
-) -> Callable[[], SandboxBackend]:
-    return lambda: BACKENDS[backend_name](tmp_path / "data", runtime_dir)
+    tmp_path: Path, runtime_dir: Path, backend_name: str, loop: asyncio.AbstractEventLoop
+) -> Iterator[Callable[[], SandboxBackend]]:
+    made: list[SandboxBackend] = []
 
+    def make() -> SandboxBackend:
+        made.append(BACKENDS[backend_name](tmp_path / "data", runtime_dir))
+        return made[-1]
 
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(coro)
+    yield make
+    for backend in made:
+        loop.run_until_complete(backend.close())
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ host's end of that link. No real network is used.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxBackend, SandboxSpec
 from kindling.worker.sandbox.safety import SafeSandbox
-from tests.worker.sandbox.conftest import run, unavailable
+from tests.worker.sandbox.conftest import unavailable
 
 PROBE = """
 import socket
@@ -80,7 +81,12 @@ def outside() -> Iterator[None]:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def _probe(backend: SandboxBackend, spec: SandboxSpec, targets: list[str]) -> dict[str, str]:
+def _probe(
+    loop: asyncio.AbstractEventLoop,
+    backend: SandboxBackend,
+    spec: SandboxSpec,
+    targets: list[str],
+) -> dict[str, str]:
     async def scenario() -> dict[str, str]:
         sandbox = SafeSandbox(await backend.create(spec), spec)
         assert (await sandbox.start()).ok
@@ -92,20 +98,22 @@ def _probe(backend: SandboxBackend, spec: SandboxSpec, targets: list[str]) -> di
         )
         result = await sandbox.invoke(request)
         await sandbox.destroy()
-        await backend.close()
         assert result.outcome is Outcome.SUCCESS, result.payload
         answer: dict[str, str] = json.loads(result.payload)
         return answer
 
-    return run(scenario())  # type: ignore[no-any-return]
+    return loop.run_until_complete(scenario())  # type: ignore[no-any-return]
 
 
 @pytest.mark.usefixtures("outside")
 @pytest.mark.parametrize("backend_name", ["namespace"], indirect=True)
 def test_egress_reaches_outside_but_never_the_host(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     seen = _probe(
+        loop,
         make_backend(),
         make_spec(PROBE, timeout=10),
         [f"{OUTSIDE}:8080", f"{HOST_SIDE}:18081", "127.0.0.1:18081", "127.0.0.1:9001"],
@@ -119,9 +127,12 @@ def test_egress_reaches_outside_but_never_the_host(
 @pytest.mark.usefixtures("outside")
 @pytest.mark.parametrize("backend_name", ["namespace"], indirect=True)
 def test_network_none_has_only_loopback(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     seen = _probe(
+        loop,
         make_backend(),
         make_spec(PROBE, timeout=10, network="none"),
         [f"{OUTSIDE}:8080", f"{HOST_SIDE}:18081", "127.0.0.1:9001"],

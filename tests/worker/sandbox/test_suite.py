@@ -18,7 +18,6 @@ from kindling.worker.sandbox.base import (
     SandboxState,
 )
 from kindling.worker.sandbox.safety import SafeSandbox
-from tests.worker.sandbox.conftest import run
 
 ECHO = """
 import os
@@ -52,7 +51,9 @@ async def _started(
 
 
 def test_invoke_and_warm_state(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     async def scenario() -> None:
         sandbox, lines, init = await _started(make_backend, make_spec(ECHO))
@@ -69,11 +70,13 @@ def test_invoke_and_warm_state(
         await sandbox.destroy()
         assert sandbox.state is SandboxState.DEAD
 
-    run(scenario())
+    loop.run_until_complete(scenario())
 
 
 def test_init_error_is_reported(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     async def scenario() -> None:
         sandbox, _lines, init = await _started(make_backend, make_spec("import not_there\n"))
@@ -83,11 +86,13 @@ def test_init_error_is_reported(
         assert "No module named 'not_there'" in json.loads(init.error.payload)["errorMessage"]
         assert sandbox.state is SandboxState.DEAD
 
-    run(scenario())
+    loop.run_until_complete(scenario())
 
 
 def test_function_error_keeps_the_sandbox(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     code = "def handler(e, c):\n    raise ValueError('boom')\n"
 
@@ -101,11 +106,13 @@ def test_function_error_keeps_the_sandbox(
         assert sandbox.state is SandboxState.IDLE
         await sandbox.destroy()
 
-    run(scenario())
+    loop.run_until_complete(scenario())
 
 
 def test_crash_is_runtime_exit_error(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     code = "import os\ndef handler(e, c):\n    os._exit(3)\n"
 
@@ -121,7 +128,7 @@ def test_crash_is_runtime_exit_error(
         )
         assert sandbox.state is SandboxState.DEAD
 
-    run(scenario())
+    loop.run_until_complete(scenario())
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -138,7 +145,9 @@ def _processes_with(marker: str) -> list[int]:
 
 
 def test_timeout_kills_everything(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     marker = f"{time.time() % 1000:.6f}"
     code = (
@@ -154,6 +163,8 @@ def test_timeout_kills_everything(
         result = await sandbox.invoke(_request())
         assert result.outcome is Outcome.TIMEOUT
         assert "Task timed out after 1.00 seconds" in json.loads(result.payload)["errorMessage"]
+        assert sandbox.state in (SandboxState.DRAINING, SandboxState.DEAD)  # freed meanwhile
+        await sandbox.destroy()  # waits for that cleanup
         assert sandbox.state is SandboxState.DEAD
         assert "child started" in lines
         for _ in range(50):
@@ -162,7 +173,7 @@ def test_timeout_kills_everything(
             await asyncio.sleep(0.05)
         assert not _processes_with(marker), "a child of a timed-out sandbox outlived it"
 
-    run(scenario())
+    loop.run_until_complete(scenario())
 
 
 TICKER = """
@@ -180,7 +191,9 @@ def handler(event, context):
 
 
 def test_freeze_stops_and_thaw_resumes(
-    make_backend: Callable[[], SandboxBackend], make_spec: Callable[..., SandboxSpec]
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     async def scenario() -> None:
         sandbox, lines, _init = await _started(make_backend, make_spec(TICKER))
@@ -197,4 +210,4 @@ def test_freeze_stops_and_thaw_resumes(
         assert sum(1 for line in lines if line.startswith("tick")) > frozen_at + 5
         await sandbox.destroy()
 
-    run(scenario())
+    loop.run_until_complete(scenario())

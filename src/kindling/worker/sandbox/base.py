@@ -62,6 +62,8 @@ class SandboxSpec:
     initialization_type: str = "on-demand"
     #: "allowed": outbound through NAT (the default); "none": loopback only.
     network: str = "allowed"
+    #: The backend to build it with; None for the worker's default.
+    backend: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

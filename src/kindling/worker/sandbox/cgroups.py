@@ -8,11 +8,11 @@ memory (1,769 MB = one vCPU), a pids limit; the freezer stops idle sandboxes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,28 +129,39 @@ class Cgroup:
         except OSError:
             return []
 
-    def destroy(self) -> None:
-        """Kills every process in the group and removes its directories."""
+    def kill(self) -> None:
+        """SIGKILL to every process in the group (frozen first in v1, so none can fork)."""
         if self.version == 2:
             with contextlib.suppress(OSError):
                 _write(self.dirs["unified"] / "cgroup.kill", "1")
-        else:
-            with contextlib.suppress(OSError):
-                self.freeze(True)
-            for pid in self.pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                self.freeze(False)
+            return
+        with contextlib.suppress(OSError):
+            self.freeze(True)
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.freeze(False)
+
+    def remove(self) -> bool:
+        """Removes the directories; False while the last processes are still exiting."""
+        done = True
         for directory in self.dirs.values():
-            for _ in range(100):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)  # the last processes are still exiting
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                done = False
+        return done
+
+    async def destroy(self) -> None:
+        self.kill()
+        for _ in range(500):
+            if self.remove():
+                return
+            await asyncio.sleep(0.01)
+        log.warning("cgroup %s still busy after 5 s", next(iter(self.dirs.values())))
 
 
 class CgroupManager:
@@ -196,7 +207,7 @@ class CgroupManager:
         try:
             group.apply(limits)
         except OSError:
-            group.destroy()
+            group.remove()
             raise
         return group
 

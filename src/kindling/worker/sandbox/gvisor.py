@@ -9,15 +9,16 @@ pipe and the lifecycle. Only the launch differs: an OCI bundle and ``runsc run``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from kindling.errors import SandboxError
 from kindling.worker.sandbox.base import SandboxSpec
+from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import (
     SANDBOX_RUNTIME_DIR,
     NamespaceBackend,
@@ -102,14 +103,20 @@ class GvisorSandbox(NamespaceSandbox):
             ]
         }
 
-    def _remove_root(self) -> None:
+    async def _remove_root(self) -> None:
         backend = self._backend
         assert isinstance(backend, GvisorBackend)
-        subprocess.run(
-            [RUNSC, "--root", str(backend.state_dir), "delete", "--force", self.id],
-            capture_output=True,
-            check=False,
+        proc = await asyncio.create_subprocess_exec(
+            RUNSC,
+            "--root",
+            str(backend.state_dir),
+            "delete",
+            "--force",
+            self.id,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
+        await proc.wait()
         shutil.rmtree(self._root, ignore_errors=True)
 
 
@@ -119,10 +126,10 @@ class GvisorBackend(NamespaceBackend):
 
     name = "gvisor"
 
-    def __init__(self, data_dir: Path, runtime_dir: Path) -> None:
+    def __init__(self, host: HostResources, data_dir: Path) -> None:
         if not os.access(RUNSC, os.X_OK):
             raise SandboxError("the gvisor backend needs runsc (Debian package 'runsc')")
-        super().__init__(data_dir, runtime_dir)
+        super().__init__(host, data_dir)
         self.state_dir = data_dir / "runsc"
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from kindling.errors import SandboxError
 from kindling.httpd import HttpServer
 from kindling.runtimes.catalog import RuntimeLaunch
 from kindling.worker.runtime_api import RuntimeApi
-from kindling.worker.sandbox import linux, seccomp_policy
+from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
@@ -34,10 +33,10 @@ from kindling.worker.sandbox.base import (
     SandboxState,
     Usage,
 )
-from kindling.worker.sandbox.cgroups import Cgroup, CgroupLimits, CgroupManager
-from kindling.worker.sandbox.egress import Egress
+from kindling.worker.sandbox.cgroups import Cgroup, CgroupLimits
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.failures import bad_entrypoint, out_of_memory, runtime_exited
+from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot, create_slot
 
@@ -45,8 +44,6 @@ log = logging.getLogger(__name__)
 
 NSINIT = Path(__file__).with_name("nsinit.py")
 SANDBOX_RUNTIME_DIR = "/var/runtime"
-HOST_UID_BASE = 200_000
-HOST_UID_COUNT = 65_536
 
 
 def _interpreter_prefix(launch: RuntimeLaunch) -> list[str]:
@@ -213,12 +210,14 @@ class NamespaceSandbox:
 
     async def destroy(self) -> None:
         if self._cgroup is not None:
-            self._cgroup.destroy()
+            self._cgroup.kill()
         if self._pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, signal.SIGKILL)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._exited), 5.0)
+        if self._cgroup is not None:
+            await self._cgroup.destroy()
         if self._pipe is not None:
             self._pipe.close()
         await self._server.close()
@@ -226,9 +225,9 @@ class NamespaceSandbox:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._slot.close, self._backend.egress
             )
-        self._remove_root()
+        await self._remove_root()
 
-    def _remove_root(self) -> None:
+    async def _remove_root(self) -> None:
         with contextlib.suppress(OSError):
             self._root.rmdir()
 
@@ -239,41 +238,27 @@ def _read_status(fd: int) -> str:
 
 
 class NamespaceBackend:
-    """Namespaces + cgroups + seccomp. Needs root on the host (it maps sandboxes to
-    unprivileged uids itself)."""
+    """Namespaces + cgroups + seccomp, on the host resources it is given."""
 
     name = "namespace"
 
-    def __init__(self, data_dir: Path, runtime_dir: Path) -> None:
-        if os.geteuid() != 0:
-            raise SandboxError("the namespace backend needs to run as root on the host")
-        self.runtime_dir = runtime_dir
+    def __init__(self, host: HostResources, data_dir: Path) -> None:
+        self.host = host
+        self.runtime_dir = host.runtime_dir
+        self.cgroups = host.cgroups
+        self.egress = host.egress
+        self.seccomp_file = host.seccomp_file
+        self.resolv_conf = host.resolv_conf
         self.sandboxes_dir = data_dir / f"sandboxes-{self.name}"
         shutil.rmtree(self.sandboxes_dir, ignore_errors=True)
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
-        self.cgroups = CgroupManager()
-        seccomp_policy.compiled(runtime_dir)
-        self.seccomp_file = runtime_dir / "seccomp.bpf"
-        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        self.egress: Egress | None = None
-        try:
-            self.egress = Egress()
-        except (SandboxError, OSError) as exc:
-            log.warning("sandboxes get no outbound network: %s", exc)
-        self._uids = itertools.cycle(range(HOST_UID_BASE, HOST_UID_BASE + HOST_UID_COUNT))
-        try:
-            self.resolv_conf = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            self.resolv_conf = ""
 
     def next_uid(self) -> int:
-        return next(self._uids)
+        return self.host.next_uid()
 
     async def create(self, spec: SandboxSpec) -> NamespaceSandbox:
         return NamespaceSandbox(spec, self)
 
     async def close(self) -> None:
-        if self.egress is not None:
-            self.egress.close()
         with contextlib.suppress(OSError):
             self.sandboxes_dir.rmdir()

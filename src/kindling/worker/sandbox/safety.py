@@ -44,7 +44,7 @@ class SafeSandbox:
         self.created_at = time.monotonic()
         self.last_used = self.created_at
         self.invocations = 0
-        self._destroyed = False
+        self._cleanup: asyncio.Task[None] | None = None
 
     def _move(self, target: SandboxState) -> None:
         check_transition(self.state, target)
@@ -83,7 +83,7 @@ class SafeSandbox:
             async with asyncio.timeout(timeout):
                 result = await self._inner.invoke(request)
         except TimeoutError:
-            await self.destroy()
+            self._destroy_soon()  # the caller hears of the timeout now, not after cleanup
             return timed_out(request.request_id, timeout, (time.perf_counter() - started) * 1e3)
         except BaseException as exc:  # cancellation included: never leave it BUSY
             if not isinstance(exc, asyncio.CancelledError):
@@ -99,6 +99,11 @@ class SafeSandbox:
         else:
             self._move(SandboxState.IDLE)
         return result
+
+    def _destroy_soon(self) -> None:
+        """Marks the sandbox dead for callers and frees it in the background."""
+        self._move(SandboxState.DRAINING)
+        self._cleanup = asyncio.ensure_future(self._destroy())
 
     async def freeze(self) -> None:
         if self.state is SandboxState.IDLE:
@@ -118,14 +123,16 @@ class SafeSandbox:
         return self.state not in (SandboxState.DRAINING, SandboxState.DEAD)
 
     async def destroy(self) -> None:
-        """Idempotent; frees everything even if the backend raises."""
-        if self._destroyed:
-            return
-        self._destroyed = True
-        if self.state is not SandboxState.DEAD:
-            with contextlib.suppress(Exception):
-                if self.state is not SandboxState.DRAINING:
-                    self._move(SandboxState.DRAINING)
+        """Idempotent, and every caller waits for the one cleanup; frees everything even if
+        the backend raises."""
+        if self._cleanup is None:
+            self._cleanup = asyncio.ensure_future(self._destroy())
+        await asyncio.shield(self._cleanup)
+
+    async def _destroy(self) -> None:
+        if self.state not in (SandboxState.DRAINING, SandboxState.DEAD):
+            with contextlib.suppress(SandboxError):
+                self._move(SandboxState.DRAINING)
         try:
             await self._inner.destroy()
         except Exception:

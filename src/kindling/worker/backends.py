@@ -1,0 +1,59 @@
+"""The sandbox backends of one worker, made on first use, chosen per function.
+
+A function may ask for a backend with the tag ``kindling:sandbox`` (``namespace``,
+``gvisor``, ``process``); without it the server's default is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from kindling.errors import SandboxError, ValidationError
+from kindling.worker.sandbox.base import SandboxBackend
+
+BackendFactory = Callable[[], SandboxBackend]
+
+
+class Backends:
+    def __init__(
+        self,
+        factories: dict[str, BackendFactory],
+        default: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        if default not in factories:
+            raise ValidationError(
+                f"sandbox backend {default!r} is not available (known: {', '.join(factories)})"
+            )
+        self._factories = factories
+        self.default = default
+        self._made: dict[str, SandboxBackend] = {}
+        self._on_close = on_close
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._factories)
+
+    def get(self, name: str | None = None) -> SandboxBackend:
+        name = name or self.default
+        backend = self._made.get(name)
+        if backend is not None:
+            return backend
+        factory = self._factories.get(name)
+        if factory is None:
+            raise ValidationError(
+                f"sandbox backend {name!r} is not available (known: {', '.join(self._factories)})"
+            )
+        try:
+            backend = factory()
+        except (OSError, SandboxError) as exc:
+            raise SandboxError(f"sandbox backend {name!r} cannot run here: {exc}") from exc
+        self._made[name] = backend
+        return backend
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self._made.values()))
+        self._made.clear()
+        if self._on_close is not None:
+            self._on_close()

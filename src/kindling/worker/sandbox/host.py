@@ -1,0 +1,59 @@
+"""What the isolating backends share on one host: made once, passed to each backend.
+
+One cgroup manager, one egress (one nftables table and one pool of /30 subnets: two
+owners would hand out the same addresses), one seccomp program, one pool of host uids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kindling.errors import SandboxError
+from kindling.worker.sandbox import linux, seccomp_policy
+from kindling.worker.sandbox.cgroups import CgroupManager
+from kindling.worker.sandbox.egress import Egress
+
+log = logging.getLogger(__name__)
+
+HOST_UID_BASE = 200_000
+HOST_UID_END = HOST_UID_BASE + 65_536
+
+
+@dataclass
+class HostResources:
+    runtime_dir: Path
+    cgroups: CgroupManager
+    egress: Egress | None
+    seccomp_file: Path
+    resolv_conf: str
+    _uids: itertools.cycle[int] = field(
+        default_factory=lambda: itertools.cycle(range(HOST_UID_BASE, HOST_UID_END))
+    )
+
+    @classmethod
+    def prepare(cls, runtime_dir: Path) -> HostResources:
+        if os.geteuid() != 0:
+            raise SandboxError("isolated sandboxes need kindling to run as root on the host")
+        seccomp_policy.compiled(runtime_dir)
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        egress: Egress | None = None
+        try:
+            egress = Egress()
+        except (SandboxError, OSError) as exc:
+            log.warning("sandboxes get no outbound network: %s", exc)
+        try:
+            resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            resolv = ""
+        return cls(runtime_dir, CgroupManager(), egress, runtime_dir / "seccomp.bpf", resolv)
+
+    def next_uid(self) -> int:
+        return next(self._uids)
+
+    def close(self) -> None:
+        if self.egress is not None:
+            self.egress.close()

@@ -1,0 +1,163 @@
+"""Fixtures of the end-to-end suite: one real ``kindling serve`` for the session, driven
+with boto3, the AWS CLI and raw signed HTTP.
+
+Every 2xx JSON body boto3 receives is checked against botocore's Lambda model as it
+comes off the wire (``WireShapeRecorder``); a test that provoked a malformed response
+fails in its teardown.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from .support import (
+    REGION,
+    ROLE,
+    AwsCli,
+    ClientFactory,
+    Deploy,
+    FileSpec,
+    Server,
+    WireShapeRecorder,
+    make_zip,
+    wait_active,
+)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shared kindling server; at the end it must stop on SIGTERM and leave nothing."""
+    root = tmp_path_factory.mktemp("kindling-e2e")
+    srv = Server(data_dir=root / "data", log_path=root / "server.log")
+    srv.start()
+    yield srv
+    srv.stop_cleanly()
+
+
+@pytest.fixture(scope="session")
+def wire_shapes() -> WireShapeRecorder:
+    return WireShapeRecorder()
+
+
+@pytest.fixture(autouse=True)
+def _responses_match_the_model(wire_shapes: WireShapeRecorder) -> Iterator[None]:
+    wire_shapes.violations.clear()
+    yield
+    found, wire_shapes.violations[:] = list(wire_shapes.violations), []
+    assert not found, f"responses that do not match the Lambda model: {found}"
+
+
+@pytest.fixture(scope="session")
+def make_client(server: Server, wire_shapes: WireShapeRecorder) -> ClientFactory:
+    """boto3 Lambda clients for the server; no retries, so errors show as they are."""
+
+    def make(
+        *,
+        endpoint: str | None = None,
+        region: str = REGION,
+        access_key: str = "test",
+        secret: str = "test",
+        validate: bool = True,
+    ) -> Any:
+        client = boto3.session.Session().client(
+            "lambda",
+            region_name=region,
+            endpoint_url=endpoint or server.endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret,
+            config=BotoConfig(
+                retries={"total_max_attempts": 1, "mode": "standard"},  # no retries
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+                parameter_validation=validate,
+            ),
+        )
+        client.meta.events.register("before-parse.lambda", wire_shapes)
+        return client
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def lam(make_client: ClientFactory) -> Any:
+    return make_client()
+
+
+@pytest.fixture(scope="session")
+def unchecked(make_client: ClientFactory) -> Any:
+    """A client that sends what it is given: botocore's own min checks are off."""
+    return make_client(validate=False)
+
+
+@pytest.fixture(scope="session")
+def aws(server: Server) -> AwsCli:
+    return AwsCli(server.endpoint)
+
+
+def unique_name(node_name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9-]+", "-", node_name).strip("-")[:40]
+    return f"e2e-{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def fn_name(request: pytest.FixtureRequest, lam: Any) -> Iterator[str]:
+    """A function name unique to this test; the function is deleted afterwards."""
+    name = unique_name(request.node.name)
+    yield name
+    try:
+        lam.delete_function(FunctionName=name)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "ResourceNotFoundException", exc.response
+
+
+@pytest.fixture
+def deploy(request: pytest.FixtureRequest, lam: Any) -> Iterator[Deploy]:
+    """Creates functions from {path: content} and waits until they are Active."""
+    created: list[str] = []
+
+    def create(
+        files: dict[str, FileSpec],
+        *,
+        runtime: str = "python3.11",
+        handler: str = "app.handler",
+        name: str | None = None,
+        **params: Any,
+    ) -> str:
+        name = name or unique_name(request.node.name)
+        lam.create_function(
+            FunctionName=name,
+            Runtime=runtime,
+            Handler=handler,
+            Role=ROLE,
+            Code={"ZipFile": make_zip(files)},
+            **params,
+        )
+        created.append(name)
+        wait_active(lam, name)
+        return name
+
+    yield create
+    for name in created:
+        try:
+            lam.delete_function(FunctionName=name)
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ResourceNotFoundException", exc.response
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of this test alone (its own data dir), for stop/start tests."""
+    srv = Server(data_dir=tmp_path / "data", log_path=tmp_path / "server.log")
+    yield srv
+    if srv.proc is not None and srv.proc.poll() is None:
+        srv.stop_cleanly()
