@@ -80,7 +80,7 @@ class App:
         self.backends.get()  # the default must work at start, not at the first invoke
         self.agent = WorkerAgent(self.backends, self.logs)
         self.counter = ConcurrencyCounter(config.account_concurrency)
-        self.assignment = Assignment(self.agent, config.keep_alive_s)
+        self.assignment = Assignment(self.agent, config.keep_alive_s, config.freeze_after_s)
         self.invoker = InvokeService(
             self.functions, self.runtimes, self.counter, self.assignment, self.agent
         )

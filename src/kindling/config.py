@@ -17,6 +17,8 @@ class Config:
     sandbox_backend: str = "namespace"
     #: Seconds an idle sandbox is kept warm before it is reaped.
     keep_alive_s: float = 600.0
+    #: An idle sandbox is frozen (no CPU) after this long idle; 0 freezes at once.
+    freeze_after_s: float = 0.02
     #: Account-wide concurrent executions (Lambda's default quota).
     account_concurrency: int = 1000
     #: Delays before the first and second retry of a failed Event invocation.
@@ -48,6 +50,7 @@ class Config:
         data_dir = Path(env.get("KINDLING_DATA_DIR", str(base.data_dir)))
         backend = env.get("KINDLING_SANDBOX_BACKEND", base.sandbox_backend)
         keep_alive = float(env.get("KINDLING_KEEP_ALIVE_S", base.keep_alive_s))
+        freeze_after = float(env.get("KINDLING_FREEZE_AFTER_S", base.freeze_after_s))
         delays = env.get("KINDLING_ASYNC_RETRY_DELAYS_S")
         retry = (
             tuple(float(x) for x in delays.split(",") if x.strip())
@@ -60,5 +63,6 @@ class Config:
             data_dir=data_dir,
             sandbox_backend=backend,
             keep_alive_s=keep_alive,
+            freeze_after_s=freeze_after,
             async_retry_delays_s=retry,
         )

@@ -11,6 +11,8 @@ def test_report_line_has_lambdas_fields() -> None:
         "Memory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: 55.50 ms\t"
     )
     assert "Init Duration" not in Report("rid", 1.0, 128, 40).line()
+    oom = Report("rid", 1.0, 128, 128, status="error", error_type="Runtime.OutOfMemory").line()
+    assert oom.endswith("Status: error\tError Type: Runtime.OutOfMemory\t")
 
 
 def test_tail_keeps_the_last_4kb() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from kindling.control.codestore import CodeStore
 from kindling.control.models import (
     LATEST,
+    TAG_VALUES,
     FunctionConfig,
     FunctionRef,
     FunctionState,
@@ -44,6 +45,14 @@ def _now() -> str:
 
 def _revision() -> str:
     return str(uuid.uuid4())
+
+
+def _check_kindling_tags(tags: dict[str, str]) -> None:
+    for key, allowed in TAG_VALUES.items():
+        if key in tags and tags[key] not in allowed:
+            raise ValidationError(
+                f"Tag {key} must be one of {', '.join(allowed)}, not {tags[key]!r}"
+            )
 
 
 class FunctionService:
@@ -122,6 +131,7 @@ class FunctionService:
             raise ValidationError("Handler must be specified for a .zip deployment package")
         self._runtimes.resolve(runtime)
         check_configuration(params)
+        _check_kindling_tags(params.get("Tags") or {})
         stored = self._code.put(self._zip_from(params.get("Code") or {}))
         config = FunctionConfig(
             account_id=account_id,
@@ -203,17 +213,22 @@ class FunctionService:
             self._code.remove(config.code_digest)
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
+        _check_kindling_tags(tags)
         current = self.tags(ref)
         current.update(tags)
         if len(current) > 50:
             raise ValidationError("Number of tags exceeds resource tag limit.")
         self._store.set_tags(ref.account_id, ref.region, ref.name, current)
+        if any(key in TAG_VALUES for key in tags):
+            self._forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
 
     def untag(self, ref: FunctionRef, keys: list[str]) -> None:
         current = self.tags(ref)
         for key in keys:
             current.pop(key, None)
         self._store.set_tags(ref.account_id, ref.region, ref.name, current)
+        if any(key in TAG_VALUES for key in keys):
+            self._forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
 
     def code_zip_by_digest(self, digest: str) -> bytes:
         if not digest.isalnum():

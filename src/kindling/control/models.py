@@ -8,6 +8,14 @@ from typing import Any
 
 LATEST = "$LATEST"
 
+#: kindling's own per-function settings travel as tags, which every Lambda tool can set.
+SANDBOX_TAG = "kindling:sandbox"
+NETWORK_TAG = "kindling:network"
+TAG_VALUES = {
+    SANDBOX_TAG: ("namespace", "gvisor", "process"),
+    NETWORK_TAG: ("allowed", "none"),
+}
+
 
 class FunctionState(StrEnum):
     PENDING = "Pending"

@@ -24,9 +24,11 @@ VersionKey = tuple[str, str, str, str, str]  # account, region, name, version, r
 
 
 class Assignment:
-    def __init__(self, agent: WorkerAgent, keep_alive_s: float) -> None:
+    def __init__(self, agent: WorkerAgent, keep_alive_s: float, freeze_after_s: float) -> None:
         self._agent = agent
         self._keep_alive_s = keep_alive_s
+        self._freeze_after_s = freeze_after_s
+        self._freezers: dict[SafeSandbox, asyncio.TimerHandle] = {}
         self._idle: dict[VersionKey, list[SafeSandbox]] = {}
         self._busy: set[SafeSandbox] = set()
         self._reaper: asyncio.Task[None] | None = None
@@ -52,6 +54,9 @@ class Assignment:
         stack = self._idle.get(key)
         while stack:
             sandbox = stack.pop()
+            timer = self._freezers.pop(sandbox, None)
+            if timer is not None:
+                timer.cancel()
             if sandbox.alive:
                 self._busy.add(sandbox)
                 return sandbox, None, []
@@ -60,15 +65,39 @@ class Assignment:
             self._busy.add(sandbox)
         return sandbox, init, lines
 
-    def release(self, key: VersionKey, sandbox: SafeSandbox) -> None:
-        """Back to the pool if it is idle and healthy; anything else is destroyed."""
+    async def release(self, key: VersionKey, sandbox: SafeSandbox) -> None:
+        """Back to the pool if it is idle and healthy; anything else is destroyed.
+
+        An idle sandbox is frozen once it has been idle ``freeze_after_s``: whatever the
+        function left running after its response gets no CPU beyond that grace, and
+        back-to-back invokes do not pay a freeze and a thaw each (0.3 ms on cgroup v1).
+        """
         self._busy.discard(sandbox)
         if sandbox.state is SandboxState.IDLE and not self._closing:
             self._idle.setdefault(key, []).append(sandbox)
+            if self._freeze_after_s <= 0:
+                await self._freeze(sandbox)
+            else:
+                self._freezers[sandbox] = asyncio.get_running_loop().call_later(
+                    self._freeze_after_s, self._freeze_later, sandbox
+                )
         elif sandbox.state is not SandboxState.DEAD:
             task = asyncio.get_running_loop().create_task(sandbox.destroy())
             self._destroying.add(task)
             task.add_done_callback(self._destroying.discard)
+
+    def _freeze_later(self, sandbox: SafeSandbox) -> None:
+        self._freezers.pop(sandbox, None)
+        task = asyncio.get_running_loop().create_task(self._freeze(sandbox))
+        self._destroying.add(task)
+        task.add_done_callback(self._destroying.discard)
+
+    async def _freeze(self, sandbox: SafeSandbox) -> None:
+        try:
+            await sandbox.freeze()  # a no-op unless it is still idle
+        except OSError:
+            log.exception("sandbox %s could not be frozen; destroying it", sandbox.id)
+            await sandbox.destroy()
 
     async def retire(self, match: Callable[[VersionKey], bool]) -> None:
         """Destroys the idle sandboxes of versions that no longer exist or changed."""

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kindling.control.functions import FunctionService
-from kindling.control.models import LATEST, FunctionConfig, FunctionRef, FunctionState
+from kindling.control.models import (
+    LATEST,
+    NETWORK_TAG,
+    SANDBOX_TAG,
+    FunctionConfig,
+    FunctionRef,
+    FunctionState,
+)
 from kindling.errors import ConflictError, RequestContentError, TooLargeError, ValidationError
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.counting import ConcurrencyCounter
@@ -172,9 +179,10 @@ class InvokeService:
                     sandbox, request, init.duration_ms if init is not None else None
                 )
             finally:
-                self._assignment.release(key, sandbox)
+                await self._assignment.release(key, sandbox)
 
     def _spec(self, config: FunctionConfig) -> SandboxSpec:
+        tags = self._functions.tags(FunctionRef(config.account_id, config.region, config.name))
         sandbox_id = uuid.uuid4().hex
         return SandboxSpec(
             sandbox_id=sandbox_id,
@@ -192,4 +200,6 @@ class InvokeService:
             environment=dict(config.environment),
             log_group=config.log_group,
             log_stream=_log_stream(config.version, sandbox_id),
+            network=tags.get(NETWORK_TAG, "allowed"),
+            backend=tags.get(SANDBOX_TAG),
         )

@@ -23,6 +23,7 @@ class Report:
     max_memory_mb: int
     init_ms: float | None = None
     status: str | None = None  # "timeout", "error" when the platform ended it
+    error_type: str | None = None  # e.g. Runtime.OutOfMemory, with status "error"
 
     @property
     def billed_ms(self) -> int:
@@ -38,6 +39,8 @@ class Report:
             text += f"Init Duration: {self.init_ms:.2f} ms\t"
         if self.status:
             text += f"Status: {self.status}\t"
+        if self.error_type:
+            text += f"Error Type: {self.error_type}\t"
         return text
 
 

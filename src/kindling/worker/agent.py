@@ -61,7 +61,7 @@ class WorkerAgent:
         sandbox.set_log_sink(lines.append)
         result = await sandbox.invoke(request)
         sandbox.set_log_sink(self._direct_sink(spec))
-        status = None
+        status = error_type = None
         if result.outcome is Outcome.TIMEOUT:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             lines.append(
@@ -70,7 +70,7 @@ class WorkerAgent:
             status = "timeout"
         elif result.outcome is Outcome.CRASH:
             lines.append(_error_message(result))
-            status = "error"
+            status, error_type = "error", _error_type(result)
         lines.append(end_line(request.request_id))
         report = Report(
             request.request_id,
@@ -79,6 +79,7 @@ class WorkerAgent:
             sandbox.usage().max_rss_mb,
             init_ms,
             status,
+            error_type,
         )
         lines.append(report.line())
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
@@ -97,6 +98,14 @@ class WorkerAgent:
         ]
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
         return Execution(init.error, lines)
+
+
+def _error_type(result: InvokeResult) -> str | None:
+    try:
+        value = json.loads(result.payload).get("errorType")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None
 
 
 def _error_message(result: InvokeResult) -> str:

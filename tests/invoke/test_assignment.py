@@ -1,0 +1,83 @@
+"""Assignment over the real process backend: reuse, freezing when idle, reaping."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+from kindling.invoke.assignment import Assignment, VersionKey
+from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.telemetry.logs import LogStore
+from kindling.worker.agent import WorkerAgent
+from kindling.worker.backends import Backends
+from kindling.worker.sandbox.base import InvokeRequest, SandboxSpec, SandboxState
+from kindling.worker.sandbox.process import ProcessBackend
+
+KEY: VersionKey = ("000000000000", "us-east-1", "f", "$LATEST", "rev")
+
+
+def _spec(code_dir: Path) -> SandboxSpec:
+    return SandboxSpec(
+        sandbox_id=uuid.uuid4().hex,
+        account_id=KEY[0],
+        region=KEY[1],
+        function_name=KEY[2],
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
+        version="$LATEST",
+        launch=RuntimeCatalog().resolve("python3.11"),
+        handler="app.handler",
+        code_dir=str(code_dir),
+        memory_mb=128,
+        timeout_s=3,
+        ephemeral_mb=512,
+    )
+
+
+def _request() -> InvokeRequest:
+    return InvokeRequest(str(uuid.uuid4()), b"{}", int(time.time() * 1000) + 3000, "arn")
+
+
+def _assignment(tmp_path: Path, keep_alive_s: float, freeze_after_s: float) -> Assignment:
+    agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
+    return Assignment(agent, keep_alive_s, freeze_after_s)
+
+
+def test_reuse_freeze_thaw_and_reap(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+
+    async def scenario() -> None:
+        pool = _assignment(tmp_path, keep_alive_s=0.5, freeze_after_s=0.05)
+        first, init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        assert init is not None and init.ok
+        await first.invoke(_request())
+        await pool.release(KEY, first)
+        assert first.state is SandboxState.IDLE  # not frozen yet: within the grace
+        await asyncio.sleep(0.15)
+        assert first.state is SandboxState.FROZEN
+        again, init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        assert again is first and init is None  # warm: the same sandbox
+        assert (await again.invoke(_request())).payload == b'"ok"'  # thawed on the way in
+        await pool.release(KEY, again)
+        assert await pool.reap(now=time.monotonic() + 1.0) == 1
+        assert pool.idle_count() == 0
+        assert first.state is SandboxState.DEAD
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_sandbox_that_is_not_idle_is_destroyed_on_release(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import os\ndef handler(e, c):\n    os._exit(1)\n")
+
+    async def scenario() -> None:
+        pool = _assignment(tmp_path, keep_alive_s=60, freeze_after_s=0)
+        sandbox, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        await sandbox.invoke(_request())  # the runtime dies
+        await pool.release(KEY, sandbox)
+        assert pool.idle_count(KEY) == 0
+        await pool.close()
+        assert sandbox.state is SandboxState.DEAD
+
+    asyncio.run(scenario())
