@@ -15,14 +15,13 @@ def leftovers() -> list[str]:
     """Sandbox resources that outlived the tests that made them."""
     found = [
         path
-        for path in glob.glob("/sys/fs/cgroup/**/kindling/*", recursive=True)
+        for path in glob.glob("/sys/fs/cgroup/**/kindling/*/*", recursive=True)
         if os.path.isdir(path)
     ]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [line.split(":")[1].strip() for line in links.splitlines() if ": kv" in line]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    if "inet kindling" in tables:
-        found.append("nftables table inet kindling")
+    found += [line for line in tables.splitlines() if "inet kindling" in line]
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,14 +166,19 @@ class Cgroup:
 
 
 class CgroupManager:
-    """Detects the hierarchy once; makes and removes sandbox groups under ``kindling``."""
+    """Detects the hierarchy once; makes sandbox groups under ``kindling/<instance>``.
 
-    def __init__(self, name: str = "kindling") -> None:
+    One instance per data dir: at start it removes what a crashed predecessor with the
+    same data dir left (killing any process still in it), and never touches the groups
+    of another kindling running beside it.
+    """
+
+    def __init__(self, instance: str, name: str = "kindling") -> None:
         self.version = 2 if (ROOT / "cgroup.controllers").exists() else 1
         self._bases: dict[str, Path] = {}
         missing: list[str] = []
         if self.version == 2:
-            base = ROOT / _own_path(None).lstrip("/") / name
+            base = ROOT / _own_path(None).lstrip("/") / name / instance
             self._bases["unified"] = base
         else:
             for controller in V1_CONTROLLERS:
@@ -180,9 +186,12 @@ class CgroupManager:
                 if not mount.is_dir():
                     missing.append(controller)
                     continue
-                self._bases[controller] = mount / _own_path(controller).lstrip("/") / name
+                self._bases[controller] = (
+                    mount / _own_path(controller).lstrip("/") / name / instance
+                )
         for base in self._bases.values():
             base.mkdir(parents=True, exist_ok=True)
+        self._sweep()
         if self.version == 2:
             self._enable_v2_controllers()
         self.missing = missing
@@ -193,9 +202,29 @@ class CgroupManager:
             f"; missing controllers: {', '.join(missing)}" if missing else "",
         )
 
+    def _sweep(self) -> None:
+        stale = self.leftovers()
+        for sandbox_id in stale:
+            group = Cgroup(self.version, {k: b / sandbox_id for k, b in self._bases.items()})
+            group.kill()
+            for _ in range(100):
+                if group.remove():
+                    break
+                time.sleep(0.01)
+        if stale:
+            log.warning("removed %d sandbox cgroups left by a previous run", len(stale))
+
+    def close(self) -> None:
+        """Removes this instance's (by now empty) base groups."""
+        for base in self._bases.values():
+            with contextlib.suppress(OSError):
+                base.rmdir()
+            with contextlib.suppress(OSError):
+                base.parent.rmdir()  # "kindling", if no other instance uses it
+
     def _enable_v2_controllers(self) -> None:
         base = self._bases["unified"]
-        for directory in (base.parent, base):
+        for directory in (base.parent.parent, base.parent, base):
             with contextlib.suppress(OSError):
                 _write(directory / "cgroup.subtree_control", "+memory +pids +cpu")
 

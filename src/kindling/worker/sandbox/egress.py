@@ -1,6 +1,6 @@
 """Outbound network for sandboxes: a veth pair per sandbox, NAT to what the host reaches.
 
-Each sandbox that may go out gets ``eth0`` (10.200.x.y/30) with a default route to its
+Each sandbox that may go out gets ``eth0`` (a /30 of its instance's /16) with a default route to its
 host end; the host masquerades that traffic. One nftables table, installed at start,
 refuses everything a sandbox sends to the host itself (the control plane, other local
 services) and from one sandbox to another. Sandboxes whose function says
@@ -22,28 +22,55 @@ from kindling.errors import SandboxError
 
 log = logging.getLogger(__name__)
 
-SUBNET = ipaddress.ip_network("10.200.0.0/16")
-HOST_PREFIX = "kv"
-TABLE = "kindling"
-RULES = f"""
-table inet {TABLE} {{
+#: Instances share nothing: each takes its own /16 of 10.128.0.0/9, its own interface
+#: prefix and its own nftables table, all derived from its instance id.
+POOL = ipaddress.IPv4Network("10.128.0.0/9")
+ALL_SANDBOX_LINKS = "kv"
+RULES = """
+table inet {table} {{
     chain input {{
         type filter hook input priority -10; policy accept;
-        iifname "{HOST_PREFIX}*" ct state established,related accept
-        iifname "{HOST_PREFIX}*" drop
+        iifname "{prefix}*" ct state established,related accept
+        iifname "{prefix}*" drop
     }}
     chain forward {{
         type filter hook forward priority -10; policy accept;
-        iifname "{HOST_PREFIX}*" oifname "{HOST_PREFIX}*" drop
-        ip daddr {SUBNET} ct state established,related accept
-        oifname "{HOST_PREFIX}*" drop
+        iifname "{prefix}*" oifname "{all}*" drop
+        ip daddr {subnet} ct state established,related accept
+        oifname "{prefix}*" drop
     }}
     chain postrouting {{
         type nat hook postrouting priority 100; policy accept;
-        ip saddr {SUBNET} oifname != "{HOST_PREFIX}*" masquerade
+        ip saddr {subnet} oifname != "{prefix}*" masquerade
     }}
 }}
 """
+
+
+def _subnet_for(instance: str) -> ipaddress.IPv4Network:
+    subnets: list[ipaddress.IPv4Network] = list(POOL.subnets(new_prefix=16))
+    used = _routed_networks()
+    start = int(instance, 16) % len(subnets)
+    for offset in range(len(subnets)):
+        candidate = subnets[(start + offset) % len(subnets)]
+        if not any(candidate.overlaps(net) for net in used):
+            return candidate
+    raise SandboxError("no free /16 in 10.128.0.0/9 for sandbox networks")
+
+
+def _routed_networks() -> list[ipaddress.IPv4Network]:
+    """The host's IPv4 routes, from /proc (callable on an event loop, unlike pyroute2)."""
+    found: list[ipaddress.IPv4Network] = []
+    with open("/proc/net/route") as fh:
+        next(fh)
+        for line in fh:
+            fields = line.split()
+            dest = int(fields[1], 16).to_bytes(4, "little")
+            mask = int(fields[7], 16).to_bytes(4, "little")
+            if any(mask):
+                prefix = bin(int.from_bytes(mask, "big")).count("1")
+                found.append(ipaddress.IPv4Network((bytes(dest), prefix), strict=False))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +82,24 @@ class Lease:
 
 
 class Egress:
-    """Installs the host's rules once; leases /30 subnets and makes veth pairs."""
+    """Installs this instance's rules once; leases /30 subnets and makes veth pairs."""
 
-    def __init__(self) -> None:
-        self._free = list(range(SUBNET.num_addresses // 4 - 1, 0, -1))
+    def __init__(self, instance: str) -> None:
+        self.subnet = _subnet_for(instance)
+        self.prefix = f"{ALL_SANDBOX_LINKS}{instance[:4]}"
+        self.table = f"kindling_{instance}"
+        self._free = list(range(self.subnet.num_addresses // 4 - 1, 0, -1))
         self._lock = threading.Lock()
         self._install()
 
-    @staticmethod
-    def _install() -> None:
+    def _install(self) -> None:
         with open("/proc/sys/net/ipv4/ip_forward", "w") as fh:
             fh.write("1")
-        subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
-        done = subprocess.run(["nft", "-f", "-"], input=RULES.encode(), capture_output=True)
+        self.close()
+        rules = RULES.format(
+            table=self.table, prefix=self.prefix, all=ALL_SANDBOX_LINKS, subnet=self.subnet
+        )
+        done = subprocess.run(["nft", "-f", "-"], input=rules.encode(), capture_output=True)
         if done.returncode != 0:
             raise SandboxError(f"could not install the egress rules: {done.stderr.decode()}")
 
@@ -76,10 +108,10 @@ class Egress:
             if not self._free:
                 raise SandboxError("no free sandbox network addresses")
             index = self._free.pop()
-        base = int(SUBNET.network_address) + index * 4
+        base = int(self.subnet.network_address) + index * 4
         return Lease(
             index,
-            f"{HOST_PREFIX}{index}",
+            f"{self.prefix}{index}",
             str(ipaddress.ip_address(base + 1)),
             str(ipaddress.ip_address(base + 2)),
         )
@@ -115,4 +147,6 @@ class Egress:
             self._free.append(lease.index)
 
     def close(self) -> None:
-        subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
+        subprocess.run(
+            ["nft", "delete", "table", "inet", self.table], capture_output=True, check=False
+        )

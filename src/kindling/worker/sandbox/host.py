@@ -6,6 +6,7 @@ owners would hand out the same addresses), one seccomp program, one pool of host
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -40,16 +41,18 @@ class HostResources:
             raise SandboxError("isolated sandboxes need kindling to run as root on the host")
         seccomp_policy.compiled(runtime_dir)
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
         egress: Egress | None = None
         try:
-            egress = Egress()
+            egress = Egress(instance)
         except (SandboxError, OSError) as exc:
             log.warning("sandboxes get no outbound network: %s", exc)
         try:
             resolv = Path("/etc/resolv.conf").read_text()
         except OSError:
             resolv = ""
-        return cls(runtime_dir, CgroupManager(), egress, runtime_dir / "seccomp.bpf", resolv)
+        cgroups = CgroupManager(instance)
+        return cls(runtime_dir, cgroups, egress, runtime_dir / "seccomp.bpf", resolv)
 
     def next_uid(self) -> int:
         return next(self._uids)
@@ -57,3 +60,4 @@ class HostResources:
     def close(self) -> None:
         if self.egress is not None:
             self.egress.close()
+        self.cgroups.close()
