@@ -1,0 +1,69 @@
+"""The ``kindling`` command against the real server: deploy, invoke, logs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .support import KINDLING, Server
+
+
+def _kindling(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1"
+    )
+    return subprocess.run(
+        [str(KINDLING), *args, "--endpoint", server.endpoint],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_deploy_invoke_logs_and_redeploy(
+    server: Server, fn_name: str, tmp_path: Path, lam: Any
+) -> None:
+    (tmp_path / "app.py").write_text(
+        "def handler(event, context):\n    print('cli says', event)\n    return {'v': 1}\n"
+    )
+    created = _kindling(server, "deploy", str(tmp_path), "--name", fn_name)
+    assert created.returncode == 0, created.stderr
+    assert "created" in created.stdout
+    assert lam.get_function(FunctionName=fn_name)["Configuration"]["State"] == "Active"
+
+    invoked = _kindling(server, "invoke", fn_name, "--payload", '{"k": 2}')
+    assert invoked.returncode == 0, invoked.stderr
+    assert invoked.stdout.strip() == '{"v": 1}'
+    assert "cli says {'k': 2}" in invoked.stderr  # the log tail
+    assert "REPORT RequestId:" in invoked.stderr
+
+    logs = _kindling(server, "logs", fn_name)
+    assert logs.returncode == 0, logs.stderr
+    assert "START RequestId:" in logs.stdout and "cli says {'k': 2}" in logs.stdout
+
+    (tmp_path / "app.py").write_text("def handler(event, context):\n    return {'v': 2}\n")
+    updated = _kindling(server, "deploy", str(tmp_path), "--name", fn_name, "--memory", "256")
+    assert updated.returncode == 0, updated.stderr
+    assert "updated" in updated.stdout
+    assert _kindling(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
+    assert lam.get_function_configuration(FunctionName=fn_name)["MemorySize"] == 256
+
+
+def test_invoke_of_a_failing_function_exits_non_zero(
+    server: Server, fn_name: str, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text("def handler(event, context):\n    raise KeyError('x')\n")
+    assert _kindling(server, "deploy", str(tmp_path), "--name", fn_name).returncode == 0
+    failed = _kindling(server, "invoke", fn_name)
+    assert failed.returncode == 1
+    assert '"errorType": "KeyError"' in failed.stdout
+
+
+def test_logs_of_a_missing_function_is_an_error(server: Server) -> None:
+    missing = _kindling(server, "logs", "no-such-function-here")
+    assert missing.returncode == 1
+    assert "Function not found" in missing.stderr
