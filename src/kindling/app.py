@@ -9,6 +9,7 @@ import secrets
 import signal
 
 from kindling.api.account import AccountApi
+from kindling.api.aliases import AliasesApi
 from kindling.api.frontend import Frontend
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LogsEndpoint
@@ -16,17 +17,19 @@ from kindling.api.invocations import InvocationsApi
 from kindling.api.model import load_service_model
 from kindling.api.tags import TagsApi
 from kindling.config import Config
+from kindling.control.aliases import AliasService
 from kindling.control.codestore import CodeStore
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, Store
+from kindling.control.versions import VersionService
 from kindling.httpd import HttpServer
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
-from kindling.invoke.service import InvokeService
+from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
@@ -74,7 +77,10 @@ class App:
         self.store = Store(config.store_url)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self.code = CodeStore(config.data_dir / "code")
-        self.functions = FunctionService(FunctionStore(self.store), self.code, self.runtimes)
+        function_store = FunctionStore(self.store)
+        self.functions = FunctionService(function_store, self.code, self.runtimes)
+        self.versions = VersionService(self.functions, function_store)
+        self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
         self.backends = make_backends(config)
         self.backends.get()  # the default must work at start, not at the first invoke
@@ -82,13 +88,14 @@ class App:
         self.counter = ConcurrencyCounter(config.account_concurrency)
         self.assignment = Assignment(self.agent, config.keep_alive_s, config.freeze_after_s)
         self.invoker = InvokeService(
-            self.functions, self.runtimes, self.counter, self.assignment, self.agent
+            self.functions, self.aliases, self.runtimes, self.counter, self.assignment, self.agent
         )
         self.functions.on_retired(self._retire)
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
         operations = {
-            **FunctionsApi(self.functions, code_urls).operations(),
+            **FunctionsApi(self.functions, self.versions, code_urls).operations(),
+            **AliasesApi(self.aliases).operations(),
             **InvocationsApi(self.invoker).operations(),
             **TagsApi(self.functions).operations(),
             **AccountApi(self.functions, self.counter).operations(),
@@ -107,6 +114,8 @@ class App:
         self._retiring: set[asyncio.Task[None]] = set()
 
     def _retire(self, config: FunctionConfig) -> None:
+        self.aliases.forget_function(FunctionRef(config.account_id, config.region, config.name))
+
         def match(key: VersionKey) -> bool:
             return key[:4] == (config.account_id, config.region, config.name, config.version)
 
@@ -119,7 +128,9 @@ class App:
 
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> bool:
         config = self.invoker.resolve(ref)
-        execution = await self.invoker.execute(config, request_id, payload)
+        execution = await self.invoker.execute(
+            config, request_id, payload, invoked=invoked_arn(ref)
+        )
         return execution.result.outcome is Outcome.SUCCESS
 
     async def start(self) -> None:

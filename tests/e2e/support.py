@@ -116,6 +116,8 @@ class Server:
     log_path: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: More ``kindling serve`` options, e.g. ``("--host", "0.0.0.0")``.
+    extra_args: tuple[str, ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -138,6 +140,7 @@ class Server:
                     str(self.port),
                     "--data-dir",
                     str(self.data_dir),
+                    *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

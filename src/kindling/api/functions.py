@@ -7,12 +7,16 @@ from typing import Any
 from kindling.api.internal import CodeUrls
 from kindling.control.functions import FunctionService
 from kindling.control.naming import parse_function_name
+from kindling.control.versions import VersionService
 from kindling.iam.sigv4 import Caller
 
 
 class FunctionsApi:
-    def __init__(self, functions: FunctionService, code_urls: CodeUrls) -> None:
+    def __init__(
+        self, functions: FunctionService, versions: VersionService, code_urls: CodeUrls
+    ) -> None:
         self._functions = functions
+        self._versions = versions
         self._urls = code_urls
 
     def operations(self) -> dict[str, Any]:
@@ -24,6 +28,8 @@ class FunctionsApi:
             "UpdateFunctionCode": self.update_code,
             "UpdateFunctionConfiguration": self.update_configuration,
             "DeleteFunction": self.delete,
+            "PublishVersion": self.publish,
+            "ListVersionsByFunction": self.list_versions,
         }
 
     @staticmethod
@@ -68,5 +74,27 @@ class FunctionsApi:
         return self._functions.update_configuration(self._ref(caller, params), params).to_api()
 
     async def delete(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        self._functions.delete(self._ref(caller, params))
+        ref = self._ref(caller, params)
+        if ref.qualifier and ref.qualifier.isdigit():
+            self._versions.delete(ref)
+        else:
+            self._functions.delete(ref)
         return {}
+
+    async def publish(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        config = self._versions.publish(
+            self._ref(caller, params),
+            params.get("CodeSha256"),
+            params.get("RevisionId"),
+            params.get("Description"),
+        )
+        return config.to_api()
+
+    async def list_versions(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        page, marker = self._versions.page(
+            self._ref(caller, params), params.get("Marker"), params.get("MaxItems")
+        )
+        out: dict[str, Any] = {"Versions": [c.to_api() for c in page]}
+        if marker:
+            out["NextMarker"] = marker
+        return out

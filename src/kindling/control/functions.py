@@ -25,6 +25,7 @@ from kindling.control.models import (
     FunctionRef,
     FunctionState,
     UpdateStatus,
+    is_alias_name,
 )
 from kindling.control.quotas import check_configuration
 from kindling.control.store import FunctionStore
@@ -39,7 +40,7 @@ from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
 Listener = Callable[[FunctionConfig], None]
 
 
-def _now() -> str:
+def now_timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
 
@@ -78,7 +79,13 @@ class FunctionService:
 
     # reads
     def get(self, ref: FunctionRef) -> FunctionConfig:
+        """$LATEST, a published version, or the primary version of an alias."""
         version = ref.qualifier or LATEST
+        if is_alias_name(version):
+            alias = self._store.alias(ref.account_id, ref.region, ref.name, version)
+            if alias is None:
+                raise NotFoundError(f"Function not found: {ref.arn}:{version}")
+            version = str(alias["FunctionVersion"])
         key = (ref.account_id, ref.region, ref.name, version)
         config = self._cache.get(key)
         if config is None:
@@ -143,7 +150,7 @@ class FunctionService:
             code_sha256=stored.sha256_b64,
             code_digest=stored.digest,
             code_size=stored.size,
-            last_modified=_now(),
+            last_modified=now_timestamp(),
             revision_id=_revision(),
             description=params.get("Description", ""),
             timeout=params.get("Timeout", 3),
@@ -200,15 +207,15 @@ class FunctionService:
         return self._begin_update(current, replace(current, **changes))
 
     def delete(self, ref: FunctionRef) -> None:
-        if ref.qualifier and ref.qualifier != LATEST:
-            raise NotFoundError(f"Function not found: {ref.arn}:{ref.qualifier}")
+        """Deletes the function with all its versions and aliases (see VersionService for one
+        version)."""
         if ref.qualifier == LATEST:
             raise ValidationError(
                 "$LATEST version cannot be deleted without deleting the function."
             )
         config = self.get(ref)
         self._store.delete(ref.account_id, ref.region, ref.name)
-        self._forget(config)
+        self.forget(config)
         if config.code_digest not in self._store.all_digests():
             self._code.remove(config.code_digest)
 
@@ -220,7 +227,7 @@ class FunctionService:
             raise ValidationError("Number of tags exceeds resource tag limit.")
         self._store.set_tags(ref.account_id, ref.region, ref.name, current)
         if any(key in TAG_VALUES for key in tags):
-            self._forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
+            self.forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
 
     def untag(self, ref: FunctionRef, keys: list[str]) -> None:
         current = self.tags(ref)
@@ -228,7 +235,7 @@ class FunctionService:
             current.pop(key, None)
         self._store.set_tags(ref.account_id, ref.region, ref.name, current)
         if any(key in TAG_VALUES for key in keys):
-            self._forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
+            self.forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
 
     def code_zip_by_digest(self, digest: str) -> bytes:
         if not digest.isalnum():
@@ -280,14 +287,14 @@ class FunctionService:
     def _begin_update(self, current: FunctionConfig, updated: FunctionConfig) -> FunctionConfig:
         updated = replace(
             updated,
-            last_modified=_now(),
+            last_modified=now_timestamp(),
             revision_id=_revision(),
             last_update_status=UpdateStatus.IN_PROGRESS,
             last_update_status_reason="The function is being created.",
             last_update_status_reason_code="Creating",
         )
         self._save(updated)
-        self._forget(current)
+        self.forget(current)
         self._later(self._finish_update, updated)
         return updated
 
@@ -328,7 +335,8 @@ class FunctionService:
         self._store.put(config)
         self._cache[(config.account_id, config.region, config.name, config.version)] = config
 
-    def _forget(self, config: FunctionConfig) -> None:
+    def forget(self, config: FunctionConfig) -> None:
+        """Drops a cached config and tells the listeners it is no longer current."""
         self._cache.pop((config.account_id, config.region, config.name, config.version), None)
         for listener in self._listeners:
             listener(config)

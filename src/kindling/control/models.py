@@ -30,6 +30,11 @@ class UpdateStatus(StrEnum):
     FAILED = "Failed"
 
 
+def is_alias_name(qualifier: str | None) -> bool:
+    """Qualifiers are $LATEST, a version number, or an alias name."""
+    return bool(qualifier) and qualifier != LATEST and not str(qualifier).isdigit()
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionRef:
     """Which function a request means: account, region, name and qualifier."""
@@ -92,7 +97,7 @@ class FunctionConfig:
         """The FunctionConfiguration shape of the Lambda API."""
         out: dict[str, Any] = {
             "FunctionName": self.name,
-            "FunctionArn": self.arn,
+            "FunctionArn": self.arn if self.version == LATEST else f"{self.arn}:{self.version}",
             "Runtime": self.runtime,
             "Role": self.role,
             "Handler": self.handler,

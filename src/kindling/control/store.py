@@ -48,6 +48,18 @@ function_meta = Table(
     Column("region", String(32), primary_key=True),
     Column("name", String(64), primary_key=True),
     Column("tags", Text, nullable=False, default="{}"),
+    Column("last_version", Integer, nullable=False, default=0),
+    Column("reserved_concurrency", Integer, nullable=True),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("function_name", String(64), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("config", Text, nullable=False),
 )
 
 async_events = Table(
@@ -165,6 +177,13 @@ class FunctionStore:
         with self._store.begin() as conn:
             conn.execute(functions.delete().where(self._key(functions, account_id, region, name)))
             conn.execute(
+                aliases.delete().where(
+                    (aliases.c.account_id == account_id)
+                    & (aliases.c.region == region)
+                    & (aliases.c.function_name == name)
+                )
+            )
+            conn.execute(
                 function_meta.delete().where(self._key(function_meta, account_id, region, name))
             )
 
@@ -228,3 +247,110 @@ class FunctionStore:
         with self._store.begin() as conn:
             rows = conn.execute(select(functions.c.config)).all()
         return [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
+
+    # versions
+    def publish(self, config: FunctionConfig, make: Any) -> FunctionConfig:
+        """Takes the next version number and stores ``make(number)`` under it, atomically."""
+        where = self._key(function_meta, config.account_id, config.region, config.name)
+        with self._store.begin() as conn:
+            row = conn.execute(select(function_meta.c.last_version).where(where)).first()
+            number = (row[0] if row else 0) + 1
+            conn.execute(function_meta.update().where(where).values(last_version=number))
+            published: FunctionConfig = make(str(number))
+            conn.execute(functions.insert().values(**self._row(published)))
+        return published
+
+    def versions(self, account_id: str, region: str, name: str) -> list[FunctionConfig]:
+        query = select(functions.c.config).where(self._key(functions, account_id, region, name))
+        with self._store.begin() as conn:
+            rows = conn.execute(query).all()
+        found = [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
+        return sorted(found, key=lambda c: -1 if c.version == "$LATEST" else int(c.version))
+
+    def delete_version(self, account_id: str, region: str, name: str, version: str) -> None:
+        with self._store.begin() as conn:
+            conn.execute(
+                functions.delete().where(
+                    self._key(functions, account_id, region, name)
+                    & (functions.c.version == version)
+                )
+            )
+
+    # aliases
+    @staticmethod
+    def _alias_key(account_id: str, region: str, function: str, name: str | None = None) -> Any:
+        where = (
+            (aliases.c.account_id == account_id)
+            & (aliases.c.region == region)
+            & (aliases.c.function_name == function)
+        )
+        return where if name is None else where & (aliases.c.name == name)
+
+    def alias(
+        self, account_id: str, region: str, function: str, name: str
+    ) -> dict[str, Any] | None:
+        query = select(aliases.c.config).where(self._alias_key(account_id, region, function, name))
+        with self._store.begin() as conn:
+            row = conn.execute(query).first()
+        return json.loads(row[0]) if row else None
+
+    def aliases(self, account_id: str, region: str, function: str) -> list[dict[str, Any]]:
+        query = (
+            select(aliases.c.config)
+            .where(self._alias_key(account_id, region, function))
+            .order_by(aliases.c.name)
+        )
+        with self._store.begin() as conn:
+            return [json.loads(r[0]) for r in conn.execute(query).all()]
+
+    def put_alias(
+        self, account_id: str, region: str, function: str, name: str, config: dict[str, Any]
+    ) -> bool:
+        """Inserts or replaces; with ``config["_create"]`` only inserts (False if taken)."""
+        create = config.pop("_create", False)
+        where = self._alias_key(account_id, region, function, name)
+        with self._store.begin() as conn:
+            exists = conn.execute(select(aliases.c.name).where(where)).first() is not None
+            if create and exists:
+                return False
+            if exists:
+                conn.execute(aliases.update().where(where).values(config=json.dumps(config)))
+            else:
+                conn.execute(
+                    aliases.insert().values(
+                        account_id=account_id,
+                        region=region,
+                        function_name=function,
+                        name=name,
+                        config=json.dumps(config),
+                    )
+                )
+        return True
+
+    def delete_alias(self, account_id: str, region: str, function: str, name: str) -> None:
+        with self._store.begin() as conn:
+            conn.execute(
+                aliases.delete().where(self._alias_key(account_id, region, function, name))
+            )
+
+    # concurrency
+    def reserved(self, account_id: str, region: str, name: str) -> int | None:
+        where = self._key(function_meta, account_id, region, name)
+        with self._store.begin() as conn:
+            row = conn.execute(select(function_meta.c.reserved_concurrency).where(where)).first()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def all_reserved(self, account_id: str) -> dict[tuple[str, str], int]:
+        query = select(
+            function_meta.c.region, function_meta.c.name, function_meta.c.reserved_concurrency
+        ).where(
+            (function_meta.c.account_id == account_id)
+            & function_meta.c.reserved_concurrency.is_not(None)
+        )
+        with self._store.begin() as conn:
+            return {(r[0], r[1]): int(r[2]) for r in conn.execute(query).all()}
+
+    def set_reserved(self, account_id: str, region: str, name: str, value: int | None) -> None:
+        where = self._key(function_meta, account_id, region, name)
+        with self._store.begin() as conn:
+            conn.execute(function_meta.update().where(where).values(reserved_concurrency=value))

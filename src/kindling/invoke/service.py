@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kindling.control.aliases import AliasService
 from kindling.control.functions import FunctionService
 from kindling.control.models import (
     LATEST,
@@ -22,6 +23,7 @@ from kindling.control.models import (
     FunctionConfig,
     FunctionRef,
     FunctionState,
+    is_alias_name,
 )
 from kindling.errors import ConflictError, RequestContentError, TooLargeError, ValidationError
 from kindling.invoke.assignment import Assignment, VersionKey
@@ -61,6 +63,11 @@ def _check_payload(payload: bytes, limit: int, operation: str) -> None:
             ) from exc
 
 
+def invoked_arn(ref: FunctionRef) -> str:
+    """The ARN the caller used: what ``context.invoked_function_arn`` shows."""
+    return f"{ref.arn}:{ref.qualifier}" if ref.qualifier else ref.arn
+
+
 def _trace_id(request_id: str) -> str:
     """An X-Ray style trace header, derived from the request id: no extra randomness."""
     return f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]};Sampled=0"
@@ -75,12 +82,14 @@ class InvokeService:
     def __init__(
         self,
         functions: FunctionService,
+        aliases: AliasService,
         runtimes: RuntimeCatalog,
         counter: ConcurrencyCounter,
         assignment: Assignment,
         agent: WorkerAgent,
     ) -> None:
         self._functions = functions
+        self._aliases = aliases
         self._runtimes = runtimes
         self._counter = counter
         self._assignment = assignment
@@ -91,6 +100,11 @@ class InvokeService:
         self._enqueue = enqueue
 
     def resolve(self, ref: FunctionRef) -> FunctionConfig:
+        """The version this invocation runs: an alias routes by its weights."""
+        if is_alias_name(ref.qualifier):
+            assert ref.qualifier is not None
+            version = self._aliases.route(ref, ref.qualifier)
+            ref = FunctionRef(ref.account_id, ref.region, ref.name, version)
         config = self._functions.get(ref)
         if config.state is not FunctionState.ACTIVE:
             raise ConflictError(
@@ -119,7 +133,9 @@ class InvokeService:
         config = self.resolve(ref)
         if invocation_type == "DryRun":
             return InvokeOutput(204, b"", request_id, executed_version=config.version)
-        execution = await self.execute(config, request_id, payload, client_context)
+        execution = await self.execute(
+            config, request_id, payload, client_context, invoked_arn(ref)
+        )
         result = execution.result
         return InvokeOutput(
             200,
@@ -136,6 +152,7 @@ class InvokeService:
         request_id: str,
         payload: bytes,
         client_context: str | None = None,
+        invoked: str | None = None,
     ) -> Execution:
         """Runs one invocation to its end, throttled by the account's concurrency.
 
@@ -143,7 +160,12 @@ class InvokeService:
         has started (as on Lambda), and its sandbox goes back to the pool only when the
         function has really finished.
         """
-        run = asyncio.ensure_future(self._execute(config, request_id, payload, client_context))
+        invoked = invoked or (
+            config.arn if config.version == LATEST else f"{config.arn}:{config.version}"
+        )
+        run = asyncio.ensure_future(
+            self._execute(config, request_id, payload, client_context, invoked)
+        )
         return await asyncio.shield(run)
 
     async def _execute(
@@ -152,6 +174,7 @@ class InvokeService:
         request_id: str,
         payload: bytes,
         client_context: str | None,
+        invoked: str,
     ) -> Execution:
         key: VersionKey = (
             config.account_id,
@@ -168,9 +191,7 @@ class InvokeService:
                 request_id=request_id,
                 payload=payload or b"{}",
                 deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
-                invoked_arn=config.arn
-                if config.version == LATEST
-                else f"{config.arn}:{config.version}",
+                invoked_arn=invoked,
                 client_context=client_context,
                 trace_id=_trace_id(request_id),
             )

@@ -1,0 +1,137 @@
+"""Published versions: immutable copies of $LATEST's code and configuration.
+
+PublishVersion takes the next number (never reused), unless $LATEST has not changed
+since the last published version, in which case that version is returned, as AWS does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import replace
+
+from kindling.control.functions import FunctionService, now_timestamp
+from kindling.control.models import (
+    LATEST,
+    FunctionConfig,
+    FunctionRef,
+    FunctionState,
+    UpdateStatus,
+)
+from kindling.control.store import FunctionStore
+from kindling.errors import ConflictError, NotFoundError, PreconditionError, ValidationError
+
+#: What makes two versions the same function, for "nothing changed since the last one".
+_IDENTITY = (
+    "runtime",
+    "role",
+    "handler",
+    "code_sha256",
+    "timeout",
+    "memory_size",
+    "ephemeral_storage",
+    "environment",
+    "architectures",
+    "tracing_mode",
+)
+
+
+def _same(a: FunctionConfig, b: FunctionConfig) -> bool:
+    return all(getattr(a, f) == getattr(b, f) for f in _IDENTITY)
+
+
+class VersionService:
+    def __init__(self, functions: FunctionService, store: FunctionStore) -> None:
+        self._functions = functions
+        self._store = store
+
+    def publish(
+        self,
+        ref: FunctionRef,
+        code_sha256: str | None = None,
+        revision_id: str | None = None,
+        description: str | None = None,
+    ) -> FunctionConfig:
+        latest = self._functions.get(FunctionRef(ref.account_id, ref.region, ref.name))
+        if latest.state is not FunctionState.ACTIVE or (
+            latest.last_update_status is UpdateStatus.IN_PROGRESS
+        ):
+            raise ConflictError(
+                "The operation cannot be performed at this time. An update is in progress for "
+                f"resource: {latest.arn}"
+            )
+        if revision_id is not None and revision_id != latest.revision_id:
+            raise PreconditionError(
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+            )
+        if code_sha256 is not None and code_sha256 != latest.code_sha256:
+            raise ValidationError(
+                f"CodeSHA256 ({code_sha256}) is different from current CodeSHA256 in $LATEST "
+                f"({latest.code_sha256}). Please try again"
+            )
+        published = [c for c in self._store.versions(*_key(ref)) if c.version != LATEST]
+        if published and _same(published[-1], latest):
+            return published[-1]
+
+        def make(number: str) -> FunctionConfig:
+            return replace(
+                latest,
+                version=number,
+                revision_id=str(uuid.uuid4()),
+                last_modified=now_timestamp(),
+                description=latest.description if description is None else description,
+                state=FunctionState.ACTIVE,
+                state_reason=None,
+                state_reason_code=None,
+                last_update_status=UpdateStatus.SUCCESSFUL,
+                last_update_status_reason=None,
+                last_update_status_reason_code=None,
+            )
+
+        return self._store.publish(latest, make)
+
+    def page(
+        self, ref: FunctionRef, marker: str | None, max_items: int | None
+    ) -> tuple[list[FunctionConfig], str | None]:
+        self._functions.get(FunctionRef(ref.account_id, ref.region, ref.name))
+        everything = self._store.versions(*_key(ref))
+        start = 0
+        if marker:
+            try:
+                start = int(json.loads(base64.urlsafe_b64decode(marker.encode()))["i"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValidationError(f"Invalid marker: {marker}") from exc
+        limit = min(max_items or 50, 50)
+        page = everything[start : start + limit]
+        next_marker = None
+        if start + limit < len(everything):
+            token = json.dumps({"i": start + limit}).encode()
+            next_marker = base64.urlsafe_b64encode(token).decode()
+        return page, next_marker
+
+    def delete(self, ref: FunctionRef) -> None:
+        """Deletes one published version; refused while an alias points at it."""
+        assert ref.qualifier is not None
+        config = self._functions.get(ref)
+        for alias in self._store.aliases(*_key(ref)):
+            weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+            if alias["FunctionVersion"] == ref.qualifier or ref.qualifier in weights:
+                raise ConflictError(
+                    f"Unable to delete version because the following aliases reference it: "
+                    f"[{alias['Name']}]"
+                )
+        self._store.delete_version(ref.account_id, ref.region, ref.name, ref.qualifier)
+        self._functions.forget(config)
+
+
+def _key(ref: FunctionRef) -> tuple[str, str, str]:
+    return ref.account_id, ref.region, ref.name
+
+
+def check_version_exists(functions: FunctionService, ref: FunctionRef, version: str) -> None:
+    try:
+        functions.get(FunctionRef(ref.account_id, ref.region, ref.name, version))
+    except NotFoundError as exc:
+        raise NotFoundError(f"Function not found: {ref.arn}:{version}") from exc
