@@ -10,6 +10,7 @@ import signal
 
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
+from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.frontend import Frontend
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LogsEndpoint
@@ -19,10 +20,12 @@ from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
 from kindling.control.codestore import CodeStore
+from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
-from kindling.control.models import FunctionConfig, FunctionRef
+from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, Store
 from kindling.control.versions import VersionService
+from kindling.errors import NotFoundError
 from kindling.httpd import HttpServer
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
@@ -85,7 +88,10 @@ class App:
         self.backends = make_backends(config)
         self.backends.get()  # the default must work at start, not at the first invoke
         self.agent = WorkerAgent(self.backends, self.logs)
-        self.counter = ConcurrencyCounter(config.account_concurrency)
+        self.concurrency = ConcurrencySettings(
+            self.functions, function_store, config.account_concurrency
+        )
+        self.counter = ConcurrencyCounter(self.concurrency)
         self.assignment = Assignment(self.agent, config.keep_alive_s, config.freeze_after_s)
         self.invoker = InvokeService(
             self.functions, self.aliases, self.runtimes, self.counter, self.assignment, self.agent
@@ -94,11 +100,12 @@ class App:
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
         operations = {
-            **FunctionsApi(self.functions, self.versions, code_urls).operations(),
+            **FunctionsApi(self.functions, self.versions, self.concurrency, code_urls).operations(),
             **AliasesApi(self.aliases).operations(),
             **InvocationsApi(self.invoker).operations(),
             **TagsApi(self.functions).operations(),
-            **AccountApi(self.functions, self.counter).operations(),
+            **AccountApi(self.functions, self.concurrency).operations(),
+            **ConcurrencyApi(self.concurrency).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
@@ -114,7 +121,13 @@ class App:
         self._retiring: set[asyncio.Task[None]] = set()
 
     def _retire(self, config: FunctionConfig) -> None:
-        self.aliases.forget_function(FunctionRef(config.account_id, config.region, config.name))
+        ref = FunctionRef(config.account_id, config.region, config.name)
+        self.aliases.forget_function(ref)
+        if config.version == LATEST:
+            with contextlib.suppress(NotFoundError):
+                self.functions.get(ref)
+                return  # still there: an update, not a delete
+            self.concurrency.forget_function(ref)
 
         def match(key: VersionKey) -> bool:
             return key[:4] == (config.account_id, config.region, config.name, config.version)

@@ -51,6 +51,7 @@ class Config:
         backend = env.get("KINDLING_SANDBOX_BACKEND", base.sandbox_backend)
         keep_alive = float(env.get("KINDLING_KEEP_ALIVE_S", base.keep_alive_s))
         freeze_after = float(env.get("KINDLING_FREEZE_AFTER_S", base.freeze_after_s))
+        account_limit = int(env.get("KINDLING_ACCOUNT_CONCURRENCY", base.account_concurrency))
         delays = env.get("KINDLING_ASYNC_RETRY_DELAYS_S")
         retry = (
             tuple(float(x) for x in delays.split(",") if x.strip())
@@ -64,5 +65,6 @@ class Config:
             sandbox_backend=backend,
             keep_alive_s=keep_alive,
             freeze_after_s=freeze_after,
+            account_concurrency=account_limit,
             async_retry_delays_s=retry,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kindling.api.internal import CodeUrls
+from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.naming import parse_function_name
 from kindling.control.versions import VersionService
@@ -13,10 +14,15 @@ from kindling.iam.sigv4 import Caller
 
 class FunctionsApi:
     def __init__(
-        self, functions: FunctionService, versions: VersionService, code_urls: CodeUrls
+        self,
+        functions: FunctionService,
+        versions: VersionService,
+        concurrency: ConcurrencySettings,
+        code_urls: CodeUrls,
     ) -> None:
         self._functions = functions
         self._versions = versions
+        self._concurrency = concurrency
         self._urls = code_urls
 
     def operations(self) -> dict[str, Any]:
@@ -53,6 +59,9 @@ class FunctionsApi:
         tags = self._functions.tags(ref)
         if tags:
             out["Tags"] = tags
+        reserved = self._concurrency.reserved(ref.account_id, ref.region, ref.name)
+        if reserved is not None:
+            out["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
         return out
 
     async def get_configuration(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:

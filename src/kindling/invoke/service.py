@@ -183,7 +183,7 @@ class InvokeService:
             config.version,
             config.revision_id,
         )
-        with self._counter.admit(config.account_id):
+        with self._counter.admit(config.account_id, config.region, config.name):
             sandbox, init, _lines = await self._assignment.claim(key, lambda: self._spec(config))
             if init is not None and not init.ok:
                 return self._agent.failed_init(sandbox.spec, request_id, init)

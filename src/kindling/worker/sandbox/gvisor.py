@@ -79,6 +79,7 @@ class GvisorSandbox(NamespaceSandbox):
                     k: [] for k in ("bounding", "effective", "inheritable", "permitted")
                 },
                 "noNewPrivileges": True,
+                "rlimits": [{"type": "RLIMIT_NPROC", "hard": 1024, "soft": 1024}],
             },
             "root": {"path": "rootfs", "readonly": True},
             "hostname": "sandbox",

@@ -1,0 +1,377 @@
+"""Where a namespace cold start goes: timestamps around each phase, taken from outside.
+
+Nothing in ``src/`` is changed. For one traced sample the bench
+
+* wraps, in its own process, the calls the worker makes on the way (the cgroup
+  manager's ``create``, ``create_slot`` in its executor thread and the netlink calls in
+  it, the egress lease and veth pair, the spawn of nsinit, the read of its status line,
+  ``wait_ready``), and
+* points the backend's ``NSINIT`` at a small generated script that imports the real
+  ``nsinit``, wraps the Linux calls it makes (``unshare``, ``fork``, ``mount``,
+  ``pivot_root``, the uid map handshake, seccomp, ``execve``) and then runs its
+  ``main``: each call appends ``role name start end`` to a trace file.
+
+Every timestamp is CLOCK_MONOTONIC in nanoseconds (the bench's ``time.monotonic_ns``,
+nsinit's ``clock_gettime_ns``, and the hello function's own, which reports when its
+module was imported and when it was invoked), so the three processes share one clock.
+``segments`` turns one sample's events into consecutive phases along the critical path;
+the phases of a sample add up to its total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The generated wrapper around nsinit; {trace} and {src} are filled in.
+NSINIT_WRAPPER = '''\
+import time
+_T0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+import os
+import sys
+
+_FD = os.open({trace!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+_write = os.write
+_real_closerange = os.closerange
+_role = ["parent"]
+
+
+def _now():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def _emit(name, start, end=None):
+    line = f"{{_role[0]}} {{name}} {{start}} {{start if end is None else end}}\\n"
+    _write(_FD, line.encode())
+
+
+_emit("python_up", _T0)
+sys.path.insert(0, {src!r})
+from kindling.worker.sandbox import linux, nsinit  # noqa: E402
+
+_emit("imported", _now())
+UNSHARE = {{
+    linux.CLONE_NEWNS: "unshare_mnt",
+    linux.CLONE_NEWUSER: "unshare_user",
+}}
+
+
+def _wrap(owner, attr, name=None):
+    real = getattr(owner, attr)
+    label = name or attr
+
+    def timed(*args, **kwargs):
+        start = _now()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            _emit(label, start, _now())
+
+    setattr(owner, attr, timed)
+
+
+def _unshare(flags, _real=linux.unshare):
+    start = _now()
+    try:
+        return _real(flags)
+    finally:
+        _emit(UNSHARE.get(flags, "unshare_ns"), start, _now())
+
+
+def _fork(_real=os.fork):
+    start = _now()
+    pid = _real()
+    if pid == 0:
+        _role[0] = "child"
+        _emit("forked", _now())
+    else:
+        _emit("fork", start, _now())
+    return pid
+
+
+def _closerange(low, high):
+    start = _now()
+    if low <= _FD < high:
+        _real_closerange(low, _FD)
+        _real_closerange(_FD + 1, high)
+    else:
+        _real_closerange(low, high)
+    _emit("closerange", start, _now())
+
+
+def _execve(path, argv, env, _real=os.execve):
+    _emit("execve", _now())
+    _real(path, argv, env)
+
+
+def _exit(code, _real=os._exit):
+    _emit("exit", _now())
+    _real(code)
+
+
+linux.unshare = _unshare
+os.fork = _fork
+os.execve = _execve
+os._exit = _exit
+nsinit.os.closerange = _closerange
+for _name in ("setns", "mount", "pivot_root", "umount", "sethostname", "load_seccomp",
+              "drop_bounding_capabilities"):
+    _wrap(linux, _name)
+_wrap(nsinit, "build_root")
+_wrap(os, "read")
+_wrap(os, "write")
+nsinit.main()
+'''
+
+
+def now() -> int:
+    return time.monotonic_ns()
+
+
+@dataclass
+class Sample:
+    """The events of one traced cold start: name -> ns (first occurrence), and intervals."""
+
+    events: dict[str, int] = field(default_factory=dict)
+    intervals: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def mark(self, name: str, at: int | None = None) -> None:
+        self.events.setdefault(name, now() if at is None else at)
+
+    def span(self, name: str, start: int, end: int) -> None:
+        self.intervals.append((name, start, end))
+        self.mark(f"{name}.start", start)
+        self.mark(f"{name}.end", end)
+
+
+def _timed_sync(sample: Sample, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = now()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sample.span(name, start, now())
+
+    return wrapper
+
+
+def _timed_async(
+    sample: Sample, name: str, fn: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = now()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            sample.span(name, start, now())
+
+    return wrapper
+
+
+class Patches:
+    """Attribute replacements undone in reverse order on exit."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[Any, str, Any, bool]] = []
+
+    def set(self, owner: Any, attr: str, value: Any) -> None:
+        own = attr in getattr(owner, "__dict__", {})
+        self._undo.append((owner, attr, getattr(owner, attr), own))
+        setattr(owner, attr, value)
+
+    def undo(self) -> None:
+        while self._undo:
+            owner, attr, old, own = self._undo.pop()
+            if own or isinstance(owner, type) or _is_module(owner):
+                setattr(owner, attr, old)
+            else:
+                with contextlib.suppress(AttributeError):
+                    delattr(owner, attr)
+
+
+def _is_module(obj: Any) -> bool:
+    return type(obj).__name__ == "module"
+
+
+def write_wrapper(workdir: Path, src: Path) -> tuple[Path, Path]:
+    """The nsinit wrapper script and the trace file it appends to."""
+    trace = workdir / "nsinit.trace"
+    script = workdir / "nsinit_traced.py"
+    script.write_text(NSINIT_WRAPPER.format(trace=str(trace), src=str(src)))
+    return script, trace
+
+
+@contextlib.contextmanager
+def instrument(backend: Any, sample: Sample, wrapper: Path) -> Iterator[Patches]:
+    """Wraps the namespace backend's phases for one sample (the sandbox is wrapped by
+    ``instrument_sandbox`` once it exists). Restores everything on exit."""
+    from kindling.worker.sandbox import linux, namespace, netns
+
+    patches = Patches()
+    try:
+        cgroups = backend.cgroups
+        real_create = cgroups.create
+
+        def create_group(*args: Any, **kwargs: Any) -> Any:
+            start = now()
+            group = real_create(*args, **kwargs)
+            sample.span("cgroup_create", start, now())
+            patches.set(group, "cap_cpu", _timed_sync(sample, "cap_cpu", group.cap_cpu))
+            return group
+
+        patches.set(cgroups, "create", create_group)
+        real_slot = namespace.create_slot
+
+        def create_slot(*args: Any, **kwargs: Any) -> Any:
+            start = now()
+            try:
+                return real_slot(*args, **kwargs)
+            finally:
+                sample.span("slot_thread", start, now())
+
+        patches.set(namespace, "create_slot", create_slot)
+        patches.set(linux, "unshare", _timed_sync(sample, "netns_unshare", linux.unshare))
+        iproute = netns.IPRoute
+
+        class TimedIPRoute(iproute):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                start = now()
+                super().__init__(*args, **kwargs)
+                sample.span("netlink_open", start, now())
+
+            def __exit__(self, *exc: Any) -> Any:
+                start = now()
+                try:
+                    return super().__exit__(*exc)
+                finally:
+                    sample.span("netlink_close", start, now())
+
+        patches.set(netns, "IPRoute", TimedIPRoute)
+        egress = backend.egress
+        if egress is not None:
+            for name in ("lease", "attach", "configure_inside"):
+                patches.set(egress, name, _timed_sync(sample, f"egress_{name}", getattr(egress, name)))
+        patches.set(
+            asyncio,
+            "create_subprocess_exec",
+            _timed_async(sample, "spawn", asyncio.create_subprocess_exec),
+        )
+        patches.set(namespace, "_read_status", _timed_sync(sample, "status", namespace._read_status))
+        patches.set(namespace, "NSINIT", wrapper)
+        yield patches
+    finally:
+        patches.undo()
+
+
+def instrument_sandbox(inner: Any, sample: Sample, patches: Patches) -> None:
+    """Wraps one raw (backend) sandbox: its start, Runtime API readiness, server."""
+    patches.set(inner, "start", _timed_async(sample, "start", inner.start))
+    api = inner._api
+    patches.set(api, "wait_ready", _timed_async(sample, "wait_ready", api.wait_ready))
+    server = inner._server
+    patches.set(server, "serve_socket", _timed_async(sample, "serve", server.serve_socket))
+
+
+def read_trace(trace: Path, sample: Sample) -> None:
+    """Adds nsinit's events (``parent.x`` / ``child.x``) and clears the file."""
+    try:
+        text = trace.read_text()
+    except OSError:
+        return
+    trace.write_text("")
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        role, name, start, end = line.split()
+        key = f"{role}.{name}"
+        index = counts.get(key, 0)
+        counts[key] = index + 1
+        sample.intervals.append((key, int(start), int(end)))
+        sample.mark(f"{key}.start", int(start))
+        sample.mark(f"{key}.end", int(end))
+        sample.mark(f"{key}#{index}.start", int(start))
+        sample.mark(f"{key}#{index}.end", int(end))
+
+
+#: The critical path of a namespace cold start: (phase label, the event that ends it).
+#: Each phase runs from the previous phase's end event to its own.
+CRITICAL_PATH: list[tuple[str, str]] = [
+    ("worker: sandbox objects (create, SafeSandbox, Runtime API server)", "start.start"),
+    ("worker: cgroup mkdir + limits (v1: one dir per controller)", "cgroup_create.end"),
+    ("worker: executor hop to the netns thread", "slot_thread.start"),
+    ("netns: unshare(CLONE_NEWNET)", "netns_unshare.end"),
+    ("netns: loopback up (pyroute2 netlink socket + link set)", "netlink_close.end"),
+    ("netns: bind 127.0.0.1:9001, lease a /30, back to host ns", "egress_attach.start"),
+    ("netns: veth pair + host address/up (pyroute2)", "egress_attach.end"),
+    ("netns: eth0 address/up/route inside (pyroute2)", "egress_configure_inside.end"),
+    ("netns: back to host ns; thread -> event loop", "serve.start"),
+    ("worker: Runtime API listen, env, pipes, sandbox dir", "spawn.start"),
+    ("nsinit: fork/exec + interpreter start (python3.11 -I -S)", "parent.python_up.start"),
+    ("nsinit: imports (json, ctypes, libc)", "parent.imported.start"),
+    ("nsinit: read config, join cgroups", "parent.setns.start"),
+    ("nsinit: setns(net) + unshare(uts, ipc, pid, cgroup)", "parent.fork.start"),
+    ("nsinit: fork", "child.forked.start"),
+    ("child: unshare(mnt) + make / private", "child.build_root.start"),
+    ("child: build root (tmpfs, binds, /etc files, /dev)", "child.build_root.end"),
+    ("child: mount /proc, pivot_root, remount ro, unshare(user)", "child.write#0.start"),
+    ("parent: wake, write uid/gid maps, release child", "parent.write#0.end"),
+    ("child: wake, drop caps, setuid, no_new_privs, seccomp, close fds", "child.execve.start"),
+    ("runtime: exec + python start + runtime client + handler import", "handler.imported"),
+    ("runtime: handler imported -> first /next at the worker", "wait_ready.end"),
+    ("worker: CPU cap, sandbox IDLE", "start.end"),
+    ("first invoke: worker -> handler", "handler.invoked"),
+    ("first invoke: handler -> response at the worker", "invoke.end"),
+]
+
+#: The same for the process backend (and any backend, from the untraced events).
+SIMPLE_PATH: list[tuple[str, str]] = [
+    ("worker: until the runtime process is spawned", "spawned"),
+    ("runtime: python start + runtime client + handler import", "handler.imported"),
+    ("runtime: handler imported -> first /next at the worker", "ready"),
+    ("first invoke: worker -> handler", "handler.invoked"),
+    ("first invoke: handler -> response at the worker", "invoke.end"),
+]
+
+
+def segments(sample: Sample, path: list[tuple[str, str]], begin: str) -> list[tuple[str, float]]:
+    """(phase, ms) along ``path`` from event ``begin``; a missing event merges its phase
+    into the next one (named "a + b")."""
+    events = sample.events
+    out: list[tuple[str, float]] = []
+    previous = events[begin]
+    pending: list[str] = []
+    for label, event in path:
+        pending.append(label)
+        at = events.get(event)
+        if at is None or at < previous:
+            continue
+        out.append((" + ".join(pending), (at - previous) / 1e6))
+        pending = []
+        previous = at
+    return out
+
+
+def side_facts(sample: Sample) -> dict[str, float]:
+    """Off-path figures of one traced sample, in ms."""
+    ev = sample.events
+    facts: dict[str, float] = {}
+    mounts = [(s, e) for name, s, e in sample.intervals if name == "child.mount"]
+    facts["mount_calls"] = float(len(mounts))
+    facts["mount_syscalls_ms"] = sum(e - s for s, e in mounts) / 1e6
+    netlink = [(s, e) for name, s, e in sample.intervals if name.startswith("netlink_")]
+    facts["netlink_open_close_ms"] = sum(e - s for s, e in netlink) / 1e6
+    pairs = {
+        "status_line_lag_ms": ("parent.write#0.end", "status.end"),
+        "nsinit_parent_exit_after_go_ms": ("parent.write#0.end", "parent.exit.start"),
+        "slot_total_ms": ("cgroup_create.end", "serve.start"),
+        "nsinit_total_ms": ("spawn.start", "child.execve.start"),
+        "runtime_total_ms": ("child.execve.start", "wait_ready.end"),
+    }
+    for key, (a, b) in pairs.items():
+        if a in ev and b in ev:
+            facts[key] = (ev[b] - ev[a]) / 1e6
+    return facts
