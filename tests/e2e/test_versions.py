@@ -129,3 +129,16 @@ def test_weighted_routing_splits_as_configured(lam: Any, deploy: Deploy) -> None
     sigma = math.sqrt(runs * 0.25 * 0.75)
     assert abs(seen["2"] - expected) < 5 * sigma, seen  # fails by chance once in ~3.5 million
     assert seen["1"] + seen["2"] == runs
+
+
+def test_publish_flag_on_create_and_update(lam: Any, deploy: Deploy) -> None:
+    name = deploy(_files(1), Publish=True)
+    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == [
+        "$LATEST",
+        "1",
+    ]
+    updated = lam.update_function_code(FunctionName=name, ZipFile=make_zip(_files(2)), Publish=True)
+    assert updated["Version"] == "2"
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+    assert _invoke(lam, FunctionName=name, Qualifier="2")[0]["v"] == 2
+    assert _invoke(lam, FunctionName=name, Qualifier="1")[0]["v"] == 1

@@ -47,6 +47,8 @@ class FunctionsApi:
     async def create(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         ref = self._ref(caller, params)
         config = self._functions.create(caller.account_id, caller.region, ref, params)
+        if params.get("Publish"):
+            config = self._versions.publish(ref, with_write=True)
         return config.to_api()
 
     async def get(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +79,11 @@ class FunctionsApi:
         return out
 
     async def update_code(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        return self._functions.update_code(self._ref(caller, params), params).to_api()
+        ref = self._ref(caller, params)
+        config = self._functions.update_code(ref, params)
+        if params.get("Publish"):
+            config = self._versions.publish(ref, with_write=True)
+        return config.to_api()
 
     async def update_configuration(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         return self._functions.update_configuration(self._ref(caller, params), params).to_api()

@@ -298,6 +298,13 @@ class FunctionService:
         self._later(self._finish_update, updated)
         return updated
 
+    def settle_later(self, config: FunctionConfig) -> None:
+        """A version published while $LATEST was still being prepared settles the same way."""
+        if config.state is FunctionState.PENDING:
+            self._later(self._activate, config)
+        elif config.last_update_status is UpdateStatus.IN_PROGRESS:
+            self._later(self._finish_update, config)
+
     def _activate(self, config: FunctionConfig) -> None:
         self._settle(
             config,

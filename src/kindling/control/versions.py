@@ -52,10 +52,14 @@ class VersionService:
         code_sha256: str | None = None,
         revision_id: str | None = None,
         description: str | None = None,
+        with_write: bool = False,
     ) -> FunctionConfig:
+        """``with_write``: the Publish flag of CreateFunction/UpdateFunctionCode, which
+        publishes what was just written even though it is still being prepared."""
         latest = self._functions.get(FunctionRef(ref.account_id, ref.region, ref.name))
-        if latest.state is not FunctionState.ACTIVE or (
-            latest.last_update_status is UpdateStatus.IN_PROGRESS
+        if not with_write and (
+            latest.state is not FunctionState.ACTIVE
+            or latest.last_update_status is UpdateStatus.IN_PROGRESS
         ):
             raise ConflictError(
                 "The operation cannot be performed at this time. An update is in progress for "
@@ -76,12 +80,17 @@ class VersionService:
             return published[-1]
 
         def make(number: str) -> FunctionConfig:
-            return replace(
+            copy = replace(
                 latest,
                 version=number,
                 revision_id=str(uuid.uuid4()),
                 last_modified=now_timestamp(),
                 description=latest.description if description is None else description,
+            )
+            if with_write:
+                return copy  # settles with $LATEST
+            return replace(
+                copy,
                 state=FunctionState.ACTIVE,
                 state_reason=None,
                 state_reason_code=None,
@@ -90,7 +99,9 @@ class VersionService:
                 last_update_status_reason_code=None,
             )
 
-        return self._store.publish(latest, make)
+        version = self._store.publish(latest, make)
+        self._functions.settle_later(version)
+        return version
 
     def page(
         self, ref: FunctionRef, marker: str | None, max_items: int | None

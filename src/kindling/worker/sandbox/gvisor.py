@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from kindling.errors import SandboxError
+from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import SandboxSpec
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import (
@@ -42,7 +43,7 @@ class GvisorSandbox(NamespaceSandbox):
         assert isinstance(backend, GvisorBackend)
         rootfs = self._root / "rootfs"
         (rootfs / "etc").mkdir(parents=True)
-        for top in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/var/task", "/var/runtime"):
+        for top in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/var/task", "/var/runtime", "/opt"):
             if os.path.islink(top):
                 os.symlink(os.readlink(top), str(rootfs) + top)
             else:
@@ -79,12 +80,14 @@ class GvisorSandbox(NamespaceSandbox):
                     k: [] for k in ("bounding", "effective", "inheritable", "permitted")
                 },
                 "noNewPrivileges": True,
-                "rlimits": [{"type": "RLIMIT_NPROC", "hard": 1024, "soft": 1024}],
             },
             "root": {"path": "rootfs", "readonly": True},
             "hostname": "sandbox",
             "mounts": mounts,
-            "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]},
+            "linux": {
+                "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
+                "seccomp": seccomp_policy.oci_profile(),
+            },
         }
         (self._root / "config.json").write_text(json.dumps(spec))
         return {
@@ -97,6 +100,7 @@ class GvisorSandbox(NamespaceSandbox):
                 "--network",
                 "host",
                 "--ignore-cgroups",
+                "--oci-seccomp",
                 "run",
                 "--bundle",
                 str(self._root),

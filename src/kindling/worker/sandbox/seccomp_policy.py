@@ -100,6 +100,19 @@ def build(target: Path) -> None:
         flt.export_bpf(fh)
 
 
+def oci_profile() -> dict[str, object]:
+    """The same policy as an OCI ``linux.seccomp`` section, for runsc (``--oci-seccomp``):
+    gVisor's Sentry applies it to the sandboxed processes, whose syscalls never reach the
+    host's filter."""
+    errno_rule = {"action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}
+    syscalls: list[dict[str, object]] = [{"names": list(DENIED), **errno_rule}]
+    for flag in NAMESPACE_FLAGS:
+        arg = {"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}
+        syscalls.append({"names": ["clone"], "args": [arg], **errno_rule})
+    syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS})
+    return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": syscalls}
+
+
 def compiled(cache_dir: Path) -> bytes:
     """The program, built once per data dir by the system Python; raises if unavailable."""
     target = cache_dir / "seccomp.bpf"

@@ -1,0 +1,725 @@
+"""The isolated cold-start benchmark (issue 5, scenario 1): each backend beside its baselines.
+
+``python -m bench coldstart`` (or ``kindling bench coldstart``). Two phases, each with
+its own baselines interleaved with its samples (one round runs every scenario of the
+phase once, in a shuffled order, so drift and order effects hit all of them alike):
+
+1. sandbox layer, in this process: for each backend the machine supports (``process``,
+   ``namespace``, ``namespace`` with ``network: none``, ``gvisor``), ``SafeSandbox(await
+   backend.create(spec)).start()`` then the first ``invoke`` of a python3.11 hello
+   function: the init duration (``InitResult.duration_ms``) and the total from "create"
+   to the first response. Destroy runs after, outside the timed part (and is reported
+   apart). Beside them, as subprocesses (wall time): ``python3.11 -c pass``, ``-I -S -c
+   pass`` (how nsinit runs), ``-c "import json,socket"``, ``bwrap`` + python and ``runc``
+   + python. A further ``namespace (traced)`` series times every phase of the namespace
+   backend's cold start from outside (``bench/coldtrace.py``).
+2. API, end to end on a real ``kindling serve``: one function per backend (tag
+   ``kindling:sandbox``); each sample changes the function's Description (a new revision,
+   so the next invoke is cold), waits for ``function_updated_v2`` and invokes with
+   ``LogType=Tail``: the client's wall time and the ``Init Duration`` of the REPORT line,
+   then one warm invoke.
+
+Nothing is asserted on timings. Results: ``bench/results/coldstart-<stamp>.json`` and
+``.md`` (and ``coldstart-latest.*``), a PNG of the distributions when matplotlib is
+installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import coldreport, coldtrace, servers
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = "/usr/bin/python3.11"
+HELLO = """\
+import time
+
+IMPORTED_NS = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def handler(event, context):
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    return {"hello": "world", "imported_ns": IMPORTED_NS, "invoked_ns": now}
+"""
+ACCOUNT = "000000000000"
+REGION = "us-east-1"
+FUNCTION = "coldstart-hello"
+ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+BACKENDS = ("process", "namespace", "gvisor")
+BWRAP_ARGS = (
+    *("--ro-bind", "/usr", "/usr"),
+    *("--symlink", "usr/lib", "/lib"),
+    *("--symlink", "usr/lib64", "/lib64"),
+    *("--symlink", "usr/bin", "/bin"),
+    *("--proc", "/proc", "--dev", "/dev"),
+    *("--unshare-all", "--die-with-parent"),
+)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def now() -> int:
+    return time.monotonic_ns()
+
+
+class Skip(Exception):
+    """A scenario that cannot run on this machine; the message says why."""
+
+
+@dataclass
+class Scenario:
+    """One series of samples; ``run`` takes one sample and returns its figures (ms)."""
+
+    name: str
+    kind: str  # "baseline" | "sandbox" | "api"
+    run: Callable[[int], Any]  # -> dict[str, float] or an awaitable of one
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    traces: list[coldtrace.Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    note: str = ""
+
+    def add(self, figures: dict[str, float]) -> None:
+        for key, value in figures.items():
+            self.metrics.setdefault(key, []).append(value)
+
+
+# -- baselines: subprocesses, wall time ---------------------------------------------------
+
+
+def _timed_command(argv: list[str]) -> dict[str, float]:
+    start = now()
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    elapsed = (now() - start) / 1e6
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).decode(errors="replace").strip()[-400:]
+        raise RuntimeError(f"exit {done.returncode}: {tail}")
+    return {"total_ms": elapsed}
+
+
+def _command(name: str, argv: list[str], note: str = "") -> Scenario:
+    return Scenario(name, "baseline", lambda _i: _timed_command(argv), note=note)
+
+
+def _find_or_install(binary: str, package: str, install: bool) -> str | None:
+    found = shutil.which(binary) or next(
+        (p for p in (f"/usr/bin/{binary}", f"/usr/sbin/{binary}") if os.access(p, os.X_OK)), None
+    )
+    if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    _say(f"installing {package} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        subprocess.run(argv, capture_output=True, check=False, env=env, timeout=600)
+    return shutil.which(binary) or next(
+        (p for p in (f"/usr/bin/{binary}", f"/usr/sbin/{binary}") if os.access(p, os.X_OK)), None
+    )
+
+
+def _runc_bundle(workdir: Path, runc: str) -> Path:
+    """An OCI bundle: runc's default spec, a rootfs of mount points, /usr bound read-only."""
+    bundle = workdir / "runc-bundle"
+    rootfs = bundle / "rootfs"
+    for sub in ("usr", "proc", "dev", "sys", "tmp"):
+        (rootfs / sub).mkdir(parents=True, exist_ok=True)
+    for link, target in (("lib", "usr/lib"), ("lib64", "usr/lib64"), ("bin", "usr/bin")):
+        (rootfs / link).symlink_to(target)
+    subprocess.run([runc, "spec", "--bundle", str(bundle)], check=True, capture_output=True)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["args"] = [PYTHON, "-c", "pass"]
+    spec["process"]["terminal"] = False
+    spec["mounts"].append(
+        {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}
+    )
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return bundle
+
+
+def baselines(workdir: Path, install: bool) -> list[Scenario]:
+    out = [
+        _command("python3.11 -c pass", [PYTHON, "-c", "pass"]),
+        _command(
+            "python3.11 -I -S -c pass",
+            [PYTHON, "-I", "-S", "-c", "pass"],
+            "the interpreter flags nsinit runs with",
+        ),
+        _command("python3.11 -c 'import json,socket'", [PYTHON, "-c", "import json,socket"]),
+    ]
+    bwrap = _find_or_install("bwrap", "bubblewrap", install)
+    scenario = _command(
+        "bwrap --unshare-all + python3.11 -c pass",
+        [bwrap or "bwrap", *BWRAP_ARGS, PYTHON, "-c", "pass"],
+        "user, pid, net, ipc, uts, cgroup and mount namespaces; /usr read-only",
+    )
+    if bwrap is None:
+        scenario.skipped = "bwrap is not installed (Debian package bubblewrap)" + (
+            "" if install else "; not installed by this run (--install no or --quick)"
+        )
+    out.append(scenario)
+    runc = _find_or_install("runc", "runc", install)
+    name = "runc run + python3.11 -c pass"
+    if runc is None:
+        scenario = Scenario(name, "baseline", lambda _i: {})
+        scenario.skipped = "runc is not installed (Debian package runc)" + (
+            "" if install else "; not installed by this run (--install no or --quick)"
+        )
+    elif os.geteuid() != 0:
+        scenario = Scenario(name, "baseline", lambda _i: {})
+        scenario.skipped = "runc needs root here (rootless runc is not set up)"
+    else:
+        state = workdir / "runc-state"
+        try:
+            bundle = _runc_bundle(workdir, runc)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            scenario = Scenario(name, "baseline", lambda _i: {})
+            scenario.skipped = f"could not make an OCI bundle: {exc}"
+        else:
+            prefix = f"kcs{os.getpid()}"
+
+            def run_runc(i: int) -> dict[str, float]:
+                argv = [runc, "--root", str(state), "run", "--bundle", str(bundle)]
+                return _timed_command([*argv, f"{prefix}-{i}-{uuid.uuid4().hex[:6]}"])
+
+            scenario = Scenario(
+                name,
+                "baseline",
+                run_runc,
+                note="runc's default spec (pid, net, ipc, uts, mount namespaces, cgroup), "
+                "/usr bound read-only",
+            )
+    out.append(scenario)
+    return out
+
+
+# -- phase 1: the sandbox layer, in process -----------------------------------------------
+
+
+class SandboxLayer:
+    """Backends built as ``kindling serve`` builds them, one spec recipe, one hello."""
+
+    def __init__(self, workdir: Path, memory_mb: int) -> None:
+        from kindling.runtimes.catalog import RuntimeCatalog
+
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.runtime_dir = self.data_dir / "runtimes"
+        self.memory_mb = memory_mb
+        self.code_dir = workdir / "code"
+        self.code_dir.mkdir(parents=True)
+        (self.code_dir / "app.py").write_text(HELLO)
+        (self.code_dir / "app.py").chmod(0o444)
+        self.code_dir.chmod(0o555)
+        workdir.chmod(0o755)
+        self.launch = RuntimeCatalog(cache_dir=self.runtime_dir).resolve("python3.11")
+        self.host: Any = None
+        self.backends: dict[str, Any] = {}
+        self.reasons: dict[str, str] = {}
+        self.wrapper, self.trace_file = coldtrace.write_wrapper(workdir, REPO / "src")
+
+    def _host(self) -> Any:
+        from kindling.worker.sandbox.host import HostResources
+
+        if self.host is None:
+            self.host = HostResources.prepare(self.runtime_dir)
+        return self.host
+
+    def backend(self, name: str) -> Any:
+        """The backend, or raises Skip with the reason it cannot run here."""
+        if name in self.backends:
+            return self.backends[name]
+        if name in self.reasons:
+            raise Skip(self.reasons[name])
+        from kindling.errors import SandboxError
+        from kindling.worker.sandbox.gvisor import RUNSC, GvisorBackend
+        from kindling.worker.sandbox.namespace import NamespaceBackend
+        from kindling.worker.sandbox.process import ProcessBackend
+
+        try:
+            if name == "process":
+                made: Any = ProcessBackend()
+            elif os.geteuid() != 0:
+                raise Skip(f"the {name} backend needs root (this bench runs as uid {os.getuid()})")
+            elif name == "namespace":
+                made = NamespaceBackend(self._host(), self.data_dir)
+            elif name == "gvisor":
+                if not os.access(RUNSC, os.X_OK):
+                    raise Skip("runsc is not installed (Debian package runsc)")
+                made = GvisorBackend(self._host(), self.data_dir)
+            else:
+                raise Skip(f"unknown backend {name}")
+        except Skip as exc:
+            self.reasons[name] = str(exc)
+            raise
+        except (OSError, SandboxError) as exc:
+            self.reasons[name] = f"cannot run here: {exc}"
+            raise Skip(self.reasons[name]) from exc
+        self.backends[name] = made
+        return made
+
+    def spec(self, network: str) -> Any:
+        from kindling.worker.sandbox.base import SandboxSpec
+
+        return SandboxSpec(
+            sandbox_id=uuid.uuid4().hex,
+            account_id=ACCOUNT,
+            region=REGION,
+            function_name=FUNCTION,
+            function_arn=ARN,
+            version="$LATEST",
+            launch=self.launch,
+            handler="app.handler",
+            code_dir=str(self.code_dir),
+            memory_mb=self.memory_mb,
+            timeout_s=30,
+            ephemeral_mb=512,
+            network=network,
+        )
+
+    async def sample(self, backend_name: str, network: str, traced: bool) -> dict[str, Any]:
+        from kindling.worker.sandbox.base import InvokeRequest, Outcome
+        from kindling.worker.sandbox.safety import SafeSandbox
+
+        backend = self.backend(backend_name)
+        spec = self.spec(network)
+        trace = coldtrace.Sample()
+        request = InvokeRequest(
+            request_id=str(uuid.uuid4()),
+            payload=b"{}",
+            deadline_ms=int(time.time() * 1000) + 30_000,
+            invoked_arn=ARN,
+        )
+        safe: Any = None
+        with contextlib.ExitStack() as stack:
+            patches = stack.enter_context(
+                coldtrace.instrument(backend, trace, self.wrapper)
+                if traced
+                else contextlib.nullcontext(coldtrace.Patches())
+            )
+            try:
+                start = now()
+                trace.mark("create_called", start)
+                inner = await backend.create(spec)
+                if traced:
+                    coldtrace.instrument_sandbox(inner, trace, patches)
+                safe = SafeSandbox(inner, spec)
+                init = await safe.start()
+                trace.mark("started")
+                if not init.ok:
+                    detail = init.error.payload[:300] if init.error else b""
+                    raise RuntimeError(f"init failed: {detail!r}")
+                result = await safe.invoke(request)
+                end = now()
+                trace.mark("invoke.end", end)
+                if result.outcome is not Outcome.SUCCESS:
+                    raise RuntimeError(f"invoke: {result.outcome} {result.payload[:300]!r}")
+            finally:
+                destroy_start = now()
+                if safe is not None:
+                    await safe.destroy()
+                destroyed = now()
+                if traced:
+                    coldtrace.read_trace(self.trace_file, trace)
+        reply = json.loads(result.payload)
+        if reply.get("hello") != "world":
+            raise RuntimeError(f"unexpected reply {reply!r}")
+        imported, invoked = int(reply["imported_ns"]), int(reply["invoked_ns"])
+        if start <= imported <= invoked <= end:  # gVisor keeps a clock of its own
+            trace.mark("handler.imported", imported)
+            trace.mark("handler.invoked", invoked)
+        return {
+            "figures": {
+                "init_ms": init.duration_ms,
+                "total_ms": (end - start) / 1e6,
+                "destroy_ms": (destroyed - destroy_start) / 1e6,
+            },
+            "trace": trace,
+        }
+
+    def scenario(self, name: str, backend: str, network: str, traced: bool) -> Scenario:
+        async def run(_i: int) -> dict[str, Any]:
+            return await self.sample(backend, network, traced)
+
+        return Scenario(name, "sandbox", run)
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            with contextlib.suppress(Exception):
+                await backend.close()
+        self.backends.clear()
+        if self.host is not None:
+            self.host.close()
+            self.host = None
+
+
+def sandbox_scenarios(layer: SandboxLayer, wanted: list[str], trace: bool) -> list[Scenario]:
+    out = []
+    for backend in wanted:
+        out.append(layer.scenario(backend, backend, "allowed", False))
+        if backend == "namespace":
+            out.append(layer.scenario("namespace, network none", backend, "none", False))
+            if trace:
+                out.append(layer.scenario("namespace (traced)", backend, "allowed", True))
+    for scenario in out:
+        backend = scenario.name.split(" ")[0].rstrip(",")
+        try:
+            layer.backend(backend)
+        except Skip as exc:
+            scenario.skipped = str(exc)
+    notes = {
+        "process": "UNSAFE development backend: a plain child process",
+        "namespace": "the default: namespaces, cgroup, seccomp, fresh root, veth + NAT",
+        "namespace, network none": "the same without the veth pair (loopback only)",
+        "namespace (traced)": "the namespace series with every phase timed (bench/coldtrace.py)",
+        "gvisor": "runsc, ptrace platform",
+    }
+    for scenario in out:
+        scenario.note = notes.get(scenario.name, "")
+    return out
+
+
+# -- the rounds ---------------------------------------------------------------------------
+
+
+async def _take(scenario: Scenario, index: int) -> None:
+    """One sample; a failure is recorded, and a scenario failing its first sample is
+    skipped with the error as its reason."""
+    try:
+        got = scenario.run(index)
+        if asyncio.iscoroutine(got):
+            got = await got
+    except Skip as exc:
+        scenario.skipped = str(exc)
+        return
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        scenario.errors.append(message)
+        if not scenario.metrics and len(scenario.errors) >= 2:
+            scenario.skipped = f"fails here: {message}"
+        return
+    if index < 0:
+        return  # warm-up
+    if "figures" in got:
+        scenario.add(got["figures"])
+        scenario.traces.append(got["trace"])
+    else:
+        scenario.add(got)
+
+
+async def rounds(
+    scenarios: list[Scenario], samples: int, warmup: int, rng: random.Random, label: str
+) -> None:
+    for scenario in scenarios:
+        if scenario.skipped:
+            _say(f"{label}: skip {scenario.name}: {scenario.skipped}")
+    for index in range(-warmup, samples):
+        live = [s for s in scenarios if not s.skipped]
+        rng.shuffle(live)
+        for scenario in live:
+            await _take(scenario, index)
+            if scenario.skipped:
+                _say(f"{label}: skip {scenario.name}: {scenario.skipped}")
+        if index >= 0 and (index + 1) % max(1, samples // 5) == 0:
+            _say(f"{label}: {index + 1}/{samples} rounds")
+
+
+# -- phase 2: the API on a real kindling serve --------------------------------------------
+
+
+def _client(port: int) -> Any:
+    import botocore.session
+    from botocore.config import Config
+
+    return botocore.session.Session().create_client(
+        "lambda",
+        region_name=REGION,
+        endpoint_url=f"http://{servers.HOST}:{port}",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 0}, read_timeout=120),
+    )
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("app.py", HELLO)
+    return buffer.getvalue()
+
+
+INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
+
+
+class ApiPhase:
+    def __init__(self, workdir: Path, memory_mb: int, settle_s: float) -> None:
+        self.workdir = workdir
+        self.memory_mb = memory_mb
+        self.settle_s = settle_s
+        self.server: servers.Server | None = None
+        self.client: Any = None
+
+    def start(self) -> None:
+        saved = os.environ.get("KINDLING_SANDBOX_BACKEND")
+        if os.geteuid() != 0:
+            os.environ["KINDLING_SANDBOX_BACKEND"] = "process"
+        try:
+            self.server = servers.start_kindling(self.workdir, REPO)
+        finally:
+            if saved is None:
+                os.environ.pop("KINDLING_SANDBOX_BACKEND", None)
+            else:
+                os.environ["KINDLING_SANDBOX_BACKEND"] = saved
+        self.client = _client(self.server.port)
+
+    def deploy(self, backend: str) -> str:
+        name = f"coldstart-{backend}"
+        self.client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=f"arn:aws:iam::{ACCOUNT}:role/bench",
+            Code={"ZipFile": _zip()},
+            MemorySize=self.memory_mb,
+            Timeout=30,
+            Tags={"kindling:sandbox": backend},
+        )
+        self.client.get_waiter("function_active_v2").wait(
+            FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 1200}
+        )
+        return name
+
+    def sample(self, name: str, index: int) -> dict[str, float]:
+        client = self.client
+        client.update_function_configuration(
+            FunctionName=name, Description=f"cold start {index} {uuid.uuid4().hex[:8]}"
+        )
+        client.get_waiter("function_updated_v2").wait(
+            FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 1200}
+        )
+        time.sleep(self.settle_s)  # the previous revision's sandbox is retired meanwhile
+        start = now()
+        reply = client.invoke(FunctionName=name, LogType="Tail", Payload=b"{}")
+        payload = reply["Payload"].read()
+        cold = (now() - start) / 1e6
+        if reply.get("FunctionError"):
+            raise RuntimeError(f"{reply['FunctionError']}: {payload[:300]!r}")
+        log = base64.b64decode(reply.get("LogResult", "")).decode(errors="replace")
+        found = INIT_RE.search(log)
+        if found is None:
+            raise RuntimeError(f"no Init Duration in the REPORT line (not cold?): {log[-300:]!r}")
+        start = now()
+        warm = client.invoke(FunctionName=name, Payload=b"{}")
+        warm["Payload"].read()
+        warm_ms = (now() - start) / 1e6
+        return {
+            "init_ms": float(found.group(1)),
+            "total_ms": cold,
+            "warm_ms": warm_ms,
+        }
+
+    def scenario(self, backend: str) -> Scenario:
+        holder: dict[str, str] = {}
+
+        def run(i: int) -> dict[str, float]:
+            if "name" not in holder:
+                holder["name"] = self.deploy(backend)
+            return self.sample(holder["name"], i)
+
+        notes = {
+            "process": "UNSAFE development backend",
+            "namespace": "the server's default backend",
+            "gvisor": "runsc, ptrace platform",
+        }
+        return Scenario(f"api: {backend}", "api", run, note=notes.get(backend, ""))
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench coldstart",
+        description="Isolated cold start of a python3.11 hello on each sandbox backend, "
+        "beside python3.11 -c pass, bwrap and runc in the same run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (CI)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--samples", type=int, help="cold starts per scenario (50; quick 5)")
+    parser.add_argument("--api-samples", type=int, help="cold invokes per backend (20; quick 3)")
+    parser.add_argument("--warmup", type=int, help="untimed rounds first (2; quick 1)")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="comma-separated (process,namespace,gvisor)"
+    )
+    parser.add_argument("--no-api", action="store_true", help="skip the API phase")
+    parser.add_argument("--no-trace", action="store_true", help="skip the traced namespace series")
+    parser.add_argument(
+        "--install",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="apt-get install bubblewrap/runc when missing (auto: as root, not --quick)",
+    )
+    parser.add_argument(
+        "--memory", type=int, default=servers.ECHO_MEMORY_MB, help="function MemorySize, MB"
+    )
+    parser.add_argument("--settle", type=float, default=0.2, help="API: seconds after an update")
+    parser.add_argument("--plot", choices=("auto", "no"), default="auto")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.samples = args.samples or (5 if quick else 50)
+    args.api_samples = args.api_samples if args.api_samples is not None else (3 if quick else 20)
+    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(args.backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    args.install = args.install == "yes" or (args.install == "auto" and not quick)
+    return args
+
+
+def _git_rev() -> str:
+    from bench.run import _git_rev as rev
+
+    return rev()
+
+
+def _phase_result(scenarios: list[Scenario], phase: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in scenarios:
+        out[s.name] = {
+            "phase": phase,
+            "kind": s.kind,
+            "note": s.note,
+            "skipped": s.skipped,
+            "errors": s.errors[:5],
+            "error_count": len(s.errors),
+            "summary": {k: coldreport.summarize(v) for k, v in s.metrics.items()},
+            "samples_ms": {k: [round(x, 3) for x in v] for k, v in s.metrics.items()},
+        }
+    return out
+
+
+async def _sandbox_phase(
+    args: argparse.Namespace, workdir: Path, rng: random.Random, result: dict[str, Any]
+) -> None:
+    layer = SandboxLayer(workdir / "layer", args.memory)
+    try:
+        scenarios = baselines(workdir, args.install)
+        scenarios += sandbox_scenarios(layer, args.backends, not args.no_trace)
+        await rounds(scenarios, args.samples, args.warmup, rng, "sandbox layer")
+    finally:
+        await layer.close()
+    result["scenarios"].update(_phase_result(scenarios, "sandbox"))
+    result["breakdown"] = coldreport.breakdowns(scenarios)
+
+
+def _api_phase(
+    args: argparse.Namespace, workdir: Path, rng: random.Random, result: dict[str, Any]
+) -> None:
+    phase = ApiPhase(workdir / "api", args.memory, args.settle)
+    (workdir / "api").mkdir()
+    scenarios = [_command("api phase: python3.11 -c pass", [PYTHON, "-c", "pass"])]
+    try:
+        phase.start()
+        scenarios += [phase.scenario(b) for b in args.backends]
+        if os.geteuid() != 0:
+            for s in scenarios[1:]:
+                if not s.name.endswith("process"):
+                    s.skipped = "isolated backends need kindling to run as root"
+        asyncio.run(rounds(scenarios, args.api_samples, 1, rng, "api"))
+    finally:
+        phase.stop()
+    result["scenarios"].update(_phase_result(scenarios, "api"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import uvloop
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="kindling-coldstart-"))
+    rng = random.Random(args.seed)
+    started = time.monotonic()
+    load = os.getloadavg()
+    result: dict[str, Any] = {
+        "meta": {
+            "scenario": "coldstart",
+            "started": stamp,
+            "quick": args.quick,
+            "git": _git_rev(),
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "root": os.geteuid() == 0,
+            "loadavg_start": [round(x, 2) for x in load],
+            "params": {
+                "samples": args.samples,
+                "api_samples": args.api_samples,
+                "warmup_rounds": args.warmup,
+                "backends": args.backends,
+                "memory_mb": args.memory,
+                "seed": args.seed,
+            },
+            "function": {"runtime": "python3.11", "handler": "hello, returns its timestamps"},
+        },
+        "scenarios": {},
+    }
+    _say(f"kindling bench coldstart: temp dir {workdir}")
+    if load[0] > 0.5:
+        _say(f"warning: load average {load[0]:.2f} before the start: figures will be noisy")
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_sandbox_phase(args, workdir, rng, result))
+        if args.no_api or args.api_samples <= 0:
+            result["meta"]["api"] = "skipped (--no-api)"
+        else:
+            _api_phase(args, workdir, rng, result)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["meta"]["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["table"] = coldreport.table_rows(result)
+    result["plot"] = (
+        coldreport.plot(result, out_dir / f"coldstart-{stamp}.png")
+        if args.plot == "auto"
+        else {"skipped": "--plot no"}
+    )
+    json_path, md_path = coldreport.write(result, out_dir, stamp)
+    print(coldreport.markdown(result))
+    print(f"\nwrote {json_path}\nwrote {md_path}")
+    if result["plot"].get("file"):
+        print(f"wrote {result['plot']['file']}")
+    return 0
