@@ -16,6 +16,7 @@ from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
 from kindling.api.model import load_service_model
+from kindling.api.provisioned import ProvisionedApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
@@ -32,6 +33,7 @@ from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
@@ -96,6 +98,9 @@ class App:
         self.invoker = InvokeService(
             self.functions, self.aliases, self.runtimes, self.counter, self.assignment, self.agent
         )
+        self.provisioned = ProvisionedConcurrency(
+            self.store, self.functions, self.concurrency, self.invoker, self.assignment
+        )
         self.functions.on_retired(self._retire)
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
@@ -106,6 +111,7 @@ class App:
             **TagsApi(self.functions).operations(),
             **AccountApi(self.functions, self.concurrency).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
+            **ProvisionedApi(self.provisioned).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
@@ -157,6 +163,7 @@ class App:
         self.functions.recover()
         self.assignment.start()
         self.events.start()
+        self.provisioned.recover()
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info("kindling listening on http://%s:%d", self.config.host, self.port)
 
@@ -164,6 +171,7 @@ class App:
         await self.server.close()
         if self.events is not None:
             await self.events.close()
+        await self.provisioned.close()
         await self.assignment.close()
         await self.backends.close()
         self.logs.close()

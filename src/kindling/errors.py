@@ -10,6 +10,7 @@ maps each class to the AWS error shape a Lambda client expects, in exactly one p
     |   +-- ConstraintError        -> ValidationException (400)
     |   +-- UnsupportedMediaError  -> UnsupportedMediaTypeException (415)
     +-- NotFoundError              -> ResourceNotFoundException (404)
+    |   +-- ProvisionedConfigNotFoundError -> ProvisionedConcurrencyConfigNotFoundException
     +-- ConflictError              -> ResourceConflictException (409)
     +-- PreconditionError          -> PreconditionFailedException (412)
     +-- TooLargeError              -> RequestTooLargeException (413)
@@ -52,6 +53,10 @@ class UnsupportedMediaError(ValidationError):
 
 class NotFoundError(KindlingError):
     """The named function, version or resource does not exist."""
+
+
+class ProvisionedConfigNotFoundError(NotFoundError):
+    """No provisioned concurrency config exists for that qualifier."""
 
 
 class ConflictError(KindlingError):

@@ -18,6 +18,7 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.RequestContentError, "InvalidRequestContentException", 400),
     (e.ConstraintError, "ValidationException", 400),
     (e.ValidationError, "InvalidParameterValueException", 400),
+    (e.ProvisionedConfigNotFoundError, "ProvisionedConcurrencyConfigNotFoundException", 404),
     (e.NotFoundError, "ResourceNotFoundException", 404),
     (e.ConflictError, "ResourceConflictException", 409),
     (e.PreconditionError, "PreconditionFailedException", 412),

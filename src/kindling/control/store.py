@@ -76,6 +76,17 @@ async_events = Table(
     Column("next_attempt_at", Float, nullable=False, index=True),
 )
 
+provisioned = Table(
+    "provisioned",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("function_name", String(64), primary_key=True),
+    Column("qualifier", String(128), primary_key=True),
+    Column("requested", Integer, nullable=False),
+    Column("last_modified", String(40), nullable=False),
+)
+
 settings = Table(
     "settings",
     metadata,

@@ -33,6 +33,7 @@ class Assignment:
         self._busy: set[SafeSandbox] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._destroying: set[asyncio.Task[None]] = set()
+        self._provisioned: dict[SafeSandbox, VersionKey] = {}
         self._closing = False
 
     def start(self) -> None:
@@ -64,6 +65,42 @@ class Assignment:
         if init.ok:
             self._busy.add(sandbox)
         return sandbox, init, lines
+
+    def provisioned_count(self, key: VersionKey) -> int:
+        return sum(1 for s, k in self._provisioned.items() if k == key and s.alive)
+
+    async def provision(
+        self, key: VersionKey, make_spec: Callable[[], SandboxSpec], count: int
+    ) -> int:
+        """Keeps ``count`` initialized sandboxes for a version that the reaper never takes.
+
+        Missing ones start in parallel; extra idle ones are destroyed. Returns how many
+        are allocated now.
+        """
+        for sandbox in [s for s, k in self._provisioned.items() if k == key and not s.alive]:
+            del self._provisioned[sandbox]
+        missing = count - self.provisioned_count(key)
+        if missing > 0:
+            launched = await asyncio.gather(
+                *(self._agent.launch(make_spec()) for _ in range(missing)),
+                return_exceptions=True,
+            )
+            for outcome in launched:
+                if isinstance(outcome, BaseException):
+                    log.warning("a provisioned sandbox failed to start: %s", outcome)
+                    continue
+                sandbox, init, _lines = outcome
+                if init.ok:
+                    self._provisioned[sandbox] = key
+                    await self.release(key, sandbox)
+        elif missing < 0:
+            idle = self._idle.get(key, [])
+            extra = [s for s in idle if s in self._provisioned][:-missing]
+            for sandbox in extra:
+                idle.remove(sandbox)
+                del self._provisioned[sandbox]
+            await asyncio.gather(*(s.destroy() for s in extra))
+        return self.provisioned_count(key)
 
     async def release(self, key: VersionKey, sandbox: SafeSandbox) -> None:
         """Back to the pool if it is idle and healthy; anything else is destroyed.
@@ -104,13 +141,19 @@ class Assignment:
         doomed: list[SafeSandbox] = []
         for key in [k for k in self._idle if match(k)]:
             doomed.extend(self._idle.pop(key))
+        for sandbox in [s for s, k in self._provisioned.items() if match(k)]:
+            del self._provisioned[sandbox]
         await asyncio.gather(*(s.destroy() for s in doomed))
 
     async def reap(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
         doomed: list[SafeSandbox] = []
         for key, stack in list(self._idle.items()):
-            keep = [s for s in stack if s.alive and now - s.last_used < self._keep_alive_s]
+            keep = [
+                s
+                for s in stack
+                if s.alive and (s in self._provisioned or now - s.last_used < self._keep_alive_s)
+            ]
             doomed.extend(s for s in stack if s not in keep)
             if keep:
                 self._idle[key] = keep

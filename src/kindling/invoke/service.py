@@ -176,15 +176,9 @@ class InvokeService:
         client_context: str | None,
         invoked: str,
     ) -> Execution:
-        key: VersionKey = (
-            config.account_id,
-            config.region,
-            config.name,
-            config.version,
-            config.revision_id,
-        )
+        key = self.version_key(config)
         with self._counter.admit(config.account_id, config.region, config.name):
-            sandbox, init, _lines = await self._assignment.claim(key, lambda: self._spec(config))
+            sandbox, init, _lines = await self._assignment.claim(key, lambda: self.spec_for(config))
             if init is not None and not init.ok:
                 return self._agent.failed_init(sandbox.spec, request_id, init)
             request = InvokeRequest(
@@ -202,7 +196,14 @@ class InvokeService:
             finally:
                 await self._assignment.release(key, sandbox)
 
-    def _spec(self, config: FunctionConfig) -> SandboxSpec:
+    @staticmethod
+    def version_key(config: FunctionConfig) -> VersionKey:
+        """Sandboxes are shared only by invocations of exactly this version and revision."""
+        return (config.account_id, config.region, config.name, config.version, config.revision_id)
+
+    def spec_for(
+        self, config: FunctionConfig, initialization_type: str = "on-demand"
+    ) -> SandboxSpec:
         tags = self._functions.tags(FunctionRef(config.account_id, config.region, config.name))
         sandbox_id = uuid.uuid4().hex
         return SandboxSpec(
@@ -222,5 +223,6 @@ class InvokeService:
             log_group=config.log_group,
             log_stream=_log_stream(config.version, sandbox_id),
             network=tags.get(NETWORK_TAG, "allowed"),
+            initialization_type=initialization_type,
             backend=tags.get(SANDBOX_TAG),
         )

@@ -1,0 +1,196 @@
+"""Provisioned concurrency: initialized sandboxes kept ready for a version or alias.
+
+A config is stored (it survives restarts) and answered ``IN_PROGRESS`` at once; a
+background task starts the sandboxes (``AWS_LAMBDA_INITIALIZATION_TYPE`` is
+``provisioned-concurrency`` in them) and the status turns ``READY``, or ``FAILED`` with
+the reason. Invocations use them first (they are in the same warm pool, never reaped)
+and spill over to on-demand sandboxes beyond them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import select
+
+from kindling.control.concurrency import UNRESERVED_MINIMUM, ConcurrencySettings
+from kindling.control.functions import FunctionService, now_timestamp
+from kindling.control.models import LATEST, FunctionRef
+from kindling.control.store import Store, provisioned
+from kindling.errors import KindlingError, ProvisionedConfigNotFoundError, ValidationError
+from kindling.invoke.assignment import Assignment
+from kindling.invoke.service import InvokeService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedConfig:
+    ref: FunctionRef  # qualifier: a version number or an alias
+    requested: int
+    allocated: int = 0
+    status: str = "IN_PROGRESS"
+    reason: str | None = None
+    last_modified: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "RequestedProvisionedConcurrentExecutions": self.requested,
+            "AvailableProvisionedConcurrentExecutions": self.allocated,
+            "AllocatedProvisionedConcurrentExecutions": self.allocated,
+            "Status": self.status,
+            "LastModified": self.last_modified,
+        }
+        if self.reason:
+            out["StatusReason"] = self.reason
+        return out
+
+
+class ProvisionedConcurrency:
+    def __init__(
+        self,
+        store: Store,
+        functions: FunctionService,
+        concurrency: ConcurrencySettings,
+        invoker: InvokeService,
+        assignment: Assignment,
+    ) -> None:
+        self._store = store
+        self._functions = functions
+        self._concurrency = concurrency
+        self._invoker = invoker
+        self._assignment = assignment
+        self._configs: dict[tuple[str, str, str, str], ProvisionedConfig] = {}
+        self._tasks: dict[tuple[str, str, str, str], asyncio.Task[None]] = {}
+
+    @staticmethod
+    def _key(ref: FunctionRef) -> tuple[str, str, str, str]:
+        return ref.account_id, ref.region, ref.name, ref.qualifier or ""
+
+    def put(self, ref: FunctionRef, requested: int) -> ProvisionedConfig:
+        if not ref.qualifier or ref.qualifier == LATEST:
+            raise ValidationError(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function "
+                "versions."
+            )
+        self._functions.get(ref)  # the version or alias exists
+        reserved = self._concurrency.reserved(ref.account_id, ref.region, ref.name)
+        room = (
+            reserved
+            if reserved is not None
+            else self._concurrency.unreserved(ref.account_id) - UNRESERVED_MINIMUM
+        )
+        if requested > room:
+            raise ValidationError(
+                f"Requested Provisioned Concurrency should not be greater than the "
+                f"{'reserved' if reserved is not None else 'unreserved'} concurrency "
+                f"available for the function ({room})."
+            )
+        config = ProvisionedConfig(ref, requested, last_modified=now_timestamp())
+        self._save(config)
+        self._apply(config)
+        return self._configs[self._key(ref)]
+
+    def get(self, ref: FunctionRef) -> ProvisionedConfig:
+        found = self._configs.get(self._key(ref))
+        if found is None:
+            self._functions.get(FunctionRef(ref.account_id, ref.region, ref.name))
+            raise ProvisionedConfigNotFoundError(
+                f"No Provisioned Concurrency Config found for this function: {ref.arn}"
+                + (f":{ref.qualifier}" if ref.qualifier else "")
+            )
+        return found
+
+    def list(self, ref: FunctionRef) -> list[ProvisionedConfig]:
+        self._functions.get(FunctionRef(ref.account_id, ref.region, ref.name))
+        return [c for k, c in sorted(self._configs.items()) if k[:3] == self._key(ref)[:3]]
+
+    async def delete(self, ref: FunctionRef) -> None:
+        config = self.get(ref)
+        key = self._key(ref)
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+        del self._configs[key]
+        with self._store.begin() as conn:
+            conn.execute(provisioned.delete().where(self._where(ref)))
+        await self._release(config)
+
+    def recover(self) -> None:
+        """Provisions again every stored config (a restart loses the sandboxes)."""
+        with self._store.begin() as conn:
+            rows = conn.execute(select(provisioned)).all()
+        for row in rows:
+            ref = FunctionRef(row.account_id, row.region, row.function_name, row.qualifier)
+            self._apply(ProvisionedConfig(ref, row.requested, last_modified=row.last_modified))
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # internals
+    def _where(self, ref: FunctionRef) -> Any:
+        return (
+            (provisioned.c.account_id == ref.account_id)
+            & (provisioned.c.region == ref.region)
+            & (provisioned.c.function_name == ref.name)
+            & (provisioned.c.qualifier == ref.qualifier)
+        )
+
+    def _save(self, config: ProvisionedConfig) -> None:
+        ref = config.ref
+        with self._store.begin() as conn:
+            conn.execute(provisioned.delete().where(self._where(ref)))
+            conn.execute(
+                provisioned.insert().values(
+                    account_id=ref.account_id,
+                    region=ref.region,
+                    function_name=ref.name,
+                    qualifier=ref.qualifier,
+                    requested=config.requested,
+                    last_modified=config.last_modified,
+                )
+            )
+
+    def _apply(self, config: ProvisionedConfig) -> None:
+        key = self._key(config.ref)
+        self._configs[key] = config
+        previous = self._tasks.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._provision(config))
+
+    async def _provision(self, config: ProvisionedConfig) -> None:
+        key = self._key(config.ref)
+        try:
+            version = self._functions.get(config.ref)
+            allocated = await self._assignment.provision(
+                self._invoker.version_key(version),
+                lambda: self._invoker.spec_for(version, "provisioned-concurrency"),
+                config.requested,
+            )
+            ready = allocated >= config.requested
+            done = replace(
+                config,
+                allocated=allocated,
+                status="READY" if ready else "FAILED",
+                reason=None if ready else "Some sandboxes failed to initialize.",
+            )
+        except KindlingError as exc:
+            done = replace(config, status="FAILED", reason=exc.message)
+        if self._configs.get(key) is config:
+            self._configs[key] = done
+
+    async def _release(self, config: ProvisionedConfig) -> None:
+        with contextlib.suppress(KindlingError):
+            version = self._functions.get(config.ref)
+            await self._assignment.provision(
+                self._invoker.version_key(version),
+                lambda: self._invoker.spec_for(version, "provisioned-concurrency"),
+                0,
+            )
