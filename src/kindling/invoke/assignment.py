@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from kindling.invoke.placement import Placement
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.sandbox.base import InitResult, SandboxSpec, SandboxState
 from kindling.worker.sandbox.safety import SafeSandbox
@@ -24,8 +25,15 @@ VersionKey = tuple[str, str, str, str, str]  # account, region, name, version, r
 
 
 class Assignment:
-    def __init__(self, agent: WorkerAgent, keep_alive_s: float, freeze_after_s: float) -> None:
+    def __init__(
+        self,
+        agent: WorkerAgent,
+        keep_alive_s: float,
+        freeze_after_s: float,
+        placement: Placement | None = None,
+    ) -> None:
         self._agent = agent
+        self._placement = placement or Placement()
         self._keep_alive_s = keep_alive_s
         self._freeze_after_s = freeze_after_s
         self._freezers: dict[SafeSandbox, asyncio.TimerHandle] = {}
@@ -61,7 +69,9 @@ class Assignment:
             if sandbox.alive:
                 self._busy.add(sandbox)
                 return sandbox, None, []
-        sandbox, init, lines = await self._agent.launch(make_spec())
+        spec = make_spec()
+        self._placement.choose(spec.account_id, spec.memory_mb, [self._agent.capacity()])
+        sandbox, init, lines = await self._agent.launch(spec)
         if init.ok:
             self._busy.add(sandbox)
         return sandbox, init, lines

@@ -7,12 +7,14 @@ functions' names or concurrency, only of sandboxes.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kindling.telemetry.logs import LogStore, Report, end_line, start_line
 from kindling.worker.backends import Backends
+from kindling.worker.capacity import WorkerCapacity
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
@@ -31,10 +33,40 @@ class Execution:
     lines: list[str] = field(default_factory=list)
 
 
+def _host_memory_mb() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
 class WorkerAgent:
-    def __init__(self, backends: Backends, logs: LogStore) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        logs: LogStore,
+        worker_id: str = "local",
+        memory_share: float = 0.9,
+    ) -> None:
         self.backends = backends
         self._logs = logs
+        self.worker_id = worker_id
+        self._memory_mb = int(_host_memory_mb() * memory_share)
+        self._live: list[SafeSandbox] = []
+
+    def capacity(self) -> WorkerCapacity:
+        """What this worker has promised: the memory of every live sandbox is reserved."""
+        self._live = [s for s in self._live if s.alive]
+        memory = sum(s.spec.memory_mb for s in self._live)
+        return WorkerCapacity(
+            self.worker_id,
+            self._memory_mb,
+            memory,
+            float(os.cpu_count() or 1),
+            memory / 1769,
+            frozenset(s.spec.account_id for s in self._live),
+        )
 
     def _direct_sink(self, spec: SandboxSpec) -> Callable[[str], None]:
         def sink(line: str) -> None:
@@ -46,6 +78,7 @@ class WorkerAgent:
         """Creates and initializes a sandbox; on failure it is already destroyed."""
         backend = self.backends.get(spec.backend)
         sandbox = SafeSandbox(await backend.create(spec), spec)
+        self._live.append(sandbox)
         lines: list[str] = [f"INIT_START Runtime Version: {spec.launch.runtime}"]
         sandbox.set_log_sink(lines.append)
         init = await sandbox.start()
