@@ -33,6 +33,7 @@ from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -94,7 +95,14 @@ class App:
             self.functions, function_store, config.account_concurrency
         )
         self.counter = ConcurrencyCounter(self.concurrency)
-        self.assignment = Assignment(self.agent, config.keep_alive_s, config.freeze_after_s)
+        policy: KeepAlivePolicy = (
+            HistogramKeepAlive(config.keep_alive_s)
+            if config.keep_alive_policy == "adaptive"
+            else FixedKeepAlive(config.keep_alive_s)
+        )
+        self.assignment = Assignment(
+            self.agent, config.keep_alive_s, config.freeze_after_s, keep_alive=policy
+        )
         self.invoker = InvokeService(
             self.functions, self.aliases, self.runtimes, self.counter, self.assignment, self.agent
         )

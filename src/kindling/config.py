@@ -17,6 +17,9 @@ class Config:
     sandbox_backend: str = "namespace"
     #: Seconds an idle sandbox is kept warm before it is reaped.
     keep_alive_s: float = 600.0
+    #: "adaptive": learned per function from its idle times (falls back to keep_alive_s);
+    #: "fixed": always keep_alive_s.
+    keep_alive_policy: str = "adaptive"
     #: An idle sandbox is frozen (no CPU) after this long idle; 0 freezes at once.
     freeze_after_s: float = 0.02
     #: Account-wide concurrent executions (Lambda's default quota).
@@ -50,6 +53,7 @@ class Config:
         data_dir = Path(env.get("KINDLING_DATA_DIR", str(base.data_dir)))
         backend = env.get("KINDLING_SANDBOX_BACKEND", base.sandbox_backend)
         keep_alive = float(env.get("KINDLING_KEEP_ALIVE_S", base.keep_alive_s))
+        policy = env.get("KINDLING_KEEP_ALIVE_POLICY", base.keep_alive_policy)
         freeze_after = float(env.get("KINDLING_FREEZE_AFTER_S", base.freeze_after_s))
         account_limit = int(env.get("KINDLING_ACCOUNT_CONCURRENCY", base.account_concurrency))
         delays = env.get("KINDLING_ASYNC_RETRY_DELAYS_S")
@@ -65,6 +69,7 @@ class Config:
             sandbox_backend=backend,
             keep_alive_s=keep_alive,
             freeze_after_s=freeze_after,
+            keep_alive_policy=policy,
             account_concurrency=account_limit,
             async_retry_delays_s=retry,
         )

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from kindling.invoke.keepalive import FixedKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.sandbox.base import InitResult, SandboxSpec, SandboxState
@@ -31,9 +32,11 @@ class Assignment:
         keep_alive_s: float,
         freeze_after_s: float,
         placement: Placement | None = None,
+        keep_alive: KeepAlivePolicy | None = None,
     ) -> None:
         self._agent = agent
         self._placement = placement or Placement()
+        self._policy = keep_alive or FixedKeepAlive(keep_alive_s)
         self._keep_alive_s = keep_alive_s
         self._freeze_after_s = freeze_after_s
         self._freezers: dict[SafeSandbox, asyncio.TimerHandle] = {}
@@ -60,6 +63,7 @@ class Assignment:
         self, key: VersionKey, make_spec: Callable[[], SandboxSpec]
     ) -> tuple[SafeSandbox, InitResult | None, list[str]]:
         """A sandbox for this version: warm (init None) or newly launched."""
+        self._policy.observe(key[:4], time.monotonic())
         stack = self._idle.get(key)
         while stack:
             sandbox = stack.pop()
@@ -159,10 +163,11 @@ class Assignment:
         now = time.monotonic() if now is None else now
         doomed: list[SafeSandbox] = []
         for key, stack in list(self._idle.items()):
+            window = self._policy.window(key[:4])
             keep = [
                 s
                 for s in stack
-                if s.alive and (s in self._provisioned or now - s.last_used < self._keep_alive_s)
+                if s.alive and (s in self._provisioned or now - s.last_used < window)
             ]
             doomed.extend(s for s in stack if s not in keep)
             if keep:
