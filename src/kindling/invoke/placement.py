@@ -14,9 +14,13 @@ from kindling.worker.capacity import WorkerCapacity
 
 
 class Placement:
-    def __init__(self, cpu_overcommit: float = 8.0) -> None:
+    def __init__(self, cpu_overcommit: float = 8.0, memory_overcommit: float = 8.0) -> None:
         #: CPU is shared, not reserved: idle sandboxes are frozen, so promise more than we have.
         self._cpu_overcommit = cpu_overcommit
+        #: A sandbox rarely uses its whole MemorySize (an idle Python one holds ~10 MB of its
+        #: 128): promise up to this multiple of the worker's memory, as Lambda's hosts do.
+        #: Each sandbox's own limit still holds; see docs/adr/0005-overcommit.md.
+        self._memory_overcommit = memory_overcommit
 
     def choose(self, account_id: str, memory_mb: int, workers: list[WorkerCapacity]) -> str:
         cpu = memory_mb / 1769
