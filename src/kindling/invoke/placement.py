@@ -27,7 +27,8 @@ class Placement:
         fits = [
             w
             for w in workers
-            if w.memory_free_mb >= memory_mb and w.cpu_used + cpu <= w.cpus * self._cpu_overcommit
+            if w.memory_mb * self._memory_overcommit - w.memory_used_mb >= memory_mb
+            and w.cpu_used + cpu <= w.cpus * self._cpu_overcommit
         ]
         if not fits:
             raise ThrottledError(
