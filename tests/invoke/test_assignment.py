@@ -81,3 +81,21 @@ def test_a_sandbox_that_is_not_idle_is_destroyed_on_release(tmp_path: Path) -> N
         assert sandbox.state is SandboxState.DEAD
 
     asyncio.run(scenario())
+
+
+def test_old_sandboxes_are_recycled_between_invocations(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+
+    async def scenario() -> None:
+        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
+        pool = Assignment(agent, 600, 0, max_lifetime_s=0.2)
+        first, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        await asyncio.sleep(0.3)  # it ages past its lifetime while busy...
+        assert (await first.invoke(_request())).payload == b'"ok"'  # ...and still finishes
+        await pool.release(KEY, first)
+        assert first.state is SandboxState.DEAD
+        second, init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        assert second is not first and init is not None and init.ok
+        await pool.close()
+
+    asyncio.run(scenario())

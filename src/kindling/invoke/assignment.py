@@ -33,7 +33,9 @@ class Assignment:
         freeze_after_s: float,
         placement: Placement | None = None,
         keep_alive: KeepAlivePolicy | None = None,
+        max_lifetime_s: float = 4 * 3600.0,
     ) -> None:
+        self._max_lifetime_s = max_lifetime_s
         self._agent = agent
         self._placement = placement or Placement()
         self._policy = keep_alive or FixedKeepAlive(keep_alive_s)
@@ -124,7 +126,10 @@ class Assignment:
         back-to-back invokes do not pay a freeze and a thaw each (0.3 ms on cgroup v1).
         """
         self._busy.discard(sandbox)
-        if sandbox.state is SandboxState.IDLE and not self._closing:
+        expired = time.monotonic() - sandbox.created_at > self._max_lifetime_s
+        if expired and sandbox not in self._provisioned:
+            await sandbox.destroy()  # recycled once old: only between invocations, never during
+        elif sandbox.state is SandboxState.IDLE and not self._closing:
             self._idle.setdefault(key, []).append(sandbox)
             if self._freeze_after_s <= 0:
                 await self._freeze(sandbox)
@@ -167,7 +172,9 @@ class Assignment:
             keep = [
                 s
                 for s in stack
-                if s.alive and (s in self._provisioned or now - s.last_used < window)
+                if s.alive
+                and (s in self._provisioned or now - s.last_used < window)
+                and now - s.created_at < self._max_lifetime_s
             ]
             doomed.extend(s for s in stack if s not in keep)
             if keep:
