@@ -138,13 +138,14 @@ class App:
         ref = FunctionRef(config.account_id, config.region, config.name)
         self.aliases.forget_function(ref)
         if config.version == LATEST:
-            with contextlib.suppress(NotFoundError):
+            try:
                 self.functions.get(ref)
-                return  # still there: an update, not a delete
-            self.concurrency.forget_function(ref)
+            except NotFoundError:  # deleted, not updated
+                self.concurrency.forget_function(ref)
+        retired = self.invoker.version_key(config)
 
         def match(key: VersionKey) -> bool:
-            return key[:4] == (config.account_id, config.region, config.name, config.version)
+            return key == retired  # that revision only: the new one's sandboxes stay
 
         try:
             task = asyncio.get_running_loop().create_task(self.assignment.retire(match))
