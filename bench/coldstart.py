@@ -14,10 +14,12 @@ phase once, in a shuffled order, so drift and order effects hit all of them alik
    + python. A further ``namespace (traced)`` series times every phase of the namespace
    backend's cold start from outside (``bench/coldtrace.py``).
 2. API, end to end on a real ``kindling serve``: one function per backend (tag
-   ``kindling:sandbox``); each sample changes the function's Description (a new revision,
-   so the next invoke is cold), waits for ``function_updated_v2`` and invokes with
-   ``LogType=Tail``: the client's wall time and the ``Init Duration`` of the REPORT line,
-   then one warm invoke.
+   ``kindling:sandbox``); each sample deletes the function (which retires its sandbox),
+   creates it again, waits for ``function_active_v2`` and invokes with ``LogType=Tail``:
+   the client's wall time and the ``Init Duration`` of the REPORT line, then one warm
+   invoke. (``--api-cold-by update``: UpdateFunctionConfiguration with a new Description
+   and ``function_updated_v2`` instead; the old revision's sandbox then stays, frozen,
+   until the keep-alive reaps it, so a long run piles them up.)
 
 Nothing is asserted on timings. Results: ``bench/results/coldstart-<stamp>.json`` and
 ``.md`` (and ``coldstart-latest.*``), a PNG of the distributions when matplotlib is
@@ -31,6 +33,8 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import glob
+import hashlib
 import io
 import json
 import os
@@ -102,10 +106,68 @@ class Scenario:
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
     note: str = ""
+    orphans: dict[str, int] = field(default_factory=dict)
 
     def add(self, figures: dict[str, float]) -> None:
         for key, value in figures.items():
             self.metrics.setdefault(key, []).append(value)
+
+
+def zombie_children(parent: int) -> list[tuple[int, str]]:
+    """(pid, comm) of the zombie children of ``parent``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] == "Z" and int(fields[1]) == parent:
+            found.append((int(entry), comm))
+    return found
+
+
+def reap_orphans() -> dict[str, int]:
+    """Reaps zombies this process inherited as a child subreaper (``HostResources``
+    makes it one, as it makes the worker one): orphaned helpers of bwrap, runsc, ...
+    Python processes are left to whoever started them. Returns {comm: count}."""
+    reaped: dict[str, int] = {}
+    for pid, comm in zombie_children(os.getpid()):
+        if comm.startswith("python"):
+            continue
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+            reaped[comm] = reaped.get(comm, 0) + 1
+    return reaped
+
+
+def instance_of(runtime_dir: Path) -> str:
+    """The id ``HostResources`` derives from a runtime dir (cgroups, nftables, links)."""
+    return hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def leftovers(instances: list[str]) -> list[str]:
+    """What this run's kindling instances left on the host (after a clean run: nothing)."""
+    found = []
+    for instance in instances:
+        found += [
+            path
+            for path in glob.glob(f"/sys/fs/cgroup/**/kindling/{instance}/*", recursive=True)
+            if os.path.isdir(path)
+        ]
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+        found += [t for t in tables.stdout.splitlines() if f"kindling_{instance}" in t]
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        found += [
+            line.split(":")[1].strip()
+            for line in links.splitlines()
+            if f": kv{instance[:4]}" in line
+        ]
+    return found
 
 
 # -- baselines: subprocesses, wall time ---------------------------------------------------
@@ -280,7 +342,7 @@ class SandboxLayer:
         self.backends[name] = made
         return made
 
-    def spec(self, network: str) -> Any:
+    def spec(self, network: str, environment: dict[str, str] | None = None) -> Any:
         from kindling.worker.sandbox.base import SandboxSpec
 
         return SandboxSpec(
@@ -297,14 +359,22 @@ class SandboxLayer:
             timeout_s=30,
             ephemeral_mb=512,
             network=network,
+            environment=dict(environment or {}),
         )
 
-    async def sample(self, backend_name: str, network: str, traced: bool) -> dict[str, Any]:
+    async def sample(
+        self,
+        backend_name: str,
+        network: str,
+        traced: bool,
+        environment: dict[str, str] | None = None,
+        sink: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
         from kindling.worker.sandbox.base import InvokeRequest, Outcome
         from kindling.worker.sandbox.safety import SafeSandbox
 
         backend = self.backend(backend_name)
-        spec = self.spec(network)
+        spec = self.spec(network, environment)
         trace = coldtrace.Sample()
         request = InvokeRequest(
             request_id=str(uuid.uuid4()),
@@ -326,6 +396,8 @@ class SandboxLayer:
                 if traced:
                     coldtrace.instrument_sandbox(inner, trace, patches)
                 safe = SafeSandbox(inner, spec)
+                if sink is not None:
+                    safe.set_log_sink(sink)
                 init = await safe.start()
                 trace.mark("started")
                 if not init.ok:
@@ -358,6 +430,20 @@ class SandboxLayer:
             },
             "trace": trace,
         }
+
+    async def import_profile(self, backend: str) -> dict[str, Any]:
+        """One extra cold start with PYTHONPROFILEIMPORTTIME=1: what the runtime imports,
+        in the sandbox, before the first /next (not timed: the profile slows it)."""
+        lines: list[str] = []
+        try:
+            await self.sample(
+                backend, "allowed", False, {"PYTHONPROFILEIMPORTTIME": "1"}, lines.append
+            )
+        except Skip as exc:
+            return {"skipped": str(exc)}
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        return coldreport.import_profile(lines)
 
     def scenario(self, name: str, backend: str, network: str, traced: bool) -> Scenario:
         async def run(_i: int) -> dict[str, Any]:
@@ -420,6 +506,9 @@ async def _take(scenario: Scenario, index: int) -> None:
         if not scenario.metrics and len(scenario.errors) >= 2:
             scenario.skipped = f"fails here: {message}"
         return
+    finally:
+        for comm, count in reap_orphans().items():
+            scenario.orphans[comm] = scenario.orphans.get(comm, 0) + count
     if index < 0:
         return  # warm-up
     if "figures" in got:
@@ -474,10 +563,14 @@ INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
 
 
 class ApiPhase:
-    def __init__(self, workdir: Path, memory_mb: int, settle_s: float) -> None:
+    def __init__(
+        self, workdir: Path, memory_mb: int, settle_s: float, cold_by: str = "recreate"
+    ) -> None:
         self.workdir = workdir
         self.memory_mb = memory_mb
         self.settle_s = settle_s
+        self.cold_by = cold_by
+        self.deployed: set[str] = set()
         self.server: servers.Server | None = None
         self.client: Any = None
 
@@ -511,15 +604,29 @@ class ApiPhase:
         )
         return name
 
-    def sample(self, name: str, index: int) -> dict[str, float]:
+    def _fresh(self, backend: str, index: int) -> str:
+        """The function, changed so that its next invoke is cold."""
         client = self.client
-        client.update_function_configuration(
-            FunctionName=name, Description=f"cold start {index} {uuid.uuid4().hex[:8]}"
-        )
-        client.get_waiter("function_updated_v2").wait(
-            FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 1200}
-        )
-        time.sleep(self.settle_s)  # the previous revision's sandbox is retired meanwhile
+        name = f"coldstart-{backend}"
+        if self.cold_by == "update" and name in self.deployed:
+            client.update_function_configuration(
+                FunctionName=name, Description=f"cold start {index} {uuid.uuid4().hex[:8]}"
+            )
+            client.get_waiter("function_updated_v2").wait(
+                FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 1200}
+            )
+            return name
+        with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+            client.delete_function(FunctionName=name)  # retires the last sample's sandbox
+        self.deploy(backend)
+        self.deployed.add(name)
+        return name
+
+    def sample(self, backend: str, index: int) -> dict[str, float]:
+        """A function whose next invoke is cold; that invoke, then a warm one."""
+        client = self.client
+        name = self._fresh(backend, index)
+        time.sleep(self.settle_s)  # the old sandbox's cleanup runs meanwhile
         start = now()
         reply = client.invoke(FunctionName=name, LogType="Tail", Payload=b"{}")
         payload = reply["Payload"].read()
@@ -534,26 +641,28 @@ class ApiPhase:
         warm = client.invoke(FunctionName=name, Payload=b"{}")
         warm["Payload"].read()
         warm_ms = (now() - start) / 1e6
-        return {
-            "init_ms": float(found.group(1)),
-            "total_ms": cold,
-            "warm_ms": warm_ms,
-        }
+        return {"init_ms": float(found.group(1)), "total_ms": cold, "warm_ms": warm_ms}
 
     def scenario(self, backend: str) -> Scenario:
-        holder: dict[str, str] = {}
-
-        def run(i: int) -> dict[str, float]:
-            if "name" not in holder:
-                holder["name"] = self.deploy(backend)
-            return self.sample(holder["name"], i)
-
         notes = {
             "process": "UNSAFE development backend",
             "namespace": "the server's default backend",
             "gvisor": "runsc, ptrace platform",
         }
-        return Scenario(f"api: {backend}", "api", run, note=notes.get(backend, ""))
+        return Scenario(
+            f"api: {backend}",
+            "api",
+            lambda i: self.sample(backend, i),
+            note=notes.get(backend, ""),
+        )
+
+    def zombies(self) -> dict[str, int]:
+        """Zombie children of the server (it is a child subreaper), by command name."""
+        out: dict[str, int] = {}
+        if self.server is not None:
+            for _pid, comm in zombie_children(self.server.pid):
+                out[comm] = out.get(comm, 0) + 1
+        return out
 
     def stop(self) -> None:
         if self.server is not None:
@@ -589,7 +698,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--memory", type=int, default=servers.ECHO_MEMORY_MB, help="function MemorySize, MB"
     )
-    parser.add_argument("--settle", type=float, default=0.2, help="API: seconds after an update")
+    parser.add_argument(
+        "--api-cold-by",
+        choices=("recreate", "update"),
+        default="recreate",
+        help="API: how a sample forces a cold start: DeleteFunction + CreateFunction, or "
+        "UpdateFunctionConfiguration with a new Description (leaves the old revision's "
+        "sandbox frozen until the keep-alive reaps it)",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=0.2, help="API: seconds between the change and invoke"
+    )
     parser.add_argument("--plot", choices=("auto", "no"), default="auto")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -622,6 +741,7 @@ def _phase_result(scenarios: list[Scenario], phase: str) -> dict[str, Any]:
             "skipped": s.skipped,
             "errors": s.errors[:5],
             "error_count": len(s.errors),
+            "orphans_reaped": s.orphans,
             "summary": {k: coldreport.summarize(v) for k, v in s.metrics.items()},
             "samples_ms": {k: [round(x, 3) for x in v] for k, v in s.metrics.items()},
         }
@@ -636,6 +756,11 @@ async def _sandbox_phase(
         scenarios = baselines(workdir, args.install)
         scenarios += sandbox_scenarios(layer, args.backends, not args.no_trace)
         await rounds(scenarios, args.samples, args.warmup, rng, "sandbox layer")
+        profiles = {}
+        for backend in args.backends:
+            if backend != "gvisor":  # its import times are gVisor's clock, not comparable
+                profiles[backend] = await layer.import_profile(backend)
+        result["import_profile"] = profiles
     finally:
         await layer.close()
     result["scenarios"].update(_phase_result(scenarios, "sandbox"))
@@ -645,7 +770,7 @@ async def _sandbox_phase(
 def _api_phase(
     args: argparse.Namespace, workdir: Path, rng: random.Random, result: dict[str, Any]
 ) -> None:
-    phase = ApiPhase(workdir / "api", args.memory, args.settle)
+    phase = ApiPhase(workdir / "api", args.memory, args.settle, args.api_cold_by)
     (workdir / "api").mkdir()
     scenarios = [_command("api phase: python3.11 -c pass", [PYTHON, "-c", "pass"])]
     try:
@@ -656,6 +781,7 @@ def _api_phase(
                 if not s.name.endswith("process"):
                     s.skipped = "isolated backends need kindling to run as root"
         asyncio.run(rounds(scenarios, args.api_samples, 1, rng, "api"))
+        result["api_server_zombies"] = phase.zombies()
     finally:
         phase.stop()
     result["scenarios"].update(_phase_result(scenarios, "api"))
@@ -690,6 +816,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup_rounds": args.warmup,
                 "backends": args.backends,
                 "memory_mb": args.memory,
+                "api_cold_by": args.api_cold_by,
                 "seed": args.seed,
             },
             "function": {"runtime": "python3.11", "handler": "hello, returns its timestamps"},
@@ -706,6 +833,12 @@ def main(argv: list[str] | None = None) -> int:
             result["meta"]["api"] = "skipped (--no-api)"
         else:
             _api_phase(args, workdir, rng, result)
+        if os.geteuid() == 0:
+            mine = [
+                workdir / "layer" / "data" / "runtimes",
+                workdir / "api" / "kindling" / "runtimes",
+            ]
+            result["leftovers"] = leftovers([instance_of(d) for d in mine])
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 #: The generated wrapper around nsinit; {trace} and {src} are filled in.
-NSINIT_WRAPPER = '''\
+NSINIT_WRAPPER = """\
 import time
 _T0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 import os
@@ -114,6 +114,42 @@ def _exit(code, _real=os._exit):
     _real(code)
 
 
+class _TimedFile:
+    # a file of nsinit's whose close (the buffered write's syscall) is timed
+
+    def __init__(self, fh, label):
+        self._fh = fh
+        self._label = label
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        start = _now()
+        self._fh.close()
+        _emit(self._label, start, _now())
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+
+def _open(path, mode="r", *args, _real=open, **kwargs):
+    fh = _real(path, mode, *args, **kwargs)
+    path = str(path)
+    if "w" not in mode:
+        return fh
+    if path.endswith("cgroup.procs"):  # /sys/fs/cgroup/<controller>/...
+        return _TimedFile(fh, "cgroup_join_" + path.split("/")[4])
+    if path.startswith("/proc/"):
+        return _TimedFile(fh, "idmap_" + path.rsplit("/", 1)[1])
+    return fh
+
+
+_wrap(nsinit.json, "loads", "config_loads")
+nsinit.open = _open
 linux.unshare = _unshare
 os.fork = _fork
 os.execve = _execve
@@ -126,7 +162,7 @@ _wrap(nsinit, "build_root")
 _wrap(os, "read")
 _wrap(os, "write")
 nsinit.main()
-'''
+"""
 
 
 def now() -> int:
@@ -225,7 +261,7 @@ def instrument(backend: Any, sample: Sample, wrapper: Path) -> Iterator[Patches]
             return group
 
         patches.set(cgroups, "create", create_group)
-        real_slot = namespace.create_slot
+        real_slot = namespace.create_slot  # type: ignore[attr-defined]
 
         def create_slot(*args: Any, **kwargs: Any) -> Any:
             start = now()
@@ -236,7 +272,7 @@ def instrument(backend: Any, sample: Sample, wrapper: Path) -> Iterator[Patches]
 
         patches.set(namespace, "create_slot", create_slot)
         patches.set(linux, "unshare", _timed_sync(sample, "netns_unshare", linux.unshare))
-        iproute = netns.IPRoute
+        iproute = netns.IPRoute  # type: ignore[attr-defined]
 
         class TimedIPRoute(iproute):  # type: ignore[misc, valid-type]
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -255,13 +291,15 @@ def instrument(backend: Any, sample: Sample, wrapper: Path) -> Iterator[Patches]
         egress = backend.egress
         if egress is not None:
             for name in ("lease", "attach", "configure_inside"):
-                patches.set(egress, name, _timed_sync(sample, f"egress_{name}", getattr(egress, name)))
+                timed = _timed_sync(sample, f"egress_{name}", getattr(egress, name))
+                patches.set(egress, name, timed)
         patches.set(
             asyncio,
             "create_subprocess_exec",
             _timed_async(sample, "spawn", asyncio.create_subprocess_exec),
         )
-        patches.set(namespace, "_read_status", _timed_sync(sample, "status", namespace._read_status))
+        status = _timed_sync(sample, "status", namespace._read_status)
+        patches.set(namespace, "_read_status", status)
         patches.set(namespace, "NSINIT", wrapper)
         yield patches
     finally:
@@ -312,13 +350,15 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ("worker: Runtime API listen, env, pipes, sandbox dir", "spawn.start"),
     ("nsinit: fork/exec + interpreter start (python3.11 -I -S)", "parent.python_up.start"),
     ("nsinit: imports (json, ctypes, libc)", "parent.imported.start"),
-    ("nsinit: read config, join cgroups", "parent.setns.start"),
+    ("nsinit: read config from the worker's pipe", "parent.config_loads.end"),
+    ("nsinit: join the sandbox cgroups (write cgroup.procs)", "parent.setns.start"),
     ("nsinit: setns(net) + unshare(uts, ipc, pid, cgroup)", "parent.fork.start"),
     ("nsinit: fork", "child.forked.start"),
     ("child: unshare(mnt) + make / private", "child.build_root.start"),
     ("child: build root (tmpfs, binds, /etc files, /dev)", "child.build_root.end"),
     ("child: mount /proc, pivot_root, remount ro, unshare(user)", "child.write#0.start"),
-    ("parent: wake, write uid/gid maps, release child", "parent.write#0.end"),
+    # the child may run on once the parent's write is in: the write's start is the boundary
+    ("parent: wake, write uid/gid maps, release child", "parent.write#0.start"),
     ("child: wake, drop caps, setuid, no_new_privs, seccomp, close fds", "child.execve.start"),
     ("runtime: exec + python start + runtime client + handler import", "handler.imported"),
     ("runtime: handler imported -> first /next at the worker", "wait_ready.end"),
@@ -327,11 +367,10 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ("first invoke: handler -> response at the worker", "invoke.end"),
 ]
 
-#: The same for the process backend (and any backend, from the untraced events).
+#: Any backend, from the untimed events: the function's own timestamps and the worker's.
 SIMPLE_PATH: list[tuple[str, str]] = [
-    ("worker: until the runtime process is spawned", "spawned"),
-    ("runtime: python start + runtime client + handler import", "handler.imported"),
-    ("runtime: handler imported -> first /next at the worker", "ready"),
+    ("sandbox + python start + runtime client, until the handler module runs", "handler.imported"),
+    ("handler imported -> init done (first /next seen, sandbox IDLE)", "started"),
     ("first invoke: worker -> handler", "handler.invoked"),
     ("first invoke: handler -> response at the worker", "invoke.end"),
 ]
@@ -364,9 +403,15 @@ def side_facts(sample: Sample) -> dict[str, float]:
     facts["mount_syscalls_ms"] = sum(e - s for s, e in mounts) / 1e6
     netlink = [(s, e) for name, s, e in sample.intervals if name.startswith("netlink_")]
     facts["netlink_open_close_ms"] = sum(e - s for s, e in netlink) / 1e6
+    joins = [(n, s, e) for n, s, e in sample.intervals if n.startswith("parent.cgroup_join_")]
+    facts["cgroup_join_writes"] = float(len(joins))
+    facts["cgroup_join_ms"] = sum(e - s for _, s, e in joins) / 1e6
+    for name, start, end in joins:
+        controller = name.removeprefix("parent.cgroup_join_")
+        facts[f"cgroup_join:{controller}_ms"] = (end - start) / 1e6
     pairs = {
-        "status_line_lag_ms": ("parent.write#0.end", "status.end"),
-        "nsinit_parent_exit_after_go_ms": ("parent.write#0.end", "parent.exit.start"),
+        "status_line_lag_ms": ("parent.write#0.start", "status.end"),
+        "nsinit_parent_exit_after_go_ms": ("parent.write#0.start", "parent.exit.start"),
         "slot_total_ms": ("cgroup_create.end", "serve.start"),
         "nsinit_total_ms": ("spawn.start", "child.execve.start"),
         "runtime_total_ms": ("child.execve.start", "wait_ready.end"),

@@ -315,7 +315,9 @@ def _git_rev() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="bench", description="Warm invoke latency and throughput: kindling vs a bare server."
+        prog="bench",
+        description="Warm invoke latency and throughput: kindling vs a bare server.",
+        epilog="Other scenarios: 'python -m bench coldstart --help' (isolated cold start).",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (CI)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
