@@ -38,6 +38,8 @@ test: lint typecheck unit
 
 bench: deps
 	$(VENV)/bin/kindling bench
+	$(VENV)/bin/kindling bench coldstart
+	$(VENV)/bin/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .kindling
