@@ -41,6 +41,16 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def _through_link(root: Path, name: str) -> bool:
+    """Whether a member's path (itself included) meets a link already unpacked."""
+    path = root
+    for part in PurePosixPath(name).parts:
+        path = path / part
+        if path.is_symlink():
+            return True
+    return False
+
+
 class CodeStore:
     """Keeps zips under ``root/zips`` and their read-only trees under ``root/trees``."""
 
@@ -81,7 +91,12 @@ class CodeStore:
         with zipfile.ZipFile(self.zip_path(digest)) as archive:
             for info in archive.infolist():
                 self._extract(archive, info, work)
-        for dirpath, _dirs, _files in os.walk(work):
+        inside = work.resolve()
+        for dirpath, dirs, files in os.walk(work):
+            for name in dirs + files:  # links that only lead out together are dropped too
+                path = Path(dirpath, name)
+                if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                    path.unlink()
             os.chmod(dirpath, 0o555)
         os.chmod(work, 0o555)
         try:
@@ -124,6 +139,8 @@ class CodeStore:
     @staticmethod
     def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path) -> None:
         target = root / info.filename
+        if _through_link(root, info.filename):
+            return  # never written through a link, which could lead anywhere: dropped
         if info.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             return

@@ -130,19 +130,23 @@ class Cgroup:
         except OSError:
             return []
 
-    def kill(self) -> None:
-        """SIGKILL to every process in the group (frozen first in v1, so none can fork)."""
+    def kill(self) -> list[int]:
+        """SIGKILL to every process in the group (frozen first in v1, so none can fork);
+        returns the processes it found there."""
         if self.version == 2:
+            found = self.pids()
             with contextlib.suppress(OSError):
                 _write(self.dirs["unified"] / "cgroup.kill", "1")
-            return
+            return found
         with contextlib.suppress(OSError):
             self.freeze(True)
-        for pid in self.pids():
+        found = self.pids()
+        for pid in found:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             self.freeze(False)
+        return found
 
     def remove(self) -> bool:
         """Removes the directories; False while the last processes are still exiting."""

@@ -70,6 +70,7 @@ class NamespaceSandbox:
         self._root = backend.sandboxes_dir / spec.sandbox_id
         self._request_id = ""
         self._limits = CgroupLimits(memory_mb=spec.memory_mb)
+        self._peak = 0
         self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
     def set_log_sink(self, sink: LogSink) -> None:
@@ -205,19 +206,22 @@ class NamespaceSandbox:
             self._cgroup.freeze(False)
 
     def usage(self) -> Usage:
-        peak = self._cgroup.peak_memory_bytes() if self._cgroup is not None else 0
-        return Usage(cpu_ms=0.0, max_rss_mb=max(1, round(peak / 1024 / 1024)), tmp_bytes=0)
+        if self._cgroup is not None:  # kept: the REPORT of a sandbox killed by OOM needs it
+            self._peak = max(self._peak, self._cgroup.peak_memory_bytes())
+        mb = max(1, round(self._peak / 1024 / 1024))
+        return Usage(cpu_ms=0.0, max_rss_mb=mb, tmp_bytes=0)
 
     async def destroy(self) -> None:
-        if self._cgroup is not None:
-            self._cgroup.kill()
+        doomed = self._cgroup.kill() if self._cgroup is not None else []
         if self._pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, signal.SIGKILL)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._exited), 5.0)
         if self._cgroup is not None:
+            self.usage()
             await self._cgroup.destroy()
+        _reap([pid for pid in doomed if pid != self._pid])
         if self._pipe is not None:
             self._pipe.close()
         await self._server.close()
@@ -230,6 +234,14 @@ class NamespaceSandbox:
     async def _remove_root(self) -> None:
         with contextlib.suppress(OSError):
             self._root.rmdir()
+
+
+def _reap(pids: list[int]) -> None:
+    """Collects the processes of a dead sandbox that were orphaned to the worker (a child
+    subreaper), such as runsc's sandbox and gofer: no one else waits for them."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _read_status(fd: int) -> str:

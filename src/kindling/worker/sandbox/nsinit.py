@@ -19,8 +19,10 @@ on a status pipe: ``pid <host pid>`` or ``error <message>``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
@@ -140,6 +142,33 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     os.execve(argv[0], argv, env)
 
 
+def supervise(argv: list[str], procs: str) -> None:
+    """Runs ``argv`` (runsc) as a child and reaps all that is orphaned below it. runsc's
+    processes die in any order (all at once when the Sentry crashes), and the worker, a
+    subreaper too, would otherwise inherit their zombies. Once runsc is gone, the rest of
+    the sandbox is killed; this process then ends as runsc did."""
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    child = os.fork()
+    if child == 0:
+        os.execve(argv[0], argv, {"PATH": "/usr/bin:/bin"})
+    ended = 0
+    while True:
+        try:
+            pid, ended_as = os.wait()
+        except ChildProcessError:
+            break
+        if pid == child:
+            ended = ended_as
+            with open(procs) as fh:
+                for other in {int(p) for p in fh.read().split()} - {os.getpid()}:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(other, signal.SIGKILL)
+    if os.WIFSIGNALED(ended):
+        signal.signal(os.WTERMSIG(ended), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(ended))
+    os._exit(os.WEXITSTATUS(ended) if os.WIFEXITED(ended) else 1)
+
+
 def main() -> None:
     config_fd = int(sys.argv[1])
     with os.fdopen(config_fd, "rb") as fh:
@@ -155,8 +184,7 @@ def main() -> None:
             pid = os.fork()
             if pid == 0:
                 status.close()
-                argv = [str(a) for a in cfg["exec"]]
-                os.execve(argv[0], argv, {"PATH": "/usr/bin:/bin"})
+                supervise([str(a) for a in cfg["exec"]], str(cfg["cgroup_procs"][0]))
             status.write(f"pid {pid}\n")
             status.flush()
             os._exit(0)

@@ -1,0 +1,162 @@
+"""Break-out attempts through the deployment package: paths out of the package, and
+symlinks to the host's files or composed to lead out while it is unpacked."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import uuid
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.support import ROLE, client_error, make_zip, wait_active
+
+from .conftest import PRELUDE, Fleet, Victim
+
+LINK = stat.S_IFLNK | 0o777
+HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
+
+
+def escaping_links(tree: Path) -> list[str]:
+    """Symlinks in an unpacked tree that resolve outside it, as the host would follow them."""
+    inside = tree.resolve()
+    found = []
+    for dirpath, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            path = Path(dirpath, name)
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                found.append(f"{path.relative_to(tree)} -> {os.readlink(path)}")
+    return found
+
+
+def zip_of(members: list[tuple[str, str, int]]) -> bytes:
+    """A zip of (name, content, mode) in this order, the same name possibly twice (which
+    ``make_zip``'s mapping cannot say)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name"
+        for name, content, mode in members:
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = (mode if stat.S_IFMT(mode) else mode | stat.S_IFREG) << 16
+            archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+def unpacked(fleet: Fleet) -> set[str]:
+    return set(os.listdir(fleet.data_dir / "code" / "trees"))
+
+
+@pytest.fixture(scope="module")
+def harmless(fleet: Fleet) -> Iterator[str]:
+    """A plain function whose code the unsafe zips try to replace."""
+    name = fleet.deploy("harmless", "namespace", {"app.py": HANDLER})
+    yield name
+
+
+UNSAFE = ["/tmp/evil.py", "../evil.py", "pkg/../../evil.py", "./../evil.py", "\\evil.py"]
+
+
+@pytest.mark.parametrize("member", UNSAFE)
+def test_paths_out_of_the_package_are_refused_at_upload(
+    member: str, fleet: Fleet, harmless: str
+) -> None:
+    trees = unpacked(fleet)
+    code = make_zip({"app.py": HANDLER, member: "print('escaped')\n"})
+    name = f"sec-unsafe-{uuid.uuid4().hex[:6]}"
+    with client_error("InvalidParameterValueException", 400):
+        fleet.lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=ROLE,
+            Code={"ZipFile": code},
+        )
+    with client_error("InvalidParameterValueException", 400):
+        fleet.lam.update_function_code(FunctionName=harmless, ZipFile=code)
+    with client_error("ResourceNotFoundException", 404):
+        fleet.lam.get_function(FunctionName=name)
+    assert unpacked(fleet) == trees  # nothing was unpacked
+    data = fleet.data_dir
+    for place in (data.parent, data, data / "code", Path("/tmp")):
+        assert not (place / "evil.py").exists(), place
+
+
+SYMLINKS = """
+def probe(path):
+    try:
+        if os.path.isdir(path):
+            return "ok:" + ",".join(sorted(os.listdir(path)))
+        with open(path, "rb") as fh:
+            return "ok:" + fh.read(300).decode("utf-8", "replace")
+    except OSError as exc:
+        return errname(exc.errno)
+
+def handler(event, context):
+    return {name: [os.path.lexists(name), probe(name)] for name in event["links"]}
+"""
+
+
+def test_symlinks_in_the_zip_lead_nowhere_outside(
+    backend: str, victim: Victim, fleet: Fleet
+) -> None:
+    db = str(fleet.data_dir / "kindling.db")
+    links = {
+        "shadow": "/etc/shadow",
+        "passwd": "../../../../../../etc/passwd",
+        "up": "../..",
+        "database": db,
+        "victim": str(victim.code_dir / "secret.txt"),
+        "inside": "app.py",  # a link within the package works as usual
+    }
+    files: dict[str, Any] = {"app.py": PRELUDE + SYMLINKS}
+    files.update({name: (target, LINK) for name, target in links.items()})
+    name = fleet.deploy("symlinks", backend, files)
+    tree = fleet.code_tree(name)
+    assert escaping_links(tree) == []
+    seen = fleet.run(name, {"links": list(links)})
+
+    assert seen.pop("inside") == [True, "ok:" + (PRELUDE + SYMLINKS)[:300]]
+    # every link out of the package was dropped when it was unpacked
+    assert seen == {link: [False, "ENOENT"] for link in links if link != "inside"}
+
+
+def test_symlinks_cannot_carry_writes_out_of_the_package(fleet: Fleet) -> None:
+    """Links that each stay inside when unpacked but lead out together ('b' -> '.' turns
+    'a' into the data dir): nothing may be written through them, and they are not kept."""
+    written = f"PWNED-{uuid.uuid4().hex[:8]}"
+    through = f"PWNED-{uuid.uuid4().hex[:8]}"
+    climb = "b/b/b/c/d/e/../../../../../.."  # inside while 'b' is not yet unpacked
+    members = [  # in this order, so that each link is checked before 'b' exists
+        ("app.py", HANDLER, 0o644),
+        ("a", climb, LINK),
+        ("y", f"{climb}/{through}", LINK),
+        ("b", ".", LINK),
+        ("c/d/e/", "", stat.S_IFDIR | 0o755),
+        (f"a/{written}", "written through the link 'a'", 0o644),
+        ("y", "written through the link 'y'", 0o644),  # the same name again: a file
+    ]
+    name = f"sec-compose-{uuid.uuid4().hex[:6]}"
+    fleet.lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": zip_of(members)},
+    )
+    fleet.deployed[("compose", "-")] = name
+    wait_active(fleet.lam, name)
+    tree = fleet.code_tree(name)
+
+    data = fleet.data_dir  # where 'a' and 'y' would lead: <data>/code/trees/<digest>/../../..
+    assert (tree / "../../..").resolve() == data.resolve()
+    assert not (data / written).exists(), "a member was written through a symlink"
+    assert not (data / through).exists(), "a member was written through a symlink"
+    assert escaping_links(tree) == []
+    assert (tree / "app.py").read_text() == HANDLER
