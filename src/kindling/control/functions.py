@@ -39,6 +39,11 @@ from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
 
 Listener = Callable[[FunctionConfig], None]
 
+#: Pending -> Active and InProgress -> Successful this long after the write: short enough
+#: that a waiter's first poll after its 1 s delay sees the end state, long enough that a
+#: client that does not wait meets ResourceConflictException as on AWS.
+SETTLE_AFTER_S = 0.25
+
 
 def now_timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
@@ -354,4 +359,4 @@ class FunctionService:
         except RuntimeError:
             fn(config)
             return
-        loop.call_later(0.05, fn, config)
+        loop.call_later(SETTLE_AFTER_S, fn, config)

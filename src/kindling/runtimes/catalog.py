@@ -90,7 +90,9 @@ class RuntimeCatalog:
                 f"(set KINDLING_PYTHON{version.replace('.', '_')} to its path)."
             )
         client = self._compiled(interpreter, version)
-        return RuntimeLaunch(runtime, "python", (interpreter, "-u", client), interpreter)
+        # -S: no host site-packages in a function (Lambda has none of ours either), and
+        # 3 ms less per start.
+        return RuntimeLaunch(runtime, "python", (interpreter, "-u", "-S", client), interpreter)
 
     def _compiled(self, interpreter: str, version: str) -> str:
         """The runtime client as bytecode of that interpreter, so no start compiles it again.
