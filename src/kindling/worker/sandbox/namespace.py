@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import marshal
 import os
 import shutil
 import signal
@@ -132,7 +132,7 @@ class NamespaceSandbox:
                 os.close(fd)
         self._pipe = LogPipe(log_r, self._sink)
         with os.fdopen(cfg_w, "wb") as fh:
-            fh.write(json.dumps(config).encode())
+            fh.write(marshal.dumps(config))
         status = await loop.run_in_executor(None, _read_status, status_r)
         await proc.wait()
         if not status.startswith("pid "):
