@@ -148,7 +148,7 @@ def _open(path, mode="r", *args, _real=open, **kwargs):
     return fh
 
 
-_wrap(nsinit.json, "loads", "config_loads")
+_wrap(nsinit.marshal, "loads", "config_loads")
 nsinit.open = _open
 linux.unshare = _unshare
 os.fork = _fork
@@ -349,7 +349,7 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ("netns: back to host ns; thread -> event loop", "serve.start"),
     ("worker: Runtime API listen, env, pipes, sandbox dir", "spawn.start"),
     ("nsinit: fork/exec + interpreter start (python3.11 -I -S)", "parent.python_up.start"),
-    ("nsinit: imports (json, ctypes, libc)", "parent.imported.start"),
+    ("nsinit: imports (marshal, ctypes, libc)", "parent.imported.start"),
     ("nsinit: read config from the worker's pipe", "parent.config_loads.end"),
     ("nsinit: join the sandbox cgroups (write cgroup.procs)", "parent.setns.start"),
     ("nsinit: setns(net) + unshare(uts, ipc, pid, cgroup)", "parent.fork.start"),
