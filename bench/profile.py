@@ -53,11 +53,12 @@ def _beside_interpreter() -> str | None:
 
 
 def start_record(binary: str, pid: int, duration: float, rate: int, out: Path) -> Any:
-    """Starts sampling ``pid`` and its children; returns the py-spy process."""
+    """Starts sampling ``pid`` (the server only: its sandboxes sit frozen in other pid
+    namespaces between requests, where py-spy's --subprocesses hangs); returns py-spy."""
     return subprocess.Popen(
         [
             *(binary, "record", "-p", str(pid), "-d", str(max(1, round(duration)))),
-            *("-r", str(rate), "-f", "raw", "--full-filenames", "--subprocesses", "-o", str(out)),
+            *("-r", str(rate), "-f", "raw", "--full-filenames", "-o", str(out)),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
