@@ -14,8 +14,10 @@ from kindling.worker.capacity import WorkerCapacity
 
 
 class Placement:
-    def __init__(self, cpu_overcommit: float = 8.0, memory_overcommit: float = 8.0) -> None:
-        #: CPU is shared, not reserved: idle sandboxes are frozen, so promise more than we have.
+    def __init__(self, cpu_overcommit: float = 64.0, memory_overcommit: float = 8.0) -> None:
+        #: CPU is shared, not reserved: idle sandboxes are frozen and a busy one is capped at
+        #: its share, so promise far more than we have (64x: a 2-core worker may hold 1,769
+        #: sandboxes of 128 MB; memory is the tighter bound).
         self._cpu_overcommit = cpu_overcommit
         #: A sandbox rarely uses its whole MemorySize (an idle Python one holds ~10 MB of its
         #: 128): promise up to this multiple of the worker's memory, as Lambda's hosts do.
