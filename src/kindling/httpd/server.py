@@ -194,7 +194,9 @@ class HttpServer:
     async def listen(self, host: str, port: int) -> int:
         """Listens on host:port and returns the bound port (useful when port is 0)."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(self._protocol, host, port, reuse_address=True)
+        server = await loop.create_server(
+            self._protocol, host, port, reuse_address=True, backlog=4096
+        )  # a burst of clients must queue in the kernel, not be refused or retried
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
