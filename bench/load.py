@@ -78,7 +78,7 @@ def _signed(port: int, name: str, payload: bytes) -> bytes:
 
 
 async def _call(raw: bytes) -> tuple[int, float, bool, str]:
-    """status, latency ms, cold start?, body."""
+    """status (599 for a function error), latency ms, cold start?, body."""
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection(
         HOST, int(raw.split(b"Host: ")[1].split(b"\r\n")[0].split(b":")[1])
@@ -94,7 +94,8 @@ async def _call(raw: bytes) -> tuple[int, float, bool, str]:
     if "x-amz-log-result:" in lower:
         encoded = head.decode("latin-1").split("X-Amz-Log-Result: ")[1].split("\r\n")[0]
         cold = "Init Duration" in base64.b64decode(encoded).decode(errors="replace")
-    return int(head[9:12]), latency, cold, body.decode(errors="replace")
+    status = 599 if "x-amz-function-error:" in lower else int(head[9:12])
+    return status, latency, cold, body.decode(errors="replace")
 
 
 def _sandbox_groups(instance_dir: str) -> list[str]:
@@ -182,7 +183,7 @@ async def load(
         "p99_ms": _pct(latencies, 0.99),
         "cold_start_rate": sum(1 for r in ok if r[2]) / max(1, len(ok)),
         "throttles": sum(1 for r in results if r[0] == 429),
-        "errors": sum(1 for r in results if r[0] not in (200, 429)),
+        "errors": sum(1 for r in results if r[0] not in (200, 429)),  # 599: function error
         "memory_mb_peak": max(memory, default=0.0),
         "memory_mb_mean": sum(memory) / max(1, len(memory)),
         "sandboxes_peak": max(sandboxes, default=0),

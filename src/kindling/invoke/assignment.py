@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,7 @@ class Assignment:
         placement: Placement | None = None,
         keep_alive: KeepAlivePolicy | None = None,
         max_lifetime_s: float = 4 * 3600.0,
+        launch_parallelism: int | None = None,
     ) -> None:
         self._max_lifetime_s = max_lifetime_s
         self._agent = agent
@@ -41,6 +43,10 @@ class Assignment:
         self._policy = keep_alive or FixedKeepAlive(keep_alive_s)
         self._keep_alive_s = keep_alive_s
         self._freeze_after_s = freeze_after_s
+        #: Sandbox starts in flight at once. A burst beyond this queues for a start slot
+        #: instead of thrashing the CPU until every init misses its deadline; while it
+        #: waits, a sandbox that frees up serves it warm.
+        self._launch_slots = asyncio.Semaphore(launch_parallelism or 4 * (os.cpu_count() or 1))
         self._freezers: dict[SafeSandbox, asyncio.TimerHandle] = {}
         self._idle: dict[VersionKey, list[SafeSandbox]] = {}
         self._busy: set[SafeSandbox] = set()
@@ -66,6 +72,27 @@ class Assignment:
     ) -> tuple[SafeSandbox, InitResult | None, list[str]]:
         """A sandbox for this version: warm (init None) or newly launched."""
         self._policy.observe(key[:4], time.monotonic())
+        warm = self._take_idle(key)
+        if warm is not None:
+            return warm, None, []
+        async with self._launch_slots:
+            warm = self._take_idle(key)  # one may have freed up while this waited
+            if warm is not None:
+                return warm, None, []
+            spec = make_spec()
+            self._placement.choose(spec.account_id, spec.memory_mb, [self._agent.capacity()])
+            sandbox, init, lines = await self._agent.launch(spec)
+        if init.ok:
+            self._busy.add(sandbox)
+        return sandbox, init, lines
+
+    async def _launch_limited(
+        self, make_spec: Callable[[], SandboxSpec]
+    ) -> tuple[SafeSandbox, InitResult, list[str]]:
+        async with self._launch_slots:
+            return await self._agent.launch(make_spec())
+
+    def _take_idle(self, key: VersionKey) -> SafeSandbox | None:
         stack = self._idle.get(key)
         while stack:
             sandbox = stack.pop()
@@ -74,13 +101,8 @@ class Assignment:
                 timer.cancel()
             if sandbox.alive:
                 self._busy.add(sandbox)
-                return sandbox, None, []
-        spec = make_spec()
-        self._placement.choose(spec.account_id, spec.memory_mb, [self._agent.capacity()])
-        sandbox, init, lines = await self._agent.launch(spec)
-        if init.ok:
-            self._busy.add(sandbox)
-        return sandbox, init, lines
+                return sandbox
+        return None
 
     def provisioned_count(self, key: VersionKey) -> int:
         return sum(1 for s, k in self._provisioned.items() if k == key and s.alive)
@@ -98,7 +120,7 @@ class Assignment:
         missing = count - self.provisioned_count(key)
         if missing > 0:
             launched = await asyncio.gather(
-                *(self._agent.launch(make_spec()) for _ in range(missing)),
+                *(self._launch_limited(make_spec) for _ in range(missing)),
                 return_exceptions=True,
             )
             for outcome in launched:
