@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -96,6 +97,46 @@ def test_old_sandboxes_are_recycled_between_invocations(tmp_path: Path) -> None:
         assert first.state is SandboxState.DEAD
         second, init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
         assert second is not first and init is not None and init.ok
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_sandbox_starts_are_limited_and_a_freed_sandbox_is_taken(tmp_path: Path) -> None:
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    fast.mkdir()
+    slow.mkdir()
+    (fast / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+    (slow / "app.py").write_text("import time\ntime.sleep(0.5)\ndef handler(e, c):\n    return 1\n")
+    other: VersionKey = ("000000000000", "us-east-1", "g", "$LATEST", "rev")
+
+    async def scenario() -> None:
+        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
+        launching = 0
+        most = 0
+        real_launch = agent.launch
+
+        async def counted(spec: SandboxSpec) -> Any:
+            nonlocal launching, most
+            launching += 1
+            most = max(most, launching)
+            try:
+                return await real_launch(spec)
+            finally:
+                launching -= 1
+
+        agent.launch = counted  # type: ignore[method-assign]
+        pool = Assignment(agent, 600, 0, launch_parallelism=1)
+        busy, _init, _ = await pool.claim(KEY, lambda: _spec(fast))
+        holder = asyncio.ensure_future(pool.claim(other, lambda: _spec(slow)))  # holds the slot
+        await asyncio.sleep(0.1)
+        waiter = asyncio.ensure_future(pool.claim(KEY, lambda: _spec(fast)))  # waits for it
+        await asyncio.sleep(0.1)
+        await pool.release(KEY, busy)  # freed while the claim waits
+        again, init, _ = await waiter
+        await holder
+        assert most == 1
+        assert again is busy and init is None  # served warm: no start for it
         await pool.close()
 
     asyncio.run(scenario())
