@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from typing import Any
 
+from tests.hostcheck import processes_with
+
 from .support import Deploy, wait_for
-
-
-def _marked(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if marker.encode() in fh.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def test_update_destroys_the_old_revisions_sandboxes(lam: Any, deploy: Deploy) -> None:
@@ -35,7 +23,7 @@ def test_update_destroys_the_old_revisions_sandboxes(lam: Any, deploy: Deploy) -
         }
     )
     lam.invoke(FunctionName=name, Payload=b"{}")
-    assert _marked(marker), "the sandbox's marker process should be running"
+    assert processes_with(marker), "the sandbox's marker process should be running"
     lam.update_function_configuration(FunctionName=name, Description="new revision")
     lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
-    wait_for(lambda: not _marked(marker), timeout=10)
+    wait_for(lambda: not processes_with(marker), timeout=10)

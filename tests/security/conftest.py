@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from kindling.control.models import NETWORK_TAG, SANDBOX_TAG
 from kindling.worker.sandbox.gvisor import RUNSC
 from tests.e2e.support import REGION, ROLE, Server, make_zip, wait_active
+from tests.hostcheck import host_cmdlines, processes_with
 
 BACKENDS = ("namespace", "gvisor")
 
@@ -237,15 +238,6 @@ def sandbox_pids(fleet: Fleet, backend: str, function: str) -> set[int]:
     return found
 
 
-def host_cmdlines() -> dict[int, bytes]:
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes()
-    return found
-
-
 def zombies(parent: int) -> list[int]:
     """Children of ``parent`` that died and were never waited for."""
     found = []
@@ -261,7 +253,7 @@ def zombies(parent: int) -> list[int]:
 
 def with_marker(marker: str) -> list[int]:
     """Host processes whose command line contains ``marker``."""
-    return [pid for pid, cmd in host_cmdlines().items() if marker.encode() in cmd]
+    return processes_with(marker)
 
 
 def host_addresses() -> list[str]:

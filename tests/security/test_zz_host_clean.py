@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 
-from tests.conftest import leftovers
 from tests.e2e.support import REGION, ROLE, Server, make_zip, wait_active, wait_for
+from tests.hostcheck import leftovers
 
 from .conftest import BACKENDS, PRELUDE, unavailable, zombies
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from kindling.worker.sandbox.base import (
     SandboxState,
 )
 from kindling.worker.sandbox.safety import SafeSandbox
+from tests.hostcheck import processes_with
 
 ECHO = """
 import os
@@ -131,19 +131,6 @@ def test_crash_is_runtime_exit_error(
     loop.run_until_complete(scenario())
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if marker.encode() in fh.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def test_timeout_kills_everything(
     make_backend: Callable[[], SandboxBackend],
     make_spec: Callable[..., SandboxSpec],
@@ -168,10 +155,10 @@ def test_timeout_kills_everything(
         assert sandbox.state is SandboxState.DEAD
         assert "child started" in lines
         for _ in range(50):
-            if not _processes_with(marker):
+            if not processes_with(marker):
                 break
             await asyncio.sleep(0.05)
-        assert not _processes_with(marker), "a child of a timed-out sandbox outlived it"
+        assert not processes_with(marker), "a child of a timed-out sandbox outlived it"
 
     loop.run_until_complete(scenario())
 
