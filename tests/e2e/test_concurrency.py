@@ -6,9 +6,10 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
-from .support import Deploy, assert_shape, client_error
+from .support import ROLE, Deploy, Server, assert_shape, client_error, make_zip, wait_active
 
 SLOW = {
     "app.py": "import time\ndef handler(e, c):\n    time.sleep(e.get('s', 0))\n    return 'ok'\n"
@@ -67,3 +68,34 @@ def test_a_reservation_of_one_serves_one_at_a_time(lam: Any, deploy: Deploy) -> 
     slow.join()
     assert outcomes == ["ok"]
     assert lam.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200  # free again
+
+
+def test_the_account_limit_throttles_with_its_reason(
+    private_server: Server, make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KINDLING_ACCOUNT_CONCURRENCY", "1")
+    private_server.start()
+    lam = make_client(endpoint=private_server.endpoint)
+    assert lam.get_account_settings()["AccountLimit"]["ConcurrentExecutions"] == 1
+    lam.create_function(
+        FunctionName="limited",
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip(SLOW)},
+    )
+    wait_active(lam, "limited")
+    outcomes: list[str] = []
+
+    def call() -> None:
+        lam.invoke(FunctionName="limited", Payload=b'{"s": 1.0}')
+        outcomes.append("ok")
+
+    slow = threading.Thread(target=call)
+    slow.start()
+    time.sleep(0.3)
+    with client_error("TooManyRequestsException", 429) as info:
+        lam.invoke(FunctionName="limited", Payload=b"{}")
+    assert info.value.response["Reason"] == "ConcurrentInvocationLimitExceeded"
+    slow.join()
+    assert outcomes == ["ok"]
