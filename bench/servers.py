@@ -19,6 +19,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from kindling.worker.sandbox.process import tree_pids
+
 HOST = "127.0.0.1"
 ECHO_HANDLER = "def handler(e, c):\n    return e\n"
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -46,19 +48,6 @@ def _tail(path: Path, size: int = 4000) -> str:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return "(no log)"
-
-
-def tree_pids(root: int) -> list[int]:
-    """A process and all its descendants."""
-    pids, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        pids.append(pid)
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as fh:
-                    queue.extend(int(p) for p in fh.read().split())
-    return pids
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

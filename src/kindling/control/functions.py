@@ -9,8 +9,6 @@ the SDK's waiters see the same sequence they see on AWS.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,6 +25,7 @@ from kindling.control.models import (
     UpdateStatus,
     is_alias_name,
 )
+from kindling.control.paging import decode_marker, encode_marker, page_size
 from kindling.control.quotas import check_configuration
 from kindling.control.store import FunctionStore
 from kindling.errors import (
@@ -112,20 +111,13 @@ class FunctionService:
     def page(
         self, account_id: str, region: str, marker: str | None, max_items: int | None
     ) -> tuple[list[FunctionConfig], str | None]:
-        after = ""
-        if marker:
-            try:
-                after = json.loads(base64.urlsafe_b64decode(marker.encode()))["after"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValidationError(f"Invalid marker: {marker}") from exc
-        limit = min(max_items or 50, 50)
+        after = str(decode_marker(marker)) if marker else ""
+        limit = page_size(max_items)
         page = self._store.page(account_id, region, after, limit + 1)
-        next_marker = None
-        if len(page) > limit:
-            page = page[:limit]
-            token = json.dumps({"after": page[-1].name}).encode()
-            next_marker = base64.urlsafe_b64encode(token).decode()
-        return page, next_marker
+        if len(page) <= limit:
+            return page, None
+        page = page[:limit]
+        return page, encode_marker(page[-1].name)
 
     # writes
     def create(

@@ -6,8 +6,6 @@ since the last published version, in which case that version is returned, as AWS
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from dataclasses import replace
 
@@ -19,6 +17,7 @@ from kindling.control.models import (
     FunctionState,
     UpdateStatus,
 )
+from kindling.control.paging import decode_marker, encode_marker, page_size
 from kindling.control.store import FunctionStore
 from kindling.errors import ConflictError, NotFoundError, PreconditionError, ValidationError
 
@@ -111,16 +110,12 @@ class VersionService:
         start = 0
         if marker:
             try:
-                start = int(json.loads(base64.urlsafe_b64decode(marker.encode()))["i"])
-            except (ValueError, KeyError, TypeError) as exc:
+                start = int(decode_marker(marker))
+            except (TypeError, ValueError) as exc:
                 raise ValidationError(f"Invalid marker: {marker}") from exc
-        limit = min(max_items or 50, 50)
-        page = everything[start : start + limit]
-        next_marker = None
-        if start + limit < len(everything):
-            token = json.dumps({"i": start + limit}).encode()
-            next_marker = base64.urlsafe_b64encode(token).decode()
-        return page, next_marker
+        limit = page_size(max_items)
+        end = start + limit
+        return everything[start:end], encode_marker(end) if end < len(everything) else None
 
     def delete(self, ref: FunctionRef) -> None:
         """Deletes one published version; refused while an alias points at it."""

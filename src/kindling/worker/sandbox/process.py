@@ -33,7 +33,7 @@ from kindling.worker.sandbox.logpipe import LogPipe
 log = logging.getLogger(__name__)
 
 
-def _tree_pids(root: int) -> list[int]:
+def tree_pids(root: int) -> list[int]:
     """The pids of a process and all its descendants, via /proc children lists."""
     pids, queue = [], [root]
     while queue:
@@ -167,7 +167,7 @@ class ProcessSandbox:
         except OSError:
             return
         if self._samples % _TREE_EVERY == 1:
-            peak += sum(_hwm_kb(p) for p in _tree_pids(self._proc.pid)[1:])
+            peak += sum(_hwm_kb(p) for p in tree_pids(self._proc.pid)[1:])
         self._peak_kb = max(self._peak_kb, peak)
 
     async def freeze(self) -> None:
