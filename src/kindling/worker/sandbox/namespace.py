@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import marshal
 import os
 import shutil
 import signal
@@ -23,7 +22,6 @@ from kindling.errors import SandboxError
 from kindling.httpd import HttpServer
 from kindling.runtimes.catalog import RuntimeLaunch
 from kindling.worker.runtime_api import RuntimeApi
-from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
@@ -105,36 +103,15 @@ class NamespaceSandbox:
         await self._server.serve_socket(self._slot.runtime_api)
         env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
         log_r, log_w = os.pipe()
-        cfg_r, cfg_w = os.pipe()
         status_r, status_w = os.pipe()
-        config = {
-            "cgroup_procs": self._cgroup.procs_files,
-            "netns_fd": self._slot.netns_fd,
-            "status_fd": status_w,
-            **self._launch_config(argv, env),
-        }
+        config = {"cgroup_procs": self._cgroup.procs_files, **self._launch_config(argv, env)}
         try:
-            proc = await asyncio.create_subprocess_exec(
-                seccomp_policy.SYSTEM_PYTHON,
-                "-I",
-                "-S",
-                str(NSINIT),
-                str(cfg_r),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_w,
-                stderr=log_w,
-                pass_fds=(cfg_r, status_w, self._slot.netns_fd),
-                cwd="/",
-                env={"PATH": "/usr/bin:/bin"},
-            )
+            self._backend.host.launcher.launch(config, self._slot.netns_fd, status_w, log_w)
         finally:
-            for fd in (cfg_r, status_w, log_w):
+            for fd in (status_w, log_w):
                 os.close(fd)
         self._pipe = LogPipe(log_r, self._sink)
-        with os.fdopen(cfg_w, "wb") as fh:
-            fh.write(marshal.dumps(config))
         status = await loop.run_in_executor(None, _read_status, status_r)
-        await proc.wait()
         if not status.startswith("pid "):
             self._pipe.drain()
             raise SandboxError(f"sandbox {self.id} could not be built: {status or 'no status'}")

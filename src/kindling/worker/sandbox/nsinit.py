@@ -27,6 +27,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirna
 
 from kindling.worker.sandbox import linux
 
+TYPE_CHECKING = False  # typing itself costs an import on every sandbox start
+if TYPE_CHECKING:
+    from typing import Any
+
 SANDBOX_UID = 993
 SANDBOX_GID = 990
 ETC_PASSWD = (
@@ -170,10 +174,62 @@ def supervise(argv: list[str], procs: str) -> None:
     os._exit(os.WEXITSTATUS(ended) if os.WIFEXITED(ended) else 1)
 
 
+def serve(sock_fd: int) -> None:
+    """The launcher: one long-lived nsinit that forks per sandbox, so no sandbox pays for
+    an interpreter start and these imports (~21 ms of a cold start, bench coldstart).
+
+    Each request is one datagram: the marshalled config, with the sandbox's network
+    namespace, status pipe and log pipe as passed fds. The worker closing its end ends it.
+    """
+    import socket
+
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        _reap()
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 8)
+        except InterruptedError:
+            continue
+        if not data:
+            os._exit(0)
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            continue
+        netns_fd, status_fd, log_fd = fds
+        if os.fork() == 0:
+            sock.close()
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            cfg = marshal.loads(data)
+            cfg["netns_fd"], cfg["status_fd"] = netns_fd, status_fd
+            run(cfg)
+        for fd in fds:
+            os.close(fd)
+
+
+def _reap() -> None:
+    """The launcher's children report and exit at once; collect them."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def main() -> None:
+    if sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]))
     config_fd = int(sys.argv[1])
     with os.fdopen(config_fd, "rb") as fh:
-        cfg = marshal.loads(fh.read())
+        run(marshal.loads(fh.read()))
+
+
+def run(cfg: dict[str, Any]) -> None:
+    """Builds one sandbox from its config; never returns."""
     status = os.fdopen(int(cfg["status_fd"]), "w", buffering=1)
     try:
         for procs in cfg["cgroup_procs"]:
