@@ -12,6 +12,7 @@ maps each class to the AWS error shape a Lambda client expects, in exactly one p
     +-- NotFoundError              -> ResourceNotFoundException (404)
     |   +-- ProvisionedConfigNotFoundError -> ProvisionedConcurrencyConfigNotFoundException
     +-- ConflictError              -> ResourceConflictException (409)
+    |   +-- SnapStartNotReadyError -> SnapStartNotReadyException (409)
     +-- PreconditionError          -> PreconditionFailedException (412)
     +-- TooLargeError              -> RequestTooLargeException (413)
     +-- ThrottledError             -> TooManyRequestsException (429)
@@ -61,6 +62,10 @@ class ProvisionedConfigNotFoundError(NotFoundError):
 
 class ConflictError(KindlingError):
     """The resource exists already, or is in a state that forbids the change."""
+
+
+class SnapStartNotReadyError(ConflictError):
+    """A SnapStart version is invoked while its snapshot is still being taken."""
 
 
 class PreconditionError(KindlingError):

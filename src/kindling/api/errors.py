@@ -20,6 +20,7 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.ValidationError, "InvalidParameterValueException", 400),
     (e.ProvisionedConfigNotFoundError, "ProvisionedConcurrencyConfigNotFoundException", 404),
     (e.NotFoundError, "ResourceNotFoundException", 404),
+    (e.SnapStartNotReadyError, "SnapStartNotReadyException", 409),
     (e.ConflictError, "ResourceConflictException", 409),
     (e.PreconditionError, "PreconditionFailedException", 412),
     (e.TooLargeError, "RequestTooLargeException", 413),

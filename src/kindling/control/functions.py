@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from kindling.control import snapstart
 from kindling.control.codestore import CodeStore
 from kindling.control.models import (
     LATEST,
@@ -22,6 +23,7 @@ from kindling.control.models import (
     FunctionConfig,
     FunctionRef,
     FunctionState,
+    SnapStartApplyOn,
     UpdateStatus,
     is_alias_name,
 )
@@ -136,6 +138,9 @@ class FunctionService:
         self._runtimes.resolve(runtime)
         check_configuration(params)
         _check_kindling_tags(params.get("Tags") or {})
+        apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
+        snapstart.check_function(runtime, apply_on, ephemeral_mb)
         stored = self._code.put(self._zip_from(params.get("Code") or {}))
         config = FunctionConfig(
             account_id=account_id,
@@ -152,10 +157,11 @@ class FunctionService:
             description=params.get("Description", ""),
             timeout=params.get("Timeout", 3),
             memory_size=params.get("MemorySize", 128),
-            ephemeral_storage=(params.get("EphemeralStorage") or {}).get("Size", 512),
+            ephemeral_storage=ephemeral_mb,
             environment=dict((params.get("Environment") or {}).get("Variables") or {}),
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
+            snapstart_apply_on=apply_on,
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -201,7 +207,12 @@ class FunctionService:
             changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
-        return self._begin_update(current, replace(current, **changes))
+        changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)
+        updated = replace(current, **changes)
+        snapstart.check_function(
+            updated.runtime, updated.snapstart_apply_on, updated.ephemeral_storage
+        )
+        return self._begin_update(current, updated)
 
     def delete(self, ref: FunctionRef) -> None:
         """Deletes the function with all its versions and aliases (see VersionService for one

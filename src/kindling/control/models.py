@@ -30,6 +30,13 @@ class UpdateStatus(StrEnum):
     FAILED = "Failed"
 
 
+class SnapStartApplyOn(StrEnum):
+    """``SnapStart.ApplyOn``: whether publishing a version snapshots it."""
+
+    PUBLISHED_VERSIONS = "PublishedVersions"
+    NONE = "None"
+
+
 def is_alias_name(qualifier: str | None) -> bool:
     """Qualifiers are $LATEST, a version number, or an alias name."""
     return bool(qualifier) and qualifier != LATEST and not str(qualifier).isdigit()
@@ -78,6 +85,8 @@ class FunctionConfig:
     architectures: tuple[str, ...] = ("x86_64",)
     package_type: str = "Zip"
     tracing_mode: str = "PassThrough"
+    #: Records stored before SnapStart existed lack the key and read back as None.
+    snapstart_apply_on: SnapStartApplyOn = SnapStartApplyOn.NONE
     state: FunctionState = FunctionState.PENDING
     state_reason: str | None = "The function is being created."
     state_reason_code: str | None = "Creating"
@@ -92,6 +101,16 @@ class FunctionConfig:
     @property
     def log_group(self) -> str:
         return f"/aws/lambda/{self.name}"
+
+    @property
+    def snapstart_optimized(self) -> bool:
+        """SnapStart's ``OptimizationStatus``: On only for a version published while ApplyOn
+        was PublishedVersions (a published version copies the setting and never changes),
+        never for $LATEST, as on AWS."""
+        return (
+            self.version != LATEST
+            and self.snapstart_apply_on is SnapStartApplyOn.PUBLISHED_VERSIONS
+        )
 
     def to_api(self) -> dict[str, Any]:
         """The FunctionConfiguration shape of the Lambda API."""
@@ -114,7 +133,10 @@ class FunctionConfig:
             "PackageType": self.package_type,
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
-            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "SnapStart": {
+                "ApplyOn": str(self.snapstart_apply_on),
+                "OptimizationStatus": "On" if self.snapstart_optimized else "Off",
+            },
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": self.log_group},
         }
         if self.environment:
@@ -139,6 +161,7 @@ class FunctionConfig:
         data = dict(record)
         data["architectures"] = tuple(data.get("architectures", ("x86_64",)))
         data["state"] = FunctionState(data["state"])
+        data["snapstart_apply_on"] = SnapStartApplyOn(data.get("snapstart_apply_on", "None"))
         status = data.get("last_update_status")
         data["last_update_status"] = UpdateStatus(status) if status else None
         return cls(**data)

@@ -2,6 +2,8 @@
 
 PublishVersion takes the next number (never reused), unless $LATEST has not changed
 since the last published version, in which case that version is returned, as AWS does.
+A version published with SnapStart on is ``Pending`` while its snapshot is taken, as on
+AWS, and becomes ``Active`` when it settles.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _IDENTITY = (
     "environment",
     "architectures",
     "tracing_mode",
+    "snapstart_apply_on",
 )
 
 
@@ -86,6 +89,16 @@ class VersionService:
                 last_modified=now_timestamp(),
                 description=latest.description if description is None else description,
             )
+            if copy.snapstart_optimized:
+                return replace(
+                    copy,
+                    state=FunctionState.PENDING,
+                    state_reason="The function is being created.",
+                    state_reason_code="Creating",
+                    last_update_status=None,
+                    last_update_status_reason=None,
+                    last_update_status_reason_code=None,
+                )
             if with_write:
                 return copy  # settles with $LATEST
             return replace(

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from kindling.control import snapstart
 from kindling.control.concurrency import UNRESERVED_MINIMUM, ConcurrencySettings
 from kindling.control.functions import FunctionService, now_timestamp
 from kindling.control.models import LATEST, FunctionRef
@@ -77,7 +78,7 @@ class ProvisionedConcurrency:
                 "Provisioned Concurrency Configs cannot be applied to unpublished function "
                 "versions."
             )
-        self._functions.get(ref)  # the version or alias exists
+        snapstart.check_provisioned(self._functions.get(ref))  # it exists; no SnapStart
         reserved = self._concurrency.reserved(ref.account_id, ref.region, ref.name)
         room = (
             reserved
