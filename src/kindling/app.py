@@ -104,7 +104,13 @@ class App:
             self.agent, config.keep_alive_s, config.freeze_after_s, keep_alive=policy
         )
         self.invoker = InvokeService(
-            self.functions, self.aliases, self.runtimes, self.counter, self.assignment, self.agent
+            self.functions,
+            self.aliases,
+            self.runtimes,
+            self.counter,
+            self.assignment,
+            self.agent,
+            snapstart_latest=config.snapstart_latest,
         )
         self.provisioned = ProvisionedConcurrency(
             self.store, self.functions, self.concurrency, self.invoker, self.assignment

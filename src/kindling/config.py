@@ -28,6 +28,9 @@ class Config:
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
     #: Oldest an Event invocation may get before it is dropped (Lambda: 6 h).
     async_max_age_s: float = 21600.0
+    #: Development only: $LATEST of a function with SnapStart ApplyOn=PublishedVersions
+    #: starts from snapshots too (AWS snapshots published versions only).
+    snapstart_latest: bool = False
     #: Dev mode provisions account 000000000000 with key test/test.
     dev_mode: bool = True
     extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -56,6 +59,12 @@ class Config:
         policy = env.get("KINDLING_KEEP_ALIVE_POLICY", base.keep_alive_policy)
         freeze_after = float(env.get("KINDLING_FREEZE_AFTER_S", base.freeze_after_s))
         account_limit = int(env.get("KINDLING_ACCOUNT_CONCURRENCY", base.account_concurrency))
+        snapstart_latest = env.get("KINDLING_SNAPSTART_LATEST", "0").strip().lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+        )
         delays = env.get("KINDLING_ASYNC_RETRY_DELAYS_S")
         retry = (
             tuple(float(x) for x in delays.split(",") if x.strip())
@@ -72,4 +81,5 @@ class Config:
             keep_alive_policy=policy,
             account_concurrency=account_limit,
             async_retry_delays_s=retry,
+            snapstart_latest=snapstart_latest,
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kindling.control import snapstart
 from kindling.control.aliases import AliasService
 from kindling.control.functions import FunctionService
 from kindling.control.models import (
@@ -25,7 +26,13 @@ from kindling.control.models import (
     FunctionState,
     is_alias_name,
 )
-from kindling.errors import ConflictError, RequestContentError, TooLargeError, ValidationError
+from kindling.errors import (
+    ConflictError,
+    RequestContentError,
+    SnapStartNotReadyError,
+    TooLargeError,
+    ValidationError,
+)
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.counting import ConcurrencyCounter
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -79,6 +86,9 @@ def _log_stream(version: str, sandbox_id: str) -> str:
 
 
 class InvokeService:
+    """``snapstart_latest``: the development switch that lets $LATEST of a SnapStart
+    function start from snapshots too (AWS snapshots published versions only)."""
+
     def __init__(
         self,
         functions: FunctionService,
@@ -87,7 +97,9 @@ class InvokeService:
         counter: ConcurrencyCounter,
         assignment: Assignment,
         agent: WorkerAgent,
+        snapstart_latest: bool = False,
     ) -> None:
+        self._snapstart_latest = snapstart_latest
         self._functions = functions
         self._aliases = aliases
         self._runtimes = runtimes
@@ -106,6 +118,8 @@ class InvokeService:
             version = self._aliases.route(ref, ref.qualifier)
             ref = FunctionRef(ref.account_id, ref.region, ref.name, version)
         config = self._functions.get(ref)
+        if config.state is FunctionState.PENDING and config.snapstart_optimized:
+            raise SnapStartNotReadyError(snapstart.NOT_READY_MESSAGE)
         if config.state is not FunctionState.ACTIVE:
             raise ConflictError(
                 "The operation cannot be performed at this time. The function is currently in "
@@ -198,7 +212,12 @@ class InvokeService:
 
     @staticmethod
     def version_key(config: FunctionConfig) -> VersionKey:
-        """Sandboxes are shared only by invocations of exactly this version and revision."""
+        """Sandboxes are shared only by invocations of exactly this version and revision.
+
+        Whether they start from a snapshot needs no place in the key: it follows from the
+        version's configuration (a change of SnapStart on $LATEST is a new revision) and
+        from the host's switch, which is fixed while the server runs.
+        """
         return (config.account_id, config.region, config.name, config.version, config.revision_id)
 
     def spec_for(
@@ -206,6 +225,9 @@ class InvokeService:
     ) -> SandboxSpec:
         tags = self._functions.tags(FunctionRef(config.account_id, config.region, config.name))
         sandbox_id = uuid.uuid4().hex
+        from_snapshot = snapstart.runs_from_snapshot(config, self._snapstart_latest)
+        if from_snapshot and initialization_type == "on-demand":
+            initialization_type = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE, as on AWS
         return SandboxSpec(
             sandbox_id=sandbox_id,
             account_id=config.account_id,
@@ -225,4 +247,5 @@ class InvokeService:
             network=tags.get(NETWORK_TAG, "allowed"),
             initialization_type=initialization_type,
             backend=tags.get(SANDBOX_TAG),
+            snapstart=from_snapshot,
         )

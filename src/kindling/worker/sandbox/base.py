@@ -64,6 +64,7 @@ class SandboxSpec:
     network: str = "allowed"
     #: The backend to build it with; None for the worker's default.
     backend: str | None = None
+    snapstart: bool = False  # start from a post-init snapshot of this version (SnapStart)
 
 
 @dataclass(frozen=True, slots=True)
