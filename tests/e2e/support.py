@@ -118,6 +118,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     #: More ``kindling serve`` options, e.g. ``("--host", "0.0.0.0")``.
     extra_args: tuple[str, ...] = ()
+    #: More environment for the server, e.g. ``{"KINDLING_SNAPSTART_LATEST": "1"}``.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
@@ -131,6 +133,7 @@ class Server:
     def start(self, timeout: float = 30.0) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [
