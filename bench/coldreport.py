@@ -264,7 +264,7 @@ def _breakdown_markdown(breakdown: dict[str, Any]) -> list[str]:
         labels = {
             "slot_total_ms": "network slot, cgroup done -> Runtime API serving (ms)",
             "netlink_open_close_ms": "of which pyroute2 netlink socket open+close (ms)",
-            "nsinit_total_ms": "nsinit, spawn -> runtime execve (ms)",
+            "nsinit_total_ms": "launch request -> runtime start (ms)",
             "mount_calls": "mount(2) calls building the root",
             "mount_syscalls_ms": "time in those mount calls (ms)",
             "cgroup_join_writes": "cgroup.procs writes joining the sandbox cgroups",

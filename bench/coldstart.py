@@ -301,6 +301,9 @@ class SandboxLayer:
         self.backends: dict[str, Any] = {}
         self.reasons: dict[str, str] = {}
         self.wrapper, self.trace_file = coldtrace.write_wrapper(workdir, REPO / "src")
+        from kindling.worker.sandbox.launcher import Launchers
+
+        self.traced_launchers = Launchers()
 
     def _host(self) -> Any:
         from kindling.worker.sandbox.host import HostResources
@@ -385,7 +388,7 @@ class SandboxLayer:
         safe: Any = None
         with contextlib.ExitStack() as stack:
             patches = stack.enter_context(
-                coldtrace.instrument(backend, trace, self.wrapper)
+                coldtrace.instrument(backend, trace, self.wrapper, self.traced_launchers)
                 if traced
                 else contextlib.nullcontext(coldtrace.Patches())
             )
@@ -456,6 +459,7 @@ class SandboxLayer:
             with contextlib.suppress(Exception):
                 await backend.close()
         self.backends.clear()
+        self.traced_launchers.close()
         if self.host is not None:
             self.host.close()
             self.host = None

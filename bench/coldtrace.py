@@ -4,12 +4,15 @@ Nothing in ``src/`` is changed. For one traced sample the bench
 
 * wraps, in its own process, the calls the worker makes on the way (the cgroup
   manager's ``create``, ``create_slot`` in its executor thread and the netlink calls in
-  it, the egress lease and veth pair, the spawn of nsinit, the read of its status line,
+  it, the egress lease and veth pair, the request to the launcher, the read of its status line,
   ``wait_ready``), and
-* points the backend's ``NSINIT`` at a small generated script that imports the real
+* points the launchers' ``NSINIT`` at a small generated script that imports the real
   ``nsinit``, wraps the Linux calls it makes (``unshare``, ``fork``, ``mount``,
-  ``pivot_root``, the uid map handshake, seccomp, ``execve``) and then runs its
-  ``main``: each call appends ``role name start end`` to a trace file.
+  ``pivot_root``, the uid map handshake, seccomp, ``execve`` or the in-process start)
+  and then runs its ``main``: each call appends ``role name start end`` to a trace file.
+  The host's launchers are restarted around a traced sample so they run the wrapper.
+  Roles: ``launcher`` (the long-lived process), ``parent`` (the builder it forks),
+  ``child`` (the builder's child, the sandbox's PID 1).
 
 Every timestamp is CLOCK_MONOTONIC in nanoseconds (the bench's ``time.monotonic_ns``,
 nsinit's ``clock_gettime_ns``, and the hello function's own, which reports when its
@@ -20,7 +23,6 @@ the phases of a sample add up to its total.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -38,7 +40,7 @@ import sys
 _FD = os.open({trace!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 _write = os.write
 _real_closerange = os.closerange
-_role = ["parent"]
+_role = ["launcher"]
 
 
 def _now():
@@ -51,7 +53,7 @@ def _emit(name, start, end=None):
 
 
 _emit("python_up", _T0)
-sys.path.insert(0, {src!r})
+sys.path[0] = {src!r}  # not this script's directory: nsinit takes what follows as stdlib
 from kindling.worker.sandbox import linux, nsinit  # noqa: E402
 
 _emit("imported", _now())
@@ -87,7 +89,7 @@ def _fork(_real=os.fork):
     start = _now()
     pid = _real()
     if pid == 0:
-        _role[0] = "child"
+        _role[0] = "parent" if _role[0] == "launcher" else "child"
         _emit("forked", _now())
     else:
         _emit("fork", start, _now())
@@ -105,8 +107,13 @@ def _closerange(low, high):
 
 
 def _execve(path, argv, env, _real=os.execve):
-    _emit("execve", _now())
+    _emit("runtime", _now())
     _real(path, argv, env)
+
+
+def _in_process(argv, env, _real=nsinit.run_in_process):
+    _emit("runtime", _now())
+    _real(argv, env)
 
 
 def _exit(code, _real=os._exit):
@@ -153,6 +160,7 @@ nsinit.open = _open
 linux.unshare = _unshare
 os.fork = _fork
 os.execve = _execve
+nsinit.run_in_process = _in_process
 os._exit = _exit
 nsinit.os.closerange = _closerange
 for _name in ("setns", "mount", "pivot_root", "umount", "sethostname", "load_seccomp",
@@ -243,10 +251,14 @@ def write_wrapper(workdir: Path, src: Path) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def instrument(backend: Any, sample: Sample, wrapper: Path) -> Iterator[Patches]:
+def instrument(backend: Any, sample: Sample, wrapper: Path, launchers: Any) -> Iterator[Patches]:
     """Wraps the namespace backend's phases for one sample (the sandbox is wrapped by
-    ``instrument_sandbox`` once it exists). Restores everything on exit."""
-    from kindling.worker.sandbox import linux, namespace, netns
+    ``instrument_sandbox`` once it exists). Restores everything on exit.
+
+    ``launchers`` stands in for the host's during the sample: its launchers and zygotes
+    run the wrapper, and outlive the sample, so that (after the untimed round) a traced
+    start does not pay for a zygote start the untraced ones do not pay for either."""
+    from kindling.worker.sandbox import launcher, linux, namespace, netns
 
     patches = Patches()
     try:
@@ -293,14 +305,11 @@ def instrument(backend: Any, sample: Sample, wrapper: Path) -> Iterator[Patches]
             for name in ("lease", "attach", "configure_inside"):
                 timed = _timed_sync(sample, f"egress_{name}", getattr(egress, name))
                 patches.set(egress, name, timed)
-        patches.set(
-            asyncio,
-            "create_subprocess_exec",
-            _timed_async(sample, "spawn", asyncio.create_subprocess_exec),
-        )
+        patches.set(backend.host, "launchers", launchers)
+        patches.set(launchers, "launch", _timed_sync(sample, "launch", launchers.launch))
         status = _timed_sync(sample, "status", namespace._read_status)
         patches.set(namespace, "_read_status", status)
-        patches.set(namespace, "NSINIT", wrapper)
+        patches.set(launcher, "NSINIT", wrapper)
         yield patches
     finally:
         patches.undo()
@@ -347,20 +356,20 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ("netns: veth pair + host address/up (pyroute2)", "egress_attach.end"),
     ("netns: eth0 address/up/route inside (pyroute2)", "egress_configure_inside.end"),
     ("netns: back to host ns; thread -> event loop", "serve.start"),
-    ("worker: Runtime API listen, env, pipes, sandbox dir", "spawn.start"),
-    ("nsinit: fork/exec + interpreter start (python3.11 -I -S)", "parent.python_up.start"),
-    ("nsinit: imports (marshal, ctypes, libc)", "parent.imported.start"),
-    ("nsinit: read config from the worker's pipe", "parent.config_loads.end"),
-    ("nsinit: join the sandbox cgroups (write cgroup.procs)", "parent.setns.start"),
-    ("nsinit: setns(net) + unshare(uts, ipc, pid, cgroup)", "parent.fork.start"),
-    ("nsinit: fork", "child.forked.start"),
+    ("worker: Runtime API listen, env, pipes, sandbox dir", "launch.start"),
+    ("worker: config pipe, fds to the launcher", "launch.end"),
+    ("launcher: wake, fork a builder", "parent.forked.start"),
+    ("builder: read config from its pipe", "parent.config_loads.end"),
+    ("builder: join the sandbox cgroups (write cgroup.procs)", "parent.setns.start"),
+    ("builder: setns(net) + unshare(uts, ipc, pid, cgroup)", "parent.fork.start"),
+    ("builder: fork", "child.forked.start"),
     ("child: unshare(mnt) + make / private", "child.build_root.start"),
     ("child: build root (tmpfs, binds, /etc files, /dev)", "child.build_root.end"),
     ("child: mount /proc, pivot_root, remount ro, unshare(user)", "child.write#0.start"),
     # the child may run on once the parent's write is in: the write's start is the boundary
     ("parent: wake, write uid/gid maps, release child", "parent.write#0.start"),
-    ("child: wake, drop caps, setuid, no_new_privs, seccomp, close fds", "child.execve.start"),
-    ("runtime: exec + python start + runtime client + handler import", "handler.imported"),
+    ("child: wake, drop caps, setuid, no_new_privs, seccomp, close fds", "child.runtime.start"),
+    ("runtime: start (in-process from the zygote, or exec) + handler import", "handler.imported"),
     ("runtime: handler imported -> first /next at the worker", "wait_ready.end"),
     ("worker: CPU cap, sandbox IDLE", "start.end"),
     ("first invoke: worker -> handler", "handler.invoked"),
@@ -413,8 +422,8 @@ def side_facts(sample: Sample) -> dict[str, float]:
         "status_line_lag_ms": ("parent.write#0.start", "status.end"),
         "nsinit_parent_exit_after_go_ms": ("parent.write#0.start", "parent.exit.start"),
         "slot_total_ms": ("cgroup_create.end", "serve.start"),
-        "nsinit_total_ms": ("spawn.start", "child.execve.start"),
-        "runtime_total_ms": ("child.execve.start", "wait_ready.end"),
+        "nsinit_total_ms": ("launch.start", "child.runtime.start"),
+        "runtime_total_ms": ("child.runtime.start", "wait_ready.end"),
     }
     for key, (a, b) in pairs.items():
         if a in ev and b in ev:

@@ -20,11 +20,12 @@ from kindling.errors import SandboxError
 from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import SandboxSpec
 from kindling.worker.sandbox.host import HostResources
+from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.namespace import (
     SANDBOX_RUNTIME_DIR,
     NamespaceBackend,
     NamespaceSandbox,
-    _interpreter_prefix,
+    interpreter_prefix,
 )
 from kindling.worker.sandbox.nsinit import ETC_GROUP, ETC_PASSWD, SANDBOX_GID, SANDBOX_UID
 
@@ -38,6 +39,10 @@ def _bind(source: str, destination: str, readonly: bool = True) -> dict[str, obj
 
 
 class GvisorSandbox(NamespaceSandbox):
+    def _launcher_key(self, env: dict[str, str]) -> LauncherKey:
+        """runsc builds the sandbox: the builder only execs it, from the plain launcher."""
+        return LauncherKey(seccomp_policy.SYSTEM_PYTHON)
+
     def _launch_config(self, argv: list[str], env: dict[str, str]) -> dict[str, object]:
         backend = self._backend
         assert isinstance(backend, GvisorBackend)
@@ -64,7 +69,7 @@ class GvisorSandbox(NamespaceSandbox):
             _bind(self.spec.code_dir, "/var/task"),
             _bind(str(backend.runtime_dir), SANDBOX_RUNTIME_DIR),
         ]
-        mounts += [_bind(path, path) for path in _interpreter_prefix(self.spec.launch)]
+        mounts += [_bind(path, path) for path in interpreter_prefix(self.spec.launch)]
         for name in HOST_ETC:
             if os.path.exists(f"/etc/{name}"):
                 mounts.append(_bind(f"/etc/{name}", f"/etc/{name}"))

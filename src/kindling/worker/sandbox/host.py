@@ -17,7 +17,7 @@ from kindling.errors import SandboxError
 from kindling.worker.sandbox import linux, seccomp_policy
 from kindling.worker.sandbox.cgroups import CgroupManager
 from kindling.worker.sandbox.egress import Egress
-from kindling.worker.sandbox.launcher import Launcher
+from kindling.worker.sandbox.launcher import Launchers
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class HostResources:
     egress: Egress | None
     seccomp_file: Path
     resolv_conf: str
-    launcher: Launcher = field(default_factory=Launcher)
+    launchers: Launchers = field(default_factory=Launchers)
     _uids: itertools.cycle[int] = field(
         default_factory=lambda: itertools.cycle(range(HOST_UID_BASE, HOST_UID_END))
     )
@@ -60,7 +60,7 @@ class HostResources:
         return next(self._uids)
 
     def close(self) -> None:
-        self.launcher.close()
+        self.launchers.close()
         if self.egress is not None:
             self.egress.close()
         self.cgroups.close()

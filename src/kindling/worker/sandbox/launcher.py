@@ -1,73 +1,144 @@
-"""The launcher: one long-lived ``nsinit --serve`` that forks a builder per sandbox.
+"""Launchers and runtime zygotes: long-lived ``nsinit --serve`` processes that fork a
+builder per sandbox, so no sandbox pays for an interpreter start.
 
 Starting nsinit afresh for every sandbox cost an interpreter start and its imports
-(~21 ms of a ~70 ms cold start, bench coldstart). The launcher is started once, on the
-first sandbox, and is handed each sandbox's config with its fds (network namespace,
-status pipe, log pipe) over a Unix seqpacket socket. Its forks are children of the
-worker's subtree, so a sandbox's PID 1 still ends up the worker's child (subreaper).
+(~21 ms of a ~70 ms cold start, bench coldstart), and exec'ing the Python runtime cost
+another ~20 ms. A launcher is started once per key and is handed each sandbox's fds
+(config pipe, network namespace, status pipe, log pipe) over a Unix seqpacket socket.
+
+Two kinds, by key:
+
+* a plain launcher (``preload`` None): system Python; its builders exec the runtime
+  (provided runtimes, gVisor, a Python function whose environment changes interpreter
+  start-up). One serves every account: nothing of it survives the exec.
+* a runtime zygote: the function's own interpreter with the runtime client already
+  imported; its builders start the client in-process instead of exec'ing. One per
+  interpreter *and account*: a forked interpreter keeps its zygote's string-hash secret,
+  so two accounts never share one. A spare per interpreter is started ahead, so a new
+  account's first sandbox does not wait for an interpreter start either.
+
+The config itself never passes through a launcher (it travels in a pipe the builder
+reads after the fork): a zygote's memory holds nothing of any function, so a fork
+cannot find another function's environment in what it inherited.
 """
 
 from __future__ import annotations
 
 import contextlib
-import marshal
+import os
 import socket
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from kindling.worker.sandbox import seccomp_policy
 
 NSINIT = Path(__file__).with_name("nsinit.py")
+PLAIN = ""  # the account of a launcher shared by all (it execs)
+
+
+@dataclass(frozen=True, slots=True)
+class LauncherKey:
+    interpreter: str
+    preload: str | None = None  # the runtime client's .pyc a zygote imports
+    account: str = PLAIN
 
 
 class Launcher:
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
+    """One ``nsinit --serve`` process and the socket to it."""
 
-    def _ensure(self) -> socket.socket:
-        if self._sock is not None and self._proc is not None and self._proc.poll() is None:
-            return self._sock
-        self.close()
+    def __init__(self, key: LauncherKey) -> None:
+        self.key = key
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [key.interpreter, "-u", "-S", str(NSINIT), "--serve", str(theirs.fileno())]
+        if key.preload is not None:  # -B: PYTHONDONTWRITEBYTECODE=1, as in every function
+            argv[1:1] = ["-B"]
+            argv += ["--preload", key.preload]
         try:
             self._proc = subprocess.Popen(
-                [
-                    seccomp_policy.SYSTEM_PYTHON,
-                    "-I",
-                    "-S",
-                    str(NSINIT),
-                    "--serve",
-                    str(theirs.fileno()),
-                ],
+                argv,
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 cwd="/",
                 env={"PATH": "/usr/bin:/bin"},
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self._sock = ours
-        return ours
 
-    def launch(self, config: dict[str, Any], netns_fd: int, status_fd: int, log_fd: int) -> None:
-        """Asks for one sandbox; its builder reports on ``status_fd``."""
-        with self._lock:
-            socket.send_fds(self._ensure(), [marshal.dumps(config)], [netns_fd, status_fd, log_fd])
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def send(self, fds: list[int]) -> None:
+        socket.send_fds(self._sock, [b"s"], fds)
 
     def close(self) -> None:
-        """The launcher ends when its socket closes."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._proc is not None:
-            try:
+        """A launcher ends when its socket closes."""
+        self._sock.close()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._proc.wait(5)
-            self._proc = None
+
+
+class Launchers:
+    """The host's launchers by key, started on first use and restarted if one dies."""
+
+    def __init__(self) -> None:
+        self._running: dict[LauncherKey, Launcher] = {}
+        self._spares: dict[tuple[str, str], Launcher] = {}
+        self._lock = threading.Lock()
+
+    def launch(
+        self, key: LauncherKey, config: bytes, netns_fd: int, status_fd: int, log_fd: int
+    ) -> None:
+        """Asks for one sandbox; its builder reads ``config`` and reports on ``status_fd``."""
+        config_r, config_w = os.pipe()
+        try:
+            # a config is a few KB (4 KB of environment at most): it fits the pipe
+            os.write(config_w, config)
+            os.close(config_w)
+            config_w = -1
+            with self._lock:
+                self._get(key).send([config_r, netns_fd, status_fd, log_fd])
+        finally:
+            os.close(config_r)
+            if config_w >= 0:
+                os.close(config_w)
+
+    def _get(self, key: LauncherKey) -> Launcher:
+        launcher = self._running.get(key)
+        if launcher is not None and launcher.alive():
+            return launcher
+        if launcher is not None:
+            launcher.close()
+        launcher = self._take_spare(key) or Launcher(key)
+        self._running[key] = launcher
+        if key.preload is not None:
+            self._start_spare(key)
+        return launcher
+
+    def _take_spare(self, key: LauncherKey) -> Launcher | None:
+        if key.preload is None:
+            return None
+        spare = self._spares.pop((key.interpreter, key.preload), None)
+        if spare is None or not spare.alive():
+            return None
+        spare.key = key
+        return spare
+
+    def _start_spare(self, key: LauncherKey) -> None:
+        slot = (key.interpreter, key.preload or "")
+        if slot not in self._spares:
+            self._spares[slot] = Launcher(LauncherKey(key.interpreter, key.preload))
+
+    def close(self) -> None:
+        with self._lock:
+            for launcher in [*self._running.values(), *self._spares.values()]:
+                launcher.close()
+            self._running.clear()
+            self._spares.clear()

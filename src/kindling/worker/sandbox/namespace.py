@@ -1,11 +1,12 @@
 """The ``namespace`` backend: Linux namespaces, cgroups, seccomp and a fresh read-only root.
 
 The worker prepares what needs host privilege (a cgroup, a network namespace with the
-Runtime API socket inside, a uid) and starts ``nsinit`` under the system Python; nsinit
-builds the sandbox and execs the runtime as PID 1 of its own PID namespace. The worker
-is a child subreaper, so that PID 1 becomes its child when nsinit exits, and watches
-it through a pidfd. Destroy kills the whole cgroup: nothing a function started
-survives its sandbox.
+Runtime API socket inside, a uid) and asks a launcher (launcher.py) to fork an
+``nsinit`` builder; the builder makes the sandbox and becomes the runtime as PID 1 of
+its own PID namespace: by exec, or, from a runtime zygote, by starting the runtime client
+the zygote already imported. The worker is a child subreaper, so that PID 1 becomes its
+child when the builder exits, and watches it through a pidfd. Destroy kills the whole
+cgroup: nothing a function started survives its sandbox.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import marshal
 import os
 import shutil
 import signal
@@ -22,6 +24,7 @@ from kindling.errors import SandboxError
 from kindling.httpd import HttpServer
 from kindling.runtimes.catalog import RuntimeLaunch
 from kindling.worker.runtime_api import RuntimeApi
+from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
@@ -35,16 +38,58 @@ from kindling.worker.sandbox.cgroups import Cgroup, CgroupLimits
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.failures import bad_entrypoint, out_of_memory, runtime_exited
 from kindling.worker.sandbox.host import HostResources
+from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot, create_slot
 
 log = logging.getLogger(__name__)
 
-NSINIT = Path(__file__).with_name("nsinit.py")
 SANDBOX_RUNTIME_DIR = "/var/runtime"
+#: Variables a fresh interpreter reads at start-up, which a zygote's fork cannot apply.
+#: (PYTHONDONTWRITEBYTECODE is always 1, as Lambda sets it: zygotes start with -B.)
+STARTUP_ONLY_VARIABLES = frozenset(
+    {
+        "PYTHONHOME",
+        "PYTHONHASHSEED",
+        "PYTHONOPTIMIZE",
+        "PYTHONDEBUG",
+        "PYTHONINSPECT",
+        "PYTHONUTF8",
+        "PYTHONCOERCECLOCALE",
+        "PYTHONIOENCODING",
+        "PYTHONWARNINGS",
+        "PYTHONDEVMODE",
+        "PYTHONFAULTHANDLER",
+        "PYTHONTRACEMALLOC",
+        "PYTHONPROFILEIMPORTTIME",
+        "PYTHONMALLOC",
+        "PYTHONSAFEPATH",
+        "PYTHONINTMAXSTRDIGITS",
+        "PYTHONNODEBUGRANGES",
+        "PYTHONPYCACHEPREFIX",
+        "PYTHONPLATLIBDIR",
+        "PYTHONNOUSERSITE",
+        "PYTHONUSERBASE",
+        "PYTHONCASEOK",
+        "PYTHONEXECUTABLE",
+        "PYTHONBREAKPOINT",
+        "PYTHONSTARTUP",
+        "PYTHONVERBOSE",
+        "PYTHONUNBUFFERED",
+        "PYTHONLEGACYWINDOWSSTDIO",
+        "PYTHON_CPU_COUNT",
+        "PYTHON_FROZEN_MODULES",
+        "PYTHON_GIL",
+        "PYTHON_PERF_JIT_SUPPORT",
+        "PYTHONPERFSUPPORT",
+        "PYTHON_COLORS",
+        "PYTHON_BASIC_REPL",
+        "PYTHON_HISTORY",
+    }
+)
 
 
-def _interpreter_prefix(launch: RuntimeLaunch) -> list[str]:
+def interpreter_prefix(launch: RuntimeLaunch) -> list[str]:
     """Host paths a runtime needs beyond /usr (e.g. a pyenv Python's prefix)."""
     if launch.interpreter is None or launch.interpreter.startswith("/usr/"):
         return []
@@ -105,8 +150,12 @@ class NamespaceSandbox:
         log_r, log_w = os.pipe()
         status_r, status_w = os.pipe()
         config = {"cgroup_procs": self._cgroup.procs_files, **self._launch_config(argv, env)}
+        key = self._launcher_key(env)
+        config["in_process"] = key.preload is not None
         try:
-            self._backend.host.launcher.launch(config, self._slot.netns_fd, status_w, log_w)
+            self._backend.host.launchers.launch(
+                key, marshal.dumps(config), self._slot.netns_fd, status_w, log_w
+            )
         finally:
             for fd in (status_w, log_w):
                 os.close(fd)
@@ -123,6 +172,20 @@ class NamespaceSandbox:
             self._cgroup.cap_cpu(self._limits)
         return InitResult(error is None, (loop.time() - started) * 1000.0, error)
 
+    def _launcher_key(self, env: dict[str, str]) -> LauncherKey:
+        """A Python runtime starts in-process from its account's zygote unless the
+        function's environment changes interpreter start-up; anything else is exec'd."""
+        launch = self.spec.launch
+        client = launch.argv[-1] if launch.argv else ""
+        if (
+            launch.family == "python"
+            and launch.interpreter is not None
+            and client.endswith(".pyc")
+            and not STARTUP_ONLY_VARIABLES.intersection(env)
+        ):
+            return LauncherKey(launch.interpreter, client, self.spec.account_id)
+        return LauncherKey(seccomp_policy.SYSTEM_PYTHON)
+
     def _launch_config(self, argv: list[str], env: dict[str, str]) -> dict[str, object]:
         """What nsinit needs to build this kind of sandbox."""
         self._root.mkdir(parents=True)
@@ -130,7 +193,7 @@ class NamespaceSandbox:
             "root": str(self._root),
             "code_dir": self.spec.code_dir,
             "runtime_dir": str(self._backend.runtime_dir),
-            "ro_paths": _interpreter_prefix(self.spec.launch),
+            "ro_paths": interpreter_prefix(self.spec.launch),
             "tmp_mb": self.spec.ephemeral_mb,
             "host_uid": self._backend.next_uid(),
             "seccomp": str(self._backend.seccomp_file),

@@ -11,10 +11,12 @@ Steps, in this order because each needs the privilege the next one gives up:
    and enters a new user namespace; the parent maps the child's uid 993 to an
    unprivileged host uid, reports the child's pid to the worker and exits;
 4. the child becomes uid/gid 993 with no capabilities and ``no_new_privs``, loads the
-   seccomp program, and execs the runtime.
+   seccomp program, and execs the runtime, or, in a runtime zygote, starts the runtime
+   client it already imported.
 
-It reads its instructions (marshalled) from a pipe (argv[1] is the fd) and reports one line
-on a status pipe: ``pid <host pid>`` or ``error <message>``.
+It runs as a launcher (``--serve``, see launcher.py) that forks a builder per request;
+the builder reads its instructions (marshalled) from the config pipe it was handed and
+reports one line on a status pipe: ``pid <host pid>`` or ``error <message>``.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import marshal  # not json: importing json costs ~10 ms of every sandbox start
 import os
 import sys
 
+BASE_PATH = sys.path[1:]  # what `python -S script` has after the script's own directory
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
 
-from kindling.worker.sandbox import linux
+from kindling.worker.sandbox import linux  # noqa: E402
 
 TYPE_CHECKING = False  # typing itself costs an import on every sandbox start
 if TYPE_CHECKING:
@@ -127,6 +130,10 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.umount("/.old")
     os.rmdir("/.old")
     linux.mount("", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID)
+    argv = [str(a) for a in cfg["argv"]]  # type: ignore[attr-defined]
+    env = {str(k): str(v) for k, v in cfg["env"].items()}  # type: ignore[attr-defined]
+    if cfg.get("in_process"):
+        linux.set_process_image(argv, env)  # before seccomp, which refuses prctl(PR_SET_MM)
     os.setgroups([])
     linux.unshare(linux.CLONE_NEWUSER)
     os.write(ready_w, b"u")
@@ -135,13 +142,103 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.drop_bounding_capabilities()
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    if cfg.get("in_process"):  # as an exec would: the uid change made it undumpable, so
+        linux.prctl(linux.PR_SET_DUMPABLE, 1)  # its /proc/self files were root's
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     linux.load_seccomp(program)
     os.closerange(3, 65536)
     os.chdir("/var/task")
-    argv = [str(a) for a in cfg["argv"]]  # type: ignore[attr-defined]
-    env = {str(k): str(v) for k, v in cfg["env"].items()}  # type: ignore[attr-defined]
+    if cfg.get("in_process"):
+        run_in_process(argv, env)
     os.execve(argv[0], argv, env)
+
+
+def run_in_process(argv: list[str], env: dict[str, str]) -> None:
+    """Becomes ``python -u -S <runtime client>`` without the exec: the zygote imported the
+    client's modules already. What a fresh interpreter would differ in is reset here:
+    environment, argv, sys.path, __main__; ``random`` reseeds itself at fork. The worker
+    only asks for this when the function's environment has no PYTHON* variable that
+    changes interpreter start-up (PYTHONPATH excepted: it is applied here)."""
+    import atexit
+
+    script = argv[-1]
+    os.environ.clear()
+    os.environ.update(env)
+    _coerce_locale(env)
+    sys.argv = [script]
+    sys.orig_argv = list(argv)
+    extra = [p for p in env.get("PYTHONPATH", "").split(":") if p]
+    sys.path[:] = [os.path.dirname(script), *extra, *BASE_PATH]
+    for name in [n for n in sys.modules if n == "kindling" or n.startswith("kindling.")]:
+        del sys.modules[name]
+    main = type(sys)("__main__")
+    main.__file__ = script
+    sys.modules["__main__"] = main
+    status: object = 0
+    try:
+        exec(PRELOADED[0], main.__dict__)
+    except SystemExit as exc:
+        status = exc.code
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with _suppress():
+            stream.flush()
+    if status is None:
+        os._exit(0)
+    if isinstance(status, int):
+        os._exit(status & 0xFF)
+    with _suppress():
+        sys.stderr.write(f"{status}\n")
+    os._exit(1)
+
+
+def _coerce_locale(env: dict[str, str]) -> None:
+    """The locale a fresh interpreter would have under ``env``: LC_CTYPE from it, and
+    PEP 538's coercion of a plain "C" to UTF-8 (it also exports LC_CTYPE)."""
+    import _locale
+
+    try:
+        current = _locale.setlocale(_locale.LC_CTYPE, "")
+    except _locale.Error:
+        current = _locale.setlocale(_locale.LC_CTYPE, "C")
+    if current != "C" or env.get("LC_ALL"):
+        return
+    for target in ("C.UTF-8", "C.utf8", "UTF-8"):
+        try:
+            _locale.setlocale(_locale.LC_CTYPE, target)
+        except _locale.Error:
+            continue
+        os.environ["LC_CTYPE"] = target
+        return
+
+
+class _suppress:
+    """contextlib.suppress(Exception) without importing contextlib into every zygote."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, *rest: object) -> bool:
+        return kind is not None and issubclass(kind, Exception)  # type: ignore[arg-type]
+
+
+#: The runtime client's code object, in a runtime zygote (``--preload``).
+PRELOADED: list[Any] = []
+
+
+def preload(path: str) -> None:
+    """Runs the client's module body once (its imports: json, socket, io...) so every
+    fork starts with them loaded; each fork runs it again as __main__, which is cheap
+    with the imports cached."""
+    with open(path, "rb") as fh:
+        code = marshal.loads(fh.read()[16:])  # a .pyc: 16 bytes of header, then the code
+    exec(code, {"__name__": "kindling_runtime_preload", "__file__": path})
+    PRELOADED.append(code)
 
 
 def supervise(argv: list[str], procs: str) -> None:
@@ -178,8 +275,9 @@ def serve(sock_fd: int) -> None:
     """The launcher: one long-lived nsinit that forks per sandbox, so no sandbox pays for
     an interpreter start and these imports (~21 ms of a cold start, bench coldstart).
 
-    Each request is one datagram: the marshalled config, with the sandbox's network
-    namespace, status pipe and log pipe as passed fds. The worker closing its end ends it.
+    Each request is one datagram whose passed fds are the sandbox's config pipe, network
+    namespace, status pipe and log pipe. The config is read by the fork, never here.
+    The worker closing its end ends the launcher.
     """
     import socket
 
@@ -187,22 +285,23 @@ def serve(sock_fd: int) -> None:
     while True:
         _reap()
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 8)
+            data, fds, _flags, _addr = socket.recv_fds(sock, 16, 8)
         except InterruptedError:
             continue
         if not data:
             os._exit(0)
-        if len(fds) != 3:
+        if len(fds) != 4:
             for fd in fds:
                 os.close(fd)
             continue
-        netns_fd, status_fd, log_fd = fds
+        config_fd, netns_fd, status_fd, log_fd = fds
         if os.fork() == 0:
             sock.close()
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
             os.close(log_fd)
-            cfg = marshal.loads(data)
+            with os.fdopen(config_fd, "rb") as fh:
+                cfg = marshal.loads(fh.read())
             cfg["netns_fd"], cfg["status_fd"] = netns_fd, status_fd
             run(cfg)
         for fd in fds:
@@ -221,11 +320,10 @@ def _reap() -> None:
 
 
 def main() -> None:
-    if sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]))
-    config_fd = int(sys.argv[1])
-    with os.fdopen(config_fd, "rb") as fh:
-        run(marshal.loads(fh.read()))
+    """``nsinit --serve FD [--preload CLIENT.pyc]``"""
+    if sys.argv[3:4] == ["--preload"]:
+        preload(sys.argv[4])
+    serve(int(sys.argv[2]))
 
 
 def run(cfg: dict[str, Any]) -> None:
@@ -260,6 +358,8 @@ def run(cfg: dict[str, Any]) -> None:
             except BaseException as exc:
                 os.write(2, f"kindling sandbox init failed: {exc}\n".encode())
             os._exit(120)
+        os.close(ready_w)  # so that a child dying early reads as EOF, not as a hang
+        os.close(go_r)
         if os.read(ready_r, 1) != b"u":
             raise RuntimeError("sandbox child died before entering its user namespace")
         host_uid = int(cfg["host_uid"])
