@@ -43,74 +43,28 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import coldreport, coldtrace, servers
-
-REPO = Path(__file__).resolve().parents[1]
-PYTHON = "/usr/bin/python3.11"
-HELLO = """\
-import time
-
-IMPORTED_NS = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-
-
-def handler(event, context):
-    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    return {"hello": "world", "imported_ns": IMPORTED_NS, "invoked_ns": now}
-"""
-ACCOUNT = "000000000000"
-REGION = "us-east-1"
-FUNCTION = "coldstart-hello"
-ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
-BACKENDS = ("process", "namespace", "gvisor")
-BWRAP_ARGS = (
-    *("--ro-bind", "/usr", "/usr"),
-    *("--symlink", "usr/lib", "/lib"),
-    *("--symlink", "usr/lib64", "/lib64"),
-    *("--symlink", "usr/bin", "/bin"),
-    *("--proc", "/proc", "--dev", "/dev"),
-    *("--unshare-all", "--die-with-parent"),
+from bench import coldreport, servers
+from bench.coldcommon import (
+    ACCOUNT,
+    BACKENDS,
+    BWRAP_ARGS,
+    HELLO,
+    PYTHON,
+    REGION,
+    REPO,
+    Scenario,
+    Skip,
+    now,
+    say,
 )
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def now() -> int:
-    return time.monotonic_ns()
-
-
-class Skip(Exception):
-    """A scenario that cannot run on this machine; the message says why."""
-
-
-@dataclass
-class Scenario:
-    """One series of samples; ``run`` takes one sample and returns its figures (ms)."""
-
-    name: str
-    kind: str  # "baseline" | "sandbox" | "api"
-    run: Callable[[int], Any]  # -> dict[str, float] or an awaitable of one
-    metrics: dict[str, list[float]] = field(default_factory=dict)
-    traces: list[coldtrace.Sample] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    skipped: str | None = None
-    note: str = ""
-    orphans: dict[str, int] = field(default_factory=dict)
-
-    def add(self, figures: dict[str, float]) -> None:
-        for key, value in figures.items():
-            self.metrics.setdefault(key, []).append(value)
+from bench.coldlayer import SandboxLayer, sandbox_scenarios
 
 
 def zombie_children(parent: int) -> list[tuple[int, str]]:
@@ -193,7 +147,7 @@ def _find_or_install(binary: str, package: str, install: bool) -> str | None:
     )
     if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
         return found
-    _say(f"installing {package} with apt-get")
+    say(f"installing {package} with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
         subprocess.run(argv, capture_output=True, check=False, env=env, timeout=600)
@@ -277,220 +231,6 @@ def baselines(workdir: Path, install: bool) -> list[Scenario]:
     return out
 
 
-# -- phase 1: the sandbox layer, in process -----------------------------------------------
-
-
-class SandboxLayer:
-    """Backends built as ``kindling serve`` builds them, one spec recipe, one hello."""
-
-    def __init__(self, workdir: Path, memory_mb: int) -> None:
-        from kindling.runtimes.catalog import RuntimeCatalog
-
-        self.workdir = workdir
-        self.data_dir = workdir / "data"
-        self.runtime_dir = self.data_dir / "runtimes"
-        self.memory_mb = memory_mb
-        self.code_dir = workdir / "code"
-        self.code_dir.mkdir(parents=True)
-        (self.code_dir / "app.py").write_text(HELLO)
-        (self.code_dir / "app.py").chmod(0o444)
-        self.code_dir.chmod(0o555)
-        workdir.chmod(0o755)
-        self.launch = RuntimeCatalog(cache_dir=self.runtime_dir).resolve("python3.11")
-        self.host: Any = None
-        self.backends: dict[str, Any] = {}
-        self.reasons: dict[str, str] = {}
-        self.wrapper, self.trace_file = coldtrace.write_wrapper(workdir, REPO / "src")
-        from kindling.worker.sandbox.launcher import Launchers
-
-        self.traced_launchers = Launchers()
-
-    def _host(self) -> Any:
-        from kindling.worker.sandbox.host import HostResources
-
-        if self.host is None:
-            self.host = HostResources.prepare(self.runtime_dir)
-        return self.host
-
-    def backend(self, name: str) -> Any:
-        """The backend, or raises Skip with the reason it cannot run here."""
-        if name in self.backends:
-            return self.backends[name]
-        if name in self.reasons:
-            raise Skip(self.reasons[name])
-        from kindling.errors import SandboxError
-        from kindling.worker.sandbox.gvisor import RUNSC, GvisorBackend
-        from kindling.worker.sandbox.namespace import NamespaceBackend
-        from kindling.worker.sandbox.process import ProcessBackend
-
-        try:
-            if name == "process":
-                made: Any = ProcessBackend()
-            elif os.geteuid() != 0:
-                raise Skip(f"the {name} backend needs root (this bench runs as uid {os.getuid()})")
-            elif name == "namespace":
-                made = NamespaceBackend(self._host(), self.data_dir)
-            elif name == "gvisor":
-                if not os.access(RUNSC, os.X_OK):
-                    raise Skip("runsc is not installed (Debian package runsc)")
-                made = GvisorBackend(self._host(), self.data_dir)
-            else:
-                raise Skip(f"unknown backend {name}")
-        except Skip as exc:
-            self.reasons[name] = str(exc)
-            raise
-        except (OSError, SandboxError) as exc:
-            self.reasons[name] = f"cannot run here: {exc}"
-            raise Skip(self.reasons[name]) from exc
-        self.backends[name] = made
-        return made
-
-    def spec(self, network: str, environment: dict[str, str] | None = None) -> Any:
-        from kindling.worker.sandbox.base import SandboxSpec
-
-        return SandboxSpec(
-            sandbox_id=uuid.uuid4().hex,
-            account_id=ACCOUNT,
-            region=REGION,
-            function_name=FUNCTION,
-            function_arn=ARN,
-            version="$LATEST",
-            launch=self.launch,
-            handler="app.handler",
-            code_dir=str(self.code_dir),
-            memory_mb=self.memory_mb,
-            timeout_s=30,
-            ephemeral_mb=512,
-            network=network,
-            environment=dict(environment or {}),
-        )
-
-    async def sample(
-        self,
-        backend_name: str,
-        network: str,
-        traced: bool,
-        environment: dict[str, str] | None = None,
-        sink: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
-        from kindling.worker.sandbox.base import InvokeRequest, Outcome
-        from kindling.worker.sandbox.safety import SafeSandbox
-
-        backend = self.backend(backend_name)
-        spec = self.spec(network, environment)
-        trace = coldtrace.Sample()
-        request = InvokeRequest(
-            request_id=str(uuid.uuid4()),
-            payload=b"{}",
-            deadline_ms=int(time.time() * 1000) + 30_000,
-            invoked_arn=ARN,
-        )
-        safe: Any = None
-        with contextlib.ExitStack() as stack:
-            patches = stack.enter_context(
-                coldtrace.instrument(backend, trace, self.wrapper, self.traced_launchers)
-                if traced
-                else contextlib.nullcontext(coldtrace.Patches())
-            )
-            try:
-                start = now()
-                trace.mark("create_called", start)
-                inner = await backend.create(spec)
-                if traced:
-                    coldtrace.instrument_sandbox(inner, trace, patches)
-                safe = SafeSandbox(inner, spec)
-                if sink is not None:
-                    safe.set_log_sink(sink)
-                init = await safe.start()
-                trace.mark("started")
-                if not init.ok:
-                    detail = init.error.payload[:300] if init.error else b""
-                    raise RuntimeError(f"init failed: {detail!r}")
-                result = await safe.invoke(request)
-                end = now()
-                trace.mark("invoke.end", end)
-                if result.outcome is not Outcome.SUCCESS:
-                    raise RuntimeError(f"invoke: {result.outcome} {result.payload[:300]!r}")
-            finally:
-                destroy_start = now()
-                if safe is not None:
-                    await safe.destroy()
-                destroyed = now()
-                if traced:
-                    coldtrace.read_trace(self.trace_file, trace)
-        reply = json.loads(result.payload)
-        if reply.get("hello") != "world":
-            raise RuntimeError(f"unexpected reply {reply!r}")
-        imported, invoked = int(reply["imported_ns"]), int(reply["invoked_ns"])
-        if start <= imported <= invoked <= end:  # gVisor keeps a clock of its own
-            trace.mark("handler.imported", imported)
-            trace.mark("handler.invoked", invoked)
-        return {
-            "figures": {
-                "init_ms": init.duration_ms,
-                "total_ms": (end - start) / 1e6,
-                "destroy_ms": (destroyed - destroy_start) / 1e6,
-            },
-            "trace": trace,
-        }
-
-    async def import_profile(self, backend: str) -> dict[str, Any]:
-        """One extra cold start with PYTHONPROFILEIMPORTTIME=1: what the runtime imports,
-        in the sandbox, before the first /next (not timed: the profile slows it)."""
-        lines: list[str] = []
-        try:
-            await self.sample(
-                backend, "allowed", False, {"PYTHONPROFILEIMPORTTIME": "1"}, lines.append
-            )
-        except Skip as exc:
-            return {"skipped": str(exc)}
-        except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
-        return coldreport.import_profile(lines)
-
-    def scenario(self, name: str, backend: str, network: str, traced: bool) -> Scenario:
-        async def run(_i: int) -> dict[str, Any]:
-            return await self.sample(backend, network, traced)
-
-        return Scenario(name, "sandbox", run)
-
-    async def close(self) -> None:
-        for backend in self.backends.values():
-            with contextlib.suppress(Exception):
-                await backend.close()
-        self.backends.clear()
-        self.traced_launchers.close()
-        if self.host is not None:
-            self.host.close()
-            self.host = None
-
-
-def sandbox_scenarios(layer: SandboxLayer, wanted: list[str], trace: bool) -> list[Scenario]:
-    out = []
-    for backend in wanted:
-        out.append(layer.scenario(backend, backend, "allowed", False))
-        if backend == "namespace":
-            out.append(layer.scenario("namespace, network none", backend, "none", False))
-            if trace:
-                out.append(layer.scenario("namespace (traced)", backend, "allowed", True))
-    for scenario in out:
-        backend = scenario.name.split(" ")[0].rstrip(",")
-        try:
-            layer.backend(backend)
-        except Skip as exc:
-            scenario.skipped = str(exc)
-    notes = {
-        "process": "UNSAFE development backend: a plain child process",
-        "namespace": "the default: namespaces, cgroup, seccomp, fresh root, veth + NAT",
-        "namespace, network none": "the same without the veth pair (loopback only)",
-        "namespace (traced)": "the namespace series with every phase timed (bench/coldtrace.py)",
-        "gvisor": "runsc, ptrace platform",
-    }
-    for scenario in out:
-        scenario.note = notes.get(scenario.name, "")
-    return out
-
-
 # -- the rounds ---------------------------------------------------------------------------
 
 
@@ -527,16 +267,16 @@ async def rounds(
 ) -> None:
     for scenario in scenarios:
         if scenario.skipped:
-            _say(f"{label}: skip {scenario.name}: {scenario.skipped}")
+            say(f"{label}: skip {scenario.name}: {scenario.skipped}")
     for index in range(-warmup, samples):
         live = [s for s in scenarios if not s.skipped]
         rng.shuffle(live)
         for scenario in live:
             await _take(scenario, index)
             if scenario.skipped:
-                _say(f"{label}: skip {scenario.name}: {scenario.skipped}")
+                say(f"{label}: skip {scenario.name}: {scenario.skipped}")
         if index >= 0 and (index + 1) % max(1, samples // 5) == 0:
-            _say(f"{label}: {index + 1}/{samples} rounds")
+            say(f"{label}: {index + 1}/{samples} rounds")
 
 
 # -- phase 2: the API on a real kindling serve --------------------------------------------
@@ -827,9 +567,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scenarios": {},
     }
-    _say(f"kindling bench coldstart: temp dir {workdir}")
+    say(f"kindling bench coldstart: temp dir {workdir}")
     if load[0] > 0.5:
-        _say(f"warning: load average {load[0]:.2f} before the start: figures will be noisy")
+        say(f"warning: load average {load[0]:.2f} before the start: figures will be noisy")
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_sandbox_phase(args, workdir, rng, result))

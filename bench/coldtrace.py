@@ -258,7 +258,7 @@ def instrument(backend: Any, sample: Sample, wrapper: Path, launchers: Any) -> I
     ``launchers`` stands in for the host's during the sample: its launchers and zygotes
     run the wrapper, and outlive the sample, so that (after the untimed round) a traced
     start does not pay for a zygote start the untraced ones do not pay for either."""
-    from kindling.worker.sandbox import launcher, linux, namespace, netns
+    from kindling.worker.sandbox import launcher, namespace
 
     patches = Patches()
     try:
@@ -273,38 +273,10 @@ def instrument(backend: Any, sample: Sample, wrapper: Path, launchers: Any) -> I
             return group
 
         patches.set(cgroups, "create", create_group)
-        real_slot = namespace.create_slot  # type: ignore[attr-defined]
-
-        def create_slot(*args: Any, **kwargs: Any) -> Any:
-            start = now()
-            try:
-                return real_slot(*args, **kwargs)
-            finally:
-                sample.span("slot_thread", start, now())
-
-        patches.set(namespace, "create_slot", create_slot)
-        patches.set(linux, "unshare", _timed_sync(sample, "netns_unshare", linux.unshare))
-        iproute = netns.IPRoute  # type: ignore[attr-defined]
-
-        class TimedIPRoute(iproute):  # type: ignore[misc, valid-type]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                start = now()
-                super().__init__(*args, **kwargs)
-                sample.span("netlink_open", start, now())
-
-            def __exit__(self, *exc: Any) -> Any:
-                start = now()
-                try:
-                    return super().__exit__(*exc)
-                finally:
-                    sample.span("netlink_close", start, now())
-
-        patches.set(netns, "IPRoute", TimedIPRoute)
-        egress = backend.egress
-        if egress is not None:
-            for name in ("lease", "attach", "configure_inside"):
-                timed = _timed_sync(sample, f"egress_{name}", getattr(egress, name))
-                patches.set(egress, name, timed)
+        slots = backend.host.slots
+        patches.set(slots, "take", _timed_async(sample, "slot_take", slots.take))
+        if slots.size == 0:  # with a pool, slots are made by the background fill, off-path
+            _instrument_netns(backend, sample, patches)
         patches.set(backend.host, "launchers", launchers)
         patches.set(launchers, "launch", _timed_sync(sample, "launch", launchers.launch))
         status = _timed_sync(sample, "status", namespace._read_status)
@@ -313,6 +285,45 @@ def instrument(backend: Any, sample: Sample, wrapper: Path, launchers: Any) -> I
         yield patches
     finally:
         patches.undo()
+
+
+def _instrument_netns(backend: Any, sample: Sample, patches: Patches) -> None:
+    """The phases of making a network slot on the start's path (no pool)."""
+    from kindling.worker.sandbox import linux, netns
+
+    slots = backend.host.slots
+    real_slot = slots.factory
+
+    def create_slot(*args: Any, **kwargs: Any) -> Any:
+        start = now()
+        try:
+            return real_slot(*args, **kwargs)
+        finally:
+            sample.span("slot_thread", start, now())
+
+    patches.set(slots, "factory", create_slot)
+    patches.set(linux, "unshare", _timed_sync(sample, "netns_unshare", linux.unshare))
+    iproute = netns.IPRoute  # type: ignore[attr-defined]
+
+    class TimedIPRoute(iproute):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            start = now()
+            super().__init__(*args, **kwargs)
+            sample.span("netlink_open", start, now())
+
+        def __exit__(self, *exc: Any) -> Any:
+            start = now()
+            try:
+                return super().__exit__(*exc)
+            finally:
+                sample.span("netlink_close", start, now())
+
+    patches.set(netns, "IPRoute", TimedIPRoute)
+    egress = backend.egress
+    if egress is not None:
+        for name in ("lease", "attach", "configure_inside"):
+            timed = _timed_sync(sample, f"egress_{name}", getattr(egress, name))
+            patches.set(egress, name, timed)
 
 
 def instrument_sandbox(inner: Any, sample: Sample, patches: Patches) -> None:
@@ -355,7 +366,10 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ("netns: bind 127.0.0.1:9001, lease a /30, back to host ns", "egress_attach.start"),
     ("netns: veth pair + host address/up (pyroute2)", "egress_attach.end"),
     ("netns: eth0 address/up/route inside (pyroute2)", "egress_configure_inside.end"),
-    ("netns: back to host ns; thread -> event loop", "serve.start"),
+    (
+        "worker: network slot taken ready from the pool (or made: back from its thread)",
+        "slot_take.end",
+    ),
     ("worker: Runtime API listen, env, pipes, sandbox dir", "launch.start"),
     ("worker: config pipe, fds to the launcher", "launch.end"),
     ("launcher: wake, fork a builder", "parent.forked.start"),
@@ -421,7 +435,7 @@ def side_facts(sample: Sample) -> dict[str, float]:
     pairs = {
         "status_line_lag_ms": ("parent.write#0.start", "status.end"),
         "nsinit_parent_exit_after_go_ms": ("parent.write#0.start", "parent.exit.start"),
-        "slot_total_ms": ("cgroup_create.end", "serve.start"),
+        "slot_total_ms": ("cgroup_create.end", "slot_take.end"),
         "nsinit_total_ms": ("launch.start", "child.runtime.start"),
         "runtime_total_ms": ("child.runtime.start", "wait_ready.end"),
     }

@@ -59,12 +59,12 @@ def make_backends(config: Config) -> Backends:
 
     def shared() -> HostResources:
         if not host:
-            host.append(HostResources.prepare(runtime_dir))
+            host.append(HostResources.prepare(runtime_dir, config.tuning))
         return host[0]
 
-    def close_host() -> None:
+    async def close_host() -> None:
         for resources in host:
-            resources.close()
+            await resources.aclose()
 
     factories: dict[str, BackendFactory] = {
         "namespace": lambda: NamespaceBackend(shared(), config.data_dir),

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kindling.worker.tuning import ColdStartTuning
+
 
 @dataclass(frozen=True)
 class Config:
@@ -31,6 +33,9 @@ class Config:
     #: Development only: $LATEST of a function with SnapStart ApplyOn=PublishedVersions
     #: starts from snapshots too (AWS snapshots published versions only).
     snapstart_latest: bool = False
+    #: Cold-start work done ahead (KINDLING_ZYGOTES, KINDLING_LAUNCHER,
+    #: KINDLING_SLOT_POOL, KINDLING_FAVOR_DYNMODS).
+    tuning: ColdStartTuning = field(default_factory=ColdStartTuning)
     #: Dev mode provisions account 000000000000 with key test/test.
     dev_mode: bool = True
     extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -65,6 +70,12 @@ class Config:
             "yes",
             "on",
         )
+        tuning = ColdStartTuning(
+            zygotes=_flag(env, "KINDLING_ZYGOTES", base.tuning.zygotes),
+            launcher=_flag(env, "KINDLING_LAUNCHER", base.tuning.launcher),
+            slot_pool=int(env.get("KINDLING_SLOT_POOL", base.tuning.slot_pool)),
+            favor_dynmods=_flag(env, "KINDLING_FAVOR_DYNMODS", base.tuning.favor_dynmods),
+        )
         delays = env.get("KINDLING_ASYNC_RETRY_DELAYS_S")
         retry = (
             tuple(float(x) for x in delays.split(",") if x.strip())
@@ -82,4 +93,12 @@ class Config:
             account_concurrency=account_limit,
             async_retry_delays_s=retry,
             snapstart_latest=snapstart_latest,
+            tuning=tuning,
         )
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")

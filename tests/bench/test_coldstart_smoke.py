@@ -80,7 +80,7 @@ def test_quick_coldstart_writes_json_and_markdown(tmp_path: Path) -> None:
     if ROOT:
         critical = result["breakdown"]["critical_path"]
         phases = {row["phase"]: row for row in critical["phases"]}
-        assert len(phases) >= 20, phases.keys()
+        assert len(phases) >= 15, phases.keys()
         assert all(row["mean_ms"] >= 0 for row in phases.values())
         assert critical["total"]["p50_ms"] > 0
         assert critical["side_p50"]["cgroup_join_ms"] > 0

@@ -7,7 +7,7 @@ A function may ask for a backend with the tag ``kindling:sandbox`` (``namespace`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from kindling.errors import SandboxError, ValidationError
 from kindling.worker.sandbox.base import SandboxBackend
@@ -20,7 +20,7 @@ class Backends:
         self,
         factories: dict[str, BackendFactory],
         default: str,
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if default not in factories:
             raise ValidationError(
@@ -56,4 +56,4 @@ class Backends:
         await asyncio.gather(*(b.close() for b in self._made.values()))
         self._made.clear()
         if self._on_close is not None:
-            self._on_close()
+            await self._on_close()

@@ -40,7 +40,7 @@ class _Tracked:
                 await sandbox.destroy()
         await self._backend.close()
         if self._host is not None:
-            self._host.close()
+            await self._host.aclose()
 
 
 def _namespace(data_dir: Path, runtime_dir: Path) -> SandboxBackend:

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kindling.errors import SandboxError
+from kindling.worker.pool import SlotPool
 from kindling.worker.sandbox import linux, seccomp_policy
-from kindling.worker.sandbox.cgroups import CgroupManager
+from kindling.worker.sandbox.cgroups import CgroupManager, favor_dynamic_modifications
 from kindling.worker.sandbox.egress import Egress
 from kindling.worker.sandbox.launcher import Launchers
+from kindling.worker.tuning import ColdStartTuning
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,15 @@ class HostResources:
     egress: Egress | None
     seccomp_file: Path
     resolv_conf: str
+    tuning: ColdStartTuning = field(default_factory=ColdStartTuning)
     launchers: Launchers = field(default_factory=Launchers)
+    slots: SlotPool = field(default_factory=lambda: SlotPool(None, 0))
     _uids: itertools.cycle[int] = field(
         default_factory=lambda: itertools.cycle(range(HOST_UID_BASE, HOST_UID_END))
     )
 
     @classmethod
-    def prepare(cls, runtime_dir: Path) -> HostResources:
+    def prepare(cls, runtime_dir: Path, tuning: ColdStartTuning | None = None) -> HostResources:
         if os.geteuid() != 0:
             raise SandboxError("isolated sandboxes need kindling to run as root on the host")
         seccomp_policy.compiled(runtime_dir)
@@ -53,13 +57,30 @@ class HostResources:
             resolv = Path("/etc/resolv.conf").read_text()
         except OSError:
             resolv = ""
+        tuning = tuning or ColdStartTuning()
+        if tuning.favor_dynmods:
+            favor_dynamic_modifications()
         cgroups = CgroupManager(instance)
-        return cls(runtime_dir, cgroups, egress, runtime_dir / "seccomp.bpf", resolv)
+        return cls(
+            runtime_dir,
+            cgroups,
+            egress,
+            runtime_dir / "seccomp.bpf",
+            resolv,
+            tuning,
+            Launchers(reuse=tuning.launcher),
+            SlotPool(egress, tuning.slot_pool),
+        )
 
     def next_uid(self) -> int:
         return next(self._uids)
 
+    async def aclose(self) -> None:
+        await self.slots.close()
+        self.close()
+
     def close(self) -> None:
+        self.slots.close_now()
         self.launchers.close()
         if self.egress is not None:
             self.egress.close()

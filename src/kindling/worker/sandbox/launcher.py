@@ -74,6 +74,12 @@ class Launcher:
     def send(self, fds: list[int]) -> None:
         socket.send_fds(self._sock, [b"s"], fds)
 
+    def hang_up(self) -> None:
+        self._sock.close()
+
+    def reaped(self) -> bool:
+        return self._proc.poll() is not None
+
     def close(self) -> None:
         """A launcher ends when its socket closes."""
         self._sock.close()
@@ -86,11 +92,16 @@ class Launcher:
 
 
 class Launchers:
-    """The host's launchers by key, started on first use and restarted if one dies."""
+    """The host's launchers by key, started on first use and restarted if one dies.
 
-    def __init__(self) -> None:
+    ``reuse=False`` starts a launcher per sandbox instead (the bench's "launcher off":
+    what every start cost before launchers existed)."""
+
+    def __init__(self, reuse: bool = True) -> None:
+        self._reuse = reuse
         self._running: dict[LauncherKey, Launcher] = {}
         self._spares: dict[tuple[str, str], Launcher] = {}
+        self._single_use: list[Launcher] = []
         self._lock = threading.Lock()
 
     def launch(
@@ -104,11 +115,21 @@ class Launchers:
             os.close(config_w)
             config_w = -1
             with self._lock:
+                if not self._reuse:
+                    self._launch_once(key, [config_r, netns_fd, status_fd, log_fd])
+                    return
                 self._get(key).send([config_r, netns_fd, status_fd, log_fd])
         finally:
             os.close(config_r)
             if config_w >= 0:
                 os.close(config_w)
+
+    def _launch_once(self, key: LauncherKey, fds: list[int]) -> None:
+        self._single_use = [done for done in self._single_use if not done.reaped()]
+        launcher = Launcher(key)
+        launcher.send(fds)
+        launcher.hang_up()  # it serves this one request and exits
+        self._single_use.append(launcher)
 
     def _get(self, key: LauncherKey) -> Launcher:
         launcher = self._running.get(key)
@@ -138,7 +159,8 @@ class Launchers:
 
     def close(self) -> None:
         with self._lock:
-            for launcher in [*self._running.values(), *self._spares.values()]:
+            for launcher in [*self._running.values(), *self._spares.values(), *self._single_use]:
                 launcher.close()
             self._running.clear()
             self._spares.clear()
+            self._single_use.clear()

@@ -40,7 +40,7 @@ from kindling.worker.sandbox.failures import bad_entrypoint, out_of_memory, runt
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
-from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot, create_slot
+from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ class NamespaceSandbox:
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._cgroup = self._backend.cgroups.create(self.id, self._limits)
-        egress = self._backend.egress if self.spec.network == "allowed" else None
-        self._slot = await loop.run_in_executor(None, create_slot, egress, RUNTIME_API_PORT)
+        self._slot = await self._backend.host.slots.take(self.spec.network == "allowed")
         await self._server.serve_socket(self._slot.runtime_api)
         env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
         log_r, log_w = os.pipe()
@@ -178,7 +177,8 @@ class NamespaceSandbox:
         launch = self.spec.launch
         client = launch.argv[-1] if launch.argv else ""
         if (
-            launch.family == "python"
+            self._backend.host.tuning.zygotes
+            and launch.family == "python"
             and launch.interpreter is not None
             and client.endswith(".pyc")
             and not STARTUP_ONLY_VARIABLES.intersection(env)

@@ -204,14 +204,14 @@ def _coerce_locale(env: dict[str, str]) -> None:
 
     try:
         current = _locale.setlocale(_locale.LC_CTYPE, "")
-    except _locale.Error:
+    except Exception:  # _locale.Error
         current = _locale.setlocale(_locale.LC_CTYPE, "C")
     if current != "C" or env.get("LC_ALL"):
         return
     for target in ("C.UTF-8", "C.utf8", "UTF-8"):
         try:
             _locale.setlocale(_locale.LC_CTYPE, target)
-        except _locale.Error:
+        except Exception:  # _locale.Error
             continue
         os.environ["LC_CTYPE"] = target
         return
