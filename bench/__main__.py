@@ -1,11 +1,15 @@
+import importlib
 import sys
+
+#: ``python -m bench <name>``: the scenarios with a module of their own.
+SCENARIOS = ("coldstart", "heavy", "density", "burst")
 
 
 def _main() -> int:
-    if sys.argv[1:2] == ["coldstart"]:
-        from bench.coldstart import main as coldstart
-
-        return coldstart(sys.argv[2:])
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if name in SCENARIOS:
+        module = importlib.import_module(f"bench.{name}")
+        return int(module.main(sys.argv[2:]) or 0)
     from bench.run import main
 
     return main()
