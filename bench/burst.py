@@ -1,0 +1,389 @@
+"""Burst (issue 5, scenario 5): 0 -> N concurrent sandboxes, time until all are serving.
+
+``python -m bench burst`` (or ``kindling bench burst``). On a real ``kindling serve``
+(namespace backend as root), one function whose handler notes when it started
+(``time.time()``) and then sleeps until a common release time ``--hold`` seconds after
+the burst began, so no sandbox frees up while the burst is still starting others and
+every invoke needs a sandbox of its own. N invokes are sent at once (N connections,
+SigV4-signed raw HTTP); reported: the time from the first request until the last handler
+started (time to all-serving) and until 50/90/99 % were, the distinct sandboxes
+(``AWS_LAMBDA_LOG_STREAM_NAME``), the REPORT lines' Init Durations, throttles (429) and
+errors. A handler starting after the release time is counted (``late``): such a burst
+took longer than ``--hold`` and some invokes could have been served by a sandbox freed
+at the release, so rerun with a longer hold.
+
+Baseline in the same run: N ``python3.11`` processes spawned at once by the bench, each
+printing ``time.time()`` first thing; the time until the last one printed.
+
+After the burst: the function is deleted (which retires its sandboxes), the time until
+none is left is reported, and a new hello function must still answer (server health).
+
+Target (issue 5, reported, never asserted): 0 -> 1,000 sandboxes <= 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import coldstart, load, outputs, servers
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = "/usr/bin/python3.11"
+HANDLER = """\
+import os
+import time
+
+
+def handler(event, context):
+    started = time.time()
+    time.sleep(max(0.0, float(event["release_at"]) - time.time()))
+    return {"started": started, "stream": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]}
+"""
+HELLO = "def handler(event, context):\n    return {'hello': 'world'}\n"
+TARGET_S = 10.0
+TARGET_COUNT = 1000
+INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
+
+
+async def _call(port: int, raw: bytes, limit_s: float) -> dict[str, Any]:
+    """One invoke: when it was sent, its status (599: function error), body, Init."""
+    sent = time.time()
+    try:
+        async with asyncio.timeout(limit_s):
+            reader, writer = await asyncio.open_connection(servers.HOST, port)
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            text = head.decode("latin-1")
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, _, v in (line.partition(":") for line in text.split("\r\n")[1:])
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            writer.close()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        return {"sent": sent, "status": 0, "error": f"{type(exc).__name__}: {exc}"}
+    status = 599 if "x-amz-function-error" in headers else int(text[9:12])
+    out: dict[str, Any] = {"sent": sent, "status": status, "done": time.time()}
+    log = base64.b64decode(headers.get("x-amz-log-result", "")).decode(errors="replace")
+    found = INIT_RE.search(log)
+    if found:
+        out["init_ms"] = float(found.group(1))
+    if status == 200:
+        reply = json.loads(body)
+        out.update(started=float(reply["started"]), stream=reply["stream"])
+    else:
+        out["error"] = body.decode(errors="replace")[:300]
+    return out
+
+
+async def _burst(port: int, raw: bytes, count: int, limit_s: float) -> list[dict[str, Any]]:
+    return await asyncio.gather(*(_call(port, raw, limit_s) for _ in range(count)))
+
+
+def _offsets(times: list[float], origin: float) -> list[float]:
+    return sorted(t - origin for t in times)
+
+
+def _figures(offsets: list[float], count: int) -> dict[str, float | None]:
+    """Seconds until the last, and until 50/90/99 % of ``count``, had started."""
+    out: dict[str, float | None] = {"all_s": offsets[-1] if len(offsets) >= count else None}
+    for q in (50, 90, 99):
+        need = max(1, -(-q * count // 100))
+        out[f"p{q}_s"] = round(offsets[need - 1], 3) if len(offsets) >= need else None
+    out["last_s"] = round(offsets[-1], 3) if offsets else None
+    if out["all_s"] is not None:
+        out["all_s"] = round(out["all_s"], 3)
+    return out
+
+
+def kindling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    backend = "namespace" if os.geteuid() == 0 else "process"
+    saved = {k: os.environ.get(k) for k in ("KINDLING_SANDBOX_BACKEND",)}
+    os.environ["KINDLING_SANDBOX_BACKEND"] = backend
+    try:
+        server = servers.start_kindling(workdir, REPO)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    out: dict[str, Any] = {"backend": backend, "requested": args.count, "hold_s": args.hold}
+    try:
+        client = coldstart._client(server.port)
+        client.create_function(
+            FunctionName="burst",
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role="arn:aws:iam::000000000000:role/bench",
+            Code={"ZipFile": load._zip(HANDLER)},
+            MemorySize=args.memory,
+            Timeout=min(900, int(args.hold) + 60),
+        )
+        client.get_waiter("function_active_v2").wait(
+            FunctionName="burst", WaiterConfig={"Delay": 0.1, "MaxAttempts": 600}
+        )
+        origin = time.time()
+        release = origin + args.hold
+        raw = load._signed(server.port, "burst", json.dumps({"release_at": release}).encode())
+        timeout = args.hold + 300.0
+        replies = asyncio.run(_burst(server.port, raw, args.count, timeout))
+        first = min(r["sent"] for r in replies)
+        good = [r for r in replies if r["status"] == 200]
+        starts = _offsets([r["started"] for r in good], first)
+        out["served"] = len(good)
+        out["sandboxes"] = len({r["stream"] for r in good})
+        out["throttled"] = sum(1 for r in replies if r["status"] == 429)
+        out["errors"] = sum(1 for r in replies if r["status"] not in (200, 429))
+        out["error_examples"] = sorted(
+            {r.get("error", "")[:200] for r in replies if r.get("error")}
+        )[:5]
+        out["late"] = sum(1 for r in good if r["started"] > release)
+        out["sending_s"] = round(max(r["sent"] for r in replies) - first, 3)
+        out["started_s"] = starts
+        out.update(_figures(starts, args.count))
+        inits = [r["init_ms"] for r in good if "init_ms" in r]
+        out["cold"] = len(inits)
+        out["init_ms"] = outputs.summarize(inits)
+        out["init_samples_ms"] = inits
+        out.update(_cleanup(client, server, workdir))
+    finally:
+        server.stop()
+    return out
+
+
+def _cleanup(client: Any, server: servers.Server, workdir: Path) -> dict[str, Any]:
+    """Deletes the function (its sandboxes retire), waits until none is left, then checks
+    that the server still serves a new function."""
+    instance_dir = load._instance_dir(workdir / "kindling")
+    began = time.monotonic()
+    client.delete_function(FunctionName="burst")
+    left = -1
+    while time.monotonic() - began < 300:
+        left = len(load._sandbox_groups(instance_dir)) if instance_dir else 0
+        if left == 0:
+            break
+        time.sleep(0.25)
+    out: dict[str, Any] = {
+        "teardown_s": round(time.monotonic() - began, 2),
+        "left_after_teardown": left,
+    }
+    client.create_function(
+        FunctionName="burst-health",
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role="arn:aws:iam::000000000000:role/bench",
+        Code={"ZipFile": load._zip(HELLO)},
+    )
+    client.get_waiter("function_active_v2").wait(
+        FunctionName="burst-health", WaiterConfig={"Delay": 0.1, "MaxAttempts": 600}
+    )
+    reply = client.invoke(FunctionName="burst-health", Payload=b"{}")
+    out["healthy_after"] = json.loads(reply["Payload"].read()) == {"hello": "world"}
+    client.delete_function(FunctionName="burst-health")
+    out["server_zombies"] = len(coldstart.zombie_children(server.pid))
+    return out
+
+
+def baseline(count: int) -> dict[str, Any]:
+    """N python3.11 processes spawned at once; when each printed its first line."""
+    code = "import sys, time; print(time.time(), flush=True); sys.stdin.read()"
+    procs: list[subprocess.Popen[bytes]] = []
+    first = time.time()
+    try:
+        for _ in range(count):
+            procs.append(
+                subprocess.Popen(
+                    [PYTHON, "-c", code],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        spawned = time.time() - first
+        starts = []
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            with contextlib.suppress(ValueError):
+                starts.append(float(line))
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+        for proc in procs:
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+    offsets = _offsets(starts, first)
+    return {
+        "requested": count,
+        "started": len(starts),
+        "spawning_s": round(spawned, 3),
+        "started_s": offsets,
+        **_figures(offsets, count),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    params = meta["params"]
+    k, b = result["kindling"], result["baseline"]
+    rows = [
+        ("kindling: handlers started (sandboxes serving)", k),
+        (f"baseline: `{PYTHON}` processes started", b),
+    ]
+    lines = [
+        f"# kindling bench burst {meta['started']}",
+        "",
+        f"git {meta['git']} · {meta['cpus']} CPUs · kernel {meta['kernel']} · "
+        f"{'quick' if meta['quick'] else 'full'} run · {meta['elapsed_s']} s · "
+        f"0 -> {params['count']} at once · backend {k['backend']}, python3.11 at "
+        f"{params['memory_mb']} MB, handlers held until {params['hold_s']} s after the first "
+        f"request · load average at start {meta['loadavg_start'][0]}, at end "
+        f"{meta['loadavg_end'][0]}",
+        "",
+        "Seconds from the first request (kindling) or the first spawn (baseline) until the "
+        "last handler or process had started (all), and until 50/90/99 % of N had.",
+        "",
+        "| series | started | all s | p50 s | p90 s | p99 s | x baseline (all) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, data in rows:
+        count = data.get("served", data.get("started"))
+        ratio = result.get("ratio") if data is k else None
+        cells = [data["all_s"], data["p50_s"], data["p90_s"], data["p99_s"]]
+        lines.append(
+            f"| {label} | {count} of {data['requested']} | "
+            + " | ".join("-" if c is None else f"{c:.2f}" for c in cells)
+            + f" | {'-' if ratio is None else f'{ratio:.2f}x'} |"
+        )
+    init = k["init_ms"]
+    target = result["target"]
+    lines += [
+        "",
+        f"kindling: {k['sandboxes']} distinct sandboxes, {k['cold']} cold starts (Init "
+        f"Duration p50 {outputs.fmt_ms(init.get('p50_ms'))} ms, p99 "
+        f"{outputs.fmt_ms(init.get('p99_ms'))} ms, max {outputs.fmt_ms(init.get('max_ms'))} "
+        f"ms), {k['throttled']} throttled (429), {k['errors']} other errors, {k['late']} "
+        f"handlers started after the release time; all requests sent within "
+        f"{k['sending_s']} s. Teardown (DeleteFunction until no sandbox cgroup is left): "
+        f"{k['teardown_s']} s, {k['left_after_teardown']} left; a new function answers "
+        f"afterwards: {'yes' if k['healthy_after'] else 'NO'}; zombies under the server: "
+        f"{k['server_zombies']}. Baseline: all {b['requested']} spawned by "
+        f"{b['spawning_s']} s.",
+        "",
+        f"Target (issue 5; reported, not asserted): 0 -> {TARGET_COUNT:,} sandboxes <= "
+        f"{TARGET_S:.0f} s: "
+        + (
+            f"{target['all_s']} s ({'met' if target['met'] else 'not met'})"
+            if target["applies"]
+            else f"not this run (N={params['count']})"
+        )
+        + ".",
+    ]
+    if k["late"]:
+        lines += [
+            "",
+            f"**{k['late']} handlers started after the release time**: the burst outlasted "
+            f"--hold ({params['hold_s']} s), so some invokes may have reused a sandbox; "
+            "rerun with a longer hold.",
+        ]
+    if k["error_examples"]:
+        lines += ["", "Errors (examples):", "", *(f"- `{e}`" for e in k["error_examples"])]
+    if result.get("leftovers"):
+        lines += ["", "## LEFT BEHIND by this run's kindling", ""]
+        lines += [f"- `{item}`" for item in result["leftovers"]]
+    plot = result.get("plot") or {}
+    drawn = f"`{plot['file']}`" if plot.get("file") else f"not drawn: {plot.get('skipped')}"
+    lines += ["", "## Plot", "", drawn]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench burst",
+        description="0 -> N concurrent sandboxes: time until all serve, beside N bare "
+        "python3.11 processes started at once.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (CI)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--count", type=int, help="concurrent invokes (1000; quick 20)")
+    parser.add_argument(
+        "--hold", type=float, help="s after the first request handlers return (60; quick 5)"
+    )
+    parser.add_argument("--memory", type=int, default=128, help="function MemorySize, MB")
+    parser.add_argument("--plot", choices=("auto", "no"), default="auto")
+    args = parser.parse_args(argv)
+    args.count = args.count or (20 if args.quick else TARGET_COUNT)
+    args.hold = args.hold if args.hold is not None else (5.0 if args.quick else 60.0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    when = outputs.stamp()
+    started = time.monotonic()
+    params = {"count": args.count, "hold_s": args.hold, "memory_mb": args.memory}
+    result: dict[str, Any] = {"meta": outputs.meta("burst", when, args.quick, params)}
+    outputs.say(f"burst: {args.count} python3.11 processes at once (baseline)")
+    result["baseline"] = baseline(args.count)
+    outputs.say(f"burst: 0 -> {args.count} sandboxes, handlers held {args.hold} s")
+    with tempfile.TemporaryDirectory(prefix="kindling-burst-") as tmp:
+        result["kindling"] = kindling(args, Path(tmp))
+        if os.geteuid() == 0:
+            instance = coldstart.instance_of(Path(tmp) / "kindling" / "runtimes")
+            result["leftovers"] = coldstart.leftovers([instance])
+    k, b = result["kindling"], result["baseline"]
+    result["ratio"] = round(k["all_s"] / b["all_s"], 2) if k["all_s"] and b["all_s"] else None
+    applies = args.count >= TARGET_COUNT
+    result["target"] = {
+        "applies": applies,
+        "all_s": k["all_s"],
+        "met": applies and k["all_s"] is not None and k["all_s"] <= TARGET_S and not k["late"],
+    }
+    outputs.finish_meta(result, time.monotonic() - started)
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = args.out / f"burst-{when}.png"
+    result["plot"] = (
+        outputs.cdf_plot(
+            [
+                (f"kindling: handlers started ({k['sandboxes']} sandboxes)", k["started_s"]),
+                (f"baseline: python3.11 processes started ({b['started']})", b["started_s"]),
+            ],
+            png,
+            f"0 -> {args.count} at once, {when} ({result['meta']['git']})",
+            "seconds since the first request / spawn",
+            "started",
+            marks=[(TARGET_S, f"target {TARGET_S:.0f} s")] if applies else [],
+        )
+        if args.plot == "auto"
+        else {"skipped": "--plot no"}
+    )
+    text = markdown(result)
+    json_path, md_path = outputs.write(result, text, args.out, "burst", when)
+    if png.exists():
+        shutil.copyfile(png, args.out / "burst-latest.png")
+    print(text)
+    print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
