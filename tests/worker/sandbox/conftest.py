@@ -101,8 +101,11 @@ def make_backend(
     made: list[SandboxBackend] = []
 
     def make() -> SandboxBackend:
-        made.append(BACKENDS[backend_name](tmp_path / "data", runtime_dir))
-        return made[-1]
+        """One backend per test, however often asked for: two on one runtime dir would be
+        two hosts on one instance (one egress prefix, two address pools)."""
+        if not made:
+            made.append(BACKENDS[backend_name](tmp_path / "data", runtime_dir))
+        return made[0]
 
     yield make
     for backend in made:

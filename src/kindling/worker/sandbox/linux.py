@@ -53,6 +53,7 @@ _libc.prctl.argtypes = [
     ctypes.c_ulong,
 ]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.syscall.restype = ctypes.c_long  # brk returns an address
 
 
 def _check(result: int, what: str) -> int:
