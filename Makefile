@@ -39,6 +39,9 @@ test: lint typecheck unit
 bench: deps
 	$(VENV)/bin/kindling bench
 	$(VENV)/bin/kindling bench coldstart
+	$(VENV)/bin/kindling bench heavy
+	$(VENV)/bin/kindling bench density
+	$(VENV)/bin/kindling bench burst
 	$(VENV)/bin/python -m bench.load
 
 clean:

@@ -317,7 +317,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench",
         description="Warm invoke latency and throughput: kindling vs a bare server.",
-        epilog="Other scenarios: 'python -m bench coldstart --help' (isolated cold start).",
+        epilog="Other scenarios, each with --help: 'python -m bench coldstart' (isolated cold "
+        "start), 'heavy' (numpy, with and without SnapStart), 'density' (idle sandboxes per "
+        "GiB), 'burst' (0 -> N sandboxes).",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (CI)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
