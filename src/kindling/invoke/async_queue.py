@@ -45,6 +45,7 @@ class EventQueue:
         self._running: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def put(self, request_id: str, ref: FunctionRef, payload: bytes) -> None:
         now = time.time()
@@ -69,10 +70,13 @@ class EventQueue:
             return len(conn.execute(select(async_events.c.request_id)).all())
 
     def start(self) -> None:
+        self._closing = False
         self._loop_task = asyncio.get_running_loop().create_task(self._dispatch_forever())
 
     async def _dispatch_forever(self) -> None:
-        while True:
+        # a flag, not only the cancel: on 3.11 wait_for can swallow a cancel that arrives
+        # as the wait completes, and close() would then wait for ever (seen under load)
+        while not self._closing:
             self._wake.clear()
             try:
                 wait = self._dispatch_due()
@@ -143,6 +147,8 @@ class EventQueue:
             )
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -204,9 +204,7 @@ class InvokeService:
                 trace_id=_trace_id(request_id),
             )
             try:
-                return await self._agent.run(
-                    sandbox, request, init.duration_ms if init is not None else None
-                )
+                return await self._agent.run(sandbox, request, init)
             finally:
                 await self._assignment.release(key, sandbox)
 

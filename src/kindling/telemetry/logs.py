@@ -24,6 +24,8 @@ class Report:
     init_ms: float | None = None
     status: str | None = None  # "timeout", "error" when the platform ended it
     error_type: str | None = None  # e.g. Runtime.OutOfMemory, with status "error"
+    #: A start from a snapshot (SnapStart) reports its restore instead of an init.
+    restore_ms: float | None = None
 
     @property
     def billed_ms(self) -> int:
@@ -37,6 +39,12 @@ class Report:
         )
         if self.init_ms is not None:
             text += f"Init Duration: {self.init_ms:.2f} ms\t"
+        if self.restore_ms is not None:
+            billed = max(1, math.ceil(self.restore_ms))
+            text += (
+                f"Restore Duration: {self.restore_ms:.2f} ms\t"
+                f"Billed Restore Duration: {billed} ms\t"
+            )
         if self.status:
             text += f"Status: {self.status}\t"
         if self.error_type:

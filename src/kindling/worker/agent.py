@@ -82,13 +82,17 @@ class WorkerAgent:
         lines: list[str] = [f"INIT_START Runtime Version: {spec.launch.runtime}"]
         sandbox.set_log_sink(lines.append)
         init = await sandbox.start()
+        if init.restored:  # Lambda's words for a start from a snapshot
+            lines[0] = f"RESTORE_START Runtime Version: {spec.launch.runtime}"
+            lines.append(f"RESTORE_REPORT Restore Duration: {init.duration_ms:.2f} ms")
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
         sandbox.set_log_sink(self._direct_sink(spec))
         return sandbox, init, lines
 
     async def run(
-        self, sandbox: SafeSandbox, request: InvokeRequest, init_ms: float | None
+        self, sandbox: SafeSandbox, request: InvokeRequest, init: InitResult | None
     ) -> Execution:
+        """One invocation; ``init`` when this sandbox was started for it (a cold start)."""
         spec = sandbox.spec
         lines = [start_line(request.request_id, spec.version)]
         sandbox.set_log_sink(lines.append)
@@ -110,9 +114,10 @@ class WorkerAgent:
             result.duration_ms,
             spec.memory_mb,
             sandbox.usage().max_rss_mb,
-            init_ms,
+            init.duration_ms if init is not None and not init.restored else None,
             status,
             error_type,
+            init.duration_ms if init is not None and init.restored else None,
         )
         lines.append(report.line())
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)

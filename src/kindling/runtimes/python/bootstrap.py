@@ -664,14 +664,29 @@ class Runtime:
         try:
             return load_handler(handler_name)
         except Exception as exc:
-            error = init_error_result(exc)
+            self.report_init_error(exc)
+        return None
+
+    def run_hooks(
+        self, hooks: Iterable[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
+    ) -> bool:
+        """SnapStart runtime hooks; a failing one is reported like an init error."""
+        try:
+            for func, args, kwargs in hooks:
+                func(*args, **kwargs)
+        except Exception as exc:
+            self.report_init_error(exc)
+            return False
+        return True
+
+    def report_init_error(self, exc: Exception) -> None:
+        error = init_error_result(exc)
         import logging
 
         logging.warning(INIT_ERROR_WARNING)
         log_error(error)
         flush_std_streams()
         self.api.post_init_error(error)
-        return None
 
     def serve(self, handler: Handler) -> NoReturn:
         while True:
@@ -706,16 +721,54 @@ def set_trace_id(trace_id: str | None) -> None:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
 
 
+class SnapshotHooks:
+    """``snapshot_restore_py``, which Lambda's managed Python runtimes include: hooks run
+    before a snapshot (in reverse order of registration) and after each restore (in
+    order). Without a snapshot they never run, as on Lambda without SnapStart."""
+
+    def __init__(self) -> None:
+        self.before: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self.after: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+
+    def module(self) -> ModuleType:
+        module = type(sys)("snapshot_restore_py")
+        module.register_before_snapshot = self._register(self.before)  # type: ignore[attr-defined]
+        module.register_after_restore = self._register(self.after)  # type: ignore[attr-defined]
+        module.get_before_snapshot = lambda: list(self.before)  # type: ignore[attr-defined]
+        module.get_after_restore = lambda: list(self.after)  # type: ignore[attr-defined]
+        return module
+
+    @staticmethod
+    def _register(hooks: list[Any]) -> Callable[..., Any]:
+        def register(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
+            hooks.append((func, args, kwargs))
+            return func  # usable as a decorator
+
+        return register
+
+
 def main() -> int:
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API", "")
     try:
-        runtime = Runtime(RuntimeApi(HttpConnection(address)))
+        connection = HttpConnection(address)
+        runtime = Runtime(RuntimeApi(connection))
         unbuffer_std_streams()
         install_logging_when_imported(runtime)
+        hooks = SnapshotHooks()
+        sys.modules["snapshot_restore_py"] = hooks.module()
         setup_sys_path(os.environ.get("LAMBDA_TASK_ROOT", "/var/task"))
         handler = runtime.initialize(os.environ.get("_HANDLER", ""))
         if handler is None:
             return 1
+        template = globals().get("KINDLING_SNAPSHOT")  # set by the worker's zygote only
+        if template is not None:
+            if not runtime.run_hooks(reversed(hooks.before)):
+                return 1
+            flush_std_streams()
+            connection.close()  # each copy opens its own, to its own Runtime API
+            template.serve()  # returns in each restored copy, never in the template
+            if not runtime.run_hooks(hooks.after):
+                return 1
         runtime.serve(handler)
     except RuntimeApiError as exc:
         flush_std_streams()

@@ -103,6 +103,8 @@ class InitResult:
     ok: bool
     duration_ms: float
     error: InvokeResult | None = None
+    #: From a snapshot (SnapStart): REPORT says Restore Duration, not Init Duration.
+    restored: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,11 @@ class Cgroup:
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
+    def attach(self, pid: int) -> None:
+        """Moves a process (all its threads) in; cheap with favordynmods."""
+        for procs in self.procs_files:
+            _write(Path(procs), str(pid))
+
     def apply(self, limits: CgroupLimits) -> None:
         """Memory (no swap) and pids; the CPU cap comes later, with ``cap_cpu``."""
         memory = limits.memory_mb * 1024 * 1024

@@ -46,6 +46,7 @@ class HostResources:
         if os.geteuid() != 0:
             raise SandboxError("isolated sandboxes need kindling to run as root on the host")
         seccomp_policy.compiled(runtime_dir)
+        seccomp_policy.compiled(runtime_dir, template=True)
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
         egress: Egress | None = None
@@ -71,6 +72,11 @@ class HostResources:
             Launchers(reuse=tuning.launcher),
             SlotPool(egress, tuning.slot_pool),
         )
+
+    @property
+    def template_seccomp_file(self) -> Path:
+        """A snapshot template's program (seccomp_policy.TEMPLATE_ALLOWED)."""
+        return self.seccomp_file.with_name("seccomp-template.bpf")
 
     def next_uid(self) -> int:
         return next(self._uids)

@@ -105,20 +105,30 @@ class Launchers:
         self._lock = threading.Lock()
 
     def launch(
-        self, key: LauncherKey, config: bytes, netns_fd: int, status_fd: int, log_fd: int
+        self,
+        key: LauncherKey,
+        config: bytes,
+        netns_fd: int,
+        status_fd: int,
+        log_fd: int,
+        control_fd: int | None = None,
     ) -> None:
-        """Asks for one sandbox; its builder reads ``config`` and reports on ``status_fd``."""
+        """Asks for one sandbox; its builder reads ``config`` and reports on ``status_fd``.
+        ``control_fd`` (a snapshot template's) reaches the runtime as its fd 3."""
         config_r, config_w = os.pipe()
         try:
             # a config is a few KB (4 KB of environment at most): it fits the pipe
             os.write(config_w, config)
             os.close(config_w)
             config_w = -1
+            fds = [config_r, netns_fd, status_fd, log_fd]
+            if control_fd is not None:
+                fds.append(control_fd)
             with self._lock:
                 if not self._reuse:
-                    self._launch_once(key, [config_r, netns_fd, status_fd, log_fd])
+                    self._launch_once(key, fds)
                     return
-                self._get(key).send([config_r, netns_fd, status_fd, log_fd])
+                self._get(key).send(fds)
         finally:
             os.close(config_r)
             if config_w >= 0:

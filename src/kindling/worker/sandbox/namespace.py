@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kindling.errors import SandboxError
 from kindling.httpd import HttpServer
@@ -41,6 +42,9 @@ from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot
+
+if TYPE_CHECKING:
+    from kindling.worker.snapshot import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,10 @@ def interpreter_prefix(launch: RuntimeLaunch) -> list[str]:
 
 
 class NamespaceSandbox:
+    #: CPU in proportion to memory once init is done (a snapshot template's only work
+    #: after init is forking copies: it stays uncapped).
+    capped = True
+
     def __init__(self, spec: SandboxSpec, backend: NamespaceBackend) -> None:
         self.id = spec.sandbox_id
         self.state = SandboxState.CREATING
@@ -153,7 +161,7 @@ class NamespaceSandbox:
         config["in_process"] = key.preload is not None
         try:
             self._backend.host.launchers.launch(
-                key, marshal.dumps(config), self._slot.netns_fd, status_w, log_w
+                key, marshal.dumps(config), self._slot.netns_fd, status_w, log_w, self._control()
             )
         finally:
             for fd in (status_w, log_w):
@@ -165,11 +173,25 @@ class NamespaceSandbox:
             raise SandboxError(f"sandbox {self.id} could not be built: {status or 'no status'}")
         self._pid = int(status.split()[1])
         self._watch(loop)
-        error = await self._api.wait_ready()
+        error = await self._until_ready()
         self._pipe.drain()
-        if error is None:
+        if error is None and self.capped:
             self._cgroup.cap_cpu(self._limits)
         return InitResult(error is None, (loop.time() - started) * 1000.0, error)
+
+    def _control(self) -> int | None:
+        """A descriptor the runtime gets as its fd 3 (a snapshot template's control)."""
+        return None
+
+    async def _until_ready(self) -> InvokeResult | None:
+        """Init is over: the runtime asked for its first event, or reported an error."""
+        return await self._api.wait_ready()
+
+    def zygote_capable(self) -> bool:
+        """Whether this sandbox's runtime starts in-process from a zygote (and so may
+        be a snapshot template)."""
+        env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
+        return self._launcher_key(env).preload is not None
 
     def _launcher_key(self, env: dict[str, str]) -> LauncherKey:
         """A Python runtime starts in-process from its account's zygote unless the
@@ -301,6 +323,7 @@ class NamespaceBackend:
         self.egress = host.egress
         self.seccomp_file = host.seccomp_file
         self.resolv_conf = host.resolv_conf
+        self.snapshots: Snapshots | None = None  # made on the first SnapStart sandbox
         self.sandboxes_dir = data_dir / f"sandboxes-{self.name}"
         shutil.rmtree(self.sandboxes_dir, ignore_errors=True)
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
@@ -309,8 +332,17 @@ class NamespaceBackend:
         return self.host.next_uid()
 
     async def create(self, spec: SandboxSpec) -> NamespaceSandbox:
-        return NamespaceSandbox(spec, self)
+        sandbox = NamespaceSandbox(spec, self)
+        if spec.snapstart and self.name == "namespace" and sandbox.zygote_capable():
+            from kindling.worker.snapshot import RestoredSandbox, Snapshots
+
+            if self.snapshots is None:
+                self.snapshots = Snapshots(self)
+            return RestoredSandbox(spec, self, self.snapshots)
+        return sandbox
 
     async def close(self) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.close()
         with contextlib.suppress(OSError):
             self.sandboxes_dir.rmdir()

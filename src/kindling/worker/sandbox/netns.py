@@ -40,14 +40,22 @@ class NetworkSlot:
             self.netns_fd = -1
 
 
-def create_slot(egress: Egress | None, port: int = RUNTIME_API_PORT) -> NetworkSlot:
-    """Runs in an executor thread; always returns the thread to the host namespace."""
+def create_slot(
+    egress: Egress | None, port: int = RUNTIME_API_PORT, existing: int | None = None
+) -> NetworkSlot:
+    """Runs in an executor thread; always returns the thread to the host namespace.
+
+    ``existing``: a network namespace made by someone else (a snapshot's copy makes its
+    own), to set up rather than make; the slot owns the descriptor from then on."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    netns = -1
+    netns = -1 if existing is None else existing
     lease = None
     try:
-        linux.unshare(linux.CLONE_NEWNET)
-        netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        if existing is None:
+            linux.unshare(linux.CLONE_NEWNET)
+            netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        else:
+            linux.setns(existing, linux.CLONE_NEWNET)
         with IPRoute() as ipr:
             ipr.link("set", index=1, state="up")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

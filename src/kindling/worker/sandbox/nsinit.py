@@ -28,7 +28,7 @@ import sys
 BASE_PATH = sys.path[1:]  # what `python -S script` has after the script's own directory
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
 
-from kindling.worker.sandbox import linux  # noqa: E402
+from kindling.worker.sandbox import forkserver, linux  # noqa: E402
 
 TYPE_CHECKING = False  # typing itself costs an import on every sandbox start
 if TYPE_CHECKING:
@@ -146,14 +146,22 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
         linux.prctl(linux.PR_SET_DUMPABLE, 1)  # its /proc/self files were root's
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     linux.load_seccomp(program)
-    os.closerange(3, 65536)
+    control = cfg.get("control_fd")
+    if control is not None:  # a snapshot template: its control socket becomes fd 3
+        os.dup2(int(control), forkserver.CONTROL_FD)  # type: ignore[call-overload]
+    os.closerange(3 if control is None else 4, 65536)
     os.chdir("/var/task")
     if cfg.get("in_process"):
-        run_in_process(argv, env)
+        server = None
+        if control is not None:
+            server = forkserver.ForkServer(cfg["restored_program"], SANDBOX_UID, SANDBOX_GID)  # type: ignore[arg-type]
+        run_in_process(argv, env, server)
     os.execve(argv[0], argv, env)
 
 
-def run_in_process(argv: list[str], env: dict[str, str]) -> None:
+def run_in_process(
+    argv: list[str], env: dict[str, str], template: forkserver.ForkServer | None = None
+) -> None:
     """Becomes ``python -u -S <runtime client>`` without the exec: the zygote imported the
     client's modules already. What a fresh interpreter would differ in is reset here:
     environment, argv, sys.path, __main__; ``random`` reseeds itself at fork. The worker
@@ -173,6 +181,8 @@ def run_in_process(argv: list[str], env: dict[str, str]) -> None:
         del sys.modules[name]
     main = type(sys)("__main__")
     main.__file__ = script
+    if template is not None:  # the client serves forks after init (see forkserver.py)
+        main.KINDLING_SNAPSHOT = template  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
     status: object = 0
     try:
@@ -290,11 +300,11 @@ def serve(sock_fd: int) -> None:
             continue
         if not data:
             os._exit(0)
-        if len(fds) != 4:
+        if len(fds) not in (4, 5):
             for fd in fds:
                 os.close(fd)
             continue
-        config_fd, netns_fd, status_fd, log_fd = fds
+        config_fd, netns_fd, status_fd, log_fd = fds[:4]
         if os.fork() == 0:
             sock.close()
             os.dup2(log_fd, 1)
@@ -303,6 +313,8 @@ def serve(sock_fd: int) -> None:
             with os.fdopen(config_fd, "rb") as fh:
                 cfg = marshal.loads(fh.read())
             cfg["netns_fd"], cfg["status_fd"] = netns_fd, status_fd
+            if len(fds) == 5:
+                cfg["control_fd"] = fds[4]
             run(cfg)
         for fd in fds:
             os.close(fd)
@@ -348,6 +360,9 @@ def run(cfg: dict[str, Any]) -> None:
         )
         with open(str(cfg["seccomp"]), "rb") as fh:
             program = fh.read()
+        if cfg.get("seccomp_restored"):  # a template: its copies' program, read while we can
+            with open(str(cfg["seccomp_restored"]), "rb") as fh:
+                cfg["restored_program"] = fh.read()
         go_r, go_w = os.pipe()
         ready_r, ready_w = os.pipe()
         pid = os.fork()

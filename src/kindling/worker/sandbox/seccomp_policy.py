@@ -82,14 +82,29 @@ NAMESPACE_FLAGS = (
 )
 
 
-def build(target: Path) -> None:
+#: What a snapshot template may do beyond a sandbox (forkserver.py): make its copies'
+#: namespaces (unshare with exactly these flags: user, mount, net, pid, ipc, uts) and
+#: mount their /proc, /tmp and /dev/shm. Its copies stack the ordinary program.
+TEMPLATE_ALLOWED = ("mount", "unshare")
+TEMPLATE_UNSHARE_FLAGS = 0x10000000 | 0x00020000 | 0x40000000 | 0x20000000 | 0x08000000 | 0x04000000
+
+
+def build(target: Path, template: bool = False) -> None:
     """Writes the BPF program for this architecture to ``target`` (runs in system Python)."""
     import seccomp  # Debian's python3-seccomp: libseccomp's official binding
 
     flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for name in DENIED:
+        if template and name in TEMPLATE_ALLOWED:
+            continue
         with contextlib.suppress(RuntimeError, ValueError):  # not on this architecture
             flt.add_rule(seccomp.ERRNO(errno.EPERM), name)
+    if template:
+        flt.add_rule(
+            seccomp.ERRNO(errno.EPERM),
+            "unshare",
+            seccomp.Arg(0, seccomp.NE, TEMPLATE_UNSHARE_FLAGS),
+        )
     for flag in NAMESPACE_FLAGS:  # one rule per flag: any one of them refuses the clone
         flt.add_rule(
             seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag)
@@ -114,9 +129,9 @@ def oci_profile() -> dict[str, object]:
     return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": syscalls}
 
 
-def compiled(cache_dir: Path) -> bytes:
+def compiled(cache_dir: Path, template: bool = False) -> bytes:
     """The program, built once per data dir by the system Python; raises if unavailable."""
-    target = cache_dir / "seccomp.bpf"
+    target = cache_dir / ("seccomp-template.bpf" if template else "seccomp.bpf")
     source = Path(__file__)
     if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -124,10 +139,12 @@ def compiled(cache_dir: Path) -> bytes:
         script = (
             f"import sys; sys.path.insert(0, {str(src_root)!r}); "
             "from kindling.worker.sandbox.seccomp_policy import build; "
-            "from pathlib import Path; build(Path(sys.argv[1]))"
+            "from pathlib import Path; build(Path(sys.argv[1]), sys.argv[2] == 'template')"
         )
         done = subprocess.run(
-            [SYSTEM_PYTHON, "-I", "-c", script, str(target)], capture_output=True, check=False
+            [SYSTEM_PYTHON, "-I", "-c", script, str(target), "template" if template else "-"],
+            capture_output=True,
+            check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(
@@ -138,4 +155,4 @@ def compiled(cache_dir: Path) -> bytes:
 
 
 if __name__ == "__main__":
-    build(Path(sys.argv[1]))
+    build(Path(sys.argv[1]), sys.argv[2:3] == ["template"])

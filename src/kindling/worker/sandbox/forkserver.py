@@ -1,0 +1,159 @@
+"""Inside a snapshot template: fork an initialized function into new sandboxes.
+
+A template is a sandbox that ran a function version's init (imports, init code, the
+before-snapshot hooks) and then, instead of serving invocations, waits here. Each
+request from the worker (over the control socket, fd 3) forks a copy; the copy
+
+1. enters a new user namespace (a child of the template's: it holds capabilities only
+   over namespaces it makes itself) with new mount, network, PID, IPC and UTS
+   namespaces, and forks again so the copy is PID 1 of its own PID namespace;
+2. tells the worker it exists (one datagram: the kernel attaches its pid as the worker
+   sees it) and waits while the worker moves it into its own cgroup and sets up its
+   network namespace (loopback, the Runtime API socket, the veth pair);
+3. mounts its own /proc, a fresh /tmp (with what init left there copied in) and
+   /dev/shm, drops every capability, stacks the sandbox's ordinary seccomp program on
+   the template's, and returns: the runtime client goes on with the after-restore
+   hooks and its invocation loop.
+
+Nothing of another function can be in a copy: the template is a fork of the account's
+runtime zygote that only ever ran this version's code. What init made is shared, by
+design (SnapStart semantics): module state, and also descriptors init left open (a
+database connection made at init is one connection shared by every copy: re-open such
+things in an after-restore hook, as AWS asks). Threads init started do not survive a
+fork; only the thread that called the handler's import does.
+
+The template's seccomp program allows ``unshare`` with exactly the flags of step 1 and
+``mount``: the user-namespace surface an unprivileged process has on Debian anyway; the
+template's init code could reach it too, the copies cannot (their program refuses both).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+import sys
+
+from kindling.worker.sandbox import linux
+
+CONTROL_FD = 3
+RESTORE_FLAGS = (
+    linux.CLONE_NEWUSER
+    | linux.CLONE_NEWNS
+    | linux.CLONE_NEWNET
+    | linux.CLONE_NEWPID
+    | linux.CLONE_NEWIPC
+    | linux.CLONE_NEWUTS
+)
+TMP_COPY_LIMIT = 64 * 1024 * 1024
+
+
+class ForkServer:
+    def __init__(self, program: bytes, uid: int, gid: int) -> None:
+        self._program = program  # the ordinary sandbox seccomp program, stacked in copies
+        self._uid = uid
+        self._gid = gid
+        self._control = socket.socket(fileno=CONTROL_FD)
+
+    def serve(self) -> None:
+        """Reports the template ready, then forks on request; returns only in a copy."""
+        self._control.send(b"ready")
+        while True:
+            _reap()
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self._control, 4096, 2)
+            except InterruptedError:
+                continue
+            if not data:
+                os._exit(0)  # the worker retired this template
+            if len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            if os.fork() == 0:
+                self._control.close()
+                self._become_copy(marshal.loads(data), fds[0], fds[1])
+                return
+            for fd in fds:
+                os.close(fd)
+
+    def _become_copy(self, order: dict[str, object], log_fd: int, status_fd: int) -> None:
+        status = socket.socket(fileno=status_fd)
+        try:
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            kept = _read_tmp()
+            linux.unshare(RESTORE_FLAGS)
+            _write("/proc/self/uid_map", f"{self._uid} {self._uid} 1\n")
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/gid_map", f"{self._gid} {self._gid} 1\n")
+            if os.fork() != 0:
+                os._exit(0)  # the copy is the child: PID 1 of the new PID namespace
+            status.send(b"pid")  # SCM_CREDENTIALS: the worker learns our host pid
+            if status.recv(16) != b"go":
+                os._exit(122)
+            flags = linux.MS_NOSUID | linux.MS_NODEV
+            linux.mount("proc", "/proc", "proc", flags | linux.MS_NOEXEC)
+            linux.mount("tmpfs", "/tmp", "tmpfs", flags, f"size={int(order['tmp_mb'])}m,mode=1777")  # type: ignore[call-overload]
+            linux.mount("tmpfs", "/dev/shm", "tmpfs", flags, "size=64m,mode=1777")
+            _restore_tmp(kept)
+            linux.drop_bounding_capabilities()
+            linux.drop_capabilities()
+            linux.load_seccomp(self._program)
+            status.close()
+            os.environ.update({str(k): str(v) for k, v in order["env"].items()})  # type: ignore[attr-defined]
+        except BaseException as exc:
+            os.write(2, f"kindling restore failed: {exc}\n".encode())
+            os._exit(121)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _read_tmp() -> list[tuple[str, int, bytes | None]]:
+    """What init left in /tmp (the template's), to put in the copy's own /tmp: a
+    snapshot includes the disk. Directories as None; capped at 64 MB."""
+    found: list[tuple[str, int, bytes | None]] = []
+    total = 0
+    for directory, dirs, files in os.walk("/tmp"):
+        for name in dirs:
+            path = os.path.join(directory, name)
+            found.append((path, os.stat(path).st_mode & 0o7777, None))
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read(TMP_COPY_LIMIT - total + 1)
+                mode = os.stat(path).st_mode & 0o7777
+            except OSError:
+                continue
+            total += len(data)
+            if total > TMP_COPY_LIMIT:
+                sys.stderr.write("kindling: /tmp over 64 MB after init: not copied\n")
+                return []
+            found.append((path, mode, data))
+    return found
+
+
+def _restore_tmp(kept: list[tuple[str, int, bytes | None]]) -> None:
+    for path, mode, data in kept:
+        if data is None:
+            os.makedirs(path, mode, exist_ok=True)
+            continue
+        with open(path, "wb") as fh:
+            fh.write(data)
+        os.chmod(path, mode)
+
+
+def _reap() -> None:
+    """Each copy's first fork exits at once, and copies that end are reparented here."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

@@ -1,0 +1,242 @@
+"""Post-init snapshots (SnapStart semantics): fork an initialized function version.
+
+The first start of a version whose spec asks for SnapStart builds a *template*: an
+ordinary namespace sandbox, forked from the account's runtime zygote, that runs the
+version's init and its before-snapshot hooks, then waits in ``forkserver.py``. Every
+start after that *restores*: the template forks a copy, which makes its own namespaces;
+the worker moves the copy into its own cgroup and sets up its network namespace (the
+slot pool cannot help here: the namespace is the copy's), and the copy runs the
+after-restore hooks and asks for its first event. The import work of a heavy function
+is done once per version, not once per sandbox.
+
+Templates live until the backend closes or until more than ``MAX_TEMPLATES`` exist
+(the least recently used goes). A template's init failure is the failing start's
+error, and is not remembered: the next start tries again, as Lambda re-inits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import marshal
+import os
+import socket
+import struct
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from kindling.errors import SandboxError
+from kindling.worker.sandbox.base import InitResult, InvokeResult, SandboxSpec, SandboxState
+from kindling.worker.sandbox.environment import lambda_environment
+from kindling.worker.sandbox.logpipe import LogPipe
+from kindling.worker.sandbox.namespace import NamespaceSandbox
+from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
+
+if TYPE_CHECKING:
+    from kindling.worker.sandbox.namespace import NamespaceBackend
+
+log = logging.getLogger(__name__)
+
+MAX_TEMPLATES = 64
+#: How long a copy may take to say it exists, and a template its init (AWS: 15 min).
+COPY_TIMEOUT_S = 10.0
+_UCRED = struct.Struct("iII")
+
+
+def template_key(spec: SandboxSpec) -> str:
+    """What a template must share with a sandbox it is restored into: everything of the
+    spec but the sandbox's own identity."""
+    return repr(dataclasses.replace(spec, sandbox_id="", log_stream=""))
+
+
+class TemplateSandbox(NamespaceSandbox):
+    """Runs a version's init, then forks copies on request (never serves invocations)."""
+
+    capped = False
+
+    def __init__(self, spec: SandboxSpec, backend: NamespaceBackend) -> None:
+        super().__init__(spec, backend)
+        self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._lock = asyncio.Lock()
+
+    def _control(self) -> int | None:
+        return self._theirs.fileno()
+
+    def _launch_config(self, argv: list[str], env: dict[str, str]) -> dict[str, object]:
+        config = super()._launch_config(argv, env)
+        config["seccomp_restored"] = config["seccomp"]
+        config["seccomp"] = str(self._backend.host.template_seccomp_file)
+        return config
+
+    async def _until_ready(self) -> InvokeResult | None:
+        self._theirs.close()  # the builder holds its copy now
+        self._ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        ready = asyncio.ensure_future(loop.sock_recv(self._ours, 16))
+        failed = asyncio.ensure_future(self._api.wait_ready())
+        await asyncio.wait({ready, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done() and failed.result() is not None:
+            ready.cancel()
+            return failed.result()
+        failed.cancel()
+        if await ready != b"ready":  # its control socket closed: the runtime ended
+            return await self._api.wait_ready()  # resolved by the exit watch
+        return None
+
+    def alive(self) -> bool:
+        return not self._exited.done()
+
+    async def fork(self, order: bytes, log_fd: int, status_fd: int) -> None:
+        async with self._lock:
+            socket.send_fds(self._ours, [order], [log_fd, status_fd])
+
+    async def destroy(self) -> None:
+        with contextlib.suppress(OSError):
+            self._ours.close()
+        with contextlib.suppress(OSError):
+            self._theirs.close()
+        await super().destroy()
+
+
+class RestoredSandbox(NamespaceSandbox):
+    """A copy of a template: no init of its own, a restore instead."""
+
+    def __init__(self, spec: SandboxSpec, backend: NamespaceBackend, snapshots: Snapshots):
+        super().__init__(spec, backend)
+        self._snapshots = snapshots
+
+    async def start(self) -> InitResult:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        template, built = await self._snapshots.template_for(self.spec)
+        if isinstance(template, InitResult):
+            return template
+        self._cgroup = self._backend.cgroups.create(self.id, self._limits)
+        log_r, log_w = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
+        order = marshal.dumps({"tmp_mb": self.spec.ephemeral_mb, "env": env})
+        try:
+            await template.fork(order, log_w, theirs.fileno())
+        finally:
+            os.close(log_w)
+            theirs.close()
+        self._pipe = LogPipe(log_r, self._sink)
+        try:
+            self._pid = await asyncio.wait_for(_copy_pid(ours), COPY_TIMEOUT_S)
+            self._cgroup.attach(self._pid)
+            netns = os.open(f"/proc/{self._pid}/ns/net", os.O_RDONLY)
+            egress = self._backend.egress if self.spec.network == "allowed" else None
+            self._slot = await loop.run_in_executor(
+                None, create_slot, egress, RUNTIME_API_PORT, netns
+            )
+            await self._server.serve_socket(self._slot.runtime_api)
+            self._watch(loop)
+            await loop.sock_sendall(ours, b"go")
+        except (OSError, TimeoutError) as exc:
+            self._pipe.drain()
+            raise SandboxError(f"sandbox {self.id} could not be restored: {exc}") from exc
+        finally:
+            ours.close()
+        error = await self._api.wait_ready()
+        self._pipe.drain()
+        if error is None:
+            self._cgroup.cap_cpu(self._limits)
+        duration = (loop.time() - started) * 1000.0
+        return InitResult(error is None, duration, error, restored=not built)
+
+
+async def _copy_pid(sock: socket.socket) -> int:
+    """The copy's host pid: the kernel attaches the sender's credentials (SO_PASSCRED),
+    with the pid as this process sees it, whatever namespace the copy is in."""
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    while True:
+        fut: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), fut.set_result, None)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(sock.fileno())
+        try:
+            data, ancillary, _flags, _addr = sock.recvmsg(16, socket.CMSG_SPACE(_UCRED.size))
+        except BlockingIOError:
+            continue
+        if not data:
+            raise OSError("the snapshot copy ended before it started")
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid, _uid, _gid = _UCRED.unpack(payload[: _UCRED.size])
+                return int(pid)
+        raise OSError("the snapshot copy sent no credentials")
+
+
+class Snapshots:
+    """The templates of one backend, by what they were initialized with."""
+
+    def __init__(self, backend: NamespaceBackend) -> None:
+        self._backend = backend
+        self._templates: OrderedDict[str, asyncio.Future[TemplateSandbox | InitResult]] = (
+            OrderedDict()
+        )
+
+    async def template_for(self, spec: SandboxSpec) -> tuple[TemplateSandbox | InitResult, bool]:
+        """The version's template, built now if there is none: (template or the init
+        failure, whether this call built it)."""
+        key = template_key(spec)
+        pending = self._templates.get(key)
+        if pending is not None:
+            self._templates.move_to_end(key)
+            template = await asyncio.shield(pending)
+            if isinstance(template, TemplateSandbox) and template.alive():
+                return template, False
+            self._templates.pop(key, None)
+        future: asyncio.Future[TemplateSandbox | InitResult] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._templates[key] = future
+        try:
+            made = await self._build(spec)
+        except BaseException as exc:
+            self._templates.pop(key, None)
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it through their own await
+            raise
+        if isinstance(made, InitResult):
+            self._templates.pop(key, None)
+        future.set_result(made)
+        await self._evict()
+        return made, True
+
+    async def _build(self, spec: SandboxSpec) -> TemplateSandbox | InitResult:
+        template = TemplateSandbox(
+            dataclasses.replace(spec, sandbox_id=f"tmpl-{spec.sandbox_id}"), self._backend
+        )
+        template.set_log_sink(lambda line: log.info("snapshot template: %s", line))
+        try:  # AWS gives a SnapStart init max(130 s, the function's timeout)
+            result = await asyncio.wait_for(template.start(), max(130.0, spec.timeout_s))
+        except BaseException:
+            await template.destroy()
+            raise
+        if not result.ok:
+            await template.destroy()
+            return result
+        template.state = SandboxState.IDLE
+        return template
+
+    async def _evict(self) -> None:
+        while len(self._templates) > MAX_TEMPLATES:
+            _key, oldest = self._templates.popitem(last=False)
+            if oldest.done() and isinstance(oldest.result(), TemplateSandbox):
+                await oldest.result().destroy()  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        for pending in self._templates.values():
+            if pending.done() and not pending.exception():
+                made = pending.result()
+                if isinstance(made, TemplateSandbox):
+                    await made.destroy()
+        self._templates.clear()
