@@ -60,6 +60,7 @@ class TemplateSandbox(NamespaceSandbox):
         super().__init__(spec, backend)
         self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = asyncio.Lock()
+        self._forking = 0
 
     def _control(self) -> int | None:
         return self._theirs.fileno()
@@ -89,8 +90,23 @@ class TemplateSandbox(NamespaceSandbox):
         return not self._exited.done()
 
     async def fork(self, order: bytes, log_fd: int, status_fd: int) -> None:
+        """Asks for a copy; the template runs (thawed) until ``forked`` is called."""
         async with self._lock:
+            self._forking += 1
+            await self.thaw()
             socket.send_fds(self._ours, [order], [log_fd, status_fd])
+
+    async def forked(self) -> None:
+        """A copy has left the template's cgroup (or failed to): once no copy is under
+        way, the template is frozen again, so that a thread its init started runs only
+        while it forks (it shares the copies' uid and sees their PID namespaces)."""
+        self._forking -= 1
+        if self._forking == 0 and self.alive():
+            await self.freeze()
+
+    async def frozen_when_ready(self) -> None:
+        if self._forking == 0:
+            await self.freeze()
 
     async def destroy(self) -> None:
         with contextlib.suppress(OSError):
@@ -126,8 +142,11 @@ class RestoredSandbox(NamespaceSandbox):
             theirs.close()
         self._pipe = LogPipe(log_r, self._sink)
         try:
-            self._pid = await asyncio.wait_for(_copy_pid(ours), COPY_TIMEOUT_S)
-            self._cgroup.attach(self._pid)
+            try:
+                self._pid = await asyncio.wait_for(_copy_pid(ours), COPY_TIMEOUT_S)
+                self._cgroup.attach(self._pid)
+            finally:
+                await template.forked()
             netns = os.open(f"/proc/{self._pid}/ns/net", os.O_RDONLY)
             egress = self._backend.egress if self.spec.network == "allowed" else None
             self._slot = await loop.run_in_executor(
@@ -225,6 +244,7 @@ class Snapshots:
             await template.destroy()
             return result
         template.state = SandboxState.IDLE
+        await template.frozen_when_ready()
         return template
 
     async def _evict(self) -> None:
