@@ -90,8 +90,98 @@ async def _call(port: int, raw: bytes, limit_s: float) -> dict[str, Any]:
     return out
 
 
-async def _burst(port: int, raw: bytes, count: int, limit_s: float) -> list[dict[str, Any]]:
-    return await asyncio.gather(*(_call(port, raw, limit_s) for _ in range(count)))
+def _host_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole host since boot, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+async def _sample_cpu(pid: int, stop: asyncio.Event, out: list[tuple[float, ...]]) -> None:
+    """Every 0.5 s: (time, host busy ticks, host ticks, server CPU s, bench CPU s)."""
+    while True:
+        busy, total = _host_ticks()
+        mine = os.times()
+        out.append((time.time(), busy, total, sum(servers.cpu_seconds(pid)), mine[0] + mine[1]))
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _burst(
+    port: int, pid: int, raw: bytes, count: int, limit_s: float
+) -> tuple[list[dict[str, Any]], list[tuple[float, ...]]]:
+    stop = asyncio.Event()
+    samples: list[tuple[float, ...]] = []
+    sampler = asyncio.create_task(_sample_cpu(pid, stop, samples))
+    replies = await asyncio.gather(*(_call(port, raw, limit_s) for _ in range(count)))
+    stop.set()
+    await sampler
+    return replies, samples
+
+
+def _all_cpu() -> dict[int, tuple[int, float, float]]:
+    """pid -> (ppid, CPU seconds, CPU seconds of its reaped children) of every process on
+    the host (a zygote's builders exit after each sandbox start)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    f = [int(x) for x in fh.read().rpartition(")")[2].split()[1:15]]
+            except (OSError, ValueError):
+                continue
+            out[int(entry)] = (f[0], (f[10] + f[11]) / ticks, (f[12] + f[13]) / ticks)
+    return out
+
+
+def _by_owner(
+    before: dict[int, tuple[int, float, float]],
+    after: dict[int, tuple[int, float, float]],
+    server: int,
+    tree: set[int],
+) -> dict[str, float]:
+    """CPU seconds between two ``_all_cpu`` reads, by owner: the kindling server, what
+    it started (zygotes, their reaped builders, sandboxes), the bench, kernel threads and
+    everything else on the machine (whose exited processes are not seen)."""
+    out = dict.fromkeys(("server", "sandboxes", "bench", "kernel_threads", "others"), 0.0)
+    for pid, (ppid, cpu, reaped) in after.items():
+        _, cpu0, reaped0 = before.get(pid, (0, 0.0, 0.0))
+        if pid == server:
+            out["server"] += cpu - cpu0
+        elif pid in tree:
+            out["sandboxes"] += cpu - cpu0 + reaped - reaped0
+        elif pid == os.getpid():
+            out["bench"] += cpu - cpu0
+        elif pid == 2 or ppid == 2:
+            out["kernel_threads"] += cpu - cpu0
+        else:
+            out["others"] += cpu - cpu0
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def _cpu_window(
+    samples: list[tuple[float, ...]], start: float, end: float, children_s: float
+) -> dict[str, float]:
+    """Where the CPU went from ``start`` to ``end`` (the samples around them, 0.5 s apart):
+    the host's busy share of all its cores, CPU seconds of the server process (all its
+    threads), of the bench (the client) and of the server's descendants (zygotes, their
+    reaped builders and the sandboxes, all born in the burst: the whole burst's)."""
+    first = max((s for s in samples if s[0] <= start), key=lambda s: s[0], default=samples[0])
+    last = min((s for s in samples if s[0] >= end), key=lambda s: s[0], default=samples[-1])
+    ticks = os.sysconf("SC_CLK_TCK")
+    wall = last[0] - first[0]
+    return {
+        "window_s": round(wall, 2),
+        "host_busy_pct": round(100.0 * (last[1] - first[1]) / max(1, last[2] - first[2]), 1),
+        "host_cpu_s": round((last[1] - first[1]) / ticks, 2),
+        "server_cpu_s": round(last[3] - first[3], 2),
+        "sandboxes_cpu_s": round(children_s, 2),
+        "bench_client_cpu_s": round(last[4] - first[4], 2),
+    }
 
 
 def _offsets(times: list[float], origin: float) -> list[float]:
@@ -111,6 +201,8 @@ def _figures(offsets: list[float], count: int) -> dict[str, float | None]:
 
 
 def kindling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from kindling.worker.sandbox.process import tree_pids
+
     backend = "namespace" if os.geteuid() == 0 else "process"
     saved = {k: os.environ.get(k) for k in ("KINDLING_SANDBOX_BACKEND",)}
     os.environ["KINDLING_SANDBOX_BACKEND"] = backend
@@ -141,7 +233,14 @@ def kindling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         release = origin + args.hold
         raw = load._signed(server.port, "burst", json.dumps({"release_at": release}).encode())
         timeout = args.hold + 300.0
-        replies = asyncio.run(_burst(server.port, raw, args.count, timeout))
+        host_before, began = _all_cpu(), time.monotonic()
+        replies, samples = asyncio.run(_burst(server.port, server.pid, raw, args.count, timeout))
+        owners = _by_owner(host_before, _all_cpu(), server.pid, set(tree_pids(server.pid)))
+        out["cpu_whole_burst"] = {
+            "wall_s": round(time.monotonic() - began, 2),
+            "host_cpu_s": round((samples[-1][1] - samples[0][1]) / os.sysconf("SC_CLK_TCK"), 2),
+            **owners,
+        }
         first = min(r["sent"] for r in replies)
         good = [r for r in replies if r["status"] == 200]
         starts = _offsets([r["started"] for r in good], first)
@@ -156,6 +255,8 @@ def kindling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         out["sending_s"] = round(max(r["sent"] for r in replies) - first, 3)
         out["started_s"] = starts
         out.update(_figures(starts, args.count))
+        if starts:
+            out["cpu"] = _cpu_window(samples, first, first + starts[-1], owners["sandboxes"])
         inits = [r["init_ms"] for r in good if "init_ms" in r]
         out["cold"] = len(inits)
         out["init_ms"] = outputs.summarize(inits)
@@ -288,6 +389,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"afterwards: {'yes' if k['healthy_after'] else 'NO'}; zombies under the server: "
         f"{k['server_zombies']}. Baseline: all {b['requested']} spawned by "
         f"{b['spawning_s']} s.",
+        *_cpu_markdown(k.get("cpu"), meta["cpus"]),
+        *_whole_markdown(k.get("cpu_whole_burst")),
         "",
         f"Target (issue 5; reported, not asserted): 0 -> {TARGET_COUNT:,} sandboxes <= "
         f"{TARGET_S:.0f} s: "
@@ -314,6 +417,38 @@ def markdown(result: dict[str, Any]) -> str:
     drawn = f"`{plot['file']}`" if plot.get("file") else f"not drawn: {plot.get('skipped')}"
     lines += ["", "## Plot", "", drawn]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_markdown(cpu: dict[str, float] | None, cpus: int) -> list[str]:
+    if not cpu:
+        return []
+    rest = cpu["host_cpu_s"] - cpu["server_cpu_s"] - cpu["sandboxes_cpu_s"]
+    rest -= cpu["bench_client_cpu_s"]
+    return [
+        "",
+        f"CPU from the first request until the last handler started ({cpu['window_s']} s, "
+        f"0.5 s samples): the host was {cpu['host_busy_pct']} % busy ({cpu['host_cpu_s']} "
+        f"CPU-s on {cpus} cores): the server process {cpu['server_cpu_s']} s, its zygotes "
+        f"and sandboxes {cpu['sandboxes_cpu_s']} s, the bench's client "
+        f"{cpu['bench_client_cpu_s']} s, the rest (kernel threads, anyone else on the "
+        f"machine) {rest:.2f} s.",
+    ]
+
+
+def _whole_markdown(whole: dict[str, float] | None) -> list[str]:
+    if not whole:
+        return []
+    known = sum(whole[k] for k in ("server", "sandboxes", "bench", "kernel_threads", "others"))
+    return [
+        "",
+        f"CPU over the whole burst, hold included ({whole['wall_s']} s, every process on "
+        f"the host read before and after): {whole['host_cpu_s']} CPU-s in all; the server "
+        f"{whole['server']} s, its zygotes (with their reaped builders) and sandboxes "
+        f"{whole['sandboxes']} s, the bench {whole['bench']} s, kernel threads "
+        f"{whole['kernel_threads']} s, other processes on the machine {whole['others']} s, "
+        f"processes that exited meanwhile (not attributable) {whole['host_cpu_s'] - known:.2f}"
+        " s.",
+    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
