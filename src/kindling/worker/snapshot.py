@@ -119,6 +119,8 @@ class TemplateSandbox(NamespaceSandbox):
 class RestoredSandbox(NamespaceSandbox):
     """A copy of a template: no init of its own, a restore instead."""
 
+    reaped_here = False
+
     def __init__(self, spec: SandboxSpec, backend: NamespaceBackend, snapshots: Snapshots):
         super().__init__(spec, backend)
         self._snapshots = snapshots

@@ -104,6 +104,8 @@ class NamespaceSandbox:
     #: CPU in proportion to memory once init is done (a snapshot template's only work
     #: after init is forking copies: it stays uncapped).
     capped = True
+    #: Its runtime ends up the worker's child (a restored copy is its template's).
+    reaped_here = True
 
     def __init__(self, spec: SandboxSpec, backend: NamespaceBackend) -> None:
         self.id = spec.sandbox_id
@@ -122,6 +124,7 @@ class NamespaceSandbox:
         self._request_id = ""
         self._limits = CgroupLimits(memory_mb=spec.memory_mb)
         self._peak = 0
+        self._reap_tries = 0
         self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
     def set_log_sink(self, sink: LogSink) -> None:
@@ -235,11 +238,21 @@ class NamespaceSandbox:
     def _on_exit(self) -> None:
         code: int | None = None
         if self._pidfd >= 0:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            with contextlib.suppress(ChildProcessError, OSError):
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self._pidfd)
+            try:
                 info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
                 if info is not None:
                     code = -info.si_status if info.si_code != os.CLD_EXITED else info.si_status
+            except ChildProcessError:
+                # a runtime that ends at once may still be its builder's child: the
+                # builder exits within milliseconds and it becomes ours (subreaper)
+                if self.reaped_here and self._reap_tries < 100:
+                    self._reap_tries += 1
+                    loop.call_later(0.005, self._on_exit)
+                    return
+            except OSError:
+                pass
             os.close(self._pidfd)
             self._pidfd = -1
         if self._pipe is not None:
