@@ -225,6 +225,7 @@ def kindling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             Code={"ZipFile": load._zip(HANDLER)},
             MemorySize=args.memory,
             Timeout=min(900, int(args.hold) + 60),
+            Tags={"kindling:network": args.network},
         )
         client.get_waiter("function_active_v2").wait(
             FunctionName="burst", WaiterConfig={"Delay": 0.1, "MaxAttempts": 600}
@@ -356,9 +357,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"git {meta['git']} · {meta['cpus']} CPUs · kernel {meta['kernel']} · "
         f"{'quick' if meta['quick'] else 'full'} run · {meta['elapsed_s']} s · "
         f"0 -> {params['count']} at once · backend {k['backend']}, python3.11 at "
-        f"{params['memory_mb']} MB, handlers held until {params['hold_s']} s after the first "
-        f"request · load average at start {meta['loadavg_start'][0]}, at end "
-        f"{meta['loadavg_end'][0]}",
+        f"{params['memory_mb']} MB, network {params.get('network', 'allowed')}, handlers "
+        f"held until {params['hold_s']} s after the first request · load average at "
+        f"start {meta['loadavg_start'][0]}, at end {meta['loadavg_end'][0]}",
         "",
         "Seconds from the first request (kindling) or the first spawn (baseline) until the "
         "last handler or process had started (all), and until 50/90/99 % of N had.",
@@ -464,6 +465,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--hold", type=float, help="s after the first request handlers return (60; quick 5)"
     )
     parser.add_argument("--memory", type=int, default=128, help="function MemorySize, MB")
+    parser.add_argument(
+        "--network",
+        choices=("allowed", "none"),
+        default="allowed",
+        help="the function's kindling:network tag (none: loopback only, no veth pair)",
+    )
     parser.add_argument("--plot", choices=("auto", "no"), default="auto")
     args = parser.parse_args(argv)
     args.count = args.count or (20 if args.quick else TARGET_COUNT)
@@ -475,7 +482,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     when = outputs.stamp()
     started = time.monotonic()
-    params = {"count": args.count, "hold_s": args.hold, "memory_mb": args.memory}
+    params = {
+        "count": args.count,
+        "hold_s": args.hold,
+        "memory_mb": args.memory,
+        "network": args.network,
+    }
     result: dict[str, Any] = {"meta": outputs.meta("burst", when, args.quick, params)}
     outputs.say(f"burst: {args.count} python3.11 processes at once (baseline)")
     result["baseline"] = baseline(args.count)
