@@ -111,9 +111,9 @@ def _execve(path, argv, env, _real=os.execve):
     _real(path, argv, env)
 
 
-def _in_process(argv, env, _real=nsinit.run_in_process):
+def _in_process(argv, env, template=None, _real=nsinit.run_in_process):
     _emit("runtime", _now())
-    _real(argv, env)
+    _real(argv, env, template)
 
 
 def _exit(code, _real=os._exit):

@@ -29,7 +29,8 @@ def leftovers() -> list[str]:
                     cmdline = fh.read()
             except OSError:
                 continue
-            if b"/var/runtime/bootstrap" in cmdline or b"kindling/worker/sandbox/nsinit" in cmdline:
+            runtime = b"/var/runtime/" in cmdline and b"bootstrap" in cmdline
+            if runtime or b"kindling/worker/sandbox/nsinit" in cmdline:
                 shown = cmdline.replace(NUL, b" ").decode(errors="replace")[:80]
                 found.append(f"process {entry}: {shown}")
     return found

@@ -13,7 +13,8 @@ def test_python_resolves_to_a_real_interpreter_not_a_shim(tmp_path: Path) -> Non
     with open(launch.interpreter, "rb") as fh:
         assert fh.read(4) == b"\x7fELF"
     client = Path(launch.argv[-1])
-    assert client.suffix == ".pyc" and client.parent == tmp_path
+    assert client.suffix == ".pyc" and client.parent == tmp_path / "python3.11"
+    assert (client.parent / "kindling_runtime_api.pyc").is_file()  # its siblings beside it
 
 
 def test_provided_runs_the_functions_bootstrap() -> None:

@@ -214,10 +214,13 @@ class Function:
 
     def _compile_bootstrap(self) -> Path:
         """bootstrap.py as bytecode, as a platform may launch it to skip compiling it."""
-        pyc = self.task_root.parent / "compiled" / "bootstrap.pyc"
+        compiled = self.task_root.parent / "compiled"
         code = "import py_compile, sys; py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)"
-        subprocess.run([self.interpreter, "-c", code, str(BOOTSTRAP), str(pyc)], check=True)
-        return pyc
+        for source in BOOTSTRAP.parent.glob("*.py"):  # its siblings too, sourceless beside it
+            if source.name != "__init__.py":
+                target = compiled / f"{source.stem}.pyc"
+                subprocess.run([self.interpreter, "-c", code, str(source), str(target)], check=True)
+        return compiled / "bootstrap.pyc"
 
     def invoke(
         self, event: Any = None, headers: dict[str, str] | None = None, **options: Any

@@ -98,23 +98,28 @@ class RuntimeCatalog:
         """The runtime client as bytecode of that interpreter, so no start compiles it again.
 
         Python never caches a script's bytecode; compiling bootstrap.py costs 10-17 ms,
-        as much as the interpreter's own start.
+        as much as the interpreter's own start. Its sibling modules are compiled beside
+        it, sourceless (``name.pyc``), one directory per version: the script's directory
+        is first on sys.path, so they import from there, and no other version's
+        bytecode is in the way.
         """
         if self._cache_dir is None:
             return str(BOOTSTRAP)
-        target = self._cache_dir / f"bootstrap.cpython-{version.replace('.', '')}.pyc"
-        stale = not target.exists() or target.stat().st_mtime < BOOTSTRAP.stat().st_mtime
-        if stale:
-            self._cache_dir.mkdir(parents=True, exist_ok=True)
+        target_dir = self._cache_dir / f"python{version}"
+        sources = sorted(p for p in BOOTSTRAP.parent.glob("*.py") if p.name != "__init__.py")
+        targets = [target_dir / f"{source.stem}.pyc" for source in sources]
+        newest = max(source.stat().st_mtime for source in sources)
+        if any(not t.exists() or t.stat().st_mtime < newest for t in targets):
+            target_dir.mkdir(parents=True, exist_ok=True)
             script = (
-                "import py_compile, sys; "
-                "py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)"
+                "import py_compile, sys\n"
+                "for source, target in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+                "    py_compile.compile(source, cfile=target, doraise=True)\n"
             )
+            pairs = [str(x) for pair in zip(sources, targets, strict=True) for x in pair]
             done = subprocess.run(
-                [interpreter, "-I", "-c", script, str(BOOTSTRAP), str(target)],
-                capture_output=True,
-                check=False,
+                [interpreter, "-I", "-c", script, *pairs], capture_output=True, check=False
             )
             if done.returncode != 0:
                 return str(BOOTSTRAP)
-        return str(target)
+        return str(target_dir / "bootstrap.pyc")

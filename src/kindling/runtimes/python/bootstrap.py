@@ -25,14 +25,39 @@ function:
 
 from __future__ import annotations
 
-import _socket
 import io
 import json
 import os
 import sys
 import time
 
+# siblings, precompiled beside this file (the platform puts their directory first on
+# sys.path, and takes it off again before the function's code is imported)
 TYPE_CHECKING = False
+if TYPE_CHECKING:  # the type checker knows them by their package
+    from kindling.runtimes.python.kindling_lambda_context import (
+        Fault,
+        LambdaContext,
+        decode_event,
+        encode_response,
+    )
+    from kindling.runtimes.python.kindling_runtime_api import (
+        PY_VERSION,
+        HttpConnection,
+        Invocation,
+        RuntimeApi,
+        RuntimeApiError,
+    )
+else:
+    from kindling_lambda_context import Fault, LambdaContext, decode_event, encode_response
+    from kindling_runtime_api import (
+        PY_VERSION,
+        HttpConnection,
+        Invocation,
+        RuntimeApi,
+        RuntimeApiError,
+    )
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from importlib.abc import Loader as _LoaderBase
@@ -45,12 +70,6 @@ if TYPE_CHECKING:
 else:
     _LoaderBase = object
 
-RUNTIME_PATH = "/2018-06-01/runtime"
-ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
-MAX_XRAY_CAUSE_BYTES = 1024 * 1024
-PY_VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
-USER_AGENT = f"kindling-python/{PY_VERSION}"
 LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
 LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 INIT_ERROR_WARNING = (
@@ -63,389 +82,6 @@ INIT_ERROR_WARNING = (
     "temporarily rolling back to the previous runtime version. For more information, see "
     "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"
 )
-
-
-class RuntimeApiError(Exception):
-    """The Runtime API is unreachable or refused a request: the sandbox has to end."""
-
-
-class Fault(Exception):
-    """An error the runtime itself reports, with a Lambda error type ("Runtime.*")."""
-
-    def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.message = message
-        self.trace = trace or []
-
-
-# --------------------------------------------------------------------------- HTTP/1.1
-
-
-class Response:
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers  # names lower-cased
-        self.body = body
-
-
-class HttpConnection:
-    """One keep-alive HTTP/1.1 connection, reopened once when the peer has dropped it."""
-
-    def __init__(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise RuntimeApiError(f"invalid AWS_LAMBDA_RUNTIME_API {address!r}")
-        self._address = address
-        self._host = host.strip("[]")
-        self._port = int(port)
-        self._sock: _socket.socket | None = None
-        self._buf = bytearray()
-
-    def request(
-        self, method: str, path: str, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
-    ) -> Response:
-        raw = self._encode(method, path, body, headers)
-        try:
-            return self._roundtrip(raw)
-        except OSError:
-            self.close()  # a kept-alive connection may have been closed meanwhile: retry once
-        try:
-            return self._roundtrip(raw)
-        except OSError as exc:
-            self.close()
-            raise RuntimeApiError(f"Runtime API at {self._address} unreachable: {exc}") from exc
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock = None
-        self._buf.clear()
-
-    def _encode(
-        self, method: str, path: str, body: bytes, headers: Iterable[tuple[str, str]]
-    ) -> bytes:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._address}", f"User-Agent: {USER_AGENT}"]
-        if method != "GET":
-            lines.append(f"Content-Length: {len(body)}")
-        for name, value in headers:
-            value = value.replace("\r", " ").replace("\n", " ")  # no header injection
-            lines.append(f"{name}: {value}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-    def _roundtrip(self, raw: bytes) -> Response:
-        if self._sock is None:
-            self._sock = self._connect()
-        self._sock.sendall(raw)
-        return self._read_response()
-
-    def _connect(self) -> _socket.socket:
-        # A bytes host: a str one is run through the idna codec, 1.5 ms of imports.
-        family, kind, proto, _, addr = _socket.getaddrinfo(
-            self._host.encode(), self._port, 0, _socket.SOCK_STREAM
-        )[0]
-        sock = _socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(None)  # the long poll must not time out, whatever user code sets
-            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-            sock.connect(addr)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    def _read_response(self) -> Response:
-        head = self._read_until(b"\r\n\r\n").decode("utf-8", "replace")
-        status_line, *header_lines = head.split("\r\n")
-        version, _, rest = status_line.partition(" ")
-        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-            raise RuntimeApiError(f"malformed response from the Runtime API: {status_line!r}")
-        headers: dict[str, str] = {}
-        for line in header_lines:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        status = int(rest[:3])
-        body = self._read_body(status, headers)
-        if version == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
-            self.close()
-        return Response(status, headers, body)
-
-    def _read_body(self, status: int, headers: dict[str, str]) -> bytes:
-        try:
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                return self._read_chunked()
-            if "content-length" in headers:
-                return self._read_exact(int(headers["content-length"]))
-        except ValueError as exc:
-            raise RuntimeApiError(f"malformed response from the Runtime API: {exc}") from exc
-        if status < 200 or status in (204, 304):
-            return b""
-        return self._read_to_eof()
-
-    def _read_chunked(self) -> bytes:
-        parts = []
-        while size := int(self._read_until(b"\r\n").split(b";", 1)[0], 16):
-            parts.append(self._read_exact(size))
-            self._read_exact(2)
-        while self._read_until(b"\r\n"):
-            pass  # trailer fields, up to the blank line
-        return b"".join(parts)
-
-    def _read_until(self, delimiter: bytes) -> bytes:
-        start = 0
-        while (end := self._buf.find(delimiter, start)) < 0:
-            start = max(0, len(self._buf) - len(delimiter) + 1)
-            self._fill(65536)
-        data = bytes(self._buf[:end])
-        del self._buf[: end + len(delimiter)]
-        return data
-
-    def _read_exact(self, size: int) -> bytes:
-        while len(self._buf) < size:
-            self._fill(max(65536, size - len(self._buf)))
-        data = bytes(self._buf[:size])
-        del self._buf[:size]
-        return data
-
-    def _read_to_eof(self) -> bytes:
-        while chunk := self._recv(65536):
-            self._buf += chunk
-        data = bytes(self._buf)
-        self.close()
-        return data
-
-    def _fill(self, size: int) -> None:
-        chunk = self._recv(size)
-        if not chunk:
-            raise ConnectionError("the Runtime API closed the connection")
-        self._buf += chunk
-
-    def _recv(self, size: int) -> bytes:
-        assert self._sock is not None
-        return self._sock.recv(min(size, 1 << 22))
-
-
-# --------------------------------------------------------------------------- Runtime API
-
-
-class Invocation:
-    """One event from GET /invocation/next."""
-
-    __slots__ = (
-        "body",
-        "client_context",
-        "cognito_identity",
-        "deadline_ms",
-        "function_arn",
-        "request_id",
-        "tenant_id",
-        "trace_id",
-    )
-
-    def __init__(self, headers: dict[str, str], body: bytes) -> None:
-        self.request_id = headers.get("lambda-runtime-aws-request-id", "")
-        self.deadline_ms = int(headers.get("lambda-runtime-deadline-ms") or 0)
-        self.function_arn = headers.get("lambda-runtime-invoked-function-arn")
-        self.trace_id = headers.get("lambda-runtime-trace-id")
-        self.client_context = headers.get("lambda-runtime-client-context")
-        self.cognito_identity = headers.get("lambda-runtime-cognito-identity")
-        self.tenant_id = headers.get("lambda-runtime-aws-tenant-id")
-        self.body = body
-
-
-class RuntimeApi:
-    """The Runtime API 2018-06-01 calls a runtime makes."""
-
-    def __init__(self, connection: HttpConnection) -> None:
-        self._conn = connection
-
-    def next_invocation(self) -> Invocation:
-        response = self._conn.request("GET", f"{RUNTIME_PATH}/invocation/next")
-        if response.status != 200:
-            raise RuntimeApiError(
-                f"GET invocation/next returned {response.status}: {response.body[:512]!r}"
-            )
-        return Invocation(response.headers, response.body)
-
-    def post_response(self, request_id: str, body: bytes, content_type: str) -> None:
-        headers = [("Content-Type", content_type)]
-        self._post(f"/invocation/{request_id}/response", body, headers)
-
-    def post_error(self, request_id: str, error: ErrorResult, xray_cause: str) -> None:
-        headers = [("Content-Type", "application/json"), (ERROR_TYPE_HEADER, "Unhandled")]
-        if len(xray_cause) < MAX_XRAY_CAUSE_BYTES:
-            headers.append((XRAY_CAUSE_HEADER, xray_cause))
-        self._post(f"/invocation/{request_id}/error", json.dumps(error).encode(), headers)
-
-    def post_init_error(self, error: ErrorResult) -> None:
-        headers = [("Content-Type", "application/json"), (ERROR_TYPE_HEADER, error["errorType"])]
-        self._post("/init/error", json.dumps(error).encode(), headers)
-
-    def _post(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> None:
-        response = self._conn.request("POST", RUNTIME_PATH + path, body, headers)
-        if response.status >= 500:
-            raise RuntimeApiError(f"POST {path} returned {response.status}: {response.body!r}")
-        if response.status >= 300:  # e.g. 413 payload too large: the platform reports it
-            sys.stderr.write(f"POST {path} returned {response.status}: {response.body!r}\n")
-
-
-# --------------------------------------------------------------------------- context
-
-
-class CognitoIdentity:
-    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
-
-    def __init__(self, identity: dict[str, Any]) -> None:
-        self.cognito_identity_id = identity.get("cognitoIdentityId")
-        self.cognito_identity_pool_id = identity.get("cognitoIdentityPoolId")
-
-    def __repr__(self) -> str:
-        return (
-            f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
-            f"cognito_identity_pool_id={self.cognito_identity_pool_id}])"
-        )
-
-
-class Client:
-    __slots__ = (
-        "app_package_name",
-        "app_title",
-        "app_version_code",
-        "app_version_name",
-        "installation_id",
-    )
-
-    def __init__(self, client: dict[str, Any]) -> None:
-        self.installation_id = client.get("installation_id")
-        self.app_title = client.get("app_title")
-        self.app_version_name = client.get("app_version_name")
-        self.app_version_code = client.get("app_version_code")
-        self.app_package_name = client.get("app_package_name")
-
-    def __repr__(self) -> str:
-        return (
-            f"Client([installation_id={self.installation_id},app_title={self.app_title},"
-            f"app_version_name={self.app_version_name},"
-            f"app_version_code={self.app_version_code},"
-            f"app_package_name={self.app_package_name}])"
-        )
-
-
-class ClientContext:
-    __slots__ = ("client", "custom", "env")
-
-    def __init__(self, context: dict[str, Any]) -> None:
-        client = context.get("client")
-        self.client = Client(client) if isinstance(client, dict) else None
-        self.custom = context.get("custom")
-        self.env = context.get("env")
-
-    def __repr__(self) -> str:
-        return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
-
-
-W3C_FIELDS = ("traceparent", "tracestate", "baggage")
-
-
-class LambdaContext:
-    """The handler's ``context``: the attributes and methods of Lambda's LambdaContext."""
-
-    def __init__(self, invocation: Invocation) -> None:
-        env = os.environ
-        client_context = _parse_json_header(invocation.client_context, "Client Context")
-        cognito_identity = _parse_json_header(invocation.cognito_identity, "Cognito Identity")
-        self.aws_request_id = invocation.request_id
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")  # a str, as Lambda
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
-        self.invoked_function_arn = invocation.function_arn
-        self.tenant_id = invocation.tenant_id
-        self._w3c = _pop_w3c(client_context)
-        self.client_context = None if client_context is None else ClientContext(client_context)
-        self.identity = CognitoIdentity(cognito_identity or {})
-        self._deadline_ms = invocation.deadline_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(self._deadline_ms - int(time.time() * 1000), 0)
-
-    def w3c(self) -> dict[str, str]:
-        """The W3C trace context (traceparent, tracestate, baggage) the caller passed."""
-        return dict(self._w3c)
-
-    def log(self, msg: object) -> None:
-        sys.stdout.write(str(msg))
-
-    def __repr__(self) -> str:
-        return (
-            f"LambdaContext([aws_request_id={self.aws_request_id},"
-            f"log_group_name={self.log_group_name},log_stream_name={self.log_stream_name},"
-            f"function_name={self.function_name},memory_limit_in_mb={self.memory_limit_in_mb},"
-            f"function_version={self.function_version},"
-            f"invoked_function_arn={self.invoked_function_arn},"
-            f"client_context={self.client_context},identity={self.identity},"
-            f"tenant_id={self.tenant_id}])"
-        )
-
-
-def _parse_json_header(value: str | None, name: str) -> dict[str, Any] | None:
-    if not value:
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError as exc:
-        message = f"Unable to parse {name} JSON: {exc}"
-        raise Fault("Runtime.LambdaContextUnmarshalError", message) from None
-    if not isinstance(parsed, dict):
-        message = f"Unable to parse {name} JSON: expected an object"
-        raise Fault("Runtime.LambdaContextUnmarshalError", message)
-    return parsed
-
-
-def _pop_w3c(client_context: dict[str, Any] | None) -> dict[str, str]:
-    raw = client_context.pop("w3c", None) if client_context else None
-    if not isinstance(raw, dict):
-        return {}
-    return {key: raw[key] for key in W3C_FIELDS if isinstance(raw.get(key), str)}
-
-
-# --------------------------------------------------------------------------- payloads
-
-
-class _ResponseEncoder(json.JSONEncoder):
-    """json.dumps as Lambda's marshaller: NaN allowed, Decimal as a number, and non-ASCII
-    text left as is from python3.12 on."""
-
-    def default(self, o: object) -> object:
-        decimal = sys.modules.get("decimal")
-        if decimal is not None and isinstance(o, decimal.Decimal):
-            return int(o) if o.is_finite() and o == o.to_integral_value() else float(o)
-        return super().default(o)
-
-
-RESPONSE_ENCODER = _ResponseEncoder(ensure_ascii=sys.version_info < (3, 12))
-
-
-def decode_event(body: bytes) -> Any:
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise Fault("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}") from None
-
-
-def encode_response(result: object) -> tuple[bytes, str]:
-    if isinstance(result, bytes):
-        return result, "application/unknown"
-    try:
-        return RESPONSE_ENCODER.encode(result).encode("utf-8"), "application/json"
-    except Exception as exc:
-        raise Fault("Runtime.MarshalError", f"Unable to marshal response: {exc}") from None
 
 
 # --------------------------------------------------------------------------- errors
@@ -748,6 +384,8 @@ class SnapshotHooks:
 
 
 def main() -> int:
+    for sibling in ("kindling_lambda_context", "kindling_runtime_api"):
+        sys.modules.pop(sibling, None)  # the function's namespace is its own
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API", "")
     try:
         connection = HttpConnection(address)

@@ -247,7 +247,11 @@ def preload(path: str) -> None:
     with the imports cached."""
     with open(path, "rb") as fh:
         code = marshal.loads(fh.read()[16:])  # a .pyc: 16 bytes of header, then the code
-    exec(code, {"__name__": "kindling_runtime_preload", "__file__": path})
+    sys.path.insert(0, os.path.dirname(path))  # its sibling modules, imported here once
+    try:
+        exec(code, {"__name__": "kindling_runtime_preload", "__file__": path})
+    finally:
+        del sys.path[0]
     PRELOADED.append(code)
 
 
