@@ -5,11 +5,13 @@ for each runtime's own interpreter; cached under ~/.cache/kindling-bench) into a
 function zip whose handler imports it and sums ``arange(1000)``, and deploys it on a
 real ``kindling serve`` as python3.11 and, when the host has the interpreter, python3.12.
 Per runtime, two functions: SnapStart off, and ``SnapStart={"ApplyOn":
-"PublishedVersions"}``. One sample: UpdateFunctionConfiguration with a new environment
-variable, ``function_updated_v2``, PublishVersion, ``function_active_v2`` on the version
-(a snapshot is taken here, so it is timed apart as ``publish_ms``), then the version's
-first invoke with ``LogType=Tail`` (client wall time; the REPORT line's ``Restore
-Duration`` or ``Init Duration``), one warm invoke, and DeleteFunction of the version.
+"PublishedVersions"}``; each publishes one version, waits for it to be Active, and
+invokes it once (for SnapStart, that first cold start builds the snapshot: reported
+apart). The server runs with a short fixed keep-alive (0.5 s). One sample: a cold invoke
+of the version with ``LogType=Tail`` (client wall time; the REPORT line's ``Restore
+Duration`` or ``Init Duration``), one warm invoke, then a wait until the keep-alive has
+reaped that sandbox, so the next sample of the same version is cold again (a restore
+from the snapshot when there is one).
 
 Baselines in the same rounds (shuffled, so drift hits every series alike):
 ``pythonX.Y -c pass`` and ``pythonX.Y -c "import numpy"`` with the same package dir on
@@ -25,7 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
+import hashlib
 import io
 import json
 import os
@@ -36,13 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, heavyreport, outputs, servers
+from bench import coldstart, heavyreport, load, outputs, servers
 from bench.coldcommon import Scenario, Skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,8 +99,10 @@ def install(interpreter: str, spec: str, cache: Path) -> Path:
 
 
 def function_zip(target: Path) -> bytes:
-    """The handler plus the installed packages, zipped once per target dir (cached)."""
-    cached = target.with_name(target.name + ".zip")
+    """The handler plus the installed packages, zipped once per target dir and handler
+    (cached)."""
+    digest = hashlib.sha256(HANDLER.encode()).hexdigest()[:8]
+    cached = target.with_name(f"{target.name}-{digest}.zip")
     if cached.exists() and cached.stat().st_mtime >= (target / ".complete").stat().st_mtime:
         return cached.read_bytes()
     buffer = io.BytesIO()
@@ -124,17 +127,26 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> dict[str, floa
 
 @dataclass
 class Deployed:
-    """One function under test: a runtime with its snapshot on or off."""
+    """One function under test: a runtime with its snapshot on or off, one version."""
 
     runtime: str
     snapshot: bool
     name: str
+    version: str = ""
+    publish_ms: float = 0.0
+    first: dict[str, float] = field(default_factory=dict)  # the version's first cold start
+    first_field: str = ""
     fields: set[str] = field(default_factory=set)  # which REPORT field the samples had
     init_types: set[str] = field(default_factory=set)  # AWS_LAMBDA_INITIALIZATION_TYPE
 
 
+#: The server keeps an idle sandbox this long (fixed policy): a sample waits for its
+#: sandbox to be reaped, so the next invoke of the same version is cold again.
+KEEP_ALIVE_S = 0.5
+
+
 class HeavyApi:
-    """A ``kindling serve`` and the functions deployed on it."""
+    """A ``kindling serve`` (short fixed keep-alive) and the functions deployed on it."""
 
     def __init__(self, workdir: Path, memory_mb: int, settle_s: float) -> None:
         self.workdir = workdir
@@ -143,27 +155,36 @@ class HeavyApi:
         self.server: servers.Server | None = None
         self.client: Any = None
         self.backend = "namespace" if os.geteuid() == 0 else "process"
+        self.instance_dir = ""
 
     def start(self) -> None:
-        saved = os.environ.get("KINDLING_SANDBOX_BACKEND")
-        os.environ["KINDLING_SANDBOX_BACKEND"] = self.backend
+        env = {
+            "KINDLING_SANDBOX_BACKEND": self.backend,
+            "KINDLING_KEEP_ALIVE_S": str(KEEP_ALIVE_S),
+            "KINDLING_KEEP_ALIVE_POLICY": "fixed",
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             self.server = servers.start_kindling(self.workdir, REPO)
         finally:
-            if saved is None:
-                os.environ.pop("KINDLING_SANDBOX_BACKEND", None)
-            else:
-                os.environ["KINDLING_SANDBOX_BACKEND"] = saved
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         assert self.server is not None
         self.client = coldstart._client(self.server.port)
 
     def deploy(self, runtime: str, snapshot: bool, code: bytes) -> Deployed:
-        """Creates the function; with ``snapshot``, raises Skip when the server rejects or
-        ignores SnapStart."""
+        """Creates the function, publishes one version and runs its first cold start
+        (which builds the snapshot, if any). With ``snapshot``, raises Skip when the server
+        rejects or ignores SnapStart."""
         name = f"heavy-{runtime.replace('.', '')}-{'snap' if snapshot else 'plain'}"
         extra: dict[str, Any] = {"SnapStart": {"ApplyOn": "PublishedVersions"}} if snapshot else {}
+        client = self.client
         try:
-            created = self.client.create_function(
+            created = client.create_function(
                 FunctionName=name,
                 Runtime=runtime,
                 Handler="app.handler",
@@ -179,54 +200,61 @@ class HeavyApi:
             error = getattr(exc, "response", {}).get("Error", {})
             why = f"{error['Code']}: {error.get('Message')}" if error.get("Code") else exc
             raise Skip(f"snapshot: not available (CreateFunction with SnapStart: {why})") from exc
-        self.client.get_waiter("function_active_v2").wait(
-            FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 1200}
-        )
+        wait = {"Delay": 0.05, "MaxAttempts": 2400}
+        client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=wait)
         applied = (created.get("SnapStart") or {}).get("ApplyOn")
         if snapshot and applied != "PublishedVersions":
-            self.client.delete_function(FunctionName=name)
+            client.delete_function(FunctionName=name)
             raise Skip(
                 "snapshot: not available (the server ignores SnapStart: CreateFunction "
                 f"answered SnapStart.ApplyOn={applied!r})"
             )
-        return Deployed(runtime, snapshot, name)
+        fn = Deployed(runtime, snapshot, name)
+        start = time.perf_counter_ns()
+        fn.version = client.publish_version(FunctionName=name)["Version"]
+        client.get_waiter("function_active_v2").wait(
+            FunctionName=name, Qualifier=fn.version, WaiterConfig=wait
+        )
+        fn.publish_ms = (time.perf_counter_ns() - start) / 1e6
+        if snapshot:
+            conf = client.get_function_configuration(FunctionName=name, Qualifier=fn.version)
+            status = (conf.get("SnapStart") or {}).get("OptimizationStatus")
+            if status != "On":
+                raise Skip(
+                    f"snapshot: not available (published version {fn.version} has "
+                    f"SnapStart.OptimizationStatus={status!r})"
+                )
+        fn.first = self.sample(fn, -1)
+        fn.first_field = " / ".join(sorted(fn.fields))
+        fn.fields.clear()
+        fn.init_types.clear()
+        return fn
+
+    def _sandboxes(self) -> int:
+        if self.backend == "process":
+            return -1
+        if not self.instance_dir:
+            self.instance_dir = load._instance_dir(self.workdir / "kindling")
+        return len(load._sandbox_groups(self.instance_dir)) if self.instance_dir else -1
 
     def sample(self, fn: Deployed, index: int) -> dict[str, float]:
-        client = self.client
-        client.update_function_configuration(
-            FunctionName=fn.name,
-            Environment={"Variables": {"BENCH_SAMPLE": f"{index}-{uuid.uuid4().hex[:8]}"}},
-        )
-        client.get_waiter("function_updated_v2").wait(
-            FunctionName=fn.name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 2400}
-        )
-        start = time.perf_counter_ns()
-        version = client.publish_version(FunctionName=fn.name)["Version"]
+        """A cold invoke of the version and a warm one; then waits until the keep-alive
+        has reaped that sandbox (a snapshot template stays), so the next one is cold."""
+        time.sleep(self.settle_s)
         try:
-            client.get_waiter("function_active_v2").wait(
-                FunctionName=fn.name,
-                Qualifier=version,
-                WaiterConfig={"Delay": 0.05, "MaxAttempts": 2400},
-            )
-            publish_ms = (time.perf_counter_ns() - start) / 1e6
-            if fn.snapshot:
-                conf = client.get_function_configuration(FunctionName=fn.name, Qualifier=version)
-                status = (conf.get("SnapStart") or {}).get("OptimizationStatus")
-                if status != "On":
-                    raise Skip(
-                        f"snapshot: not available (published version {version} has "
-                        f"SnapStart.OptimizationStatus={status!r})"
-                    )
-            time.sleep(self.settle_s)
-            return {"publish_ms": publish_ms, **self._cold_and_warm(fn, version)}
+            return self._cold_and_warm(fn)
         finally:
-            with contextlib.suppress(Exception):  # retires the version's sandbox
-                client.delete_function(FunctionName=fn.name, Qualifier=version)
+            after = self._sandboxes()
+            deadline = time.monotonic() + 10 * KEEP_ALIVE_S + 5
+            if after < 0:
+                time.sleep(2 * KEEP_ALIVE_S + 0.3)
+            while 0 <= after <= self._sandboxes() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
-    def _cold_and_warm(self, fn: Deployed, version: str) -> dict[str, float]:
+    def _cold_and_warm(self, fn: Deployed) -> dict[str, float]:
         client = self.client
         start = time.perf_counter_ns()
-        reply = client.invoke(FunctionName=fn.name, Qualifier=version, LogType="Tail")
+        reply = client.invoke(FunctionName=fn.name, Qualifier=fn.version, LogType="Tail")
         payload = reply["Payload"].read()
         cold_ms = (time.perf_counter_ns() - start) / 1e6
         answer = json.loads(payload)
@@ -238,9 +266,9 @@ class HeavyApi:
         fn.fields.add("Restore Duration" if found else "Init Duration")
         found = found or INIT_RE.search(log)
         if found is None:
-            raise RuntimeError(f"no Init/Restore Duration in the REPORT line: {log[-300:]!r}")
+            raise RuntimeError(f"not cold: no Init/Restore Duration in the REPORT line: {log!r}")
         start = time.perf_counter_ns()
-        warm = client.invoke(FunctionName=fn.name, Qualifier=version)
+        warm = client.invoke(FunctionName=fn.name, Qualifier=fn.version)
         warm["Payload"].read()
         warm_ms = (time.perf_counter_ns() - start) / 1e6
         return {"init_ms": float(found.group(1)), "total_ms": cold_ms, "warm_ms": warm_ms}
