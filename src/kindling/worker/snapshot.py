@@ -9,8 +9,9 @@ slot pool cannot help here: the namespace is the copy's), and the copy runs the
 after-restore hooks and asks for its first event. The import work of a heavy function
 is done once per version, not once per sandbox.
 
-Templates live until the backend closes or until more than ``MAX_TEMPLATES`` exist
-(the least recently used goes). A template's init failure is the failing start's
+Templates live until the backend closes, until no start asked for them for
+``TEMPLATE_IDLE_S``, or until more than ``MAX_TEMPLATES`` exist (the least recently used
+goes). A template's init failure is the failing start's
 error, and is not remembered: the next start tries again, as Lambda re-inits.
 """
 
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_TEMPLATES = 64
+#: A template no start asked for in this long goes (its version is likely retired: an
+#: update makes a new revision, hence a new template).
+TEMPLATE_IDLE_S = 1800.0
 #: How long a copy may take to say it exists, and a template its init (AWS: 15 min).
 COPY_TIMEOUT_S = 10.0
 _UCRED = struct.Struct("iII")
@@ -203,11 +207,15 @@ class Snapshots:
         self._templates: OrderedDict[str, asyncio.Future[TemplateSandbox | InitResult]] = (
             OrderedDict()
         )
+        self._used: dict[str, float] = {}
 
     async def template_for(self, spec: SandboxSpec) -> tuple[TemplateSandbox | InitResult, bool]:
         """The version's template, built now if there is none: (template or the init
         failure, whether this call built it)."""
         key = template_key(spec)
+        now = asyncio.get_running_loop().time()
+        self._used[key] = now
+        await self._expire(now)
         pending = self._templates.get(key)
         if pending is not None:
             self._templates.move_to_end(key)
@@ -251,14 +259,29 @@ class Snapshots:
 
     async def _evict(self) -> None:
         while len(self._templates) > MAX_TEMPLATES:
-            _key, oldest = self._templates.popitem(last=False)
-            if oldest.done() and isinstance(oldest.result(), TemplateSandbox):
-                await oldest.result().destroy()  # type: ignore[union-attr]
+            key, oldest = self._templates.popitem(last=False)
+            self._used.pop(key, None)
+            await _destroy(oldest)
+
+    async def _expire(self, now: float) -> None:
+        for key in [k for k, at in self._used.items() if now - at > TEMPLATE_IDLE_S]:
+            building = self._templates.get(key)
+            if building is not None and not building.done():
+                continue  # its builder owns it until it is done
+            self._used.pop(key, None)
+            pending = self._templates.pop(key, None)
+            if pending is not None:
+                await _destroy(pending)
 
     async def close(self) -> None:
         for pending in self._templates.values():
-            if pending.done() and not pending.exception():
-                made = pending.result()
-                if isinstance(made, TemplateSandbox):
-                    await made.destroy()
+            await _destroy(pending)
         self._templates.clear()
+        self._used.clear()
+
+
+async def _destroy(pending: asyncio.Future[TemplateSandbox | InitResult]) -> None:
+    if pending.done() and not pending.cancelled() and pending.exception() is None:
+        made = pending.result()
+        if isinstance(made, TemplateSandbox):
+            await made.destroy()
