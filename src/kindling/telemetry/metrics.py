@@ -1,0 +1,217 @@
+"""Prometheus metrics: what Lambda reports to CloudWatch per function, served at /metrics.
+
+Lambda's own metrics are Invocations, Errors, Throttles, Duration and
+ConcurrentExecutions, and its REPORT lines add Init Duration and Restore Duration. Here
+each is a Prometheus series labelled by ``account``, ``region``, ``function`` and
+``version`` (the version that ran, Lambda's ExecutedVersion dimension; an alias is
+counted under the version it routed to, so aliases add no series):
+
+    kindling_invocations_total{..., start}       start: cold | warm | restore
+    kindling_errors_total{..., outcome}          outcome: error | timeout | crash | init_error
+    kindling_throttles_total{..., reason}        the 429's Reason
+    kindling_duration_seconds{...}               histogram of invocation durations
+    kindling_init_duration_seconds{..., kind}    kind: init | restore; each sandbox started
+    kindling_concurrent_executions{account, region, function}
+    kindling_account_concurrent_executions{account}
+    kindling_sandboxes{..., state}               creating | initializing | idle | busy | ...
+
+Counters, histograms and the concurrency gauges are recorded by the component that
+knows the fact when it happens (the worker agent: starts, durations, errors; the invoke
+service: throttles; the counting service: concurrency). Sandbox states change in many
+places inside a worker, so they are read from the workers when scraped instead of being
+mirrored.
+
+The registry is this object's own, never prometheus_client's global ``REGISTRY``: the
+composition root builds one ``Metrics`` and hands it to whoever records, and a component
+built without one (in a test) records into a private instance nobody reads.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterator, Mapping
+from typing import Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+#: The starts an invocation can have: a sandbox started for it (``cold``), one from a
+#: SnapStart snapshot (``restore``), or one already initialized (``warm``).
+StartKind = Literal["cold", "warm", "restore"]
+
+#: (account, region, function, version, state) -> number of sandboxes.
+SandboxCounts = Mapping[tuple[str, str, str, str, str], int]
+
+FUNCTION_LABELS = ("account", "region", "function")
+VERSION_LABELS = (*FUNCTION_LABELS, "version")
+
+#: Lambda bills from 1 ms and allows 900 s: the buckets span both ends.
+DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+)  # fmt: skip
+#: A restore takes a few ms, a heavy init seconds; init is cut off at 10 s.
+INIT_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class _SandboxStates:
+    """A collector that asks each registered worker for its sandboxes when scraped."""
+
+    NAME = "kindling_sandboxes"
+    DOC = "Sandboxes that exist now, by function version and lifecycle state."
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], SandboxCounts]] = []
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.NAME, self.DOC, labels=[*VERSION_LABELS, "state"])
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        totals: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
+        for source in self.sources:
+            totals.update(source())
+        family = self._family()
+        for labels, count in sorted(totals.items()):
+            family.add_metric(list(labels), count)
+        yield family
+
+
+class Metrics:
+    """Every metric kindling serves, in one registry of its own."""
+
+    def __init__(self) -> None:
+        # prometheus_client would add a ``*_created`` series beside every counter and
+        # histogram series, doubling what a scrape carries for a timestamp Prometheus
+        # does not read from the text format. The switch is the library's, process-wide;
+        # kindling serves no other registry.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # the server's own CPU, memory, fds
+        self._invocations = Counter(
+            "kindling_invocations",
+            "Invocations that ran (Lambda's Invocations), by how their sandbox started.",
+            [*VERSION_LABELS, "start"],
+            registry=self.registry,
+        )
+        self._errors = Counter(
+            "kindling_errors",
+            "Invocations that ended in a function error, timeout, crash or init failure.",
+            [*VERSION_LABELS, "outcome"],
+            registry=self.registry,
+        )
+        self._throttles = Counter(
+            "kindling_throttles",
+            "Invocation requests refused with 429 TooManyRequestsException, by Reason.",
+            [*VERSION_LABELS, "reason"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "kindling_duration_seconds",
+            "Time the function spent on each invocation (REPORT's Duration).",
+            VERSION_LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._init = Histogram(
+            "kindling_init_duration_seconds",
+            "Sandbox starts that succeeded: Init Duration (init) or Restore Duration "
+            "(restore, from a SnapStart snapshot).",
+            [*VERSION_LABELS, "kind"],
+            buckets=INIT_BUCKETS,
+            registry=self.registry,
+        )
+        self._concurrent = Gauge(
+            "kindling_concurrent_executions",
+            "Executions admitted and not yet finished, per function (ConcurrentExecutions).",
+            FUNCTION_LABELS,
+            registry=self.registry,
+        )
+        self._account_concurrent = Gauge(
+            "kindling_account_concurrent_executions",
+            "Executions admitted and not yet finished, per account.",
+            ["account"],
+            registry=self.registry,
+        )
+        self._sandboxes = _SandboxStates()
+        self.registry.register(self._sandboxes)
+
+    # ------------------------------------------------------------------ recording
+
+    def invoked(
+        self,
+        account: str,
+        region: str,
+        function: str,
+        version: str,
+        *,
+        start: StartKind,
+        duration_ms: float,
+        error: str | None = None,
+    ) -> None:
+        """One invocation that ran; ``error`` names how it failed, if it did."""
+        labels = (account, region, function, version)
+        self._invocations.labels(*labels, start).inc()
+        self._duration.labels(*labels).observe(duration_ms / 1000)
+        if error is not None:
+            self._errors.labels(*labels, error).inc()
+
+    def started(
+        self,
+        account: str,
+        region: str,
+        function: str,
+        version: str,
+        *,
+        restored: bool,
+        duration_ms: float,
+    ) -> None:
+        """One sandbox initialized (for an invocation or for provisioned concurrency)."""
+        kind = "restore" if restored else "init"
+        self._init.labels(account, region, function, version, kind).observe(duration_ms / 1000)
+
+    def throttled(
+        self, account: str, region: str, function: str, version: str, reason: str
+    ) -> None:
+        self._throttles.labels(account, region, function, version, reason).inc()
+
+    def concurrency(
+        self, account: str, region: str, function: str, in_function: int, in_account: int
+    ) -> None:
+        """The counts after an admission or a release. Set, not added, so a count can
+        never drift from the counting service's own."""
+        self._concurrent.labels(account, region, function).set(in_function)
+        self._account_concurrent.labels(account).set(in_account)
+
+    def watch_sandboxes(self, source: Callable[[], SandboxCounts]) -> None:
+        """Adds a worker whose sandboxes ``kindling_sandboxes`` reports when scraped."""
+        self._sandboxes.sources.append(source)
+
+    def forget(self, account: str, region: str, function: str, version: str | None = None) -> None:
+        """Drops the series of a deleted version, or of a whole deleted function, so
+        functions that come and go do not grow the scrape forever."""
+        where = {"account": account, "region": region, "function": function}
+        if version is None:
+            self._concurrent.remove_by_labels(where)
+        else:
+            where["version"] = version
+        for metric in (
+            self._invocations,
+            self._errors,
+            self._throttles,
+            self._duration,
+            self._init,
+        ):
+            metric.remove_by_labels(where)
