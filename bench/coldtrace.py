@@ -155,6 +155,16 @@ def _open(path, mode="r", *args, _real=open, **kwargs):
     return fh
 
 
+import socket as _socket
+
+
+def _recv_fds(*args, _real=_socket.recv_fds, **kwargs):
+    got = _real(*args, **kwargs)
+    _emit("woke", _now())  # a parked builder took a request
+    return got
+
+
+_socket.recv_fds = _recv_fds
 _wrap(nsinit.marshal, "loads", "config_loads")
 nsinit.open = _open
 linux.unshare = _unshare
@@ -372,7 +382,7 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ),
     ("worker: Runtime API listen, env, pipes, sandbox dir", "launch.start"),
     ("worker: config pipe, fds to the launcher", "launch.end"),
-    ("launcher: wake, fork a builder", "parent.forked.start"),
+    ("launcher: a builder forked ahead wakes with the request", "parent.woke.start"),
     ("builder: read config from its pipe", "parent.config_loads.end"),
     ("builder: join the sandbox cgroups (write cgroup.procs)", "parent.setns.start"),
     ("builder: setns(net) + unshare(uts, ipc, pid, cgroup)", "parent.fork.start"),
