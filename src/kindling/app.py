@@ -15,6 +15,7 @@ from kindling.api.frontend import Frontend
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
+from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.tags import TagsApi
@@ -38,6 +39,7 @@ from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
+from kindling.telemetry.metrics import Metrics
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.backends import BackendFactory, Backends
 from kindling.worker.sandbox.base import Outcome
@@ -88,13 +90,14 @@ class App:
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
+        self.metrics = Metrics()
         self.backends = make_backends(config)
         self.backends.get()  # the default must work at start, not at the first invoke
-        self.agent = WorkerAgent(self.backends, self.logs)
+        self.agent = WorkerAgent(self.backends, self.logs, metrics=self.metrics)
         self.concurrency = ConcurrencySettings(
             self.functions, function_store, config.account_concurrency
         )
-        self.counter = ConcurrencyCounter(self.concurrency)
+        self.counter = ConcurrencyCounter(self.concurrency, self.metrics)
         policy: KeepAlivePolicy = (
             HistogramKeepAlive(config.keep_alive_s)
             if config.keep_alive_policy == "adaptive"
@@ -111,6 +114,7 @@ class App:
             self.assignment,
             self.agent,
             snapstart_latest=config.snapstart_latest,
+            metrics=self.metrics,
         )
         self.provisioned = ProvisionedConcurrency(
             self.store, self.functions, self.concurrency, self.invoker, self.assignment
@@ -132,7 +136,10 @@ class App:
             "logs": LogsEndpoint(self.logs, self.functions).read,
         }
         keys = KeyRing.dev()
-        self.frontend = Frontend(load_service_model(), SigV4Verifier(keys), operations, raw_routes)
+        public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        self.frontend = Frontend(
+            load_service_model(), SigV4Verifier(keys), operations, raw_routes, public_routes
+        )
         self.server = HttpServer(
             self.frontend.handle, max_body=MAX_REQUEST_BYTES, on_too_large=self.frontend.too_large
         )
@@ -148,6 +155,9 @@ class App:
                 self.functions.get(ref)
             except NotFoundError:  # deleted, not updated
                 self.concurrency.forget_function(ref)
+                self.metrics.forget(config.account_id, config.region, config.name)
+        else:  # a published version never changes: retired means deleted
+            self.metrics.forget(config.account_id, config.region, config.name, config.version)
         retired = self.invoker.version_key(config)
 
         def match(key: VersionKey) -> bool:

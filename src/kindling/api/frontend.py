@@ -1,9 +1,10 @@
 """The front end: one request in, one Lambda-shaped response out.
 
-Order of work: internal paths (signed code downloads, logs) -> SigV4 -> route by the
-service model -> parse and validate input by the model -> the operation's handler (a
-call into a component) -> serialize by the model. Any exception becomes an AWS error
-in ``ErrorMapper``, the only place that knows status codes.
+Order of work: unsigned paths of their own (``/metrics``) and internal paths (signed
+code downloads, logs) -> SigV4 -> route by the service model -> parse and validate
+input by the model -> the operation's handler (a call into a component) -> serialize by
+the model. Any exception becomes an AWS error in ``ErrorMapper``, the only place that
+knows status codes.
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ class Frontend:
         verifier: SigV4Verifier,
         operations: dict[str, Operation],
         raw_routes: Mapping[str, RawRoute],
+        public_routes: Mapping[str, RawRoute] | None = None,
     ) -> None:
+        """``raw_routes`` serve ``/_kindling/<prefix>/...`` and authenticate themselves if
+        they need to; ``public_routes`` serve one exact path each, e.g. ``/metrics``,
+        which no Lambda operation's path can be (they all start with a date)."""
         self._model = service_model
         self._router = Router(service_model)
         self._verifier = verifier
         self._errors = ErrorMapper(service_model)
         self._operations = operations
         self._raw = raw_routes
+        self._public = dict(public_routes or {})
         self._op_models = {name: service_model.operation_model(name) for name in operations}
 
     def authenticate(self, request: Request) -> Caller:
@@ -50,6 +56,9 @@ class Frontend:
 
     async def handle(self, request: Request) -> Response:
         try:
+            public = self._public.get(request.path)
+            if public is not None:
+                return await public(request, self.authenticate)
             if request.path.startswith("/_kindling/"):
                 prefix = request.path.split("/", 3)[2]
                 raw = self._raw.get(prefix)

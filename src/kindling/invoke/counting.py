@@ -4,6 +4,9 @@ Lambda counts an execution from admission until its sandbox is released. A funct
 with reserved concurrency draws only on its reservation; every other function shares
 what the account has left unreserved. Over either limit the caller gets 429 with the
 Reason naming the limit.
+
+Every admission and release sets the ConcurrentExecutions gauges of the metrics to the
+counts kept here, so the metric and the limit that throttles are the same number.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from contextlib import contextmanager
 
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.errors import ThrottledError
+from kindling.telemetry.metrics import Metrics
 
 FunctionKey = tuple[str, str, str]  # account, region, name
 
 
 class ConcurrencyCounter:
-    def __init__(self, settings: ConcurrencySettings) -> None:
+    def __init__(self, settings: ConcurrencySettings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._per_function: Counter[FunctionKey] = Counter()
+        self._per_account: Counter[str] = Counter()
         self._unreserved: Counter[str] = Counter()
 
     @property
@@ -29,7 +35,16 @@ class ConcurrencyCounter:
         return self._settings.account_limit
 
     def in_use(self, account_id: str) -> int:
-        return sum(n for key, n in self._per_function.items() if key[0] == account_id)
+        return self._per_account[account_id]
+
+    def _count(self, key: FunctionKey, delta: int) -> None:
+        self._per_function[key] += delta
+        self._per_account[key[0]] += delta
+        self._metrics.concurrency(*key, self._per_function[key], self._per_account[key[0]])
+        if not self._per_function[key]:
+            del self._per_function[key]
+        if not self._per_account[key[0]]:
+            del self._per_account[key[0]]
 
     @contextmanager
     def admit(self, account_id: str, region: str, name: str) -> Iterator[None]:
@@ -45,14 +60,12 @@ class ConcurrencyCounter:
             if self._unreserved[account_id] >= self._settings.unreserved(account_id):
                 raise ThrottledError("Rate Exceeded.", "ConcurrentInvocationLimitExceeded")
             pool = account_id
-        self._per_function[key] += 1
+        self._count(key, 1)
         if pool is not None:
             self._unreserved[pool] += 1
         try:
             yield
         finally:
-            self._per_function[key] -= 1
-            if not self._per_function[key]:
-                del self._per_function[key]
+            self._count(key, -1)
             if pool is not None:
                 self._unreserved[pool] -= 1

@@ -1,7 +1,9 @@
 """The invoke path: admit, find a sandbox, run, account, answer.
 
 RequestResponse runs now; Event is written to the durable queue first and answered
-202; DryRun only checks that the caller could invoke.
+202; DryRun only checks that the caller could invoke. A run refused for concurrency
+(by counting) or for room (by placement) is counted here as a throttle, the one place
+both refusals pass through.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from kindling.errors import (
     ConflictError,
     RequestContentError,
     SnapStartNotReadyError,
+    ThrottledError,
     TooLargeError,
     ValidationError,
 )
@@ -37,6 +40,7 @@ from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.counting import ConcurrencyCounter
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import tail_b64
+from kindling.telemetry.metrics import Metrics
 from kindling.worker.agent import Execution, WorkerAgent
 from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
 
@@ -98,8 +102,10 @@ class InvokeService:
         assignment: Assignment,
         agent: WorkerAgent,
         snapstart_latest: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._snapstart_latest = snapstart_latest
+        self._metrics = metrics or Metrics()
         self._functions = functions
         self._aliases = aliases
         self._runtimes = runtimes
@@ -191,22 +197,40 @@ class InvokeService:
         invoked: str,
     ) -> Execution:
         key = self.version_key(config)
-        with self._counter.admit(config.account_id, config.region, config.name):
-            sandbox, init, _lines = await self._assignment.claim(key, lambda: self.spec_for(config))
-            if init is not None and not init.ok:
-                return self._agent.failed_init(sandbox.spec, request_id, init)
-            request = InvokeRequest(
-                request_id=request_id,
-                payload=payload or b"{}",
-                deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
-                invoked_arn=invoked,
-                client_context=client_context,
-                trace_id=_trace_id(request_id),
+        try:
+            with self._counter.admit(config.account_id, config.region, config.name):
+                return await self._run(config, key, request_id, payload, client_context, invoked)
+        except ThrottledError as exc:
+            self._metrics.throttled(
+                config.account_id, config.region, config.name, config.version, exc.reason
             )
-            try:
-                return await self._agent.run(sandbox, request, init)
-            finally:
-                await self._assignment.release(key, sandbox)
+            raise
+
+    async def _run(
+        self,
+        config: FunctionConfig,
+        key: VersionKey,
+        request_id: str,
+        payload: bytes,
+        client_context: str | None,
+        invoked: str,
+    ) -> Execution:
+        """An admitted invocation: claim a sandbox (warm or new), run, release."""
+        sandbox, init, _lines = await self._assignment.claim(key, lambda: self.spec_for(config))
+        if init is not None and not init.ok:
+            return self._agent.failed_init(sandbox.spec, request_id, init)
+        request = InvokeRequest(
+            request_id=request_id,
+            payload=payload or b"{}",
+            deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
+            invoked_arn=invoked,
+            client_context=client_context,
+            trace_id=_trace_id(request_id),
+        )
+        try:
+            return await self._agent.run(sandbox, request, init)
+        finally:
+            await self._assignment.release(key, sandbox)
 
     @staticmethod
     def version_key(config: FunctionConfig) -> VersionKey:

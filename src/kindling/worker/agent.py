@@ -1,11 +1,14 @@
 """The worker agent: turns specs into running sandboxes and invocations into log lines.
 
 It owns the backend and the per-invocation log capture; it knows nothing of
-functions' names or concurrency, only of sandboxes.
+functions' names or concurrency, only of sandboxes. It is also where a start's kind
+(cold, restored from a snapshot, or warm), every duration and every error are known, so
+it records them in the metrics as it writes the REPORT line that says the same.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 from collections.abc import Callable
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kindling.telemetry.logs import LogStore, Report, end_line, start_line
+from kindling.telemetry.metrics import Metrics, SandboxCounts, StartKind
 from kindling.worker.backends import Backends
 from kindling.worker.capacity import WorkerCapacity
 from kindling.worker.sandbox.base import (
@@ -21,6 +25,7 @@ from kindling.worker.sandbox.base import (
     InvokeResult,
     Outcome,
     SandboxSpec,
+    SandboxState,
 )
 from kindling.worker.sandbox.safety import SafeSandbox
 
@@ -48,9 +53,12 @@ class WorkerAgent:
         logs: LogStore,
         worker_id: str = "local",
         memory_share: float = 0.9,
+        metrics: Metrics | None = None,
     ) -> None:
         self.backends = backends
         self._logs = logs
+        self._metrics = metrics or Metrics()
+        self._metrics.watch_sandboxes(self.sandbox_counts)
         self.worker_id = worker_id
         self._memory_mb = int(_host_memory_mb() * memory_share)
         self._live: list[SafeSandbox] = []
@@ -67,6 +75,16 @@ class WorkerAgent:
             memory / 1769,
             frozenset(s.spec.account_id for s in self._live),
         )
+
+    def sandbox_counts(self) -> SandboxCounts:
+        """This worker's sandboxes by function version and state, for a metrics scrape."""
+        self._live = [s for s in self._live if s.state is not SandboxState.DEAD]
+        counts: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
+        for sandbox in self._live:
+            spec = sandbox.spec
+            key = (spec.account_id, spec.region, spec.function_name, spec.version)
+            counts[(*key, sandbox.state.value.lower())] += 1
+        return counts
 
     def _direct_sink(self, spec: SandboxSpec) -> Callable[[str], None]:
         def sink(line: str) -> None:
@@ -85,6 +103,15 @@ class WorkerAgent:
         if init.restored:  # Lambda's words for a start from a snapshot
             lines[0] = f"RESTORE_START Runtime Version: {spec.launch.runtime}"
             lines.append(f"RESTORE_REPORT Restore Duration: {init.duration_ms:.2f} ms")
+        if init.ok:
+            self._metrics.started(
+                spec.account_id,
+                spec.region,
+                spec.function_name,
+                spec.version,
+                restored=init.restored,
+                duration_ms=init.duration_ms,
+            )
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
         sandbox.set_log_sink(self._direct_sink(spec))
         return sandbox, init, lines
@@ -121,6 +148,15 @@ class WorkerAgent:
         )
         lines.append(report.line())
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        self._metrics.invoked(
+            spec.account_id,
+            spec.region,
+            spec.function_name,
+            spec.version,
+            start=_start_kind(init),
+            duration_ms=result.duration_ms,
+            error=None if result.outcome is Outcome.SUCCESS else result.outcome.value,
+        )
         return Execution(result, lines)
 
     def failed_init(self, spec: SandboxSpec, request_id: str, init: InitResult) -> Execution:
@@ -135,7 +171,23 @@ class WorkerAgent:
             ).line(),
         ]
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        self._metrics.invoked(
+            spec.account_id,
+            spec.region,
+            spec.function_name,
+            spec.version,
+            start=_start_kind(init),
+            duration_ms=init.duration_ms,
+            error=Outcome.INIT_ERROR.value,
+        )
         return Execution(init.error, lines)
+
+
+def _start_kind(init: InitResult | None) -> StartKind:
+    """How the sandbox serving an invocation started: ``init`` is None when it was warm."""
+    if init is None:
+        return "warm"
+    return "restore" if init.restored else "cold"
 
 
 def _error_type(result: InvokeResult) -> str | None:
