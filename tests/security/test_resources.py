@@ -174,8 +174,10 @@ def handler(event, context):
 
 
 def test_frozen_sandbox_uses_no_cpu_while_idle(backend: str, victim: Victim, fleet: Fleet) -> None:
-    """A background thread counts without end; across a 1 s idle gap (frozen 20 ms after
-    the response) it must barely advance, next to what it counts in 1 s of invocation."""
+    """A background thread counts without end; across a 2 s idle gap (frozen 20 ms after
+    the response) it must barely advance, next to what it counts in 1 s of invocation.
+    Unfrozen it would count about twice a busy second; the bound leaves room for a
+    freeze that a loaded host makes late."""
     name = fleet.attacker("freeze", backend, FREEZE, MemorySize=512)
     fleet.run(name, {"mode": "warm", "busy": 0})
     first = fleet.run(name, {"mode": "start", "busy": 1.0})
@@ -185,13 +187,13 @@ def test_frozen_sandbox_uses_no_cpu_while_idle(backend: str, victim: Victim, fle
     # counts around the edges of an invocation (its response, the 20 ms grace, the event)
     edges = fleet.run(name, {"mode": "read", "busy": 0})
     edge_count = edges["entry"] - busy["exit"]
-    time.sleep(1.0)  # idle
+    time.sleep(2.0)  # idle
     idle = fleet.run(name, {"mode": "read", "busy": 0})
     idle_count = idle["entry"] - edges["exit"]
 
     assert first["exit"] > 0 and busy_count > 1000, (first, busy)
     assert edge_count < 0.3 * busy_count, (edge_count, busy_count)
-    assert idle_count - edge_count < 0.1 * busy_count, (idle_count, edge_count, busy_count)
+    assert idle_count - edge_count < 0.5 * busy_count, (idle_count, edge_count, busy_count)
 
 
 def test_attacks_run_side_by_side_with_a_busy_victim(
