@@ -425,7 +425,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (CI)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument("--samples", type=int, help="cold starts per scenario (50; quick 5)")
+    parser.add_argument(
+        "--samples", type=int, help="cold starts per scenario (200, as issue 5 asks; quick 5)"
+    )
     parser.add_argument("--api-samples", type=int, help="cold invokes per backend (20; quick 3)")
     parser.add_argument("--warmup", type=int, help="untimed rounds first (2; quick 1)")
     parser.add_argument(
@@ -458,7 +460,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.samples = args.samples or (5 if quick else 50)
+    args.samples = args.samples or (5 if quick else 200)
     args.api_samples = args.api_samples if args.api_samples is not None else (3 if quick else 20)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
