@@ -263,7 +263,7 @@ def _breakdown_markdown(breakdown: dict[str, Any]) -> list[str]:
         side = critical["side_p50"]
         labels = {
             "slot_total_ms": "network slot, cgroup done -> slot in hand (ms)",
-            "netlink_open_close_ms": "of which pyroute2 netlink socket open+close (ms)",
+            "netlink_open_close_ms": "of which netlink socket open+close (ms)",
             "nsinit_total_ms": "launch request -> runtime start (ms)",
             "mount_calls": "mount(2) calls building the root",
             "mount_syscalls_ms": "time in those mount calls (ms)",

@@ -313,9 +313,9 @@ def _instrument_netns(backend: Any, sample: Sample, patches: Patches) -> None:
 
     patches.set(slots, "factory", create_slot)
     patches.set(linux, "unshare", _timed_sync(sample, "netns_unshare", linux.unshare))
-    iproute = netns.IPRoute  # type: ignore[attr-defined]
+    rtnl = netns.Rtnl  # type: ignore[attr-defined]
 
-    class TimedIPRoute(iproute):  # type: ignore[misc, valid-type]
+    class TimedRtnl(rtnl):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             start = now()
             super().__init__(*args, **kwargs)
@@ -328,7 +328,7 @@ def _instrument_netns(backend: Any, sample: Sample, patches: Patches) -> None:
             finally:
                 sample.span("netlink_close", start, now())
 
-    patches.set(netns, "IPRoute", TimedIPRoute)
+    patches.set(netns, "Rtnl", TimedRtnl)
     egress = backend.egress
     if egress is not None:
         for name in ("lease", "attach", "configure_inside"):
@@ -372,10 +372,10 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ("worker: cgroup mkdir + limits (v1: one dir per controller)", "cgroup_create.end"),
     ("worker: executor hop to the netns thread", "slot_thread.start"),
     ("netns: unshare(CLONE_NEWNET)", "netns_unshare.end"),
-    ("netns: loopback up (pyroute2 netlink socket + link set)", "netlink_close.end"),
+    ("netns: loopback up (netlink socket + link set)", "netlink_close.end"),
     ("netns: bind 127.0.0.1:9001, lease a /30, back to host ns", "egress_attach.start"),
-    ("netns: veth pair + host address/up (pyroute2)", "egress_attach.end"),
-    ("netns: eth0 address/up/route inside (pyroute2)", "egress_configure_inside.end"),
+    ("netns: veth pair + host address/up (netlink)", "egress_attach.end"),
+    ("netns: eth0 address/up/route inside (netlink)", "egress_configure_inside.end"),
     (
         "worker: network slot taken ready from the pool (or made: back from its thread)",
         "slot_take.end",

@@ -90,7 +90,7 @@ class SlotPool:
             self._ready[egress].append(slot)
 
     async def _make(self, egress: bool) -> NetworkSlot:
-        # pyroute2 must not run on the event loop's thread (it drives a loop of its own)
+        # in a thread: making a slot switches the calling thread's network namespace
         own = self._egress if egress else None
         made = asyncio.get_running_loop().run_in_executor(None, self.factory, own, RUNTIME_API_PORT)
         try:
@@ -122,7 +122,7 @@ class SlotPool:
 
     def close_now(self) -> None:
         """For a caller without a running loop: frees the ready slots from a helper
-        thread (never pyroute2 on an event loop's thread)."""
+        thread (releasing a slot talks netlink; the loop's thread stays free)."""
         self._closed = True
         for task in self._filling.values():
             with contextlib.suppress(RuntimeError):  # its loop is closed already

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import socket
 import subprocess
 import threading
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from kindling.errors import SandboxError
+from kindling.worker.sandbox.rtnl import Rtnl
 
 log = logging.getLogger(__name__)
 
@@ -118,31 +118,23 @@ class Egress:
 
     def attach(self, lease: Lease, netns_fd: int) -> None:
         """Host side of the pair; runs in the host network namespace."""
-        with IPRoute() as ipr:
-            ipr.link(
-                "add",
-                ifname=lease.host_if,
-                kind="veth",
-                peer={"ifname": "eth0", "net_ns_fd": netns_fd},
-            )
-            index = ipr.link_lookup(ifname=lease.host_if)[0]
-            ipr.addr("add", index=index, address=lease.host_ip, prefixlen=30)
-            ipr.link("set", index=index, state="up")
+        with Rtnl() as rtnl:
+            index = rtnl.add_veth(lease.host_if, "eth0", netns_fd)
+            rtnl.add_address(index, lease.host_ip, 30)
+            rtnl.link_up(index)
 
     @staticmethod
     def configure_inside(lease: Lease) -> None:
         """Sandbox side; runs in a thread that has entered the sandbox's namespace."""
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname="eth0")[0]
-            ipr.addr("add", index=index, address=lease.sandbox_ip, prefixlen=30)
-            ipr.link("set", index=index, state="up")
-            ipr.route("add", dst="0.0.0.0/0", gateway=lease.host_ip)
+        with Rtnl() as rtnl:
+            index = socket.if_nametoindex("eth0")
+            rtnl.add_address(index, lease.sandbox_ip, 30)
+            rtnl.link_up(index)
+            rtnl.add_default_route(lease.host_ip)
 
     def release(self, lease: Lease) -> None:
-        with contextlib.suppress(Exception), IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=lease.host_if)
-            if found:
-                ipr.link("del", index=found[0])
+        with contextlib.suppress(OSError), Rtnl() as rtnl:
+            rtnl.delete_link(lease.host_if)
         with self._lock:
             self._free.append(lease.index)
 

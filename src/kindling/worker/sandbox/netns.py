@@ -14,10 +14,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from kindling.worker.sandbox import linux
 from kindling.worker.sandbox.egress import Egress, Lease
+from kindling.worker.sandbox.rtnl import LOOPBACK_INDEX, Rtnl
 
 RUNTIME_API_PORT = 9001
 
@@ -56,8 +55,8 @@ def create_slot(
             netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         else:
             linux.setns(existing, linux.CLONE_NEWNET)
-        with IPRoute() as ipr:
-            ipr.link("set", index=1, state="up")
+        with Rtnl() as rtnl:
+            rtnl.link_up(LOOPBACK_INDEX)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
