@@ -301,14 +301,18 @@ def serve(sock_fd: int) -> None:
     pipe (and a snapshot template's control socket); the config is read by the builder,
     never here. The worker closing its end ends the launcher and its parked builders.
     """
+    import signal
     import socket
 
+    # builders exit as soon as their sandbox runs: reap them then, not at the next request
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: _reap())
     sock = socket.socket(fileno=sock_fd)
     took_r, took_w = os.pipe()
     parked = 0
     while True:
         while parked < PARKED_BUILDERS:
             if os.fork() == 0:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # a runtime waits for its own
                 os.close(took_r)
                 _parked_builder(socket, sock, took_w)
             parked += 1
@@ -331,7 +335,8 @@ def _parked_builder(socket: Any, sock: Any, took_w: int) -> None:
             continue
         break
     sock.close()
-    os.write(took_w, b"t" if data else b"h")
+    with _suppress():  # EPIPE: the launcher ended first (a hang-up reaches every builder)
+        os.write(took_w, b"t" if data else b"h")
     os.close(took_w)
     if not data or len(fds) not in (4, 5):
         for fd in fds:
