@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -524,11 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         else {"skipped": "--plot no"}
     )
     text = markdown(result)
-    json_path, md_path = outputs.write(result, text, args.out, "burst", when)
-    if png.exists():
-        shutil.copyfile(png, args.out / "burst-latest.png")
-    print(text)
-    print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)
+    outputs.publish(result, text, args.out, "burst", when, png)
     return 0
 
 

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import glob
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -541,11 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     png = args.out / f"density-{when}.png"
     result["plot"] = plot(result, png) if args.plot == "auto" else {"skipped": "--plot no"}
     text = markdown(result)
-    json_path, md_path = outputs.write(result, text, args.out, "density", when)
-    if png.exists():
-        shutil.copyfile(png, args.out / "density-latest.png")
-    print(text)
-    print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)
+    outputs.publish(result, text, args.out, "density", when, png)
     return 0
 
 

@@ -412,11 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         heavyreport.plot(result, png) if args.plot == "auto" else {"skipped": "--plot no"}
     )
     text = heavyreport.markdown(result)
-    json_path, md_path = outputs.write(result, text, args.out, "heavy", when)
-    if png.exists():
-        shutil.copyfile(png, args.out / "heavy-latest.png")
-    print(text)
-    print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)
+    outputs.publish(result, text, args.out, "heavy", when, png)
     return 0
 
 

@@ -86,6 +86,18 @@ def write(
     return json_path, md_path
 
 
+def publish(
+    result: dict[str, Any], markdown: str, out_dir: Path, name: str, when: str, png: Path
+) -> None:
+    """Writes the JSON and Markdown (``write``), the plot's ``-latest`` copy, and prints
+    the table: the end of every scenario's main."""
+    json_path, md_path = write(result, markdown, out_dir, name, when)
+    if png.exists():
+        shutil.copyfile(png, out_dir / f"{name}-latest.png")
+    print(markdown)
+    print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib  # type: ignore[import-not-found, unused-ignore]

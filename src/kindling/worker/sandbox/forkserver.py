@@ -59,7 +59,7 @@ class ForkServer:
         """Reports the template ready, then forks on request; returns only in a copy."""
         self._control.send(b"ready")
         while True:
-            _reap()
+            reap_children()
             try:
                 data, fds, _flags, _addr = socket.recv_fds(self._control, 4096, 2)
             except InterruptedError:
@@ -148,8 +148,9 @@ def _restore_tmp(kept: list[tuple[str, int, bytes | None]]) -> None:
         os.chmod(path, mode)
 
 
-def _reap() -> None:
-    """Each copy's first fork exits at once, and copies that end are reparented here."""
+def reap_children() -> None:
+    """Collects every child that has ended, without waiting (a template's: each copy's
+    first fork, and copies reparented to it; a launcher's: its builders)."""
     while True:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)

@@ -305,7 +305,7 @@ def serve(sock_fd: int) -> None:
     import socket
 
     # builders exit as soon as their sandbox runs: reap them then, not at the next request
-    signal.signal(signal.SIGCHLD, lambda _signum, _frame: _reap())
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: forkserver.reap_children())
     sock = socket.socket(fileno=sock_fd)
     took_r, took_w = os.pipe()
     parked = 0
@@ -320,7 +320,7 @@ def serve(sock_fd: int) -> None:
             said = os.read(took_r, 1)
         except InterruptedError:
             continue
-        _reap()
+        forkserver.reap_children()
         if said != b"t":  # the worker hung up (or every builder is gone)
             os._exit(0)
         parked -= 1
@@ -352,17 +352,6 @@ def _parked_builder(socket: Any, sock: Any, took_w: int) -> None:
     if len(fds) == 5:
         cfg["control_fd"] = fds[4]
     run(cfg)
-
-
-def _reap() -> None:
-    """The launcher's children report and exit at once; collect them."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def main() -> None:
