@@ -289,7 +289,7 @@ def instrument(backend: Any, sample: Sample, wrapper: Path, launchers: Any) -> I
             _instrument_netns(backend, sample, patches)
         patches.set(backend.host, "launchers", launchers)
         patches.set(launchers, "launch", _timed_sync(sample, "launch", launchers.launch))
-        status = _timed_sync(sample, "status", namespace._read_status)
+        status = _timed_async(sample, "status", namespace._read_status)
         patches.set(namespace, "_read_status", status)
         patches.set(launcher, "NSINIT", wrapper)
         yield patches
