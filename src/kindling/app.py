@@ -189,6 +189,7 @@ class App:
         self.assignment.start()
         self.events.start()
         self.provisioned.recover()
+        self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info("kindling listening on http://%s:%d", self.config.host, self.port)
 

@@ -65,15 +65,22 @@ class WorkerAgent:
 
     def capacity(self) -> WorkerCapacity:
         """What this worker has promised: the memory of every live sandbox is reserved."""
-        self._live = [s for s in self._live if s.alive]
-        memory = sum(s.spec.memory_mb for s in self._live)
+        live: list[SafeSandbox] = []
+        memory = 0
+        accounts: set[str] = set()
+        for sandbox in self._live:  # one pass: placement asks this on every start
+            if sandbox.alive:
+                live.append(sandbox)
+                memory += sandbox.spec.memory_mb
+                accounts.add(sandbox.spec.account_id)
+        self._live = live
         return WorkerCapacity(
             self.worker_id,
             self._memory_mb,
             memory,
             float(os.cpu_count() or 1),
             memory / 1769,
-            frozenset(s.spec.account_id for s in self._live),
+            frozenset(accounts),
         )
 
     def sandbox_counts(self) -> SandboxCounts:

@@ -7,12 +7,14 @@ A function may ask for a backend with the tag ``kindling:sandbox`` (``namespace`
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from kindling.errors import SandboxError, ValidationError
 from kindling.worker.sandbox.base import SandboxBackend
 
 BackendFactory = Callable[[], SandboxBackend]
+log = logging.getLogger(__name__)
 
 
 class Backends:
@@ -51,6 +53,19 @@ class Backends:
             raise SandboxError(f"sandbox backend {name!r} cannot run here: {exc}") from exc
         self._made[name] = backend
         return backend
+
+    def warm(self) -> None:
+        """Constant work at worker start: the default backend is built now (not on the
+        first invoke) and starts making what its sandboxes take (network slots). A
+        backend that cannot run here says so on first use instead."""
+        try:
+            backend = self.get()
+        except SandboxError as exc:
+            log.warning("%s", exc)
+            return
+        warm = getattr(backend, "warm", None)
+        if callable(warm):
+            warm()
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self._made.values()))

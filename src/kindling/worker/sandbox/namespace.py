@@ -371,6 +371,10 @@ class NamespaceBackend:
     def next_uid(self) -> int:
         return self.host.next_uid()
 
+    def warm(self) -> None:
+        """Starts filling the network slot pool (needs the running loop)."""
+        self.host.slots.refill()
+
     async def create(self, spec: SandboxSpec) -> NamespaceSandbox:
         sandbox = NamespaceSandbox(spec, self)
         if spec.snapstart and self.name == "namespace" and sandbox.zygote_capable():
