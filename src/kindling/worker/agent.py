@@ -155,15 +155,8 @@ class WorkerAgent:
         )
         lines.append(report.line())
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
-        self._metrics.invoked(
-            spec.account_id,
-            spec.region,
-            spec.function_name,
-            spec.version,
-            start=_start_kind(init),
-            duration_ms=result.duration_ms,
-            error=None if result.outcome is Outcome.SUCCESS else result.outcome.value,
-        )
+        error = None if result.outcome is Outcome.SUCCESS else result.outcome.value
+        self._record(spec, init, result.duration_ms, error)
         return Execution(result, lines)
 
     def failed_init(self, spec: SandboxSpec, request_id: str, init: InitResult) -> Execution:
@@ -178,16 +171,21 @@ class WorkerAgent:
             ).line(),
         ]
         self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        self._record(spec, init, init.duration_ms, Outcome.INIT_ERROR.value)
+        return Execution(init.error, lines)
+
+    def _record(
+        self, spec: SandboxSpec, init: InitResult | None, duration_ms: float, error: str | None
+    ) -> None:
         self._metrics.invoked(
             spec.account_id,
             spec.region,
             spec.function_name,
             spec.version,
             start=_start_kind(init),
-            duration_ms=init.duration_ms,
-            error=Outcome.INIT_ERROR.value,
+            duration_ms=duration_ms,
+            error=error,
         )
-        return Execution(init.error, lines)
 
 
 def _start_kind(init: InitResult | None) -> StartKind:
