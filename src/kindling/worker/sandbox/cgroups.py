@@ -65,6 +65,7 @@ class Cgroup:
     def __init__(self, version: int, dirs: dict[str, Path]) -> None:
         self.version = version
         self.dirs = dirs
+        self._peak_fd = -1  # kept open: every REPORT reads it (open/read/close was 40 us)
 
     @property
     def procs_files(self) -> list[str]:
@@ -110,9 +111,11 @@ class Cgroup:
 
     def peak_memory_bytes(self) -> int:
         try:
-            if self.version == 2:
-                return int(_read(self.dirs["unified"] / "memory.peak"))
-            return int(_read(self.dirs["memory"] / "memory.max_usage_in_bytes"))
+            if self._peak_fd < 0:
+                name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+                key = "unified" if self.version == 2 else "memory"
+                self._peak_fd = os.open(self.dirs[key] / name, os.O_RDONLY | os.O_CLOEXEC)
+            return int(os.pread(self._peak_fd, 64, 0))
         except (OSError, ValueError):
             return 0
 
@@ -155,6 +158,9 @@ class Cgroup:
 
     def remove(self) -> bool:
         """Removes the directories; False while the last processes are still exiting."""
+        if self._peak_fd >= 0:
+            os.close(self._peak_fd)
+            self._peak_fd = -1
         done = True
         for directory in self.dirs.values():
             try:
