@@ -32,7 +32,7 @@ SlotFactory = Callable[[Egress | None, int], NetworkSlot]
 class SlotPool:
     """Ready slots per network mode ("allowed": with egress, "none": loopback only).
 
-    The "allowed" pool is filled from the first use of the pool on; the "none" pool
+    The "allowed" pool is filled from server start (the backend's ``warm``); the "none" pool
     only once a sandbox without network was asked for (most hosts never need one)."""
 
     def __init__(
