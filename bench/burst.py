@@ -410,12 +410,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     if k["error_examples"]:
         lines += ["", "Errors (examples):", "", *(f"- `{e}`" for e in k["error_examples"])]
-    if result.get("leftovers"):
-        lines += ["", "## LEFT BEHIND by this run's kindling", ""]
-        lines += [f"- `{item}`" for item in result["leftovers"]]
-    plot = result.get("plot") or {}
-    drawn = f"`{plot['file']}`" if plot.get("file") else f"not drawn: {plot.get('skipped')}"
-    lines += ["", "## Plot", "", drawn]
+    lines += outputs.markdown_tail(result)
     return "\n".join(lines) + "\n"
 
 
@@ -493,9 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     outputs.say(f"burst: 0 -> {args.count} sandboxes, handlers held {args.hold} s")
     with tempfile.TemporaryDirectory(prefix="kindling-burst-") as tmp:
         result["kindling"] = kindling(args, Path(tmp))
-        if os.geteuid() == 0:
-            instance = coldstart.instance_of(Path(tmp) / "kindling" / "runtimes")
-            result["leftovers"] = coldstart.leftovers([instance])
+        outputs.record_leftovers(result, Path(tmp) / "kindling")
     k, b = result["kindling"], result["baseline"]
     result["ratio"] = round(k["all_s"] / b["all_s"], 2) if k["all_s"] and b["all_s"] else None
     applies = args.count >= TARGET_COUNT

@@ -32,13 +32,11 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import glob
 import hashlib
 import io
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -50,7 +48,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from bench import coldreport, servers
+from bench import coldreport, outputs, servers
 from bench.coldcommon import (
     ACCOUNT,
     BACKENDS,
@@ -537,38 +535,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import uvloop
 
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = outputs.stamp()
     out_dir: Path = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="kindling-coldstart-"))
     rng = random.Random(args.seed)
     started = time.monotonic()
-    load = os.getloadavg()
+    params = {
+        "samples": args.samples,
+        "api_samples": args.api_samples,
+        "warmup_rounds": args.warmup,
+        "backends": args.backends,
+        "memory_mb": args.memory,
+        "api_cold_by": args.api_cold_by,
+        "seed": args.seed,
+    }
     result: dict[str, Any] = {
-        "meta": {
-            "scenario": "coldstart",
-            "started": stamp,
-            "quick": args.quick,
-            "git": _git_rev(),
-            "host": platform.node(),
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "root": os.geteuid() == 0,
-            "loadavg_start": [round(x, 2) for x in load],
-            "params": {
-                "samples": args.samples,
-                "api_samples": args.api_samples,
-                "warmup_rounds": args.warmup,
-                "backends": args.backends,
-                "memory_mb": args.memory,
-                "api_cold_by": args.api_cold_by,
-                "seed": args.seed,
-            },
-            "function": {"runtime": "python3.11", "handler": "hello, returns its timestamps"},
-        },
+        "meta": outputs.meta("coldstart", stamp, args.quick, params),
         "scenarios": {},
     }
+    result["meta"]["function"] = {
+        "runtime": "python3.11",
+        "handler": "hello, returns its timestamps",
+    }
+    load = result["meta"]["loadavg_start"]
     say(f"kindling bench coldstart: temp dir {workdir}")
     if load[0] > 0.5:
         say(f"warning: load average {load[0]:.2f} before the start: figures will be noisy")
@@ -579,17 +569,11 @@ def main(argv: list[str] | None = None) -> int:
             result["meta"]["api"] = "skipped (--no-api)"
         else:
             _api_phase(args, workdir, rng, result)
-        if os.geteuid() == 0:
-            mine = [
-                workdir / "layer" / "data" / "runtimes",
-                workdir / "api" / "kindling" / "runtimes",
-            ]
-            result["leftovers"] = leftovers([instance_of(d) for d in mine])
+        outputs.record_leftovers(result, workdir / "layer" / "data", workdir / "api" / "kindling")
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    result["meta"]["elapsed_s"] = round(time.monotonic() - started, 1)
-    result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    outputs.finish_meta(result, time.monotonic() - started)
     result["table"] = coldreport.table_rows(result)
     result["plot"] = (
         coldreport.plot(result, out_dir / f"coldstart-{stamp}.png")

@@ -448,12 +448,7 @@ def markdown(result: dict[str, Any]) -> str:
     failed = [f for r in k for f in r["failed"]][:5]
     if failed:
         lines += ["", "Failed invokes (first 5):", "", *(f"- `{f}`" for f in failed)]
-    if result.get("leftovers"):
-        lines += ["", "## LEFT BEHIND by this run's kindling", ""]
-        lines += [f"- `{item}`" for item in result["leftovers"]]
-    plot = result.get("plot") or {}
-    drawn = f"`{plot['file']}`" if plot.get("file") else f"not drawn: {plot.get('skipped')}"
-    lines += ["", "## Plot", "", drawn]
+    lines += outputs.markdown_tail(result)
     return "\n".join(lines) + "\n"
 
 
@@ -523,9 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                 kindling_rounds.append(platform.round(args.count, args.settle, index))
         finally:
             platform.stop()
-        if os.geteuid() == 0:
-            instance = coldstart.instance_of(Path(tmp) / "kindling" / "runtimes")
-            result["leftovers"] = coldstart.leftovers([instance])
+        outputs.record_leftovers(result, Path(tmp) / "kindling")
     result["baseline"] = combine(base_rounds)
     result["kindling"] = combine(kindling_rounds)
     result["table"] = table(result)

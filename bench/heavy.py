@@ -400,9 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(coldstart.rounds(scenarios, args.samples, args.warmup, rng, "heavy"))
     finally:
         api.stop()
-        if os.geteuid() == 0:
-            instance = coldstart.instance_of(workdir / "kindling" / "runtimes")
-            result["leftovers"] = coldstart.leftovers([instance])
+        outputs.record_leftovers(result, workdir / "kindling")
         shutil.rmtree(workdir, ignore_errors=True)
     heavyreport.report(result, scenarios)
     outputs.finish_meta(result, time.monotonic() - started)

@@ -211,12 +211,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if errors:
         lines += ["", "## Errors", "", *errors]
-    if result.get("leftovers"):
-        lines += ["", "## LEFT BEHIND by this run's kindling", ""]
-        lines += [f"- `{item}`" for item in result["leftovers"]]
-    plot = result.get("plot") or {}
-    drawn = f"`{plot['file']}`" if plot.get("file") else f"not drawn: {plot.get('skipped')}"
-    lines += ["", "## Plot", "", drawn]
+    lines += outputs.markdown_tail(result)
     return "\n".join(lines) + "\n"
 
 

@@ -64,6 +64,27 @@ def finish_meta(result: dict[str, Any], elapsed_s: float) -> None:
     result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
 
 
+def record_leftovers(result: dict[str, Any], *data_dirs: Path) -> None:
+    """What the run's kindling servers left on the host (cgroups, links, nft tables,
+    processes), found by the instance ids of their data dirs; only root can see them."""
+    if os.geteuid() != 0:
+        return
+    from bench.coldstart import instance_of, leftovers
+
+    result["leftovers"] = leftovers([instance_of(d / "runtimes") for d in data_dirs])
+
+
+def markdown_tail(result: dict[str, Any]) -> list[str]:
+    """The closing sections every scenario's Markdown ends with: leftovers and the plot."""
+    lines: list[str] = []
+    if result.get("leftovers"):
+        lines += ["", "## LEFT BEHIND by this run's kindling", ""]
+        lines += [f"- `{item}`" for item in result["leftovers"]]
+    plot = result.get("plot") or {}
+    drawn = f"`{plot['file']}`" if plot.get("file") else f"not drawn: {plot.get('skipped')}"
+    return [*lines, "", "## Plot", "", drawn]
+
+
 def fmt_ms(value: Any) -> str:
     if value is None:
         return "-"
