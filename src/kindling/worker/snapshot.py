@@ -32,7 +32,7 @@ from kindling.errors import SandboxError
 from kindling.worker.sandbox.base import InitResult, InvokeResult, SandboxSpec, SandboxState
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.logpipe import LogPipe
-from kindling.worker.sandbox.namespace import NamespaceSandbox
+from kindling.worker.sandbox.namespace import NamespaceSandbox, wait_readable
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
 
 if TYPE_CHECKING:
@@ -166,26 +166,15 @@ class RestoredSandbox(NamespaceSandbox):
             raise SandboxError(f"sandbox {self.id} could not be restored: {exc}") from exc
         finally:
             ours.close()
-        error = await self._api.wait_ready()
-        self._pipe.drain()
-        if error is None:
-            self._cgroup.cap_cpu(self._limits)
-        duration = (loop.time() - started) * 1000.0
-        return InitResult(error is None, duration, error, restored=not built)
+        return await self._finish_start(started, restored=not built)
 
 
 async def _copy_pid(sock: socket.socket) -> int:
     """The copy's host pid: the kernel attaches the sender's credentials (SO_PASSCRED),
     with the pid as this process sees it, whatever namespace the copy is in."""
     sock.setblocking(False)
-    loop = asyncio.get_running_loop()
     while True:
-        fut: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(sock.fileno(), fut.set_result, None)
-        try:
-            await fut
-        finally:
-            loop.remove_reader(sock.fileno())
+        await wait_readable(sock.fileno())
         try:
             data, ancillary, _flags, _addr = sock.recvmsg(16, socket.CMSG_SPACE(_UCRED.size))
         except BlockingIOError:

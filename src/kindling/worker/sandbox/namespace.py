@@ -176,11 +176,18 @@ class NamespaceSandbox:
             raise SandboxError(f"sandbox {self.id} could not be built: {status or 'no status'}")
         self._pid = int(status.split()[1])
         self._watch(loop)
+        return await self._finish_start(started)
+
+    async def _finish_start(self, started: float, restored: bool = False) -> InitResult:
+        """Its runtime is running: wait for init to end, then cap the CPU (init runs
+        uncapped, as on Lambda)."""
         error = await self._until_ready()
-        self._pipe.drain()
-        if error is None and self.capped:
+        if self._pipe is not None:
+            self._pipe.drain()
+        if error is None and self.capped and self._cgroup is not None:
             self._cgroup.cap_cpu(self._limits)
-        return InitResult(error is None, (loop.time() - started) * 1000.0, error)
+        duration = (asyncio.get_running_loop().time() - started) * 1000.0
+        return InitResult(error is None, duration, error, restored)
 
     def _control(self) -> int | None:
         """A descriptor the runtime gets as its fd 3 (a snapshot template's control)."""
@@ -320,15 +327,25 @@ def _reap(pids: list[int]) -> None:
 
 
 def _resolve(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
+    if not ready.done():  # a reader may fire again before the waiter runs
         ready.set_result(None)
+
+
+async def wait_readable(fd: int) -> None:
+    """Until ``fd`` can be read without blocking, on the event loop (no executor thread)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, _resolve, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _read_status(fd: int) -> str:
     """The builder's one status line (or what it wrote before it died), read from the
     event loop: an executor thread per start cost a thread hand-off each way (bench
     burst's profile)."""
-    loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
     got = b""
     try:
@@ -336,12 +353,7 @@ async def _read_status(fd: int) -> str:
             try:
                 chunk = os.read(fd, 4096)
             except BlockingIOError:
-                ready: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(fd, _resolve, ready)
-                try:
-                    await ready
-                finally:
-                    loop.remove_reader(fd)
+                await wait_readable(fd)
                 continue
             if not chunk:
                 break
