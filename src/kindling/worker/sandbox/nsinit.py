@@ -117,7 +117,8 @@ def build_root(cfg: dict[str, object]) -> str:
 
 
 def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> None:
-    """PID 1 of the sandbox: build the root, drop everything, exec the runtime."""
+    """PID 1 of the sandbox: build the root, drop everything, become the runtime (by
+    exec, or in-process from a runtime zygote)."""
     linux.unshare(linux.CLONE_NEWNS)  # its own: pivot_root must not move the parent's root
     linux.mount("", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = build_root(cfg)
@@ -132,7 +133,8 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.mount("", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID)
     argv = [str(a) for a in cfg["argv"]]  # type: ignore[attr-defined]
     env = {str(k): str(v) for k, v in cfg["env"].items()}  # type: ignore[attr-defined]
-    if cfg.get("in_process"):
+    in_process = bool(cfg.get("in_process"))
+    if in_process:
         linux.set_process_image(argv, env)  # before seccomp, which refuses prctl(PR_SET_MM)
     os.setgroups([])
     linux.unshare(linux.CLONE_NEWUSER)
@@ -142,7 +144,7 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.drop_bounding_capabilities()
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-    if cfg.get("in_process"):  # as an exec would: the uid change made it undumpable, so
+    if in_process:  # as an exec would: the uid change made it undumpable, so
         linux.prctl(linux.PR_SET_DUMPABLE, 1)  # its /proc/self files were root's
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     linux.load_seccomp(program)
@@ -151,7 +153,7 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
         os.dup2(int(control), forkserver.CONTROL_FD)  # type: ignore[call-overload]
     os.closerange(3 if control is None else 4, 65536)
     os.chdir("/var/task")
-    if cfg.get("in_process"):
+    if in_process:
         server = None
         if control is not None:
             server = forkserver.ForkServer(cfg["restored_program"], SANDBOX_UID, SANDBOX_GID)  # type: ignore[arg-type]
