@@ -17,6 +17,10 @@ class Config:
     port: int = 9000
     data_dir: Path = Path(".kindling")
     sandbox_backend: str = "namespace"
+    #: The ``process`` backend runs functions as host root, unisolated: it exists only
+    #: when the operator starts the server for it (``--unsafe-process-backend``, or
+    #: ``--backend process``); no API caller can ever turn it on.
+    unsafe_process_backend: bool = False
     #: Seconds an idle sandbox is kept warm before it is reaped.
     keep_alive_s: float = 600.0
     #: "adaptive": learned per function from its idle times (falls back to keep_alive_s);
@@ -40,6 +44,13 @@ class Config:
     dev_mode: bool = True
     extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        # Absolute from the start: sandbox builders, launchers and zygotes run with other
+        # working directories, so a relative data dir (the default ``.kindling``) would
+        # name another place in each of them. Symlinks are resolved once, here, so that
+        # the instance id derived from it is the same however the dir was named.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+
     @property
     def store_url(self) -> str:
         return f"sqlite:///{self.data_dir / 'kindling.db'}"
@@ -48,6 +59,10 @@ class Config:
     def endpoint(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def process_backend_enabled(self) -> bool:
+        return self.unsafe_process_backend or self.sandbox_backend == "process"
 
     def with_overrides(self, **changes: object) -> Config:
         clean = {k: v for k, v in changes.items() if v is not None}
@@ -64,6 +79,7 @@ class Config:
         policy = env.get("KINDLING_KEEP_ALIVE_POLICY", base.keep_alive_policy)
         freeze_after = float(env.get("KINDLING_FREEZE_AFTER_S", base.freeze_after_s))
         account_limit = int(env.get("KINDLING_ACCOUNT_CONCURRENCY", base.account_concurrency))
+        unsafe = _flag(env, "KINDLING_UNSAFE_PROCESS_BACKEND", base.unsafe_process_backend)
         snapstart_latest = env.get("KINDLING_SNAPSTART_LATEST", "0").strip().lower() in (
             "1",
             "true",
@@ -87,6 +103,7 @@ class Config:
             port=port,
             data_dir=data_dir,
             sandbox_backend=backend,
+            unsafe_process_backend=unsafe,
             keep_alive_s=keep_alive,
             freeze_after_s=freeze_after,
             keep_alive_policy=policy,
