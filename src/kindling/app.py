@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 
@@ -71,9 +72,22 @@ def make_backends(config: Config) -> Backends:
     factories: dict[str, BackendFactory] = {
         "namespace": lambda: NamespaceBackend(shared(), config.data_dir),
         "gvisor": lambda: GvisorBackend(shared(), config.data_dir),
-        "process": ProcessBackend,
     }
+    if config.process_backend_enabled:  # the operator's choice, never a caller's
+        factories["process"] = ProcessBackend
     return Backends(factories, config.sandbox_backend, close_host)
+
+
+def private_data_dir(config: Config) -> None:
+    """The data dir holds every function's code, environment and logs and the code-URL
+    secret: only root may enter it (0700), and the database is created 0600 (SQLite
+    gives its -wal and -shm files the database's mode). Sandboxes never walk this path:
+    their code and runtime are bind-mounted at /var/task and /var/runtime."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+    db = config.data_dir / "kindling.db"
+    os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(db, 0o600)
 
 
 class App:
@@ -81,17 +95,19 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_data_dir(config)
         self.store = Store(config.store_url)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self.code = CodeStore(config.data_dir / "code")
         function_store = FunctionStore(self.store)
-        self.functions = FunctionService(function_store, self.code, self.runtimes)
+        self.backends = make_backends(config)
+        self.functions = FunctionService(
+            function_store, self.code, self.runtimes, sandbox_backends=self.backends.names
+        )
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics()
-        self.backends = make_backends(config)
         self.backends.get()  # the default must work at start, not at the first invoke
         self.agent = WorkerAgent(self.backends, self.logs, metrics=self.metrics)
         self.concurrency = ConcurrencySettings(
