@@ -120,6 +120,8 @@ def start_kindling(workdir: Path, repo: Path, cprofile_out: Path | None = None) 
     log = workdir / f"{tag}.log"
     env = dict(os.environ)
     env.pop("AWS_ENDPOINT_URL", None)
+    # the operator's switch: bench compares the unisolated process backend too
+    env["KINDLING_UNSAFE_PROCESS_BACKEND"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(repo), str(repo / "src"), env.get("PYTHONPATH")])
     )

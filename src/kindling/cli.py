@@ -54,6 +54,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (env KINDLING_PORT)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where state lives")] = None,
     backend: Annotated[str | None, typer.Option(help="sandbox backend")] = None,
+    unsafe_process_backend: Annotated[
+        bool | None,
+        typer.Option(
+            "--unsafe-process-backend",
+            help="let functions tagged kindling:sandbox=process run unisolated, as root "
+            "(debugging only; env KINDLING_UNSAFE_PROCESS_BACKEND)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Lambda API on 127.0.0.1:9000."""
     import uvloop
@@ -64,7 +72,11 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = Config.from_env().with_overrides(
-        host=host, port=port, data_dir=data_dir, sandbox_backend=backend
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        sandbox_backend=backend,
+        unsafe_process_backend=unsafe_process_backend,
     )
     # uvloop for our loop only: a global policy would also hand uvloop to helper threads
     # whose libraries (pyroute2's netlink sockets) need the standard loop.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from kindling.control import snapstart
 from kindling.control.codestore import CodeStore
 from kindling.control.models import (
     LATEST,
+    SANDBOX_TAG,
     TAG_VALUES,
     FunctionConfig,
     FunctionRef,
@@ -28,7 +29,7 @@ from kindling.control.models import (
     is_alias_name,
 )
 from kindling.control.paging import decode_marker, encode_marker, page_size
-from kindling.control.quotas import check_configuration
+from kindling.control.quotas import check_configuration, check_honoured
 from kindling.control.store import FunctionStore
 from kindling.errors import (
     ConflictError,
@@ -54,9 +55,31 @@ def _revision() -> str:
     return str(uuid.uuid4())
 
 
-def _check_kindling_tags(tags: dict[str, str]) -> None:
+def _check_kindling_tags(tags: dict[str, str], backends: Sequence[str]) -> None:
+    """Tags a caller sets are data, except kindling's own, which choose how the function
+    runs: each of those is checked against what this server offers. ``aws:`` keys are
+    AWS's (it refuses them from callers) and unknown ``kindling:`` keys are refused so a
+    typo never passes for a setting."""
+    for key in tags:
+        if key.lower().startswith("aws:"):
+            raise ValidationError(f"Tag keys starting with 'aws:' are reserved for AWS use: {key}")
+        if key.startswith("kindling:") and key not in TAG_VALUES:
+            raise ValidationError(
+                f"Unknown kindling tag {key}; kindling's tags are {', '.join(TAG_VALUES)}"
+            )
+    backend = tags.get(SANDBOX_TAG)
+    if backend is not None and backend not in backends:
+        why = (
+            " (the unisolated process backend exists only when the server is started with "
+            "--unsafe-process-backend)"
+            if backend == "process"
+            else ""
+        )
+        raise ValidationError(
+            f"Tag {SANDBOX_TAG} must be one of {', '.join(backends)}, not {backend!r}{why}"
+        )
     for key, allowed in TAG_VALUES.items():
-        if key in tags and tags[key] not in allowed:
+        if key != SANDBOX_TAG and key in tags and tags[key] not in allowed:
             raise ValidationError(
                 f"Tag {key} must be one of {', '.join(allowed)}, not {tags[key]!r}"
             )
@@ -65,8 +88,16 @@ def _check_kindling_tags(tags: dict[str, str]) -> None:
 class FunctionService:
     """Owns function versions. ``listeners`` hear of every config that stops being current."""
 
-    def __init__(self, store: FunctionStore, code: CodeStore, runtimes: RuntimeCatalog) -> None:
+    def __init__(
+        self,
+        store: FunctionStore,
+        code: CodeStore,
+        runtimes: RuntimeCatalog,
+        sandbox_backends: Sequence[str] = ("namespace", "gvisor"),
+    ) -> None:
         self._store = store
+        #: What the tag kindling:sandbox may name on this server (the operator's choice).
+        self._backends = tuple(sandbox_backends)
         self._code = code
         self._runtimes = runtimes
         self._cache: dict[tuple[str, str, str, str], FunctionConfig] = {}
@@ -144,7 +175,7 @@ class FunctionService:
             raise ValidationError("Handler must be specified for a .zip deployment package")
         self._runtimes.resolve(runtime)
         check_configuration(params)
-        _check_kindling_tags(params.get("Tags") or {})
+        _check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
@@ -182,6 +213,7 @@ class FunctionService:
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
         if params.get("ZipFile") is None:
             raise ValidationError("Please provide a source for function code.")
+        check_honoured({"Architectures": params.get("Architectures")})
         stored = self._code.put(params["ZipFile"])
         updated = replace(
             current,
@@ -237,7 +269,7 @@ class FunctionService:
             self._code.remove(config.code_digest)
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
-        _check_kindling_tags(tags)
+        _check_kindling_tags(tags, self._backends)
         current = self.tags(ref)
         current.update(tags)
         if len(current) > 50:

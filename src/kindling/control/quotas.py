@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from typing import Any
 
 from kindling.errors import ValidationError
@@ -47,8 +48,55 @@ def _range(name: str, value: int, bounds: tuple[int, int]) -> None:
         )
 
 
+#: The host's architecture as Lambda names it; a function for the other one cannot run.
+HOST_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64"}.get(platform.machine(), "x86_64")
+
+
+def _unsupported(setting: str, why: str) -> ValidationError:
+    return ValidationError(
+        f"{setting} is not supported by this kindling server yet: {why}. "
+        "kindling refuses settings it would not honour instead of ignoring them."
+    )
+
+
+def check_honoured(params: dict[str, Any]) -> None:
+    """Refuses a setting kindling would accept and then silently ignore: a caller who
+    sets a dead-letter queue believes failed events reach it. Empty or default values,
+    which tools such as Terraform send, are accepted; each refusal names the setting."""
+    dlq = params.get("DeadLetterConfig") or {}
+    if dlq.get("TargetArn"):
+        raise _unsupported("DeadLetterConfig", "failed asynchronous events are not delivered")
+    if params.get("KMSKeyArn"):
+        raise _unsupported("KMSKeyArn", "environment variables are not encrypted with KMS")
+    vpc = params.get("VpcConfig") or {}
+    if vpc.get("SubnetIds") or vpc.get("SecurityGroupIds"):
+        raise _unsupported("VpcConfig", "functions cannot join a VPC")
+    if params.get("Layers"):
+        raise _unsupported("Layers", "layers are not mounted")
+    if params.get("FileSystemConfigs"):
+        raise _unsupported("FileSystemConfigs", "EFS file systems are not mounted")
+    if params.get("CodeSigningConfigArn"):
+        raise _unsupported("CodeSigningConfigArn", "code signing is not verified")
+    image = params.get("ImageConfig") or {}
+    if any(image.get(k) for k in ("EntryPoint", "Command", "WorkingDirectory")):
+        raise _unsupported("ImageConfig", "container images are not run")
+    if (params.get("TracingConfig") or {}).get("Mode") == "Active":
+        raise _unsupported("TracingConfig Mode Active", "no traces are sent to X-Ray")
+    logging = params.get("LoggingConfig") or {}
+    if logging.get("LogFormat", "Text") != "Text" or any(
+        logging.get(k) for k in ("ApplicationLogLevel", "SystemLogLevel")
+    ):
+        raise _unsupported("LoggingConfig JSON format and log levels", "logs are plain text")
+    for architecture in params.get("Architectures") or ():
+        if architecture != HOST_ARCHITECTURE:
+            raise _unsupported(
+                f"Architectures {architecture}", f"this host runs {HOST_ARCHITECTURE} only"
+            )
+
+
 def check_configuration(params: dict[str, Any]) -> None:
     """Checks the members of Create/UpdateFunctionConfiguration that Lambda bounds."""
+    check_honoured(params)
     if "MemorySize" in params:
         _range("MemorySize", params["MemorySize"], MEMORY_RANGE)
     if "Timeout" in params:
@@ -66,6 +114,13 @@ def check_configuration(params: dict[str, Any]) -> None:
                 f"environment variables you have provided contains reserved keys that are "
                 f"currently not supported for modification. Reserved keys used in this request: "
                 f"{', '.join(reserved)}"
+            )
+        with_nul = sorted(k for k, v in variables.items() if "\x00" in k or "\x00" in str(v))
+        if with_nul:  # an OS environment cannot hold NUL: the sandbox would fail at init
+            raise ValidationError(
+                "Lambda was unable to configure your environment variables because the "
+                "environment variables you have provided contain a NUL character, which an "
+                f"environment cannot hold. Keys: {', '.join(repr(k) for k in with_nul)}"
             )
         size = len(json.dumps(variables, separators=(",", ":")).encode())
         if size > MAX_ENV_BYTES:
