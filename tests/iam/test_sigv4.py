@@ -21,6 +21,7 @@ def _signed(
     body: bytes = b'{"a":1}',
     query: str = "Qualifier=%24LATEST",
     region: str = "eu-west-2",
+    service: str = "lambda",
 ) -> dict[str, object]:
     request = AWSRequest(
         method="POST",
@@ -28,7 +29,7 @@ def _signed(
         data=body,
         headers={"Content-Type": "application/json", "X-Amz-Invocation-Type": "Event"},
     )
-    SigV4Auth(Credentials(key, secret), "lambda", region).add_auth(request)
+    SigV4Auth(Credentials(key, secret), service, region).add_auth(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
     headers["host"] = "127.0.0.1:9000"
     headers["user-agent"] = "something the client did not sign"
@@ -107,3 +108,28 @@ def test_canonical_form_matches_botocore(path: str, query: str, extra: dict[str,
     headers["host"] = "127.0.0.1:9000"
     caller = SigV4Verifier(KeyRing.dev()).verify("GET", path, query, headers, b"")
     assert caller.region == "us-east-1"
+
+
+@pytest.mark.parametrize("service", ["s3", "iam", "sts", "lambdax", ""])
+def test_refuses_a_signature_scoped_to_another_service(service: str) -> None:
+    """A valid signature for another service is not one for Lambda (AWS: 403
+    InvalidSignatureException "Credential should be scoped to correct service")."""
+    with pytest.raises(SignatureError, match="correct service: 'lambda'"):
+        SigV4Verifier(KeyRing.dev()).verify(**_signed(service=service))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "region",
+    ["..", "../../etc", "us-east-1/..", "a/b", "US-EAST-1", "-x", "x-", "a--b", "", "a" * 33],
+)
+def test_refuses_a_region_that_is_not_a_region_name(region: str) -> None:
+    """The region names the folders of an account's data: "..", "/" or anything but
+    lowercase words joined by single dashes is refused before it reaches a path."""
+    with pytest.raises(SignatureError, match=r"valid region|requires 'Credential'"):
+        SigV4Verifier(KeyRing.dev()).verify(**_signed(region=region))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "ap-southeast-4", "local"])
+def test_accepts_region_names(region: str) -> None:
+    caller = SigV4Verifier(KeyRing.dev()).verify(**_signed(region=region))  # type: ignore[arg-type]
+    assert caller.region == region

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -29,6 +30,10 @@ _MISMATCH = (
     "Check your AWS Secret Access Key and signing method. "
     "Consult the service documentation for details."
 )
+#: A region names a folder and an ARN: letters, digits and single dashes (us-east-1,
+#: us-gov-west-1, eu-central-2, or a local name such as "local"), never "." or "/".
+_REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+MAX_REGION_LENGTH = 32
 _UNSIGNED = {"UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -71,6 +76,8 @@ def _parse_authorization(value: str) -> _Authorization:
         ) from exc
     if terminal != "aws4_request":
         raise SignatureError("Credential should be scoped with a valid terminator: 'aws4_request'")
+    if len(region) > MAX_REGION_LENGTH or not _REGION.fullmatch(region):
+        raise SignatureError("Credential should be scoped to a valid region. ")
     return _Authorization(key_id, date, region, service, signed, signature)
 
 
@@ -117,8 +124,11 @@ def canonical_request(
 class SigV4Verifier:
     """Checks that a request was signed by a known key; returns the caller."""
 
-    def __init__(self, keys: KeyRing) -> None:
+    def __init__(self, keys: KeyRing, service: str = "lambda") -> None:
         self._keys = keys
+        #: The service a credential scope must name: a signature for another service
+        #: (or a scope of "s3", say) is not a signature for this API.
+        self._service = service
 
     def verify(
         self,
@@ -135,6 +145,10 @@ class SigV4Verifier:
                 raise SignatureError("Presigned URLs are not supported by this endpoint")
             raise MissingAuthError("Missing Authentication Token")
         auth = _parse_authorization(raw)
+        if auth.service != self._service:
+            raise SignatureError(
+                f"Credential should be scoped to correct service: '{self._service}'. "
+            )
         key = self._keys.find(auth.access_key_id)
         if key is None:
             raise UnknownKeyError("The security token included in the request is invalid.")
