@@ -12,7 +12,7 @@ import signal
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
 from kindling.api.concurrency import ConcurrencyApi
-from kindling.api.frontend import Frontend
+from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
@@ -50,9 +50,6 @@ from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
 
 log = logging.getLogger("kindling")
-
-#: CreateFunction's request limit: a 50 MB zip, base64 in JSON.
-MAX_REQUEST_BYTES = 70_167_211
 
 
 def make_backends(config: Config) -> Backends:
@@ -157,7 +154,7 @@ class App:
             load_service_model(), SigV4Verifier(keys), operations, raw_routes, public_routes
         )
         self.server = HttpServer(
-            self.frontend.handle, max_body=MAX_REQUEST_BYTES, on_too_large=self.frontend.too_large
+            self.frontend.handle, limits=FRONTEND_LIMITS, on_too_large=self.frontend.too_large
         )
         self.events: EventQueue | None = None
         self.port = config.port

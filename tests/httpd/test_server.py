@@ -1,7 +1,7 @@
 import asyncio
 import socket
 
-from kindling.httpd import HttpServer, Request, Response
+from kindling.httpd import HttpServer, Request, Response, ServerLimits
 
 
 async def _handler(request: Request) -> Response:
@@ -40,7 +40,7 @@ def test_pipelined_requests_are_answered_in_order() -> None:
 
 def test_oversized_body_is_refused_before_reading() -> None:
     async def scenario() -> bytes:
-        server = HttpServer(_handler, max_body=10)
+        server = HttpServer(_handler, limits=ServerLimits(max_body_bytes=10))
         port = await server.listen("127.0.0.1", 0)
         data = await _exchange(
             port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"

@@ -15,17 +15,31 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from kindling import limits
 from kindling.api.errors import ErrorMapper
 from kindling.api.model import Router
 from kindling.api.wire import parse_input, serialize_output
-from kindling.errors import KindlingError, UnknownOperationError
-from kindling.httpd import Request, Response
+from kindling.errors import KindlingError, TooLargeError, UnknownOperationError
+from kindling.httpd import Request, Response, ServerLimits
 from kindling.iam.sigv4 import Caller, SigV4Verifier
 
 log = logging.getLogger(__name__)
 
 Operation = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
 RawRoute = Callable[[Request, Callable[[Request], Caller]], Awaitable[Response]]
+
+#: What the front end's HTTP server lets one caller make it hold (see kindling/limits.py).
+FRONTEND_LIMITS = ServerLimits(
+    max_body_bytes=limits.FRONTEND_MAX_BODY_BYTES,
+    max_url_bytes=limits.FRONTEND_MAX_URL_BYTES,
+    max_header_bytes=limits.FRONTEND_MAX_HEADER_BYTES,
+    max_connections=limits.FRONTEND_MAX_CONNECTIONS,
+    max_connections_per_peer=limits.FRONTEND_MAX_CONNECTIONS_PER_CLIENT,
+    max_pipelined=limits.FRONTEND_MAX_PIPELINED,
+    header_timeout=limits.FRONTEND_HEADER_TIMEOUT_S,
+    body_timeout=limits.FRONTEND_BODY_TIMEOUT_S,
+    idle_timeout=limits.FRONTEND_IDLE_TIMEOUT_S,
+)
 
 
 class Frontend:
@@ -86,9 +100,9 @@ class Frontend:
             log.exception("unexpected failure on %s %s", request.method, request.path)
             return self._errors.render(exc, str(uuid.uuid4()))
 
-    def too_large(self, size: int) -> Response:
-        from kindling.errors import TooLargeError
-
+    def too_large(self, request: Request, size: int) -> Response:
+        """The answer to a body over the front end's limit, before it is read."""
         return self._errors.render(
-            TooLargeError(f"Request must be smaller than {size - 1} bytes"), str(uuid.uuid4())
+            TooLargeError(f"Request must be smaller than {limits.FRONTEND_MAX_BODY_BYTES} bytes"),
+            str(uuid.uuid4()),
         )

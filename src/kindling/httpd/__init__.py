@@ -6,6 +6,6 @@ business. See docs/adr/0002-http-stack.md for why this is not an ASGI server.
 """
 
 from kindling.httpd.message import Request, Response
-from kindling.httpd.server import Handler, HttpServer
+from kindling.httpd.server import Handler, HttpServer, ServerLimits
 
-__all__ = ["Handler", "HttpServer", "Request", "Response"]
+__all__ = ["Handler", "HttpServer", "Request", "Response", "ServerLimits"]

@@ -1,4 +1,15 @@
-"""The connection protocol: httptools parses, one task per connection answers in order."""
+"""The connection protocol: httptools parses, one task per connection answers in order.
+
+Everything a client can make the server hold is bounded by the ``ServerLimits`` it is
+built with (their values live in kindling/limits.py): open connections (in all and per
+client address), request-target and header bytes (414 and 431, checked as bytes arrive,
+before httptools would concatenate an endless header), body bytes (413, before they are
+read, or as soon as a chunked body passes the limit), body bytes held at once over all
+connections, requests read ahead of their answers (reading pauses), and time: a head
+must arrive within ``header_timeout`` of its first byte, a body within ``body_timeout``
+of its head, and a kept-alive connection is closed after ``idle_timeout`` without a
+request. While a handler works on a request (a Runtime API long poll) no timer runs.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import cast
 
 import httptools
@@ -15,15 +27,48 @@ import httptools
 from kindling.httpd.message import Request, Response
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Answers a request whose body is too large: the request (its body empty) and the size
+#: it announced or reached.
+TooLarge = Callable[[Request, int], Response]
 
 log = logging.getLogger(__name__)
 
-#: Bodies above this are refused before they are read into memory.
-DEFAULT_MAX_BODY = 80 * 1024 * 1024
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one server lets its clients make it hold (see the module docstring)."""
+
+    max_body_bytes: int = 80 * 1024 * 1024
+    max_url_bytes: int = 16 * 1024
+    max_header_bytes: int = 64 * 1024
+    #: Body bytes held at once over all connections (None: only ``max_body_bytes`` each).
+    max_buffered_bytes: int | None = None
+    max_connections: int = 8192
+    max_connections_per_peer: int = 8192
+    max_pipelined: int = 8
+    header_timeout: float = 30.0
+    body_timeout: float = 120.0
+    idle_timeout: float = 60.0
 
 
 def _plain(status: int, text: str) -> Response:
     return Response(status, [("Content-Type", "text/plain")], text.encode())
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that was answered."""
+
+
+class _Shared:
+    """What all connections of one server count together."""
+
+    __slots__ = ("buffered", "limits", "open", "per_peer")
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.per_peer: dict[str, int] = {}
+        self.buffered = 0
 
 
 class _Connection(asyncio.Protocol):
@@ -31,37 +76,53 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "_body",
+        "_body_bytes",
         "_closing",
+        "_counted",
         "_handler",
+        "_head_bytes",
+        "_header_bytes",
         "_headers",
+        "_held",
+        "_in_head",
         "_keep_alive",
+        "_limits",
         "_loop",
-        "_max_body",
         "_on_too_large",
         "_parser",
+        "_paused",
         "_peer",
         "_pending",
+        "_shared",
         "_task",
+        "_timer",
         "_transport",
         "_url",
     )
 
-    def __init__(
-        self, handler: Handler, max_body: int, on_too_large: Callable[[int], Response]
-    ) -> None:
+    def __init__(self, handler: Handler, shared: _Shared, on_too_large: TooLarge) -> None:
         self._handler = handler
-        self._max_body = max_body
+        self._shared = shared
+        self._limits = shared.limits
         self._on_too_large = on_too_large
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
-        self._pending: deque[tuple[Request, bool]] = deque()
+        self._pending: deque[tuple[Request, bool, int]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._head_bytes = 0  # raw bytes received while a head is incomplete
+        self._header_bytes = 0  # parsed header names and values of this request
+        self._in_head = True
+        self._held = 0  # body bytes this connection holds (counted in shared.buffered)
         self._closing = False
+        self._counted = False
+        self._paused = False
         self._keep_alive = True
         self._peer: tuple[str, int] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,61 +130,121 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()  # once: each call costs a getpid()
         peer = transport.get_extra_info("peername")
         self._peer = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        shared, limits = self._shared, self._limits
+        address = self._peer[0] if self._peer is not None else ""
+        from_peer = shared.per_peer.get(address, 0)
+        if shared.open >= limits.max_connections or from_peer >= limits.max_connections_per_peer:
+            log.warning("refused a connection from %s: too many open", address or "a peer")
+            self._respond_now(_plain(503, "too many connections"), keep_alive=False)
+            return
+        shared.open += 1
+        shared.per_peer[address] = from_peer + 1
+        self._counted = True
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._arm(limits.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._disarm()
         self._pending.clear()
+        self._release(self._held)
+        if self._counted:
+            self._counted = False
+            shared = self._shared
+            shared.open -= 1
+            address = self._peer[0] if self._peer is not None else ""
+            left = shared.per_peer.get(address, 1) - 1
+            if left > 0:
+                shared.per_peer[address] = left
+            else:
+                shared.per_peer.pop(address, None)
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, "upgrades are not supported")
         except httptools.HttpParserError as exc:
-            self._fail(400, f"malformed HTTP request: {exc}")
+            if not self._closing:  # else a callback answered already (_Refused)
+                self._fail(400, f"malformed HTTP request: {exc}")
+            return
+        limits = self._limits
+        if self._in_head and self._head_bytes > limits.max_url_bytes + limits.max_header_bytes:
+            self._fail(431, "request header fields too large")
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = {}
         self._body = []
+        self._body_bytes = 0
+        self._header_bytes = 0
+        self._in_head = True
+        self._arm(self._limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self._limits.max_url_bytes:
+            self._refuse(414, "request URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self._limits.max_header_bytes:
+            self._refuse(431, "request header fields too large")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         old = self._headers.get(key)
         self._headers[key] = text if old is None else f"{old},{text}"
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._arm(self._limits.body_timeout)
         length = self._headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._max_body:
-            self._respond_now(self._on_too_large(int(length)), keep_alive=False)
+        if length is not None and length.isdigit() and int(length) > self._limits.max_body_bytes:
+            self._too_large(int(length))
 
     def on_body(self, body: bytes) -> None:
         if self._closing:
             return
+        size = len(body)
         self._body.append(body)
-        if len(self._body) % 64 == 0 and sum(map(len, self._body)) > self._max_body:
-            self._respond_now(self._on_too_large(self._max_body + 1), keep_alive=False)
+        self._body_bytes += size
+        self._held += size
+        shared = self._shared
+        shared.buffered += size
+        if self._body_bytes > self._limits.max_body_bytes:
+            self._too_large(self._body_bytes)
+        budget = self._limits.max_buffered_bytes
+        if budget is not None and shared.buffered > budget:
+            log.warning("refused a request body: %d bytes held at once", shared.buffered)
+            self._refuse(413, "too many request bytes held at once")
 
     def on_message_complete(self) -> None:
         if self._closing:
             return
+        self._disarm()
+        self._in_head = True
         url = self._url.decode("latin-1")
         path, _, query = url.partition("?")
         method = self._parser.get_method().decode("latin-1")
         request = Request(method, path, query, self._headers, b"".join(self._body), self._peer)
+        self._body = []
         keep_alive = self._parser.should_keep_alive()
-        self._pending.append((request, keep_alive))
+        self._pending.append((request, keep_alive, self._body_bytes))
+        if len(self._pending) >= self._limits.max_pipelined and not self._paused:
+            self._paused = True
+            if self._transport is not None:
+                self._transport.pause_reading()
         if self._task is None:
             self._task = self._loop.create_task(self._serve())
 
@@ -131,7 +252,11 @@ class _Connection(asyncio.Protocol):
     async def _serve(self) -> None:
         try:
             while self._pending and not self._closing:
-                request, keep_alive = self._pending.popleft()
+                request, keep_alive, size = self._pending.popleft()
+                if self._paused and len(self._pending) < self._limits.max_pipelined:
+                    self._paused = False
+                    if self._transport is not None:
+                        self._transport.resume_reading()
                 try:
                     response = await self._handler(request)
                 except asyncio.CancelledError:
@@ -139,11 +264,16 @@ class _Connection(asyncio.Protocol):
                 except Exception:
                     log.exception("handler failed for %s %s", request.method, request.path)
                     response = _plain(500, "internal error")
+                finally:
+                    self._release(size)
                 await self._write(response, keep_alive)
                 if not keep_alive:
                     self._close()
         finally:
             self._task = None
+            idle = self._in_head and self._head_bytes == 0
+            if idle and not self._closing and not self._pending:
+                self._arm(self._limits.idle_timeout)
 
     async def _write(self, response: Response, keep_alive: bool) -> None:
         transport = self._transport
@@ -159,7 +289,26 @@ class _Connection(asyncio.Protocol):
         if not transport.is_closing():
             transport.write(b"0\r\n\r\n")
 
+    def _release(self, size: int) -> None:
+        size = min(size, self._held)
+        self._held -= size
+        self._shared.buffered -= size
+
+    # refusing
+    def _too_large(self, size: int) -> None:
+        url = self._url.decode("latin-1")
+        path, _, query = url.partition("?")
+        method = self._parser.get_method().decode("latin-1")
+        head = Request(method, path, query, self._headers, b"", self._peer)
+        self._respond_now(self._on_too_large(head, size), keep_alive=False)
+        raise _Refused
+
+    def _refuse(self, status: int, text: str) -> None:
+        self._fail(status, text)
+        raise _Refused
+
     def _respond_now(self, response: Response, keep_alive: bool) -> None:
+        """Answers at once, ahead of any request still being handled, and closes."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(response.head(keep_alive) + response.body)
         self._close()
@@ -169,27 +318,57 @@ class _Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         self._closing = True
+        self._disarm()
+        self._body = []
         if self._transport is not None:
             self._transport.close()
 
+    # timers
+    def _arm(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        if self._task is None and not self._pending and (self._head_bytes or not self._in_head):
+            self._fail(408, "request timeout")  # a request started and did not finish
+        else:
+            self._close()  # idle, or a pipelined request stalled behind an answer
+
 
 class HttpServer:
-    """Serves one handler on any number of listening sockets; ``close`` stops them all."""
+    """Serves one handler on any number of listening sockets; ``close`` stops them all.
+
+    The limits are per server: the front end has one server, each sandbox's Runtime API
+    its own, so a sandbox's connections and bytes are counted against that sandbox only.
+    """
 
     def __init__(
         self,
         handler: Handler,
         *,
-        max_body: int = DEFAULT_MAX_BODY,
-        on_too_large: Callable[[int], Response] | None = None,
+        limits: ServerLimits | None = None,
+        on_too_large: TooLarge | None = None,
     ) -> None:
         self._handler = handler
-        self._max_body = max_body
-        self._on_too_large = on_too_large or (lambda n: _plain(413, "request body too large"))
+        self._shared = _Shared(limits or ServerLimits())
+        self._on_too_large = on_too_large or (lambda r, n: _plain(413, "request body too large"))
         self._servers: list[asyncio.Server] = []
 
+    @property
+    def open_connections(self) -> int:
+        return self._shared.open
+
     def _protocol(self) -> _Connection:
-        return _Connection(self._handler, self._max_body, self._on_too_large)
+        return _Connection(self._handler, self._shared, self._on_too_large)
 
     async def listen(self, host: str, port: int) -> int:
         """Listens on host:port and returns the bound port (useful when port is 0)."""

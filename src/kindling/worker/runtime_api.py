@@ -4,6 +4,12 @@ One instance serves one sandbox, so no request needs to say which sandbox it is 
 the listening socket already does. The runtime long-polls ``/next``; the first such
 call marks the end of init. An invocation is handed to the waiting poll, and resolved
 by the runtime's ``/response`` or ``/error``.
+
+Each sandbox's server is bounded by ``RUNTIME_API_LIMITS`` (kindling/limits.py): its
+connections, the bytes of each request and of all at once, and how long a request may
+take to arrive, so a sandbox can exhaust only what it was given. A body over Lambda's
+6 MB is refused before it is read, and the invocation it answers fails as Lambda's
+does (``Function.ResponseSizeTooLarge``), for ``/response`` and ``/error`` alike.
 """
 
 from __future__ import annotations
@@ -12,12 +18,26 @@ import asyncio
 import json
 import time
 
-from kindling.httpd import Request, Response
+from kindling import limits
+from kindling.httpd import Request, Response, ServerLimits
 from kindling.worker.sandbox.base import InvokeRequest, InvokeResult, Outcome
 
 PREFIX = "/2018-06-01/runtime"
-#: Lambda's limit on a synchronous response, as the Runtime API enforces it.
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
+#: Lambda's limit on a synchronous response (and an error), as the Runtime API enforces it.
+MAX_RESPONSE_BYTES = limits.RUNTIME_API_MAX_BODY_BYTES
+#: What one sandbox's Runtime API server lets that sandbox make it hold.
+RUNTIME_API_LIMITS = ServerLimits(
+    max_body_bytes=limits.RUNTIME_API_MAX_BODY_BYTES,
+    max_url_bytes=limits.RUNTIME_API_MAX_URL_BYTES,
+    max_header_bytes=limits.RUNTIME_API_MAX_HEADER_BYTES,
+    max_buffered_bytes=limits.RUNTIME_API_MAX_BUFFERED_BYTES,
+    max_connections=limits.RUNTIME_API_MAX_CONNECTIONS,
+    max_connections_per_peer=limits.RUNTIME_API_MAX_CONNECTIONS,
+    max_pipelined=limits.RUNTIME_API_MAX_PIPELINED,
+    header_timeout=limits.RUNTIME_API_HEADER_TIMEOUT_S,
+    body_timeout=limits.RUNTIME_API_BODY_TIMEOUT_S,
+    idle_timeout=limits.RUNTIME_API_IDLE_TIMEOUT_S,
+)
 _ACCEPTED = Response(202, [("Content-Type", "application/json")], b'{"status":"OK"}')
 
 
@@ -116,38 +136,61 @@ class RuntimeApi:
             self._ready.set_result(result)
         return _ACCEPTED
 
+    def too_large(self, request: Request, size: int) -> Response:
+        """A body over the limit, refused before it is read: the invocation it answers
+        (its ``/response`` or ``/error``) fails with Lambda's size error, an init error
+        is kept without its payload."""
+        path = request.path[len(PREFIX) :] if request.path.startswith(PREFIX) else ""
+        if path == "/init/error" and not self._ready.done():
+            error = {"errorMessage": "init error payload too large", "errorType": "Runtime.Unknown"}
+            self._ready.set_result(
+                InvokeResult(Outcome.INIT_ERROR, json.dumps(error).encode(), 0.0, "Runtime.Unknown")
+            )
+        elif path.startswith("/invocation/"):
+            request_id, _, verb = path[len("/invocation/") :].partition("/")
+            current = self._current
+            if verb in ("response", "error") and current and current.request_id == request_id:
+                self._resolve(self._oversized())
+        return self._too_large_reply()
+
+    def _oversized(self) -> InvokeResult:
+        payload = json.dumps(
+            {
+                "errorMessage": "Response payload size exceeded maximum allowed payload "
+                f"size ({MAX_RESPONSE_BYTES} bytes).",
+                "errorType": "Function.ResponseSizeTooLarge",
+            }
+        ).encode()
+        return InvokeResult(Outcome.ERROR, payload, self.elapsed_ms(), "Unhandled")
+
+    @staticmethod
+    def _too_large_reply() -> Response:
+        return _json_response(
+            413,
+            {
+                "errorMessage": "Exceeded maximum allowed payload size "
+                f"({MAX_RESPONSE_BYTES} bytes).",
+                "errorType": "RequestEntityTooLarge",
+            },
+        )
+
+    def _resolve(self, result: InvokeResult) -> None:
+        future = self._outcome
+        self._current = None
+        if future is not None and not future.done():
+            future.set_result(result)
+
     def _finish(self, request_id: str, request: Request, outcome: Outcome) -> Response:
         current = self._current
         if current is None or current.request_id != request_id:
             return _json_response(
                 400, {"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"}
             )
-        duration = self.elapsed_ms()
-        future = self._outcome
-        self._current = None
-        if outcome is Outcome.SUCCESS and len(request.body) > MAX_RESPONSE_BYTES:
-            payload = json.dumps(
-                {
-                    "errorMessage": "Response payload size exceeded maximum allowed payload "
-                    f"size ({MAX_RESPONSE_BYTES} bytes).",
-                    "errorType": "Function.ResponseSizeTooLarge",
-                }
-            ).encode()
-            result = InvokeResult(Outcome.ERROR, payload, duration, "Unhandled")
-            reply = _json_response(
-                413,
-                {
-                    "errorMessage": f"Exceeded maximum allowed payload size "
-                    f"({MAX_RESPONSE_BYTES} bytes).",
-                    "errorType": "RequestEntityTooLarge",
-                },
-            )
-        else:
-            error_type = None
-            if outcome is Outcome.ERROR:
-                error_type = request.header("lambda-runtime-function-error-type", "Unhandled")
-            result = InvokeResult(outcome, request.body, duration, error_type)
-            reply = _ACCEPTED
-        if future is not None and not future.done():
-            future.set_result(result)
-        return reply
+        if len(request.body) > MAX_RESPONSE_BYTES:
+            self._resolve(self._oversized())
+            return self._too_large_reply()
+        error_type = None
+        if outcome is Outcome.ERROR:
+            error_type = request.header("lambda-runtime-function-error-type", "Unhandled")
+        self._resolve(InvokeResult(outcome, request.body, self.elapsed_ms(), error_type))
+        return _ACCEPTED

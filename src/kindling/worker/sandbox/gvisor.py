@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from kindling.errors import SandboxError
+from kindling.limits import SANDBOX_MAX_OPEN_FILES
 from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import SandboxSpec
 from kindling.worker.sandbox.host import HostResources
@@ -85,6 +86,13 @@ class GvisorSandbox(NamespaceSandbox):
                     k: [] for k in ("bounding", "effective", "inheritable", "permitted")
                 },
                 "noNewPrivileges": True,
+                "rlimits": [
+                    {
+                        "type": "RLIMIT_NOFILE",
+                        "hard": SANDBOX_MAX_OPEN_FILES,
+                        "soft": SANDBOX_MAX_OPEN_FILES,
+                    }
+                ],
             },
             "root": {"path": "rootfs", "readonly": True},
             "hostname": "sandbox",

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from kindling.errors import SandboxError
 from kindling.httpd import HttpServer
+from kindling.limits import SANDBOX_MAX_OPEN_FILES
 from kindling.runtimes.catalog import RuntimeLaunch
-from kindling.worker.runtime_api import RuntimeApi
+from kindling.worker.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import (
     InitResult,
@@ -113,7 +114,9 @@ class NamespaceSandbox:
         self.spec = spec
         self._backend = backend
         self._api = RuntimeApi(spec.function_arn)
-        self._server = HttpServer(self._api.handle, max_body=32 * 1024 * 1024)
+        self._server = HttpServer(
+            self._api.handle, limits=RUNTIME_API_LIMITS, on_too_large=self._api.too_large
+        )
         self._sink: LogSink = lambda line: None
         self._pipe: LogPipe | None = None
         self._cgroup: Cgroup | None = None
@@ -230,6 +233,7 @@ class NamespaceSandbox:
             "host_uid": self._backend.next_uid(),
             "seccomp": str(self._backend.seccomp_file),
             "resolv_conf": self._backend.resolv_conf,
+            "max_open_files": SANDBOX_MAX_OPEN_FILES,
             "argv": argv,
             "env": env,
         }

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import marshal  # not json: importing json costs ~10 ms of every sandbox start
 import os
+import resource
 import sys
 
 BASE_PATH = sys.path[1:]  # what `python -S script` has after the script's own directory
@@ -124,6 +125,8 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     root = build_root(cfg)
     linux.mount("proc", root + "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     linux.sethostname("sandbox")
+    nofile = int(cfg["max_open_files"])  # type: ignore[call-overload]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))  # hard too: for good
     os.chdir(root)
     os.mkdir(".old")
     linux.pivot_root(".", ".old")

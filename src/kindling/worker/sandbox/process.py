@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 
 from kindling.httpd import HttpServer
-from kindling.worker.runtime_api import RuntimeApi
+from kindling.worker.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
@@ -77,7 +77,9 @@ class ProcessSandbox:
         self.state = SandboxState.CREATING
         self.spec = spec
         self._api = RuntimeApi(spec.function_arn)
-        self._server = HttpServer(self._api.handle, max_body=32 * 1024 * 1024)
+        self._server = HttpServer(
+            self._api.handle, limits=RUNTIME_API_LIMITS, on_too_large=self._api.too_large
+        )
         self._proc: asyncio.subprocess.Process | None = None
         self._pipe: LogPipe | None = None
         self._sink: LogSink = lambda line: None
