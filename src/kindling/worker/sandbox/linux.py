@@ -30,6 +30,8 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_SECCOMP = 22
@@ -205,8 +207,10 @@ class _CapData(ctypes.Structure):
 
 
 def drop_capabilities() -> None:
-    """Empties the effective, permitted and inheritable sets: what a process that made
-    its own user namespace holds there, and must not keep."""
+    """Empties the ambient, effective, permitted and inheritable sets: what a process
+    that made (or was made root of) a user namespace holds there, and must not keep.
+    The bounding set is ``drop_bounding_capabilities``'s (it needs CAP_SETPCAP: first)."""
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(header), data), "capset")

@@ -147,6 +147,10 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.drop_bounding_capabilities()
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    # The uid change does not clear them: our old uid (host root) is unmapped in this
+    # user namespace, so the kernel's "every uid left 0" rule does not apply, and a
+    # zygote's fork has no exec to do it.
+    linux.drop_capabilities()
     if in_process:  # as an exec would: the uid change made it undumpable, so
         linux.prctl(linux.PR_SET_DUMPABLE, 1)  # its /proc/self files were root's
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
