@@ -14,3 +14,9 @@ from kindling.config import Config
 def test_snapstart_latest_is_off_unless_asked_for(value: str | None, expected: bool) -> None:
     env = {} if value is None else {"KINDLING_SNAPSTART_LATEST": value}
     assert Config.from_env(env).snapstart_latest is expected
+
+
+def test_egress_allow_from_env() -> None:
+    config = Config.from_env({"KINDLING_EGRESS_ALLOW": "10.0.0.0/8, 192.168.1.5"})
+    assert [str(n) for n in config.egress_allow] == ["10.0.0.0/8", "192.168.1.5/32"]
+    assert Config.from_env({}).egress_allow == ()

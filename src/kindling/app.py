@@ -59,7 +59,7 @@ def make_backends(config: Config) -> Backends:
 
     def shared() -> HostResources:
         if not host:
-            host.append(HostResources.prepare(runtime_dir, config.tuning))
+            host.append(HostResources.prepare(runtime_dir, config.tuning, config.egress_allow))
         return host[0]
 
     async def close_host() -> None:

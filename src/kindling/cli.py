@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kindling.config import Config
+from kindling.config import Config, parse_egress_allow
 
 app = typer.Typer(
     add_completion=False, help="A self-hosted serverless platform speaking AWS Lambda."
@@ -62,6 +62,13 @@ def serve(
             "(debugging only; env KINDLING_UNSAFE_PROCESS_BACKEND)",
         ),
     ] = None,
+    egress_allow: Annotated[
+        str | None,
+        typer.Option(
+            help="private IPv4 ranges sandboxes may reach, comma-separated "
+            "(env KINDLING_EGRESS_ALLOW; default: public destinations only)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the Lambda API on 127.0.0.1:9000."""
     import uvloop
@@ -71,13 +78,18 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = Config.from_env().with_overrides(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        sandbox_backend=backend,
-        unsafe_process_backend=unsafe_process_backend,
-    )
+    try:
+        allow = None if egress_allow is None else parse_egress_allow(egress_allow)
+        config = Config.from_env().with_overrides(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            sandbox_backend=backend,
+            unsafe_process_backend=unsafe_process_backend,
+            egress_allow=allow,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
     # uvloop for our loop only: a global policy would also hand uvloop to helper threads
     # whose libraries (pyroute2's netlink sockets) need the standard loop.
     uvloop.run(run(config))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +44,9 @@ class Config:
     #: Dev mode provisions account 000000000000 with key test/test.
     dev_mode: bool = True
     extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
+    #: Private IPv4 ranges sandboxes may reach (KINDLING_EGRESS_ALLOW, ``--egress-allow``);
+    #: by default they reach public destinations only (ADR 0015).
+    egress_allow: tuple[ipaddress.IPv4Network, ...] = ()
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -100,6 +104,7 @@ class Config:
         )
         return replace(
             base,
+            egress_allow=parse_egress_allow(env.get("KINDLING_EGRESS_ALLOW", "")),
             port=port,
             data_dir=data_dir,
             sandbox_backend=backend,
@@ -119,3 +124,21 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_egress_allow(text: str) -> tuple[ipaddress.IPv4Network, ...]:
+    """``10.0.0.0/8,192.168.1.5``: comma-separated IPv4 ranges (host bits are an error,
+    so a typo does not open more than meant). IPv6 is refused: sandboxes have none."""
+    found = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item)
+        except ValueError as exc:
+            raise ValueError(f"egress allow-list: {exc}") from None
+        if not isinstance(network, ipaddress.IPv4Network):
+            raise ValueError(f"egress allow-list: {item}: sandboxes have no IPv6 egress")
+        found.append(network)
+    return tuple(found)

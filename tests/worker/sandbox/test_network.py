@@ -2,7 +2,9 @@
 
 The "outside" is a network namespace this test makes, reached through the host by
 routing, with a TCP listener in it; the "host's own service" is a listener on the
-host's end of that link. No real network is used.
+host's end of that link. No real network is used. The outside has a private address,
+so sandboxes reach it only through the operator's allow-list (ADR 0015; what the
+policy lets out is tested in test_egress.py).
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from kindling.config import parse_egress_allow
 from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxBackend, SandboxSpec
+from kindling.worker.sandbox.host import HostResources
+from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.safety import SafeSandbox
-from tests.worker.sandbox.conftest import unavailable
+from tests.worker.sandbox.conftest import _Tracked, unavailable
 
 PROBE = """
 import socket
@@ -35,6 +41,7 @@ def handler(event, context):
 """
 OUTSIDE = "10.201.77.2"
 HOST_SIDE = "10.201.77.1"
+OUTSIDE_RANGE = "10.201.77.0/24"
 
 
 def _ip(*args: str) -> None:
@@ -105,16 +112,26 @@ def _probe(
     return loop.run_until_complete(scenario())  # type: ignore[no-any-return]
 
 
+@pytest.fixture
+def allowing_backend(
+    tmp_path: Path, runtime_dir: Path, loop: asyncio.AbstractEventLoop
+) -> Iterator[SandboxBackend]:
+    """The namespace backend of a host whose operator opened the outside's range."""
+    host = HostResources.prepare(runtime_dir, egress_allow=parse_egress_allow(OUTSIDE_RANGE))
+    backend = _Tracked(NamespaceBackend(host, tmp_path / "data"), host)
+    yield backend
+    loop.run_until_complete(backend.close())
+
+
 @pytest.mark.usefixtures("outside")
-@pytest.mark.parametrize("backend_name", ["namespace"], indirect=True)
 def test_egress_reaches_outside_but_never_the_host(
-    make_backend: Callable[[], SandboxBackend],
+    allowing_backend: SandboxBackend,
     make_spec: Callable[..., SandboxSpec],
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     seen = _probe(
         loop,
-        make_backend(),
+        allowing_backend,
         make_spec(PROBE, timeout=10),
         [f"{OUTSIDE}:8080", f"{HOST_SIDE}:18081", "127.0.0.1:18081", "127.0.0.1:9001"],
     )

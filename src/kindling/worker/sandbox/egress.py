@@ -1,10 +1,25 @@
-"""Outbound network for sandboxes: a veth pair per sandbox, NAT to what the host reaches.
+"""Outbound network for sandboxes: a veth pair per sandbox, NAT to public destinations.
 
-Each sandbox that may go out gets ``eth0`` (a /30 of its instance's /16) with a default route to its
-host end; the host masquerades that traffic. One nftables table, installed at start,
-refuses everything a sandbox sends to the host itself (the control plane, other local
-services) and from one sandbox to another. Sandboxes whose function says
-``network: none`` get no veth at all: only their loopback and the Runtime API.
+Each sandbox that may go out gets ``eth0`` (a /30 of its instance's /16) with a default
+route to its host end; the host masquerades that traffic. One nftables table, installed
+at start, is the egress policy (ADR 0015):
+
+- nothing a sandbox sends reaches the host itself (the control plane, other local
+  services, every address of the host) or another sandbox, of this instance or another;
+- by default only public destinations: like a Lambda function outside a VPC, a sandbox
+  never reaches private (RFC 1918), CGNAT, link-local (a cloud host's metadata service at
+  169.254.169.254), loopback, multicast, documentation, benchmarking or reserved
+  addresses, nor its instance's own /16, leased or not. An operator's allow-list
+  (``kindling serve --egress-allow``) opens private ranges; the instance's /16 and every
+  sandbox link never open;
+- DNS: the host's nameservers that sit in a denied range are reachable on port 53 only;
+- IPv4 only: a sandbox has no IPv6 address or route, and every IPv6 packet from its
+  link is dropped;
+- no spoofing: a packet whose source is not the sandbox's own address is dropped before
+  routing (reverse-path lookup on its link, plus the address's place in its /30).
+
+Sandboxes whose function says ``network: none`` get no veth at all: only their loopback
+and the Runtime API.
 """
 
 from __future__ import annotations
@@ -15,6 +30,7 @@ import logging
 import socket
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kindling.errors import SandboxError
@@ -26,8 +42,48 @@ log = logging.getLogger(__name__)
 #: prefix and its own nftables table, all derived from its instance id.
 POOL = ipaddress.IPv4Network("10.128.0.0/9")
 ALL_SANDBOX_LINKS = "kv"
+
+#: Where a sandbox never goes unless the operator's allow-list opens it: every IPv4
+#: special-purpose block of IANA's registry (RFC 6890) that is not the public internet.
+DENIED = tuple(
+    ipaddress.IPv4Network(net)
+    for net in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",  # RFC 1918 private
+        "100.64.0.0/10",  # RFC 6598 CGNAT (also some clouds' internal services)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local: cloud metadata (169.254.169.254), VPC DNS
+        "172.16.0.0/12",  # RFC 1918 private
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # TEST-NET-1 documentation
+        "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+        "192.168.0.0/16",  # RFC 1918 private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # TEST-NET-2 documentation
+        "203.0.113.0/24",  # TEST-NET-3 documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the limited broadcast 255.255.255.255
+    )
+)
+DNS_PORT = 53
+
 RULES = """
 table inet {table} {{
+    set allowed {{
+        type ipv4_addr; flags interval;{allowed}
+    }}
+    set denied {{
+        type ipv4_addr; flags interval; elements = {{ {denied} }}
+    }}
+    set resolvers {{
+        type ipv4_addr;{resolvers}
+    }}
+    chain prerouting {{
+        type filter hook prerouting priority -300; policy accept;
+        iifname "{prefix}*" meta nfproto ipv6 drop
+        iifname "{prefix}*" ip saddr & 0.0.0.3 != 0.0.0.2 drop
+        iifname "{prefix}*" fib saddr . iif oif missing drop
+    }}
     chain input {{
         type filter hook input priority -10; policy accept;
         iifname "{prefix}*" ct state established,related accept
@@ -38,6 +94,10 @@ table inet {table} {{
         iifname "{prefix}*" oifname "{all}*" drop
         ip daddr {subnet} ct state established,related accept
         oifname "{prefix}*" drop
+        iifname "{prefix}*" ip daddr {subnet} drop
+        iifname "{prefix}*" ip daddr @resolvers meta l4proto {{ tcp, udp }} th dport {dns} accept
+        iifname "{prefix}*" ip daddr @allowed accept
+        iifname "{prefix}*" ip daddr @denied drop
     }}
     chain postrouting {{
         type nat hook postrouting priority 100; policy accept;
@@ -45,6 +105,43 @@ table inet {table} {{
     }}
 }}
 """
+
+
+#: Where systemd-resolved lists its upstream servers when /etc/resolv.conf names only its
+#: stub (127.0.0.53), which a sandbox's own loopback cannot reach (Docker reads it too).
+RESOLVED_UPSTREAMS = "/run/systemd/resolve/resolv.conf"
+
+
+def sandbox_resolv_conf(
+    host: str, upstream: str | None = None
+) -> tuple[str, list[ipaddress.IPv4Address]]:
+    """The resolv.conf sandboxes get, and its nameservers.
+
+    The host's, less what a sandbox cannot reach: loopback nameservers (a sandbox's
+    loopback is its own) and IPv6 ones (sandboxes have no IPv6). When nothing is left,
+    ``upstream`` (systemd-resolved's upstream list) is used instead. Options and search
+    domains are kept."""
+
+    def usable(text: str) -> tuple[list[str], list[ipaddress.IPv4Address]]:
+        kept: list[str] = []
+        servers: list[ipaddress.IPv4Address] = []
+        for line in text.splitlines():
+            fields = line.split()
+            if fields[:1] == ["nameserver"]:
+                try:
+                    address = ipaddress.ip_address(fields[1] if len(fields) > 1 else "")
+                except ValueError:
+                    continue
+                if address.version != 4 or address.is_loopback or address.is_unspecified:
+                    continue
+                servers.append(ipaddress.IPv4Address(address))
+            kept.append(line)
+        return kept, servers
+
+    lines, servers = usable(host)
+    if not servers and upstream:
+        lines, servers = usable(upstream)
+    return "".join(f"{line}\n" for line in lines), servers
 
 
 def _subnet_for(instance: str) -> ipaddress.IPv4Network:
@@ -81,13 +178,33 @@ class Lease:
     sandbox_ip: str
 
 
-class Egress:
-    """Installs this instance's rules once; leases /30 subnets and makes veth pairs."""
+def _elements(items: Sequence[object]) -> str:
+    return f" elements = {{ {', '.join(str(i) for i in items)} }};" if items else ""
 
-    def __init__(self, instance: str) -> None:
+
+def is_public(address: ipaddress.IPv4Address) -> bool:
+    """Whether a sandbox reaches ``address`` without an allow-list."""
+    return not any(address in net for net in DENIED)
+
+
+class Egress:
+    """Installs this instance's rules once; leases /30 subnets and makes veth pairs.
+
+    ``allow``: private ranges the operator opens (never this instance's /16 nor a sandbox);
+    ``resolvers``: nameservers sandboxes use that sit in a denied range, reachable on port
+    53 only."""
+
+    def __init__(
+        self,
+        instance: str,
+        allow: Sequence[ipaddress.IPv4Network] = (),
+        resolvers: Sequence[ipaddress.IPv4Address] = (),
+    ) -> None:
         self.subnet = _subnet_for(instance)
         self.prefix = f"{ALL_SANDBOX_LINKS}{instance[:4]}"
         self.table = f"kindling_{instance}"
+        self.allow = tuple(allow)
+        self.resolvers = tuple(r for r in resolvers if not is_public(r))
         self._free = list(range(self.subnet.num_addresses // 4 - 1, 0, -1))
         self._lock = threading.Lock()
         self._install()
@@ -97,7 +214,14 @@ class Egress:
             fh.write("1")
         self.close()
         rules = RULES.format(
-            table=self.table, prefix=self.prefix, all=ALL_SANDBOX_LINKS, subnet=self.subnet
+            table=self.table,
+            prefix=self.prefix,
+            all=ALL_SANDBOX_LINKS,
+            subnet=self.subnet,
+            allowed=_elements(list(ipaddress.collapse_addresses(self.allow))),
+            denied=", ".join(str(net) for net in DENIED),
+            resolvers=_elements(sorted(set(self.resolvers))),
+            dns=DNS_PORT,
         )
         done = subprocess.run(["nft", "-f", "-"], input=rules.encode(), capture_output=True)
         if done.returncode != 0:

@@ -7,9 +7,11 @@ owners would hand out the same addresses), one seccomp program, one pool of host
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import itertools
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +19,19 @@ from kindling.errors import SandboxError
 from kindling.worker.pool import SlotPool
 from kindling.worker.sandbox import linux, seccomp_policy
 from kindling.worker.sandbox.cgroups import CgroupManager, favor_dynamic_modifications
-from kindling.worker.sandbox.egress import Egress
+from kindling.worker.sandbox.egress import RESOLVED_UPSTREAMS, Egress, sandbox_resolv_conf
 from kindling.worker.sandbox.launcher import Launchers
 from kindling.worker.tuning import ColdStartTuning
 
 log = logging.getLogger(__name__)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
 
 HOST_UID_BASE = 200_000
 HOST_UID_END = HOST_UID_BASE + 65_536
@@ -42,22 +52,27 @@ class HostResources:
     )
 
     @classmethod
-    def prepare(cls, runtime_dir: Path, tuning: ColdStartTuning | None = None) -> HostResources:
+    def prepare(
+        cls,
+        runtime_dir: Path,
+        tuning: ColdStartTuning | None = None,
+        egress_allow: Sequence[ipaddress.IPv4Network] = (),
+    ) -> HostResources:
+        """``egress_allow``: the private ranges the operator opens to sandboxes."""
         if os.geteuid() != 0:
             raise SandboxError("isolated sandboxes need kindling to run as root on the host")
         seccomp_policy.compiled(runtime_dir)
         seccomp_policy.compiled(runtime_dir, template=True)
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
+        resolv, resolvers = sandbox_resolv_conf(
+            _read("/etc/resolv.conf"), _read(RESOLVED_UPSTREAMS)
+        )
         egress: Egress | None = None
         try:
-            egress = Egress(instance)
+            egress = Egress(instance, egress_allow, resolvers)
         except (SandboxError, OSError) as exc:
             log.warning("sandboxes get no outbound network: %s", exc)
-        try:
-            resolv = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            resolv = ""
         tuning = tuning or ColdStartTuning()
         if tuning.favor_dynmods:
             favor_dynamic_modifications()
