@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -154,7 +155,14 @@ class App:
             load_service_model(), SigV4Verifier(keys), operations, raw_routes, public_routes
         )
         self.server = HttpServer(
-            self.frontend.handle, limits=FRONTEND_LIMITS, on_too_large=self.frontend.too_large
+            self.frontend.handle,
+            limits=dataclasses.replace(
+                FRONTEND_LIMITS,
+                header_timeout=config.http_timeouts_s[0],
+                body_timeout=config.http_timeouts_s[1],
+                idle_timeout=config.http_timeouts_s[2],
+            ),
+            on_too_large=self.frontend.too_large,
         )
         self.events: EventQueue | None = None
         self.port = config.port

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kindling import limits
 from kindling.worker.tuning import ColdStartTuning
 
 
@@ -41,6 +42,13 @@ class Config:
     #: Cold-start work done ahead (KINDLING_ZYGOTES, KINDLING_LAUNCHER,
     #: KINDLING_SLOT_POOL, KINDLING_FAVOR_DYNMODS).
     tuning: ColdStartTuning = field(default_factory=ColdStartTuning)
+    #: The front end's header, body and idle timeouts in seconds (KINDLING_HTTP_TIMEOUTS_S,
+    #: "header,body,idle"), e.g. shorter behind a proxy that keeps its own.
+    http_timeouts_s: tuple[float, float, float] = (
+        limits.FRONTEND_HEADER_TIMEOUT_S,
+        limits.FRONTEND_BODY_TIMEOUT_S,
+        limits.FRONTEND_IDLE_TIMEOUT_S,
+    )
     #: Dev mode provisions account 000000000000 with key test/test.
     dev_mode: bool = True
     extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -102,9 +110,16 @@ class Config:
             if delays is not None
             else base.async_retry_delays_s
         )
+        timeouts = env.get("KINDLING_HTTP_TIMEOUTS_S")
+        header, body, idle = (
+            (float(x) for x in timeouts.split(","))
+            if timeouts is not None
+            else base.http_timeouts_s
+        )
         return replace(
             base,
             egress_allow=parse_egress_allow(env.get("KINDLING_EGRESS_ALLOW", "")),
+            http_timeouts_s=(header, body, idle),
             port=port,
             data_dir=data_dir,
             sandbox_backend=backend,
