@@ -97,3 +97,16 @@ def test_output_is_filtered_to_the_shape() -> None:
     )
     assert status == 200
     assert json.loads(body) == {"AccountLimit": {"ConcurrentExecutions": 5}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 2000,  # the fuzzer's 4 KB body: was a RecursionError and a 500
+        b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}",  # valid JSON, too deep to parse
+        b'{"Environment": {"Variables": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
+    ],
+)
+def test_deeply_nested_json_is_invalid_request_content(body: bytes) -> None:
+    with pytest.raises(RequestContentError, match="Could not parse request body into json"):
+        _create(body)

@@ -3,15 +3,25 @@
 Lambda answers an error with the header ``x-amzn-ErrorType`` and a JSON body whose
 member names come from the error shape in the service model (some use ``message``,
 some ``Message``); the status code comes from the model too.
+
+A 5xx tells the caller only Lambda's own words: its detail (a sandbox id, a path, a
+traceback's last line) goes to the server log under the request id the caller is given
+in ``x-amzn-RequestId``, so an operator can find it and a caller learns nothing inside.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from kindling import errors as e
 from kindling.httpd import Response
+
+log = logging.getLogger(__name__)
+
+#: What Lambda's API reference says of a ServiceException; a caller sees nothing more.
+SERVICE_EXCEPTION_MESSAGE = "The AWS Lambda service encountered an internal error."
 
 _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.UnsupportedMediaError, "UnsupportedMediaTypeException", 415),
@@ -51,7 +61,11 @@ class ErrorMapper:
 
     def render(self, exc: BaseException, request_id: str) -> Response:
         code, status = self.code_for(exc)
-        message = exc.message if isinstance(exc, e.KindlingError) else "Internal error"
+        if status >= 500:
+            log.error("request %s answered %s: %s: %s", request_id, code, type(exc).__name__, exc)
+            message = SERVICE_EXCEPTION_MESSAGE
+        else:
+            message = exc.message if isinstance(exc, e.KindlingError) else str(exc)
         body: dict[str, Any] = {
             "Type": "User" if status < 500 else "Service",
             self._message_key.get(code, "message"): message,

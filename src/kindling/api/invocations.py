@@ -19,7 +19,7 @@ def _client_context(value: str | None) -> str | None:
     try:
         text = base64.b64decode(value, validate=True).decode()
         document = json.loads(text)
-    except ValueError as exc:  # binascii.Error and UnicodeDecodeError included
+    except (ValueError, RecursionError) as exc:  # binascii.Error, UnicodeDecodeError too
         raise RequestContentError(
             "Client context must be a valid Base64-encoded JSON object."
         ) from exc

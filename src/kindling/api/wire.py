@@ -92,8 +92,12 @@ def parse_input(
 def _parse_json_body(body: bytes) -> dict[str, Any]:
     try:
         document: Any = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError included
         raise RequestContentError(f"Could not parse request body into json: {exc}") from exc
+    except RecursionError as exc:  # Lambda's parser refuses deep nesting (1,000 levels) too
+        raise RequestContentError(
+            "Could not parse request body into json: nesting is too deep"
+        ) from exc
     if not isinstance(document, dict):
         raise RequestContentError("Could not parse request body into json: expected an object")
     return document

@@ -24,5 +24,5 @@ def decode_marker(marker: str) -> Any:
     """The position a marker stands for; a marker we did not issue is a 400."""
     try:
         return json.loads(base64.urlsafe_b64decode(marker.encode()))["at"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValidationError(f"Invalid marker: {marker}") from exc

@@ -68,9 +68,11 @@ def _check_payload(payload: bytes, limit: int, operation: str) -> None:
     if payload:
         try:
             json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            reason = exc if isinstance(exc, ValueError) else "nesting is too deep"
             raise RequestContentError(
-                f"Could not parse request body into json: Could not parse payload into json: {exc}"
+                "Could not parse request body into json: Could not parse payload into json: "
+                f"{reason}"
             ) from exc
 
 
