@@ -39,6 +39,7 @@ from kindling.errors import (
 from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
 
 Listener = Callable[[FunctionConfig], None]
+DeletedListener = Callable[[FunctionRef], None]
 
 #: Pending -> Active and InProgress -> Successful this long after the write: short enough
 #: that a waiter's first poll after its 1 s delay sees the end state, long enough that a
@@ -74,9 +75,14 @@ class FunctionService:
         #: query each (7 % of the server's CPU in bench burst). Written only through here.
         self._tags: dict[tuple[str, str, str], dict[str, str]] = {}
         self._listeners: list[Listener] = []
+        self._deleted_listeners: list[DeletedListener] = []
 
     def on_retired(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def on_deleted(self, listener: DeletedListener) -> None:
+        """Hears of a whole function deleted (its log goes with it, for one)."""
+        self._deleted_listeners.append(listener)
 
     def recover(self) -> None:
         """Settles functions a previous process left Pending or InProgress."""
@@ -233,6 +239,8 @@ class FunctionService:
         self._store.delete(ref.account_id, ref.region, ref.name)
         self._tags.pop((ref.account_id, ref.region, ref.name), None)
         self.forget(config)
+        for listener in self._deleted_listeners:
+            listener(FunctionRef(ref.account_id, ref.region, ref.name))
         if config.code_digest not in self._store.all_digests():
             self._code.remove(config.code_digest)
 
