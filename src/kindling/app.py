@@ -204,6 +204,7 @@ class App:
         await self.assignment.close()
         await self.backends.close()
         self.logs.close()
+        self.code.close()
         self.store.close()
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kindling.control import snapstart
-from kindling.control.codestore import CodeStore
+from kindling.control.codestore import CodeStore, StoredCode
 from kindling.control.models import (
     LATEST,
     TAG_VALUES,
@@ -36,6 +36,7 @@ from kindling.errors import (
     PreconditionError,
     ValidationError,
 )
+from kindling.limits import CODE_COLLECT_GRACE_S
 from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
 
 Listener = Callable[[FunctionConfig], None]
@@ -66,9 +67,18 @@ def _check_kindling_tags(tags: dict[str, str]) -> None:
 class FunctionService:
     """Owns function versions. ``listeners`` hear of every config that stops being current."""
 
-    def __init__(self, store: FunctionStore, code: CodeStore, runtimes: RuntimeCatalog) -> None:
+    def __init__(
+        self,
+        store: FunctionStore,
+        code: CodeStore,
+        runtimes: RuntimeCatalog,
+        code_grace_s: float = CODE_COLLECT_GRACE_S,
+    ) -> None:
         self._store = store
         self._code = code
+        self._code_grace_s = code_grace_s
+        #: Digests replaced a moment ago, deleted once their grace has passed.
+        self._collecting: set[str] = set()
         self._runtimes = runtimes
         self._cache: dict[tuple[str, str, str, str], FunctionConfig] = {}
         #: Tags by function: read on every cold start (the sandbox and network tags), a
@@ -85,7 +95,9 @@ class FunctionService:
         self._deleted_listeners.append(listener)
 
     def recover(self) -> None:
-        """Settles functions a previous process left Pending or InProgress."""
+        """Settles functions a previous process left Pending or InProgress, and deletes
+        code it left unreferenced."""
+        self.collect_all()
         for config in self._store.all_versions():
             if config.state is FunctionState.PENDING:
                 self._activate(config)
@@ -135,9 +147,11 @@ class FunctionService:
         return page, encode_marker(page[-1].name)
 
     # writes
-    def create(
+    async def create(
         self, account_id: str, region: str, ref: FunctionRef, params: dict[str, Any]
     ) -> FunctionConfig:
+        """Everything is checked before the zip is unpacked (off the loop); a create
+        refused at any point leaves no code behind."""
         if ref.qualifier:
             raise ValidationError("A function name for CreateFunction cannot carry a qualifier")
         if params.get("PackageType", "Zip") != "Zip":
@@ -154,14 +168,36 @@ class FunctionService:
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
-        stored = self._code.put(self._zip_from(params.get("Code") or {}))
+        data = self._zip_from(params.get("Code") or {})
+        if self._store.get(account_id, region, ref.name, LATEST) is not None:
+            raise ConflictError(f"Function already exist: {ref.name}")
+        stored = await self._code.put(data)
+        try:
+            config = self._insert(account_id, region, ref, params, stored)
+        except BaseException:
+            self._code.release(stored.digest)
+            self.collect(stored.digest)
+            raise
+        self._code.release(stored.digest)
+        return config
+
+    def _insert(
+        self,
+        account_id: str,
+        region: str,
+        ref: FunctionRef,
+        params: dict[str, Any],
+        stored: StoredCode,
+    ) -> FunctionConfig:
+        runtime = params["Runtime"]
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
         config = FunctionConfig(
             account_id=account_id,
             region=region,
             name=ref.name,
             runtime=runtime,
             role=params["Role"],
-            handler=handler or "",
+            handler=params.get("Handler") or "",
             code_sha256=stored.sha256_b64,
             code_digest=stored.digest,
             code_size=stored.size,
@@ -174,7 +210,7 @@ class FunctionService:
             environment=dict((params.get("Environment") or {}).get("Variables") or {}),
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
-            snapstart_apply_on=apply_on,
+            snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -182,21 +218,34 @@ class FunctionService:
         self._later(self._activate, config)
         return config
 
-    def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
-        current = self._current_for_update(ref, params.get("RevisionId"))
+    async def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
+        """The old code is collected once nothing references it and its last invocation
+        may have ended (``CODE_COLLECT_GRACE_S``)."""
+        self._current_for_update(ref, params.get("RevisionId"))
         if params.get("ImageUri"):
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
         if params.get("ZipFile") is None:
             raise ValidationError("Please provide a source for function code.")
-        stored = self._code.put(params["ZipFile"])
-        updated = replace(
-            current,
-            code_sha256=stored.sha256_b64,
-            code_digest=stored.digest,
-            code_size=stored.size,
-            architectures=tuple(params.get("Architectures") or current.architectures),
-        )
-        return self._begin_update(current, updated)
+        stored = await self._code.put(params["ZipFile"])
+        try:
+            # again: the function may have changed while the zip was unpacked
+            current = self._current_for_update(ref, params.get("RevisionId"))
+            updated = replace(
+                current,
+                code_sha256=stored.sha256_b64,
+                code_digest=stored.digest,
+                code_size=stored.size,
+                architectures=tuple(params.get("Architectures") or current.architectures),
+            )
+            done = self._begin_update(current, updated)
+        except BaseException:
+            self._code.release(stored.digest)
+            self.collect(stored.digest)
+            raise
+        self._code.release(stored.digest)
+        if current.code_digest != stored.digest:
+            self.collect(current.code_digest, self._code_grace_s)
+        return done
 
     def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
         current = self._current_for_update(ref, params.get("RevisionId"))
@@ -241,8 +290,7 @@ class FunctionService:
         self.forget(config)
         for listener in self._deleted_listeners:
             listener(FunctionRef(ref.account_id, ref.region, ref.name))
-        if config.code_digest not in self._store.all_digests():
-            self._code.remove(config.code_digest)
+        self.collect_all()  # its versions' code too, not only $LATEST's
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
         _check_kindling_tags(tags)
@@ -271,6 +319,33 @@ class FunctionService:
 
     def code_tree(self, config: FunctionConfig) -> str:
         return str(self._code.tree(config.code_digest))
+
+    def collect(self, digest: str, after_s: float = 0.0) -> None:
+        """Deletes a digest's code if no function or version references it (now, or
+        ``after_s`` from now: see ``update_code``). A digest waiting for its time is
+        left alone by collections in between."""
+        if after_s > 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop, no invocation that could still run on it
+            else:
+                self._collecting.add(digest)
+                loop.call_later(after_s, self._collect_late, digest)
+                return
+        if digest in self._collecting or digest in self._store.all_digests():
+            return
+        self._code.discard(digest)
+
+    def _collect_late(self, digest: str) -> None:
+        self._collecting.discard(digest)
+        self.collect(digest)
+
+    def collect_all(self) -> None:
+        """Deletes every stored digest nothing references (and none waiting its time)."""
+        unreferenced = self._code.digests() - self._store.all_digests() - self._collecting
+        for digest in unreferenced:
+            self._code.discard(digest)
 
     def account_usage(self, account_id: str) -> tuple[int, int]:
         """(function count, total code bytes) of an account, over all regions."""
