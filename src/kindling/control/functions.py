@@ -244,7 +244,7 @@ class FunctionService:
             raise
         self._code.release(stored.digest)
         if current.code_digest != stored.digest:
-            self.collect(current.code_digest, self._code_grace_s)
+            self.collect_replaced(current.code_digest)
         return done
 
     def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
@@ -336,6 +336,11 @@ class FunctionService:
         if digest in self._collecting or digest in self._store.all_digests():
             return
         self._code.discard(digest)
+
+    def collect_replaced(self, digest: str) -> None:
+        """Code a version no longer uses (updated, or the version deleted): collected
+        once an invocation that started on it may have ended."""
+        self.collect(digest, self._code_grace_s)
 
     def _collect_late(self, digest: str) -> None:
         self._collecting.discard(digest)
