@@ -328,14 +328,17 @@ class LogStore:
                 return  # the function was deleted: its sandboxes' late output goes nowhere
             if self._pending_total + len(data) > self._pending_cap:
                 self._dropped[key] = self._dropped.get(key, 0) + len(data)
+                self._wake_writer()  # it writes the marker even if nothing else comes
                 return
+            idle = not self._pending
             pending = self._pending.get(key)
             if pending is None:
                 pending = self._pending[key] = bytearray()
             pending += data
             self._pending_total += len(data)
             self._queued += 1
-            self._wake_writer()
+            if idle:  # one wake-up per batch, not per line: the writer takes all there is
+                self._wake_writer()
 
     def _wake_writer(self) -> None:
         if self._thread is None and not self._closing:
@@ -349,7 +352,7 @@ class LogStore:
         while True:
             with self._lock:
                 self._changed.wait_for(
-                    lambda: bool(self._pending or self._deleted or self._closing),
+                    lambda: bool(self._pending or self._dropped or self._deleted or self._closing),
                     max(0.0, self._swept_at + LOG_SWEEP_S - self._clock()),
                 )
                 pending, self._pending = self._pending, {}
