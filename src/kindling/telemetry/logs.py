@@ -54,6 +54,9 @@ _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _SEGMENT = re.compile(r"(\d{1,19})\.log")
 #: How long a read waits for the writer to write what was logged before it.
 _READ_WAIT_S = 5.0
+#: The writer gathers what comes in this long before it writes (unless a read waits):
+#: one wake-up and one write per function per batch, not one per invocation.
+_BATCH_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,7 @@ class LogStore:
         self._queued = 0  # appends and deletes so far
         self._written = 0  # of those, how many the writer has finished
         self._closing = False
+        self._urgent = False  # a read waits for the writer
         self._thread: threading.Thread | None = None
         # the writer thread's own
         self._open: collections.OrderedDict[Key, _Segment] = collections.OrderedDict()
@@ -276,7 +280,9 @@ class LogStore:
         key = self._key(account_id, region, name)
         with self._lock:
             target = self._queued
-            if self._thread is not None:
+            if self._thread is not None and self._written < target:
+                self._urgent = True
+                self._changed.notify_all()
                 self._changed.wait_for(lambda: self._written >= target, _READ_WAIT_S)
         folder = self._folder(key)
         for _attempt in range(3):  # a segment may rotate away while it is read
@@ -351,10 +357,20 @@ class LogStore:
     def _run(self) -> None:
         while True:
             with self._lock:
-                self._changed.wait_for(
+                work = self._changed.wait_for(
                     lambda: bool(self._pending or self._dropped or self._deleted or self._closing),
                     max(0.0, self._swept_at + LOG_SWEEP_S - self._clock()),
                 )
+                if work:
+                    self._changed.wait_for(
+                        lambda: bool(
+                            self._urgent
+                            or self._closing
+                            or self._pending_total * 2 >= self._pending_cap
+                        ),
+                        _BATCH_S,
+                    )
+                self._urgent = False
                 pending, self._pending = self._pending, {}
                 self._pending_total = 0
                 dropped, self._dropped = self._dropped, {}
