@@ -134,6 +134,9 @@ class App:
             self.store, self.functions, self.concurrency, self.invoker, self.assignment
         )
         self.functions.on_retired(self._retire)
+        self.functions.on_deleted(
+            lambda ref: self.logs.delete(ref.account_id, ref.region, ref.name)
+        )
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
         operations = {
@@ -222,6 +225,7 @@ class App:
         await self.assignment.close()
         await self.backends.close()
         self.logs.close()
+        self.code.close()
         self.store.close()
 
 

@@ -12,7 +12,7 @@ from kindling.control.versions import VersionService
 from kindling.errors import ConflictError, ValidationError
 from kindling.runtimes.catalog import RuntimeCatalog
 from tests.control.test_codestore import make_zip
-from tests.control.test_functions import ACCOUNT, REGION, _params
+from tests.control.test_functions import ACCOUNT, REGION, _params, run
 
 REF = FunctionRef(ACCOUNT, REGION, "f")
 
@@ -21,11 +21,11 @@ REF = FunctionRef(ACCOUNT, REGION, "f")
 def services(tmp_path: Path) -> tuple[FunctionService, VersionService, AliasService]:
     store = FunctionStore(Store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
     functions = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog())
-    functions.create(ACCOUNT, REGION, REF, _params())
+    run(functions.create(ACCOUNT, REGION, REF, _params()))
     functions.recover()
     versions = VersionService(functions, store)
     versions.publish(REF)
-    functions.update_code(REF, {"ZipFile": make_zip({"bootstrap": (b"#!/bin/sh\n#2", 0o755)})})
+    run(functions.update_code(REF, {"ZipFile": make_zip({"bootstrap": (b"#!/bin/sh\n#2", 0o755)})}))
     functions.recover()
     versions.publish(REF)
     return functions, versions, AliasService(functions, store, random.Random(7))

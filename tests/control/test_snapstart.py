@@ -23,7 +23,7 @@ from kindling.control.versions import VersionService
 from kindling.errors import ValidationError
 from kindling.runtimes.catalog import RuntimeCatalog, RuntimeLaunch
 from tests.control.test_codestore import make_zip
-from tests.control.test_functions import ACCOUNT, REGION
+from tests.control.test_functions import ACCOUNT, REGION, run
 
 REF = FunctionRef(ACCOUNT, REGION, "f")
 ON = {"ApplyOn": "PublishedVersions"}
@@ -70,7 +70,7 @@ def test_create_stores_apply_on_durably_and_latest_reports_off(
     services: tuple[FunctionService, VersionService], tmp_path: Path
 ) -> None:
     functions, _ = services
-    created = functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON))
+    created = run(functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON)))
     assert _status(created) == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
     reopened, _ = _services(tmp_path)  # a new process over the same database
     assert reopened.get(REF).snapstart_apply_on is SnapStartApplyOn.PUBLISHED_VERSIONS
@@ -81,7 +81,7 @@ def test_default_is_none_and_records_without_the_key_read_as_none(
     services: tuple[FunctionService, VersionService],
 ) -> None:
     functions, _ = services
-    created = functions.create(ACCOUNT, REGION, REF, _params())
+    created = run(functions.create(ACCOUNT, REGION, REF, _params()))
     assert _status(created) == {"ApplyOn": "None", "OptimizationStatus": "Off"}
     old = json.loads(json.dumps(created.to_record()))
     del old["snapstart_apply_on"]  # as stored before SnapStart existed
@@ -94,11 +94,11 @@ def test_unsupported_runtime_is_refused_with_awss_words_and_stores_nothing(
 ) -> None:
     functions, _ = services
     with pytest.raises(ValidationError) as info:
-        functions.create(ACCOUNT, REGION, REF, _params(Runtime=runtime, SnapStart=ON))
+        run(functions.create(ACCOUNT, REGION, REF, _params(Runtime=runtime, SnapStart=ON)))
     assert info.value.message == f"{runtime} is not supported for SnapStart enabled functions."
     assert not list((tmp_path / "code").rglob("*.zip"))
     # ApplyOn None is no SnapStart at all: any runtime takes it.
-    functions.create(ACCOUNT, REGION, REF, _params(Runtime=runtime, SnapStart=OFF))
+    run(functions.create(ACCOUNT, REGION, REF, _params(Runtime=runtime, SnapStart=OFF)))
 
 
 def test_ephemeral_storage_over_512_mb_is_refused_only_with_snapstart_on(
@@ -107,8 +107,12 @@ def test_ephemeral_storage_over_512_mb_is_refused_only_with_snapstart_on(
     functions, _ = services
     big = {"Size": 1024}
     with pytest.raises(ValidationError, match="greater than 512 MB is not supported for SnapStart"):
-        functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON, EphemeralStorage=big))
-    functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON, EphemeralStorage={"Size": 512}))
+        run(functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON, EphemeralStorage=big)))
+    run(
+        functions.create(
+            ACCOUNT, REGION, REF, _params(SnapStart=ON, EphemeralStorage={"Size": 512})
+        )
+    )
     functions.recover()
     with pytest.raises(ValidationError, match="greater than 512 MB"):
         functions.update_configuration(REF, {"EphemeralStorage": big})
@@ -123,7 +127,7 @@ def test_update_judges_the_resulting_configuration(
     services: tuple[FunctionService, VersionService],
 ) -> None:
     functions, _ = services
-    functions.create(ACCOUNT, REGION, REF, _params(Runtime="python3.11"))
+    run(functions.create(ACCOUNT, REGION, REF, _params(Runtime="python3.11")))
     functions.recover()
     with pytest.raises(ValidationError, match=r"^python3\.11 is not supported for SnapStart"):
         functions.update_configuration(REF, {"SnapStart": ON})
@@ -141,7 +145,7 @@ def test_published_version_is_optimized_pending_then_active(
     services: tuple[FunctionService, VersionService],
 ) -> None:
     functions, versions = services
-    functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON))
+    run(functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON)))
     functions.recover()
     first = versions.publish(REF)
     assert first.version == "1"
@@ -168,7 +172,7 @@ def test_publish_flag_on_create_gives_a_pending_optimized_version(
     services: tuple[FunctionService, VersionService],
 ) -> None:
     functions, versions = services
-    functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON))
+    run(functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON)))
     version = versions.publish(REF, with_write=True)
     assert (version.version, version.state, version.snapstart_optimized) == (
         "1",

@@ -10,7 +10,7 @@ from kindling.control.store import FunctionStore, Store
 from kindling.errors import ThrottledError, ValidationError
 from kindling.invoke.counting import ConcurrencyCounter
 from kindling.runtimes.catalog import RuntimeCatalog
-from tests.control.test_functions import ACCOUNT, REGION, _params
+from tests.control.test_functions import ACCOUNT, REGION, _params, run
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def settings(tmp_path: Path) -> ConcurrencySettings:
     store = FunctionStore(Store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
     functions = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog())
     for name in ("a", "b"):
-        functions.create(ACCOUNT, REGION, FunctionRef(ACCOUNT, REGION, name), _params())
+        run(functions.create(ACCOUNT, REGION, FunctionRef(ACCOUNT, REGION, name), _params()))
     return ConcurrencySettings(functions, store, account_limit=102)
 
 

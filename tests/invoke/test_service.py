@@ -23,7 +23,7 @@ from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.backends import Backends
 from kindling.worker.sandbox.process import ProcessBackend
-from tests.control.test_functions import ACCOUNT, REGION
+from tests.control.test_functions import ACCOUNT, REGION, run
 from tests.control.test_snapstart import ON, AnyPython, _params
 
 REF = FunctionRef(ACCOUNT, REGION, "f")
@@ -54,7 +54,7 @@ def test_specs_say_snapstart_for_optimized_versions_and_latest_only_by_switch(
     tmp_path: Path, switch: bool
 ) -> None:
     plane = Plane(tmp_path, snapstart_latest=switch)
-    plane.functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON))
+    run(plane.functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON)))
     plane.functions.recover()
     plane.versions.publish(REF)
     plane.functions.update_configuration(REF, {"SnapStart": {"ApplyOn": "None"}})
@@ -76,7 +76,7 @@ def test_specs_say_snapstart_for_optimized_versions_and_latest_only_by_switch(
 
 def test_a_new_snapstart_setting_on_latest_is_a_new_sandbox_pool(tmp_path: Path) -> None:
     plane = Plane(tmp_path, snapstart_latest=True)
-    plane.functions.create(ACCOUNT, REGION, REF, _params())
+    run(plane.functions.create(ACCOUNT, REGION, REF, _params()))
     plane.functions.recover()
     before = plane.invoker.version_key(plane.functions.get(REF))
     plane.functions.update_configuration(REF, {"SnapStart": ON})
@@ -87,7 +87,7 @@ def test_a_new_snapstart_setting_on_latest_is_a_new_sandbox_pool(tmp_path: Path)
 
 def test_a_pending_snapstart_version_is_not_ready(tmp_path: Path) -> None:
     plane = Plane(tmp_path, snapstart_latest=False)
-    plane.functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON))
+    run(plane.functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON)))
     plane.functions.recover()
     one = FunctionRef(ACCOUNT, REGION, "f", "1")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 import uuid
 import warnings
 import zipfile
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import ROLE, client_error, make_zip, wait_active
+from tests.e2e.support import ROLE, client_error, make_zip, wait_active, wait_for
 
 from .conftest import PRELUDE, Fleet, Victim
 
@@ -160,3 +161,106 @@ def test_symlinks_cannot_carry_writes_out_of_the_package(fleet: Fleet) -> None:
     assert not (data / through).exists(), "a member was written through a symlink"
     assert escaping_links(tree) == []
     assert (tree / "app.py").read_text() == HANDLER
+
+
+def names_zip(names: list[str], content: bytes = b"x") -> bytes:
+    """A zip of these member names in this order (a name ending in '/' is a folder)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("app.py", HANDLER)
+        for name in names:
+            archive.writestr(zipfile.ZipInfo(name), b"" if name.endswith("/") else content)
+    return buffer.getvalue()
+
+
+def code_files(fleet: Fleet) -> set[str]:
+    """Every zip, tree and work entry the code store holds."""
+    root = fleet.data_dir / "code"
+    return {f"{p.parent.name}/{p.name}" for p in root.glob("*/*")}
+
+
+BAD_ZIPS = {
+    "dot member": ["x/."],
+    "file and folder": ["a", "a/b.py"],
+    "folder and file": ["a/b.py", "a"],
+    "name over 255 bytes": ["d/" + "n" * 300],
+    "path over 1024 bytes": ["/".join(["d" * 250] * 8)],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ZIPS))
+def test_zips_that_cannot_unpack_answer_400_and_leave_nothing(
+    case: str, fleet: Fleet, harmless: str
+) -> None:
+    """Each answered 500 and left its zip and partial tree on disk for ever."""
+    before = code_files(fleet)
+    code = names_zip(BAD_ZIPS[case])
+    name = f"sec-badzip-{uuid.uuid4().hex[:6]}"
+    with client_error("InvalidParameterValueException", 400) as info:
+        fleet.lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=ROLE,
+            Code={"ZipFile": code},
+        )
+    assert info.value.response["Error"]["Message"].startswith("Could not unzip uploaded file.")
+    with client_error("InvalidParameterValueException", 400):
+        fleet.lam.update_function_code(FunctionName=harmless, ZipFile=code)
+    assert code_files(fleet) == before
+
+
+def test_a_refused_create_leaves_no_code(fleet: Fleet, harmless: str) -> None:
+    before = code_files(fleet)
+    with client_error("ResourceConflictException", 409):
+        fleet.lam.create_function(
+            FunctionName=harmless,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=ROLE,
+            Code={"ZipFile": make_zip({"app.py": HANDLER + "# another\n"})},
+        )
+    assert code_files(fleet) == before
+
+
+def test_the_server_answers_while_a_huge_zip_unpacks(fleet: Fleet, harmless: str) -> None:
+    """Unpacking a 200,000-file zip froze every API call and invoke for 12 s. Now, while
+    one as large as allowed unpacks, another function is read and invoked."""
+    from kindling.limits import CODE_ENTRIES
+
+    fleet.run(harmless)  # warm
+    files = [f"pkg/d{i % 64}/m{i}.py" for i in range(CODE_ENTRIES - 1)]
+    code = names_zip(files, b"")
+    name = f"sec-hugezip-{uuid.uuid4().hex[:6]}"
+    created: list[Any] = []
+
+    def create() -> None:
+        try:
+            created.append(
+                fleet.lam.create_function(
+                    FunctionName=name,
+                    Runtime="python3.11",
+                    Handler="app.handler",
+                    Role=ROLE,
+                    Code={"ZipFile": code},
+                )
+            )
+        except Exception as exc:  # reported below
+            created.append(exc)
+
+    before = code_files(fleet)
+    thread = threading.Thread(target=create)
+    thread.start()
+    try:  # the unpack has begun once the code store holds something new
+        wait_for(lambda: code_files(fleet) - before or created, timeout=120, interval=0.005)
+        assert not created, f"the create ended before its unpack was seen: {created}"
+        fleet.lam.get_function(FunctionName=harmless)
+        assert fleet.run(harmless) == {"ok": True}
+        fleet.lam.list_functions(MaxItems=5)
+        assert thread.is_alive() and not created, "the calls waited for the unpack"
+    finally:
+        thread.join(timeout=300)
+    assert created and isinstance(created[0], dict), created
+    wait_active(fleet.lam, name)
+    fleet.deployed[("hugezip", "-")] = name
+    assert (fleet.code_tree(name) / "pkg" / "d3" / "m3.py").exists()

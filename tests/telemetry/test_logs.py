@@ -1,7 +1,33 @@
 import base64
+import os
+import threading
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from kindling.telemetry.logs import LogStore, Report, tail_b64
+import pytest
+
+from kindling.errors import ValidationError
+from kindling.limits import LOG_INVOCATION_BYTES, LOG_TAIL_BYTES
+from kindling.telemetry import logs as logs_module
+from kindling.telemetry.logs import LogStore, LogStream, Report
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[LogStore]:
+    logs = LogStore(tmp_path)
+    yield logs
+    logs.close()
+
+
+def read_all(store: LogStore, name: str = "f", offset: int = 0) -> tuple[bytes, int]:
+    data = b""
+    while True:
+        chunk, offset = store.read("000000000000", "us-east-1", name, offset)
+        if not chunk:
+            return data, offset
+        data += chunk
 
 
 def test_report_line_has_lambdas_fields() -> None:
@@ -15,19 +41,168 @@ def test_report_line_has_lambdas_fields() -> None:
     assert oom.endswith("Status: error\tError Type: Runtime.OutOfMemory\t")
 
 
-def test_tail_keeps_the_last_4kb() -> None:
-    lines = [f"line {i:05d}" for i in range(2000)]
-    tail = base64.b64decode(tail_b64(lines))
-    assert len(tail) == 4096
-    assert tail.endswith(b"line 01999\n")
+def test_tail_keeps_the_last_4kb(store: LogStore) -> None:
+    stream = LogStream(store.open("000000000000", "us-east-1", "f"), "an invocation")
+    for i in range(2000):
+        stream.output(f"line {i:05d}")
+    stream.system("END RequestId: r")
+    tail = base64.b64decode(stream.tail_b64())
+    assert len(tail) == LOG_TAIL_BYTES
+    assert tail.endswith(b"line 01999\nEND RequestId: r\n")
 
 
-def test_store_appends_and_reads_from_offsets(tmp_path: Path) -> None:
-    store = LogStore(tmp_path)
-    store.append("a", "r", "f", ["one", "two"])
-    data, offset = store.read("a", "r", "f", 0)
+def test_store_appends_and_reads_from_offsets(store: LogStore) -> None:
+    store.append("000000000000", "us-east-1", "f", ["one", "two"])
+    data, offset = store.read("000000000000", "us-east-1", "f", 0)
     assert data == b"one\ntwo\n"
-    store.append("a", "r", "f", ["three"])
-    more, _ = store.read("a", "r", "f", offset)
+    store.append("000000000000", "us-east-1", "f", ["three"])
+    more, _ = store.read("000000000000", "us-east-1", "f", offset)
     assert more == b"three\n"
-    store.close()
+
+
+def test_an_invocations_output_streams_and_is_never_held(store: LogStore) -> None:
+    """29 MB of short lines grew the server by 730 MB when every line was kept until the
+    invocation ended: now a line is in the log before the invocation ends, and what a
+    stream holds stays at its tail, however much passes through it."""
+    stream = LogStream(store.open("000000000000", "us-east-1", "f"), "an invocation", cap=1 << 40)
+    stream.output("first")
+    assert read_all(store)[0] == b"first\n"  # written while the invocation still runs
+    tracemalloc.start()
+    try:
+        for _ in range(200_000):  # 2.2 MB of 10-byte lines
+            stream.output("short line")
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000  # the writer's queue at most; was ~25x the output
+    data, _ = read_all(store)
+    assert data.count(b"short line\n") == 200_000
+
+
+def test_output_beyond_the_invocation_cap_is_dropped_with_one_marker(store: LogStore) -> None:
+    stream = LogStream(
+        store.open("000000000000", "us-east-1", "f"), "an invocation", header="START r"
+    )
+    line = "x" * 1023  # 1 KB with its newline
+    for _ in range(2 * LOG_INVOCATION_BYTES // 1024):
+        stream.output(line)
+    stream.system("END RequestId: r")
+    data, _ = read_all(store)
+    lines = data.decode().splitlines()
+    assert lines[0] == "START r"
+    assert lines[-1] == "END RequestId: r"
+    kept = sum(len(text) + 1 for text in lines if text == line)
+    assert kept == LOG_INVOCATION_BYTES
+    markers = [text for text in lines if "dropped" in text]
+    assert markers == [
+        f"[kindling] {LOG_INVOCATION_BYTES} bytes of log output dropped: an invocation may "
+        f"log at most {LOG_INVOCATION_BYTES} bytes"
+    ]
+    assert lines[-2] == markers[0]
+    tail = base64.b64decode(stream.tail_b64())
+    assert tail.endswith(markers[0].encode() + b"\nEND RequestId: r\n")
+
+
+def test_the_log_rotates_and_keeps_its_offsets(tmp_path: Path) -> None:
+    store = LogStore(tmp_path, segment_bytes=1000, segments_kept=3)
+    try:
+        target = store.open("000000000000", "us-east-1", "f")
+        for i in range(100):
+            target.write(f"line {i:04d} {'.' * 89}\n".encode())  # 100 bytes each
+        data, end = read_all(store)
+        assert end == 10_000  # the whole log's length: offsets go on across segments
+        assert len(os.listdir(tmp_path / "000000000000" / "us-east-1" / "f")) == 3
+        assert data.startswith(b"line 0070 ")  # the oldest rotated away, kept whole
+        assert data.endswith(b"line 0099 " + b"." * 89 + b"\n")
+        target.write(b"next\n")
+        assert read_all(store, offset=end)[0] == b"next\n"
+        assert store.read("000000000000", "us-east-1", "f", 10**12) == (b"", 10_005)
+    finally:
+        store.close()
+
+
+def test_segments_not_written_for_the_retention_expire(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = LogStore(tmp_path, retention_s=3600, clock=lambda: now[0])
+    try:
+        store.append("000000000000", "us-east-1", "old", ["old line"])
+        assert read_all(store, "old")[0] == b"old line\n"
+        folder = tmp_path / "000000000000" / "us-east-1" / "old"
+        for path in folder.iterdir():
+            os.utime(path, (now[0] - 7200, now[0] - 7200))
+        now[0] += 10 * 3600  # past the next sweep too
+        store.append("000000000000", "us-east-1", "new", ["new line"])
+        assert read_all(store, "new")[0] == b"new line\n"
+        assert read_all(store, "old") == (b"", 0)
+        assert not folder.exists()
+    finally:
+        store.close()
+
+
+def test_deleting_a_function_deletes_its_log_and_its_sandboxes_late_lines(
+    store: LogStore,
+) -> None:
+    """A new function with the same name showed the old one's lines."""
+    old = store.open("000000000000", "us-east-1", "f")
+    old.write(b"old function\n")
+    assert read_all(store)[0] == b"old function\n"
+    store.delete("000000000000", "us-east-1", "f")
+    old.write(b"late line of an old sandbox\n")
+    new = store.open("000000000000", "us-east-1", "f")
+    new.write(b"new function\n")
+    assert read_all(store)[0] == b"new function\n"
+
+
+@pytest.mark.parametrize(
+    ("account", "region", "name"),
+    [
+        ("000000000000", "..", "f"),
+        ("000000000000", ".", "f"),
+        ("..", "us-east-1", "f"),
+        ("000000000000", "us-east-1", "../../x"),
+        ("000000000000", "a/b", "f"),
+        ("000000000000", "", "f"),
+        ("000000000000", "us-east-1\0", "f"),
+    ],
+)
+def test_a_log_path_never_leaves_its_folder(
+    store: LogStore, tmp_path: Path, account: str, region: str, name: str
+) -> None:
+    """A region of '..' moved a log file out of its account's folder."""
+    with pytest.raises(ValidationError):
+        store.open(account, region, name)
+    with pytest.raises(ValidationError):
+        store.read(account, region, name, 0)
+    with pytest.raises(ValidationError):
+        store.delete(account, region, name)
+
+
+def test_output_beyond_what_the_writer_may_hold_is_dropped_and_counted(tmp_path: Path) -> None:
+    store = LogStore(tmp_path, pending_bytes=50)
+    try:
+        target = store.open("000000000000", "us-east-1", "f")
+        target.write(b"y" * 99 + b"\n")  # more than may wait for the writer
+        target.write(b"kept\n")
+        data, _ = read_all(store)
+        assert b"kept\n" in data
+        assert b"yyyy" not in data
+        assert b"100 bytes of log output dropped: the log writer was 50 bytes behind" in data
+    finally:
+        store.close()
+
+
+def test_writes_happen_off_the_calling_thread(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow disk must not stall the event loop: the loop only queues."""
+    writers: set[int] = set()
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        writers.add(threading.get_ident())
+        return real_write(fd, data)
+
+    monkeypatch.setattr(logs_module.os, "write", write)
+    store.append("000000000000", "us-east-1", "f", ["line"])
+    assert read_all(store)[0] == b"line\n"
+    assert writers and threading.get_ident() not in writers

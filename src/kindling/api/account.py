@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kindling.control.codestore import MAX_UNZIPPED_BYTES
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.iam.sigv4 import Caller
+from kindling.limits import CODE_UNZIPPED_BYTES
 
 TOTAL_CODE_SIZE = 80 * 1024**3
 ZIPPED_LIMIT = 50 * 1024 * 1024
@@ -27,7 +27,7 @@ class AccountApi:
         return {
             "AccountLimit": {
                 "TotalCodeSize": TOTAL_CODE_SIZE,
-                "CodeSizeUnzipped": MAX_UNZIPPED_BYTES,
+                "CodeSizeUnzipped": CODE_UNZIPPED_BYTES,
                 "CodeSizeZipped": ZIPPED_LIMIT,
                 "ConcurrentExecutions": limit,
                 "UnreservedConcurrentExecutions": self._concurrency.unreserved(caller.account_id),

@@ -46,7 +46,7 @@ class FunctionsApi:
 
     async def create(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         ref = self._ref(caller, params)
-        config = self._functions.create(caller.account_id, caller.region, ref, params)
+        config = await self._functions.create(caller.account_id, caller.region, ref, params)
         if params.get("Publish"):
             config = self._versions.publish(ref, with_write=True)
         return config.to_api()
@@ -80,7 +80,7 @@ class FunctionsApi:
 
     async def update_code(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         ref = self._ref(caller, params)
-        config = self._functions.update_code(ref, params)
+        config = await self._functions.update_code(ref, params)
         if params.get("Publish"):
             config = self._versions.publish(ref, with_write=True)
         return config.to_api()

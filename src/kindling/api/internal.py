@@ -7,6 +7,7 @@ plain ``curl`` or ``urllib`` downloads it with no credentials, as on AWS.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -15,9 +16,10 @@ from urllib.parse import parse_qs
 
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionConfig, FunctionRef
-from kindling.errors import NotFoundError, SignatureError
+from kindling.errors import NotFoundError, SignatureError, ValidationError
 from kindling.httpd import Request, Response
 from kindling.iam.sigv4 import Caller
+from kindling.limits import LOG_MAX_OFFSET
 from kindling.telemetry.logs import LogStore
 
 URL_TTL_S = 600
@@ -57,7 +59,10 @@ class CodeUrls:
 
 
 class LogsEndpoint:
-    """``GET /_kindling/logs/<function>?offset=N``: SigV4-signed, returns new log bytes."""
+    """``GET /_kindling/logs/<function>?offset=N``: SigV4-signed, returns new log bytes.
+
+    ``X-Kindling-Next-Offset`` says where to ask next; a bad offset is a 400. The read
+    runs off the loop: it waits for the log writer and touches the disk."""
 
     def __init__(self, logs: LogStore, functions: FunctionService) -> None:
         self._logs = logs
@@ -67,9 +72,10 @@ class LogsEndpoint:
         caller = auth(request)
         name = request.path.rsplit("/", 1)[-1]
         self._functions.get(FunctionRef(caller.account_id, caller.region, name))
-        query = parse_qs(request.query)
-        offset = int(query.get("offset", ["0"])[0] or 0)
-        data, next_offset = self._logs.read(caller.account_id, caller.region, name, offset)
+        offset = _offset(parse_qs(request.query).get("offset", ["0"])[0])
+        data, next_offset = await asyncio.to_thread(
+            self._logs.read, caller.account_id, caller.region, name, offset
+        )
         return Response(
             200,
             [
@@ -78,3 +84,14 @@ class LogsEndpoint:
             ],
             data,
         )
+
+
+def _offset(text: str) -> int:
+    """The ``offset`` a client gave: a byte offset in the function's whole log."""
+    if not text:
+        return 0
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > LOG_MAX_OFFSET:
+        raise ValidationError(
+            f"offset must be a whole number of bytes from 0 to {LOG_MAX_OFFSET}, not {text[:32]!r}"
+        )
+    return int(text)

@@ -2,25 +2,56 @@
 
 The unpacked tree is made read-only and shared by every sandbox of every version with
 that digest; sandboxes mount it (or point at it) and never copy it.
+
+A zip is checked and unpacked in a thread of this store's own (``CODE_UNPACK_WORKERS``),
+never on the event loop: a zip of many files takes seconds. Its members are checked
+from the central directory first (count, unzipped size, names, file/folder clashes),
+then it is unpacked into a temporary folder that is always removed; only a complete
+tree is renamed into place, and only then is the zip kept, so a refused upload leaves
+nothing behind. A digest being stored is pinned until its caller has recorded it, so
+collecting unreferenced code never removes what a create is about to reference.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import collections
+import contextlib
+import errno
 import hashlib
 import io
 import os
 import shutil
 import stat
+import tempfile
+import threading
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kindling.errors import ValidationError
+from kindling.limits import (
+    CODE_ENTRIES,
+    CODE_NAME_BYTES,
+    CODE_PATH_BYTES,
+    CODE_UNPACK_WORKERS,
+    CODE_UNZIPPED_BYTES,
+)
 
-#: Lambda's quotas for a .zip deployment package.
-MAX_UNZIPPED_BYTES = 262_144_000
-_UNZIP_FAILED = "Could not unzip uploaded file. Please check your file, then try to upload again."
+#: Lambda's words for a zip it cannot unpack; ours add what was wrong.
+UNZIP_FAILED = "Could not unzip uploaded file. Please check your file, then try to upload again."
+#: Failures of unpacking that come from the zip's names, not from this host.
+_NAME_ERRNOS = {
+    errno.ENAMETOOLONG,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.EINVAL,
+    errno.ELOOP,
+    errno.EILSEQ,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +61,54 @@ class StoredCode:
     size: int
 
 
-def _check_member(info: zipfile.ZipInfo) -> None:
+def _refuse(why: str) -> ValidationError:
+    return ValidationError(f"{UNZIP_FAILED} {why}")
+
+
+def _check_member(info: zipfile.ZipInfo) -> PurePosixPath:
+    """A member's path, refused unless it is a plain relative path of bounded length."""
     name = info.filename
-    path = PurePosixPath(name)
-    if name.startswith(("/", "\\")) or path.is_absolute() or ".." in path.parts or ":" in name:
-        raise ValidationError(f"{_UNZIP_FAILED} The archive contains an unsafe path: {name!r}")
+    shown = name[:80]
+    if name.startswith(("/", "\\")) or ":" in name or "\\" in name:
+        raise _refuse(f"The archive contains an unsafe path: {shown!r}")
+    parts = name.rstrip("/").split("/")
+    if ".." in parts:
+        raise _refuse(f"The archive contains an unsafe path: {shown!r}")
+    if any(part in ("", ".") for part in parts) or "\0" in name:
+        raise _refuse(f"The archive contains an invalid path: {shown!r}")
+    if len(name.encode("utf-8", "surrogateescape")) > CODE_PATH_BYTES:
+        raise _refuse(f"A path in the archive is longer than {CODE_PATH_BYTES} bytes: {shown!r}")
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > CODE_NAME_BYTES:
+            raise _refuse(
+                f"A name in the archive is longer than {CODE_NAME_BYTES} bytes: {part[:80]!r}"
+            )
+    return PurePosixPath(*parts)
+
+
+def _check_archive(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """Everything the central directory tells, before one byte is unpacked."""
+    infos = archive.infolist()
+    if len(infos) > CODE_ENTRIES:
+        raise _refuse(f"The archive has {len(infos)} entries; at most {CODE_ENTRIES} are allowed.")
+    total = 0
+    files: set[PurePosixPath] = set()
+    folders: set[PurePosixPath] = set()
+    for info in infos:
+        path = _check_member(info)
+        total += info.file_size
+        folders.update(path.parents)
+        if info.is_dir():
+            folders.add(path)
+        elif not _is_symlink(info):
+            files.add(path)
+    if total >= CODE_UNZIPPED_BYTES:
+        raise ValidationError(f"Unzipped size must be smaller than {CODE_UNZIPPED_BYTES} bytes")
+    clash = files & folders
+    if clash:
+        shown = str(sorted(clash)[0])[:80]
+        raise _refuse(f"The archive has {shown!r} as both a file and a folder.")
+    return infos
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -52,108 +126,178 @@ def _through_link(root: Path, name: str) -> bool:
 
 
 class CodeStore:
-    """Keeps zips under ``root/zips`` and their read-only trees under ``root/trees``."""
+    """Keeps zips under ``root/zips`` and their read-only trees under ``root/trees``;
+    unpacks in ``root/work``, which holds nothing once no upload is under way."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, workers: int = CODE_UNPACK_WORKERS) -> None:
         self._zips = root / "zips"
         self._trees = root / "trees"
-        self._zips.mkdir(parents=True, exist_ok=True)
-        self._trees.mkdir(parents=True, exist_ok=True)
+        self._work = root / "work"
+        for folder in (self._zips, self._trees, self._work):
+            folder.mkdir(parents=True, exist_ok=True)
+        for left in self._work.iterdir():  # a previous process died while unpacking
+            self._remove_tree(left)
+        for left in self._trees.glob(".*"):  # the same, from before ``work`` existed
+            self._remove_tree(left)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="kindling-unpack")
+        self._lock = threading.Lock()
+        self._pins: collections.Counter[str] = collections.Counter()
 
-    def put(self, data: bytes) -> StoredCode:
-        """Validates and stores a zip; raises ValidationError as Lambda would refuse it."""
+    async def put(self, data: bytes) -> StoredCode:
+        """Validates, stores and unpacks a zip off the loop; raises ValidationError as
+        Lambda would refuse it. The digest stays pinned until ``release``."""
+        return await asyncio.wrap_future(self._pool.submit(self.put_now, data))
+
+    def put_now(self, data: bytes) -> StoredCode:
+        """``put`` in the calling thread (the pool's, or a caller with no event loop)."""
         digest = hashlib.sha256(data)
         code = StoredCode(digest.hexdigest(), base64.b64encode(digest.digest()).decode(), len(data))
-        self._validate(data)
-        target = self._zips / f"{code.digest}.zip"
-        if not target.exists():
-            tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        self.unpack(code.digest)
+        with self._lock:
+            self._pins[code.digest] += 1
+        try:
+            if not (self.zip_path(code.digest).is_file() and self.has_tree(code.digest)):
+                self._store(code.digest, data)
+        except BaseException:
+            self.release(code.digest)
+            raise
         return code
+
+    def release(self, digest: str) -> None:
+        """The caller has recorded (or given up on) a digest it stored."""
+        with self._lock:
+            self._pins[digest] -= 1
+            if self._pins[digest] <= 0:
+                del self._pins[digest]
 
     def zip_path(self, digest: str) -> Path:
         return self._zips / f"{digest}.zip"
 
-    def tree(self, digest: str) -> Path:
-        """The unpacked, read-only tree of a stored zip (unpacked on first use)."""
-        path = self._trees / digest
-        return path if path.is_dir() else self.unpack(digest)
+    def has_tree(self, digest: str) -> bool:
+        return (self._trees / digest).is_dir()
 
-    def unpack(self, digest: str) -> Path:
-        final = self._trees / digest
-        if final.is_dir():
-            return final
-        work = self._trees / f".{digest}.{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-        with zipfile.ZipFile(self.zip_path(digest)) as archive:
-            for info in archive.infolist():
-                self._extract(archive, info, work)
-        inside = work.resolve()
-        for dirpath, dirs, files in os.walk(work):
+    def tree(self, digest: str) -> Path:
+        """The unpacked, read-only tree of a stored zip (unpacked again if it went)."""
+        path = self._trees / digest
+        if path.is_dir():
+            return path
+        with self._lock:
+            self._pins[digest] += 1
+        try:
+            self._store(digest, self.zip_path(digest).read_bytes())
+        finally:
+            self.release(digest)
+        return path
+
+    def discard(self, digest: str) -> Future[None]:
+        """Removes a digest's zip and tree in the pool, unless a store pinned it."""
+        return self._pool.submit(self.remove, digest)
+
+    def remove(self, digest: str) -> None:
+        with self._lock:
+            if self._pins[digest] > 0:
+                return  # being stored again: it is about to be referenced
+            self._pins.pop(digest, None)
+            self.zip_path(digest).unlink(missing_ok=True)
+            tree = self._trees / digest
+            gone = self._work / f"gone-{digest}-{threading.get_ident()}"
+            try:
+                os.rename(tree, gone)  # out of sight at once; deleted outside the lock
+            except FileNotFoundError:
+                return
+        self._remove_tree(gone)
+
+    def digests(self) -> set[str]:
+        """Every digest with a zip or a tree here."""
+        found = {path.name for path in self._trees.iterdir() if not path.name.startswith(".")}
+        found.update(path.stem for path in self._zips.glob("*.zip"))
+        return found
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _store(self, digest: str, data: bytes) -> None:
+        work = Path(tempfile.mkdtemp(prefix=f"{digest[:16]}-", dir=self._work))
+        try:
+            tree = work / "tree"
+            tree.mkdir()
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    infos = _check_archive(archive)
+                    unzipped = 0
+                    for info in infos:
+                        unzipped += self._extract(archive, info, tree)
+                        if unzipped >= CODE_UNZIPPED_BYTES:  # headers that lied
+                            raise ValidationError(
+                                f"Unzipped size must be smaller than {CODE_UNZIPPED_BYTES} bytes"
+                            )
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+                raise ValidationError(UNZIP_FAILED) from exc
+            except (UnicodeError, ValueError) as exc:
+                raise _refuse(str(exc)[:200]) from exc
+            except OSError as exc:
+                if exc.errno in _NAME_ERRNOS:
+                    raise _refuse(f"A path cannot be unpacked: {exc.strerror}") from exc
+                raise
+            self._seal(tree)
+            kept = work / "code.zip"
+            kept.write_bytes(data)
+            os.chmod(kept, 0o600)
+            with self._lock:  # a remove of this digest waits, or went before
+                os.replace(kept, self.zip_path(digest))
+                with contextlib.suppress(OSError):  # another upload of it was first
+                    os.rename(tree, self._trees / digest)
+        finally:
+            self._remove_tree(work)
+
+    @staticmethod
+    def _seal(tree: Path) -> None:
+        """Drops links that lead out (alone or together) and makes every folder read-only."""
+        inside = tree.resolve()
+        for dirpath, dirs, files in os.walk(tree):
             for name in dirs + files:  # links that only lead out together are dropped too
                 path = Path(dirpath, name)
                 if path.is_symlink() and not path.resolve().is_relative_to(inside):
                     path.unlink()
             os.chmod(dirpath, 0o555)
-        os.chmod(work, 0o555)
-        try:
-            os.rename(work, final)
-        except OSError:  # another unpack won the race
-            self._remove_tree(work)
-        return final
-
-    def remove(self, digest: str) -> None:
-        self.zip_path(digest).unlink(missing_ok=True)
-        self._remove_tree(self._trees / digest)
 
     @staticmethod
     def _remove_tree(path: Path) -> None:
         if not path.exists():
             return
-        for dirpath, _dirs, _files in os.walk(path):
-            os.chmod(dirpath, 0o755)
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_dir() and not path.is_symlink():
+            for dirpath, _dirs, _files in os.walk(path):
+                os.chmod(dirpath, 0o755)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     @staticmethod
-    def _validate(data: bytes) -> None:
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                infos = archive.infolist()
-                total = 0
-                for info in infos:
-                    _check_member(info)
-                    total += info.file_size
-                if total > MAX_UNZIPPED_BYTES:
-                    raise ValidationError(
-                        f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes"
-                    )
-                bad = archive.testzip()
-                if bad is not None:
-                    raise ValidationError(f"{_UNZIP_FAILED} Corrupt member: {bad}")
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-            raise ValidationError(_UNZIP_FAILED) from exc
-
-    @staticmethod
-    def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path) -> None:
-        target = root / info.filename
-        if _through_link(root, info.filename):
-            return  # never written through a link, which could lead anywhere: dropped
+    def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path) -> int:
+        """Unpacks one member; returns the bytes it wrote."""
+        name = info.filename.rstrip("/")
+        target = root / name
+        if _through_link(root, name):
+            return 0  # never written through a link, which could lead anywhere: dropped
         if info.is_dir():
             target.mkdir(parents=True, exist_ok=True)
-            return
+            return 0
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = (info.external_attr >> 16) & 0o777
         if _is_symlink(info):
             link = archive.read(info).decode()
             resolved = (target.parent / link).resolve()
             if PurePosixPath(link).is_absolute() or not resolved.is_relative_to(root.resolve()):
-                return  # a link out of the package is dropped, never followed
+                return 0  # a link out of the package is dropped, never followed
+            if target.is_symlink() or target.is_file():
+                target.unlink()
             target.symlink_to(link)
-            return
+            return 0
+        if target.is_symlink():
+            return 0  # a file of the same name as a link: dropped with the link's path
+        if target.exists():
+            target.unlink()  # the same name twice: the last one is kept, as unzip does
         with archive.open(info) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        executable = bool(mode & 0o111)
-        os.chmod(target, 0o555 if executable else 0o444)
+            written = dst.tell()
+        os.chmod(target, 0o555 if mode & 0o111 else 0o444)
+        return written

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kindling.control import snapstart
-from kindling.control.codestore import CodeStore
+from kindling.control.codestore import CodeStore, StoredCode
 from kindling.control.models import (
     LATEST,
     SANDBOX_TAG,
@@ -37,9 +37,11 @@ from kindling.errors import (
     PreconditionError,
     ValidationError,
 )
+from kindling.limits import CODE_COLLECT_GRACE_S
 from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
 
 Listener = Callable[[FunctionConfig], None]
+DeletedListener = Callable[[FunctionRef], None]
 
 #: Pending -> Active and InProgress -> Successful this long after the write: short enough
 #: that a waiter's first poll after its 1 s delay sees the end state, long enough that a
@@ -93,24 +95,35 @@ class FunctionService:
         store: FunctionStore,
         code: CodeStore,
         runtimes: RuntimeCatalog,
+        code_grace_s: float = CODE_COLLECT_GRACE_S,
         sandbox_backends: Sequence[str] = ("namespace", "gvisor"),
     ) -> None:
         self._store = store
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
         self._backends = tuple(sandbox_backends)
         self._code = code
+        self._code_grace_s = code_grace_s
+        #: Digests replaced a moment ago, deleted once their grace has passed.
+        self._collecting: set[str] = set()
         self._runtimes = runtimes
         self._cache: dict[tuple[str, str, str, str], FunctionConfig] = {}
         #: Tags by function: read on every cold start (the sandbox and network tags), a
         #: query each (7 % of the server's CPU in bench burst). Written only through here.
         self._tags: dict[tuple[str, str, str], dict[str, str]] = {}
         self._listeners: list[Listener] = []
+        self._deleted_listeners: list[DeletedListener] = []
 
     def on_retired(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def on_deleted(self, listener: DeletedListener) -> None:
+        """Hears of a whole function deleted (its log goes with it, for one)."""
+        self._deleted_listeners.append(listener)
+
     def recover(self) -> None:
-        """Settles functions a previous process left Pending or InProgress."""
+        """Settles functions a previous process left Pending or InProgress, and deletes
+        code it left unreferenced."""
+        self.collect_all()
         for config in self._store.all_versions():
             if config.state is FunctionState.PENDING:
                 self._activate(config)
@@ -160,9 +173,11 @@ class FunctionService:
         return page, encode_marker(page[-1].name)
 
     # writes
-    def create(
+    async def create(
         self, account_id: str, region: str, ref: FunctionRef, params: dict[str, Any]
     ) -> FunctionConfig:
+        """Everything is checked before the zip is unpacked (off the loop); a create
+        refused at any point leaves no code behind."""
         if ref.qualifier:
             raise ValidationError("A function name for CreateFunction cannot carry a qualifier")
         if params.get("PackageType", "Zip") != "Zip":
@@ -179,14 +194,36 @@ class FunctionService:
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
-        stored = self._code.put(self._zip_from(params.get("Code") or {}))
+        data = self._zip_from(params.get("Code") or {})
+        if self._store.get(account_id, region, ref.name, LATEST) is not None:
+            raise ConflictError(f"Function already exist: {ref.name}")
+        stored = await self._code.put(data)
+        try:
+            config = self._insert(account_id, region, ref, params, stored)
+        except BaseException:
+            self._code.release(stored.digest)
+            self.collect(stored.digest)
+            raise
+        self._code.release(stored.digest)
+        return config
+
+    def _insert(
+        self,
+        account_id: str,
+        region: str,
+        ref: FunctionRef,
+        params: dict[str, Any],
+        stored: StoredCode,
+    ) -> FunctionConfig:
+        runtime = params["Runtime"]
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
         config = FunctionConfig(
             account_id=account_id,
             region=region,
             name=ref.name,
             runtime=runtime,
             role=params["Role"],
-            handler=handler or "",
+            handler=params.get("Handler") or "",
             code_sha256=stored.sha256_b64,
             code_digest=stored.digest,
             code_size=stored.size,
@@ -199,7 +236,7 @@ class FunctionService:
             environment=dict((params.get("Environment") or {}).get("Variables") or {}),
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
-            snapstart_apply_on=apply_on,
+            snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -207,22 +244,35 @@ class FunctionService:
         self._later(self._activate, config)
         return config
 
-    def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
-        current = self._current_for_update(ref, params.get("RevisionId"))
+    async def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
+        """The old code is collected once nothing references it and its last invocation
+        may have ended (``CODE_COLLECT_GRACE_S``)."""
+        self._current_for_update(ref, params.get("RevisionId"))
         if params.get("ImageUri"):
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
         if params.get("ZipFile") is None:
             raise ValidationError("Please provide a source for function code.")
         check_honoured({"Architectures": params.get("Architectures")})
-        stored = self._code.put(params["ZipFile"])
-        updated = replace(
-            current,
-            code_sha256=stored.sha256_b64,
-            code_digest=stored.digest,
-            code_size=stored.size,
-            architectures=tuple(params.get("Architectures") or current.architectures),
-        )
-        return self._begin_update(current, updated)
+        stored = await self._code.put(params["ZipFile"])
+        try:
+            # again: the function may have changed while the zip was unpacked
+            current = self._current_for_update(ref, params.get("RevisionId"))
+            updated = replace(
+                current,
+                code_sha256=stored.sha256_b64,
+                code_digest=stored.digest,
+                code_size=stored.size,
+                architectures=tuple(params.get("Architectures") or current.architectures),
+            )
+            done = self._begin_update(current, updated)
+        except BaseException:
+            self._code.release(stored.digest)
+            self.collect(stored.digest)
+            raise
+        self._code.release(stored.digest)
+        if current.code_digest != stored.digest:
+            self.collect_replaced(current.code_digest)
+        return done
 
     def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
         current = self._current_for_update(ref, params.get("RevisionId"))
@@ -265,8 +315,9 @@ class FunctionService:
         self._store.delete(ref.account_id, ref.region, ref.name)
         self._tags.pop((ref.account_id, ref.region, ref.name), None)
         self.forget(config)
-        if config.code_digest not in self._store.all_digests():
-            self._code.remove(config.code_digest)
+        for listener in self._deleted_listeners:
+            listener(FunctionRef(ref.account_id, ref.region, ref.name))
+        self.collect_all()  # its versions' code too, not only $LATEST's
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
         _check_kindling_tags(tags, self._backends)
@@ -295,6 +346,38 @@ class FunctionService:
 
     def code_tree(self, config: FunctionConfig) -> str:
         return str(self._code.tree(config.code_digest))
+
+    def collect(self, digest: str, after_s: float = 0.0) -> None:
+        """Deletes a digest's code if no function or version references it (now, or
+        ``after_s`` from now: see ``update_code``). A digest waiting for its time is
+        left alone by collections in between."""
+        if after_s > 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop, no invocation that could still run on it
+            else:
+                self._collecting.add(digest)
+                loop.call_later(after_s, self._collect_late, digest)
+                return
+        if digest in self._collecting or digest in self._store.all_digests():
+            return
+        self._code.discard(digest)
+
+    def collect_replaced(self, digest: str) -> None:
+        """Code a version no longer uses (updated, or the version deleted): collected
+        once an invocation that started on it may have ended."""
+        self.collect(digest, self._code_grace_s)
+
+    def _collect_late(self, digest: str) -> None:
+        self._collecting.discard(digest)
+        self.collect(digest)
+
+    def collect_all(self) -> None:
+        """Deletes every stored digest nothing references (and none waiting its time)."""
+        unreferenced = self._code.digests() - self._store.all_digests() - self._collecting
+        for digest in unreferenced:
+            self._code.discard(digest)
 
     def account_usage(self, account_id: str) -> tuple[int, int]:
         """(function count, total code bytes) of an account, over all regions."""

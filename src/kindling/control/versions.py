@@ -143,6 +143,7 @@ class VersionService:
                 )
         self._store.delete_version(ref.account_id, ref.region, ref.name, ref.qualifier)
         self._functions.forget(config)
+        self._functions.collect_replaced(config.code_digest)
 
 
 def _key(ref: FunctionRef) -> tuple[str, str, str]:

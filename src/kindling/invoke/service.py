@@ -9,6 +9,7 @@ both refusals pass through.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -39,7 +40,6 @@ from kindling.errors import (
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.counting import ConcurrencyCounter
 from kindling.runtimes.catalog import RuntimeCatalog
-from kindling.telemetry.logs import tail_b64
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.agent import Execution, WorkerAgent
 from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
@@ -165,7 +165,9 @@ class InvokeService:
             request_id,
             executed_version=config.version,
             function_error="Unhandled" if result.outcome is not Outcome.SUCCESS else None,
-            log_result=tail_b64(execution.lines) if log_type == "Tail" else None,
+            log_result=base64.b64encode(execution.log_tail).decode()
+            if log_type == "Tail"
+            else None,
         )
 
     async def execute(

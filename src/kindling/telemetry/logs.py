@@ -1,18 +1,62 @@
 """Function logs: Lambda's START/END/REPORT lines, kept per function, tailed for clients.
 
-Each function has one append-only file (its "log group"); ``read`` returns the bytes
-after an offset so ``kindling logs --follow`` can poll without missing lines.
+A sandbox's output streams through here; nothing holds an invocation's lines until it
+ends. Each invocation (and each init, and each stretch between invocations) writes
+through a ``LogStream``, which keeps only the 4 KB tail ``LogType=Tail`` returns and
+stops at ``LOG_INVOCATION_BYTES``: what is cut is counted, and one marker line says how
+much. The ``LogStore`` hands the bytes to one writer thread, so a slow disk never stalls
+the event loop; it bounds what waits for that thread, and on disk keeps each function's
+log as a few rotating segments that expire (all bounds in ``kindling.limits``).
+
+On disk a function's log is ``root/<account>/<region>/<name>/<start>.log``, each segment
+named by the offset of its first byte in the function's whole log, so ``read`` and
+``kindling logs --follow`` keep one offset across rotations. Deleting a function deletes
+its folder, and output still arriving from its sandboxes is dropped, so a new function
+of the same name starts with an empty log.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
+import contextlib
+import logging
 import math
 import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-TAIL_BYTES = 4096
+from kindling.errors import ValidationError
+from kindling.limits import (
+    LOG_INVOCATION_BYTES,
+    LOG_OPEN_FILES,
+    LOG_PENDING_BYTES,
+    LOG_READ_BYTES,
+    LOG_RETENTION_S,
+    LOG_SEGMENT_BYTES,
+    LOG_SEGMENTS_KEPT,
+    LOG_SWEEP_S,
+    LOG_TAIL_BYTES,
+)
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # account, region, function name
+
+#: One component of a log path: what account ids, regions and function names are made
+#: of, and never ``.`` or ``..`` (the first character is a letter or a digit).
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SEGMENT = re.compile(r"(\d{1,19})\.log")
+#: How long a read waits for the writer to write what was logged before it.
+_READ_WAIT_S = 5.0
+#: The writer gathers what comes in this long before it writes (unless a read waits):
+#: one wake-up and one write per function per batch, not one per invocation.
+_BATCH_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,50 +104,399 @@ def end_line(request_id: str) -> str:
     return f"END RequestId: {request_id}"
 
 
-def tail_b64(lines: list[str]) -> str:
-    """The last 4 KB of an invocation's log, base64, as X-Amz-Log-Result carries it."""
-    data = ("\n".join(lines) + "\n").encode()
-    return base64.b64encode(data[-TAIL_BYTES:]).decode()
+def dropped_line(dropped: int, why: str) -> str:
+    """The one line that stands for output that was cut."""
+    return f"[kindling] {dropped} bytes of log output dropped: {why}"
+
+
+class FunctionLog:
+    """Where one sandbox's output goes: its function's log, as long as that function lives.
+
+    Taken when the sandbox is launched; once the function is deleted its writes are
+    dropped, even if a new function of the same name exists by then.
+    """
+
+    def __init__(self, store: LogStore, key: Key, token: object) -> None:
+        self._store = store
+        self.key = key
+        self._token = token
+
+    def write(self, data: bytes) -> None:
+        self._store._append(self.key, self._token, data)
+
+
+class LogStream:
+    """One invocation's (or init's, or idle time's) log on its way to the function's log.
+
+    ``output`` takes the function's lines (it is the sandbox's log sink) up to ``cap``
+    bytes; ``system`` takes the platform's own lines, never cut. A ``header`` (START,
+    INIT_START) is written before the first line and can be changed until then.
+    """
+
+    def __init__(
+        self,
+        target: FunctionLog,
+        scope: str,
+        cap: int = LOG_INVOCATION_BYTES,
+        header: str | None = None,
+    ) -> None:
+        self._target = target
+        self._scope = scope
+        self._cap = cap
+        self.header = header
+        self._used = 0
+        self._dropped = 0
+        self._tail = bytearray()
+
+    def output(self, line: str) -> None:
+        data = line.encode("utf-8", "replace") + b"\n"
+        if self._used + len(data) > self._cap:
+            self._dropped += len(data)
+            return
+        self._used += len(data)
+        self._emit(data)
+
+    def system(self, line: str) -> None:
+        """A line of the platform's: the marker for what was dropped goes before it."""
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            self._emit(self._marker(dropped))
+        self._emit(line.encode("utf-8", "replace") + b"\n")
+
+    def close(self) -> None:
+        """Writes the marker if output was dropped since the last platform line."""
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            self._emit(self._marker(dropped))
+
+    def _marker(self, dropped: int) -> bytes:
+        why = f"{self._scope} may log at most {self._cap} bytes"
+        return dropped_line(dropped, why).encode() + b"\n"
+
+    @property
+    def tail(self) -> bytes:
+        """The last 4 KB written, as ``X-Amz-Log-Result`` carries them (before base64)."""
+        return bytes(self._tail[-LOG_TAIL_BYTES:])
+
+    def tail_b64(self) -> str:
+        return base64.b64encode(self.tail).decode()
+
+    def _emit(self, data: bytes) -> None:
+        if self.header is not None:
+            header, self.header = self.header, None
+            self._emit(header.encode("utf-8", "replace") + b"\n")
+        self._target.write(data)
+        self._tail += data[-LOG_TAIL_BYTES:]
+        if len(self._tail) > 2 * LOG_TAIL_BYTES:
+            del self._tail[:-LOG_TAIL_BYTES]
+
+
+def check_component(value: str, what: str) -> str:
+    """A caller's string made into one folder name, never a way out of its parent."""
+    if not _COMPONENT.fullmatch(value):
+        raise ValidationError(f"{what} {value[:64]!r} cannot name a log")
+    return value
+
+
+class _Segment:
+    """The open, current segment of one function's log (writer thread only)."""
+
+    __slots__ = ("fd", "size", "start")
+
+    def __init__(self, fd: int, start: int, size: int) -> None:
+        self.fd = fd
+        self.start = start
+        self.size = size
 
 
 class LogStore:
-    """One append-only file per function under ``root/<account>/<region>/<name>.log``."""
+    """Every function's log: appends queue for one writer thread; reads wait for it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        segment_bytes: int = LOG_SEGMENT_BYTES,
+        segments_kept: int = LOG_SEGMENTS_KEPT,
+        retention_s: float = LOG_RETENTION_S,
+        pending_bytes: int = LOG_PENDING_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._root = root
-        self._handles: dict[tuple[str, str, str], int] = {}
+        self._segment_bytes = segment_bytes
+        self._segments_kept = segments_kept
+        self._retention_s = retention_s
+        self._pending_cap = pending_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # shared with the writer, under the lock
+        self._tokens: dict[Key, object] = {}
+        self._pending: dict[Key, bytearray] = {}
+        self._pending_total = 0
+        self._dropped: dict[Key, int] = {}
+        self._deleted: set[Key] = set()
+        self._queued = 0  # appends and deletes so far
+        self._written = 0  # of those, how many the writer has finished
+        self._closing = False
+        self._urgent = False  # a read waits for the writer
+        self._thread: threading.Thread | None = None
+        # the writer thread's own
+        self._open: collections.OrderedDict[Key, _Segment] = collections.OrderedDict()
+        self._swept_at = 0.0
+        with self._lock:
+            self._wake_writer()  # it also expires old segments of functions now quiet
 
-    def _path(self, account_id: str, region: str, name: str) -> Path:
-        return self._root / account_id / region / f"{name}.log"
+    # --- the event loop's side --------------------------------------------------------
+
+    def open(self, account_id: str, region: str, name: str) -> FunctionLog:
+        """A function's log for one sandbox (see ``FunctionLog``)."""
+        key = self._key(account_id, region, name)
+        with self._lock:
+            token = self._tokens.setdefault(key, object())
+        return FunctionLog(self, key, token)
 
     def append(self, account_id: str, region: str, name: str, lines: list[str]) -> None:
-        if not lines:
-            return
-        key = (account_id, region, name)
-        fd = self._handles.get(key)
-        if fd is None:
-            path = self._path(*key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            self._handles[key] = fd
-        os.write(fd, ("\n".join(lines) + "\n").encode("utf-8", "replace"))
+        """Platform lines written as they are, to the function's current log."""
+        if lines:
+            data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+            self.open(account_id, region, name).write(data)
+
+    def delete(self, account_id: str, region: str, name: str) -> None:
+        """A deleted function's log goes with it, and its sandboxes' late lines too."""
+        key = self._key(account_id, region, name)
+        with self._lock:
+            self._tokens.pop(key, None)
+            self._pending_total -= len(self._pending.pop(key, b""))
+            self._dropped.pop(key, None)
+            self._deleted.add(key)
+            self._queued += 1
+            self._wake_writer()
 
     def read(self, account_id: str, region: str, name: str, offset: int) -> tuple[bytes, int]:
-        path = self._path(account_id, region, name)
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read(1 << 20)
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
-
-    def forget(self, account_id: str, region: str, name: str) -> None:
-        fd = self._handles.pop((account_id, region, name), None)
-        if fd is not None:
-            os.close(fd)
+        """Up to 1 MB of the log from ``offset`` (an offset in the function's whole log),
+        and the offset to ask for next. Lines rotated or expired away are skipped; an
+        offset past the end gets nothing and the end. Blocks: call it off the loop."""
+        key = self._key(account_id, region, name)
+        with self._lock:
+            target = self._queued
+            if self._thread is not None and self._written < target:
+                self._urgent = True
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: self._written >= target, _READ_WAIT_S)
+        folder = self._folder(key)
+        for _attempt in range(3):  # a segment may rotate away while it is read
+            segments = _segments(folder)
+            if not segments:
+                return b"", 0
+            start, path = segments[0]
+            for start_at, path_at in segments:
+                if start_at <= offset:
+                    start, path = start_at, path_at
+            try:
+                with open(path, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if offset > start + size and (start, path) == segments[-1]:
+                        return b"", start + size
+                    position = max(0, offset - start)
+                    fh.seek(position)
+                    data = fh.read(LOG_READ_BYTES)
+            except FileNotFoundError:
+                continue
+            return data, start + position + len(data)
+        return b"", offset
 
     def close(self) -> None:
-        for fd in self._handles.values():
-            os.close(fd)
-        self._handles.clear()
+        """Writes what is queued, then stops the writer."""
+        with self._lock:
+            self._closing = True
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        for segment in self._open.values():
+            os.close(segment.fd)
+        self._open.clear()
+
+    def _key(self, account_id: str, region: str, name: str) -> Key:
+        return (
+            check_component(account_id, "Account"),
+            check_component(region, "Region"),
+            check_component(name, "Function name"),
+        )
+
+    def _folder(self, key: Key) -> Path:
+        return self._root.joinpath(*key)
+
+    def _append(self, key: Key, token: object, data: bytes) -> None:
+        with self._lock:
+            if self._tokens.get(key) is not token:
+                return  # the function was deleted: its sandboxes' late output goes nowhere
+            if self._pending_total + len(data) > self._pending_cap:
+                self._dropped[key] = self._dropped.get(key, 0) + len(data)
+                self._wake_writer()  # it writes the marker even if nothing else comes
+                return
+            idle = not self._pending
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = bytearray()
+            pending += data
+            self._pending_total += len(data)
+            self._queued += 1
+            if idle:  # one wake-up per batch, not per line: the writer takes all there is
+                self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._thread is None and not self._closing:
+            self._thread = threading.Thread(target=self._run, name="kindling-logs", daemon=True)
+            self._thread.start()
+        self._changed.notify_all()
+
+    # --- the writer thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                work = self._changed.wait_for(
+                    lambda: bool(self._pending or self._dropped or self._deleted or self._closing),
+                    max(0.0, self._swept_at + LOG_SWEEP_S - self._clock()),
+                )
+                if work:
+                    self._changed.wait_for(
+                        lambda: bool(
+                            self._urgent
+                            or self._closing
+                            or self._pending_total * 2 >= self._pending_cap
+                        ),
+                        _BATCH_S,
+                    )
+                self._urgent = False
+                pending, self._pending = self._pending, {}
+                self._pending_total = 0
+                dropped, self._dropped = self._dropped, {}
+                deleted, self._deleted = self._deleted, set()
+                done, closing = self._queued, self._closing
+            try:
+                self._write_batch(pending, dropped, deleted)
+                if self._clock() >= self._swept_at + LOG_SWEEP_S:
+                    self._swept_at = self._clock()
+                    self._sweep()
+            except Exception:  # the writer must outlive one bad disk write
+                log.exception("writing function logs failed")
+            with self._lock:
+                self._written = done
+                self._changed.notify_all()
+                if closing and not self._pending and not self._deleted:
+                    return
+
+    def _write_batch(
+        self, pending: dict[Key, bytearray], dropped: dict[Key, int], deleted: set[Key]
+    ) -> None:
+        for key in deleted:  # before the batch: what is pending for it came after
+            segment = self._open.pop(key, None)
+            if segment is not None:
+                os.close(segment.fd)
+            shutil.rmtree(self._folder(key), ignore_errors=True)
+        for key in dropped.keys() - pending.keys():
+            pending[key] = bytearray()
+        for key, data in pending.items():
+            if key in dropped:
+                why = f"the log writer was {self._pending_cap} bytes behind"
+                data += dropped_line(dropped[key], why).encode() + b"\n"
+            self._write(key, bytes(data))
+
+    def _write(self, key: Key, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            segment = self._segment(key)
+            room = self._segment_bytes - segment.size
+            if room <= 0:
+                segment = self._rotate(key, segment)
+                room = self._segment_bytes
+            written = os.write(segment.fd, view[:room])
+            segment.size += written
+            view = view[written:]
+
+    def _segment(self, key: Key) -> _Segment:
+        segment = self._open.get(key)
+        if segment is not None:
+            self._open.move_to_end(key)
+            return segment
+        folder = self._folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        segments = _segments(folder)
+        if segments:
+            start, path = segments[-1]
+        else:
+            start, path = 0, folder / _name(0)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        segment = _Segment(fd, start, os.fstat(fd).st_size)
+        self._open[key] = segment
+        while len(self._open) > LOG_OPEN_FILES:
+            _key, oldest = self._open.popitem(last=False)
+            os.close(oldest.fd)
+        return segment
+
+    def _rotate(self, key: Key, full: _Segment) -> _Segment:
+        os.close(full.fd)
+        del self._open[key]
+        folder = self._folder(key)
+        start = full.start + full.size
+        fd = os.open(folder / _name(start), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        segment = self._open[key] = _Segment(fd, start, 0)
+        for _start, path in _segments(folder)[: -self._segments_kept]:
+            path.unlink(missing_ok=True)
+        return segment
+
+    def _sweep(self) -> None:
+        """Deletes segments not written for the retention time, and a folder it empties.
+
+        It touches nothing else under the root: only segment files, and the one-file
+        logs (``<name>.log``) of kindling before segments."""
+        cutoff = self._clock() - self._retention_s
+        for account in _dirs(self._root):
+            for region in _dirs(account):
+                for entry in list(region.iterdir()):
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir():
+                            self._expire(entry, cutoff)
+                        elif entry.suffix == ".log" and entry.stat().st_mtime < cutoff:
+                            entry.unlink()
+
+    def _expire(self, folder: Path, cutoff: float) -> None:
+        key = (folder.parent.parent.name, folder.parent.name, folder.name)
+        expired = False
+        for _start, path in _segments(folder):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    segment = self._open.get(key)
+                    if segment is not None and folder / _name(segment.start) == path:
+                        os.close(self._open.pop(key).fd)
+                    path.unlink()
+                    expired = True
+        if expired:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _name(start: int) -> str:
+    return f"{start:019d}.log"
+
+
+def _dirs(path: Path) -> list[Path]:
+    return [entry for entry in path.iterdir() if entry.is_dir()] if path.is_dir() else []
+
+
+def _segments(folder: Path) -> list[tuple[int, Path]]:
+    """A function's segments, oldest first, by the offset of their first byte."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        match = _SEGMENT.fullmatch(name)
+        if match:
+            found.append((int(match.group(1)), folder / name))
+    found.sort()
+    return found

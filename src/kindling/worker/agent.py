@@ -1,6 +1,7 @@
 """The worker agent: turns specs into running sandboxes and invocations into log lines.
 
-It owns the backend and the per-invocation log capture; it knows nothing of
+It owns the backend and the per-invocation log capture (streamed to the function's log
+as it comes, never held: see ``telemetry.logs``); it knows nothing of
 functions' names or concurrency, only of sandboxes. It is also where a start's kind
 (cold, restored from a snapshot, or warm), every duration and every error are known, so
 it records them in the metrics as it writes the REPORT line that says the same.
@@ -11,11 +12,18 @@ from __future__ import annotations
 import collections
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kindling.telemetry.logs import LogStore, Report, end_line, start_line
+from kindling.telemetry.logs import (
+    FunctionLog,
+    LogStore,
+    LogStream,
+    Report,
+    end_line,
+    start_line,
+)
 from kindling.telemetry.metrics import Metrics, SandboxCounts, StartKind
 from kindling.worker.backends import Backends
 from kindling.worker.capacity import WorkerCapacity
@@ -32,10 +40,10 @@ from kindling.worker.sandbox.safety import SafeSandbox
 
 @dataclass(frozen=True, slots=True)
 class Execution:
-    """One invocation as the caller sees it: the result and its log lines."""
+    """One invocation as the caller sees it: the result and the last 4 KB of its log."""
 
     result: InvokeResult
-    lines: list[str] = field(default_factory=list)
+    log_tail: bytes = b""
 
 
 def _host_memory_mb() -> int:
@@ -62,6 +70,14 @@ class WorkerAgent:
         self.worker_id = worker_id
         self._memory_mb = int(_host_memory_mb() * memory_share)
         self._live: list[SafeSandbox] = []
+        #: Each sandbox writes to the log of the function it was launched for, even once
+        #: a new function of the same name exists; and between invocations to a stream.
+        self._targets: weakref.WeakKeyDictionary[SafeSandbox, FunctionLog] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._idle_streams: weakref.WeakKeyDictionary[SafeSandbox, LogStream] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def capacity(self) -> WorkerCapacity:
         """What this worker has promised: the memory of every live sandbox is reserved."""
@@ -93,23 +109,42 @@ class WorkerAgent:
             counts[(*key, sandbox.state.value.lower())] += 1
         return counts
 
-    def _direct_sink(self, spec: SandboxSpec) -> Callable[[str], None]:
-        def sink(line: str) -> None:
-            self._logs.append(spec.account_id, spec.region, spec.function_name, [line])
-
-        return sink
+    def _idle(self, sandbox: SafeSandbox, target: FunctionLog) -> None:
+        """Output between invocations (background threads, extensions) has its own cap."""
+        stream = LogStream(target, "a sandbox between invocations")
+        sandbox.set_log_sink(stream.output)
+        previous = self._idle_streams.get(sandbox)
+        if previous is not None:
+            previous.close()
+        self._idle_streams[sandbox] = stream
 
     async def launch(self, spec: SandboxSpec) -> tuple[SafeSandbox, InitResult, list[str]]:
-        """Creates and initializes a sandbox; on failure it is already destroyed."""
+        """Creates and initializes a sandbox; on failure it is already destroyed.
+
+        Its init output streams to the function's log; the list returned holds only the
+        platform's own lines about the init (INIT_START, RESTORE_*)."""
         backend = self.backends.get(spec.backend)
+        target = self._logs.open(spec.account_id, spec.region, spec.function_name)
         sandbox = SafeSandbox(await backend.create(spec), spec)
         self._live.append(sandbox)
-        lines: list[str] = [f"INIT_START Runtime Version: {spec.launch.runtime}"]
-        sandbox.set_log_sink(lines.append)
+        self._targets[sandbox] = target
+        header = f"INIT_START Runtime Version: {spec.launch.runtime}"
+        stream = LogStream(target, "an init", header=header)
+        sandbox.set_log_sink(stream.output)
         init = await sandbox.start()
+        lines = [header]
         if init.restored:  # Lambda's words for a start from a snapshot
-            lines[0] = f"RESTORE_START Runtime Version: {spec.launch.runtime}"
-            lines.append(f"RESTORE_REPORT Restore Duration: {init.duration_ms:.2f} ms")
+            lines = [
+                f"RESTORE_START Runtime Version: {spec.launch.runtime}",
+                f"RESTORE_REPORT Restore Duration: {init.duration_ms:.2f} ms",
+            ]
+            if stream.header is not None:
+                stream.header = lines[0]
+            stream.system(lines[1])
+        else:
+            stream.close()
+            if stream.header is not None:
+                stream.system(stream.header)
         if init.ok:
             self._metrics.started(
                 spec.account_id,
@@ -119,8 +154,7 @@ class WorkerAgent:
                 restored=init.restored,
                 duration_ms=init.duration_ms,
             )
-        self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
-        sandbox.set_log_sink(self._direct_sink(spec))
+        self._idle(sandbox, target)
         return sandbox, init, lines
 
     async def run(
@@ -128,21 +162,29 @@ class WorkerAgent:
     ) -> Execution:
         """One invocation; ``init`` when this sandbox was started for it (a cold start)."""
         spec = sandbox.spec
-        lines = [start_line(request.request_id, spec.version)]
-        sandbox.set_log_sink(lines.append)
+        target = self._targets.get(sandbox) or self._logs.open(
+            spec.account_id, spec.region, spec.function_name
+        )
+        stream = LogStream(
+            target, "an invocation", header=start_line(request.request_id, spec.version)
+        )
+        sandbox.set_log_sink(stream.output)
+        idle = self._idle_streams.pop(sandbox, None)
+        if idle is not None:
+            idle.close()
         result = await sandbox.invoke(request)
-        sandbox.set_log_sink(self._direct_sink(spec))
+        self._idle(sandbox, target)
         status = error_type = None
         if result.outcome is Outcome.TIMEOUT:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-            lines.append(
+            stream.system(
                 f"{stamp} {request.request_id} Task timed out after {spec.timeout_s:.2f} seconds"
             )
             status = "timeout"
         elif result.outcome is Outcome.CRASH:
-            lines.append(_error_message(result))
+            stream.system(_error_message(result))
             status, error_type = "error", _error_type(result)
-        lines.append(end_line(request.request_id))
+        stream.system(end_line(request.request_id))
         report = Report(
             request.request_id,
             result.duration_ms,
@@ -153,26 +195,22 @@ class WorkerAgent:
             error_type,
             init.duration_ms if init is not None and init.restored else None,
         )
-        lines.append(report.line())
-        self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        stream.system(report.line())
         error = None if result.outcome is Outcome.SUCCESS else result.outcome.value
         self._record(spec, init, result.duration_ms, error)
-        return Execution(result, lines)
+        return Execution(result, stream.tail)
 
     def failed_init(self, spec: SandboxSpec, request_id: str, init: InitResult) -> Execution:
         """The invocation that found its sandbox unable to start."""
         assert init.error is not None
-        lines = [
-            start_line(request_id, spec.version),
-            _error_message(init.error),
-            end_line(request_id),
-            Report(
-                request_id, init.duration_ms, spec.memory_mb, 0, init.duration_ms, "error"
-            ).line(),
-        ]
-        self._logs.append(spec.account_id, spec.region, spec.function_name, lines)
+        target = self._logs.open(spec.account_id, spec.region, spec.function_name)
+        stream = LogStream(target, "an invocation", header=start_line(request_id, spec.version))
+        stream.system(_error_message(init.error))
+        stream.system(end_line(request_id))
+        report = Report(request_id, init.duration_ms, spec.memory_mb, 0, init.duration_ms, "error")
+        stream.system(report.line())
         self._record(spec, init, init.duration_ms, Outcome.INIT_ERROR.value)
-        return Execution(init.error, lines)
+        return Execution(init.error, stream.tail)
 
     def _record(
         self, spec: SandboxSpec, init: InitResult | None, duration_ms: float, error: str | None

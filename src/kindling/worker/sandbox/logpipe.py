@@ -3,6 +3,9 @@
 A runtime writes its output, then posts its response. Both arrive at the worker, but
 asyncio may see the response first; ``drain`` reads the pipe synchronously at that
 moment, so every line written before the response belongs to that invocation.
+
+It holds at most one unfinished line (a longer one is cut into lines of
+``LOG_LINE_BYTES``) and hands every line on at once: the sink streams it, never keeps it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ import asyncio
 import contextlib
 import os
 
+from kindling.limits import LOG_LINE_BYTES
 from kindling.worker.sandbox.base import LogSink
-
-_MAX_LINE = 256 * 1024
 
 
 class LogPipe:
@@ -47,8 +49,9 @@ class LogPipe:
         *lines, self._partial = data.split(b"\n")
         for line in lines:
             self.sink(line.decode("utf-8", "replace"))
-        if len(self._partial) > _MAX_LINE:
-            self._flush_partial()
+        while len(self._partial) > LOG_LINE_BYTES:
+            line, self._partial = self._partial[:LOG_LINE_BYTES], self._partial[LOG_LINE_BYTES:]
+            self.sink(line.decode("utf-8", "replace"))
 
     def _flush_partial(self) -> None:
         if self._partial:
