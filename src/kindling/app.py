@@ -90,7 +90,7 @@ class App:
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
-        self.metrics = Metrics()
+        self.metrics = Metrics(live=self._exists)
         self.backends = make_backends(config)
         self.backends.get()  # the default must work at start, not at the first invoke
         self.agent = WorkerAgent(self.backends, self.logs, metrics=self.metrics)
@@ -104,7 +104,11 @@ class App:
             else FixedKeepAlive(config.keep_alive_s)
         )
         self.assignment = Assignment(
-            self.agent, config.keep_alive_s, config.freeze_after_s, keep_alive=policy
+            self.agent,
+            config.keep_alive_s,
+            config.freeze_after_s,
+            keep_alive=policy,
+            current=self._is_current,
         )
         self.invoker = InvokeService(
             self.functions,
@@ -147,20 +151,47 @@ class App:
         self.port = config.port
         self._retiring: set[asyncio.Task[None]] = set()
 
+    def _exists(self, account: str, region: str, name: str, version: str | None) -> bool:
+        try:
+            self.functions.get(FunctionRef(account, region, name, version))
+        except NotFoundError:
+            return False
+        return True
+
+    def _is_current(self, key: VersionKey) -> bool:
+        """Whether sandboxes of this version key may still serve: the version exists and
+        is at that revision (a released sandbox of a retired one is destroyed)."""
+        account, region, name, version, revision = key
+        try:
+            config = self.functions.get(FunctionRef(account, region, name, version))
+        except NotFoundError:
+            return False
+        return config.revision_id == revision
+
     def _retire(self, config: FunctionConfig) -> None:
+        """A version stopped being current: its sandboxes and series go now.
+
+        $LATEST retired with the function gone is DeleteFunction: every published version
+        went with it (the store deleted them in one go and told only of $LATEST), so all
+        the function's sandboxes, provisioned configs and series go too."""
         ref = FunctionRef(config.account_id, config.region, config.name)
         self.aliases.forget_function(ref)
+        deleted = False
         if config.version == LATEST:
             try:
                 self.functions.get(ref)
             except NotFoundError:  # deleted, not updated
+                deleted = True
                 self.concurrency.forget_function(ref)
+                self.provisioned.forget_function(ref)
                 self.metrics.forget(config.account_id, config.region, config.name)
         else:  # a published version never changes: retired means deleted
             self.metrics.forget(config.account_id, config.region, config.name, config.version)
         retired = self.invoker.version_key(config)
 
         def match(key: VersionKey) -> bool:
+            if deleted:
+                return key[:3] == retired[:3]  # every version of the function
             return key == retired  # that revision only: the new one's sandboxes stay
 
         try:

@@ -232,6 +232,9 @@ class FunctionService:
         config = self.get(ref)
         self._store.delete(ref.account_id, ref.region, ref.name)
         self._tags.pop((ref.account_id, ref.region, ref.name), None)
+        function = (ref.account_id, ref.region, ref.name)
+        for key in [k for k in self._cache if k[:3] == function]:
+            del self._cache[key]  # its published versions too: they went with it
         self.forget(config)
         if config.code_digest not in self._store.all_digests():
             self._code.remove(config.code_digest)

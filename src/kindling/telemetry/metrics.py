@@ -21,6 +21,11 @@ service: throttles; the counting service: concurrency). Sandbox states change in
 places inside a worker, so they are read from the workers when scraped instead of being
 mirrored.
 
+A deleted function's (or version's) series are removed (``forget``) and must not come
+back when an invocation that was running at the deletion ends afterwards: every
+recording of a per-function series first asks ``live`` (given by the composition root)
+whether that function version still exists, and records nothing for one that does not.
+
 The registry is this object's own, never prometheus_client's global ``REGISTRY``: the
 composition root builds one ``Metrics`` and hands it to whoever records, and a component
 built without one (in a test) records into a private instance nobody reads.
@@ -49,6 +54,14 @@ StartKind = Literal["cold", "warm", "restore"]
 
 #: (account, region, function, version, state) -> number of sandboxes.
 SandboxCounts = Mapping[tuple[str, str, str, str, str], int]
+
+#: Whether (account, region, function, version or None for the function) still exists.
+LiveCheck = Callable[[str, str, str, str | None], bool]
+
+
+def _always(_account: str, _region: str, _function: str, _version: str | None) -> bool:
+    return True
+
 
 FUNCTION_LABELS = ("account", "region", "function")
 VERSION_LABELS = (*FUNCTION_LABELS, "version")
@@ -92,7 +105,8 @@ class _SandboxStates:
 class Metrics:
     """Every metric kindling serves, in one registry of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: LiveCheck | None = None) -> None:
+        self._live = live or _always
         # prometheus_client would add a ``*_created`` series beside every counter and
         # histogram series, doubling what a scrape carries for a timestamp Prometheus
         # does not read from the text format. The switch is the library's, process-wide;
@@ -162,6 +176,8 @@ class Metrics:
         error: str | None = None,
     ) -> None:
         """One invocation that ran; ``error`` names how it failed, if it did."""
+        if not self._live(account, region, function, version):
+            return  # it ended after its function was deleted: no series comes back
         labels = (account, region, function, version)
         self._invocations.labels(*labels, start).inc()
         self._duration.labels(*labels).observe(duration_ms / 1000)
@@ -179,12 +195,16 @@ class Metrics:
         duration_ms: float,
     ) -> None:
         """One sandbox initialized (for an invocation or for provisioned concurrency)."""
+        if not self._live(account, region, function, version):
+            return
         kind = "restore" if restored else "init"
         self._init.labels(account, region, function, version, kind).observe(duration_ms / 1000)
 
     def throttled(
         self, account: str, region: str, function: str, version: str, reason: str
     ) -> None:
+        if not self._live(account, region, function, version):
+            return
         self._throttles.labels(account, region, function, version, reason).inc()
 
     def concurrency(
@@ -192,8 +212,9 @@ class Metrics:
     ) -> None:
         """The counts after an admission or a release. Set, not added, so a count can
         never drift from the counting service's own."""
-        self._concurrent.labels(account, region, function).set(in_function)
         self._account_concurrent.labels(account).set(in_account)
+        if self._live(account, region, function, None):
+            self._concurrent.labels(account, region, function).set(in_function)
 
     def watch_sandboxes(self, source: Callable[[], SandboxCounts]) -> None:
         """Adds a worker whose sandboxes ``kindling_sandboxes`` reports when scraped."""
