@@ -204,7 +204,7 @@ class App:
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> bool:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
-            config, request_id, payload, invoked=invoked_arn(ref)
+            config, request_id, payload, invoked=invoked_arn(ref), queued=True
         )
         return execution.result.outcome is Outcome.SUCCESS
 
@@ -214,7 +214,9 @@ class App:
             self._run_event,
             self.config.async_retry_delays_s,
             self.config.async_max_age_s,
+            metrics=self.metrics,
         )
+        self.counter.on_freed(self.events.slot_freed)
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
         self.assignment.start()

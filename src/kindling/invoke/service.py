@@ -3,7 +3,8 @@
 RequestResponse runs now; Event is written to the durable queue first and answered
 202; DryRun only checks that the caller could invoke. A run refused for concurrency
 (by counting) or for room (by placement) is counted here as a throttle, the one place
-both refusals pass through.
+both refusals pass through; but only when a client gets the 429: a queued Event
+invocation refused is the queue's internal retry, counted by the queue.
 """
 
 from __future__ import annotations
@@ -173,8 +174,12 @@ class InvokeService:
         payload: bytes,
         client_context: str | None = None,
         invoked: str | None = None,
+        queued: bool = False,
     ) -> Execution:
         """Runs one invocation to its end, throttled by the account's concurrency.
+
+        ``queued``: an Event invocation run by the queue; a throttle of it is not counted
+        as one (no client is refused), the queue counts its retry instead.
 
         The run is shielded: a caller that hangs up does not stop an invocation that
         has started (as on Lambda), and its sandbox goes back to the pool only when the
@@ -184,7 +189,7 @@ class InvokeService:
             config.arn if config.version == LATEST else f"{config.arn}:{config.version}"
         )
         run = asyncio.ensure_future(
-            self._execute(config, request_id, payload, client_context, invoked)
+            self._execute(config, request_id, payload, client_context, invoked, queued)
         )
         return await asyncio.shield(run)
 
@@ -195,12 +200,15 @@ class InvokeService:
         payload: bytes,
         client_context: str | None,
         invoked: str,
+        queued: bool,
     ) -> Execution:
         key = self.version_key(config)
         try:
             with self._counter.admit(config.account_id, config.region, config.name):
                 return await self._run(config, key, request_id, payload, client_context, invoked)
         except ThrottledError as exc:
+            if queued:
+                raise
             self._metrics.throttled(
                 config.account_id, config.region, config.name, config.version, exc.reason
             )

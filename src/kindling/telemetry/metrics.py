@@ -8,7 +8,13 @@ counted under the version it routed to, so aliases add no series):
 
     kindling_invocations_total{..., start}       start: cold | warm | restore
     kindling_errors_total{..., outcome}          outcome: error | timeout | crash | init_error
-    kindling_throttles_total{..., reason}        the 429's Reason
+    kindling_throttles_total{..., reason}        the 429's Reason (a client got it)
+    kindling_async_retries_total{account, region, function, cause}
+                                                 an Event invocation tried again later:
+                                                 throttled | platform_error | function_error
+    kindling_async_events_dropped_total{account, region, reason}
+                                                 Lambda's AsyncEventsDropped: not_found |
+                                                 max_age | retries_exhausted
     kindling_duration_seconds{...}               histogram of invocation durations
     kindling_init_duration_seconds{..., kind}    kind: init | restore; each sandbox started
     kindling_concurrent_executions{account, region, function}
@@ -17,9 +23,12 @@ counted under the version it routed to, so aliases add no series):
 
 Counters, histograms and the concurrency gauges are recorded by the component that
 knows the fact when it happens (the worker agent: starts, durations, errors; the invoke
-service: throttles; the counting service: concurrency). Sandbox states change in many
-places inside a worker, so they are read from the workers when scraped instead of being
-mirrored.
+service: throttles; the counting service: concurrency; the async queue: its retries and
+drops). An Event invocation held back by concurrency is an internal retry, never a
+throttle: no client got a 429 for it. Drops are counted per account, not per function:
+the most common reason is that the function was deleted, and its series must stay gone.
+Sandbox states change in many places inside a worker, so they are read from the workers
+when scraped instead of being mirrored.
 
 A deleted function's (or version's) series are removed (``forget``) and must not come
 back when an invocation that was running at the deletion ends afterwards: every
@@ -132,6 +141,22 @@ class Metrics:
             [*VERSION_LABELS, "reason"],
             registry=self.registry,
         )
+        self._async_retries = Counter(
+            "kindling_async_retries",
+            "Event invocations the queue tries again later, by cause: throttled (no "
+            "concurrency free), platform_error (e.g. a sandbox could not be built), "
+            "function_error (one of the event's retries).",
+            [*FUNCTION_LABELS, "cause"],
+            registry=self.registry,
+        )
+        self._async_dropped = Counter(
+            "kindling_async_events_dropped",
+            "Accepted Event invocations dropped without a successful run (Lambda's "
+            "AsyncEventsDropped), by reason: not_found (the function is gone), max_age, "
+            "retries_exhausted.",
+            ["account", "region", "reason"],
+            registry=self.registry,
+        )
         self._duration = Histogram(
             "kindling_duration_seconds",
             "Time the function spent on each invocation (REPORT's Duration).",
@@ -207,6 +232,13 @@ class Metrics:
             return
         self._throttles.labels(account, region, function, version, reason).inc()
 
+    def async_retried(self, account: str, region: str, function: str, cause: str) -> None:
+        if self._live(account, region, function, None):
+            self._async_retries.labels(account, region, function, cause).inc()
+
+    def async_dropped(self, account: str, region: str, reason: str) -> None:
+        self._async_dropped.labels(account, region, reason).inc()
+
     def concurrency(
         self, account: str, region: str, function: str, in_function: int, in_account: int
     ) -> None:
@@ -226,6 +258,7 @@ class Metrics:
         where = {"account": account, "region": region, "function": function}
         if version is None:
             self._concurrent.remove_by_labels(where)
+            self._async_retries.remove_by_labels(where)
         else:
             where["version"] = version
         for metric in (
