@@ -14,3 +14,11 @@ from kindling.config import Config
 def test_snapstart_latest_is_off_unless_asked_for(value: str | None, expected: bool) -> None:
     env = {} if value is None else {"KINDLING_SNAPSTART_LATEST": value}
     assert Config.from_env(env).snapstart_latest is expected
+
+
+def test_shutdown_grace_defaults_to_its_limit_and_is_read_from_the_environment() -> None:
+    from kindling.limits import SHUTDOWN_GRACE_S
+
+    assert Config.from_env({}).shutdown_grace_s == SHUTDOWN_GRACE_S == 30.0
+    assert Config.from_env({"KINDLING_SHUTDOWN_GRACE_S": "2.5"}).shutdown_grace_s == 2.5
+    assert Config().with_overrides(shutdown_grace_s=0.0).shutdown_grace_s == 0.0

@@ -7,6 +7,8 @@ import contextlib
 import logging
 import secrets
 import signal
+import time
+from collections.abc import Callable
 
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
@@ -27,8 +29,8 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, Store
 from kindling.control.versions import VersionService
-from kindling.errors import NotFoundError
-from kindling.httpd import HttpServer
+from kindling.errors import NotFoundError, ServiceError
+from kindling.httpd import HttpServer, Request, Response
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
@@ -37,6 +39,7 @@ from kindling.invoke.counting import ConcurrencyCounter
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
+from kindling.limits import SHUTDOWN_ANSWER_S
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
@@ -145,11 +148,24 @@ class App:
             load_service_model(), SigV4Verifier(keys), operations, raw_routes, public_routes
         )
         self.server = HttpServer(
-            self.frontend.handle, max_body=MAX_REQUEST_BYTES, on_too_large=self.frontend.too_large
+            self._handle, max_body=MAX_REQUEST_BYTES, on_too_large=self.frontend.too_large
         )
+        self._draining = False
+        self._requests = 0  # requests being handled now, of any kind
         self.events: EventQueue | None = None
         self.port = config.port
         self._retiring: set[asyncio.Task[None]] = set()
+
+    async def _handle(self, request: Request) -> Response:
+        """The front end, unless the server is draining: then every new request, on a
+        connection opened before the drain, is refused as a service error."""
+        if self._draining:
+            return self.frontend.refuse(ServiceError("The server is shutting down."))
+        self._requests += 1
+        try:
+            return await self.frontend.handle(request)
+        finally:
+            self._requests -= 1
 
     def _exists(self, account: str, region: str, name: str, version: str | None) -> bool:
         try:
@@ -226,29 +242,60 @@ class App:
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info("kindling listening on http://%s:%d", self.config.host, self.port)
 
-    async def stop(self) -> None:
-        await self.server.close()
+    async def stop(self, grace_s: float | None = None, cut: asyncio.Event | None = None) -> None:
+        """Drains, then stops: no new connection or request is taken, running invocations
+        (and their requests) get ``grace_s`` (Config.shutdown_grace_s) to finish, or until
+        ``cut`` is set; what still runs then is cut (its caller gets ServiceException, a
+        queued event stays stored and runs after a restart) and everything is freed."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        self._draining = True
+        await self.server.close()  # listening sockets only: open connections get answers
+        if self.events is not None:
+            self.events.stop_dispatching()
+        if not self._idle():
+            log.info("draining: waiting up to %.0f s for running invocations", grace)
+            await self._wait(self._idle, grace, cut)
+        if not self._idle():
+            log.warning("drain grace over: cutting %d invocation(s)", self.invoker.in_flight)
+        self.invoker.cut()
         if self.events is not None:
             await self.events.close()
         await self.provisioned.close()
-        await self.assignment.close()
+        await self.assignment.close()  # what still ran ends now, answered as cut
+        await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
         self.logs.close()
         self.store.close()
 
+    def _idle(self) -> bool:
+        running_events = self.events.running if self.events is not None else 0
+        return self._requests == 0 and self.invoker.in_flight == 0 and running_events == 0
+
+    @staticmethod
+    async def _wait(done: Callable[[], bool], limit_s: float, cut: asyncio.Event | None) -> None:
+        deadline = time.monotonic() + limit_s
+        while not done() and time.monotonic() < deadline and not (cut and cut.is_set()):  # noqa: ASYNC110 - counters, not events
+            await asyncio.sleep(0.05)
+
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Runs kindling until SIGINT or SIGTERM."""
+    """Runs kindling until SIGINT or SIGTERM, then drains it (``App.stop``); a second
+    signal cuts the drain short."""
     app = App(config)
     await app.start()
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
+    cut = asyncio.Event()
+
+    def on_signal() -> None:
+        (cut if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     try:
         await stop.wait()
     finally:
-        await app.stop()
+        await app.stop(cut=cut)

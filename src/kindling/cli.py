@@ -54,8 +54,16 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (env KINDLING_PORT)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where state lives")] = None,
     backend: Annotated[str | None, typer.Option(help="sandbox backend")] = None,
+    shutdown_grace: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds running invocations get to finish on SIGTERM "
+            "(env KINDLING_SHUTDOWN_GRACE_S, default 30)",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the Lambda API on 127.0.0.1:9000."""
+    """Serve the Lambda API on 127.0.0.1:9000 until SIGTERM or SIGINT, which drain it."""
     import uvloop
 
     from kindling.app import serve as run
@@ -64,7 +72,11 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = Config.from_env().with_overrides(
-        host=host, port=port, data_dir=data_dir, sandbox_backend=backend
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        sandbox_backend=backend,
+        shutdown_grace_s=shutdown_grace,
     )
     # uvloop for our loop only: a global policy would also hand uvloop to helper threads
     # whose libraries (pyroute2's netlink sockets) need the standard loop.

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kindling.limits import SHUTDOWN_GRACE_S
 from kindling.worker.tuning import ColdStartTuning
 
 
@@ -30,6 +31,10 @@ class Config:
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
     #: Oldest an Event invocation may get before it is dropped (Lambda: 6 h).
     async_max_age_s: float = 21600.0
+    #: On SIGTERM: seconds running invocations get to finish before they are cut (a
+    #: second SIGTERM or SIGINT cuts them at once). --shutdown-grace,
+    #: KINDLING_SHUTDOWN_GRACE_S.
+    shutdown_grace_s: float = SHUTDOWN_GRACE_S
     #: Development only: $LATEST of a function with SnapStart ApplyOn=PublishedVersions
     #: starts from snapshots too (AWS snapshots published versions only).
     snapstart_latest: bool = False
@@ -64,6 +69,7 @@ class Config:
         policy = env.get("KINDLING_KEEP_ALIVE_POLICY", base.keep_alive_policy)
         freeze_after = float(env.get("KINDLING_FREEZE_AFTER_S", base.freeze_after_s))
         account_limit = int(env.get("KINDLING_ACCOUNT_CONCURRENCY", base.account_concurrency))
+        grace = float(env.get("KINDLING_SHUTDOWN_GRACE_S", base.shutdown_grace_s))
         snapstart_latest = env.get("KINDLING_SNAPSTART_LATEST", "0").strip().lower() in (
             "1",
             "true",
@@ -92,6 +98,7 @@ class Config:
             keep_alive_policy=policy,
             account_concurrency=account_limit,
             async_retry_delays_s=retry,
+            shutdown_grace_s=grace,
             snapstart_latest=snapstart_latest,
             tuning=tuning,
         )

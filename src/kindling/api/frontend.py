@@ -86,6 +86,11 @@ class Frontend:
             log.exception("unexpected failure on %s %s", request.method, request.path)
             return self._errors.render(exc, str(uuid.uuid4()))
 
+    def refuse(self, exc: KindlingError) -> Response:
+        """The AWS error for a request refused before it reaches any handler (the server
+        is shutting down)."""
+        return self._errors.render(exc, str(uuid.uuid4()))
+
     def too_large(self, size: int) -> Response:
         from kindling.errors import TooLargeError
 

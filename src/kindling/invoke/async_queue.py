@@ -272,6 +272,11 @@ class EventQueue:
         )
         self._metrics.async_dropped(row.account_id, row.region, reason)
 
+    def stop_dispatching(self) -> None:
+        """Shutdown: no event starts from now on; those running may still finish."""
+        self._closing = True
+        self._wake.set()
+
     async def close(self) -> None:
         """Stops dispatching and cuts the runs in flight; every event not settled stays
         stored and runs again after a restart."""
