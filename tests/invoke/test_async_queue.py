@@ -11,7 +11,7 @@ from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
 from kindling.control.store import FunctionStore, Store
-from kindling.errors import NotFoundError, SandboxError
+from kindling.errors import NotFoundError, SandboxError, ThrottledError
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -202,3 +202,46 @@ def test_a_throttled_backlog_waits_for_freed_slots_instead_of_polling(tmp_path: 
 
 def _samples(metrics: Metrics) -> list[str]:
     return [s.name for family in metrics.registry.collect() for s in family.samples]
+
+
+def test_throttled_events_of_a_deleted_function_are_dropped_without_waiting(
+    tmp_path: Path,
+) -> None:
+    gone = False
+
+    async def runner(_rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
+        if gone:
+            raise NotFoundError("Function not found")
+        raise ThrottledError("Rate Exceeded.", "ReservedFunctionConcurrentInvocationLimitExceeded")
+
+    async def scenario() -> int:
+        nonlocal gone
+        metrics = Metrics()
+        queue = EventQueue(
+            Store(f"sqlite:///{tmp_path / 'q.db'}"),
+            runner,
+            (0.01,),
+            3600,
+            metrics=metrics,
+            backoff_s=(600, 600),  # only a freed slot can run them again within the test
+        )
+        queue.start()
+        for n in range(3):
+            queue.put(f"r{n}", REF, b"{}")
+        fn = {"account": REF.account_id, "region": REF.region, "function": REF.name}
+        for _ in range(500):
+            if _sample(metrics, "kindling_async_retries_total", **fn, cause="throttled") == 3:
+                break
+            await asyncio.sleep(0.01)
+        gone = True  # the function is deleted; its last running invocation frees a slot
+        queue.slot_freed((REF.account_id, REF.region, REF.name), False)
+        for _ in range(500):
+            if not queue.pending():
+                break
+            await asyncio.sleep(0.01)
+        await queue.close()
+        where = {"account": REF.account_id, "region": REF.region, "reason": "not_found"}
+        assert _sample(metrics, "kindling_async_events_dropped_total", **where) == 3
+        return queue.pending()
+
+    assert asyncio.run(scenario()) == 0

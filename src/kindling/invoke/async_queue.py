@@ -243,6 +243,8 @@ class EventQueue:
                 conn.execute(async_events.delete().where(where))
             if drop is not None:
                 self._dropped(row, drop, detail)
+            if outcome is Outcome.NOT_FOUND:  # its parked siblings are gone too: next one
+                self.slot_freed((row.account_id, row.region, row.function_name), False)
             return
         if outcome is Outcome.FUNCTION_ERROR:
             self._setbacks.pop(request_id, None)

@@ -82,6 +82,13 @@ def _check_payload(payload: bytes, limit: int, operation: str) -> None:
             ) from exc
 
 
+def _retrieved(run: asyncio.Future[Execution]) -> None:
+    """Marks a run's outcome as seen: a run whose caller left (hung up, or a queued event
+    cancelled by a shutdown) ends unawaited, and asyncio would log its error as lost."""
+    if not run.cancelled():
+        run.exception()
+
+
 def invoked_arn(ref: FunctionRef) -> str:
     """The ARN the caller used: what ``context.invoked_function_arn`` shows."""
     return f"{ref.arn}:{ref.qualifier}" if ref.qualifier else ref.arn
@@ -209,6 +216,7 @@ class InvokeService:
         run = asyncio.ensure_future(
             self._execute(config, request_id, payload, client_context, invoked, queued)
         )
+        run.add_done_callback(_retrieved)  # nobody may be left to await it
         return await asyncio.shield(run)
 
     async def _execute(
