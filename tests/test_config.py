@@ -20,3 +20,11 @@ def test_egress_allow_from_env() -> None:
     config = Config.from_env({"KINDLING_EGRESS_ALLOW": "10.0.0.0/8, 192.168.1.5"})
     assert [str(n) for n in config.egress_allow] == ["10.0.0.0/8", "192.168.1.5/32"]
     assert Config.from_env({}).egress_allow == ()
+
+
+def test_shutdown_grace_defaults_to_its_limit_and_is_read_from_the_environment() -> None:
+    from kindling.limits import SHUTDOWN_GRACE_S
+
+    assert Config.from_env({}).shutdown_grace_s == SHUTDOWN_GRACE_S == 30.0
+    assert Config.from_env({"KINDLING_SHUTDOWN_GRACE_S": "2.5"}).shutdown_grace_s == 2.5
+    assert Config().with_overrides(shutdown_grace_s=0.0).shutdown_grace_s == 0.0

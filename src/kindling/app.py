@@ -9,6 +9,8 @@ import logging
 import os
 import secrets
 import signal
+import time
+from collections.abc import Callable
 
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
@@ -29,8 +31,8 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, Store
 from kindling.control.versions import VersionService
-from kindling.errors import NotFoundError
-from kindling.httpd import HttpServer
+from kindling.errors import NotFoundError, ServiceError
+from kindling.httpd import HttpServer, Request, Response
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
@@ -39,6 +41,7 @@ from kindling.invoke.counting import ConcurrencyCounter
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
+from kindling.limits import SHUTDOWN_ANSWER_S
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
@@ -105,7 +108,7 @@ class App:
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
-        self.metrics = Metrics()
+        self.metrics = Metrics(live=self._exists)
         self.backends.get()  # the default must work at start, not at the first invoke
         self.agent = WorkerAgent(self.backends, self.logs, metrics=self.metrics)
         self.concurrency = ConcurrencySettings(
@@ -118,7 +121,11 @@ class App:
             else FixedKeepAlive(config.keep_alive_s)
         )
         self.assignment = Assignment(
-            self.agent, config.keep_alive_s, config.freeze_after_s, keep_alive=policy
+            self.agent,
+            config.keep_alive_s,
+            config.freeze_after_s,
+            keep_alive=policy,
+            current=self._is_current,
         )
         self.invoker = InvokeService(
             self.functions,
@@ -158,7 +165,7 @@ class App:
             load_service_model(), SigV4Verifier(keys), operations, raw_routes, public_routes
         )
         self.server = HttpServer(
-            self.frontend.handle,
+            self._handle,
             limits=dataclasses.replace(
                 FRONTEND_LIMITS,
                 header_timeout=config.http_timeouts_s[0],
@@ -167,24 +174,64 @@ class App:
             ),
             on_too_large=self.frontend.too_large,
         )
+        self._draining = False
+        self._requests = 0  # requests being handled now, of any kind
         self.events: EventQueue | None = None
         self.port = config.port
         self._retiring: set[asyncio.Task[None]] = set()
 
+    async def _handle(self, request: Request) -> Response:
+        """The front end, unless the server is draining: then every new request, on a
+        connection opened before the drain, is refused as a service error."""
+        if self._draining:
+            return self.frontend.refuse(ServiceError("The server is shutting down."))
+        self._requests += 1
+        try:
+            return await self.frontend.handle(request)
+        finally:
+            self._requests -= 1
+
+    def _exists(self, account: str, region: str, name: str, version: str | None) -> bool:
+        try:
+            self.functions.get(FunctionRef(account, region, name, version))
+        except NotFoundError:
+            return False
+        return True
+
+    def _is_current(self, key: VersionKey) -> bool:
+        """Whether sandboxes of this version key may still serve: the version exists and
+        is at that revision (a released sandbox of a retired one is destroyed)."""
+        account, region, name, version, revision = key
+        try:
+            config = self.functions.get(FunctionRef(account, region, name, version))
+        except NotFoundError:
+            return False
+        return config.revision_id == revision
+
     def _retire(self, config: FunctionConfig) -> None:
+        """A version stopped being current: its sandboxes and series go now.
+
+        $LATEST retired with the function gone is DeleteFunction: every published version
+        went with it (the store deleted them in one go and told only of $LATEST), so all
+        the function's sandboxes, provisioned configs and series go too."""
         ref = FunctionRef(config.account_id, config.region, config.name)
         self.aliases.forget_function(ref)
+        deleted = False
         if config.version == LATEST:
             try:
                 self.functions.get(ref)
             except NotFoundError:  # deleted, not updated
+                deleted = True
                 self.concurrency.forget_function(ref)
+                self.provisioned.forget_function(ref)
                 self.metrics.forget(config.account_id, config.region, config.name)
         else:  # a published version never changes: retired means deleted
             self.metrics.forget(config.account_id, config.region, config.name, config.version)
         retired = self.invoker.version_key(config)
 
         def match(key: VersionKey) -> bool:
+            if deleted:
+                return key[:3] == retired[:3]  # every version of the function
             return key == retired  # that revision only: the new one's sandboxes stay
 
         try:
@@ -197,7 +244,7 @@ class App:
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> bool:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
-            config, request_id, payload, invoked=invoked_arn(ref)
+            config, request_id, payload, invoked=invoked_arn(ref), queued=True
         )
         return execution.result.outcome is Outcome.SUCCESS
 
@@ -207,7 +254,9 @@ class App:
             self._run_event,
             self.config.async_retry_delays_s,
             self.config.async_max_age_s,
+            metrics=self.metrics,
         )
+        self.counter.on_freed(self.events.slot_freed)
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
         self.assignment.start()
@@ -217,30 +266,61 @@ class App:
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info("kindling listening on http://%s:%d", self.config.host, self.port)
 
-    async def stop(self) -> None:
-        await self.server.close()
+    async def stop(self, grace_s: float | None = None, cut: asyncio.Event | None = None) -> None:
+        """Drains, then stops: no new connection or request is taken, running invocations
+        (and their requests) get ``grace_s`` (Config.shutdown_grace_s) to finish, or until
+        ``cut`` is set; what still runs then is cut (its caller gets ServiceException, a
+        queued event stays stored and runs after a restart) and everything is freed."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        self._draining = True
+        await self.server.close()  # listening sockets only: open connections get answers
+        if self.events is not None:
+            self.events.stop_dispatching()
+        if not self._idle():
+            log.info("draining: waiting up to %.0f s for running invocations", grace)
+            await self._wait(self._idle, grace, cut)
+        if not self._idle():
+            log.warning("drain grace over: cutting %d invocation(s)", self.invoker.in_flight)
+        self.invoker.cut()
         if self.events is not None:
             await self.events.close()
         await self.provisioned.close()
-        await self.assignment.close()
+        await self.assignment.close()  # what still ran ends now, answered as cut
+        await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
         self.logs.close()
         self.code.close()
         self.store.close()
 
+    def _idle(self) -> bool:
+        running_events = self.events.running if self.events is not None else 0
+        return self._requests == 0 and self.invoker.in_flight == 0 and running_events == 0
+
+    @staticmethod
+    async def _wait(done: Callable[[], bool], limit_s: float, cut: asyncio.Event | None) -> None:
+        deadline = time.monotonic() + limit_s
+        while not done() and time.monotonic() < deadline and not (cut and cut.is_set()):  # noqa: ASYNC110 - counters, not events
+            await asyncio.sleep(0.05)
+
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Runs kindling until SIGINT or SIGTERM."""
+    """Runs kindling until SIGINT or SIGTERM, then drains it (``App.stop``); a second
+    signal cuts the drain short."""
     app = App(config)
     await app.start()
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
+    cut = asyncio.Event()
+
+    def on_signal() -> None:
+        (cut if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     try:
         await stop.wait()
     finally:
-        await app.stop()
+        await app.stop(cut=cut)

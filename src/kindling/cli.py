@@ -69,8 +69,16 @@ def serve(
             "(env KINDLING_EGRESS_ALLOW; default: public destinations only)"
         ),
     ] = None,
+    shutdown_grace: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds running invocations get to finish on SIGTERM "
+            "(env KINDLING_SHUTDOWN_GRACE_S, default 30)",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the Lambda API on 127.0.0.1:9000."""
+    """Serve the Lambda API on 127.0.0.1:9000 until SIGTERM or SIGINT, which drain it."""
     import uvloop
 
     from kindling.app import serve as run
@@ -87,6 +95,7 @@ def serve(
             sandbox_backend=backend,
             unsafe_process_backend=unsafe_process_backend,
             egress_allow=allow,
+            shutdown_grace_s=shutdown_grace,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kindling import limits
+from kindling.limits import SHUTDOWN_GRACE_S
 from kindling.worker.tuning import ColdStartTuning
 
 
@@ -36,6 +37,10 @@ class Config:
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
     #: Oldest an Event invocation may get before it is dropped (Lambda: 6 h).
     async_max_age_s: float = 21600.0
+    #: On SIGTERM: seconds running invocations get to finish before they are cut (a
+    #: second SIGTERM or SIGINT cuts them at once). --shutdown-grace,
+    #: KINDLING_SHUTDOWN_GRACE_S.
+    shutdown_grace_s: float = SHUTDOWN_GRACE_S
     #: Development only: $LATEST of a function with SnapStart ApplyOn=PublishedVersions
     #: starts from snapshots too (AWS snapshots published versions only).
     snapstart_latest: bool = False
@@ -92,6 +97,7 @@ class Config:
         freeze_after = float(env.get("KINDLING_FREEZE_AFTER_S", base.freeze_after_s))
         account_limit = int(env.get("KINDLING_ACCOUNT_CONCURRENCY", base.account_concurrency))
         unsafe = _flag(env, "KINDLING_UNSAFE_PROCESS_BACKEND", base.unsafe_process_backend)
+        grace = float(env.get("KINDLING_SHUTDOWN_GRACE_S", base.shutdown_grace_s))
         snapstart_latest = env.get("KINDLING_SNAPSTART_LATEST", "0").strip().lower() in (
             "1",
             "true",
@@ -129,6 +135,7 @@ class Config:
             keep_alive_policy=policy,
             account_concurrency=account_limit,
             async_retry_delays_s=retry,
+            shutdown_grace_s=grace,
             snapstart_latest=snapstart_latest,
             tuning=tuning,
         )

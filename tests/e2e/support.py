@@ -164,8 +164,9 @@ class Server:
                 raise AssertionError(f"kindling serve did not listen in {timeout}s")
             time.sleep(0.02)
 
-    def stop(self, grace: float = 15.0) -> tuple[int, dict[int, str]]:
-        """SIGTERM, then SIGKILL after ``grace``; returns (exit code, leftover processes).
+    def stop(self, grace: float = 45.0) -> tuple[int, dict[int, str]]:
+        """SIGTERM, then SIGKILL after ``grace`` (above the server's own drain grace, 30 s by
+        default); returns (exit code, leftover processes).
 
         A leftover is any process the server had started (its descendants just before
         the signal) or any process working inside the data dir (a runtime), still alive

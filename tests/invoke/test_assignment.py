@@ -140,3 +140,23 @@ def test_sandbox_starts_are_limited_and_a_freed_sandbox_is_taken(tmp_path: Path)
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_a_sandbox_released_after_its_version_was_retired_is_destroyed(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+    retired: set[VersionKey] = set()
+
+    async def scenario() -> None:
+        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
+        pool = Assignment(agent, 600, 0, current=lambda key: key not in retired)
+        sandbox, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        retired.add(KEY)  # deleted or updated while the sandbox is busy
+        await pool.retire(lambda key: key == KEY)  # idle ones go at once; this one is busy
+        assert sandbox.state is not SandboxState.DEAD
+        assert (await sandbox.invoke(_request())).payload == b'"ok"'  # it finishes its work
+        await pool.release(KEY, sandbox)
+        assert sandbox.state is SandboxState.DEAD
+        assert pool.idle_count() == 0
+        await pool.close()
+
+    asyncio.run(scenario())

@@ -47,3 +47,23 @@ def test_reservations_keep_100_unreserved(settings: ConcurrencySettings) -> None
     assert settings.unreserved(ACCOUNT) == 102
     with pytest.raises(ThrottledError), ConcurrencyCounter(settings).admit(ACCOUNT, REGION, "a"):
         pass
+
+
+def test_a_release_tells_who_freed_a_slot_and_from_which_pool(
+    settings: ConcurrencySettings,
+) -> None:
+    counter = ConcurrencyCounter(settings)
+    settings.put(FunctionRef(ACCOUNT, REGION, "b"), 1)
+    freed: list[tuple[tuple[str, str, str], bool]] = []
+    counter.on_freed(lambda function, unreserved: freed.append((function, unreserved)))
+
+    def broken(_function: tuple[str, str, str], _unreserved: bool) -> None:
+        raise RuntimeError("a listener that fails")
+
+    counter.on_freed(broken)
+    with counter.admit(ACCOUNT, REGION, "a"):
+        assert freed == []
+    with counter.admit(ACCOUNT, REGION, "b"):
+        pass
+    assert freed == [((ACCOUNT, REGION, "a"), True), ((ACCOUNT, REGION, "b"), False)]
+    assert counter.in_use(ACCOUNT) == 0  # a failing listener does not break the release

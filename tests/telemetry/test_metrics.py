@@ -109,3 +109,18 @@ def test_registries_are_per_instance() -> None:
     first, second = Metrics(), Metrics()
     first.invoked(*FN, "$LATEST", start="cold", duration_ms=1.0)
     assert value(scrape(second), "kindling_invocations_total", **LABELS, start="cold") is None
+
+
+def test_a_deleted_functions_series_do_not_come_back() -> None:
+    gone: set[tuple[str, str, str, str | None]] = set()
+    metrics = Metrics(live=lambda *key: key not in gone and (*key[:3], None) not in gone)
+    metrics.invoked(*FN, "1", start="cold", duration_ms=1.0)
+    gone.add((*FN, None))  # the function is deleted while an invocation still runs
+    metrics.forget(*FN)
+    metrics.invoked(*FN, "1", start="warm", duration_ms=1.0, error="error")  # it ends
+    metrics.started(*FN, "1", restored=False, duration_ms=1.0)
+    metrics.throttled(*FN, "$LATEST", "r")
+    metrics.concurrency(*FN, 0, 0)
+    functions = {dict(labels).get("function") for _, labels in scrape(metrics)}
+    assert functions == {None}
+    assert value(scrape(metrics), "kindling_account_concurrent_executions", account=FN[0]) == 0

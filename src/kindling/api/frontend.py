@@ -100,6 +100,11 @@ class Frontend:
             log.exception("unexpected failure on %s %s", request.method, request.path)
             return self._errors.render(exc, str(uuid.uuid4()))
 
+    def refuse(self, exc: KindlingError) -> Response:
+        """The AWS error for a request refused before it reaches any handler (the server
+        is shutting down)."""
+        return self._errors.render(exc, str(uuid.uuid4()))
+
     def too_large(self, request: Request, size: int) -> Response:
         """The answer to a body over the front end's limit, before it is read."""
         return self._errors.render(

@@ -314,6 +314,9 @@ class FunctionService:
         config = self.get(ref)
         self._store.delete(ref.account_id, ref.region, ref.name)
         self._tags.pop((ref.account_id, ref.region, ref.name), None)
+        function = (ref.account_id, ref.region, ref.name)
+        for key in [k for k in self._cache if k[:3] == function]:
+            del self._cache[key]  # its published versions too: they went with it
         self.forget(config)
         for listener in self._deleted_listeners:
             listener(FunctionRef(ref.account_id, ref.region, ref.name))

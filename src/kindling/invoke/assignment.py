@@ -4,6 +4,11 @@ An invoke takes the most recently used idle sandbox of exactly its version (and
 revision), so the hottest sandbox stays hot and the coldest ages out; with none idle
 it launches a new one. Nothing here waits on a lock while a sandbox starts: a burst
 of invokes starts its sandboxes in parallel.
+
+A version that is retired (deleted, or $LATEST changed to a new revision) loses its idle
+sandboxes at once (``retire``); one that was busy or starting at that moment is
+destroyed when it is released, because ``release`` asks ``current`` whether its version
+still exists before pooling it. Without that check it would wait out the keep-alive.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from kindling.worker.sandbox.safety import SafeSandbox
 log = logging.getLogger(__name__)
 
 VersionKey = tuple[str, str, str, str, str]  # account, region, name, version, revision
+#: Whether a version key still names a version that exists, at that revision.
+CurrentCheck = Callable[[VersionKey], bool]
+
+
+def _always(_key: VersionKey) -> bool:
+    return True
 
 
 class Assignment:
@@ -36,7 +47,9 @@ class Assignment:
         keep_alive: KeepAlivePolicy | None = None,
         max_lifetime_s: float = 4 * 3600.0,
         launch_parallelism: int | None = None,
+        current: CurrentCheck | None = None,
     ) -> None:
+        self._current = current or _always
         self._max_lifetime_s = max_lifetime_s
         self._agent = agent
         self._placement = placement or Placement()
@@ -141,7 +154,8 @@ class Assignment:
         return self.provisioned_count(key)
 
     async def release(self, key: VersionKey, sandbox: SafeSandbox) -> None:
-        """Back to the pool if it is idle and healthy; anything else is destroyed.
+        """Back to the pool if it is idle and healthy and its version is current; anything
+        else is destroyed.
 
         An idle sandbox is frozen once it has been idle ``freeze_after_s``: whatever the
         function left running after its response gets no CPU beyond that grace, and
@@ -149,7 +163,10 @@ class Assignment:
         """
         self._busy.discard(sandbox)
         expired = time.monotonic() - sandbox.created_at > self._max_lifetime_s
-        if expired and sandbox not in self._provisioned:
+        if not self._current(key):  # retired while it was busy or starting
+            self._provisioned.pop(sandbox, None)
+            await sandbox.destroy()
+        elif expired and sandbox not in self._provisioned:
             await sandbox.destroy()  # recycled once old: only between invocations, never during
         elif sandbox.state is SandboxState.IDLE and not self._closing:
             self._idle.setdefault(key, []).append(sandbox)

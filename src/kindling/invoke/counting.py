@@ -5,21 +5,30 @@ with reserved concurrency draws only on its reservation; every other function sh
 what the account has left unreserved. Over either limit the caller gets 429 with the
 Reason naming the limit.
 
+A release tells the ``on_freed`` listeners which function freed a slot and whether it
+was one of the account's unreserved pool, so that work waiting for concurrency (throttled
+Event invocations) is woken by the slot it waits for instead of polling for it.
+
 Every admission and release sets the ConcurrentExecutions gauges of the metrics to the
 counts kept here, so the metric and the limit that throttles are the same number.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.errors import ThrottledError
 from kindling.telemetry.metrics import Metrics
 
+log = logging.getLogger(__name__)
+
 FunctionKey = tuple[str, str, str]  # account, region, name
+#: Told (function, whether the freed slot was of the account's unreserved pool).
+FreedListener = Callable[[FunctionKey, bool], None]
 
 
 class ConcurrencyCounter:
@@ -29,6 +38,10 @@ class ConcurrencyCounter:
         self._per_function: Counter[FunctionKey] = Counter()
         self._per_account: Counter[str] = Counter()
         self._unreserved: Counter[str] = Counter()
+        self._freed: list[FreedListener] = []
+
+    def on_freed(self, listener: FreedListener) -> None:
+        self._freed.append(listener)
 
     @property
     def account_limit(self) -> int:
@@ -69,3 +82,8 @@ class ConcurrencyCounter:
             self._count(key, -1)
             if pool is not None:
                 self._unreserved[pool] -= 1
+            for listener in self._freed:
+                try:
+                    listener(key, pool is not None)
+                except Exception:  # a listener must never break a release
+                    log.exception("a freed-slot listener failed")

@@ -121,6 +121,23 @@ class ProvisionedConcurrency:
             conn.execute(provisioned.delete().where(self._where(ref)))
         await self._release(config)
 
+    def forget_function(self, ref: FunctionRef) -> None:
+        """The function was deleted (its stored configs with it): stop provisioning it.
+
+        Its sandboxes are the assignment's to destroy. A start still in flight is left to
+        finish, not cancelled (a cancelled start could leave its sandbox half made): its
+        sandboxes are destroyed as they are released, their version being gone."""
+        for key in [k for k in self._configs if k[:3] == self._key(ref)[:3]]:
+            del self._configs[key]
+        with self._store.begin() as conn:
+            conn.execute(
+                provisioned.delete().where(
+                    (provisioned.c.account_id == ref.account_id)
+                    & (provisioned.c.region == ref.region)
+                    & (provisioned.c.function_name == ref.name)
+                )
+            )
+
     def recover(self) -> None:
         """Provisions again every stored config (a restart loses the sandboxes)."""
         with self._store.begin() as conn:

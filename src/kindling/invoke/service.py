@@ -3,7 +3,13 @@
 RequestResponse runs now; Event is written to the durable queue first and answered
 202; DryRun only checks that the caller could invoke. A run refused for concurrency
 (by counting) or for room (by placement) is counted here as a throttle, the one place
-both refusals pass through.
+both refusals pass through; but only when a client gets the 429: a queued Event
+invocation refused is the queue's internal retry, counted by the queue.
+
+On shutdown the composition root waits until nothing runs here (``in_flight``) for a
+grace period, then ``cut``s what still runs: those invocations end as ServiceError (the
+platform's fault, Lambda's ServiceException) rather than as the function's own error,
+because their sandboxes are destroyed under them.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from kindling.control.models import (
 from kindling.errors import (
     ConflictError,
     RequestContentError,
+    ServiceError,
     SnapStartNotReadyError,
     ThrottledError,
     TooLargeError,
@@ -47,6 +54,7 @@ from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
 EnqueueFn = Callable[[str, FunctionRef, bytes], None]
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+CUT_MESSAGE = "The invocation was stopped: the server is shutting down."
 MAX_ASYNC_PAYLOAD = 256 * 1024
 
 
@@ -74,6 +82,13 @@ def _check_payload(payload: bytes, limit: int, operation: str) -> None:
                 "Could not parse request body into json: Could not parse payload into json: "
                 f"{reason}"
             ) from exc
+
+
+def _retrieved(run: asyncio.Future[Execution]) -> None:
+    """Marks a run's outcome as seen: a run whose caller left (hung up, or a queued event
+    cancelled by a shutdown) ends unawaited, and asyncio would log its error as lost."""
+    if not run.cancelled():
+        run.exception()
 
 
 def invoked_arn(ref: FunctionRef) -> str:
@@ -115,6 +130,17 @@ class InvokeService:
         self._assignment = assignment
         self._agent = agent
         self._enqueue: EnqueueFn | None = None
+        self._in_flight = 0
+        self._cut = False
+
+    @property
+    def in_flight(self) -> int:
+        """Invocations admitted or waiting to be, not yet ended (sync and queued alike)."""
+        return self._in_flight
+
+    def cut(self) -> None:
+        """Shutdown: whatever runs from now on ends as ServiceError unless it succeeds."""
+        self._cut = True
 
     def set_event_queue(self, enqueue: EnqueueFn) -> None:
         self._enqueue = enqueue
@@ -177,8 +203,12 @@ class InvokeService:
         payload: bytes,
         client_context: str | None = None,
         invoked: str | None = None,
+        queued: bool = False,
     ) -> Execution:
         """Runs one invocation to its end, throttled by the account's concurrency.
+
+        ``queued``: an Event invocation run by the queue; a throttle of it is not counted
+        as one (no client is refused), the queue counts its retry instead.
 
         The run is shielded: a caller that hangs up does not stop an invocation that
         has started (as on Lambda), and its sandbox goes back to the pool only when the
@@ -188,8 +218,9 @@ class InvokeService:
             config.arn if config.version == LATEST else f"{config.arn}:{config.version}"
         )
         run = asyncio.ensure_future(
-            self._execute(config, request_id, payload, client_context, invoked)
+            self._execute(config, request_id, payload, client_context, invoked, queued)
         )
+        run.add_done_callback(_retrieved)  # nobody may be left to await it
         return await asyncio.shield(run)
 
     async def _execute(
@@ -199,16 +230,22 @@ class InvokeService:
         payload: bytes,
         client_context: str | None,
         invoked: str,
+        queued: bool,
     ) -> Execution:
         key = self.version_key(config)
+        self._in_flight += 1
         try:
             with self._counter.admit(config.account_id, config.region, config.name):
                 return await self._run(config, key, request_id, payload, client_context, invoked)
         except ThrottledError as exc:
+            if queued:
+                raise
             self._metrics.throttled(
                 config.account_id, config.region, config.name, config.version, exc.reason
             )
             raise
+        finally:
+            self._in_flight -= 1
 
     async def _run(
         self,
@@ -220,6 +257,8 @@ class InvokeService:
         invoked: str,
     ) -> Execution:
         """An admitted invocation: claim a sandbox (warm or new), run, release."""
+        if self._cut:
+            raise ServiceError(CUT_MESSAGE)
         sandbox, init, _lines = await self._assignment.claim(key, lambda: self.spec_for(config))
         if init is not None and not init.ok:
             return self._agent.failed_init(sandbox.spec, request_id, init)
@@ -232,9 +271,12 @@ class InvokeService:
             trace_id=_trace_id(request_id),
         )
         try:
-            return await self._agent.run(sandbox, request, init)
+            execution = await self._agent.run(sandbox, request, init)
         finally:
             await self._assignment.release(key, sandbox)
+        if self._cut and execution.result.outcome is not Outcome.SUCCESS:
+            raise ServiceError(CUT_MESSAGE)  # its sandbox was destroyed under it
+        return execution
 
     @staticmethod
     def version_key(config: FunctionConfig) -> VersionKey:

@@ -8,7 +8,13 @@ counted under the version it routed to, so aliases add no series):
 
     kindling_invocations_total{..., start}       start: cold | warm | restore
     kindling_errors_total{..., outcome}          outcome: error | timeout | crash | init_error
-    kindling_throttles_total{..., reason}        the 429's Reason
+    kindling_throttles_total{..., reason}        the 429's Reason (a client got it)
+    kindling_async_retries_total{account, region, function, cause}
+                                                 an Event invocation tried again later:
+                                                 throttled | platform_error | function_error
+    kindling_async_events_dropped_total{account, region, reason}
+                                                 Lambda's AsyncEventsDropped: not_found |
+                                                 max_age | retries_exhausted
     kindling_duration_seconds{...}               histogram of invocation durations
     kindling_init_duration_seconds{..., kind}    kind: init | restore; each sandbox started
     kindling_concurrent_executions{account, region, function}
@@ -17,9 +23,17 @@ counted under the version it routed to, so aliases add no series):
 
 Counters, histograms and the concurrency gauges are recorded by the component that
 knows the fact when it happens (the worker agent: starts, durations, errors; the invoke
-service: throttles; the counting service: concurrency). Sandbox states change in many
-places inside a worker, so they are read from the workers when scraped instead of being
-mirrored.
+service: throttles; the counting service: concurrency; the async queue: its retries and
+drops). An Event invocation held back by concurrency is an internal retry, never a
+throttle: no client got a 429 for it. Drops are counted per account, not per function:
+the most common reason is that the function was deleted, and its series must stay gone.
+Sandbox states change in many places inside a worker, so they are read from the workers
+when scraped instead of being mirrored.
+
+A deleted function's (or version's) series are removed (``forget``) and must not come
+back when an invocation that was running at the deletion ends afterwards: every
+recording of a per-function series first asks ``live`` (given by the composition root)
+whether that function version still exists, and records nothing for one that does not.
 
 The registry is this object's own, never prometheus_client's global ``REGISTRY``: the
 composition root builds one ``Metrics`` and hands it to whoever records, and a component
@@ -49,6 +63,14 @@ StartKind = Literal["cold", "warm", "restore"]
 
 #: (account, region, function, version, state) -> number of sandboxes.
 SandboxCounts = Mapping[tuple[str, str, str, str, str], int]
+
+#: Whether (account, region, function, version or None for the function) still exists.
+LiveCheck = Callable[[str, str, str, str | None], bool]
+
+
+def _always(_account: str, _region: str, _function: str, _version: str | None) -> bool:
+    return True
+
 
 FUNCTION_LABELS = ("account", "region", "function")
 VERSION_LABELS = (*FUNCTION_LABELS, "version")
@@ -92,7 +114,8 @@ class _SandboxStates:
 class Metrics:
     """Every metric kindling serves, in one registry of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: LiveCheck | None = None) -> None:
+        self._live = live or _always
         # prometheus_client would add a ``*_created`` series beside every counter and
         # histogram series, doubling what a scrape carries for a timestamp Prometheus
         # does not read from the text format. The switch is the library's, process-wide;
@@ -116,6 +139,22 @@ class Metrics:
             "kindling_throttles",
             "Invocation requests refused with 429 TooManyRequestsException, by Reason.",
             [*VERSION_LABELS, "reason"],
+            registry=self.registry,
+        )
+        self._async_retries = Counter(
+            "kindling_async_retries",
+            "Event invocations the queue tries again later, by cause: throttled (no "
+            "concurrency free), platform_error (e.g. a sandbox could not be built), "
+            "function_error (one of the event's retries).",
+            [*FUNCTION_LABELS, "cause"],
+            registry=self.registry,
+        )
+        self._async_dropped = Counter(
+            "kindling_async_events_dropped",
+            "Accepted Event invocations dropped without a successful run (Lambda's "
+            "AsyncEventsDropped), by reason: not_found (the function is gone), max_age, "
+            "retries_exhausted.",
+            ["account", "region", "reason"],
             registry=self.registry,
         )
         self._duration = Histogram(
@@ -162,6 +201,8 @@ class Metrics:
         error: str | None = None,
     ) -> None:
         """One invocation that ran; ``error`` names how it failed, if it did."""
+        if not self._live(account, region, function, version):
+            return  # it ended after its function was deleted: no series comes back
         labels = (account, region, function, version)
         self._invocations.labels(*labels, start).inc()
         self._duration.labels(*labels).observe(duration_ms / 1000)
@@ -179,21 +220,33 @@ class Metrics:
         duration_ms: float,
     ) -> None:
         """One sandbox initialized (for an invocation or for provisioned concurrency)."""
+        if not self._live(account, region, function, version):
+            return
         kind = "restore" if restored else "init"
         self._init.labels(account, region, function, version, kind).observe(duration_ms / 1000)
 
     def throttled(
         self, account: str, region: str, function: str, version: str, reason: str
     ) -> None:
+        if not self._live(account, region, function, version):
+            return
         self._throttles.labels(account, region, function, version, reason).inc()
+
+    def async_retried(self, account: str, region: str, function: str, cause: str) -> None:
+        if self._live(account, region, function, None):
+            self._async_retries.labels(account, region, function, cause).inc()
+
+    def async_dropped(self, account: str, region: str, reason: str) -> None:
+        self._async_dropped.labels(account, region, reason).inc()
 
     def concurrency(
         self, account: str, region: str, function: str, in_function: int, in_account: int
     ) -> None:
         """The counts after an admission or a release. Set, not added, so a count can
         never drift from the counting service's own."""
-        self._concurrent.labels(account, region, function).set(in_function)
         self._account_concurrent.labels(account).set(in_account)
+        if self._live(account, region, function, None):
+            self._concurrent.labels(account, region, function).set(in_function)
 
     def watch_sandboxes(self, source: Callable[[], SandboxCounts]) -> None:
         """Adds a worker whose sandboxes ``kindling_sandboxes`` reports when scraped."""
@@ -205,6 +258,7 @@ class Metrics:
         where = {"account": account, "region": region, "function": function}
         if version is None:
             self._concurrent.remove_by_labels(where)
+            self._async_retries.remove_by_labels(where)
         else:
             where["version"] = version
         for metric in (
