@@ -96,12 +96,29 @@ FAMILY_LIMIT = 64
 NETLINK_ROUTE = 0
 #: socket types that forge packets (masked: SOCK_NONBLOCK/SOCK_CLOEXEC share the word).
 SOCK_TYPE_MASK = 0xF
+#: The kernel reads int arguments from the low 32 bits of a register; a filter sees all
+#: 64, so a rule on an int compares under this mask (or refuses anything out of range).
+INT_MASK = 0xFFFFFFFF
 RAW_TYPES = (3, 10)  # SOCK_RAW, SOCK_PACKET
 #: setsockopt options that let a socket send from addresses not its own, or mark
 #: packets for the host's routing: (level, option). They need CAP_NET_ADMIN/RAW, which
 #: no sandbox keeps; refused here too, so that a snapshot copy that never dropped its
 #: capabilities still cannot set them (forkserver.py).
 PRIVILEGED_SOCKOPTS = ((0, 19), (41, 75), (1, 36))  # IP_TRANSPARENT, IPV6_TRANSPARENT, SO_MARK
+#: Socket ioctls that configure the network (addresses, routes, flags, ARP, tunnels,
+#: bridges, bonds, ethtool; the device- and protocol-private ranges by their 16-value
+#: blocks). They need CAP_NET_ADMIN over the socket's network namespace, which no
+#: sandbox holds; but a snapshot template's processes do over their copies' namespaces
+#: (the user namespace owner's rule), so a socket a copy hands its template must not
+#: reconfigure the copy's link either.
+NET_CONFIG_IOCTLS = (
+    0x890B, 0x890C, 0x890D, 0x8911, 0x8914, 0x8916, 0x8918, 0x891A, 0x891C, 0x891E,
+    0x8920, 0x8922, 0x8923, 0x8924, 0x8926, 0x8930, 0x8931, 0x8932, 0x8934, 0x8936,
+    0x8937, 0x8941, 0x8943, 0x8946, 0x8949, 0x894A, 0x8953, 0x8955, 0x8960, 0x8962,
+    0x8971, 0x8980, 0x8981, 0x8983, 0x8990, 0x8991, 0x8992, 0x8995, 0x89A0, 0x89A1,
+    0x89A2, 0x89A3, 0x89B0,
+)  # fmt: skip
+PRIVATE_IOCTL_BLOCKS = (0x89E0, 0x89F0)  # SIOCPROTOPRIVATE, SIOCDEVPRIVATE (+0..15)
 #: File-change notification: on the read-only mounts every sandbox shares with the host
 #: (/usr, part of /etc) it would show the host's and other tenants' file activity, and
 #: a watch cannot be confined to a path by a filter. ENOSYS, so that libraries fall
@@ -152,7 +169,8 @@ def build(target: Path, template: bool = False) -> None:
 
 
 def _socket_rules(seccomp: Any, flt: Any) -> None:
-    """SOCKET_FAMILIES, raw types and PRIVILEGED_SOCKOPTS, for both programs: the
+    """SOCKET_FAMILIES, raw types, NET_CONFIG_IOCTLS and PRIVILEGED_SOCKOPTS, for both
+    programs: the
     template's carries them so a copy is bound by them before its own is stacked."""
     allowed = set(SOCKET_FAMILIES.values())
     for call in ("socket", "socketpair"):
@@ -174,12 +192,24 @@ def _socket_rules(seccomp: Any, flt: Any) -> None:
         seccomp.Arg(0, seccomp.EQ, SOCKET_FAMILIES["AF_NETLINK"]),
         seccomp.Arg(2, seccomp.NE, NETLINK_ROUTE),
     )
-    for level, option in PRIVILEGED_SOCKOPTS:
+    for command in NET_CONFIG_IOCTLS:
+        flt.add_rule(
+            seccomp.ERRNO(errno.EPERM),
+            "ioctl",
+            seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK, command),
+        )
+    for block in PRIVATE_IOCTL_BLOCKS:
+        flt.add_rule(
+            seccomp.ERRNO(errno.EPERM),
+            "ioctl",
+            seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK & ~0xF, block),
+        )
+    for level, option in PRIVILEGED_SOCKOPTS:  # ints to the kernel: high bits ignored
         flt.add_rule(
             seccomp.ERRNO(errno.EPERM),
             "setsockopt",
-            seccomp.Arg(1, seccomp.EQ, level),
-            seccomp.Arg(2, seccomp.EQ, option),
+            seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK, level),
+            seccomp.Arg(2, seccomp.MASKED_EQ, INT_MASK, option),
         )
 
 
