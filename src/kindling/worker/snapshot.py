@@ -13,6 +13,12 @@ Templates live until the backend closes, until no start asked for them for
 ``TEMPLATE_IDLE_S``, or until more than ``MAX_TEMPLATES`` exist (the least recently used
 goes). A template's init failure is the failing start's
 error, and is not remembered: the next start tries again, as Lambda re-inits.
+
+A copy hardens itself in code its function's init could have changed (forkserver.py),
+so the worker does not take its word: forks are one at a time, the template is checked
+from the host after each, and the copy before its first event (privileges.py). A
+template that fails is destroyed and the start fails with a service error whose message
+says no more than that; the details go to the server log.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from kindling.errors import SandboxError
+from kindling.limits import SNAPSHOT_SETTLE_S
 from kindling.worker.sandbox.base import InitResult, InvokeResult, SandboxSpec, SandboxState
 from kindling.worker.sandbox.cgroups import Cgroup
 from kindling.worker.sandbox.environment import lambda_environment
@@ -49,9 +56,6 @@ MAX_TEMPLATES = 64
 TEMPLATE_IDLE_S = 1800.0
 #: How long a copy may take to say it exists, and a template its init (AWS: 15 min).
 COPY_TIMEOUT_S = 10.0
-#: How long a copy's first process may stay privileged in the template's cgroup after
-#: the copy reported (it exits right after its fork; longer is tampering).
-SETTLE_TIMEOUT_S = 2.0
 _UCRED = struct.Struct("iII")
 
 
@@ -148,7 +152,7 @@ class TemplateSandbox(NamespaceSandbox):
         """Until the template's cgroup holds no privileged thread: a copy's first
         process (capable in the copy's namespaces) exits right after its fork."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + SETTLE_TIMEOUT_S
+        deadline = loop.time() + SNAPSHOT_SETTLE_S
         while loop.time() < deadline and self._cgroup is not None:
             if not await loop.run_in_executor(None, self._template_problems):
                 return

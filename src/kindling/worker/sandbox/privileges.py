@@ -25,12 +25,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
+from kindling.limits import PRIVILEGE_CHECK_ROUNDS, PRIVILEGE_CHECK_STOP_S
+
 CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
-#: How often the task list of a cgroup is read again for threads that appeared meanwhile
-#: before the check gives up (a sandbox forking without pause cannot be proven clean).
-LIST_ROUNDS = 20
-#: How long a thread may take to stop for the filter read (a loaded host: generous).
-STOP_TIMEOUT_S = 5.0
 
 _PTRACE_DETACH = 17
 _PTRACE_SEIZE = 0x4206
@@ -102,7 +99,7 @@ def seccomp_filters(tid: int, count: int) -> list[bytes] | None:
             if err == errno.ESRCH:
                 return None
             _raise(err, "ptrace interrupt")
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        deadline = time.monotonic() + PRIVILEGE_CHECK_STOP_S
         while True:
             try:
                 waited, status = os.waitpid(tid, os.WNOHANG | _WALL)
@@ -159,11 +156,11 @@ def unprivileged_problems(
     a seccomp program each thread's filter stack must hold."""
     seen: set[int] = set()
     found: list[str] = []
-    for _round in range(LIST_ROUNDS):
+    for _round in range(PRIVILEGE_CHECK_ROUNDS):
         new = _tasks(list_pids()) - seen
         if not new:
             return found
         for tid in sorted(new):
             seen.add(tid)
             found += [f"{tid}: {problem}" for problem in task_problems(tid, min_filters, program)]
-    return [*found, f"tasks kept appearing after {LIST_ROUNDS} rounds"]
+    return [*found, f"tasks kept appearing after {PRIVILEGE_CHECK_ROUNDS} rounds"]
