@@ -176,3 +176,16 @@ SHUTDOWN_GRACE_S = 30.0
 #: After the grace, how long the answers of cut invocations get to be written before the
 #: connections close. AWS: -.
 SHUTDOWN_ANSWER_S = 5.0
+
+# --- sandbox privileges (the host's check of SnapStart copies, worker/sandbox/privileges.py)
+
+#: How long a copy's first process may stay privileged in its template's cgroup after
+#: the copy reported (it exits right after its fork; longer is taken for tampering).
+#: AWS: -
+SNAPSHOT_SETTLE_S = 2.0
+#: How often a cgroup's task list is read again for threads that appeared while it was
+#: checked; a sandbox still forking after that many rounds fails the check. AWS: -
+PRIVILEGE_CHECK_ROUNDS = 20
+#: How long one thread may take to stop for the host to read its seccomp filters (a
+#: loaded host answers in well under a millisecond; longer fails the check). AWS: -
+PRIVILEGE_CHECK_STOP_S = 5.0

@@ -13,6 +13,12 @@ Templates live until the backend closes, until no start asked for them for
 ``TEMPLATE_IDLE_S``, or until more than ``MAX_TEMPLATES`` exist (the least recently used
 goes). A template's init failure is the failing start's
 error, and is not remembered: the next start tries again, as Lambda re-inits.
+
+A copy hardens itself in code its function's init could have changed (forkserver.py),
+so the worker does not take its word: forks are one at a time, the template is checked
+from the host after each, and the copy before its first event (privileges.py). A
+template that fails is destroyed and the start fails with a service error whose message
+says no more than that; the details go to the server log.
 """
 
 from __future__ import annotations
@@ -26,14 +32,18 @@ import os
 import socket
 import struct
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, NoReturn
 
 from kindling.errors import SandboxError
+from kindling.limits import SNAPSHOT_SETTLE_S
 from kindling.worker.sandbox.base import InitResult, InvokeResult, SandboxSpec, SandboxState
+from kindling.worker.sandbox.cgroups import Cgroup
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.namespace import NamespaceSandbox, wait_readable
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
+from kindling.worker.sandbox.privileges import unprivileged_problems
 
 if TYPE_CHECKING:
     from kindling.worker.sandbox.namespace import NamespaceBackend
@@ -55,8 +65,22 @@ def template_key(spec: SandboxSpec) -> str:
     return repr(dataclasses.replace(spec, sandbox_id="", log_stream=""))
 
 
+class TamperedSnapshot(SandboxError):
+    """A template or its copy holds more privilege than the host gave it: its init code
+    changed how copies are made. The template is destroyed, the start fails."""
+
+
+#: What the caller of a start refused for tampering hears (details: the server log).
+TAMPERED_MESSAGE = "SnapStart restore refused: the snapshot failed its integrity check"
+
+
 class TemplateSandbox(NamespaceSandbox):
-    """Runs a version's init, then forks copies on request (never serves invocations)."""
+    """Runs a version's init, then forks copies on request (never serves invocations).
+
+    One fork at a time: a copy holds capabilities in its own namespaces from its fork
+    until it hardens, and it is in the template's cgroup until it is attached to its
+    own; with forks one after another, the template's cgroup holds no such copy when it
+    is checked (``privileges.py``), so any privileged thread found there is tampering."""
 
     capped = False
 
@@ -64,7 +88,7 @@ class TemplateSandbox(NamespaceSandbox):
         super().__init__(spec, backend)
         self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = asyncio.Lock()
-        self._forking = 0
+        self.copy_program = backend.seccomp_file.read_bytes()
 
     def _control(self) -> int | None:
         return self._theirs.fileno()
@@ -93,23 +117,68 @@ class TemplateSandbox(NamespaceSandbox):
     def alive(self) -> bool:
         return not self._exited.done()
 
-    async def fork(self, order: bytes, log_fd: int, status_fd: int) -> None:
-        """Asks for a copy; the template runs (thawed) until ``forked`` is called."""
+    async def fork(
+        self, order: bytes, fds: list[int], attach: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Asks for a copy (``fds``: its log pipe and status socket, closed here once
+        sent) and runs, thawed, until ``attach`` has moved the copy into its own cgroup
+        and the copy's first fork has ended; then the template is frozen again, so that
+        a thread its init started runs only while it forks (it shares the copies' uid
+        and sees their PID namespaces), and must hold no privilege. Raises
+        TamperedSnapshot otherwise."""
         async with self._lock:
-            self._forking += 1
-            await self.thaw()
-            socket.send_fds(self._ours, [order], [log_fd, status_fd])
+            try:
+                await self.thaw()
+                socket.send_fds(self._ours, [order], fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            try:
+                await attach()
+                await self._settle()
+            finally:
+                if self.alive():
+                    await self.freeze()
+            await self._check(None)
 
-    async def forked(self) -> None:
-        """A copy has left the template's cgroup (or failed to): once no copy is under
-        way, the template is frozen again, so that a thread its init started runs only
-        while it forks (it shares the copies' uid and sees their PID namespaces)."""
-        self._forking -= 1
-        if self._forking == 0 and self.alive():
-            await self.freeze()
+    async def verify_copy(self, copy: Cgroup) -> None:
+        """Before a copy's first event: every thread of the copy is unprivileged and
+        holds the copy's program, and the template (frozen: no fork under way) still
+        holds nothing either. Raises TamperedSnapshot."""
+        async with self._lock:
+            await self._check(copy)
+
+    async def _settle(self) -> None:
+        """Until the template's cgroup holds no privileged thread: a copy's first
+        process (capable in the copy's namespaces) exits right after its fork."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SNAPSHOT_SETTLE_S
+        while loop.time() < deadline and self._cgroup is not None:
+            if not await loop.run_in_executor(None, self._template_problems):
+                return
+            await asyncio.sleep(0.002)
+
+    def _template_problems(self) -> list[str]:
+        if self._cgroup is None:
+            return []
+        return unprivileged_problems(self._cgroup.pids, min_filters=1)
+
+    async def _check(self, copy: Cgroup | None) -> None:
+        def problems() -> list[str]:
+            found = [f"template {p}" for p in self._template_problems()]
+            if copy is not None:
+                found += [
+                    f"copy {p}" for p in unprivileged_problems(copy.pids, 2, self.copy_program)
+                ]
+            return found
+
+        found = await asyncio.get_running_loop().run_in_executor(None, problems)
+        if found:
+            log.error("snapshot template %s is tampered: %s", self.id, "; ".join(found[:20]))
+            raise TamperedSnapshot(TAMPERED_MESSAGE)
 
     async def frozen_when_ready(self) -> None:
-        if self._forking == 0:
+        async with self._lock:
             await self.freeze()
 
     async def destroy(self) -> None:
@@ -128,6 +197,7 @@ class RestoredSandbox(NamespaceSandbox):
     def __init__(self, spec: SandboxSpec, backend: NamespaceBackend, snapshots: Snapshots):
         super().__init__(spec, backend)
         self._snapshots = snapshots
+        self._template: TemplateSandbox | None = None
 
     async def start(self) -> InitResult:
         loop = asyncio.get_running_loop()
@@ -141,18 +211,19 @@ class RestoredSandbox(NamespaceSandbox):
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
         order = marshal.dumps({"tmp_mb": self.spec.ephemeral_mb, "env": env})
-        try:
-            await template.fork(order, log_w, theirs.fileno())
-        finally:
-            os.close(log_w)
-            theirs.close()
         self._pipe = LogPipe(log_r, self._sink)
+        self._template = template
+        cgroup = self._cgroup
+
+        async def attach() -> None:
+            self._pid = await asyncio.wait_for(_copy_pid(ours), COPY_TIMEOUT_S)
+            cgroup.attach(self._pid)
+
         try:
             try:
-                self._pid = await asyncio.wait_for(_copy_pid(ours), COPY_TIMEOUT_S)
-                self._cgroup.attach(self._pid)
-            finally:
-                await template.forked()
+                await template.fork(order, [log_w, theirs.detach()], attach)
+            except TamperedSnapshot:
+                await self._refuse(template)
             netns = os.open(f"/proc/{self._pid}/ns/net", os.O_RDONLY)
             egress = self._backend.egress if self.spec.network == "allowed" else None
             self._slot = await loop.run_in_executor(
@@ -167,6 +238,24 @@ class RestoredSandbox(NamespaceSandbox):
         finally:
             ours.close()
         return await self._finish_start(started, restored=not built)
+
+    async def _until_ready(self) -> InvokeResult | None:
+        """The copy asked for its first event: it is answered only once the host has
+        checked that the copy hardened itself (its code is its function's)."""
+        error = await super()._until_ready()
+        if error is None and self._template is not None and self._cgroup is not None:
+            try:
+                await self._template.verify_copy(self._cgroup)
+            except TamperedSnapshot:
+                await self._refuse(self._template)
+        return error
+
+    async def _refuse(self, template: TemplateSandbox) -> NoReturn:
+        """Kills the copy, destroys its tampered template, fails the start."""
+        if self._cgroup is not None:
+            self._cgroup.kill()
+        await self._snapshots.discard(template)
+        raise TamperedSnapshot(TAMPERED_MESSAGE)
 
 
 async def _copy_pid(sock: socket.socket) -> int:
@@ -245,6 +334,15 @@ class Snapshots:
         template.state = SandboxState.IDLE
         await template.frozen_when_ready()
         return template
+
+    async def discard(self, template: TemplateSandbox) -> None:
+        """Destroys a template that must fork no more copies (it is tampered)."""
+        for key, pending in list(self._templates.items()):
+            done = pending.done() and not pending.cancelled() and pending.exception() is None
+            if done and pending.result() is template:
+                self._templates.pop(key, None)
+                self._used.pop(key, None)
+        await template.destroy()
 
     async def _evict(self) -> None:
         while len(self._templates) > MAX_TEMPLATES:

@@ -22,9 +22,16 @@ database connection made at init is one connection shared by every copy: re-open
 things in an after-restore hook, as AWS asks). Threads init started do not survive a
 fork; only the thread that called the handler's import does.
 
-The template's seccomp program allows ``unshare`` with exactly the flags of step 1 and
-``mount``: the user-namespace surface an unprivileged process has on Debian anyway; the
-template's init code could reach it too, the copies cannot (their program refuses both).
+This code runs in the function's own interpreter, after its init: init code can reach
+and change it (skip the drop, stack another filter, fork copies its own way). So it is
+trusted for nothing. What bounds a copy is what the template inherited from nsinit
+before init ran (no capabilities, ``no_new_privs``, and the template's seccomp program,
+which refuses everything the copies' program does except ``unshare`` with exactly the
+flags of step 1 and ``mount``: the user-namespace surface an unprivileged process has
+on Debian anyway), and the host: before a copy gets its first event, the worker checks
+every thread of the copy and of the template from /proc (no capability, the copy's own
+program in each copy thread's filter stack; privileges.py) and refuses the start, and
+the template, on any failure (snapshot.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The seccomp policy of a sandbox, compiled to BPF by libseccomp's own Python binding.
 
 Default allow, with the syscalls that reach beyond the sandbox or into the kernel's
-administration refused with EPERM. The binding (Debian's ``python3-seccomp``) lives
+administration refused with EPERM, socket families beyond Lambda's refused as a kernel
+without them would (EAFNOSUPPORT), and file-change notification refused as not
+implemented (ENOSYS): docs/adr/0014. The binding (Debian's ``python3-seccomp``) lives
 in the system Python, so the worker runs this module once at start under
 ``/usr/bin/python3.11`` and keeps the exported program; every sandbox loads those
 bytes with one prctl, no compiler on the cold-start path.
@@ -14,6 +16,7 @@ import errno
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 
@@ -82,6 +85,53 @@ NAMESPACE_FLAGS = (
 )
 
 
+#: Socket families a sandbox may open: Lambda's (docs/adr/0014). Any other family
+#: (AF_VSOCK reaches a virtual machine's hypervisor, AF_PACKET forges frames, AF_KEY,
+#: AF_ALG, AF_TIPC... are kernel surface no function needs) is answered EAFNOSUPPORT,
+#: as a kernel without it would; values at or above FAMILY_LIMIT all are.
+SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+FAMILY_LIMIT = 64
+#: Netlink only for route queries (if_nameindex, getifaddrs): uevents show the host's
+#: device events, audit and generic netlink reach host subsystems.
+NETLINK_ROUTE = 0
+#: socket types that forge packets (masked: SOCK_NONBLOCK/SOCK_CLOEXEC share the word).
+SOCK_TYPE_MASK = 0xF
+#: The kernel reads int arguments from the low 32 bits of a register; a filter sees all
+#: 64, so a rule on an int compares under this mask (or refuses anything out of range).
+INT_MASK = 0xFFFFFFFF
+RAW_TYPES = (3, 10)  # SOCK_RAW, SOCK_PACKET
+#: setsockopt options that let a socket send from addresses not its own, or mark
+#: packets for the host's routing: (level, option). They need CAP_NET_ADMIN/RAW, which
+#: no sandbox keeps; refused here too, so that a snapshot copy that never dropped its
+#: capabilities still cannot set them (forkserver.py).
+PRIVILEGED_SOCKOPTS = ((0, 19), (41, 75), (1, 36))  # IP_TRANSPARENT, IPV6_TRANSPARENT, SO_MARK
+#: Socket ioctls that configure the network (addresses, routes, flags, ARP, tunnels,
+#: bridges, bonds, ethtool; the device- and protocol-private ranges by their 16-value
+#: blocks). They need CAP_NET_ADMIN over the socket's network namespace, which no
+#: sandbox holds; but a snapshot template's processes do over their copies' namespaces
+#: (the user namespace owner's rule), so a socket a copy hands its template must not
+#: reconfigure the copy's link either.
+NET_CONFIG_IOCTLS = (
+    0x890B, 0x890C, 0x890D, 0x8911, 0x8914, 0x8916, 0x8918, 0x891A, 0x891C, 0x891E,
+    0x8920, 0x8922, 0x8923, 0x8924, 0x8926, 0x8930, 0x8931, 0x8932, 0x8934, 0x8936,
+    0x8937, 0x8941, 0x8943, 0x8946, 0x8949, 0x894A, 0x8953, 0x8955, 0x8960, 0x8962,
+    0x8971, 0x8980, 0x8981, 0x8983, 0x8990, 0x8991, 0x8992, 0x8995, 0x89A0, 0x89A1,
+    0x89A2, 0x89A3, 0x89B0,
+)  # fmt: skip
+PRIVATE_IOCTL_BLOCKS = (0x89E0, 0x89F0)  # SIOCPROTOPRIVATE, SIOCDEVPRIVATE (+0..15)
+#: File-change notification: on the read-only mounts every sandbox shares with the host
+#: (/usr, part of /etc) it would show the host's and other tenants' file activity, and
+#: a watch cannot be confined to a path by a filter. ENOSYS, so that libraries fall
+#: back to polling as they do on kernels built without it.
+NOTIFY_CALLS = (
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
+    "fanotify_init",
+    "fanotify_mark",
+)
+
+
 #: What a snapshot template may do beyond a sandbox (forkserver.py): make its copies'
 #: namespaces (unshare with exactly these flags: user, mount, net, pid, ipc, uts) and
 #: mount their /proc, /tmp and /dev/shm. Its copies stack the ordinary program.
@@ -111,8 +161,56 @@ def build(target: Path, template: bool = False) -> None:
         )
     # clone3 passes flags in memory a filter cannot read: make libc fall back to clone.
     flt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    _socket_rules(seccomp, flt)
+    for name in NOTIFY_CALLS:
+        flt.add_rule(seccomp.ERRNO(errno.ENOSYS), name)
     with open(target, "wb") as fh:
         flt.export_bpf(fh)
+
+
+def _socket_rules(seccomp: Any, flt: Any) -> None:
+    """SOCKET_FAMILIES, raw types, NET_CONFIG_IOCTLS and PRIVILEGED_SOCKOPTS, for both
+    programs: the
+    template's carries them so a copy is bound by them before its own is stacked."""
+    allowed = set(SOCKET_FAMILIES.values())
+    for call in ("socket", "socketpair"):
+        refuse = seccomp.ERRNO(errno.EAFNOSUPPORT)
+        for family in set(range(FAMILY_LIMIT)) - allowed:
+            flt.add_rule(refuse, call, seccomp.Arg(0, seccomp.EQ, family))
+        flt.add_rule(refuse, call, seccomp.Arg(0, seccomp.GE, FAMILY_LIMIT))
+        for family in (SOCKET_FAMILIES["AF_INET"], SOCKET_FAMILIES["AF_INET6"]):
+            for kind in RAW_TYPES:
+                flt.add_rule(
+                    seccomp.ERRNO(errno.EPERM),
+                    call,
+                    seccomp.Arg(0, seccomp.EQ, family),
+                    seccomp.Arg(1, seccomp.MASKED_EQ, SOCK_TYPE_MASK, kind),
+                )
+    flt.add_rule(
+        seccomp.ERRNO(errno.EPROTONOSUPPORT),
+        "socket",
+        seccomp.Arg(0, seccomp.EQ, SOCKET_FAMILIES["AF_NETLINK"]),
+        seccomp.Arg(2, seccomp.NE, NETLINK_ROUTE),
+    )
+    for command in NET_CONFIG_IOCTLS:
+        flt.add_rule(
+            seccomp.ERRNO(errno.EPERM),
+            "ioctl",
+            seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK, command),
+        )
+    for block in PRIVATE_IOCTL_BLOCKS:
+        flt.add_rule(
+            seccomp.ERRNO(errno.EPERM),
+            "ioctl",
+            seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK & ~0xF, block),
+        )
+    for level, option in PRIVILEGED_SOCKOPTS:  # ints to the kernel: high bits ignored
+        flt.add_rule(
+            seccomp.ERRNO(errno.EPERM),
+            "setsockopt",
+            seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK, level),
+            seccomp.Arg(2, seccomp.MASKED_EQ, INT_MASK, option),
+        )
 
 
 def oci_profile() -> dict[str, object]:
@@ -124,8 +222,37 @@ def oci_profile() -> dict[str, object]:
     for flag in NAMESPACE_FLAGS:
         arg = {"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}
         syscalls.append({"names": ["clone"], "args": [arg], **errno_rule})
+
     # No clone3 rule: runsc answers EPERM whatever errnoRet says, and glibc then could not
     # start threads; the Sentry has no clone3 (ENOSYS), so libc falls back to clone.
+    # The Sentry has its own socket families (no vsock, no packet or raw sockets without
+    # --net-raw); the allow-list holds there too. No NOTIFY_CALLS rule: the Sentry's
+    # inotify sees only the sandbox's own file activity, and runsc would answer EPERM,
+    # which libraries do not take as "fall back to polling".
+    def cond(index: int, op: str, value: int) -> dict[str, object]:
+        return {"index": index, "value": value, "op": op}
+
+    allowed = set(SOCKET_FAMILIES.values())
+    for family in sorted(set(range(FAMILY_LIMIT)) - allowed):
+        syscalls.append(
+            {
+                "names": ["socket", "socketpair"],
+                "args": [cond(0, "SCMP_CMP_EQ", family)],
+                **errno_rule,
+            }
+        )
+    syscalls.append(
+        {
+            "names": ["socket", "socketpair"],
+            "args": [cond(0, "SCMP_CMP_GE", FAMILY_LIMIT)],
+            **errno_rule,
+        }
+    )
+    netlink = [
+        cond(0, "SCMP_CMP_EQ", SOCKET_FAMILIES["AF_NETLINK"]),
+        cond(2, "SCMP_CMP_NE", NETLINK_ROUTE),
+    ]
+    syscalls.append({"names": ["socket"], "args": netlink, **errno_rule})
     return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": syscalls}
 
 

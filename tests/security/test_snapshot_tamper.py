@@ -1,0 +1,235 @@
+"""A SnapStart function's init runs in the interpreter that later forks its restored
+copies, so it can change the code that hardens them (forkserver.py). Whatever it
+changes, a restored invocation never runs with a capability: the start fails cleanly,
+or every process the copy has reports no capability and cannot get one back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from kindling.runtimes.catalog import find_python
+from tests.e2e.support import ROLE, make_zip, wait_active
+
+from .conftest import Fleet, unavailable
+
+pytestmark = pytest.mark.skipif(
+    find_python("3.12") is None, reason="SnapStart needs python3.12, not on this host"
+)
+
+#: Init code reaching the fork server through the runtime client's globals.
+TAMPER_PRELUDE = """
+import ctypes, marshal, os, socket, struct, sys, time
+import __main__
+
+SERVER = __main__.KINDLING_SNAPSHOT
+SERVE = type(SERVER)
+G = SERVE._become_copy.__globals__
+LINUX = G["linux"]
+ALLOW_ALL = struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000)  # BPF: return SECCOMP_RET_ALLOW
+"""
+
+TAMPERINGS = {
+    "none": "",
+    "no-drop": """
+LINUX.drop_capabilities = lambda: None
+LINUX.drop_bounding_capabilities = lambda: None
+""",
+    "no-seccomp": """
+LINUX.load_seccomp = lambda program: None
+""",
+    "no-drop-fake-filter": """
+real_load = LINUX.load_seccomp
+LINUX.drop_capabilities = lambda: None
+LINUX.load_seccomp = lambda program: real_load(ALLOW_ALL)
+""",
+    "drop-then-fake-filter": """
+real_load = LINUX.load_seccomp
+LINUX.load_seccomp = lambda program: real_load(ALLOW_ALL)
+""",
+    "own-fork-loop": """
+def own_serve():
+    control = SERVER._control
+    control.send(b"ready")
+    while True:
+        data, fds, _flags, _addr = socket.recv_fds(control, 4096, 2)
+        if not data:
+            os._exit(0)
+        if os.fork() != 0:
+            for fd in fds:
+                os.close(fd)
+            continue
+        control.close()
+        order = marshal.loads(data)
+        status = socket.socket(fileno=fds[1])
+        os.dup2(fds[0], 1)
+        os.dup2(fds[0], 2)
+        LINUX.unshare(G["RESTORE_FLAGS"])
+        for name, text in (("uid_map", "993 993 1"), ("setgroups", "deny"),
+                           ("gid_map", "990 990 1")):
+            with open(f"/proc/self/{name}", "w") as fh:
+                fh.write(text + "\\n")
+        if os.fork() != 0:
+            os._exit(0)
+        status.send(b"pid")
+        status.recv(16)
+        LINUX.mount("proc", "/proc", "proc", 14)
+        LINUX.mount("tmpfs", "/tmp", "tmpfs", 6, "size=16m,mode=1777")
+        real_load(ALLOW_ALL)  # one more filter, as an honest copy has
+        status.close()
+        os.environ.update(order["env"])
+        return
+
+real_load = LINUX.load_seccomp
+SERVER.serve = own_serve
+""",
+    "grandchild-before-report": """
+real_fork, real_unshare = os.fork, LINUX.unshare
+STATE = {"copy": False, "spawned": False}
+
+def unshare(flags):
+    real_unshare(flags)
+    STATE["copy"] = True
+
+def fork():
+    pid = real_fork()
+    if pid == 0 and STATE["copy"] and not STATE["spawned"]:
+        STATE["spawned"] = True
+        if real_fork() == 0:  # stays in the template's cgroup, with every capability
+            while True:
+                time.sleep(3600)
+    return pid
+
+LINUX.unshare = unshare
+os.fork = fork
+""",
+}
+
+HANDLER = """
+CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+RESTORE_FLAGS = 0x10000000 | 0x00020000 | 0x40000000 | 0x20000000 | 0x08000000 | 0x04000000
+libc = ctypes.CDLL(None, use_errno=True)
+
+def status_of(path):
+    found = {}
+    with open(path) as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            found[key] = value.strip()
+    return found
+
+def capabilities():
+    \"\"\"Every task this copy can see: its capability sets, or a read error.\"\"\"
+    seen = {}
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                got = status_of(f"/proc/{pid}/task/{tid}/status")
+            except OSError:
+                continue
+            if got.get("State", "").startswith("Z"):
+                continue
+            seen[f"{pid}/{tid}"] = {k: got.get(k, "?") for k in CAP_FIELDS}
+    return seen
+
+def after_unshare():
+    \"\"\"A child asks for new namespaces again, and reports what it then holds.\"\"\"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        out = "refused"
+        if libc.unshare(RESTORE_FLAGS) == 0:
+            out = status_of("/proc/self/status")["CapEff"]
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    got = os.read(r, 100).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return got
+
+def handler(event, context):
+    return {"tasks": capabilities(), "after_unshare": after_unshare(),
+            "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")}
+"""
+
+
+def _deploy(fleet: Fleet, tampering: str) -> tuple[str, str]:
+    name = f"sec-tamper-{tampering}-{uuid.uuid4().hex[:6]}"
+    code = TAMPER_PRELUDE + TAMPERINGS[tampering] + HANDLER
+    fleet.lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": code})},
+        SnapStart={"ApplyOn": "PublishedVersions"},
+        Timeout=30,
+    )
+    fleet.deployed[(name, "")] = name
+    wait_active(fleet.lam, name)
+    version = str(fleet.lam.publish_version(FunctionName=name)["Version"])
+    fleet.lam.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    return name, version
+
+
+def _restored_invoke(fleet: Fleet, name: str, version: str) -> tuple[str, Any]:
+    """("ok", payload) or ("failed", what the caller saw)."""
+    try:
+        response = fleet.lam.invoke(FunctionName=name, Qualifier=version, Payload=b"{}")
+    except ClientError as exc:
+        return "failed", exc.response
+    body = json.loads(response["Payload"].read())
+    if "FunctionError" in response:
+        return "failed", body
+    return "ok", body
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS))
+def test_a_restored_copy_never_runs_with_a_capability(tampering: str, fleet: Fleet) -> None:
+    reason = unavailable("namespace")
+    if reason:
+        pytest.skip(reason)
+    name, version = _deploy(fleet, tampering)
+    outcomes = []
+    for _attempt in range(2):  # a refused start must not leave a template to reuse
+        outcome, seen = _restored_invoke(fleet, name, version)
+        outcomes.append(outcome)
+        if outcome == "ok":
+            assert seen["init_type"] == "snap-start"
+            assert seen["tasks"], seen
+            for task, caps in seen["tasks"].items():
+                assert {k: int(v, 16) for k, v in caps.items()} == dict.fromkeys(caps, 0), (
+                    task,
+                    caps,
+                )
+            assert seen["after_unshare"] == "refused", seen
+        else:
+            assert tampering != "none", seen
+            error = seen.get("Error", {}) if isinstance(seen, dict) else {}
+            assert error.get("Code") == "ServiceException", seen
+            message = str(error.get("Message", ""))
+            assert "snapshot" in message and "tmpl-" not in message and "/" not in message
+    # each of these changes is caught (the check above would pass a copy that hardened
+    # itself some other way; none of these does)
+    assert outcomes == ["ok", "ok"] if tampering == "none" else ["failed", "failed"]
+    if tampering != "none":
+        assert "is tampered" in fleet.server.log_tail(200_000)
+    assert fleet.server.proc is not None and fleet.server.proc.poll() is None
+    assert fleet.run(fleet.deploy("plain", "namespace", {"app.py": HONEST})) == {"ok": True}
+
+
+HONEST = """
+def handler(event, context):
+    return {"ok": True}
+"""
