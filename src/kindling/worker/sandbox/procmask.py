@@ -12,7 +12,8 @@ file over each of them (ADR 0015), the way container runtimes mask /proc/kcore o
   ``loadavg``, ``uptime``, ``cmdline`` (a microVM's), ``swaps`` (no swap), ``partitions``
   (no disks), the boot id (random);
 - emptied (read as empty files, like runc's masked paths): diskstats, vmstat, zoneinfo,
-  buddyinfo, interrupts, softirqs, schedstat and the root-only debug files;
+  buddyinfo, interrupts, softirqs, schedstat, the host-wide file/inode/dentry counts of
+  /proc/sys/fs and the root-only debug files;
 - ``/proc/pressure``: an empty directory, as on a kernel without PSI (a sandbox's own
   pressure is in its cgroup).
 
@@ -49,6 +50,10 @@ EMPTIED = (
     "key-users",
     "latency_stats",
     "mtrr",
+    "sys/fs/file-nr",  # the host's open files, inodes and dentries: its load
+    "sys/fs/inode-nr",
+    "sys/fs/inode-state",
+    "sys/fs/dentry-state",
 )
 _MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
