@@ -27,7 +27,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from kindling.control.models import NETWORK_TAG, SANDBOX_TAG
-from tests.e2e.support import KINDLING, REGION, ROLE, Server, make_zip, wait_active
+from tests.e2e.support import KINDLING, REGION, ROLE, Server, make_zip, wait_active, wait_for
 from tests.netlab import Uplink, run_in_netns, uplink
 
 from .conftest import unavailable
@@ -203,3 +203,80 @@ def test_allow_list_opens_private_ranges(backend: str, tmp_path: Path) -> None:
     assert {a: left[_key("udp", a, 9)] for a in opened} == {a: 1 for a in opened}
     assert {a: left[_key("udp", a, 9)] for a in still} == {a: 0 for a in still}
     assert left[_key("udp", "1.1.1.1", 9)] == 1
+
+
+FORGE = """
+import ipaddress, socket, struct
+
+def packet(source, destination, port):
+    udp = struct.pack("!HHHH", 40000, port, 13, 0) + b"forge"
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+        socket.inet_aton(source), socket.inet_aton(destination),
+    )
+    return header + udp
+
+def handler(event, context):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("1.1.1.1", 7000))
+        own = ipaddress.IPv4Address(sock.getsockname()[0])
+        sock.send(b"genuine")
+    forged = {7001: "1.2.3.4", 7002: str(own - 1), 7003: str(own + 4), 7004: "10.0.0.9"}
+    try:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    except OSError as exc:
+        return {"raw": errno.errorcode.get(exc.errno), "forged": forged}
+    with raw:
+        for port, source in forged.items():
+            raw.sendto(packet(source, "1.1.1.1", port), ("1.1.1.1", 0))
+    return {"raw": "sent", "forged": forged}
+"""
+
+
+@pytest.mark.parametrize("start", ["zygote", "snapshot"])
+def test_forged_sources_never_leave(backend: str, start: str, tmp_path: Path) -> None:
+    """Whether or not a sandbox can open a raw socket (a restored copy once could), a
+    packet whose source is not its own address never leaves the host."""
+    if start == "snapshot" and backend != "namespace":
+        pytest.skip("SnapStart copies are forked on the namespace backend only")
+    probes = [("udp", "1.1.1.1", port) for port in range(7000, 7005)]
+    name = f"forge-{backend}-{uuid.uuid4().hex[:6]}"
+    with lab_server(tmp_path) as (lab, _server, lam):
+
+        def deploy_and_invoke() -> Any:
+            snap = start == "snapshot"
+            lam.create_function(
+                FunctionName=name,
+                Runtime="python3.12" if snap else "python3.11",
+                Handler="app.handler",
+                Role=ROLE,
+                Code={"ZipFile": make_zip({"app.py": "import errno\n" + FORGE})},
+                Tags={SANDBOX_TAG: backend, NETWORK_TAG: "allowed"},
+                Timeout=30,
+                **({"SnapStart": {"ApplyOn": "PublishedVersions"}} if snap else {}),
+            )
+            wait_active(lam, name)
+            target = name
+            if snap:
+                version = lam.publish_version(FunctionName=name)["Version"]
+                target = f"{name}:{version}"
+                wait_for(
+                    lambda: (
+                        lam.get_function_configuration(FunctionName=name, Qualifier=version)[
+                            "State"
+                        ]
+                        == "Active"
+                    ),
+                    60,
+                )
+            lab.count(probes)
+            reply = lam.invoke(FunctionName=target, Payload=b"{}")
+            assert "FunctionError" not in reply, reply["Payload"].read()
+            return json.loads(reply["Payload"].read())
+
+        seen = run_in_netns(lab.path, deploy_and_invoke)
+        left = lab.left()
+
+    assert left[_key("udp", "1.1.1.1", 7000)] == 1, (seen, left)  # the genuine one
+    forged = {seen["forged"][str(p)]: left[_key("udp", "1.1.1.1", p)] for p in range(7001, 7005)}
+    assert forged == {source: 0 for source in forged}, seen
