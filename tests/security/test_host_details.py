@@ -45,6 +45,7 @@ def handler(event, context):
     seen["pressure"] = listing("/proc/pressure")
     seen["sys"] = listing("/sys")
     seen["init_type"] = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")
+    seen["hidden procfs"] = listing("/.procfs")
     return seen
 """
 
@@ -158,3 +159,5 @@ def test_snapshot_copies_show_no_host_details(backend: str, victim: Victim, flee
     seen = fleet.run(f"{name}:{version}")
     assert seen["init_type"] == "snap-start"
     _check(seen, fleet, backend)
+    # the template's unmasked procfs (for its copies' own /proc) stays covered
+    assert seen["hidden procfs"] == [], seen["hidden procfs"]

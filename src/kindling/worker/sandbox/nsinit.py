@@ -145,11 +145,8 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.unshare(linux.CLONE_NEWNS)  # its own: pivot_root must not move the parent's root
     linux.mount("", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = build_root(cfg)
-    linux.mount("proc", root + "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     memory_mb = int(cfg["env"].get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128))  # type: ignore[attr-defined]
-    os.mkdir(root + "/.proc-scratch")
-    procmask.mask(root + "/proc", memory_mb, root + "/.proc-scratch")
-    os.rmdir(root + "/.proc-scratch")
+    procmask.mount_proc(root + "/proc", memory_mb)
     if cfg.get("control_fd") is not None:
         procmask.keep_mountable(root)
     linux.sethostname("sandbox")

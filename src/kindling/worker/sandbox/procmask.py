@@ -18,7 +18,8 @@ file over each of them (ADR 0015), the way container runtimes mask /proc/kcore o
   pressure is in its cgroup).
 
 Runs as root of the sandbox's mount namespace (the builder before it drops privileges,
-or a restored copy in its own user namespace), before seccomp. Imports nothing beyond
+or a restored copy in its own user namespace), before seccomp, in place of the plain
+procfs mount: ~0.3 ms a start. Imports nothing beyond
 ``os``, ``time`` and ``linux``: it runs on every cold start.
 """
 
@@ -113,35 +114,45 @@ def synthesized(memory_mb: int) -> dict[str, str]:
     }
 
 
-def mask(proc: str, memory_mb: int, scratch: str, unmount: bool = True) -> None:
-    """Masks the host figures of the procfs mounted at ``proc``. ``scratch``: a directory
-    (not under ``proc``) where a small tmpfs holds the synthesized files; it is unmounted
-    after (the binds keep their files) unless ``unmount`` is false (a restored copy may
-    not unmount: its caller mounts over it)."""
-    linux.mount("tmpfs", scratch, "tmpfs", _MOUNT_FLAGS, "size=64k,mode=755")
+def mount_proc(proc: str, memory_mb: int) -> None:
+    """Mounts a procfs at ``proc`` with the host's figures masked.
+
+    The synthesized files live in a small tmpfs mounted at ``proc`` first and made
+    read-only (so every bind of it is read-only without a remount each); procfs is then
+    mounted over it, and each file is bound from a descriptor opened before it was
+    covered. Nothing is left to unmount (an unmount costs ~0.1 ms: a tenth of all this)
+    and the files are reachable by no path."""
+    linux.mount("tmpfs", proc, "tmpfs", _MOUNT_FLAGS, "size=64k,mode=755")
+    files = {name: _create(proc, name, text) for name, text in synthesized(memory_mb).items()}
+    empty = _create(proc, "empty", "")
+    linux.mount("", proc, None, linux.MS_REMOUNT | linux.MS_RDONLY | _MOUNT_FLAGS)
+    held = {name: os.open(path, os.O_PATH) for name, path in files.items()}
+    held_empty = os.open(empty, os.O_PATH)
     try:
-        for name, text in synthesized(memory_mb).items():
-            target = f"{proc}/{name}"
-            if not os.path.exists(target):
+        linux.mount("proc", proc, "proc", _MOUNT_FLAGS)
+        binds = [*held.items(), *((name, held_empty) for name in EMPTIED)]
+        for name, fd in binds:
+            try:
+                linux.mount(f"/proc/self/fd/{fd}", f"{proc}/{name}", None, linux.MS_BIND)
+            except FileNotFoundError:  # not on this kernel (e.g. no schedstat)
                 continue
-            source = f"{scratch}/{name.replace('/', '_')}"
-            with open(source, "w") as fh:
-                fh.write(text)
-            os.chmod(source, 0o444)
-            linux.bind(source, target)
-        empty = f"{scratch}/empty"
-        with open(empty, "w"):
-            pass
-        os.chmod(empty, 0o444)
-        for name in EMPTIED:
-            target = f"{proc}/{name}"
-            if os.path.exists(target):
-                linux.bind(empty, target)
     finally:
-        if unmount:
-            linux.umount(scratch)
-    if os.path.isdir(f"{proc}/pressure"):
+        for fd in (*held.values(), held_empty):
+            os.close(fd)
+    try:  # noqa: SIM105 (contextlib is an import every start would pay for)
         linux.mount("tmpfs", f"{proc}/pressure", "tmpfs", _MOUNT_FLAGS | linux.MS_RDONLY, "size=4k")
+    except FileNotFoundError:  # a kernel without PSI
+        pass
+
+
+def _create(directory: str, name: str, text: str) -> str:
+    path = f"{directory}/{name.replace('/', '_')}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    return path
 
 
 #: Where a snapshot template keeps an unmasked procfs, out of reach (see keep_mountable).
