@@ -158,7 +158,7 @@ class Fleet:
         name = f"sec-{key}-{backend}-{uuid.uuid4().hex[:6]}"
         self.lam.create_function(
             FunctionName=name,
-            Runtime="python3.11",
+            Runtime=params.pop("Runtime", "python3.11"),
             Handler="app.handler",
             Role=ROLE,
             Code={"ZipFile": make_zip(files)},

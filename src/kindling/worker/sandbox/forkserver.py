@@ -41,7 +41,7 @@ import os
 import socket
 import sys
 
-from kindling.worker.sandbox import linux
+from kindling.worker.sandbox import linux, procmask
 
 CONTROL_FD = 3
 RESTORE_FLAGS = (
@@ -101,7 +101,9 @@ class ForkServer:
             if status.recv(16) != b"go":
                 os._exit(122)
             flags = linux.MS_NOSUID | linux.MS_NODEV
-            linux.mount("proc", "/proc", "proc", flags | linux.MS_NOEXEC)
+            env = order["env"]
+            memory_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128))  # type: ignore[attr-defined]
+            procmask.mount_proc("/proc", memory_mb)  # its own, host figures masked
             linux.mount("tmpfs", "/tmp", "tmpfs", flags, f"size={int(order['tmp_mb'])}m,mode=1777")  # type: ignore[call-overload]
             linux.mount("tmpfs", "/dev/shm", "tmpfs", flags, "size=64m,mode=1777")
             _restore_tmp(kept)

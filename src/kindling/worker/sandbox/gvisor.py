@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kindling.errors import SandboxError
 from kindling.limits import SANDBOX_MAX_OPEN_FILES
-from kindling.worker.sandbox import seccomp_policy
+from kindling.worker.sandbox import procmask, seccomp_policy
 from kindling.worker.sandbox.base import SandboxSpec
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.launcher import LauncherKey
@@ -71,6 +71,11 @@ class GvisorSandbox(NamespaceSandbox):
             _bind(str(backend.runtime_dir), SANDBOX_RUNTIME_DIR),
         ]
         mounts += [_bind(path, path) for path in interpreter_prefix(self.spec.launch)]
+        # the Sentry's own /proc shows the host's memory: the function's instead, as a
+        # microVM's would (its other figures are the Sentry's own; ADR 0015)
+        meminfo = self._root / "meminfo"
+        meminfo.write_text(procmask.synthesized(self.spec.memory_mb)["meminfo"])
+        mounts.append(_bind(str(meminfo), "/proc/meminfo"))
         for name in HOST_ETC:
             if os.path.exists(f"/etc/{name}"):
                 mounts.append(_bind(f"/etc/{name}", f"/etc/{name}"))

@@ -29,7 +29,7 @@ import sys
 BASE_PATH = sys.path[1:]  # what `python -S script` has after the script's own directory
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
 
-from kindling.worker.sandbox import forkserver, linux  # noqa: E402
+from kindling.worker.sandbox import forkserver, linux, procmask  # noqa: E402
 
 TYPE_CHECKING = False  # typing itself costs an import on every sandbox start
 if TYPE_CHECKING:
@@ -42,7 +42,9 @@ ETC_PASSWD = (
     f"sbx_user1051:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/sbin/nologin\n"
 )
 ETC_GROUP = f"root:x:0:\nsbx_user1051:x:{SANDBOX_GID}:\n"
-DEVICES = ("null", "zero", "full", "random", "urandom")
+#: The character devices of /dev (major 1), by minor number.
+DEVICES = (("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9))
+_S_IFCHR = 0o020000
 HOST_ETC = ("ld.so.cache", "ssl", "alternatives", "ca-certificates", "mime.types", "localtime")
 
 
@@ -64,6 +66,27 @@ def _mirror(root: str, path: str) -> None:
     elif os.path.isdir(path):
         _mkdirs(root, path)
         linux.bind(path, root + path)
+
+
+def _unnamed_bind(source: str, target: str, flags: int) -> None:
+    """A read-only view of ``source`` at ``target`` that does not name ``source``.
+
+    A bind mount shows its source's path on the host (the data dir's) in the sandbox's
+    /proc/self/mountinfo. A read-only overlay of the same directory shows only the
+    strings it was given: its layers are passed as descriptor paths (the directory, and
+    the empty ``target`` itself as the second layer overlayfs needs without an upper
+    one). Where overlayfs refuses (e.g. a data dir on a filesystem it cannot stack on),
+    a bind it is."""
+    lower = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+    empty = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    layers = f"lowerdir=/proc/self/fd/{lower}:/proc/self/fd/{empty}"
+    try:
+        linux.mount("none", target, "overlay", linux.MS_RDONLY | flags, layers)
+    except OSError:
+        linux.bind(source, target, extra=flags)
+    finally:
+        os.close(lower)
+        os.close(empty)
 
 
 def build_root(cfg: dict[str, object]) -> str:
@@ -91,9 +114,9 @@ def build_root(cfg: dict[str, object]) -> str:
             open(root + host, "w").close()
             linux.bind(host, root + host)
     flags = linux.MS_NOSUID | linux.MS_NODEV
-    linux.bind(str(cfg["code_dir"]), root + "/var/task", extra=flags)
+    _unnamed_bind(str(cfg["code_dir"]), root + "/var/task", flags)
     if cfg.get("runtime_dir"):
-        linux.bind(str(cfg["runtime_dir"]), root + "/var/runtime", extra=flags)
+        _unnamed_bind(str(cfg["runtime_dir"]), root + "/var/runtime", flags)
     linux.mount(
         "tmpfs",
         root + "/tmp",
@@ -102,9 +125,9 @@ def build_root(cfg: dict[str, object]) -> str:
         f"size={int(cfg['tmp_mb'])}m,mode=1777",  # type: ignore[call-overload]
     )
     linux.mount("tmpfs", root + "/dev", "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755")
-    for name in DEVICES:
-        open(f"{root}/dev/{name}", "w").close()
-        linux.bind(f"/dev/{name}", f"{root}/dev/{name}", readonly=False)
+    for name, minor in DEVICES:  # made, not bound: a bind would show the host's devtmpfs
+        os.mknod(f"{root}/dev/{name}", _S_IFCHR | 0o666, os.makedev(1, minor))
+        os.chmod(f"{root}/dev/{name}", 0o666)
     _mkdirs(root, "/dev/shm")
     linux.mount("tmpfs", root + "/dev/shm", "tmpfs", flags, "size=64m,mode=1777")
     for link, target in (
@@ -123,7 +146,10 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.unshare(linux.CLONE_NEWNS)  # its own: pivot_root must not move the parent's root
     linux.mount("", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = build_root(cfg)
-    linux.mount("proc", root + "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    memory_mb = int(cfg["env"].get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128))  # type: ignore[attr-defined]
+    procmask.mount_proc(root + "/proc", memory_mb)
+    if cfg.get("control_fd") is not None:
+        procmask.keep_mountable(root)
     linux.sethostname("sandbox")
     nofile = int(cfg["max_open_files"])  # type: ignore[call-overload]
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))  # hard too: for good
@@ -147,12 +173,14 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
     linux.drop_bounding_capabilities()
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-    # The uid change does not clear them: our old uid (host root) is unmapped in this
-    # user namespace, so the kernel's "every uid left 0" rule does not apply, and a
-    # zygote's fork has no exec to do it.
-    linux.drop_capabilities()
-    if in_process:  # as an exec would: the uid change made it undumpable, so
-        linux.prctl(linux.PR_SET_DUMPABLE, 1)  # its /proc/self files were root's
+    # as an exec would: the uid change made it undumpable, so its /proc/self files were
+    # root's (and hide_host_ids could not write its own maps)
+    linux.prctl(linux.PR_SET_DUMPABLE, 1)
+    # hide_host_ids ends with no capability: the uid change does not clear them (our old
+    # uid, host root, is unmapped in this user namespace, so the kernel's "every uid left
+    # 0" rule does not apply, and a zygote's fork has no exec to do it), and its nested
+    # user namespace hands every one back, bounding set included.
+    hide_host_ids()
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     linux.load_seccomp(program)
     control = cfg.get("control_fd")
@@ -166,6 +194,23 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
             server = forkserver.ForkServer(cfg["restored_program"], SANDBOX_UID, SANDBOX_GID)  # type: ignore[arg-type]
         run_in_process(argv, env, server)
     os.execve(argv[0], argv, env)
+
+
+def hide_host_ids() -> None:
+    """A nested user namespace that maps the sandbox's ids to themselves, so its
+    /proc/self/uid_map reads ``993 993 1`` instead of naming the host uid the parent
+    mapped it to (ADR 0015). Making it hands this process every capability in it and a
+    full bounding set (the kernel resets both for a new user namespace): all dropped at
+    once, bounding set first (dropping it needs CAP_SETPCAP)."""
+    linux.unshare(linux.CLONE_NEWUSER)
+    with open("/proc/self/setgroups", "w") as fh:
+        fh.write("deny")
+    with open("/proc/self/uid_map", "w") as fh:
+        fh.write(f"{SANDBOX_UID} {SANDBOX_UID} 1\n")
+    with open("/proc/self/gid_map", "w") as fh:
+        fh.write(f"{SANDBOX_GID} {SANDBOX_GID} 1\n")
+    linux.drop_bounding_capabilities()
+    linux.drop_capabilities()
 
 
 def run_in_process(
