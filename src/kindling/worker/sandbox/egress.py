@@ -47,6 +47,16 @@ table inet {table} {{
 """
 
 
+def table_name(instance: str) -> str:
+    """The instance's nftables table (family ``inet``)."""
+    return f"kindling_{instance}"
+
+
+def link_prefix(instance: str) -> str:
+    """What the names of the instance's host-side veth ends start with (then a number)."""
+    return f"{ALL_SANDBOX_LINKS}{instance[:4]}"
+
+
 def _subnet_for(instance: str) -> ipaddress.IPv4Network:
     subnets: list[ipaddress.IPv4Network] = list(POOL.subnets(new_prefix=16))
     used = _routed_networks()
@@ -86,8 +96,8 @@ class Egress:
 
     def __init__(self, instance: str) -> None:
         self.subnet = _subnet_for(instance)
-        self.prefix = f"{ALL_SANDBOX_LINKS}{instance[:4]}"
-        self.table = f"kindling_{instance}"
+        self.prefix = link_prefix(instance)
+        self.table = table_name(instance)
         self._free = list(range(self.subnet.num_addresses // 4 - 1, 0, -1))
         self._lock = threading.Lock()
         self._install()

@@ -2,23 +2,41 @@
 
 One cgroup manager, one egress (one nftables table and one pool of /30 subnets: two
 owners would hand out the same addresses), one seccomp program, one pool of host uids.
+And what makes a crash leave nothing behind (instances.py): before anything is made,
+the leftovers of every dead instance on the host are swept, this instance's crash record
+is written and its supervisor started; a reaper collects the orphans the worker inherits
+as a child subreaper.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kindling.errors import SandboxError
 from kindling.worker.pool import SlotPool
 from kindling.worker.sandbox import linux, seccomp_policy
-from kindling.worker.sandbox.cgroups import CgroupManager, favor_dynamic_modifications
-from kindling.worker.sandbox.egress import Egress
+from kindling.worker.sandbox import supervisor as crash_supervisor
+from kindling.worker.sandbox.cgroups import (
+    CgroupManager,
+    favor_dynamic_modifications,
+    instance_bases,
+)
+from kindling.worker.sandbox.egress import Egress, link_prefix, table_name
+from kindling.worker.sandbox.instances import (
+    InstanceRecord,
+    Registry,
+    start_time,
+    stop_process,
+)
 from kindling.worker.sandbox.launcher import Launchers
+from kindling.worker.sandbox.reaper import ZombieReaper
 from kindling.worker.tuning import ColdStartTuning
 
 log = logging.getLogger(__name__)
@@ -40,38 +58,71 @@ class HostResources:
     _uids: itertools.cycle[int] = field(
         default_factory=lambda: itertools.cycle(range(HOST_UID_BASE, HOST_UID_END))
     )
+    reaper: ZombieReaper = field(default_factory=ZombieReaper)
+    registry: Registry | None = None
+    record: InstanceRecord | None = None
+    supervisor: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def prepare(cls, runtime_dir: Path, tuning: ColdStartTuning | None = None) -> HostResources:
+    def prepare(
+        cls,
+        runtime_dir: Path,
+        tuning: ColdStartTuning | None = None,
+        registry: Registry | None = None,
+    ) -> HostResources:
         if os.geteuid() != 0:
             raise SandboxError("isolated sandboxes need kindling to run as root on the host")
         seccomp_policy.compiled(runtime_dir)
         seccomp_policy.compiled(runtime_dir, template=True)
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
-        egress: Egress | None = None
+        registry = registry or Registry()
+        swept = registry.sweep_dead()
+        if swept:
+            log.warning("swept %d crashed kindling instances: %s", len(swept), ", ".join(swept))
+        record = _record(instance, runtime_dir)
+        registry.claim(record)
+        reaper = ZombieReaper()
+        supervisor: subprocess.Popen[bytes] | None = None
         try:
-            egress = Egress(instance)
-        except (SandboxError, OSError) as exc:
-            log.warning("sandboxes get no outbound network: %s", exc)
-        try:
-            resolv = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            resolv = ""
-        tuning = tuning or ColdStartTuning()
-        if tuning.favor_dynmods:
-            favor_dynamic_modifications()
-        cgroups = CgroupManager(instance)
-        return cls(
-            runtime_dir,
-            cgroups,
-            egress,
-            runtime_dir / "seccomp.bpf",
-            resolv,
-            tuning,
-            Launchers(reuse=tuning.launcher),
-            SlotPool(egress, tuning.slot_pool),
-        )
+            supervisor = crash_supervisor.start(
+                registry.directory, instance, record.owner_pid, record.owner_start
+            )
+            reaper.start()
+            egress: Egress | None = None
+            try:
+                egress = Egress(instance)
+            except (SandboxError, OSError) as exc:
+                log.warning("sandboxes get no outbound network: %s", exc)
+            try:
+                resolv = Path("/etc/resolv.conf").read_text()
+            except OSError:
+                resolv = ""
+            tuning = tuning or ColdStartTuning()
+            if tuning.favor_dynmods:
+                favor_dynamic_modifications()
+            cgroups = CgroupManager(instance)
+            return cls(
+                runtime_dir,
+                cgroups,
+                egress,
+                runtime_dir / "seccomp.bpf",
+                resolv,
+                tuning,
+                Launchers(reuse=tuning.launcher, join=cgroups.launcher_group()),
+                SlotPool(egress, tuning.slot_pool),
+                reaper=reaper,
+                registry=registry,
+                record=record,
+                supervisor=supervisor,
+            )
+        except BaseException:
+            reaper.stop()
+            if supervisor is not None:
+                stop_process(supervisor)
+            with contextlib.suppress(OSError, SandboxError):
+                registry.release(record)
+            raise
 
     @property
     def template_seccomp_file(self) -> Path:
@@ -86,8 +137,35 @@ class HostResources:
         self.close()
 
     def close(self) -> None:
+        """Frees everything; the crash record goes last (a crash before then is still
+        swept by the supervisor), then the supervisor and the reaper stop."""
         self.slots.close_now()
         self.launchers.close()
         if self.egress is not None:
             self.egress.close()
         self.cgroups.close()
+        if self.registry is not None and self.record is not None:
+            self.registry.release(self.record)
+            self.record = None
+        if self.supervisor is not None:
+            stop_process(self.supervisor)
+            self.supervisor = None
+        self.reaper.stop()
+
+
+def _record(instance: str, runtime_dir: Path) -> InstanceRecord:
+    """This instance's crash record: what a sweep must remove should the server die."""
+    pid = os.getpid()
+    started = start_time(pid)
+    assert started is not None  # this very process
+    version, bases, _missing = instance_bases(instance)
+    return InstanceRecord(
+        instance=instance,
+        data_dir=str(runtime_dir.resolve().parent),
+        owner_pid=pid,
+        owner_start=started,
+        cgroup_version=version,
+        cgroups={key: str(path) for key, path in bases.items()},
+        nft_table=table_name(instance),
+        link_prefix=link_prefix(instance),
+    )
