@@ -33,12 +33,22 @@ log = logging.getLogger(__name__)
 
 
 def _children() -> list[int]:
-    """This process's children (every thread's)."""
+    """This process's children (every thread's): from each thread's ``children`` file, or,
+    on a kernel built without those, from every process's parent pid."""
     found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as fh:
-                found += [int(p) for p in fh.read().split()]
+    if os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        with contextlib.suppress(OSError):
+            for task in os.listdir("/proc/self/task"):
+                with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as fh:
+                    found += [int(p) for p in fh.read().split()]
+        return found
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as fh:
+                raw = fh.read()
+                if raw[raw.rfind(")") + 2 :].split()[1] == me:
+                    found.append(int(entry))
     return found
 
 
