@@ -25,6 +25,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from kindling.runtimes.catalog import find_python
+from kindling.worker.sandbox.gvisor import RUNSC
 from tests.hostcheck import (
     frozen_groups,
     host_cmdlines,
@@ -204,6 +205,8 @@ def test_kill_9_leaves_nothing_behind(tmp_path: Path, servers: list[Server]) -> 
             FunctionName=snap, Qualifier=snap_version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
         )
         invoke(lam, snap, qualifier=snap_version)
+    if os.access(RUNSC, os.X_OK):  # gVisor: runsc's sandbox and gofer, in the cgroup too
+        invoke(lam, create(lam, "gvisor", Tags={"kindling:sandbox": "gvisor"}))
     wait_for(lambda: frozen_groups(instance), timeout=30)  # at least one frozen sandbox
     groups_before = len(instance_cgroups(instance))
     busy = create(lam, "busy")
