@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from kindling.errors import SandboxError
-from kindling.worker.sandbox import supervisor
+from kindling.worker.sandbox import cgroups, supervisor
 from kindling.worker.sandbox.cgroups import ROOT, V1_CONTROLLERS, _own_path, sweep_tree
+from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.instances import InstanceRecord, Registry, start_time
 from kindling.worker.sandbox.reaper import ZombieReaper
 
@@ -239,3 +240,34 @@ def test_the_reaper_thread_runs_and_stops() -> None:
     finally:
         reaper.stop()
     assert reaper.reaped == 1
+
+
+def test_sweep_without_cgroup_kill_thaws_and_kills(
+    version: int, instance: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v2 before Linux 5.14 has no cgroup.kill: freeze, kill each, thaw, as on v1."""
+    if version != 2:
+        pytest.skip("v1 never has cgroup.kill")
+    real_write = cgroups._write
+
+    def no_kill_file(path: Path, value: str) -> None:
+        if path.name == "cgroup.kill":
+            raise FileNotFoundError(path)
+        real_write(path, value)
+
+    monkeypatch.setattr(cgroups, "_write", no_kill_file)
+    bases = bases_for(version, instance)
+    frozen = spawn_in(version, bases, "sandbox", frozen=True)
+    assert sweep_tree(version, bases, 60.0)
+    until(lambda: exited(frozen), "the frozen process lived on")
+    assert not any(base.exists() for base in bases.values())
+
+
+def test_without_a_registry_the_host_still_runs(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    host = HostResources.prepare(tmp_path / "runtimes", registry=Registry(blocked / "registry"))
+    try:
+        assert host.record is None and host.supervisor is None
+    finally:
+        host.close()

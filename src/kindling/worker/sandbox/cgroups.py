@@ -2,7 +2,9 @@
 
 Each sandbox gets one group (one directory per v1 controller) below the group the
 worker itself runs in, so whatever limits the host put on kindling also bound its
-sandboxes. Limits follow Lambda: memory = MemorySize with no swap, CPU proportional to
+sandboxes; the launchers and zygotes get one more (``launchers``), so that every process
+of an instance is in one of its groups and a sweep of them after a crash finds it.
+Limits follow Lambda: memory = MemorySize with no swap, CPU proportional to
 memory (1,769 MB = one vCPU), a pids limit; the freezer stops idle sandboxes.
 """
 
@@ -253,19 +255,25 @@ def _tree(bases: Mapping[str, Path]) -> list[Path]:
 def _kill_tree(version: int, bases: Mapping[str, Path]) -> None:
     """SIGKILL to every process at or below ``bases``, frozen ones included.
 
-    v2: ``cgroup.kill`` of the base kills its whole subtree, frozen or not. v1 has no such
-    file and a frozen process does not die until it is thawed: the base is frozen (so
-    nothing forks while the pids are read), every process is killed, then every group
-    is thawed one by one (a group frozen on its own stays frozen when its parent thaws).
+    v2 (Linux >= 5.14): ``cgroup.kill`` of the base kills its whole subtree, frozen or
+    not. v1 has no such file (nor has an older v2), and a frozen process does not die
+    until it is thawed: the base is frozen (so nothing forks while the pids are read),
+    every process is killed, then every group is thawed one by one (a group frozen on
+    its own stays frozen when its parent thaws).
     """
+    freezer: Path | None
     if version == 2:
-        with contextlib.suppress(OSError):
+        try:
             _write(bases["unified"] / "cgroup.kill", "1")
-        return
-    freezer = bases.get("freezer")
+            return
+        except OSError:
+            pass
+        freezer, name, frozen, thawed = bases["unified"], "cgroup.freeze", "1", "0"
+    else:
+        freezer, name, frozen, thawed = bases.get("freezer"), "freezer.state", "FROZEN", "THAWED"
     if freezer is not None:
         with contextlib.suppress(OSError):
-            _write(freezer / "freezer.state", "FROZEN")
+            _write(freezer / name, frozen)
     pids: set[int] = set()
     for group in _tree(bases):
         with contextlib.suppress(OSError, ValueError):
@@ -276,7 +284,7 @@ def _kill_tree(version: int, bases: Mapping[str, Path]) -> None:
     if freezer is not None:
         for group in reversed(_tree({"freezer": freezer})):  # parents first
             with contextlib.suppress(OSError):
-                _write(group / "freezer.state", "THAWED")
+                _write(group / name, thawed)
 
 
 def sweep_tree(

@@ -76,19 +76,10 @@ class HostResources:
         seccomp_policy.compiled(runtime_dir, template=True)
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
-        registry = registry or Registry()
-        swept = registry.sweep_dead()
-        if swept:
-            log.warning("swept %d crashed kindling instances: %s", len(swept), ", ".join(swept))
-        record = _record(instance, runtime_dir)
-        registry.claim(record)
+        registry, record, supervisor = _guard_crashes(instance, runtime_dir, registry or Registry())
         reaper = ZombieReaper()
-        supervisor: subprocess.Popen[bytes] | None = None
+        reaper.start()
         try:
-            supervisor = crash_supervisor.start(
-                registry.directory, instance, record.owner_pid, record.owner_start
-            )
-            reaper.start()
             egress: Egress | None = None
             try:
                 egress = Egress(instance)
@@ -118,10 +109,7 @@ class HostResources:
             )
         except BaseException:
             reaper.stop()
-            if supervisor is not None:
-                stop_process(supervisor)
-            with contextlib.suppress(OSError, SandboxError):
-                registry.release(record)
+            _unguard(registry, record, supervisor)
             raise
 
     @property
@@ -144,13 +132,48 @@ class HostResources:
         if self.egress is not None:
             self.egress.close()
         self.cgroups.close()
-        if self.registry is not None and self.record is not None:
-            self.registry.release(self.record)
-            self.record = None
-        if self.supervisor is not None:
-            stop_process(self.supervisor)
-            self.supervisor = None
+        _unguard(self.registry, self.record, self.supervisor)
+        self.registry = self.record = self.supervisor = None
         self.reaper.stop()
+
+
+def _guard_crashes(
+    instance: str, runtime_dir: Path, registry: Registry
+) -> tuple[Registry | None, InstanceRecord | None, subprocess.Popen[bytes] | None]:
+    """Before this instance makes anything: sweeps what dead instances left on the host
+    (every data dir), records this one and starts its supervisor. Without a writable
+    registry the server still runs, as before: its own next start sweeps its leftovers."""
+    swept = registry.sweep_dead()
+    if swept:
+        log.warning("swept %d crashed kindling instances: %s", len(swept), ", ".join(swept))
+    record = _record(instance, runtime_dir)
+    try:
+        registry.claim(record)
+    except OSError as exc:
+        log.warning("no crash record in %s (%s): a crash leaves sandboxes", registry.directory, exc)
+        return None, None, None
+    try:
+        supervisor = crash_supervisor.start(
+            registry.directory, instance, record.owner_pid, record.owner_start
+        )
+    except BaseException:
+        _unguard(registry, record, None)
+        raise
+    return registry, record, supervisor
+
+
+def _unguard(
+    registry: Registry | None,
+    record: InstanceRecord | None,
+    supervisor: subprocess.Popen[bytes] | None,
+) -> None:
+    """A clean stop: the record goes first (a crash until then is still swept), then the
+    supervisor."""
+    if registry is not None and record is not None:
+        with contextlib.suppress(OSError, SandboxError):
+            registry.release(record)
+    if supervisor is not None:
+        stop_process(supervisor)
 
 
 def _record(instance: str, runtime_dir: Path) -> InstanceRecord:
