@@ -189,3 +189,18 @@ PRIVILEGE_CHECK_ROUNDS = 20
 #: How long one thread may take to stop for the host to read its seccomp filters (a
 #: loaded host answers in well under a millisecond; longer fails the check). AWS: -
 PRIVILEGE_CHECK_STOP_S = 5.0
+
+# --- crash cleanup and reaping ----------------------------------------------------------
+
+#: How long one sweep of a dead instance (or of one's own groups at start and stop) may
+#: wait for its killed processes to exit before it gives up on a cgroup that stays
+#: busy. Killed processes exit in milliseconds; a loaded host with hundreds of
+#: sandboxes can take seconds. AWS: -
+SWEEP_S = 30.0
+#: How long a starting server waits for another process (a dead instance's supervisor,
+#: another starting server) that holds a crash record's lock while it sweeps. AWS: -
+RECORD_LOCK_WAIT_S = 60.0
+#: How often the server looks for zombie children nobody waits for (orphans of killed
+#: launchers, reparented to it as a child subreaper). A zombie costs a pid and a few KB
+#: of kernel memory, so seconds are soon enough. AWS: -
+REAP_INTERVAL_S = 1.0

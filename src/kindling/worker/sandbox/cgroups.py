@@ -2,7 +2,9 @@
 
 Each sandbox gets one group (one directory per v1 controller) below the group the
 worker itself runs in, so whatever limits the host put on kindling also bound its
-sandboxes. Limits follow Lambda: memory = MemorySize with no swap, CPU proportional to
+sandboxes; the launchers and zygotes get one more (``launchers``), so that every process
+of an instance is in one of its groups and a sweep of them after a crash finds it.
+Limits follow Lambda: memory = MemorySize with no swap, CPU proportional to
 memory (1,769 MB = one vCPU), a pids limit; the freezer stops idle sandboxes.
 """
 
@@ -14,8 +16,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from kindling.limits import SWEEP_S
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,8 @@ MB_PER_VCPU = 1769
 CPU_PERIOD_US = 100_000
 #: Lambda allows 1,024 processes and threads per execution environment.
 PIDS_MAX = 1024
+#: The group of an instance's launchers and runtime zygotes (sandbox ids are hex).
+LAUNCHER_GROUP = "launchers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +225,96 @@ def favor_dynamic_modifications() -> bool:
     return False
 
 
+def instance_bases(instance: str, name: str = "kindling") -> tuple[int, dict[str, Path], list[str]]:
+    """Where an instance's groups live, below the groups this process runs in: (cgroup
+    version, base directory per v1 controller or ``unified`` for v2, missing v1
+    controllers). Pure: a crash record stores these before any group exists."""
+    version = 2 if (ROOT / "cgroup.controllers").exists() else 1
+    bases: dict[str, Path] = {}
+    missing: list[str] = []
+    if version == 2:
+        bases["unified"] = ROOT / _own_path(None).lstrip("/") / name / instance
+        return version, bases, missing
+    for controller in V1_CONTROLLERS:
+        mount = ROOT / controller
+        if not mount.is_dir():
+            missing.append(controller)
+            continue
+        bases[controller] = mount / _own_path(controller).lstrip("/") / name / instance
+    return version, bases, missing
+
+
+def _tree(bases: Mapping[str, Path]) -> list[Path]:
+    """Every group at or below ``bases``, deepest first (the order rmdir needs)."""
+    found: list[Path] = []
+    for base in bases.values():
+        found += [Path(root) for root, _dirs, _files in os.walk(base)]
+    return sorted(found, key=lambda path: len(path.parts), reverse=True)
+
+
+def _kill_tree(version: int, bases: Mapping[str, Path]) -> None:
+    """SIGKILL to every process at or below ``bases``, frozen ones included.
+
+    v2 (Linux >= 5.14): ``cgroup.kill`` of the base kills its whole subtree, frozen or
+    not. v1 has no such file (nor has an older v2), and a frozen process does not die
+    until it is thawed: the base is frozen (so nothing forks while the pids are read),
+    every process is killed, then every group is thawed one by one (a group frozen on
+    its own stays frozen when its parent thaws).
+    """
+    freezer: Path | None
+    if version == 2:
+        try:
+            _write(bases["unified"] / "cgroup.kill", "1")
+            return
+        except OSError:
+            pass
+        freezer, name, frozen, thawed = bases["unified"], "cgroup.freeze", "1", "0"
+    else:
+        freezer, name, frozen, thawed = bases.get("freezer"), "freezer.state", "FROZEN", "THAWED"
+    if freezer is not None:
+        with contextlib.suppress(OSError):
+            _write(freezer / name, frozen)
+    pids: set[int] = set()
+    for group in _tree(bases):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(p) for p in _read(group / "cgroup.procs").split())
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if freezer is not None:
+        for group in reversed(_tree({"freezer": freezer})):  # parents first
+            with contextlib.suppress(OSError):
+                _write(group / name, thawed)
+
+
+def sweep_tree(
+    version: int, bases: Mapping[str, Path], within_s: float, keep_bases: bool = False
+) -> bool:
+    """Kills everything in an instance's groups and removes the groups (the bases too
+    unless ``keep_bases``; then also the shared ``kindling`` parent if it is empty).
+    Retries while the last processes exit; False if some group outlived ``within_s``."""
+    deadline = time.monotonic() + within_s
+    kept = set(bases.values()) if keep_bases else set()
+    while True:
+        groups = [g for g in _tree(bases) if g not in kept]
+        if not groups:
+            break
+        _kill_tree(version, bases)
+        for group in groups:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        if not [g for g in _tree(bases) if g not in kept]:
+            break
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    if not keep_bases:
+        for base in bases.values():
+            with contextlib.suppress(OSError):
+                base.parent.rmdir()  # "kindling", if no other instance uses it
+    return True
+
+
 class CgroupManager:
     """Detects the hierarchy once; makes sandbox groups under ``kindling/<instance>``.
 
@@ -227,21 +324,7 @@ class CgroupManager:
     """
 
     def __init__(self, instance: str, name: str = "kindling") -> None:
-        self.version = 2 if (ROOT / "cgroup.controllers").exists() else 1
-        self._bases: dict[str, Path] = {}
-        missing: list[str] = []
-        if self.version == 2:
-            base = ROOT / _own_path(None).lstrip("/") / name / instance
-            self._bases["unified"] = base
-        else:
-            for controller in V1_CONTROLLERS:
-                mount = ROOT / controller
-                if not mount.is_dir():
-                    missing.append(controller)
-                    continue
-                self._bases[controller] = (
-                    mount / _own_path(controller).lstrip("/") / name / instance
-                )
+        self.version, self._bases, missing = instance_bases(instance, name)
         for base in self._bases.values():
             base.mkdir(parents=True, exist_ok=True)
         self._sweep()
@@ -255,25 +338,31 @@ class CgroupManager:
             f"; missing controllers: {', '.join(missing)}" if missing else "",
         )
 
+    @property
+    def bases(self) -> dict[str, Path]:
+        return dict(self._bases)
+
     def _sweep(self) -> None:
-        stale = self.leftovers()
-        for sandbox_id in stale:
-            group = Cgroup(self.version, {k: b / sandbox_id for k, b in self._bases.items()})
-            group.kill()
-            for _ in range(100):
-                if group.remove():
-                    break
-                time.sleep(0.01)
+        stale = [name for name in self.leftovers() if name != LAUNCHER_GROUP]
+        if not sweep_tree(self.version, self._bases, SWEEP_S, keep_bases=True):
+            log.warning("cgroups of a previous run still busy after %.0f s", SWEEP_S)
         if stale:
             log.warning("removed %d sandbox cgroups left by a previous run", len(stale))
 
     def close(self) -> None:
-        """Removes this instance's (by now empty) base groups."""
-        for base in self._bases.values():
-            with contextlib.suppress(OSError):
-                base.rmdir()
-            with contextlib.suppress(OSError):
-                base.parent.rmdir()  # "kindling", if no other instance uses it
+        """Kills what is still in this instance's groups (by now: stragglers of the
+        launchers' group) and removes them all, its base groups too."""
+        if not sweep_tree(self.version, self._bases, SWEEP_S, keep_bases=False):
+            log.warning("cgroups of this instance still busy after %.0f s", SWEEP_S)
+
+    def launcher_group(self) -> list[str]:
+        """The ``cgroup.procs`` files of the group launchers and zygotes run in (made on
+        first use): every process the instance starts is then in one of its groups, so a
+        sweep of its groups after a crash finds them all."""
+        dirs = {key: base / LAUNCHER_GROUP for key, base in self._bases.items()}
+        for directory in dirs.values():
+            directory.mkdir(exist_ok=True)
+        return Cgroup(self.version, dirs).procs_files
 
     def _enable_v2_controllers(self) -> None:
         base = self._bases["unified"]

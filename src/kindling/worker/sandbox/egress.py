@@ -144,6 +144,16 @@ def sandbox_resolv_conf(
     return "".join(f"{line}\n" for line in lines), servers
 
 
+def table_name(instance: str) -> str:
+    """The instance's nftables table (family ``inet``)."""
+    return f"kindling_{instance}"
+
+
+def link_prefix(instance: str) -> str:
+    """What the names of the instance's host-side veth ends start with (then a number)."""
+    return f"{ALL_SANDBOX_LINKS}{instance[:4]}"
+
+
 def _subnet_for(instance: str) -> ipaddress.IPv4Network:
     subnets: list[ipaddress.IPv4Network] = list(POOL.subnets(new_prefix=16))
     used = _routed_networks()
@@ -201,8 +211,8 @@ class Egress:
         resolvers: Sequence[ipaddress.IPv4Address] = (),
     ) -> None:
         self.subnet = _subnet_for(instance)
-        self.prefix = f"{ALL_SANDBOX_LINKS}{instance[:4]}"
-        self.table = f"kindling_{instance}"
+        self.prefix = link_prefix(instance)
+        self.table = table_name(instance)
         self.allow = tuple(allow)
         self.resolvers = tuple(r for r in resolvers if not is_public(r))
         self._free = list(range(self.subnet.num_addresses // 4 - 1, 0, -1))

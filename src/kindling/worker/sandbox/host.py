@@ -2,15 +2,21 @@
 
 One cgroup manager, one egress (one nftables table and one pool of /30 subnets: two
 owners would hand out the same addresses), one seccomp program, one pool of host uids.
+And what makes a crash leave nothing behind (instances.py): before anything is made,
+the leftovers of every dead instance on the host are swept, this instance's crash record
+is written and its supervisor started; a reaper collects the orphans the worker inherits
+as a child subreaper.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import itertools
 import logging
 import os
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +24,27 @@ from pathlib import Path
 from kindling.errors import SandboxError
 from kindling.worker.pool import SlotPool
 from kindling.worker.sandbox import linux, seccomp_policy
-from kindling.worker.sandbox.cgroups import CgroupManager, favor_dynamic_modifications
-from kindling.worker.sandbox.egress import RESOLVED_UPSTREAMS, Egress, sandbox_resolv_conf
+from kindling.worker.sandbox import supervisor as crash_supervisor
+from kindling.worker.sandbox.cgroups import (
+    CgroupManager,
+    favor_dynamic_modifications,
+    instance_bases,
+)
+from kindling.worker.sandbox.egress import (
+    RESOLVED_UPSTREAMS,
+    Egress,
+    link_prefix,
+    sandbox_resolv_conf,
+    table_name,
+)
+from kindling.worker.sandbox.instances import (
+    InstanceRecord,
+    Registry,
+    start_time,
+    stop_process,
+)
 from kindling.worker.sandbox.launcher import Launchers
+from kindling.worker.sandbox.reaper import ZombieReaper
 from kindling.worker.tuning import ColdStartTuning
 
 log = logging.getLogger(__name__)
@@ -50,6 +74,10 @@ class HostResources:
     _uids: itertools.cycle[int] = field(
         default_factory=lambda: itertools.cycle(range(HOST_UID_BASE, HOST_UID_END))
     )
+    reaper: ZombieReaper = field(default_factory=ZombieReaper)
+    registry: Registry | None = None
+    record: InstanceRecord | None = None
+    supervisor: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def prepare(
@@ -57,6 +85,7 @@ class HostResources:
         runtime_dir: Path,
         tuning: ColdStartTuning | None = None,
         egress_allow: Sequence[ipaddress.IPv4Network] = (),
+        registry: Registry | None = None,
     ) -> HostResources:
         """``egress_allow``: the private ranges the operator opens to sandboxes."""
         if os.geteuid() != 0:
@@ -65,28 +94,40 @@ class HostResources:
         seccomp_policy.compiled(runtime_dir, template=True)
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
-        resolv, resolvers = sandbox_resolv_conf(
-            _read("/etc/resolv.conf"), _read(RESOLVED_UPSTREAMS)
-        )
-        egress: Egress | None = None
+        registry, record, supervisor = _guard_crashes(instance, runtime_dir, registry or Registry())
+        reaper = ZombieReaper()
+        reaper.start()
         try:
-            egress = Egress(instance, egress_allow, resolvers)
-        except (SandboxError, OSError) as exc:
-            log.warning("sandboxes get no outbound network: %s", exc)
-        tuning = tuning or ColdStartTuning()
-        if tuning.favor_dynmods:
-            favor_dynamic_modifications()
-        cgroups = CgroupManager(instance)
-        return cls(
-            runtime_dir,
-            cgroups,
-            egress,
-            runtime_dir / "seccomp.bpf",
-            resolv,
-            tuning,
-            Launchers(reuse=tuning.launcher),
-            SlotPool(egress, tuning.slot_pool),
-        )
+            resolv, resolvers = sandbox_resolv_conf(
+                _read("/etc/resolv.conf"), _read(RESOLVED_UPSTREAMS)
+            )
+            egress: Egress | None = None
+            try:
+                egress = Egress(instance, egress_allow, resolvers)
+            except (SandboxError, OSError) as exc:
+                log.warning("sandboxes get no outbound network: %s", exc)
+            tuning = tuning or ColdStartTuning()
+            if tuning.favor_dynmods:
+                favor_dynamic_modifications()
+            cgroups = CgroupManager(instance)
+            return cls(
+                runtime_dir,
+                cgroups,
+                egress,
+                runtime_dir / "seccomp.bpf",
+                resolv,
+                tuning,
+                Launchers(reuse=tuning.launcher, join=cgroups.launcher_group()),
+                SlotPool(egress, tuning.slot_pool),
+                reaper=reaper,
+                registry=registry,
+                record=record,
+                supervisor=supervisor,
+            )
+        except BaseException:
+            reaper.stop()
+            _unguard(registry, record, supervisor)
+            raise
 
     @property
     def template_seccomp_file(self) -> Path:
@@ -101,8 +142,70 @@ class HostResources:
         self.close()
 
     def close(self) -> None:
+        """Frees everything; the crash record goes last (a crash before then is still
+        swept by the supervisor), then the supervisor and the reaper stop."""
         self.slots.close_now()
         self.launchers.close()
         if self.egress is not None:
             self.egress.close()
         self.cgroups.close()
+        _unguard(self.registry, self.record, self.supervisor)
+        self.registry = self.record = self.supervisor = None
+        self.reaper.stop()
+
+
+def _guard_crashes(
+    instance: str, runtime_dir: Path, registry: Registry
+) -> tuple[Registry | None, InstanceRecord | None, subprocess.Popen[bytes] | None]:
+    """Before this instance makes anything: sweeps what dead instances left on the host
+    (every data dir), records this one and starts its supervisor. Without a writable
+    registry the server still runs, as before: its own next start sweeps its leftovers."""
+    swept = registry.sweep_dead()
+    if swept:
+        log.warning("swept %d crashed kindling instances: %s", len(swept), ", ".join(swept))
+    record = _record(instance, runtime_dir)
+    try:
+        registry.claim(record)
+    except OSError as exc:
+        log.warning("no crash record in %s (%s): a crash leaves sandboxes", registry.directory, exc)
+        return None, None, None
+    try:
+        supervisor = crash_supervisor.start(
+            registry.directory, instance, record.owner_pid, record.owner_start
+        )
+    except BaseException:
+        _unguard(registry, record, None)
+        raise
+    return registry, record, supervisor
+
+
+def _unguard(
+    registry: Registry | None,
+    record: InstanceRecord | None,
+    supervisor: subprocess.Popen[bytes] | None,
+) -> None:
+    """A clean stop: the record goes first (a crash until then is still swept), then the
+    supervisor."""
+    if registry is not None and record is not None:
+        with contextlib.suppress(OSError, SandboxError):
+            registry.release(record)
+    if supervisor is not None:
+        stop_process(supervisor)
+
+
+def _record(instance: str, runtime_dir: Path) -> InstanceRecord:
+    """This instance's crash record: what a sweep must remove should the server die."""
+    pid = os.getpid()
+    started = start_time(pid)
+    assert started is not None  # this very process
+    version, bases, _missing = instance_bases(instance)
+    return InstanceRecord(
+        instance=instance,
+        data_dir=str(runtime_dir.resolve().parent),
+        owner_pid=pid,
+        owner_start=started,
+        cgroup_version=version,
+        cgroups={key: str(path) for key, path in bases.items()},
+        nft_table=table_name(instance),
+        link_prefix=link_prefix(instance),
+    )

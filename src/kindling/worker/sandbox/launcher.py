@@ -46,13 +46,17 @@ class LauncherKey:
 class Launcher:
     """One ``nsinit --serve`` process and the socket to it."""
 
-    def __init__(self, key: LauncherKey) -> None:
+    def __init__(self, key: LauncherKey, join: tuple[str, ...] = ()) -> None:
+        """``join``: the ``cgroup.procs`` files it moves itself into first (its
+        instance's launcher group, so a crash sweep finds it and all it forks)."""
         self.key = key
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = [key.interpreter, "-u", "-S", str(NSINIT), "--serve", str(theirs.fileno())]
         if key.preload is not None:  # -B: PYTHONDONTWRITEBYTECODE=1, as in every function
             argv[1:1] = ["-B"]
             argv += ["--preload", key.preload]
+        for procs in join:
+            argv += ["--join", procs]
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -97,8 +101,9 @@ class Launchers:
     ``reuse=False`` starts a launcher per sandbox instead (the bench's "launcher off":
     what every start cost before launchers existed)."""
 
-    def __init__(self, reuse: bool = True) -> None:
+    def __init__(self, reuse: bool = True, join: list[str] | None = None) -> None:
         self._reuse = reuse
+        self._join = tuple(join or ())
         self._running: dict[LauncherKey, Launcher] = {}
         self._spares: dict[tuple[str, str], Launcher] = {}
         self._single_use: list[Launcher] = []
@@ -136,7 +141,7 @@ class Launchers:
 
     def _launch_once(self, key: LauncherKey, fds: list[int]) -> None:
         self._single_use = [done for done in self._single_use if not done.reaped()]
-        launcher = Launcher(key)
+        launcher = Launcher(key, self._join)
         launcher.send(fds)
         launcher.hang_up()  # it serves this one request and exits
         self._single_use.append(launcher)
@@ -147,7 +152,7 @@ class Launchers:
             return launcher
         if launcher is not None:
             launcher.close()
-        launcher = self._take_spare(key) or Launcher(key)
+        launcher = self._take_spare(key) or Launcher(key, self._join)
         self._running[key] = launcher
         if key.preload is not None:
             self._start_spare(key)
@@ -165,7 +170,7 @@ class Launchers:
     def _start_spare(self, key: LauncherKey) -> None:
         slot = (key.interpreter, key.preload or "")
         if slot not in self._spares:
-            self._spares[slot] = Launcher(LauncherKey(key.interpreter, key.preload))
+            self._spares[slot] = Launcher(LauncherKey(key.interpreter, key.preload), self._join)
 
     def close(self) -> None:
         with self._lock:

@@ -239,6 +239,8 @@ class NamespaceSandbox:
         }
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.reaped_here:  # ours to wait for: the host's zombie reaper leaves it be
+            self._backend.host.reaper.claim(self._pid)
         try:
             self._pidfd = os.pidfd_open(self._pid)
         except ProcessLookupError:
@@ -266,6 +268,8 @@ class NamespaceSandbox:
                 pass
             os.close(self._pidfd)
             self._pidfd = -1
+        if self.reaped_here:
+            self._backend.host.reaper.release(self._pid)
         if self._pipe is not None:
             self._pipe.drain()
         if not self._exited.done():

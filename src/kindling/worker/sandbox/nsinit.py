@@ -409,9 +409,19 @@ def _parked_builder(socket: Any, sock: Any, took_w: int) -> None:
 
 
 def main() -> None:
-    """``nsinit --serve FD [--preload CLIENT.pyc]``"""
-    if sys.argv[3:4] == ["--preload"]:
-        preload(sys.argv[4])
+    """``nsinit --serve FD [--preload CLIENT.pyc] [--join CGROUP_PROCS]...``
+
+    It joins its cgroups first, before it imports or forks anything: the crash sweep of
+    its instance finds it, and every builder it forks, there."""
+    options = sys.argv[3:]
+    pairs = list(zip(options[::2], options[1::2], strict=False))
+    for flag, value in pairs:
+        if flag == "--join":
+            with open(value, "w") as fh:
+                fh.write(str(os.getpid()))
+    for flag, value in pairs:
+        if flag == "--preload":
+            preload(value)
     serve(int(sys.argv[2]))
 
 

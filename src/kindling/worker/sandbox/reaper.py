@@ -1,0 +1,139 @@
+"""Collects zombie children of the worker that nobody else waits for.
+
+The worker is a child subreaper (so a sandbox's PID 1 becomes its child when the builder
+exits): every process orphaned below it is reparented to it. When a launcher or runtime
+zygote is killed, its parked builders are such orphans; they exit when the worker hangs
+up on the dead launcher, and no one waits for them: each killed generation left its
+zombies under the server for good.
+
+Who else waits in the worker, and why this does not take their children from them:
+
+* ``subprocess`` and asyncio's child watcher (a thread per child, blocking in
+  ``waitpid(pid)``): they reap inside that call, the moment the child exits;
+* a sandbox's exit watch (a pidfd on the event loop, then ``waitid``): its pid is
+  *claimed* here while it is watched, and is never collected by this reaper;
+* a dead launcher's ``Popen.poll``: it may come late, but a launcher collected here reads
+  as exited there too, which is all it asks.
+
+So a zombie is collected only if it is unclaimed and was a zombie already at the
+previous look (``REAP_INTERVAL_S`` before). Each look is one ``waitid(WNOWAIT)`` when
+there is no zombie (the usual case), a scan of the worker's children otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+
+from kindling.limits import REAP_INTERVAL_S
+
+log = logging.getLogger(__name__)
+
+
+def _children() -> list[int]:
+    """This process's children (every thread's): from each thread's ``children`` file, or,
+    on a kernel built without those, from every process's parent pid."""
+    found: list[int] = []
+    if os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        with contextlib.suppress(OSError):
+            for task in os.listdir("/proc/self/task"):
+                with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as fh:
+                    found += [int(p) for p in fh.read().split()]
+        return found
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as fh:
+                raw = fh.read()
+                if raw[raw.rfind(")") + 2 :].split()[1] == me:
+                    found.append(int(entry))
+    return found
+
+
+def _zombie_since(pid: int) -> str | None:
+    """A zombie child's start time (to tell it from a later process with its pid), or
+    None if ``pid`` is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return fields[19] if fields[0] == "Z" else None
+
+
+class ZombieReaper:
+    """A thread that collects unclaimed zombie children; ``start``/``stop`` it."""
+
+    def __init__(self, interval_s: float = REAP_INTERVAL_S) -> None:
+        self._interval = interval_s
+        self._claimed: set[int] = set()
+        self._lock = threading.Lock()
+        self._suspects: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reaped = 0
+
+    def claim(self, pid: int) -> None:
+        """``pid`` is a child someone waits for: never collect it here."""
+        with self._lock:
+            self._claimed.add(pid)
+
+    def release(self, pid: int) -> None:
+        with self._lock:
+            self._claimed.discard(pid)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="kindling-reaper", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.look()
+            except Exception:  # never let the reaper die of one bad look
+                log.exception("zombie reaper")
+
+    def look(self) -> int:
+        """One look: collects the zombies seen at the previous look too; returns how many."""
+        try:
+            any_zombie = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            any_zombie = None
+        if any_zombie is None:
+            self._suspects.clear()
+            return 0
+        with self._lock:
+            claimed = set(self._claimed)
+        now: dict[int, str] = {}
+        for pid in _children():
+            if pid in claimed:
+                continue
+            since = _zombie_since(pid)
+            if since is not None:
+                now[pid] = since
+        collected = 0
+        for pid, since in now.items():
+            if self._suspects.get(pid) != since:
+                continue
+            with self._lock:
+                if pid in self._claimed:
+                    continue
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        collected += 1
+        self._suspects = {p: s for p, s in now.items() if self._suspects.get(p) != s}
+        self.reaped += collected
+        if collected:
+            log.info("collected %d orphaned zombie processes", collected)
+        return collected
