@@ -50,6 +50,29 @@ STRINGS = (
     " ",
     "\r\nX-Injected: 1",
 )
+#: Plausible values by member name, for requests that should get past validation and
+#: reach deeper code with one hostile value among tame ones.
+TAME = {
+    "FunctionName": TARGET,
+    "Role": "arn:aws:iam::000000000000:role/x",
+    "Runtime": "python3.11",
+    "Handler": "app.handler",
+    "Qualifier": "$LATEST",
+    "FunctionVersion": "$LATEST",
+    "Name": "live",
+    "StatementId": "s1",
+    "Action": "lambda:InvokeFunction",
+    "Principal": "s3.amazonaws.com",
+    "Resource": f"arn:aws:lambda:us-east-1:000000000000:function:{TARGET}",
+    "ARN": f"arn:aws:lambda:us-east-1:000000000000:function:{TARGET}",
+    "MemorySize": 128,
+    "Timeout": 3,
+    "ReservedConcurrentExecutions": 5,
+    "ProvisionedConcurrentExecutions": 1,
+    "MaxItems": 5,
+    "LayerName": "layer",
+    "VersionNumber": 1,
+}
 NUMBERS = (0, -1, 1, 3, 128, 900, 10240, 2**31, 2**63 - 1, -(2**63), 10**30)
 
 
@@ -106,18 +129,24 @@ class Fuzzer:
         self.operations = sorted(model.operation_names)
 
     # values by shape
-    def value(self, shape: Any, depth: int = 0) -> Any:
+    def value(self, shape: Any, depth: int = 0, name: str = "", tame: bool = False) -> Any:
+        """A value for ``shape``; ``tame``: mostly plausible values, a few hostile ones."""
         rng = self.rng
         kind = shape.type_name
+        if tame and name in TAME and rng.random() < 0.9:
+            return TAME[name]
+        if tame and getattr(shape, "enum", None) and rng.random() < 0.9:
+            return shape.enum[0]
         if kind == "structure":
             required = set(shape.required_members)
             return {
-                name: self.value(member, depth + 1)
-                for name, member in shape.members.items()
-                if name in required or (depth < 4 and rng.random() < 0.5)
+                member_name: self.value(member, depth + 1, member_name, tame)
+                for member_name, member in shape.members.items()
+                if member_name in required or (depth < 4 and rng.random() < 0.5)
             }
         if kind == "list":
-            return [self.value(shape.member, depth + 1) for _ in range(rng.choice((0, 1, 2, 3)))]
+            count = rng.choice((0, 1, 2, 3))
+            return [self.value(shape.member, depth + 1, "", tame) for _ in range(count)]
         if kind == "map":
             count = rng.choice((0, 1, 2))
             return {self.value(shape.key, depth + 1): self.value(shape.value) for _ in range(count)}
@@ -175,7 +204,13 @@ class Fuzzer:
         for _ in range(5):
             params: dict[str, Any] = {}
             if operation.input_shape is not None:
-                params, known = self._unwrap_blobs(self.value(operation.input_shape))
+                tame = rng.random() < 0.5
+                value = self.value(operation.input_shape, tame=tame)
+                params, known = self._unwrap_blobs(value)
+                if params.get("FunctionName") == TARGET and name == "DeleteFunction":
+                    params["FunctionName"] = "fuzz-other"  # keep the target for the rest
+                if tame and name == "CreateFunction":
+                    params["FunctionName"] = f"fz{rng.randrange(10**6)}"  # new: reaches unpacking
             try:
                 serialized = self.serializer.serialize_to_request(params, operation)
                 break
