@@ -233,3 +233,28 @@ def test_pipelined_requests_beyond_the_limit_wait_in_the_kernel() -> None:
         writer.transport.abort()
 
     run(ServerLimits(max_pipelined=4), scenario)
+
+
+def test_a_drained_oversized_body_is_answered_in_turn_on_a_kept_connection() -> None:
+    """The Runtime API's way: a runtime that sends its whole (too large) response before
+    reading sees a 413, not a reset, and its connection keeps serving."""
+
+    async def scenario(port: int, server: HttpServer) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        big = b"b" * 500_000
+        writer.write(b"POST /r HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(big))
+        writer.write(big)
+        writer.write(b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b"request body too large"), 30)
+        assert first.startswith(b"HTTP/1.1 413 ")
+        assert b"Connection: close" not in first
+        second = await asyncio.wait_for(reader.readuntil(b"ok"), 30)
+        assert second.startswith(b"HTTP/1.1 200 ") and b"X-Size: 1" in second
+        assert server.open_connections == 1
+        writer.close()
+
+    run(
+        ServerLimits(max_body_bytes=100_000, max_buffered_bytes=200_000, drain_oversized=True),
+        scenario,
+    )

@@ -94,7 +94,7 @@ def _parse_json_body(body: bytes) -> dict[str, Any]:
         document: Any = json.loads(body)
     except ValueError as exc:  # UnicodeDecodeError included
         raise RequestContentError(f"Could not parse request body into json: {exc}") from exc
-    except RecursionError as exc:  # Lambda's parser refuses deep nesting (1,000 levels) too
+    except RecursionError as exc:  # nested deeper than the parser can go (~1,000 levels)
         raise RequestContentError(
             "Could not parse request body into json: nesting is too deep"
         ) from exc

@@ -4,7 +4,8 @@ Everything a client can make the server hold is bounded by the ``ServerLimits`` 
 built with (their values live in kindling/limits.py): open connections (in all and per
 client address), request-target and header bytes (414 and 431, checked as bytes arrive,
 before httptools would concatenate an endless header), body bytes (413, before they are
-read, or as soon as a chunked body passes the limit), body bytes held at once over all
+read, or as soon as a chunked body passes the limit; with ``drain_oversized`` the rest
+is read and dropped and the 413 answered in turn), body bytes held at once over all
 connections, requests read ahead of their answers (reading pauses), and time: a head
 must arrive within ``header_timeout`` of its first byte, a body within ``body_timeout``
 of its head, and a kept-alive connection is closed after ``idle_timeout`` without a
@@ -49,6 +50,10 @@ class ServerLimits:
     header_timeout: float = 30.0
     body_timeout: float = 120.0
     idle_timeout: float = 60.0
+    #: An oversized body is read and dropped (not held), then answered in turn on a
+    #: connection kept open, instead of answered at once and closed: a runtime that
+    #: sends its whole response before reading the answer must not see a reset.
+    drain_oversized: bool = False
 
 
 def _plain(status: int, text: str) -> Response:
@@ -79,6 +84,7 @@ class _Connection(asyncio.Protocol):
         "_body_bytes",
         "_closing",
         "_counted",
+        "_discard",
         "_handler",
         "_head_bytes",
         "_header_bytes",
@@ -107,7 +113,9 @@ class _Connection(asyncio.Protocol):
         self._on_too_large = on_too_large
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
-        self._pending: deque[tuple[Request, bool, int]] = deque()
+        #: (request, keep-alive, body bytes held, the answer if it is known already)
+        self._pending: deque[tuple[Request, bool, int, Response | None]] = deque()
+        self._discard: Response | None = None  # the answer to a body being dropped
         self._task: asyncio.Task[None] | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -188,6 +196,7 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._body_bytes = 0
         self._header_bytes = 0
+        self._discard = None
         self._in_head = True
         self._arm(self._limits.header_timeout)
 
@@ -214,7 +223,7 @@ class _Connection(asyncio.Protocol):
             self._too_large(int(length))
 
     def on_body(self, body: bytes) -> None:
-        if self._closing:
+        if self._closing or self._discard is not None:
             return
         size = len(body)
         self._body.append(body)
@@ -240,7 +249,9 @@ class _Connection(asyncio.Protocol):
         request = Request(method, path, query, self._headers, b"".join(self._body), self._peer)
         self._body = []
         keep_alive = self._parser.should_keep_alive()
-        self._pending.append((request, keep_alive, self._body_bytes))
+        held = 0 if self._discard is not None else self._body_bytes
+        self._pending.append((request, keep_alive, held, self._discard))
+        self._discard = None
         if len(self._pending) >= self._limits.max_pipelined and not self._paused:
             self._paused = True
             if self._transport is not None:
@@ -252,13 +263,13 @@ class _Connection(asyncio.Protocol):
     async def _serve(self) -> None:
         try:
             while self._pending and not self._closing:
-                request, keep_alive, size = self._pending.popleft()
+                request, keep_alive, size, ready = self._pending.popleft()
                 if self._paused and len(self._pending) < self._limits.max_pipelined:
                     self._paused = False
                     if self._transport is not None:
                         self._transport.resume_reading()
                 try:
-                    response = await self._handler(request)
+                    response = ready or await self._handler(request)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -300,7 +311,13 @@ class _Connection(asyncio.Protocol):
         path, _, query = url.partition("?")
         method = self._parser.get_method().decode("latin-1")
         head = Request(method, path, query, self._headers, b"", self._peer)
-        self._respond_now(self._on_too_large(head, size), keep_alive=False)
+        answer = self._on_too_large(head, size)
+        if self._limits.drain_oversized:
+            self._discard = answer
+            self._release(self._body_bytes)  # what this body held so far
+            self._body = []
+            return
+        self._respond_now(answer, keep_alive=False)
         raise _Refused
 
     def _refuse(self, status: int, text: str) -> None:

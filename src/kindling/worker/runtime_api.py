@@ -37,6 +37,7 @@ RUNTIME_API_LIMITS = ServerLimits(
     header_timeout=limits.RUNTIME_API_HEADER_TIMEOUT_S,
     body_timeout=limits.RUNTIME_API_BODY_TIMEOUT_S,
     idle_timeout=limits.RUNTIME_API_IDLE_TIMEOUT_S,
+    drain_oversized=True,  # runtimes send a whole response before reading the answer
 )
 _ACCEPTED = Response(202, [("Content-Type", "application/json")], b'{"status":"OK"}')
 
