@@ -144,7 +144,7 @@ def test_a_duplicate_name_keeps_the_last(tmp_path: Path) -> None:
 def test_put_unpacks_off_the_event_loop(tmp_path: Path) -> None:
     """A 200,000-file zip froze every API call for 12 s: the loop keeps running."""
     store = CodeStore(tmp_path)
-    data = _names_zip([f"d{i % 50}/f{i}.py" for i in range(20_000)])
+    data = _names_zip([f"d{i % 50}/f{i}.py" for i in range(5_000)])
 
     async def scenario() -> int:
         ticks = 0
@@ -162,3 +162,24 @@ def test_put_unpacks_off_the_event_loop(tmp_path: Path) -> None:
 
     assert asyncio.run(scenario()) > 10  # the loop ran while the zip was unpacked
     store.close()
+
+
+def test_the_same_zip_stored_at_once_by_many_ends_as_one_tree(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    store = CodeStore(tmp_path)
+    data = _names_zip([f"d/f{i}.py" for i in range(500)])
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = set(pool.map(store.put_now, [data] * 4))
+    assert len(codes) == 1
+    digest = codes.pop().digest
+    assert os.listdir(tmp_path / "trees") == [digest]
+    assert len(os.listdir(store.tree(digest) / "d")) == 500
+    assert not list((tmp_path / "work").iterdir())
+
+
+def test_a_truncated_zip_is_refused(tmp_path: Path) -> None:
+    data = _names_zip([f"f{i}" for i in range(100)])
+    with pytest.raises(ValidationError, match="Could not unzip"):
+        CodeStore(tmp_path).put_now(data[: len(data) // 2])
+    assert _left(tmp_path) == []

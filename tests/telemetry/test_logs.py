@@ -206,3 +206,15 @@ def test_writes_happen_off_the_calling_thread(
     store.append("000000000000", "us-east-1", "f", ["line"])
     assert read_all(store)[0] == b"line\n"
     assert writers and threading.get_ident() not in writers
+
+
+def test_the_writer_keeps_a_bounded_number_of_files_open(store: LogStore) -> None:
+    """One open file per function ever logged ran into the server's descriptor limit."""
+    from kindling.limits import LOG_OPEN_FILES
+
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(LOG_OPEN_FILES * 3):
+        store.append("000000000000", "us-east-1", f"f{i}", ["line"])
+        read_all(store, f"f{i}")  # one batch each: every function's file is opened
+    assert len(os.listdir("/proc/self/fd")) - before <= LOG_OPEN_FILES + 2
+    assert read_all(store, "f0")[0] == b"line\n"
