@@ -177,3 +177,50 @@ def test_a_region_of_dot_dot_writes_no_log_outside_its_folder(fleet: Fleet) -> N
         assert len(inside) >= 3 and ".." not in inside, f"a log outside its folder: {path}"
     if logs.exists():
         assert not any(name in entry for entry in os.listdir(logs))
+
+
+CHATTY = """
+import sys, threading, time
+line = "init-line\\n" * 1000
+for _ in range(300):  # 3 MB while it starts
+    sys.stdout.write(line)
+sys.stdout.flush()
+
+def background():
+    out = "idle-line\\n" * 1000
+    for _ in range(300):  # 3 MB after the response, between invocations
+        sys.stdout.write(out)
+    sys.stdout.flush()
+
+def handler(event, context):
+    if event.get("background"):
+        threading.Thread(target=background).start()
+    return {"ok": True}
+"""
+
+
+def test_output_from_init_and_between_invocations_is_cut_too(fleet: Fleet) -> None:
+    """Not only an invocation: what init prints and what a sandbox prints while it is
+    idle (a background thread) each stop at the bound, with their own marker."""
+    name = fleet.attacker("log-chatty", "namespace", CHATTY, Timeout=30)
+    fleet.run(name, {"background": True})
+
+    def all_arrived() -> str | None:
+        """The thread's 3 MB are all there: kept, or counted by a marker (whichever
+        stream it fell in: an idle stretch's, or an invocation's once thawed)."""
+        fleet.run(name)  # ends the idle stretch: its marker is written
+        log = whole_log(fleet.server.endpoint, name)
+        after = log[log.index("START RequestId: ") :]
+        kept = after.count("idle-line\n") * 10
+        markers = [line for line in after.splitlines() if line.startswith("[kindling] ")]
+        dropped = sum(int(line.split()[1]) for line in markers)
+        return log if kept + dropped >= 3_000_000 else None
+
+    log = wait_for(all_arrived, timeout=60, interval=0.5)
+    head = log[: log.index("START RequestId: ")]
+    assert head.startswith("INIT_START ")
+    assert head.count("init-line") * 10 <= LOG_INVOCATION_BYTES
+    assert f"an init may log at most {LOG_INVOCATION_BYTES} bytes" in head
+    # each invocation and the idle stretch after it: the thread's output, cut in each
+    for chunk in log.split("START RequestId: ")[1:]:
+        assert chunk.count("idle-line") * 10 <= 2 * LOG_INVOCATION_BYTES
