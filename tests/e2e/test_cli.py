@@ -87,3 +87,4 @@ def test_logs_prints_a_log_longer_than_one_read(server: Server, fn_name: str, la
     logs = _kindling(server, "logs", fn_name)
     assert logs.returncode == 0, logs.stderr
     assert "END-OF-0\n" in logs.stdout and "END-OF-1199\n" in logs.stdout
+    assert logs.stdout.count("INIT_START ") == 1  # one sandbox, one init, one line

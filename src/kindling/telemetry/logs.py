@@ -163,6 +163,12 @@ class LogStream:
             self._emit(self._marker(dropped))
         self._emit(line.encode("utf-8", "replace") + b"\n")
 
+    def begin(self) -> None:
+        """Writes the header now if no line has written it yet."""
+        if self.header is not None:
+            header, self.header = self.header, None
+            self._emit(header.encode("utf-8", "replace") + b"\n")
+
     def close(self) -> None:
         """Writes the marker if output was dropped since the last platform line."""
         if self._dropped:
@@ -182,9 +188,7 @@ class LogStream:
         return base64.b64encode(self.tail).decode()
 
     def _emit(self, data: bytes) -> None:
-        if self.header is not None:
-            header, self.header = self.header, None
-            self._emit(header.encode("utf-8", "replace") + b"\n")
+        self.begin()
         self._target.write(data)
         self._tail += data[-LOG_TAIL_BYTES:]
         if len(self._tail) > 2 * LOG_TAIL_BYTES:

@@ -146,9 +146,8 @@ class WorkerAgent:
                 stream.header = lines[0]
             stream.system(lines[1])
         else:
+            stream.begin()
             stream.close()
-            if stream.header is not None:
-                stream.system(stream.header)
         if init.ok:
             self._metrics.started(
                 spec.account_id,
