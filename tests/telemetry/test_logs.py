@@ -218,3 +218,14 @@ def test_the_writer_keeps_a_bounded_number_of_files_open(store: LogStore) -> Non
         read_all(store, f"f{i}")  # one batch each: every function's file is opened
     assert len(os.listdir("/proc/self/fd")) - before <= LOG_OPEN_FILES + 2
     assert read_all(store, "f0")[0] == b"line\n"
+
+
+def test_a_platform_line_is_never_longer_than_a_log_line(store: LogStore) -> None:
+    """An error line carries the function's errorMessage, which may be megabytes."""
+    from kindling.limits import LOG_LINE_BYTES
+
+    stream = LogStream(store.open("000000000000", "us-east-1", "f"), "an invocation")
+    stream.system("Error: " + "m" * (3 * LOG_LINE_BYTES))
+    data, _ = read_all(store)
+    assert len(data) < LOG_LINE_BYTES + 100
+    assert data.endswith(f" [kindling] {2 * LOG_LINE_BYTES + 7} bytes cut\n".encode())

@@ -34,6 +34,7 @@ from pathlib import Path
 from kindling.errors import ValidationError
 from kindling.limits import (
     LOG_INVOCATION_BYTES,
+    LOG_LINE_BYTES,
     LOG_OPEN_FILES,
     LOG_PENDING_BYTES,
     LOG_READ_BYTES,
@@ -157,11 +158,18 @@ class LogStream:
         self._emit(data)
 
     def system(self, line: str) -> None:
-        """A line of the platform's: the marker for what was dropped goes before it."""
+        """A line of the platform's: the marker for what was dropped goes before it.
+
+        Never cut by the cap, but never longer than ``LOG_LINE_BYTES`` either: an error
+        line carries the function's own (possibly huge) errorMessage."""
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             self._emit(self._marker(dropped))
-        self._emit(line.encode("utf-8", "replace") + b"\n")
+        data = line.encode("utf-8", "replace")
+        if len(data) > LOG_LINE_BYTES:
+            cut = len(data) - LOG_LINE_BYTES
+            data = data[:LOG_LINE_BYTES] + f" [kindling] {cut} bytes cut".encode()
+        self._emit(data + b"\n")
 
     def begin(self) -> None:
         """Writes the header now if no line has written it yet."""
