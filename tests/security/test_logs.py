@@ -224,3 +224,22 @@ def test_output_from_init_and_between_invocations_is_cut_too(fleet: Fleet) -> No
     # each invocation and the idle stretch after it: the thread's output, cut in each
     for chunk in log.split("START RequestId: ")[1:]:
         assert chunk.count("idle-line") * 10 <= 2 * LOG_INVOCATION_BYTES
+
+
+def test_a_functions_log_grows_no_faster_than_its_rate(fleet: Fleet) -> None:
+    """1 GB of log was written in 13 s. Many invocations, each within its own cap,
+    together still grow the function's log by at most its rate (and a saved-up burst)."""
+    from kindling.limits import LOG_FUNCTION_BYTES_PER_S, LOG_SEGMENT_BYTES
+
+    name = fleet.attacker("log-rate", "namespace", FLOOD, Timeout=60, MemorySize=512)
+    fleet.run(name, {"mb": 0})
+    started = time.monotonic()
+    for _ in range(40):  # 40 MiB offered, 1 MiB an invocation
+        fleet.run(name, {"mb": 1})
+    elapsed = time.monotonic() - started + 1.0  # and the warm-up's second, generously
+    probe = raw_request(fleet.server.endpoint, "GET", f"/_kindling/logs/{name}?offset={2**62}")
+    end = int(probe.headers["x-kindling-next-offset"])  # the log's whole length
+    allowed = LOG_SEGMENT_BYTES + LOG_FUNCTION_BYTES_PER_S * elapsed
+    assert end <= allowed + 64 * 1024, (end, allowed)  # markers and platform lines
+    if end < 40 * 1024 * 1024:  # the rate cut in: it says so
+        assert "a function's log may grow by at most" in whole_log(fleet.server.endpoint, name)

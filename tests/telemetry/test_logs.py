@@ -229,3 +229,26 @@ def test_a_platform_line_is_never_longer_than_a_log_line(store: LogStore) -> Non
     data, _ = read_all(store)
     assert len(data) < LOG_LINE_BYTES + 100
     assert data.endswith(f" [kindling] {2 * LOG_LINE_BYTES + 7} bytes cut\n".encode())
+
+
+def test_a_functions_log_grows_at_a_bounded_rate(tmp_path: Path) -> None:
+    """1 GB of log was written in 13 s: a function's log grows by at most so many bytes a
+    second (a segment saved up for bursts); beyond, output is dropped and counted."""
+    now = [1000.0]
+    store = LogStore(tmp_path, segment_bytes=100, rate_bytes=100, clock=lambda: now[0])
+    try:
+        target = store.open("000000000000", "us-east-1", "f")
+        target.write(b"a" * 79 + b"\n")  # 80 of the 100 saved up
+        target.write(b"b" * 49 + b"\n")  # 50 more: over
+        now[0] += 1.0  # 100 more a second later
+        target.write(b"c" * 49 + b"\n")
+        other = store.open("000000000000", "us-east-1", "g")
+        other.write(b"d" * 99 + b"\n")  # each function has its own allowance
+        data, _ = read_all(store)
+        assert b"a" * 79 + b"\n" in data and b"c" * 49 + b"\n" in data
+        assert b"bbbb" not in data
+        why = "a function's log may grow by at most 100 bytes a second"
+        assert f"[kindling] 50 bytes of log output dropped: {why}\n".encode() in data
+        assert read_all(store, "g")[0] == b"d" * 99 + b"\n"
+    finally:
+        store.close()

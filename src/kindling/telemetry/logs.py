@@ -33,6 +33,7 @@ from pathlib import Path
 
 from kindling.errors import ValidationError
 from kindling.limits import (
+    LOG_FUNCTION_BYTES_PER_S,
     LOG_INVOCATION_BYTES,
     LOG_LINE_BYTES,
     LOG_OPEN_FILES,
@@ -232,6 +233,7 @@ class LogStore:
         segments_kept: int = LOG_SEGMENTS_KEPT,
         retention_s: float = LOG_RETENTION_S,
         pending_bytes: int = LOG_PENDING_BYTES,
+        rate_bytes: int = LOG_FUNCTION_BYTES_PER_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._root = root
@@ -239,6 +241,7 @@ class LogStore:
         self._segments_kept = segments_kept
         self._retention_s = retention_s
         self._pending_cap = pending_bytes
+        self._rate = rate_bytes
         self._clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -246,7 +249,10 @@ class LogStore:
         self._tokens: dict[Key, object] = {}
         self._pending: dict[Key, bytearray] = {}
         self._pending_total = 0
-        self._dropped: dict[Key, int] = {}
+        #: Per function, bytes dropped and why: "behind" (the writer) or "rate".
+        self._dropped: dict[Key, collections.Counter[str]] = {}
+        #: Per function, a token bucket of bytes it may still log: (bytes, when).
+        self._allowance: dict[Key, tuple[float, float]] = {}
         self._deleted: set[Key] = set()
         self._queued = 0  # appends and deletes so far
         self._written = 0  # of those, how many the writer has finished
@@ -281,6 +287,7 @@ class LogStore:
             self._tokens.pop(key, None)
             self._pending_total -= len(self._pending.pop(key, b""))
             self._dropped.pop(key, None)
+            self._allowance.pop(key, None)
             self._deleted.add(key)
             self._queued += 1
             self._wake_writer()
@@ -344,8 +351,16 @@ class LogStore:
         with self._lock:
             if self._tokens.get(key) is not token:
                 return  # the function was deleted: its sandboxes' late output goes nowhere
-            if self._pending_total + len(data) > self._pending_cap:
-                self._dropped[key] = self._dropped.get(key, 0) + len(data)
+            why = ""
+            if not self._allow(key, len(data)):
+                why = "rate"
+            elif self._pending_total + len(data) > self._pending_cap:
+                why = "behind"
+            if why:
+                dropped = self._dropped.get(key)
+                if dropped is None:
+                    dropped = self._dropped[key] = collections.Counter()
+                dropped[why] += len(data)
                 self._wake_writer()  # it writes the marker even if nothing else comes
                 return
             idle = not self._pending
@@ -357,6 +372,19 @@ class LogStore:
             self._queued += 1
             if idle:  # one wake-up per batch, not per line: the writer takes all there is
                 self._wake_writer()
+
+    def _allow(self, key: Key, size: int) -> bool:
+        """Takes ``size`` from the function's allowance: ``rate`` bytes a second, up to
+        ``LOG_SEGMENT_BYTES`` saved up."""
+        now = self._clock()
+        burst = float(max(self._rate, self._segment_bytes))
+        left, stamp = self._allowance.get(key, (burst, now))
+        left = min(burst, left + max(0.0, now - stamp) * self._rate)
+        if left < size:
+            self._allowance[key] = (left, now)
+            return False
+        self._allowance[key] = (left - size, now)
+        return True
 
     def _wake_writer(self) -> None:
         if self._thread is None and not self._closing:
@@ -402,7 +430,10 @@ class LogStore:
                     return
 
     def _write_batch(
-        self, pending: dict[Key, bytearray], dropped: dict[Key, int], deleted: set[Key]
+        self,
+        pending: dict[Key, bytearray],
+        dropped: dict[Key, collections.Counter[str]],
+        deleted: set[Key],
     ) -> None:
         for key in deleted:  # before the batch: what is pending for it came after
             segment = self._open.pop(key, None)
@@ -411,10 +442,13 @@ class LogStore:
             shutil.rmtree(self._folder(key), ignore_errors=True)
         for key in dropped.keys() - pending.keys():
             pending[key] = bytearray()
+        reasons = {
+            "behind": f"the log writer was {self._pending_cap} bytes behind",
+            "rate": f"a function's log may grow by at most {self._rate} bytes a second",
+        }
         for key, data in pending.items():
-            if key in dropped:
-                why = f"the log writer was {self._pending_cap} bytes behind"
-                data += dropped_line(dropped[key], why).encode() + b"\n"
+            for why, count in sorted(dropped.get(key, {}).items()):
+                data += dropped_line(count, reasons[why]).encode() + b"\n"
             self._write(key, bytes(data))
 
     def _write(self, key: Key, data: bytes) -> None:
