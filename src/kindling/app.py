@@ -189,6 +189,7 @@ class App:
         )
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
+        self.logs.keep_only(self.functions.names())
         self.assignment.start()
         self.events.start()
         self.provisioned.recover()

@@ -252,3 +252,13 @@ def test_a_functions_log_grows_at_a_bounded_rate(tmp_path: Path) -> None:
         assert read_all(store, "g")[0] == b"d" * 99 + b"\n"
     finally:
         store.close()
+
+
+def test_logs_of_functions_that_no_longer_exist_go_at_start(store: LogStore) -> None:
+    """A deletion a crash kept the writer from finishing is finished at the next start."""
+    store.append("000000000000", "us-east-1", "kept", ["kept"])
+    store.append("000000000000", "us-east-1", "gone", ["gone"])
+    read_all(store, "gone")
+    store.keep_only({("000000000000", "us-east-1", "kept")})
+    assert read_all(store, "gone") == (b"", 0)
+    assert read_all(store, "kept")[0] == b"kept\n"

@@ -292,6 +292,16 @@ class LogStore:
             self._queued += 1
             self._wake_writer()
 
+    def keep_only(self, functions: set[Key]) -> None:
+        """Deletes the logs of functions not in ``functions`` (those that exist): a
+        deletion a crash kept the writer from finishing is finished at the next start."""
+        for account in _dirs(self._root):
+            for region in _dirs(account):
+                for folder in _dirs(region):
+                    key = (account.name, region.name, folder.name)
+                    if key not in functions and all(map(_COMPONENT.fullmatch, key)):
+                        self.delete(*key)
+
     def read(self, account_id: str, region: str, name: str, offset: int) -> tuple[bytes, int]:
         """Up to 1 MB of the log from ``offset`` (an offset in the function's whole log),
         and the offset to ask for next. Lines rotated or expired away are skipped; an
