@@ -22,6 +22,9 @@ LOG_TAIL_BYTES = 4096
 #: A longer line of output is split into lines of at most this many bytes. AWS: 256 KB,
 #: CloudWatch Logs' largest event (262,144 bytes).
 LOG_LINE_BYTES = 262_144
+#: Output read from one sandbox's pipe in one turn of the event loop; the rest waits for
+#: the next turn, so a sandbox that never stops writing cannot hold the loop. AWS: -.
+LOG_DRAIN_BYTES = 1_048_576
 #: Output one invocation (or one init, or one stretch between invocations) may log;
 #: the rest is dropped and one marker line says how much. AWS: - (no per-invocation
 #: figure; 1,048,576 is CloudWatch's PutLogEvents batch and the Logs API's largest
