@@ -53,6 +53,9 @@ LOG_OPEN_FILES = 64
 #: Bytes one read of the logs endpoint returns (``kindling logs`` asks again). AWS: 1 MB,
 #: GetLogEvents' largest answer.
 LOG_READ_BYTES = 1_048_576
+#: Reads of the logs endpoint served at once (each in a thread); more wait. AWS: -
+#: (GetLogEvents: 25 requests a second per account and Region).
+LOG_READERS = 2
 #: The largest ``offset`` the logs endpoint accepts (a file offset is a signed 64-bit
 #: number). AWS: -.
 LOG_MAX_OFFSET = 2**63 - 1

@@ -17,6 +17,7 @@ of the same name starts with an empty log.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import contextlib
@@ -28,6 +29,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from kindling.limits import (
     LOG_OPEN_FILES,
     LOG_PENDING_BYTES,
     LOG_READ_BYTES,
+    LOG_READERS,
     LOG_RETENTION_S,
     LOG_SEGMENT_BYTES,
     LOG_SEGMENTS_KEPT,
@@ -259,6 +262,7 @@ class LogStore:
         self._closing = False
         self._urgent = False  # a read waits for the writer
         self._thread: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(LOG_READERS, thread_name_prefix="kindling-logread")
         # the writer thread's own
         self._open: collections.OrderedDict[Key, _Segment] = collections.OrderedDict()
         self._swept_at = 0.0
@@ -302,6 +306,16 @@ class LogStore:
                     if key not in functions and all(map(_COMPONENT.fullmatch, key)):
                         self.delete(*key)
 
+    async def aread(
+        self, account_id: str, region: str, name: str, offset: int
+    ) -> tuple[bytes, int]:
+        """``read`` in the store's own reader threads: many readers waiting on a slow
+        disk never take the loop's default executor, which sandbox starts use."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._readers, self.read, account_id, region, name, offset
+        )
+
     def read(self, account_id: str, region: str, name: str, offset: int) -> tuple[bytes, int]:
         """Up to 1 MB of the log from ``offset`` (an offset in the function's whole log),
         and the offset to ask for next. Lines rotated or expired away are skipped; an
@@ -343,6 +357,7 @@ class LogStore:
             thread = self._thread
         if thread is not None:
             thread.join()
+        self._readers.shutdown(wait=True)
         for segment in self._open.values():
             os.close(segment.fd)
         self._open.clear()
