@@ -33,7 +33,8 @@ LOG_INVOCATION_BYTES = 1_048_576
 #: Bytes a second one function's log may grow by, over all its sandboxes, with up to a
 #: segment (8 MiB) saved up for bursts; beyond, output is dropped and counted. Bounds
 #: the disk writes one tenant causes (1 GB was written in 13 s). AWS: - (CloudWatch's
-#: PutLogEvents takes 1 MiB a batch, 1,500 batches a second per account and Region).
+#: PutLogEvents takes 1 MiB a batch, 1,500 to 5,000 batches a second per account and
+#: Region).
 LOG_FUNCTION_BYTES_PER_S = 2 * 1024 * 1024
 #: A function's log is kept in segments of this size... AWS: - (CloudWatch stores all).
 LOG_SEGMENT_BYTES = 8 * 1024 * 1024
