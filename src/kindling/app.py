@@ -259,6 +259,7 @@ class App:
         self.counter.on_freed(self.events.slot_freed)
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
+        self.logs.keep_only(self.functions.names())
         self.assignment.start()
         self.events.start()
         self.provisioned.recover()

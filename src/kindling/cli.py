@@ -192,7 +192,9 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
     endpoint: EndpointOpt = None,
 ) -> None:
-    """Print the log of function NAME (START/END/REPORT and the function's output)."""
+    """Print the log of function NAME (START/END/REPORT and the function's output).
+
+    The server keeps the newest 32 MiB of it, for 7 days (ADR 12)."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
@@ -215,6 +217,8 @@ def logs(
             raise typer.Exit(1) from exc
         sys.stdout.write(data.decode(errors="replace"))
         sys.stdout.flush()
+        if data:
+            continue  # a read returns at most 1 MiB: ask again at once
         if not follow:
             return
         time.sleep(0.5)

@@ -96,11 +96,20 @@ LOG_TAIL_BYTES = 4096
 #: A longer line of output is split into lines of at most this many bytes. AWS: 256 KB,
 #: CloudWatch Logs' largest event (262,144 bytes).
 LOG_LINE_BYTES = 262_144
+#: Output read from one sandbox's pipe in one turn of the event loop; the rest waits for
+#: the next turn, so a sandbox that never stops writing cannot hold the loop. AWS: -.
+LOG_DRAIN_BYTES = 1_048_576
 #: Output one invocation (or one init, or one stretch between invocations) may log;
 #: the rest is dropped and one marker line says how much. AWS: - (no per-invocation
 #: figure; 1,048,576 is CloudWatch's PutLogEvents batch and the Logs API's largest
 #: buffer).
 LOG_INVOCATION_BYTES = 1_048_576
+#: Bytes a second one function's log may grow by, over all its sandboxes, with up to a
+#: segment (8 MiB) saved up for bursts; beyond, output is dropped and counted. Bounds
+#: the disk writes one tenant causes (1 GB was written in 13 s). AWS: - (CloudWatch's
+#: PutLogEvents takes 1 MiB a batch, 1,500 to 5,000 batches a second per account and
+#: Region).
+LOG_FUNCTION_BYTES_PER_S = 2 * 1024 * 1024
 #: A function's log is kept in segments of this size... AWS: - (CloudWatch stores all).
 LOG_SEGMENT_BYTES = 8 * 1024 * 1024
 #: ...and at most this many of them: 32 MiB of log per function on disk; older lines
@@ -119,6 +128,9 @@ LOG_OPEN_FILES = 64
 #: Bytes one read of the logs endpoint returns (``kindling logs`` asks again). AWS: 1 MB,
 #: GetLogEvents' largest answer.
 LOG_READ_BYTES = 1_048_576
+#: Reads of the logs endpoint served at once (each in a thread); more wait. AWS: -
+#: (GetLogEvents: 25 requests a second per account and Region).
+LOG_READERS = 2
 #: The largest ``offset`` the logs endpoint accepts (a file offset is a signed 64-bit
 #: number). AWS: -.
 LOG_MAX_OFFSET = 2**63 - 1

@@ -101,7 +101,7 @@ def test_too_many_entries_are_refused_before_unpacking(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("kindling.control.codestore.CODE_ENTRIES", 10)
-    with pytest.raises(ValidationError, match="11 entries; at most 10"):
+    with pytest.raises(ValidationError, match="more than 10 entries"):
         CodeStore(tmp_path).put_now(_names_zip([f"f{i}" for i in range(11)]))
     assert _left(tmp_path) == []
 
@@ -144,7 +144,7 @@ def test_a_duplicate_name_keeps_the_last(tmp_path: Path) -> None:
 def test_put_unpacks_off_the_event_loop(tmp_path: Path) -> None:
     """A 200,000-file zip froze every API call for 12 s: the loop keeps running."""
     store = CodeStore(tmp_path)
-    data = _names_zip([f"d{i % 50}/f{i}.py" for i in range(20_000)])
+    data = _names_zip([f"d{i % 50}/f{i}.py" for i in range(5_000)])
 
     async def scenario() -> int:
         ticks = 0
@@ -162,3 +162,64 @@ def test_put_unpacks_off_the_event_loop(tmp_path: Path) -> None:
 
     assert asyncio.run(scenario()) > 10  # the loop ran while the zip was unpacked
     store.close()
+
+
+def test_the_same_zip_stored_at_once_by_many_ends_as_one_tree(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    store = CodeStore(tmp_path)
+    data = _names_zip([f"d/f{i}.py" for i in range(500)])
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = set(pool.map(store.put_now, [data] * 4))
+    assert len(codes) == 1
+    digest = codes.pop().digest
+    assert os.listdir(tmp_path / "trees") == [digest]
+    assert len(os.listdir(store.tree(digest) / "d")) == 500
+    assert not list((tmp_path / "work").iterdir())
+
+
+def test_a_truncated_zip_is_refused(tmp_path: Path) -> None:
+    data = _names_zip([f"f{i}" for i in range(100)])
+    with pytest.raises(ValidationError, match="Could not unzip"):
+        CodeStore(tmp_path).put_now(data[: len(data) // 2])
+    assert _left(tmp_path) == []
+
+
+def test_entries_are_counted_before_zipfile_builds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zipfile builds an object per member first: 600,000 empty members in 50 MB cost
+    ~300 MB and seconds before a count could refuse them. They are counted first."""
+    from kindling.control import codestore
+
+    monkeypatch.setattr(codestore, "CODE_ENTRIES", 1000)
+    data = _names_zip([f"{i:x}" for i in range(1001)])
+    built: list[int] = []
+    real = zipfile.ZipFile.__init__
+
+    def counting(self: zipfile.ZipFile, *args: object, **kwargs: object) -> None:
+        built.append(1)
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", counting)
+    with pytest.raises(ValidationError, match="more than 1000 entries"):
+        CodeStore(tmp_path).put_now(data)
+    assert built == []
+    assert codestore._entry_count(data) == 1001
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 1000, 70_000])  # 70,000: ZIP64 records
+def test_the_count_agrees_with_zipfile(count: int) -> None:
+    from kindling.control import codestore
+    from kindling.limits import CODE_ENTRIES
+
+    data = _names_zip([f"d/{i}" for i in range(count)])
+    counted = len(zipfile.ZipFile(io.BytesIO(data)).infolist())
+    assert codestore._entry_count(data) == min(counted, CODE_ENTRIES + 1)  # it stops there
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", allowZip64=True) as archive:
+        for i in range(count):
+            archive.writestr(f"e/{i}", b"")
+        archive.comment = b"a comment"
+    data = buffer.getvalue()
+    assert codestore._entry_count(data) == min(count, CODE_ENTRIES + 1)

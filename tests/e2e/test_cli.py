@@ -67,3 +67,24 @@ def test_logs_of_a_missing_function_is_an_error(server: Server) -> None:
     missing = _kindling(server, "logs", "no-such-function-here")
     assert missing.returncode == 1
     assert "Function not found" in missing.stderr
+
+
+def test_logs_prints_a_log_longer_than_one_read(server: Server, fn_name: str, lam: Any) -> None:
+    """The logs endpoint answers 1 MiB a read: ``kindling logs`` asks until the end."""
+    from tests.e2e.support import ROLE, make_zip, wait_active
+
+    code = "def handler(event, context):\n    print('x' * 1000 + ' END-OF-' + event['n'])\n"
+    lam.create_function(
+        FunctionName=fn_name,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": code})},
+    )
+    wait_active(lam, fn_name)
+    for n in range(1200):  # 1.2 MB of log over many invocations
+        lam.invoke(FunctionName=fn_name, Payload=f'{{"n": "{n}"}}'.encode())
+    logs = _kindling(server, "logs", fn_name)
+    assert logs.returncode == 0, logs.stderr
+    assert "END-OF-0\n" in logs.stdout and "END-OF-1199\n" in logs.stdout
+    assert logs.stdout.count("INIT_START ") == 1  # one sandbox, one init, one line

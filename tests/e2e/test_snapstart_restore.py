@@ -12,7 +12,7 @@ import pytest
 
 from kindling.runtimes.catalog import find_python
 
-from .support import ROLE, make_zip, wait_active
+from .support import ROLE, Server, function_log, make_zip, wait_active
 
 pytestmark = pytest.mark.skipif(
     find_python("3.12") is None, reason="SnapStart needs python3.12, not on this host"
@@ -51,7 +51,7 @@ def _invoke(lam: Any, name: str, version: str, hold: float) -> tuple[dict[str, A
     return json.loads(out["Payload"].read()), base64.b64decode(out["LogResult"]).decode()
 
 
-def test_cold_starts_after_the_first_are_restores(lam: Any, fn_name: str) -> None:
+def test_cold_starts_after_the_first_are_restores(lam: Any, fn_name: str, server: Server) -> None:
     lam.create_function(
         FunctionName=fn_name,
         Runtime="python3.12",
@@ -80,3 +80,7 @@ def test_cold_starts_after_the_first_are_restores(lam: Any, fn_name: str) -> Non
     assert all(p["seen"] == ["before", "after"] for p in payloads)
     assert all(p["init_type"] == "snap-start" for p in payloads)
     assert len({p["random"] for p in payloads}) == 3
+    # each restore is logged as Lambda logs it: RESTORE_START, RESTORE_REPORT, once each
+    log = function_log(server.endpoint, fn_name)
+    assert log.count("RESTORE_START Runtime Version: python3.12") == len(restores)
+    assert log.count("RESTORE_REPORT Restore Duration: ") == len(restores)

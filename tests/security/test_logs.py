@@ -177,3 +177,69 @@ def test_a_region_of_dot_dot_writes_no_log_outside_its_folder(fleet: Fleet) -> N
         assert len(inside) >= 3 and ".." not in inside, f"a log outside its folder: {path}"
     if logs.exists():
         assert not any(name in entry for entry in os.listdir(logs))
+
+
+CHATTY = """
+import sys, threading, time
+line = "init-line\\n" * 1000
+for _ in range(300):  # 3 MB while it starts
+    sys.stdout.write(line)
+sys.stdout.flush()
+
+def background():
+    out = "idle-line\\n" * 1000
+    for _ in range(300):  # 3 MB after the response, between invocations
+        sys.stdout.write(out)
+    sys.stdout.flush()
+
+def handler(event, context):
+    if event.get("background"):
+        threading.Thread(target=background).start()
+    return {"ok": True}
+"""
+
+
+def test_output_from_init_and_between_invocations_is_cut_too(fleet: Fleet) -> None:
+    """Not only an invocation: what init prints and what a sandbox prints while it is
+    idle (a background thread) each stop at the bound, with their own marker."""
+    name = fleet.attacker("log-chatty", "namespace", CHATTY, Timeout=30)
+    fleet.run(name, {"background": True})
+
+    def all_arrived() -> str | None:
+        """The thread's 3 MB are all there: kept, or counted by a marker (whichever
+        stream it fell in: an idle stretch's, or an invocation's once thawed)."""
+        fleet.run(name)  # ends the idle stretch: its marker is written
+        log = whole_log(fleet.server.endpoint, name)
+        after = log[log.index("START RequestId: ") :]
+        kept = after.count("idle-line\n") * 10
+        markers = [line for line in after.splitlines() if line.startswith("[kindling] ")]
+        dropped = sum(int(line.split()[1]) for line in markers)
+        return log if kept + dropped >= 3_000_000 else None
+
+    log = wait_for(all_arrived, timeout=60, interval=0.5)
+    head = log[: log.index("START RequestId: ")]
+    assert head.startswith("INIT_START ")
+    assert head.count("init-line") * 10 <= LOG_INVOCATION_BYTES
+    assert f"an init may log at most {LOG_INVOCATION_BYTES} bytes" in head
+    # each invocation and the idle stretch after it: the thread's output, cut in each
+    for chunk in log.split("START RequestId: ")[1:]:
+        assert chunk.count("idle-line") * 10 <= 2 * LOG_INVOCATION_BYTES
+
+
+def test_a_functions_log_grows_no_faster_than_its_rate(fleet: Fleet) -> None:
+    """1 GB of log was written in 13 s. Many invocations, each within its own cap,
+    together still grow the function's log by at most its rate (and a saved-up burst)."""
+    from kindling.limits import LOG_FUNCTION_BYTES_PER_S, LOG_SEGMENT_BYTES
+
+    name = fleet.attacker("log-rate", "namespace", FLOOD, Timeout=60, MemorySize=512)
+    fleet.run(name, {"mb": 0})
+    started = time.monotonic()
+    for _ in range(40):  # 40 MiB offered, 1 MiB an invocation
+        fleet.run(name, {"mb": 1})
+    elapsed = time.monotonic() - started + 1.0  # and the warm-up's second, generously
+    probe = raw_request(fleet.server.endpoint, "GET", f"/_kindling/logs/{name}?offset={2**62}")
+    end = int(probe.headers["x-kindling-next-offset"])  # the log's whole length
+    allowed = LOG_SEGMENT_BYTES + LOG_FUNCTION_BYTES_PER_S * elapsed
+    assert end <= allowed + 64 * 1024, (end, allowed)  # markers and platform lines
+    if end < 40 * 1024 * 1024:  # the rate cut in: it says so
+        assert "a function's log may grow by at most" in whole_log(fleet.server.endpoint, name)

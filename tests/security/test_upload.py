@@ -1,5 +1,7 @@
-"""Break-out attempts through the deployment package: paths out of the package, and
-symlinks to the host's files or composed to lead out while it is unpacked."""
+"""Attacks through the deployment package: paths out of the package, symlinks to the
+host's files or composed to lead out while it is unpacked, zips that cannot be unpacked
+(they must answer 400 and leave nothing), and a huge zip that must not stop the server
+from answering while it unpacks."""
 
 from __future__ import annotations
 

@@ -206,3 +206,59 @@ def test_writes_happen_off_the_calling_thread(
     store.append("000000000000", "us-east-1", "f", ["line"])
     assert read_all(store)[0] == b"line\n"
     assert writers and threading.get_ident() not in writers
+
+
+def test_the_writer_keeps_a_bounded_number_of_files_open(store: LogStore) -> None:
+    """One open file per function ever logged ran into the server's descriptor limit."""
+    from kindling.limits import LOG_OPEN_FILES
+
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(LOG_OPEN_FILES * 3):
+        store.append("000000000000", "us-east-1", f"f{i}", ["line"])
+        read_all(store, f"f{i}")  # one batch each: every function's file is opened
+    assert len(os.listdir("/proc/self/fd")) - before <= LOG_OPEN_FILES + 2
+    assert read_all(store, "f0")[0] == b"line\n"
+
+
+def test_a_platform_line_is_never_longer_than_a_log_line(store: LogStore) -> None:
+    """An error line carries the function's errorMessage, which may be megabytes."""
+    from kindling.limits import LOG_LINE_BYTES
+
+    stream = LogStream(store.open("000000000000", "us-east-1", "f"), "an invocation")
+    stream.system("Error: " + "m" * (3 * LOG_LINE_BYTES))
+    data, _ = read_all(store)
+    assert len(data) < LOG_LINE_BYTES + 100
+    assert data.endswith(f" [kindling] {2 * LOG_LINE_BYTES + 7} bytes cut\n".encode())
+
+
+def test_a_functions_log_grows_at_a_bounded_rate(tmp_path: Path) -> None:
+    """1 GB of log was written in 13 s: a function's log grows by at most so many bytes a
+    second (a segment saved up for bursts); beyond, output is dropped and counted."""
+    now = [1000.0]
+    store = LogStore(tmp_path, segment_bytes=100, rate_bytes=100, clock=lambda: now[0])
+    try:
+        target = store.open("000000000000", "us-east-1", "f")
+        target.write(b"a" * 79 + b"\n")  # 80 of the 100 saved up
+        target.write(b"b" * 49 + b"\n")  # 50 more: over
+        now[0] += 1.0  # 100 more a second later
+        target.write(b"c" * 49 + b"\n")
+        other = store.open("000000000000", "us-east-1", "g")
+        other.write(b"d" * 99 + b"\n")  # each function has its own allowance
+        data, _ = read_all(store)
+        assert b"a" * 79 + b"\n" in data and b"c" * 49 + b"\n" in data
+        assert b"bbbb" not in data
+        why = "a function's log may grow by at most 100 bytes a second"
+        assert f"[kindling] 50 bytes of log output dropped: {why}\n".encode() in data
+        assert read_all(store, "g")[0] == b"d" * 99 + b"\n"
+    finally:
+        store.close()
+
+
+def test_logs_of_functions_that_no_longer_exist_go_at_start(store: LogStore) -> None:
+    """A deletion a crash kept the writer from finishing is finished at the next start."""
+    store.append("000000000000", "us-east-1", "kept", ["kept"])
+    store.append("000000000000", "us-east-1", "gone", ["gone"])
+    read_all(store, "gone")
+    store.keep_only({("000000000000", "us-east-1", "kept")})
+    assert read_all(store, "gone") == (b"", 0)
+    assert read_all(store, "kept")[0] == b"kept\n"

@@ -7,7 +7,6 @@ plain ``curl`` or ``urllib`` downloads it with no credentials, as on AWS.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -62,7 +61,7 @@ class LogsEndpoint:
     """``GET /_kindling/logs/<function>?offset=N``: SigV4-signed, returns new log bytes.
 
     ``X-Kindling-Next-Offset`` says where to ask next; a bad offset is a 400. The read
-    runs off the loop: it waits for the log writer and touches the disk."""
+    runs off the loop (``LogStore.aread``): it waits for the log writer and the disk."""
 
     def __init__(self, logs: LogStore, functions: FunctionService) -> None:
         self._logs = logs
@@ -73,9 +72,7 @@ class LogsEndpoint:
         name = request.path.rsplit("/", 1)[-1]
         self._functions.get(FunctionRef(caller.account_id, caller.region, name))
         offset = _offset(parse_qs(request.query).get("offset", ["0"])[0])
-        data, next_offset = await asyncio.to_thread(
-            self._logs.read, caller.account_id, caller.region, name, offset
-        )
+        data, next_offset = await self._logs.aread(caller.account_id, caller.region, name, offset)
         return Response(
             200,
             [

@@ -24,6 +24,7 @@ import io
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import threading
 import zipfile
@@ -84,6 +85,35 @@ def _check_member(info: zipfile.ZipInfo) -> PurePosixPath:
                 f"A name in the archive is longer than {CODE_NAME_BYTES} bytes: {part[:80]!r}"
             )
     return PurePosixPath(*parts)
+
+
+def _entry_count(data: bytes) -> int:
+    """Members in a zip's central directory, counted without building them.
+
+    ``zipfile`` builds an object per member before anyone can count them: a 50 MB zip of
+    empty members is ~600,000 of them, ~300 MB and seconds. Anything malformed counts
+    as 0 here and is left to ``zipfile`` to refuse."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
+    if end < 0 or end + 22 > len(data):
+        return 0
+    cd_size = struct.unpack_from("<L", data, end + 12)[0]
+    location = end
+    if end >= 20 and data[end - 20 : end - 16] == b"PK\x06\x07":  # ZIP64's records too
+        location = end - 20 - 56
+        if location < 0 or data[location : location + 4] != b"PK\x06\x06":
+            return 0
+        cd_size = struct.unpack_from("<Q", data, location + 40)[0]
+    position = location - cd_size
+    if position < 0:
+        return 0
+    count = 0
+    while position + 46 <= location and count <= CODE_ENTRIES:
+        if data[position : position + 4] != b"PK\x01\x02":
+            return count
+        name, extra, comment = struct.unpack_from("<3H", data, position + 28)
+        position += 46 + name + extra + comment
+        count += 1
+    return count
 
 
 def _check_archive(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
@@ -221,6 +251,8 @@ class CodeStore:
             tree = work / "tree"
             tree.mkdir()
             try:
+                if _entry_count(data) > CODE_ENTRIES:
+                    raise _refuse(f"The archive has more than {CODE_ENTRIES} entries.")
                 with zipfile.ZipFile(io.BytesIO(data)) as archive:
                     infos = _check_archive(archive)
                     unzipped = 0

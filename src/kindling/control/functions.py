@@ -382,6 +382,10 @@ class FunctionService:
         for digest in unreferenced:
             self._code.discard(digest)
 
+    def names(self) -> set[tuple[str, str, str]]:
+        """(account, region, name) of every function there is."""
+        return {(c.account_id, c.region, c.name) for c in self._store.all_versions()}
+
     def account_usage(self, account_id: str) -> tuple[int, int]:
         """(function count, total code bytes) of an account, over all regions."""
         count = total = 0

@@ -17,6 +17,7 @@ of the same name starts with an empty log.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import contextlib
@@ -28,15 +29,19 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from kindling.errors import ValidationError
 from kindling.limits import (
+    LOG_FUNCTION_BYTES_PER_S,
     LOG_INVOCATION_BYTES,
+    LOG_LINE_BYTES,
     LOG_OPEN_FILES,
     LOG_PENDING_BYTES,
     LOG_READ_BYTES,
+    LOG_READERS,
     LOG_RETENTION_S,
     LOG_SEGMENT_BYTES,
     LOG_SEGMENTS_KEPT,
@@ -157,11 +162,24 @@ class LogStream:
         self._emit(data)
 
     def system(self, line: str) -> None:
-        """A line of the platform's: the marker for what was dropped goes before it."""
+        """A line of the platform's: the marker for what was dropped goes before it.
+
+        Never cut by the cap, but never longer than ``LOG_LINE_BYTES`` either: an error
+        line carries the function's own (possibly huge) errorMessage."""
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             self._emit(self._marker(dropped))
-        self._emit(line.encode("utf-8", "replace") + b"\n")
+        data = line.encode("utf-8", "replace")
+        if len(data) > LOG_LINE_BYTES:
+            cut = len(data) - LOG_LINE_BYTES
+            data = data[:LOG_LINE_BYTES] + f" [kindling] {cut} bytes cut".encode()
+        self._emit(data + b"\n")
+
+    def begin(self) -> None:
+        """Writes the header now if no line has written it yet."""
+        if self.header is not None:
+            header, self.header = self.header, None
+            self._emit(header.encode("utf-8", "replace") + b"\n")
 
     def close(self) -> None:
         """Writes the marker if output was dropped since the last platform line."""
@@ -182,9 +200,7 @@ class LogStream:
         return base64.b64encode(self.tail).decode()
 
     def _emit(self, data: bytes) -> None:
-        if self.header is not None:
-            header, self.header = self.header, None
-            self._emit(header.encode("utf-8", "replace") + b"\n")
+        self.begin()
         self._target.write(data)
         self._tail += data[-LOG_TAIL_BYTES:]
         if len(self._tail) > 2 * LOG_TAIL_BYTES:
@@ -220,6 +236,7 @@ class LogStore:
         segments_kept: int = LOG_SEGMENTS_KEPT,
         retention_s: float = LOG_RETENTION_S,
         pending_bytes: int = LOG_PENDING_BYTES,
+        rate_bytes: int = LOG_FUNCTION_BYTES_PER_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._root = root
@@ -227,6 +244,7 @@ class LogStore:
         self._segments_kept = segments_kept
         self._retention_s = retention_s
         self._pending_cap = pending_bytes
+        self._rate = rate_bytes
         self._clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -234,13 +252,17 @@ class LogStore:
         self._tokens: dict[Key, object] = {}
         self._pending: dict[Key, bytearray] = {}
         self._pending_total = 0
-        self._dropped: dict[Key, int] = {}
+        #: Per function, bytes dropped and why: "behind" (the writer) or "rate".
+        self._dropped: dict[Key, collections.Counter[str]] = {}
+        #: Per function, a token bucket of bytes it may still log: (bytes, when).
+        self._allowance: dict[Key, tuple[float, float]] = {}
         self._deleted: set[Key] = set()
         self._queued = 0  # appends and deletes so far
         self._written = 0  # of those, how many the writer has finished
         self._closing = False
         self._urgent = False  # a read waits for the writer
         self._thread: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(LOG_READERS, thread_name_prefix="kindling-logread")
         # the writer thread's own
         self._open: collections.OrderedDict[Key, _Segment] = collections.OrderedDict()
         self._swept_at = 0.0
@@ -269,9 +291,30 @@ class LogStore:
             self._tokens.pop(key, None)
             self._pending_total -= len(self._pending.pop(key, b""))
             self._dropped.pop(key, None)
+            self._allowance.pop(key, None)
             self._deleted.add(key)
             self._queued += 1
             self._wake_writer()
+
+    def keep_only(self, functions: set[Key]) -> None:
+        """Deletes the logs of functions not in ``functions`` (those that exist): a
+        deletion a crash kept the writer from finishing is finished at the next start."""
+        for account in _dirs(self._root):
+            for region in _dirs(account):
+                for folder in _dirs(region):
+                    key = (account.name, region.name, folder.name)
+                    if key not in functions and all(map(_COMPONENT.fullmatch, key)):
+                        self.delete(*key)
+
+    async def aread(
+        self, account_id: str, region: str, name: str, offset: int
+    ) -> tuple[bytes, int]:
+        """``read`` in the store's own reader threads: many readers waiting on a slow
+        disk never take the loop's default executor, which sandbox starts use."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._readers, self.read, account_id, region, name, offset
+        )
 
     def read(self, account_id: str, region: str, name: str, offset: int) -> tuple[bytes, int]:
         """Up to 1 MB of the log from ``offset`` (an offset in the function's whole log),
@@ -314,6 +357,7 @@ class LogStore:
             thread = self._thread
         if thread is not None:
             thread.join()
+        self._readers.shutdown(wait=True)
         for segment in self._open.values():
             os.close(segment.fd)
         self._open.clear()
@@ -332,8 +376,16 @@ class LogStore:
         with self._lock:
             if self._tokens.get(key) is not token:
                 return  # the function was deleted: its sandboxes' late output goes nowhere
-            if self._pending_total + len(data) > self._pending_cap:
-                self._dropped[key] = self._dropped.get(key, 0) + len(data)
+            why = ""
+            if not self._allow(key, len(data)):
+                why = "rate"
+            elif self._pending_total + len(data) > self._pending_cap:
+                why = "behind"
+            if why:
+                dropped = self._dropped.get(key)
+                if dropped is None:
+                    dropped = self._dropped[key] = collections.Counter()
+                dropped[why] += len(data)
                 self._wake_writer()  # it writes the marker even if nothing else comes
                 return
             idle = not self._pending
@@ -345,6 +397,19 @@ class LogStore:
             self._queued += 1
             if idle:  # one wake-up per batch, not per line: the writer takes all there is
                 self._wake_writer()
+
+    def _allow(self, key: Key, size: int) -> bool:
+        """Takes ``size`` from the function's allowance: ``rate`` bytes a second, up to
+        ``LOG_SEGMENT_BYTES`` saved up."""
+        now = self._clock()
+        burst = float(max(self._rate, self._segment_bytes))
+        left, stamp = self._allowance.get(key, (burst, now))
+        left = min(burst, left + max(0.0, now - stamp) * self._rate)
+        if left < size:
+            self._allowance[key] = (left, now)
+            return False
+        self._allowance[key] = (left - size, now)
+        return True
 
     def _wake_writer(self) -> None:
         if self._thread is None and not self._closing:
@@ -390,7 +455,10 @@ class LogStore:
                     return
 
     def _write_batch(
-        self, pending: dict[Key, bytearray], dropped: dict[Key, int], deleted: set[Key]
+        self,
+        pending: dict[Key, bytearray],
+        dropped: dict[Key, collections.Counter[str]],
+        deleted: set[Key],
     ) -> None:
         for key in deleted:  # before the batch: what is pending for it came after
             segment = self._open.pop(key, None)
@@ -399,10 +467,13 @@ class LogStore:
             shutil.rmtree(self._folder(key), ignore_errors=True)
         for key in dropped.keys() - pending.keys():
             pending[key] = bytearray()
+        reasons = {
+            "behind": f"the log writer was {self._pending_cap} bytes behind",
+            "rate": f"a function's log may grow by at most {self._rate} bytes a second",
+        }
         for key, data in pending.items():
-            if key in dropped:
-                why = f"the log writer was {self._pending_cap} bytes behind"
-                data += dropped_line(dropped[key], why).encode() + b"\n"
+            for why, count in sorted(dropped.get(key, {}).items()):
+                data += dropped_line(count, reasons[why]).encode() + b"\n"
             self._write(key, bytes(data))
 
     def _write(self, key: Key, data: bytes) -> None:

@@ -75,7 +75,9 @@ class WorkerAgent:
         self._targets: weakref.WeakKeyDictionary[SafeSandbox, FunctionLog] = (
             weakref.WeakKeyDictionary()
         )
-        self._idle_streams: weakref.WeakKeyDictionary[SafeSandbox, LogStream] = (
+        #: A sandbox's current idle stream, in a holder whose finalizer writes the
+        #: stream's drop marker when the sandbox is gone (reaped without another call).
+        self._idle_streams: weakref.WeakKeyDictionary[SafeSandbox, list[LogStream]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -113,10 +115,12 @@ class WorkerAgent:
         """Output between invocations (background threads, extensions) has its own cap."""
         stream = LogStream(target, "a sandbox between invocations")
         sandbox.set_log_sink(stream.output)
-        previous = self._idle_streams.get(sandbox)
-        if previous is not None:
-            previous.close()
-        self._idle_streams[sandbox] = stream
+        holder = self._idle_streams.get(sandbox)
+        if holder is None:
+            holder = self._idle_streams[sandbox] = []
+            weakref.finalize(sandbox, _close_all, holder)
+        _close_all(holder)
+        holder.append(stream)
 
     async def launch(self, spec: SandboxSpec) -> tuple[SafeSandbox, InitResult, list[str]]:
         """Creates and initializes a sandbox; on failure it is already destroyed.
@@ -142,9 +146,8 @@ class WorkerAgent:
                 stream.header = lines[0]
             stream.system(lines[1])
         else:
+            stream.begin()
             stream.close()
-            if stream.header is not None:
-                stream.system(stream.header)
         if init.ok:
             self._metrics.started(
                 spec.account_id,
@@ -169,9 +172,7 @@ class WorkerAgent:
             target, "an invocation", header=start_line(request.request_id, spec.version)
         )
         sandbox.set_log_sink(stream.output)
-        idle = self._idle_streams.pop(sandbox, None)
-        if idle is not None:
-            idle.close()
+        _close_all(self._idle_streams.get(sandbox, []))
         result = await sandbox.invoke(request)
         self._idle(sandbox, target)
         status = error_type = None
@@ -224,6 +225,12 @@ class WorkerAgent:
             duration_ms=duration_ms,
             error=error,
         )
+
+
+def _close_all(streams: list[LogStream]) -> None:
+    """Ends idle streams: each writes its drop marker, if it dropped anything."""
+    while streams:
+        streams.pop().close()
 
 
 def _start_kind(init: InitResult | None) -> StartKind:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 
-from kindling.limits import LOG_LINE_BYTES
+from kindling.limits import LOG_DRAIN_BYTES, LOG_LINE_BYTES
 from kindling.worker.sandbox.base import LogSink
 
 
@@ -29,9 +29,13 @@ class LogPipe:
         self._closed = False
 
     def drain(self) -> None:
+        """Reads what the pipe holds, up to ``LOG_DRAIN_BYTES`` a call: a sandbox that
+        never stops writing gets the rest read on the loop's next turns, not in one."""
         if self._closed:
             return
-        while True:
+        budget = LOG_DRAIN_BYTES
+        while budget > 0:
+            budget -= 65536
             try:
                 chunk = os.read(self._fd, 65536)
             except BlockingIOError:
