@@ -210,6 +210,8 @@ class Assignment:
             if not self._current(key):  # a retirement that was missed: never pool it on
                 doomed.extend(stack)
                 del self._idle[key]
+                for sandbox in stack:
+                    self._provisioned.pop(sandbox, None)
                 continue
             window = self._policy.window(key[:4])
             keep = [
