@@ -278,7 +278,11 @@ class App:
         if self.events is not None:
             self.events.stop_dispatching()
         if not self._idle():
-            log.info("draining: waiting up to %.0f s for running invocations", grace)
+            log.info(
+                "draining: waiting up to %.0f s for running invocations "
+                "(SIGTERM or SIGINT again stops at once)",
+                grace,
+            )
             await self._wait(self._idle, grace, cut)
         if not self._idle():
             log.warning("drain grace over: cutting %d invocation(s)", self.invoker.in_flight)

@@ -13,7 +13,7 @@ from typing import Any
 
 from tests.hostcheck import processes_with
 
-from .support import Deploy, Server, make_zip, wait_for
+from .support import ROLE, ClientFactory, Deploy, Server, make_zip, wait_active, wait_for
 from .test_metrics import scrape
 
 
@@ -59,6 +59,35 @@ def test_delete_destroys_every_versions_sandboxes_and_series(
     lam.delete_function(FunctionName=name)
     wait_for(lambda: not processes_with(marker), timeout=10)
     wait_for(lambda: not _series_of(server, name), timeout=10)
+
+
+def test_delete_destroys_provisioned_sandboxes_and_forgets_their_config(
+    private_server: Server, make_client: ClientFactory
+) -> None:
+    private_server.start()
+    lam: Any = make_client(endpoint=private_server.endpoint)
+    marker, files = _marked_app()
+    lam.create_function(
+        FunctionName="kept",
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip(files)},
+    )
+    wait_active(lam, "kept")
+    version = lam.publish_version(FunctionName="kept")["Version"]
+    lam.put_provisioned_concurrency_config(
+        FunctionName="kept", Qualifier=version, ProvisionedConcurrentExecutions=2
+    )
+    wait_for(lambda: len(processes_with(marker)) == 2, timeout=30)
+    lam.delete_function(FunctionName="kept")  # provisioned sandboxes are never reaped...
+    wait_for(lambda: not processes_with(marker), timeout=10)  # ...so they must go now
+    private_server.stop_cleanly()
+    private_server.start()  # nothing of the deleted function is provisioned again
+    time.sleep(2)
+    assert not processes_with(marker)
+    assert "kept" not in private_server.log_tail(20000).split("kindling listening")[-1]
+    private_server.stop_cleanly()
 
 
 def _busy(server: Server, name: str) -> bool:

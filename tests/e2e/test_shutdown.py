@@ -116,3 +116,22 @@ def test_what_outlives_the_grace_is_cut_as_a_service_error(
     assert response is not None, error
     assert response["Error"]["Code"] == "ServiceException", response
     assert response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+
+
+def test_a_second_signal_cuts_the_drain_short(
+    private_server: Server, make_client: ClientFactory
+) -> None:
+    lam = _deploy_sleeper(private_server, make_client)  # the default grace: 30 s
+    caller, outcome = _invoke_in_background(lam, 40)
+    wait_for(lambda: _running(private_server), timeout=20)
+    proc = private_server.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: _refuses_connections(private_server), timeout=10)  # draining
+    proc.send_signal(signal.SIGINT)  # e.g. a second Ctrl-C
+    assert proc.wait(20) == 0  # well before the grace or the invocation would end
+    caller.join(30)
+    assert outcome and getattr(outcome[0], "response", {}).get("Error", {}).get("Code") == (
+        "ServiceException"
+    ), outcome
+    private_server.stop_cleanly()  # no runtime process left

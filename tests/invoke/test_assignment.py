@@ -160,3 +160,23 @@ def test_a_sandbox_released_after_its_version_was_retired_is_destroyed(tmp_path:
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_the_reaper_destroys_idle_sandboxes_of_a_version_no_longer_current(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+    retired: set[VersionKey] = set()
+
+    async def scenario() -> None:
+        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
+        pool = Assignment(agent, 600, 0, current=lambda key: key not in retired)
+        sandbox, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        await pool.release(KEY, sandbox)
+        assert pool.idle_count(KEY) == 1
+        retired.add(KEY)  # retired without a retire() call reaching this pool
+        assert await pool.reap() == 1  # well within the keep-alive
+        assert sandbox.state is SandboxState.DEAD
+        await pool.close()
+
+    asyncio.run(scenario())

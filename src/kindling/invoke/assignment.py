@@ -207,6 +207,12 @@ class Assignment:
         now = time.monotonic() if now is None else now
         doomed: list[SafeSandbox] = []
         for key, stack in list(self._idle.items()):
+            if not self._current(key):  # a retirement that was missed: never pool it on
+                doomed.extend(stack)
+                del self._idle[key]
+                for sandbox in stack:
+                    self._provisioned.pop(sandbox, None)
+                continue
             window = self._policy.window(key[:4])
             keep = [
                 s

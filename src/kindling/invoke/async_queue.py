@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 Runner = Callable[[str, FunctionRef, bytes], Awaitable[bool]]
 
 
-class Outcome(StrEnum):
+class RunOutcome(StrEnum):
+    """How one run of an event ended, which decides what happens to it next."""
+
     SUCCESS = "success"
     FUNCTION_ERROR = "function_error"
     THROTTLED = "throttled"
@@ -205,13 +207,13 @@ class EventQueue:
         try:
             async with self._slots:
                 ok = await self._runner(request_id, ref, row.payload)
-            outcome = Outcome.SUCCESS if ok else Outcome.FUNCTION_ERROR
+            outcome = RunOutcome.SUCCESS if ok else RunOutcome.FUNCTION_ERROR
         except ThrottledError:
-            outcome = Outcome.THROTTLED
+            outcome = RunOutcome.THROTTLED
         except NotFoundError as exc:
-            outcome, detail = Outcome.NOT_FOUND, exc.message
+            outcome, detail = RunOutcome.NOT_FOUND, exc.message
         except Exception as exc:  # the platform's fault, never the event's: try again
-            outcome, detail = Outcome.PLATFORM_ERROR, str(exc)
+            outcome, detail = RunOutcome.PLATFORM_ERROR, str(exc)
             log.warning(
                 "event %s for %s hit a platform error, will retry: %s",
                 request_id,
@@ -224,29 +226,29 @@ class EventQueue:
             self._running.discard(request_id)
             self._wake.set()
 
-    def _settle(self, row: Any, outcome: Outcome, detail: str) -> None:
+    def _settle(self, row: Any, outcome: RunOutcome, detail: str) -> None:
         request_id: str = row.request_id
         attempt: int = row.attempt
         now = time.time()
         too_old = now - row.enqueued_at > self._max_age_s
         drop: str | None = None
-        if outcome is Outcome.NOT_FOUND:
+        if outcome is RunOutcome.NOT_FOUND:
             drop = "not_found"
-        elif outcome is not Outcome.SUCCESS and too_old:
+        elif outcome is not RunOutcome.SUCCESS and too_old:
             drop, detail = "max_age", f"older than {self._max_age_s:g} s ({outcome.value})"
-        elif outcome is Outcome.FUNCTION_ERROR and attempt >= len(self._delays):
+        elif outcome is RunOutcome.FUNCTION_ERROR and attempt >= len(self._delays):
             drop, detail = "retries_exhausted", f"failed {attempt + 1} times"
         where = async_events.c.request_id == request_id
-        if outcome is Outcome.SUCCESS or drop is not None:
+        if outcome is RunOutcome.SUCCESS or drop is not None:
             self._setbacks.pop(request_id, None)
             with self._store.begin() as conn:
                 conn.execute(async_events.delete().where(where))
             if drop is not None:
                 self._dropped(row, drop, detail)
-            if outcome is Outcome.NOT_FOUND:  # its parked siblings are gone too: next one
+            if outcome is RunOutcome.NOT_FOUND:  # its parked siblings are gone too: next one
                 self.slot_freed((row.account_id, row.region, row.function_name), False)
             return
-        if outcome is Outcome.FUNCTION_ERROR:
+        if outcome is RunOutcome.FUNCTION_ERROR:
             self._setbacks.pop(request_id, None)
             attempt, delay = attempt + 1, self._delays[attempt]
         else:  # throttled or a platform error: a setback, not one of the retries
@@ -260,7 +262,7 @@ class EventQueue:
                 .where(where)
                 .values(attempt=attempt, next_attempt_at=now + delay)
             )
-        if outcome is Outcome.THROTTLED:
+        if outcome is RunOutcome.THROTTLED:
             key = (row.account_id, row.region, row.function_name)
             self._parked.setdefault(key, {})[request_id] = None
 
