@@ -100,6 +100,7 @@ def seccomp_filters(tid: int, count: int) -> list[bytes] | None:
                 return None
             _raise(err, "ptrace interrupt")
         deadline = time.monotonic() + PRIVILEGE_CHECK_STOP_S
+        pause = 0.00002  # it stops within microseconds: do not sleep a millisecond first
         while True:
             try:
                 waited, status = os.waitpid(tid, os.WNOHANG | _WALL)
@@ -111,7 +112,8 @@ def seccomp_filters(tid: int, count: int) -> list[bytes] | None:
                 break
             if time.monotonic() > deadline:
                 raise OSError(errno.ETIMEDOUT, "the task did not stop for the filter read")
-            time.sleep(0.001)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
         programs = []
         for index in range(count):
             size = _libc.ptrace(_PTRACE_SECCOMP_GET_FILTER, tid, index, None)
