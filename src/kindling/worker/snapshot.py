@@ -43,7 +43,7 @@ from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.namespace import NamespaceSandbox, wait_readable
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
-from kindling.worker.sandbox.privileges import unprivileged_problems
+from kindling.worker.sandbox.privileges import unprivileged_problems, user_namespace
 
 if TYPE_CHECKING:
     from kindling.worker.sandbox.namespace import NamespaceBackend
@@ -89,6 +89,7 @@ class TemplateSandbox(NamespaceSandbox):
         self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = asyncio.Lock()
         self.copy_program = backend.seccomp_file.read_bytes()
+        self._user_ns: int | None = None
 
     def _control(self) -> int | None:
         return self._theirs.fileno()
@@ -167,9 +168,14 @@ class TemplateSandbox(NamespaceSandbox):
             os.close(pidfd)
 
     def _template_problems(self) -> list[str]:
+        """Its threads: unprivileged, and all in the template's own user namespace (a
+        copy's process left in this cgroup, e.g. one a copy reported another pid for,
+        is in the copy's)."""
         if self._cgroup is None:
             return []
-        return unprivileged_problems(self._cgroup.pids, min_filters=1)
+        if self._user_ns is None:
+            self._user_ns = user_namespace(self._pid)
+        return unprivileged_problems(self._cgroup.pids, 1, user_ns=self._user_ns)
 
     async def _check(self, copy: Cgroup | None) -> None:
         def problems() -> list[str]:

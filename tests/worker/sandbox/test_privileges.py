@@ -13,7 +13,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from kindling.worker.sandbox import linux
-from kindling.worker.sandbox.privileges import status_problems, unprivileged_problems
+from kindling.worker.sandbox.privileges import (
+    status_problems,
+    unprivileged_problems,
+    user_namespace,
+)
 
 ALLOW_ALL = struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000)  # BPF: return SECCOMP_RET_ALLOW
 #: Another program that allows everything (so the two differ only in their bytes).
@@ -106,6 +110,23 @@ def test_tasks_that_appear_while_checking_are_checked(child: Callable) -> None:
 
     found = unprivileged_problems(listing, 1, ALLOW_ALL)
     assert found and all(problem.startswith(f"{dirty}:") for problem in found), found
+
+
+def test_a_thread_in_another_user_namespace_fails(child: Callable) -> None:
+    def own_namespace() -> None:
+        linux.unshare(linux.CLONE_NEWUSER)  # capable in it; uids unmapped: no uid change
+        linux.drop_bounding_capabilities()
+        linux.drop_capabilities()
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        linux.load_seccomp(ALLOW_ALL)
+
+    pid = child(own_namespace)
+    ours = user_namespace(os.getpid())
+    assert ours is not None and user_namespace(pid) != ours
+    assert unprivileged_problems(lambda: [pid], 1) == []
+    assert unprivileged_problems(lambda: [pid], 1, user_ns=ours) == [
+        f"{pid}: in another user namespace"
+    ]
 
 
 def test_status_fields() -> None:
