@@ -22,6 +22,7 @@ SYS = {
     "socketpair": 53,
     "setsockopt": 54,
     "ioctl": 16,
+    "fcntl": 72,
     "ptrace": 101,
     "mount": 165,
     "inotify_init": 253,
@@ -69,6 +70,10 @@ def _probe(program: bytes) -> dict[str, str]:
                 "inet raw": call("socket", AF_INET, RAW | NONBLOCK, 1),
                 "inet6 raw": call("socket", AF_INET6, RAW, 58),
                 "netlink uevent": call("socket", AF_NETLINK, DGRAM, 15),
+                "dnotify": call("fcntl", os.open("/", os.O_RDONLY | os.O_DIRECTORY), 1026, 1),
+                "dnotify with high bits": call(
+                    "fcntl", os.open("/", os.O_RDONLY), ctypes.c_long((1 << 32) | 1026), 1
+                ),
                 "inotify_init": call("inotify_init"),
                 "inotify_init1": call("inotify_init1", 0),
                 "fanotify_init": call("fanotify_init", 0, 0),
@@ -135,6 +140,8 @@ def test_what_each_program_refuses(template: bool, tmp_path: Path) -> None:
         "inet raw": "EPERM",
         "inet6 raw": "EPERM",
         "netlink uevent": "EPROTONOSUPPORT",
+        "dnotify": "EINVAL",
+        "dnotify with high bits": "EINVAL",
         "inotify_init": "ENOSYS",
         "inotify_init1": "ENOSYS",
         "fanotify_init": "ENOSYS",

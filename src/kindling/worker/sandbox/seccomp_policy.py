@@ -130,6 +130,9 @@ NOTIFY_CALLS = (
     "fanotify_init",
     "fanotify_mark",
 )
+#: dnotify, the older interface: fcntl(F_NOTIFY) on a directory signals accesses in it.
+#: EINVAL, what a kernel built without it answers.
+F_NOTIFY = 1026
 
 
 #: What a snapshot template may do beyond a sandbox (forkserver.py): make its copies'
@@ -164,6 +167,9 @@ def build(target: Path, template: bool = False) -> None:
     _socket_rules(seccomp, flt)
     for name in NOTIFY_CALLS:
         flt.add_rule(seccomp.ERRNO(errno.ENOSYS), name)
+    flt.add_rule(
+        seccomp.ERRNO(errno.EINVAL), "fcntl", seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK, F_NOTIFY)
+    )
     with open(target, "wb") as fh:
         flt.export_bpf(fh)
 
