@@ -133,6 +133,10 @@ NOTIFY_CALLS = (
 #: dnotify, the older interface: fcntl(F_NOTIFY) on a directory signals accesses in it.
 #: EINVAL, what a kernel built without it answers.
 F_NOTIFY = 1026
+#: preadv2's RWF_NOWAIT reads only what is in the page cache: on a shared file, a probe
+#: of whether the host or another tenant read it lately. EOPNOTSUPP, as for a flag the
+#: file does not support (callers then read without it).
+RWF_NOWAIT = 0x8
 
 
 #: What a snapshot template may do beyond a sandbox (forkserver.py): make its copies'
@@ -169,6 +173,11 @@ def build(target: Path, template: bool = False) -> None:
         flt.add_rule(seccomp.ERRNO(errno.ENOSYS), name)
     flt.add_rule(
         seccomp.ERRNO(errno.EINVAL), "fcntl", seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK, F_NOTIFY)
+    )
+    flt.add_rule(
+        seccomp.ERRNO(errno.EOPNOTSUPP),
+        "preadv2",
+        seccomp.Arg(5, seccomp.MASKED_EQ, RWF_NOWAIT, RWF_NOWAIT),
     )
     with open(target, "wb") as fh:
         flt.export_bpf(fh)
