@@ -87,6 +87,52 @@ def own_serve():
 real_load = LINUX.load_seccomp
 SERVER.serve = own_serve
 """,
+    "decoy-pid": """
+def own_serve():
+    # reports a child's pid as its own (SCM_CREDENTIALS: it may, with CAP_SYS_ADMIN in
+    # its namespaces), so the host moves and checks the child, a clean decoy, while the
+    # copy itself stays in the template's cgroup with the template's filter only
+    control = SERVER._control
+    control.send(b"ready")
+    while True:
+        data, fds, _flags, _addr = socket.recv_fds(control, 4096, 2)
+        if not data:
+            os._exit(0)
+        if os.fork() != 0:
+            for fd in fds:
+                os.close(fd)
+            continue
+        control.close()
+        order = marshal.loads(data)
+        status = socket.socket(fileno=fds[1])
+        os.dup2(fds[0], 1)
+        os.dup2(fds[0], 2)
+        LINUX.unshare(G["RESTORE_FLAGS"])
+        for name, text in (("uid_map", "993 993 1"), ("setgroups", "deny"),
+                           ("gid_map", "990 990 1")):
+            with open(f"/proc/self/{name}", "w") as fh:
+                fh.write(text + "\\n")
+        if os.fork() != 0:
+            os._exit(0)
+        decoy = os.fork()
+        if decoy == 0:
+            LINUX.drop_bounding_capabilities()
+            LINUX.drop_capabilities()
+            LINUX.load_seccomp(SERVER._program)
+            while True:
+                time.sleep(3600)
+        time.sleep(0.2)  # let the decoy harden first
+        creds = struct.pack("iII", decoy, 993, 990)
+        status.sendmsg([b"pid"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
+        LINUX.drop_bounding_capabilities()  # clean-looking in the template's cgroup;
+        LINUX.drop_capabilities()  # no own /proc and /tmp then, but unshare gets them back
+        status.recv(16)
+        status.close()
+        os.environ.update(order["env"])
+        return
+
+SERVER.serve = own_serve
+""",
     "grandchild-before-report": """
 real_fork, real_unshare = os.fork, LINUX.unshare
 STATE = {"copy": False, "spawned": False}

@@ -43,7 +43,7 @@ from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.namespace import NamespaceSandbox, wait_readable
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
-from kindling.worker.sandbox.privileges import unprivileged_problems
+from kindling.worker.sandbox.privileges import unprivileged_problems, user_namespace
 
 if TYPE_CHECKING:
     from kindling.worker.sandbox.namespace import NamespaceBackend
@@ -89,6 +89,7 @@ class TemplateSandbox(NamespaceSandbox):
         self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = asyncio.Lock()
         self.copy_program = backend.seccomp_file.read_bytes()
+        self._user_ns: int | None = None
 
     def _control(self) -> int | None:
         return self._theirs.fileno()
@@ -118,14 +119,14 @@ class TemplateSandbox(NamespaceSandbox):
         return not self._exited.done()
 
     async def fork(
-        self, order: bytes, fds: list[int], attach: Callable[[], Awaitable[None]]
+        self, order: bytes, fds: list[int], attach: Callable[[], Awaitable[int]]
     ) -> None:
         """Asks for a copy (``fds``: its log pipe and status socket, closed here once
-        sent) and runs, thawed, until ``attach`` has moved the copy into its own cgroup
-        and the copy's first fork has ended; then the template is frozen again, so that
-        a thread its init started runs only while it forks (it shares the copies' uid
-        and sees their PID namespaces), and must hold no privilege. Raises
-        TamperedSnapshot otherwise."""
+        sent) and runs, thawed, until ``attach`` has moved the copy into its own
+        cgroup (it returns the copy's pid) and the copy's first process has ended;
+        then the template is frozen again, so that a thread its init started runs only
+        while it forks (it shares the copies' uid and sees their PID namespaces), and
+        must hold no privilege. Raises TamperedSnapshot otherwise."""
         async with self._lock:
             try:
                 await self.thaw()
@@ -134,8 +135,7 @@ class TemplateSandbox(NamespaceSandbox):
                 for fd in fds:
                     os.close(fd)
             try:
-                await attach()
-                await self._settle()
+                await self._settle(await attach())
             finally:
                 if self.alive():
                     await self.freeze()
@@ -148,20 +148,34 @@ class TemplateSandbox(NamespaceSandbox):
         async with self._lock:
             await self._check(copy)
 
-    async def _settle(self) -> None:
-        """Until the template's cgroup holds no privileged thread: a copy's first
-        process (capable in the copy's namespaces) exits right after its fork."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SNAPSHOT_SETTLE_S
-        while loop.time() < deadline and self._cgroup is not None:
-            if not await loop.run_in_executor(None, self._template_problems):
-                return
-            await asyncio.sleep(0.002)
+    async def _settle(self, copy_pid: int) -> None:
+        """Until the copy's first process has ended: it made the copy's namespaces, so
+        it is capable in them, and it exits right after forking the copy (which then
+        belongs to the template, its PID namespace's init). One that stays longer than
+        SNAPSHOT_SETTLE_S is left for the check to judge."""
+        parent = _parent_pid(copy_pid)
+        if parent in (0, self._pid):
+            return
+        try:
+            pidfd = os.pidfd_open(parent)
+        except OSError:
+            return  # gone already
+        try:
+            await asyncio.wait_for(wait_readable(pidfd), SNAPSHOT_SETTLE_S)
+        except TimeoutError:
+            pass
+        finally:
+            os.close(pidfd)
 
     def _template_problems(self) -> list[str]:
+        """Its threads: unprivileged, and all in the template's own user namespace (a
+        copy's process left in this cgroup, e.g. one a copy reported another pid for,
+        is in the copy's)."""
         if self._cgroup is None:
             return []
-        return unprivileged_problems(self._cgroup.pids, min_filters=1)
+        if self._user_ns is None:
+            self._user_ns = user_namespace(self._pid)
+        return unprivileged_problems(self._cgroup.pids, 1, user_ns=self._user_ns)
 
     async def _check(self, copy: Cgroup | None) -> None:
         def problems() -> list[str]:
@@ -215,9 +229,10 @@ class RestoredSandbox(NamespaceSandbox):
         self._template = template
         cgroup = self._cgroup
 
-        async def attach() -> None:
+        async def attach() -> int:
             self._pid = await asyncio.wait_for(_copy_pid(ours), COPY_TIMEOUT_S)
             cgroup.attach(self._pid)
+            return self._pid
 
         try:
             try:
@@ -256,6 +271,16 @@ class RestoredSandbox(NamespaceSandbox):
             self._cgroup.kill()
         await self._snapshots.discard(template)
         raise TamperedSnapshot(TAMPERED_MESSAGE)
+
+
+def _parent_pid(pid: int) -> int:
+    """The host pid of a process's parent (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return 0
+    return int(raw[raw.rindex(b")") + 2 :].split()[1])
 
 
 async def _copy_pid(sock: socket.socket) -> int:

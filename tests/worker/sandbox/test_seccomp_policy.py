@@ -22,7 +22,9 @@ SYS = {
     "socketpair": 53,
     "setsockopt": 54,
     "ioctl": 16,
+    "fcntl": 72,
     "ptrace": 101,
+    "preadv2": 327,
     "mount": 165,
     "inotify_init": 253,
     "unshare": 272,
@@ -56,6 +58,8 @@ def _probe(program: bytes) -> dict[str, str]:
             linux.load_seccomp(program)
             udp = socket_fd = libc.syscall(SYS["socket"], AF_INET, DGRAM, 0)
             one = ctypes.c_int(1)
+            page = ctypes.create_string_buffer(16)
+            iov = (ctypes.c_void_p * 2)(ctypes.addressof(page), 16)
             ifreq = ctypes.create_string_buffer(b"kindlingnone0".ljust(40, b"\0"))
             outcome = {
                 "vsock": call("socket", AF_VSOCK, STREAM, 0),
@@ -69,6 +73,14 @@ def _probe(program: bytes) -> dict[str, str]:
                 "inet raw": call("socket", AF_INET, RAW | NONBLOCK, 1),
                 "inet6 raw": call("socket", AF_INET6, RAW, 58),
                 "netlink uevent": call("socket", AF_NETLINK, DGRAM, 15),
+                "dnotify": call("fcntl", os.open("/", os.O_RDONLY | os.O_DIRECTORY), 1026, 1),
+                "dnotify with high bits": call(
+                    "fcntl", os.open("/", os.O_RDONLY), ctypes.c_long((1 << 32) | 1026), 1
+                ),
+                "preadv2 nowait": call(
+                    "preadv2", os.open("/etc/hostname", os.O_RDONLY), iov, 1, 0, 0, 0x8 | 0x10
+                ),
+                "preadv2": call("preadv2", os.open("/etc/hostname", os.O_RDONLY), iov, 1, 0, 0, 0),
                 "inotify_init": call("inotify_init"),
                 "inotify_init1": call("inotify_init1", 0),
                 "fanotify_init": call("fanotify_init", 0, 0),
@@ -135,6 +147,9 @@ def test_what_each_program_refuses(template: bool, tmp_path: Path) -> None:
         "inet raw": "EPERM",
         "inet6 raw": "EPERM",
         "netlink uevent": "EPROTONOSUPPORT",
+        "dnotify": "EINVAL",
+        "dnotify with high bits": "EINVAL",
+        "preadv2 nowait": "ENOTSUP",  # EOPNOTSUPP, the same number
         "inotify_init": "ENOSYS",
         "inotify_init1": "ENOSYS",
         "fanotify_init": "ENOSYS",
@@ -149,6 +164,7 @@ def test_what_each_program_refuses(template: bool, tmp_path: Path) -> None:
     }
     allowed = {
         "get mtu": "ENODEV",
+        "preadv2": "ok",
         "unix": "ok",
         "inet": "ok",
         "inet6": "ok",

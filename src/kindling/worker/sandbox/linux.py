@@ -29,6 +29,7 @@ MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -114,9 +115,12 @@ def sethostname(name: str) -> None:
 
 
 def drop_bounding_capabilities() -> None:
+    """Empties the bounding set (dropping needs CAP_SETPCAP; one already out is not
+    dropped again, so an empty set needs nothing)."""
     for cap in range(CAP_LAST_CAP + 1):
         try:
-            prctl(PR_CAPBSET_DROP, cap)
+            if prctl(PR_CAPBSET_READ, cap):
+                prctl(PR_CAPBSET_DROP, cap)
         except OSError as exc:  # EINVAL: a capability this kernel does not know
             if exc.errno != 22:
                 raise
@@ -207,9 +211,10 @@ class _CapData(ctypes.Structure):
 
 
 def drop_capabilities() -> None:
-    """Empties the ambient, effective, permitted and inheritable sets: what a process
-    that made (or was made root of) a user namespace holds there, and must not keep.
-    The bounding set is ``drop_bounding_capabilities``'s (it needs CAP_SETPCAP: first)."""
+    """Empties every capability set: what a process that made (or was made root of) a
+    user namespace holds there, and must not keep. The bounding set goes first, while
+    CAP_SETPCAP still allows it: a new user namespace gives its maker a full one."""
+    drop_bounding_capabilities()
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()

@@ -100,6 +100,7 @@ def seccomp_filters(tid: int, count: int) -> list[bytes] | None:
                 return None
             _raise(err, "ptrace interrupt")
         deadline = time.monotonic() + PRIVILEGE_CHECK_STOP_S
+        pause = 0.00002  # it stops within microseconds: do not sleep a millisecond first
         while True:
             try:
                 waited, status = os.waitpid(tid, os.WNOHANG | _WALL)
@@ -111,7 +112,8 @@ def seccomp_filters(tid: int, count: int) -> list[bytes] | None:
                 break
             if time.monotonic() > deadline:
                 raise OSError(errno.ETIMEDOUT, "the task did not stop for the filter read")
-            time.sleep(0.001)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
         programs = []
         for index in range(count):
             size = _libc.ptrace(_PTRACE_SECCOMP_GET_FILTER, tid, index, None)
@@ -132,11 +134,25 @@ def _raise(err: int, what: str) -> NoReturn:
     raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def task_problems(tid: int, min_filters: int, program: bytes | None) -> list[str]:
+def user_namespace(pid: int) -> int | None:
+    """The inode of a process's user namespace (None once it is gone)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/user").st_ino
+    except OSError:
+        return None
+
+
+def task_problems(
+    tid: int, min_filters: int, program: bytes | None, user_ns: int | None = None
+) -> list[str]:
     fields = _status(tid)
     if fields is None or fields.get("State", "").startswith(("Z", "X")):
         return []  # gone, or a zombie: it can no longer act
     found = status_problems(fields, min_filters)
+    if user_ns is not None:
+        inode = user_namespace(tid)
+        if inode is not None and inode != user_ns:
+            found.append("in another user namespace")
     if found or program is None:
         return found
     try:
@@ -149,11 +165,15 @@ def task_problems(tid: int, min_filters: int, program: bytes | None) -> list[str
 
 
 def unprivileged_problems(
-    list_pids: Callable[[], Iterable[int]], min_filters: int, program: bytes | None = None
+    list_pids: Callable[[], Iterable[int]],
+    min_filters: int,
+    program: bytes | None = None,
+    user_ns: int | None = None,
 ) -> list[str]:
     """Every thread of the processes ``list_pids`` names (read again until no new one
     appears), as ``"<tid>: <problem>"``; empty when all are unprivileged. ``program``:
-    a seccomp program each thread's filter stack must hold."""
+    a seccomp program each thread's filter stack must hold; ``user_ns``: the user
+    namespace (``user_namespace``) each thread must be in."""
     seen: set[int] = set()
     found: list[str] = []
     for _round in range(PRIVILEGE_CHECK_ROUNDS):
@@ -162,5 +182,6 @@ def unprivileged_problems(
             return found
         for tid in sorted(new):
             seen.add(tid)
-            found += [f"{tid}: {problem}" for problem in task_problems(tid, min_filters, program)]
+            problems = task_problems(tid, min_filters, program, user_ns)
+            found += [f"{tid}: {problem}" for problem in problems]
     return [*found, f"tasks kept appearing after {PRIVILEGE_CHECK_ROUNDS} rounds"]

@@ -130,6 +130,13 @@ NOTIFY_CALLS = (
     "fanotify_init",
     "fanotify_mark",
 )
+#: dnotify, the older interface: fcntl(F_NOTIFY) on a directory signals accesses in it.
+#: EINVAL, what a kernel built without it answers.
+F_NOTIFY = 1026
+#: preadv2's RWF_NOWAIT reads only what is in the page cache: on a shared file, a probe
+#: of whether the host or another tenant read it lately. EOPNOTSUPP, as for a flag the
+#: file does not support (callers then read without it).
+RWF_NOWAIT = 0x8
 
 
 #: What a snapshot template may do beyond a sandbox (forkserver.py): make its copies'
@@ -164,6 +171,14 @@ def build(target: Path, template: bool = False) -> None:
     _socket_rules(seccomp, flt)
     for name in NOTIFY_CALLS:
         flt.add_rule(seccomp.ERRNO(errno.ENOSYS), name)
+    flt.add_rule(
+        seccomp.ERRNO(errno.EINVAL), "fcntl", seccomp.Arg(1, seccomp.MASKED_EQ, INT_MASK, F_NOTIFY)
+    )
+    flt.add_rule(
+        seccomp.ERRNO(errno.EOPNOTSUPP),
+        "preadv2",
+        seccomp.Arg(5, seccomp.MASKED_EQ, RWF_NOWAIT, RWF_NOWAIT),
+    )
     with open(target, "wb") as fh:
         flt.export_bpf(fh)
 
