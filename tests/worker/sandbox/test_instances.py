@@ -1,5 +1,5 @@
 """Crash records, the sweep of a dead instance (cgroup v1 and v2, frozen processes
-included), the supervisor that sweeps when its server dies, and the zombie reaper.
+included), and the supervisor that sweeps when its server dies.
 
 These run on real cgroups below the test's own groups, in directories of their own
 (``kindling-test``), with ``sleep`` processes standing in for sandboxes.
@@ -22,7 +22,6 @@ from kindling.worker.sandbox import cgroups, supervisor
 from kindling.worker.sandbox.cgroups import ROOT, V1_CONTROLLERS, _own_path, sweep_tree
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.instances import InstanceRecord, Registry, start_time
-from kindling.worker.sandbox.reaper import ZombieReaper
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
@@ -209,37 +208,6 @@ def test_a_cleanly_stopped_instance_is_not_swept(
     assert successor.poll() is None
     successor.kill()
     successor.wait()
-
-
-def test_the_reaper_collects_only_unclaimed_zombies() -> None:
-    reaper = ZombieReaper()
-    orphan = os.fork()
-    if orphan == 0:
-        os._exit(0)
-    claimed = os.fork()
-    if claimed == 0:
-        os._exit(3)
-    reaper.claim(claimed)
-    until(lambda: _state(orphan) == "Z" and _state(claimed) == "Z", "children did not exit")
-    assert reaper.look() == 0  # first seen: someone may be about to wait for it
-    assert reaper.look() == 1
-    assert not Path(f"/proc/{orphan}").exists()
-    assert _state(claimed) == "Z"
-    assert os.waitpid(claimed, 0) == (claimed, 3 << 8)  # its owner still gets its status
-    reaper.release(claimed)
-
-
-def test_the_reaper_thread_runs_and_stops() -> None:
-    reaper = ZombieReaper(interval_s=0.05)
-    reaper.start()
-    try:
-        child = os.fork()
-        if child == 0:
-            os._exit(0)
-        until(lambda: not Path(f"/proc/{child}").exists(), "the reaper did not collect it")
-    finally:
-        reaper.stop()
-    assert reaper.reaped == 1
 
 
 def test_sweep_without_cgroup_kill_thaws_and_kills(

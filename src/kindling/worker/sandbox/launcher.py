@@ -64,6 +64,10 @@ class Launcher:
                 stdin=subprocess.DEVNULL,
                 cwd="/",
                 env={"PATH": "/usr/bin:/bin"},
+                # a group of its own: the worker's reaper tells a launcher's orphans from
+                # the worker's own children by it (reaper.py), and a terminal's Ctrl-C
+                # reaches the server, which closes its launchers, not them directly
+                process_group=0,
             )
         except BaseException:
             ours.close()
