@@ -39,7 +39,15 @@ def start(registry: Path, instance: str, owner: int, owner_start: int) -> subpro
         "--owner-start",
         str(owner_start),
     ]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True)
+    # stderr is the server's (its sweep is logged there); stdout is not kept, so a
+    # reader of the server's stdout sees its end when the server ends
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        cwd="/",
+        start_new_session=True,
+    )
 
 
 def _wait_for_exit(pid: int, started: int) -> None:
