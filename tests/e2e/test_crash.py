@@ -248,11 +248,13 @@ def test_next_server_sweeps_dead_instances_and_spares_live_ones(
     watched = processes_of(dead, dead_instance)
     doomed = supervisors_of(dead)
     assert doomed, "the server started no crash supervisor"
-    for pid in doomed:  # its supervisor dies with it: only the next server can sweep
-        os.kill(pid, signal.SIGKILL)
+    for pid in doomed:  # stopped, not killed: the server would start another
+        os.kill(pid, signal.SIGSTOP)
     assert dead.proc is not None
     dead.proc.kill()
     dead.proc.wait(10)
+    for pid in doomed:  # its supervisor dies with it: only the next server can sweep
+        os.kill(pid, signal.SIGKILL)
     time.sleep(1.0)  # not a threshold: only so that a sweep by anyone else would show
     assert what_is_left(dead_instance, watched), "the dead instance left nothing to sweep"
 
@@ -267,6 +269,26 @@ def test_next_server_sweeps_dead_instances_and_spares_live_ones(
     assert instance_table(live_instance)
     sweeper.stop_cleanly()
     live.stop_cleanly()
+
+
+def test_a_dead_supervisor_is_replaced(tmp_path: Path, servers: list[Server]) -> None:
+    server = new_server(servers, tmp_path, "guarded")
+    instance = instance_of(server.data_dir)
+    lam = client(server)
+    invoke(lam, create(lam, "frozen"))
+    first = supervisors_of(server)
+    assert first, "the server started no crash supervisor"
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: set(supervisors_of(server)) - set(first), timeout=30)
+    watched = processes_of(server, instance)
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait(10)
+    deadline = time.monotonic() + SWEPT_WITHIN_S
+    while (left := what_is_left(instance, watched)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], f"the new supervisor did not sweep:\n{server.log_tail()}"
 
 
 def zombies_under(parent: int) -> list[int]:

@@ -78,7 +78,6 @@ class HostResources:
         instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
         registry, record, supervisor = _guard_crashes(instance, runtime_dir, registry or Registry())
         reaper = ZombieReaper()
-        reaper.start()
         try:
             egress: Egress | None = None
             try:
@@ -93,7 +92,7 @@ class HostResources:
             if tuning.favor_dynmods:
                 favor_dynamic_modifications()
             cgroups = CgroupManager(instance)
-            return cls(
+            host = cls(
                 runtime_dir,
                 cgroups,
                 egress,
@@ -107,6 +106,8 @@ class HostResources:
                 record=record,
                 supervisor=supervisor,
             )
+            reaper.start(also=host.check_supervisor)
+            return host
         except BaseException:
             reaper.stop()
             _unguard(registry, record, supervisor)
@@ -124,9 +125,23 @@ class HostResources:
         await self.slots.close()
         self.close()
 
+    def check_supervisor(self) -> None:
+        """Starts the crash supervisor again if it died (the reaper's thread calls this at
+        each look): a server must not run unguarded until its next start."""
+        supervisor, record, registry = self.supervisor, self.record, self.registry
+        if supervisor is None or record is None or registry is None:
+            return
+        if supervisor.poll() is None:
+            return
+        log.warning("the crash supervisor ended (%s): starting it again", supervisor.returncode)
+        self.supervisor = crash_supervisor.start(
+            registry.directory, record.instance, record.owner_pid, record.owner_start
+        )
+
     def close(self) -> None:
         """Frees everything; the crash record goes last (a crash before then is still
-        swept by the supervisor), then the supervisor and the reaper stop."""
+        swept by the supervisor), then the supervisor stops."""
+        self.reaper.stop()  # first: it would start a supervisor that is being stopped
         self.slots.close_now()
         self.launchers.close()
         if self.egress is not None:
@@ -134,7 +149,6 @@ class HostResources:
         self.cgroups.close()
         _unguard(self.registry, self.record, self.supervisor)
         self.registry = self.record = self.supervisor = None
-        self.reaper.stop()
 
 
 def _guard_crashes(

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 from kindling.limits import REAP_INTERVAL_S
 
@@ -78,6 +79,7 @@ class ZombieReaper:
         self._suspects: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._also: Callable[[], None] | None = None
         self.reaped = 0
 
     def claim(self, pid: int) -> None:
@@ -89,8 +91,11 @@ class ZombieReaper:
         with self._lock:
             self._claimed.discard(pid)
 
-    def start(self) -> None:
+    def start(self, also: Callable[[], None] | None = None) -> None:
+        """Looks every interval from now on; ``also`` runs after each look (the host's
+        check that its crash supervisor still lives)."""
         if self._thread is None:
+            self._also = also
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="kindling-reaper", daemon=True)
             self._thread.start()
@@ -105,6 +110,8 @@ class ZombieReaper:
         while not self._stop.wait(self._interval):
             try:
                 self.look()
+                if self._also is not None:
+                    self._also()
             except Exception:  # never let the reaper die of one bad look
                 log.exception("zombie reaper")
 
