@@ -8,6 +8,7 @@ These run on real cgroups below the test's own groups, in directories of their o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import time
@@ -21,7 +22,12 @@ from kindling.errors import SandboxError
 from kindling.worker.sandbox import cgroups, supervisor
 from kindling.worker.sandbox.cgroups import ROOT, V1_CONTROLLERS, _own_path, sweep_tree
 from kindling.worker.sandbox.host import HostResources
-from kindling.worker.sandbox.instances import InstanceRecord, Registry, start_time
+from kindling.worker.sandbox.instances import (
+    InstanceRecord,
+    Registry,
+    pid_namespace,
+    start_time,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
@@ -239,3 +245,22 @@ def test_without_a_registry_the_host_still_runs(tmp_path: Path) -> None:
         assert host.record is None and host.supervisor is None
     finally:
         host.close()
+
+
+def test_a_record_from_another_pid_namespace_is_never_swept(
+    version: int, instance: str, tmp_path: Path
+) -> None:
+    registry = Registry(tmp_path / "registry")
+    bases = bases_for(version, instance)
+    sandbox = spawn_in(version, bases, "sandbox", frozen=False)
+    try:
+        foreign = dataclasses.replace(
+            record_for(version, instance, dead_pid()), pid_ns=pid_namespace() + 1
+        )
+        registry.claim(foreign)
+        assert registry.sweep_dead() == []
+        assert sandbox.poll() is None
+        assert registry.path(instance).exists()
+    finally:
+        sandbox.kill()
+        sandbox.wait()

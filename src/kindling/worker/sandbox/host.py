@@ -32,6 +32,7 @@ from kindling.worker.sandbox.egress import Egress, link_prefix, table_name
 from kindling.worker.sandbox.instances import (
     InstanceRecord,
     Registry,
+    pid_namespace,
     start_time,
     stop_process,
 )
@@ -205,4 +206,5 @@ def _record(instance: str, runtime_dir: Path) -> InstanceRecord:
         cgroups={key: str(path) for key, path in bases.items()},
         nft_table=table_name(instance),
         link_prefix=link_prefix(instance),
+        pid_ns=pid_namespace(),
     )
