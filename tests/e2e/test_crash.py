@@ -331,3 +331,30 @@ def test_killed_zygotes_leave_no_zombie(tmp_path: Path, servers: list[Server]) -
     except AssertionError:
         pytest.fail(f"zombies under the server: {zombies_under(server.proc.pid)}")
     server.stop_cleanly()
+
+
+def test_a_server_restarted_at_once_on_the_same_data_dir_is_not_swept(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """kill -9, then a new server on the same data dir at once: the old supervisor's
+    sweep and the new server's start must not meet in the new server's resources."""
+    server = new_server(servers, tmp_path, "again")
+    instance = instance_of(server.data_dir)
+    lam = client(server)
+    name = create(lam, "warm")
+    invoke(lam, name)
+    watched = processes_of(server, instance)
+    old_supervisors = supervisors_of(server)
+    assert old_supervisors
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait(10)
+    server.start(timeout=60)
+    lam = client(server)
+    first = invoke(lam, name)
+    wait_for(lambda: all(start_time(p) is None for p in old_supervisors), timeout=SWEPT_WITHIN_S)
+    old = {p: s for p, s in watched.items() if p not in old_supervisors}
+    assert [p for p, s in old.items() if start_time(p) == s] == []
+    assert invoke(lam, name) == first  # the same warm sandbox: nothing swept it
+    assert instance_table(instance) and instance_links(instance)
+    server.stop_cleanly()
