@@ -264,3 +264,30 @@ def test_a_record_from_another_pid_namespace_is_never_swept(
     finally:
         sandbox.kill()
         sandbox.wait()
+
+
+def test_a_failed_start_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kindling.worker.sandbox.cgroups import CgroupManager
+    from tests.hostcheck import instance_cgroups, instance_of, instance_table
+
+    def broken(self: CgroupManager) -> list[str]:
+        raise OSError("no launcher group today")
+
+    monkeypatch.setattr(CgroupManager, "launcher_group", broken)
+    registry = Registry(tmp_path / "registry")
+    before = set(supervisor_pids())
+    with pytest.raises(OSError, match="no launcher group"):
+        HostResources.prepare(tmp_path / "data" / "runtimes", registry=registry)
+    instance = instance_of(tmp_path / "data")
+    assert instance_cgroups(instance) == []
+    assert not instance_table(instance)
+    assert list(registry.directory.glob("*.json")) == []
+    assert set(supervisor_pids()) <= before
+
+
+def supervisor_pids() -> list[int]:
+    from tests.hostcheck import processes_with
+
+    return processes_with("kindling.worker.sandbox.supervisor")

@@ -35,6 +35,7 @@ from kindling.worker.sandbox.instances import (
     pid_namespace,
     start_time,
     stop_process,
+    sweep,
 )
 from kindling.worker.sandbox.launcher import Launchers
 from kindling.worker.sandbox.reaper import ZombieReaper
@@ -111,6 +112,9 @@ class HostResources:
             return host
         except BaseException:
             reaper.stop()
+            if record is not None:  # what was made so far goes with the record
+                with contextlib.suppress(OSError):
+                    sweep(record)
             _unguard(registry, record, supervisor)
             raise
 
