@@ -358,3 +358,20 @@ def test_a_server_restarted_at_once_on_the_same_data_dir_is_not_swept(
     assert invoke(lam, name) == first  # the same warm sandbox: nothing swept it
     assert instance_table(instance) and instance_links(instance)
     server.stop_cleanly()
+
+
+def test_a_second_server_on_a_served_data_dir_is_refused(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """Before crash records, a second server on the same data dir swept the first's
+    sandboxes at its start; now it is refused and the first one keeps serving."""
+    first = new_server(servers, tmp_path, "shared")
+    lam = client(first)
+    name = create(lam, "warm")
+    before = invoke(lam, name)
+    second = Server(data_dir=first.data_dir, log_path=tmp_path / "second.log")
+    with pytest.raises(AssertionError, match="exited"):
+        second.start(timeout=60)
+    assert "another kindling" in second.log_tail()
+    assert invoke(lam, name) == before
+    first.stop_cleanly()
