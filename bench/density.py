@@ -184,7 +184,14 @@ def baseline(count: int, settle_s: float) -> dict[str, Any]:
 
 
 def _sandbox_groups(instance_dir: str) -> list[str]:
-    return sorted(p for p in glob.glob(instance_dir + "/*") if os.path.isdir(p))
+    """The instance's sandbox groups (its launchers' group is not a sandbox)."""
+    from kindling.worker.sandbox.cgroups import LAUNCHER_GROUP
+
+    return sorted(
+        p
+        for p in glob.glob(instance_dir + "/*")
+        if os.path.isdir(p) and os.path.basename(p) != LAUNCHER_GROUP
+    )
 
 
 async def _invoke_all(port: int, names: list[str]) -> list[Any]:

@@ -99,7 +99,14 @@ async def _call(raw: bytes) -> tuple[int, float, bool, str]:
 
 
 def _sandbox_groups(instance_dir: str) -> list[str]:
-    return [p for p in glob.glob(instance_dir + "/*") if os.path.isdir(p)]
+    """The instance's sandbox groups (its launchers' group is not a sandbox)."""
+    from kindling.worker.sandbox.cgroups import LAUNCHER_GROUP
+
+    return [
+        p
+        for p in glob.glob(instance_dir + "/*")
+        if os.path.isdir(p) and os.path.basename(p) != LAUNCHER_GROUP
+    ]
 
 
 def _instance_dir(data_dir: Path) -> str:

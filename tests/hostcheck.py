@@ -30,7 +30,8 @@ def leftovers() -> list[str]:
             except OSError:
                 continue
             runtime = b"/var/runtime/" in cmdline and b"bootstrap" in cmdline
-            if runtime or b"kindling/worker/sandbox/nsinit" in cmdline:
+            supervisor = b"kindling.worker.sandbox.supervisor" in cmdline
+            if runtime or supervisor or b"kindling/worker/sandbox/nsinit" in cmdline:
                 shown = cmdline.replace(NUL, b" ").decode(errors="replace")[:80]
                 found.append(f"process {entry}: {shown}")
     return found

@@ -248,11 +248,13 @@ def test_next_server_sweeps_dead_instances_and_spares_live_ones(
     watched = processes_of(dead, dead_instance)
     doomed = supervisors_of(dead)
     assert doomed, "the server started no crash supervisor"
-    for pid in doomed:  # its supervisor dies with it: only the next server can sweep
-        os.kill(pid, signal.SIGKILL)
+    for pid in doomed:  # stopped, not killed: the server would start another
+        os.kill(pid, signal.SIGSTOP)
     assert dead.proc is not None
     dead.proc.kill()
     dead.proc.wait(10)
+    for pid in doomed:  # its supervisor dies with it: only the next server can sweep
+        os.kill(pid, signal.SIGKILL)
     time.sleep(1.0)  # not a threshold: only so that a sweep by anyone else would show
     assert what_is_left(dead_instance, watched), "the dead instance left nothing to sweep"
 
@@ -267,6 +269,26 @@ def test_next_server_sweeps_dead_instances_and_spares_live_ones(
     assert instance_table(live_instance)
     sweeper.stop_cleanly()
     live.stop_cleanly()
+
+
+def test_a_dead_supervisor_is_replaced(tmp_path: Path, servers: list[Server]) -> None:
+    server = new_server(servers, tmp_path, "guarded")
+    instance = instance_of(server.data_dir)
+    lam = client(server)
+    invoke(lam, create(lam, "frozen"))
+    first = supervisors_of(server)
+    assert first, "the server started no crash supervisor"
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: set(supervisors_of(server)) - set(first), timeout=30)
+    watched = processes_of(server, instance)
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait(10)
+    deadline = time.monotonic() + SWEPT_WITHIN_S
+    while (left := what_is_left(instance, watched)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], f"the new supervisor did not sweep:\n{server.log_tail()}"
 
 
 def zombies_under(parent: int) -> list[int]:
@@ -309,3 +331,47 @@ def test_killed_zygotes_leave_no_zombie(tmp_path: Path, servers: list[Server]) -
     except AssertionError:
         pytest.fail(f"zombies under the server: {zombies_under(server.proc.pid)}")
     server.stop_cleanly()
+
+
+def test_a_server_restarted_at_once_on_the_same_data_dir_is_not_swept(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """kill -9, then a new server on the same data dir at once: the old supervisor's
+    sweep and the new server's start must not meet in the new server's resources."""
+    server = new_server(servers, tmp_path, "again")
+    instance = instance_of(server.data_dir)
+    lam = client(server)
+    name = create(lam, "warm")
+    invoke(lam, name)
+    watched = processes_of(server, instance)
+    old_supervisors = supervisors_of(server)
+    assert old_supervisors
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait(10)
+    server.start(timeout=60)
+    lam = client(server)
+    first = invoke(lam, name)
+    wait_for(lambda: all(start_time(p) is None for p in old_supervisors), timeout=SWEPT_WITHIN_S)
+    old = {p: s for p, s in watched.items() if p not in old_supervisors}
+    assert [p for p, s in old.items() if start_time(p) == s] == []
+    assert invoke(lam, name) == first  # the same warm sandbox: nothing swept it
+    assert instance_table(instance) and instance_links(instance)
+    server.stop_cleanly()
+
+
+def test_a_second_server_on_a_served_data_dir_is_refused(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """Before crash records, a second server on the same data dir swept the first's
+    sandboxes at its start; now it is refused and the first one keeps serving."""
+    first = new_server(servers, tmp_path, "shared")
+    lam = client(first)
+    name = create(lam, "warm")
+    before = invoke(lam, name)
+    second = Server(data_dir=first.data_dir, log_path=tmp_path / "second.log")
+    with pytest.raises(AssertionError, match="exited"):
+        second.start(timeout=60)
+    assert "another kindling" in second.log_tail()
+    assert invoke(lam, name) == before
+    first.stop_cleanly()

@@ -1,5 +1,5 @@
 """Crash records, the sweep of a dead instance (cgroup v1 and v2, frozen processes
-included), the supervisor that sweeps when its server dies, and the zombie reaper.
+included), and the supervisor that sweeps when its server dies.
 
 These run on real cgroups below the test's own groups, in directories of their own
 (``kindling-test``), with ``sleep`` processes standing in for sandboxes.
@@ -8,6 +8,7 @@ These run on real cgroups below the test's own groups, in directories of their o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import time
@@ -21,8 +22,12 @@ from kindling.errors import SandboxError
 from kindling.worker.sandbox import cgroups, supervisor
 from kindling.worker.sandbox.cgroups import ROOT, V1_CONTROLLERS, _own_path, sweep_tree
 from kindling.worker.sandbox.host import HostResources
-from kindling.worker.sandbox.instances import InstanceRecord, Registry, start_time
-from kindling.worker.sandbox.reaper import ZombieReaper
+from kindling.worker.sandbox.instances import (
+    InstanceRecord,
+    Registry,
+    pid_namespace,
+    start_time,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
@@ -211,37 +216,6 @@ def test_a_cleanly_stopped_instance_is_not_swept(
     successor.wait()
 
 
-def test_the_reaper_collects_only_unclaimed_zombies() -> None:
-    reaper = ZombieReaper()
-    orphan = os.fork()
-    if orphan == 0:
-        os._exit(0)
-    claimed = os.fork()
-    if claimed == 0:
-        os._exit(3)
-    reaper.claim(claimed)
-    until(lambda: _state(orphan) == "Z" and _state(claimed) == "Z", "children did not exit")
-    assert reaper.look() == 0  # first seen: someone may be about to wait for it
-    assert reaper.look() == 1
-    assert not Path(f"/proc/{orphan}").exists()
-    assert _state(claimed) == "Z"
-    assert os.waitpid(claimed, 0) == (claimed, 3 << 8)  # its owner still gets its status
-    reaper.release(claimed)
-
-
-def test_the_reaper_thread_runs_and_stops() -> None:
-    reaper = ZombieReaper(interval_s=0.05)
-    reaper.start()
-    try:
-        child = os.fork()
-        if child == 0:
-            os._exit(0)
-        until(lambda: not Path(f"/proc/{child}").exists(), "the reaper did not collect it")
-    finally:
-        reaper.stop()
-    assert reaper.reaped == 1
-
-
 def test_sweep_without_cgroup_kill_thaws_and_kills(
     version: int, instance: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -271,3 +245,49 @@ def test_without_a_registry_the_host_still_runs(tmp_path: Path) -> None:
         assert host.record is None and host.supervisor is None
     finally:
         host.close()
+
+
+def test_a_record_from_another_pid_namespace_is_never_swept(
+    version: int, instance: str, tmp_path: Path
+) -> None:
+    registry = Registry(tmp_path / "registry")
+    bases = bases_for(version, instance)
+    sandbox = spawn_in(version, bases, "sandbox", frozen=False)
+    try:
+        foreign = dataclasses.replace(
+            record_for(version, instance, dead_pid()), pid_ns=pid_namespace() + 1
+        )
+        registry.claim(foreign)
+        assert registry.sweep_dead() == []
+        assert sandbox.poll() is None
+        assert registry.path(instance).exists()
+    finally:
+        sandbox.kill()
+        sandbox.wait()
+
+
+def test_a_failed_start_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kindling.worker.sandbox.cgroups import CgroupManager
+    from tests.hostcheck import instance_cgroups, instance_of, instance_table
+
+    def broken(self: CgroupManager) -> list[str]:
+        raise OSError("no launcher group today")
+
+    monkeypatch.setattr(CgroupManager, "launcher_group", broken)
+    registry = Registry(tmp_path / "registry")
+    before = set(supervisor_pids())
+    with pytest.raises(OSError, match="no launcher group"):
+        HostResources.prepare(tmp_path / "data" / "runtimes", registry=registry)
+    instance = instance_of(tmp_path / "data")
+    assert instance_cgroups(instance) == []
+    assert not instance_table(instance)
+    assert list(registry.directory.glob("*.json")) == []
+    assert set(supervisor_pids()) <= before
+
+
+def supervisor_pids() -> list[int]:
+    from tests.hostcheck import processes_with
+
+    return processes_with("kindling.worker.sandbox.supervisor")

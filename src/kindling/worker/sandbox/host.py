@@ -40,8 +40,10 @@ from kindling.worker.sandbox.egress import (
 from kindling.worker.sandbox.instances import (
     InstanceRecord,
     Registry,
+    pid_namespace,
     start_time,
     stop_process,
+    sweep,
 )
 from kindling.worker.sandbox.launcher import Launchers
 from kindling.worker.sandbox.reaper import ZombieReaper
@@ -96,7 +98,6 @@ class HostResources:
         instance = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:12]
         registry, record, supervisor = _guard_crashes(instance, runtime_dir, registry or Registry())
         reaper = ZombieReaper()
-        reaper.start()
         try:
             resolv, resolvers = sandbox_resolv_conf(
                 _read("/etc/resolv.conf"), _read(RESOLVED_UPSTREAMS)
@@ -110,7 +111,7 @@ class HostResources:
             if tuning.favor_dynmods:
                 favor_dynamic_modifications()
             cgroups = CgroupManager(instance)
-            return cls(
+            host = cls(
                 runtime_dir,
                 cgroups,
                 egress,
@@ -124,8 +125,13 @@ class HostResources:
                 record=record,
                 supervisor=supervisor,
             )
+            reaper.start(also=host.check_supervisor)
+            return host
         except BaseException:
             reaper.stop()
+            if record is not None:  # what was made so far goes with the record
+                with contextlib.suppress(OSError):
+                    sweep(record)
             _unguard(registry, record, supervisor)
             raise
 
@@ -141,9 +147,23 @@ class HostResources:
         await self.slots.close()
         self.close()
 
+    def check_supervisor(self) -> None:
+        """Starts the crash supervisor again if it died (the reaper's thread calls this at
+        each look): a server must not run unguarded until its next start."""
+        supervisor, record, registry = self.supervisor, self.record, self.registry
+        if supervisor is None or record is None or registry is None:
+            return
+        if supervisor.poll() is None:
+            return
+        log.warning("the crash supervisor ended (%s): starting it again", supervisor.returncode)
+        self.supervisor = crash_supervisor.start(
+            registry.directory, record.instance, record.owner_pid, record.owner_start
+        )
+
     def close(self) -> None:
         """Frees everything; the crash record goes last (a crash before then is still
-        swept by the supervisor), then the supervisor and the reaper stop."""
+        swept by the supervisor), then the supervisor stops."""
+        self.reaper.stop()  # first: it would start a supervisor that is being stopped
         self.slots.close_now()
         self.launchers.close()
         if self.egress is not None:
@@ -151,7 +171,6 @@ class HostResources:
         self.cgroups.close()
         _unguard(self.registry, self.record, self.supervisor)
         self.registry = self.record = self.supervisor = None
-        self.reaper.stop()
 
 
 def _guard_crashes(
@@ -208,4 +227,5 @@ def _record(instance: str, runtime_dir: Path) -> InstanceRecord:
         cgroups={key: str(path) for key, path in bases.items()},
         nft_table=table_name(instance),
         link_prefix=link_prefix(instance),
+        pid_ns=pid_namespace(),
     )

@@ -54,6 +54,14 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def pid_namespace() -> int:
+    """This process's PID namespace (the inode of /proc/self/ns/pid)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceRecord:
     instance: str
@@ -64,9 +72,14 @@ class InstanceRecord:
     cgroups: dict[str, str] = field(default_factory=dict)  # controller -> base directory
     nft_table: str | None = None
     link_prefix: str | None = None
+    #: The PID namespace the pid is in: from another one, pid and start time say nothing
+    pid_ns: int = 0
 
     def alive(self) -> bool:
-        """Whether the server that wrote it still runs."""
+        """Whether the server that wrote it still runs (or may: a record written in
+        another PID namespace, e.g. another container sharing /run, is never judged)."""
+        if self.pid_ns and self.pid_ns != pid_namespace():
+            return True
         return start_time(self.owner_pid) == self.owner_start
 
     def to_json(self) -> str:
@@ -84,6 +97,7 @@ class InstanceRecord:
             cgroups={str(k): str(v) for k, v in dict(data.get("cgroups") or {}).items()},
             nft_table=data.get("nft_table"),
             link_prefix=data.get("link_prefix"),
+            pid_ns=int(data.get("pid_ns") or 0),
         )
 
 

@@ -17,6 +17,11 @@ Two kinds, by key:
   so two accounts never share one. A spare per interpreter is started ahead, so a new
   account's first sandbox does not wait for an interpreter start either.
 
+Every launcher runs in its instance's ``launchers`` cgroup (joined before it imports or
+forks anything) and in a process group of its own: a crash sweep of the instance's
+cgroups finds it and all it forked, and the worker's zombie reaper can tell the orphans
+a killed launcher leaves from the worker's own children (see instances.py, reaper.py).
+
 The config itself never passes through a launcher (it travels in a pipe the builder
 reads after the fork): a zygote's memory holds nothing of any function, so a fork
 cannot find another function's environment in what it inherited.
@@ -64,6 +69,10 @@ class Launcher:
                 stdin=subprocess.DEVNULL,
                 cwd="/",
                 env={"PATH": "/usr/bin:/bin"},
+                # a group of its own: the worker's reaper tells a launcher's orphans from
+                # the worker's own children by it (reaper.py), and a terminal's Ctrl-C
+                # reaches the server, which closes its launchers, not them directly
+                process_group=0,
             )
         except BaseException:
             ours.close()

@@ -6,18 +6,20 @@ zygote is killed, its parked builders are such orphans; they exit when the worke
 up on the dead launcher, and no one waits for them: each killed generation left its
 zombies under the server for good.
 
-Who else waits in the worker, and why this does not take their children from them:
+A zombie child is collected here only if all of these hold, so that nobody who waits
+for a child of the worker loses it (a stolen child reads as exit code 0 or 255 there):
 
-* ``subprocess`` and asyncio's child watcher (a thread per child, blocking in
-  ``waitpid(pid)``): they reap inside that call, the moment the child exits;
-* a sandbox's exit watch (a pidfd on the event loop, then ``waitid``): its pid is
-  *claimed* here while it is watched, and is never collected by this reaper;
-* a dead launcher's ``Popen.poll``: it may come late, but a launcher collected here reads
-  as exited there too, which is all it asks.
+* it is not in the worker's own process group. What the worker spawns itself with
+  ``subprocess`` or asyncio (nft, runsc, the crash supervisor...) is, and is waited for
+  by its spawner, perhaps late on a busy interpreter; launchers start a process group of
+  their own, so they and every orphan they leave are never in the worker's;
+* nobody claimed its pid: a sandbox's exit watch (a pidfd on the event loop, then
+  ``waitid``) claims its runtime's pid while it watches;
+* it was a zombie already at the previous look, ``REAP_INTERVAL_S`` before.
 
-So a zombie is collected only if it is unclaimed and was a zombie already at the
-previous look (``REAP_INTERVAL_S`` before). Each look is one ``waitid(WNOWAIT)`` when
-there is no zombie (the usual case), a scan of the worker's children otherwise.
+A dead launcher's own ``Popen.poll`` may lose its launcher to this reaper: it then reads
+as exited, which is all it asks. Each look is one ``waitid(WNOWAIT)`` when there is no
+zombie (the usual case), a scan of the worker's children otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 from kindling.limits import REAP_INTERVAL_S
 
@@ -52,20 +55,22 @@ def _children() -> list[int]:
     return found
 
 
-def _zombie_since(pid: int) -> str | None:
-    """A zombie child's start time (to tell it from a later process with its pid), or
-    None if ``pid`` is not a zombie."""
+def _orphaned_zombie(pid: int, own_group: int) -> str | None:
+    """A zombie child outside the worker's process group: its start time (to tell it from
+    a later process with its pid); else None."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             raw = fh.read()
     except OSError:
         return None
     fields = raw[raw.rfind(")") + 2 :].split()
-    return fields[19] if fields[0] == "Z" else None
+    if fields[0] != "Z" or int(fields[2]) == own_group:
+        return None
+    return fields[19]
 
 
 class ZombieReaper:
-    """A thread that collects unclaimed zombie children; ``start``/``stop`` it."""
+    """A thread that collects orphaned, unclaimed zombie children; ``start``/``stop`` it."""
 
     def __init__(self, interval_s: float = REAP_INTERVAL_S) -> None:
         self._interval = interval_s
@@ -74,6 +79,7 @@ class ZombieReaper:
         self._suspects: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._also: Callable[[], None] | None = None
         self.reaped = 0
 
     def claim(self, pid: int) -> None:
@@ -85,8 +91,11 @@ class ZombieReaper:
         with self._lock:
             self._claimed.discard(pid)
 
-    def start(self) -> None:
+    def start(self, also: Callable[[], None] | None = None) -> None:
+        """Looks every interval from now on; ``also`` runs after each look (the host's
+        check that its crash supervisor still lives)."""
         if self._thread is None:
+            self._also = also
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="kindling-reaper", daemon=True)
             self._thread.start()
@@ -101,6 +110,8 @@ class ZombieReaper:
         while not self._stop.wait(self._interval):
             try:
                 self.look()
+                if self._also is not None:
+                    self._also()
             except Exception:  # never let the reaper die of one bad look
                 log.exception("zombie reaper")
 
@@ -115,11 +126,12 @@ class ZombieReaper:
             return 0
         with self._lock:
             claimed = set(self._claimed)
+        own_group = os.getpgrp()
         now: dict[int, str] = {}
         for pid in _children():
             if pid in claimed:
                 continue
-            since = _zombie_since(pid)
+            since = _orphaned_zombie(pid, own_group)
             if since is not None:
                 now[pid] = since
         collected = 0

@@ -18,9 +18,12 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def start(registry: Path, instance: str, owner: int, owner_start: int) -> subprocess.Popen[bytes]:
@@ -39,20 +42,40 @@ def start(registry: Path, instance: str, owner: int, owner_start: int) -> subpro
         "--owner-start",
         str(owner_start),
     ]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True)
+    import subprocess
+
+    # stderr is the server's (its sweep is logged there); stdout is not kept, so a
+    # reader of the server's stdout sees its end when the server ends
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        cwd="/",
+        start_new_session=True,
+    )
+
+
+def _start_time(pid: int) -> int | None:
+    """instances.start_time, without its imports: the supervisor idles on as little
+    memory as it can until its server is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def _wait_for_exit(pid: int, started: int) -> None:
     """Blocks until the process ``pid`` that started at ``started`` has exited (returns
     at once if it has already, or if the pid now names another process)."""
-    from kindling.worker.sandbox.instances import start_time
-
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
     try:
-        if start_time(pid) != started:  # checked after the open: the pidfd is that process's
+        if _start_time(pid) != started:  # checked after the open: the pidfd is that process's
             return
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
