@@ -175,7 +175,7 @@ def test_function_errors_are_dropped_once_their_retries_are_spent(tmp_path: Path
 def test_a_throttled_backlog_waits_for_freed_slots_instead_of_polling(tmp_path: Path) -> None:
     store = FunctionStore(Store(f"sqlite:///{tmp_path / 'f.db'}"))
     functions = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog())
-    functions.create(REF.account_id, REF.region, REF, _params())
+    asyncio.run(functions.create(REF.account_id, REF.region, REF, _params()))
     settings = ConcurrencySettings(functions, store, account_limit=1000)
     settings.put(REF, 1)  # one at a time
     counter = ConcurrencyCounter(settings)
