@@ -28,3 +28,18 @@ def test_shutdown_grace_defaults_to_its_limit_and_is_read_from_the_environment()
     assert Config.from_env({}).shutdown_grace_s == SHUTDOWN_GRACE_S == 30.0
     assert Config.from_env({"KINDLING_SHUTDOWN_GRACE_S": "2.5"}).shutdown_grace_s == 2.5
     assert Config().with_overrides(shutdown_grace_s=0.0).shutdown_grace_s == 0.0
+
+
+def test_http_timeouts_default_to_the_limits_and_can_be_set() -> None:
+    from kindling import limits
+
+    assert Config.from_env({}).http_timeouts_s == (
+        limits.FRONTEND_HEADER_TIMEOUT_S,
+        limits.FRONTEND_BODY_TIMEOUT_S,
+        limits.FRONTEND_IDLE_TIMEOUT_S,
+    )
+    assert Config.from_env({"KINDLING_HTTP_TIMEOUTS_S": "1,2.5,3"}).http_timeouts_s == (
+        1.0,
+        2.5,
+        3.0,
+    )

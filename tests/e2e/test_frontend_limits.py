@@ -76,7 +76,8 @@ def _still_serves(server: Server) -> None:
 def test_a_long_url_answers_414(bounded: Server) -> None:
     sock = _connect(bounded)
     path = b"/2015-03-31/functions/" + b"f" * (limits.FRONTEND_MAX_URL_BYTES + 1)
-    sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    with contextlib.suppress(ConnectionError):  # the server may close before all is sent
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert _read_all(sock).startswith(b"HTTP/1.1 414 ")
     _still_serves(bounded)
 
@@ -84,9 +85,10 @@ def test_a_long_url_answers_414(bounded: Server) -> None:
 def test_too_many_header_bytes_answer_431(bounded: Server) -> None:
     sock = _connect(bounded)
     sock.sendall(b"GET /2015-03-31/functions/ HTTP/1.1\r\nHost: x\r\n")
-    for i in range(limits.FRONTEND_MAX_HEADER_BYTES // 1000 + 2):
-        sock.sendall(b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000))
-    sock.sendall(b"\r\n")
+    with contextlib.suppress(ConnectionError):  # the server closes once it has seen enough
+        for i in range(limits.FRONTEND_MAX_HEADER_BYTES // 1000 + 2):
+            sock.sendall(b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000))
+        sock.sendall(b"\r\n")
     assert _read_all(sock).startswith(b"HTTP/1.1 431 ")
     _still_serves(bounded)
 

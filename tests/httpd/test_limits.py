@@ -4,6 +4,7 @@ make it hold is bounded by its ServerLimits, and it keeps answering others meanw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from kindling.httpd import HttpServer, Request, Response, ServerLimits
@@ -258,3 +259,43 @@ def test_a_drained_oversized_body_is_answered_in_turn_on_a_kept_connection() -> 
         ServerLimits(max_body_bytes=100_000, max_buffered_bytes=200_000, drain_oversized=True),
         scenario,
     )
+
+
+def test_a_client_that_never_reads_cannot_pile_up_answers() -> None:
+    """Requests pipelined by a client that reads nothing: once the answers fill the
+    socket buffers the server stops reading too, instead of buffering answers for ever."""
+
+    async def scenario(port: int, server: HttpServer) -> None:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.set_write_buffer_limits(high=0)  # drain() waits for the kernel
+        request = b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
+        sent = 0
+        try:
+            while sent < 2_000_000:  # ~60 MB of requests, ~100 MB of answers
+                writer.write(request * 1000)
+                await asyncio.wait_for(writer.drain(), 3)
+                sent += 1000
+        except TimeoutError:
+            pass
+        assert sent < 2_000_000, "the server buffered every answer of a client that never reads"
+        writer.transport.abort()
+
+    run(ServerLimits(), scenario)
+
+
+def test_a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() -> None:
+    async def scenario(port: int, server: HttpServer) -> None:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            for _ in range(2000):
+                writer.write(request * 1000)
+                await asyncio.wait_for(writer.drain(), 3)
+        for _ in range(300):
+            if server.open_connections == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert server.open_connections == 0, "a client that reads nothing is held for ever"
+        writer.transport.abort()
+
+    run(ServerLimits(idle_timeout=0.5), scenario)

@@ -34,6 +34,12 @@ TooLarge = Callable[[Request, int], Response]
 
 log = logging.getLogger(__name__)
 
+#: After a refusal the rest of what the client sends is read and dropped for this long
+#: (or this many bytes) before the connection is closed: closing a socket with unread
+#: bytes resets it, and a reset can destroy the answer before the client reads it.
+_LINGER_S = 2.0
+_LINGER_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
@@ -85,6 +91,7 @@ class _Connection(asyncio.Protocol):
         "_closing",
         "_counted",
         "_discard",
+        "_drained",
         "_handler",
         "_head_bytes",
         "_header_bytes",
@@ -93,6 +100,7 @@ class _Connection(asyncio.Protocol):
         "_in_head",
         "_keep_alive",
         "_limits",
+        "_linger_bytes",
         "_loop",
         "_on_too_large",
         "_parser",
@@ -126,11 +134,16 @@ class _Connection(asyncio.Protocol):
         self._in_head = True
         self._held = 0  # body bytes this connection holds (counted in shared.buffered)
         self._closing = False
+        self._linger_bytes = -1  # >= 0 while lingering after a refusal
         self._counted = False
         self._paused = False
         self._keep_alive = True
         self._peer: tuple[str, int] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: Set while the transport's write buffer is over its high-water mark: answers
+        #: wait for it, and reading stops, so a client that never reads holds one
+        #: buffer's worth of answers, not all of them.
+        self._drained: asyncio.Future[None] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -143,7 +156,7 @@ class _Connection(asyncio.Protocol):
         from_peer = shared.per_peer.get(address, 0)
         if shared.open >= limits.max_connections or from_peer >= limits.max_connections_per_peer:
             log.warning("refused a connection from %s: too many open", address or "a peer")
-            self._respond_now(_plain(503, "too many connections"), keep_alive=False)
+            self._respond_now(_plain(503, "too many connections"), keep_alive=False, linger=False)
             return
         shared.open += 1
         shared.per_peer[address] = from_peer + 1
@@ -154,8 +167,24 @@ class _Connection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._arm(limits.idle_timeout)
 
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+            if self._transport is not None and not self._paused:
+                self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+        if self._transport is not None and not self._paused and not self._closing:
+            self._transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
         self._disarm()
         self._pending.clear()
         self._release(self._held)
@@ -173,6 +202,11 @@ class _Connection(asyncio.Protocol):
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_bytes >= 0:
+            self._linger_bytes += len(data)
+            if self._linger_bytes > _LINGER_BYTES and self._transport is not None:
+                self._transport.abort()
+            return
         if self._closing:
             return
         if self._in_head:
@@ -266,7 +300,7 @@ class _Connection(asyncio.Protocol):
                 request, keep_alive, size, ready = self._pending.popleft()
                 if self._paused and len(self._pending) < self._limits.max_pipelined:
                     self._paused = False
-                    if self._transport is not None:
+                    if self._transport is not None and self._drained is None:
                         self._transport.resume_reading()
                 try:
                     response = ready or await self._handler(request)
@@ -292,13 +326,31 @@ class _Connection(asyncio.Protocol):
             return
         if response.stream is None:
             transport.write(response.head(keep_alive) + response.body)
+        else:
+            transport.write(response.head(keep_alive))
+            async for chunk in response.stream:
+                if chunk and not transport.is_closing():
+                    transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    if self._drained is not None:
+                        await self._wait_drained()
+            if not transport.is_closing():
+                transport.write(b"0\r\n\r\n")
+        if self._drained is not None:
+            await self._wait_drained()
+
+    async def _wait_drained(self) -> None:
+        """Waits until the client reads; one that reads nothing for the idle timeout is
+        cut off (its answers are not kept for ever either)."""
+        drained = self._drained
+        if drained is None:
             return
-        transport.write(response.head(keep_alive))
-        async for chunk in response.stream:
-            if chunk and not transport.is_closing():
-                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        if not transport.is_closing():
-            transport.write(b"0\r\n\r\n")
+        try:
+            await asyncio.wait_for(asyncio.shield(drained), self._limits.idle_timeout)
+        except TimeoutError:  # close() would wait for the unread answers: abort
+            self._closing = True
+            self._disarm()
+            if self._transport is not None:
+                self._transport.abort()
 
     def _release(self, size: int) -> None:
         size = min(size, self._held)
@@ -324,11 +376,22 @@ class _Connection(asyncio.Protocol):
         self._fail(status, text)
         raise _Refused
 
-    def _respond_now(self, response: Response, keep_alive: bool) -> None:
-        """Answers at once, ahead of any request still being handled, and closes."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(response.head(keep_alive) + response.body)
-        self._close()
+    def _respond_now(self, response: Response, keep_alive: bool, linger: bool = True) -> None:
+        """Answers at once, ahead of any request still being handled, and closes: after
+        a short linger (see ``_LINGER_S``) so the client can read the answer."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._close()
+            return
+        transport.write(response.head(keep_alive) + response.body)
+        if not linger or not transport.can_write_eof():
+            self._close()
+            return
+        self._closing = True
+        self._body = []
+        transport.write_eof()
+        self._linger_bytes = 0
+        self._arm(_LINGER_S)
 
     def _fail(self, status: int, text: str) -> None:
         self._respond_now(_plain(status, text), keep_alive=False)
@@ -353,6 +416,10 @@ class _Connection(asyncio.Protocol):
 
     def _expired(self) -> None:
         self._timer = None
+        if self._linger_bytes >= 0:
+            if self._transport is not None:
+                self._transport.abort()  # lingered long enough: answers unread are dropped
+            return
         if self._closing:
             return
         if self._task is None and not self._pending and (self._head_bytes or not self._in_head):
