@@ -70,7 +70,7 @@ def _check_member(info: zipfile.ZipInfo) -> PurePosixPath:
     """A member's path, refused unless it is a plain relative path of bounded length."""
     name = info.filename
     shown = name[:80]
-    if name.startswith(("/", "\\")) or ":" in name or "\\" in name:
+    if name.startswith(("/", "\\")) or ":" in name:
         raise _refuse(f"The archive contains an unsafe path: {shown!r}")
     parts = name.rstrip("/").split("/")
     if ".." in parts:
