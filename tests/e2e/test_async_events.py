@@ -99,13 +99,18 @@ def test_events_survive_zygotes_killed_while_sandboxes_are_built(
     thread.start()
     accepted = []
     try:
-        for _ in range(40):  # each sleeps, so the burst needs new sandboxes
-            answer = lam.invoke(
-                FunctionName="steady", InvocationType="Event", Payload=b'{"sleep": 0.3}'
-            )
-            assert answer["StatusCode"] == 202
-            accepted.append(answer["ResponseMetadata"]["RequestId"])
-        time.sleep(2)
+        # bursts of events (each sleeps, so a burst needs new sandboxes) until a sandbox
+        # start has failed for the killing: the fault is certain to have hit
+        while len(accepted) < 400:
+            for _ in range(20):
+                answer = lam.invoke(
+                    FunctionName="steady", InvocationType="Event", Payload=b'{"sleep": 0.3}'
+                )
+                assert answer["StatusCode"] == 202
+                accepted.append(answer["ResponseMetadata"]["RequestId"])
+            time.sleep(1)
+            if "could not be built" in private_server.log_path.read_text(errors="replace"):
+                break
     finally:
         stop.set()
         thread.join()
@@ -151,7 +156,7 @@ def test_an_event_of_a_deleted_function_is_dropped_counted_and_logged(
     where = {"account": "000000000000", "reason": "not_found"}
     before = _total(scrape(server)[1], "kindling_async_events_dropped_total", **where)
     holder = threading.Thread(
-        target=lambda: lam.invoke(FunctionName=name, Payload=json.dumps({"sleep": 2}).encode())
+        target=lambda: lam.invoke(FunctionName=name, Payload=json.dumps({"sleep": 5}).encode())
     )
     holder.start()  # holds the only slot: the event waits for it
     try:

@@ -81,7 +81,7 @@ def test_sigterm_lets_running_invocations_finish_and_takes_nothing_new(
     kept = http.client.HTTPConnection("127.0.0.1", private_server.port, timeout=30)
     kept.request("GET", "/metrics")  # a keep-alive connection opened before the drain
     assert kept.getresponse().read()
-    caller, outcome = _invoke_in_background(lam, 3)
+    caller, outcome = _invoke_in_background(lam, 5)
     wait_for(lambda: _running(private_server), timeout=20)
     assert private_server.proc is not None
     private_server.proc.send_signal(signal.SIGTERM)
@@ -95,7 +95,7 @@ def test_sigterm_lets_running_invocations_finish_and_takes_nothing_new(
     caller.join(60)
     assert outcome and not isinstance(outcome[0], Exception), outcome
     assert "FunctionError" not in outcome[0], outcome[0]
-    assert json.loads(outcome[0]["Payload"].read()) == {"slept": 3}
+    assert json.loads(outcome[0]["Payload"].read()) == {"slept": 5}
     assert private_server.proc.wait(30) == 0
     private_server.stop_cleanly()  # exited 0 and left no runtime process
 
