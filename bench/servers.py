@@ -122,6 +122,8 @@ def start_kindling(workdir: Path, repo: Path, cprofile_out: Path | None = None) 
     env.pop("AWS_ENDPOINT_URL", None)
     # the operator's switch: bench compares the unisolated process backend too
     env["KINDLING_UNSAFE_PROCESS_BACKEND"] = "1"
+    # the bench stops its server with SIGTERM and waits 10 s: drain for less than that
+    env["KINDLING_SHUTDOWN_GRACE_S"] = "5"
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(repo), str(repo / "src"), env.get("PYTHONPATH")])
     )
