@@ -86,9 +86,8 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 GOOD_ZIP = _zip({"app.py": b"def handler(event, context):\n    return event\n"})
 
-#: Zips whose unpacking fails on today's main (names over 255 bytes, ``.`` entries,
-#: file/directory clashes, long paths): helper "logscode" (branch ``logscode``) owns
-#: them; their 5xx is counted as known, not as a failure, until that branch is merged.
+#: Zips whose unpacking once answered 500 (names over 255 bytes, ``.`` entries,
+#: file/directory clashes, long paths): now Lambda's InvalidParameterValueException.
 BAD_ZIPS = (
     _zip({"x" * 300: b"1"}),
     _zip({"x/.": b"1"}),
@@ -110,8 +109,6 @@ class Fuzzed:
     url: str
     headers: dict[str, str]
     body: bytes
-    #: A 5xx here is a known bug owned by another branch (named in the reason).
-    known: str | None = None
     #: The path or query was mutated after serialization (it may route nowhere).
     mutated_url: bool = False
 
@@ -182,16 +179,16 @@ class Fuzzer:
         alphabet = rng.choice(("a", "ab-_:", "é漢\x7f", "%/?#&="))
         return "".join(rng.choice(alphabet) for _ in range(length))
 
-    def blob(self) -> tuple[bytes, bool]:  # (bytes, is a known-bad zip)
+    def blob(self) -> bytes:
         rng = self.rng
         roll = rng.random()
         if roll < 0.3:
-            return GOOD_ZIP, False
+            return GOOD_ZIP
         if roll < 0.45:
-            return rng.choice(BAD_ZIPS), True
+            return rng.choice(BAD_ZIPS)
         if roll < 0.6:
-            return b"PK\x03\x04" + rng.randbytes(rng.randint(0, 200)), False
-        return rng.randbytes(rng.choice((0, 1, 17, 300))), False
+            return b"PK\x03\x04" + rng.randbytes(rng.randint(0, 200))
+        return rng.randbytes(rng.choice((0, 1, 17, 300)))
 
     # requests
     def request(self, name: str | None = None) -> Fuzzed:
@@ -200,13 +197,11 @@ class Fuzzer:
         name = name or rng.choice(self.operations)
         operation = self.model.operation_model(name)
         serialized = None
-        known = False
         for _ in range(5):
             params: dict[str, Any] = {}
             if operation.input_shape is not None:
                 tame = rng.random() < 0.5
-                value = self.value(operation.input_shape, tame=tame)
-                params, known = self._unwrap_blobs(value)
+                params = self.value(operation.input_shape, tame=tame)
                 if params.get("FunctionName") == TARGET and name == "DeleteFunction":
                     params["FunctionName"] = "fuzz-other"  # keep the target for the rest
                 if tame and name == "CreateFunction":
@@ -217,7 +212,6 @@ class Fuzzer:
             except Exception:  # the serializer itself refused a hostile value: again
                 continue
         if serialized is None:
-            known = False
             serialized = self.serializer.serialize_to_request(self._plain(operation), operation)
         prepare_request_dict(serialized, self.endpoint)
         request = create_request_object(serialized)
@@ -235,8 +229,6 @@ class Fuzzer:
             headers.update(self.mutate_headers())
         fuzzed = Fuzzed(name, operation.http["method"], url, headers, body)
         fuzzed.mutated_url = mutated_url
-        if known and name in ("CreateFunction", "UpdateFunctionCode", "PublishLayerVersion"):
-            fuzzed.known = "bad zip members: owned by helper logscode (branch logscode)"
         return fuzzed
 
     @staticmethod
@@ -252,20 +244,19 @@ class Fuzzer:
             if shape.members[name].type_name in tame
         }
 
-    def _unwrap_blobs(self, value: Any) -> tuple[Any, bool]:
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], bytes):
-            return value[0], bool(value[1])
-        if isinstance(value, dict):
-            known = False
-            out = {}
-            for k, v in value.items():
-                out[k], bad = self._unwrap_blobs(v)
-                known = known or bad
-            return out, known
-        if isinstance(value, list):
-            pairs = [self._unwrap_blobs(v) for v in value]
-            return [p[0] for p in pairs], any(p[1] for p in pairs)
-        return value, False
+    def internal(self) -> Fuzzed:
+        """A request to kindling's own signed routes beside the model: the logs endpoint
+        (``kindling logs``) with hostile names and offsets, and code downloads."""
+        rng = self.rng
+        name = rng.choice((TARGET, "nope", "..", "%2e%2e", "a" * 300, "%ff", quote("漢")))
+        if rng.random() < 0.7:
+            offset = rng.choice(("0", "abc", "-5", "99999999999999999999999", "", "1e9", "%00"))
+            path = f"/_kindling/logs/{name}?offset={offset}"
+        else:
+            path = rng.choice(
+                (f"/_kindling/code/{name}", "/_kindling/code/", "/_kindling/nope/x", "/_kindling/")
+            )
+        return Fuzzed("kindling:" + path.split("/")[2], "GET", self.endpoint + path, {}, b"")
 
     def mutate_body(self, body: bytes) -> bytes:
         rng = self.rng

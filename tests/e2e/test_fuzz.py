@@ -84,10 +84,9 @@ def test_fuzzed_requests_never_answer_5xx(fuzz_server: Server) -> None:
     unimplemented: set[str] = set()
     operations: Counter[str] = Counter()
     failures: list[str] = []
-    known: list[str] = []
     deadline = time.monotonic() + seconds
     sent = 0
-    while time.monotonic() < deadline or len(operations) < len(fuzzer.operations):
+    while time.monotonic() < deadline or not set(fuzzer.operations) <= set(operations):
         untried = [op for op in fuzzer.operations if op not in operations]
         implemented = [op for op in fuzzer.operations if op not in unimplemented]
         roll = fuzzer.rng.random()
@@ -97,7 +96,7 @@ def test_fuzzed_requests_never_answer_5xx(fuzz_server: Server) -> None:
             name = fuzzer.rng.choice(implemented)
         else:
             name = fuzzer.rng.choice(fuzzer.operations)
-        fuzzed = fuzzer.request(name)
+        fuzzed = fuzzer.internal() if roll > 0.97 else fuzzer.request(name)
         try:
             status, body, kind = _send(fuzz_server, fuzzer, fuzzed)
         except (OSError, http.client.HTTPException) as exc:
@@ -110,8 +109,7 @@ def test_fuzzed_requests_never_answer_5xx(fuzz_server: Server) -> None:
         kinds[kind or str(status)] += 1
         operations[fuzzed.operation] += 1
         if status >= 500:
-            line = f"{status} {body[:300]!r} on {fuzzed.describe()}"
-            (known if fuzzed.known else failures).append(line)
+            failures.append(f"{status} {body[:300]!r} on {fuzzed.describe()}")
         assert fuzz_server.proc is not None and fuzz_server.proc.poll() is None, (
             f"the server died (seed {seed}):\n{fuzz_server.log_tail()}"
         )
@@ -119,10 +117,8 @@ def test_fuzzed_requests_never_answer_5xx(fuzz_server: Server) -> None:
             break  # every operation is tried in the end; never run for ever
     print(f"sent {sent} requests over {len(operations)} operations: {dict(statuses)}")
     print(f"answers: {kinds.most_common()}")
-    if known:
-        print(f"{len(known)} known 5xx (owned by helper logscode, branch logscode): {known[:3]}")
     assert not failures, f"seed {seed}: {len(failures)} bad answers, first: {failures[:5]}"
-    assert set(operations) == set(fuzzer.operations), set(fuzzer.operations) - set(operations)
+    assert set(fuzzer.operations) <= set(operations), set(fuzzer.operations) - set(operations)
     assert raw_request(fuzz_server.endpoint, "GET", "/2015-03-31/functions/").status == 200
     after = f"fuzz-after-{seed}"  # a fresh one: the fuzzer may have deleted or throttled its own
     lam.create_function(
