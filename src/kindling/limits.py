@@ -51,6 +51,13 @@ FRONTEND_MAX_CONNECTIONS_PER_CLIENT = 2048
 #: wait in the kernel until the connection catches up. AWS: - (ALB does not pipeline).
 FRONTEND_MAX_PIPELINED = 8
 
+#: After a refusal (a 4xx answered at once) what the client still sends is read and
+#: dropped for this long, or this many bytes, before the connection closes (both
+#: servers): closing with unread bytes resets the connection, and a reset can destroy
+#: the answer before the client reads it. AWS: - (nginx's lingering_close: 30 s).
+HTTP_REFUSAL_LINGER_S = 2.0
+HTTP_REFUSAL_LINGER_BYTES = 1024 * 1024
+
 # --- Runtime API (per sandbox) -------------------------------------------------------
 
 #: One body sent to the Runtime API: /response, /error and /init/error alike. AWS: the

@@ -28,18 +28,9 @@ log = logging.getLogger(__name__)
 Operation = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
 RawRoute = Callable[[Request, Callable[[Request], Caller]], Awaitable[Response]]
 
-#: What the front end's HTTP server lets one caller make it hold (see kindling/limits.py).
-FRONTEND_LIMITS = ServerLimits(
-    max_body_bytes=limits.FRONTEND_MAX_BODY_BYTES,
-    max_url_bytes=limits.FRONTEND_MAX_URL_BYTES,
-    max_header_bytes=limits.FRONTEND_MAX_HEADER_BYTES,
-    max_connections=limits.FRONTEND_MAX_CONNECTIONS,
-    max_connections_per_peer=limits.FRONTEND_MAX_CONNECTIONS_PER_CLIENT,
-    max_pipelined=limits.FRONTEND_MAX_PIPELINED,
-    header_timeout=limits.FRONTEND_HEADER_TIMEOUT_S,
-    body_timeout=limits.FRONTEND_BODY_TIMEOUT_S,
-    idle_timeout=limits.FRONTEND_IDLE_TIMEOUT_S,
-)
+#: What the front end's HTTP server lets one caller make it hold: ServerLimits'
+#: defaults are the front end's figures in kindling/limits.py.
+FRONTEND_LIMITS = ServerLimits()
 
 
 class Frontend:

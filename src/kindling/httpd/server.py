@@ -25,6 +25,7 @@ from typing import cast
 
 import httptools
 
+from kindling import limits
 from kindling.httpd.message import Request, Response
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -34,28 +35,23 @@ TooLarge = Callable[[Request, int], Response]
 
 log = logging.getLogger(__name__)
 
-#: After a refusal the rest of what the client sends is read and dropped for this long
-#: (or this many bytes) before the connection is closed: closing a socket with unread
-#: bytes resets it, and a reset can destroy the answer before the client reads it.
-_LINGER_S = 2.0
-_LINGER_BYTES = 1024 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
-    """What one server lets its clients make it hold (see the module docstring)."""
+    """What one server lets its clients make it hold (see the module docstring). The
+    defaults are the front end's (kindling/limits.py holds every value)."""
 
-    max_body_bytes: int = 80 * 1024 * 1024
-    max_url_bytes: int = 16 * 1024
-    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = limits.FRONTEND_MAX_BODY_BYTES
+    max_url_bytes: int = limits.FRONTEND_MAX_URL_BYTES
+    max_header_bytes: int = limits.FRONTEND_MAX_HEADER_BYTES
     #: Body bytes held at once over all connections (None: only ``max_body_bytes`` each).
     max_buffered_bytes: int | None = None
-    max_connections: int = 8192
-    max_connections_per_peer: int = 8192
-    max_pipelined: int = 8
-    header_timeout: float = 30.0
-    body_timeout: float = 120.0
-    idle_timeout: float = 60.0
+    max_connections: int = limits.FRONTEND_MAX_CONNECTIONS
+    max_connections_per_peer: int = limits.FRONTEND_MAX_CONNECTIONS_PER_CLIENT
+    max_pipelined: int = limits.FRONTEND_MAX_PIPELINED
+    header_timeout: float = limits.FRONTEND_HEADER_TIMEOUT_S
+    body_timeout: float = limits.FRONTEND_BODY_TIMEOUT_S
+    idle_timeout: float = limits.FRONTEND_IDLE_TIMEOUT_S
     #: An oversized body is read and dropped (not held), then answered in turn on a
     #: connection kept open, instead of answered at once and closed: a runtime that
     #: sends its whole response before reading the answer must not see a reset.
@@ -75,8 +71,8 @@ class _Shared:
 
     __slots__ = ("buffered", "limits", "open", "per_peer")
 
-    def __init__(self, limits: ServerLimits) -> None:
-        self.limits = limits
+    def __init__(self, bounds: ServerLimits) -> None:
+        self.limits = bounds
         self.open = 0
         self.per_peer: dict[str, int] = {}
         self.buffered = 0
@@ -151,10 +147,10 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()  # once: each call costs a getpid()
         peer = transport.get_extra_info("peername")
         self._peer = (peer[0], peer[1]) if isinstance(peer, tuple) else None
-        shared, limits = self._shared, self._limits
+        shared, bounds = self._shared, self._limits
         address = self._peer[0] if self._peer is not None else ""
         from_peer = shared.per_peer.get(address, 0)
-        if shared.open >= limits.max_connections or from_peer >= limits.max_connections_per_peer:
+        if shared.open >= bounds.max_connections or from_peer >= bounds.max_connections_per_peer:
             log.warning("refused a connection from %s: too many open", address or "a peer")
             self._respond_now(_plain(503, "too many connections"), keep_alive=False, linger=False)
             return
@@ -165,7 +161,7 @@ class _Connection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._arm(limits.idle_timeout)
+        self._arm(bounds.idle_timeout)
 
     def pause_writing(self) -> None:
         if self._drained is None:
@@ -204,7 +200,10 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._linger_bytes >= 0:
             self._linger_bytes += len(data)
-            if self._linger_bytes > _LINGER_BYTES and self._transport is not None:
+            if (
+                self._linger_bytes > limits.HTTP_REFUSAL_LINGER_BYTES
+                and self._transport is not None
+            ):
                 self._transport.abort()
             return
         if self._closing:
@@ -219,8 +218,8 @@ class _Connection(asyncio.Protocol):
             if not self._closing:  # else a callback answered already (_Refused)
                 self._fail(400, f"malformed HTTP request: {exc}")
             return
-        limits = self._limits
-        if self._in_head and self._head_bytes > limits.max_url_bytes + limits.max_header_bytes:
+        bounds = self._limits
+        if self._in_head and self._head_bytes > bounds.max_url_bytes + bounds.max_header_bytes:
             self._fail(431, "request header fields too large")
 
     # httptools callbacks
@@ -378,7 +377,7 @@ class _Connection(asyncio.Protocol):
 
     def _respond_now(self, response: Response, keep_alive: bool, linger: bool = True) -> None:
         """Answers at once, ahead of any request still being handled, and closes: after
-        a short linger (see ``_LINGER_S``) so the client can read the answer."""
+        a short linger (see ``limits.HTTP_REFUSAL_LINGER_S``) so the client can read the answer."""
         transport = self._transport
         if transport is None or transport.is_closing():
             self._close()
@@ -391,7 +390,7 @@ class _Connection(asyncio.Protocol):
         self._body = []
         transport.write_eof()
         self._linger_bytes = 0
-        self._arm(_LINGER_S)
+        self._arm(limits.HTTP_REFUSAL_LINGER_S)
 
     def _fail(self, status: int, text: str) -> None:
         self._respond_now(_plain(status, text), keep_alive=False)
