@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Awaitable, Callable
+
+import pytest
 
 from kindling.httpd import HttpServer, Request, Response, ServerLimits
 
@@ -299,3 +303,21 @@ def test_a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() -> None
         writer.transport.abort()
 
     run(ServerLimits(idle_timeout=0.5), scenario)
+
+
+def test_a_flood_of_refused_connections_is_logged_once_a_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario(port: int, server: HttpServer) -> None:
+        held = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(200):
+            reader, _writer = await asyncio.open_connection("127.0.0.1", port)
+            assert (await _read_all(reader)).startswith(b"HTTP/1.1 503 ")
+        held[1].close()
+
+    with caplog.at_level(logging.WARNING, logger="kindling.httpd.server"):
+        started = time.monotonic()
+        run(ServerLimits(max_connections=1), scenario)
+        seconds = time.monotonic() - started
+    lines = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert 1 <= len(lines) <= seconds + 1, len(lines)

@@ -69,13 +69,24 @@ class _Refused(Exception):
 class _Shared:
     """What all connections of one server count together."""
 
-    __slots__ = ("buffered", "limits", "open", "per_peer")
+    __slots__ = ("buffered", "limits", "open", "per_peer", "refused", "refused_logged_at")
 
     def __init__(self, bounds: ServerLimits) -> None:
         self.limits = bounds
         self.open = 0
         self.per_peer: dict[str, int] = {}
         self.buffered = 0
+        self.refused = 0  # refusals since the last log line about them
+        self.refused_logged_at = -1e9
+
+    def note_refusal(self, now: float, what: str) -> None:
+        """Logs refusals at most once a second, with how many there were: a flood of
+        connections must not become a flood of log lines."""
+        self.refused += 1
+        if now - self.refused_logged_at >= 1.0:
+            log.warning("refused %d request(s) or connection(s) (%s)", self.refused, what)
+            self.refused = 0
+            self.refused_logged_at = now
 
 
 class _Connection(asyncio.Protocol):
@@ -151,7 +162,7 @@ class _Connection(asyncio.Protocol):
         address = self._peer[0] if self._peer is not None else ""
         from_peer = shared.per_peer.get(address, 0)
         if shared.open >= bounds.max_connections or from_peer >= bounds.max_connections_per_peer:
-            log.warning("refused a connection from %s: too many open", address or "a peer")
+            shared.note_refusal(self._loop.time(), f"too many open, from {address or 'a peer'}")
             self._respond_now(_plain(503, "too many connections"), keep_alive=False, linger=False)
             return
         shared.open += 1
@@ -268,7 +279,7 @@ class _Connection(asyncio.Protocol):
             self._too_large(self._body_bytes)
         budget = self._limits.max_buffered_bytes
         if budget is not None and shared.buffered > budget:
-            log.warning("refused a request body: %d bytes held at once", shared.buffered)
+            shared.note_refusal(self._loop.time(), f"{shared.buffered} body bytes held at once")
             self._refuse(413, "too many request bytes held at once")
 
     def on_message_complete(self) -> None:
