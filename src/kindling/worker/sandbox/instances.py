@@ -33,6 +33,7 @@ from pathlib import Path
 
 from kindling.errors import SandboxError
 from kindling.limits import RECORD_LOCK_WAIT_S, SWEEP_S
+from kindling.worker.sandbox.procstat import live_start_time
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,7 @@ def start_time(pid: int) -> int | None:
     """A live process's start time (clock ticks after boot: field 22 of its stat), or
     None if there is no such process or it is a zombie. pid + start time name a process
     for good; a pid alone may have been reused."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return live_start_time(pid)
 
 
 def pid_namespace() -> int:

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable
 
 from kindling.limits import REAP_INTERVAL_S
+from kindling.worker.sandbox.procstat import PGRP, START_TIME, STATE, stat_fields
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,10 @@ def _children() -> list[int]:
 def _orphaned_zombie(pid: int, own_group: int) -> str | None:
     """A zombie child outside the worker's process group: its start time (to tell it from
     a later process with its pid); else None."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            raw = fh.read()
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None or fields[STATE] != "Z" or int(fields[PGRP]) == own_group:
         return None
-    fields = raw[raw.rfind(")") + 2 :].split()
-    if fields[0] != "Z" or int(fields[2]) == own_group:
-        return None
-    return fields[19]
+    return fields[START_TIME]
 
 
 class ZombieReaper:

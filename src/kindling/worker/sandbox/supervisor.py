@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kindling.worker.sandbox.procstat import live_start_time
+
 if TYPE_CHECKING:
     import subprocess
 
@@ -58,13 +60,7 @@ def start(registry: Path, instance: str, owner: int, owner_start: int) -> subpro
 def _start_time(pid: int) -> int | None:
     """instances.start_time, without its imports: the supervisor idles on as little
     memory as it can until its server is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
+    return live_start_time(pid)
 
 
 def _wait_for_exit(pid: int, started: int) -> None:

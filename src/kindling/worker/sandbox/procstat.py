@@ -1,0 +1,29 @@
+"""One process's /proc/<pid>/stat, read the one way: the fields after its command name
+(which may hold spaces and parentheses, so the split starts after the last ``)``).
+
+No imports: the crash supervisor uses it and idles on as little memory as it can.
+"""
+
+from __future__ import annotations
+
+#: Indices into ``stat_fields``: the state letter, the process group, the start time
+#: (clock ticks after boot; pid + start time name a process for good).
+STATE, PGRP, START_TIME = 0, 2, 19
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The stat fields after the command name, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def live_start_time(pid: int) -> int | None:
+    """A live process's start time, or None if it is gone or a zombie."""
+    fields = stat_fields(pid)
+    if fields is None or fields[STATE] in ("Z", "X"):
+        return None
+    return int(fields[START_TIME])
