@@ -46,6 +46,7 @@ def test_tail_keeps_the_last_4kb(store: LogStore) -> None:
     for i in range(2000):
         stream.output(f"line {i:05d}")
     stream.system("END RequestId: r")
+    stream.close()
     tail = base64.b64decode(stream.tail_b64())
     assert len(tail) == LOG_TAIL_BYTES
     assert tail.endswith(b"line 01999\nEND RequestId: r\n")
@@ -87,6 +88,7 @@ def test_output_beyond_the_invocation_cap_is_dropped_with_one_marker(store: LogS
     for _ in range(2 * LOG_INVOCATION_BYTES // 1024):
         stream.output(line)
     stream.system("END RequestId: r")
+    stream.close()
     data, _ = read_all(store)
     lines = data.decode().splitlines()
     assert lines[0] == "START r"
@@ -226,6 +228,7 @@ def test_a_platform_line_is_never_longer_than_a_log_line(store: LogStore) -> Non
 
     stream = LogStream(store.open("000000000000", "us-east-1", "f"), "an invocation")
     stream.system("Error: " + "m" * (3 * LOG_LINE_BYTES))
+    stream.close()
     data, _ = read_all(store)
     assert len(data) < LOG_LINE_BYTES + 100
     assert data.endswith(f" [kindling] {2 * LOG_LINE_BYTES + 7} bytes cut\n".encode())
@@ -262,3 +265,30 @@ def test_logs_of_functions_that_no_longer_exist_go_at_start(store: LogStore) -> 
     store.keep_only({("000000000000", "us-east-1", "kept")})
     assert read_all(store, "gone") == (b"", 0)
     assert read_all(store, "kept")[0] == b"kept\n"
+
+
+def test_an_invocations_platform_lines_are_one_write_and_its_output_goes_at_once(
+    store: LogStore,
+) -> None:
+    """START, END and REPORT of a quiet invocation reach the log in one write (three
+    wake-ups of the log's lock were a tenth of a warm invoke's server CPU); what the
+    function prints is handed on at once, so ``kindling logs --follow`` sees it live."""
+    target = store.open("000000000000", "us-east-1", "f")
+    writes: list[bytes] = []
+    original = target.write
+
+    def counting(data: bytes) -> None:
+        writes.append(data)
+        original(data)
+
+    target.write = counting  # type: ignore[method-assign]
+    quiet = LogStream(target, "an invocation", header="START q")
+    quiet.system("END q")
+    quiet.system("REPORT q")
+    assert writes == []
+    quiet.close()
+    assert writes == [b"START q\nEND q\nREPORT q\n"]
+    writes.clear()
+    loud = LogStream(target, "an invocation", header="START l")
+    loud.output("hello")
+    assert writes == [b"START l\nhello\n"]

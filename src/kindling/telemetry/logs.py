@@ -134,8 +134,10 @@ class LogStream:
     """One invocation's (or init's, or idle time's) log on its way to the function's log.
 
     ``output`` takes the function's lines (it is the sandbox's log sink) up to ``cap``
-    bytes; ``system`` takes the platform's own lines, never cut. A ``header`` (START,
-    INIT_START) is written before the first line and can be changed until then.
+    bytes and hands them on at once; ``system`` takes the platform's own lines, never
+    cut, and holds them until the next function line or ``close`` (which every stream
+    with platform lines ends with). A ``header`` (START, INIT_START) is written before
+    the first line and can be changed until then.
     """
 
     def __init__(
@@ -152,6 +154,9 @@ class LogStream:
         self._used = 0
         self._dropped = 0
         self._tail = bytearray()
+        #: Platform lines not yet handed to the log: END and REPORT (and START when the
+        #: function printed nothing) go in one write, the function's lines at once.
+        self._held = bytearray()
 
     def output(self, line: str) -> None:
         data = line.encode("utf-8", "replace") + b"\n"
@@ -168,24 +173,26 @@ class LogStream:
         line carries the function's own (possibly huge) errorMessage."""
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
-            self._emit(self._marker(dropped))
+            self._emit(self._marker(dropped), hold=True)
         data = line.encode("utf-8", "replace")
         if len(data) > LOG_LINE_BYTES:
             cut = len(data) - LOG_LINE_BYTES
             data = data[:LOG_LINE_BYTES] + f" [kindling] {cut} bytes cut".encode()
-        self._emit(data + b"\n")
+        self._emit(data + b"\n", hold=True)
 
     def begin(self) -> None:
         """Writes the header now if no line has written it yet."""
         if self.header is not None:
             header, self.header = self.header, None
-            self._emit(header.encode("utf-8", "replace") + b"\n")
+            self._emit(header.encode("utf-8", "replace") + b"\n", hold=True)
 
     def close(self) -> None:
-        """Writes the marker if output was dropped since the last platform line."""
+        """Writes the marker if output was dropped since the last platform line, and
+        every line still held. A stream whose platform lines were written ends here."""
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
-            self._emit(self._marker(dropped))
+            self._emit(self._marker(dropped), hold=True)
+        self._flush()
 
     def _marker(self, dropped: int) -> bytes:
         why = f"{self._scope} may log at most {self._cap} bytes"
@@ -199,12 +206,19 @@ class LogStream:
     def tail_b64(self) -> str:
         return base64.b64encode(self.tail).decode()
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes, hold: bool = False) -> None:
         self.begin()
-        self._target.write(data)
+        self._held += data
         self._tail += data[-LOG_TAIL_BYTES:]
         if len(self._tail) > 2 * LOG_TAIL_BYTES:
             del self._tail[:-LOG_TAIL_BYTES]
+        if not hold:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._held:
+            self._target.write(bytes(self._held))
+            self._held.clear()
 
 
 def check_component(value: str, what: str) -> str:

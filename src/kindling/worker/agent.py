@@ -147,7 +147,7 @@ class WorkerAgent:
             stream.system(lines[1])
         else:
             stream.begin()
-            stream.close()
+        stream.close()
         if init.ok:
             self._metrics.started(
                 spec.account_id,
@@ -197,6 +197,7 @@ class WorkerAgent:
             init.duration_ms if init is not None and init.restored else None,
         )
         stream.system(report.line())
+        stream.close()  # END and REPORT (START too, if nothing was printed): one write
         error = None if result.outcome is Outcome.SUCCESS else result.outcome.value
         self._record(spec, init, result.duration_ms, error)
         return Execution(result, stream.tail)
@@ -210,6 +211,7 @@ class WorkerAgent:
         stream.system(end_line(request_id))
         report = Report(request_id, init.duration_ms, spec.memory_mb, 0, init.duration_ms, "error")
         stream.system(report.line())
+        stream.close()
         self._record(spec, init, init.duration_ms, Outcome.INIT_ERROR.value)
         return Execution(init.error, stream.tail)
 
