@@ -87,7 +87,7 @@ def test_a_flood_of_short_lines_is_streamed_and_cut(backend: str, fleet: Fleet) 
         dropped = sum(int(line.split()[1]) for line in markers)
         return (kept, dropped) if markers else None
 
-    kept, dropped = wait_for(since_start, timeout=60)
+    kept, dropped = wait_for(since_start, timeout=180)  # gVisor on a loaded machine is slow
     assert kept <= 2 * cap, f"{kept} bytes kept of one invocation's output"
     if backend == "gvisor":  # gVisor loses part of a burst on its way out (before too)
         assert kept + dropped <= written
