@@ -36,12 +36,19 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from kindling.errors import SandboxError
-from kindling.limits import SNAPSHOT_SETTLE_S
+from kindling.limits import (
+    SNAPSHOT_SETTLE_S,
+    SNAPSHOT_TMP_COPY_BYTES,
+    SNAPSHOT_TMP_COPY_DEPTH,
+    SNAPSHOT_TMP_COPY_ENTRIES,
+)
+from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import InitResult, InvokeResult, SandboxSpec, SandboxState
 from kindling.worker.sandbox.cgroups import Cgroup
 from kindling.worker.sandbox.environment import lambda_environment
+from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
-from kindling.worker.sandbox.namespace import NamespaceSandbox, wait_readable
+from kindling.worker.sandbox.namespace import NamespaceSandbox, _read_status, wait_readable
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
 from kindling.worker.sandbox.privileges import unprivileged_problems, user_namespace
 
@@ -117,6 +124,11 @@ class TemplateSandbox(NamespaceSandbox):
 
     def alive(self) -> bool:
         return not self._exited.done()
+
+    @property
+    def pid(self) -> int:
+        """Its runtime's host pid."""
+        return self._pid
 
     async def fork(
         self, order: bytes, fds: list[int], attach: Callable[[], Awaitable[int]]
@@ -241,9 +253,13 @@ class RestoredSandbox(NamespaceSandbox):
                 await self._refuse(template)
             netns = os.open(f"/proc/{self._pid}/ns/net", os.O_RDONLY)
             egress = self._backend.egress if self.spec.network == "allowed" else None
-            self._slot = await loop.run_in_executor(
-                None, create_slot, egress, RUNTIME_API_PORT, netns
-            )
+            slot = loop.run_in_executor(None, create_slot, egress, RUNTIME_API_PORT, netns)
+            try:
+                await self._mount(template)
+            except TamperedSnapshot:
+                await self._refuse(template)
+            finally:  # made meanwhile; kept even on failure, so that destroy closes it
+                self._slot = await slot
             await self._server.serve_socket(self._slot.runtime_api)
             self._watch(loop)
             await loop.sock_sendall(ours, b"go")
@@ -253,6 +269,52 @@ class RestoredSandbox(NamespaceSandbox):
         finally:
             ours.close()
         return await self._finish_start(started, restored=not built)
+
+    async def _mount(self, template: TemplateSandbox) -> None:
+        """Has a launcher's builder (host root) mount the copy's /proc, /tmp and
+        /dev/shm in its namespaces (copymounts.py): the copy's own code could mount
+        them unmasked. A copy not in namespaces of its own is tampered."""
+        mnt = os.open(f"/proc/{self._pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid_ns = os.open(f"/proc/{self._pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(mnt)
+            raise
+        status_r, status_w = os.pipe()
+        try:
+            for kind, fd in (("mnt", mnt), ("pid", pid_ns)):
+                theirs = os.fstat(fd).st_ino
+                if theirs in (_ns_inode("self", kind), _ns_inode(str(template.pid), kind)):
+                    log.error(
+                        "snapshot template %s is tampered: copy in its %s ns", template.id, kind
+                    )
+                    raise TamperedSnapshot(TAMPERED_MESSAGE)
+            uid, gid = _host_ids(self._pid)
+            config = {
+                "memory_mb": self.spec.memory_mb,
+                "tmp_mb": self.spec.ephemeral_mb,
+                "uid": uid,
+                "gid": gid,
+                "tmp_copy_bytes": SNAPSHOT_TMP_COPY_BYTES,
+                "tmp_copy_entries": SNAPSHOT_TMP_COPY_ENTRIES,
+                "tmp_copy_depth": SNAPSHOT_TMP_COPY_DEPTH,
+            }
+            self._backend.host.launchers.mount_copy(
+                LauncherKey(seccomp_policy.SYSTEM_PYTHON),
+                marshal.dumps(config),
+                mnt,
+                pid_ns,
+                status_w,
+            )
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            for fd in (mnt, pid_ns, status_w):
+                os.close(fd)
+        status = await asyncio.wait_for(_read_status(status_r), COPY_TIMEOUT_S)
+        if status != "ok":
+            raise OSError(f"its mounts failed: {status or 'no status'}")
 
     async def _until_ready(self) -> InvokeResult | None:
         """The copy asked for its first event: it is answered only once the host has
@@ -271,6 +333,25 @@ class RestoredSandbox(NamespaceSandbox):
             self._cgroup.kill()
         await self._snapshots.discard(template)
         raise TamperedSnapshot(TAMPERED_MESSAGE)
+
+
+def _ns_inode(pid: str, kind: str) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return 0
+
+
+def _host_ids(pid: int) -> tuple[int, int]:
+    """A process's real uid and gid as the host sees them (a copy's 993 and 990 are its
+    template's host uid, through two nested user namespaces)."""
+    ids = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid"):
+                ids[key] = int(value.split()[0])
+    return ids["Uid"], ids["Gid"]
 
 
 def _parent_pid(pid: int) -> int:
