@@ -4,8 +4,9 @@ The first start of a version whose spec asks for SnapStart builds a *template*: 
 ordinary namespace sandbox, forked from the account's runtime zygote, that runs the
 version's init and its before-snapshot hooks, then waits in ``forkserver.py``. Every
 start after that *restores*: the template forks a copy, which makes its own namespaces;
-the worker moves the copy into its own cgroup and sets up its network namespace (the
-slot pool cannot help here: the namespace is the copy's), and the copy runs the
+the worker moves the copy into its own cgroup, sets up its network namespace (the
+slot pool cannot help here: the namespace is the copy's) and mounts its file systems,
+and the copy runs the
 after-restore hooks and asks for its first event. The import work of a heavy function
 is done once per version, not once per sandbox.
 
@@ -14,11 +15,14 @@ Templates live until the backend closes, until no start asked for them for
 goes). A template's init failure is the failing start's
 error, and is not remembered: the next start tries again, as Lambda re-inits.
 
-A copy hardens itself in code its function's init could have changed (forkserver.py),
-so the worker does not take its word: forks are one at a time, the template is checked
-from the host after each, and the copy before its first event (privileges.py). A
-template that fails is destroyed and the start fails with a service error whose message
-says no more than that; the details go to the server log.
+A copy makes its namespaces and hardens itself in code its function's init could have
+changed (forkserver.py), so that code is left nothing it need not do: the worker mounts
+the copy's /proc (masked), /tmp and /dev/shm from the host side (copymounts.py; the
+template's seccomp program refuses mount). And the worker does not take its word:
+forks are one at a time, the template is checked from the host after each, and the
+copy before its first event (privileges.py). A template that fails is destroyed and
+the start fails with a service error whose message says no more than that; the details
+go to the server log.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from kindling.limits import (
     SNAPSHOT_TMP_COPY_DEPTH,
     SNAPSHOT_TMP_COPY_ENTRIES,
 )
-from kindling.worker.sandbox import seccomp_policy
+from kindling.worker.sandbox import copymounts, seccomp_policy
 from kindling.worker.sandbox.base import InitResult, InvokeResult, SandboxSpec, SandboxState
 from kindling.worker.sandbox.cgroups import Cgroup
 from kindling.worker.sandbox.environment import lambda_environment
@@ -313,7 +317,13 @@ class RestoredSandbox(NamespaceSandbox):
             for fd in (mnt, pid_ns, status_w):
                 os.close(fd)
         status = await asyncio.wait_for(_read_status(status_r), COPY_TIMEOUT_S)
-        if status != "ok":
+        if status == copymounts.NOT_COPIED:  # in the function's log, as when the copy copied
+            self._sink(
+                "kindling: /tmp after init is past the snapshot's bounds "
+                f"({SNAPSHOT_TMP_COPY_BYTES >> 20} MB, {SNAPSHOT_TMP_COPY_ENTRIES} entries, "
+                f"{SNAPSHOT_TMP_COPY_DEPTH} levels): not copied"
+            )
+        elif status != "ok":
             raise OSError(f"its mounts failed: {status or 'no status'}")
 
     async def _until_ready(self) -> InvokeResult | None:

@@ -31,11 +31,13 @@ from kindling.worker.sandbox import linux, procmask
 _FLAGS = linux.MS_NOSUID | linux.MS_NODEV
 _CHUNK = 1024 * 1024
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: The status of a copy whose template's /tmp was past a bound: mounted, nothing copied.
+NOT_COPIED = "ok, /tmp not copied"
 
 
 def prepare(cfg: dict[str, object], mnt_fd: int, pid_fd: int, status_fd: int) -> None:
-    """Mounts the copy's /proc, /tmp and /dev/shm; writes ``ok`` or ``error <why>``
-    (one line) on ``status_fd``. Never returns."""
+    """Mounts the copy's /proc, /tmp and /dev/shm; writes ``ok`` (or NOT_COPIED) or
+    ``error <why>`` (one line) on ``status_fd``. Never returns."""
     status = "error no status"
     try:
         linux.setns(mnt_fd, linux.CLONE_NEWNS)
@@ -45,8 +47,7 @@ def prepare(cfg: dict[str, object], mnt_fd: int, pid_fd: int, status_fd: int) ->
         child = os.fork()
         if child == 0:
             try:
-                _mount(cfg)
-                os.write(status_fd, b"ok\n")
+                os.write(status_fd, f"{_mount(cfg)}\n".encode())
             except BaseException as exc:
                 os.write(status_fd, f"error {type(exc).__name__}: {exc}\n".encode())
             os._exit(0)
@@ -59,7 +60,8 @@ def prepare(cfg: dict[str, object], mnt_fd: int, pid_fd: int, status_fd: int) ->
     os._exit(0)
 
 
-def _mount(cfg: dict[str, object]) -> None:
+def _mount(cfg: dict[str, object]) -> str:
+    """What to report: ``ok``, or NOT_COPIED."""
     procmask.mount_proc("/proc", int(cfg["memory_mb"]))  # type: ignore[call-overload]
     kept = os.open("/tmp", _DIR_OPEN)  # the template's /tmp: what init left there
     try:
@@ -71,10 +73,10 @@ def _mount(cfg: dict[str, object]) -> None:
             limit = int(cfg["tmp_copy_bytes"])  # type: ignore[call-overload]
             entries = int(cfg["tmp_copy_entries"])  # type: ignore[call-overload]
             if _size(kept, entries, int(cfg["tmp_copy_depth"]), limit) is None:  # type: ignore[call-overload]
-                os.write(2, b"kindling: /tmp over its copy bounds after init: not copied\n")
-                return
+                return NOT_COPIED
             owner = (int(cfg["uid"]), int(cfg["gid"]))  # type: ignore[call-overload]
             _copy_tree(kept, fresh, [limit], owner)
+            return "ok"
         finally:
             os.close(fresh)
     finally:
