@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kindling.runtimes.catalog import find_python
-from tests.e2e.support import ROLE, make_zip, wait_active
+from tests.e2e.support import ROLE, function_log, make_zip, wait_active, wait_for
 
 from .conftest import Fleet, unavailable
 from .test_host_details import HOST_FIGURES, _host, _lines_shared
@@ -409,3 +409,34 @@ def test_restored_copies_keep_inits_tmp_and_share_none(fleet: Fleet) -> None:
         }, got["kept"]
         assert got["link"] == "/etc/hostname"  # a symlink stays one (never followed)
         assert got["sizes"] == {"/tmp": 512 * 1024 * 1024, "/dev/shm": 64 * 1024 * 1024}
+
+
+TMP_PAST_BOUNDS = """
+import os
+
+os.makedirs("/tmp/many")
+for n in range(10_001):  # one past SNAPSHOT_TMP_COPY_ENTRIES (with the directory)
+    open(f"/tmp/many/{n}", "w").close()
+
+def handler(event, context):
+    return {"tmp": sorted(os.listdir("/tmp")),
+            "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+"""
+
+
+def test_a_tmp_past_its_bounds_is_not_copied_and_the_log_says_so(fleet: Fleet) -> None:
+    reason = unavailable("namespace")
+    if reason:
+        pytest.skip(reason)
+    name, version = _deploy(fleet, "tmp-bounds", TMP_PAST_BOUNDS)
+    response = fleet.lam.invoke(FunctionName=name, Qualifier=version)
+    body = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, body
+    assert body == {"tmp": [], "init_type": "snap-start"}
+    wait_for(
+        lambda: (
+            "/tmp after init is past the snapshot's bounds"
+            in function_log(fleet.server.endpoint, name)
+        ),
+        30,
+    )
