@@ -68,6 +68,8 @@ TEMPLATE_IDLE_S = 1800.0
 #: How long a copy may take to say it exists, and a template its init (AWS: 15 min).
 COPY_TIMEOUT_S = 10.0
 _UCRED = struct.Struct("iII")
+#: The launcher whose builders mount copies' file systems: the plain one (host root).
+MOUNTER = LauncherKey(seccomp_policy.SYSTEM_PYTHON)
 
 
 def template_key(spec: SandboxSpec) -> str:
@@ -304,7 +306,7 @@ class RestoredSandbox(NamespaceSandbox):
                 "tmp_copy_depth": SNAPSHOT_TMP_COPY_DEPTH,
             }
             self._backend.host.launchers.mount_copy(
-                LauncherKey(seccomp_policy.SYSTEM_PYTHON),
+                MOUNTER,
                 marshal.dumps(config),
                 mnt,
                 pid_ns,
@@ -448,6 +450,7 @@ class Snapshots:
             await template.destroy()
             return result
         template.state = SandboxState.IDLE
+        self._backend.host.launchers.warm(MOUNTER)  # for its copies' mounts
         await template.frozen_when_ready()
         return template
 

@@ -141,6 +141,14 @@ class Launchers:
         mount and PID namespaces (copymounts.py); it reports on ``status_fd``."""
         self._request(key, b"m", config, [mnt_fd, pid_fd, status_fd])
 
+    def warm(self, key: LauncherKey) -> None:
+        """Starts ``key``'s launcher now if none runs, so that the first request does
+        not wait for its interpreter (a SnapStart template's copies need the plain one
+        for their mounts; the template itself came from a zygote)."""
+        with self._lock:
+            if self._reuse:
+                self._get(key)
+
     def _request(self, key: LauncherKey, kind: bytes, config: bytes, fds: list[int]) -> None:
         config_r, config_w = os.pipe()
         try:
