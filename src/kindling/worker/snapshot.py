@@ -159,12 +159,14 @@ class TemplateSandbox(NamespaceSandbox):
                     await self.freeze()
             await self._check(None)
 
-    async def verify_copy(self, copy: Cgroup) -> None:
-        """Before a copy's first event: every thread of the copy is unprivileged and
-        holds the copy's program, and the template (frozen: no fork under way) still
-        holds nothing either. Raises TamperedSnapshot."""
+    async def verify_copy(self, copy: Cgroup, mount_ns: int) -> None:
+        """Before a copy's first event: every thread of the copy is unprivileged, holds
+        the copy's program and is in the mount namespace the host mounted (``mount_ns``,
+        its inode: a copy that made another one before the mounts would keep the
+        template's /tmp), and the template (frozen: no fork under way) still holds
+        nothing either. Raises TamperedSnapshot."""
         async with self._lock:
-            await self._check(copy)
+            await self._check(copy, mount_ns)
 
     async def _settle(self, copy_pid: int) -> None:
         """Until the copy's first process has ended: it made the copy's namespaces, so
@@ -195,12 +197,15 @@ class TemplateSandbox(NamespaceSandbox):
             self._user_ns = user_namespace(self._pid)
         return unprivileged_problems(self._cgroup.pids, 1, user_ns=self._user_ns)
 
-    async def _check(self, copy: Cgroup | None) -> None:
+    async def _check(self, copy: Cgroup | None, mount_ns: int | None = None) -> None:
         def problems() -> list[str]:
             found = [f"template {p}" for p in self._template_problems()]
             if copy is not None:
                 found += [
-                    f"copy {p}" for p in unprivileged_problems(copy.pids, 2, self.copy_program)
+                    f"copy {p}"
+                    for p in unprivileged_problems(
+                        copy.pids, 2, self.copy_program, mount_ns=mount_ns
+                    )
                 ]
             return found
 
@@ -230,6 +235,7 @@ class RestoredSandbox(NamespaceSandbox):
         super().__init__(spec, backend)
         self._snapshots = snapshots
         self._template: TemplateSandbox | None = None
+        self._mount_ns = 0  # the inode of the copy's mount namespace, once mounted
 
     async def start(self) -> InitResult:
         loop = asyncio.get_running_loop()
@@ -295,6 +301,7 @@ class RestoredSandbox(NamespaceSandbox):
                         "snapshot template %s is tampered: copy in its %s ns", template.id, kind
                     )
                     raise TamperedSnapshot(TAMPERED_MESSAGE)
+            self._mount_ns = os.fstat(mnt).st_ino
             uid, gid = _host_ids(self._pid)
             config = {
                 "memory_mb": self.spec.memory_mb,
@@ -334,7 +341,7 @@ class RestoredSandbox(NamespaceSandbox):
         error = await super()._until_ready()
         if error is None and self._template is not None and self._cgroup is not None:
             try:
-                await self._template.verify_copy(self._cgroup)
+                await self._template.verify_copy(self._cgroup, self._mount_ns)
             except TamperedSnapshot:
                 await self._refuse(self._template)
         return error
