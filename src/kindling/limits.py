@@ -209,6 +209,16 @@ PRIVILEGE_CHECK_ROUNDS = 20
 #: loaded host answers in well under a millisecond; longer fails the check). AWS: -
 PRIVILEGE_CHECK_STOP_S = 5.0
 
+#: What init leaves in a SnapStart template's /tmp is copied into each restored copy's
+#: own /tmp (a snapshot includes the disk), by the host (worker/sandbox/copymounts.py):
+#: whole, or, past any of these bounds, not at all (the copy's log says so). Bytes:
+#: what a copy's start can afford to copy (~30 ms); entries and depth keep the host's
+#: walk of a tree the function made short. AWS: - (a snapshot holds the whole 512 MB+
+#: of /tmp).
+SNAPSHOT_TMP_COPY_BYTES = 64 * 1024 * 1024
+SNAPSHOT_TMP_COPY_ENTRIES = 10_000
+SNAPSHOT_TMP_COPY_DEPTH = 64
+
 # --- crash cleanup and reaping ----------------------------------------------------------
 
 #: How long one sweep of a dead instance (or of one's own groups at start and stop) may

@@ -161,3 +161,79 @@ def test_snapshot_copies_show_no_host_details(backend: str, victim: Victim, flee
     _check(seen, fleet, backend)
     # the template's unmasked procfs (for its copies' own /proc) stays covered
     assert seen["hidden procfs"] == [], seen["hidden procfs"]
+
+
+#: A SnapStart init (the template's code, allowed ``unshare`` for its copies' sake) makes
+#: namespaces of its own and tries a fresh procfs there, which no masking covers.
+OWN_PROCFS_IN_INIT = """
+RESTORE_FLAGS = 0x10000000 | 0x00020000 | 0x40000000 | 0x20000000 | 0x08000000 | 0x04000000
+
+def own_procfs():
+    r, w = os.pipe()
+    if os.fork() == 0:
+        out = "unshare " + c_result(libc.unshare(RESTORE_FLAGS))
+        if out == "unshare ok":
+            for name, text in (("uid_map", "993 993 1"), ("setgroups", "deny"),
+                               ("gid_map", "990 990 1")):
+                with open(f"/proc/self/{name}", "w") as fh:
+                    fh.write(text + "\\n")
+            if os.fork() == 0:  # PID 1 of its new PID namespace: a procfs of its own
+                os.makedirs("/tmp/own-proc", exist_ok=True)
+                out = "mount " + c_result(libc.mount(b"proc", b"/tmp/own-proc", b"proc", 14, None))
+                if out == "mount ok":
+                    for name in ("meminfo", "loadavg", "stat"):
+                        out += "\\n" + read("/tmp/own-proc/" + name)
+                os.write(w, out.encode())
+                os._exit(0)
+            os.wait()
+            os._exit(0)
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    got = b""
+    while chunk := os.read(r, 65536):
+        got += chunk
+    os.close(r)
+    os.wait()
+    return got.decode()
+
+def read(path):
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError as exc:
+        return "error " + errname(exc.errno)
+
+IN_INIT = own_procfs()
+
+def handler(event, context):
+    return {"in_init": IN_INIT, "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")}
+"""
+
+
+def test_snapstart_init_cannot_mount_an_unmasked_procfs(
+    backend: str, victim: Victim, fleet: Fleet
+) -> None:
+    if backend != "namespace":
+        pytest.skip("SnapStart templates exist on the namespace backend only")
+    name = fleet.attacker(
+        "own-procfs-snap",
+        backend,
+        OWN_PROCFS_IN_INIT,
+        Runtime="python3.12",
+        SnapStart={"ApplyOn": "PublishedVersions"},
+    )
+    version = fleet.lam.publish_version(FunctionName=name)["Version"]
+    wait_for(
+        lambda: (
+            fleet.lam.get_function_configuration(FunctionName=name, Qualifier=version)["State"]
+            == "Active"
+        ),
+        60,
+    )
+    seen = fleet.run(f"{name}:{version}")
+    assert seen["init_type"] == "snap-start"
+    in_init = seen["in_init"]
+    assert in_init in ("mount EPERM", "unshare EPERM"), in_init
+    for path in ("/proc/meminfo", "/proc/loadavg", "/proc/stat"):
+        assert not _lines_shared(in_init, _host(path)), path

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from kindling.runtimes.catalog import find_python
-from tests.e2e.support import ROLE, make_zip, wait_active
+from tests.e2e.support import ROLE, function_log, make_zip, wait_active, wait_for
 
 from .conftest import Fleet, unavailable
+from .test_host_details import HOST_FIGURES, _host, _lines_shared
 
 pytestmark = pytest.mark.skipif(
     find_python("3.12") is None, reason="SnapStart needs python3.12, not on this host"
@@ -76,9 +78,7 @@ def own_serve():
         if os.fork() != 0:
             os._exit(0)
         status.send(b"pid")
-        status.recv(16)
-        LINUX.mount("proc", "/proc", "proc", 14)
-        LINUX.mount("tmpfs", "/tmp", "tmpfs", 6, "size=16m,mode=1777")
+        status.recv(16)  # the host mounted its /proc, /tmp and /dev/shm meanwhile
         real_load(ALLOW_ALL)  # one more filter, as an honest copy has
         status.close()
         os.environ.update(order["env"])
@@ -208,9 +208,10 @@ def handler(event, context):
 """
 
 
-def _deploy(fleet: Fleet, tampering: str) -> tuple[str, str]:
+def _deploy(fleet: Fleet, tampering: str, code: str | None = None) -> tuple[str, str]:
     name = f"sec-tamper-{tampering}-{uuid.uuid4().hex[:6]}"
-    code = TAMPER_PRELUDE + TAMPERINGS[tampering] + HANDLER
+    if code is None:
+        code = TAMPER_PRELUDE + TAMPERINGS[tampering] + HANDLER
     fleet.lam.create_function(
         FunctionName=name,
         Runtime="python3.12",
@@ -280,3 +281,162 @@ HONEST = """
 def handler(event, context):
     return {"ok": True}
 """
+
+
+#: Init code that gives its copies a plain procfs in place of the masked one.
+UNMASKINGS = {
+    "plain-mount-proc": """
+import gc, types
+for found in gc.get_objects():  # the masking module, wherever the zygote keeps it
+    if isinstance(found, types.ModuleType) and found.__name__.endswith(".procmask"):
+        found.mount_proc = lambda proc, memory_mb: LINUX.mount("proc", proc, "proc", 14)
+""",
+    "plain-proc-over-the-mask": """
+real_drop = LINUX.drop_bounding_capabilities
+
+def mount_then_drop():
+    try:  # still capable in the copy's own namespaces: a plain procfs over the mask
+        LINUX.mount("proc", "/proc", "proc", 14)
+    except OSError as exc:
+        sys.stderr.write(f"plain procfs: {exc}\\n")
+    real_drop()
+
+LINUX.drop_bounding_capabilities = mount_then_drop
+""",
+}
+
+READ_FIGURES = """
+def handler(event, context):
+    seen = {}
+    for path in event["paths"]:
+        try:
+            with open(path) as fh:
+                seen[path] = fh.read()
+        except OSError as exc:
+            seen[path] = f"error {exc.errno}"
+    seen["init_type"] = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")
+    return seen
+"""
+
+
+@pytest.mark.parametrize("tampering", list(UNMASKINGS))
+def test_a_restored_copy_never_sees_an_unmasked_proc(tampering: str, fleet: Fleet) -> None:
+    reason = unavailable("namespace")
+    if reason:
+        pytest.skip(reason)
+    code = TAMPER_PRELUDE + UNMASKINGS[tampering] + READ_FIGURES
+    name, version = _deploy(fleet, tampering, code)
+    response = fleet.lam.invoke(
+        FunctionName=name, Qualifier=version, Payload=json.dumps({"paths": HOST_FIGURES})
+    )
+    seen = json.loads(response["Payload"].read())
+    if "FunctionError" in response:  # a restore that fails must fail cleanly
+        assert seen.get("errorType"), seen
+        return
+    assert seen["init_type"] == "snap-start"
+    for path in HOST_FIGURES:
+        host = _host(path)
+        if host:
+            assert seen[path] != host, path
+            assert not _lines_shared(seen[path], host), (path, _lines_shared(seen[path], host))
+    assert seen["/proc/meminfo"].split()[1] == str(128 * 1024), seen["/proc/meminfo"]
+
+
+#: Init leaves files in /tmp; each copy must get them, with their modes and as its own
+#: files, in a /tmp (and /dev/shm) no other copy shares.
+TMP_KEPT = """
+import os, time
+
+os.makedirs("/tmp/kept/sub")
+os.chmod("/tmp/kept/sub", 0o750)
+with open("/tmp/kept/sub/data.bin", "wb") as fh:
+    fh.write(b"x" * 100_000)
+os.chmod("/tmp/kept/sub/data.bin", 0o640)
+with open("/tmp/kept/run.sh", "w") as fh:
+    fh.write("#!/bin/sh\\n")
+os.chmod("/tmp/kept/run.sh", 0o755)
+os.symlink("/etc/hostname", "/tmp/kept/link")
+
+def handler(event, context):
+    mark = event["mark"]
+    for where in ("/tmp", "/dev/shm"):
+        with open(f"{where}/{mark}", "w") as fh:
+            fh.write(mark)
+    time.sleep(event["hold"])
+    kept = {}
+    for path in ("/tmp/kept", "/tmp/kept/sub", "/tmp/kept/sub/data.bin", "/tmp/kept/run.sh"):
+        st = os.stat(path)
+        kept[path] = [oct(st.st_mode & 0o7777), st.st_size if path.endswith(".bin") else 0,
+                      st.st_uid, st.st_gid]
+    with open("/tmp/kept/sub/data.bin", "ab") as fh:  # the copy's own: writable
+        fh.write(b"y")
+    os.remove("/tmp/kept/run.sh")
+    link = os.readlink("/tmp/kept/link") if os.path.islink("/tmp/kept/link") else "no link"
+    sizes = {w: os.statvfs(w).f_blocks * os.statvfs(w).f_frsize for w in ("/tmp", "/dev/shm")}
+    return {"tmp": sorted(os.listdir("/tmp")), "shm": sorted(os.listdir("/dev/shm")),
+            "kept": kept, "link": link, "sizes": sizes,
+            "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+"""
+
+
+def test_restored_copies_keep_inits_tmp_and_share_none(fleet: Fleet) -> None:
+    reason = unavailable("namespace")
+    if reason:
+        pytest.skip(reason)
+    name, version = _deploy(fleet, "tmp-kept", TMP_KEPT)
+
+    def invoke(mark: str) -> Any:
+        response = fleet.lam.invoke(
+            FunctionName=name,
+            Qualifier=version,
+            Payload=json.dumps({"mark": mark, "hold": 3}),
+        )
+        body = json.loads(response["Payload"].read())
+        assert "FunctionError" not in response, body
+        return body
+
+    with ThreadPoolExecutor(2) as pool:
+        seen = dict(zip(("a", "b"), pool.map(invoke, ["a", "b"]), strict=True))
+    for mark, got in seen.items():
+        assert got["init_type"] == "snap-start"
+        assert got["tmp"] == sorted(["kept", mark]), got["tmp"]
+        assert got["shm"] == [mark], got["shm"]
+        assert got["kept"] == {
+            "/tmp/kept": ["0o755", 0, 993, 990],
+            "/tmp/kept/sub": ["0o750", 0, 993, 990],
+            "/tmp/kept/sub/data.bin": ["0o640", 100_000, 993, 990],
+            "/tmp/kept/run.sh": ["0o755", 0, 993, 990],
+        }, got["kept"]
+        assert got["link"] == "/etc/hostname"  # a symlink stays one (never followed)
+        assert got["sizes"] == {"/tmp": 512 * 1024 * 1024, "/dev/shm": 64 * 1024 * 1024}
+
+
+TMP_PAST_BOUNDS = """
+import os
+
+os.makedirs("/tmp/many")
+for n in range(10_001):  # one past SNAPSHOT_TMP_COPY_ENTRIES (with the directory)
+    open(f"/tmp/many/{n}", "w").close()
+
+def handler(event, context):
+    return {"tmp": sorted(os.listdir("/tmp")),
+            "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+"""
+
+
+def test_a_tmp_past_its_bounds_is_not_copied_and_the_log_says_so(fleet: Fleet) -> None:
+    reason = unavailable("namespace")
+    if reason:
+        pytest.skip(reason)
+    name, version = _deploy(fleet, "tmp-bounds", TMP_PAST_BOUNDS)
+    response = fleet.lam.invoke(FunctionName=name, Qualifier=version)
+    body = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, body
+    assert body == {"tmp": [], "init_type": "snap-start"}
+    wait_for(
+        lambda: (
+            "/tmp after init is past the snapshot's bounds"
+            in function_log(fleet.server.endpoint, name)
+        ),
+        30,
+    )

@@ -4,8 +4,9 @@ The first start of a version whose spec asks for SnapStart builds a *template*: 
 ordinary namespace sandbox, forked from the account's runtime zygote, that runs the
 version's init and its before-snapshot hooks, then waits in ``forkserver.py``. Every
 start after that *restores*: the template forks a copy, which makes its own namespaces;
-the worker moves the copy into its own cgroup and sets up its network namespace (the
-slot pool cannot help here: the namespace is the copy's), and the copy runs the
+the worker moves the copy into its own cgroup, sets up its network namespace (the
+slot pool cannot help here: the namespace is the copy's) and mounts its file systems,
+and the copy runs the
 after-restore hooks and asks for its first event. The import work of a heavy function
 is done once per version, not once per sandbox.
 
@@ -14,11 +15,14 @@ Templates live until the backend closes, until no start asked for them for
 goes). A template's init failure is the failing start's
 error, and is not remembered: the next start tries again, as Lambda re-inits.
 
-A copy hardens itself in code its function's init could have changed (forkserver.py),
-so the worker does not take its word: forks are one at a time, the template is checked
-from the host after each, and the copy before its first event (privileges.py). A
-template that fails is destroyed and the start fails with a service error whose message
-says no more than that; the details go to the server log.
+A copy makes its namespaces and hardens itself in code its function's init could have
+changed (forkserver.py), so that code is left nothing it need not do: the worker mounts
+the copy's /proc (masked), /tmp and /dev/shm from the host side (copymounts.py; the
+template's seccomp program refuses mount). And the worker does not take its word:
+forks are one at a time, the template is checked from the host after each, and the
+copy before its first event (privileges.py). A template that fails is destroyed and
+the start fails with a service error whose message says no more than that; the details
+go to the server log.
 """
 
 from __future__ import annotations
@@ -36,12 +40,19 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from kindling.errors import SandboxError
-from kindling.limits import SNAPSHOT_SETTLE_S
+from kindling.limits import (
+    SNAPSHOT_SETTLE_S,
+    SNAPSHOT_TMP_COPY_BYTES,
+    SNAPSHOT_TMP_COPY_DEPTH,
+    SNAPSHOT_TMP_COPY_ENTRIES,
+)
+from kindling.worker.sandbox import copymounts, seccomp_policy
 from kindling.worker.sandbox.base import InitResult, InvokeResult, SandboxSpec, SandboxState
 from kindling.worker.sandbox.cgroups import Cgroup
 from kindling.worker.sandbox.environment import lambda_environment
+from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
-from kindling.worker.sandbox.namespace import NamespaceSandbox, wait_readable
+from kindling.worker.sandbox.namespace import NamespaceSandbox, _read_status, wait_readable
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
 from kindling.worker.sandbox.privileges import unprivileged_problems, user_namespace
 
@@ -57,6 +68,8 @@ TEMPLATE_IDLE_S = 1800.0
 #: How long a copy may take to say it exists, and a template its init (AWS: 15 min).
 COPY_TIMEOUT_S = 10.0
 _UCRED = struct.Struct("iII")
+#: The launcher whose builders mount copies' file systems: the plain one (host root).
+MOUNTER = LauncherKey(seccomp_policy.SYSTEM_PYTHON)
 
 
 def template_key(spec: SandboxSpec) -> str:
@@ -118,6 +131,11 @@ class TemplateSandbox(NamespaceSandbox):
     def alive(self) -> bool:
         return not self._exited.done()
 
+    @property
+    def pid(self) -> int:
+        """Its runtime's host pid."""
+        return self._pid
+
     async def fork(
         self, order: bytes, fds: list[int], attach: Callable[[], Awaitable[int]]
     ) -> None:
@@ -141,12 +159,14 @@ class TemplateSandbox(NamespaceSandbox):
                     await self.freeze()
             await self._check(None)
 
-    async def verify_copy(self, copy: Cgroup) -> None:
-        """Before a copy's first event: every thread of the copy is unprivileged and
-        holds the copy's program, and the template (frozen: no fork under way) still
-        holds nothing either. Raises TamperedSnapshot."""
+    async def verify_copy(self, copy: Cgroup, mount_ns: int) -> None:
+        """Before a copy's first event: every thread of the copy is unprivileged, holds
+        the copy's program and is in the mount namespace the host mounted (``mount_ns``,
+        its inode: a copy that made another one before the mounts would keep the
+        template's /tmp), and the template (frozen: no fork under way) still holds
+        nothing either. Raises TamperedSnapshot."""
         async with self._lock:
-            await self._check(copy)
+            await self._check(copy, mount_ns)
 
     async def _settle(self, copy_pid: int) -> None:
         """Until the copy's first process has ended: it made the copy's namespaces, so
@@ -177,12 +197,15 @@ class TemplateSandbox(NamespaceSandbox):
             self._user_ns = user_namespace(self._pid)
         return unprivileged_problems(self._cgroup.pids, 1, user_ns=self._user_ns)
 
-    async def _check(self, copy: Cgroup | None) -> None:
+    async def _check(self, copy: Cgroup | None, mount_ns: int | None = None) -> None:
         def problems() -> list[str]:
             found = [f"template {p}" for p in self._template_problems()]
             if copy is not None:
                 found += [
-                    f"copy {p}" for p in unprivileged_problems(copy.pids, 2, self.copy_program)
+                    f"copy {p}"
+                    for p in unprivileged_problems(
+                        copy.pids, 2, self.copy_program, mount_ns=mount_ns
+                    )
                 ]
             return found
 
@@ -212,6 +235,7 @@ class RestoredSandbox(NamespaceSandbox):
         super().__init__(spec, backend)
         self._snapshots = snapshots
         self._template: TemplateSandbox | None = None
+        self._mount_ns = 0  # the inode of the copy's mount namespace, once mounted
 
     async def start(self) -> InitResult:
         loop = asyncio.get_running_loop()
@@ -241,9 +265,13 @@ class RestoredSandbox(NamespaceSandbox):
                 await self._refuse(template)
             netns = os.open(f"/proc/{self._pid}/ns/net", os.O_RDONLY)
             egress = self._backend.egress if self.spec.network == "allowed" else None
-            self._slot = await loop.run_in_executor(
-                None, create_slot, egress, RUNTIME_API_PORT, netns
-            )
+            slot = loop.run_in_executor(None, create_slot, egress, RUNTIME_API_PORT, netns)
+            try:
+                await self._mount(template)
+            except TamperedSnapshot:
+                await self._refuse(template)
+            finally:  # made meanwhile; kept even on failure, so that destroy closes it
+                self._slot = await slot
             await self._server.serve_socket(self._slot.runtime_api)
             self._watch(loop)
             await loop.sock_sendall(ours, b"go")
@@ -254,13 +282,66 @@ class RestoredSandbox(NamespaceSandbox):
             ours.close()
         return await self._finish_start(started, restored=not built)
 
+    async def _mount(self, template: TemplateSandbox) -> None:
+        """Has a launcher's builder (host root) mount the copy's /proc, /tmp and
+        /dev/shm in its namespaces (copymounts.py): the copy's own code could mount
+        them unmasked. A copy not in namespaces of its own is tampered."""
+        mnt = os.open(f"/proc/{self._pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid_ns = os.open(f"/proc/{self._pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(mnt)
+            raise
+        status_r, status_w = os.pipe()
+        try:
+            for kind, fd in (("mnt", mnt), ("pid", pid_ns)):
+                theirs = os.fstat(fd).st_ino
+                if theirs in (_ns_inode("self", kind), _ns_inode(str(template.pid), kind)):
+                    log.error(
+                        "snapshot template %s is tampered: copy in its %s ns", template.id, kind
+                    )
+                    raise TamperedSnapshot(TAMPERED_MESSAGE)
+            self._mount_ns = os.fstat(mnt).st_ino
+            uid, gid = _host_ids(self._pid)
+            config = {
+                "memory_mb": self.spec.memory_mb,
+                "tmp_mb": self.spec.ephemeral_mb,
+                "uid": uid,
+                "gid": gid,
+                "tmp_copy_bytes": SNAPSHOT_TMP_COPY_BYTES,
+                "tmp_copy_entries": SNAPSHOT_TMP_COPY_ENTRIES,
+                "tmp_copy_depth": SNAPSHOT_TMP_COPY_DEPTH,
+            }
+            self._backend.host.launchers.mount_copy(
+                MOUNTER,
+                marshal.dumps(config),
+                mnt,
+                pid_ns,
+                status_w,
+            )
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            for fd in (mnt, pid_ns, status_w):
+                os.close(fd)
+        status = await asyncio.wait_for(_read_status(status_r), COPY_TIMEOUT_S)
+        if status == copymounts.NOT_COPIED:  # in the function's log, as when the copy copied
+            self._sink(
+                "kindling: /tmp after init is past the snapshot's bounds "
+                f"({SNAPSHOT_TMP_COPY_BYTES >> 20} MB, {SNAPSHOT_TMP_COPY_ENTRIES} entries, "
+                f"{SNAPSHOT_TMP_COPY_DEPTH} levels): not copied"
+            )
+        elif status != "ok":
+            raise OSError(f"its mounts failed: {status or 'no status'}")
+
     async def _until_ready(self) -> InvokeResult | None:
         """The copy asked for its first event: it is answered only once the host has
         checked that the copy hardened itself (its code is its function's)."""
         error = await super()._until_ready()
         if error is None and self._template is not None and self._cgroup is not None:
             try:
-                await self._template.verify_copy(self._cgroup)
+                await self._template.verify_copy(self._cgroup, self._mount_ns)
             except TamperedSnapshot:
                 await self._refuse(self._template)
         return error
@@ -271,6 +352,25 @@ class RestoredSandbox(NamespaceSandbox):
             self._cgroup.kill()
         await self._snapshots.discard(template)
         raise TamperedSnapshot(TAMPERED_MESSAGE)
+
+
+def _ns_inode(pid: str, kind: str) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return 0
+
+
+def _host_ids(pid: int) -> tuple[int, int]:
+    """A process's real uid and gid as the host sees them (a copy's 993 and 990 are its
+    template's host uid, through two nested user namespaces)."""
+    ids = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid"):
+                ids[key] = int(value.split()[0])
+    return ids["Uid"], ids["Gid"]
 
 
 def _parent_pid(pid: int) -> int:
@@ -357,6 +457,7 @@ class Snapshots:
             await template.destroy()
             return result
         template.state = SandboxState.IDLE
+        self._backend.host.launchers.warm(MOUNTER)  # for its copies' mounts
         await template.frozen_when_ready()
         return template
 

@@ -14,6 +14,7 @@ import pytest
 
 from kindling.worker.sandbox import linux
 from kindling.worker.sandbox.privileges import (
+    namespace,
     status_problems,
     unprivileged_problems,
     user_namespace,
@@ -127,6 +128,23 @@ def test_a_thread_in_another_user_namespace_fails(child: Callable) -> None:
     assert unprivileged_problems(lambda: [pid], 1, user_ns=ours) == [
         f"{pid}: in another user namespace"
     ]
+
+
+def test_a_thread_in_another_mount_namespace_fails(child: Callable) -> None:
+    def own_namespace() -> None:
+        linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS)
+        linux.drop_bounding_capabilities()
+        linux.drop_capabilities()
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        linux.load_seccomp(ALLOW_ALL)
+
+    pid = child(own_namespace)
+    ours = namespace(os.getpid(), "mnt")
+    assert ours is not None and namespace(pid, "mnt") != ours
+    assert unprivileged_problems(lambda: [pid], 1, mount_ns=ours) == [
+        f"{pid}: in another mount namespace"
+    ]
+    assert unprivileged_problems(lambda: [pid], 1, mount_ns=namespace(pid, "mnt")) == []
 
 
 def test_status_fields() -> None:

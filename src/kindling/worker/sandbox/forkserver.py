@@ -8,12 +8,14 @@ request from the worker (over the control socket, fd 3) forks a copy; the copy
    over namespaces it makes itself) with new mount, network, PID, IPC and UTS
    namespaces, and forks again so the copy is PID 1 of its own PID namespace;
 2. tells the worker it exists (one datagram: the kernel attaches its pid as the worker
-   sees it) and waits while the worker moves it into its own cgroup and sets up its
-   network namespace (loopback, the Runtime API socket, the veth pair);
-3. mounts its own /proc, a fresh /tmp (with what init left there copied in) and
-   /dev/shm, drops every capability, stacks the sandbox's ordinary seccomp program on
-   the template's, and returns: the runtime client goes on with the after-restore
-   hooks and its invocation loop.
+   sees it) and waits while the worker moves it into its own cgroup, sets up its
+   network namespace (loopback, the Runtime API socket, the veth pair) and mounts its
+   /proc (masked), a fresh /tmp (with what init left in the template's copied in) and
+   /dev/shm from the host side (copymounts.py: the template's seccomp program refuses
+   every mount call, so none of it is left to this code);
+3. drops every capability, stacks the sandbox's ordinary seccomp program on the
+   template's, and returns: the runtime client goes on with the after-restore hooks and
+   its invocation loop.
 
 Nothing of another function can be in a copy: the template is a fork of the account's
 runtime zygote that only ever ran this version's code. What init made is shared, by
@@ -27,8 +29,8 @@ and change it (skip the drop, stack another filter, fork copies its own way). So
 trusted for nothing. What bounds a copy is what the template inherited from nsinit
 before init ran (no capabilities, ``no_new_privs``, and the template's seccomp program,
 which refuses everything the copies' program does except ``unshare`` with exactly the
-flags of step 1 and ``mount``: the user-namespace surface an unprivileged process has
-on Debian anyway), and the host: before a copy gets its first event, the worker checks
+flags of step 1: the user-namespace surface an unprivileged process has on Debian
+anyway; no mount call), and the host: before a copy gets its first event, the worker checks
 every thread of the copy and of the template from /proc (no capability, the copy's own
 program in each copy thread's filter stack; privileges.py) and refuses the start, and
 the template, on any failure (snapshot.py).
@@ -39,9 +41,8 @@ from __future__ import annotations
 import marshal
 import os
 import socket
-import sys
 
-from kindling.worker.sandbox import linux, procmask
+from kindling.worker.sandbox import linux
 
 CONTROL_FD = 3
 RESTORE_FLAGS = (
@@ -52,7 +53,6 @@ RESTORE_FLAGS = (
     | linux.CLONE_NEWIPC
     | linux.CLONE_NEWUTS
 )
-TMP_COPY_LIMIT = 64 * 1024 * 1024
 
 
 class ForkServer:
@@ -90,7 +90,6 @@ class ForkServer:
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
             os.close(log_fd)
-            kept = _read_tmp()
             linux.unshare(RESTORE_FLAGS)
             _write("/proc/self/uid_map", f"{self._uid} {self._uid} 1\n")
             _write("/proc/self/setgroups", "deny")
@@ -98,15 +97,9 @@ class ForkServer:
             if os.fork() != 0:
                 os._exit(0)  # the copy is the child: PID 1 of the new PID namespace
             status.send(b"pid")  # SCM_CREDENTIALS: the worker learns our host pid
+            # the worker mounts our /proc, /tmp and /dev/shm meanwhile (copymounts.py)
             if status.recv(16) != b"go":
                 os._exit(122)
-            flags = linux.MS_NOSUID | linux.MS_NODEV
-            env = order["env"]
-            memory_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128))  # type: ignore[attr-defined]
-            procmask.mount_proc("/proc", memory_mb)  # its own, host figures masked
-            linux.mount("tmpfs", "/tmp", "tmpfs", flags, f"size={int(order['tmp_mb'])}m,mode=1777")  # type: ignore[call-overload]
-            linux.mount("tmpfs", "/dev/shm", "tmpfs", flags, "size=64m,mode=1777")
-            _restore_tmp(kept)
             linux.drop_bounding_capabilities()
             linux.drop_capabilities()
             linux.load_seccomp(self._program)
@@ -120,41 +113,6 @@ class ForkServer:
 def _write(path: str, text: str) -> None:
     with open(path, "w") as fh:
         fh.write(text)
-
-
-def _read_tmp() -> list[tuple[str, int, bytes | None]]:
-    """What init left in /tmp (the template's), to put in the copy's own /tmp: a
-    snapshot includes the disk. Directories as None; capped at 64 MB."""
-    found: list[tuple[str, int, bytes | None]] = []
-    total = 0
-    for directory, dirs, files in os.walk("/tmp"):
-        for name in dirs:
-            path = os.path.join(directory, name)
-            found.append((path, os.stat(path).st_mode & 0o7777, None))
-        for name in files:
-            path = os.path.join(directory, name)
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read(TMP_COPY_LIMIT - total + 1)
-                mode = os.stat(path).st_mode & 0o7777
-            except OSError:
-                continue
-            total += len(data)
-            if total > TMP_COPY_LIMIT:
-                sys.stderr.write("kindling: /tmp over 64 MB after init: not copied\n")
-                return []
-            found.append((path, mode, data))
-    return found
-
-
-def _restore_tmp(kept: list[tuple[str, int, bytes | None]]) -> None:
-    for path, mode, data in kept:
-        if data is None:
-            os.makedirs(path, mode, exist_ok=True)
-            continue
-        with open(path, "wb") as fh:
-            fh.write(data)
-        os.chmod(path, mode)
 
 
 def reap_children() -> None:

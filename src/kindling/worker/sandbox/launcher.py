@@ -84,8 +84,8 @@ class Launcher:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def send(self, fds: list[int]) -> None:
-        socket.send_fds(self._sock, [b"s"], fds)
+    def send(self, fds: list[int], kind: bytes = b"s") -> None:
+        socket.send_fds(self._sock, [kind], fds)
 
     def hang_up(self) -> None:
         self._sock.close()
@@ -129,29 +129,47 @@ class Launchers:
     ) -> None:
         """Asks for one sandbox; its builder reads ``config`` and reports on ``status_fd``.
         ``control_fd`` (a snapshot template's) reaches the runtime as its fd 3."""
+        fds = [netns_fd, status_fd, log_fd]
+        if control_fd is not None:
+            fds.append(control_fd)
+        self._request(key, b"s", config, fds)
+
+    def mount_copy(
+        self, key: LauncherKey, config: bytes, mnt_fd: int, pid_fd: int, status_fd: int
+    ) -> None:
+        """Asks a builder (host root) to make a restored SnapStart copy's mounts in its
+        mount and PID namespaces (copymounts.py); it reports on ``status_fd``."""
+        self._request(key, b"m", config, [mnt_fd, pid_fd, status_fd])
+
+    def warm(self, key: LauncherKey) -> None:
+        """Starts ``key``'s launcher now if none runs, so that the first request does
+        not wait for its interpreter (a SnapStart template's copies need the plain one
+        for their mounts; the template itself came from a zygote)."""
+        with self._lock:
+            if self._reuse:
+                self._get(key)
+
+    def _request(self, key: LauncherKey, kind: bytes, config: bytes, fds: list[int]) -> None:
         config_r, config_w = os.pipe()
         try:
             # a config is a few KB (4 KB of environment at most): it fits the pipe
             os.write(config_w, config)
             os.close(config_w)
             config_w = -1
-            fds = [config_r, netns_fd, status_fd, log_fd]
-            if control_fd is not None:
-                fds.append(control_fd)
             with self._lock:
                 if not self._reuse:
-                    self._launch_once(key, fds)
+                    self._launch_once(key, [config_r, *fds], kind)
                     return
-                self._get(key).send(fds)
+                self._get(key).send([config_r, *fds], kind)
         finally:
             os.close(config_r)
             if config_w >= 0:
                 os.close(config_w)
 
-    def _launch_once(self, key: LauncherKey, fds: list[int]) -> None:
+    def _launch_once(self, key: LauncherKey, fds: list[int], kind: bytes) -> None:
         self._single_use = [done for done in self._single_use if not done.reaped()]
         launcher = Launcher(key, self._join)
-        launcher.send(fds)
+        launcher.send(fds, kind)
         launcher.hang_up()  # it serves this one request and exits
         self._single_use.append(launcher)
 

@@ -29,7 +29,7 @@ import sys
 BASE_PATH = sys.path[1:]  # what `python -S script` has after the script's own directory
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
 
-from kindling.worker.sandbox import forkserver, linux, procmask  # noqa: E402
+from kindling.worker.sandbox import copymounts, forkserver, linux, procmask  # noqa: E402
 
 TYPE_CHECKING = False  # typing itself costs an import on every sandbox start
 if TYPE_CHECKING:
@@ -353,7 +353,9 @@ def serve(sock_fd: int) -> None:
     launcher forks its replacement while it works. A request is one datagram whose
     passed fds are the sandbox's config pipe, network namespace, status pipe and log
     pipe (and a snapshot template's control socket); the config is read by the builder,
-    never here. The worker closing its end ends the launcher and its parked builders.
+    never here. A request ``m`` is a restored SnapStart copy's mounts instead
+    (copymounts.py: its config pipe, mount and PID namespaces, status pipe). The
+    worker closing its end ends the launcher and its parked builders.
     """
     import signal
     import socket
@@ -392,7 +394,10 @@ def _parked_builder(socket: Any, sock: Any, took_w: int) -> None:
     with _suppress():  # EPIPE: the launcher ended first (a hang-up reaches every builder)
         os.write(took_w, b"t" if data else b"h")
     os.close(took_w)
-    if not data or len(fds) not in (4, 5):
+    if data == b"m" and len(fds) == 4:  # a SnapStart copy's mounts (copymounts.py)
+        with os.fdopen(fds[0], "rb") as fh:
+            copymounts.prepare(marshal.loads(fh.read()), fds[1], fds[2], fds[3])
+    if data != b"s" or len(fds) not in (4, 5):
         for fd in fds:
             os.close(fd)
         os._exit(0)

@@ -136,23 +136,34 @@ def _raise(err: int, what: str) -> NoReturn:
 
 def user_namespace(pid: int) -> int | None:
     """The inode of a process's user namespace (None once it is gone)."""
+    return namespace(pid, "user")
+
+
+def namespace(pid: int, kind: str) -> int | None:
+    """The inode of a process's namespace of ``kind`` (``user``, ``mnt``...; None once
+    it is gone)."""
     try:
-        return os.stat(f"/proc/{pid}/ns/user").st_ino
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
     except OSError:
         return None
 
 
 def task_problems(
-    tid: int, min_filters: int, program: bytes | None, user_ns: int | None = None
+    tid: int,
+    min_filters: int,
+    program: bytes | None,
+    user_ns: int | None = None,
+    mount_ns: int | None = None,
 ) -> list[str]:
     fields = _status(tid)
     if fields is None or fields.get("State", "").startswith(("Z", "X")):
         return []  # gone, or a zombie: it can no longer act
     found = status_problems(fields, min_filters)
-    if user_ns is not None:
-        inode = user_namespace(tid)
-        if inode is not None and inode != user_ns:
-            found.append("in another user namespace")
+    for expected, kind, what in ((user_ns, "user", "user"), (mount_ns, "mnt", "mount")):
+        if expected is not None:
+            inode = namespace(tid, kind)
+            if inode is not None and inode != expected:
+                found.append(f"in another {what} namespace")
     if found or program is None:
         return found
     try:
@@ -169,11 +180,12 @@ def unprivileged_problems(
     min_filters: int,
     program: bytes | None = None,
     user_ns: int | None = None,
+    mount_ns: int | None = None,
 ) -> list[str]:
     """Every thread of the processes ``list_pids`` names (read again until no new one
     appears), as ``"<tid>: <problem>"``; empty when all are unprivileged. ``program``:
-    a seccomp program each thread's filter stack must hold; ``user_ns``: the user
-    namespace (``user_namespace``) each thread must be in."""
+    a seccomp program each thread's filter stack must hold; ``user_ns``, ``mount_ns``:
+    the user and mount namespaces (``namespace``'s inodes) each thread must be in."""
     seen: set[int] = set()
     found: list[str] = []
     for _round in range(PRIVILEGE_CHECK_ROUNDS):
@@ -182,6 +194,6 @@ def unprivileged_problems(
             return found
         for tid in sorted(new):
             seen.add(tid)
-            problems = task_problems(tid, min_filters, program, user_ns)
+            problems = task_problems(tid, min_filters, program, user_ns, mount_ns)
             found += [f"{tid}: {problem}" for problem in problems]
     return [*found, f"tasks kept appearing after {PRIVILEGE_CHECK_ROUNDS} rounds"]

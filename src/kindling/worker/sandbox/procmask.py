@@ -18,9 +18,10 @@ file over each of them (ADR 0015), the way container runtimes mask /proc/kcore o
   pressure is in its cgroup).
 
 Runs as root of the sandbox's mount namespace (the builder before it drops privileges,
-or a restored copy in its own user namespace), before seccomp, in place of the plain
-procfs mount: ~0.3 ms a start. Imports nothing beyond
-``os``, ``time`` and ``linux``: it runs on every cold start.
+or, for a restored SnapStart copy, a host-root builder in the copy's mount and PID
+namespaces: copymounts.py), before seccomp, in place of the plain procfs mount: ~0.3 ms
+a start. Imports nothing beyond ``os``, ``time`` and ``linux``: it runs on every cold
+start.
 """
 
 from __future__ import annotations
@@ -160,9 +161,10 @@ HIDDEN_PROC = "/.procfs"
 
 
 def keep_mountable(root: str) -> None:
-    """For a snapshot template, whose copies mount their own /proc from their own user
-    namespace: the kernel allows that only while the mount namespace holds a procfs with
-    nothing mounted over its files, which the masked /proc no longer is. So one plain
+    """For a snapshot template, whose copies get their own /proc in a mount namespace
+    their own user namespace owns (mounted by the host, copymounts.py): the kernel
+    allows that only while the mount namespace holds a procfs with nothing mounted over
+    its files, which the masked /proc no longer is. So one plain
     procfs is mounted at ``/.procfs/proc`` and covered at once by a read-only empty tmpfs
     on ``/.procfs``: no process of the sandbox can see through it (the cover is locked to
     the mount namespace: neither the template nor a copy can take it off)."""

@@ -140,9 +140,11 @@ RWF_NOWAIT = 0x8
 
 
 #: What a snapshot template may do beyond a sandbox (forkserver.py): make its copies'
-#: namespaces (unshare with exactly these flags: user, mount, net, pid, ipc, uts) and
-#: mount their /proc, /tmp and /dev/shm. Its copies stack the ordinary program.
-TEMPLATE_ALLOWED = ("mount", "unshare")
+#: namespaces (unshare with exactly these flags: user, mount, net, pid, ipc, uts). No
+#: mount call: the host mounts a copy's /proc, /tmp and /dev/shm (copymounts.py), so
+#: neither init nor a copy can mount a procfs of its own or unmount the masking. Its
+#: copies stack the ordinary program.
+TEMPLATE_ALLOWED = ("unshare",)
 TEMPLATE_UNSHARE_FLAGS = 0x10000000 | 0x00020000 | 0x40000000 | 0x20000000 | 0x08000000 | 0x04000000
 
 
