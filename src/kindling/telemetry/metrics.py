@@ -115,7 +115,10 @@ class Metrics:
     """Every metric kindling serves, in one registry of its own."""
 
     def __init__(self, live: LiveCheck | None = None) -> None:
-        self._live = live or _always
+        self._ask_live = live or _always
+        #: Versions (and functions: version None) ``live`` said exist, until ``forget``:
+        #: three records an invocation need not each look the function up.
+        self._known_live: set[tuple[str, str, str, str | None]] = set()
         # prometheus_client would add a ``*_created`` series beside every counter and
         # histogram series, doubling what a scrape carries for a timestamp Prometheus
         # does not read from the text format. The switch is the library's, process-wide;
@@ -252,9 +255,23 @@ class Metrics:
         """Adds a worker whose sandboxes ``kindling_sandboxes`` reports when scraped."""
         self._sandboxes.sources.append(source)
 
+    def _live(self, account: str, region: str, function: str, version: str | None) -> bool:
+        key = (account, region, function, version)
+        if key in self._known_live:
+            return True
+        if not self._ask_live(account, region, function, version):
+            return False
+        self._known_live.add(key)
+        return True
+
     def forget(self, account: str, region: str, function: str, version: str | None = None) -> None:
         """Drops the series of a deleted version, or of a whole deleted function, so
         functions that come and go do not grow the scrape forever."""
+        self._known_live = {
+            key
+            for key in self._known_live
+            if key[:3] != (account, region, function) or (version is not None and key[3] != version)
+        }
         where = {"account": account, "region": region, "function": function}
         if version is None:
             self._concurrent.remove_by_labels(where)
