@@ -146,22 +146,9 @@ class Cgroup:
             return []
 
     def kill(self) -> list[int]:
-        """SIGKILL to every process in the group (frozen first in v1, so none can fork);
-        returns the processes it found there."""
-        if self.version == 2:
-            found = self.pids()
-            with contextlib.suppress(OSError):
-                _write(self.dirs["unified"] / "cgroup.kill", "1")
-            return found
-        with contextlib.suppress(OSError):
-            self.freeze(True)
-        found = self.pids()
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            self.freeze(False)
-        return found
+        """SIGKILL to every process in the group, frozen ones included; returns the
+        processes it found there."""
+        return sorted(_kill_tree(self.version, self.dirs))
 
     def remove(self) -> bool:
         """Removes the directories; False while the last processes are still exiting."""
@@ -252,8 +239,10 @@ def _tree(bases: Mapping[str, Path]) -> list[Path]:
     return sorted(found, key=lambda path: len(path.parts), reverse=True)
 
 
-def _kill_tree(version: int, bases: Mapping[str, Path]) -> None:
-    """SIGKILL to every process at or below ``bases``, frozen ones included.
+def _kill_tree(version: int, bases: Mapping[str, Path]) -> set[int]:
+    """SIGKILL to every process at or below ``bases``, frozen ones included; returns
+    the processes found there. One group's kill (``Cgroup.kill``) and an instance's
+    sweep both come here.
 
     v2 (Linux >= 5.14): ``cgroup.kill`` of the base kills its whole subtree, frozen or
     not. v1 has no such file (nor has an older v2), and a frozen process does not die
@@ -264,8 +253,9 @@ def _kill_tree(version: int, bases: Mapping[str, Path]) -> None:
     freezer: Path | None
     if version == 2:
         try:
+            found = _tree_pids(bases)
             _write(bases["unified"] / "cgroup.kill", "1")
-            return
+            return found
         except OSError:
             pass
         freezer, name, frozen, thawed = bases["unified"], "cgroup.freeze", "1", "0"
@@ -274,10 +264,7 @@ def _kill_tree(version: int, bases: Mapping[str, Path]) -> None:
     if freezer is not None:
         with contextlib.suppress(OSError):
             _write(freezer / name, frozen)
-    pids: set[int] = set()
-    for group in _tree(bases):
-        with contextlib.suppress(OSError, ValueError):
-            pids.update(int(p) for p in _read(group / "cgroup.procs").split())
+    pids = _tree_pids(bases)
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -285,6 +272,15 @@ def _kill_tree(version: int, bases: Mapping[str, Path]) -> None:
         for group in reversed(_tree({"freezer": freezer})):  # parents first
             with contextlib.suppress(OSError):
                 _write(group / name, thawed)
+    return pids
+
+
+def _tree_pids(bases: Mapping[str, Path]) -> set[int]:
+    pids: set[int] = set()
+    for group in _tree(bases):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(p) for p in _read(group / "cgroup.procs").split())
+    return pids
 
 
 def sweep_tree(
