@@ -40,11 +40,9 @@ log = logging.getLogger(__name__)
 REGISTRY = Path("/run/kindling/instances")
 
 
-def start_time(pid: int) -> int | None:
-    """A live process's start time (clock ticks after boot: field 22 of its stat), or
-    None if there is no such process or it is a zombie. pid + start time name a process
-    for good; a pid alone may have been reused."""
-    return live_start_time(pid)
+#: A live process's start time (ticks after boot), None if gone or a zombie: pid +
+#: start time name a process for good; a pid alone may have been reused.
+start_time = live_start_time
 
 
 def pid_namespace() -> int:

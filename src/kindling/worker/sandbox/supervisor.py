@@ -57,12 +57,6 @@ def start(registry: Path, instance: str, owner: int, owner_start: int) -> subpro
     )
 
 
-def _start_time(pid: int) -> int | None:
-    """instances.start_time, without its imports: the supervisor idles on as little
-    memory as it can until its server is gone."""
-    return live_start_time(pid)
-
-
 def _wait_for_exit(pid: int, started: int) -> None:
     """Blocks until the process ``pid`` that started at ``started`` has exited (returns
     at once if it has already, or if the pid now names another process)."""
@@ -71,7 +65,7 @@ def _wait_for_exit(pid: int, started: int) -> None:
     except ProcessLookupError:
         return
     try:
-        if _start_time(pid) != started:  # checked after the open: the pidfd is that process's
+        if live_start_time(pid) != started:  # checked after the open: the pidfd is that process's
             return
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
