@@ -108,6 +108,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def lambda_client(endpoint: str, config: Any = None) -> Any:
+    """A boto3 Lambda client of the dev account (key test/test) for ``endpoint``;
+    ``config``: a botocore Config (retries, timeouts) when the default will not do."""
+    import boto3
+
+    return boto3.session.Session().client(
+        "lambda",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=config,
+    )
+
+
 @dataclass
 class Server:
     """One ``kindling serve`` subprocess on a free port with its own data dir."""

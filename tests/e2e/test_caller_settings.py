@@ -13,13 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from kindling.control.models import NETWORK_TAG, SANDBOX_TAG
 from kindling.control.quotas import HOST_ARCHITECTURE
 
-from .support import REGION, ROLE, Deploy, Server, client_error, make_zip, wait_active
+from .support import ROLE, Deploy, Server, client_error, lambda_client, make_zip, wait_active
 
 WHO = "import os\ndef handler(event, context):\n    return {'uid': os.getuid()}\n"
 
@@ -71,13 +70,7 @@ def test_the_operator_can_enable_the_process_backend(tmp_path: Path) -> None:
     )
     server.start()
     try:
-        lam = boto3.client(
-            "lambda",
-            endpoint_url=server.endpoint,
-            region_name=REGION,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        lam = lambda_client(server.endpoint)
         _create(lam, "debugging", Tags={SANDBOX_TAG: "process"})
         wait_active(lam, "debugging")
         assert lam.invoke(FunctionName="debugging")["StatusCode"] == 200

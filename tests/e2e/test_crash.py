@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
@@ -38,7 +37,15 @@ from tests.hostcheck import (
     sweep_by_hand,
 )
 
-from .support import REGION, ROLE, Server, descendants, make_zip, wait_active, wait_for
+from .support import (
+    ROLE,
+    Server,
+    descendants,
+    lambda_client,
+    make_zip,
+    wait_active,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes need root")
 
@@ -68,15 +75,9 @@ def handler(event, context):
 
 
 def client(server: Server) -> Any:
-    return boto3.session.Session().client(
-        "lambda",
-        region_name=REGION,
-        endpoint_url=server.endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=BotoConfig(
-            retries={"total_max_attempts": 1}, read_timeout=900, max_pool_connections=16
-        ),
+    return lambda_client(
+        server.endpoint,
+        BotoConfig(retries={"total_max_attempts": 1}, read_timeout=900, max_pool_connections=16),
     )
 
 

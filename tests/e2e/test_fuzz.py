@@ -24,7 +24,7 @@ import pytest
 from kindling.api.model import load_service_model
 
 from .fuzzing import GOOD_ZIP, TARGET, Fuzzed, Fuzzer
-from .support import ROLE, Server, raw_request, wait_active
+from .support import ROLE, Server, lambda_client, raw_request, wait_active
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +57,10 @@ def _send(server: Server, fuzzer: Fuzzer, fuzzed: Fuzzed) -> tuple[int, bytes, s
 
 
 def test_fuzzed_requests_never_answer_5xx(fuzz_server: Server) -> None:
-    import boto3
-
     seed = int(os.environ.get("KINDLING_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     seconds = float(os.environ.get("KINDLING_FUZZ_SECONDS", "30"))
     print(f"fuzz seed {seed} (KINDLING_FUZZ_SEED={seed} reproduces this run)")
-    lam = boto3.session.Session().client(
-        "lambda",
-        region_name="us-east-1",
-        endpoint_url=fuzz_server.endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    lam = lambda_client(fuzz_server.endpoint)
     lam.create_function(
         FunctionName=TARGET,
         Runtime="python3.11",

@@ -26,10 +26,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
-from .support import ACCOUNT, REGION, free_port, make_zip
+from .support import ACCOUNT, free_port, lambda_client, make_zip
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = (
@@ -174,13 +173,7 @@ def test_data_dir_however_it_is_named(clone: Path, tmp_path: Path) -> None:
         log = tmp_path / f"serve-{label.replace('/', '_')}.log"
         argv = [str(kindling), "serve", "--port", str(port), "--data-dir", spelling]
         with _running(argv, clone, port, log):
-            lam = boto3.client(
-                "lambda",
-                endpoint_url=f"http://127.0.0.1:{port}",
-                region_name=REGION,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-            )
+            lam = lambda_client(f"http://127.0.0.1:{port}")
             lam.create_function(
                 FunctionName="hello",
                 Runtime="python3.11",

@@ -22,12 +22,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
 from kindling.control.models import NETWORK_TAG, SANDBOX_TAG
-from tests.e2e.support import KINDLING, REGION, ROLE, Server, make_zip, wait_active, wait_for
+from tests.e2e.support import (
+    KINDLING,
+    ROLE,
+    Server,
+    lambda_client,
+    make_zip,
+    wait_active,
+    wait_for,
+)
 from tests.netlab import Uplink, run_in_netns, uplink
 
 from .conftest import unavailable
@@ -122,13 +129,8 @@ def lab_server(tmp_path: Path, *args: str) -> Iterator[tuple[Uplink, NetnsServer
         server.netns, server.resolv = lab.name, resolv
         try:
             server.start()
-            lam = boto3.session.Session().client(
-                "lambda",
-                region_name=REGION,
-                endpoint_url=server.endpoint,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-                config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=60),
+            lam = lambda_client(
+                server.endpoint, BotoConfig(retries={"total_max_attempts": 1}, read_timeout=60)
             )
             yield lab, server, lam
         finally:

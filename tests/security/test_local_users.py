@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.e2e.support import REGION, ROLE, Server, make_zip, wait_active
+from tests.e2e.support import ROLE, Server, lambda_client, make_zip, wait_active
 
 NOBODY = 65534
 SECRET = "KINDLING-ENV-SECRET-4711"
@@ -49,13 +48,7 @@ def test_a_local_user_reads_nothing_of_the_data_dir(tmp_path: Path) -> None:
     os.chmod(tmp_path, 0o755)  # the way in is open: only the data dir itself may close it
     server.start()
     try:
-        lam: Any = boto3.client(
-            "lambda",
-            endpoint_url=server.endpoint,
-            region_name=REGION,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        lam: Any = lambda_client(server.endpoint)
         lam.create_function(
             FunctionName="secretive",
             Runtime="python3.11",

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config as BotoConfig
 
-from tests.e2e.support import REGION, ROLE, Server, make_zip, wait_active, wait_for
+from tests.e2e.support import ROLE, Server, lambda_client, make_zip, wait_active, wait_for
 from tests.hostcheck import leftovers
 
 from .conftest import BACKENDS, PRELUDE, unavailable, zombies
@@ -37,13 +36,8 @@ def test_a_stopped_server_leaves_nothing_behind(tmp_path: Path) -> None:
     mine = instance.hexdigest()[:12]
     names: list[str] = []
     try:
-        lam: Any = boto3.session.Session().client(
-            "lambda",
-            region_name=REGION,
-            endpoint_url=server.endpoint,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=60),
+        lam: Any = lambda_client(
+            server.endpoint, BotoConfig(retries={"total_max_attempts": 1}, read_timeout=60)
         )
         for backend, network in [(b, "allowed") for b in backends] + [(backends[0], "none")]:
             name = f"clean-{backend}-{network}"
