@@ -191,22 +191,23 @@ class App:
         finally:
             self._requests -= 1
 
-    def _exists(self, account: str, region: str, name: str, version: str | None) -> bool:
+    def _config(
+        self, account: str, region: str, name: str, version: str | None
+    ) -> FunctionConfig | None:
         try:
-            self.functions.get(FunctionRef(account, region, name, version))
+            return self.functions.get(FunctionRef(account, region, name, version))
         except NotFoundError:
-            return False
-        return True
+            return None
+
+    def _exists(self, account: str, region: str, name: str, version: str | None) -> bool:
+        return self._config(account, region, name, version) is not None
 
     def _is_current(self, key: VersionKey) -> bool:
         """Whether sandboxes of this version key may still serve: the version exists and
         is at that revision (a released sandbox of a retired one is destroyed)."""
         account, region, name, version, revision = key
-        try:
-            config = self.functions.get(FunctionRef(account, region, name, version))
-        except NotFoundError:
-            return False
-        return config.revision_id == revision
+        config = self._config(account, region, name, version)
+        return config is not None and config.revision_id == revision
 
     def _retire(self, config: FunctionConfig) -> None:
         """A version stopped being current: its sandboxes and series go now.
