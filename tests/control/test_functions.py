@@ -107,8 +107,10 @@ def test_delete_removes_function_and_unused_code(service: FunctionService, tmp_p
     service.delete(ref("f"))
     with pytest.raises(NotFoundError):
         service.get(ref("f"))
-    wait_until(lambda: not (tmp_path / "code" / "zips" / f"{config.code_digest}.zip").exists())
-    assert not (tmp_path / "code" / "trees" / config.code_digest).exists()
+    zip_file = tmp_path / "code" / "zips" / f"{config.code_digest}.zip"
+    tree = tmp_path / "code" / "trees" / config.code_digest
+    # the store's thread unlinks the zip, then moves the tree away: wait for both
+    wait_until(lambda: not zip_file.exists() and not tree.exists())
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
