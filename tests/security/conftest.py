@@ -273,8 +273,14 @@ def host_addresses() -> list[str]:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("kindling-security")
+    # The victim must keep its sandbox for the whole suite. The adaptive keep-alive learns
+    # its few-second gaps between checks and would, rightly, reap it during one slow
+    # attack; reaping is not what the suite tests, so the window here is fixed and long.
     srv = Server(
-        data_dir=root / "data", log_path=root / "server.log", extra_args=("--host", "0.0.0.0")
+        data_dir=root / "data",
+        log_path=root / "server.log",
+        extra_args=("--host", "0.0.0.0"),
+        env={"KINDLING_KEEP_ALIVE_POLICY": "fixed", "KINDLING_KEEP_ALIVE_S": "7200"},
     )
     srv.start()
     yield srv
