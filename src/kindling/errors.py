@@ -22,6 +22,7 @@ maps each class to the AWS error shape a Lambda client expects, in exactly one p
     |   +-- MissingAuthError       -> MissingAuthenticationTokenException
     +-- UnknownOperationError      -> UnknownOperationException (404)
     +-- SandboxError               -> ServiceException (500); raised by workers
+    |   +-- SandboxGoneError       -> (retried on another sandbox before it reaches a client)
     +-- ServiceError               -> ServiceException (500)
 """
 
@@ -106,6 +107,12 @@ class UnknownOperationError(KindlingError):
 
 class SandboxError(KindlingError):
     """A sandbox could not be created or failed outside the function's own fault."""
+
+
+class SandboxGoneError(SandboxError):
+    """A worker no longer has the sandbox named (it died idle, or its worker forgot it).
+
+    The invocation never reached it, so the invoke path may take another sandbox."""
 
 
 class ServiceError(KindlingError):
