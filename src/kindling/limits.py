@@ -51,6 +51,11 @@ FRONTEND_MAX_CONNECTIONS_PER_CLIENT = 2048
 #: wait in the kernel until the connection catches up. AWS: - (ALB does not pipeline).
 FRONTEND_MAX_PIPELINED = 8
 
+#: Distinct inputs (operation and its header, path and query values; never a body) whose
+#: validation is remembered, so that a client repeating an Invoke is not re-judged each
+#: time; beyond it the oldest is forgotten and judged again when seen. AWS: -.
+FRONTEND_VALIDATED_INPUTS = 4096
+
 #: After a refusal (a 4xx answered at once) what the client still sends is read and
 #: dropped for this long, or this many bytes, before the connection closes (both
 #: servers): closing with unread bytes resets the connection, and a reset can destroy
