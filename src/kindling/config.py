@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kindling import limits
 from kindling.limits import SHUTDOWN_GRACE_S
-from kindling.worker.tuning import ColdStartTuning
+from kindling.worker.sandbox.tuning import ColdStartTuning
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kindling.errors import SandboxError
-from kindling.worker.pool import SlotPool
 from kindling.worker.sandbox import linux, seccomp_policy
 from kindling.worker.sandbox import supervisor as crash_supervisor
 from kindling.worker.sandbox.cgroups import (
@@ -46,8 +45,9 @@ from kindling.worker.sandbox.instances import (
     sweep,
 )
 from kindling.worker.sandbox.launcher import Launchers
+from kindling.worker.sandbox.pool import SlotPool
 from kindling.worker.sandbox.reaper import ZombieReaper
-from kindling.worker.tuning import ColdStartTuning
+from kindling.worker.sandbox.tuning import ColdStartTuning
 
 log = logging.getLogger(__name__)
 

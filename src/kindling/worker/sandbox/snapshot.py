@@ -37,7 +37,7 @@ import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from kindling.errors import SandboxError
 from kindling.limits import (
@@ -52,12 +52,14 @@ from kindling.worker.sandbox.cgroups import Cgroup
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
-from kindling.worker.sandbox.namespace import NamespaceSandbox, _read_status, wait_readable
+from kindling.worker.sandbox.namespace import (
+    NamespaceBackend,
+    NamespaceSandbox,
+    _read_status,
+    wait_readable,
+)
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
 from kindling.worker.sandbox.privileges import unprivileged_problems, user_namespace
-
-if TYPE_CHECKING:
-    from kindling.worker.sandbox.namespace import NamespaceBackend
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +405,8 @@ async def _copy_pid(sock: socket.socket) -> int:
 
 
 class Snapshots:
-    """The templates of one backend, by what they were initialized with."""
+    """The templates of one backend, by what they were initialized with (the backend's
+    ``SnapStarts``)."""
 
     def __init__(self, backend: NamespaceBackend) -> None:
         self._backend = backend
@@ -411,6 +414,10 @@ class Snapshots:
             OrderedDict()
         )
         self._used: dict[str, float] = {}
+
+    def sandbox(self, spec: SandboxSpec) -> RestoredSandbox:
+        """A sandbox that starts as a copy of its version's template."""
+        return RestoredSandbox(spec, self._backend, self)
 
     async def template_for(self, spec: SandboxSpec) -> tuple[TemplateSandbox | InitResult, bool]:
         """The version's template, built now if there is none: (template or the init
