@@ -54,8 +54,6 @@ class Config:
         limits.FRONTEND_BODY_TIMEOUT_S,
         limits.FRONTEND_IDLE_TIMEOUT_S,
     )
-    #: Dev mode provisions account 000000000000 with key test/test.
-    dev_mode: bool = True
     extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
     #: Private IPv4 ranges sandboxes may reach (KINDLING_EGRESS_ALLOW, ``--egress-allow``);
     #: by default they reach public destinations only (ADR 0015).
