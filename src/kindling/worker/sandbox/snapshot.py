@@ -11,9 +11,10 @@ after-restore hooks and asks for its first event. The import work of a heavy fun
 is done once per version, not once per sandbox.
 
 Templates live until the backend closes, until no start asked for them for
-``TEMPLATE_IDLE_S``, or until more than ``MAX_TEMPLATES`` exist (the least recently used
-goes). A template's init failure is the failing start's
-error, and is not remembered: the next start tries again, as Lambda re-inits.
+``SNAPSHOT_TEMPLATE_IDLE_S``, or until more than ``SNAPSHOT_TEMPLATES`` exist (the least
+recently used goes; both in kindling/limits.py). A template's init failure is the
+failing start's error, and is not remembered: the next start tries again, as Lambda
+re-inits.
 
 A copy makes its namespaces and hardens itself in code its function's init could have
 changed (forkserver.py), so that code is left nothing it need not do: the worker mounts
@@ -42,6 +43,8 @@ from typing import NoReturn
 from kindling.errors import SandboxError
 from kindling.limits import (
     SNAPSHOT_SETTLE_S,
+    SNAPSHOT_TEMPLATE_IDLE_S,
+    SNAPSHOT_TEMPLATES,
     SNAPSHOT_TMP_COPY_BYTES,
     SNAPSHOT_TMP_COPY_DEPTH,
     SNAPSHOT_TMP_COPY_ENTRIES,
@@ -63,10 +66,6 @@ from kindling.worker.sandbox.privileges import unprivileged_problems, user_names
 
 log = logging.getLogger(__name__)
 
-MAX_TEMPLATES = 64
-#: A template no start asked for in this long goes (its version is likely retired: an
-#: update makes a new revision, hence a new template).
-TEMPLATE_IDLE_S = 1800.0
 #: How long a copy may take to say it exists, and a template its init (AWS: 15 min).
 COPY_TIMEOUT_S = 10.0
 _UCRED = struct.Struct("iII")
@@ -478,13 +477,13 @@ class Snapshots:
         await template.destroy()
 
     async def _evict(self) -> None:
-        while len(self._templates) > MAX_TEMPLATES:
+        while len(self._templates) > SNAPSHOT_TEMPLATES:
             key, oldest = self._templates.popitem(last=False)
             self._used.pop(key, None)
             await _destroy(oldest)
 
     async def _expire(self, now: float) -> None:
-        for key in [k for k, at in self._used.items() if now - at > TEMPLATE_IDLE_S]:
+        for key in [k for k, at in self._used.items() if now - at > SNAPSHOT_TEMPLATE_IDLE_S]:
             building = self._templates.get(key)
             if building is not None and not building.done():
                 continue  # its builder owns it until it is done
