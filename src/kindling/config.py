@@ -24,7 +24,8 @@ class Config:
     #: when the operator starts the server for it (``--unsafe-process-backend``, or
     #: ``--backend process``); no API caller can ever turn it on.
     unsafe_process_backend: bool = False
-    #: Seconds an idle sandbox is kept warm before it is reaped.
+    #: Seconds an idle sandbox is kept warm before it is reaped (with the "adaptive"
+    #: policy: until a function has shown enough gaps to learn from).
     keep_alive_s: float = 600.0
     #: "adaptive": learned per function from its idle times (falls back to keep_alive_s);
     #: "fixed": always keep_alive_s.

@@ -2,7 +2,7 @@
 
 For development and debugging only; it shares the host's filesystem, network and
 users. Everything else about it (Runtime API, logs, lifecycle) is what the isolated
-backends do, so it is also the reference the sandbox suite compares them with.
+backends do, so the one sandbox suite holds it to the same checks as them.
 """
 
 from __future__ import annotations
