@@ -24,6 +24,7 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     |   +-- MissingAuthError       -> MissingAuthenticationTokenException
     +-- UnknownOperationError      -> UnknownOperationException (404)
     +-- SandboxError               -> ServiceException (500); raised by workers
+    |   +-- SandboxGoneError       -> (retried on another sandbox before it reaches a client)
     +-- ServiceError               -> ServiceException (500)
 """
 
@@ -108,6 +109,12 @@ class UnknownOperationError(KindlingError):
 
 class SandboxError(KindlingError):
     """A sandbox could not be created or failed outside the function's own fault."""
+
+
+class SandboxGoneError(SandboxError):
+    """A worker no longer has the sandbox named (it died idle, or its worker forgot it).
+
+    The invocation never reached it, so the invoke path may take another sandbox."""
 
 
 class ServiceError(KindlingError):
