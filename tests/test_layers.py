@@ -23,7 +23,11 @@ SRC = Path(kindling.__file__).parent
 #: named bounds.
 BASE = frozenset({"kindling.errors", "kindling.limits"})
 #: Libraries of our own that any component may use; they know no component, only BASE.
-SHARED = frozenset({"kindling.httpd", "kindling.telemetry", "kindling.runtimes", "kindling.iam"})
+#: ``store`` (the engine and migrations every component's tables run on) comes with
+#: issue 20's store part.
+SHARED = frozenset(
+    {"kindling.httpd", "kindling.telemetry", "kindling.runtimes", "kindling.iam", "kindling.store"}
+)
 LEAVES = BASE | SHARED
 #: The composition root: reads flags, builds every component, wires them. It may import
 #: anything and nothing may import it (components get what they need by constructor).
@@ -44,7 +48,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     "kindling.invoke": LEAVES | {"kindling.control", "kindling.worker", "kindling.worker.sandbox"},
     "kindling.api": LEAVES | {"kindling.invoke", "kindling.control"},
 }
-COMPONENTS = frozenset(ALLOWED) | ROOT
 
 #: Imports that break a rule today, each with who removes it; an entry that no longer
 #: occurs fails the test too, so the list only shrinks.
@@ -140,8 +143,12 @@ def _known(name: str, modules: dict[str, Path]) -> str | None:
     return name if name in modules else None
 
 
-def component_of(module: str, components: frozenset[str]) -> str:
-    """The longest component name that is the module or a package holding it."""
+def component_of(module: str, components: frozenset[str], root: frozenset[str]) -> str:
+    """The module itself if it is one of the root's, else the longest component name
+    that is the module or a package holding it (the root's names hold nothing: a new
+    top-level package is placed on purpose, not by default)."""
+    if module in root:
+        return module
     best = ""
     for component in components:
         if (module == component or module.startswith(component + ".")) and len(component) > len(
@@ -157,11 +164,11 @@ def upward_imports(
     found: list[Import], allowed: dict[str, frozenset[str]], root: frozenset[str]
 ) -> list[tuple[Import, str]]:
     """Each import that breaks the map, with the rule it breaks."""
-    components = frozenset(allowed) | root
+    components = frozenset(allowed)
     broken = []
     for imp in found:
-        source = component_of(imp.importer, components)
-        target = component_of(imp.imported, components)
+        source = component_of(imp.importer, components, root)
+        target = component_of(imp.imported, components, root)
         if source == target or source in root:
             continue
         if target in root:
@@ -244,6 +251,11 @@ def kindling_imports() -> list[Import]:
     return found
 
 
+def test_every_module_has_a_place() -> None:
+    for module in module_names(SRC, "kindling"):
+        component_of(module, frozenset(ALLOWED), ROOT)
+
+
 def test_imports_run_only_downhill(kindling_imports: list[Import]) -> None:
     broken = upward_imports(kindling_imports, ALLOWED, ROOT)
     known = {(imp.importer, imp.imported) for imp in kindling_imports}
@@ -291,6 +303,12 @@ def test_checker_names_an_upward_import_even_a_lazy_one(tmp_path: Path) -> None:
     assert f"{imp}: {why}" == (
         "tmp/pkg/low/a.py:2: pkg.low.a imports pkg.high.b (lazy): pkg.low may not import pkg.high"
     )
+
+
+def test_checker_refuses_a_module_no_component_holds(tmp_path: Path) -> None:
+    found = _tree(tmp_path, {"__init__.py": "", "cli.py": "import pkg.extra\n", "extra.py": ""})
+    with pytest.raises(AssertionError, match=r"pkg\.extra belongs to no component"):
+        upward_imports(found, {}, frozenset({"pkg", "pkg.cli"}))
 
 
 def test_checker_finds_a_cycle_hidden_behind_type_checking_and_relative_imports(
