@@ -53,6 +53,7 @@ from kindling.worker.sandbox.gvisor import GvisorBackend
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
+from kindling.worker.sandbox.snapshot import Snapshots
 
 log = logging.getLogger("kindling")
 
@@ -72,7 +73,7 @@ def make_backends(config: Config) -> Backends:
             await resources.aclose()
 
     factories: dict[str, BackendFactory] = {
-        "namespace": lambda: NamespaceBackend(shared(), config.data_dir),
+        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots),
         "gvisor": lambda: GvisorBackend(shared(), config.data_dir),
     }
     if config.process_backend_enabled:  # the operator's choice, never a caller's

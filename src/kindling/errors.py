@@ -2,7 +2,9 @@
 
 Every failure a component can report is a subclass of ``KindlingError``. The API layer
 maps each class to the AWS error shape a Lambda client expects, in exactly one place
-(``kindling.api.errors``); no other module knows about HTTP status codes::
+(``kindling.api.errors``); no other module turns an error into a status code (the HTTP
+server answers only what fails before there is a request to err: a malformed, oversized
+or too slow one, with a plain 400/408/413/414/431/503)::
 
     KindlingError
     +-- ValidationError            -> InvalidParameterValueException (400)

@@ -3,10 +3,13 @@
 One place, so an operator reads all of them together, each beside the figure AWS
 documents for the same thing (or "AWS: -" where AWS states none). A bound is charged to
 the sandbox or the caller that uses it; the modules that enforce them import them from
-here and nowhere else defines a second copy.
+here and nowhere else defines a second copy. Lambda's quotas on what a request may ask
+for (a payload's size, an environment's) are checked where the request is understood
+(control/quotas.py, the invoke service), not here.
 
 Sections: front end (API callers), Runtime API (a sandbox's connections to the server),
-logs, code uploads, sandbox resources, async queue, shutdown.
+logs, code uploads, sandbox resources, async queue, shutdown, sandbox privileges, crash
+cleanup and reaping.
 """
 
 from __future__ import annotations
@@ -168,6 +171,18 @@ CODE_UNPACK_WORKERS = 2
 CODE_COLLECT_GRACE_S = 900
 
 # --- sandbox resources -----------------------------------------------------------------
+
+#: Processes and threads in one sandbox (its cgroup's pids.max): a fork bomb stops
+#: there. AWS: 1,024 per execution environment.
+SANDBOX_PIDS = 1024
+#: SnapStart templates (initialized sandboxes that fork copies) one backend keeps; past
+#: it the least recently used goes. AWS: - (snapshots live in its storage, not a host's
+#: memory).
+SNAPSHOT_TEMPLATES = 64
+#: A template no start asked for in this long goes (its version is likely retired: an
+#: update makes a new revision, hence a new template). AWS: - (a version's snapshot is
+#: kept while the version is invoked at least once in 14 days).
+SNAPSHOT_TEMPLATE_IDLE_S = 1800.0
 
 # --- async queue -----------------------------------------------------------------------
 
