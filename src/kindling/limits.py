@@ -253,3 +253,21 @@ RECORD_LOCK_WAIT_S = 60.0
 #: launchers, reparented to it as a child subreaper). A zombie costs a pid and a few KB
 #: of kernel memory, so seconds are soon enough. AWS: -
 REAP_INTERVAL_S = 1.0
+
+# --- cluster: control nodes and workers -----------------------------------------------
+
+#: How far a signed request's time may be from the receiver's clock (iam/cluster.py):
+#: a captured request can be replayed at most this long. Hosts run NTP. AWS: - (SigV4
+#: allows 5 minutes).
+CLUSTER_CLOCK_SKEW_S = 60.0
+#: The shortest cluster secret accepted (32 random bytes as hex is 64). AWS: -
+CLUSTER_SECRET_MIN_BYTES = 32
+#: A worker's request bodies: a spec (environment up to 4 KB, names) or a payload of
+#: 6 MB, with room for the JSON around them. AWS: -
+CLUSTER_MAX_BODY_BYTES = 6 * 1024 * 1024 + 64 * 1024
+#: How long a control node waits for a worker's answer beyond the invocation's own
+#: timeout or the init limit, before it calls the worker lost for this call. AWS: -
+CLUSTER_ANSWER_SLACK_S = 30.0
+#: Keep-alive connections a control node holds open to one worker: concurrent calls
+#: beyond it wait for one to free up. AWS: -
+CLUSTER_CONNECTIONS_PER_WORKER = 256

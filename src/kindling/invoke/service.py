@@ -320,6 +320,7 @@ class InvokeService:
             launch=self._runtimes.resolve(config.runtime),
             handler=config.handler,
             code_dir=self._functions.code_tree(config),
+            code_digest=config.code_digest,
             memory_mb=config.memory_size,
             timeout_s=config.timeout,
             ephemeral_mb=config.ephemeral_storage,
