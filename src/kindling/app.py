@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
+from kindling.api.cluster import ClusterApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.functions import FunctionsApi
@@ -33,6 +34,7 @@ from kindling.control.store import FunctionStore, Store
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.httpd import HttpServer, Request, Response
+from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
@@ -41,6 +43,7 @@ from kindling.invoke.counting import ConcurrencyCounter
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.invoke.provisioned import ProvisionedConcurrency
+from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -111,10 +114,17 @@ class App:
         self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics(live=self._exists)
-        self.backends.get()  # the default must work at start, not at the first invoke
-        self.agent = WorkerAgent(
-            self.backends, self.logs, metrics=self.metrics, freeze_after_s=config.freeze_after_s
-        )
+        #: The in-process worker ("all"); a control node's workers register instead.
+        self.agent: WorkerAgent | None = None
+        if config.role == "all":
+            self.backends.get()  # the default must work at start, not at the first invoke
+            self.agent = WorkerAgent(
+                self.backends,
+                self.logs,
+                metrics=self.metrics,
+                freeze_after_s=config.freeze_after_s,
+            )
+        self.placement = Placement([self.agent] if self.agent is not None else [])
         self.concurrency = ConcurrencySettings(
             self.functions, function_store, config.account_concurrency
         )
@@ -125,7 +135,7 @@ class App:
             else FixedKeepAlive(config.keep_alive_s)
         )
         self.assignment = Assignment(
-            Placement([self.agent]),
+            self.placement,
             config.keep_alive_s,
             keep_alive=policy,
             current=self._is_current,
@@ -161,6 +171,14 @@ class App:
             "code": code_urls.download,
             "logs": LogsEndpoint(self.logs, self.functions).read,
         }
+        self.registry: WorkerRegistry | None = None
+        if config.role == "control":
+            key = cluster.check_secret(config.cluster_secret)
+            self.registry = WorkerRegistry(self.placement, self.assignment, key)
+            self.registry.on_lost(lambda _worker: self.provisioned.reapply())
+            raw_routes["cluster"] = ClusterApi(
+                key, self.registry, self.functions.code_zip_by_digest
+            ).handle
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.frontend = Frontend(
@@ -264,6 +282,8 @@ class App:
         self.functions.recover()
         self.logs.keep_only(self.functions.names())
         self.assignment.start()
+        if self.registry is not None:
+            self.registry.start()
         self.events.start()
         self.provisioned.recover()
         self.backends.warm()
@@ -294,7 +314,10 @@ class App:
             await self.events.close()
         await self.provisioned.close()
         await self.assignment.close()  # what still ran ends now, answered as cut
-        await self.agent.close()  # and what no handle named any more (a freeze in flight)
+        if self.agent is not None:
+            await self.agent.close()  # and what no handle named (a freeze in flight)
+        if self.registry is not None:
+            await self.registry.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
         self.logs.close()

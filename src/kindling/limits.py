@@ -271,3 +271,9 @@ CLUSTER_ANSWER_SLACK_S = 30.0
 #: Keep-alive connections a control node holds open to one worker: concurrent calls
 #: beyond it wait for one to free up. AWS: -
 CLUSTER_CONNECTIONS_PER_WORKER = 256
+#: How often a worker host announces itself to the control plane. AWS: -
+CLUSTER_HEARTBEAT_S = 1.0
+#: A worker not heard from for this long is lost (its sandboxes forgotten, re-placed):
+#: three missed heartbeats, so one late packet does not cost a host, and a dead host is
+#: given up within the 5 s issue 20 asks. AWS: -
+CLUSTER_LEASE_S = 3.0

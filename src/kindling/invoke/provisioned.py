@@ -175,6 +175,11 @@ class ProvisionedConcurrency:
                 )
             )
 
+    def reapply(self) -> None:
+        """Tops every config up again (a worker holding some of them was lost)."""
+        for config in list(self._configs.values()):
+            self._apply(config)
+
     def _apply(self, config: ProvisionedConfig) -> None:
         key = self._key(config.ref)
         self._configs[key] = config
