@@ -48,15 +48,22 @@ class WorkerNode:
         self.worker_id = config.worker_id or socket.gethostname()
         self.boot = secrets.token_hex(8)
         self._key = cluster.check_secret(config.cluster_secret)
-        control = urlsplit(config.control_url)
-        if control.scheme != "http" or not control.hostname:
-            raise ValueError(f"--control is http://host:port, not {config.control_url!r}")
-        self._control = HttpClient(
-            control.hostname,
-            control.port or 80,
-            max_connections=8,
-            max_body=limits.FRONTEND_MAX_BODY_BYTES,  # a zip is smaller than the upload carrying it
-        )
+        #: Every control node: each keeps its own leases, so each hears every heartbeat.
+        self._controls: list[HttpClient] = []
+        for url in filter(None, (u.strip() for u in config.control_url.split(","))):
+            control = urlsplit(url)
+            if control.scheme != "http" or not control.hostname:
+                raise ValueError(f"--control takes http://host:port[,...], not {url!r}")
+            self._controls.append(
+                HttpClient(
+                    control.hostname,
+                    control.port or 80,
+                    max_connections=8,
+                    max_body=limits.FRONTEND_MAX_BODY_BYTES,  # a zip is less than its upload
+                )
+            )
+        if not self._controls:
+            raise ValueError("--control names no control node")
         self.backends = make_backends(config)
         self.backends.get()  # the default must work at start, not at the first create
         self.logs = LogStore(config.data_dir / "logs")
@@ -77,6 +84,7 @@ class WorkerNode:
             limits=ServerLimits(max_body_bytes=limits.CLUSTER_MAX_BODY_BYTES),
         )
         self._heartbeats: asyncio.Task[None] | None = None
+        self._failing: dict[int, str] = {}
         self.port = config.port
         self.url = config.advertise_url
 
@@ -91,18 +99,25 @@ class WorkerNode:
         return await asyncio.shield(task)
 
     async def _fetch(self, digest: str) -> str:
+        """From the first control node that has it (they share one store)."""
         path = f"/_kindling/cluster/code/{digest}"
-        try:
-            response = await self._control.request(
-                "GET",
-                path,
-                [(cluster.HEADER, cluster.sign(self._key, "GET", path, b""))],
-                within_s=limits.CLUSTER_ANSWER_SLACK_S,
-            )
-        except (HttpClientError, TimeoutError) as exc:
-            raise SandboxError(f"the code {digest} could not be fetched: {exc}") from exc
-        if response.status != 200:
-            raise SandboxError(f"the control plane has no code {digest} ({response.status})")
+        problems = []
+        for control in self._controls:
+            try:
+                response = await control.request(
+                    "GET",
+                    path,
+                    [(cluster.HEADER, cluster.sign(self._key, "GET", path, b""))],
+                    within_s=limits.CLUSTER_ANSWER_SLACK_S,
+                )
+            except (HttpClientError, TimeoutError) as exc:
+                problems.append(str(exc) or "timed out")
+                continue
+            if response.status == 200:
+                break
+            problems.append(f"answered {response.status}")
+        else:
+            raise SandboxError(f"the code {digest} could not be fetched: {'; '.join(problems)}")
         if hashlib.sha256(response.body).hexdigest() != digest:
             raise SandboxError(f"the code fetched for {digest} does not match its digest")
         stored = await self.code.put(response.body)
@@ -118,31 +133,34 @@ class WorkerNode:
                 "capacity": json.loads(wire.capacity_to_json(self.agent.capacity())),
             }
         ).encode()
-        response = await self._control.request(
-            "POST",
-            path,
-            [
-                (cluster.HEADER, cluster.sign(self._key, "POST", path, body)),
-                ("Content-Type", "application/json"),
-            ],
-            body,
-            within_s=limits.CLUSTER_HEARTBEAT_S * 2,
+        headers = [
+            (cluster.HEADER, cluster.sign(self._key, "POST", path, body)),
+            ("Content-Type", "application/json"),
+        ]
+        outcomes = await asyncio.gather(
+            *(
+                c.request("POST", path, headers, body, within_s=limits.CLUSTER_HEARTBEAT_S * 2)
+                for c in self._controls
+            ),
+            return_exceptions=True,
         )
-        if response.status != 200:
-            raise HttpClientError(f"{response.status} {response.body[:200]!r}")
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):
+                problem = f"{type(outcome).__name__}: {outcome}"
+            elif outcome.status != 200:
+                problem = f"{outcome.status} {outcome.body[:200]!r}"
+            else:
+                problem = ""
+            was = self._failing.get(index, "")
+            if problem and not was:  # one line per outage, not one a second
+                log.warning("control node %d cannot be reached: %s", index, problem)
+            elif was and not problem:
+                log.info("control node %d hears this worker again", index)
+            self._failing[index] = problem
 
     async def _heartbeat_forever(self) -> None:
-        failing = False
         while True:
-            try:
-                await self._announce()
-                if failing:
-                    log.info("the control plane hears this worker again")
-                failing = False
-            except (HttpClientError, TimeoutError) as exc:
-                if not failing:  # one line per outage, not one a second
-                    log.warning("the control plane cannot be reached: %s", exc)
-                failing = True
+            await self._announce()
             await asyncio.sleep(limits.CLUSTER_HEARTBEAT_S)
 
     async def start(self) -> None:
@@ -169,7 +187,8 @@ class WorkerNode:
                 await self._heartbeats
         await self.server.close()
         await self.agent.close()
-        await self._control.close()
+        for control in self._controls:
+            await control.close()
         await self.backends.close()
         self.logs.close()
         self.code.close()
