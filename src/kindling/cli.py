@@ -119,6 +119,9 @@ def serve(
 
     try:
         allow = None if egress_allow is None else parse_egress_allow(egress_allow)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
+    try:
         secret = None if cluster_secret_file is None else read_secret_file(str(cluster_secret_file))
         config = Config.from_env().with_overrides(
             host=host,
