@@ -29,7 +29,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.httpd import HttpServer, Request, Response
@@ -38,11 +38,13 @@ from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.event_store import EventStore
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.agent import WorkerAgent
@@ -86,6 +88,8 @@ def private_data_dir(config: Config) -> None:
     their code and runtime are bind-mounted at /var/task and /var/runtime."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
+    if config.store is not None:  # PostgreSQL: no database file here
+        return
     db = config.data_dir / "kindling.db"
     os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(db, 0o600)
@@ -138,7 +142,11 @@ class App:
             metrics=self.metrics,
         )
         self.provisioned = ProvisionedConcurrency(
-            self.store, self.functions, self.concurrency, self.invoker, self.assignment
+            ProvisionedStore(self.store),
+            self.functions,
+            self.concurrency,
+            self.invoker,
+            self.assignment,
         )
         self.functions.on_retired(self._retire)
         self.functions.on_deleted(
@@ -251,7 +259,7 @@ class App:
 
     async def start(self) -> None:
         self.events = EventQueue(
-            self.store,
+            EventStore(self.store),
             self._run_event,
             self.config.async_retry_delays_s,
             self.config.async_max_age_s,

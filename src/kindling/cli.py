@@ -53,6 +53,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port (env KINDLING_PORT)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where state lives")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="the store: postgresql://user@host/db (libpq's URL, e.g. "
+            "postgresql://kindling@/kindling?host=/run/postgresql; env KINDLING_STORE); "
+            "default an SQLite file in the data dir"
+        ),
+    ] = None,
     backend: Annotated[str | None, typer.Option(help="sandbox backend")] = None,
     unsafe_process_backend: Annotated[
         bool | None,
@@ -82,6 +90,7 @@ def serve(
     import uvloop
 
     from kindling.app import serve as run
+    from kindling.store.engine import engine_url
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -99,6 +108,11 @@ def serve(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
+    config = config.with_overrides(store=store)
+    try:
+        engine_url(config.store_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--store") from None
     # uvloop for our loop only: a global policy would also hand uvloop to helper threads
     # whose libraries (pyroute2's netlink sockets) need the standard loop.
     uvloop.run(run(config))

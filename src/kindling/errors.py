@@ -23,6 +23,7 @@ maps each class to the AWS error shape a Lambda client expects, in exactly one p
     +-- UnknownOperationError      -> UnknownOperationException (404)
     +-- SandboxError               -> ServiceException (500); raised by workers
     +-- ServiceError               -> ServiceException (500)
+        +-- StoreUnavailableError  -> ServiceException (500); the store cannot be reached
 """
 
 from __future__ import annotations
@@ -110,3 +111,7 @@ class SandboxError(KindlingError):
 
 class ServiceError(KindlingError):
     """An internal failure that is kindling's fault, not the caller's."""
+
+
+class StoreUnavailableError(ServiceError):
+    """The store (PostgreSQL) cannot be reached now; the request may be retried."""

@@ -233,3 +233,15 @@ RECORD_LOCK_WAIT_S = 60.0
 #: launchers, reparented to it as a child subreaper). A zombie costs a pid and a few KB
 #: of kernel memory, so seconds are soon enough. AWS: -
 REAP_INTERVAL_S = 1.0
+
+# --------------------------------------------------------------------------- the store
+
+#: How long opening a connection to PostgreSQL may take before the request that needed
+#: it fails with ServiceException: a store that is down or unreachable must answer an API
+#: call within seconds, not hang it. libpq counts whole seconds (2 at least). AWS: -
+STORE_CONNECT_TIMEOUT_S = 5
+#: A TCP connection to PostgreSQL whose server stops acknowledging (a host that froze or
+#: vanished from the network) is dropped after this long, instead of the kernel's ~15
+#: minutes of retransmissions (libpq's tcp_user_timeout, and keepalives as often). A
+#: statement is a few ms; a frozen server is found out within this bound. AWS: -
+STORE_TCP_TIMEOUT_S = 10

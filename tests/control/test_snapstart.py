@@ -18,10 +18,11 @@ from kindling.control.models import (
     FunctionState,
     SnapStartApplyOn,
 )
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.control.versions import VersionService
 from kindling.errors import ValidationError
 from kindling.runtimes.catalog import RuntimeCatalog, RuntimeLaunch
+from kindling.store import Store
 from tests.control.test_codestore import make_zip
 from tests.control.test_functions import ACCOUNT, REGION, run
 

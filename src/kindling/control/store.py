@@ -1,35 +1,20 @@
-"""The control store: SQLAlchemy Core tables over SQLite (WAL) or PostgreSQL.
+"""The control plane's tables and the statements on them: functions, their versions,
+tags and reserved concurrency, aliases, and provisioned concurrency configs.
 
-Writes commit before the API answers, so what a client was told exists survives a
-restart or a kill -9 of the server.
+Only this module runs statements on these tables; the engine, its transactions and the
+schema's migrations are the store's (``kindling.store``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    select,
-)
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Column, Integer, String, Table, Text, select
+from sqlalchemy.engine import Row
 
-from kindling.control.models import FunctionConfig
-
-metadata = MetaData()
+from kindling.control.models import FunctionConfig, FunctionRef
+from kindling.store import Store, metadata
 
 functions = Table(
     "functions",
@@ -62,20 +47,6 @@ aliases = Table(
     Column("config", Text, nullable=False),
 )
 
-async_events = Table(
-    "async_events",
-    metadata,
-    Column("request_id", String(64), primary_key=True),
-    Column("account_id", String(12), nullable=False),
-    Column("region", String(32), nullable=False),
-    Column("function_name", String(64), nullable=False),
-    Column("qualifier", String(128), nullable=True),
-    Column("payload", LargeBinary, nullable=False),
-    Column("attempt", Integer, nullable=False, default=0),
-    Column("enqueued_at", Float, nullable=False),
-    Column("next_attempt_at", Float, nullable=False, index=True),
-)
-
 provisioned = Table(
     "provisioned",
     metadata,
@@ -86,50 +57,6 @@ provisioned = Table(
     Column("requested", Integer, nullable=False),
     Column("last_modified", String(40), nullable=False),
 )
-
-settings = Table(
-    "settings",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-class Store:
-    """Owns the engine and the schema; repositories borrow its connections."""
-
-    def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def setting(self, key: str, default: str) -> str:
-        """Returns a persisted setting, storing ``default`` the first time it is asked for."""
-        with self.begin() as conn:
-            row = conn.execute(select(settings.c.value).where(settings.c.key == key)).first()
-            if row is not None:
-                return str(row[0])
-            conn.execute(settings.insert().values(key=key, value=default))
-            return default
 
 
 class FunctionStore:
@@ -365,3 +292,63 @@ class FunctionStore:
         where = self._key(function_meta, account_id, region, name)
         with self._store.begin() as conn:
             conn.execute(function_meta.update().where(where).values(reserved_concurrency=value))
+
+
+class ProvisionedStore:
+    """Provisioned concurrency configs as requested (what is allocated lives in memory:
+    a restart provisions them again)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @staticmethod
+    def _where(ref: FunctionRef) -> Any:
+        return (
+            (provisioned.c.account_id == ref.account_id)
+            & (provisioned.c.region == ref.region)
+            & (provisioned.c.function_name == ref.name)
+            & (provisioned.c.qualifier == ref.qualifier)
+        )
+
+    def put(self, ref: FunctionRef, requested: int, last_modified: str) -> None:
+        """Stores the config of ``ref`` (a version or alias), replacing any before it."""
+        with self._store.begin() as conn:
+            conn.execute(provisioned.delete().where(self._where(ref)))
+            conn.execute(
+                provisioned.insert().values(
+                    account_id=ref.account_id,
+                    region=ref.region,
+                    function_name=ref.name,
+                    qualifier=ref.qualifier,
+                    requested=requested,
+                    last_modified=last_modified,
+                )
+            )
+
+    def delete(self, ref: FunctionRef) -> None:
+        with self._store.begin() as conn:
+            conn.execute(provisioned.delete().where(self._where(ref)))
+
+    def delete_function(self, ref: FunctionRef) -> None:
+        """Every config of the function ``ref`` names (its qualifier is ignored)."""
+        with self._store.begin() as conn:
+            conn.execute(
+                provisioned.delete().where(
+                    (provisioned.c.account_id == ref.account_id)
+                    & (provisioned.c.region == ref.region)
+                    & (provisioned.c.function_name == ref.name)
+                )
+            )
+
+    def all(self) -> list[tuple[FunctionRef, int, str]]:
+        """Every stored config: (version or alias, requested, last modified)."""
+        with self._store.begin() as conn:
+            rows: list[Row[Any]] = list(conn.execute(select(provisioned)).all())
+        return [
+            (
+                FunctionRef(r.account_id, r.region, r.function_name, r.qualifier),
+                int(r.requested),
+                str(r.last_modified),
+            )
+            for r in rows
+        ]

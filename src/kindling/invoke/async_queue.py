@@ -28,14 +28,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any
-
-from sqlalchemy import select
 
 from kindling.control.models import FunctionRef
-from kindling.control.store import Store, async_events
 from kindling.errors import NotFoundError, ThrottledError
 from kindling.invoke.counting import FunctionKey
+from kindling.invoke.event_store import EventStore, StoredEvent
 from kindling.limits import (
     ASYNC_BACKOFF_FIRST_S,
     ASYNC_BACKOFF_MAX_S,
@@ -63,7 +60,7 @@ class RunOutcome(StrEnum):
 class EventQueue:
     def __init__(
         self,
-        store: Store,
+        store: EventStore,
         runner: Runner,
         retry_delays_s: tuple[float, ...],
         max_age_s: float,
@@ -91,26 +88,11 @@ class EventQueue:
         self._closing = False
 
     def put(self, request_id: str, ref: FunctionRef, payload: bytes) -> None:
-        now = time.time()
-        with self._store.begin() as conn:
-            conn.execute(
-                async_events.insert().values(
-                    request_id=request_id,
-                    account_id=ref.account_id,
-                    region=ref.region,
-                    function_name=ref.name,
-                    qualifier=ref.qualifier,
-                    payload=payload,
-                    attempt=0,
-                    enqueued_at=now,
-                    next_attempt_at=now,
-                )
-            )
+        self._store.put(request_id, ref, payload, time.time())
         self._wake.set()
 
     def pending(self) -> int:
-        with self._store.begin() as conn:
-            return len(conn.execute(select(async_events.c.request_id)).all())
+        return self._store.count()
 
     @property
     def running(self) -> int:
@@ -139,26 +121,21 @@ class EventQueue:
     def _dispatch_due(self) -> float:
         """Starts every due event not yet running; returns seconds until the next one."""
         now = time.time()
-        with self._store.begin() as conn:
-            rows = conn.execute(
-                select(async_events)
-                .order_by(async_events.c.next_attempt_at)
-                .limit(ASYNC_DISPATCH_BATCH)
-            ).all()
+        events = self._store.soonest(ASYNC_DISPATCH_BATCH)
         next_due = 1.0
-        for row in rows:
-            if row.request_id in self._running:
+        for stored in events:
+            if stored.request_id in self._running:
                 continue
-            if row.next_attempt_at > now:
-                next_due = min(next_due, row.next_attempt_at - now)
+            if stored.next_attempt_at > now:
+                next_due = min(next_due, stored.next_attempt_at - now)
                 break
-            self._unpark(row.request_id, (row.account_id, row.region, row.function_name))
-            self._start(row)
+            self._unpark(stored.request_id, stored.function)
+            self._start(stored)
         return max(0.01, next_due)
 
-    def _start(self, row: Any) -> None:
-        self._running.add(row.request_id)
-        task = asyncio.get_running_loop().create_task(self._run(row))
+    def _start(self, stored: StoredEvent) -> None:
+        self._running.add(stored.request_id)
+        task = asyncio.get_running_loop().create_task(self._run(stored))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -189,24 +166,20 @@ class EventQueue:
                 del self._parked[key]
 
     async def _run_stored(self, request_id: str) -> None:
-        with self._store.begin() as conn:
-            row = conn.execute(
-                select(async_events).where(async_events.c.request_id == request_id)
-            ).first()
-        if row is None:  # settled meanwhile
+        stored = self._store.get(request_id)
+        if stored is None:  # settled meanwhile
             self._running.discard(request_id)
             return
-        await self._run(row)
+        await self._run(stored)
 
     # ------------------------------------------------------------------ one run
 
-    async def _run(self, row: Any) -> None:
-        request_id: str = row.request_id
-        ref = FunctionRef(row.account_id, row.region, row.function_name, row.qualifier)
+    async def _run(self, stored: StoredEvent) -> None:
+        request_id, ref = stored.request_id, stored.ref
         detail = ""
         try:
             async with self._slots:
-                ok = await self._runner(request_id, ref, row.payload)
+                ok = await self._runner(request_id, ref, stored.payload)
             outcome = RunOutcome.SUCCESS if ok else RunOutcome.FUNCTION_ERROR
         except ThrottledError:
             outcome = RunOutcome.THROTTLED
@@ -221,16 +194,16 @@ class EventQueue:
                 exc,
             )
         try:
-            self._settle(row, outcome, detail)
+            self._settle(stored, outcome, detail)
         finally:
             self._running.discard(request_id)
             self._wake.set()
 
-    def _settle(self, row: Any, outcome: RunOutcome, detail: str) -> None:
-        request_id: str = row.request_id
-        attempt: int = row.attempt
+    def _settle(self, stored: StoredEvent, outcome: RunOutcome, detail: str) -> None:
+        request_id, attempt = stored.request_id, stored.attempt
+        account, region, name = stored.function
         now = time.time()
-        too_old = now - row.enqueued_at > self._max_age_s
+        too_old = now - stored.enqueued_at > self._max_age_s
         drop: str | None = None
         if outcome is RunOutcome.NOT_FOUND:
             drop = "not_found"
@@ -238,15 +211,13 @@ class EventQueue:
             drop, detail = "max_age", f"older than {self._max_age_s:g} s ({outcome.value})"
         elif outcome is RunOutcome.FUNCTION_ERROR and attempt >= len(self._delays):
             drop, detail = "retries_exhausted", f"failed {attempt + 1} times"
-        where = async_events.c.request_id == request_id
         if outcome is RunOutcome.SUCCESS or drop is not None:
             self._setbacks.pop(request_id, None)
-            with self._store.begin() as conn:
-                conn.execute(async_events.delete().where(where))
+            self._store.delete(request_id)
             if drop is not None:
-                self._dropped(row, drop, detail)
+                self._dropped(stored, drop, detail)
             if outcome is RunOutcome.NOT_FOUND:  # its parked siblings are gone too: next one
-                self.slot_freed((row.account_id, row.region, row.function_name), False)
+                self.slot_freed(stored.function, False)
             return
         if outcome is RunOutcome.FUNCTION_ERROR:
             self._setbacks.pop(request_id, None)
@@ -255,26 +226,20 @@ class EventQueue:
             setbacks = self._setbacks.get(request_id, 0)
             self._setbacks[request_id] = setbacks + 1
             delay = min(self._backoff_max, self._backoff_first * 2**setbacks)
-        self._metrics.async_retried(row.account_id, row.region, row.function_name, outcome.value)
-        with self._store.begin() as conn:
-            conn.execute(
-                async_events.update()
-                .where(where)
-                .values(attempt=attempt, next_attempt_at=now + delay)
-            )
+        self._metrics.async_retried(account, region, name, outcome.value)
+        self._store.reschedule(request_id, attempt, now + delay)
         if outcome is RunOutcome.THROTTLED:
-            key = (row.account_id, row.region, row.function_name)
-            self._parked.setdefault(key, {})[request_id] = None
+            self._parked.setdefault(stored.function, {})[request_id] = None
 
-    def _dropped(self, row: Any, reason: str, detail: str) -> None:
+    def _dropped(self, stored: StoredEvent, reason: str, detail: str) -> None:
         log.warning(
             "event %s for %s dropped (%s): %s",
-            row.request_id,
-            FunctionRef(row.account_id, row.region, row.function_name, row.qualifier).arn,
+            stored.request_id,
+            stored.ref.arn,
             reason,
             detail,
         )
-        self._metrics.async_dropped(row.account_id, row.region, reason)
+        self._metrics.async_dropped(stored.ref.account_id, stored.ref.region, reason)
 
     def stop_dispatching(self) -> None:
         """Shutdown: no event starts from now on; those running may still finish."""
