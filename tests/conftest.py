@@ -1,4 +1,5 @@
-"""Session-wide checks: after the whole run, kindling has left nothing behind on the host."""
+"""Session-wide: the real engines the tests start (tests/engines.py), and after the whole
+run, a check that kindling has left nothing behind on the host."""
 
 from __future__ import annotations
 

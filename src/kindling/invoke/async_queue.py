@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 from kindling.control.models import FunctionRef
-from kindling.errors import NotFoundError, ThrottledError
+from kindling.errors import NotFoundError, StoreUnavailableError, ThrottledError
 from kindling.invoke.counting import FunctionKey
 from kindling.invoke.event_store import EventStore, StoredEvent
 from kindling.limits import (
@@ -112,6 +112,8 @@ class EventQueue:
             self._wake.clear()
             try:
                 wait = self._dispatch_due()
+            except StoreUnavailableError:  # logged by the store; it is tried again soon
+                wait = 1.0
             except Exception:
                 log.exception("event queue dispatch failed")
                 wait = 1.0
@@ -195,6 +197,8 @@ class EventQueue:
             )
         try:
             self._settle(stored, outcome, detail)
+        except StoreUnavailableError:  # still stored as it was: it runs again (at least once)
+            log.warning("event %s ran (%s) but could not be settled", request_id, outcome.value)
         finally:
             self._running.discard(request_id)
             self._wake.set()
