@@ -38,7 +38,7 @@ from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
-from kindling.invoke.event_store import EventStore
+from kindling.invoke.event_store import open_event_store
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
@@ -259,7 +259,7 @@ class App:
 
     async def start(self) -> None:
         self.events = EventQueue(
-            EventStore(self.store),
+            open_event_store(self.store),
             self._run_event,
             self.config.async_retry_delays_s,
             self.config.async_max_age_s,

@@ -245,3 +245,9 @@ STORE_CONNECT_TIMEOUT_S = 5
 #: minutes of retransmissions (libpq's tcp_user_timeout, and keepalives as often). A
 #: statement is a few ms; a frozen server is found out within this bound. AWS: -
 STORE_TCP_TIMEOUT_S = 10
+
+#: How long a control node holds a stored Event invocation it took (PostgreSQL store):
+#: it renews the lease every third of it while the event runs, so a node that dies
+#: leaves its events to the others at most this long after. Shorter redoes a dead
+#: node's events sooner, at the cost of a write per running event more often. AWS: -
+ASYNC_LEASE_S = 30.0

@@ -14,7 +14,7 @@ from kindling.control.store import FunctionStore
 from kindling.errors import NotFoundError, SandboxError, ThrottledError
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
-from kindling.invoke.event_store import EventStore
+from kindling.invoke.event_store import open_event_store
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from kindling.telemetry.metrics import Metrics
@@ -30,7 +30,7 @@ def test_events_survive_a_restart_and_run(store_url: str) -> None:
         raise AssertionError("not started")
 
     async def first() -> None:
-        queue = EventQueue(EventStore(Store(url)), never, (0.0,), 3600)
+        queue = EventQueue(open_event_store(Store(url)), never, (0.0,), 3600)
         queue.put("r1", REF, b'{"n":1}')  # written, never dispatched: the "crash"
         assert queue.pending() == 1
 
@@ -42,7 +42,7 @@ def test_events_survive_a_restart_and_run(store_url: str) -> None:
             seen.append((rid, payload))
             return True
 
-        queue = EventQueue(EventStore(Store(url)), ok, (0.0,), 3600)
+        queue = EventQueue(open_event_store(Store(url)), ok, (0.0,), 3600)
         queue.start()
         for _ in range(100):
             if queue.pending() == 0:
@@ -63,7 +63,7 @@ def test_failures_are_retried_then_dropped(store_url: str) -> None:
             attempts.append(rid)
             return False
 
-        queue = EventQueue(EventStore(Store(store_url)), failing, (0.01, 0.01), 3600)
+        queue = EventQueue(open_event_store(Store(store_url)), failing, (0.01, 0.01), 3600)
         queue.start()
         queue.put("r1", REF, b"{}")
         for _ in range(200):
@@ -95,7 +95,7 @@ def _queue_until_settled(
 
     async def scenario() -> int:
         queue = EventQueue(
-            EventStore(Store(store_url)),
+            open_event_store(Store(store_url)),
             runner,
             (0.01, 0.01),
             max_age_s,
@@ -222,7 +222,7 @@ def test_throttled_events_of_a_deleted_function_are_dropped_without_waiting(
         nonlocal gone
         metrics = Metrics()
         queue = EventQueue(
-            EventStore(Store(store_url)),
+            open_event_store(Store(store_url)),
             runner,
             (0.01,),
             3600,

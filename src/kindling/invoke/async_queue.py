@@ -36,7 +36,6 @@ from kindling.invoke.event_store import EventStore, StoredEvent
 from kindling.limits import (
     ASYNC_BACKOFF_FIRST_S,
     ASYNC_BACKOFF_MAX_S,
-    ASYNC_DISPATCH_BATCH,
     ASYNC_PARALLEL,
 )
 from kindling.telemetry.metrics import Metrics
@@ -74,6 +73,7 @@ class EventQueue:
         self._max_age_s = max_age_s
         self._metrics = metrics or Metrics()
         self._backoff_first, self._backoff_max = backoff_s
+        self._parallel = parallel
         self._slots = asyncio.Semaphore(parallel)
         self._wake = asyncio.Event()
         self._running: set[str] = set()
@@ -85,6 +85,8 @@ class EventQueue:
         self._setbacks: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        #: Keeping the leases of what runs here, and hearing of events other nodes put.
+        self._helpers: list[asyncio.Task[None]] = []
         self._closing = False
 
     def put(self, request_id: str, ref: FunctionRef, payload: bytes) -> None:
@@ -101,7 +103,11 @@ class EventQueue:
 
     def start(self) -> None:
         self._closing = False
-        self._loop_task = asyncio.get_running_loop().create_task(self._dispatch_forever())
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._dispatch_forever())
+        self._helpers = [loop.create_task(self._store.watch(self._wake.set))]
+        if self._store.renew_every_s is not None:
+            self._helpers.append(loop.create_task(self._renew_forever(self._store.renew_every_s)))
 
     # ------------------------------------------------------------------ dispatch
 
@@ -122,18 +128,21 @@ class EventQueue:
 
     def _dispatch_due(self) -> float:
         """Starts every due event not yet running; returns seconds until the next one."""
-        now = time.time()
-        events = self._store.soonest(ASYNC_DISPATCH_BATCH)
-        next_due = 1.0
+        room = self._parallel - len(self._running)
+        events, next_due = self._store.due(time.time(), self._running, room)
         for stored in events:
-            if stored.request_id in self._running:
-                continue
-            if stored.next_attempt_at > now:
-                next_due = min(next_due, stored.next_attempt_at - now)
-                break
             self._unpark(stored.request_id, stored.function)
             self._start(stored)
+        if room - len(events) <= 0:  # full: an event that ends wakes the dispatcher
+            next_due = 1.0
         return max(0.01, next_due)
+
+    async def _renew_forever(self, every_s: float) -> None:
+        """Renews the leases of the events running here, so no other node takes them."""
+        while True:
+            await asyncio.sleep(every_s)
+            with contextlib.suppress(StoreUnavailableError):  # logged; the next round tries
+                self._store.renew(set(self._running), time.time())
 
     def _start(self, stored: StoredEvent) -> None:
         self._running.add(stored.request_id)
@@ -168,8 +177,8 @@ class EventQueue:
                 del self._parked[key]
 
     async def _run_stored(self, request_id: str) -> None:
-        stored = self._store.get(request_id)
-        if stored is None:  # settled meanwhile
+        stored = self._store.take(request_id, time.time())
+        if stored is None:  # settled meanwhile, or another node runs it
             self._running.discard(request_id)
             return
         await self._run(stored)
@@ -217,7 +226,7 @@ class EventQueue:
             drop, detail = "retries_exhausted", f"failed {attempt + 1} times"
         if outcome is RunOutcome.SUCCESS or drop is not None:
             self._setbacks.pop(request_id, None)
-            self._store.delete(request_id)
+            self._settled(self._store.delete(request_id), request_id)
             if drop is not None:
                 self._dropped(stored, drop, detail)
             if outcome is RunOutcome.NOT_FOUND:  # its parked siblings are gone too: next one
@@ -231,9 +240,14 @@ class EventQueue:
             self._setbacks[request_id] = setbacks + 1
             delay = min(self._backoff_max, self._backoff_first * 2**setbacks)
         self._metrics.async_retried(account, region, name, outcome.value)
-        self._store.reschedule(request_id, attempt, now + delay)
+        self._settled(self._store.reschedule(request_id, attempt, now + delay), request_id)
         if outcome is RunOutcome.THROTTLED:
             self._parked.setdefault(stored.function, {})[request_id] = None
+
+    @staticmethod
+    def _settled(ours: bool, request_id: str) -> None:
+        if not ours:  # its lease ran out while it ran: another node runs it again
+            log.warning("event %s was no longer this node's to settle", request_id)
 
     def _dropped(self, stored: StoredEvent, reason: str, detail: str) -> None:
         log.warning(
@@ -259,6 +273,9 @@ class EventQueue:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._helpers]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._helpers, return_exceptions=True)
+        self._helpers = []
+        with contextlib.suppress(StoreUnavailableError):  # then its leases run out instead
+            self._store.release()

@@ -110,6 +110,12 @@ class Store:
         """``sqlite`` or ``postgresql``: what a component's store module may specialize on."""
         return self.url.get_backend_name()
 
+    def libpq_params(self) -> dict[str, Any]:
+        """The connection parameters of a PostgreSQL store, bounds included, for a
+        connection of its own outside the pool (the async queue's LISTEN)."""
+        _args, params = self.engine.dialect.create_connect_args(self.url)
+        return {**params, **_postgres_connect_args(self.url)}
+
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)})"
 
