@@ -90,6 +90,7 @@ def serve(
     import uvloop
 
     from kindling.app import serve as run
+    from kindling.errors import StoreUnavailableError
     from kindling.store.engine import engine_url
 
     logging.basicConfig(
@@ -115,7 +116,12 @@ def serve(
         raise typer.BadParameter(str(exc), param_hint="--store") from None
     # uvloop for our loop only: a global policy would also hand uvloop to helper threads
     # whose libraries (pyroute2's netlink sockets) need the standard loop.
-    uvloop.run(run(config))
+    try:
+        uvloop.run(run(config))
+    except StoreUnavailableError as exc:  # at start: say so and exit, for systemd to retry
+        cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else ""
+        err.print(f"kindling: the store is unavailable: {cause}")
+        raise typer.Exit(1) from None
 
 
 def _zip_dir(path: Path) -> bytes:
