@@ -152,6 +152,9 @@ class App:
         self.functions.on_deleted(
             lambda ref: self.logs.delete(ref.account_id, ref.region, ref.name)
         )
+        self.functions.on_changed(self.aliases.refresh)  # written by another control node
+        self.functions.on_changed(self.concurrency.refresh)
+        self._following: asyncio.Task[None] | None = None
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
         operations = {
@@ -268,6 +271,7 @@ class App:
         self.counter.on_freed(self.events.slot_freed)
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
+        self._following = asyncio.get_running_loop().create_task(self.functions.follow())
         self.logs.keep_only(self.functions.names())
         self.assignment.start()
         self.events.start()
@@ -299,6 +303,10 @@ class App:
         if self.events is not None:
             await self.events.close()
         await self.provisioned.close()
+        if self._following is not None:
+            self._following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following
         await self.assignment.close()  # what still ran ends now, answered as cut
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()

@@ -8,10 +8,12 @@ schema's migrations are the store's (``kindling.store``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, Text, select
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 
 from kindling.control.models import FunctionConfig, FunctionRef
 from kindling.store import Store, metadata
@@ -47,6 +49,11 @@ aliases = Table(
     Column("config", Text, nullable=False),
 )
 
+#: The NOTIFY channel of function writes: "account/region/name" (no part holds a "/").
+CHANGES = "kindling_functions"
+#: (account, region, function name).
+FunctionKey = tuple[str, str, str]
+
 provisioned = Table(
     "provisioned",
     metadata,
@@ -65,6 +72,26 @@ class FunctionStore:
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    @contextmanager
+    def _writing(self, account_id: str, region: str, name: str) -> Iterator[Connection]:
+        """A transaction that writes one function's rows: the other control nodes hear
+        of it when it commits (``follow``)."""
+        with self._store.begin() as conn:
+            yield conn
+            self._store.notify(conn, CHANGES, f"{account_id}/{region}/{name}")
+
+    async def follow(self, changed: Callable[[FunctionKey | None], None]) -> None:
+        """Calls ``changed((account, region, name))`` whenever a node (this one too)
+        wrote that function, and ``changed(None)`` whenever anything may have changed
+        unheard (at first, and after an outage of the store), until cancelled. One node
+        (SQLite): never."""
+
+        def heard(payload: str) -> None:
+            account_id, region, name = payload.split("/", 2)
+            changed((account_id, region, name))
+
+        await self._store.listen(CHANGES, heard, lambda: changed(None))
+
     @staticmethod
     def _key(table: Table, account_id: str, region: str, name: str) -> Any:
         return (
@@ -81,7 +108,7 @@ class FunctionStore:
 
     def insert(self, config: FunctionConfig, tags: dict[str, str]) -> bool:
         """Inserts a new function; False if the name is taken."""
-        with self._store.begin() as conn:
+        with self._writing(config.account_id, config.region, config.name) as conn:
             exists = conn.execute(
                 select(function_meta.c.name).where(
                     self._key(function_meta, config.account_id, config.region, config.name)
@@ -101,7 +128,7 @@ class FunctionStore:
         return True
 
     def put(self, config: FunctionConfig) -> None:
-        with self._store.begin() as conn:
+        with self._writing(config.account_id, config.region, config.name) as conn:
             conn.execute(
                 functions.update()
                 .where(
@@ -112,7 +139,7 @@ class FunctionStore:
             )
 
     def delete(self, account_id: str, region: str, name: str) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(functions.delete().where(self._key(functions, account_id, region, name)))
             conn.execute(
                 aliases.delete().where(
@@ -156,7 +183,7 @@ class FunctionStore:
         return json.loads(row[0]) if row else None
 
     def set_tags(self, account_id: str, region: str, name: str, tags: dict[str, str]) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(
                 function_meta.update()
                 .where(self._key(function_meta, account_id, region, name))
@@ -190,7 +217,7 @@ class FunctionStore:
     def publish(self, config: FunctionConfig, make: Any) -> FunctionConfig:
         """Takes the next version number and stores ``make(number)`` under it, atomically."""
         where = self._key(function_meta, config.account_id, config.region, config.name)
-        with self._store.begin() as conn:
+        with self._writing(config.account_id, config.region, config.name) as conn:
             row = conn.execute(select(function_meta.c.last_version).where(where)).first()
             number = (row[0] if row else 0) + 1
             conn.execute(function_meta.update().where(where).values(last_version=number))
@@ -206,7 +233,7 @@ class FunctionStore:
         return sorted(found, key=lambda c: -1 if c.version == "$LATEST" else int(c.version))
 
     def delete_version(self, account_id: str, region: str, name: str, version: str) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(
                 functions.delete().where(
                     self._key(functions, account_id, region, name)
@@ -247,7 +274,7 @@ class FunctionStore:
         """Inserts or replaces; with ``config["_create"]`` only inserts (False if taken)."""
         create = config.pop("_create", False)
         where = self._alias_key(account_id, region, function, name)
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, function) as conn:
             exists = conn.execute(select(aliases.c.name).where(where)).first() is not None
             if create and exists:
                 return False
@@ -266,7 +293,7 @@ class FunctionStore:
         return True
 
     def delete_alias(self, account_id: str, region: str, function: str, name: str) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, function) as conn:
             conn.execute(
                 aliases.delete().where(self._alias_key(account_id, region, function, name))
             )
@@ -290,7 +317,7 @@ class FunctionStore:
 
     def set_reserved(self, account_id: str, region: str, name: str, value: int | None) -> None:
         where = self._key(function_meta, account_id, region, name)
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(function_meta.update().where(where).values(reserved_concurrency=value))
 
 

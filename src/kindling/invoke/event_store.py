@@ -19,8 +19,6 @@ Two stores behind one interface, chosen by the engine (``open_event_store``):
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +34,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     true,
 )
 from sqlalchemy.engine import Connection
@@ -45,8 +42,6 @@ from kindling.control.models import FunctionRef
 from kindling.invoke.counting import FunctionKey
 from kindling.limits import ASYNC_DISPATCH_BATCH, ASYNC_LEASE_S
 from kindling.store import Store, metadata
-
-log = logging.getLogger(__name__)
 
 async_events = Table(
     "async_events",
@@ -193,16 +188,18 @@ class EventStore:
         """Shutdown: what this node took but did not settle is free for others now."""
 
     async def watch(self, wake: Callable[[], None]) -> None:
-        """Calls ``wake`` when another node puts an event (one node: never returns,
-        since a put here wakes the queue itself)."""
-        await asyncio.Event().wait()
+        """Calls ``wake`` when any node puts an event or frees one (LISTEN), and after an
+        outage of the store, until cancelled. One node (SQLite): never, since a put here
+        wakes the queue itself."""
+        await self._store.listen(CHANNEL, lambda _payload: wake(), wake)
 
     # internals
     def _mine(self, request_id: str) -> Any:
         return async_events.c.request_id == request_id
 
     def _announce(self, conn: Connection) -> None:
-        """Tells other nodes an event is due (one node: nobody to tell)."""
+        """Tells the nodes an event is due (NOTIFY on commit)."""
+        self._store.notify(conn, CHANNEL, "")
 
 
 class LeasedEventStore(EventStore):
@@ -279,32 +276,5 @@ class LeasedEventStore(EventStore):
             )
             self._announce(conn)
 
-    async def watch(self, wake: Callable[[], None]) -> None:
-        """LISTENs on its own connection (outside the pool) for as long as the queue
-        runs, again after an outage; wakes once on each (re)connect for what was put
-        while it was not listening."""
-        import psycopg  # the PostgreSQL driver, present wherever this store is
-
-        down = False
-        while True:
-            try:
-                params = self._store.libpq_params()
-                async with await psycopg.AsyncConnection.connect(autocommit=True, **params) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    if down:
-                        log.info("async queue listens on the store again")
-                    down = False
-                    wake()
-                    async for _ in conn.notifies():
-                        wake()
-            except psycopg.Error as exc:
-                if not down:
-                    log.warning("async queue cannot listen on the store (polls): %s", exc)
-                down = True
-            await asyncio.sleep(1.0)
-
     def _mine(self, request_id: str) -> Any:
         return (async_events.c.request_id == request_id) & (async_events.c.lease_owner == self.node)
-
-    def _announce(self, conn: Connection) -> None:
-        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})

@@ -13,13 +13,14 @@ restarted server costs no caller an error once it accepts connections again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, event, select
+from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, event, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
@@ -83,6 +84,15 @@ def _postgres_connect_args(url: URL) -> dict[str, Any]:
     return {k: v for k, v in bounds.items() if k not in url.query}
 
 
+def _guarded(call: Callable[..., None], *args: Any) -> None:
+    """A listener's failure (the store went away while it read) must not end the
+    listening: it is logged, and the listener catches up when the store is back."""
+    try:
+        call(*args)
+    except Exception:
+        log.exception("a store listener failed")
+
+
 class Store:
     """Owns the engine and the schema; the components' store modules borrow its
     connections (``begin``), each for its own tables."""
@@ -110,11 +120,43 @@ class Store:
         """``sqlite`` or ``postgresql``: what a component's store module may specialize on."""
         return self.url.get_backend_name()
 
-    def libpq_params(self) -> dict[str, Any]:
-        """The connection parameters of a PostgreSQL store, bounds included, for a
-        connection of its own outside the pool (the async queue's LISTEN)."""
+    def notify(self, conn: Connection, channel: str, payload: str) -> None:
+        """Tells every node that listens on ``channel``, when ``conn``'s transaction
+        commits (PostgreSQL's NOTIFY). SQLite serves one node: nobody else to tell."""
+        if self.dialect == "postgresql":
+            conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+
+    async def listen(
+        self, channel: str, heard: Callable[[str], None], connected: Callable[[], None]
+    ) -> None:
+        """Calls ``heard(payload)`` for each notification on ``channel``, until cancelled.
+
+        On a connection of its own outside the pool; after an outage it listens again
+        and calls ``connected()`` (also once at first): what was sent while it did not
+        listen is lost, so the caller catches up. SQLite: waits for ever."""
+        if self.dialect != "postgresql":
+            await asyncio.Event().wait()
+            return
+        import psycopg  # the driver, present wherever a PostgreSQL store is
+
         _args, params = self.engine.dialect.create_connect_args(self.url)
-        return {**params, **_postgres_connect_args(self.url)}
+        params = {**params, **_postgres_connect_args(self.url)}
+        down = False
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(autocommit=True, **params) as conn:
+                    await conn.execute(f"LISTEN {channel}")
+                    if down:
+                        log.info("listening on %s again", channel)
+                    down = False
+                    _guarded(connected)
+                    async for note in conn.notifies():
+                        _guarded(heard, note.payload)
+            except psycopg.Error as exc:
+                if not down:
+                    log.warning("cannot listen on %s (store %r): %s", channel, self, exc)
+                down = True
+            await asyncio.sleep(1.0)
 
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)})"
