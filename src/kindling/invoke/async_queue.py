@@ -2,7 +2,9 @@
 
 ``put`` commits the event to the store before the API answers 202, so a kill -9 of
 the server loses nothing: on start every stored event is due again (at-least-once,
-the request id being the idempotency key).
+the request id being the idempotency key). The events live in an ``EventStore``: on
+PostgreSQL several control nodes share them, each running an event only under its
+lease (``kindling.invoke.event_store``).
 
 What happens to an event after a run depends on why it did not succeed:
 
