@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 from kindling.control.models import FunctionRef
+from kindling.errors import StoreUnavailableError
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.event_store import EventStore, LeasedEventStore, open_event_store
 from kindling.store import Store
@@ -127,3 +128,45 @@ def test_a_put_on_one_node_wakes_the_others(postgres: Postgres) -> None:
         return 1
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_no_accepted_event_is_lost_when_postgresql_restarts() -> None:
+    """Puts while the store is down fail (the caller gets ServiceException); every put
+    that succeeded runs, including those running or settling during the outage."""
+    engine = Postgres.create()
+    try:
+        engine.start()
+        url = engine.database()
+        accepted: list[str] = []
+        ran: set[str] = set()
+
+        async def scenario() -> int:
+            async def run(rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
+                await asyncio.sleep(0.05)
+                ran.add(rid)
+                return True
+
+            queue = EventQueue(LeasedEventStore(Store(url)), run, (0.0,), 3600, parallel=4)
+            queue.start()
+            for n in range(60):
+                if n == 20:
+                    await asyncio.to_thread(engine.stop)
+                if n == 40:
+                    await asyncio.to_thread(engine.start)
+                try:
+                    queue.put(f"r{n}", REF, b"{}")
+                    accepted.append(f"r{n}")
+                except StoreUnavailableError:
+                    assert 20 <= n < 40
+                await asyncio.sleep(0.02)
+            deadline = time.monotonic() + 120
+            while (ran < set(accepted) or queue.pending()) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await queue.close()
+            return queue.pending()
+
+        assert asyncio.run(scenario()) == 0
+        assert len(accepted) == 40
+        assert set(accepted) <= ran
+    finally:
+        engine.remove()

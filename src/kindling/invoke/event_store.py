@@ -214,8 +214,14 @@ class LeasedEventStore(EventStore):
 
     def due(self, now: float, running: set[str], room: int) -> tuple[list[StoredEvent], float]:
         """Claims up to ``room`` due events no other node holds: only what this node can
-        start now, so the rest stay free for the others."""
-        free = or_(async_events.c.lease_until.is_(None), async_events.c.lease_until < now)
+        start now, so the rest stay free for the others. Its own leases on events it no
+        longer runs (it could not settle them while the store was down) count as free."""
+        free = or_(
+            async_events.c.lease_until.is_(None),
+            async_events.c.lease_until < now,
+            (async_events.c.lease_owner == self.node)
+            & (async_events.c.request_id.not_in(running) if running else true()),
+        )
         claimed: list[StoredEvent] = []
         with self._store.begin() as conn:
             if room > 0:
