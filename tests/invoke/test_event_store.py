@@ -5,6 +5,8 @@ node took is run again after its lease, and a put wakes the other nodes (NOTIFY)
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -170,3 +172,57 @@ def test_no_accepted_event_is_lost_when_postgresql_restarts() -> None:
         assert set(accepted) <= ran
     finally:
         engine.remove()
+
+
+#: A control node's queue in a process of its own: it claims events and hangs in them,
+#: printing each request id it starts, until it is killed.
+_HANGING_NODE = """
+import asyncio, sys
+from kindling.invoke.async_queue import EventQueue
+from kindling.invoke.event_store import LeasedEventStore
+from kindling.store import Store
+
+async def main():
+    async def hang(rid, ref, payload):
+        print(rid, flush=True)
+        await asyncio.Event().wait()
+    queue = EventQueue(LeasedEventStore(Store(sys.argv[1]), lease_s=2.0), hang, (0.0,), 3600)
+    queue.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_events_a_killed_node_was_running_run_on_another_after_the_lease(
+    postgres: Postgres,
+) -> None:
+    url = postgres.database()
+    events = LeasedEventStore(Store(url))
+    for n in range(3):
+        events.put(f"r{n}", REF, b"{}", time.time())
+    started = time.time()  # the node takes them after this, each for 2 s
+    node = subprocess.Popen(
+        [sys.executable, "-c", _HANGING_NODE, url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert node.stdout is not None
+        taken = {node.stdout.readline().strip() for _ in range(3)}
+        assert taken == {"r0", "r1", "r2"}
+    finally:
+        node.kill()  # kill -9: no release, no renewal
+        node.wait(30)
+    ran: dict[str, float] = {}
+
+    async def scenario() -> int:
+        async def run(rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
+            ran[rid] = time.time()
+            return True
+
+        survivor = EventQueue(LeasedEventStore(Store(url), lease_s=2.0), run, (0.0,), 3600)
+        survivor.start()
+        return await _until_settled([survivor], limit_s=120)
+
+    assert asyncio.run(scenario()) == 0
+    assert set(ran) == {"r0", "r1", "r2"}
+    assert min(ran.values()) >= started + 2.0  # none within the dead node's leases
