@@ -14,6 +14,14 @@ $(VENV)/.debs: Makefile
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	@touch $@
 
+# The test path only: the engines the tests start themselves (tests/engines.py).
+TEST_DEBS := postgresql
+$(VENV)/.debs-test: Makefile
+	@command -v apt-get >/dev/null && { \
+	  dpkg -s $(TEST_DEBS) >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS)); } || true
+	@mkdir -p $(VENV) && touch $@
+
 $(VENV)/.synced: $(VENV)/.debs pyproject.toml uv.lock
 	@test -x $(UV) || $(VENV)/bin/pip install -q uv==0.13.9
 	@$(UV) sync --frozen --inexact --python $(VENV)/bin/python -q
@@ -31,7 +39,7 @@ lint: deps
 typecheck: deps
 	$(VENV)/bin/mypy
 
-unit: deps
+unit: deps $(VENV)/.debs-test
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit

@@ -30,7 +30,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.httpd import HttpServer, Request, Response
@@ -40,6 +40,7 @@ from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.event_store import open_event_store
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.invoke.provisioned import ProvisionedConcurrency
@@ -47,6 +48,7 @@ from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.agent import WorkerAgent
@@ -91,6 +93,8 @@ def private_data_dir(config: Config) -> None:
     their code and runtime are bind-mounted at /var/task and /var/runtime."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
+    if config.store is not None:  # PostgreSQL: no database file here
+        return
     db = config.data_dir / "kindling.db"
     os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(db, 0o600)
@@ -150,12 +154,19 @@ class App:
             metrics=self.metrics,
         )
         self.provisioned = ProvisionedConcurrency(
-            self.store, self.functions, self.concurrency, self.invoker, self.assignment
+            ProvisionedStore(self.store),
+            self.functions,
+            self.concurrency,
+            self.invoker,
+            self.assignment,
         )
         self.functions.on_retired(self._retire)
         self.functions.on_deleted(
             lambda ref: self.logs.delete(ref.account_id, ref.region, ref.name)
         )
+        self.functions.on_changed(self.aliases.refresh)  # written by another control node
+        self.functions.on_changed(self.concurrency.refresh)
+        self._following: asyncio.Task[None] | None = None
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
         operations = {
@@ -271,7 +282,7 @@ class App:
 
     async def start(self) -> None:
         self.events = EventQueue(
-            self.store,
+            open_event_store(self.store),
             self._run_event,
             self.config.async_retry_delays_s,
             self.config.async_max_age_s,
@@ -280,6 +291,7 @@ class App:
         self.counter.on_freed(self.events.slot_freed)
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
+        self._following = asyncio.get_running_loop().create_task(self.functions.follow())
         self.logs.keep_only(self.functions.names())
         self.assignment.start()
         if self.registry is not None:
@@ -313,6 +325,10 @@ class App:
         if self.events is not None:
             await self.events.close()
         await self.provisioned.close()
+        if self._following is not None:
+            self._following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following
         await self.assignment.close()  # what still ran ends now, answered as cut
         if self.agent is not None:
             await self.agent.close()  # and what no handle named (a freeze in flight)

@@ -53,6 +53,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port (env KINDLING_PORT)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where state lives")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="the store: postgresql://user@host/db (libpq's URL, e.g. "
+            "postgresql://kindling@/kindling?host=/run/postgresql; env KINDLING_STORE); "
+            "default an SQLite file in the data dir"
+        ),
+    ] = None,
     backend: Annotated[str | None, typer.Option(help="sandbox backend")] = None,
     unsafe_process_backend: Annotated[
         bool | None,
@@ -111,6 +119,8 @@ def serve(
     import uvloop
 
     from kindling.app import serve as run
+    from kindling.errors import StoreUnavailableError
+    from kindling.store.engine import engine_url
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -139,9 +149,19 @@ def serve(
         )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
+    config = config.with_overrides(store=store)
+    try:
+        engine_url(config.store_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--store") from None
     # uvloop for our loop only: a global policy would also hand uvloop to helper threads
     # whose libraries (pyroute2's netlink sockets) need the standard loop.
-    uvloop.run(serve_worker(config) if config.role == "worker" else run(config))
+    try:
+        uvloop.run(serve_worker(config) if config.role == "worker" else run(config))
+    except StoreUnavailableError as exc:  # at start: say so and exit, for systemd to retry
+        cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else ""
+        err.print(f"kindling: the store is unavailable: {cause}")
+        raise typer.Exit(1) from None
 
 
 def _zip_dir(path: Path) -> bytes:

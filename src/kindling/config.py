@@ -19,6 +19,10 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 9000
     data_dir: Path = Path(".kindling")
+    #: Where state lives (--store, KINDLING_STORE): a ``postgresql://`` URL as libpq
+    #: takes it, e.g. ``postgresql://kindling@/kindling?host=/run/postgresql``; None is
+    #: the embedded default, an SQLite file in the data dir.
+    store: str | None = None
     sandbox_backend: str = "namespace"
     #: The ``process`` backend runs functions as host root, unisolated: it exists only
     #: when the operator starts the server for it (``--unsafe-process-backend``, or
@@ -92,7 +96,7 @@ class Config:
 
     @property
     def store_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'kindling.db'}"
+        return self.store or f"sqlite:///{self.data_dir / 'kindling.db'}"
 
     @property
     def endpoint(self) -> str:
@@ -113,6 +117,7 @@ class Config:
         base = cls()
         port = int(env.get("KINDLING_PORT", base.port))
         data_dir = Path(env.get("KINDLING_DATA_DIR", str(base.data_dir)))
+        store = env.get("KINDLING_STORE") or base.store
         backend = env.get("KINDLING_SANDBOX_BACKEND", base.sandbox_backend)
         keep_alive = float(env.get("KINDLING_KEEP_ALIVE_S", base.keep_alive_s))
         policy = env.get("KINDLING_KEEP_ALIVE_POLICY", base.keep_alive_policy)
@@ -159,6 +164,7 @@ class Config:
             http_timeouts_s=(header, body, idle),
             port=port,
             data_dir=data_dir,
+            store=store,
             sandbox_backend=backend,
             unsafe_process_backend=unsafe,
             keep_alive_s=keep_alive,

@@ -6,10 +6,11 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.errors import ThrottledError, ValidationError
 from kindling.invoke.counting import ConcurrencyCounter
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from tests.control.test_functions import ACCOUNT, REGION, _params, run
 
 
