@@ -67,6 +67,8 @@ class Process:
     data_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     children: dict[int, str] = field(default_factory=dict)
+    started: float = 0.0
+    stopped_in: float = 0.0
 
     def start(self) -> None:
         argv = self.argv
@@ -75,6 +77,7 @@ class Process:
                 "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                 "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", *argv,
             ]  # fmt: skip
+        self.started = time.monotonic()
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 argv, env=self.env, cwd="/", stdin=subprocess.DEVNULL, stdout=out, stderr=out
@@ -94,8 +97,11 @@ class Process:
         if self.data_dir is not None:
             self.children.update(working_in(self.data_dir))
         self.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
+            self.stopped_in = time.monotonic() - signalled
+            return code
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
@@ -248,6 +254,7 @@ def test_the_systemd_units_run_a_cluster(root: Path, store: str) -> None:
             "the worker never registered with the control node",
             procs,
         )
+        registered = time.monotonic() - procs[1].started
         _invoke(endpoint, "deployed")
         control, worker = procs
         worker_timeout = float(value(SYSTEMD / UNITS[1], "Service", "TimeoutStopSec") or 0)
@@ -257,6 +264,11 @@ def test_the_systemd_units_run_a_cluster(root: Path, store: str) -> None:
         control_timeout = float(value(SYSTEMD / UNITS[0], "Service", "TimeoutStopSec") or 0)
         assert control.stop(control_timeout) == 0, control.tail()
         assert not control.leftovers(), control.tail()
+        print(
+            f"\nsystemd units: the worker registered {registered:.1f} s after its start; "
+            f"SIGTERM stopped the worker in {worker.stopped_in:.1f} s, "
+            f"the control node in {control.stopped_in:.1f} s"
+        )
     finally:
         for proc in reversed(procs):
             if proc.running():
