@@ -152,3 +152,17 @@ def test_secrets_are_referenced_and_their_only_literals_are_refused_placeholders
 def test_one_image_for_every_role() -> None:
     images = {container(w)["image"] for w in [_control(), _worker()]}
     assert len(images) == 1, images
+
+
+@pytest.mark.parametrize("version", ["1.25.0", "1.37.0"])  # the oldest and newest schemas
+def test_every_document_matches_the_kubernetes_schema_strictly(version: str) -> None:
+    """Against the API's own schemas (kubernetes-validate), unknown fields refused: a
+    misspelt field would otherwise be dropped by the API server without a word."""
+    import kubernetes_validate
+
+    for doc in documents():
+        kubernetes_validate.validate(doc, version, strict=True)
+    broken = find("DaemonSet", "kindling-worker")
+    broken["spec"]["template"]["spec"]["terminationGracePeriodSecond"] = 90
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
