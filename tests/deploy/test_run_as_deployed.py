@@ -9,8 +9,9 @@ the time the files give it, leaving no process behind.
   the control unit's DynamicUser= as an unprivileged uid, without capabilities.
 - Kubernetes: each container's command and args with ``$(POD_IP)`` and ``$(NODE_NAME)``
   from the downward API, its env from the Secrets, the secret volume's file with its
-  mode, the control pod as its runAsUser; two control processes, as the StatefulSet's
-  two replicas, and the worker must register with both.
+  mode, the control pod as its runAsUser, the worker as PID 1 of a PID namespace of its
+  own (the pod's, not the host's); two control processes, as the StatefulSet's two
+  replicas, and the worker must register with both.
 """
 
 from __future__ import annotations
@@ -70,9 +71,13 @@ class Process:
     children: dict[int, str] = field(default_factory=dict)
     started: float = 0.0
     stopped_in: float = 0.0
+    #: As a pod's container: PID 1 of a PID namespace of its own (not hostPID).
+    pid_namespace: bool = False
 
     def start(self) -> None:
         argv = self.argv
+        if self.pid_namespace:  # unshare waits for it and exits with its status
+            argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
         if self.uid is not None:  # DynamicUser= / runAsUser: no root, no capability
             argv = [
                 "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
@@ -83,6 +88,25 @@ class Process:
             self.proc = subprocess.Popen(
                 argv, env=self.env, cwd="/", stdin=subprocess.DEVNULL, stdout=out, stderr=out
             )
+
+    def main_pid(self) -> int:
+        """kindling's pid (below unshare, in a PID namespace)."""
+        assert self.proc is not None
+        if not self.pid_namespace:
+            return self.proc.pid
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                pid = self.proc.pid
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                if children:
+                    (child,) = map(int, children)
+                    status = Path(f"/proc/{child}/status").read_text()
+                    # "NSpid: <pid here> 1": PID 1 in its own namespace, as in a pod
+                    assert re.search(r"^NSpid:\s+\d+\s+1$", status, flags=re.M), status
+                    return child
+            assert time.monotonic() < deadline, f"{self.name}: unshare started nothing"
+            time.sleep(0.05)
 
     def check_user(self) -> None:
         """It runs as the user it was started as, with no capability left."""
@@ -105,10 +129,11 @@ class Process:
         """SIGTERM, as systemd's stop and the kubelet send it; the exit code, or a failure
         if it took longer than ``timeout`` (TimeoutStopSec=, terminationGracePeriodSeconds)."""
         assert self.proc is not None
-        self.children = descendants(self.proc.pid)
+        main = self.main_pid()
+        self.children = descendants(main)
         if self.data_dir is not None:
             self.children.update(working_in(self.data_dir))
-        self.proc.send_signal(signal.SIGTERM)
+        os.kill(main, signal.SIGTERM)  # the container's PID 1 gets it, not unshare
         signalled = time.monotonic()
         try:
             code = self.proc.wait(timeout)
@@ -398,7 +423,7 @@ def test_the_kubernetes_containers_run_a_cluster(root: Path, store: str) -> None
         controls = flag(argv, "--control").split(",")
         assert len(controls) == replicas
         set_flag(argv, "--control", ",".join(f"http://127.0.0.1:{p}" for p in cports))
-        worker = Process("kindling-worker", argv, env, root / "worker.log", None)
+        worker = Process("kindling-worker", argv, env, root / "worker.log", pid_namespace=True)
         worker.data_dir = Path(flag(argv, "--data-dir"))
         worker.start()
         procs.append(worker)
