@@ -140,6 +140,7 @@ def test_the_worker_keeps_what_sandboxes_need() -> None:
     # SIGTERM to kindling only; its crash supervisor must outlive it (ADR 0016, 0023)
     assert conf["KillMode"] == "process"
     assert conf["TasksMax"] == "infinity"
+    assert conf["OOMPolicy"] == "continue"  # a sandbox's OOM kill is the function's error
     argv = conf["ExecStart"].split()
     assert flag(argv, "--role") == "worker"
     assert flag(argv, "--data-dir") == "%S/" + conf["StateDirectory"]
