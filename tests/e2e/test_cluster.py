@@ -258,3 +258,39 @@ def test_a_worker_past_its_max_lifetime_drains_and_exits(tmp_path: Path) -> None
             if worker.proc is not None and worker.proc.poll() is None:
                 worker.stop_cleanly()
         control.stop_cleanly()
+
+
+def test_provisioned_concurrency_lost_with_its_worker_is_made_again(cluster: Cluster) -> None:
+    lam = lambda_client(cluster.control.endpoint)
+    lam.create_function(
+        FunctionName="kept",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": HANDLER})},
+    )
+    wait_active(lam, "kept")
+    lam.publish_version(FunctionName="kept")
+    lam.put_provisioned_concurrency_config(
+        FunctionName="kept", Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
+
+    def ready() -> bool:
+        config = lam.get_provisioned_concurrency_config(FunctionName="kept", Qualifier="1")
+        return bool(config["Status"] == "READY")
+
+    def until(check: Any, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"{what}: {cluster.status()}"
+            time.sleep(0.2)
+
+    until(ready, "provisioned never READY")
+    (holder,) = [w["worker_id"] for w in cluster.status() if w["sandboxes"] == 1]
+    cluster.workers[holder].kill_hard()
+    survivor = ({"w1", "w2"} - {holder}).pop()
+    cluster.wait_for({survivor}, timeout=CLUSTER_LEASE_S + 5)
+    until(lambda: cluster.status()[0]["sandboxes"] == 1, "not made again on the survivor")
+    until(ready, "not READY again")
+    answer = lam.invoke(FunctionName="kept", Qualifier="1", Payload=b"{}")
+    assert "FunctionError" not in answer
