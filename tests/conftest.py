@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
+from tests.engines import RedisServer
 from tests.hostcheck import leftovers
 
 _BEFORE: set[str] = set()
@@ -24,3 +26,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         print("\nLEAKED sandbox resources after the test session:\n  " + "\n  ".join(left))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --------------------------------------------------------------------------- Redis
+# (counting in Redis, ADR 0019) one redis-server for the whole session; tests keep apart
+# by a key prefix of their own, and tests that stop or restart Redis start their own.
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
