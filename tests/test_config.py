@@ -43,3 +43,18 @@ def test_http_timeouts_default_to_the_limits_and_can_be_set() -> None:
         2.5,
         3.0,
     )
+
+
+def test_counting_is_in_process_unless_a_redis_is_named() -> None:
+    assert Config.from_env({}).counting == ""
+    url = "redis://127.0.0.1:6379/2"
+    assert Config.from_env({"KINDLING_COUNTING": url}).counting == url
+    assert Config.from_env({"KINDLING_COUNTING": "unix:///run/redis.sock?db=1"}).counting
+
+
+@pytest.mark.parametrize(
+    "value", ["postgresql://x/y", "127.0.0.1:6379", "redis:///0", "redis://h:1/zero"]
+)
+def test_counting_refuses_what_is_not_a_redis_url(value: str) -> None:
+    with pytest.raises(ValueError, match="counting"):
+        Config.from_env({"KINDLING_COUNTING": value})

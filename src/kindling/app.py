@@ -37,7 +37,7 @@ from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
-from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
@@ -79,6 +79,17 @@ def make_backends(config: Config) -> Backends:
     return Backends(factories, config.sandbox_backend, close_host)
 
 
+def make_counter(config: Config, settings: ConcurrencySettings, metrics: Metrics) -> Counting:
+    """In this process, unless the operator names a Redis (``--counting``): then every
+    node naming the same Redis shares one count (ADR 0019). redis-py is imported only
+    then, so the embedded default does not pay its import at start."""
+    if not config.counting:
+        return ConcurrencyCounter(settings, metrics)
+    from kindling.invoke.counting_redis import RedisCounter
+
+    return RedisCounter(config.counting, settings, metrics)
+
+
 def private_data_dir(config: Config) -> None:
     """The data dir holds every function's code, environment and logs and the code-URL
     secret: only root may enter it (0700), and the database is created 0600 (SQLite
@@ -114,7 +125,7 @@ class App:
         self.concurrency = ConcurrencySettings(
             self.functions, function_store, config.account_concurrency
         )
-        self.counter = ConcurrencyCounter(self.concurrency, self.metrics)
+        self.counter = make_counter(config, self.concurrency, self.metrics)
         policy: KeepAlivePolicy = (
             HistogramKeepAlive(config.keep_alive_s)
             if config.keep_alive_policy == "adaptive"
@@ -258,6 +269,7 @@ class App:
             metrics=self.metrics,
         )
         self.counter.on_freed(self.events.slot_freed)
+        await self.counter.start()
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
         self.logs.keep_only(self.functions.names())
@@ -292,6 +304,7 @@ class App:
             await self.events.close()
         await self.provisioned.close()
         await self.assignment.close()  # what still ran ends now, answered as cut
+        await self.counter.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
         self.logs.close()

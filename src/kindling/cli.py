@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kindling.config import Config, parse_egress_allow
+from kindling.config import Config, parse_counting, parse_egress_allow
 
 app = typer.Typer(
     add_completion=False, help="A self-hosted serverless platform speaking AWS Lambda."
@@ -77,6 +77,13 @@ def serve(
             min=0,
         ),
     ] = None,
+    counting: Annotated[
+        str | None,
+        typer.Option(
+            help="count concurrency in this Redis, shared by every node naming it: "
+            "redis://host:port/db (env KINDLING_COUNTING; default: in this process)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the Lambda API on 127.0.0.1:9000 until SIGTERM or SIGINT, which drain it."""
     import uvloop
@@ -87,6 +94,10 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        counting = None if counting is None else parse_counting(counting)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--counting") from None
+    try:
         allow = None if egress_allow is None else parse_egress_allow(egress_allow)
         config = Config.from_env().with_overrides(
             host=host,
@@ -96,6 +107,7 @@ def serve(
             unsafe_process_backend=unsafe_process_backend,
             egress_allow=allow,
             shutdown_grace_s=shutdown_grace,
+            counting=counting,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None

@@ -6,6 +6,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kindling import limits
 from kindling.limits import SHUTDOWN_GRACE_S
@@ -60,6 +61,10 @@ class Config:
     #: Private IPv4 ranges sandboxes may reach (KINDLING_EGRESS_ALLOW, ``--egress-allow``);
     #: by default they reach public destinations only (ADR 0015).
     egress_allow: tuple[ipaddress.IPv4Network, ...] = ()
+    #: Where concurrent executions are counted: "" in this process (the embedded
+    #: default); a ``redis://host:port/db`` URL in that Redis, one count for every node
+    #: that names it (``--counting``, KINDLING_COUNTING; ADR 0019).
+    counting: str = ""
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -124,6 +129,7 @@ class Config:
         )
         return replace(
             base,
+            counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
             egress_allow=parse_egress_allow(env.get("KINDLING_EGRESS_ALLOW", "")),
             http_timeouts_s=(header, body, idle),
             port=port,
@@ -146,6 +152,26 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_counting(text: str) -> str:
+    """ "" (in process) or a Redis URL: ``redis://``, ``rediss://`` (TLS) or ``unix://``
+    (a socket path), with an optional ``/db``. Anything else is an error at start, not
+    at the first invoke."""
+    text = text.strip()
+    if not text:
+        return ""
+    url = urlsplit(text)
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"counting: {text!r} is not a redis://, rediss:// or unix:// URL")
+    if url.scheme != "unix" and not url.hostname:
+        raise ValueError(f"counting: {text!r} names no host")
+    if url.scheme == "unix" and not url.path:
+        raise ValueError(f"counting: {text!r} names no socket path")
+    db = url.path.strip("/") if url.scheme != "unix" else ""
+    if db and not db.isdigit():
+        raise ValueError(f"counting: {text!r}: the database is a number")
+    return text
 
 
 def parse_egress_allow(text: str) -> tuple[ipaddress.IPv4Network, ...]:
