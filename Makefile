@@ -21,6 +21,16 @@ $(VENV)/.synced: $(VENV)/.debs pyproject.toml uv.lock
 
 deps: $(VENV)/.synced
 
+# Engines the tests start themselves (cluster mode), never as system services: redis-server
+# for counting in Redis (ADR 0019). Only the test path installs them.
+TEST_DEBS += redis-server
+
+$(VENV)/.test-debs: Makefile
+	@command -v apt-get >/dev/null && { \
+	  dpkg -s $(TEST_DEBS) >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS)); } || true
+	@touch $@
+
 serve: deps
 	$(VENV)/bin/kindling serve
 
@@ -31,7 +41,7 @@ lint: deps
 typecheck: deps
 	$(VENV)/bin/mypy
 
-unit: deps
+unit: deps $(VENV)/.test-debs
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
