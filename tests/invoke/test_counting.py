@@ -30,6 +30,7 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
 from kindling.control.store import FunctionStore, Store
 from kindling.errors import ServiceError, ThrottledError, ValidationError
+from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.counting_redis import RedisCounter
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -262,6 +263,54 @@ def test_a_slot_freed_on_one_node_wakes_the_listeners_of_the_other(
             async with one.admit(ACCOUNT, REGION, "a"):
                 pass
             assert await asyncio.wait_for(woken.get(), 30) == ((ACCOUNT, REGION, "a"), True)
+
+    asyncio.run(scenario())
+
+
+def test_a_throttled_event_on_one_node_runs_when_another_node_frees_its_slot(
+    tmp_path: Path, settings: ConcurrencySettings, redis_server: RedisServer
+) -> None:
+    """Node Y holds the function's only slot; an Event invocation on node X is throttled
+    and parked with a backoff far beyond the test's patience. Y's release wakes it."""
+    settings.put(FunctionRef(ACCOUNT, REGION, "b"), 1)
+    metrics = Metrics()
+    throttled = {"account": ACCOUNT, "region": REGION, "function": "b", "cause": "throttled"}
+
+    async def scenario() -> None:
+        async with nodes("redis", settings, redis_server.url()) as (x, y):
+            ran: list[str] = []
+
+            async def runner(request_id: str, ref: FunctionRef, _payload: bytes) -> bool:
+                async with x.admit(ref.account_id, ref.region, ref.name):
+                    ran.append(request_id)
+                return True
+
+            queue = EventQueue(
+                Store(f"sqlite:///{tmp_path / 'q.db'}"),
+                runner,
+                (0.01,),
+                3600,
+                metrics=metrics,
+                backoff_s=(600, 600),
+            )
+            x.on_freed(queue.slot_freed)
+            holder = await _hold(y, "b")
+            queue.start()
+            try:
+                queue.put("r1", FunctionRef(ACCOUNT, REGION, "b"), b"{}")
+                for _ in range(3000):
+                    if metrics.registry.get_sample_value("kindling_async_retries_total", throttled):
+                        break
+                    await asyncio.sleep(0.01)
+                assert ran == []
+                await holder.aclose()  # node Y frees the slot
+                for _ in range(3000):
+                    if not queue.pending():
+                        break
+                    await asyncio.sleep(0.01)
+                assert ran == ["r1"]
+            finally:
+                await queue.close()
 
     asyncio.run(scenario())
 
