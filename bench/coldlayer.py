@@ -73,7 +73,7 @@ class SandboxLayer:
         from kindling.runtimes.catalog import RuntimeCatalog
         from kindling.worker.sandbox.host import HostResources
         from kindling.worker.sandbox.namespace import NamespaceBackend
-        from kindling.worker.tuning import ColdStartTuning
+        from kindling.worker.sandbox.tuning import ColdStartTuning
 
         if variant not in VARIANTS:
             raise Skip(f"unknown variant {variant}")

@@ -39,6 +39,7 @@ from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
+from kindling.invoke.placement import Placement
 from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
@@ -52,6 +53,7 @@ from kindling.worker.sandbox.gvisor import GvisorBackend
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.process import ProcessBackend
+from kindling.worker.sandbox.snapshot import Snapshots
 
 log = logging.getLogger("kindling")
 
@@ -71,7 +73,7 @@ def make_backends(config: Config) -> Backends:
             await resources.aclose()
 
     factories: dict[str, BackendFactory] = {
-        "namespace": lambda: NamespaceBackend(shared(), config.data_dir),
+        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots),
         "gvisor": lambda: GvisorBackend(shared(), config.data_dir),
     }
     if config.process_backend_enabled:  # the operator's choice, never a caller's
@@ -121,7 +123,9 @@ class App:
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics(live=self._exists)
         self.backends.get()  # the default must work at start, not at the first invoke
-        self.agent = WorkerAgent(self.backends, self.logs, metrics=self.metrics)
+        self.agent = WorkerAgent(
+            self.backends, self.logs, metrics=self.metrics, freeze_after_s=config.freeze_after_s
+        )
         self.concurrency = ConcurrencySettings(
             self.functions, function_store, config.account_concurrency
         )
@@ -132,9 +136,8 @@ class App:
             else FixedKeepAlive(config.keep_alive_s)
         )
         self.assignment = Assignment(
-            self.agent,
+            Placement([self.agent]),
             config.keep_alive_s,
-            config.freeze_after_s,
             keep_alive=policy,
             current=self._is_current,
         )
@@ -144,7 +147,6 @@ class App:
             self.runtimes,
             self.counter,
             self.assignment,
-            self.agent,
             snapstart_latest=config.snapstart_latest,
             metrics=self.metrics,
         )
@@ -304,6 +306,7 @@ class App:
             await self.events.close()
         await self.provisioned.close()
         await self.assignment.close()  # what still ran ends now, answered as cut
+        await self.agent.close()  # and what no handle named any more (a freeze in flight)
         await self.counter.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()

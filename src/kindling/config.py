@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from kindling import limits
 from kindling.limits import SHUTDOWN_GRACE_S
-from kindling.worker.tuning import ColdStartTuning
+from kindling.worker.sandbox.tuning import ColdStartTuning
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Config:
     #: when the operator starts the server for it (``--unsafe-process-backend``, or
     #: ``--backend process``); no API caller can ever turn it on.
     unsafe_process_backend: bool = False
-    #: Seconds an idle sandbox is kept warm before it is reaped.
+    #: Seconds an idle sandbox is kept warm before it is reaped (with the "adaptive"
+    #: policy: until a function has shown enough gaps to learn from).
     keep_alive_s: float = 600.0
     #: "adaptive": learned per function from its idle times (falls back to keep_alive_s);
     #: "fixed": always keep_alive_s.
@@ -55,8 +56,6 @@ class Config:
         limits.FRONTEND_BODY_TIMEOUT_S,
         limits.FRONTEND_IDLE_TIMEOUT_S,
     )
-    #: Dev mode provisions account 000000000000 with key test/test.
-    dev_mode: bool = True
     extra_python_paths: tuple[str, ...] = field(default_factory=tuple)
     #: Private IPv4 ranges sandboxes may reach (KINDLING_EGRESS_ALLOW, ``--egress-allow``);
     #: by default they reach public destinations only (ADR 0015).

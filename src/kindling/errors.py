@@ -2,7 +2,9 @@
 
 Every failure a component can report is a subclass of ``KindlingError``. The API layer
 maps each class to the AWS error shape a Lambda client expects, in exactly one place
-(``kindling.api.errors``); no other module knows about HTTP status codes::
+(``kindling.api.errors``); no other module turns an error into a status code (the HTTP
+server answers only what fails before there is a request to err: a malformed, oversized
+or too slow one, with a plain 400/408/413/414/431/503)::
 
     KindlingError
     +-- ValidationError            -> InvalidParameterValueException (400)
@@ -22,6 +24,7 @@ maps each class to the AWS error shape a Lambda client expects, in exactly one p
     |   +-- MissingAuthError       -> MissingAuthenticationTokenException
     +-- UnknownOperationError      -> UnknownOperationException (404)
     +-- SandboxError               -> ServiceException (500); raised by workers
+    |   +-- SandboxGoneError       -> (retried on another sandbox before it reaches a client)
     +-- ServiceError               -> ServiceException (500)
 """
 
@@ -106,6 +109,12 @@ class UnknownOperationError(KindlingError):
 
 class SandboxError(KindlingError):
     """A sandbox could not be created or failed outside the function's own fault."""
+
+
+class SandboxGoneError(SandboxError):
+    """A worker no longer has the sandbox named (it died idle, or its worker forgot it).
+
+    The invocation never reached it, so the invoke path may take another sandbox."""
 
 
 class ServiceError(KindlingError):

@@ -3,10 +3,13 @@
 One place, so an operator reads all of them together, each beside the figure AWS
 documents for the same thing (or "AWS: -" where AWS states none). A bound is charged to
 the sandbox or the caller that uses it; the modules that enforce them import them from
-here and nowhere else defines a second copy.
+here and nowhere else defines a second copy. Lambda's quotas on what a request may ask
+for (a payload's size, an environment's) are checked where the request is understood
+(control/quotas.py, the invoke service), not here.
 
 Sections: front end (API callers), Runtime API (a sandbox's connections to the server),
-logs, code uploads, sandbox resources, async queue, shutdown.
+logs, code uploads, sandbox resources, async queue, shutdown, sandbox privileges, crash
+cleanup and reaping.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ FRONTEND_MAX_CONNECTIONS_PER_CLIENT = 2048
 #: Requests read ahead of their answers on one connection (pipelining); further bytes
 #: wait in the kernel until the connection catches up. AWS: - (ALB does not pipeline).
 FRONTEND_MAX_PIPELINED = 8
+
+#: Distinct inputs (operation and its header, path and query values; never a body) whose
+#: validation is remembered, so that a client repeating an Invoke is not re-judged each
+#: time; beyond it the oldest is forgotten and judged again when seen. AWS: -.
+FRONTEND_VALIDATED_INPUTS = 4096
 
 #: After a refusal (a 4xx answered at once) what the client still sends is read and
 #: dropped for this long, or this many bytes, before the connection closes (both
@@ -164,6 +172,18 @@ CODE_COLLECT_GRACE_S = 900
 
 # --- sandbox resources -----------------------------------------------------------------
 
+#: Processes and threads in one sandbox (its cgroup's pids.max): a fork bomb stops
+#: there. AWS: 1,024 per execution environment.
+SANDBOX_PIDS = 1024
+#: SnapStart templates (initialized sandboxes that fork copies) one backend keeps; past
+#: it the least recently used goes. AWS: - (snapshots live in its storage, not a host's
+#: memory).
+SNAPSHOT_TEMPLATES = 64
+#: A template no start asked for in this long goes (its version is likely retired: an
+#: update makes a new revision, hence a new template). AWS: - (a version's snapshot is
+#: kept while the version is invoked at least once in 14 days).
+SNAPSHOT_TEMPLATE_IDLE_S = 1800.0
+
 # --- async queue -----------------------------------------------------------------------
 
 #: Event invocations the queue runs at once; the rest wait in the store, not in memory.
@@ -233,6 +253,24 @@ RECORD_LOCK_WAIT_S = 60.0
 #: launchers, reparented to it as a child subreaper). A zombie costs a pid and a few KB
 #: of kernel memory, so seconds are soon enough. AWS: -
 REAP_INTERVAL_S = 1.0
+
+# --- cluster: control nodes and workers -----------------------------------------------
+
+#: How far a signed request's time may be from the receiver's clock (iam/cluster.py):
+#: a captured request can be replayed at most this long. Hosts run NTP. AWS: - (SigV4
+#: allows 5 minutes).
+CLUSTER_CLOCK_SKEW_S = 60.0
+#: The shortest cluster secret accepted (32 random bytes as hex is 64). AWS: -
+CLUSTER_SECRET_MIN_BYTES = 32
+#: A worker's request bodies: a spec (environment up to 4 KB, names) or a payload of
+#: 6 MB, with room for the JSON around them. AWS: -
+CLUSTER_MAX_BODY_BYTES = 6 * 1024 * 1024 + 64 * 1024
+#: How long a control node waits for a worker's answer beyond the invocation's own
+#: timeout or the init limit, before it calls the worker lost for this call. AWS: -
+CLUSTER_ANSWER_SLACK_S = 30.0
+#: Keep-alive connections a control node holds open to one worker: concurrent calls
+#: beyond it wait for one to free up. AWS: -
+CLUSTER_CONNECTIONS_PER_WORKER = 256
 
 # --- counting in Redis (cluster mode, ADR 0019) ----------------------------------------
 

@@ -42,3 +42,14 @@ def test_a_4xx_keeps_its_message() -> None:
     response = MAPPER.render(ValidationError("Memory must be at least 128"), "r")
     assert response.status == 400
     assert "Memory must be at least 128" in response.body.decode()
+
+
+def test_every_status_agrees_with_the_model_where_the_model_gives_one() -> None:
+    from kindling.api.errors import _CODES
+
+    shapes = {shape.name: shape for shape in load_service_model().error_shapes}
+    for _cls, code, status in _CODES:
+        shape = shapes.get(code)
+        if shape is not None:  # the generic AWS errors (auth, ValidationException) are not
+            assert shape.metadata["error"]["httpStatusCode"] == status, code
+    assert shapes["ServiceException"].metadata["error"]["httpStatusCode"] == 500

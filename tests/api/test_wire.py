@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from kindling import limits
+from kindling.api import wire
 from kindling.api.model import load_service_model
 from kindling.api.wire import parse_input, serialize_output
 from kindling.errors import ConstraintError, RequestContentError, ValidationError
@@ -110,3 +112,28 @@ def test_output_is_filtered_to_the_shape() -> None:
 def test_deeply_nested_json_is_invalid_request_content(body: bytes) -> None:
     with pytest.raises(RequestContentError, match="Could not parse request body into json"):
         _create(body)
+
+
+def test_a_remembered_verdict_never_lets_a_different_invoke_input_through() -> None:
+    """Invoke inputs judged valid are remembered; each other input is still judged."""
+    invoke = MODEL.operation_model("Invoke")
+    for _ in range(2):  # the second round is served from what was remembered
+        params = parse_input(invoke, {"FunctionName": "f"}, {}, {}, b"{}")
+        assert params == {"FunctionName": "f", "Payload": b"{}"}
+    with pytest.raises(ConstraintError, match="invocationType"):
+        parse_input(
+            invoke, {"FunctionName": "f"}, {}, {"x-amz-invocation-type": "Sometimes"}, b"{}"
+        )
+    with pytest.raises(ConstraintError, match="functionName"):
+        parse_input(invoke, {"FunctionName": "f" * 300}, {}, {}, b"{}")
+    asynchronous = MODEL.operation_model("InvokeAsync")
+    assert parse_input(asynchronous, {"FunctionName": "f"}, {}, {}, b"{}")["InvokeArgs"] == b"{}"
+    with pytest.raises(RequestContentError, match="InvokeArgs"):  # required: no body, no pass
+        parse_input(asynchronous, {"FunctionName": "f"}, {}, {}, b"")
+
+
+def test_what_is_remembered_is_bounded() -> None:
+    invoke = MODEL.operation_model("Invoke")
+    for i in range(limits.FRONTEND_VALIDATED_INPUTS + 50):
+        parse_input(invoke, {"FunctionName": f"fn-{i}"}, {}, {}, b"{}")
+    assert len(wire._judged._seen) == limits.FRONTEND_VALIDATED_INPUTS

@@ -1,19 +1,22 @@
-"""Assignment over the real process backend: reuse, freezing when idle, reaping."""
+"""Assignment over a real in-process worker on the process backend: reuse, freezing when
+idle (the worker's part), reaping, retiring, recycling (the assignment's)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kindling.invoke.assignment import Assignment, VersionKey
+from kindling.invoke.assignment import Assignment, SandboxHandle, VersionKey
+from kindling.invoke.placement import Placement
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.backends import Backends
-from kindling.worker.sandbox.base import InvokeRequest, SandboxSpec, SandboxState
+from kindling.worker.sandbox.base import InvokeRequest, SandboxSpec
 from kindling.worker.sandbox.process import ProcessBackend
 
 KEY: VersionKey = ("000000000000", "us-east-1", "f", "$LATEST", "rev")
@@ -40,46 +43,65 @@ def _request() -> InvokeRequest:
     return InvokeRequest(str(uuid.uuid4()), b"{}", int(time.time() * 1000) + 3000, "arn")
 
 
-def _assignment(tmp_path: Path, keep_alive_s: float, freeze_after_s: float) -> Assignment:
-    agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
-    return Assignment(agent, keep_alive_s, freeze_after_s)
+def _agent(tmp_path: Path, freeze_after_s: float = 0.0) -> WorkerAgent:
+    return WorkerAgent(
+        Backends({"process": ProcessBackend}, "process"),
+        LogStore(tmp_path),
+        freeze_after_s=freeze_after_s,
+    )
+
+
+def _states(agent: WorkerAgent) -> Counter[str]:
+    """How many of the worker's sandboxes are in each state."""
+    found: Counter[str] = Counter()
+    for key, count in agent.sandbox_counts().items():
+        found[key[-1]] += count
+    return found
+
+
+async def _run(handle: SandboxHandle) -> bytes:
+    execution = await handle.worker.invoke(handle.id, _request())
+    return execution.result.payload
 
 
 def test_reuse_freeze_thaw_and_reap(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
 
     async def scenario() -> None:
-        pool = _assignment(tmp_path, keep_alive_s=0.5, freeze_after_s=0.05)
-        first, init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
-        assert init is not None and init.ok
-        await first.invoke(_request())
-        await pool.release(KEY, first)
-        assert first.state is SandboxState.IDLE  # not frozen yet: within the grace
+        agent = _agent(tmp_path, freeze_after_s=0.05)
+        pool = Assignment(Placement([agent]), 0.5)
+        first = await pool.claim(KEY, lambda: _spec(tmp_path))
+        assert first.init is not None and first.init.ok and first.failure is None
+        execution = await first.handle.worker.invoke(first.handle.id, _request(), first.init)
+        await pool.release(first.handle, execution.reusable)
+        assert _states(agent) == {"idle": 1}  # not frozen yet: within the grace
         await asyncio.sleep(0.15)
-        assert first.state is SandboxState.FROZEN
-        again, init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
-        assert again is first and init is None  # warm: the same sandbox
-        assert (await again.invoke(_request())).payload == b'"ok"'  # thawed on the way in
-        await pool.release(KEY, again)
+        assert _states(agent) == {"frozen": 1}
+        again = await pool.claim(KEY, lambda: _spec(tmp_path))
+        assert again.handle is first.handle and again.init is None  # warm: the same one
+        assert await _run(again.handle) == b'"ok"'  # thawed on the way in
+        await pool.release(again.handle, True)
         assert await pool.reap(now=time.monotonic() + 1.0) == 1
         assert pool.idle_count() == 0
-        assert first.state is SandboxState.DEAD
+        assert _states(agent) == {}
         await pool.close()
 
     asyncio.run(scenario())
 
 
-def test_a_sandbox_that_is_not_idle_is_destroyed_on_release(tmp_path: Path) -> None:
+def test_a_sandbox_that_is_not_idle_is_not_pooled(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("import os\ndef handler(e, c):\n    os._exit(1)\n")
 
     async def scenario() -> None:
-        pool = _assignment(tmp_path, keep_alive_s=60, freeze_after_s=0)
-        sandbox, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
-        await sandbox.invoke(_request())  # the runtime dies
-        await pool.release(KEY, sandbox)
+        agent = _agent(tmp_path)
+        pool = Assignment(Placement([agent]), 60)
+        claim = await pool.claim(KEY, lambda: _spec(tmp_path))
+        execution = await claim.handle.worker.invoke(claim.handle.id, _request())
+        assert not execution.reusable  # the runtime died: its worker destroyed it
+        await pool.release(claim.handle, execution.reusable)
         assert pool.idle_count(KEY) == 0
+        assert _states(agent) == {}
         await pool.close()
-        assert sandbox.state is SandboxState.DEAD
 
     asyncio.run(scenario())
 
@@ -88,15 +110,16 @@ def test_old_sandboxes_are_recycled_between_invocations(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
 
     async def scenario() -> None:
-        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
-        pool = Assignment(agent, 600, 0, max_lifetime_s=0.2)
-        first, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        agent = _agent(tmp_path)
+        pool = Assignment(Placement([agent]), 600, max_lifetime_s=0.2)
+        first = await pool.claim(KEY, lambda: _spec(tmp_path))
         await asyncio.sleep(0.3)  # it ages past its lifetime while busy...
-        assert (await first.invoke(_request())).payload == b'"ok"'  # ...and still finishes
-        await pool.release(KEY, first)
-        assert first.state is SandboxState.DEAD
-        second, init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
-        assert second is not first and init is not None and init.ok
+        assert await _run(first.handle) == b'"ok"'  # ...and still finishes
+        await pool.release(first.handle, True)
+        assert _states(agent) == {}
+        second = await pool.claim(KEY, lambda: _spec(tmp_path))
+        assert second.handle is not first.handle and second.init is not None
+        assert second.init.ok
         await pool.close()
 
     asyncio.run(scenario())
@@ -111,32 +134,32 @@ def test_sandbox_starts_are_limited_and_a_freed_sandbox_is_taken(tmp_path: Path)
     other: VersionKey = ("000000000000", "us-east-1", "g", "$LATEST", "rev")
 
     async def scenario() -> None:
-        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
+        agent = _agent(tmp_path)
         launching = 0
         most = 0
-        real_launch = agent.launch
+        real_create = agent.create
 
-        async def counted(spec: SandboxSpec) -> Any:
+        async def counted(spec: SandboxSpec, request_id: str | None = None) -> Any:
             nonlocal launching, most
             launching += 1
             most = max(most, launching)
             try:
-                return await real_launch(spec)
+                return await real_create(spec, request_id)
             finally:
                 launching -= 1
 
-        agent.launch = counted  # type: ignore[method-assign]
-        pool = Assignment(agent, 600, 0, launch_parallelism=1)
-        busy, _init, _ = await pool.claim(KEY, lambda: _spec(fast))
+        agent.create = counted  # type: ignore[method-assign]
+        pool = Assignment(Placement([agent]), 600, launch_parallelism=1)
+        busy = await pool.claim(KEY, lambda: _spec(fast))
         holder = asyncio.ensure_future(pool.claim(other, lambda: _spec(slow)))  # holds the slot
         await asyncio.sleep(0.1)
         waiter = asyncio.ensure_future(pool.claim(KEY, lambda: _spec(fast)))  # waits for it
         await asyncio.sleep(0.1)
-        await pool.release(KEY, busy)  # freed while the claim waits
-        again, init, _ = await waiter
+        await pool.release(busy.handle, True)  # freed while the claim waits
+        again = await waiter
         await holder
         assert most == 1
-        assert again is busy and init is None  # served warm: no start for it
+        assert again.handle is busy.handle and again.init is None  # served warm: no start
         await pool.close()
 
     asyncio.run(scenario())
@@ -147,15 +170,15 @@ def test_a_sandbox_released_after_its_version_was_retired_is_destroyed(tmp_path:
     retired: set[VersionKey] = set()
 
     async def scenario() -> None:
-        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
-        pool = Assignment(agent, 600, 0, current=lambda key: key not in retired)
-        sandbox, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
+        agent = _agent(tmp_path)
+        pool = Assignment(Placement([agent]), 600, current=lambda key: key not in retired)
+        claim = await pool.claim(KEY, lambda: _spec(tmp_path))
         retired.add(KEY)  # deleted or updated while the sandbox is busy
         await pool.retire(lambda key: key == KEY)  # idle ones go at once; this one is busy
-        assert sandbox.state is not SandboxState.DEAD
-        assert (await sandbox.invoke(_request())).payload == b'"ok"'  # it finishes its work
-        await pool.release(KEY, sandbox)
-        assert sandbox.state is SandboxState.DEAD
+        assert sum(_states(agent).values()) == 1  # still there
+        assert await _run(claim.handle) == b'"ok"'  # it finishes its work
+        await pool.release(claim.handle, True)
+        assert _states(agent) == {}
         assert pool.idle_count() == 0
         await pool.close()
 
@@ -169,14 +192,40 @@ def test_the_reaper_destroys_idle_sandboxes_of_a_version_no_longer_current(
     retired: set[VersionKey] = set()
 
     async def scenario() -> None:
-        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path))
-        pool = Assignment(agent, 600, 0, current=lambda key: key not in retired)
-        sandbox, _init, _ = await pool.claim(KEY, lambda: _spec(tmp_path))
-        await pool.release(KEY, sandbox)
+        agent = _agent(tmp_path)
+        pool = Assignment(Placement([agent]), 600, current=lambda key: key not in retired)
+        claim = await pool.claim(KEY, lambda: _spec(tmp_path))
+        await pool.release(claim.handle, True)
         assert pool.idle_count(KEY) == 1
         retired.add(KEY)  # retired without a retire() call reaching this pool
         assert await pool.reap() == 1  # well within the keep-alive
-        assert sandbox.state is SandboxState.DEAD
+        assert _states(agent) == {}
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_placement_decides_the_worker(tmp_path: Path) -> None:
+    """Two workers: the sandbox is created on the one placement chooses (the account's
+    own worker first), and a full worker gets none."""
+    (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+
+    async def scenario() -> None:
+        first = WorkerAgent(
+            Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path), "first"
+        )
+        second = WorkerAgent(
+            Backends({"process": ProcessBackend}, "process"), LogStore(tmp_path), "second"
+        )
+        pool = Assignment(Placement([first, second]), 600)
+        one = await pool.claim(KEY, lambda: _spec(tmp_path))
+        other: VersionKey = (KEY[0], KEY[1], "g", "$LATEST", "rev")
+        two = await pool.claim(other, lambda: _spec(tmp_path))
+        assert two.handle.worker is one.handle.worker  # packed with the account's own
+        placed = one.handle.worker
+        assert sum(_states(placed).values()) == 2
+        idle = second if placed is first else first
+        assert sum(_states(idle).values()) == 0
         await pool.close()
 
     asyncio.run(scenario())

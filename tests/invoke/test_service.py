@@ -18,7 +18,9 @@ from kindling.control.versions import VersionService
 from kindling.errors import SnapStartNotReadyError
 from kindling.invoke.assignment import Assignment
 from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.placement import Placement
 from kindling.invoke.service import InvokeService
+from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.backends import Backends
@@ -32,19 +34,22 @@ REF = FunctionRef(ACCOUNT, REGION, "f")
 class Plane:
     """The control plane and an invoke service over it, wired as app.py wires them."""
 
-    def __init__(self, root: Path, snapstart_latest: bool) -> None:
+    def __init__(
+        self, root: Path, snapstart_latest: bool, runtimes: RuntimeCatalog | None = None
+    ) -> None:
         store = FunctionStore(Store(f"sqlite:///{root / 'db.sqlite'}"))
-        runtimes = AnyPython()
+        runtimes = runtimes or AnyPython()
         self.functions = FunctionService(store, CodeStore(root / "code"), runtimes)
         self.versions = VersionService(self.functions, store)
-        agent = WorkerAgent(Backends({"process": ProcessBackend}, "process"), LogStore(root))
+        self.agent = agent = WorkerAgent(
+            Backends({"process": ProcessBackend}, "process"), LogStore(root), freeze_after_s=0.02
+        )
         self.invoker = InvokeService(
             self.functions,
             AliasService(self.functions, store),
             runtimes,
             ConcurrencyCounter(ConcurrencySettings(self.functions, store, 1000)),
-            Assignment(agent, 60.0, 0.02),
-            agent,
+            Assignment(Placement([agent]), 60.0),
             snapstart_latest=snapstart_latest,
         )
 
@@ -97,5 +102,30 @@ def test_a_pending_snapstart_version_is_not_ready(tmp_path: Path) -> None:
             plane.invoker.resolve(one)
         await asyncio.sleep(SETTLE_AFTER_S + 0.1)
         assert plane.invoker.resolve(one).version == "1"
+
+    asyncio.run(scenario())
+
+
+def test_a_warm_sandbox_its_worker_lost_is_replaced_without_the_caller_noticing(
+    tmp_path: Path,
+) -> None:
+    """The assignment still lists the sandbox as idle, but its worker no longer has it
+    (it died idle, or a remote worker restarted): the invocation never reached it, so it
+    runs on a new sandbox instead of failing."""
+    plane = Plane(tmp_path, snapstart_latest=False, runtimes=RuntimeCatalog())
+    run(plane.functions.create(ACCOUNT, REGION, REF, _params(Runtime="python3.11")))
+    plane.functions.recover()
+
+    async def scenario() -> None:
+        first = await plane.invoker.invoke(REF, b"{}")
+        assert first.payload == b"1" and first.function_error is None
+        (key,) = plane.agent.sandbox_counts()
+        assert key[-1] in ("idle", "frozen")
+        await plane.agent.close()  # behind the assignment's back
+        assert not plane.agent.sandbox_counts()
+        second = await plane.invoker.invoke(REF, b"{}")
+        assert second.payload == b"1" and second.function_error is None
+        assert sum(plane.agent.sandbox_counts().values()) == 1  # a new one served it
+        await plane.agent.close()
 
     asyncio.run(scenario())

@@ -2,7 +2,9 @@
 
 Lambda answers an error with the header ``x-amzn-ErrorType`` and a JSON body whose
 member names come from the error shape in the service model (some use ``message``,
-some ``Message``); the status code comes from the model too.
+some ``Message``). The status codes are listed below beside each error: the model's own
+for Lambda's errors, AWS's for the generic ones it does not hold (signature, unknown
+operation, ``ValidationException``).
 
 A 5xx tells the caller only Lambda's own words: its detail (a sandbox id, a path, a
 traceback's last line) goes to the server log under the request id the caller is given

@@ -1,4 +1,4 @@
-"""Function operations: create, read, list, update, delete."""
+"""Function operations: create, read, list, update, delete, and publish and list versions."""
 
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 
 Input: path, query and header members by their ``location``; the rest from a JSON body
 (or the raw body for a blob payload), then checked by botocore's own ParamValidator so
-types, required members and unknown members are judged as the SDK judges them.
+types, required members and unknown members are judged as the SDK judges them. Where a
+body is a raw blob (Invoke), the verdict depends only on the path, query and header
+values, so inputs already judged valid are remembered (``FRONTEND_VALIDATED_INPUTS`` of
+them) and a warm invoke does not walk the model again.
 Output: header and status-code members go to the head, a blob payload goes raw, the
 rest is JSON, filtered to the members the output shape declares.
 """
@@ -11,15 +14,66 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from botocore.validate import ParamValidator
 
+from kindling import limits
 from kindling.api.constraints import check_constraints
 from kindling.errors import RequestContentError, ValidationError
 
 _JSON = "application/json"
 _validator = ParamValidator()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Where each input member of one operation is found on the wire."""
+
+    uri: tuple[tuple[str, str, Any], ...]  # (member name, wire name, shape)
+    query: tuple[tuple[str, str, Any], ...]
+    header: tuple[tuple[str, str, Any], ...]  # wire names in lower case
+    body: tuple[str, ...]  # members read from a JSON body
+    payload: str | None  # the member that is the whole body, if any
+
+
+@lru_cache(maxsize=256)
+def _plan(shape: Any) -> _Plan:
+    uri, query, header, body = [], [], [], []
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        wire_name = member.serialization.get("name", name)
+        if location == "uri":
+            uri.append((name, wire_name, member))
+        elif location == "querystring":
+            query.append((name, wire_name, member))
+        elif location == "header":
+            header.append((name, wire_name.lower(), member))
+        else:
+            body.append(name)
+    return _Plan(tuple(uri), tuple(query), tuple(header), tuple(body), _payload_member(shape))
+
+
+class _Judged:
+    """Inputs already found valid, oldest forgotten first (bounded: see limits)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self._seen
+
+    def add(self, key: tuple[Any, ...]) -> None:
+        self._seen[key] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+
+_judged = _Judged(limits.FRONTEND_VALIDATED_INPUTS)
 
 
 def _scalar(shape: Any, raw: str, name: str) -> Any:
@@ -54,39 +108,49 @@ def parse_input(
     shape = operation.input_shape
     if shape is None:
         return {}
+    plan = _plan(shape)
     params: dict[str, Any] = {}
-    body_members: dict[str, Any] = {}
-    for name, member in shape.members.items():
-        location = member.serialization.get("location")
-        wire_name = member.serialization.get("name", name)
-        if location == "uri":
-            if wire_name in path_params:
-                params[name] = _scalar(member, path_params[wire_name], name)
-        elif location == "querystring":
-            values = query.get(wire_name)
-            if values:
-                if member.type_name == "list":
-                    params[name] = list(values)
-                else:
-                    params[name] = _scalar(member, values[-1], name)
-        elif location == "header":
-            value = headers.get(wire_name.lower())
-            if value is not None:
-                params[name] = _scalar(member, value, name)
-        else:
-            body_members[name] = member
-    payload = _payload_member(shape)
+    for name, wire_name, member in plan.uri:
+        if wire_name in path_params:
+            params[name] = _scalar(member, path_params[wire_name], name)
+    for name, wire_name, member in plan.query:
+        values = query.get(wire_name)
+        if values:
+            if member.type_name == "list":
+                params[name] = list(values)
+            else:
+                params[name] = _scalar(member, values[-1], name)
+    for name, wire_name, member in plan.header:
+        value = headers.get(wire_name)
+        if value is not None:
+            params[name] = _scalar(member, value, name)
+    payload = plan.payload
     if payload is not None:
+        # A raw blob body is always bytes: the verdict depends only on whether there is
+        # one and on the other members, so each such input is judged once.
+        key = (operation.name, bool(body), *((k, _hashable(v)) for k, v in params.items()))
         if body:
             params[payload] = body
-    elif body_members and body.strip():
+        if key not in _judged:
+            _judge(params, shape)
+            _judged.add(key)
+        return params
+    if plan.body and body.strip():
         params.update(_parse_json_body(body))
+    _judge(params, shape)
+    decoded: dict[str, Any] = _decode_blobs(params, shape)
+    return decoded
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _judge(params: dict[str, Any], shape: Any) -> None:
     check_constraints(params, shape)
     report = _validator.validate(params, shape)
     if report.has_errors():
         raise RequestContentError(_describe(report.generate_report()))
-    decoded: dict[str, Any] = _decode_blobs(params, shape)
-    return decoded
 
 
 def _parse_json_body(body: bytes) -> dict[str, Any]:

@@ -1,1 +1,2 @@
-"""The control plane: functions and their configuration, code storage, tags."""
+"""The control plane: functions, versions, aliases, tags, reserved concurrency, their code,
+and the store that keeps them."""

@@ -2,8 +2,8 @@
 
 A function is created ``Pending`` and becomes ``Active`` once its code is prepared; an
 update sets ``LastUpdateStatus`` to ``InProgress`` and then ``Successful``. Both second
-steps run on the event loop right after the answer, as Lambda's run shortly after, so
-the SDK's waiters see the same sequence they see on AWS.
+steps run on the event loop ``SETTLE_AFTER_S`` after the answer, as Lambda's run shortly
+after, so the SDK's waiters see the same sequence they see on AWS.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def _check_kindling_tags(tags: dict[str, str], backends: Sequence[str]) -> None:
 
 
 class FunctionService:
-    """Owns function versions. ``listeners`` hear of every config that stops being current."""
+    """Owns function versions. ``on_retired`` listeners hear of every config that stops
+    being current, ``on_deleted`` ones of every whole function deleted."""
 
     def __init__(
         self,

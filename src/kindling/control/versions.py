@@ -2,8 +2,10 @@
 
 PublishVersion takes the next number (never reused), unless $LATEST has not changed
 since the last published version, in which case that version is returned, as AWS does.
-A version published with SnapStart on is ``Pending`` while its snapshot is taken, as on
-AWS, and becomes ``Active`` when it settles.
+A version published with SnapStart on is ``Pending``, as on AWS while its snapshot is
+taken, and becomes ``Active`` when it settles on the same timer as creates and updates
+(``SETTLE_AFTER_S``): here the snapshot is taken by the version's first start, not at
+publish (ADR 0008).
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Accounts and access keys. Dev mode holds the single account of local development."""
+"""Accounts and access keys.
+
+The server knows one account today, the dev account (``000000000000``, key
+``test``/``test``), whatever address it listens on: nothing creates others yet
+(DESIGN.md's ``kindling admin``), so a server reachable beyond loopback must be kept
+behind a firewall or proxy (ADR 0020).
+"""
 
 from __future__ import annotations
 

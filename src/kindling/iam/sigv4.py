@@ -5,7 +5,8 @@ The canonical request is rebuilt from exactly what the client says it signed
 signer in boto3 and the AWS CLI byte for byte (tests sign with botocore and verify
 here). It is built directly from the parsed request rather than through botocore's
 ``AWSRequest``: that object's preparation was a sixth of the front end's time per
-invoke. Signing keys are derived once per (key, day, region, service).
+invoke. Signing keys are derived once per (key, day, region, service), the last 256 of
+them kept.
 """
 
 from __future__ import annotations

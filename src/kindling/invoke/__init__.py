@@ -1,1 +1,2 @@
-"""The data plane's routing: counting, assignment, the invoke path and the async queue."""
+"""The data plane's routing: counting, placement, assignment and keep-alive, the invoke
+path, provisioned concurrency and the async queue."""

@@ -1,9 +1,15 @@
-"""The assignment service: warm sandboxes per function version; claim, release, reap.
+"""The assignment service (Lambda's worker manager): warm sandboxes per function version;
+claim, release, reap.
 
 An invoke takes the most recently used idle sandbox of exactly its version (and
 revision), so the hottest sandbox stays hot and the coldest ages out; with none idle
-it launches a new one. Nothing here waits on a lock while a sandbox starts: a burst
-of invokes starts its sandboxes in parallel.
+it asks placement for a worker and creates one there. Nothing here waits on a lock while
+a sandbox starts: a burst of invokes starts its sandboxes in parallel.
+
+It holds handles, never sandboxes: a sandbox lives on its worker and is named by id
+(``worker.interface``), so a remote worker serves exactly as the in-process one. The
+worker freezes what is idle; this service decides what to keep and for how long, and
+destroys the rest.
 
 A version that is retired (deleted, or $LATEST changed to a new revision) loses its idle
 sandboxes at once (``retire``); one that was busy or starting at that moment is
@@ -19,12 +25,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from kindling.invoke.keepalive import FixedKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
-from kindling.worker.agent import WorkerAgent
-from kindling.worker.sandbox.base import InitResult, SandboxSpec, SandboxState
-from kindling.worker.sandbox.safety import SafeSandbox
+from kindling.worker.interface import Execution, Worker
+from kindling.worker.sandbox.base import InitResult, SandboxSpec
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +43,32 @@ def _always(_key: VersionKey) -> bool:
     return True
 
 
+@dataclass(eq=False, slots=True)
+class SandboxHandle:
+    """A sandbox as the invoke path knows it: where it lives and how old it is."""
+
+    worker: Worker
+    id: str
+    key: VersionKey
+    created_at: float = field(default_factory=time.monotonic)
+    last_used: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A sandbox for one invocation: ``init`` when it was created for it (cold), and
+    ``failure`` when it could not start (then there is no sandbox to run or release)."""
+
+    handle: SandboxHandle
+    init: InitResult | None = None
+    failure: Execution | None = None
+
+
 class Assignment:
     def __init__(
         self,
-        agent: WorkerAgent,
+        placement: Placement,
         keep_alive_s: float,
-        freeze_after_s: float,
-        placement: Placement | None = None,
         keep_alive: KeepAlivePolicy | None = None,
         max_lifetime_s: float = 4 * 3600.0,
         launch_parallelism: int | None = None,
@@ -51,21 +76,17 @@ class Assignment:
     ) -> None:
         self._current = current or _always
         self._max_lifetime_s = max_lifetime_s
-        self._agent = agent
-        self._placement = placement or Placement()
+        self._placement = placement
         self._policy = keep_alive or FixedKeepAlive(keep_alive_s)
         self._keep_alive_s = keep_alive_s
-        self._freeze_after_s = freeze_after_s
         #: Sandbox starts in flight at once. A burst beyond this queues for a start slot
         #: instead of thrashing the CPU until every init misses its deadline; while it
         #: waits, a sandbox that frees up serves it warm.
         self._launch_slots = asyncio.Semaphore(launch_parallelism or 4 * (os.cpu_count() or 1))
-        self._freezers: dict[SafeSandbox, asyncio.TimerHandle] = {}
-        self._idle: dict[VersionKey, list[SafeSandbox]] = {}
-        self._busy: set[SafeSandbox] = set()
+        self._idle: dict[VersionKey, list[SandboxHandle]] = {}
+        self._busy: set[SandboxHandle] = set()
         self._reaper: asyncio.Task[None] | None = None
-        self._destroying: set[asyncio.Task[None]] = set()
-        self._provisioned: dict[SafeSandbox, VersionKey] = {}
+        self._provisioned: set[SandboxHandle] = set()
         self._closing = False
 
     def start(self) -> None:
@@ -81,44 +102,42 @@ class Assignment:
         return len(self._busy)
 
     async def claim(
-        self, key: VersionKey, make_spec: Callable[[], SandboxSpec]
-    ) -> tuple[SafeSandbox, InitResult | None, list[str]]:
-        """A sandbox for this version: warm (init None) or newly launched."""
+        self,
+        key: VersionKey,
+        make_spec: Callable[[], SandboxSpec],
+        request_id: str | None = None,
+    ) -> Claim:
+        """A sandbox for this version: warm, or newly created for ``request_id``."""
         self._policy.observe(key[:4], time.monotonic())
         warm = self._take_idle(key)
         if warm is not None:
-            return warm, None, []
+            return Claim(warm)
         async with self._launch_slots:
             warm = self._take_idle(key)  # one may have freed up while this waited
             if warm is not None:
-                return warm, None, []
-            spec = make_spec()
-            self._placement.choose(spec.account_id, spec.memory_mb, [self._agent.capacity()])
-            sandbox, init, lines = await self._agent.launch(spec)
-        if init.ok:
-            self._busy.add(sandbox)
-        return sandbox, init, lines
+                return Claim(warm)
+            handle, init, failure = await self._create(key, make_spec(), request_id)
+        if failure is None and init.ok:
+            self._busy.add(handle)
+        return Claim(handle, init, failure)
 
-    async def _launch_limited(
-        self, make_spec: Callable[[], SandboxSpec]
-    ) -> tuple[SafeSandbox, InitResult, list[str]]:
-        async with self._launch_slots:
-            return await self._agent.launch(make_spec())
+    async def _create(
+        self, key: VersionKey, spec: SandboxSpec, request_id: str | None
+    ) -> tuple[SandboxHandle, InitResult, Execution | None]:
+        worker = self._placement.place(spec.account_id, spec.memory_mb)
+        launched = await worker.create(spec, request_id)
+        return SandboxHandle(worker, launched.sandbox_id, key), launched.init, launched.failure
 
-    def _take_idle(self, key: VersionKey) -> SafeSandbox | None:
+    def _take_idle(self, key: VersionKey) -> SandboxHandle | None:
         stack = self._idle.get(key)
-        while stack:
-            sandbox = stack.pop()
-            timer = self._freezers.pop(sandbox, None)
-            if timer is not None:
-                timer.cancel()
-            if sandbox.alive:
-                self._busy.add(sandbox)
-                return sandbox
-        return None
+        if not stack:
+            return None
+        handle = stack.pop()
+        self._busy.add(handle)
+        return handle
 
     def provisioned_count(self, key: VersionKey) -> int:
-        return sum(1 for s, k in self._provisioned.items() if k == key and s.alive)
+        return sum(1 for h in self._provisioned if h.key == key)
 
     async def provision(
         self, key: VersionKey, make_spec: Callable[[], SandboxSpec], count: int
@@ -128,105 +147,84 @@ class Assignment:
         Missing ones start in parallel; extra idle ones are destroyed. Returns how many
         are allocated now.
         """
-        for sandbox in [s for s, k in self._provisioned.items() if k == key and not s.alive]:
-            del self._provisioned[sandbox]
         missing = count - self.provisioned_count(key)
         if missing > 0:
+
+            async def launch() -> tuple[SandboxHandle, InitResult, Execution | None]:
+                async with self._launch_slots:
+                    return await self._create(key, make_spec(), None)
+
             launched = await asyncio.gather(
-                *(self._launch_limited(make_spec) for _ in range(missing)),
-                return_exceptions=True,
+                *(launch() for _ in range(missing)), return_exceptions=True
             )
             for outcome in launched:
                 if isinstance(outcome, BaseException):
                     log.warning("a provisioned sandbox failed to start: %s", outcome)
                     continue
-                sandbox, init, _lines = outcome
+                handle, init, _failure = outcome
                 if init.ok:
-                    self._provisioned[sandbox] = key
-                    await self.release(key, sandbox)
+                    self._provisioned.add(handle)
+                    await self.release(handle, reusable=True)
         elif missing < 0:
             idle = self._idle.get(key, [])
-            extra = [s for s in idle if s in self._provisioned][:-missing]
-            for sandbox in extra:
-                idle.remove(sandbox)
-                del self._provisioned[sandbox]
-            await asyncio.gather(*(s.destroy() for s in extra))
+            extra = [h for h in idle if h in self._provisioned][:-missing]
+            for handle in extra:
+                idle.remove(handle)
+                self._provisioned.discard(handle)
+            await _destroy(extra)
         return self.provisioned_count(key)
 
-    async def release(self, key: VersionKey, sandbox: SafeSandbox) -> None:
-        """Back to the pool if it is idle and healthy and its version is current; anything
-        else is destroyed.
+    async def release(self, handle: SandboxHandle, reusable: bool) -> None:
+        """Back to the pool if its worker says it can serve again and its version is
+        current; one that cannot was already destroyed by its worker (a timeout, a crash);
+        a healthy one of a retired version, or past its lifetime, is destroyed here."""
+        self._busy.discard(handle)
+        now = handle.last_used = time.monotonic()
+        if not reusable:
+            self._provisioned.discard(handle)
+            return
+        expired = now - handle.created_at > self._max_lifetime_s and handle not in self._provisioned
+        if self._closing or expired or not self._current(handle.key):
+            self._provisioned.discard(handle)  # recycled only between invocations
+            await handle.worker.destroy(handle.id)
+            return
+        self._idle.setdefault(handle.key, []).append(handle)
 
-        An idle sandbox is frozen once it has been idle ``freeze_after_s``: whatever the
-        function left running after its response gets no CPU beyond that grace, and
-        back-to-back invokes do not pay a freeze and a thaw each (0.3 ms on cgroup v1).
-        """
-        self._busy.discard(sandbox)
-        expired = time.monotonic() - sandbox.created_at > self._max_lifetime_s
-        if not self._current(key):  # retired while it was busy or starting
-            self._provisioned.pop(sandbox, None)
-            await sandbox.destroy()
-        elif expired and sandbox not in self._provisioned:
-            await sandbox.destroy()  # recycled once old: only between invocations, never during
-        elif sandbox.state is SandboxState.IDLE and not self._closing:
-            self._idle.setdefault(key, []).append(sandbox)
-            if self._freeze_after_s <= 0:
-                await self._freeze(sandbox)
-            else:
-                self._freezers[sandbox] = asyncio.get_running_loop().call_later(
-                    self._freeze_after_s, self._freeze_later, sandbox
-                )
-        elif sandbox.state is not SandboxState.DEAD:
-            task = asyncio.get_running_loop().create_task(sandbox.destroy())
-            self._destroying.add(task)
-            task.add_done_callback(self._destroying.discard)
-
-    def _freeze_later(self, sandbox: SafeSandbox) -> None:
-        self._freezers.pop(sandbox, None)
-        task = asyncio.get_running_loop().create_task(self._freeze(sandbox))
-        self._destroying.add(task)
-        task.add_done_callback(self._destroying.discard)
-
-    async def _freeze(self, sandbox: SafeSandbox) -> None:
-        try:
-            await sandbox.freeze()  # a no-op unless it is still idle
-        except OSError:
-            log.exception("sandbox %s could not be frozen; destroying it", sandbox.id)
-            await sandbox.destroy()
+    def lost(self, handle: SandboxHandle) -> None:
+        """Its worker no longer has it: forget it."""
+        self._busy.discard(handle)
+        self._provisioned.discard(handle)
 
     async def retire(self, match: Callable[[VersionKey], bool]) -> None:
         """Destroys the idle sandboxes of versions that no longer exist or changed."""
-        doomed: list[SafeSandbox] = []
+        doomed: list[SandboxHandle] = []
         for key in [k for k in self._idle if match(k)]:
             doomed.extend(self._idle.pop(key))
-        for sandbox in [s for s, k in self._provisioned.items() if match(k)]:
-            del self._provisioned[sandbox]
-        await asyncio.gather(*(s.destroy() for s in doomed))
+        self._provisioned = {h for h in self._provisioned if not match(h.key)}
+        await _destroy(doomed)
 
     async def reap(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
-        doomed: list[SafeSandbox] = []
+        doomed: list[SandboxHandle] = []
         for key, stack in list(self._idle.items()):
             if not self._current(key):  # a retirement that was missed: never pool it on
                 doomed.extend(stack)
                 del self._idle[key]
-                for sandbox in stack:
-                    self._provisioned.pop(sandbox, None)
+                self._provisioned.difference_update(stack)
                 continue
             window = self._policy.window(key[:4])
             keep = [
-                s
-                for s in stack
-                if s.alive
-                and (s in self._provisioned or now - s.last_used < window)
-                and now - s.created_at < self._max_lifetime_s
+                h
+                for h in stack
+                if (h in self._provisioned or now - h.last_used < window)
+                and now - h.created_at < self._max_lifetime_s
             ]
-            doomed.extend(s for s in stack if s not in keep)
+            doomed.extend(h for h in stack if h not in keep)
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
-        await asyncio.gather(*(s.destroy() for s in doomed))
+        await _destroy(doomed)
         return len(doomed)
 
     async def _reap_forever(self) -> None:
@@ -244,8 +242,17 @@ class Assignment:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        await asyncio.gather(*self._destroying, return_exceptions=True)
-        everything = [s for stack in self._idle.values() for s in stack] + list(self._busy)
+        everything = [h for stack in self._idle.values() for h in stack] + list(self._busy)
         self._idle.clear()
         self._busy.clear()
-        await asyncio.gather(*(s.destroy() for s in everything))
+        await _destroy(everything)
+
+
+async def _destroy(handles: list[SandboxHandle]) -> None:
+    """Each on its own worker, in parallel; a worker that fails one is logged, not fatal."""
+    outcomes = await asyncio.gather(
+        *(h.worker.destroy(h.id) for h in handles), return_exceptions=True
+    )
+    for handle, outcome in zip(handles, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            log.warning("sandbox %s could not be destroyed: %s", handle.id, outcome)

@@ -1,8 +1,9 @@
 """The durable queue of Event invocations.
 
 ``put`` commits the event to the store before the API answers 202, so a kill -9 of
-the server loses nothing: on start every stored event is due again (at-least-once,
-the request id being the idempotency key).
+the server loses nothing: on start every stored event runs again at its stored time
+(one that was running when the server died is due at once; at-least-once, the request
+id being the idempotency key).
 
 What happens to an event after a run depends on why it did not succeed:
 

@@ -2,11 +2,11 @@
 
 The learned policy follows the hybrid histogram policy of Shahrad et al. ("Serverless
 in the Wild", USENIX ATC'20): record each function's idle times (gaps between
-invocations) in one-minute bins up to four hours, and keep a sandbox for the 99th
-percentile of them plus a margin. A function called every 15 minutes keeps its sandbox
-16.5 minutes and never starts cold; one called every 2 minutes holds memory for 2.2
-minutes instead of 10. Until a function has shown enough gaps (or when most of them
-are off the histogram) the fixed window applies.
+invocations) in one-minute bins up to four hours, and keep a sandbox until the end of
+the bin that holds the 99th percentile of them, plus 10 %. A function called every 15
+minutes keeps its sandbox 17.6 minutes and never starts cold; one called every 2
+minutes holds memory for 3.3 minutes instead of 10. Until a function has shown enough
+gaps (or when most of them are off the histogram) the fixed window applies.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from kindling.control.models import (
 from kindling.errors import (
     ConflictError,
     RequestContentError,
+    SandboxGoneError,
     ServiceError,
     SnapStartNotReadyError,
     ThrottledError,
@@ -48,7 +49,7 @@ from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.counting import Counting
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.metrics import Metrics
-from kindling.worker.agent import Execution, WorkerAgent
+from kindling.worker.interface import Execution
 from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
 
 EnqueueFn = Callable[[str, FunctionRef, bytes], None]
@@ -117,7 +118,6 @@ class InvokeService:
         runtimes: RuntimeCatalog,
         counter: Counting,
         assignment: Assignment,
-        agent: WorkerAgent,
         snapstart_latest: bool = False,
         metrics: Metrics | None = None,
     ) -> None:
@@ -128,7 +128,6 @@ class InvokeService:
         self._runtimes = runtimes
         self._counter = counter
         self._assignment = assignment
-        self._agent = agent
         self._enqueue: EnqueueFn | None = None
         self._in_flight = 0
         self._cut = False
@@ -256,24 +255,39 @@ class InvokeService:
         client_context: str | None,
         invoked: str,
     ) -> Execution:
-        """An admitted invocation: claim a sandbox (warm or new), run, release."""
+        """An admitted invocation: claim a sandbox (warm or new), run, release.
+
+        A warm sandbox whose worker no longer has it never saw the invocation, so the
+        invocation takes another; a new one that vanished before its first invocation is
+        the worker's fault, and the caller hears so."""
         if self._cut:
             raise ServiceError(CUT_MESSAGE)
-        sandbox, init, _lines = await self._assignment.claim(key, lambda: self.spec_for(config))
-        if init is not None and not init.ok:
-            return self._agent.failed_init(sandbox.spec, request_id, init)
-        request = InvokeRequest(
-            request_id=request_id,
-            payload=payload or b"{}",
-            deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
-            invoked_arn=invoked,
-            client_context=client_context,
-            trace_id=_trace_id(request_id),
-        )
-        try:
-            execution = await self._agent.run(sandbox, request, init)
-        finally:
-            await self._assignment.release(key, sandbox)
+        while True:
+            claim = await self._assignment.claim(key, lambda: self.spec_for(config), request_id)
+            if claim.failure is not None:
+                return claim.failure
+            handle = claim.handle
+            request = InvokeRequest(
+                request_id=request_id,
+                payload=payload or b"{}",
+                deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
+                invoked_arn=invoked,
+                client_context=client_context,
+                trace_id=_trace_id(request_id),
+            )
+            try:
+                execution = await handle.worker.invoke(handle.id, request, claim.init)
+            except SandboxGoneError:
+                self._assignment.lost(handle)
+                if claim.init is not None:
+                    raise
+                continue
+            except BaseException:
+                self._assignment.lost(handle)
+                await handle.worker.destroy(handle.id)
+                raise
+            await self._assignment.release(handle, execution.reusable)
+            break
         if self._cut and execution.result.outcome is not Outcome.SUCCESS:
             raise ServiceError(CUT_MESSAGE)  # its sandbox was destroyed under it
         return execution
@@ -306,6 +320,7 @@ class InvokeService:
             launch=self._runtimes.resolve(config.runtime),
             handler=config.handler,
             code_dir=self._functions.code_tree(config),
+            code_digest=config.code_digest,
             memory_mb=config.memory_size,
             timeout_s=config.timeout,
             ephemeral_mb=config.ephemeral_storage,

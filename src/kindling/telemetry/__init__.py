@@ -1,1 +1,1 @@
-"""Logs, metrics and billing of invocations."""
+"""Logs of invocations (with their REPORT lines' billed durations) and their metrics."""

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterator, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -119,6 +119,10 @@ class Metrics:
         #: Versions (and functions: version None) ``live`` said exist, until ``forget``:
         #: three records an invocation need not each look the function up.
         self._known_live: set[tuple[str, str, str, str | None]] = set()
+        #: The labelled series each record writes to, looked up once: ``labels()`` takes
+        #: a lock and checks every value each call. Emptied by ``forget``, which removes
+        #: series; at most one entry per series the registry holds anyway.
+        self._series: dict[tuple[object, ...], Any] = {}
         # prometheus_client would add a ``*_created`` series beside every counter and
         # histogram series, doubling what a scrape carries for a timestamp Prometheus
         # does not read from the text format. The switch is the library's, process-wide;
@@ -207,8 +211,8 @@ class Metrics:
         if not self._live(account, region, function, version):
             return  # it ended after its function was deleted: no series comes back
         labels = (account, region, function, version)
-        self._invocations.labels(*labels, start).inc()
-        self._duration.labels(*labels).observe(duration_ms / 1000)
+        self._series_of(self._invocations, *labels, start).inc()
+        self._series_of(self._duration, *labels).observe(duration_ms / 1000)
         if error is not None:
             self._errors.labels(*labels, error).inc()
 
@@ -247,9 +251,16 @@ class Metrics:
     ) -> None:
         """The counts after an admission or a release. Set, not added, so a count can
         never drift from the counting service's own."""
-        self._account_concurrent.labels(account).set(in_account)
+        self._series_of(self._account_concurrent, account).set(in_account)
         if self._live(account, region, function, None):
-            self._concurrent.labels(account, region, function).set(in_function)
+            self._series_of(self._concurrent, account, region, function).set(in_function)
+
+    def _series_of(self, metric: Any, *labels: str) -> Any:
+        key = (metric, *labels)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = metric.labels(*labels)
+        return found
 
     def watch_sandboxes(self, source: Callable[[], SandboxCounts]) -> None:
         """Adds a worker whose sandboxes ``kindling_sandboxes`` reports when scraped."""
@@ -267,6 +278,7 @@ class Metrics:
     def forget(self, account: str, region: str, function: str, version: str | None = None) -> None:
         """Drops the series of a deleted version, or of a whole deleted function, so
         functions that come and go do not grow the scrape forever."""
+        self._series.clear()
         self._known_live = {
             key
             for key in self._known_live

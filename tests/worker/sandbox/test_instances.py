@@ -28,6 +28,7 @@ from kindling.worker.sandbox.instances import (
     pid_namespace,
     start_time,
 )
+from tests.worker.sandbox.procs import process_state, until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
@@ -69,21 +70,8 @@ def spawn_in(
             (dirs["unified"] / "cgroup.freeze").write_text("1")
         else:
             (dirs["freezer"] / "freezer.state").write_text("FROZEN")
-        until(lambda: _state(proc.pid) in ("T", "D", "S"), "never froze")
+        until(lambda: process_state(proc.pid) in ("T", "D", "S"), "never froze")
     return proc
-
-
-def _state(pid: int) -> str:
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    return raw[raw.rfind(")") + 2 :].split()[0]
-
-
-def until(check: object, why: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(why)
-        time.sleep(0.05)
 
 
 def exited(proc: subprocess.Popen[bytes]) -> bool:

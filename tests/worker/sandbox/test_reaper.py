@@ -7,23 +7,10 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from kindling.worker.sandbox.reaper import ZombieReaper
-
-
-def _state(pid: int) -> str:
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    return raw[raw.rfind(")") + 2 :].split()[0]
-
-
-def until(check: object, why: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(why)
-        time.sleep(0.01)
+from tests.worker.sandbox.procs import process_state, until
 
 
 def test_the_reaper_collects_only_unclaimed_zombies() -> None:
@@ -40,12 +27,15 @@ def test_the_reaper_collects_only_unclaimed_zombies() -> None:
     if own == 0:  # in our group: someone we spawned, who waits for it
         os._exit(4)
     reaper.claim(claimed)
-    until(lambda: all(_state(pid) == "Z" for pid in (orphan, claimed, own)), "children lived on")
+    until(
+        lambda: all(process_state(pid) == "Z" for pid in (orphan, claimed, own)),
+        "children lived on",
+    )
     reaper.look()  # first seen: someone may be about to wait for it
-    assert _state(orphan) == "Z"
+    assert process_state(orphan) == "Z"
     assert reaper.look() >= 1  # (orphans of earlier tests in this process go too)
     assert not Path(f"/proc/{orphan}").exists()
-    assert _state(claimed) == "Z" and _state(own) == "Z"
+    assert process_state(claimed) == "Z" and process_state(own) == "Z"
     assert os.waitpid(claimed, 0) == (claimed, 3 << 8)  # its owner still gets its status
     assert os.waitpid(own, 0) == (own, 4 << 8)
     reaper.release(claimed)

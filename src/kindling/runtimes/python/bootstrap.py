@@ -1,8 +1,10 @@
 """kindling's runtime client for the managed Python runtimes (python3.11, 3.12, 3.13).
 
-The platform starts this script inside a sandbox as ``<python> -u bootstrap.py`` with the
-working directory set to LAMBDA_TASK_ROOT (or precompiled, ``<python> -u bootstrap.pyc``,
-which saves compiling this file on every start: 10-15 ms). It imports the function's
+The platform starts this script inside a sandbox as ``<python> -u -S bootstrap.pyc``
+(precompiled for that interpreter by the runtime catalog, which saves compiling this file
+on every start: 10-17 ms; ``bootstrap.py`` itself if it could not be compiled) with the
+working directory set to LAMBDA_TASK_ROOT; a runtime zygote imports it once and starts
+it in each sandbox it forks. It imports the function's
 handler (``_HANDLER``, "module.path.function"), then loops over the AWS Lambda Runtime API
 2018-06-01 served at AWS_LAMBDA_RUNTIME_API: fetch the next event, call the handler, post
 its result or error.

@@ -65,6 +65,9 @@ class SandboxSpec:
     #: The backend to build it with; None for the worker's default.
     backend: str | None = None
     snapstart: bool = False  # start from a post-init snapshot of this version (SnapStart)
+    #: The content digest of the code at ``code_dir``: how a worker on another host
+    #: finds (or fetches) the same code.
+    code_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kindling.limits import SWEEP_S
+from kindling.limits import SANDBOX_PIDS, SWEEP_S
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,6 @@ ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 MB_PER_VCPU = 1769
 CPU_PERIOD_US = 100_000
-#: Lambda allows 1,024 processes and threads per execution environment.
-PIDS_MAX = 1024
 #: The group of an instance's launchers and runtime zygotes (sandbox ids are hex).
 LAUNCHER_GROUP = "launchers"
 
@@ -37,7 +35,7 @@ LAUNCHER_GROUP = "launchers"
 @dataclass(frozen=True, slots=True)
 class CgroupLimits:
     memory_mb: int
-    pids: int = PIDS_MAX
+    pids: int = SANDBOX_PIDS
 
     @property
     def cpu_fraction(self) -> float:

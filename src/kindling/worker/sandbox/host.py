@@ -1,7 +1,8 @@
 """What the isolating backends share on one host: made once, passed to each backend.
 
 One cgroup manager, one egress (one nftables table and one pool of /30 subnets: two
-owners would hand out the same addresses), one seccomp program, one pool of host uids.
+owners would hand out the same addresses), the seccomp programs (a sandbox's and a
+SnapStart template's), one pool of host uids, the launchers and the network slot pool.
 And what makes a crash leave nothing behind (instances.py): before anything is made,
 the leftovers of every dead instance on the host are swept, this instance's crash record
 is written and its supervisor started; a reaper collects the orphans the worker inherits
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kindling.errors import SandboxError
-from kindling.worker.pool import SlotPool
 from kindling.worker.sandbox import linux, seccomp_policy
 from kindling.worker.sandbox import supervisor as crash_supervisor
 from kindling.worker.sandbox.cgroups import (
@@ -46,8 +46,9 @@ from kindling.worker.sandbox.instances import (
     sweep,
 )
 from kindling.worker.sandbox.launcher import Launchers
+from kindling.worker.sandbox.pool import SlotPool
 from kindling.worker.sandbox.reaper import ZombieReaper
-from kindling.worker.tuning import ColdStartTuning
+from kindling.worker.sandbox.tuning import ColdStartTuning
 
 log = logging.getLogger(__name__)
 

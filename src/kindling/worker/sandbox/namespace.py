@@ -18,14 +18,14 @@ import marshal
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from kindling.errors import SandboxError
 from kindling.httpd import HttpServer
 from kindling.limits import SANDBOX_MAX_OPEN_FILES
 from kindling.runtimes.catalog import RuntimeLaunch
-from kindling.worker.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 from kindling.worker.sandbox import seccomp_policy
 from kindling.worker.sandbox.base import (
     InitResult,
@@ -43,9 +43,7 @@ from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot
-
-if TYPE_CHECKING:
-    from kindling.worker.snapshot import Snapshots
+from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 
 log = logging.getLogger(__name__)
 
@@ -371,19 +369,38 @@ async def _read_status(fd: int) -> str:
     return got.split(b"\n", 1)[0].decode(errors="replace").strip()
 
 
+class SnapStarts(Protocol):
+    """Starts SnapStart sandboxes as copies of a version's post-init snapshot
+    (snapshot.py's ``Snapshots``, which builds on this module and so is given to the
+    backend rather than imported by it)."""
+
+    def sandbox(self, spec: SandboxSpec) -> NamespaceSandbox: ...
+
+    async def close(self) -> None: ...
+
+
 class NamespaceBackend:
-    """Namespaces + cgroups + seccomp, on the host resources it is given."""
+    """Namespaces + cgroups + seccomp, on the host resources it is given.
+
+    With ``snapshots`` (made on the first SnapStart sandbox), a spec that asks for
+    SnapStart starts from its version's snapshot; without, it cold-starts like any."""
 
     name = "namespace"
 
-    def __init__(self, host: HostResources, data_dir: Path) -> None:
+    def __init__(
+        self,
+        host: HostResources,
+        data_dir: Path,
+        snapshots: Callable[[NamespaceBackend], SnapStarts] | None = None,
+    ) -> None:
         self.host = host
         self.runtime_dir = host.runtime_dir
         self.cgroups = host.cgroups
         self.egress = host.egress
         self.seccomp_file = host.seccomp_file
         self.resolv_conf = host.resolv_conf
-        self.snapshots: Snapshots | None = None  # made on the first SnapStart sandbox
+        self._make_snapshots = snapshots
+        self.snapshots: SnapStarts | None = None
         self.sandboxes_dir = data_dir / f"sandboxes-{self.name}"
         shutil.rmtree(self.sandboxes_dir, ignore_errors=True)
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
@@ -397,12 +414,11 @@ class NamespaceBackend:
 
     async def create(self, spec: SandboxSpec) -> NamespaceSandbox:
         sandbox = NamespaceSandbox(spec, self)
-        if spec.snapstart and self.name == "namespace" and sandbox.zygote_capable():
-            from kindling.worker.snapshot import RestoredSandbox, Snapshots
-
+        make = self._make_snapshots
+        if spec.snapstart and make is not None and sandbox.zygote_capable():
             if self.snapshots is None:
-                self.snapshots = Snapshots(self)
-            return RestoredSandbox(spec, self, self.snapshots)
+                self.snapshots = make(self)
+            return self.snapshots.sandbox(spec)
         return sandbox
 
     async def close(self) -> None:

@@ -2,7 +2,7 @@
 
 For development and debugging only; it shares the host's filesystem, network and
 users. Everything else about it (Runtime API, logs, lifecycle) is what the isolated
-backends do, so it is also the reference the sandbox suite compares them with.
+backends do, so the one sandbox suite holds it to the same checks as them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import socket
 from pathlib import Path
 
 from kindling.httpd import HttpServer
-from kindling.worker.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
@@ -29,6 +28,7 @@ from kindling.worker.sandbox.base import (
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.failures import bad_entrypoint, runtime_exited
 from kindling.worker.sandbox.logpipe import LogPipe
+from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 
 log = logging.getLogger(__name__)
 

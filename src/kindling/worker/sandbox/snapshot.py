@@ -11,9 +11,10 @@ after-restore hooks and asks for its first event. The import work of a heavy fun
 is done once per version, not once per sandbox.
 
 Templates live until the backend closes, until no start asked for them for
-``TEMPLATE_IDLE_S``, or until more than ``MAX_TEMPLATES`` exist (the least recently used
-goes). A template's init failure is the failing start's
-error, and is not remembered: the next start tries again, as Lambda re-inits.
+``SNAPSHOT_TEMPLATE_IDLE_S``, or until more than ``SNAPSHOT_TEMPLATES`` exist (the least
+recently used goes; both in kindling/limits.py). A template's init failure is the
+failing start's error, and is not remembered: the next start tries again, as Lambda
+re-inits.
 
 A copy makes its namespaces and hardens itself in code its function's init could have
 changed (forkserver.py), so that code is left nothing it need not do: the worker mounts
@@ -37,11 +38,13 @@ import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from kindling.errors import SandboxError
 from kindling.limits import (
     SNAPSHOT_SETTLE_S,
+    SNAPSHOT_TEMPLATE_IDLE_S,
+    SNAPSHOT_TEMPLATES,
     SNAPSHOT_TMP_COPY_BYTES,
     SNAPSHOT_TMP_COPY_DEPTH,
     SNAPSHOT_TMP_COPY_ENTRIES,
@@ -52,19 +55,17 @@ from kindling.worker.sandbox.cgroups import Cgroup
 from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.launcher import LauncherKey
 from kindling.worker.sandbox.logpipe import LogPipe
-from kindling.worker.sandbox.namespace import NamespaceSandbox, _read_status, wait_readable
+from kindling.worker.sandbox.namespace import (
+    NamespaceBackend,
+    NamespaceSandbox,
+    _read_status,
+    wait_readable,
+)
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, create_slot
 from kindling.worker.sandbox.privileges import unprivileged_problems, user_namespace
 
-if TYPE_CHECKING:
-    from kindling.worker.sandbox.namespace import NamespaceBackend
-
 log = logging.getLogger(__name__)
 
-MAX_TEMPLATES = 64
-#: A template no start asked for in this long goes (its version is likely retired: an
-#: update makes a new revision, hence a new template).
-TEMPLATE_IDLE_S = 1800.0
 #: How long a copy may take to say it exists, and a template its init (AWS: 15 min).
 COPY_TIMEOUT_S = 10.0
 _UCRED = struct.Struct("iII")
@@ -403,7 +404,8 @@ async def _copy_pid(sock: socket.socket) -> int:
 
 
 class Snapshots:
-    """The templates of one backend, by what they were initialized with."""
+    """The templates of one backend, by what they were initialized with (the backend's
+    ``SnapStarts``)."""
 
     def __init__(self, backend: NamespaceBackend) -> None:
         self._backend = backend
@@ -411,6 +413,10 @@ class Snapshots:
             OrderedDict()
         )
         self._used: dict[str, float] = {}
+
+    def sandbox(self, spec: SandboxSpec) -> RestoredSandbox:
+        """A sandbox that starts as a copy of its version's template."""
+        return RestoredSandbox(spec, self._backend, self)
 
     async def template_for(self, spec: SandboxSpec) -> tuple[TemplateSandbox | InitResult, bool]:
         """The version's template, built now if there is none: (template or the init
@@ -471,13 +477,13 @@ class Snapshots:
         await template.destroy()
 
     async def _evict(self) -> None:
-        while len(self._templates) > MAX_TEMPLATES:
+        while len(self._templates) > SNAPSHOT_TEMPLATES:
             key, oldest = self._templates.popitem(last=False)
             self._used.pop(key, None)
             await _destroy(oldest)
 
     async def _expire(self, now: float) -> None:
-        for key in [k for k, at in self._used.items() if now - at > TEMPLATE_IDLE_S]:
+        for key in [k for k, at in self._used.items() if now - at > SNAPSHOT_TEMPLATE_IDLE_S]:
             building = self._templates.get(key)
             if building is not None and not building.done():
                 continue  # its builder owns it until it is done

@@ -10,9 +10,9 @@ import asyncio
 import socket
 import threading
 
-from kindling.worker.pool import SlotPool
 from kindling.worker.sandbox.egress import Egress
 from kindling.worker.sandbox.netns import NetworkSlot
+from kindling.worker.sandbox.pool import SlotPool
 
 
 class Factory:

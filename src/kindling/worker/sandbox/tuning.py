@@ -1,4 +1,4 @@
-"""What a worker does ahead of time to make cold starts cheap; each piece switchable."""
+"""What a worker host does ahead of time to make cold starts cheap; each piece switchable."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.safety import SafeSandbox
+from kindling.worker.sandbox.snapshot import Snapshots
 from tests.worker.sandbox.conftest import make_spec, runtime_dir, unavailable
 
 __all__ = ["make_spec", "runtime_dir"]  # fixtures shared with the sandbox suite
@@ -85,7 +86,7 @@ def backend(tmp_path: Path) -> Iterator[tuple[NamespaceBackend, asyncio.Abstract
         pytest.skip(f"backend namespace skipped: {reason}")
     loop = asyncio.new_event_loop()
     host = HostResources.prepare(tmp_path / "runtimes")
-    made = NamespaceBackend(host, tmp_path / "data")
+    made = NamespaceBackend(host, tmp_path / "data", Snapshots)
     yield made, loop
     loop.run_until_complete(made.close())
     loop.run_until_complete(host.aclose())

@@ -1,0 +1,115 @@
+"""A worker host's HTTP face: serves one in-process worker to the cluster's control nodes.
+
+Only parses, checks the cluster signature, calls the worker and serializes
+(``worker.wire``); the worker behind it is the same ``WorkerAgent`` the embedded server
+calls directly. A spec arrives naming its runtime and code digest; this host resolves
+the runtime with its own catalog and the code through ``code`` (its cache, which
+fetches a digest it lacks from the control plane once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from kindling.errors import AuthError, KindlingError, SandboxGoneError
+from kindling.httpd import Request, Response
+from kindling.iam import cluster
+from kindling.runtimes.catalog import RuntimeLaunch
+from kindling.worker import wire
+from kindling.worker.interface import Worker
+from kindling.worker.sandbox.base import SandboxSpec
+
+log = logging.getLogger(__name__)
+
+#: A content digest to the path of its unpacked tree on this host.
+CodeResolver = Callable[[str], Awaitable[str]]
+#: A runtime name to how this host starts it.
+RuntimeResolver = Callable[[str], RuntimeLaunch]
+
+
+def _json(status: int, doc: object) -> Response:
+    return Response(status, [("Content-Type", "application/json")], json.dumps(doc).encode())
+
+
+def _error(status: int, exc: Exception) -> Response:
+    message = exc.message if isinstance(exc, KindlingError) else str(exc)
+    return _json(status, {"error": type(exc).__name__, "message": message})
+
+
+class WorkerServer:
+    def __init__(
+        self,
+        worker: Worker,
+        key: bytes,
+        code: CodeResolver,
+        runtimes: RuntimeResolver,
+    ) -> None:
+        self._worker = worker
+        self._key = key
+        self._code = code
+        self._runtimes = runtimes
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            cluster.verify(
+                self._key,
+                request.method,
+                request.path,
+                request.body,
+                request.header(cluster.HEADER),
+            )
+        except AuthError as exc:
+            return _error(401, exc)
+        try:
+            return await self._route(request)
+        except SandboxGoneError as exc:
+            return _error(410, exc)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(400, exc)
+        except KindlingError as exc:
+            return _error(500, exc)
+        except Exception as exc:
+            log.exception("worker request %s %s failed", request.method, request.path)
+            return _error(500, exc)
+
+    async def _route(self, request: Request) -> Response:
+        method, path = request.method, request.path
+        if path == wire.CAPACITY and method == "GET":
+            return Response(200, [], wire.capacity_to_json(self._worker.capacity()))
+        if path == wire.SANDBOXES and method == "POST":
+            return await self._create(request.body)
+        prefix = wire.SANDBOXES + "/"
+        if path.startswith(prefix):
+            sandbox_id, _, tail = path[len(prefix) :].partition("/")
+            if sandbox_id and set(sandbox_id) <= wire.ID_CHARS:
+                if tail == "invocations" and method == "POST":
+                    invoke, init = wire.request_from(request.headers, request.body)
+                    execution = await self._worker.invoke(sandbox_id, invoke, init)
+                    return Response(
+                        200, wire.execution_headers(execution), execution.result.payload
+                    )
+                if tail == "" and method == "DELETE":
+                    await self._worker.destroy(sandbox_id)
+                    return Response(204)
+        return _json(404, {"error": "NotFound", "message": f"{method} {path}"})
+
+    async def _create(self, body: bytes) -> Response:
+        doc = json.loads(body)
+        request_id = doc.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise ValueError("request_id must be a string")
+        runtime, values = wire.spec_fields(doc["spec"])
+        if not set(values["sandbox_id"]) <= wire.ID_CHARS:
+            raise ValueError("spec.sandbox_id must be lowercase hex")
+        values["environment"] = {str(k): str(v) for k, v in values["environment"].items()}
+        spec = SandboxSpec(
+            launch=self._runtimes(runtime),
+            code_dir=await self._code(values["code_digest"]),
+            **values,
+        )
+        launched = await self._worker.create(spec, request_id)
+        return Response(
+            200, [("Content-Type", "application/json")], wire.launched_to_json(launched)
+        )
