@@ -315,6 +315,27 @@ def test_a_throttled_event_on_one_node_runs_when_another_node_frees_its_slot(
     asyncio.run(scenario())
 
 
+def test_a_node_that_closes_gives_back_what_it_still_holds(
+    settings: ConcurrencySettings, redis_server: RedisServer
+) -> None:
+    """A shutdown that cut invocations: their slots go back at once (and wake the other
+    nodes' waiters), not one lease later."""
+
+    async def scenario() -> None:
+        async with nodes("redis", settings, redis_server.url()) as (one, two):
+            woken: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+            two.on_freed(lambda function, _unreserved: woken.put_nowait(function))
+            await asyncio.sleep(0.2)  # two's subscription is in place
+            for _ in range(2):
+                await _hold(one, "a")  # never closed: the node's close gives them back
+            assert await two.in_use(ACCOUNT) == 2
+            await one.close()
+            assert await two.in_use(ACCOUNT) == 0
+            assert await asyncio.wait_for(woken.get(), 30) == (ACCOUNT, REGION, "a")
+
+    asyncio.run(scenario())
+
+
 HOLDER = """
 import asyncio, sys
 from pathlib import Path
@@ -407,7 +428,8 @@ def test_redis_restarted_under_load_fails_as_service_errors_and_recovers(
     """Redis killed and started again empty while a node admits and holds slots: while
     it is down admissions fail as ServiceError (never a hang, never another error) and
     a release is left to its lease; once it is back the node's held slots are counted
-    again (its heartbeat adds them back) and admissions recover by themselves."""
+    again (its heartbeat adds them back), admissions recover by themselves and another
+    node's releases wake its listeners again."""
     settings = _settings(tmp_path, 150)
     settings.put(FunctionRef(ACCOUNT, REGION, "b"), 3)
     engine = RedisServer(tmp_path / "redis")
@@ -415,7 +437,11 @@ def test_redis_restarted_under_load_fails_as_service_errors_and_recovers(
 
     async def scenario() -> None:
         counter = RedisCounter(engine.url(), settings, lease_ttl_s=1.5, timeout_s=1.0)
+        other = RedisCounter(engine.url(), settings, lease_ttl_s=1.5, timeout_s=1.0)
         await counter.start()
+        await other.start()
+        woken: list[tuple[str, str, str]] = []
+        counter.on_freed(lambda function, _unreserved: woken.append(function))
         outcomes: list[str] = []
         stop = asyncio.Event()
 
@@ -459,12 +485,20 @@ def test_redis_restarted_under_load_fails_as_service_errors_and_recovers(
             while "ok" not in outcomes:
                 assert time.monotonic() < deadline, "the load did not recover"
                 await asyncio.sleep(0.05)
+            # the other node's releases wake this node's listeners again (it subscribed anew)
+            woken.clear()
+            while (ACCOUNT, REGION, "b") not in woken:
+                assert time.monotonic() < deadline, "no wake-up from the other node"
+                async with other.admit(ACCOUNT, REGION, "b"):
+                    pass
+                await asyncio.sleep(0.1)
             for stack in held:
                 await stack.aclose()
         finally:
             stop.set()
             await asyncio.gather(*loaders)
             await counter.close()
+            await other.close()
 
     try:
         asyncio.run(scenario())

@@ -204,8 +204,8 @@ class RedisCounter:
         self._channel = f"{prefix}:freed"
         self._marker = f"{prefix}:node:{self.node_id}"
         self._slot_ids = itertools.count()
-        #: The slots this node holds: id -> the sets it is a member of.
-        self._held: dict[str, tuple[str, ...]] = {}
+        #: The slots this node holds: id -> its function, the sets it is a member of.
+        self._held: dict[str, tuple[FunctionKey, tuple[str, ...]]] = {}
         self._freed: list[FreedListener] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -250,13 +250,10 @@ class RedisCounter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for slot, keys in list(self._held.items()):
-            self._held.pop(slot, None)
-            with contextlib.suppress(RedisError, TimeoutError):
-                async with asyncio.timeout(self._timeout_s):
-                    await self._redis.zrem(keys[0], slot)
-                    for key in keys[1:]:
-                        await self._redis.zrem(key, slot)
+        with contextlib.suppress(TimeoutError):  # Redis down: the leases end them
+            async with asyncio.timeout(self._timeout_s):
+                for slot in list(self._held):
+                    await self._release_held(slot)
         await self._redis.aclose()
         await self._pool.disconnect()
 
@@ -293,24 +290,29 @@ class RedisCounter:
         if code == 2:
             raise ThrottledError(THROTTLE_MESSAGE, ACCOUNT_REASON)
         unreserved = reserved is None
-        self._held[slot] = sets if unreserved else sets[:2]
+        self._held[slot] = (key, sets if unreserved else sets[:2])
         self._metrics.concurrency(*key, int(in_function), int(in_account))
         return slot, unreserved
 
     async def _give(self, key: FunctionKey, slot: str, unreserved: bool) -> None:
-        sets = self._held.pop(slot, None)  # first: the heartbeat renews it no more
-        if sets is not None:
-            message = "\n".join((self.node_id, *key, "1" if unreserved else "0"))
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    in_function, in_account = await self._release(
-                        keys=sets, args=[slot, self._channel, message]
-                    )
-            except (RedisError, TimeoutError) as exc:
-                log.warning("counting: a release did not reach Redis (%s); its lease ends it", exc)
-            else:
-                self._metrics.concurrency(*key, int(in_function), int(in_account))
+        await self._release_held(slot)
         self._tell(key, unreserved)
+
+    async def _release_held(self, slot: str) -> None:
+        held = self._held.pop(slot, None)  # first: the heartbeat renews it no more
+        if held is None:
+            return
+        key, sets = held
+        message = "\n".join((self.node_id, *key, "1" if len(sets) == 3 else "0"))
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                in_function, in_account = await self._release(
+                    keys=sets, args=[slot, self._channel, message]
+                )
+        except (RedisError, TimeoutError) as exc:
+            log.warning("counting: a release did not reach Redis (%s); its lease ends it", exc)
+        else:
+            self._metrics.concurrency(*key, int(in_function), int(in_account))
 
     def _tell(self, key: FunctionKey, unreserved: bool) -> None:
         for listener in self._freed:
@@ -346,7 +348,7 @@ class RedisCounter:
         for start in range(0, max(len(held), 1), COUNTING_RENEW_BATCH):
             keys: list[str] = [self._marker]
             args: list[Any] = [self._ttl_ms]
-            for slot, sets in held[start : start + COUNTING_RENEW_BATCH]:
+            for slot, (_key, sets) in held[start : start + COUNTING_RENEW_BATCH]:
                 keys.extend(sets)
                 args.extend((slot, len(sets)))
             restored = bool(await self._renew(keys=keys, args=args)) or restored
