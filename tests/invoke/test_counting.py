@@ -181,9 +181,14 @@ def test_limits_hold_exactly_under_concurrent_admissions_from_two_nodes(
     every one has had its answer: exactly the limit gets in, the rest get its reason."""
     settings = _settings(tmp_path, 150)
     settings.put(FunctionRef(ACCOUNT, REGION, "b"), 5)  # unreserved: 145
+    registries = [Metrics(), Metrics()]
+
+    def gauges() -> list[float | None]:
+        name, labels = "kindling_account_concurrent_executions", {"account": ACCOUNT}
+        return [m.registry.get_sample_value(name, labels) for m in registries]
 
     async def scenario() -> None:
-        async with nodes(kind, settings, redis_url) as counters:
+        async with nodes(kind, settings, redis_url, metrics=registries) as counters:
             everyone_answered = asyncio.Event()
             admitted: list[str] = []
             refused: list[tuple[str, str]] = []
@@ -204,13 +209,21 @@ def test_limits_hold_exactly_under_concurrent_admissions_from_two_nodes(
             while len(admitted) + len(refused) < len(attempts):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             in_use = await counters[1].in_use(ACCOUNT)
+            # answers of concurrent admissions arrive in any order; the newest count wins
+            in_gauges = max(g or 0 for g in gauges())
             everyone_answered.set()
             await asyncio.gather(*attempts)
             assert admitted.count("a") == 145
             assert admitted.count("b") == 5
             assert sorted(set(refused)) == [("a", ACCOUNT_WIDE), ("b", RESERVED)]
             assert in_use == 150
+            assert in_gauges == 150
             assert await counters[0].in_use(ACCOUNT) == 0
+            for _ in range(600):  # the last release reaches the other node as a message
+                if not any(gauges()):
+                    break
+                await asyncio.sleep(0.05)
+            assert not any(gauges()), gauges()
 
     asyncio.run(scenario())
 

@@ -71,13 +71,15 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = "The concurrency counter (Redis) cannot be reached; try again."
 
-# Lua shared by the scripts: Redis's clock in ms, and a key's TTL pushed out to ``ttl``
-# (never shortened: every member's lease ends before its key does, and a set whose
-# function is never invoked again does not stay for ever).
+# Lua shared by the scripts: Redis's clock, in ms and as a µs stamp (a string: a Lua
+# number would print it rounded) that orders the counts the scripts answer; and a key's
+# TTL pushed out to ``ttl`` (never shortened: every member's lease ends before its key
+# does, and a set whose function is never invoked again does not stay for ever).
 _PRELUDE = """
-local function now_ms()
+local function clock()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return ms, t[1] .. string.format('%06d', tonumber(t[2]))
 end
 local function keep(key, ttl)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
@@ -86,18 +88,18 @@ end
 
 #: KEYS: function, account, unreserved. ARGV: slot, ttl ms, reserved (-1: none),
 #: unreserved limit. Returns {0 admitted | 1 reserved full | 2 account full,
-#: function's count, account's count}.
+#: function's count, account's count, stamp}.
 ADMIT = (
     _PRELUDE
     + """
-local now = now_ms()
+local now, stamp = clock()
 local ttl = tonumber(ARGV[2])
 for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
 local reserved = tonumber(ARGV[3])
 if reserved >= 0 then
-  if redis.call('ZCARD', KEYS[1]) >= reserved then return {1, 0, 0} end
+  if redis.call('ZCARD', KEYS[1]) >= reserved then return {1, 0, 0, stamp} end
 else
-  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {2, 0, 0} end
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {2, 0, 0, stamp} end
   redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
   keep(KEYS[3], ttl)
 end
@@ -105,25 +107,26 @@ for i = 1, 2 do
   redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
   keep(KEYS[i], ttl)
 end
-return {0, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+return {0, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), stamp}
 """
 )
 
 #: KEYS: function, account[, unreserved]. ARGV: slot, channel, message. Publishes the
-#: message with the counts after the release appended; returns {function's count,
-#: account's count}.
+#: message with the counts after the release and their stamp appended; returns
+#: {function's count, account's count, stamp}.
 RELEASE = (
     _PRELUDE
     + """
-local now = now_ms()
+local now, stamp = clock()
 for i = 1, #KEYS do
   redis.call('ZREM', KEYS[i], ARGV[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
 end
 local in_function = redis.call('ZCARD', KEYS[1])
 local in_account = redis.call('ZCARD', KEYS[2])
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\\n' .. in_function .. '\\n' .. in_account)
-return {in_function, in_account}
+local counts = in_function .. '\\n' .. in_account .. '\\n' .. stamp
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\\n' .. counts)
+return {in_function, in_account, stamp}
 """
 )
 
@@ -134,7 +137,7 @@ return {in_function, in_account}
 RENEW = (
     _PRELUDE
     + """
-local now = now_ms()
+local now = clock()
 local ttl = tonumber(ARGV[1])
 local restore = redis.call('EXISTS', KEYS[1]) == 0
 local k = 2
@@ -160,7 +163,7 @@ return 0
 COUNT = (
     _PRELUDE
     + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', (clock()))
 return redis.call('ZCARD', KEYS[1])
 """
 )
@@ -208,6 +211,9 @@ class RedisCounter:
         self._held: dict[str, tuple[FunctionKey, tuple[str, ...]]] = {}
         self._freed: list[FreedListener] = []
         self._tasks: list[asyncio.Task[None]] = []
+        #: The newest counts known, with their stamps, for the gauges (``_counted``).
+        self._function_counts: dict[FunctionKey, tuple[int, int]] = {}
+        self._account_counts: dict[str, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ Counting
 
@@ -278,7 +284,7 @@ class RedisCounter:
         )
         try:
             async with asyncio.timeout(self._timeout_s):
-                code, in_function, in_account = await self._admit(
+                code, in_function, in_account, stamp = await self._admit(
                     keys=sets,
                     args=[slot, self._ttl_ms, -1 if reserved is None else reserved, limit],
                 )
@@ -291,7 +297,7 @@ class RedisCounter:
             raise ThrottledError(THROTTLE_MESSAGE, ACCOUNT_REASON)
         unreserved = reserved is None
         self._held[slot] = (key, sets if unreserved else sets[:2])
-        self._metrics.concurrency(*key, int(in_function), int(in_account))
+        self._counted(key, int(in_function), int(in_account), int(stamp))
         return slot, unreserved
 
     async def _give(self, key: FunctionKey, slot: str, unreserved: bool) -> None:
@@ -306,13 +312,25 @@ class RedisCounter:
         message = "\n".join((self.node_id, *key, "1" if len(sets) == 3 else "0"))
         try:
             async with asyncio.timeout(self._timeout_s):
-                in_function, in_account = await self._release(
+                in_function, in_account, stamp = await self._release(
                     keys=sets, args=[slot, self._channel, message]
                 )
         except (RedisError, TimeoutError) as exc:
             log.warning("counting: a release did not reach Redis (%s); its lease ends it", exc)
         else:
-            self._metrics.concurrency(*key, int(in_function), int(in_account))
+            self._counted(key, int(in_function), int(in_account), int(stamp))
+
+    def _counted(self, key: FunctionKey, in_function: int, in_account: int, stamp: int) -> None:
+        """Sets the gauges to the newest counts this node knows. Answers of concurrent
+        scripts (and messages) arrive in any order; Redis's stamp says which is newest,
+        so a late answer never puts back an older count."""
+        function = self._function_counts.get(key)
+        if function is None or stamp >= function[0]:
+            function = self._function_counts[key] = (stamp, in_function)
+        account = self._account_counts.get(key[0])
+        if account is None or stamp >= account[0]:
+            account = self._account_counts[key[0]] = (stamp, in_account)
+        self._metrics.concurrency(*key, function[1], account[1])
 
     def _tell(self, key: FunctionKey, unreserved: bool) -> None:
         for listener in self._freed:
@@ -375,12 +393,13 @@ class RedisCounter:
                 await asyncio.sleep(min(1.0, self._ttl_ms / 3000))
 
     def _freed_elsewhere(self, data: bytes) -> None:
-        """node, account, region, name, unreserved (1/0), then the counts after it."""
+        """node, account, region, name, unreserved (1/0), then the counts after it and
+        their stamp."""
         parts = data.decode().split("\n")
-        if len(parts) != 7 or parts[0] == self.node_id:
+        if len(parts) != 8 or parts[0] == self.node_id:
             return
         key = (parts[1], parts[2], parts[3])
-        self._metrics.concurrency(*key, int(parts[5]), int(parts[6]))
+        self._counted(key, int(parts[5]), int(parts[6]), int(parts[7]))
         self._tell(key, parts[4] == "1")
 
 
