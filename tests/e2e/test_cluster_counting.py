@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.engines import RedisServer
 
-from .support import ROLE, Server, lambda_client, make_zip, wait_active, wait_for
+from .support import (
+    ROLE,
+    Server,
+    function_log,
+    lambda_client,
+    make_zip,
+    wait_active,
+    wait_for,
+)
 
 TIMED = {
     "app.py": (
@@ -195,6 +204,10 @@ def test_a_killed_servers_slots_come_back_to_the_other(two_servers: list[Server]
 def test_redis_down_is_a_service_exception_and_recovery_needs_no_restart(
     tmp_path: Path,
 ) -> None:
+    """While Redis is down a synchronous invoke is Lambda's ServiceException and an Event
+    invocation is still accepted (202: it is stored, not counted yet); when Redis is back
+    (empty: a restart without persistence) both recover with no restart of kindling,
+    and every accepted event runs."""
     engine = RedisServer(tmp_path / "redis")
     engine.start()
     server = Server(
@@ -212,6 +225,12 @@ def test_redis_down_is_a_service_exception_and_recovery_needs_no_restart(
             lam.invoke(FunctionName=NAME, Payload=b"{}")
         assert info.value.response["Error"]["Code"] == "ServiceException"
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        accepted = []
+        for _ in range(5):
+            response = lam.invoke(FunctionName=NAME, InvocationType="Event", Payload=b"{}")
+            assert response["StatusCode"] == 202
+            accepted.append(response["ResponseMetadata"]["RequestId"])
+        time.sleep(1.5)  # the queue tries them, and backs off
         engine.start()
 
         def served() -> bool:
@@ -222,6 +241,12 @@ def test_redis_down_is_a_service_exception_and_recovery_needs_no_restart(
                 return False
 
         wait_for(served, timeout=60, interval=0.2)
+
+        def all_ran() -> bool:
+            log = function_log(server.endpoint, NAME)
+            return all(f"END RequestId: {request_id}" in log for request_id in accepted)
+
+        wait_for(all_ran, timeout=120, interval=0.5)  # a platform fault backs off <= 8 s
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.stop_cleanly()
