@@ -53,7 +53,8 @@ def test_counting_is_in_process_unless_a_redis_is_named() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["postgresql://x/y", "127.0.0.1:6379", "redis:///0", "redis://h:1/zero"]
+    "value",
+    ["postgresql://x/y", "127.0.0.1:6379", "redis:///0", "redis://h:1/zero", "redis://h:p/0"],
 )
 def test_counting_refuses_what_is_not_a_redis_url(value: str) -> None:
     with pytest.raises(ValueError, match="counting"):

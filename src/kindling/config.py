@@ -165,6 +165,10 @@ def parse_counting(text: str) -> str:
         raise ValueError(f"counting: {text!r} is not a redis://, rediss:// or unix:// URL")
     if url.scheme != "unix" and not url.hostname:
         raise ValueError(f"counting: {text!r} names no host")
+    try:
+        url.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ValueError(f"counting: {text!r}: the port is a number") from None
     if url.scheme == "unix" and not url.path:
         raise ValueError(f"counting: {text!r} names no socket path")
     db = url.path.strip("/") if url.scheme != "unix" else ""
