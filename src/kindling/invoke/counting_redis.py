@@ -31,8 +31,12 @@ node Y frees a slot of its function. A node tells its own listeners at once, as 
 in-process counter does, and skips its own messages.
 
 The ConcurrentExecutions gauges of a node show the cluster's counts (not a share of
-them: aggregate nodes with max, not sum), as of the last admission or release it made or
-was told of; they are the numbers its admissions were checked against.
+them: aggregate nodes with max, not sum), the newest of those its admissions and
+releases were answered or it was told of, ordered by Redis's clock; they are the numbers
+its admissions were checked against.
+
+Provisioned concurrency is counted as in process: an invocation on a provisioned sandbox
+is one execution, of its function's reservation or of the unreserved pool (ADR 0019).
 """
 
 from __future__ import annotations
