@@ -14,22 +14,21 @@ $(VENV)/.debs: Makefile
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	@touch $@
 
+# The test path only: the engines the tests start themselves (tests/engines.py):
+# PostgreSQL for the store, redis-server for counting in Redis (ADR 0019).
+TEST_DEBS := postgresql redis-server
+$(VENV)/.debs-test: Makefile
+	@command -v apt-get >/dev/null && { \
+	  dpkg -s $(TEST_DEBS) >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS)); } || true
+	@mkdir -p $(VENV) && touch $@
+
 $(VENV)/.synced: $(VENV)/.debs pyproject.toml uv.lock
 	@test -x $(UV) || $(VENV)/bin/pip install -q uv==0.13.9
 	@$(UV) sync --frozen --inexact --python $(VENV)/bin/python -q
 	@touch $@
 
 deps: $(VENV)/.synced
-
-# Engines the tests start themselves (cluster mode), never as system services: redis-server
-# for counting in Redis (ADR 0019). Only the test path installs them.
-TEST_DEBS += redis-server
-
-$(VENV)/.test-debs: Makefile
-	@command -v apt-get >/dev/null && { \
-	  dpkg -s $(TEST_DEBS) >/dev/null 2>&1 || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS)); } || true
-	@touch $@
 
 serve: deps
 	$(VENV)/bin/kindling serve
@@ -41,7 +40,7 @@ lint: deps
 typecheck: deps
 	$(VENV)/bin/mypy
 
-unit: deps $(VENV)/.test-debs
+unit: deps $(VENV)/.debs-test
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit

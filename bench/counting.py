@@ -32,10 +32,11 @@ import uvloop
 from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.errors import ThrottledError
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from kindling.telemetry.metrics import Metrics
 
 ACCOUNT, REGION, NAME = "000000000000", "us-east-1", "bench"

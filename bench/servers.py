@@ -110,15 +110,26 @@ class Server:
                 self.proc.wait(5)
 
 
-def start_kindling(workdir: Path, repo: Path, cprofile_out: Path | None = None) -> Server:
+def start_kindling(
+    workdir: Path,
+    repo: Path,
+    cprofile_out: Path | None = None,
+    *,
+    tag: str | None = None,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Server:
     """``kindling serve`` on a free port with its data under ``workdir``.
 
-    With ``cprofile_out`` it runs under ``bench.cprofile_serve`` (SIGUSR1/SIGUSR2).
+    With ``cprofile_out`` it runs under ``bench.cprofile_serve`` (SIGUSR1/SIGUSR2);
+    ``extra_args``/``extra_env`` make it a cluster's control node or worker.
     """
-    port = free_port()
-    tag = "kindling" if cprofile_out is None else "kindling-cprofile"
+    port = port or free_port()
+    tag = tag or ("kindling" if cprofile_out is None else "kindling-cprofile")
     log = workdir / f"{tag}.log"
     env = dict(os.environ)
+    env.update(extra_env or {})
     env.pop("AWS_ENDPOINT_URL", None)
     # the operator's switch: bench compares the unisolated process backend too
     env["KINDLING_UNSAFE_PROCESS_BACKEND"] = "1"
@@ -135,6 +146,7 @@ def start_kindling(workdir: Path, repo: Path, cprofile_out: Path | None = None) 
             [
                 *(sys.executable, *entry, "serve", "--host", HOST),
                 *("--port", str(port), "--data-dir", str(workdir / tag)),
+                *extra_args,
             ],
             cwd=workdir,
             stdin=subprocess.DEVNULL,

@@ -1,13 +1,15 @@
-"""Session-wide checks: after the whole run, kindling has left nothing behind on the host."""
+"""Session-wide: the real engines the tests start (tests/engines.py), and after the whole
+run, a check that kindling has left nothing behind on the host."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.engines import RedisServer
+from tests.engines import Postgres, RedisServer, pg_bin
 from tests.hostcheck import leftovers
 
 _BEFORE: set[str] = set()
@@ -26,6 +28,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         print("\nLEAKED sandbox resources after the test session:\n  " + "\n  ".join(left))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One real PostgreSQL for the session (Debian's package, a temp dir, a free port)."""
+    if pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql")
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql; `make test`)")
+    server = Postgres.create()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store on each engine kindling runs on."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kindling.db'}"
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.database()
 
 
 # --------------------------------------------------------------------------- Redis

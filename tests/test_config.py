@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kindling.config import Config
@@ -43,6 +45,30 @@ def test_http_timeouts_default_to_the_limits_and_can_be_set() -> None:
         2.5,
         3.0,
     )
+
+
+def test_cluster_roles_need_their_secret_and_a_worker_its_control(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cluster secret"):
+        Config(role="control", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="--control"):
+        Config(role="worker", data_dir=tmp_path, cluster_secret="s" * 64)
+    with pytest.raises(ValueError, match="all, control or worker"):
+        Config(role="leader", data_dir=tmp_path)
+    assert Config(role="control", data_dir=tmp_path, cluster_secret="s" * 64).role == "control"
+    assert "s" * 64 not in repr(Config(cluster_secret="s" * 64))  # never printed
+
+
+def test_a_cluster_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("k" * 64 + "\n")
+    path.chmod(0o644)
+    with pytest.raises(ValueError, match="chmod 600"):
+        Config.from_env({"KINDLING_CLUSTER_SECRET_FILE": str(path)})
+    path.chmod(0o600)
+    config = Config.from_env(
+        {"KINDLING_CLUSTER_SECRET_FILE": str(path), "KINDLING_ROLE": "control"}
+    )
+    assert config.cluster_secret == "k" * 64 and config.role == "control"
 
 
 def test_counting_is_in_process_unless_a_redis_is_named() -> None:

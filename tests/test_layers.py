@@ -32,7 +32,14 @@ LEAVES = BASE | SHARED
 #: The composition root: reads flags, builds every component, wires them. It may import
 #: anything and nothing may import it (components get what they need by constructor).
 ROOT = frozenset(
-    {"kindling", "kindling.__main__", "kindling.cli", "kindling.app", "kindling.config"}
+    {
+        "kindling",
+        "kindling.__main__",
+        "kindling.cli",
+        "kindling.app",
+        "kindling.node",
+        "kindling.config",
+    }
 )
 
 #: Component -> the components it may import (besides itself). The spine is DESIGN.md's

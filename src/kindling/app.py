@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
+from kindling.api.cluster import ClusterApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.functions import FunctionsApi
@@ -29,21 +30,25 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.httpd import HttpServer, Request, Response
+from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter, Counting
+from kindling.invoke.event_store import open_event_store
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.invoke.provisioned import ProvisionedConcurrency
+from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.agent import WorkerAgent
@@ -99,6 +104,8 @@ def private_data_dir(config: Config) -> None:
     their code and runtime are bind-mounted at /var/task and /var/runtime."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
+    if config.store is not None:  # PostgreSQL: no database file here
+        return
     db = config.data_dir / "kindling.db"
     os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(db, 0o600)
@@ -122,10 +129,17 @@ class App:
         self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics(live=self._exists)
-        self.backends.get()  # the default must work at start, not at the first invoke
-        self.agent = WorkerAgent(
-            self.backends, self.logs, metrics=self.metrics, freeze_after_s=config.freeze_after_s
-        )
+        #: The in-process worker ("all"); a control node's workers register instead.
+        self.agent: WorkerAgent | None = None
+        if config.role == "all":
+            self.backends.get()  # the default must work at start, not at the first invoke
+            self.agent = WorkerAgent(
+                self.backends,
+                self.logs,
+                metrics=self.metrics,
+                freeze_after_s=config.freeze_after_s,
+            )
+        self.placement = Placement([self.agent] if self.agent is not None else [])
         self.concurrency = ConcurrencySettings(
             self.functions, function_store, config.account_concurrency
         )
@@ -136,7 +150,7 @@ class App:
             else FixedKeepAlive(config.keep_alive_s)
         )
         self.assignment = Assignment(
-            Placement([self.agent]),
+            self.placement,
             config.keep_alive_s,
             keep_alive=policy,
             current=self._is_current,
@@ -151,12 +165,19 @@ class App:
             metrics=self.metrics,
         )
         self.provisioned = ProvisionedConcurrency(
-            self.store, self.functions, self.concurrency, self.invoker, self.assignment
+            ProvisionedStore(self.store),
+            self.functions,
+            self.concurrency,
+            self.invoker,
+            self.assignment,
         )
         self.functions.on_retired(self._retire)
         self.functions.on_deleted(
             lambda ref: self.logs.delete(ref.account_id, ref.region, ref.name)
         )
+        self.functions.on_changed(self.aliases.refresh)  # written by another control node
+        self.functions.on_changed(self.concurrency.refresh)
+        self._following: asyncio.Task[None] | None = None
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
         operations = {
@@ -172,6 +193,14 @@ class App:
             "code": code_urls.download,
             "logs": LogsEndpoint(self.logs, self.functions).read,
         }
+        self.registry: WorkerRegistry | None = None
+        if config.role == "control":
+            key = cluster.check_secret(config.cluster_secret)
+            self.registry = WorkerRegistry(self.placement, self.assignment, key)
+            self.registry.on_lost(lambda _worker: self.provisioned.reapply())
+            raw_routes["cluster"] = ClusterApi(
+                key, self.registry, self.functions.code_zip_by_digest
+            ).handle
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.frontend = Frontend(
@@ -264,7 +293,7 @@ class App:
 
     async def start(self) -> None:
         self.events = EventQueue(
-            self.store,
+            open_event_store(self.store),
             self._run_event,
             self.config.async_retry_delays_s,
             self.config.async_max_age_s,
@@ -274,8 +303,11 @@ class App:
         await self.counter.start()
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
+        self._following = asyncio.get_running_loop().create_task(self.functions.follow())
         self.logs.keep_only(self.functions.names())
         self.assignment.start()
+        if self.registry is not None:
+            self.registry.start()
         self.events.start()
         self.provisioned.recover()
         self.backends.warm()
@@ -305,8 +337,15 @@ class App:
         if self.events is not None:
             await self.events.close()
         await self.provisioned.close()
+        if self._following is not None:
+            self._following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following
         await self.assignment.close()  # what still ran ends now, answered as cut
-        await self.agent.close()  # and what no handle named any more (a freeze in flight)
+        if self.agent is not None:
+            await self.agent.close()  # and what no handle named (a freeze in flight)
+        if self.registry is not None:
+            await self.registry.close()
         await self.counter.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kindling.config import Config, parse_counting, parse_egress_allow
+from kindling.config import Config, parse_counting, parse_egress_allow, read_secret_file
 
 app = typer.Typer(
     add_completion=False, help="A self-hosted serverless platform speaking AWS Lambda."
@@ -53,6 +53,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port (env KINDLING_PORT)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where state lives")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="the store: postgresql://user@host/db (libpq's URL, e.g. "
+            "postgresql://kindling@/kindling?host=/run/postgresql; env KINDLING_STORE); "
+            "default an SQLite file in the data dir"
+        ),
+    ] = None,
     backend: Annotated[str | None, typer.Option(help="sandbox backend")] = None,
     unsafe_process_backend: Annotated[
         bool | None,
@@ -77,6 +85,35 @@ def serve(
             min=0,
         ),
     ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="all (one process, the default), control (API and placement; sandboxes "
+            "on registered workers) or worker (sandboxes for --control); env KINDLING_ROLE"
+        ),
+    ] = None,
+    control: Annotated[
+        str | None,
+        typer.Option(help="a worker's control plane, http://host:port (env KINDLING_CONTROL)"),
+    ] = None,
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            help="the address control nodes reach this worker at, http://host:port "
+            "(env KINDLING_ADVERTISE)"
+        ),
+    ] = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(help="this worker's name in the cluster (default: the hostname)"),
+    ] = None,
+    cluster_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="file holding the cluster's shared secret, mode 600 "
+            "(env KINDLING_CLUSTER_SECRET or KINDLING_CLUSTER_SECRET_FILE)"
+        ),
+    ] = None,
     counting: Annotated[
         str | None,
         typer.Option(
@@ -89,16 +126,24 @@ def serve(
     import uvloop
 
     from kindling.app import serve as run
+    from kindling.errors import StoreUnavailableError
+    from kindling.store.engine import engine_url
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from kindling.node import serve_worker
+
     try:
         counting = None if counting is None else parse_counting(counting)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--counting") from None
     try:
         allow = None if egress_allow is None else parse_egress_allow(egress_allow)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
+    try:
+        secret = None if cluster_secret_file is None else read_secret_file(str(cluster_secret_file))
         config = Config.from_env().with_overrides(
             host=host,
             port=port,
@@ -108,12 +153,27 @@ def serve(
             egress_allow=allow,
             shutdown_grace_s=shutdown_grace,
             counting=counting,
+            role=role,
+            control_url=control,
+            advertise_url=advertise,
+            worker_id=worker_id,
+            cluster_secret=secret,
         )
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    config = config.with_overrides(store=store)
+    try:
+        engine_url(config.store_url)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
+        raise typer.BadParameter(str(exc), param_hint="--store") from None
     # uvloop for our loop only: a global policy would also hand uvloop to helper threads
     # whose libraries (pyroute2's netlink sockets) need the standard loop.
-    uvloop.run(run(config))
+    try:
+        uvloop.run(serve_worker(config) if config.role == "worker" else run(config))
+    except StoreUnavailableError as exc:  # at start: say so and exit, for systemd to retry
+        cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else ""
+        err.print(f"kindling: the store is unavailable: {cause}")
+        raise typer.Exit(1) from None
 
 
 def _zip_dir(path: Path) -> bytes:
@@ -234,6 +294,57 @@ def logs(
         if not follow:
             return
         time.sleep(0.5)
+
+
+cluster_app = typer.Typer(help="A cluster's control plane and workers (docs/cluster.md).")
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("status")
+def cluster_status(
+    endpoint: EndpointOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    cluster_secret_file: Annotated[
+        Path | None, typer.Option(help="the cluster secret (or KINDLING_CLUSTER_SECRET[_FILE])")
+    ] = None,
+) -> None:
+    """The workers a control node knows: capacity, sandboxes, lease, health."""
+    from kindling.iam import cluster
+
+    secret = (
+        read_secret_file(str(cluster_secret_file))
+        if cluster_secret_file is not None
+        else Config.from_env().cluster_secret
+    )
+    if not secret:
+        err.print("needs the cluster secret: --cluster-secret-file or KINDLING_CLUSTER_SECRET")
+        raise typer.Exit(2)
+    path = "/_kindling/cluster/status"
+    request = urllib.request.Request(
+        _endpoint(endpoint) + path,
+        headers={cluster.HEADER: cluster.sign(cluster.check_secret(secret), "GET", path, b"")},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            workers = json.loads(answer.read())["workers"]
+    except OSError as exc:
+        err.print(f"the control plane did not answer: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(workers, indent=2))
+        return
+    table = Table("worker", "address", "memory used/MB", "cpus", "sandboxes", "lease left", "up")
+    for w in workers:
+        table.add_row(
+            str(w["worker_id"]) + ("" if w["healthy"] else " (lost)"),
+            str(w["url"]),
+            f"{w['memory_used_mb']}/{w['memory_mb']}",
+            str(w["cpus"]),
+            str(w["sandboxes"]),
+            f"{w['lease_left_s']} s",
+            f"{w['up_s']} s",
+        )
+    console.print(table)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

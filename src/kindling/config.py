@@ -20,6 +20,10 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 9000
     data_dir: Path = Path(".kindling")
+    #: Where state lives (--store, KINDLING_STORE): a ``postgresql://`` URL as libpq
+    #: takes it, e.g. ``postgresql://kindling@/kindling?host=/run/postgresql``; None is
+    #: the embedded default, an SQLite file in the data dir.
+    store: str | None = None
     sandbox_backend: str = "namespace"
     #: The ``process`` backend runs functions as host root, unisolated: it exists only
     #: when the operator starts the server for it (``--unsafe-process-backend``, or
@@ -60,6 +64,20 @@ class Config:
     #: Private IPv4 ranges sandboxes may reach (KINDLING_EGRESS_ALLOW, ``--egress-allow``);
     #: by default they reach public destinations only (ADR 0015).
     egress_allow: tuple[ipaddress.IPv4Network, ...] = ()
+    #: "all": one process is the whole platform (the embedded default); "control": the
+    #: API, store and placement, sandboxes on registered workers; "worker": sandboxes
+    #: only, for the control plane at ``control_url`` (docs/cluster.md).
+    role: str = "all"
+    #: A worker's control plane (``--control``, KINDLING_CONTROL).
+    control_url: str = ""
+    #: The address control nodes reach this worker at (``--advertise``,
+    #: KINDLING_ADVERTISE); by default its listening address.
+    advertise_url: str = ""
+    #: This host's name in the cluster (KINDLING_WORKER_ID); by default the hostname.
+    worker_id: str = ""
+    #: The secret every host of a cluster shares (KINDLING_CLUSTER_SECRET, or the
+    #: file named by ``--cluster-secret-file`` / KINDLING_CLUSTER_SECRET_FILE).
+    cluster_secret: str = field(default="", repr=False)
     #: Where concurrent executions are counted: "" in this process (the embedded
     #: default); a ``redis://host:port/db`` URL in that Redis, one count for every node
     #: that names it (``--counting``, KINDLING_COUNTING; ADR 0019).
@@ -71,10 +89,19 @@ class Config:
         # name another place in each of them. Symlinks are resolved once, here, so that
         # the instance id derived from it is the same however the dir was named.
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        if self.role not in ("all", "control", "worker"):
+            raise ValueError(f"--role is all, control or worker, not {self.role!r}")
+        if self.role != "all" and not self.cluster_secret:
+            raise ValueError(
+                f"--role {self.role} needs the cluster secret: KINDLING_CLUSTER_SECRET or "
+                "--cluster-secret-file (the same on every host; `openssl rand -hex 32`)"
+            )
+        if self.role == "worker" and not self.control_url:
+            raise ValueError("--role worker needs --control http://<control host>:<port>")
 
     @property
     def store_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'kindling.db'}"
+        return self.store or f"sqlite:///{self.data_dir / 'kindling.db'}"
 
     @property
     def endpoint(self) -> str:
@@ -95,6 +122,7 @@ class Config:
         base = cls()
         port = int(env.get("KINDLING_PORT", base.port))
         data_dir = Path(env.get("KINDLING_DATA_DIR", str(base.data_dir)))
+        store = env.get("KINDLING_STORE") or base.store
         backend = env.get("KINDLING_SANDBOX_BACKEND", base.sandbox_backend)
         keep_alive = float(env.get("KINDLING_KEEP_ALIVE_S", base.keep_alive_s))
         policy = env.get("KINDLING_KEEP_ALIVE_POLICY", base.keep_alive_policy)
@@ -126,13 +154,23 @@ class Config:
             if timeouts is not None
             else base.http_timeouts_s
         )
+        secret = env.get("KINDLING_CLUSTER_SECRET", "")
+        secret_file = env.get("KINDLING_CLUSTER_SECRET_FILE")
+        if not secret and secret_file:
+            secret = read_secret_file(secret_file)
         return replace(
             base,
             counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
+            role=env.get("KINDLING_ROLE", base.role),
+            control_url=env.get("KINDLING_CONTROL", base.control_url),
+            advertise_url=env.get("KINDLING_ADVERTISE", base.advertise_url),
+            worker_id=env.get("KINDLING_WORKER_ID", base.worker_id),
+            cluster_secret=secret,
             egress_allow=parse_egress_allow(env.get("KINDLING_EGRESS_ALLOW", "")),
             http_timeouts_s=(header, body, idle),
             port=port,
             data_dir=data_dir,
+            store=store,
             sandbox_backend=backend,
             unsafe_process_backend=unsafe,
             keep_alive_s=keep_alive,
@@ -144,6 +182,16 @@ class Config:
             snapstart_latest=snapstart_latest,
             tuning=tuning,
         )
+
+
+def read_secret_file(path: str) -> str:
+    """The cluster secret from a file only its owner may read (a secret others can read
+    is no secret: refused, with the fix)."""
+    mode = os.stat(path).st_mode
+    if mode & 0o077:
+        raise ValueError(f"{path} is readable by others: chmod 600 {path}")
+    with open(path) as fh:
+        return fh.read().strip()
 
 
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:

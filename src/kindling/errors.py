@@ -26,6 +26,7 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     +-- SandboxError               -> ServiceException (500); raised by workers
     |   +-- SandboxGoneError       -> (retried on another sandbox before it reaches a client)
     +-- ServiceError               -> ServiceException (500)
+        +-- StoreUnavailableError  -> ServiceException (500); the store cannot be reached
 """
 
 from __future__ import annotations
@@ -119,3 +120,7 @@ class SandboxGoneError(SandboxError):
 
 class ServiceError(KindlingError):
     """An internal failure that is kindling's fault, not the caller's."""
+
+
+class StoreUnavailableError(ServiceError):
+    """The store (PostgreSQL) cannot be reached now; the request may be retried."""

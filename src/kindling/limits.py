@@ -271,6 +271,30 @@ CLUSTER_ANSWER_SLACK_S = 30.0
 #: Keep-alive connections a control node holds open to one worker: concurrent calls
 #: beyond it wait for one to free up. AWS: -
 CLUSTER_CONNECTIONS_PER_WORKER = 256
+#: How often a worker host announces itself to the control plane. AWS: -
+CLUSTER_HEARTBEAT_S = 1.0
+#: A worker not heard from for this long is lost (its sandboxes forgotten, re-placed):
+#: three missed heartbeats, so one late packet does not cost a host, and a dead host is
+#: given up within the 5 s issue 20 asks. AWS: -
+CLUSTER_LEASE_S = 3.0
+
+# --------------------------------------------------------------------------- the store
+
+#: How long opening a connection to PostgreSQL may take before the request that needed
+#: it fails with ServiceException: a store that is down or unreachable must answer an API
+#: call within seconds, not hang it. libpq counts whole seconds (2 at least). AWS: -
+STORE_CONNECT_TIMEOUT_S = 5
+#: A TCP connection to PostgreSQL whose server stops acknowledging (a host that froze or
+#: vanished from the network) is dropped after this long, instead of the kernel's ~15
+#: minutes of retransmissions (libpq's tcp_user_timeout, and keepalives as often). A
+#: statement is a few ms; a frozen server is found out within this bound. AWS: -
+STORE_TCP_TIMEOUT_S = 10
+
+#: How long a control node holds a stored Event invocation it took (PostgreSQL store):
+#: it renews the lease every third of it while the event runs, so a node that dies
+#: leaves its events to the others at most this long after. Shorter redoes a dead
+#: node's events sooner, at the cost of a write per running event more often. AWS: -
+ASYNC_LEASE_S = 30.0
 
 # --- counting in Redis (cluster mode, ADR 0019) ----------------------------------------
 

@@ -21,10 +21,11 @@ from kindling.api.wire import parse_input, serialize_output
 from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.control.versions import VersionService
 from kindling.errors import ConstraintError, SnapStartNotReadyError
 from kindling.iam.sigv4 import Caller
+from kindling.store import Store
 from tests.control.test_snapstart import AnyPython, _params
 
 MODEL = load_service_model()

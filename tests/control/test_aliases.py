@@ -7,10 +7,11 @@ from kindling.control.aliases import AliasService
 from kindling.control.codestore import CodeStore
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.control.versions import VersionService
 from kindling.errors import ConflictError, ValidationError
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from tests.control.test_codestore import make_zip
 from tests.control.test_functions import ACCOUNT, REGION, _params, run
 
@@ -18,8 +19,10 @@ REF = FunctionRef(ACCOUNT, REGION, "f")
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> tuple[FunctionService, VersionService, AliasService]:
-    store = FunctionStore(Store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+def services(
+    tmp_path: Path, store_url: str
+) -> tuple[FunctionService, VersionService, AliasService]:
+    store = FunctionStore(Store(store_url))
     functions = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog())
     run(functions.create(ACCOUNT, REGION, REF, _params()))
     functions.recover()

@@ -9,9 +9,10 @@ import pytest
 from kindling.control.codestore import CodeStore
 from kindling.control.functions import SETTLE_AFTER_S, FunctionService
 from kindling.control.models import FunctionRef, FunctionState, UpdateStatus
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.errors import ConflictError, NotFoundError, PreconditionError, ValidationError
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from tests.control.test_codestore import make_zip
 
 T = TypeVar("T")
@@ -27,8 +28,9 @@ ACCOUNT, REGION = "000000000000", "us-east-1"
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> FunctionService:
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def service(tmp_path: Path, store_url: str) -> FunctionService:
+    """On each engine: these tests are the store's too (every statement on functions)."""
+    store = Store(store_url)
     return FunctionService(FunctionStore(store), CodeStore(tmp_path / "code"), RuntimeCatalog())
 
 
@@ -137,10 +139,10 @@ def test_a_refused_create_leaves_no_code(service: FunctionService, tmp_path: Pat
     assert not list((tmp_path / "code" / "work").iterdir())
 
 
-def test_replaced_code_is_collected_after_its_grace(tmp_path: Path) -> None:
+def test_replaced_code_is_collected_after_its_grace(tmp_path: Path, store_url: str) -> None:
     """Old code of UpdateFunctionCode was never deleted; it goes once no version
     references it and its last invocation may have ended (the grace)."""
-    store = FunctionStore(Store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    store = FunctionStore(Store(store_url))
     service = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog(), 0.05)
 
     async def scenario() -> tuple[set[str], set[str]]:
@@ -159,11 +161,11 @@ def test_replaced_code_is_collected_after_its_grace(tmp_path: Path) -> None:
 
 
 def test_code_a_published_version_keeps_is_not_collected(
-    service: FunctionService, tmp_path: Path
+    service: FunctionService, tmp_path: Path, store_url: str
 ) -> None:
     from kindling.control.versions import VersionService
 
-    store = FunctionStore(Store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    store = FunctionStore(Store(store_url))
     first = run(service.create(ACCOUNT, REGION, ref("f"), _params()))
     service.recover()
     VersionService(service, store).publish(ref("f"))

@@ -18,10 +18,11 @@ from kindling.control.models import (
     FunctionState,
     SnapStartApplyOn,
 )
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.control.versions import VersionService
 from kindling.errors import ValidationError
 from kindling.runtimes.catalog import RuntimeCatalog, RuntimeLaunch
+from kindling.store import Store
 from tests.control.test_codestore import make_zip
 from tests.control.test_functions import ACCOUNT, REGION, run
 
@@ -50,15 +51,16 @@ def _params(**extra: Any) -> dict[str, Any]:
     }
 
 
-def _services(tmp_path: Path) -> tuple[FunctionService, VersionService]:
-    store = FunctionStore(Store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+def _services(tmp_path: Path, url: str) -> tuple[FunctionService, VersionService]:
+    store = FunctionStore(Store(url))
     functions = FunctionService(store, CodeStore(tmp_path / "code"), AnyPython())
     return functions, VersionService(functions, store)
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> tuple[FunctionService, VersionService]:
-    return _services(tmp_path)
+def services(tmp_path: Path, store_url: str) -> tuple[FunctionService, VersionService]:
+    """On each engine: the SnapStart fields are stored in the function's record."""
+    return _services(tmp_path, store_url)
 
 
 def _status(config: FunctionConfig) -> dict[str, str]:
@@ -67,12 +69,12 @@ def _status(config: FunctionConfig) -> dict[str, str]:
 
 
 def test_create_stores_apply_on_durably_and_latest_reports_off(
-    services: tuple[FunctionService, VersionService], tmp_path: Path
+    services: tuple[FunctionService, VersionService], tmp_path: Path, store_url: str
 ) -> None:
     functions, _ = services
     created = run(functions.create(ACCOUNT, REGION, REF, _params(SnapStart=ON)))
     assert _status(created) == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
-    reopened, _ = _services(tmp_path)  # a new process over the same database
+    reopened, _ = _services(tmp_path, store_url)  # a new process over the same database
     assert reopened.get(REF).snapstart_apply_on is SnapStartApplyOn.PUBLISHED_VERSIONS
     assert _status(reopened.get(REF))["OptimizationStatus"] == "Off"
 

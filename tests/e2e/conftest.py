@@ -8,6 +8,7 @@ fails in its teardown.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -34,10 +35,15 @@ from .support import (
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The shared kindling server; at the end it must stop on SIGTERM and leave nothing."""
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The shared kindling server; at the end it must stop on SIGTERM and leave nothing.
+    With KINDLING_TEST_STORE=postgresql its store is a PostgreSQL the tests start."""
     root = tmp_path_factory.mktemp("kindling-e2e")
     srv = Server(data_dir=root / "data", log_path=root / "server.log")
+    if os.environ.get("KINDLING_TEST_STORE") == "postgresql":
+        srv.extra_args = ("--store", request.getfixturevalue("postgres").database())
     srv.start()
     yield srv
     srv.stop_cleanly()

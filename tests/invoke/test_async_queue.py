@@ -10,25 +10,27 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.errors import NotFoundError, SandboxError, ThrottledError
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.event_store import open_event_store
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from kindling.telemetry.metrics import Metrics
 from tests.control.test_functions import _params
 
 REF = FunctionRef("000000000000", "us-east-1", "f")
 
 
-def test_events_survive_a_restart_and_run(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'q.db'}"
+def test_events_survive_a_restart_and_run(store_url: str) -> None:
+    url = store_url
 
     async def never(_rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
         raise AssertionError("not started")
 
     async def first() -> None:
-        queue = EventQueue(Store(url), never, (0.0,), 3600)
+        queue = EventQueue(open_event_store(Store(url)), never, (0.0,), 3600)
         queue.put("r1", REF, b'{"n":1}')  # written, never dispatched: the "crash"
         assert queue.pending() == 1
 
@@ -40,7 +42,7 @@ def test_events_survive_a_restart_and_run(tmp_path: Path) -> None:
             seen.append((rid, payload))
             return True
 
-        queue = EventQueue(Store(url), ok, (0.0,), 3600)
+        queue = EventQueue(open_event_store(Store(url)), ok, (0.0,), 3600)
         queue.start()
         for _ in range(100):
             if queue.pending() == 0:
@@ -53,7 +55,7 @@ def test_events_survive_a_restart_and_run(tmp_path: Path) -> None:
     assert seen == [("r1", b'{"n":1}')]
 
 
-def test_failures_are_retried_then_dropped(tmp_path: Path) -> None:
+def test_failures_are_retried_then_dropped(store_url: str) -> None:
     attempts: list[str] = []
 
     async def scenario() -> int:
@@ -61,7 +63,7 @@ def test_failures_are_retried_then_dropped(tmp_path: Path) -> None:
             attempts.append(rid)
             return False
 
-        queue = EventQueue(Store(f"sqlite:///{tmp_path / 'q.db'}"), failing, (0.01, 0.01), 3600)
+        queue = EventQueue(open_event_store(Store(store_url)), failing, (0.01, 0.01), 3600)
         queue.start()
         queue.put("r1", REF, b"{}")
         for _ in range(200):
@@ -79,7 +81,7 @@ def test_failures_are_retried_then_dropped(tmp_path: Path) -> None:
 
 
 def _queue_until_settled(
-    tmp_path: Path,
+    store_url: str,
     runner: Any,
     events: int = 1,
     *,
@@ -93,7 +95,7 @@ def _queue_until_settled(
 
     async def scenario() -> int:
         queue = EventQueue(
-            Store(f"sqlite:///{tmp_path / 'q.db'}"),
+            open_event_store(Store(store_url)),
             runner,
             (0.01, 0.01),
             max_age_s,
@@ -118,7 +120,7 @@ def _sample(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def test_a_platform_fault_is_retried_and_never_counts_as_a_retry(tmp_path: Path) -> None:
+def test_a_platform_fault_is_retried_and_never_counts_as_a_retry(store_url: str) -> None:
     calls: list[str] = []
 
     async def flaky(rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
@@ -128,7 +130,7 @@ def test_a_platform_fault_is_retried_and_never_counts_as_a_retry(tmp_path: Path)
         return True
 
     metrics = Metrics()
-    assert _queue_until_settled(tmp_path, flaky, metrics=metrics) == 0
+    assert _queue_until_settled(store_url, flaky, metrics=metrics) == 0
     assert calls == ["r0"] * 5
     fn = {"account": REF.account_id, "region": REF.region, "function": REF.name}
     assert _sample(metrics, "kindling_async_retries_total", **fn, cause="platform_error") == 4
@@ -136,35 +138,35 @@ def test_a_platform_fault_is_retried_and_never_counts_as_a_retry(tmp_path: Path)
 
 
 def test_a_gone_function_drops_its_event_counted_and_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def gone(_rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
         raise NotFoundError("Function not found: arn:aws:lambda:us-east-1:000000000000:f")
 
     metrics = Metrics()
     with caplog.at_level(logging.WARNING):
-        assert _queue_until_settled(tmp_path, gone, metrics=metrics) == 0
+        assert _queue_until_settled(store_url, gone, metrics=metrics) == 0
     where = {"account": REF.account_id, "region": REF.region}
     assert _sample(metrics, "kindling_async_events_dropped_total", **where, reason="not_found") == 1
     assert any("r0" in r.getMessage() and "not_found" in r.getMessage() for r in caplog.records)
 
 
-def test_platform_faults_end_at_the_events_max_age(tmp_path: Path) -> None:
+def test_platform_faults_end_at_the_events_max_age(store_url: str) -> None:
     async def broken(_rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
         raise RuntimeError("zygote died")
 
     metrics = Metrics()
-    assert _queue_until_settled(tmp_path, broken, max_age_s=0.3, metrics=metrics) == 0
+    assert _queue_until_settled(store_url, broken, max_age_s=0.3, metrics=metrics) == 0
     where = {"account": REF.account_id, "region": REF.region}
     assert _sample(metrics, "kindling_async_events_dropped_total", **where, reason="max_age") == 1
 
 
-def test_function_errors_are_dropped_once_their_retries_are_spent(tmp_path: Path) -> None:
+def test_function_errors_are_dropped_once_their_retries_are_spent(store_url: str) -> None:
     async def failing(_rid: str, _ref: FunctionRef, _payload: bytes) -> bool:
         return False
 
     metrics = Metrics()
-    assert _queue_until_settled(tmp_path, failing, metrics=metrics) == 0
+    assert _queue_until_settled(store_url, failing, metrics=metrics) == 0
     where = {"account": REF.account_id, "region": REF.region}
     dropped = _sample(
         metrics, "kindling_async_events_dropped_total", **where, reason="retries_exhausted"
@@ -172,8 +174,10 @@ def test_function_errors_are_dropped_once_their_retries_are_spent(tmp_path: Path
     assert dropped == 1
 
 
-def test_a_throttled_backlog_waits_for_freed_slots_instead_of_polling(tmp_path: Path) -> None:
-    store = FunctionStore(Store(f"sqlite:///{tmp_path / 'f.db'}"))
+def test_a_throttled_backlog_waits_for_freed_slots_instead_of_polling(
+    tmp_path: Path, store_url: str
+) -> None:
+    store = FunctionStore(Store(store_url))
     functions = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog())
     asyncio.run(functions.create(REF.account_id, REF.region, REF, _params()))
     settings = ConcurrencySettings(functions, store, account_limit=1000)
@@ -191,7 +195,7 @@ def test_a_throttled_backlog_waits_for_freed_slots_instead_of_polling(tmp_path: 
     events = 20
     # a backoff of a minute: only a freed slot can wake the backlog within the timeout
     left = _queue_until_settled(
-        tmp_path, one_at_a_time, events, backoff_s=(60, 300), metrics=metrics, counter=counter
+        store_url, one_at_a_time, events, backoff_s=(60, 300), metrics=metrics, counter=counter
     )
     assert left == 0
     assert len(calls) <= 2 * events, len(calls)  # each is throttled at most about once
@@ -205,7 +209,7 @@ def _samples(metrics: Metrics) -> list[str]:
 
 
 def test_throttled_events_of_a_deleted_function_are_dropped_without_waiting(
-    tmp_path: Path,
+    store_url: str,
 ) -> None:
     gone = False
 
@@ -218,7 +222,7 @@ def test_throttled_events_of_a_deleted_function_are_dropped_without_waiting(
         nonlocal gone
         metrics = Metrics()
         queue = EventQueue(
-            Store(f"sqlite:///{tmp_path / 'q.db'}"),
+            open_event_store(Store(store_url)),
             runner,
             (0.01,),
             3600,

@@ -29,12 +29,14 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.errors import ServiceError, ThrottledError, ValidationError
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.counting_redis import RedisCounter
+from kindling.invoke.event_store import open_event_store
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from kindling.telemetry.metrics import Metrics
 from tests.control.test_functions import ACCOUNT, REGION, _params, run
 from tests.engines import RedisServer
@@ -300,7 +302,7 @@ def test_a_throttled_event_on_one_node_runs_when_another_node_frees_its_slot(
                 return True
 
             queue = EventQueue(
-                Store(f"sqlite:///{tmp_path / 'q.db'}"),
+                open_event_store(Store(f"sqlite:///{tmp_path / 'q.db'}")),
                 runner,
                 (0.01,),
                 3600,
@@ -356,9 +358,10 @@ from pathlib import Path
 from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.invoke.counting_redis import RedisCounter
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 
 db, code, url, prefix, ttl, count, ACCOUNT, REGION = sys.argv[1:]
 

@@ -13,7 +13,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import SETTLE_AFTER_S, FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore, Store
+from kindling.control.store import FunctionStore
 from kindling.control.versions import VersionService
 from kindling.errors import SnapStartNotReadyError
 from kindling.invoke.assignment import Assignment
@@ -21,6 +21,7 @@ from kindling.invoke.counting import ConcurrencyCounter
 from kindling.invoke.placement import Placement
 from kindling.invoke.service import InvokeService
 from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.store import Store
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.backends import Backends

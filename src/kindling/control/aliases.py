@@ -143,7 +143,11 @@ class AliasService:
         self._drop(ref, name)
 
     def forget_function(self, ref: FunctionRef) -> None:
-        for key in [k for k in self._cache if k[:3] == _key(ref)]:
+        self.refresh(_key(ref))
+
+    def refresh(self, function: tuple[str, str, str] | None) -> None:
+        """Forgets the cached aliases of ``function`` (None: of all), to be read again."""
+        for key in [k for k in self._cache if function is None or k[:3] == function]:
             del self._cache[key]
 
     def _checked(self, ref: FunctionRef, name: str, version: str, params: dict[str, Any]) -> Alias:

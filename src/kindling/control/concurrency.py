@@ -66,3 +66,11 @@ class ConcurrencySettings:
 
     def forget_function(self, ref: FunctionRef) -> None:
         self._account(ref.account_id).pop((ref.region, ref.name), None)
+
+    def refresh(self, function: tuple[str, str, str] | None) -> None:
+        """Forgets the cached reservations of ``function``'s account (None: of all), to be
+        read again: another control node may have changed them."""
+        if function is None:
+            self._by_account.clear()
+        else:
+            self._by_account.pop(function[0], None)

@@ -30,7 +30,7 @@ from kindling.control.models import (
 )
 from kindling.control.paging import decode_marker, encode_marker, page_size
 from kindling.control.quotas import check_configuration, check_honoured
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionKey, FunctionStore
 from kindling.errors import (
     ConflictError,
     NotFoundError,
@@ -42,6 +42,8 @@ from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
 
 Listener = Callable[[FunctionConfig], None]
 DeletedListener = Callable[[FunctionRef], None]
+#: Hears that a function (None: any) may have been changed by another control node.
+ChangedListener = Callable[[FunctionKey | None], None]
 
 #: Pending -> Active and InProgress -> Successful this long after the write: short enough
 #: that a waiter's first poll after its 1 s delay sees the end state, long enough that a
@@ -113,6 +115,7 @@ class FunctionService:
         self._tags: dict[tuple[str, str, str], dict[str, str]] = {}
         self._listeners: list[Listener] = []
         self._deleted_listeners: list[DeletedListener] = []
+        self._changed_listeners: list[ChangedListener] = []
 
     def on_retired(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -120,6 +123,38 @@ class FunctionService:
     def on_deleted(self, listener: DeletedListener) -> None:
         """Hears of a whole function deleted (its log goes with it, for one)."""
         self._deleted_listeners.append(listener)
+
+    def on_changed(self, listener: ChangedListener) -> None:
+        """Hears of a function that a node (another, or this one) wrote, once this
+        service has read it again: the caches of other services drop it too."""
+        self._changed_listeners.append(listener)
+
+    async def follow(self) -> None:
+        """Keeps what this node caches true to the store while other control nodes
+        write to it (their writes are heard through the store), until cancelled."""
+        await self._store.follow(self.refresh)
+
+    def refresh(self, function: FunctionKey | None) -> None:
+        """Forgets what is cached of ``function`` (None: of every function), to be read
+        again; a version whose revision changed or that is gone is retired, and a
+        function gone deleted, as if it had happened here."""
+        deleted: list[FunctionRef] = []
+        for key in [k for k in self._cache if function is None or k[:3] == function]:
+            cached = self._cache.pop(key, None)
+            if cached is None:
+                continue
+            now = self._store.get(*key)
+            if now is None or now.revision_id != cached.revision_id:
+                self.forget(cached)
+                if now is None and cached.version == LATEST:
+                    deleted.append(FunctionRef(*key[:3]))
+        for tagged in [k for k in self._tags if function is None or k == function]:
+            del self._tags[tagged]
+        for listener in self._changed_listeners:
+            listener(function)
+        for ref in deleted:
+            for deleted_listener in self._deleted_listeners:
+                deleted_listener(ref)
 
     def recover(self) -> None:
         """Settles functions a previous process left Pending or InProgress, and deletes

@@ -1,35 +1,22 @@
-"""The control store: SQLAlchemy Core tables over SQLite (WAL) or PostgreSQL.
+"""The control plane's tables and the statements on them: functions, their versions,
+tags and reserved concurrency, aliases, and provisioned concurrency configs.
 
-Writes commit before the API answers, so what a client was told exists survives a
-restart or a kill -9 of the server.
+Only this module runs statements on these tables; the engine, its transactions and the
+schema's migrations are the store's (``kindling.store``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    select,
-)
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Column, Integer, String, Table, Text, select
+from sqlalchemy.engine import Connection, Row
 
-from kindling.control.models import FunctionConfig
-
-metadata = MetaData()
+from kindling.control.models import FunctionConfig, FunctionRef
+from kindling.store import Store, metadata
 
 functions = Table(
     "functions",
@@ -62,19 +49,10 @@ aliases = Table(
     Column("config", Text, nullable=False),
 )
 
-async_events = Table(
-    "async_events",
-    metadata,
-    Column("request_id", String(64), primary_key=True),
-    Column("account_id", String(12), nullable=False),
-    Column("region", String(32), nullable=False),
-    Column("function_name", String(64), nullable=False),
-    Column("qualifier", String(128), nullable=True),
-    Column("payload", LargeBinary, nullable=False),
-    Column("attempt", Integer, nullable=False, default=0),
-    Column("enqueued_at", Float, nullable=False),
-    Column("next_attempt_at", Float, nullable=False, index=True),
-)
+#: The NOTIFY channel of function writes: "account/region/name" (no part holds a "/").
+CHANGES = "kindling_functions"
+#: (account, region, function name).
+FunctionKey = tuple[str, str, str]
 
 provisioned = Table(
     "provisioned",
@@ -87,56 +65,32 @@ provisioned = Table(
     Column("last_modified", String(40), nullable=False),
 )
 
-settings = Table(
-    "settings",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-class Store:
-    """Owns the engine and the schema; repositories borrow its connections."""
-
-    def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def setting(self, key: str, default: str) -> str:
-        """Returns a persisted setting, storing ``default`` the first time it is asked for."""
-        with self.begin() as conn:
-            row = conn.execute(select(settings.c.value).where(settings.c.key == key)).first()
-            if row is not None:
-                return str(row[0])
-            conn.execute(settings.insert().values(key=key, value=default))
-            return default
-
 
 class FunctionStore:
     """Function versions and their tags."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+
+    @contextmanager
+    def _writing(self, account_id: str, region: str, name: str) -> Iterator[Connection]:
+        """A transaction that writes one function's rows: the other control nodes hear
+        of it when it commits (``follow``)."""
+        with self._store.begin() as conn:
+            yield conn
+            self._store.notify(conn, CHANGES, f"{account_id}/{region}/{name}")
+
+    async def follow(self, changed: Callable[[FunctionKey | None], None]) -> None:
+        """Calls ``changed((account, region, name))`` whenever a node (this one too)
+        wrote that function, and ``changed(None)`` whenever anything may have changed
+        unheard (at first, and after an outage of the store), until cancelled. One node
+        (SQLite): never."""
+
+        def heard(payload: str) -> None:
+            account_id, region, name = payload.split("/", 2)
+            changed((account_id, region, name))
+
+        await self._store.listen(CHANGES, heard, lambda: changed(None))
 
     @staticmethod
     def _key(table: Table, account_id: str, region: str, name: str) -> Any:
@@ -154,7 +108,7 @@ class FunctionStore:
 
     def insert(self, config: FunctionConfig, tags: dict[str, str]) -> bool:
         """Inserts a new function; False if the name is taken."""
-        with self._store.begin() as conn:
+        with self._writing(config.account_id, config.region, config.name) as conn:
             exists = conn.execute(
                 select(function_meta.c.name).where(
                     self._key(function_meta, config.account_id, config.region, config.name)
@@ -174,7 +128,7 @@ class FunctionStore:
         return True
 
     def put(self, config: FunctionConfig) -> None:
-        with self._store.begin() as conn:
+        with self._writing(config.account_id, config.region, config.name) as conn:
             conn.execute(
                 functions.update()
                 .where(
@@ -185,7 +139,7 @@ class FunctionStore:
             )
 
     def delete(self, account_id: str, region: str, name: str) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(functions.delete().where(self._key(functions, account_id, region, name)))
             conn.execute(
                 aliases.delete().where(
@@ -229,7 +183,7 @@ class FunctionStore:
         return json.loads(row[0]) if row else None
 
     def set_tags(self, account_id: str, region: str, name: str, tags: dict[str, str]) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(
                 function_meta.update()
                 .where(self._key(function_meta, account_id, region, name))
@@ -263,7 +217,7 @@ class FunctionStore:
     def publish(self, config: FunctionConfig, make: Any) -> FunctionConfig:
         """Takes the next version number and stores ``make(number)`` under it, atomically."""
         where = self._key(function_meta, config.account_id, config.region, config.name)
-        with self._store.begin() as conn:
+        with self._writing(config.account_id, config.region, config.name) as conn:
             row = conn.execute(select(function_meta.c.last_version).where(where)).first()
             number = (row[0] if row else 0) + 1
             conn.execute(function_meta.update().where(where).values(last_version=number))
@@ -279,7 +233,7 @@ class FunctionStore:
         return sorted(found, key=lambda c: -1 if c.version == "$LATEST" else int(c.version))
 
     def delete_version(self, account_id: str, region: str, name: str, version: str) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(
                 functions.delete().where(
                     self._key(functions, account_id, region, name)
@@ -320,7 +274,7 @@ class FunctionStore:
         """Inserts or replaces; with ``config["_create"]`` only inserts (False if taken)."""
         create = config.pop("_create", False)
         where = self._alias_key(account_id, region, function, name)
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, function) as conn:
             exists = conn.execute(select(aliases.c.name).where(where)).first() is not None
             if create and exists:
                 return False
@@ -339,7 +293,7 @@ class FunctionStore:
         return True
 
     def delete_alias(self, account_id: str, region: str, function: str, name: str) -> None:
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, function) as conn:
             conn.execute(
                 aliases.delete().where(self._alias_key(account_id, region, function, name))
             )
@@ -363,5 +317,65 @@ class FunctionStore:
 
     def set_reserved(self, account_id: str, region: str, name: str, value: int | None) -> None:
         where = self._key(function_meta, account_id, region, name)
-        with self._store.begin() as conn:
+        with self._writing(account_id, region, name) as conn:
             conn.execute(function_meta.update().where(where).values(reserved_concurrency=value))
+
+
+class ProvisionedStore:
+    """Provisioned concurrency configs as requested (what is allocated lives in memory:
+    a restart provisions them again)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @staticmethod
+    def _where(ref: FunctionRef) -> Any:
+        return (
+            (provisioned.c.account_id == ref.account_id)
+            & (provisioned.c.region == ref.region)
+            & (provisioned.c.function_name == ref.name)
+            & (provisioned.c.qualifier == ref.qualifier)
+        )
+
+    def put(self, ref: FunctionRef, requested: int, last_modified: str) -> None:
+        """Stores the config of ``ref`` (a version or alias), replacing any before it."""
+        with self._store.begin() as conn:
+            conn.execute(provisioned.delete().where(self._where(ref)))
+            conn.execute(
+                provisioned.insert().values(
+                    account_id=ref.account_id,
+                    region=ref.region,
+                    function_name=ref.name,
+                    qualifier=ref.qualifier,
+                    requested=requested,
+                    last_modified=last_modified,
+                )
+            )
+
+    def delete(self, ref: FunctionRef) -> None:
+        with self._store.begin() as conn:
+            conn.execute(provisioned.delete().where(self._where(ref)))
+
+    def delete_function(self, ref: FunctionRef) -> None:
+        """Every config of the function ``ref`` names (its qualifier is ignored)."""
+        with self._store.begin() as conn:
+            conn.execute(
+                provisioned.delete().where(
+                    (provisioned.c.account_id == ref.account_id)
+                    & (provisioned.c.region == ref.region)
+                    & (provisioned.c.function_name == ref.name)
+                )
+            )
+
+    def all(self) -> list[tuple[FunctionRef, int, str]]:
+        """Every stored config: (version or alias, requested, last modified)."""
+        with self._store.begin() as conn:
+            rows: list[Row[Any]] = list(conn.execute(select(provisioned)).all())
+        return [
+            (
+                FunctionRef(r.account_id, r.region, r.function_name, r.qualifier),
+                int(r.requested),
+                str(r.last_modified),
+            )
+            for r in rows
+        ]

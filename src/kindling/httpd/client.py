@@ -114,6 +114,7 @@ class HttpClient:
         self._port = port
         self._max_body = max_body
         self._idle: list[_Connection] = []
+        self._all: set[_Connection] = set()  # idle and busy: ``close`` ends them all
         self._slots = asyncio.Semaphore(max_connections)
         self._closed = False
 
@@ -125,6 +126,10 @@ class HttpClient:
             )
         except OSError as exc:
             raise HttpClientError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+        if self._closed:
+            conn.close()
+            raise HttpClientError("the client is closed")
+        self._all.add(conn)
         return conn
 
     async def request(
@@ -158,6 +163,7 @@ class HttpClient:
             response = await conn.send(data)
         except BaseException:  # a timeout or cancellation included: never reuse it
             conn.close()
+            self._all.discard(conn)
             raise
         self._keep(conn)
         return response
@@ -167,8 +173,12 @@ class HttpClient:
             self._idle.append(conn)
         else:
             conn.close()
+            self._all.discard(conn)
 
     async def close(self) -> None:
+        """Closes every connection: a request still waiting on one fails at once."""
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        self._idle.clear()
+        for conn in self._all:
+            conn.close()
+        self._all.clear()

@@ -190,6 +190,27 @@ class Assignment:
             return
         self._idle.setdefault(handle.key, []).append(handle)
 
+    def forget_worker(self, worker: Worker) -> int:
+        """Its host is lost: every sandbox on it is forgotten (nothing is called on it).
+        Returns how many were held."""
+        gone = 0
+        for key, stack in list(self._idle.items()):
+            kept = [h for h in stack if h.worker is not worker]
+            gone += len(stack) - len(kept)
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+        busy = {h for h in self._busy if h.worker is worker}
+        self._busy -= busy
+        self._provisioned = {h for h in self._provisioned if h.worker is not worker}
+        return gone + len(busy)
+
+    def held_on(self, worker: Worker) -> int:
+        """Sandboxes this service holds on a worker, idle or busy."""
+        idle = sum(1 for stack in self._idle.values() for h in stack if h.worker is worker)
+        return idle + sum(1 for h in self._busy if h.worker is worker)
+
     def lost(self, handle: SandboxHandle) -> None:
         """Its worker no longer has it: forget it."""
         self._busy.discard(handle)

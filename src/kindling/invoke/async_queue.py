@@ -2,8 +2,10 @@
 
 ``put`` commits the event to the store before the API answers 202, so a kill -9 of
 the server loses nothing: on start every stored event runs again at its stored time
-(one that was running when the server died is due at once; at-least-once, the request
-id being the idempotency key).
+(one that was running when the server died is due again at once, or on PostgreSQL once
+its lease runs out; at-least-once, the request id being the idempotency key). The
+events live in an ``EventStore``: on PostgreSQL several control nodes share them, each
+running an event only under its lease (``kindling.invoke.event_store``).
 
 What happens to an event after a run depends on why it did not succeed:
 
@@ -29,18 +31,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any
-
-from sqlalchemy import select
 
 from kindling.control.models import FunctionRef
-from kindling.control.store import Store, async_events
-from kindling.errors import NotFoundError, ThrottledError
+from kindling.errors import NotFoundError, StoreUnavailableError, ThrottledError
 from kindling.invoke.counting import FunctionKey
+from kindling.invoke.event_store import EventStore, StoredEvent
 from kindling.limits import (
     ASYNC_BACKOFF_FIRST_S,
     ASYNC_BACKOFF_MAX_S,
-    ASYNC_DISPATCH_BATCH,
     ASYNC_PARALLEL,
 )
 from kindling.telemetry.metrics import Metrics
@@ -64,7 +62,7 @@ class RunOutcome(StrEnum):
 class EventQueue:
     def __init__(
         self,
-        store: Store,
+        store: EventStore,
         runner: Runner,
         retry_delays_s: tuple[float, ...],
         max_age_s: float,
@@ -78,6 +76,7 @@ class EventQueue:
         self._max_age_s = max_age_s
         self._metrics = metrics or Metrics()
         self._backoff_first, self._backoff_max = backoff_s
+        self._parallel = parallel
         self._slots = asyncio.Semaphore(parallel)
         self._wake = asyncio.Event()
         self._running: set[str] = set()
@@ -89,29 +88,16 @@ class EventQueue:
         self._setbacks: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        #: Keeping the leases of what runs here, and hearing of events other nodes put.
+        self._helpers: list[asyncio.Task[None]] = []
         self._closing = False
 
     def put(self, request_id: str, ref: FunctionRef, payload: bytes) -> None:
-        now = time.time()
-        with self._store.begin() as conn:
-            conn.execute(
-                async_events.insert().values(
-                    request_id=request_id,
-                    account_id=ref.account_id,
-                    region=ref.region,
-                    function_name=ref.name,
-                    qualifier=ref.qualifier,
-                    payload=payload,
-                    attempt=0,
-                    enqueued_at=now,
-                    next_attempt_at=now,
-                )
-            )
+        self._store.put(request_id, ref, payload, time.time())
         self._wake.set()
 
     def pending(self) -> int:
-        with self._store.begin() as conn:
-            return len(conn.execute(select(async_events.c.request_id)).all())
+        return self._store.count()
 
     @property
     def running(self) -> int:
@@ -120,7 +106,11 @@ class EventQueue:
 
     def start(self) -> None:
         self._closing = False
-        self._loop_task = asyncio.get_running_loop().create_task(self._dispatch_forever())
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._dispatch_forever())
+        self._helpers = [loop.create_task(self._store.watch(self._wake.set))]
+        if self._store.renew_every_s is not None:
+            self._helpers.append(loop.create_task(self._renew_forever(self._store.renew_every_s)))
 
     # ------------------------------------------------------------------ dispatch
 
@@ -131,6 +121,8 @@ class EventQueue:
             self._wake.clear()
             try:
                 wait = self._dispatch_due()
+            except StoreUnavailableError:  # logged by the store; it is tried again soon
+                wait = 1.0
             except Exception:
                 log.exception("event queue dispatch failed")
                 wait = 1.0
@@ -139,27 +131,25 @@ class EventQueue:
 
     def _dispatch_due(self) -> float:
         """Starts every due event not yet running; returns seconds until the next one."""
-        now = time.time()
-        with self._store.begin() as conn:
-            rows = conn.execute(
-                select(async_events)
-                .order_by(async_events.c.next_attempt_at)
-                .limit(ASYNC_DISPATCH_BATCH)
-            ).all()
-        next_due = 1.0
-        for row in rows:
-            if row.request_id in self._running:
-                continue
-            if row.next_attempt_at > now:
-                next_due = min(next_due, row.next_attempt_at - now)
-                break
-            self._unpark(row.request_id, (row.account_id, row.region, row.function_name))
-            self._start(row)
+        room = self._parallel - len(self._running)
+        events, next_due = self._store.due(time.time(), self._running, room)
+        for stored in events:
+            self._unpark(stored.request_id, stored.function)
+            self._start(stored)
+        if room - len(events) <= 0:  # full: an event that ends wakes the dispatcher
+            next_due = 1.0
         return max(0.01, next_due)
 
-    def _start(self, row: Any) -> None:
-        self._running.add(row.request_id)
-        task = asyncio.get_running_loop().create_task(self._run(row))
+    async def _renew_forever(self, every_s: float) -> None:
+        """Renews the leases of the events running here, so no other node takes them."""
+        while True:
+            await asyncio.sleep(every_s)
+            with contextlib.suppress(StoreUnavailableError):  # logged; the next round tries
+                self._store.renew(set(self._running), time.time())
+
+    def _start(self, stored: StoredEvent) -> None:
+        self._running.add(stored.request_id)
+        task = asyncio.get_running_loop().create_task(self._run(stored))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -190,24 +180,20 @@ class EventQueue:
                 del self._parked[key]
 
     async def _run_stored(self, request_id: str) -> None:
-        with self._store.begin() as conn:
-            row = conn.execute(
-                select(async_events).where(async_events.c.request_id == request_id)
-            ).first()
-        if row is None:  # settled meanwhile
+        stored = self._store.take(request_id, time.time())
+        if stored is None:  # settled meanwhile, or another node runs it
             self._running.discard(request_id)
             return
-        await self._run(row)
+        await self._run(stored)
 
     # ------------------------------------------------------------------ one run
 
-    async def _run(self, row: Any) -> None:
-        request_id: str = row.request_id
-        ref = FunctionRef(row.account_id, row.region, row.function_name, row.qualifier)
+    async def _run(self, stored: StoredEvent) -> None:
+        request_id, ref = stored.request_id, stored.ref
         detail = ""
         try:
             async with self._slots:
-                ok = await self._runner(request_id, ref, row.payload)
+                ok = await self._runner(request_id, ref, stored.payload)
             outcome = RunOutcome.SUCCESS if ok else RunOutcome.FUNCTION_ERROR
         except ThrottledError:
             outcome = RunOutcome.THROTTLED
@@ -222,16 +208,18 @@ class EventQueue:
                 exc,
             )
         try:
-            self._settle(row, outcome, detail)
+            self._settle(stored, outcome, detail)
+        except StoreUnavailableError:  # still stored as it was: it runs again (at least once)
+            log.warning("event %s ran (%s) but could not be settled", request_id, outcome.value)
         finally:
             self._running.discard(request_id)
             self._wake.set()
 
-    def _settle(self, row: Any, outcome: RunOutcome, detail: str) -> None:
-        request_id: str = row.request_id
-        attempt: int = row.attempt
+    def _settle(self, stored: StoredEvent, outcome: RunOutcome, detail: str) -> None:
+        request_id, attempt = stored.request_id, stored.attempt
+        account, region, name = stored.function
         now = time.time()
-        too_old = now - row.enqueued_at > self._max_age_s
+        too_old = now - stored.enqueued_at > self._max_age_s
         drop: str | None = None
         if outcome is RunOutcome.NOT_FOUND:
             drop = "not_found"
@@ -239,15 +227,13 @@ class EventQueue:
             drop, detail = "max_age", f"older than {self._max_age_s:g} s ({outcome.value})"
         elif outcome is RunOutcome.FUNCTION_ERROR and attempt >= len(self._delays):
             drop, detail = "retries_exhausted", f"failed {attempt + 1} times"
-        where = async_events.c.request_id == request_id
         if outcome is RunOutcome.SUCCESS or drop is not None:
             self._setbacks.pop(request_id, None)
-            with self._store.begin() as conn:
-                conn.execute(async_events.delete().where(where))
+            self._settled(self._store.delete(request_id), request_id)
             if drop is not None:
-                self._dropped(row, drop, detail)
+                self._dropped(stored, drop, detail)
             if outcome is RunOutcome.NOT_FOUND:  # its parked siblings are gone too: next one
-                self.slot_freed((row.account_id, row.region, row.function_name), False)
+                self.slot_freed(stored.function, False)
             return
         if outcome is RunOutcome.FUNCTION_ERROR:
             self._setbacks.pop(request_id, None)
@@ -256,26 +242,25 @@ class EventQueue:
             setbacks = self._setbacks.get(request_id, 0)
             self._setbacks[request_id] = setbacks + 1
             delay = min(self._backoff_max, self._backoff_first * 2**setbacks)
-        self._metrics.async_retried(row.account_id, row.region, row.function_name, outcome.value)
-        with self._store.begin() as conn:
-            conn.execute(
-                async_events.update()
-                .where(where)
-                .values(attempt=attempt, next_attempt_at=now + delay)
-            )
+        self._metrics.async_retried(account, region, name, outcome.value)
+        self._settled(self._store.reschedule(request_id, attempt, now + delay), request_id)
         if outcome is RunOutcome.THROTTLED:
-            key = (row.account_id, row.region, row.function_name)
-            self._parked.setdefault(key, {})[request_id] = None
+            self._parked.setdefault(stored.function, {})[request_id] = None
 
-    def _dropped(self, row: Any, reason: str, detail: str) -> None:
+    @staticmethod
+    def _settled(ours: bool, request_id: str) -> None:
+        if not ours:  # its lease ran out while it ran: another node runs it again
+            log.warning("event %s was no longer this node's to settle", request_id)
+
+    def _dropped(self, stored: StoredEvent, reason: str, detail: str) -> None:
         log.warning(
             "event %s for %s dropped (%s): %s",
-            row.request_id,
-            FunctionRef(row.account_id, row.region, row.function_name, row.qualifier).arn,
+            stored.request_id,
+            stored.ref.arn,
             reason,
             detail,
         )
-        self._metrics.async_dropped(row.account_id, row.region, reason)
+        self._metrics.async_dropped(stored.ref.account_id, stored.ref.region, reason)
 
     def stop_dispatching(self) -> None:
         """Shutdown: no event starts from now on; those running may still finish."""
@@ -291,6 +276,9 @@ class EventQueue:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._helpers]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._helpers, return_exceptions=True)
+        self._helpers = []
+        with contextlib.suppress(StoreUnavailableError):  # then its leases run out instead
+            self._store.release()

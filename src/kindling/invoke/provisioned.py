@@ -15,13 +15,11 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
-
 from kindling.control import snapstart
 from kindling.control.concurrency import UNRESERVED_MINIMUM, ConcurrencySettings
 from kindling.control.functions import FunctionService, now_timestamp
 from kindling.control.models import LATEST, FunctionRef
-from kindling.control.store import Store, provisioned
+from kindling.control.store import ProvisionedStore
 from kindling.errors import KindlingError, ProvisionedConfigNotFoundError, ValidationError
 from kindling.invoke.assignment import Assignment
 from kindling.invoke.service import InvokeService
@@ -54,7 +52,7 @@ class ProvisionedConfig:
 class ProvisionedConcurrency:
     def __init__(
         self,
-        store: Store,
+        store: ProvisionedStore,
         functions: FunctionService,
         concurrency: ConcurrencySettings,
         invoker: InvokeService,
@@ -117,8 +115,7 @@ class ProvisionedConcurrency:
         if task is not None:
             task.cancel()
         del self._configs[key]
-        with self._store.begin() as conn:
-            conn.execute(provisioned.delete().where(self._where(ref)))
+        self._store.delete(ref)
         await self._release(config)
 
     def forget_function(self, ref: FunctionRef) -> None:
@@ -129,22 +126,12 @@ class ProvisionedConcurrency:
         sandboxes are destroyed as they are released, their version being gone."""
         for key in [k for k in self._configs if k[:3] == self._key(ref)[:3]]:
             del self._configs[key]
-        with self._store.begin() as conn:
-            conn.execute(
-                provisioned.delete().where(
-                    (provisioned.c.account_id == ref.account_id)
-                    & (provisioned.c.region == ref.region)
-                    & (provisioned.c.function_name == ref.name)
-                )
-            )
+        self._store.delete_function(ref)
 
     def recover(self) -> None:
         """Provisions again every stored config (a restart loses the sandboxes)."""
-        with self._store.begin() as conn:
-            rows = conn.execute(select(provisioned)).all()
-        for row in rows:
-            ref = FunctionRef(row.account_id, row.region, row.function_name, row.qualifier)
-            self._apply(ProvisionedConfig(ref, row.requested, last_modified=row.last_modified))
+        for ref, requested, last_modified in self._store.all():
+            self._apply(ProvisionedConfig(ref, requested, last_modified=last_modified))
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -152,28 +139,13 @@ class ProvisionedConcurrency:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     # internals
-    def _where(self, ref: FunctionRef) -> Any:
-        return (
-            (provisioned.c.account_id == ref.account_id)
-            & (provisioned.c.region == ref.region)
-            & (provisioned.c.function_name == ref.name)
-            & (provisioned.c.qualifier == ref.qualifier)
-        )
-
     def _save(self, config: ProvisionedConfig) -> None:
-        ref = config.ref
-        with self._store.begin() as conn:
-            conn.execute(provisioned.delete().where(self._where(ref)))
-            conn.execute(
-                provisioned.insert().values(
-                    account_id=ref.account_id,
-                    region=ref.region,
-                    function_name=ref.name,
-                    qualifier=ref.qualifier,
-                    requested=config.requested,
-                    last_modified=config.last_modified,
-                )
-            )
+        self._store.put(config.ref, config.requested, config.last_modified)
+
+    def reapply(self) -> None:
+        """Tops every config up again (a worker holding some of them was lost)."""
+        for config in list(self._configs.values()):
+            self._apply(config)
 
     def _apply(self, config: ProvisionedConfig) -> None:
         key = self._key(config.ref)

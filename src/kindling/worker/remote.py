@@ -8,8 +8,10 @@ invoke path takes another sandbox. Whether the host is lost altogether is the
 cluster registry's judgement (its heartbeats), not this client's.
 
 ``capacity`` is what the worker last reported (its heartbeat, or the answer to
-``refresh``), with the memory of sandboxes created since then added, so a burst placed
-between two heartbeats does not all land on the worker that looked emptiest.
+``refresh``), with the memory of sandboxes created lately added, so a burst placed
+between two heartbeats does not all land on the worker that looked emptiest. A report
+may have been taken before a create reached the worker, so a create counts on top of
+reports for two heartbeat periods (over-counting briefly, never under).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from kindling.iam import cluster
 from kindling.limits import (
     CLUSTER_ANSWER_SLACK_S,
     CLUSTER_CONNECTIONS_PER_WORKER,
+    CLUSTER_HEARTBEAT_S,
     CLUSTER_MAX_BODY_BYTES,
 )
 from kindling.worker import wire
@@ -51,14 +54,15 @@ class RemoteWorker:
             max_body=CLUSTER_MAX_BODY_BYTES,
         )
         self._reported = capacity or WorkerCapacity(worker_id, 0, 0, 1.0, 0.0)
-        self._since: dict[str, int] = {}  # sandboxes created since the last report: memory
+        #: Sandboxes created lately: (memory, when), counted on top of reports.
+        self._since: dict[str, tuple[int, float]] = {}
 
     @property
     def worker_id(self) -> str:
         return self._worker_id
 
     def capacity(self) -> WorkerCapacity:
-        extra = sum(self._since.values())
+        extra = sum(memory for memory, _at in self._since.values())
         if not extra:
             return self._reported
         return dataclasses.replace(
@@ -70,7 +74,8 @@ class RemoteWorker:
     def report(self, capacity: WorkerCapacity) -> None:
         """The worker's own account of itself (a heartbeat): it includes everything."""
         self._reported = dataclasses.replace(capacity, worker_id=self._worker_id)
-        self._since.clear()
+        settled = time.monotonic() - 2 * CLUSTER_HEARTBEAT_S
+        self._since = {k: v for k, v in self._since.items() if v[1] > settled}
 
     async def _call(
         self,
@@ -99,7 +104,7 @@ class RemoteWorker:
     async def create(self, spec: SandboxSpec, request_id: str | None = None) -> Launched:
         body = json.dumps({"spec": wire.spec_to_json(spec), "request_id": request_id}).encode()
         within = max(INIT_LIMIT_S, float(spec.timeout_s)) + CLUSTER_ANSWER_SLACK_S
-        self._since[spec.sandbox_id] = spec.memory_mb  # promised from now on
+        self._since[spec.sandbox_id] = (spec.memory_mb, time.monotonic())  # promised now
         try:
             response = await self._call("POST", wire.SANDBOXES, body, within)
             launched = wire.launched_from_json(response.body)

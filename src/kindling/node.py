@@ -1,0 +1,211 @@
+"""The composition root of a worker host (``kindling serve --role worker``).
+
+A worker host runs sandboxes and nothing else: no store, no Lambda API, no credentials
+of the store (it gets specs, not the database). It serves its ``WorkerAgent`` to the
+control plane (``worker.server``), announces itself every ``CLUSTER_HEARTBEAT_S`` with
+its capacity and a boot id (so the control plane knows a restarted host holds
+nothing), and fetches the code of a version the first time one of its sandboxes needs
+it, by content digest, into its own code store (checked against the digest, so a
+cached tree is never stale and never another's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+from urllib.parse import urlsplit
+
+from kindling import limits
+from kindling.app import make_backends
+from kindling.config import Config
+from kindling.control.codestore import CodeStore
+from kindling.errors import SandboxError
+from kindling.httpd import HttpServer, ServerLimits
+from kindling.httpd.client import HttpClient, HttpClientError
+from kindling.iam import cluster
+from kindling.runtimes.catalog import RuntimeCatalog
+from kindling.telemetry.logs import LogStore
+from kindling.telemetry.metrics import Metrics
+from kindling.worker import wire
+from kindling.worker.agent import WorkerAgent
+from kindling.worker.server import WorkerServer
+
+log = logging.getLogger("kindling.node")
+
+
+class WorkerNode:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(config.data_dir, 0o700)
+        self.worker_id = config.worker_id or socket.gethostname()
+        self.boot = secrets.token_hex(8)
+        self._key = cluster.check_secret(config.cluster_secret)
+        #: Every control node: each keeps its own leases, so each hears every heartbeat.
+        self._controls: list[HttpClient] = []
+        for url in filter(None, (u.strip() for u in config.control_url.split(","))):
+            control = urlsplit(url)
+            if control.scheme != "http" or not control.hostname:
+                raise ValueError(f"--control takes http://host:port[,...], not {url!r}")
+            self._controls.append(
+                HttpClient(
+                    control.hostname,
+                    control.port or 80,
+                    max_connections=8,
+                    max_body=limits.FRONTEND_MAX_BODY_BYTES,  # a zip is less than its upload
+                )
+            )
+        if not self._controls:
+            raise ValueError("--control names no control node")
+        self.backends = make_backends(config)
+        self.backends.get()  # the default must work at start, not at the first create
+        self.logs = LogStore(config.data_dir / "logs")
+        self.metrics = Metrics()
+        self.agent = WorkerAgent(
+            self.backends,
+            self.logs,
+            self.worker_id,
+            metrics=self.metrics,
+            freeze_after_s=config.freeze_after_s,
+        )
+        self.code = CodeStore(config.data_dir / "code")
+        self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
+        self._fetching: dict[str, asyncio.Task[str]] = {}
+        handler = WorkerServer(self.agent, self._key, self._tree, self.runtimes.resolve)
+        self.server = HttpServer(
+            handler.handle,
+            limits=ServerLimits(max_body_bytes=limits.CLUSTER_MAX_BODY_BYTES),
+        )
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._failing: dict[int, str] = {}
+        self.port = config.port
+        self.url = config.advertise_url
+
+    async def _tree(self, digest: str) -> str:
+        """The local tree of a code digest, fetched from the control plane once."""
+        if self.code.has_tree(digest):
+            return str(self.code.tree(digest))
+        task = self._fetching.get(digest)
+        if task is None:
+            task = self._fetching[digest] = asyncio.ensure_future(self._fetch(digest))
+            task.add_done_callback(lambda _t: self._fetching.pop(digest, None))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, digest: str) -> str:
+        """From the first control node that has it (they share one store)."""
+        path = f"/_kindling/cluster/code/{digest}"
+        problems = []
+        for control in self._controls:
+            try:
+                response = await control.request(
+                    "GET",
+                    path,
+                    [(cluster.HEADER, cluster.sign(self._key, "GET", path, b""))],
+                    within_s=limits.CLUSTER_ANSWER_SLACK_S,
+                )
+            except (HttpClientError, TimeoutError) as exc:
+                problems.append(str(exc) or "timed out")
+                continue
+            if response.status == 200:
+                break
+            problems.append(f"answered {response.status}")
+        else:
+            raise SandboxError(f"the code {digest} could not be fetched: {'; '.join(problems)}")
+        if hashlib.sha256(response.body).hexdigest() != digest:
+            raise SandboxError(f"the code fetched for {digest} does not match its digest")
+        stored = await self.code.put(response.body)
+        self.code.release(stored.digest)
+        return str(self.code.tree(digest))
+
+    async def _announce(self) -> None:
+        path = "/_kindling/cluster/heartbeat"
+        body = json.dumps(
+            {
+                "url": self.url,
+                "boot": self.boot,
+                "capacity": json.loads(wire.capacity_to_json(self.agent.capacity())),
+            }
+        ).encode()
+        headers = [
+            (cluster.HEADER, cluster.sign(self._key, "POST", path, body)),
+            ("Content-Type", "application/json"),
+        ]
+        outcomes = await asyncio.gather(
+            *(
+                c.request("POST", path, headers, body, within_s=limits.CLUSTER_HEARTBEAT_S * 2)
+                for c in self._controls
+            ),
+            return_exceptions=True,
+        )
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):
+                problem = f"{type(outcome).__name__}: {outcome}"
+            elif outcome.status != 200:
+                problem = f"{outcome.status} {outcome.body[:200]!r}"
+            else:
+                problem = ""
+            was = self._failing.get(index, "")
+            if problem and not was:  # one line per outage, not one a second
+                log.warning("control node %d cannot be reached: %s", index, problem)
+            elif was and not problem:
+                log.info("control node %d hears this worker again", index)
+            self._failing[index] = problem
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await self._announce()
+            await asyncio.sleep(limits.CLUSTER_HEARTBEAT_S)
+
+    async def start(self) -> None:
+        self.port = await self.server.listen(self.config.host, self.config.port)
+        if not self.url:
+            if self.config.host in ("0.0.0.0", "::"):
+                raise ValueError("listening on every address: say which with --advertise")
+            self.url = f"http://{self.config.host}:{self.port}"
+        self.backends.warm()
+        self._heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_forever())
+        log.info(
+            "kindling worker %s serving %s for %s",
+            self.worker_id,
+            self.url,
+            self.config.control_url,
+        )
+
+    async def stop(self) -> None:
+        """Stops announcing (the control plane loses this host within its lease), then
+        frees every sandbox."""
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+        await self.server.close()
+        await self.agent.close()
+        for control in self._controls:
+            await control.close()
+        await self.backends.close()
+        self.logs.close()
+        self.code.close()
+
+
+async def serve_worker(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Runs a worker host until SIGINT or SIGTERM."""
+    node = WorkerNode(config)
+    await node.start()
+    if ready is not None:
+        ready.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()

@@ -1,0 +1,13 @@
+"""The store: kindling's state in SQLite (the embedded default) or PostgreSQL.
+
+``Store`` owns the engine, its bounds and the schema's migrations; each component
+declares its own tables on ``metadata`` and runs its statements in its own module:
+
+    kindling.store.engine      Store, metadata, the settings table
+    kindling.control.store     functions, function_meta, aliases, provisioned
+    kindling.invoke.event_store  async_events (the async queue's)
+"""
+
+from kindling.store.engine import Store, metadata
+
+__all__ = ["Store", "metadata"]
