@@ -218,6 +218,7 @@ class RedisCounter:
         #: The newest counts known, with their stamps, for the gauges (``_counted``).
         self._function_counts: dict[FunctionKey, tuple[int, int]] = {}
         self._account_counts: dict[str, tuple[int, int]] = {}
+        self._releases_failing = False
 
     # ------------------------------------------------------------------ Counting
 
@@ -320,8 +321,11 @@ class RedisCounter:
                     keys=sets, args=[slot, self._channel, message]
                 )
         except (RedisError, TimeoutError) as exc:
-            log.warning("counting: a release did not reach Redis (%s); its lease ends it", exc)
+            if not self._releases_failing:  # once per outage, not once per release
+                log.warning("counting: releases do not reach Redis (%s); leases end them", exc)
+            self._releases_failing = True
         else:
+            self._releases_failing = False
             self._counted(key, int(in_function), int(in_account), int(stamp))
 
     def _counted(self, key: FunctionKey, in_function: int, in_account: int, stamp: int) -> None:
