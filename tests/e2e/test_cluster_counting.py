@@ -137,8 +137,10 @@ def test_two_servers_share_one_reserved_concurrency(two_servers: list[Server]) -
     assert len(outcomes) == 12, outcomes
     spans = [o[2] for o in outcomes if o[1] == "ok"]
     refusals = {o[2] for o in outcomes if o[1] == "error"}
-    assert 1 <= len(spans) <= RESERVED, outcomes
-    assert _max_overlap(spans) <= RESERVED
+    assert spans, outcomes
+    # the invariant is what ran at once (a caller the loaded machine delayed past the
+    # others' ends may be served after them); and the excess was refused, with the reason
+    assert _max_overlap(spans) <= RESERVED, spans
     assert refusals == {
         (429, "TooManyRequestsException", "ReservedFunctionConcurrentInvocationLimitExceeded")
     }, outcomes
