@@ -114,6 +114,14 @@ def serve(
             "(env KINDLING_CLUSTER_SECRET or KINDLING_CLUSTER_SECRET_FILE)"
         ),
     ] = None,
+    max_lifetime: Annotated[
+        float | None,
+        typer.Option(
+            help="a worker drains and exits after this many seconds, for its supervisor "
+            "to restart it (env KINDLING_MAX_LIFETIME_S; default: never)",
+            min=0,
+        ),
+    ] = None,
     counting: Annotated[
         str | None,
         typer.Option(
@@ -158,6 +166,7 @@ def serve(
             advertise_url=advertise,
             worker_id=worker_id,
             cluster_secret=secret,
+            max_lifetime_s=max_lifetime,
         )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -78,6 +78,11 @@ class Config:
     #: The secret every host of a cluster shares (KINDLING_CLUSTER_SECRET, or the
     #: file named by ``--cluster-secret-file`` / KINDLING_CLUSTER_SECRET_FILE).
     cluster_secret: str = field(default="", repr=False)
+    #: A worker recycles itself after this many seconds (``--max-lifetime``,
+    #: KINDLING_MAX_LIFETIME_S): it drains (no new sandbox, idle ones destroyed, running
+    #: invocations finish, up to ``shutdown_grace_s``) and exits 0 for its supervisor to
+    #: start it afresh, as Lambda recycles its workers. 0: never.
+    max_lifetime_s: float = 0.0
     #: Where concurrent executions are counted: "" in this process (the embedded
     #: default); a ``redis://host:port/db`` URL in that Redis, one count for every node
     #: that names it (``--counting``, KINDLING_COUNTING; ADR 0019).
@@ -166,6 +171,7 @@ class Config:
             advertise_url=env.get("KINDLING_ADVERTISE", base.advertise_url),
             worker_id=env.get("KINDLING_WORKER_ID", base.worker_id),
             cluster_secret=secret,
+            max_lifetime_s=float(env.get("KINDLING_MAX_LIFETIME_S", base.max_lifetime_s)),
             egress_allow=parse_egress_allow(env.get("KINDLING_EGRESS_ALLOW", "")),
             http_timeouts_s=(header, body, idle),
             port=port,
