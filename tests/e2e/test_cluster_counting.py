@@ -205,6 +205,7 @@ def test_a_killed_servers_slots_come_back_to_the_other(two_servers: list[Server]
 
 def test_redis_down_is_a_service_exception_and_recovery_needs_no_restart(
     tmp_path: Path,
+    redis_server: RedisServer,  # not used: it says why, when redis-server is missing
 ) -> None:
     """While Redis is down a synchronous invoke is Lambda's ServiceException and an Event
     invocation is still accepted (202: it is stored, not counted yet); when Redis is back
