@@ -14,8 +14,9 @@ $(VENV)/.debs: Makefile
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	@touch $@
 
-# The test path only: the engines the tests start themselves (tests/engines.py).
-TEST_DEBS := postgresql
+# The test path only: the engines the tests start themselves (tests/engines.py):
+# PostgreSQL for the store, redis-server for counting in Redis (ADR 0019).
+TEST_DEBS := postgresql redis-server
 $(VENV)/.debs-test: Makefile
 	@command -v apt-get >/dev/null && { \
 	  dpkg -s $(TEST_DEBS) >/dev/null 2>&1 || \
