@@ -20,6 +20,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 from urllib.parse import urlsplit
 
 from kindling import limits
@@ -85,6 +86,9 @@ class WorkerNode:
         )
         self._heartbeats: asyncio.Task[None] | None = None
         self._failing: dict[int, str] = {}
+        self.draining = False
+        #: Set when the node should stop: a signal, or a drain after --max-lifetime ended.
+        self.done = asyncio.Event()
         self.port = config.port
         self.url = config.advertise_url
 
@@ -130,6 +134,7 @@ class WorkerNode:
             {
                 "url": self.url,
                 "boot": self.boot,
+                "draining": self.draining,
                 "capacity": json.loads(wire.capacity_to_json(self.agent.capacity())),
             }
         ).encode()
@@ -159,8 +164,26 @@ class WorkerNode:
             self._failing[index] = problem
 
     async def _heartbeat_forever(self) -> None:
+        born = time.monotonic()
+        lifetime = self.config.max_lifetime_s
+        drain_until = 0.0
         while True:
+            now = time.monotonic()
+            if lifetime and not self.draining and now - born >= lifetime:
+                log.info("worker %s reached its max lifetime: draining", self.worker_id)
+                self.draining = True
+                drain_until = now + self.config.shutdown_grace_s
             await self._announce()
+            if self.draining:
+                busy = self.agent.sandbox_counts()
+                if not busy or time.monotonic() >= drain_until:
+                    log.info(
+                        "worker %s drained (%d sandboxes left): exiting",
+                        self.worker_id,
+                        sum(busy.values()),
+                    )
+                    self.done.set()
+                    return
             await asyncio.sleep(limits.CLUSTER_HEARTBEAT_S)
 
     async def start(self) -> None:
@@ -200,12 +223,11 @@ async def serve_worker(config: Config, ready: asyncio.Event | None = None) -> No
     await node.start()
     if ready is not None:
         ready.set()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, node.done.set)
     try:
-        await stop.wait()
+        await node.done.wait()
     finally:
         await node.stop()
