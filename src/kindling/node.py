@@ -87,7 +87,10 @@ class WorkerNode:
         self._heartbeats: asyncio.Task[None] | None = None
         self._failing: dict[int, str] = {}
         self.draining = False
-        #: Set when the node should stop: a signal, or a drain after --max-lifetime ended.
+        self._drain_until = 0.0
+        #: Wakes the heartbeat early, so that control nodes hear of a drain at once.
+        self._wake = asyncio.Event()
+        #: Set when the node should stop: a second signal, or the end of a drain.
         self.done = asyncio.Event()
         self.port = config.port
         self.url = config.advertise_url
@@ -163,20 +166,28 @@ class WorkerNode:
                 log.info("control node %d hears this worker again", index)
             self._failing[index] = problem
 
+    def drain(self, why: str) -> None:
+        """Stops taking sandboxes (the next heartbeat, sent now, says so) and ends the node
+        once it holds none, or after the shutdown grace: at --max-lifetime, and on
+        SIGTERM, so that a supervisor's stop lets running invocations finish."""
+        if self.draining:
+            return
+        log.info("worker %s: %s: draining", self.worker_id, why)
+        self.draining = True
+        self._drain_until = time.monotonic() + self.config.shutdown_grace_s
+        self._wake.set()
+
     async def _heartbeat_forever(self) -> None:
         born = time.monotonic()
         lifetime = self.config.max_lifetime_s
-        drain_until = 0.0
         while True:
-            now = time.monotonic()
-            if lifetime and not self.draining and now - born >= lifetime:
-                log.info("worker %s reached its max lifetime: draining", self.worker_id)
-                self.draining = True
-                drain_until = now + self.config.shutdown_grace_s
+            if lifetime and time.monotonic() - born >= lifetime:
+                self.drain("it reached its max lifetime")
+            self._wake.clear()
             await self._announce()
             if self.draining:
                 busy = self.agent.sandbox_counts()
-                if not busy or time.monotonic() >= drain_until:
+                if not busy or time.monotonic() >= self._drain_until:
                     log.info(
                         "worker %s drained (%d sandboxes left): exiting",
                         self.worker_id,
@@ -184,7 +195,8 @@ class WorkerNode:
                     )
                     self.done.set()
                     return
-            await asyncio.sleep(limits.CLUSTER_HEARTBEAT_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), limits.CLUSTER_HEARTBEAT_S)
 
     async def start(self) -> None:
         self.port = await self.server.listen(self.config.host, self.config.port)
@@ -218,15 +230,23 @@ class WorkerNode:
 
 
 async def serve_worker(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Runs a worker host until SIGINT or SIGTERM."""
+    """Runs a worker host until SIGINT or SIGTERM, which drain it (as they drain a control
+    node); a second one stops it at once."""
     node = WorkerNode(config)
     await node.start()
     if ready is not None:
         ready.set()
     loop = asyncio.get_running_loop()
+
+    def signalled(name: str) -> None:
+        if node.draining:
+            node.done.set()
+        else:
+            node.drain(f"{name} received")
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, node.done.set)
+            loop.add_signal_handler(sig, signalled, sig.name)
     try:
         await node.done.wait()
     finally:
