@@ -310,7 +310,8 @@ class App:
             self.registry.start()
         self.events.start()
         self.provisioned.recover()
-        self.backends.warm()
+        if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
+            self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info("kindling listening on http://%s:%d", self.config.host, self.port)
 
