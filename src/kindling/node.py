@@ -23,6 +23,8 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+from prometheus_client.exposition import choose_encoder
+
 from kindling import limits
 from kindling.app import make_backends
 from kindling.config import Config
@@ -79,7 +81,9 @@ class WorkerNode:
         self.code = CodeStore(config.data_dir / "code")
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self._fetching: dict[str, asyncio.Task[str]] = {}
-        handler = WorkerServer(self.agent, self._key, self._tree, self.runtimes.resolve)
+        handler = WorkerServer(
+            self.agent, self._key, self._tree, self.runtimes.resolve, self._scrape
+        )
         self.server = HttpServer(
             handler.handle,
             limits=ServerLimits(max_body_bytes=limits.CLUSTER_MAX_BODY_BYTES),
@@ -94,6 +98,10 @@ class WorkerNode:
         self.done = asyncio.Event()
         self.port = config.port
         self.url = config.advertise_url
+
+    def _scrape(self, accept: str) -> tuple[bytes, str]:
+        encode, content_type = choose_encoder(accept)
+        return encode(self.metrics.registry), content_type
 
     async def _tree(self, digest: str) -> str:
         """The local tree of a code digest, fetched from the control plane once."""

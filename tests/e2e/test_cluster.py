@@ -10,6 +10,7 @@ import json
 import secrets
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,14 @@ def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> No
     holders = [w for w in cluster.status() if w["sandboxes"] == 1]
     assert len(holders) == 1, cluster.status()
     holder = holders[0]["worker_id"]
+    # the worker that ran them counts them, in its own unsigned Prometheus scrape
+    scraped = urllib.request.urlopen(f"{holders[0]['url']}/metrics", timeout=10).read().decode()
+    counted = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith("kindling_invocations_total{") and 'function="spread"' in line
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 2, counted
     assert holders[0]["memory_used_mb"] >= 128  # promised to the sandbox it holds
 
     killed_at = time.monotonic()

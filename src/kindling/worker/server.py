@@ -30,6 +30,11 @@ RuntimeResolver = Callable[[str], RuntimeLaunch]
 #: The one unsigned path, for a supervisor's probe (Kubernetes, deploy/kubernetes/): it
 #: is answered by the event loop, so a wedged loop fails it, and it tells nothing.
 HEALTH_PATH = "/healthz"
+#: Unsigned too: the Prometheus scrape of this worker's own metrics (invocations,
+#: durations, errors, cold starts, sandboxes: recorded where they happen).
+METRICS_PATH = "/metrics"
+#: The scrape, given the Accept header: (body, content type).
+Scrape = Callable[[str], tuple[bytes, str]]
 
 
 def _json(status: int, doc: object) -> Response:
@@ -48,7 +53,9 @@ class WorkerServer:
         key: bytes,
         code: CodeResolver,
         runtimes: RuntimeResolver,
+        scrape: Scrape | None = None,
     ) -> None:
+        self._scrape = scrape
         self._worker = worker
         self._key = key
         self._code = code
@@ -57,6 +64,9 @@ class WorkerServer:
     async def handle(self, request: Request) -> Response:
         if request.path == HEALTH_PATH and request.method == "GET":
             return Response(200, [("Content-Type", "text/plain")], b"ok\n")
+        if request.path == METRICS_PATH and request.method == "GET" and self._scrape:
+            body, content_type = self._scrape(request.header("accept"))
+            return Response(200, [("Content-Type", content_type)], body)
         try:
             cluster.verify(
                 self._key,
