@@ -72,56 +72,69 @@ class Cluster:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    secret = secrets.token_hex(32)
-    env = {"KINDLING_CLUSTER_SECRET": secret}
+def _control(tmp_path: Path, secret: str) -> Server:
     control = Server(
-        tmp_path / "control", tmp_path / "control.log", extra_args=("--role", "control"), env=env
+        tmp_path / "control",
+        tmp_path / "control.log",
+        extra_args=("--role", "control"),
+        env={"KINDLING_CLUSTER_SECRET": secret},
     )
     control.start()
-    workers: dict[str, Server] = {}
-    try:
-        for name in ("w1", "w2"):
-            port = free_port()
-            worker = Server(
-                tmp_path / name,
-                tmp_path / f"{name}.log",
-                port=port,
-                extra_args=(
-                    "--role",
-                    "worker",
-                    "--control",
-                    control.endpoint,
-                    "--advertise",
-                    f"http://127.0.0.1:{port}",
-                    "--worker-id",
-                    name,
-                ),
-                env=env,
-            )
-            worker.start()
-            workers[name] = worker
-        found = Cluster(control, workers, secret)
-        found.wait_for({"w1", "w2"})
-        yield found
-    finally:
-        for worker in workers.values():
-            if worker.proc is not None and worker.proc.poll() is None:
-                worker.stop_cleanly()
-        control.stop_cleanly()
+    return control
 
 
-def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> None:
-    lam = lambda_client(cluster.control.endpoint)
+def _worker(tmp_path: Path, name: str, control: Server, secret: str, *extra: str) -> Server:
+    port = free_port()
+    worker = Server(
+        tmp_path / name,
+        tmp_path / f"{name}.log",
+        port=port,
+        extra_args=(
+            *("--role", "worker", "--control", control.endpoint),
+            *("--advertise", f"http://127.0.0.1:{port}", "--worker-id", name, *extra),
+        ),
+        env={"KINDLING_CLUSTER_SECRET": secret},
+    )
+    worker.start()
+    return worker
+
+
+def _stop(control: Server, workers: list[Server]) -> None:
+    for worker in workers:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.stop_cleanly()
+    control.stop_cleanly()
+
+
+def _create(lam: Any, name: str) -> None:
     lam.create_function(
-        FunctionName="spread",
+        FunctionName=name,
         Runtime="python3.11",
         Role=ROLE,
         Handler="app.handler",
         Code={"ZipFile": make_zip({"app.py": HANDLER})},
     )
-    wait_active(lam, "spread")
+    wait_active(lam, name)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    secret = secrets.token_hex(32)
+    control = _control(tmp_path, secret)
+    workers: dict[str, Server] = {}
+    try:
+        for name in ("w1", "w2"):
+            workers[name] = _worker(tmp_path, name, control, secret)
+        found = Cluster(control, workers, secret)
+        found.wait_for({"w1", "w2"})
+        yield found
+    finally:
+        _stop(control, list(workers.values()))
+
+
+def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> None:
+    lam = lambda_client(cluster.control.endpoint)
+    _create(lam, "spread")
 
     def call(echo: str) -> dict[str, Any]:
         answer = lam.invoke(FunctionName="spread", Payload=json.dumps({"echo": echo}))
@@ -161,23 +174,10 @@ def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> No
 
 
 def test_a_cluster_with_no_worker_answers_with_lambdas_error(tmp_path: Path) -> None:
-    control = Server(
-        tmp_path / "control",
-        tmp_path / "control.log",
-        extra_args=("--role", "control"),
-        env={"KINDLING_CLUSTER_SECRET": secrets.token_hex(32)},
-    )
-    control.start()
+    control = _control(tmp_path, secrets.token_hex(32))
     try:
         lam = lambda_client(control.endpoint)
-        lam.create_function(
-            FunctionName="nowhere",
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": make_zip({"app.py": HANDLER})},
-        )
-        wait_active(lam, "nowhere")
+        _create(lam, "nowhere")
         with pytest.raises(ClientError) as caught:
             lam.invoke(FunctionName="nowhere", Payload=b"{}")
         error = caught.value.response
@@ -199,33 +199,11 @@ def test_a_role_without_its_secret_is_refused_at_start(tmp_path: Path) -> None:
     assert "cluster secret" in result.stderr
 
 
-def _worker(tmp_path: Path, name: str, control: Server, secret: str, *extra: str) -> Server:
-    port = free_port()
-    worker = Server(
-        tmp_path / name,
-        tmp_path / f"{name}.log",
-        port=port,
-        extra_args=(
-            *("--role", "worker", "--control", control.endpoint),
-            *("--advertise", f"http://127.0.0.1:{port}", "--worker-id", name, *extra),
-        ),
-        env={"KINDLING_CLUSTER_SECRET": secret},
-    )
-    worker.start()
-    return worker
-
-
 def test_a_worker_past_its_max_lifetime_drains_and_exits(tmp_path: Path) -> None:
     """--max-lifetime: the worker stops taking sandboxes, lets go of its idle ones and
     exits 0 for its supervisor to restart it; its functions move on without an error."""
     secret = secrets.token_hex(32)
-    control = Server(
-        tmp_path / "control",
-        tmp_path / "control.log",
-        extra_args=("--role", "control"),
-        env={"KINDLING_CLUSTER_SECRET": secret},
-    )
-    control.start()
+    control = _control(tmp_path, secret)
     workers: list[Server] = []
     try:
         old = _worker(tmp_path, "old", control, secret, "--max-lifetime", "6")
@@ -233,14 +211,7 @@ def test_a_worker_past_its_max_lifetime_drains_and_exits(tmp_path: Path) -> None
         hosts = Cluster(control, {"old": old}, secret)
         hosts.wait_for({"old"})
         lam = lambda_client(control.endpoint)
-        lam.create_function(
-            FunctionName="recycled",
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": make_zip({"app.py": HANDLER})},
-        )
-        wait_active(lam, "recycled")
+        _create(lam, "recycled")
 
         def token() -> str:
             answer = lam.invoke(FunctionName="recycled", Payload=b"{}")
@@ -263,22 +234,12 @@ def test_a_worker_past_its_max_lifetime_drains_and_exits(tmp_path: Path) -> None
         hosts.wait_for({"new"}, timeout=10)
         assert token() == moved  # still warm on the new worker
     finally:
-        for worker in workers:
-            if worker.proc is not None and worker.proc.poll() is None:
-                worker.stop_cleanly()
-        control.stop_cleanly()
+        _stop(control, workers)
 
 
 def test_provisioned_concurrency_lost_with_its_worker_is_made_again(cluster: Cluster) -> None:
     lam = lambda_client(cluster.control.endpoint)
-    lam.create_function(
-        FunctionName="kept",
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": HANDLER})},
-    )
-    wait_active(lam, "kept")
+    _create(lam, "kept")
     lam.publish_version(FunctionName="kept")
     lam.put_provisioned_concurrency_config(
         FunctionName="kept", Qualifier="1", ProvisionedConcurrentExecutions=1
