@@ -82,7 +82,12 @@ class WorkerNode:
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self._fetching: dict[str, asyncio.Task[str]] = {}
         handler = WorkerServer(
-            self.agent, self._key, self._tree, self.runtimes.resolve, self._scrape
+            self.agent,
+            self._key,
+            self._tree,
+            self.runtimes.resolve,
+            self._scrape,
+            self.logs.aread,
         )
         self.server = HttpServer(
             handler.handle,

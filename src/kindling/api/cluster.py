@@ -41,7 +41,7 @@ class ClusterApi:
             cluster.verify(
                 self._key,
                 request.method,
-                request.path,
+                cluster.target(request.path, request.query),
                 request.body,
                 request.header(cluster.HEADER),
             )
