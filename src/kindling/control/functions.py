@@ -148,6 +148,14 @@ class FunctionService:
                 self.forget(cached)
                 if now is None and cached.version == LATEST:
                     deleted.append(FunctionRef(*key[:3]))
+            if now is None or now.code_digest != cached.code_digest:
+                self.collect_replaced(cached.code_digest)  # this node's copy of it
+        if function is not None:
+            latest = self._store.get(*function, LATEST)
+            if latest is None:
+                self.collect_all()  # what this node kept of a function deleted elsewhere
+            else:
+                self._code.prefetch(latest.code_digest)  # written elsewhere: bring it here
         for tagged in [k for k in self._tags if function is None or k == function]:
             del self._tags[tagged]
         for listener in self._changed_listeners:
@@ -379,9 +387,14 @@ class FunctionService:
             self.forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
 
     def code_zip_by_digest(self, digest: str) -> bytes:
+        """The zip of a digest (read from the shared store if this node lacks it)."""
         if not digest.isalnum():
             raise FileNotFoundError(digest)
-        return self._code.zip_path(digest).read_bytes()
+        return self._code.zip_bytes(digest)
+
+    def code_known(self, digests: list[str]) -> set[str]:
+        """Those of ``digests`` the control plane still keeps: a worker drops the rest."""
+        return self._code.known(d for d in digests if d.isalnum())
 
     def code_tree(self, config: FunctionConfig) -> str:
         return str(self._code.tree(config.code_digest))
@@ -402,6 +415,20 @@ class FunctionService:
         if digest in self._collecting or digest in self._store.all_digests():
             return
         self._code.discard(digest)
+        self._unshare(digest)
+
+    def _unshare(self, digest: str) -> None:
+        """Deletes an unreferenced digest from the store control nodes share, or tries
+        again once it is no longer young (a create on another node may be recording it)."""
+        young_s = self._code.unshare(digest)
+        if young_s is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: the next collection (a start, a delete) takes it
+        self._collecting.add(digest)
+        loop.call_later(young_s, self._collect_late, digest)
 
     def collect_replaced(self, digest: str) -> None:
         """Code a version no longer uses (updated, or the version deleted): collected
@@ -417,6 +444,7 @@ class FunctionService:
         unreferenced = self._code.digests() - self._store.all_digests() - self._collecting
         for digest in unreferenced:
             self._code.discard(digest)
+            self._unshare(digest)
 
     def names(self) -> set[tuple[str, str, str]]:
         """(account, region, name) of every function there is."""
