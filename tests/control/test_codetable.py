@@ -191,3 +191,26 @@ def test_code_replaced_through_one_node_leaves_the_table_after_its_grace(
 
     asyncio.run(scenario())
     store.close()
+
+
+def test_deleting_a_function_ends_the_grace_of_code_it_replaced(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The grace keeps replaced code for invocations that started on it; a function
+    deleted has no sandbox left, so its old code goes with its current code."""
+    store = Store(store_url)
+    code = CodeStore(tmp_path / "a", shared=CodeTable(store, pin_s=0.0))
+    a = FunctionService(FunctionStore(store), code, RuntimeCatalog(), code_grace_s=3600)
+    ref = FunctionRef(ACCOUNT, REGION, "f")
+
+    async def scenario() -> None:
+        first = await a.create(ACCOUNT, REGION, ref, _params(b"#1"))
+        await asyncio.sleep(0.4)  # settled
+        await a.update_code(ref, {"ZipFile": make_zip({"bootstrap": (b"#!/bin/sh\n#2", 0o755)})})
+        assert first.code_digest in _rows(store)  # in its grace
+        a.delete(ref)
+        assert _rows(store) == {}
+        wait_until(lambda: not list((tmp_path / "a" / "trees").iterdir()))
+
+    asyncio.run(scenario())
+    store.close()

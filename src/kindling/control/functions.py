@@ -106,8 +106,10 @@ class FunctionService:
         self._backends = tuple(sandbox_backends)
         self._code = code
         self._code_grace_s = code_grace_s
-        #: Digests replaced a moment ago, deleted once their grace has passed.
-        self._collecting: set[str] = set()
+        #: Digests replaced a moment ago, deleted once their grace has passed, each with
+        #: the functions it was replaced in (None: young in the shared store): deleting a
+        #: function ends its graces, since its sandboxes go at once.
+        self._collecting: dict[str, set[FunctionKey | None]] = {}
         self._runtimes = runtimes
         self._cache: dict[tuple[str, str, str, str], FunctionConfig] = {}
         #: Tags by function: read on every cold start (the sandbox and network tags), a
@@ -149,11 +151,12 @@ class FunctionService:
                 if now is None and cached.version == LATEST:
                     deleted.append(FunctionRef(*key[:3]))
             if now is None or now.code_digest != cached.code_digest:
-                self.collect_replaced(cached.code_digest)  # this node's copy of it
+                self.collect_replaced(cached.code_digest, key[:3])  # this node's copy of it
         if function is not None:
             latest = self._store.get(*function, LATEST)
-            if latest is None:
-                self.collect_all()  # what this node kept of a function deleted elsewhere
+            if latest is None:  # deleted: what this node kept of it goes
+                self._end_graces(function)
+                self.collect_all()
             else:
                 self._code.prefetch(latest.code_digest)  # written elsewhere: bring it here
         for tagged in [k for k in self._tags if function is None or k == function]:
@@ -315,7 +318,7 @@ class FunctionService:
             raise
         self._code.release(stored.digest)
         if current.code_digest != stored.digest:
-            self.collect_replaced(current.code_digest)
+            self.collect_replaced(current.code_digest, (ref.account_id, ref.region, ref.name))
         return done
 
     def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
@@ -364,6 +367,7 @@ class FunctionService:
         self.forget(config)
         for listener in self._deleted_listeners:
             listener(FunctionRef(ref.account_id, ref.region, ref.name))
+        self._end_graces(function)  # its sandboxes went: code it replaced goes now too
         self.collect_all()  # its versions' code too, not only $LATEST's
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
@@ -399,23 +403,31 @@ class FunctionService:
     def code_tree(self, config: FunctionConfig) -> str:
         return str(self._code.tree(config.code_digest))
 
-    def collect(self, digest: str, after_s: float = 0.0) -> None:
+    def collect(
+        self, digest: str, after_s: float = 0.0, function: FunctionKey | None = None
+    ) -> None:
         """Deletes a digest's code if no function or version references it (now, or
-        ``after_s`` from now: see ``update_code``). A digest waiting for its time is
-        left alone by collections in between."""
+        ``after_s`` from now: see ``update_code``, where ``function`` replaced it). A
+        digest waiting for its time is left alone by collections in between."""
         if after_s > 0:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 pass  # no loop, no invocation that could still run on it
             else:
-                self._collecting.add(digest)
-                loop.call_later(after_s, self._collect_late, digest)
+                self._collecting.setdefault(digest, set()).add(function)
+                loop.call_later(after_s, self._collect_late, digest, function)
                 return
         if digest in self._collecting or digest in self._store.all_digests():
             return
         self._code.discard(digest)
         self._unshare(digest)
+
+    def _end_graces(self, function: FunctionKey) -> None:
+        for digest, owners in list(self._collecting.items()):
+            owners.discard(function)
+            if not owners:
+                del self._collecting[digest]
 
     def _unshare(self, digest: str) -> None:
         """Deletes an unreferenced digest from the store control nodes share, or tries
@@ -427,21 +439,25 @@ class FunctionService:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop: the next collection (a start, a delete) takes it
-        self._collecting.add(digest)
-        loop.call_later(young_s, self._collect_late, digest)
+        self._collecting.setdefault(digest, set()).add(None)
+        loop.call_later(young_s, self._collect_late, digest, None)
 
-    def collect_replaced(self, digest: str) -> None:
+    def collect_replaced(self, digest: str, function: FunctionKey | None = None) -> None:
         """Code a version no longer uses (updated, or the version deleted): collected
         once an invocation that started on it may have ended."""
-        self.collect(digest, self._code_grace_s)
+        self.collect(digest, self._code_grace_s, function)
 
-    def _collect_late(self, digest: str) -> None:
-        self._collecting.discard(digest)
+    def _collect_late(self, digest: str, function: FunctionKey | None) -> None:
+        owners = self._collecting.get(digest)
+        if owners is not None:
+            owners.discard(function)
+            if not owners:
+                del self._collecting[digest]
         self.collect(digest)
 
     def collect_all(self) -> None:
         """Deletes every stored digest nothing references (and none waiting its time)."""
-        unreferenced = self._code.digests() - self._store.all_digests() - self._collecting
+        unreferenced = self._code.digests() - self._store.all_digests() - set(self._collecting)
         for digest in unreferenced:
             self._code.discard(digest)
             self._unshare(digest)
