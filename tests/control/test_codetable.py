@@ -78,6 +78,28 @@ def test_a_young_row_outlives_a_collection_until_its_pin_ends(store_url: str) ->
     store.close()
 
 
+def test_a_kept_row_outlives_collections_until_its_time_or_its_release(store_url: str) -> None:
+    """Code an update replaced is kept for its grace, whichever node collects."""
+    store = Store(store_url)
+    clock = Clock()
+    table = CodeTable(store, pin_s=30.0, clock=clock)
+    digest, data = _zip()
+    table.put(digest, data)
+    clock.now += 60  # no longer young
+    table.keep(digest, clock.now + 100)
+    assert table.delete(digest) == pytest.approx(100.0)
+    clock.now += 100
+    assert table.delete(digest) is None
+    assert table.get(digest) is None
+    table.put(digest, data)
+    clock.now += 60
+    table.keep(digest, clock.now + 100)
+    table.keep(digest, None)  # its function was deleted: no invocation can need it
+    assert table.delete(digest) is None
+    assert table.get(digest) is None
+    store.close()
+
+
 def test_only_a_store_several_nodes_share_holds_code(store_url: str) -> None:
     """A single node on SQLite keeps files only: no zip is written to its database."""
     store = Store(store_url)
@@ -188,6 +210,30 @@ def test_code_replaced_through_one_node_leaves_the_table_after_its_grace(
         assert set(_rows(store)) == {first.code_digest, second.code_digest}  # its grace
         await asyncio.sleep(0.5)
         assert set(_rows(store)) == {second.code_digest}
+
+    asyncio.run(scenario())
+    store.close()
+
+
+def test_code_replaced_through_one_node_is_kept_when_another_collects(
+    tmp_path: Path, store_url: str
+) -> None:
+    store = Store(store_url)
+
+    def node(name: str) -> FunctionService:
+        code = CodeStore(tmp_path / name, shared=CodeTable(store, pin_s=0.0))
+        return FunctionService(FunctionStore(store), code, RuntimeCatalog(), code_grace_s=3600)
+
+    a, b = node("a"), node("b")
+    ref = FunctionRef(ACCOUNT, REGION, "f")
+
+    async def scenario() -> None:
+        first = await a.create(ACCOUNT, REGION, ref, _params(b"#1"))
+        await asyncio.sleep(0.4)  # settled
+        await a.update_code(ref, {"ZipFile": make_zip({"bootstrap": (b"#!/bin/sh\n#2", 0o755)})})
+        b.collect_all()  # B never saw it replaced
+        assert first.code_digest in _rows(store)
+        assert b.code_zip_by_digest(first.code_digest)  # a worker may still fetch it
 
     asyncio.run(scenario())
     store.close()

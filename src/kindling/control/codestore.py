@@ -77,6 +77,7 @@ class SharedZips(Protocol):
     def present(self, digests: Iterable[str]) -> set[str]: ...
     def digests(self) -> set[str]: ...
     def delete(self, digest: str) -> float | None: ...
+    def keep(self, digest: str, until: float | None) -> None: ...
 
 
 def _refuse(why: str) -> ValidationError:
@@ -284,6 +285,12 @@ class CodeStore:
         if self._shared is not None:
             return self._shared.present(digests)
         return {d for d in digests if self.zip_path(d).is_file() or self.has_tree(d)}
+
+    def keep_shared(self, digest: str, until: float | None) -> None:
+        """Keeps a digest in the shared store until ``until`` (unix time; None: no more),
+        whatever other nodes' collections find: code replaced, in its grace."""
+        if self._shared is not None:
+            self._shared.keep(digest, until)
 
     def unshare(self, digest: str) -> float | None:
         """Deletes an unreferenced digest from the shared store, unless this node is

@@ -9,7 +9,9 @@ nothing references it any more. Only this module runs statements on that table.
 A row is young while a create or update that stored it may not yet have recorded the
 function that references it (``CODE_SHARED_PIN_S``): another node's collection leaves
 it alone until then, since "no function references it" is not yet the truth. Storing
-a zip again makes it young again (only the time is written, not the bytes).
+a zip again makes it young again (only the time is written, not the bytes). A row may
+also be kept until a time (``keep``): code an update replaced, for the grace in which
+invocations that started on it may still need it on a worker that lacks it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ code_zips = Table(
     Column("data", LargeBinary, nullable=False),  # the zip, as uploaded
     Column("size", Integer, nullable=False),
     Column("stored_at", Float, nullable=False),  # unix time of the last store of it
+    Column("keep_until", Float, nullable=True),  # unix time: replaced, in its grace
 )
 
 #: Digests asked about in one statement (a worker's idle trees; a bounded list).
@@ -89,24 +92,36 @@ class CodeTable:
         with self._store.begin() as conn:
             return {str(r[0]) for r in conn.execute(select(code_zips.c.digest)).all()}
 
+    def keep(self, digest: str, until: float | None) -> None:
+        """No node deletes the row before ``until`` (unix time; None: no longer kept)."""
+        with self._store.begin() as conn:
+            conn.execute(
+                code_zips.update().where(code_zips.c.digest == digest).values(keep_until=until)
+            )
+
     def delete(self, digest: str) -> float | None:
-        """Deletes a digest nothing references (the caller checked), unless it is young:
-        then returns the seconds until it is not (None: deleted, or not there)."""
+        """Deletes a digest nothing references (the caller checked), unless it is young
+        or kept: then returns the seconds until it is not (None: deleted, or not there)."""
         now = self._clock()
         with self._store.begin() as conn:
             deleted = conn.execute(
                 code_zips.delete().where(
-                    (code_zips.c.digest == digest) & (code_zips.c.stored_at <= now - self._pin_s)
+                    (code_zips.c.digest == digest)
+                    & (code_zips.c.stored_at <= now - self._pin_s)
+                    & (code_zips.c.keep_until.is_(None) | (code_zips.c.keep_until <= now))
                 )
             ).rowcount
             if deleted:
                 return None
             row = conn.execute(
-                select(code_zips.c.stored_at).where(code_zips.c.digest == digest)
+                select(code_zips.c.stored_at, code_zips.c.keep_until).where(
+                    code_zips.c.digest == digest
+                )
             ).first()
         if row is None:
             return None
-        return max(0.01, float(row[0]) + self._pin_s - now)
+        until = max(float(row[0]) + self._pin_s, float(row[1] or 0.0))
+        return max(0.01, until - now)
 
 
 def shared_code(store: Store) -> CodeTable | None:

@@ -9,6 +9,7 @@ after, so the SDK's waiters see the same sequence they see on AWS.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -416,6 +417,7 @@ class FunctionService:
                 pass  # no loop, no invocation that could still run on it
             else:
                 self._collecting.setdefault(digest, set()).add(function)
+                self._code.keep_shared(digest, time.time() + after_s)  # from every node
                 loop.call_later(after_s, self._collect_late, digest, function)
                 return
         if digest in self._collecting or digest in self._store.all_digests():
@@ -425,9 +427,12 @@ class FunctionService:
 
     def _end_graces(self, function: FunctionKey) -> None:
         for digest, owners in list(self._collecting.items()):
+            if function not in owners:
+                continue
             owners.discard(function)
             if not owners:
                 del self._collecting[digest]
+                self._code.keep_shared(digest, None)
 
     def _unshare(self, digest: str) -> None:
         """Deletes an unreferenced digest from the store control nodes share, or tries

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.Column("size", sa.Integer, nullable=False),
         sa.Column("stored_at", sa.Float, nullable=False),
+        sa.Column("keep_until", sa.Float, nullable=True),
     )
 
 
