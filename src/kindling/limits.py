@@ -289,6 +289,9 @@ CLUSTER_HEARTBEAT_S = 1.0
 #: three missed heartbeats, so one late packet does not cost a host, and a dead host is
 #: given up within the 5 s issue 20 asks. AWS: -
 CLUSTER_LEASE_S = 3.0
+#: Code digests one heartbeat may ask about (the trees a worker keeps that no sandbox
+#: of its runs, least recently used first): one bounded query per heartbeat. AWS: -
+CLUSTER_HEARTBEAT_DIGESTS = 4096
 
 # --------------------------------------------------------------------------- the store
 

@@ -8,7 +8,7 @@ import json
 import secrets
 from collections.abc import Iterable
 
-from kindling.api.cluster import MAX_HEARTBEAT_DIGESTS, ClusterApi
+from kindling.api.cluster import ClusterApi
 from kindling.errors import StoreUnavailableError
 from kindling.httpd import Request, Response
 from kindling.iam import cluster
@@ -16,6 +16,7 @@ from kindling.iam.sigv4 import Caller
 from kindling.invoke.assignment import Assignment
 from kindling.invoke.placement import Placement
 from kindling.invoke.registry import WorkerRegistry
+from kindling.limits import CLUSTER_HEARTBEAT_DIGESTS
 
 KEY = secrets.token_bytes(32)
 KEPT, GONE = "a" * 64, "b" * 64
@@ -82,6 +83,6 @@ def test_a_store_that_is_down_renews_the_lease_and_deletes_nothing() -> None:
 
 
 def test_a_malformed_code_list_is_refused() -> None:
-    for bad in (["../../etc"], "x", [KEPT] * (MAX_HEARTBEAT_DIGESTS + 1), [KEPT.upper()]):
+    for bad in (["../../etc"], "x", [KEPT] * (CLUSTER_HEARTBEAT_DIGESTS + 1), [KEPT.upper()]):
         answer = _heartbeat(_api({KEPT}), bad)
         assert answer.status == 400, bad

@@ -21,13 +21,12 @@ from kindling.httpd import Request, Response
 from kindling.iam import cluster
 from kindling.iam.sigv4 import Caller
 from kindling.invoke.registry import WorkerRegistry
+from kindling.limits import CLUSTER_HEARTBEAT_DIGESTS
 
 PREFIX = "/_kindling/cluster/"
 #: A code digest: SHA-256 in lowercase hex.
 _DIGEST_LEN = 64
 _HEX = frozenset("0123456789abcdef")
-#: Digests one heartbeat may ask about (a worker's idle trees, bounded by its cache).
-MAX_HEARTBEAT_DIGESTS = 4096
 
 
 def _json(status: int, doc: object) -> Response:
@@ -95,8 +94,8 @@ def _is_digest(value: object) -> bool:
 
 def _digests(value: object) -> list[str]:
     """A heartbeat's ``code``: a list of digests; ValueError otherwise."""
-    if not isinstance(value, list) or len(value) > MAX_HEARTBEAT_DIGESTS:
-        raise ValueError(f"code is a list of at most {MAX_HEARTBEAT_DIGESTS} digests")
+    if not isinstance(value, list) or len(value) > CLUSTER_HEARTBEAT_DIGESTS:
+        raise ValueError(f"code is a list of at most {CLUSTER_HEARTBEAT_DIGESTS} digests")
     if not all(_is_digest(d) for d in value):
         raise ValueError("code lists SHA-256 digests in lowercase hex")
     return list(value)

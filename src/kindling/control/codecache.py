@@ -30,12 +30,13 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from kindling.control.codestore import CodeStore
-from kindling.limits import WORKER_CODE_CACHE_BYTES, WORKER_CODE_MIN_IDLE_S
+from kindling.limits import (
+    CLUSTER_HEARTBEAT_DIGESTS,
+    WORKER_CODE_CACHE_BYTES,
+    WORKER_CODE_MIN_IDLE_S,
+)
 
 log = logging.getLogger(__name__)
-
-#: Digests one heartbeat asks about, least recently used first (api/cluster.py's bound).
-HEARTBEAT_DIGESTS = 4096
 
 
 def disk_bytes(paths: Iterable[Path]) -> int:
@@ -112,7 +113,7 @@ class CodeCache:
     def idle(self) -> list[str]:
         """Digests kept here that no sandbox runs, least recently used first."""
         running = self._in_use()
-        return [d for d in self._sizes if d not in running][:HEARTBEAT_DIGESTS]
+        return [d for d in self._sizes if d not in running][:CLUSTER_HEARTBEAT_DIGESTS]
 
     def gone(self, digests: Iterable[str], asked_at: float) -> list[str]:
         """Deletes the trees the control plane no longer keeps, unless one is run or was
