@@ -174,10 +174,10 @@ CODE_COLLECT_GRACE_S = 900
 #: update that stored it records its function a moment later (milliseconds; seconds on
 #: a loaded host), and until then nothing references it. AWS: -
 CODE_SHARED_PIN_S = 30.0
-#: Bytes of code (zips and unpacked trees) a worker host keeps of functions it ran: past
-#: it, the least recently used tree no sandbox runs is dropped (fetched again if needed).
-#: 40 functions at Lambda's largest. AWS: -
-WORKER_CODE_CACHE_BYTES = 40 * (CODE_UNZIPPED_BYTES + 50 * 1024 * 1024)
+#: Bytes of unpacked code a worker host keeps of functions it ran: past it, the least
+#: recently used tree no sandbox runs is dropped (fetched again if needed). 40 functions
+#: at Lambda's largest (10 GB). AWS: -
+WORKER_CODE_CACHE_BYTES = 40 * CODE_UNZIPPED_BYTES
 #: A tree used this recently is kept even past the bound: a snapshot template of it may
 #: still be forked (SNAPSHOT_TEMPLATE_IDLE_S), a create may be about to mount it. AWS: -
 WORKER_CODE_MIN_IDLE_S = 1800.0

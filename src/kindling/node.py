@@ -79,7 +79,7 @@ class WorkerNode:
             metrics=self.metrics,
             freeze_after_s=config.freeze_after_s,
         )
-        self.code = CodeStore(config.data_dir / "code")
+        self.code = CodeStore(config.data_dir / "code", keep_zips=False)  # trees suffice
         self.code_cache = CodeCache(self.code, self.agent.code_digests)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self._fetching: dict[str, asyncio.Task[str]] = {}

@@ -100,3 +100,14 @@ def test_a_fetch_waits_for_a_deletion_under_way(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     code.close()
+
+
+def test_a_worker_keeps_trees_only(tmp_path: Path) -> None:
+    """The zip was checked against its digest and unpacked: a worker needs no copy."""
+    code = CodeStore(tmp_path, keep_zips=False)
+    digest = _store(code, b"tree only")
+    assert code.has_tree(digest)
+    assert not code.zip_path(digest).exists()
+    assert _store(code, b"tree only") == digest  # again: nothing to redo
+    assert code.digests() == {digest}
+    code.close()

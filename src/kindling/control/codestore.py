@@ -175,12 +175,18 @@ def _through_link(root: Path, name: str) -> bool:
 
 class CodeStore:
     """Keeps zips under ``root/zips`` and their read-only trees under ``root/trees``;
-    unpacks in ``root/work``, which holds nothing once no upload is under way."""
+    unpacks in ``root/work``, which holds nothing once no upload is under way. A worker
+    host keeps trees only (``keep_zips=False``): it fetches a zip again if it needs it."""
 
     def __init__(
-        self, root: Path, workers: int = CODE_UNPACK_WORKERS, shared: SharedZips | None = None
+        self,
+        root: Path,
+        workers: int = CODE_UNPACK_WORKERS,
+        shared: SharedZips | None = None,
+        keep_zips: bool = True,
     ) -> None:
         self._shared = shared
+        self._keep_zips = keep_zips
         self._zips = root / "zips"
         self._trees = root / "trees"
         self._work = root / "work"
@@ -206,7 +212,8 @@ class CodeStore:
         with self._lock:
             self._pins[code.digest] += 1
         try:
-            if not (self.zip_path(code.digest).is_file() and self.has_tree(code.digest)):
+            kept = not self._keep_zips or self.zip_path(code.digest).is_file()
+            if not (kept and self.has_tree(code.digest)):
                 self._store(code.digest, data)
             if self._shared is not None:  # checked above: only a zip that unpacks is shared
                 self._shared.put(code.digest, data)
@@ -358,10 +365,12 @@ class CodeStore:
                 raise
             self._seal(tree)
             kept = work / "code.zip"
-            kept.write_bytes(data)
-            os.chmod(kept, 0o600)
+            if self._keep_zips:
+                kept.write_bytes(data)
+                os.chmod(kept, 0o600)
             with self._lock:  # a remove of this digest waits, or went before
-                os.replace(kept, self.zip_path(digest))
+                if self._keep_zips:
+                    os.replace(kept, self.zip_path(digest))
                 with contextlib.suppress(OSError):  # another upload of it was first
                     os.rename(tree, self._trees / digest)
         finally:
