@@ -9,6 +9,7 @@ after, so the SDK's waiters see the same sequence they see on AWS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from kindling.errors import (
     ConflictError,
     NotFoundError,
     PreconditionError,
+    StoreUnavailableError,
     ValidationError,
 )
 from kindling.limits import CODE_COLLECT_GRACE_S
@@ -417,7 +419,7 @@ class FunctionService:
                 pass  # no loop, no invocation that could still run on it
             else:
                 self._collecting.setdefault(digest, set()).add(function)
-                self._code.keep_shared(digest, time.time() + after_s)  # from every node
+                self._keep_shared(digest, time.time() + after_s)  # from every node
                 loop.call_later(after_s, self._collect_late, digest, function)
                 return
         if digest in self._collecting or digest in self._store.all_digests():
@@ -432,7 +434,14 @@ class FunctionService:
             owners.discard(function)
             if not owners:
                 del self._collecting[digest]
-                self._code.keep_shared(digest, None)
+                self._keep_shared(digest, None)
+
+    def _keep_shared(self, digest: str, until: float | None) -> None:
+        """Marks replaced code kept (or no longer) for every node. The write that replaced
+        it has committed: a store gone meanwhile costs the caller no error, only the
+        mark (another node may then collect the row before the grace ends)."""
+        with contextlib.suppress(StoreUnavailableError):
+            self._code.keep_shared(digest, until)
 
     def _unshare(self, digest: str) -> None:
         """Deletes an unreferenced digest from the store control nodes share, or tries
