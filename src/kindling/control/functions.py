@@ -9,8 +9,6 @@ after, so the SDK's waiters see the same sequence they see on AWS.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -19,6 +17,7 @@ from typing import Any
 
 from kindling.control import snapstart
 from kindling.control.codestore import CodeStore, StoredCode
+from kindling.control.collection import CodeCollector
 from kindling.control.models import (
     LATEST,
     SANDBOX_TAG,
@@ -37,7 +36,6 @@ from kindling.errors import (
     ConflictError,
     NotFoundError,
     PreconditionError,
-    StoreUnavailableError,
     ValidationError,
 )
 from kindling.limits import CODE_COLLECT_GRACE_S
@@ -108,11 +106,7 @@ class FunctionService:
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
         self._backends = tuple(sandbox_backends)
         self._code = code
-        self._code_grace_s = code_grace_s
-        #: Digests replaced a moment ago, deleted once their grace has passed, each with
-        #: the functions it was replaced in (None: young in the shared store): deleting a
-        #: function ends its graces, since its sandboxes go at once.
-        self._collecting: dict[str, set[FunctionKey | None]] = {}
+        self._collector = CodeCollector(store, code, code_grace_s)
         self._runtimes = runtimes
         self._cache: dict[tuple[str, str, str, str], FunctionConfig] = {}
         #: Tags by function: read on every cold start (the sandbox and network tags), a
@@ -158,7 +152,7 @@ class FunctionService:
         if function is not None:
             latest = self._store.get(*function, LATEST)
             if latest is None:  # deleted: what this node kept of it goes
-                self._end_graces(function)
+                self._collector.end_graces(function)
                 self.collect_all()
             else:
                 self._code.prefetch(latest.code_digest)  # written elsewhere: bring it here
@@ -370,7 +364,7 @@ class FunctionService:
         self.forget(config)
         for listener in self._deleted_listeners:
             listener(FunctionRef(ref.account_id, ref.region, ref.name))
-        self._end_graces(function)  # its sandboxes went: code it replaced goes now too
+        self._collector.end_graces(function)  # its sandboxes went: so does code it replaced
         self.collect_all()  # its versions' code too, not only $LATEST's
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
@@ -409,72 +403,16 @@ class FunctionService:
     def collect(
         self, digest: str, after_s: float = 0.0, function: FunctionKey | None = None
     ) -> None:
-        """Deletes a digest's code if no function or version references it (now, or
-        ``after_s`` from now: see ``update_code``, where ``function`` replaced it). A
-        digest waiting for its time is left alone by collections in between."""
-        if after_s > 0:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # no loop, no invocation that could still run on it
-            else:
-                self._collecting.setdefault(digest, set()).add(function)
-                self._keep_shared(digest, time.time() + after_s)  # from every node
-                loop.call_later(after_s, self._collect_late, digest, function)
-                return
-        if digest in self._collecting or digest in self._store.all_digests():
-            return
-        self._code.discard(digest)
-        self._unshare(digest)
-
-    def _end_graces(self, function: FunctionKey) -> None:
-        for digest, owners in list(self._collecting.items()):
-            if function not in owners:
-                continue
-            owners.discard(function)
-            if not owners:
-                del self._collecting[digest]
-                self._keep_shared(digest, None)
-
-    def _keep_shared(self, digest: str, until: float | None) -> None:
-        """Marks replaced code kept (or no longer) for every node. The write that replaced
-        it has committed: a store gone meanwhile costs the caller no error, only the
-        mark (another node may then collect the row before the grace ends)."""
-        with contextlib.suppress(StoreUnavailableError):
-            self._code.keep_shared(digest, until)
-
-    def _unshare(self, digest: str) -> None:
-        """Deletes an unreferenced digest from the store control nodes share, or tries
-        again once it is no longer young (a create on another node may be recording it)."""
-        young_s = self._code.unshare(digest)
-        if young_s is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: the next collection (a start, a delete) takes it
-        self._collecting.setdefault(digest, set()).add(None)
-        loop.call_later(young_s, self._collect_late, digest, None)
+        """Deletes a digest's code once nothing references it (``CodeCollector``)."""
+        self._collector.collect(digest, after_s, function)
 
     def collect_replaced(self, digest: str, function: FunctionKey | None = None) -> None:
-        """Code a version no longer uses (updated, or the version deleted): collected
-        once an invocation that started on it may have ended."""
-        self.collect(digest, self._code_grace_s, function)
-
-    def _collect_late(self, digest: str, function: FunctionKey | None) -> None:
-        owners = self._collecting.get(digest)
-        if owners is not None:
-            owners.discard(function)
-            if not owners:
-                del self._collecting[digest]
-        self.collect(digest)
+        """Code a version no longer uses: collected after its grace."""
+        self._collector.collect_replaced(digest, function)
 
     def collect_all(self) -> None:
         """Deletes every stored digest nothing references (and none waiting its time)."""
-        unreferenced = self._code.digests() - self._store.all_digests() - set(self._collecting)
-        for digest in unreferenced:
-            self._code.discard(digest)
-            self._unshare(digest)
+        self._collector.collect_all()
 
     def names(self) -> set[tuple[str, str, str]]:
         """(account, region, name) of every function there is."""
