@@ -40,7 +40,7 @@ from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
-from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.event_store import open_event_store
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
@@ -85,6 +85,17 @@ def make_backends(config: Config) -> Backends:
     if config.process_backend_enabled:  # the operator's choice, never a caller's
         factories["process"] = ProcessBackend
     return Backends(factories, config.sandbox_backend, close_host)
+
+
+def make_counter(config: Config, settings: ConcurrencySettings, metrics: Metrics) -> Counting:
+    """In this process, unless the operator names a Redis (``--counting``): then every
+    node naming the same Redis shares one count (ADR 0019). redis-py is imported only
+    then, so the embedded default does not pay its import at start."""
+    if not config.counting:
+        return ConcurrencyCounter(settings, metrics)
+    from kindling.invoke.counting_redis import RedisCounter
+
+    return RedisCounter(config.counting, settings, metrics)
 
 
 def private_data_dir(config: Config) -> None:
@@ -133,7 +144,7 @@ class App:
         self.concurrency = ConcurrencySettings(
             self.functions, function_store, config.account_concurrency
         )
-        self.counter = ConcurrencyCounter(self.concurrency, self.metrics)
+        self.counter = make_counter(config, self.concurrency, self.metrics)
         policy: KeepAlivePolicy = (
             HistogramKeepAlive(config.keep_alive_s)
             if config.keep_alive_policy == "adaptive"
@@ -290,6 +301,7 @@ class App:
             metrics=self.metrics,
         )
         self.counter.on_freed(self.events.slot_freed)
+        await self.counter.start()
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
         self._following = asyncio.get_running_loop().create_task(self.functions.follow())
@@ -299,7 +311,8 @@ class App:
             self.registry.start()
         self.events.start()
         self.provisioned.recover()
-        self.backends.warm()
+        if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
+            self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info("kindling listening on http://%s:%d", self.config.host, self.port)
 
@@ -335,6 +348,7 @@ class App:
             await self.agent.close()  # and what no handle named (a freeze in flight)
         if self.registry is not None:
             await self.registry.close()
+        await self.counter.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
         self.logs.close()

@@ -310,3 +310,21 @@ STORE_TCP_TIMEOUT_S = 10
 #: leaves its events to the others at most this long after. Shorter redoes a dead
 #: node's events sooner, at the cost of a write per running event more often. AWS: -
 ASYNC_LEASE_S = 30.0
+
+# --- counting in Redis (cluster mode, ADR 0019) ----------------------------------------
+
+#: How long one execution's slot outlives the last heartbeat of the node that holds it:
+#: the most concurrency a crashed node can keep from the others, for this long. The
+#: node renews its slots every third of it, so two missed heartbeats are survived.
+#: AWS: - (its counting service is internal).
+COUNTING_LEASE_TTL_S = 10.0
+#: The longest an admission or a release waits for Redis before the invoke fails as
+#: ServiceException (a Redis that is down refuses at once; this bounds one that hangs).
+#: AWS: -
+COUNTING_TIMEOUT_S = 2.0
+#: Connections one node opens to Redis for admissions and releases (pub/sub has its
+#: own); past them an admission waits for one, within COUNTING_TIMEOUT_S. AWS: -
+COUNTING_CONNECTIONS = 64
+#: Slots renewed by one script call of the heartbeat, so one call stays short and Redis
+#: serves admissions between them. AWS: -
+COUNTING_RENEW_BATCH = 500

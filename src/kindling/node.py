@@ -90,6 +90,12 @@ class WorkerNode:
         )
         self._heartbeats: asyncio.Task[None] | None = None
         self._failing: dict[int, str] = {}
+        self.draining = False
+        self._drain_until = 0.0
+        #: Wakes the heartbeat early, so that control nodes hear of a drain at once.
+        self._wake = asyncio.Event()
+        #: Set when the node should stop: a second signal, or the end of a drain.
+        self.done = asyncio.Event()
         self.port = config.port
         self.url = config.advertise_url
 
@@ -139,6 +145,7 @@ class WorkerNode:
             {
                 "url": self.url,
                 "boot": self.boot,
+                "draining": self.draining,
                 "capacity": json.loads(wire.capacity_to_json(self.agent.capacity())),
                 "code": self.code_cache.idle(),
             }
@@ -172,10 +179,37 @@ class WorkerNode:
         if gone:
             self.code_cache.gone(gone, asked_at)
 
+    def drain(self, why: str) -> None:
+        """Stops taking sandboxes (the next heartbeat, sent now, says so) and ends the node
+        once it holds none, or after the shutdown grace: at --max-lifetime, and on
+        SIGTERM, so that a supervisor's stop lets running invocations finish."""
+        if self.draining:
+            return
+        log.info("worker %s: %s: draining", self.worker_id, why)
+        self.draining = True
+        self._drain_until = time.monotonic() + self.config.shutdown_grace_s
+        self._wake.set()
+
     async def _heartbeat_forever(self) -> None:
+        born = time.monotonic()
+        lifetime = self.config.max_lifetime_s
         while True:
+            if lifetime and time.monotonic() - born >= lifetime:
+                self.drain("it reached its max lifetime")
+            self._wake.clear()
             await self._announce()
-            await asyncio.sleep(limits.CLUSTER_HEARTBEAT_S)
+            if self.draining:
+                busy = self.agent.sandbox_counts()
+                if not busy or time.monotonic() >= self._drain_until:
+                    log.info(
+                        "worker %s drained (%d sandboxes left): exiting",
+                        self.worker_id,
+                        sum(busy.values()),
+                    )
+                    self.done.set()
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), limits.CLUSTER_HEARTBEAT_S)
 
     async def start(self) -> None:
         self.port = await self.server.listen(self.config.host, self.config.port)
@@ -218,17 +252,24 @@ def _code_gone(answer: bytes) -> list[str]:
 
 
 async def serve_worker(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Runs a worker host until SIGINT or SIGTERM."""
+    """Runs a worker host until SIGINT or SIGTERM, which drain it (as they drain a control
+    node); a second one stops it at once."""
     node = WorkerNode(config)
     await node.start()
     if ready is not None:
         ready.set()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled(name: str) -> None:
+        if node.draining:
+            node.done.set()
+        else:
+            node.drain(f"{name} received")
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, signalled, sig.name)
     try:
-        await stop.wait()
+        await node.done.wait()
     finally:
         await node.stop()

@@ -188,3 +188,109 @@ def test_a_role_without_its_secret_is_refused_at_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cluster secret" in result.stderr
+
+
+def _worker(tmp_path: Path, name: str, control: Server, secret: str, *extra: str) -> Server:
+    port = free_port()
+    worker = Server(
+        tmp_path / name,
+        tmp_path / f"{name}.log",
+        port=port,
+        extra_args=(
+            *("--role", "worker", "--control", control.endpoint),
+            *("--advertise", f"http://127.0.0.1:{port}", "--worker-id", name, *extra),
+        ),
+        env={"KINDLING_CLUSTER_SECRET": secret},
+    )
+    worker.start()
+    return worker
+
+
+def test_a_worker_past_its_max_lifetime_drains_and_exits(tmp_path: Path) -> None:
+    """--max-lifetime: the worker stops taking sandboxes, lets go of its idle ones and
+    exits 0 for its supervisor to restart it; its functions move on without an error."""
+    secret = secrets.token_hex(32)
+    control = Server(
+        tmp_path / "control",
+        tmp_path / "control.log",
+        extra_args=("--role", "control"),
+        env={"KINDLING_CLUSTER_SECRET": secret},
+    )
+    control.start()
+    workers: list[Server] = []
+    try:
+        old = _worker(tmp_path, "old", control, secret, "--max-lifetime", "6")
+        workers.append(old)
+        hosts = Cluster(control, {"old": old}, secret)
+        hosts.wait_for({"old"})
+        lam = lambda_client(control.endpoint)
+        lam.create_function(
+            FunctionName="recycled",
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": make_zip({"app.py": HANDLER})},
+        )
+        wait_active(lam, "recycled")
+
+        def token() -> str:
+            answer = lam.invoke(FunctionName="recycled", Payload=b"{}")
+            assert "FunctionError" not in answer
+            return str(json.loads(answer["Payload"].read())["token"])
+
+        first = token()
+        assert [w["sandboxes"] for w in hosts.status()] == [1]
+        new = _worker(tmp_path, "new", control, secret)
+        workers.append(new)
+        hosts.wait_for({"old", "new"})
+        deadline = time.monotonic() + 30
+        while not any(w["draining"] for w in hosts.status()):
+            assert time.monotonic() < deadline, hosts.status()
+            time.sleep(0.2)
+        moved = token()  # served while the old one drains: by the new one
+        assert moved != first
+        assert old.proc is not None
+        assert old.proc.wait(30) == 0, old.log_tail()  # drained and left on its own
+        hosts.wait_for({"new"}, timeout=10)
+        assert token() == moved  # still warm on the new worker
+    finally:
+        for worker in workers:
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.stop_cleanly()
+        control.stop_cleanly()
+
+
+def test_provisioned_concurrency_lost_with_its_worker_is_made_again(cluster: Cluster) -> None:
+    lam = lambda_client(cluster.control.endpoint)
+    lam.create_function(
+        FunctionName="kept",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": HANDLER})},
+    )
+    wait_active(lam, "kept")
+    lam.publish_version(FunctionName="kept")
+    lam.put_provisioned_concurrency_config(
+        FunctionName="kept", Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
+
+    def ready() -> bool:
+        config = lam.get_provisioned_concurrency_config(FunctionName="kept", Qualifier="1")
+        return bool(config["Status"] == "READY")
+
+    def until(check: Any, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"{what}: {cluster.status()}"
+            time.sleep(0.2)
+
+    until(ready, "provisioned never READY")
+    (holder,) = [w["worker_id"] for w in cluster.status() if w["sandboxes"] == 1]
+    cluster.workers[holder].kill_hard()
+    survivor = ({"w1", "w2"} - {holder}).pop()
+    cluster.wait_for({survivor}, timeout=CLUSTER_LEASE_S + 5)
+    until(lambda: cluster.status()[0]["sandboxes"] == 1, "not made again on the survivor")
+    until(ready, "not READY again")
+    answer = lam.invoke(FunctionName="kept", Qualifier="1", Payload=b"{}")
+    assert "FunctionError" not in answer

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 CodeResolver = Callable[[str], Awaitable[str]]
 #: A runtime name to how this host starts it.
 RuntimeResolver = Callable[[str], RuntimeLaunch]
+#: The one unsigned path, for a supervisor's probe (Kubernetes, deploy/kubernetes/): it
+#: is answered by the event loop, so a wedged loop fails it, and it tells nothing.
+HEALTH_PATH = "/healthz"
 
 
 def _json(status: int, doc: object) -> Response:
@@ -52,6 +55,8 @@ class WorkerServer:
         self._runtimes = runtimes
 
     async def handle(self, request: Request) -> Response:
+        if request.path == HEALTH_PATH and request.method == "GET":
+            return Response(200, [("Content-Type", "text/plain")], b"ok\n")
         try:
             cluster.verify(
                 self._key,
