@@ -147,7 +147,7 @@ class WorkerNode:
                 "boot": self.boot,
                 "draining": self.draining,
                 "capacity": json.loads(wire.capacity_to_json(self.agent.capacity())),
-                "code": self.code_cache.idle(),
+                "code": self._idle_code(),
             }
         ).encode()
         headers = [
@@ -178,6 +178,15 @@ class WorkerNode:
             self._failing[index] = problem
         if gone:
             self.code_cache.gone(gone, asked_at)
+
+    def _idle_code(self) -> list[str]:
+        """What the heartbeat asks about; a fault in the cache must never stop the
+        heartbeats (the control plane would give this host up): it asks nothing then."""
+        try:
+            return self.code_cache.idle()
+        except Exception:
+            log.exception("the code cache cannot say which trees are idle")
+            return []
 
     def drain(self, why: str) -> None:
         """Stops taking sandboxes (the next heartbeat, sent now, says so) and ends the node

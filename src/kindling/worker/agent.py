@@ -110,7 +110,7 @@ class WorkerAgent:
     def code_digests(self) -> set[str]:
         """The code of every sandbox this worker may still run: its host's code cache
         keeps these trees (``control.codecache``)."""
-        return {sandbox.spec.code_digest for sandbox in self._sandboxes.values()}
+        return {held.sandbox.spec.code_digest for held in self._sandboxes.values()}
 
     def sandbox_counts(self) -> SandboxCounts:
         """This worker's sandboxes by function version and state, for a metrics scrape."""
