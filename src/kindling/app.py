@@ -27,6 +27,7 @@ from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
 from kindling.control.codestore import CodeStore
+from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
@@ -119,7 +120,7 @@ class App:
         private_data_dir(config)
         self.store = Store(config.store_url)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
-        self.code = CodeStore(config.data_dir / "code")
+        self.code = CodeStore(config.data_dir / "code", shared=shared_code(self.store))
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config)
         self.functions = FunctionService(
@@ -199,7 +200,7 @@ class App:
             self.registry = WorkerRegistry(self.placement, self.assignment, key)
             self.registry.on_lost(lambda _worker: self.provisioned.reapply())
             raw_routes["cluster"] = ClusterApi(
-                key, self.registry, self.functions.code_zip_by_digest
+                key, self.registry, self.functions.code_zip_by_digest, self.functions.code_known
             ).handle
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}

@@ -169,6 +169,18 @@ CODE_UNPACK_WORKERS = 2
 #: replaced (at once when it was never used): an invocation that started on it may run
 #: to its end. AWS: 900 s, Lambda's longest timeout.
 CODE_COLLECT_GRACE_S = 900
+#: A zip stored in the store shared by control nodes (control/codetable.py) is not
+#: deleted by any node's collection for this long after it was stored: the create or
+#: update that stored it records its function a moment later (milliseconds; seconds on
+#: a loaded host), and until then nothing references it. AWS: -
+CODE_SHARED_PIN_S = 30.0
+#: Bytes of unpacked code a worker host keeps of functions it ran: past it, the least
+#: recently used tree no sandbox runs is dropped (fetched again if needed). 40 functions
+#: at Lambda's largest (10 GB). AWS: -
+WORKER_CODE_CACHE_BYTES = 40 * CODE_UNZIPPED_BYTES
+#: A tree used this recently is kept even past the bound: a snapshot template of it may
+#: still be forked (SNAPSHOT_TEMPLATE_IDLE_S), a create may be about to mount it. AWS: -
+WORKER_CODE_MIN_IDLE_S = 1800.0
 
 # --- sandbox resources -----------------------------------------------------------------
 
@@ -277,6 +289,9 @@ CLUSTER_HEARTBEAT_S = 1.0
 #: three missed heartbeats, so one late packet does not cost a host, and a dead host is
 #: given up within the 5 s issue 20 asks. AWS: -
 CLUSTER_LEASE_S = 3.0
+#: Code digests one heartbeat may ask about (the trees a worker keeps that no sandbox
+#: of its runs, least recently used first): one bounded query per heartbeat. AWS: -
+CLUSTER_HEARTBEAT_DIGESTS = 4096
 
 # --------------------------------------------------------------------------- the store
 

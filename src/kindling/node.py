@@ -6,7 +6,9 @@ control plane (``worker.server``), announces itself every ``CLUSTER_HEARTBEAT_S`
 its capacity and a boot id (so the control plane knows a restarted host holds
 nothing), and fetches the code of a version the first time one of its sandboxes needs
 it, by content digest, into its own code store (checked against the digest, so a
-cached tree is never stale and never another's).
+cached tree is never stale and never another's). Its heartbeats also ask which of the
+trees it keeps idle the control plane still keeps: the others are deleted, and the
+cache is bounded (``control.codecache``, ADR 0024).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from kindling import limits
 from kindling.app import make_backends
 from kindling.config import Config
+from kindling.control.codecache import CodeCache
 from kindling.control.codestore import CodeStore
 from kindling.errors import SandboxError
 from kindling.httpd import HttpServer, ServerLimits
@@ -78,7 +81,8 @@ class WorkerNode:
             metrics=self.metrics,
             freeze_after_s=config.freeze_after_s,
         )
-        self.code = CodeStore(config.data_dir / "code")
+        self.code = CodeStore(config.data_dir / "code", keep_zips=False)  # trees suffice
+        self.code_cache = CodeCache(self.code, self.agent.code_digests)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self._fetching: dict[str, asyncio.Task[str]] = {}
         handler = WorkerServer(
@@ -110,6 +114,8 @@ class WorkerNode:
 
     async def _tree(self, digest: str) -> str:
         """The local tree of a code digest, fetched from the control plane once."""
+        await self.code_cache.settled(digest)  # a deletion under way ends first
+        self.code_cache.used(digest)
         if self.code.has_tree(digest):
             return str(self.code.tree(digest))
         task = self._fetching.get(digest)
@@ -142,16 +148,19 @@ class WorkerNode:
             raise SandboxError(f"the code fetched for {digest} does not match its digest")
         stored = await self.code.put(response.body)
         self.code.release(stored.digest)
+        await self.code_cache.added(digest)
         return str(self.code.tree(digest))
 
     async def _announce(self) -> None:
         path = "/_kindling/cluster/heartbeat"
+        asked_at = time.monotonic()
         body = json.dumps(
             {
                 "url": self.url,
                 "boot": self.boot,
                 "draining": self.draining,
                 "capacity": json.loads(wire.capacity_to_json(self.agent.capacity())),
+                "code": self._idle_code(),
             }
         ).encode()
         headers = [
@@ -165,6 +174,7 @@ class WorkerNode:
             ),
             return_exceptions=True,
         )
+        gone: set[str] = set()
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, BaseException):
                 problem = f"{type(outcome).__name__}: {outcome}"
@@ -172,12 +182,24 @@ class WorkerNode:
                 problem = f"{outcome.status} {outcome.body[:200]!r}"
             else:
                 problem = ""
+                gone.update(_code_gone(outcome.body))
             was = self._failing.get(index, "")
             if problem and not was:  # one line per outage, not one a second
                 log.warning("control node %d cannot be reached: %s", index, problem)
             elif was and not problem:
                 log.info("control node %d hears this worker again", index)
             self._failing[index] = problem
+        if gone:
+            self.code_cache.gone(gone, asked_at)
+
+    def _idle_code(self) -> list[str]:
+        """What the heartbeat asks about; a fault in the cache must never stop the
+        heartbeats (the control plane would give this host up): it asks nothing then."""
+        try:
+            return self.code_cache.idle()
+        except Exception:
+            log.exception("the code cache cannot say which trees are idle")
+            return []
 
     def drain(self, why: str) -> None:
         """Stops taking sandboxes (the next heartbeat, sent now, says so) and ends the node
@@ -240,6 +262,15 @@ class WorkerNode:
         await self.backends.close()
         self.logs.close()
         self.code.close()
+
+
+def _code_gone(answer: bytes) -> list[str]:
+    """The digests a heartbeat's answer says the control plane no longer keeps."""
+    try:
+        gone = json.loads(answer).get("code_gone", [])
+    except (ValueError, AttributeError):
+        return []
+    return [d for d in gone if isinstance(d, str)] if isinstance(gone, list) else []
 
 
 async def serve_worker(config: Config, ready: asyncio.Event | None = None) -> None:

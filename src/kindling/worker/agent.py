@@ -107,6 +107,11 @@ class WorkerAgent:
             frozenset(accounts),
         )
 
+    def code_digests(self) -> set[str]:
+        """The code of every sandbox this worker may still run: its host's code cache
+        keeps these trees (``control.codecache``)."""
+        return {held.sandbox.spec.code_digest for held in self._sandboxes.values()}
+
     def sandbox_counts(self) -> SandboxCounts:
         """This worker's sandboxes by function version and state, for a metrics scrape."""
         counts: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
