@@ -18,7 +18,7 @@ from kindling.api.cluster import ClusterApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.functions import FunctionsApi
-from kindling.api.internal import CodeUrls, LogsEndpoint
+from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
@@ -40,6 +40,7 @@ from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
+from kindling.invoke.cluster_logs import ClusterLogs
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.event_store import open_event_store
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
@@ -192,7 +193,7 @@ class App:
         }
         raw_routes = {
             "code": code_urls.download,
-            "logs": LogsEndpoint(self.logs, self.functions).read,
+            "logs": LogsEndpoint(LocalLogs(self.logs), self.functions).read,
         }
         self.registry: WorkerRegistry | None = None
         if config.role == "control":
@@ -202,6 +203,8 @@ class App:
             raw_routes["cluster"] = ClusterApi(
                 key, self.registry, self.functions.code_zip_by_digest, self.functions.code_known
             ).handle
+            # a function's log lives on the workers that ran it
+            raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.frontend = Frontend(

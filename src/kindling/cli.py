@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -282,16 +283,16 @@ def logs(
     client = _client(endpoint)
     creds = client._request_signer._credentials
     region = client.meta.region_name
-    offset = 0
+    offset = "0"  # the server's cursor, passed back as it is
     while True:
-        url = f"{_endpoint(endpoint)}/_kindling/logs/{name}?offset={offset}"
+        url = f"{_endpoint(endpoint)}/_kindling/logs/{name}?offset={urllib.parse.quote(offset)}"
         request = AWSRequest(method="GET", url=url)
         SigV4Auth(creds, "lambda", region).add_auth(request)
         prepared = urllib.request.Request(url, headers=dict(request.headers.items()))
         try:
             with urllib.request.urlopen(prepared) as response:
                 data = response.read()
-                offset = int(response.headers.get("X-Kindling-Next-Offset", offset))
+                offset = response.headers.get("X-Kindling-Next-Offset", offset)
         except urllib.error.HTTPError as exc:
             body = json.loads(exc.read() or b"{}")
             err.print(f"[red]{body.get('Message') or body.get('message') or exc}[/red]")

@@ -157,6 +157,22 @@ def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> No
         if line.startswith("kindling_invocations_total{") and 'function="spread"' in line
     ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 2, counted
+    # and `kindling logs` through the control node reads what that worker kept
+    printed = subprocess.run(
+        [str(KINDLING), "logs", "spread", "--endpoint", cluster.control.endpoint],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert printed.count("REPORT RequestId: ") == 2, printed
+    assert printed.count("INIT_START Runtime Version: python3.11") == 1, printed
     assert holders[0]["memory_used_mb"] >= 128  # promised to the sandbox it holds
 
     killed_at = time.monotonic()

@@ -140,6 +140,10 @@ class WorkerRegistry:
         except Exception:
             log.exception("a lost-worker listener failed")
 
+    def members(self) -> list[tuple[str, RemoteWorker]]:
+        """Every worker known now, by id."""
+        return [(wid, m.worker) for wid, m in sorted(self._members.items())]
+
     def status(self, now: float | None = None) -> list[dict[str, object]]:
         now = time.monotonic() if now is None else now
         out: list[dict[str, object]] = []
