@@ -8,14 +8,21 @@ through /proc only."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import marshal
 import os
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from kindling.worker.sandbox import procmask, seccomp_policy
+from kindling.worker.sandbox.base import InvokeRequest, SandboxBackend, SandboxSpec
 from kindling.worker.sandbox.launcher import Launcher, LauncherKey
+from kindling.worker.sandbox.safety import SafeSandbox
 from tests.worker.sandbox.procs import process_state, until
 
 
@@ -154,8 +161,8 @@ def test_a_copy_mounts_request_leaves_no_shell_behind(launcher: Launcher) -> Non
 def test_an_exec_request_leaves_no_shell_behind(launcher: Launcher, tmp_path: Path) -> None:
     before = _two_shells(launcher)
     ran = tmp_path / "ran"
-    config = {
-        "exec": ["/bin/sh", "-c", f"echo $$ > {ran}"],
+    config = {  # its pid and its nice value (field 19 of its stat)
+        "exec": ["/bin/sh", "-c", f"echo $$ $(cut -d' ' -f19 /proc/$$/stat) > {ran}"],
         "cgroup_procs": [os.devnull],  # joins nothing; its supervisor finds no one to kill
     }
     log_r, log_w = os.pipe()
@@ -168,10 +175,13 @@ def test_an_exec_request_leaves_no_shell_behind(launcher: Launcher, tmp_path: Pa
         os.close(log_r)
     assert line.startswith("pid "), line
     _replaced(launcher, before)
-    until(ran.exists, "the exec'd program ran")
+    until(lambda: ran.exists() and ran.read_text().endswith("\n"), "the exec'd program ran")
+    pid, nice = ran.read_text().split()
     # it ran in the launcher's PID namespace (the builder left the shell's), so its pid
-    # is a host pid, its supervisor's child
-    assert int(ran.read_text()) > 1
+    # is a host pid, its supervisor's child; and at the launcher's priority, not at the
+    # one its builder worked ahead at
+    assert int(pid) > 1
+    assert int(nice) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def test_a_hang_up_takes_every_shell_with_it(launcher: Launcher) -> None:
@@ -187,3 +197,54 @@ def test_a_shell_whose_builder_is_killed_ends(launcher: Launcher) -> None:
     os.kill(builder, 9)
     # it was its builder's child: whoever inherits it reaps it
     until(lambda: _gone(shell, zombie_ok=True), "the shell ends with its builder")
+
+
+SEEN = """
+import os
+def handler(event, context):
+    with open("/proc/self/cgroup") as fh:
+        cgroups = fh.read()
+    with open("/proc/meminfo") as fh:
+        meminfo = fh.read()
+    return {
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "pid": os.getpid(),
+        "cgroups": cgroups,
+        "memtotal": meminfo.split()[1],
+    }
+"""
+
+
+@pytest.mark.parametrize("backend_name", ["namespace"])
+def test_a_sandbox_from_a_shell_runs_at_full_priority_in_its_own_cgroups(
+    make_backend: Callable[[], SandboxBackend],
+    make_spec: Callable[..., SandboxSpec],
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The shell was built at a low priority and in the launchers' cgroups: the function
+    runs at the launcher's priority, as PID 1, with its cgroup namespace rooted at its
+    own cgroups (made after the move) and /proc/meminfo written for its memory."""
+
+    async def scenario() -> dict[str, object]:
+        spec = make_spec(SEEN)
+        sandbox = SafeSandbox(await make_backend().create(spec), spec)
+        try:
+            assert (await sandbox.start()).ok
+            result = await sandbox.invoke(
+                InvokeRequest(
+                    request_id=str(uuid.uuid4()),
+                    payload=b"{}",
+                    deadline_ms=int(time.time() * 1000) + 10_000,
+                    invoked_arn=spec.function_arn,
+                )
+            )
+            return json.loads(result.payload)  # type: ignore[no-any-return]
+        finally:
+            await sandbox.destroy()
+
+    seen = loop.run_until_complete(scenario())
+    assert seen["nice"] == os.getpriority(os.PRIO_PROCESS, 0)
+    assert seen["pid"] == 1
+    assert seen["memtotal"] == str(128 * 1024)
+    for line in str(seen["cgroups"]).splitlines():
+        assert line.endswith(":/"), seen["cgroups"]

@@ -287,6 +287,8 @@ def supervise(argv: list[str], procs: str) -> None:
 
 #: Builders a launcher keeps forked ahead, each waiting on the socket itself.
 PARKED_BUILDERS = 2
+#: The nice value of a parked builder and its shell while they work ahead of a request.
+AHEAD_NICE = 19
 #: The largest config a pre-built shell takes: the worker writes it into a pipe whose
 #: buffer (64 KB) holds it (launcher.py), so no config is larger.
 CONFIG_BYTES = 65536
@@ -343,6 +345,11 @@ def _parked_builder(socket: Any, sock: Any, took_w: int, base: str) -> None:
     one: it must be made once the sandbox's cgroups are joined), and the fork of PID 1,
     which builds what no request changes (``shell``). A request that does not use the
     shell (gVisor's ``exec``, a copy's mounts ``m``, a hang-up) kills it first."""
+    # The work ahead yields to the starts being served: a replacement builder builds its
+    # shell while the request that replaced it is still on its way, on the same CPUs.
+    # Both get the launcher's priority back (host root may raise it) when a request comes.
+    priority = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, AHEAD_NICE)
     own = [os.open(f"/proc/self/ns/{ns}", os.O_RDONLY) for ns in ("pid", "uts", "ipc")]
     linux.unshare(linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -360,6 +367,8 @@ def _parked_builder(socket: Any, sock: Any, took_w: int, base: str) -> None:
         except InterruptedError:
             continue
         break
+    os.setpriority(os.PRIO_PROCESS, 0, priority)
+    os.setpriority(os.PRIO_PROCESS, pid, priority)  # so it ends its build at full speed
     sock.close()
     with _suppress():  # EPIPE: the launcher ended first (a hang-up reaches every builder)
         os.write(took_w, b"t" if data else b"h")
