@@ -12,10 +12,11 @@ Nothing in ``src/`` is changed. For one traced sample the bench
   and then runs its ``main``: each call appends ``role name start end`` to a trace file.
   The host's launchers are restarted around a traced sample so they run the wrapper.
   Roles: ``launcher`` (the long-lived process), ``parent`` (the builder it forks),
-  ``child`` (the builder's child, the sandbox's PID 1). The builder forks its child and
-  the child builds its shell (root, /dev, masked /proc) while parked, before the
-  request (ADR 0026): those events fall before the builder ``woke`` and are off the
-  critical path; after it, the child's events start at its own ``woke``.
+  ``shell`` then ``child`` (the builder's child, the sandbox's PID 1). The builder forks
+  its child ahead and the child builds its shell (root, /dev, masked /proc) as
+  ``shell``, before the request (ADR 0026): off the critical path, and told apart from
+  the sample's own child (a replacement builds its shell while the sample runs); from
+  its own ``woke`` (its request) on it is ``child``.
 
 Every timestamp is CLOCK_MONOTONIC in nanoseconds (the bench's ``time.monotonic_ns``,
 nsinit's ``clock_gettime_ns``, and the hello function's own, which reports when its
@@ -92,7 +93,7 @@ def _fork(_real=os.fork):
     start = _now()
     pid = _real()
     if pid == 0:
-        _role[0] = "parent" if _role[0] == "launcher" else "child"
+        _role[0] = "parent" if _role[0] == "launcher" else "shell"
         _emit("forked", _now())
     else:
         _emit("fork", start, _now())
@@ -163,6 +164,8 @@ import socket as _socket
 
 def _recv_fds(*args, _real=_socket.recv_fds, **kwargs):
     got = _real(*args, **kwargs)
+    if _role[0] == "shell":  # from here on the shell is the sandbox's child
+        _role[0] = "child"
     _emit("woke", _now())  # a parked builder (or its pre-built child) took a request
     return got
 
@@ -448,9 +451,8 @@ def side_facts(sample: Sample) -> dict[str, float]:
     """Off-path figures of one traced sample, in ms."""
     ev = sample.events
     facts: dict[str, float] = {}
-    # the child's mounts once it has its request (those of its shell were made ahead)
-    woke = ev.get("child.woke.start", 0)
-    mounts = [(s, e) for name, s, e in sample.intervals if name == "child.mount" and s >= woke]
+    # the child's mounts once it has its request (its shell's were made ahead, as "shell")
+    mounts = [(s, e) for name, s, e in sample.intervals if name == "child.mount"]
     facts["mount_calls"] = float(len(mounts))
     facts["mount_syscalls_ms"] = sum(e - s for s, e in mounts) / 1e6
     netlink = [(s, e) for name, s, e in sample.intervals if name.startswith("netlink_")]

@@ -17,11 +17,11 @@ file over each of them (ADR 0015), the way container runtimes mask /proc/kcore o
 - ``/proc/pressure``: an empty directory, as on a kernel without PSI (a sandbox's own
   pressure is in its cgroup).
 
-Runs as root of the sandbox's mount namespace (the builder before it drops privileges,
-or, for a restored SnapStart copy, a host-root builder in the copy's mount and PID
-namespaces: copymounts.py), before seccomp, in place of the plain procfs mount: ~0.3 ms
-a start. Imports nothing beyond ``os``, ``time`` and ``linux``: it runs on every cold
-start.
+Runs as root of the sandbox's mount namespace (its pre-built shell, ahead of the
+request but for ``meminfo`` and ``stat``: ``mount_proc_ahead``, ADR 0026; or, for a
+restored SnapStart copy, a host-root builder in the copy's mount and PID namespaces:
+copymounts.py), before seccomp, in place of the plain procfs mount. Imports nothing
+beyond ``os``, ``time`` and ``linux``: it runs in every launcher.
 """
 
 from __future__ import annotations
