@@ -195,6 +195,7 @@ _wrap(nsinit.rootfs, "build_shell")
 _wrap(nsinit.rootfs, "finish_root")
 _wrap(nsinit, "await_maps")
 _wrap(nsinit, "write_maps")
+_wrap(nsinit, "release")
 _wrap(os, "read")
 _wrap(os, "write")
 nsinit.main()
@@ -410,8 +411,8 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ),
     ("child: the request's mounts (code, runtime, /tmp, meminfo/stat)", "child.finish_root.end"),
     ("child: hostname, rlimit, pivot_root, remount ro, unshare(user)", "child.await_maps.start"),
-    # the child may run on once the parent's write is in: the maps' end is the boundary
-    ("parent: wake, write uid/gid maps, release child", "parent.write_maps.end"),
+    # the child may run on once the parent's write is in: the release's start is the boundary
+    ("parent: wake, write uid/gid maps, release child", "parent.release.start"),
     ("child: wake, drop caps, setuid, no_new_privs, seccomp, close fds", "child.runtime.start"),
     ("runtime: start (in-process from the zygote, or exec) + handler import", "handler.imported"),
     ("runtime: handler imported -> first /next at the worker", "wait_ready.end"),
@@ -464,8 +465,8 @@ def side_facts(sample: Sample) -> dict[str, float]:
         controller = name.removeprefix("parent.cgroup_join_")
         facts[f"cgroup_join:{controller}_ms"] = (end - start) / 1e6
     pairs = {
-        "status_line_lag_ms": ("parent.write_maps.end", "status.end"),
-        "nsinit_parent_exit_after_go_ms": ("parent.write_maps.end", "parent.exit.start"),
+        "status_line_lag_ms": ("parent.release.start", "status.end"),
+        "nsinit_parent_exit_after_go_ms": ("parent.release.start", "parent.exit.start"),
         "slot_total_ms": ("cgroup_create.end", "slot_take.end"),
         "nsinit_total_ms": ("launch.start", "child.runtime.start"),
         "runtime_total_ms": ("child.runtime.start", "wait_ready.end"),
