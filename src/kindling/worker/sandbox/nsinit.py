@@ -345,12 +345,12 @@ def _parked_builder(socket: Any, sock: Any, took_w: int, base: str) -> None:
     one: it must be made once the sandbox's cgroups are joined), and the fork of PID 1,
     which builds what no request changes (``shell``). A request that does not use the
     shell (gVisor's ``exec``, a copy's mounts ``m``, a hang-up) kills it first."""
-    # The work ahead yields to the starts being served: a replacement builder forks and
-    # builds its shell while the request that replaced it is still on its way, on the
-    # same CPUs. The builder waits at the launcher's priority again (host root may raise
-    # it: a request must not wake a niced builder), its shell gets it with the request.
+    # The shell's build yields to the starts being served: a replacement builds it while
+    # the request that replaced it is still on its way, on the same CPUs; its shell
+    # gets the launcher's priority back with a request. The builder itself never runs
+    # niced: in a burst, a niced fork would park the next builder only once the CPUs
+    # are free, and every request would wait for that.
     priority = os.getpriority(os.PRIO_PROCESS, 0)
-    os.setpriority(os.PRIO_PROCESS, 0, AHEAD_NICE)
     own = [os.open(f"/proc/self/ns/{ns}", os.O_RDONLY) for ns in ("pid", "uts", "ipc")]
     linux.unshare(linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -362,7 +362,7 @@ def _parked_builder(socket: Any, sock: Any, took_w: int, base: str) -> None:
         ours.close()
         shell(base, theirs)
     theirs.close()
-    os.setpriority(os.PRIO_PROCESS, 0, priority)
+    os.setpriority(os.PRIO_PROCESS, pid, AHEAD_NICE)  # before a request can promote it
     while True:
         try:
             data, fds, _flags, _addr = socket.recv_fds(sock, 16, 8)
