@@ -7,6 +7,11 @@ its capacity and a boot id (so the control plane knows a restarted host holds
 nothing), and fetches the code of a version the first time one of its sandboxes needs
 it, by content digest, into its own code store (checked against the digest, so a
 cached tree is never stale and never another's).
+
+Each control node's answer to a heartbeat names the sandboxes it holds here. A sandbox
+no control node holds is no one's (its control node died, or lost this host and forgot
+it) and is destroyed once idle: a control node that has not answered for twice the
+lease has lost this host by then, so what it last said it held no longer counts.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 from urllib.parse import urlsplit
 
 from kindling import limits
@@ -85,6 +91,9 @@ class WorkerNode:
         )
         self._heartbeats: asyncio.Task[None] | None = None
         self._failing: dict[int, str] = {}
+        #: Per control node: when it last answered, and the sandboxes it holds here
+        #: (None: it did not say, so it may hold any).
+        self._claims: dict[int, tuple[float, set[str] | None]] = {}
         self.port = config.port
         self.url = config.advertise_url
 
@@ -151,12 +160,25 @@ class WorkerNode:
                 problem = f"{outcome.status} {outcome.body[:200]!r}"
             else:
                 problem = ""
+                self._claims[index] = (time.monotonic(), _held(outcome.body))
             was = self._failing.get(index, "")
             if problem and not was:  # one line per outage, not one a second
                 log.warning("control node %d cannot be reached: %s", index, problem)
             elif was and not problem:
                 log.info("control node %d hears this worker again", index)
             self._failing[index] = problem
+        self._reap_unclaimed()
+
+    def _reap_unclaimed(self) -> None:
+        now = time.monotonic()
+        claimed: set[str] = set()
+        for answered, held in self._claims.values():
+            if now - answered > 2 * limits.CLUSTER_LEASE_S:
+                continue  # that control node has lost this host: it holds nothing here
+            if held is None:
+                return
+            claimed |= held
+        self.agent.reap_unclaimed(claimed, 2 * limits.CLUSTER_LEASE_S)
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -192,6 +214,14 @@ class WorkerNode:
         await self.backends.close()
         self.logs.close()
         self.code.close()
+
+
+def _held(body: bytes) -> set[str] | None:
+    try:
+        held = json.loads(body).get("held")
+    except (ValueError, AttributeError):
+        return None
+    return {str(i) for i in held} if isinstance(held, list) else None
 
 
 async def serve_worker(config: Config, ready: asyncio.Event | None = None) -> None:

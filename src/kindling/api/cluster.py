@@ -50,8 +50,8 @@ class ClusterApi:
         what = request.path.removeprefix(PREFIX)
         try:
             if what == "heartbeat" and request.method == "POST":
-                self._registry.announce(json.loads(request.body))
-                return _json(200, {"lease_s": self._registry.lease_s})
+                held = self._registry.announce(json.loads(request.body))
+                return _json(200, {"lease_s": self._registry.lease_s, "held": held})
             if what == "status" and request.method == "GET":
                 return _json(200, {"workers": self._registry.status()})
             if what.startswith("code/") and request.method == "GET":
