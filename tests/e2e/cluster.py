@@ -217,7 +217,8 @@ def cluster(
 
     ``env`` goes to every node (e.g. ``KINDLING_KEEP_ALIVE_S``); ``control_args`` to the
     control nodes (``("--counting", redis_url)`` once there is one); ``worker_args`` to
-    the workers (e.g. an ``--egress-allow`` for a listener on ``net.gateway``).
+    the workers, where ``{gateway}`` is the host side's address (e.g. ``("--egress-allow",
+    "{gateway}/32")`` lets sandboxes reach a listener of the test there).
     """
     secret = secrets.token_hex(32)
     common = {"KINDLING_CLUSTER_SECRET": secret, **(env or {})}
@@ -253,7 +254,7 @@ def cluster(
                     f"http://{address}:{WORKER_PORT}",
                     "--worker-id",
                     name,
-                    *worker_args,
+                    *(a.format(gateway=net.gateway) for a in worker_args),
                 ),
                 env=common,
             )
