@@ -183,11 +183,26 @@ class Load:
     def failures(self) -> list[Call]:
         return [c for c in self.calls if not c.ok]
 
-    def degraded(self, since: float) -> tuple[float, float] | None:
+    def failed(self, since: float, dead: set[str]) -> list[Call]:
+        """Calls since ``since`` that failed, but for those that could not connect to a
+        ``dead`` endpoint (not the service's failure: a load balancer stops sending
+        there)."""
+        with self._lock:
+            calls = list(self.calls)
+        return [
+            c
+            for c in calls
+            if not c.ok
+            and c.started >= since
+            and not (c.outcome == "no-connection" and c.endpoint in dead)
+        ]
+
+    def degraded(self, since: float, dead: set[str]) -> tuple[float, float] | None:
         """(first failure, first success again) after ``since``, in seconds from it: from
         the first call that failed to the end of the first synchronous call that
-        succeeded having started after the last failure. None when nothing failed."""
-        failed = [c for c in self.calls if not c.ok and c.started >= since]
+        succeeded having started after the last failure (``failed``). None when nothing
+        failed."""
+        failed = self.failed(since, dead)
         if not failed:
             return None
         first = min(c.started for c in failed)
