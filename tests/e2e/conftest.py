@@ -1,6 +1,13 @@
 """Fixtures of the end-to-end suite: one real ``kindling serve`` for the session, driven
 with boto3, the AWS CLI and raw signed HTTP.
 
+The ``server`` is parametrized over two topologies: ``single`` (one process, the
+embedded default) and ``cluster`` (a control node on PostgreSQL and two workers, each
+in a network namespace of its own: tests/e2e/cluster.py); tests get the control node.
+For CI time, only the modules in ``CLUSTER_MODULES`` run on the cluster (all of them
+with ``KINDLING_TEST_CLUSTER=all``; none with ``=0``); a test that cannot apply to a
+cluster says why with ``@pytest.mark.single_only("reason")``.
+
 Every 2xx JSON body boto3 receives is checked against botocore's Lambda model as it
 comes off the wire (``WireShapeRecorder``); a test that provoked a malformed response
 fails in its teardown.
@@ -20,6 +27,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from .cluster import cluster
 from .support import (
     REGION,
     ROLE,
@@ -33,14 +41,69 @@ from .support import (
     wait_active,
 )
 
+#: The e2e modules that also run on the cluster topology: the Lambda API and invoke
+#: paths a user meets (functions, versions, sync and async invokes, errors, concurrency,
+#: the AWS CLI). The others test one host's own machinery (crash sweeps, shutdown,
+#: front-end limits, fuzzing, snapshots) or start servers of their own.
+CLUSTER_MODULES = {
+    "test_async_events",
+    "test_awscli",
+    "test_concurrency",
+    "test_errors",
+    "test_functions",
+    "test_invoke",
+    "test_provisioned",
+    "test_versions",
+}
 
-@pytest.fixture(scope="session")
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "single_only(reason): cannot apply to the cluster topology, and why"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Cluster runs of modules outside CLUSTER_MODULES are deselected; single_only tests
+    are skipped on the cluster with their reason."""
+    scope = os.environ.get("KINDLING_TEST_CLUSTER", "subset")
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("server") != "cluster":
+            kept.append(item)
+            continue
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        own_server = "private_server" in item.fixturenames  # the topology is not its
+        if own_server or scope == "0" or (scope != "all" and module not in CLUSTER_MODULES):
+            dropped.append(item)
+            continue
+        marker = item.get_closest_marker("single_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "single node only"
+            item.add_marker(pytest.mark.skip(reason=f"single node only: {reason}"))
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", params=["single", "cluster"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """The shared kindling server; at the end it must stop on SIGTERM and leave nothing.
-    With KINDLING_TEST_STORE=postgresql its store is a PostgreSQL the tests start."""
-    root = tmp_path_factory.mktemp("kindling-e2e")
+    ``single``: one process (with KINDLING_TEST_STORE=postgresql its store is a
+    PostgreSQL the tests start). ``cluster``: the control node of a cluster on
+    PostgreSQL with two workers in network namespaces (needs root)."""
+    root = tmp_path_factory.mktemp(f"kindling-e2e-{request.param}")
+    if request.param == "cluster":
+        if os.geteuid() != 0:
+            pytest.skip("the cluster topology needs root (network namespaces)")
+        url = request.getfixturevalue("postgres").database()
+        with cluster(root, url, controls=1, workers=2) as topology:
+            yield topology.controls[0]
+        return
     srv = Server(data_dir=root / "data", log_path=root / "server.log")
     if os.environ.get("KINDLING_TEST_STORE") == "postgresql":
         srv.extra_args = ("--store", request.getfixturevalue("postgres").database())

@@ -47,6 +47,9 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/e2e"
 ClientFactory = Callable[..., Any]
 Deploy = Callable[..., str]
 MODEL = botocore.session.get_session().get_service_model("lambda")
+#: Why a test that reads a function's log runs on a single node only (the e2e
+#: ``server`` fixture's cluster topology: conftest.py).
+LOGS_ON_WORKERS = "the function's log lives on the worker that ran it (docs/cluster.md)"
 
 # --------------------------------------------------------------------------- processes
 

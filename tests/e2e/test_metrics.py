@@ -35,7 +35,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def scrape(server: Server) -> tuple[str, Samples]:
     """(Content-Type, every sample by (name, labels)) of one unsigned GET /metrics."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
         conn.request("GET", "/metrics")
         reply = conn.getresponse()
@@ -127,7 +127,7 @@ def test_deleted_functions_leave_the_scrape(server: Server, lam: Any, deploy: De
 
 
 def test_only_get_is_served(server: Server) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
         conn.request("POST", "/metrics", body=b"")
         reply = conn.getresponse()
