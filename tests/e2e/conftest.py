@@ -4,9 +4,9 @@ with boto3, the AWS CLI and raw signed HTTP.
 The ``server`` is parametrized over two topologies: ``single`` (one process, the
 embedded default) and ``cluster`` (a control node on PostgreSQL and two workers, each
 in a network namespace of its own: tests/e2e/cluster.py); tests get the control node.
-For CI time, only the modules in ``CLUSTER_MODULES`` run on the cluster (all of them
-with ``KINDLING_TEST_CLUSTER=all``; none with ``=0``); a test that cannot apply to a
-cluster says why with ``@pytest.mark.single_only("reason")``.
+Every test of the shared server runs on both (``KINDLING_TEST_CLUSTER=0``: single
+only); a test that cannot apply to a cluster says why with
+``@pytest.mark.single_only(reason)``.
 
 Every 2xx JSON body boto3 receives is checked against botocore's Lambda model as it
 comes off the wire (``WireShapeRecorder``); a test that provoked a malformed response
@@ -41,21 +41,6 @@ from .support import (
     wait_active,
 )
 
-#: The e2e modules that also run on the cluster topology: the Lambda API and invoke
-#: paths a user meets (functions, versions, sync and async invokes, errors, concurrency,
-#: the AWS CLI). The others test one host's own machinery (crash sweeps, shutdown,
-#: front-end limits, fuzzing, snapshots) or start servers of their own.
-CLUSTER_MODULES = {
-    "test_async_events",
-    "test_awscli",
-    "test_concurrency",
-    "test_errors",
-    "test_functions",
-    "test_invoke",
-    "test_provisioned",
-    "test_versions",
-}
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -64,18 +49,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Cluster runs of modules outside CLUSTER_MODULES are deselected; single_only tests
-    are skipped on the cluster with their reason."""
-    scope = os.environ.get("KINDLING_TEST_CLUSTER", "subset")
+    """Cluster runs are deselected with KINDLING_TEST_CLUSTER=0, and for tests with a
+    server of their own; single_only tests are skipped on the cluster with their reason."""
+    scope = os.environ.get("KINDLING_TEST_CLUSTER", "1")
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or callspec.params.get("server") != "cluster":
             kept.append(item)
             continue
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         own_server = "private_server" in item.fixturenames  # the topology is not its
-        if own_server or scope == "0" or (scope != "all" and module not in CLUSTER_MODULES):
+        if own_server or scope == "0":
             dropped.append(item)
             continue
         marker = item.get_closest_marker("single_only")
