@@ -65,6 +65,8 @@ class HostNet:
     tag: str
     subnet: ipaddress.IPv4Network
     namespaces: list[str] = field(default_factory=list)
+    #: The host-side ends of the veth pairs.
+    links: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, seed: str) -> HostNet:
@@ -106,6 +108,7 @@ class HostNet:
         _ip("netns", "add", name)
         self.namespaces.append(name)
         _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        self.links.append(outside)
         _ip("link", "set", inside, "netns", name)
         _ip("link", "set", outside, "master", self.bridge, "up")
         _ip("-n", name, "link", "set", inside, "name", "eth0")
@@ -115,7 +118,13 @@ class HostNet:
         return name, address
 
     def remove(self) -> None:
-        """Every namespace (and with it its veth pair), then the bridge."""
+        """Every veth pair, every namespace, then the bridge. The pairs go first and by
+        name: a namespace's own teardown in the kernel may come later (it is queued
+        behind every other namespace being destroyed on the host)."""
+        for link in self.links:
+            with contextlib.suppress(RuntimeError):
+                _ip("link", "del", link)
+        self.links.clear()
         for name in self.namespaces:
             with contextlib.suppress(RuntimeError):
                 _ip("netns", "del", name)
