@@ -121,12 +121,14 @@ def client(endpoint: str) -> Any:
 @dataclass
 class Load:
     """``sync_threads`` threads of synchronous invokes and one of Event invokes, each
-    going round the endpoints, pausing ``pause_s`` between calls."""
+    going round the endpoints, pausing ``pause_s`` between calls. Each synchronous
+    invocation runs ``busy_s`` in its handler, so a fault finds some in flight."""
 
     endpoints: list[str]
     function: str
     sync_threads: int = 2
     pause_s: float = 0.05
+    busy_s: float = 0.2
     calls: list[Call] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -151,7 +153,8 @@ class Load:
             endpoint = self.endpoints[turn % len(self.endpoints)]
             turn += 1
             event_id = uuid.uuid4().hex if kind == "event" else ""
-            payload = json.dumps({"n": turn, "id": event_id}).encode()
+            busy = 0.0 if kind == "event" else self.busy_s
+            payload = json.dumps({"n": turn, "id": event_id, "sleep": busy}).encode()
             started = time.monotonic()
             outcome, status = "ok", 0
             try:
@@ -210,6 +213,11 @@ class Load:
         after = [c.ended for c in self.calls if c.ok and c.kind == "sync" and c.started > last]
         assert after, "service never came back"
         return first - since, min(after) - since
+
+    def slowest(self, since: float) -> float:
+        """The longest a call that ended after ``since`` took (those in flight at a fault
+        included), in seconds."""
+        return max((c.ended - c.started for c in self.calls if c.ended >= since), default=0)
 
     def summary(self) -> str:
         kinds = Counter((c.kind, c.outcome, c.status) for c in self.calls)

@@ -211,7 +211,8 @@ def _check_after(
     window = load.degraded(fault_at, dead)
     shown = "none" if window is None else f"{window[0]:.2f} s .. {window[1]:.2f} s after it"
     print(
-        f"\n{what}: degraded window {shown}; {len(load.calls)} calls "
+        f"\n{what}: degraded window {shown}; slowest call ending after it "
+        f"{load.slowest(fault_at):.2f} s; {len(load.calls)} calls "
         f"({load.summary()}); {len(accepted)} events accepted, all ran "
         f"({duplicates} more than once)"
     )
