@@ -4,7 +4,8 @@ control nodes killed with SIGKILL, PostgreSQL stopped and started again.
 
 After each, with the load stopped:
 - every Event invocation that was accepted (202) ran: its id reached the test's
-  listener (none lost; duplicates allowed, at least once);
+  listener (none lost; duplicates allowed, at least once), and the store's queue
+  is empty;
 - every call that failed failed as Lambda fails (``ServiceException`` 500 or
   ``TooManyRequestsException`` 429), or could not connect to the node that was killed;
   none took longer than the function's timeout and the platform's slack;
@@ -25,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -135,6 +137,11 @@ def _burst(endpoint: str, name: str, count: int) -> list[str]:
     return outcomes
 
 
+def _queued(engine: Postgres, url: str) -> int:
+    """Event invocations still in the store's queue (run, retried, or waiting)."""
+    return int(engine.psql("SELECT count(*) FROM async_events", urlsplit(url).path[1:]))
+
+
 def _check_after(
     topo: Topology,
     load: Load,
@@ -143,6 +150,7 @@ def _check_after(
     fault_at: float,
     dead: set[str],
     what: str,
+    engine: Postgres,
 ) -> None:
     # every failure is Lambda's, or a connection to a node that is gone; none hung
     for call in load.failures():
@@ -164,6 +172,8 @@ def _check_after(
             f"{len(missing)} of {len(accepted)} accepted events never ran\n{topo.logs()}"
         ) from None
     duplicates = sum(1 for i in accepted if found.seen[i] > 1)
+    # and none is left in the queue (nor a retry that would take a slot below)
+    wait_for(lambda: _queued(engine, topo.store_url) == 0, timeout=240, interval=0.5)
 
     # no concurrency leaked, on every live control node
     live = [c.endpoint for c in topo.controls if topo.alive(c)]
@@ -257,7 +267,7 @@ def test_a_worker_killed_under_load(postgres: Postgres, tmp_path: Path) -> None:
             _recover(load, fault_at, set())
         finally:
             load.stop()
-        _check_after(topo, load, found, name, fault_at, set(), f"worker {victim} killed")
+        _check_after(topo, load, found, name, fault_at, set(), f"worker {victim} killed", postgres)
 
 
 def test_one_of_two_control_nodes_killed_under_load(postgres: Postgres, tmp_path: Path) -> None:
@@ -276,7 +286,9 @@ def test_one_of_two_control_nodes_killed_under_load(postgres: Postgres, tmp_path
         finally:
             load.stop()
         dead = {topo.endpoints[1]}
-        _check_after(topo, load, found, name, fault_at, dead, "control node 1 of 2 killed")
+        _check_after(
+            topo, load, found, name, fault_at, dead, "control node 1 of 2 killed", postgres
+        )
 
 
 def test_postgresql_restarted_under_load(engine: Postgres, tmp_path: Path) -> None:
@@ -299,4 +311,6 @@ def test_postgresql_restarted_under_load(engine: Postgres, tmp_path: Path) -> No
             load.stop()
         during = [c for c in load.calls if fault_at <= c.started <= fault_at + down_for]
         assert any(c.outcome == "ServiceException" for c in during), load.summary()
-        _check_after(topo, load, found, name, fault_at, set(), f"PostgreSQL down {down_for:.1f} s")
+        _check_after(
+            topo, load, found, name, fault_at, set(), f"PostgreSQL down {down_for:.1f} s", engine
+        )
