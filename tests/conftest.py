@@ -4,12 +4,13 @@ run, a check that kindling has left nothing behind on the host."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.engines import Postgres, pg_bin
+from tests.engines import Postgres, RedisServer, pg_bin
 from tests.hostcheck import leftovers
 
 _BEFORE: set[str] = set()
@@ -55,3 +56,20 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'kindling.db'}"
     server: Postgres = request.getfixturevalue("postgres")
     return server.database()
+
+
+# --------------------------------------------------------------------------- Redis
+# (counting in Redis, ADR 0019) one redis-server for the whole session; tests keep apart
+# by a key prefix of their own, and tests that stop or restart Redis start their own.
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: `make test` installs Debian's redis-server")
+        pytest.skip("redis-server is not installed (Debian package redis-server; `make test`)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

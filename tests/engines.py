@@ -6,6 +6,11 @@ on a free TCP port of 127.0.0.1, never on the system's socket or port, and is st
 the end. Each test gets a database of its own (``Postgres.database``), so one server
 serves the whole session. A test that stops and starts its engine (an outage) starts a
 server of its own.
+
+Redis (counting in Redis, ADR 0019): ``redis-server`` on a free TCP port of 127.0.0.1,
+its files in a temporary directory, without persistence; one for the session, tests
+keeping apart by key prefix or database; a test that stops or restarts Redis starts its
+own ``RedisServer``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +130,95 @@ class Postgres:
         name = f"t_{uuid.uuid4().hex[:16]}"
         self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+class RedisServer:
+    """A ``redis-server`` (Debian's ``redis-server`` package) in ``directory`` on a free
+    loopback port, without persistence: a restart starts it empty, as a crash of a Redis
+    without persistence would. The port is kept across restarts."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (make test installs it)")
+        self.binary = binary
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.proc is None, "already running"
+        for _ in range(5):  # a free port may be taken between the probe and the bind
+            port = self.port or _free_port()
+            log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child keeps it
+            with log:
+                self.proc = subprocess.Popen(
+                    [
+                        self.binary,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(self.directory),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--daemonize",
+                        "no",
+                        "--protected-mode",
+                        "yes",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            if self._answers(port, timeout):
+                self.port = port
+                return
+            self._reap()
+        raise AssertionError(f"redis-server did not start:\n{self.log_tail()}")
+
+    def _answers(self, port: int, timeout: float) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        """Gone at once, its data with it (SIGKILL: no persistence to flush anyway)."""
+        self._reap()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, size: int = 4000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / "redis.log").read_text(errors="replace")[-size:]
+        return ""

@@ -40,3 +40,9 @@ def test_serve_says_so_and_exits_when_the_store_is_unreachable(tmp_path: Path) -
     assert done.returncode == 1, done.stdout + done.stderr
     assert "the store is unavailable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_refuses_a_counting_url_that_is_not_redis() -> None:
+    result = CliRunner().invoke(app, ["serve", "--counting", "postgresql://db/kindling"])
+    assert result.exit_code == 2, result.output
+    assert "--counting" in result.output

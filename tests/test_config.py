@@ -69,3 +69,19 @@ def test_a_cluster_secret_file_others_can_read_is_refused(tmp_path: Path) -> Non
         {"KINDLING_CLUSTER_SECRET_FILE": str(path), "KINDLING_ROLE": "control"}
     )
     assert config.cluster_secret == "k" * 64 and config.role == "control"
+
+
+def test_counting_is_in_process_unless_a_redis_is_named() -> None:
+    assert Config.from_env({}).counting == ""
+    url = "redis://127.0.0.1:6379/2"
+    assert Config.from_env({"KINDLING_COUNTING": url}).counting == url
+    assert Config.from_env({"KINDLING_COUNTING": "unix:///run/redis.sock?db=1"}).counting
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["postgresql://x/y", "127.0.0.1:6379", "redis:///0", "redis://h:1/zero", "redis://h:p/0"],
+)
+def test_counting_refuses_what_is_not_a_redis_url(value: str) -> None:
+    with pytest.raises(ValueError, match="counting"):
+        Config.from_env({"KINDLING_COUNTING": value})

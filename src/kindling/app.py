@@ -18,7 +18,7 @@ from kindling.api.cluster import ClusterApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.functions import FunctionsApi
-from kindling.api.internal import CodeUrls, LogsEndpoint
+from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
@@ -27,6 +27,7 @@ from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
 from kindling.control.codestore import CodeStore
+from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
@@ -39,7 +40,8 @@ from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
-from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.cluster_logs import ClusterLogs
+from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.event_store import open_event_store
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
@@ -86,6 +88,17 @@ def make_backends(config: Config) -> Backends:
     return Backends(factories, config.sandbox_backend, close_host)
 
 
+def make_counter(config: Config, settings: ConcurrencySettings, metrics: Metrics) -> Counting:
+    """In this process, unless the operator names a Redis (``--counting``): then every
+    node naming the same Redis shares one count (ADR 0019). redis-py is imported only
+    then, so the embedded default does not pay its import at start."""
+    if not config.counting:
+        return ConcurrencyCounter(settings, metrics)
+    from kindling.invoke.counting_redis import RedisCounter
+
+    return RedisCounter(config.counting, settings, metrics)
+
+
 def private_data_dir(config: Config) -> None:
     """The data dir holds every function's code, environment and logs and the code-URL
     secret: only root may enter it (0700), and the database is created 0600 (SQLite
@@ -108,7 +121,7 @@ class App:
         private_data_dir(config)
         self.store = Store(config.store_url)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
-        self.code = CodeStore(config.data_dir / "code")
+        self.code = CodeStore(config.data_dir / "code", shared=shared_code(self.store))
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config)
         self.functions = FunctionService(
@@ -132,7 +145,7 @@ class App:
         self.concurrency = ConcurrencySettings(
             self.functions, function_store, config.account_concurrency
         )
-        self.counter = ConcurrencyCounter(self.concurrency, self.metrics)
+        self.counter = make_counter(config, self.concurrency, self.metrics)
         policy: KeepAlivePolicy = (
             HistogramKeepAlive(config.keep_alive_s)
             if config.keep_alive_policy == "adaptive"
@@ -180,7 +193,7 @@ class App:
         }
         raw_routes = {
             "code": code_urls.download,
-            "logs": LogsEndpoint(self.logs, self.functions).read,
+            "logs": LogsEndpoint(LocalLogs(self.logs), self.functions).read,
         }
         self.registry: WorkerRegistry | None = None
         if config.role == "control":
@@ -188,8 +201,10 @@ class App:
             self.registry = WorkerRegistry(self.placement, self.assignment, key)
             self.registry.on_lost(lambda _worker: self.provisioned.reapply())
             raw_routes["cluster"] = ClusterApi(
-                key, self.registry, self.functions.code_zip_by_digest
+                key, self.registry, self.functions.code_zip_by_digest, self.functions.code_known
             ).handle
+            # a function's log lives on the workers that ran it
+            raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.frontend = Frontend(
@@ -289,6 +304,7 @@ class App:
             metrics=self.metrics,
         )
         self.counter.on_freed(self.events.slot_freed)
+        await self.counter.start()
         self.invoker.set_event_queue(self.events.put)
         self.functions.recover()
         self._following = asyncio.get_running_loop().create_task(self.functions.follow())
@@ -298,7 +314,8 @@ class App:
             self.registry.start()
         self.events.start()
         self.provisioned.recover()
-        self.backends.warm()
+        if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
+            self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info("kindling listening on http://%s:%d", self.config.host, self.port)
 
@@ -334,6 +351,7 @@ class App:
             await self.agent.close()  # and what no handle named (a freeze in flight)
         if self.registry is not None:
             await self.registry.close()
+        await self.counter.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
         self.logs.close()

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kindling.config import Config, parse_egress_allow, read_secret_file
+from kindling.config import Config, parse_counting, parse_egress_allow, read_secret_file
 
 app = typer.Typer(
     add_completion=False, help="A self-hosted serverless platform speaking AWS Lambda."
@@ -114,6 +115,21 @@ def serve(
             "(env KINDLING_CLUSTER_SECRET or KINDLING_CLUSTER_SECRET_FILE)"
         ),
     ] = None,
+    max_lifetime: Annotated[
+        float | None,
+        typer.Option(
+            help="a worker drains and exits after this many seconds, for its supervisor "
+            "to restart it (env KINDLING_MAX_LIFETIME_S; default: never)",
+            min=0,
+        ),
+    ] = None,
+    counting: Annotated[
+        str | None,
+        typer.Option(
+            help="count concurrency in this Redis, shared by every node naming it: "
+            "redis://host:port/db (env KINDLING_COUNTING; default: in this process)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the Lambda API on 127.0.0.1:9000 until SIGTERM or SIGINT, which drain it."""
     import uvloop
@@ -128,6 +144,10 @@ def serve(
     from kindling.node import serve_worker
 
     try:
+        counting = None if counting is None else parse_counting(counting)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--counting") from None
+    try:
         allow = None if egress_allow is None else parse_egress_allow(egress_allow)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
@@ -141,11 +161,13 @@ def serve(
             unsafe_process_backend=unsafe_process_backend,
             egress_allow=allow,
             shutdown_grace_s=shutdown_grace,
+            counting=counting,
             role=role,
             control_url=control,
             advertise_url=advertise,
             worker_id=worker_id,
             cluster_secret=secret,
+            max_lifetime_s=max_lifetime,
         )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -261,16 +283,16 @@ def logs(
     client = _client(endpoint)
     creds = client._request_signer._credentials
     region = client.meta.region_name
-    offset = 0
+    offset = "0"  # the server's cursor, passed back as it is
     while True:
-        url = f"{_endpoint(endpoint)}/_kindling/logs/{name}?offset={offset}"
+        url = f"{_endpoint(endpoint)}/_kindling/logs/{name}?offset={urllib.parse.quote(offset)}"
         request = AWSRequest(method="GET", url=url)
         SigV4Auth(creds, "lambda", region).add_auth(request)
         prepared = urllib.request.Request(url, headers=dict(request.headers.items()))
         try:
             with urllib.request.urlopen(prepared) as response:
                 data = response.read()
-                offset = int(response.headers.get("X-Kindling-Next-Offset", offset))
+                offset = response.headers.get("X-Kindling-Next-Offset", offset)
         except urllib.error.HTTPError as exc:
             body = json.loads(exc.read() or b"{}")
             err.print(f"[red]{body.get('Message') or body.get('message') or exc}[/red]")

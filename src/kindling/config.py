@@ -6,6 +6,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kindling import limits
 from kindling.limits import SHUTDOWN_GRACE_S
@@ -77,6 +78,15 @@ class Config:
     #: The secret every host of a cluster shares (KINDLING_CLUSTER_SECRET, or the
     #: file named by ``--cluster-secret-file`` / KINDLING_CLUSTER_SECRET_FILE).
     cluster_secret: str = field(default="", repr=False)
+    #: A worker recycles itself after this many seconds (``--max-lifetime``,
+    #: KINDLING_MAX_LIFETIME_S): it drains (no new sandbox, idle ones destroyed, running
+    #: invocations finish, up to ``shutdown_grace_s``) and exits 0 for its supervisor to
+    #: start it afresh, as Lambda recycles its workers. 0: never.
+    max_lifetime_s: float = 0.0
+    #: Where concurrent executions are counted: "" in this process (the embedded
+    #: default); a ``redis://host:port/db`` URL in that Redis, one count for every node
+    #: that names it (``--counting``, KINDLING_COUNTING; ADR 0019).
+    counting: str = ""
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -155,11 +165,13 @@ class Config:
             secret = read_secret_file(secret_file)
         return replace(
             base,
+            counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
             role=env.get("KINDLING_ROLE", base.role),
             control_url=env.get("KINDLING_CONTROL", base.control_url),
             advertise_url=env.get("KINDLING_ADVERTISE", base.advertise_url),
             worker_id=env.get("KINDLING_WORKER_ID", base.worker_id),
             cluster_secret=secret,
+            max_lifetime_s=float(env.get("KINDLING_MAX_LIFETIME_S", base.max_lifetime_s)),
             egress_allow=parse_egress_allow(env.get("KINDLING_EGRESS_ALLOW", "")),
             http_timeouts_s=(header, body, idle),
             port=port,
@@ -193,6 +205,30 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_counting(text: str) -> str:
+    """ "" (in process) or a Redis URL: ``redis://``, ``rediss://`` (TLS) or ``unix://``
+    (a socket path), with an optional ``/db``. Anything else is an error at start, not
+    at the first invoke."""
+    text = text.strip()
+    if not text:
+        return ""
+    url = urlsplit(text)
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"counting: {text!r} is not a redis://, rediss:// or unix:// URL")
+    if url.scheme != "unix" and not url.hostname:
+        raise ValueError(f"counting: {text!r} names no host")
+    try:
+        url.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ValueError(f"counting: {text!r}: the port is a number") from None
+    if url.scheme == "unix" and not url.path:
+        raise ValueError(f"counting: {text!r} names no socket path")
+    db = url.path.strip("/") if url.scheme != "unix" else ""
+    if db and not db.isdigit():
+        raise ValueError(f"counting: {text!r}: the database is a number")
+    return text
 
 
 def parse_egress_allow(text: str) -> tuple[ipaddress.IPv4Network, ...]:

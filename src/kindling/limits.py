@@ -169,6 +169,18 @@ CODE_UNPACK_WORKERS = 2
 #: replaced (at once when it was never used): an invocation that started on it may run
 #: to its end. AWS: 900 s, Lambda's longest timeout.
 CODE_COLLECT_GRACE_S = 900
+#: A zip stored in the store shared by control nodes (control/codetable.py) is not
+#: deleted by any node's collection for this long after it was stored: the create or
+#: update that stored it records its function a moment later (milliseconds; seconds on
+#: a loaded host), and until then nothing references it. AWS: -
+CODE_SHARED_PIN_S = 30.0
+#: Bytes of unpacked code a worker host keeps of functions it ran: past it, the least
+#: recently used tree no sandbox runs is dropped (fetched again if needed). 40 functions
+#: at Lambda's largest (10 GB). AWS: -
+WORKER_CODE_CACHE_BYTES = 40 * CODE_UNZIPPED_BYTES
+#: A tree used this recently is kept even past the bound: a snapshot template of it may
+#: still be forked (SNAPSHOT_TEMPLATE_IDLE_S), a create may be about to mount it. AWS: -
+WORKER_CODE_MIN_IDLE_S = 1800.0
 
 # --- sandbox resources -----------------------------------------------------------------
 
@@ -277,6 +289,9 @@ CLUSTER_HEARTBEAT_S = 1.0
 #: three missed heartbeats, so one late packet does not cost a host, and a dead host is
 #: given up within the 5 s issue 20 asks. AWS: -
 CLUSTER_LEASE_S = 3.0
+#: Code digests one heartbeat may ask about (the trees a worker keeps that no sandbox
+#: of its runs, least recently used first): one bounded query per heartbeat. AWS: -
+CLUSTER_HEARTBEAT_DIGESTS = 4096
 
 # --------------------------------------------------------------------------- the store
 
@@ -295,3 +310,21 @@ STORE_TCP_TIMEOUT_S = 10
 #: leaves its events to the others at most this long after. Shorter redoes a dead
 #: node's events sooner, at the cost of a write per running event more often. AWS: -
 ASYNC_LEASE_S = 30.0
+
+# --- counting in Redis (cluster mode, ADR 0019) ----------------------------------------
+
+#: How long one execution's slot outlives the last heartbeat of the node that holds it:
+#: the most concurrency a crashed node can keep from the others, for this long. The
+#: node renews its slots every third of it, so two missed heartbeats are survived.
+#: AWS: - (its counting service is internal).
+COUNTING_LEASE_TTL_S = 10.0
+#: The longest an admission or a release waits for Redis before the invoke fails as
+#: ServiceException (a Redis that is down refuses at once; this bounds one that hangs).
+#: AWS: -
+COUNTING_TIMEOUT_S = 2.0
+#: Connections one node opens to Redis for admissions and releases (pub/sub has its
+#: own); past them an admission waits for one, within COUNTING_TIMEOUT_S. AWS: -
+COUNTING_CONNECTIONS = 64
+#: Slots renewed by one script call of the heartbeat, so one call stays short and Redis
+#: serves admissions between them. AWS: -
+COUNTING_RENEW_BATCH = 500

@@ -6,7 +6,9 @@ control plane (``worker.server``), announces itself every ``CLUSTER_HEARTBEAT_S`
 its capacity and a boot id (so the control plane knows a restarted host holds
 nothing), and fetches the code of a version the first time one of its sandboxes needs
 it, by content digest, into its own code store (checked against the digest, so a
-cached tree is never stale and never another's).
+cached tree is never stale and never another's). Its heartbeats also ask which of the
+trees it keeps idle the control plane still keeps: the others are deleted, and the
+cache is bounded (``control.codecache``, ADR 0024).
 
 Each control node's answer to a heartbeat names the sandboxes it holds here. A sandbox
 no control node holds is no one's (its control node died, or lost this host and forgot
@@ -28,9 +30,12 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+from prometheus_client.exposition import choose_encoder
+
 from kindling import limits
 from kindling.app import make_backends
 from kindling.config import Config
+from kindling.control.codecache import CodeCache
 from kindling.control.codestore import CodeStore
 from kindling.errors import SandboxError
 from kindling.httpd import HttpServer, ServerLimits
@@ -81,10 +86,18 @@ class WorkerNode:
             metrics=self.metrics,
             freeze_after_s=config.freeze_after_s,
         )
-        self.code = CodeStore(config.data_dir / "code")
+        self.code = CodeStore(config.data_dir / "code", keep_zips=False)  # trees suffice
+        self.code_cache = CodeCache(self.code, self.agent.code_digests)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         self._fetching: dict[str, asyncio.Task[str]] = {}
-        handler = WorkerServer(self.agent, self._key, self._tree, self.runtimes.resolve)
+        handler = WorkerServer(
+            self.agent,
+            self._key,
+            self._tree,
+            self.runtimes.resolve,
+            self._scrape,
+            self.logs.aread,
+        )
         self.server = HttpServer(
             handler.handle,
             limits=ServerLimits(max_body_bytes=limits.CLUSTER_MAX_BODY_BYTES),
@@ -94,11 +107,23 @@ class WorkerNode:
         #: Per control node: when it last answered, and the sandboxes it holds here
         #: (None: it did not say, so it may hold any).
         self._claims: dict[int, tuple[float, set[str] | None]] = {}
+        self.draining = False
+        self._drain_until = 0.0
+        #: Wakes the heartbeat early, so that control nodes hear of a drain at once.
+        self._wake = asyncio.Event()
+        #: Set when the node should stop: a second signal, or the end of a drain.
+        self.done = asyncio.Event()
         self.port = config.port
         self.url = config.advertise_url
 
+    def _scrape(self, accept: str) -> tuple[bytes, str]:
+        encode, content_type = choose_encoder(accept)
+        return encode(self.metrics.registry), content_type
+
     async def _tree(self, digest: str) -> str:
         """The local tree of a code digest, fetched from the control plane once."""
+        await self.code_cache.settled(digest)  # a deletion under way ends first
+        self.code_cache.used(digest)
         if self.code.has_tree(digest):
             return str(self.code.tree(digest))
         task = self._fetching.get(digest)
@@ -131,15 +156,19 @@ class WorkerNode:
             raise SandboxError(f"the code fetched for {digest} does not match its digest")
         stored = await self.code.put(response.body)
         self.code.release(stored.digest)
+        await self.code_cache.added(digest)
         return str(self.code.tree(digest))
 
     async def _announce(self) -> None:
         path = "/_kindling/cluster/heartbeat"
+        asked_at = time.monotonic()
         body = json.dumps(
             {
                 "url": self.url,
                 "boot": self.boot,
+                "draining": self.draining,
                 "capacity": json.loads(wire.capacity_to_json(self.agent.capacity())),
+                "code": self._idle_code(),
             }
         ).encode()
         headers = [
@@ -153,6 +182,7 @@ class WorkerNode:
             ),
             return_exceptions=True,
         )
+        gone: set[str] = set()
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, BaseException):
                 problem = f"{type(outcome).__name__}: {outcome}"
@@ -160,6 +190,7 @@ class WorkerNode:
                 problem = f"{outcome.status} {outcome.body[:200]!r}"
             else:
                 problem = ""
+                gone.update(_code_gone(outcome.body))
                 self._claims[index] = (time.monotonic(), _held(outcome.body))
             was = self._failing.get(index, "")
             if problem and not was:  # one line per outage, not one a second
@@ -167,6 +198,8 @@ class WorkerNode:
             elif was and not problem:
                 log.info("control node %d hears this worker again", index)
             self._failing[index] = problem
+        if gone:
+            self.code_cache.gone(gone, asked_at)
         self._reap_unclaimed()
 
     def _reap_unclaimed(self) -> None:
@@ -180,10 +213,46 @@ class WorkerNode:
             claimed |= held
         self.agent.reap_unclaimed(claimed, 2 * limits.CLUSTER_LEASE_S)
 
+    def _idle_code(self) -> list[str]:
+        """What the heartbeat asks about; a fault in the cache must never stop the
+        heartbeats (the control plane would give this host up): it asks nothing then."""
+        try:
+            return self.code_cache.idle()
+        except Exception:
+            log.exception("the code cache cannot say which trees are idle")
+            return []
+
+    def drain(self, why: str) -> None:
+        """Stops taking sandboxes (the next heartbeat, sent now, says so) and ends the node
+        once it holds none, or after the shutdown grace: at --max-lifetime, and on
+        SIGTERM, so that a supervisor's stop lets running invocations finish."""
+        if self.draining:
+            return
+        log.info("worker %s: %s: draining", self.worker_id, why)
+        self.draining = True
+        self._drain_until = time.monotonic() + self.config.shutdown_grace_s
+        self._wake.set()
+
     async def _heartbeat_forever(self) -> None:
+        born = time.monotonic()
+        lifetime = self.config.max_lifetime_s
         while True:
+            if lifetime and time.monotonic() - born >= lifetime:
+                self.drain("it reached its max lifetime")
+            self._wake.clear()
             await self._announce()
-            await asyncio.sleep(limits.CLUSTER_HEARTBEAT_S)
+            if self.draining:
+                busy = self.agent.sandbox_counts()
+                if not busy or time.monotonic() >= self._drain_until:
+                    log.info(
+                        "worker %s drained (%d sandboxes left): exiting",
+                        self.worker_id,
+                        sum(busy.values()),
+                    )
+                    self.done.set()
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), limits.CLUSTER_HEARTBEAT_S)
 
     async def start(self) -> None:
         self.port = await self.server.listen(self.config.host, self.config.port)
@@ -224,18 +293,34 @@ def _held(body: bytes) -> set[str] | None:
     return {str(i) for i in held} if isinstance(held, list) else None
 
 
+def _code_gone(answer: bytes) -> list[str]:
+    """The digests a heartbeat's answer says the control plane no longer keeps."""
+    try:
+        gone = json.loads(answer).get("code_gone", [])
+    except (ValueError, AttributeError):
+        return []
+    return [d for d in gone if isinstance(d, str)] if isinstance(gone, list) else []
+
+
 async def serve_worker(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Runs a worker host until SIGINT or SIGTERM."""
+    """Runs a worker host until SIGINT or SIGTERM, which drain it (as they drain a control
+    node); a second one stops it at once."""
     node = WorkerNode(config)
     await node.start()
     if ready is not None:
         ready.set()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled(name: str) -> None:
+        if node.draining:
+            node.done.set()
+        else:
+            node.drain(f"{name} received")
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, signalled, sig.name)
     try:
-        await stop.wait()
+        await node.done.wait()
     finally:
         await node.stop()

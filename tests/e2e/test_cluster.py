@@ -10,6 +10,7 @@ import json
 import secrets
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,56 +72,69 @@ class Cluster:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    secret = secrets.token_hex(32)
-    env = {"KINDLING_CLUSTER_SECRET": secret}
+def _control(tmp_path: Path, secret: str) -> Server:
     control = Server(
-        tmp_path / "control", tmp_path / "control.log", extra_args=("--role", "control"), env=env
+        tmp_path / "control",
+        tmp_path / "control.log",
+        extra_args=("--role", "control"),
+        env={"KINDLING_CLUSTER_SECRET": secret},
     )
     control.start()
-    workers: dict[str, Server] = {}
-    try:
-        for name in ("w1", "w2"):
-            port = free_port()
-            worker = Server(
-                tmp_path / name,
-                tmp_path / f"{name}.log",
-                port=port,
-                extra_args=(
-                    "--role",
-                    "worker",
-                    "--control",
-                    control.endpoint,
-                    "--advertise",
-                    f"http://127.0.0.1:{port}",
-                    "--worker-id",
-                    name,
-                ),
-                env=env,
-            )
-            worker.start()
-            workers[name] = worker
-        found = Cluster(control, workers, secret)
-        found.wait_for({"w1", "w2"})
-        yield found
-    finally:
-        for worker in workers.values():
-            if worker.proc is not None and worker.proc.poll() is None:
-                worker.stop_cleanly()
-        control.stop_cleanly()
+    return control
 
 
-def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> None:
-    lam = lambda_client(cluster.control.endpoint)
+def _worker(tmp_path: Path, name: str, control: Server, secret: str, *extra: str) -> Server:
+    port = free_port()
+    worker = Server(
+        tmp_path / name,
+        tmp_path / f"{name}.log",
+        port=port,
+        extra_args=(
+            *("--role", "worker", "--control", control.endpoint),
+            *("--advertise", f"http://127.0.0.1:{port}", "--worker-id", name, *extra),
+        ),
+        env={"KINDLING_CLUSTER_SECRET": secret},
+    )
+    worker.start()
+    return worker
+
+
+def _stop(control: Server, workers: list[Server]) -> None:
+    for worker in workers:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.stop_cleanly()
+    control.stop_cleanly()
+
+
+def _create(lam: Any, name: str) -> None:
     lam.create_function(
-        FunctionName="spread",
+        FunctionName=name,
         Runtime="python3.11",
         Role=ROLE,
         Handler="app.handler",
         Code={"ZipFile": make_zip({"app.py": HANDLER})},
     )
-    wait_active(lam, "spread")
+    wait_active(lam, name)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    secret = secrets.token_hex(32)
+    control = _control(tmp_path, secret)
+    workers: dict[str, Server] = {}
+    try:
+        for name in ("w1", "w2"):
+            workers[name] = _worker(tmp_path, name, control, secret)
+        found = Cluster(control, workers, secret)
+        found.wait_for({"w1", "w2"})
+        yield found
+    finally:
+        _stop(control, list(workers.values()))
+
+
+def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> None:
+    lam = lambda_client(cluster.control.endpoint)
+    _create(lam, "spread")
 
     def call(echo: str) -> dict[str, Any]:
         answer = lam.invoke(FunctionName="spread", Payload=json.dumps({"echo": echo}))
@@ -135,6 +149,30 @@ def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> No
     holders = [w for w in cluster.status() if w["sandboxes"] == 1]
     assert len(holders) == 1, cluster.status()
     holder = holders[0]["worker_id"]
+    # the worker that ran them counts them, in its own unsigned Prometheus scrape
+    scraped = urllib.request.urlopen(f"{holders[0]['url']}/metrics", timeout=10).read().decode()
+    counted = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith("kindling_invocations_total{") and 'function="spread"' in line
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 2, counted
+    # and `kindling logs` through the control node reads what that worker kept
+    printed = subprocess.run(
+        [str(KINDLING), "logs", "spread", "--endpoint", cluster.control.endpoint],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert printed.count("REPORT RequestId: ") == 2, printed
+    assert printed.count("INIT_START Runtime Version: python3.11") == 1, printed
     assert holders[0]["memory_used_mb"] >= 128  # promised to the sandbox it holds
 
     killed_at = time.monotonic()
@@ -152,23 +190,10 @@ def test_functions_run_on_workers_and_move_when_one_dies(cluster: Cluster) -> No
 
 
 def test_a_cluster_with_no_worker_answers_with_lambdas_error(tmp_path: Path) -> None:
-    control = Server(
-        tmp_path / "control",
-        tmp_path / "control.log",
-        extra_args=("--role", "control"),
-        env={"KINDLING_CLUSTER_SECRET": secrets.token_hex(32)},
-    )
-    control.start()
+    control = _control(tmp_path, secrets.token_hex(32))
     try:
         lam = lambda_client(control.endpoint)
-        lam.create_function(
-            FunctionName="nowhere",
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": make_zip({"app.py": HANDLER})},
-        )
-        wait_active(lam, "nowhere")
+        _create(lam, "nowhere")
         with pytest.raises(ClientError) as caught:
             lam.invoke(FunctionName="nowhere", Payload=b"{}")
         error = caught.value.response
@@ -188,3 +213,70 @@ def test_a_role_without_its_secret_is_refused_at_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cluster secret" in result.stderr
+
+
+def test_a_worker_past_its_max_lifetime_drains_and_exits(tmp_path: Path) -> None:
+    """--max-lifetime: the worker stops taking sandboxes, lets go of its idle ones and
+    exits 0 for its supervisor to restart it; its functions move on without an error."""
+    secret = secrets.token_hex(32)
+    control = _control(tmp_path, secret)
+    workers: list[Server] = []
+    try:
+        old = _worker(tmp_path, "old", control, secret, "--max-lifetime", "6")
+        workers.append(old)
+        hosts = Cluster(control, {"old": old}, secret)
+        hosts.wait_for({"old"})
+        lam = lambda_client(control.endpoint)
+        _create(lam, "recycled")
+
+        def token() -> str:
+            answer = lam.invoke(FunctionName="recycled", Payload=b"{}")
+            assert "FunctionError" not in answer
+            return str(json.loads(answer["Payload"].read())["token"])
+
+        first = token()
+        assert [w["sandboxes"] for w in hosts.status()] == [1]
+        new = _worker(tmp_path, "new", control, secret)
+        workers.append(new)
+        hosts.wait_for({"old", "new"})
+        deadline = time.monotonic() + 30
+        while not any(w["draining"] for w in hosts.status()):
+            assert time.monotonic() < deadline, hosts.status()
+            time.sleep(0.2)
+        moved = token()  # served while the old one drains: by the new one
+        assert moved != first
+        assert old.proc is not None
+        assert old.proc.wait(30) == 0, old.log_tail()  # drained and left on its own
+        hosts.wait_for({"new"}, timeout=10)
+        assert token() == moved  # still warm on the new worker
+    finally:
+        _stop(control, workers)
+
+
+def test_provisioned_concurrency_lost_with_its_worker_is_made_again(cluster: Cluster) -> None:
+    lam = lambda_client(cluster.control.endpoint)
+    _create(lam, "kept")
+    lam.publish_version(FunctionName="kept")
+    lam.put_provisioned_concurrency_config(
+        FunctionName="kept", Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
+
+    def ready() -> bool:
+        config = lam.get_provisioned_concurrency_config(FunctionName="kept", Qualifier="1")
+        return bool(config["Status"] == "READY")
+
+    def until(check: Any, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"{what}: {cluster.status()}"
+            time.sleep(0.2)
+
+    until(ready, "provisioned never READY")
+    (holder,) = [w["worker_id"] for w in cluster.status() if w["sandboxes"] == 1]
+    cluster.workers[holder].kill_hard()
+    survivor = ({"w1", "w2"} - {holder}).pop()
+    cluster.wait_for({survivor}, timeout=CLUSTER_LEASE_S + 5)
+    until(lambda: cluster.status()[0]["sandboxes"] == 1, "not made again on the survivor")
+    until(ready, "not READY again")
+    answer = lam.invoke(FunctionName="kept", Qualifier="1", Payload=b"{}")
+    assert "FunctionError" not in answer

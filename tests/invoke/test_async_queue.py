@@ -187,7 +187,7 @@ def test_a_throttled_backlog_waits_for_freed_slots_instead_of_polling(
 
     async def one_at_a_time(rid: str, ref: FunctionRef, _payload: bytes) -> bool:
         calls.append(rid)
-        with counter.admit(ref.account_id, ref.region, ref.name):
+        async with counter.admit(ref.account_id, ref.region, ref.name):
             await asyncio.sleep(0.02)
         return True
 

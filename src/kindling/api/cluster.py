@@ -4,19 +4,24 @@ Only hosts holding the cluster secret may call them (``iam.cluster``; SigV4 keys
 open them): workers announce themselves (``heartbeat``) and fetch the code of the
 versions they run (``code/<digest>``, by content digest, so what they cache can never
 be stale), and ``kindling cluster status`` reads the membership.
+
+A heartbeat may list the code digests the worker keeps but no sandbox of its runs
+(``code``); the answer names those the control plane no longer keeps (``code_gone``),
+which the worker deletes: a function deleted is freed on every worker (ADR 0024).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from kindling.errors import AuthError
+from kindling.errors import AuthError, ServiceError
 from kindling.httpd import Request, Response
 from kindling.iam import cluster
 from kindling.iam.sigv4 import Caller
 from kindling.invoke.registry import WorkerRegistry
+from kindling.limits import CLUSTER_HEARTBEAT_DIGESTS
 
 PREFIX = "/_kindling/cluster/"
 #: A code digest: SHA-256 in lowercase hex.
@@ -30,18 +35,23 @@ def _json(status: int, doc: object) -> Response:
 
 class ClusterApi:
     def __init__(
-        self, key: bytes, registry: WorkerRegistry, code_zip: Callable[[str], bytes]
+        self,
+        key: bytes,
+        registry: WorkerRegistry,
+        code_zip: Callable[[str], bytes],
+        code_known: Callable[[list[str]], Iterable[str]],
     ) -> None:
         self._key = key
         self._registry = registry
         self._code_zip = code_zip
+        self._code_known = code_known
 
     async def handle(self, request: Request, _sigv4: Callable[[Request], Caller]) -> Response:
         try:
             cluster.verify(
                 self._key,
                 request.method,
-                request.path,
+                cluster.target(request.path, request.query),
                 request.body,
                 request.header(cluster.HEADER),
             )
@@ -50,13 +60,26 @@ class ClusterApi:
         what = request.path.removeprefix(PREFIX)
         try:
             if what == "heartbeat" and request.method == "POST":
-                held = self._registry.announce(json.loads(request.body))
-                return _json(200, {"lease_s": self._registry.lease_s, "held": held})
+                doc = json.loads(request.body)
+                sandboxes = self._registry.announce(doc)
+                answer: dict[str, object] = {
+                    "lease_s": self._registry.lease_s,
+                    "held": sandboxes,
+                }
+                held = _digests(doc.get("code", []))
+                if held:
+                    try:
+                        known = set(self._code_known(held))
+                    except ServiceError:
+                        pass  # the store is down: the lease is renewed, code asked again
+                    else:
+                        answer["code_gone"] = [d for d in held if d not in known]
+                return _json(200, answer)
             if what == "status" and request.method == "GET":
                 return _json(200, {"workers": self._registry.status()})
             if what.startswith("code/") and request.method == "GET":
                 digest = what.removeprefix("code/")
-                if len(digest) != _DIGEST_LEN or not set(digest) <= _HEX:
+                if not _is_digest(digest):
                     return _json(404, {"error": "NotFound", "message": "no such code"})
                 try:
                     data = await asyncio.to_thread(self._code_zip, digest)
@@ -66,3 +89,16 @@ class ClusterApi:
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": "BadRequest", "message": str(exc)})
         return _json(404, {"error": "NotFound", "message": f"{request.method} {request.path}"})
+
+
+def _is_digest(value: object) -> bool:
+    return isinstance(value, str) and len(value) == _DIGEST_LEN and set(value) <= _HEX
+
+
+def _digests(value: object) -> list[str]:
+    """A heartbeat's ``code``: a list of digests; ValueError otherwise."""
+    if not isinstance(value, list) or len(value) > CLUSTER_HEARTBEAT_DIGESTS:
+        raise ValueError(f"code is a list of at most {CLUSTER_HEARTBEAT_DIGESTS} digests")
+    if not all(_is_digest(d) for d in value):
+        raise ValueError("code lists SHA-256 digests in lowercase hex")
+    return list(value)

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import parse_qs
 
 from kindling.control.functions import FunctionService
@@ -57,13 +58,33 @@ class CodeUrls:
         return Response(200, [("Content-Type", "application/zip")], data)
 
 
+class LogReader(Protocol):
+    """A function's log from a cursor: (bytes, the cursor to ask with next)."""
+
+    async def read(
+        self, account_id: str, region: str, name: str, cursor: str
+    ) -> tuple[bytes, str]: ...
+
+
+class LocalLogs:
+    """The log this host keeps; the cursor is a byte offset in the function's whole log.
+    The read runs off the loop (``LogStore.aread``): it waits for the log writer and the
+    disk."""
+
+    def __init__(self, logs: LogStore) -> None:
+        self._logs = logs
+
+    async def read(self, account_id: str, region: str, name: str, cursor: str) -> tuple[bytes, str]:
+        data, after = await self._logs.aread(account_id, region, name, _offset(cursor))
+        return data, str(after)
+
+
 class LogsEndpoint:
-    """``GET /_kindling/logs/<function>?offset=N``: SigV4-signed, returns new log bytes.
+    """``GET /_kindling/logs/<function>?offset=CURSOR``: SigV4-signed, returns new log
+    bytes. ``X-Kindling-Next-Offset`` is the cursor to ask with next (a byte offset on one
+    host; one per worker in a cluster: clients pass it back as it is); a bad one is a 400."""
 
-    ``X-Kindling-Next-Offset`` says where to ask next; a bad offset is a 400. The read
-    runs off the loop (``LogStore.aread``): it waits for the log writer and the disk."""
-
-    def __init__(self, logs: LogStore, functions: FunctionService) -> None:
+    def __init__(self, logs: LogReader, functions: FunctionService) -> None:
         self._logs = logs
         self._functions = functions
 
@@ -71,13 +92,13 @@ class LogsEndpoint:
         caller = auth(request)
         name = request.path.rsplit("/", 1)[-1]
         self._functions.get(FunctionRef(caller.account_id, caller.region, name))
-        offset = _offset(parse_qs(request.query).get("offset", ["0"])[0])
-        data, next_offset = await self._logs.aread(caller.account_id, caller.region, name, offset)
+        cursor = parse_qs(request.query).get("offset", ["0"])[0]
+        data, after = await self._logs.read(caller.account_id, caller.region, name, cursor)
         return Response(
             200,
             [
                 ("Content-Type", "text/plain; charset=utf-8"),
-                ("X-Kindling-Next-Offset", str(next_offset)),
+                ("X-Kindling-Next-Offset", after),
             ],
             data,
         )

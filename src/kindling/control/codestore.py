@@ -10,6 +10,11 @@ then it is unpacked into a temporary folder that is always removed; only a compl
 tree is renamed into place, and only then is the zip kept, so a refused upload leaves
 nothing behind. A digest being stored is pinned until its caller has recorded it, so
 collecting unreferenced code never removes what a create is about to reference.
+
+Control nodes that share a store (PostgreSQL) share their code through it (``SharedZips``,
+``control/codetable.py``; ADR 0024): a zip stored here is written there too, and a zip
+this node lacks (uploaded through another node) is read from there, then kept and
+unpacked here like one uploaded here. A single node (SQLite) keeps files only.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import struct
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
-from kindling.errors import ValidationError
+from kindling.errors import KindlingError, ValidationError
 from kindling.limits import (
     CODE_ENTRIES,
     CODE_NAME_BYTES,
@@ -60,6 +67,17 @@ class StoredCode:
     digest: str  # hex sha256, the storage key
     sha256_b64: str  # what Lambda reports as CodeSha256
     size: int
+
+
+class SharedZips(Protocol):
+    """Zips by digest in a store every control node reads (``codetable.CodeTable``)."""
+
+    def put(self, digest: str, data: bytes) -> None: ...
+    def get(self, digest: str) -> bytes | None: ...
+    def present(self, digests: Iterable[str]) -> set[str]: ...
+    def digests(self) -> set[str]: ...
+    def delete(self, digest: str) -> float | None: ...
+    def keep(self, digest: str, until: float | None) -> None: ...
 
 
 def _refuse(why: str) -> ValidationError:
@@ -157,9 +175,18 @@ def _through_link(root: Path, name: str) -> bool:
 
 class CodeStore:
     """Keeps zips under ``root/zips`` and their read-only trees under ``root/trees``;
-    unpacks in ``root/work``, which holds nothing once no upload is under way."""
+    unpacks in ``root/work``, which holds nothing once no upload is under way. A worker
+    host keeps trees only (``keep_zips=False``): it fetches a zip again if it needs it."""
 
-    def __init__(self, root: Path, workers: int = CODE_UNPACK_WORKERS) -> None:
+    def __init__(
+        self,
+        root: Path,
+        workers: int = CODE_UNPACK_WORKERS,
+        shared: SharedZips | None = None,
+        keep_zips: bool = True,
+    ) -> None:
+        self._shared = shared
+        self._keep_zips = keep_zips
         self._zips = root / "zips"
         self._trees = root / "trees"
         self._work = root / "work"
@@ -185,8 +212,11 @@ class CodeStore:
         with self._lock:
             self._pins[code.digest] += 1
         try:
-            if not (self.zip_path(code.digest).is_file() and self.has_tree(code.digest)):
+            kept = not self._keep_zips or self.zip_path(code.digest).is_file()
+            if not (kept and self.has_tree(code.digest)):
                 self._store(code.digest, data)
+            if self._shared is not None:  # checked above: only a zip that unpacks is shared
+                self._shared.put(code.digest, data)
         except BaseException:
             self.release(code.digest)
             raise
@@ -202,21 +232,82 @@ class CodeStore:
     def zip_path(self, digest: str) -> Path:
         return self._zips / f"{digest}.zip"
 
+    def tree_path(self, digest: str) -> Path:
+        """Where a digest's tree is (or would be), without unpacking it."""
+        return self._trees / digest
+
     def has_tree(self, digest: str) -> bool:
         return (self._trees / digest).is_dir()
 
     def tree(self, digest: str) -> Path:
-        """The unpacked, read-only tree of a stored zip (unpacked again if it went)."""
+        """The unpacked, read-only tree of a stored zip (unpacked again if it went, read
+        from the shared store if this node never had it); FileNotFoundError if none."""
         path = self._trees / digest
         if path.is_dir():
             return path
         with self._lock:
             self._pins[digest] += 1
         try:
-            self._store(digest, self.zip_path(digest).read_bytes())
+            try:
+                data = self.zip_path(digest).read_bytes()
+            except FileNotFoundError:
+                data = self._from_shared(digest)
+            self._store(digest, data)
         finally:
             self.release(digest)
         return path
+
+    def zip_bytes(self, digest: str) -> bytes:
+        """A stored zip as uploaded (kept here, with its tree, if it came from the shared
+        store); FileNotFoundError if there is none."""
+        try:
+            return self.zip_path(digest).read_bytes()
+        except FileNotFoundError:
+            if self._shared is None:
+                raise
+        self.tree(digest)
+        return self.zip_path(digest).read_bytes()
+
+    def prefetch(self, digest: str) -> None:
+        """Brings a digest of the shared store here in the pool, ahead of its first use
+        (which would otherwise read and unpack it in the caller's thread)."""
+        if self._shared is not None and not self.has_tree(digest):
+            self._pool.submit(self._prefetch, digest)
+
+    def _prefetch(self, digest: str) -> None:
+        with contextlib.suppress(OSError, KindlingError):
+            self.tree(digest)  # gone meanwhile, or the store is down: its first use says so
+
+    def _from_shared(self, digest: str) -> bytes:
+        data = self._shared.get(digest) if self._shared is not None else None
+        if data is None:
+            raise FileNotFoundError(f"no code {digest} here or in the store")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise FileNotFoundError(f"the store's code {digest} does not match its digest")
+        return data
+
+    def known(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` the control plane still keeps (in the shared store, or
+        here on a single control node): a worker may drop the others."""
+        if self._shared is not None:
+            return self._shared.present(digests)
+        return {d for d in digests if self.zip_path(d).is_file() or self.has_tree(d)}
+
+    def keep_shared(self, digest: str, until: float | None) -> None:
+        """Keeps a digest in the shared store until ``until`` (unix time; None: no more),
+        whatever other nodes' collections find: code replaced, in its grace."""
+        if self._shared is not None:
+            self._shared.keep(digest, until)
+
+    def unshare(self, digest: str) -> float | None:
+        """Deletes an unreferenced digest from the shared store, unless this node is
+        storing it now; returns the seconds until it may be (it is young), else None."""
+        if self._shared is None:
+            return None
+        with self._lock:
+            if self._pins[digest] > 0:
+                return None
+        return self._shared.delete(digest)
 
     def discard(self, digest: str) -> Future[None]:
         """Removes a digest's zip and tree in the pool, unless a store pinned it."""
@@ -237,9 +328,11 @@ class CodeStore:
         self._remove_tree(gone)
 
     def digests(self) -> set[str]:
-        """Every digest with a zip or a tree here."""
+        """Every digest with a zip or a tree here, or in the shared store."""
         found = {path.name for path in self._trees.iterdir() if not path.name.startswith(".")}
         found.update(path.stem for path in self._zips.glob("*.zip"))
+        if self._shared is not None:
+            found.update(self._shared.digests())
         return found
 
     def close(self) -> None:
@@ -272,10 +365,12 @@ class CodeStore:
                 raise
             self._seal(tree)
             kept = work / "code.zip"
-            kept.write_bytes(data)
-            os.chmod(kept, 0o600)
+            if self._keep_zips:
+                kept.write_bytes(data)
+                os.chmod(kept, 0o600)
             with self._lock:  # a remove of this digest waits, or went before
-                os.replace(kept, self.zip_path(digest))
+                if self._keep_zips:
+                    os.replace(kept, self.zip_path(digest))
                 with contextlib.suppress(OSError):  # another upload of it was first
                     os.rename(tree, self._trees / digest)
         finally:

@@ -17,6 +17,7 @@ from typing import Any
 
 from kindling.control import snapstart
 from kindling.control.codestore import CodeStore, StoredCode
+from kindling.control.collection import CodeCollector
 from kindling.control.models import (
     LATEST,
     SANDBOX_TAG,
@@ -105,9 +106,7 @@ class FunctionService:
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
         self._backends = tuple(sandbox_backends)
         self._code = code
-        self._code_grace_s = code_grace_s
-        #: Digests replaced a moment ago, deleted once their grace has passed.
-        self._collecting: set[str] = set()
+        self._collector = CodeCollector(store, code, code_grace_s)
         self._runtimes = runtimes
         self._cache: dict[tuple[str, str, str, str], FunctionConfig] = {}
         #: Tags by function: read on every cold start (the sandbox and network tags), a
@@ -148,6 +147,15 @@ class FunctionService:
                 self.forget(cached)
                 if now is None and cached.version == LATEST:
                     deleted.append(FunctionRef(*key[:3]))
+            if now is None or now.code_digest != cached.code_digest:
+                self.collect_replaced(cached.code_digest, key[:3])  # this node's copy of it
+        if function is not None:
+            latest = self._store.get(*function, LATEST)
+            if latest is None:  # deleted: what this node kept of it goes
+                self._collector.end_graces(function)
+                self.collect_all()
+            else:
+                self._code.prefetch(latest.code_digest)  # written elsewhere: bring it here
         for tagged in [k for k in self._tags if function is None or k == function]:
             del self._tags[tagged]
         for listener in self._changed_listeners:
@@ -307,7 +315,7 @@ class FunctionService:
             raise
         self._code.release(stored.digest)
         if current.code_digest != stored.digest:
-            self.collect_replaced(current.code_digest)
+            self.collect_replaced(current.code_digest, (ref.account_id, ref.region, ref.name))
         return done
 
     def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionConfig:
@@ -356,6 +364,7 @@ class FunctionService:
         self.forget(config)
         for listener in self._deleted_listeners:
             listener(FunctionRef(ref.account_id, ref.region, ref.name))
+        self._collector.end_graces(function)  # its sandboxes went: so does code it replaced
         self.collect_all()  # its versions' code too, not only $LATEST's
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
@@ -379,44 +388,31 @@ class FunctionService:
             self.forget(self.get(FunctionRef(ref.account_id, ref.region, ref.name)))
 
     def code_zip_by_digest(self, digest: str) -> bytes:
+        """The zip of a digest (read from the shared store if this node lacks it)."""
         if not digest.isalnum():
             raise FileNotFoundError(digest)
-        return self._code.zip_path(digest).read_bytes()
+        return self._code.zip_bytes(digest)
+
+    def code_known(self, digests: list[str]) -> set[str]:
+        """Those of ``digests`` the control plane still keeps: a worker drops the rest."""
+        return self._code.known(d for d in digests if d.isalnum())
 
     def code_tree(self, config: FunctionConfig) -> str:
         return str(self._code.tree(config.code_digest))
 
-    def collect(self, digest: str, after_s: float = 0.0) -> None:
-        """Deletes a digest's code if no function or version references it (now, or
-        ``after_s`` from now: see ``update_code``). A digest waiting for its time is
-        left alone by collections in between."""
-        if after_s > 0:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # no loop, no invocation that could still run on it
-            else:
-                self._collecting.add(digest)
-                loop.call_later(after_s, self._collect_late, digest)
-                return
-        if digest in self._collecting or digest in self._store.all_digests():
-            return
-        self._code.discard(digest)
+    def collect(
+        self, digest: str, after_s: float = 0.0, function: FunctionKey | None = None
+    ) -> None:
+        """Deletes a digest's code once nothing references it (``CodeCollector``)."""
+        self._collector.collect(digest, after_s, function)
 
-    def collect_replaced(self, digest: str) -> None:
-        """Code a version no longer uses (updated, or the version deleted): collected
-        once an invocation that started on it may have ended."""
-        self.collect(digest, self._code_grace_s)
-
-    def _collect_late(self, digest: str) -> None:
-        self._collecting.discard(digest)
-        self.collect(digest)
+    def collect_replaced(self, digest: str, function: FunctionKey | None = None) -> None:
+        """Code a version no longer uses: collected after its grace."""
+        self._collector.collect_replaced(digest, function)
 
     def collect_all(self) -> None:
         """Deletes every stored digest nothing references (and none waiting its time)."""
-        unreferenced = self._code.digests() - self._store.all_digests() - self._collecting
-        for digest in unreferenced:
-            self._code.discard(digest)
+        self._collector.collect_all()
 
     def names(self) -> set[tuple[str, str, str]]:
         """(account, region, name) of every function there is."""

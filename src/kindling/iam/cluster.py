@@ -1,10 +1,11 @@
 """How the hosts of one cluster know each other: a shared secret, never sent.
 
 Every request between control nodes and workers carries ``X-Kindling-Cluster``:
-``t=<unix seconds>,s=<hex HMAC-SHA256>`` over the method, the path, the time and the
-SHA-256 of the body, keyed by the cluster secret. The receiver recomputes it and refuses
-a request whose time is more than ``CLUSTER_CLOCK_SKEW_S`` away from its own (a captured
-request cannot be replayed later) or whose signature differs. The secret itself never
+``t=<unix seconds>,s=<hex HMAC-SHA256>`` over the method, the request target (path and
+query), the time and the SHA-256 of the body, keyed by the cluster secret. The receiver
+recomputes it and refuses a request whose time is more than ``CLUSTER_CLOCK_SKEW_S``
+away from its own (a captured request cannot be replayed later) or whose signature
+differs. The secret itself never
 crosses the network, so a passive observer learns nothing that lets it call a worker;
 confidentiality of payloads on an untrusted network is TLS's job (docs/adr/0022).
 """
@@ -38,8 +39,13 @@ def _mac(key: bytes, method: str, path: str, stamp: str, body: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
+def target(path: str, query: str) -> str:
+    """What a signature covers of a request's URL: its path and query, as sent."""
+    return f"{path}?{query}" if query else path
+
+
 def sign(key: bytes, method: str, path: str, body: bytes, now: float | None = None) -> str:
-    """The header value for one request."""
+    """The header value for one request; ``path``: its whole target (with the query)."""
     stamp = str(int(time.time() if now is None else now))
     return f"t={stamp},s={_mac(key, method, path, stamp, body)}"
 

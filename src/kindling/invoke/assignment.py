@@ -87,6 +87,8 @@ class Assignment:
         self._busy: set[SandboxHandle] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._provisioned: set[SandboxHandle] = set()
+        #: Workers being recycled: what they hold is not pooled again.
+        self._draining: set[Worker] = set()
         self._closing = False
 
     def start(self) -> None:
@@ -184,9 +186,10 @@ class Assignment:
             self._provisioned.discard(handle)
             return
         expired = now - handle.created_at > self._max_lifetime_s and handle not in self._provisioned
-        if self._closing or expired or not self._current(handle.key):
+        retired = handle.worker in self._draining or not self._placement.offers(handle.worker)
+        if self._closing or expired or retired or not self._current(handle.key):
             self._provisioned.discard(handle)  # recycled only between invocations
-            await handle.worker.destroy(handle.id)
+            await _destroy([handle])  # a worker that is gone is logged, not raised
             return
         self._idle.setdefault(handle.key, []).append(handle)
 
@@ -204,7 +207,23 @@ class Assignment:
         busy = {h for h in self._busy if h.worker is worker}
         self._busy -= busy
         self._provisioned = {h for h in self._provisioned if h.worker is not worker}
+        self._draining.discard(worker)
         return gone + len(busy)
+
+    async def drain_worker(self, worker: Worker) -> None:
+        """Its host is being recycled: its idle sandboxes are destroyed now, busy ones
+        when released, and none is pooled again (placement no longer offers it)."""
+        self._draining.add(worker)
+        doomed: list[SandboxHandle] = []
+        for key, stack in list(self._idle.items()):
+            doomed.extend(h for h in stack if h.worker is worker)
+            kept = [h for h in stack if h.worker is not worker]
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+        self._provisioned = {h for h in self._provisioned if h.worker is not worker}
+        await _destroy(doomed)
 
     def held_on(self, worker: Worker) -> int:
         """Sandboxes this service holds on a worker, idle or busy."""

@@ -10,15 +10,24 @@ was one of the account's unreserved pool, so that work waiting for concurrency (
 Event invocations) is woken by the slot it waits for instead of polling for it.
 
 Every admission and release sets the ConcurrentExecutions gauges of the metrics to the
-counts kept here, so the metric and the limit that throttles are the same number.
+counts kept by the counter, so the metric and the limit that throttles are the same
+number.
+
+``Counting`` is the invoke path's view of the service. Two implementations: this
+module's ``ConcurrencyCounter`` counts in the process (the embedded default), and
+``kindling.invoke.counting_redis.RedisCounter`` counts in Redis for a cluster of control
+nodes (ADR 0019). Admission is asynchronous because Redis's is; the in-process one never
+suspends in it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Protocol
 
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.errors import ThrottledError
@@ -30,8 +39,38 @@ FunctionKey = tuple[str, str, str]  # account, region, name
 #: Told (function, whether the freed slot was of the account's unreserved pool).
 FreedListener = Callable[[FunctionKey, bool], None]
 
+THROTTLE_MESSAGE = "Rate Exceeded."
+RESERVED_REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
+ACCOUNT_REASON = "ConcurrentInvocationLimitExceeded"
+
+
+class Counting(Protocol):
+    """Concurrent executions per function and account, and their limits.
+
+    ``async with counter.admit(account, region, name):`` holds one slot for the body, or
+    raises ThrottledError (a limit) or ServiceError (the counter cannot be reached)
+    before it."""
+
+    def admit(
+        self, account_id: str, region: str, name: str
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    def on_freed(self, listener: FreedListener) -> None:
+        """``listener`` is told of every freed slot, whichever node held it."""
+        ...
+
+    async def in_use(self, account_id: str) -> int:
+        """Executions of the account now (every node's, for a shared counter)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 class ConcurrencyCounter:
+    """The in-process counter: one host's executions, in plain dicts."""
+
     def __init__(self, settings: ConcurrencySettings, metrics: Metrics | None = None) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
@@ -47,8 +86,17 @@ class ConcurrencyCounter:
     def account_limit(self) -> int:
         return self._settings.account_limit
 
-    def in_use(self, account_id: str) -> int:
+    async def in_use(self, account_id: str) -> int:
         return self._per_account[account_id]
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to let go of: slots end with their admissions."""
+
+    def admit(self, account_id: str, region: str, name: str) -> _Admission:
+        return _Admission(self, (account_id, region, name))
 
     def _count(self, key: FunctionKey, delta: int) -> None:
         self._per_function[key] += delta
@@ -59,31 +107,51 @@ class ConcurrencyCounter:
         if not self._per_account[key[0]]:
             del self._per_account[key[0]]
 
-    @contextmanager
-    def admit(self, account_id: str, region: str, name: str) -> Iterator[None]:
-        key = (account_id, region, name)
-        reserved = self._settings.reserved(account_id, region, name)
+    def _take(self, key: FunctionKey) -> bool:
+        """One slot of ``key`` or ThrottledError; whether it is of the unreserved pool."""
+        account_id = key[0]
+        reserved = self._settings.reserved(account_id, key[1], key[2])
         if reserved is not None:
             if self._per_function[key] >= reserved:
-                raise ThrottledError(
-                    "Rate Exceeded.", "ReservedFunctionConcurrentInvocationLimitExceeded"
-                )
-            pool = None
-        else:
-            if self._unreserved[account_id] >= self._settings.unreserved(account_id):
-                raise ThrottledError("Rate Exceeded.", "ConcurrentInvocationLimitExceeded")
-            pool = account_id
+                raise ThrottledError(THROTTLE_MESSAGE, RESERVED_REASON)
+            self._count(key, 1)
+            return False
+        if self._unreserved[account_id] >= self._settings.unreserved(account_id):
+            raise ThrottledError(THROTTLE_MESSAGE, ACCOUNT_REASON)
         self._count(key, 1)
-        if pool is not None:
-            self._unreserved[pool] += 1
-        try:
-            yield
-        finally:
-            self._count(key, -1)
-            if pool is not None:
-                self._unreserved[pool] -= 1
-            for listener in self._freed:
-                try:
-                    listener(key, pool is not None)
-                except Exception:  # a listener must never break a release
-                    log.exception("a freed-slot listener failed")
+        self._unreserved[account_id] += 1
+        return True
+
+    def _give(self, key: FunctionKey, unreserved: bool) -> None:
+        self._count(key, -1)
+        if unreserved:
+            self._unreserved[key[0]] -= 1
+        for listener in self._freed:
+            try:
+                listener(key, unreserved)
+            except Exception:  # a listener must never break a release
+                log.exception("a freed-slot listener failed")
+
+
+class _Admission:
+    """One admission of the in-process counter. Its awaits complete at once: a class
+    with two small coroutines, not ``asynccontextmanager``, whose async generator costs
+    more than the counting it wraps (bench/counting.py)."""
+
+    __slots__ = ("_counter", "_key", "_unreserved")
+
+    def __init__(self, counter: ConcurrencyCounter, key: FunctionKey) -> None:
+        self._counter = counter
+        self._key = key
+        self._unreserved = False
+
+    async def __aenter__(self) -> None:
+        self._unreserved = self._counter._take(self._key)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._counter._give(self._key, self._unreserved)

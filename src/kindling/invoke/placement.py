@@ -40,6 +40,10 @@ class Placement:
     def workers(self) -> list[Worker]:
         return list(self._workers.values())
 
+    def offers(self, worker: Worker) -> bool:
+        """Whether new work may still go to this worker (it has not left)."""
+        return self._workers.get(worker.worker_id) is worker
+
     def join(self, worker: Worker) -> None:
         self._workers[worker.worker_id] = worker
 

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ class _Member:
     joined: float
     expires: float
     last_seen: float
+    draining: bool = False
 
 
 class WorkerRegistry:
@@ -74,7 +75,9 @@ class WorkerRegistry:
         if not isinstance(url, str) or not isinstance(boot, str):
             raise ValueError("url and boot are strings")
         capacity = wire.capacity_from_json(json.dumps(doc["capacity"]).encode())
-        self.heartbeat(capacity.worker_id, url, boot, capacity)
+        self.heartbeat(
+            capacity.worker_id, url, boot, capacity, draining=doc.get("draining") is True
+        )
         return self._assignment.ids_on(self._members[capacity.worker_id].worker)
 
     def heartbeat(
@@ -84,7 +87,10 @@ class WorkerRegistry:
         boot: str,
         capacity: WorkerCapacity,
         now: float | None = None,
+        draining: bool = False,
     ) -> None:
+        """``draining``: the worker is being recycled (``--max-lifetime``): it gets no
+        new sandbox and keeps none idle; it stays a member until it stops announcing."""
         now = time.monotonic() if now is None else now
         member = self._members.get(worker_id)
         if member is not None and (member.boot != boot or member.worker.url != url):
@@ -100,6 +106,13 @@ class WorkerRegistry:
         member.worker.report(capacity)
         member.expires = now + self._lease_s
         member.last_seen = now
+        if draining and not member.draining:
+            log.info("worker %s is draining to be recycled", worker_id)
+            member.draining = True
+            self._placement.leave(worker_id)
+            self._spawn(self._assignment.drain_worker(member.worker))
+            for listener in self._lost_listeners:  # what it held is needed elsewhere
+                self._tell(listener, worker_id)
 
     def sweep(self, now: float | None = None) -> list[str]:
         """Loses every worker whose lease ran out; returns their ids."""
@@ -116,14 +129,25 @@ class WorkerRegistry:
             return
         self._placement.leave(worker_id)
         self._assignment.forget_worker(member.worker)
-        task = asyncio.get_running_loop().create_task(member.worker.close())
+        self._spawn(member.worker.close())
+        for listener in self._lost_listeners:
+            self._tell(listener, worker_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        for listener in self._lost_listeners:
-            try:
-                listener(worker_id)
-            except Exception:
-                log.exception("a lost-worker listener failed")
+
+    @staticmethod
+    def _tell(listener: Callable[[str], None], worker_id: str) -> None:
+        try:
+            listener(worker_id)
+        except Exception:
+            log.exception("a lost-worker listener failed")
+
+    def members(self) -> list[tuple[str, RemoteWorker]]:
+        """Every worker known now, by id."""
+        return [(wid, m.worker) for wid, m in sorted(self._members.items())]
 
     def status(self, now: float | None = None) -> list[dict[str, object]]:
         now = time.monotonic() if now is None else now
@@ -144,6 +168,7 @@ class WorkerRegistry:
                     "last_heartbeat_s": round(now - member.last_seen, 2),
                     "up_s": round(now - member.joined, 1),
                     "healthy": member.expires > now,
+                    "draining": member.draining,
                 }
             )
         return out

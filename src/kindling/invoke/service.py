@@ -46,7 +46,7 @@ from kindling.errors import (
     ValidationError,
 )
 from kindling.invoke.assignment import Assignment, VersionKey
-from kindling.invoke.counting import ConcurrencyCounter
+from kindling.invoke.counting import Counting
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.interface import Execution
@@ -116,7 +116,7 @@ class InvokeService:
         functions: FunctionService,
         aliases: AliasService,
         runtimes: RuntimeCatalog,
-        counter: ConcurrencyCounter,
+        counter: Counting,
         assignment: Assignment,
         snapstart_latest: bool = False,
         metrics: Metrics | None = None,
@@ -234,7 +234,7 @@ class InvokeService:
         key = self.version_key(config)
         self._in_flight += 1
         try:
-            with self._counter.admit(config.account_id, config.region, config.name):
+            async with self._counter.admit(config.account_id, config.region, config.name):
                 return await self._run(config, key, request_id, payload, client_context, invoked)
         except ThrottledError as exc:
             if queued:

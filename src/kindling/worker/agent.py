@@ -27,6 +27,7 @@ import os
 import time
 import weakref
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,7 @@ from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
     InvokeResult,
+    LogSink,
     Outcome,
     SandboxSpec,
     SandboxState,
@@ -82,22 +84,15 @@ class WorkerAgent:
         self._memory_mb = int(_host_memory_mb() * memory_share)
         self._freeze_after_s = freeze_after_s
         #: Every sandbox this worker may still run, by id; a dead one leaves at once.
-        self._sandboxes: dict[str, SafeSandbox] = {}
-        self._freezers: dict[str, asyncio.TimerHandle] = {}
+        self._sandboxes: dict[str, _Held] = {}
+        #: Idle sandboxes not frozen yet, by id, with when they became idle: in that order
+        #: (an id is removed when its sandbox is taken), so one timer serves them all.
+        self._resting: dict[str, float] = {}
+        self._freeze_timer: asyncio.TimerHandle | None = None
         #: When each sandbox was last created or called (monotonic), and those running.
         self._touched: dict[str, float] = {}
         self._running: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
-        #: Each sandbox writes to the log of the function it was launched for, even once
-        #: a new function of the same name exists; and between invocations to a stream.
-        self._targets: weakref.WeakKeyDictionary[SafeSandbox, FunctionLog] = (
-            weakref.WeakKeyDictionary()
-        )
-        #: A sandbox's current idle stream, in a holder whose finalizer writes the
-        #: stream's drop marker when the sandbox is gone (reaped without another call).
-        self._idle_streams: weakref.WeakKeyDictionary[SafeSandbox, list[LogStream]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     @property
     def worker_id(self) -> str:
@@ -107,7 +102,8 @@ class WorkerAgent:
         """What this worker has promised: the memory of every live sandbox is reserved."""
         memory = 0
         accounts: set[str] = set()
-        for sandbox in self._sandboxes.values():  # placement asks this on every start
+        for held in self._sandboxes.values():  # placement asks this on every start
+            sandbox = held.sandbox
             if sandbox.alive:
                 memory += sandbox.spec.memory_mb
                 accounts.add(sandbox.spec.account_id)
@@ -120,10 +116,16 @@ class WorkerAgent:
             frozenset(accounts),
         )
 
+    def code_digests(self) -> set[str]:
+        """The code of every sandbox this worker may still run: its host's code cache
+        keeps these trees (``control.codecache``)."""
+        return {held.sandbox.spec.code_digest for held in self._sandboxes.values()}
+
     def sandbox_counts(self) -> SandboxCounts:
         """This worker's sandboxes by function version and state, for a metrics scrape."""
         counts: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
-        for sandbox in self._sandboxes.values():
+        for held in self._sandboxes.values():
+            sandbox = held.sandbox
             if sandbox.state is SandboxState.DEAD:
                 continue
             spec = sandbox.spec
@@ -131,16 +133,13 @@ class WorkerAgent:
             counts[(*key, sandbox.state.value.lower())] += 1
         return counts
 
-    def _idle(self, sandbox: SafeSandbox, target: FunctionLog) -> None:
-        """Output between invocations (background threads, extensions) has its own cap."""
-        stream = LogStream(target, "a sandbox between invocations")
-        sandbox.set_log_sink(stream.output)
-        holder = self._idle_streams.get(sandbox)
-        if holder is None:
-            holder = self._idle_streams[sandbox] = []
-            weakref.finalize(sandbox, _close_all, holder)
-        _close_all(holder)
-        holder.append(stream)
+    @staticmethod
+    def _idle(held: _Held) -> None:
+        """Output between invocations (background threads, extensions) has its own cap,
+        in a stream made when the first such line comes (most sandboxes print nothing
+        between invocations, and each invocation would otherwise make one)."""
+        _close_all(held.idle)
+        held.sandbox.set_log_sink(held.first_idle_line)
 
     async def create(self, spec: SandboxSpec, request_id: str | None = None) -> Launched:
         """Creates and initializes a sandbox; on failure it is already destroyed, and the
@@ -151,9 +150,12 @@ class WorkerAgent:
         backend = self.backends.get(spec.backend)
         target = self._logs.open(spec.account_id, spec.region, spec.function_name)
         sandbox = SafeSandbox(await backend.create(spec), spec)
-        self._sandboxes[sandbox.id] = sandbox
+        idle: list[LogStream] = []
+        held = _Held(sandbox, target, idle, _idle_sink(sandbox, target, idle))
+        self._sandboxes[sandbox.id] = held
         self._touched[sandbox.id] = time.monotonic()
-        self._targets[sandbox] = target
+        # the idle stream's drop marker is written when the sandbox goes, however it goes
+        weakref.finalize(sandbox, _close_all, held.idle)
         header = f"INIT_START Runtime Version: {spec.launch.runtime}"
         stream = LogStream(target, "an init", header=header)
         sandbox.set_log_sink(stream.output)
@@ -187,7 +189,7 @@ class WorkerAgent:
             restored=init.restored,
             duration_ms=init.duration_ms,
         )
-        self._idle(sandbox, target)
+        self._idle(held)
         if request_id is None:  # otherwise its first invocation comes at once
             await self._rest(sandbox)
         return Launched(sandbox.id, init)
@@ -196,15 +198,14 @@ class WorkerAgent:
         self, sandbox_id: str, request: InvokeRequest, init: InitResult | None = None
     ) -> Execution:
         """One invocation; ``init`` when this sandbox was started for it (a cold start)."""
-        sandbox = self._sandboxes.get(sandbox_id)
-        if sandbox is None or not sandbox.alive:
+        held = self._sandboxes.get(sandbox_id)
+        if held is None or not held.sandbox.alive:
             raise SandboxGoneError(f"sandbox {sandbox_id} is gone")
-        timer = self._freezers.pop(sandbox_id, None)
-        if timer is not None:
-            timer.cancel()
+        sandbox = held.sandbox
+        self._resting.pop(sandbox_id, None)
         self._running.add(sandbox_id)
         try:
-            execution = await self._run(sandbox, request, init)
+            execution = await self._run(held, request, init)
         finally:
             self._running.discard(sandbox_id)
             self._touched[sandbox_id] = time.monotonic()
@@ -219,14 +220,25 @@ class WorkerAgent:
         """An idle sandbox is frozen after the grace (at once when it is 0)."""
         if self._freeze_after_s <= 0:
             await self._freeze(sandbox)
-        else:
-            self._freezers[sandbox.id] = asyncio.get_running_loop().call_later(
-                self._freeze_after_s, self._freeze_later, sandbox
-            )
+            return
+        loop = asyncio.get_running_loop()
+        self._resting[sandbox.id] = loop.time()
+        if self._freeze_timer is None:
+            self._freeze_timer = loop.call_later(self._freeze_after_s, self._freeze_due)
 
-    def _freeze_later(self, sandbox: SafeSandbox) -> None:
-        self._freezers.pop(sandbox.id, None)
-        self._spawn(self._freeze(sandbox))
+    def _freeze_due(self) -> None:
+        """Freezes every sandbox idle for the grace; sleeps until the next one is due."""
+        self._freeze_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for sandbox_id, since in list(self._resting.items()):
+            if now - since < self._freeze_after_s:  # the oldest left is not due yet
+                self._freeze_timer = loop.call_at(since + self._freeze_after_s, self._freeze_due)
+                return
+            del self._resting[sandbox_id]
+            held = self._sandboxes.get(sandbox_id)
+            if held is not None:
+                self._spawn(self._freeze(held.sandbox))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -260,33 +272,31 @@ class WorkerAgent:
         return doomed
 
     async def destroy(self, sandbox_id: str) -> None:
-        timer = self._freezers.pop(sandbox_id, None)
-        if timer is not None:
-            timer.cancel()
+        self._resting.pop(sandbox_id, None)
         self._touched.pop(sandbox_id, None)
-        sandbox = self._sandboxes.pop(sandbox_id, None)
-        if sandbox is not None:
-            await sandbox.destroy()
+        held = self._sandboxes.pop(sandbox_id, None)
+        if held is not None:
+            await held.sandbox.destroy()
 
     async def close(self) -> None:
         """Destroys every sandbox this worker still holds."""
+        if self._freeze_timer is not None:
+            self._freeze_timer.cancel()
+            self._freeze_timer = None
+        self._resting.clear()
         await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(self.destroy(i) for i in list(self._sandboxes)))
 
-    async def _run(
-        self, sandbox: SafeSandbox, request: InvokeRequest, init: InitResult | None
-    ) -> Execution:
+    async def _run(self, held: _Held, request: InvokeRequest, init: InitResult | None) -> Execution:
+        sandbox = held.sandbox
         spec = sandbox.spec
-        target = self._targets.get(sandbox) or self._logs.open(
-            spec.account_id, spec.region, spec.function_name
-        )
         stream = LogStream(
-            target, "an invocation", header=start_line(request.request_id, spec.version)
+            held.target, "an invocation", header=start_line(request.request_id, spec.version)
         )
         sandbox.set_log_sink(stream.output)
-        _close_all(self._idle_streams.get(sandbox, []))
+        _close_all(held.idle)
         result = await sandbox.invoke(request)
-        self._idle(sandbox, target)
+        self._idle(held)
         status = error_type = None
         if result.outcome is Outcome.TIMEOUT:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -339,6 +349,35 @@ class WorkerAgent:
             duration_ms=duration_ms,
             error=error,
         )
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A sandbox with what the worker keeps beside it: the log it writes to (the one of
+    the function it was launched for, even once a new function of that name exists) and
+    its stream between invocations, if it printed anything since the last one."""
+
+    sandbox: SafeSandbox
+    target: FunctionLog
+    idle: list[LogStream]
+    first_idle_line: LogSink
+
+
+def _idle_sink(sandbox: SafeSandbox, target: FunctionLog, idle: list[LogStream]) -> LogSink:
+    """The sink of a sandbox between invocations until it prints: the first line opens
+    the idle stream and hands the sink over to it. It holds the sandbox weakly, so that
+    a sandbox dropped unawaited is freed (and its stream's drop marker written) at once."""
+    ref = weakref.ref(sandbox)
+
+    def first(line: str) -> None:
+        stream = LogStream(target, "a sandbox between invocations")
+        idle.append(stream)
+        owner = ref()
+        if owner is not None:
+            owner.set_log_sink(stream.output)
+        stream.output(line)
+
+    return first
 
 
 def _close_all(streams: list[LogStream]) -> None:

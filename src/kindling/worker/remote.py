@@ -135,6 +135,17 @@ class RemoteWorker:
         self._since.pop(sandbox_id, None)
         await self._call("DELETE", f"{wire.SANDBOXES}/{sandbox_id}", b"", CLUSTER_ANSWER_SLACK_S)
 
+    async def read_log(
+        self, account_id: str, region: str, name: str, offset: int
+    ) -> tuple[bytes, int]:
+        """A function's log as this worker kept it, from ``offset``; (bytes, next)."""
+        path = f"{wire.LOGS}/{account_id}/{region}/{name}?offset={offset}"
+        response = await self._call("GET", path, b"", CLUSTER_ANSWER_SLACK_S)
+        try:
+            return response.body, int(response.headers[wire.NEXT_OFFSET.lower()])
+        except (KeyError, ValueError) as exc:
+            raise SandboxError(f"worker {self._worker_id} answered badly: {exc}") from exc
+
     async def refresh(self) -> WorkerCapacity:
         """Asks the worker for its capacity now."""
         response = await self._call("GET", wire.CAPACITY, b"", CLUSTER_ANSWER_SLACK_S)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
 
 from kindling.errors import AuthError, KindlingError, SandboxGoneError
 from kindling.httpd import Request, Response
@@ -27,6 +28,16 @@ log = logging.getLogger(__name__)
 CodeResolver = Callable[[str], Awaitable[str]]
 #: A runtime name to how this host starts it.
 RuntimeResolver = Callable[[str], RuntimeLaunch]
+#: The one unsigned path, for a supervisor's probe (Kubernetes, deploy/kubernetes/): it
+#: is answered by the event loop, so a wedged loop fails it, and it tells nothing.
+HEALTH_PATH = "/healthz"
+#: Unsigned too: the Prometheus scrape of this worker's own metrics (invocations,
+#: durations, errors, cold starts, sandboxes: recorded where they happen).
+METRICS_PATH = "/metrics"
+#: The scrape, given the Accept header: (body, content type).
+Scrape = Callable[[str], tuple[bytes, str]]
+#: A function's log on this host from a byte offset: (bytes, the offset to ask next).
+LogRead = Callable[[str, str, str, int], Awaitable[tuple[bytes, int]]]
 
 
 def _json(status: int, doc: object) -> Response:
@@ -45,18 +56,27 @@ class WorkerServer:
         key: bytes,
         code: CodeResolver,
         runtimes: RuntimeResolver,
+        scrape: Scrape | None = None,
+        read_log: LogRead | None = None,
     ) -> None:
+        self._scrape = scrape
+        self._read_log = read_log
         self._worker = worker
         self._key = key
         self._code = code
         self._runtimes = runtimes
 
     async def handle(self, request: Request) -> Response:
+        if request.path == HEALTH_PATH and request.method == "GET":
+            return Response(200, [("Content-Type", "text/plain")], b"ok\n")
+        if request.path == METRICS_PATH and request.method == "GET" and self._scrape:
+            body, content_type = self._scrape(request.header("accept"))
+            return Response(200, [("Content-Type", content_type)], body)
         try:
             cluster.verify(
                 self._key,
                 request.method,
-                request.path,
+                cluster.target(request.path, request.query),
                 request.body,
                 request.header(cluster.HEADER),
             )
@@ -80,6 +100,13 @@ class WorkerServer:
             return Response(200, [], wire.capacity_to_json(self._worker.capacity()))
         if path == wire.SANDBOXES and method == "POST":
             return await self._create(request.body)
+        if path.startswith(wire.LOGS + "/") and method == "GET" and self._read_log is not None:
+            account, region, name = path[len(wire.LOGS) + 1 :].split("/")
+            offset = parse_qs(request.query).get("offset", ["0"])[0]
+            if not offset.isdigit() or len(offset) > 19:
+                raise ValueError("offset is a whole number of bytes")
+            data, after = await self._read_log(account, region, name, int(offset))
+            return Response(200, [(wire.NEXT_OFFSET, str(after))], data)
         prefix = wire.SANDBOXES + "/"
         if path.startswith(prefix):
             sandbox_id, _, tail = path[len(prefix) :].partition("/")

@@ -10,6 +10,8 @@ worker resolves both on its own host (its interpreters, its code cache).
     POST   /v1/sandboxes/<id>/invocations    raw payload -> raw result (410: gone)
     DELETE /v1/sandboxes/<id>                -> 204
     GET    /v1/capacity                      -> WorkerCapacity
+    GET    /v1/logs/<account>/<region>/<function>?offset=N -> log bytes
+                                             (X-Kindling-Next-Offset: where to ask next)
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from kindling.worker.sandbox.base import (
 
 SANDBOXES = "/v1/sandboxes"
 CAPACITY = "/v1/capacity"
+LOGS = "/v1/logs"
+NEXT_OFFSET = "X-Kindling-Next-Offset"
 #: A sandbox id as the worker makes them (uuid4 hex); anything else is not one.
 ID_CHARS = frozenset("0123456789abcdef")
 
