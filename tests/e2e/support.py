@@ -47,12 +47,10 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/e2e"
 ClientFactory = Callable[..., Any]
 Deploy = Callable[..., str]
 MODEL = botocore.session.get_session().get_service_model("lambda")
-#: Why a test that reads a function's log runs on a single node only (the e2e
-#: ``server`` fixture's cluster topology: conftest.py).
-LOGS_ON_WORKERS = "the function's log lives on the worker that ran it (docs/cluster.md)"
 #: Why a test that reads a sandbox's metrics (invocations, errors, start kinds, their
-#: series) runs on a single node only: a control node counts concurrency and throttles.
-METRICS_ON_WORKERS = "a sandbox's metrics are its worker's, not scraped through the control node"
+#: series) runs on a single node only (the e2e ``server`` fixture's cluster topology,
+#: conftest.py): a control node counts concurrency and throttles, workers the rest.
+METRICS_ON_WORKERS = "a sandbox's metrics are its worker's GET /metrics, not the control node's"
 
 # --------------------------------------------------------------------------- processes
 

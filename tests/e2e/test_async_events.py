@@ -15,10 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .support import (
-    LOGS_ON_WORKERS,
     ROLE,
     ClientFactory,
     Deploy,
@@ -126,7 +123,6 @@ def test_events_survive_zygotes_killed_while_sandboxes_are_built(
     assert _total(found, "kindling_async_retries_total", cause="platform_error") >= 1
 
 
-@pytest.mark.single_only(LOGS_ON_WORKERS)
 def test_a_throttled_backlog_waits_for_freed_slots(
     server: Server, lam: Any, deploy: Deploy
 ) -> None:

@@ -7,9 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from .support import KINDLING, LOGS_ON_WORKERS, Server
+from .support import KINDLING, Server
 
 
 def _kindling(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
@@ -26,7 +24,6 @@ def _kindling(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.single_only(LOGS_ON_WORKERS)
 def test_deploy_invoke_logs_and_redeploy(
     server: Server, fn_name: str, tmp_path: Path, lam: Any
 ) -> None:
@@ -72,7 +69,6 @@ def test_logs_of_a_missing_function_is_an_error(server: Server) -> None:
     assert "Function not found" in missing.stderr
 
 
-@pytest.mark.single_only(LOGS_ON_WORKERS)
 def test_logs_prints_a_log_longer_than_one_read(server: Server, fn_name: str, lam: Any) -> None:
     """The logs endpoint answers 1 MiB a read: ``kindling logs`` asks until the end."""
     from tests.e2e.support import ROLE, make_zip, wait_active

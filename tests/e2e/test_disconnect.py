@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .support import LOGS_ON_WORKERS, Deploy, Server, function_log, raw_request, wait_for
+from .support import Deploy, Server, function_log, raw_request, wait_for
 
 SLEEPY = {
     "app.py": (
@@ -22,7 +22,6 @@ SLEEPY = {
 }
 
 
-@pytest.mark.single_only(LOGS_ON_WORKERS)
 def test_a_caller_hanging_up_does_not_break_the_function(
     server: Server, deploy: Deploy, lam: Any
 ) -> None:

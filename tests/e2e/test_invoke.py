@@ -11,11 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
-
 from .support import (
     ACCOUNT,
-    LOGS_ON_WORKERS,
     REGION,
     Deploy,
     Server,
@@ -192,7 +189,6 @@ def test_concurrent_invokes_use_separate_sandboxes(lam: Any, deploy: Deploy) -> 
                 assert a["end"] <= b["start"] or b["end"] <= a["start"], (a, b)
 
 
-@pytest.mark.single_only(LOGS_ON_WORKERS)
 def test_event_invoke_runs_the_function(lam: Any, deploy: Deploy, server: Server) -> None:
     name = deploy(FILES)
     event = {"action": "mark", "n": 42}
@@ -248,7 +244,6 @@ def test_unhandled_error(lam: Any, deploy: Deploy) -> None:
     assert (after["sandbox"], after["count"]) == (sandbox, 3)
 
 
-@pytest.mark.single_only(LOGS_ON_WORKERS)
 def test_timeout_kills_the_sandbox(lam: Any, deploy: Deploy, server: Server) -> None:
     name = deploy(FILES, Timeout=1)
     sandbox = invoke_json(lam, name)[0]["sandbox"]

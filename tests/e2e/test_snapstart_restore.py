@@ -12,7 +12,7 @@ import pytest
 
 from kindling.runtimes.catalog import find_python
 
-from .support import LOGS_ON_WORKERS, ROLE, Server, function_log, make_zip, wait_active
+from .support import ROLE, Server, function_log, make_zip, wait_active
 
 pytestmark = pytest.mark.skipif(
     find_python("3.12") is None, reason="SnapStart needs python3.12, not on this host"
@@ -51,7 +51,6 @@ def _invoke(lam: Any, name: str, version: str, hold: float) -> tuple[dict[str, A
     return json.loads(out["Payload"].read()), base64.b64decode(out["LogResult"]).decode()
 
 
-@pytest.mark.single_only(LOGS_ON_WORKERS)
 def test_cold_starts_after_the_first_are_restores(lam: Any, fn_name: str, server: Server) -> None:
     lam.create_function(
         FunctionName=fn_name,
