@@ -1,6 +1,7 @@
 """Faults a cluster must survive (issue 20), each under a steady load of synchronous and
 Event invokes (tests/e2e/faultload.py): a worker killed with SIGKILL, one of two
-control nodes killed with SIGKILL, PostgreSQL stopped and started again.
+control nodes killed with SIGKILL, PostgreSQL stopped and started again, Redis (the
+control nodes' counting) killed and started again empty.
 
 After each, with the load stopped:
 - every Event invocation that was accepted (202) ran: its id reached the test's
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +44,7 @@ from tests.e2e.faultload import (
     sink,
 )
 from tests.e2e.support import ROLE, make_zip, raw_request, wait_active, wait_for
-from tests.engines import Postgres
+from tests.engines import Postgres, RedisServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -68,13 +70,15 @@ def engine() -> Iterator[Postgres]:
         found.remove()
 
 
-def _topology(root: Path, url: str) -> Any:
-    """Issue 20's test cluster: two control nodes and three workers."""
+def _topology(root: Path, url: str, counting: str | None = None) -> Any:
+    """Issue 20's test cluster: two control nodes and three workers (counting in
+    Redis at ``counting``, if given)."""
     return cluster(
         root,
         url,
         controls=2,
         workers=3,
+        control_args=("--counting", counting) if counting else (),
         env=NODE_ENV,
         # the sandboxes reach the test's listener on the host side, and nothing else
         worker_args=("--egress-allow", "{gateway}/32"),
@@ -175,12 +179,11 @@ def _check_after(
     # and none is left in the queue (nor a retry that would take a slot below)
     wait_for(lambda: _queued(engine, topo.store_url) == 0, timeout=240, interval=0.5)
 
-    # no concurrency leaked, on every live control node
+    # no concurrency leaked: with reserved concurrency R, R run at once on each live
+    # control node and more are throttled; then each counts 0 executions. (In that
+    # order: a count in Redis sheds the slots whose leases ran out at its next
+    # admission, and a node's gauges show the counts its last call was answered.)
     live = [c.endpoint for c in topo.controls if topo.alive(c)]
-    for endpoint in live:
-        wait_for(lambda e=endpoint: _account_executions(e) == 0, timeout=120, interval=0.5)
-        limit = client(endpoint).get_account_settings()["AccountLimit"]
-        assert limit["UnreservedConcurrentExecutions"] == limit["ConcurrentExecutions"]
     lam = client(live[0])
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED)
     try:
@@ -194,13 +197,23 @@ def _check_after(
                 ),
                 timeout=30,
             )
-            # per node: counting is each control node's own until it is in Redis
+            # on each node: each counts on its own, or all of them in Redis
             assert _burst(endpoint, name, RESERVED) == ["ok"] * RESERVED, topo.logs()
             over = _burst(endpoint, name, RESERVED + 2)
             assert "TooManyRequestsException" in over, over
             assert over.count("ok") >= RESERVED - 1, over
     finally:
         lam.delete_function_concurrency(FunctionName=name)
+
+    for endpoint in live:
+        try:
+            wait_for(lambda e=endpoint: _account_executions(e) == 0, timeout=120, interval=0.5)
+        except AssertionError:
+            text = raw_request(endpoint, "GET", "/metrics").body.decode()
+            gauges = [line for line in text.splitlines() if "concurrent_executions{" in line]
+            raise AssertionError(f"{endpoint} still counts executions: {gauges}") from None
+        limit = client(endpoint).get_account_settings()["AccountLimit"]
+        assert limit["UnreservedConcurrentExecutions"] == limit["ConcurrentExecutions"]
 
     # no sandbox left on a surviving worker once its keep-alive has passed
     for worker, server in topo.workers.items():
@@ -313,4 +326,53 @@ def test_postgresql_restarted_under_load(engine: Postgres, tmp_path: Path) -> No
         assert any(c.outcome == "ServiceException" for c in during), load.summary()
         _check_after(
             topo, load, found, name, fault_at, set(), f"PostgreSQL down {down_for:.1f} s", engine
+        )
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test alone: it is killed and started again."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: `make test` installs it")
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    found = RedisServer(tmp_path / "redis")
+    found.start()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+def test_redis_restarted_empty_under_load(
+    postgres: Postgres, redis: RedisServer, tmp_path: Path
+) -> None:
+    with (
+        _topology(tmp_path, postgres.database(), counting=redis.url()) as topo,
+        sink(topo.net.gateway) as found,
+    ):
+        name = _deploy(topo, found.url)
+        load = Load(topo.endpoints, name)
+        load.start()
+        try:
+            _steady(load)
+            fault_at = time.monotonic()
+            redis.stop()  # SIGKILL, no persistence: it comes back empty
+            time.sleep(STEADY_S)
+            down_for = time.monotonic() - fault_at
+            redis.start()
+            _recover(load, fault_at + down_for, set())
+        finally:
+            load.stop()
+        during = [c for c in load.calls if fault_at <= c.started <= fault_at + down_for]
+        assert any(c.outcome == "ServiceException" for c in during), load.summary()
+        _check_after(
+            topo,
+            load,
+            found,
+            name,
+            fault_at,
+            set(),
+            f"Redis down {down_for:.1f} s, back empty",
+            postgres,
         )
