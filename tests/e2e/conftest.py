@@ -2,8 +2,9 @@
 with boto3, the AWS CLI and raw signed HTTP.
 
 The ``server`` is parametrized over two topologies: ``single`` (one process, the
-embedded default) and ``cluster`` (a control node on PostgreSQL and two workers, each
-in a network namespace of its own: tests/e2e/cluster.py); tests get the control node.
+embedded default) and ``cluster`` (a control node on PostgreSQL counting in Redis, and
+two workers, each in a network namespace of its own: tests/e2e/cluster.py); tests get
+the control node.
 Every test of the shared server runs on both (``KINDLING_TEST_CLUSTER=0``: single
 only); a test that cannot apply to a cluster says why with
 ``@pytest.mark.single_only(reason)``.
@@ -26,6 +27,8 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
+
+from tests.engines import RedisServer
 
 from .cluster import cluster
 from .support import (
@@ -79,14 +82,22 @@ def server(
     """The shared kindling server; at the end it must stop on SIGTERM and leave nothing.
     ``single``: one process (with KINDLING_TEST_STORE=postgresql its store is a
     PostgreSQL the tests start). ``cluster``: the control node of a cluster on
-    PostgreSQL with two workers in network namespaces (needs root)."""
+    PostgreSQL, counting in a Redis of its own, with two workers in network namespaces
+    (needs root and Debian's redis-server)."""
     root = tmp_path_factory.mktemp(f"kindling-e2e-{request.param}")
     if request.param == "cluster":
         if os.geteuid() != 0:
             pytest.skip("the cluster topology needs root (network namespaces)")
         url = request.getfixturevalue("postgres").database()
-        with cluster(root, url, controls=1, workers=2) as topology:
-            yield topology.controls[0]
+        counting = RedisServer(root / "redis")  # its own: no other test's slots in it
+        counting.start()
+        try:
+            with cluster(
+                root, url, controls=1, workers=2, control_args=("--counting", counting.url())
+            ) as topology:
+                yield topology.controls[0]
+        finally:
+            counting.stop()
         return
     srv = Server(data_dir=root / "data", log_path=root / "server.log")
     if os.environ.get("KINDLING_TEST_STORE") == "postgresql":
