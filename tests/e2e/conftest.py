@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,10 @@ def server(
     if request.param == "cluster":
         if os.geteuid() != 0:
             pytest.skip("the cluster topology needs root (network namespaces)")
+        if shutil.which("redis-server") is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is not installed: `make test` installs it")
+            pytest.skip("the cluster topology needs redis-server (Debian package; make test)")
         url = request.getfixturevalue("postgres").database()
         counting = RedisServer(root / "redis")  # its own: no other test's slots in it
         counting.start()
