@@ -57,9 +57,10 @@ class SandboxLayer:
         self.backends: dict[str, Any] = {}
         self.reasons: dict[str, str] = {}
         self.wrapper, self.trace_file = coldtrace.write_wrapper(workdir, REPO / "src")
+        from kindling.worker.sandbox.host import shell_mountpoint
         from kindling.worker.sandbox.launcher import Launchers
 
-        self.traced_launchers = Launchers()
+        self.traced_launchers = Launchers(shell_mountpoint(self.runtime_dir))
 
     def _host(self) -> Any:
         from kindling.worker.sandbox.host import HostResources

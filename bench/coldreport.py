@@ -265,7 +265,7 @@ def _breakdown_markdown(breakdown: dict[str, Any]) -> list[str]:
             "slot_total_ms": "network slot, cgroup done -> slot in hand (ms)",
             "netlink_open_close_ms": "of which netlink socket open+close (ms)",
             "nsinit_total_ms": "launch request -> runtime start (ms)",
-            "mount_calls": "mount(2) calls building the root",
+            "mount_calls": "mount(2) calls on the path (the rest of the root was built ahead)",
             "mount_syscalls_ms": "time in those mount calls (ms)",
             "cgroup_join_writes": "cgroup.procs writes joining the sandbox cgroups",
             "cgroup_join_ms": "time in those writes (ms)",

@@ -12,7 +12,11 @@ Nothing in ``src/`` is changed. For one traced sample the bench
   and then runs its ``main``: each call appends ``role name start end`` to a trace file.
   The host's launchers are restarted around a traced sample so they run the wrapper.
   Roles: ``launcher`` (the long-lived process), ``parent`` (the builder it forks),
-  ``child`` (the builder's child, the sandbox's PID 1).
+  ``shell`` then ``child`` (the builder's child, the sandbox's PID 1). The builder forks
+  its child ahead and the child builds its shell (root, /dev, masked /proc) as
+  ``shell``, before the request (ADR 0026): off the critical path, and told apart from
+  the sample's own child (a replacement builds its shell while the sample runs); from
+  its own ``woke`` (its request) on it is ``child``.
 
 Every timestamp is CLOCK_MONOTONIC in nanoseconds (the bench's ``time.monotonic_ns``,
 nsinit's ``clock_gettime_ns``, and the hello function's own, which reports when its
@@ -89,7 +93,7 @@ def _fork(_real=os.fork):
     start = _now()
     pid = _real()
     if pid == 0:
-        _role[0] = "parent" if _role[0] == "launcher" else "child"
+        _role[0] = "parent" if _role[0] == "launcher" else "shell"
         _emit("forked", _now())
     else:
         _emit("fork", start, _now())
@@ -160,11 +164,22 @@ import socket as _socket
 
 def _recv_fds(*args, _real=_socket.recv_fds, **kwargs):
     got = _real(*args, **kwargs)
-    _emit("woke", _now())  # a parked builder took a request
+    if _role[0] == "shell":  # from here on the shell is the sandbox's child
+        _role[0] = "child"
+    _emit("woke", _now())  # a parked builder (or its pre-built child) took a request
     return got
 
 
+def _send_fds(*args, _real=_socket.send_fds, **kwargs):
+    start = _now()
+    try:
+        return _real(*args, **kwargs)
+    finally:
+        _emit("hand_over", start, _now())  # the builder passes the request to its child
+
+
 _socket.recv_fds = _recv_fds
+_socket.send_fds = _send_fds
 _wrap(nsinit.marshal, "loads", "config_loads")
 nsinit.open = _open
 linux.unshare = _unshare
@@ -176,7 +191,11 @@ nsinit.os.closerange = _closerange
 for _name in ("setns", "mount", "pivot_root", "umount", "sethostname", "load_seccomp",
               "drop_bounding_capabilities"):
     _wrap(linux, _name)
-_wrap(nsinit, "build_root")
+_wrap(nsinit.rootfs, "build_shell")
+_wrap(nsinit.rootfs, "finish_root")
+_wrap(nsinit, "await_maps")
+_wrap(nsinit, "write_maps")
+_wrap(nsinit, "release")
 _wrap(os, "read")
 _wrap(os, "write")
 nsinit.main()
@@ -384,14 +403,16 @@ CRITICAL_PATH: list[tuple[str, str]] = [
     ("worker: config pipe, fds to the launcher", "launch.end"),
     ("launcher: a builder forked ahead wakes with the request", "parent.woke.start"),
     ("builder: read config from its pipe", "parent.config_loads.end"),
-    ("builder: join the sandbox cgroups (write cgroup.procs)", "parent.setns.start"),
-    ("builder: setns(net) + unshare(uts, ipc, pid, cgroup)", "parent.fork.start"),
-    ("builder: fork", "child.forked.start"),
-    ("child: unshare(mnt) + make / private", "child.build_root.start"),
-    ("child: build root (tmpfs, binds, /etc files, /dev)", "child.build_root.end"),
-    ("child: mount /proc, pivot_root, remount ro, unshare(user)", "child.write#0.start"),
-    # the child may run on once the parent's write is in: the write's start is the boundary
-    ("parent: wake, write uid/gid maps, release child", "parent.write#0.start"),
+    ("builder: move its pre-built child into the sandbox cgroups", "parent.hand_over.start"),
+    ("builder: pass the child its config and fds", "child.woke.start"),
+    (
+        "child: config, stdout/stderr, setns(net), unshare(cgroup), seccomp read",
+        "child.finish_root.start",
+    ),
+    ("child: the request's mounts (code, runtime, /tmp, meminfo/stat)", "child.finish_root.end"),
+    ("child: hostname, rlimit, pivot_root, remount ro, unshare(user)", "child.await_maps.start"),
+    # the child may run on once the parent's write is in: the release's start is the boundary
+    ("parent: wake, write uid/gid maps, release child", "parent.release.start"),
     ("child: wake, drop caps, setuid, no_new_privs, seccomp, close fds", "child.runtime.start"),
     ("runtime: start (in-process from the zygote, or exec) + handler import", "handler.imported"),
     ("runtime: handler imported -> first /next at the worker", "wait_ready.end"),
@@ -431,6 +452,7 @@ def side_facts(sample: Sample) -> dict[str, float]:
     """Off-path figures of one traced sample, in ms."""
     ev = sample.events
     facts: dict[str, float] = {}
+    # the child's mounts once it has its request (its shell's were made ahead, as "shell")
     mounts = [(s, e) for name, s, e in sample.intervals if name == "child.mount"]
     facts["mount_calls"] = float(len(mounts))
     facts["mount_syscalls_ms"] = sum(e - s for s, e in mounts) / 1e6
@@ -443,8 +465,8 @@ def side_facts(sample: Sample) -> dict[str, float]:
         controller = name.removeprefix("parent.cgroup_join_")
         facts[f"cgroup_join:{controller}_ms"] = (end - start) / 1e6
     pairs = {
-        "status_line_lag_ms": ("parent.write#0.start", "status.end"),
-        "nsinit_parent_exit_after_go_ms": ("parent.write#0.start", "parent.exit.start"),
+        "status_line_lag_ms": ("parent.release.start", "status.end"),
+        "nsinit_parent_exit_after_go_ms": ("parent.release.start", "parent.exit.start"),
         "slot_total_ms": ("cgroup_create.end", "slot_take.end"),
         "nsinit_total_ms": ("launch.start", "child.runtime.start"),
         "runtime_total_ms": ("child.runtime.start", "wait_ready.end"),

@@ -28,7 +28,7 @@ from kindling.worker.sandbox.namespace import (
     NamespaceSandbox,
     interpreter_prefix,
 )
-from kindling.worker.sandbox.nsinit import ETC_GROUP, ETC_PASSWD, SANDBOX_GID, SANDBOX_UID
+from kindling.worker.sandbox.rootfs import ETC_GROUP, ETC_PASSWD, SANDBOX_GID, SANDBOX_UID
 
 RUNSC = shutil.which("runsc") or "/usr/bin/runsc"
 HOST_ETC = ("ld.so.cache", "ssl", "alternatives", "ca-certificates")

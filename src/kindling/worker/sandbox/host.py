@@ -71,8 +71,8 @@ class HostResources:
     egress: Egress | None
     seccomp_file: Path
     resolv_conf: str
-    tuning: ColdStartTuning = field(default_factory=ColdStartTuning)
-    launchers: Launchers = field(default_factory=Launchers)
+    tuning: ColdStartTuning
+    launchers: Launchers
     slots: SlotPool = field(default_factory=lambda: SlotPool(None, 0))
     _uids: itertools.cycle[int] = field(
         default_factory=lambda: itertools.cycle(range(HOST_UID_BASE, HOST_UID_END))
@@ -112,6 +112,7 @@ class HostResources:
             if tuning.favor_dynmods:
                 favor_dynamic_modifications()
             cgroups = CgroupManager(instance)
+            shell_root = shell_mountpoint(runtime_dir)
             host = cls(
                 runtime_dir,
                 cgroups,
@@ -119,7 +120,7 @@ class HostResources:
                 runtime_dir / "seccomp.bpf",
                 resolv,
                 tuning,
-                Launchers(reuse=tuning.launcher, join=cgroups.launcher_group()),
+                Launchers(shell_root, reuse=tuning.launcher, join=cgroups.launcher_group()),
                 SlotPool(egress, tuning.slot_pool),
                 reaper=reaper,
                 registry=registry,
@@ -211,6 +212,15 @@ def _unguard(
             registry.release(record)
     if supervisor is not None:
         stop_process(supervisor)
+
+
+def shell_mountpoint(runtime_dir: Path) -> str:
+    """The empty directory of the data dir on which each pre-built sandbox shell mounts
+    its root, in its own mount namespace (nsinit.py, ADR 0026): nothing of the host's
+    lies under it, so the tmpfs hides nothing a sandbox's root is built from."""
+    path = runtime_dir.resolve().parent / "shell"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return str(path)
 
 
 def _record(instance: str, runtime_dir: Path) -> InstanceRecord:

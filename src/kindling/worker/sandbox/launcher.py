@@ -51,12 +51,15 @@ class LauncherKey:
 class Launcher:
     """One ``nsinit --serve`` process and the socket to it."""
 
-    def __init__(self, key: LauncherKey, join: tuple[str, ...] = ()) -> None:
-        """``join``: the ``cgroup.procs`` files it moves itself into first (its
-        instance's launcher group, so a crash sweep finds it and all it forks)."""
+    def __init__(self, key: LauncherKey, root: str, join: tuple[str, ...] = ()) -> None:
+        """``root``: an empty directory its pre-built sandbox shells mount their root on,
+        each in a mount namespace of its own (nsinit.py). ``join``: the ``cgroup.procs``
+        files it moves itself into first (its instance's launcher group, so a crash
+        sweep finds it and all it forks)."""
         self.key = key
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = [key.interpreter, "-u", "-S", str(NSINIT), "--serve", str(theirs.fileno())]
+        argv += ["--root", root]
         if key.preload is not None:  # -B: PYTHONDONTWRITEBYTECODE=1, as in every function
             argv[1:1] = ["-B"]
             argv += ["--preload", key.preload]
@@ -108,9 +111,10 @@ class Launchers:
     """The host's launchers by key, started on first use and restarted if one dies.
 
     ``reuse=False`` starts a launcher per sandbox instead (the bench's "launcher off":
-    what every start cost before launchers existed)."""
+    what every start cost before launchers existed). ``root``: see ``Launcher``."""
 
-    def __init__(self, reuse: bool = True, join: list[str] | None = None) -> None:
+    def __init__(self, root: str, reuse: bool = True, join: list[str] | None = None) -> None:
+        self._root = root
         self._reuse = reuse
         self._join = tuple(join or ())
         self._running: dict[LauncherKey, Launcher] = {}
@@ -168,7 +172,7 @@ class Launchers:
 
     def _launch_once(self, key: LauncherKey, fds: list[int], kind: bytes) -> None:
         self._single_use = [done for done in self._single_use if not done.reaped()]
-        launcher = Launcher(key, self._join)
+        launcher = Launcher(key, self._root, self._join)
         launcher.send(fds, kind)
         launcher.hang_up()  # it serves this one request and exits
         self._single_use.append(launcher)
@@ -179,7 +183,7 @@ class Launchers:
             return launcher
         if launcher is not None:
             launcher.close()
-        launcher = self._take_spare(key) or Launcher(key, self._join)
+        launcher = self._take_spare(key) or Launcher(key, self._root, self._join)
         self._running[key] = launcher
         if key.preload is not None:
             self._start_spare(key)
@@ -197,7 +201,9 @@ class Launchers:
     def _start_spare(self, key: LauncherKey) -> None:
         slot = (key.interpreter, key.preload or "")
         if slot not in self._spares:
-            self._spares[slot] = Launcher(LauncherKey(key.interpreter, key.preload), self._join)
+            self._spares[slot] = Launcher(
+                LauncherKey(key.interpreter, key.preload), self._root, self._join
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -221,9 +221,7 @@ class NamespaceSandbox:
 
     def _launch_config(self, argv: list[str], env: dict[str, str]) -> dict[str, object]:
         """What nsinit needs to build this kind of sandbox."""
-        self._root.mkdir(parents=True)
         return {
-            "root": str(self._root),
             "code_dir": self.spec.code_dir,
             "runtime_dir": str(self._backend.runtime_dir),
             "ro_paths": interpreter_prefix(self.spec.launch),

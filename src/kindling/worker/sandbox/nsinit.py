@@ -2,20 +2,24 @@
 
 Steps, in this order because each needs the privilege the next one gives up:
 
-1. join the sandbox's cgroups and its prepared network namespace;
-2. new UTS, IPC, PID and cgroup namespaces; fork, so the child is PID 1 of the new
-   PID namespace;
-3. the child makes its own mount namespace and a fresh root on a tmpfs (host runtime
-   files read-only, code at /var/task read-only, a sized /tmp, a minimal /dev), mounts
-   its /proc, pivots into the new root, drops supplementary groups
-   and enters a new user namespace; the parent maps the child's uid 993 to an
-   unprivileged host uid, reports the child's pid to the worker and exits;
-4. the child becomes uid/gid 993 with no capabilities and ``no_new_privs``, loads the
+1. ahead of any request (a parked builder, see ``serve``): new UTS, IPC and PID
+   namespaces, and the fork of the sandbox's PID 1, its "shell", which makes its own
+   mount namespace and builds the request-independent part of its root on a tmpfs
+   (host runtime files read-only, /etc, a minimal /dev, the masked /proc), then waits
+   on a socketpair with its builder (ADR 0026);
+2. on a request the builder moves the shell into the sandbox's cgroups and hands it the
+   config, its log pipe and its network namespace; the shell joins that namespace, makes
+   its cgroup namespace (now rooted at its own cgroup), mounts what the request decides
+   (code at /var/task read-only, the runtime, a sized /tmp, /proc's memory and boot
+   time), pivots into the new root, drops supplementary groups and enters a new user
+   namespace; the builder maps the child's uid 993 to an unprivileged host uid, reports
+   the child's pid to the worker and exits;
+3. the child becomes uid/gid 993 with no capabilities and ``no_new_privs``, loads the
    seccomp program, and execs the runtime, or, in a runtime zygote, starts the runtime
    client it already imported.
 
-It runs as a launcher (``--serve``, see launcher.py) that forks a builder per request;
-the builder reads its instructions (marshalled) from the config pipe it was handed and
+It runs as a launcher (``--serve``, see launcher.py) that keeps builders forked ahead;
+a builder reads its instructions (marshalled) from the config pipe it was handed and
 reports one line on a status pipe: ``pid <host pid>`` or ``error <message>``.
 """
 
@@ -29,127 +33,63 @@ import sys
 BASE_PATH = sys.path[1:]  # what `python -S script` has after the script's own directory
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
 
-from kindling.worker.sandbox import copymounts, forkserver, linux, procmask  # noqa: E402
+from kindling.worker.sandbox import copymounts, forkserver, linux, rootfs  # noqa: E402
+from kindling.worker.sandbox.rootfs import SANDBOX_GID, SANDBOX_UID  # noqa: E402
 
 TYPE_CHECKING = False  # typing itself costs an import on every sandbox start
 if TYPE_CHECKING:
     from typing import Any
 
-SANDBOX_UID = 993
-SANDBOX_GID = 990
-ETC_PASSWD = (
-    "root:x:0:0:root:/root:/sbin/nologin\n"
-    f"sbx_user1051:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/sbin/nologin\n"
-)
-ETC_GROUP = f"root:x:0:\nsbx_user1051:x:{SANDBOX_GID}:\n"
-#: The character devices of /dev (major 1), by minor number.
-DEVICES = (("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9))
-_S_IFCHR = 0o020000
-HOST_ETC = ("ld.so.cache", "ssl", "alternatives", "ca-certificates", "mime.types", "localtime")
 
+def shell(base: str, sock: Any) -> None:
+    """PID 1 of a sandbox, forked ahead by a parked builder: builds the shell (its mount
+    namespace and the request-independent root, ``build_shell``), then waits on ``sock``
+    (its builder's socketpair) for the request: the config and the fds it needs (log,
+    network namespace, a template's control socket). EOF (its builder ended without a
+    request for it) ends it. Never returns."""
+    import socket
 
-def _mkdirs(root: str, *paths: str) -> None:
-    for path in paths:
-        os.makedirs(root + path, exist_ok=True)
-
-
-def _write(path: str, text: str, mode: int = 0o444) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
-    os.chmod(path, mode)
-
-
-def _mirror(root: str, path: str) -> None:
-    """A host top-level path as it is on the host: a symlink stays a symlink."""
-    if os.path.islink(path):
-        os.symlink(os.readlink(path), root + path)
-    elif os.path.isdir(path):
-        _mkdirs(root, path)
-        linux.bind(path, root + path)
-
-
-def _unnamed_bind(source: str, target: str, flags: int) -> None:
-    """A read-only view of ``source`` at ``target`` that does not name ``source``.
-
-    A bind mount shows its source's path on the host (the data dir's) in the sandbox's
-    /proc/self/mountinfo. A read-only overlay of the same directory shows only the
-    strings it was given: its layers are passed as descriptor paths (the directory, and
-    the empty ``target`` itself as the second layer overlayfs needs without an upper
-    one). Where overlayfs refuses (e.g. a data dir on a filesystem it cannot stack on),
-    a bind it is."""
-    lower = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
-    empty = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
-    layers = f"lowerdir=/proc/self/fd/{lower}:/proc/self/fd/{empty}"
     try:
-        linux.mount("none", target, "overlay", linux.MS_RDONLY | flags, layers)
-    except OSError:
-        linux.bind(source, target, extra=flags)
-    finally:
-        os.close(lower)
-        os.close(empty)
+        linux.unshare(linux.CLONE_NEWNS)  # its own: pivot_root must not move the parent's root
+        linux.mount("", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        root = rootfs.build_shell(base)
+    except BaseException as exc:
+        os.write(2, f"kindling sandbox shell failed: {exc}\n".encode())
+        os._exit(120)
+    while True:
+        try:
+            data, fds, flags, _addr = socket.recv_fds(sock, CONFIG_BYTES, 3)
+        except InterruptedError:
+            continue
+        break
+    if not data or flags & socket.MSG_TRUNC or len(fds) not in (2, 3):
+        os._exit(0)
+    try:
+        cfg = marshal.loads(data)
+        log_fd, netns_fd = fds[:2]
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        linux.setns(netns_fd, linux.CLONE_NEWNET)
+        os.close(netns_fd)
+        linux.unshare(linux.CLONE_NEWCGROUP)  # made now: its root is the sandbox's cgroup
+        if len(fds) == 3:
+            cfg["control_fd"] = fds[2]
+        with open(str(cfg["seccomp"]), "rb") as fh:
+            program = fh.read()
+        if cfg.get("seccomp_restored"):  # a template: its copies' program, read while we can
+            with open(str(cfg["seccomp_restored"]), "rb") as fh:
+                cfg["restored_program"] = fh.read()
+        rootfs.finish_root(cfg, base, root)
+        child(cfg, program, root, sock.fileno())
+    except BaseException as exc:
+        os.write(2, f"kindling sandbox init failed: {exc}\n".encode())
+    os._exit(120)
 
 
-def build_root(cfg: dict[str, object]) -> str:
-    root = str(cfg["root"])
-    linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID, "size=4m,mode=755")
-    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
-        if os.path.lexists(top):
-            _mirror(root, top)
-    for extra in cfg.get("ro_paths", []):  # type: ignore[attr-defined]
-        _mkdirs(root, str(extra))
-        linux.bind(str(extra), root + str(extra))
-    _mkdirs(root, "/etc", "/var/task", "/var/runtime", "/opt", "/tmp", "/proc", "/dev", "/root")
-    _write(root + "/etc/passwd", ETC_PASSWD)
-    _write(root + "/etc/group", ETC_GROUP)
-    _write(root + "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n")
-    _write(root + "/etc/hostname", "sandbox\n")
-    _write(root + "/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n")
-    _write(root + "/etc/resolv.conf", str(cfg.get("resolv_conf", "")))
-    for name in HOST_ETC:
-        host = f"/etc/{name}"
-        if os.path.isdir(host):
-            _mkdirs(root, host)
-            linux.bind(host, root + host)
-        elif os.path.isfile(host):
-            open(root + host, "w").close()
-            linux.bind(host, root + host)
-    flags = linux.MS_NOSUID | linux.MS_NODEV
-    _unnamed_bind(str(cfg["code_dir"]), root + "/var/task", flags)
-    if cfg.get("runtime_dir"):
-        _unnamed_bind(str(cfg["runtime_dir"]), root + "/var/runtime", flags)
-    linux.mount(
-        "tmpfs",
-        root + "/tmp",
-        "tmpfs",
-        flags,
-        f"size={int(cfg['tmp_mb'])}m,mode=1777",  # type: ignore[call-overload]
-    )
-    linux.mount("tmpfs", root + "/dev", "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755")
-    for name, minor in DEVICES:  # made, not bound: a bind would show the host's devtmpfs
-        os.mknod(f"{root}/dev/{name}", _S_IFCHR | 0o666, os.makedev(1, minor))
-        os.chmod(f"{root}/dev/{name}", 0o666)
-    _mkdirs(root, "/dev/shm")
-    linux.mount("tmpfs", root + "/dev/shm", "tmpfs", flags, "size=64m,mode=1777")
-    for link, target in (
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ):
-        os.symlink(target, f"{root}/dev/{link}")
-    return root
-
-
-def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> None:
-    """PID 1 of the sandbox: build the root, drop everything, become the runtime (by
-    exec, or in-process from a runtime zygote)."""
-    linux.unshare(linux.CLONE_NEWNS)  # its own: pivot_root must not move the parent's root
-    linux.mount("", "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    root = build_root(cfg)
-    memory_mb = int(cfg["env"].get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128))  # type: ignore[attr-defined]
-    procmask.mount_proc(root + "/proc", memory_mb)
-    if cfg.get("control_fd") is not None:
-        procmask.keep_mountable(root)
+def child(cfg: dict[str, object], program: bytes, root: str, sock_fd: int) -> None:
+    """The rest of PID 1's start, its root built: drop everything, become the runtime
+    (by exec, or in-process from a runtime zygote)."""
     linux.sethostname("sandbox")
     nofile = int(cfg["max_open_files"])  # type: ignore[call-overload]
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))  # hard too: for good
@@ -167,9 +107,7 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
         linux.set_process_image(argv, env)  # before seccomp, which refuses prctl(PR_SET_MM)
     os.setgroups([])
     linux.unshare(linux.CLONE_NEWUSER)
-    os.write(ready_w, b"u")
-    if os.read(go_r, 1) != b"k":
-        os._exit(121)
+    await_maps(sock_fd)
     linux.drop_bounding_capabilities()
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
@@ -194,6 +132,14 @@ def child(cfg: dict[str, object], program: bytes, go_r: int, ready_w: int) -> No
             server = forkserver.ForkServer(cfg["restored_program"], SANDBOX_UID, SANDBOX_GID)  # type: ignore[arg-type]
         run_in_process(argv, env, server)
     os.execve(argv[0], argv, env)
+
+
+def await_maps(sock_fd: int) -> None:
+    """Tells the builder its user namespace exists and waits until the builder wrote
+    its uid/gid maps (``write_maps``)."""
+    os.write(sock_fd, b"u")
+    if os.read(sock_fd, 1) != b"k":
+        os._exit(121)
 
 
 def hide_host_ids() -> None:
@@ -341,21 +287,27 @@ def supervise(argv: list[str], procs: str) -> None:
 
 #: Builders a launcher keeps forked ahead, each waiting on the socket itself.
 PARKED_BUILDERS = 2
+#: The nice value of a parked builder and its shell while they work ahead of a request.
+AHEAD_NICE = 19
+#: The largest config a pre-built shell takes: the worker writes it into a pipe whose
+#: buffer (64 KB) holds it (launcher.py), so no config is larger.
+CONFIG_BYTES = 65536
 
 
-def serve(sock_fd: int) -> None:
+def serve(sock_fd: int, base: str) -> None:
     """The launcher: one long-lived nsinit, so no sandbox pays for an interpreter start
     and these imports (~21 ms of a cold start, bench coldstart).
 
     It keeps ``PARKED_BUILDERS`` children forked ahead, each blocked on the socket (a
-    seqpacket datagram goes to exactly one reader), so a request finds its builder
-    forked already (~2 ms); each builder that takes one says so on a pipe, and the
-    launcher forks its replacement while it works. A request is one datagram whose
-    passed fds are the sandbox's config pipe, network namespace, status pipe and log
-    pipe (and a snapshot template's control socket); the config is read by the builder,
-    never here. A request ``m`` is a restored SnapStart copy's mounts instead
-    (copymounts.py: its config pipe, mount and PID namespaces, status pipe). The
-    worker closing its end ends the launcher and its parked builders.
+    seqpacket datagram goes to exactly one reader) with its sandbox's shell pre-built
+    (``_parked_builder``), so a request finds that work done; each builder that takes
+    one says so on a pipe, and the launcher forks its replacement while it works. A
+    request is one datagram whose passed fds are the sandbox's config pipe, network
+    namespace, status pipe and log pipe (and a snapshot template's control socket); the
+    config is read by the builder, never here. A request ``m`` is a restored SnapStart
+    copy's mounts instead (copymounts.py: its config pipe, mount and PID namespaces,
+    status pipe). The worker closing its end ends the launcher and its parked builders,
+    and each builder's shell with it.
     """
     import signal
     import socket
@@ -370,7 +322,10 @@ def serve(sock_fd: int) -> None:
             if os.fork() == 0:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # a runtime waits for its own
                 os.close(took_r)
-                _parked_builder(socket, sock, took_w)
+                try:
+                    _parked_builder(socket, sock, took_w, base)
+                finally:  # never back into this loop in a builder
+                    os._exit(1)
             parked += 1
         try:
             said = os.read(took_r, 1)
@@ -382,101 +337,168 @@ def serve(sock_fd: int) -> None:
         parked -= 1
 
 
-def _parked_builder(socket: Any, sock: Any, took_w: int) -> None:
-    """Waits for one request, then builds that sandbox; never returns."""
+def _parked_builder(socket: Any, sock: Any, took_w: int, base: str) -> None:
+    """Pre-builds a sandbox's shell, waits for one request, then finishes that sandbox;
+    never returns.
+
+    Ahead of the request (ADR 0026): new UTS, IPC and PID namespaces (not the cgroup
+    one: it must be made once the sandbox's cgroups are joined), and the fork of PID 1,
+    which builds what no request changes (``shell``). A request that does not use the
+    shell (gVisor's ``exec``, a copy's mounts ``m``, a hang-up) kills it first."""
+    # The work ahead yields to the starts being served: a replacement builder forks and
+    # builds its shell while the request that replaced it is still on its way, on the
+    # same CPUs. The builder waits at the launcher's priority again (host root may raise
+    # it: a request must not wake a niced builder), its shell gets it with the request.
+    priority = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, AHEAD_NICE)
+    own = [os.open(f"/proc/self/ns/{ns}", os.O_RDONLY) for ns in ("pid", "uts", "ipc")]
+    linux.unshare(linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        for fd in (took_w, *own):
+            os.close(fd)
+        sock.close()
+        ours.close()
+        shell(base, theirs)
+    theirs.close()
+    os.setpriority(os.PRIO_PROCESS, 0, priority)
     while True:
         try:
             data, fds, _flags, _addr = socket.recv_fds(sock, 16, 8)
         except InterruptedError:
             continue
         break
+    os.setpriority(os.PRIO_PROCESS, pid, priority)  # so it ends its build at full speed
     sock.close()
     with _suppress():  # EPIPE: the launcher ended first (a hang-up reaches every builder)
         os.write(took_w, b"t" if data else b"h")
     os.close(took_w)
+    if data == b"s" and len(fds) in (4, 5):
+        os.dup2(fds[3], 1)  # the builder's own errors go to the sandbox's log too
+        os.dup2(fds[3], 2)
+        with os.fdopen(fds[0], "rb") as fh:
+            raw = fh.read()
+        cfg = marshal.loads(raw)
+        if not cfg.get("exec"):
+            for fd in own:
+                os.close(fd)
+            hand_over(socket, cfg, raw, pid, ours, fds)
+        _discard(pid, ours, own)
+        run_exec(cfg, fds[1], fds[2])
+    _discard(pid, ours, own)
     if data == b"m" and len(fds) == 4:  # a SnapStart copy's mounts (copymounts.py)
         with os.fdopen(fds[0], "rb") as fh:
             copymounts.prepare(marshal.loads(fh.read()), fds[1], fds[2], fds[3])
-    if data != b"s" or len(fds) not in (4, 5):
-        for fd in fds:
+    for fd in fds:
+        os.close(fd)
+    os._exit(0)
+
+
+def _discard(pid: int, ours: Any, own: list[int]) -> None:
+    """Kills the pre-built shell (its mounts go with its mount namespace) and returns
+    this builder to its launcher's PID, UTS and IPC namespaces, for a request that does
+    not use the shell."""
+    import signal
+
+    with _suppress():
+        os.kill(pid, signal.SIGKILL)
+    with _suppress():
+        os.waitpid(pid, 0)
+    ours.close()
+    kinds = (linux.CLONE_NEWPID, linux.CLONE_NEWUTS, linux.CLONE_NEWIPC)
+    for fd, kind in zip(own, kinds, strict=True):
+        linux.setns(fd, kind)
+        os.close(fd)
+
+
+def hand_over(
+    socket: Any, cfg: dict[str, Any], raw: bytes, pid: int, ours: Any, fds: list[int]
+) -> None:
+    """Gives the pre-built shell ``pid`` its request: moves it into the sandbox's cgroups,
+    passes it the config and its fds (log, network namespace, a template's control
+    socket), writes its uid/gid maps when it asks; reports ``pid <pid>`` or
+    ``error <why>`` on the status pipe. Never returns."""
+    _config, netns_fd, status_fd, log_fd = fds[:4]
+    status = os.fdopen(status_fd, "w", buffering=1)
+    try:
+        for procs in cfg["cgroup_procs"]:
+            with open(procs, "w") as fh:
+                fh.write(str(pid))
+        socket.send_fds(ours, [raw], [log_fd, netns_fd, *fds[4:]])
+        for fd in (netns_fd, log_fd, *fds[4:]):
             os.close(fd)
-        os._exit(0)
-    config_fd, netns_fd, status_fd, log_fd = fds[:4]
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    with os.fdopen(config_fd, "rb") as fh:
-        cfg = marshal.loads(fh.read())
-    cfg["netns_fd"], cfg["status_fd"] = netns_fd, status_fd
-    if len(fds) == 5:
-        cfg["control_fd"] = fds[4]
-    run(cfg)
+        write_maps(ours.fileno(), pid, int(cfg["host_uid"]))
+        status.write(f"pid {pid}\n")
+    except BaseException as exc:
+        import signal
+
+        with _suppress():
+            os.kill(pid, signal.SIGKILL)
+        status.write(f"error {type(exc).__name__}: {exc}\n")
+        status.flush()
+        os._exit(1)
+    status.flush()
+    os._exit(0)
+
+
+def write_maps(sock_fd: int, pid: int, host_uid: int) -> None:
+    """Once the shell made its user namespace (``await_maps``), maps its 993 to the
+    sandbox's host uid and lets it go on."""
+    if os.read(sock_fd, 1) != b"u":
+        raise RuntimeError("sandbox child died before entering its user namespace")
+    with open(f"/proc/{pid}/setgroups", "w") as fh:
+        fh.write("deny")
+    with open(f"/proc/{pid}/uid_map", "w") as fh:
+        fh.write(f"{SANDBOX_UID} {host_uid} 1\n")
+    with open(f"/proc/{pid}/gid_map", "w") as fh:
+        fh.write(f"{SANDBOX_GID} {host_uid} 1\n")
+    release(sock_fd)
+
+
+def release(sock_fd: int) -> None:
+    """Lets the shell go on past ``await_maps`` (the bench's trace times this alone:
+    the child may run before this builder returns from it)."""
+    os.write(sock_fd, b"k")
 
 
 def main() -> None:
-    """``nsinit --serve FD [--preload CLIENT.pyc] [--join CGROUP_PROCS]...``
+    """``nsinit --serve FD --root DIR [--preload CLIENT.pyc] [--join CGROUP_PROCS]...``
 
     It joins its cgroups first, before it imports or forks anything: the crash sweep of
-    its instance finds it, and every builder it forks, there."""
+    its instance finds it, and every builder it forks, there. ``--root``: an empty
+    directory each pre-built shell mounts its tmpfs on, in its own mount namespace."""
     options = sys.argv[3:]
     pairs = list(zip(options[::2], options[1::2], strict=False))
     for flag, value in pairs:
         if flag == "--join":
             with open(value, "w") as fh:
                 fh.write(str(os.getpid()))
+    base = ""
     for flag, value in pairs:
         if flag == "--preload":
             preload(value)
-    serve(int(sys.argv[2]))
+        elif flag == "--root":
+            base = value
+    if not base:
+        raise SystemExit("nsinit --serve needs --root DIR")
+    serve(int(sys.argv[2]), base)
 
 
-def run(cfg: dict[str, Any]) -> None:
-    """Builds one sandbox from its config; never returns."""
-    status = os.fdopen(int(cfg["status_fd"]), "w", buffering=1)
+def run_exec(cfg: dict[str, Any], netns_fd: int, status_fd: int) -> None:
+    """A sandbox whose own runtime builds it (gVisor's runsc, ``exec``): joins its
+    cgroups and network namespace and runs it under ``supervise``. Never returns."""
+    status = os.fdopen(status_fd, "w", buffering=1)
     try:
         for procs in cfg["cgroup_procs"]:
             with open(procs, "w") as fh:
                 fh.write(str(os.getpid()))
-        linux.setns(int(cfg["netns_fd"]), linux.CLONE_NEWNET)
-        os.close(int(cfg["netns_fd"]))
-        if cfg.get("exec"):  # gVisor: runsc builds the sandbox in this cgroup and netns
-            pid = os.fork()
-            if pid == 0:
-                status.close()
-                supervise([str(a) for a in cfg["exec"]], str(cfg["cgroup_procs"][0]))
-            status.write(f"pid {pid}\n")
-            status.flush()
-            os._exit(0)
-        linux.unshare(
-            linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID | linux.CLONE_NEWCGROUP
-        )
-        with open(str(cfg["seccomp"]), "rb") as fh:
-            program = fh.read()
-        if cfg.get("seccomp_restored"):  # a template: its copies' program, read while we can
-            with open(str(cfg["seccomp_restored"]), "rb") as fh:
-                cfg["restored_program"] = fh.read()
-        go_r, go_w = os.pipe()
-        ready_r, ready_w = os.pipe()
+        linux.setns(netns_fd, linux.CLONE_NEWNET)
+        os.close(netns_fd)
         pid = os.fork()
         if pid == 0:
-            try:
-                status.close()
-                child(cfg, program, go_r, ready_w)
-            except BaseException as exc:
-                os.write(2, f"kindling sandbox init failed: {exc}\n".encode())
-            os._exit(120)
-        os.close(ready_w)  # so that a child dying early reads as EOF, not as a hang
-        os.close(go_r)
-        if os.read(ready_r, 1) != b"u":
-            raise RuntimeError("sandbox child died before entering its user namespace")
-        host_uid = int(cfg["host_uid"])
-        with open(f"/proc/{pid}/setgroups", "w") as fh:
-            fh.write("deny")
-        with open(f"/proc/{pid}/uid_map", "w") as fh:
-            fh.write(f"{SANDBOX_UID} {host_uid} 1\n")
-        with open(f"/proc/{pid}/gid_map", "w") as fh:
-            fh.write(f"{SANDBOX_GID} {host_uid} 1\n")
-        os.write(go_w, b"k")
+            status.close()
+            supervise([str(a) for a in cfg["exec"]], str(cfg["cgroup_procs"][0]))
         status.write(f"pid {pid}\n")
     except BaseException as exc:
         status.write(f"error {type(exc).__name__}: {exc}\n")

@@ -17,11 +17,11 @@ file over each of them (ADR 0015), the way container runtimes mask /proc/kcore o
 - ``/proc/pressure``: an empty directory, as on a kernel without PSI (a sandbox's own
   pressure is in its cgroup).
 
-Runs as root of the sandbox's mount namespace (the builder before it drops privileges,
-or, for a restored SnapStart copy, a host-root builder in the copy's mount and PID
-namespaces: copymounts.py), before seccomp, in place of the plain procfs mount: ~0.3 ms
-a start. Imports nothing beyond ``os``, ``time`` and ``linux``: it runs on every cold
-start.
+Runs as root of the sandbox's mount namespace (its pre-built shell, ahead of the
+request but for ``meminfo`` and ``stat``: ``mount_proc_ahead``, ADR 0026; or, for a
+restored SnapStart copy, a host-root builder in the copy's mount and PID namespaces:
+copymounts.py), before seccomp, in place of the plain procfs mount. Imports nothing
+beyond ``os``, ``time`` and ``linux``: it runs in every launcher.
 """
 
 from __future__ import annotations
@@ -123,8 +123,46 @@ def mount_proc(proc: str, memory_mb: int) -> None:
     mounted over it, and each file is bound from a descriptor opened before it was
     covered. Nothing is left to unmount (an unmount costs ~0.1 ms: a tenth of all this)
     and the files are reachable by no path."""
+    _mount_masked(proc, synthesized(memory_mb))
+
+
+#: The files whose figures depend on the sandbox's request (its memory) or its start
+#: (boot time): a pre-built sandbox shell (nsinit.py) mounts everything else ahead and
+#: writes these two once a request came (see ``mount_proc_ahead``).
+STAGED = ("meminfo", "stat")
+
+
+def mount_proc_ahead(proc: str, staging: str) -> None:
+    """``mount_proc`` without a request: every mask is in place, and ``meminfo`` and
+    ``stat`` are bound, read-only, from empty files of the writable tmpfs ``staging``
+    (mounted by the caller outside the sandbox's root, so that it leaves the sandbox's
+    view with the old root); ``stage`` writes them once the request is known."""
+    ahead = synthesized(0)
+    for name in STAGED:
+        del ahead[name]
+    _mount_masked(proc, ahead)
+    for name in STAGED:
+        _create(staging, name, "")
+        target = f"{proc}/{name}"
+        linux.mount(f"{staging}/{name}", target, None, linux.MS_BIND)
+        flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _MOUNT_FLAGS
+        linux.mount("", target, None, flags)
+
+
+def stage(staging: str, memory_mb: int) -> None:
+    """Writes the request's ``meminfo`` and ``stat`` (see ``mount_proc_ahead``)."""
+    files = synthesized(memory_mb)
+    for name in STAGED:
+        fd = os.open(f"{staging}/{name}", os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, files[name].encode())
+        finally:
+            os.close(fd)
+
+
+def _mount_masked(proc: str, synthesized_files: dict[str, str]) -> None:
     linux.mount("tmpfs", proc, "tmpfs", _MOUNT_FLAGS, "size=64k,mode=755")
-    files = {name: _create(proc, name, text) for name, text in synthesized(memory_mb).items()}
+    files = {name: _create(proc, name, text) for name, text in synthesized_files.items()}
     empty = _create(proc, "empty", "")
     linux.mount("", proc, None, linux.MS_REMOUNT | linux.MS_RDONLY | _MOUNT_FLAGS)
     held = {name: os.open(path, os.O_PATH) for name, path in files.items()}
