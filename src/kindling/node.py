@@ -9,6 +9,11 @@ it, by content digest, into its own code store (checked against the digest, so a
 cached tree is never stale and never another's). Its heartbeats also ask which of the
 trees it keeps idle the control plane still keeps: the others are deleted, and the
 cache is bounded (``control.codecache``, ADR 0024).
+
+Each control node's answer to a heartbeat names the sandboxes it holds here. A sandbox
+no control node holds is no one's (its control node died, or lost this host and forgot
+it) and is destroyed once idle: a control node that has not answered for twice the
+lease has lost this host by then, so what it last said it held no longer counts.
 """
 
 from __future__ import annotations
@@ -99,6 +104,9 @@ class WorkerNode:
         )
         self._heartbeats: asyncio.Task[None] | None = None
         self._failing: dict[int, str] = {}
+        #: Per control node: when it last answered, and the sandboxes it holds here
+        #: (None: it did not say, so it may hold any).
+        self._claims: dict[int, tuple[float, set[str] | None]] = {}
         self.draining = False
         self._drain_until = 0.0
         #: Wakes the heartbeat early, so that control nodes hear of a drain at once.
@@ -183,6 +191,7 @@ class WorkerNode:
             else:
                 problem = ""
                 gone.update(_code_gone(outcome.body))
+                self._claims[index] = (time.monotonic(), _held(outcome.body))
             was = self._failing.get(index, "")
             if problem and not was:  # one line per outage, not one a second
                 log.warning("control node %d cannot be reached: %s", index, problem)
@@ -191,6 +200,18 @@ class WorkerNode:
             self._failing[index] = problem
         if gone:
             self.code_cache.gone(gone, asked_at)
+        self._reap_unclaimed()
+
+    def _reap_unclaimed(self) -> None:
+        now = time.monotonic()
+        claimed: set[str] = set()
+        for answered, held in self._claims.values():
+            if now - answered > 2 * limits.CLUSTER_LEASE_S:
+                continue  # that control node has lost this host: it holds nothing here
+            if held is None:
+                return
+            claimed |= held
+        self.agent.reap_unclaimed(claimed, 2 * limits.CLUSTER_LEASE_S)
 
     def _idle_code(self) -> list[str]:
         """What the heartbeat asks about; a fault in the cache must never stop the
@@ -262,6 +283,14 @@ class WorkerNode:
         await self.backends.close()
         self.logs.close()
         self.code.close()
+
+
+def _held(body: bytes) -> set[str] | None:
+    try:
+        held = json.loads(body).get("held")
+    except (ValueError, AttributeError):
+        return None
+    return {str(i) for i in held} if isinstance(held, list) else None
 
 
 def _code_gone(answer: bytes) -> list[str]:

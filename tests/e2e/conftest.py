@@ -1,6 +1,14 @@
 """Fixtures of the end-to-end suite: one real ``kindling serve`` for the session, driven
 with boto3, the AWS CLI and raw signed HTTP.
 
+The ``server`` is parametrized over two topologies: ``single`` (one process, the
+embedded default) and ``cluster`` (a control node on PostgreSQL counting in Redis, and
+two workers, each in a network namespace of its own: tests/e2e/cluster.py); tests get
+the control node.
+Every test of the shared server runs on both (``KINDLING_TEST_CLUSTER=0``: single
+only); a test that cannot apply to a cluster says why with
+``@pytest.mark.single_only(reason)``.
+
 Every 2xx JSON body boto3 receives is checked against botocore's Lambda model as it
 comes off the wire (``WireShapeRecorder``); a test that provoked a malformed response
 fails in its teardown.
@@ -10,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +29,9 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from tests.engines import RedisServer
+
+from .cluster import cluster
 from .support import (
     REGION,
     ROLE,
@@ -34,13 +46,64 @@ from .support import (
 )
 
 
-@pytest.fixture(scope="session")
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "single_only(reason): cannot apply to the cluster topology, and why"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Cluster runs are deselected with KINDLING_TEST_CLUSTER=0, and for tests with a
+    server of their own; single_only tests are skipped on the cluster with their reason."""
+    scope = os.environ.get("KINDLING_TEST_CLUSTER", "1")
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("server") != "cluster":
+            kept.append(item)
+            continue
+        own_server = "private_server" in item.fixturenames  # the topology is not its
+        if own_server or scope == "0":
+            dropped.append(item)
+            continue
+        marker = item.get_closest_marker("single_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "single node only"
+            item.add_marker(pytest.mark.skip(reason=f"single node only: {reason}"))
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", params=["single", "cluster"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """The shared kindling server; at the end it must stop on SIGTERM and leave nothing.
-    With KINDLING_TEST_STORE=postgresql its store is a PostgreSQL the tests start."""
-    root = tmp_path_factory.mktemp("kindling-e2e")
+    ``single``: one process (with KINDLING_TEST_STORE=postgresql its store is a
+    PostgreSQL the tests start). ``cluster``: the control node of a cluster on
+    PostgreSQL, counting in a Redis of its own, with two workers in network namespaces
+    (needs root and Debian's redis-server)."""
+    root = tmp_path_factory.mktemp(f"kindling-e2e-{request.param}")
+    if request.param == "cluster":
+        if os.geteuid() != 0:
+            pytest.skip("the cluster topology needs root (network namespaces)")
+        if shutil.which("redis-server") is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is not installed: `make test` installs it")
+            pytest.skip("the cluster topology needs redis-server (Debian package; make test)")
+        url = request.getfixturevalue("postgres").database()
+        counting = RedisServer(root / "redis")  # its own: no other test's slots in it
+        counting.start()
+        try:
+            with cluster(
+                root, url, controls=1, workers=2, control_args=("--counting", counting.url())
+            ) as topology:
+                yield topology.controls[0]
+        finally:
+            counting.stop()
+        return
     srv = Server(data_dir=root / "data", log_path=root / "server.log")
     if os.environ.get("KINDLING_TEST_STORE") == "postgresql":
         srv.extra_args = ("--store", request.getfixturevalue("postgres").database())

@@ -47,6 +47,10 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/e2e"
 ClientFactory = Callable[..., Any]
 Deploy = Callable[..., str]
 MODEL = botocore.session.get_session().get_service_model("lambda")
+#: Why a test that reads a sandbox's metrics (invocations, errors, start kinds, their
+#: series) runs on a single node only (the e2e ``server`` fixture's cluster topology,
+#: conftest.py): a control node counts concurrency and throttles, workers the rest.
+METRICS_ON_WORKERS = "a sandbox's metrics are its worker's GET /metrics, not the control node's"
 
 # --------------------------------------------------------------------------- processes
 
@@ -135,10 +139,15 @@ class Server:
     extra_args: tuple[str, ...] = ()
     #: More environment for the server, e.g. ``{"KINDLING_SNAPSTART_LATEST": "1"}``.
     env: dict[str, str] = field(default_factory=dict)
+    #: The address it listens on (``--host`` unless loopback) and is reached at.
+    host: str = "127.0.0.1"
+    #: A command the server runs under, e.g. ``("ip", "netns", "exec", NS)`` (which
+    #: execs it: the process is still the server's).
+    wrap: tuple[str, ...] = ()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def log_tail(self, size: int = 4000) -> str:
         with contextlib.suppress(OSError):
@@ -150,14 +159,17 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(self.env)
         with open(self.log_path, "ab") as log:
+            host = () if self.host == "127.0.0.1" else ("--host", self.host)
             self.proc = subprocess.Popen(
                 [
+                    *self.wrap,
                     str(KINDLING),
                     "serve",
                     "--port",
                     str(self.port),
                     "--data-dir",
                     str(self.data_dir),
+                    *host,
                     *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
@@ -172,7 +184,7 @@ class Server:
                     f"kindling serve exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
             with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
                 return
             if time.monotonic() > deadline:
                 self.stop()

@@ -266,10 +266,10 @@ def _read_http_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes
 
 def test_body_over_the_request_limit(server: Server) -> None:
     size = 71 * 1024 * 1024
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(
             (
-                f"POST {FUNCTIONS} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"POST {FUNCTIONS} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
             ).encode()
         )
@@ -279,7 +279,7 @@ def test_body_over_the_request_limit(server: Server) -> None:
 
 
 def test_malformed_http(server: Server) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(b"THIS IS NOT HTTP\r\n\x00\x01\x02\r\n\r\n")
         status, _, _ = _read_http_response(sock)
     assert status == 400

@@ -51,7 +51,7 @@ def _connect(server: Server, source: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((source, 0))
     sock.settimeout(60)
-    sock.connect(("127.0.0.1", server.port))
+    sock.connect((server.host, server.port))
     return sock
 
 
@@ -68,7 +68,7 @@ def _read_all(sock: socket.socket) -> bytes:
 def _still_serves(server: Server) -> None:
     response = raw_request(server.endpoint, "GET", "/2015-03-31/functions/")
     assert response.status == 200, response.body
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert _read_all(sock).startswith(b"HTTP/1.1 200 ")
 

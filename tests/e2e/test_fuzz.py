@@ -41,7 +41,7 @@ def _send(server: Server, fuzzer: Fuzzer, fuzzed: Fuzzed) -> tuple[int, bytes, s
     request = fuzzer.signed(fuzzed)
     parts = urlsplit(request.url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=120)
     try:
         conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", parts.netloc)  # what SigV4 signed

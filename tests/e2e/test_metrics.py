@@ -16,6 +16,7 @@ from kindling.runtimes.catalog import find_python
 
 from .support import (
     ACCOUNT,
+    METRICS_ON_WORKERS,
     REGION,
     ROLE,
     Deploy,
@@ -35,7 +36,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def scrape(server: Server) -> tuple[str, Samples]:
     """(Content-Type, every sample by (name, labels)) of one unsigned GET /metrics."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
         conn.request("GET", "/metrics")
         reply = conn.getresponse()
@@ -69,6 +70,7 @@ def one(samples: Samples, name: str, function: str, **labels: str) -> float:
     return next(iter(found.values()))
 
 
+@pytest.mark.single_only(METRICS_ON_WORKERS)
 def test_cold_then_warm_with_durations(server: Server, lam: Any, deploy: Deploy) -> None:
     name = deploy(ECHO)
     assert invoke_json(lam, name, {"n": 1})[0] == {"n": 1}
@@ -92,6 +94,7 @@ def test_cold_then_warm_with_durations(server: Server, lam: Any, deploy: Deploy)
     assert found[("process_resident_memory_bytes", frozenset())] > 0
 
 
+@pytest.mark.single_only(METRICS_ON_WORKERS)
 def test_errors_count_with_their_outcome(server: Server, lam: Any, deploy: Deploy) -> None:
     name = deploy(FAILS)
     response = lam.invoke(FunctionName=name, Payload=b"{}")
@@ -112,6 +115,7 @@ def test_a_throttle_is_counted_with_its_reason(server: Server, lam: Any, deploy:
     assert not of(found, "kindling_invocations_total", name)  # a throttle never ran
 
 
+@pytest.mark.single_only(METRICS_ON_WORKERS)
 def test_deleted_functions_leave_the_scrape(server: Server, lam: Any, deploy: Deploy) -> None:
     name = deploy(ECHO)
     invoke_json(lam, name)
@@ -127,7 +131,7 @@ def test_deleted_functions_leave_the_scrape(server: Server, lam: Any, deploy: De
 
 
 def test_only_get_is_served(server: Server) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
         conn.request("POST", "/metrics", body=b"")
         reply = conn.getresponse()
@@ -141,6 +145,7 @@ def test_only_get_is_served(server: Server) -> None:
 @pytest.mark.skipif(
     find_python("3.12") is None, reason="SnapStart needs python3.12, not on this host"
 )
+@pytest.mark.single_only(METRICS_ON_WORKERS)
 def test_snapstart_restores_are_their_own_start_kind(
     server: Server, lam: Any, fn_name: str
 ) -> None:

@@ -11,9 +11,20 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.hostcheck import processes_with
 
-from .support import ROLE, ClientFactory, Deploy, Server, make_zip, wait_active, wait_for
+from .support import (
+    METRICS_ON_WORKERS,
+    ROLE,
+    ClientFactory,
+    Deploy,
+    Server,
+    make_zip,
+    wait_active,
+    wait_for,
+)
 from .test_metrics import scrape
 
 
@@ -46,6 +57,7 @@ def test_update_destroys_the_old_revisions_sandboxes(lam: Any, deploy: Deploy) -
     wait_for(lambda: not processes_with(marker), timeout=10)
 
 
+@pytest.mark.single_only(METRICS_ON_WORKERS)
 def test_delete_destroys_every_versions_sandboxes_and_series(
     server: Server, lam: Any, deploy: Deploy
 ) -> None:

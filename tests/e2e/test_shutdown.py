@@ -67,7 +67,7 @@ def _running(server: Server) -> bool:
 
 def _refuses_connections(server: Server) -> bool:
     try:
-        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+        socket.create_connection((server.host, server.port), timeout=1).close()
     except OSError:
         return True
     return False

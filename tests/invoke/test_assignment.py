@@ -229,3 +229,26 @@ def test_placement_decides_the_worker(tmp_path: Path) -> None:
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_ids_on_names_what_it_holds_on_a_worker_busy_or_idle(tmp_path: Path) -> None:
+    """What a control node tells a worker it holds (the heartbeat's answer): a sandbox
+    missing from it is one the worker may destroy."""
+    (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+
+    async def scenario() -> None:
+        agent = _agent(tmp_path)
+        pool = Assignment(Placement([agent]), 60.0)
+        busy = await pool.claim(KEY, lambda: _spec(tmp_path))
+        idle = await pool.claim(KEY, lambda: _spec(tmp_path))
+        execution = await agent.invoke(idle.handle.id, _request(), idle.init)
+        await pool.release(idle.handle, execution.reusable)
+        assert pool.ids_on(agent) == sorted([busy.handle.id, idle.handle.id])
+        execution = await agent.invoke(busy.handle.id, _request(), busy.init)
+        await pool.release(busy.handle, reusable=False)  # not pooled again: not held
+        assert pool.ids_on(agent) == [idle.handle.id]
+        pool.forget_worker(agent)
+        assert pool.ids_on(agent) == []
+        await agent.close()
+
+    asyncio.run(scenario())

@@ -136,3 +136,25 @@ def test_close_destroys_everything_it_holds(tmp_path: Path) -> None:
         assert _states(agent) == {}
 
     asyncio.run(scenario())
+
+
+def test_idle_sandboxes_no_control_node_holds_are_reaped(tmp_path: Path) -> None:
+    """A control node that died (or lost this worker) leaves sandboxes nobody reaps: the
+    worker destroys the idle ones not claimed, after a grace since their last call."""
+    (tmp_path / "app.py").write_text("def handler(e, c):\n    return 'ok'\n")
+
+    async def scenario() -> None:
+        agent = _agent(tmp_path)
+        held = await agent.create(_spec(tmp_path))
+        orphan = await agent.create(_spec(tmp_path))
+        assert agent.reap_unclaimed({held.sandbox_id}, 60.0) == []  # within the grace
+        await asyncio.sleep(0.2)
+        assert agent.reap_unclaimed({held.sandbox_id}, 0.1) == [orphan.sandbox_id]
+        await asyncio.sleep(0.2)
+        assert _states(agent) == {"frozen": 1}
+        assert (await agent.invoke(held.sandbox_id, _request())).reusable
+        with pytest.raises(SandboxGoneError):
+            await agent.invoke(orphan.sandbox_id, _request())
+        await agent.close()
+
+    asyncio.run(scenario())

@@ -61,8 +61,11 @@ class ClusterApi:
         try:
             if what == "heartbeat" and request.method == "POST":
                 doc = json.loads(request.body)
-                self._registry.announce(doc)
-                answer: dict[str, object] = {"lease_s": self._registry.lease_s}
+                sandboxes = self._registry.announce(doc)
+                answer: dict[str, object] = {
+                    "lease_s": self._registry.lease_s,
+                    "held": sandboxes,
+                }
                 held = _digests(doc.get("code", []))
                 if held:
                     try:

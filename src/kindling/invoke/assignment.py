@@ -230,6 +230,14 @@ class Assignment:
         idle = sum(1 for stack in self._idle.values() for h in stack if h.worker is worker)
         return idle + sum(1 for h in self._busy if h.worker is worker)
 
+    def ids_on(self, worker: Worker) -> list[str]:
+        """The ids of every sandbox this service holds on a worker (idle, busy or
+        provisioned): what it may still call there. A worker destroys the others."""
+        held = {h.id for stack in self._idle.values() for h in stack if h.worker is worker}
+        held.update(h.id for h in self._busy if h.worker is worker)
+        held.update(h.id for h in self._provisioned if h.worker is worker)
+        return sorted(held)
+
     def lost(self, handle: SandboxHandle) -> None:
         """Its worker no longer has it: forget it."""
         self._busy.discard(handle)

@@ -5,9 +5,12 @@ id and its capacity; each announcement renews a lease of ``CLUSTER_LEASE_S``. A 
 whose lease runs out is lost: it leaves placement, every sandbox the assignment held
 on it is forgotten, calls still waiting on it end at once as service errors, and the
 listeners (provisioned concurrency) put back what it held elsewhere. A worker that
-announces a new boot id restarted and holds nothing: it is lost and joins afresh. A
-lost worker that comes back joins as new; sandboxes it still runs are no one's, and
-its own reaper destroys them when they idle out.
+announces a new boot id restarted and holds nothing: it is lost and joins afresh.
+
+The answer to each heartbeat names the sandboxes this control node holds on that
+worker. A worker destroys an idle sandbox that no control node it hears from holds
+(``worker.agent.WorkerAgent.reap_unclaimed``): one this node forgot when it lost the
+worker, or one of a control node that died, which nobody would ever reap otherwise.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ class WorkerRegistry:
     def on_lost(self, listener: Callable[[str], None]) -> None:
         self._lost_listeners.append(listener)
 
-    def announce(self, doc: dict[str, Any]) -> None:
-        """A heartbeat as a worker sends it (``worker.node``); ValueError if malformed."""
+    def announce(self, doc: dict[str, Any]) -> list[str]:
+        """A heartbeat as a worker sends it (``worker.node``); ValueError if malformed.
+        Returns the ids of the sandboxes this node holds on that worker."""
         url, boot = doc["url"], doc["boot"]
         if not isinstance(url, str) or not isinstance(boot, str):
             raise ValueError("url and boot are strings")
@@ -74,6 +78,7 @@ class WorkerRegistry:
         self.heartbeat(
             capacity.worker_id, url, boot, capacity, draining=doc.get("draining") is True
         )
+        return self._assignment.ids_on(self._members[capacity.worker_id].worker)
 
     def heartbeat(
         self,

@@ -10,6 +10,11 @@ metrics go to that function; of concurrency and keep-alive it knows nothing. It 
 where a start's kind (cold, restored from a snapshot, or warm), every duration and every
 error are known, so it records them in the metrics as it writes the REPORT line that
 says the same.
+
+Keep-alive is the invoke side's, but a control node that dies, or that lost this host
+for a while, leaves sandboxes here that nobody will call or reap: ``reap_unclaimed``
+destroys the idle ones no control node holds (``worker.node`` asks it after each
+heartbeat, whose answers name what each control node holds).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import collections
 import json
 import logging
 import os
+import time
 import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -83,6 +89,9 @@ class WorkerAgent:
         #: (an id is removed when its sandbox is taken), so one timer serves them all.
         self._resting: dict[str, float] = {}
         self._freeze_timer: asyncio.TimerHandle | None = None
+        #: When each sandbox was last created or called (monotonic), and those running.
+        self._touched: dict[str, float] = {}
+        self._running: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -144,16 +153,22 @@ class WorkerAgent:
         idle: list[LogStream] = []
         held = _Held(sandbox, target, idle, _idle_sink(sandbox, target, idle))
         self._sandboxes[sandbox.id] = held
+        self._touched[sandbox.id] = time.monotonic()
         # the idle stream's drop marker is written when the sandbox goes, however it goes
         weakref.finalize(sandbox, _close_all, held.idle)
         header = f"INIT_START Runtime Version: {spec.launch.runtime}"
         stream = LogStream(target, "an init", header=header)
         sandbox.set_log_sink(stream.output)
+        self._running.add(sandbox.id)
         try:
             init = await sandbox.start()
         except BaseException:
             self._sandboxes.pop(sandbox.id, None)
+            self._touched.pop(sandbox.id, None)
             raise
+        finally:
+            self._running.discard(sandbox.id)
+        self._touched[sandbox.id] = time.monotonic()
         if init.restored:  # Lambda's words for a start from a snapshot
             if stream.header is not None:
                 stream.header = f"RESTORE_START Runtime Version: {spec.launch.runtime}"
@@ -163,6 +178,7 @@ class WorkerAgent:
         stream.close()
         if not init.ok:
             self._sandboxes.pop(sandbox.id, None)
+            self._touched.pop(sandbox.id, None)
             failure = None if request_id is None else self._failed_init(spec, request_id, init)
             return Launched(sandbox.id, init, failure)
         self._metrics.started(
@@ -187,11 +203,15 @@ class WorkerAgent:
             raise SandboxGoneError(f"sandbox {sandbox_id} is gone")
         sandbox = held.sandbox
         self._resting.pop(sandbox_id, None)
+        self._running.add(sandbox_id)
         try:
             execution = await self._run(held, request, init)
         finally:
+            self._running.discard(sandbox_id)
+            self._touched[sandbox_id] = time.monotonic()
             if not sandbox.alive:  # it destroys itself after a timeout, crash or fault
                 self._sandboxes.pop(sandbox_id, None)
+                self._touched.pop(sandbox_id, None)
         if execution.reusable:
             await self._rest(sandbox)
         return execution
@@ -232,8 +252,28 @@ class WorkerAgent:
             log.exception("sandbox %s could not be frozen; destroying it", sandbox.id)
             await self.destroy(sandbox.id)
 
+    def reap_unclaimed(self, claimed: set[str], idle_s: float) -> list[str]:
+        """Destroys every sandbox not in ``claimed`` (what the control nodes hold here)
+        that has not been created or called for ``idle_s`` and is not running: the
+        grace covers a sandbox whose create a control node has not recorded yet.
+        Returns their ids."""
+        now = time.monotonic()
+        doomed = [
+            sandbox_id
+            for sandbox_id in self._sandboxes
+            if sandbox_id not in claimed
+            and sandbox_id not in self._running
+            and now - self._touched.get(sandbox_id, now) > idle_s
+        ]
+        for sandbox_id in doomed:
+            log.warning("sandbox %s is held by no control node: destroying it", sandbox_id)
+            self._touched.pop(sandbox_id, None)
+            self._spawn(self.destroy(sandbox_id))
+        return doomed
+
     async def destroy(self, sandbox_id: str) -> None:
         self._resting.pop(sandbox_id, None)
+        self._touched.pop(sandbox_id, None)
         held = self._sandboxes.pop(sandbox_id, None)
         if held is not None:
             await held.sandbox.destroy()
