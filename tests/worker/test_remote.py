@@ -21,6 +21,7 @@ from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.backends import Backends
+from kindling.worker.capacity import WorkerCapacity
 from kindling.worker.interface import Worker
 from kindling.worker.remote import RemoteWorker
 from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
@@ -180,14 +181,20 @@ def test_a_caller_without_the_secret_is_refused(tmp_path: Path) -> None:
     _run(scenario)
 
 
-def test_a_worker_that_is_not_there_is_a_service_error(tmp_path: Path) -> None:
+def test_a_worker_that_refuses_connections_is_gone_and_suspect(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = HttpServer(lambda r: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
         port = await server.listen("127.0.0.1", 0)
         await server.close()  # the port is free again: nothing listens
         remote = RemoteWorker("gone", f"http://127.0.0.1:{port}", KEY)
-        with pytest.raises(SandboxError, match="did not answer"):
+        assert remote.capacity().memory_mb == 0  # never heard from
+        remote.report(WorkerCapacity("gone", 4096, 0, 2.0, 0.0))
+        assert remote.capacity().memory_mb == 4096
+        with pytest.raises(SandboxGoneError, match="unreachable"):  # never sent: not run
             await remote.create(_spec(), "r")
+        assert remote.capacity().memory_mb == 0  # suspect: no new sandbox goes there
+        remote.report(WorkerCapacity("gone", 4096, 0, 2.0, 0.0))  # heard again
+        assert remote.capacity().memory_mb == 4096
         await remote.close()
 
     _run(scenario)

@@ -23,6 +23,10 @@ class HttpClientError(Exception):
     """The connection failed or the answer was not HTTP."""
 
 
+class HttpConnectError(HttpClientError):
+    """No connection could be made: the request was never sent."""
+
+
 @dataclass(slots=True)
 class ClientResponse:
     status: int
@@ -125,7 +129,7 @@ class HttpClient:
                 lambda: _Connection(self._max_body), self._host, self._port
             )
         except OSError as exc:
-            raise HttpClientError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+            raise HttpConnectError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
         if self._closed:
             conn.close()
             raise HttpClientError("the client is closed")

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kindling.errors import SandboxGoneError
 from kindling.invoke.keepalive import FixedKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.worker.interface import Execution, Worker
@@ -127,7 +128,11 @@ class Assignment:
         self, key: VersionKey, spec: SandboxSpec, request_id: str | None
     ) -> tuple[SandboxHandle, InitResult, Execution | None]:
         worker = self._placement.place(spec.account_id, spec.memory_mb)
-        launched = await worker.create(spec, request_id)
+        try:
+            launched = await worker.create(spec, request_id)
+        except SandboxGoneError:  # its worker is unreachable (and now offers nothing)
+            worker = self._placement.place(spec.account_id, spec.memory_mb)
+            launched = await worker.create(spec, request_id)
         return SandboxHandle(worker, launched.sandbox_id, key), launched.init, launched.failure
 
     def _take_idle(self, key: VersionKey) -> SandboxHandle | None:

@@ -7,6 +7,11 @@ that no longer has a sandbox answers 410, which is ``SandboxGoneError`` here, so
 invoke path takes another sandbox. Whether the host is lost altogether is the
 cluster registry's judgement (its heartbeats), not this client's.
 
+A worker that refuses connections never received the call: that is
+``SandboxGoneError`` too (the invoke path takes another sandbox, placement another
+worker), and the worker is *suspect* until its next heartbeat: it offers no capacity,
+so no new sandbox goes to a host that is likely dead while its lease runs out.
+
 ``capacity`` is what the worker last reported (its heartbeat, or the answer to
 ``refresh``), with the memory of sandboxes created lately added, so a burst placed
 between two heartbeats does not all land on the worker that looked emptiest. A report
@@ -22,7 +27,7 @@ import time
 from urllib.parse import urlsplit
 
 from kindling.errors import SandboxError, SandboxGoneError
-from kindling.httpd.client import ClientResponse, HttpClient, HttpClientError
+from kindling.httpd.client import ClientResponse, HttpClient, HttpClientError, HttpConnectError
 from kindling.iam import cluster
 from kindling.limits import (
     CLUSTER_ANSWER_SLACK_S,
@@ -54,6 +59,7 @@ class RemoteWorker:
             max_body=CLUSTER_MAX_BODY_BYTES,
         )
         self._reported = capacity or WorkerCapacity(worker_id, 0, 0, 1.0, 0.0)
+        self._suspect = False
         #: Sandboxes created lately: (memory, when), counted on top of reports.
         self._since: dict[str, tuple[int, float]] = {}
 
@@ -62,6 +68,8 @@ class RemoteWorker:
         return self._worker_id
 
     def capacity(self) -> WorkerCapacity:
+        if self._suspect:  # refused a connection: nothing new until it is heard again
+            return dataclasses.replace(self._reported, memory_mb=0)
         extra = sum(memory for memory, _at in self._since.values())
         if not extra:
             return self._reported
@@ -74,6 +82,7 @@ class RemoteWorker:
     def report(self, capacity: WorkerCapacity) -> None:
         """The worker's own account of itself (a heartbeat): it includes everything."""
         self._reported = dataclasses.replace(capacity, worker_id=self._worker_id)
+        self._suspect = False
         settled = time.monotonic() - 2 * CLUSTER_HEARTBEAT_S
         self._since = {k: v for k, v in self._since.items() if v[1] > settled}
 
@@ -88,6 +97,9 @@ class RemoteWorker:
         signed = [(cluster.HEADER, cluster.sign(self._key, method, path, body)), *(headers or [])]
         try:
             response = await self._client.request(method, path, signed, body, within_s)
+        except HttpConnectError as exc:  # never sent: nothing ran there
+            self._suspect = True
+            raise SandboxGoneError(f"worker {self._worker_id} is unreachable: {exc}") from exc
         except (HttpClientError, TimeoutError) as exc:
             raise SandboxError(
                 f"worker {self._worker_id} did not answer: {exc or 'timed out'}"
