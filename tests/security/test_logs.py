@@ -218,7 +218,9 @@ def test_output_from_init_and_between_invocations_is_cut_too(fleet: Fleet) -> No
         dropped = sum(int(line.split()[1]) for line in markers)
         return log if kept + dropped >= 3_000_000 else None
 
-    log = wait_for(all_arrived, timeout=180, interval=0.5)
+    # generous: the thread prints only in the moments a run thaws it (a loaded run of the
+    # whole suite once needed more than 180 s); reaching the bound is what is asserted
+    log = wait_for(all_arrived, timeout=600, interval=0.2)
     head = log[: log.index("START RequestId: ")]
     assert head.startswith("INIT_START ")
     assert head.count("init-line") * 10 <= LOG_INVOCATION_BYTES
