@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.support import ROLE, Server, lambda_client, make_zip, wait_active
-from tests.e2e.test_cluster import Cluster, _worker
+from tests.e2e.test_cluster import Cluster, _control, _stop, _worker
 
 HANDLER = b"""
 import secrets, time
@@ -23,17 +23,6 @@ def handler(event, context):
     time.sleep(event.get("sleep", 0))
     return {"token": TOKEN}
 """
-
-
-def _control(tmp_path: Path, secret: str) -> Server:
-    control = Server(
-        tmp_path / "control",
-        tmp_path / "control.log",
-        extra_args=("--role", "control"),
-        env={"KINDLING_CLUSTER_SECRET": secret},
-    )
-    control.start()
-    return control
 
 
 def _deploy(endpoint: str, name: str) -> Any:
@@ -90,10 +79,7 @@ def test_sigterm_lets_the_running_invocation_finish_then_exits(tmp_path: Path) -
         assert worker.proc.wait(30) == 0, worker.log_tail()  # drained, then left
         assert "drained" in worker.log_tail()
     finally:
-        for server in workers:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop_cleanly()
-        control.stop_cleanly()
+        _stop(control, workers)
 
 
 def test_a_second_sigterm_stops_a_draining_worker_at_once(tmp_path: Path) -> None:
@@ -127,7 +113,4 @@ def test_a_second_sigterm_stops_a_draining_worker_at_once(tmp_path: Path) -> Non
         cut = results[0]
         assert isinstance(cut, Exception) or cut[0] is not None, cut  # an error, not a result
     finally:
-        for server in workers:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop_cleanly()
-        control.stop_cleanly()
+        _stop(control, workers)
