@@ -5,50 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from kindling.invoke.assignment import Assignment, SandboxHandle, VersionKey
 from kindling.invoke.placement import Placement
-from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.backends import Backends
-from kindling.worker.sandbox.base import InvokeRequest, SandboxSpec
+from kindling.worker.sandbox.base import SandboxSpec
 from kindling.worker.sandbox.process import ProcessBackend
+from tests.worker.test_agent import _agent, _request, _spec
 
-KEY: VersionKey = ("000000000000", "us-east-1", "f", "$LATEST", "rev")
-
-
-def _spec(code_dir: Path) -> SandboxSpec:
-    return SandboxSpec(
-        sandbox_id=uuid.uuid4().hex,
-        account_id=KEY[0],
-        region=KEY[1],
-        function_name=KEY[2],
-        function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
-        version="$LATEST",
-        launch=RuntimeCatalog().resolve("python3.11"),
-        handler="app.handler",
-        code_dir=str(code_dir),
-        memory_mb=128,
-        timeout_s=3,
-        ephemeral_mb=512,
-    )
-
-
-def _request() -> InvokeRequest:
-    return InvokeRequest(str(uuid.uuid4()), b"{}", int(time.time() * 1000) + 3000, "arn")
-
-
-def _agent(tmp_path: Path, freeze_after_s: float = 0.0) -> WorkerAgent:
-    return WorkerAgent(
-        Backends({"process": ProcessBackend}, "process"),
-        LogStore(tmp_path),
-        freeze_after_s=freeze_after_s,
-    )
+KEY: VersionKey = ("000000000000", "us-east-1", "f", "$LATEST", "rev")  # what _spec makes
 
 
 def _states(agent: WorkerAgent) -> Counter[str]:
