@@ -201,34 +201,31 @@ class Assignment:
     def forget_worker(self, worker: Worker) -> int:
         """Its host is lost: every sandbox on it is forgotten (nothing is called on it).
         Returns how many were held."""
-        gone = 0
-        for key, stack in list(self._idle.items()):
-            kept = [h for h in stack if h.worker is not worker]
-            gone += len(stack) - len(kept)
-            if kept:
-                self._idle[key] = kept
-            else:
-                del self._idle[key]
+        idle = self._unpool(worker)
         busy = {h for h in self._busy if h.worker is worker}
         self._busy -= busy
-        self._provisioned = {h for h in self._provisioned if h.worker is not worker}
         self._draining.discard(worker)
-        return gone + len(busy)
+        return len(idle) + len(busy)
 
     async def drain_worker(self, worker: Worker) -> None:
         """Its host is being recycled: its idle sandboxes are destroyed now, busy ones
         when released, and none is pooled again (placement no longer offers it)."""
         self._draining.add(worker)
-        doomed: list[SandboxHandle] = []
+        await _destroy(self._unpool(worker))
+
+    def _unpool(self, worker: Worker) -> list[SandboxHandle]:
+        """Takes every idle and provisioned handle on ``worker`` out of the pools;
+        returns the idle ones."""
+        taken: list[SandboxHandle] = []
         for key, stack in list(self._idle.items()):
-            doomed.extend(h for h in stack if h.worker is worker)
             kept = [h for h in stack if h.worker is not worker]
+            taken.extend(h for h in stack if h.worker is worker)
             if kept:
                 self._idle[key] = kept
             else:
                 del self._idle[key]
         self._provisioned = {h for h in self._provisioned if h.worker is not worker}
-        await _destroy(doomed)
+        return taken
 
     def held_on(self, worker: Worker) -> int:
         """Sandboxes this service holds on a worker, idle or busy."""
