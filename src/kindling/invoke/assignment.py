@@ -240,6 +240,12 @@ class Assignment:
         held.update(h.id for h in self._provisioned if h.worker is worker)
         return sorted(held)
 
+    async def discard(self, handle: SandboxHandle) -> None:
+        """An invocation on it failed in the platform: forget it and destroy it; a worker
+        that cannot do so is logged, so the invocation's own error is the one raised."""
+        self.lost(handle)
+        await _destroy([handle])
+
     def lost(self, handle: SandboxHandle) -> None:
         """Its worker no longer has it: forget it."""
         self._busy.discard(handle)

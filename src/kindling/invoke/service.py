@@ -283,8 +283,7 @@ class InvokeService:
                     raise
                 continue
             except BaseException:
-                self._assignment.lost(handle)
-                await handle.worker.destroy(handle.id)
+                await self._assignment.discard(handle)
                 raise
             await self._assignment.release(handle, execution.reusable)
             break
