@@ -5,6 +5,7 @@ that found it; idle sandboxes freeze on the worker's own clock."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -155,6 +156,38 @@ def test_idle_sandboxes_no_control_node_holds_are_reaped(tmp_path: Path) -> None
         assert (await agent.invoke(held.sandbox_id, _request())).reusable
         with pytest.raises(SandboxGoneError):
             await agent.invoke(orphan.sandbox_id, _request())
+        await agent.close()
+
+    asyncio.run(scenario())
+
+
+def test_capacity_follows_sandboxes_as_they_come_and_go(tmp_path: Path) -> None:
+    """Placement reads capacity on every start; the agent keeps it as sandboxes are
+    held and let go (an init failure, a timeout, a destroy), per account."""
+    (tmp_path / "app.py").write_text(
+        "import time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return 'ok'\n"
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "app.py").write_text("raise RuntimeError('boom at import')\n")
+
+    async def scenario() -> None:
+        agent = _agent(tmp_path)
+        other = dataclasses.replace(_spec(tmp_path), account_id="111111111111", memory_mb=256)
+        first = await agent.create(_spec(tmp_path))
+        second = await agent.create(other)
+        seen = agent.capacity()
+        assert (seen.memory_used_mb, seen.accounts) == (384, {"000000000000", "111111111111"})
+        failed = await agent.create(dataclasses.replace(_spec(broken), memory_mb=512))
+        assert not failed.init.ok and agent.capacity().memory_used_mb == 384
+        slow = InvokeRequest(str(uuid.uuid4()), b'{"sleep": 10}', int(time.time() * 1000), "a")
+        timed_out = await agent.invoke(second.sandbox_id, slow)
+        assert not timed_out.reusable
+        seen = agent.capacity()
+        assert (seen.memory_used_mb, seen.accounts) == (128, {"000000000000"})
+        await agent.destroy(first.sandbox_id)
+        seen = agent.capacity()
+        assert (seen.memory_used_mb, seen.accounts, seen.cpu_used) == (0, frozenset(), 0.0)
         await agent.close()
 
     asyncio.run(scenario())

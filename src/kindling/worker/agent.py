@@ -84,7 +84,12 @@ class WorkerAgent:
         self._memory_mb = int(_host_memory_mb() * memory_share)
         self._freeze_after_s = freeze_after_s
         #: Every sandbox this worker may still run, by id; a dead one leaves at once.
+        #: Only ``_hold`` and ``_let_go`` change it: they keep what the sandboxes have
+        #: reserved, which placement asks on every start (a walk of every sandbox each
+        #: time made a burst of N starts cost N squared steps).
         self._sandboxes: dict[str, _Held] = {}
+        self._reserved_mb = 0
+        self._accounts: collections.Counter[str] = collections.Counter()
         #: Idle sandboxes not frozen yet, by id, with when they became idle: in that order
         #: (an id is removed when its sandbox is taken), so one timer serves them all.
         self._resting: dict[str, float] = {}
@@ -99,22 +104,33 @@ class WorkerAgent:
         return self._worker_id
 
     def capacity(self) -> WorkerCapacity:
-        """What this worker has promised: the memory of every live sandbox is reserved."""
-        memory = 0
-        accounts: set[str] = set()
-        for held in self._sandboxes.values():  # placement asks this on every start
-            sandbox = held.sandbox
-            if sandbox.alive:
-                memory += sandbox.spec.memory_mb
-                accounts.add(sandbox.spec.account_id)
+        """What this worker has promised: the memory of every sandbox it holds is
+        reserved until the sandbox is destroyed (a dying one still holds its pages)."""
+        memory = self._reserved_mb
         return WorkerCapacity(
             self._worker_id,
             self._memory_mb,
             memory,
             float(os.cpu_count() or 1),
             memory / 1769,
-            frozenset(accounts),
+            frozenset(self._accounts),
         )
+
+    def _hold(self, held: _Held) -> None:
+        spec = held.sandbox.spec
+        self._sandboxes[held.sandbox.id] = held
+        self._reserved_mb += spec.memory_mb
+        self._accounts[spec.account_id] += 1
+
+    def _let_go(self, sandbox_id: str) -> _Held | None:
+        held = self._sandboxes.pop(sandbox_id, None)
+        if held is not None:
+            spec = held.sandbox.spec
+            self._reserved_mb -= spec.memory_mb
+            self._accounts[spec.account_id] -= 1
+            if not self._accounts[spec.account_id]:
+                del self._accounts[spec.account_id]
+        return held
 
     def code_digests(self) -> set[str]:
         """The code of every sandbox this worker may still run: its host's code cache
@@ -152,7 +168,7 @@ class WorkerAgent:
         sandbox = SafeSandbox(await backend.create(spec), spec)
         idle: list[LogStream] = []
         held = _Held(sandbox, target, idle, _idle_sink(sandbox, target, idle))
-        self._sandboxes[sandbox.id] = held
+        self._hold(held)
         self._touched[sandbox.id] = time.monotonic()
         # the idle stream's drop marker is written when the sandbox goes, however it goes
         weakref.finalize(sandbox, _close_all, held.idle)
@@ -163,7 +179,7 @@ class WorkerAgent:
         try:
             init = await sandbox.start()
         except BaseException:
-            self._sandboxes.pop(sandbox.id, None)
+            self._let_go(sandbox.id)
             self._touched.pop(sandbox.id, None)
             raise
         finally:
@@ -177,7 +193,7 @@ class WorkerAgent:
             stream.begin()
         stream.close()
         if not init.ok:
-            self._sandboxes.pop(sandbox.id, None)
+            self._let_go(sandbox.id)
             self._touched.pop(sandbox.id, None)
             failure = None if request_id is None else self._failed_init(spec, request_id, init)
             return Launched(sandbox.id, init, failure)
@@ -210,7 +226,7 @@ class WorkerAgent:
             self._running.discard(sandbox_id)
             self._touched[sandbox_id] = time.monotonic()
             if not sandbox.alive:  # it destroys itself after a timeout, crash or fault
-                self._sandboxes.pop(sandbox_id, None)
+                self._let_go(sandbox_id)
                 self._touched.pop(sandbox_id, None)
         if execution.reusable:
             await self._rest(sandbox)
@@ -274,7 +290,7 @@ class WorkerAgent:
     async def destroy(self, sandbox_id: str) -> None:
         self._resting.pop(sandbox_id, None)
         self._touched.pop(sandbox_id, None)
-        held = self._sandboxes.pop(sandbox_id, None)
+        held = self._let_go(sandbox_id)
         if held is not None:
             await held.sandbox.destroy()
 

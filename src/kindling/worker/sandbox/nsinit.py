@@ -482,6 +482,7 @@ def main() -> None:
             base = value
     if not base:
         raise SystemExit("nsinit --serve needs --root DIR")
+    rootfs.rehearse(base)
     serve(int(sys.argv[2]), base)
 
 
