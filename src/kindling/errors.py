@@ -56,6 +56,11 @@ class UnsupportedMediaError(ValidationError):
     """The payload is not of a media type the operation accepts."""
 
 
+class InvalidEventPatternError(ValidationError):
+    """An event pattern (EventBridge rule, event source mapping filter) that cannot be
+    compiled; the message says why, the API adds each service's own preamble."""
+
+
 class NotFoundError(KindlingError):
     """The named function, version or resource does not exist."""
 

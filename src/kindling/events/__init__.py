@@ -1,0 +1,1 @@
+"""Event sources and routing: what makes a function run besides a direct Invoke."""
