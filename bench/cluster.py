@@ -1,9 +1,13 @@
 """Cluster vs single node, in the same run: what the network hop to a worker costs.
 
-``python -m bench cluster [--workers 3] [--requests 2000] [--duration 5]`` starts a
-single-node ``kindling serve`` and a cluster of one control node and N workers (real
-processes on loopback, one secret), deploys the echo function on both, and measures,
-interleaved so that drift hits both alike:
+``python -m bench cluster [--workers 3] [--requests 2000] [--duration 5]`` (as root)
+starts a single-node ``kindling serve`` on loopback and a cluster of one control node
+and N workers, each worker in a network namespace of its own with its own address
+(bench/hostnet.py, the topology the e2e cluster tests use): the control node listens on
+the bridge's address in the host's namespace, the workers on theirs, and every call
+from control to worker crosses a veth pair and the bridge, as it would cross a wire.
+It deploys the echo function on both and measures, interleaved so that drift hits both
+alike:
 
 * warm invoke latency (one connection, sequential) and invokes/s (4 connections), as a
   ratio cluster / single node;
@@ -12,6 +16,7 @@ interleaved so that drift hits both alike:
 * time from a SIGKILL of the worker holding the function's sandbox to that function
   being served again by another worker (needs 2+ workers).
 
+The namespaces, the bridge and every process are removed at the end, on failure too.
 Prints a Markdown table and writes JSON to ``--out``. Nothing is asserted on timings.
 """
 
@@ -32,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers, wire
+from bench.hostnet import HostNet
 from kindling.worker.sandbox.process import tree_pids
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = json.dumps({"hello": "world", "n": 42}).encode()
+#: What a worker listens on, inside its own namespace.
+WORKER_PORT = 9100
 
 
 def _status(control: servers.Server, secret: str) -> list[dict[str, Any]]:
@@ -43,7 +51,7 @@ def _status(control: servers.Server, secret: str) -> list[dict[str, Any]]:
 
     path = "/_kindling/cluster/status"
     request = urllib.request.Request(
-        f"http://{servers.HOST}:{control.port}{path}",
+        f"http://{control.host}:{control.port}{path}",
         headers={cluster.HEADER: cluster.sign(cluster.check_secret(secret), "GET", path, b"")},
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
@@ -59,17 +67,17 @@ def _wait_workers(control: servers.Server, secret: str, count: int, timeout: flo
         time.sleep(0.1)
 
 
-def _request(port: int, function: str) -> bytes:
-    path, headers = wire.sign_invoke(servers.HOST, port, function, PAYLOAD)
+def _request(server: servers.Server, function: str) -> bytes:
+    path, headers = wire.sign_invoke(server.host, server.port, function, PAYLOAD)
     return wire.build_request("POST", path, headers, PAYLOAD)
 
 
-def _first_invoke_ms(port: int, function: str) -> float:
-    servers.deploy_echo(port, function)
-    client = wire.SyncClient(servers.HOST, port)
+def _first_invoke_ms(server: servers.Server, function: str) -> float:
+    servers.deploy_echo(server.port, function, host=server.host)
+    client = wire.SyncClient(server.host, server.port)
     try:
         started = time.perf_counter()
-        reply = client.roundtrip(_request(port, function))
+        reply = client.roundtrip(_request(server, function))
         elapsed = (time.perf_counter() - started) * 1000
     finally:
         client.close()
@@ -80,6 +88,38 @@ def _first_invoke_ms(port: int, function: str) -> float:
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def start_workers(
+    work: Path,
+    net: HostNet,
+    control: servers.Server,
+    count: int,
+    env: dict[str, str],
+    started: list[servers.Server],
+) -> dict[str, servers.Server]:
+    """``count`` workers, ``w1``..., each in a host namespace of ``net``; each is added
+    to ``started`` as soon as it runs, so the caller stops it whatever happens next."""
+    workers: dict[str, servers.Server] = {}
+    for index in range(1, count + 1):
+        namespace, address = net.add_host(index)
+        name = f"w{index}"
+        worker = servers.start_kindling(
+            work,
+            REPO,
+            tag=name,
+            host=address,
+            port=WORKER_PORT,
+            wrap=HostNet.wrap(namespace),
+            extra_args=(
+                *("--role", "worker", "--control", f"http://{control.host}:{control.port}"),
+                *("--advertise", f"http://{address}:{WORKER_PORT}", "--worker-id", name),
+            ),
+            extra_env=env,
+        )
+        started.append(worker)
+        workers[name] = worker
+    return workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,48 +138,44 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kindling-bench-cluster-") as tmp:
         work = Path(tmp)
         started: list[servers.Server] = []
+        net = HostNet.create(str(work), prefix="kb")
         try:
             single = servers.start_kindling(work, REPO, tag="single")
             started.append(single)
             control = servers.start_kindling(
-                work, REPO, tag="control", extra_args=("--role", "control"), extra_env=env
+                work,
+                REPO,
+                tag="control",
+                host=net.gateway,
+                extra_args=("--role", "control"),
+                extra_env=env,
             )
             started.append(control)
-            workers = []
-            for i in range(args.workers):
-                port = servers.free_port()
-                worker = servers.start_kindling(
-                    work,
-                    REPO,
-                    tag=f"worker{i}",
-                    port=port,
-                    extra_args=(
-                        *("--role", "worker", "--control", f"http://{servers.HOST}:{control.port}"),
-                        *("--advertise", f"http://{servers.HOST}:{port}", "--worker-id", f"w{i}"),
-                    ),
-                    extra_env=env,
-                )
-                started.append(worker)
-                workers.append(worker)
-            _wait_workers(control, secret, args.workers, 30.0)
+            workers = start_workers(work, net, control, args.workers, env, started)
+            _wait_workers(control, secret, args.workers, 60.0)
+            results["addresses"] = {
+                "single": single.host,
+                "control": control.host,
+                **{name: w.host for name, w in workers.items()},
+            }
             targets = {"single": single, "cluster": control}
             for server in targets.values():
-                servers.deploy_echo(server.port, "bench-echo")
+                servers.deploy_echo(server.port, "bench-echo", host=server.host)
             latency: dict[str, Any] = {}
             throughput: dict[str, Any] = {}
             runner = asyncio.Runner()
             for name, server in targets.items():
-                raw = _request(server.port, "bench-echo")
+                raw = _request(server, "bench-echo")
                 _say(f"latency: {name}")
                 latency[name] = wire.summarize(
-                    wire.run_sequential(servers.HOST, server.port, raw, args.warmup, args.requests)
+                    wire.run_sequential(server.host, server.port, raw, args.warmup, args.requests)
                 )
-                runner.run(wire.warm(servers.HOST, server.port, raw, args.connections))
+                runner.run(wire.warm(server.host, server.port, raw, args.connections))
                 _say(f"throughput: {name}, {args.connections} connections")
                 throughput[name] = wire.summarize(
                     runner.run(
                         wire.run_concurrent(
-                            servers.HOST, server.port, raw, args.connections, args.duration
+                            server.host, server.port, raw, args.connections, args.duration
                         )
                     )
                 )
@@ -147,29 +183,33 @@ def main(argv: list[str] | None = None) -> int:
             cold: dict[str, list[float]] = {"single": [], "cluster": []}
             for i in range(args.cold_samples):
                 for name, server in targets.items():
-                    cold[name].append(_first_invoke_ms(server.port, f"cold-{i}"))
+                    cold[name].append(_first_invoke_ms(server, f"cold-{i}"))
             results["latency"] = latency
             results["throughput"] = throughput
             results["cold_ms"] = {k: round(statistics.median(v), 2) for k, v in cold.items()}
             if args.workers >= 2:
+                _say("worker SIGKILL -> served again")
                 results["recovery_s"] = _kill_and_recover(control, secret, workers)
         finally:
             for server in reversed(started):
                 server.stop()
+            net.remove()
     _report(results, args.out)
     return 0
 
 
-def _kill_and_recover(control: servers.Server, secret: str, workers: list[servers.Server]) -> float:
+def _kill_and_recover(
+    control: servers.Server, secret: str, workers: dict[str, servers.Server]
+) -> float:
     """SIGKILL of the worker holding bench-echo's sandboxes; seconds until served again."""
     holder_id = max(_status(control, secret), key=lambda w: int(w["sandboxes"]))["worker_id"]
-    holder = workers[int(str(holder_id).removeprefix("w"))]
-    raw = _request(control.port, "bench-echo")
+    holder = workers[str(holder_id)]
+    raw = _request(control, "bench-echo")
     for pid in reversed(tree_pids(holder.pid)):
         os.kill(pid, signal.SIGKILL)
     killed = time.perf_counter()
     while True:
-        client = wire.SyncClient(servers.HOST, control.port)
+        client = wire.SyncClient(control.host, control.port)
         try:
             if wire.is_good(client.roundtrip(raw)):
                 return round(time.perf_counter() - killed, 3)
@@ -191,7 +231,8 @@ def _report(results: dict[str, Any], out: Path) -> None:
         ),
     ]
     lines = [
-        f"# cluster vs single node ({results['workers']} workers on loopback)",
+        f"# cluster vs single node (1 control + {results['workers']} workers,"
+        " each worker in its own network namespace)",
         "",
         "| figure | single node | cluster | ratio cluster/single |",
         "| --- | ---: | ---: | ---: |",
