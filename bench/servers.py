@@ -100,6 +100,10 @@ class Server:
         self.host = host
 
     @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def pid(self) -> int:
         return self.proc.pid
 

@@ -44,7 +44,7 @@ def _command(out: Path, workers: int) -> list[str]:
     return [
         *(sys.executable, "-m", "bench", "cluster", "--workers", str(workers)),
         *("--requests", "30", "--warmup", "5", "--duration", "0.5"),
-        *("--cold-samples", "1", "--out", str(out)),
+        *("--cold-samples", "1", "--events", "20", "--out", str(out)),
     ]
 
 
@@ -58,16 +58,21 @@ def test_the_cluster_bench_puts_each_worker_on_a_host_of_its_own(tmp_path: Path)
     result = json.loads((out / "cluster-latest.json").read_text())
     addresses = result["addresses"]
     assert addresses["single"] == "127.0.0.1"
-    control = ipaddress.IPv4Address(addresses["control"])
+    control = ipaddress.IPv4Address(addresses["control0"])
+    assert addresses["control1"] == addresses["control0"]  # the host's side of the bridge
     hosts = [ipaddress.IPv4Address(addresses[name]) for name in ("w1", "w2")]
     assert control in ipaddress.IPv4Network("172.30.0.0/16")
     assert len({control, *hosts}) == 3  # a host each, and none of them loopback
-    assert all(ipaddress.IPv4Network(f"{control}/24", strict=False) == _net(h) for h in hosts)
+    assert all(_net(control) == _net(h) for h in hosts)
     for target in ("single", "cluster"):
         assert result["latency"][target]["errors"] == 0, result["latency"]
         assert result["latency"][target]["p50_ms"] > 0
         assert result["throughput"][target]["rps"] > 0
         assert result["cold_ms"][target] > 0
+        events = result["async"][target]
+        assert events["errors"] == 0, events
+        assert events["events_per_s"] > 0 and events["accepted_per_s"] > 0
+    assert result["async"]["cluster"]["fronts"] == 2
     assert result["recovery_s"] > 0
     table = (out / "cluster-latest.md").read_text()
     assert "| figure | single node | cluster | ratio cluster/single |" in table
@@ -99,7 +104,7 @@ def test_an_interrupted_cluster_bench_removes_its_hosts_and_processes(tmp_path: 
         during = _bench_hosts() - before
         assert len([n for n in during if n.startswith("kindling-kb")]) == 2, during
         servers = [pid for pid in tree_pids(bench.pid) if pid != bench.pid]
-        assert len(servers) >= 4  # single, control, two workers (and their children)
+        assert len(servers) >= 5  # single, two control nodes, two workers (and children)
         bench.send_signal(signal.SIGINT)  # KeyboardInterrupt, wherever it is
         assert bench.wait(120) != 0
     finally:
