@@ -32,7 +32,7 @@ import uvloop
 from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.errors import ThrottledError
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -107,9 +107,10 @@ async def _after(counter: Counting, n: int) -> float:
 
 
 def _settings(tmp: Path) -> ConcurrencySettings:
-    store = FunctionStore(Store(f"sqlite:///{tmp / 'db.sqlite'}"))
+    engine = Store(f"sqlite:///{tmp / 'db.sqlite'}")
+    store = FunctionStore(engine)
     functions = FunctionService(store, CodeStore(tmp / "code"), RuntimeCatalog())
-    return ConcurrencySettings(functions, store, account_limit=1000)
+    return ConcurrencySettings(functions, store, 1000, ProvisionedStore(engine))
 
 
 async def _measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

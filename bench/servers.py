@@ -26,18 +26,20 @@ ECHO_HANDLER = "def handler(e, c):\n    return e\n"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
+def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float, log: Path) -> None:
+def wait_port(
+    port: int, proc: subprocess.Popen[Any], timeout: float, log: Path, host: str = HOST
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}; log:\n{_tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)
     raise RuntimeError(f"server did not listen on {port} within {timeout}s; log:\n{_tail(log)}")
@@ -88,11 +90,18 @@ class CpuMeter:
 class Server:
     """A server subprocess; ``stop`` ends it and everything it started."""
 
-    def __init__(self, name: str, proc: subprocess.Popen[Any], port: int, log: Path) -> None:
+    def __init__(
+        self, name: str, proc: subprocess.Popen[Any], port: int, log: Path, host: str = HOST
+    ) -> None:
         self.name = name
         self.proc = proc
         self.port = port
         self.log = log
+        self.host = host
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -119,13 +128,17 @@ def start_kindling(
     extra_args: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    host: str = HOST,
+    wrap: tuple[str, ...] = (),
 ) -> Server:
-    """``kindling serve`` on a free port with its data under ``workdir``.
+    """``kindling serve`` on ``host`` (loopback), a free port, with its data under
+    ``workdir``.
 
     With ``cprofile_out`` it runs under ``bench.cprofile_serve`` (SIGUSR1/SIGUSR2);
-    ``extra_args``/``extra_env`` make it a cluster's control node or worker.
+    ``extra_args``/``extra_env`` make it a cluster's control node or worker, ``wrap``
+    runs it elsewhere (``bench.hostnet.HostNet.wrap``: in a host's network namespace).
     """
-    port = port or free_port()
+    port = port or free_port(host)
     tag = tag or ("kindling" if cprofile_out is None else "kindling-cprofile")
     log = workdir / f"{tag}.log"
     env = dict(os.environ)
@@ -144,7 +157,8 @@ def start_kindling(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                *(sys.executable, *entry, "serve", "--host", HOST),
+                *wrap,
+                *(sys.executable, *entry, "serve", "--host", host),
                 *("--port", str(port), "--data-dir", str(workdir / tag)),
                 *extra_args,
             ],
@@ -155,9 +169,9 @@ def start_kindling(
             env=env,
             start_new_session=True,
         )
-    server = Server(tag, proc, port, log)
+    server = Server(tag, proc, port, log, host)
     try:
-        wait_port(port, proc, 30.0, log)
+        wait_port(port, proc, 30.0, log, host)
     except BaseException:
         server.stop()
         raise
@@ -197,7 +211,7 @@ def start_echo(workdir: Path, repo: Path) -> Server:
 ECHO_MEMORY_MB = 1769
 
 
-def deploy_echo(port: int, name: str, runtime: str = "python3.11") -> None:
+def deploy_echo(port: int, name: str, runtime: str = "python3.11", host: str = HOST) -> None:
     """Creates the echo function with botocore and waits until it is Active."""
     import botocore.session
 
@@ -205,7 +219,7 @@ def deploy_echo(port: int, name: str, runtime: str = "python3.11") -> None:
     client = session.create_client(
         "lambda",
         region_name="us-east-1",
-        endpoint_url=f"http://{HOST}:{port}",
+        endpoint_url=f"http://{host}:{port}",
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )

@@ -25,7 +25,12 @@ def build_request(method: str, path: str, headers: list[tuple[str, str]], body: 
 
 
 def sign_invoke(
-    host: str, port: int, function: str, payload: bytes, region: str = "us-east-1"
+    host: str,
+    port: int,
+    function: str,
+    payload: bytes,
+    region: str = "us-east-1",
+    invocation_type: str = "RequestResponse",
 ) -> tuple[str, list[tuple[str, str]]]:
     """The path and SigV4-signed headers of an Invoke (valid for 15 minutes)."""
     from botocore.auth import SigV4Auth
@@ -33,11 +38,11 @@ def sign_invoke(
     from botocore.credentials import Credentials
 
     path = f"/2015-03-31/functions/{function}/invocations"
+    headers = {"Host": f"{host}:{port}", "Content-Type": "application/json"}
+    if invocation_type != "RequestResponse":
+        headers["X-Amz-Invocation-Type"] = invocation_type
     request = AWSRequest(
-        method="POST",
-        url=f"http://{host}:{port}{path}",
-        data=payload,
-        headers={"Host": f"{host}:{port}", "Content-Type": "application/json"},
+        method="POST", url=f"http://{host}:{port}{path}", data=payload, headers=headers
     )
     SigV4Auth(Credentials("test", "test"), "lambda", region).add_auth(request)
     headers = [(k, v) for k, v in request.headers.items() if k.lower() != "content-length"]
@@ -184,6 +189,35 @@ async def run_concurrent(
         await asyncio.gather(*(_drive(r, w, raw, deadline, sample) for r, w in pairs))
     finally:
         sample.elapsed_s = (time.perf_counter_ns() - started) / 1e9
+        for _, writer in pairs:
+            writer.close()
+    return sample
+
+
+async def send_count(
+    host: str, port: int, raw: bytes, connections: int, count: int, expect: int = 200
+) -> Sample:
+    """``count`` requests over ``connections`` keep-alive connections, each sending as fast
+    as answers come back; an answer other than ``expect`` is an error."""
+    pairs = await asyncio.gather(*(_open(host, port) for _ in range(connections)))
+    sample = Sample()
+    clock = time.perf_counter_ns
+
+    async def send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        for _ in range(n):
+            t0 = clock()
+            writer.write(raw)
+            status, _failed, body = await _read_reply(reader)
+            sample.latencies_ns.append(clock() - t0)
+            if status != expect:
+                sample.error(status, body)
+
+    shares = [count // connections + (i < count % connections) for i in range(connections)]
+    started = clock()
+    try:
+        await asyncio.gather(*(send(r, w, n) for (r, w), n in zip(pairs, shares, strict=True)))
+    finally:
+        sample.elapsed_s = (clock() - started) / 1e9
         for _, writer in pairs:
             writer.close()
     return sample

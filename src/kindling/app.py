@@ -142,8 +142,9 @@ class App:
                 freeze_after_s=config.freeze_after_s,
             )
         self.placement = Placement([self.agent] if self.agent is not None else [])
+        provisioned_store = ProvisionedStore(self.store)
         self.concurrency = ConcurrencySettings(
-            self.functions, function_store, config.account_concurrency
+            self.functions, function_store, config.account_concurrency, provisioned_store
         )
         self.counter = make_counter(config, self.concurrency, self.metrics)
         policy: KeepAlivePolicy = (
@@ -167,7 +168,7 @@ class App:
             metrics=self.metrics,
         )
         self.provisioned = ProvisionedConcurrency(
-            ProvisionedStore(self.store),
+            provisioned_store,
             self.functions,
             self.concurrency,
             self.invoker,

@@ -21,7 +21,7 @@ from kindling.api.wire import parse_input, serialize_output
 from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import ConstraintError, SnapStartNotReadyError
 from kindling.iam.sigv4 import Caller
@@ -36,11 +36,12 @@ class Wire:
     """Calls FunctionsApi the way the front end does: parse, call, serialize."""
 
     def __init__(self, root: Path) -> None:
-        store = FunctionStore(Store(f"sqlite:///{root / 'db.sqlite'}"))
+        engine = Store(f"sqlite:///{root / 'db.sqlite'}")
+        store = FunctionStore(engine)
         self.functions = FunctionService(store, CodeStore(root / "code"), AnyPython())
         versions = VersionService(self.functions, store)
         urls = CodeUrls(b"secret", "http://127.0.0.1:9000", self.functions)
-        concurrency = ConcurrencySettings(self.functions, store, 1000)
+        concurrency = ConcurrencySettings(self.functions, store, 1000, ProvisionedStore(engine))
         self.operations = FunctionsApi(self.functions, versions, concurrency, urls).operations()
 
     def call(self, name: str, path: dict[str, str], body: dict[str, Any] | None = None) -> Any:

@@ -15,7 +15,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionConfig, FunctionRef
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError
 from kindling.runtimes.catalog import RuntimeCatalog
@@ -30,11 +30,14 @@ class Node:
     """The control services of one node, wired as the composition root wires them."""
 
     def __init__(self, url: str, root: Path) -> None:
-        store = FunctionStore(Store(url))
+        engine = Store(url)
+        store = FunctionStore(engine)
         self.functions = FunctionService(store, CodeStore(root / "code"), RuntimeCatalog())
         self.versions = VersionService(self.functions, store)
         self.aliases = AliasService(self.functions, store)
-        self.concurrency = ConcurrencySettings(self.functions, store, 1000)
+        self.concurrency = ConcurrencySettings(
+            self.functions, store, 1000, ProvisionedStore(engine)
+        )
         self.functions.on_changed(self.aliases.refresh)
         self.functions.on_changed(self.concurrency.refresh)
         self.retired: list[FunctionConfig] = []

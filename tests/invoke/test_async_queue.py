@@ -10,7 +10,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.errors import NotFoundError, SandboxError, ThrottledError
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter
@@ -177,10 +177,11 @@ def test_function_errors_are_dropped_once_their_retries_are_spent(store_url: str
 def test_a_throttled_backlog_waits_for_freed_slots_instead_of_polling(
     tmp_path: Path, store_url: str
 ) -> None:
-    store = FunctionStore(Store(store_url))
+    engine = Store(store_url)
+    store = FunctionStore(engine)
     functions = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog())
     asyncio.run(functions.create(REF.account_id, REF.region, REF, _params()))
-    settings = ConcurrencySettings(functions, store, account_limit=1000)
+    settings = ConcurrencySettings(functions, store, 1000, ProvisionedStore(engine))
     settings.put(REF, 1)  # one at a time
     counter = ConcurrencyCounter(settings)
     calls: list[str] = []

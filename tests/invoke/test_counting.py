@@ -29,7 +29,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.errors import ServiceError, ThrottledError, ValidationError
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.counting import ConcurrencyCounter, Counting
@@ -47,11 +47,12 @@ OTHER_ACCOUNT = "111111111111"
 
 
 def _settings(tmp_path: Path, account_limit: int) -> ConcurrencySettings:
-    store = FunctionStore(Store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    engine = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store = FunctionStore(engine)
     functions = FunctionService(store, CodeStore(tmp_path / "code"), RuntimeCatalog())
     for name in ("a", "b"):
         run(functions.create(ACCOUNT, REGION, FunctionRef(ACCOUNT, REGION, name), _params()))
-    return ConcurrencySettings(functions, store, account_limit=account_limit)
+    return ConcurrencySettings(functions, store, account_limit, ProvisionedStore(engine))
 
 
 @pytest.fixture
@@ -358,7 +359,7 @@ from pathlib import Path
 from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.invoke.counting_redis import RedisCounter
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
@@ -366,9 +367,10 @@ from kindling.store import Store
 db, code, url, prefix, ttl, count, ACCOUNT, REGION = sys.argv[1:]
 
 async def main():
-    store = FunctionStore(Store(f"sqlite:///{db}"))
+    engine = Store(f"sqlite:///{db}")
+    store = FunctionStore(engine)
     functions = FunctionService(store, CodeStore(Path(code)), RuntimeCatalog())
-    settings = ConcurrencySettings(functions, store, account_limit=102)
+    settings = ConcurrencySettings(functions, store, 102, ProvisionedStore(engine))
     counter = RedisCounter(url, settings, prefix=prefix, lease_ttl_s=float(ttl))
     await counter.start()
     held = [counter.admit(ACCOUNT, REGION, "a") for _ in range(int(count))]

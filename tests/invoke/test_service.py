@@ -13,7 +13,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import SETTLE_AFTER_S, FunctionService
 from kindling.control.models import FunctionRef
-from kindling.control.store import FunctionStore
+from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import SnapStartNotReadyError
 from kindling.invoke.assignment import Assignment
@@ -38,7 +38,8 @@ class Plane:
     def __init__(
         self, root: Path, snapstart_latest: bool, runtimes: RuntimeCatalog | None = None
     ) -> None:
-        store = FunctionStore(Store(f"sqlite:///{root / 'db.sqlite'}"))
+        engine = Store(f"sqlite:///{root / 'db.sqlite'}")
+        store = FunctionStore(engine)
         runtimes = runtimes or AnyPython()
         self.functions = FunctionService(store, CodeStore(root / "code"), runtimes)
         self.versions = VersionService(self.functions, store)
@@ -49,7 +50,9 @@ class Plane:
             self.functions,
             AliasService(self.functions, store),
             runtimes,
-            ConcurrencyCounter(ConcurrencySettings(self.functions, store, 1000)),
+            ConcurrencyCounter(
+                ConcurrencySettings(self.functions, store, 1000, ProvisionedStore(engine))
+            ),
             Assignment(Placement([agent]), 60.0),
             snapstart_latest=snapstart_latest,
         )

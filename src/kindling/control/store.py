@@ -337,9 +337,18 @@ class ProvisionedStore:
             & (provisioned.c.qualifier == ref.qualifier)
         )
 
+    @contextmanager
+    def _writing(self, ref: FunctionRef) -> Iterator[Connection]:
+        """A transaction that writes one function's configs: the other control nodes hear
+        of it as of a write of the function (``FunctionStore.follow``), and count its
+        pools again."""
+        with self._store.begin() as conn:
+            yield conn
+            self._store.notify(conn, CHANGES, f"{ref.account_id}/{ref.region}/{ref.name}")
+
     def put(self, ref: FunctionRef, requested: int, last_modified: str) -> None:
         """Stores the config of ``ref`` (a version or alias), replacing any before it."""
-        with self._store.begin() as conn:
+        with self._writing(ref) as conn:
             conn.execute(provisioned.delete().where(self._where(ref)))
             conn.execute(
                 provisioned.insert().values(
@@ -353,12 +362,12 @@ class ProvisionedStore:
             )
 
     def delete(self, ref: FunctionRef) -> None:
-        with self._store.begin() as conn:
+        with self._writing(ref) as conn:
             conn.execute(provisioned.delete().where(self._where(ref)))
 
     def delete_function(self, ref: FunctionRef) -> None:
         """Every config of the function ``ref`` names (its qualifier is ignored)."""
-        with self._store.begin() as conn:
+        with self._writing(ref) as conn:
             conn.execute(
                 provisioned.delete().where(
                     (provisioned.c.account_id == ref.account_id)
@@ -379,3 +388,15 @@ class ProvisionedStore:
             )
             for r in rows
         ]
+
+    def account(self, account_id: str) -> list[tuple[FunctionRef, int]]:
+        """Every config of an account: (version or alias, requested)."""
+        query = select(
+            provisioned.c.region,
+            provisioned.c.function_name,
+            provisioned.c.qualifier,
+            provisioned.c.requested,
+        ).where(provisioned.c.account_id == account_id)
+        with self._store.begin() as conn:
+            rows = conn.execute(query).all()
+        return [(FunctionRef(account_id, r[0], r[1], r[2]), int(r[3])) for r in rows]

@@ -8,6 +8,10 @@ clock, so nodes' clocks do not matter):
     {prefix}:fn:{account}:{region}:{name}   the function's slots
     {prefix}:acct:{account}                 every slot of the account
     {prefix}:unres:{account}                the slots of the account's unreserved pool
+    {prefix}:od:{account}:{region}:{name}   a reserved function's slots beyond the
+                                            provisioned ones
+    {prefix}:prov:{account}:{region}:{name}:{version}
+                                            a version's provisioned slots
     {prefix}:node:{node}                    the node's heartbeat marker (see renewal)
 
 Admission and release are Lua scripts, so the check of a limit and the taking of a slot
@@ -35,8 +39,11 @@ them: aggregate nodes with max, not sum), the newest of those its admissions and
 releases were answered or it was told of, ordered by Redis's clock; they are the numbers
 its admissions were checked against.
 
-Provisioned concurrency is counted as in process: an invocation on a provisioned sandbox
-is one execution, of its function's reservation or of the unreserved pool (ADR 0019).
+Provisioned concurrency is counted as in process (ADR 0027): an invocation of a version
+with provisioned concurrency takes one of its provisioned slots while one is free, and
+beyond them a slot of its function's reservation (what the reservation has beyond the
+provisioned concurrency) or of the unreserved pool (what the account has beyond the
+reservations and the provisioned concurrency of unreserved functions).
 """
 
 from __future__ import annotations
@@ -55,11 +62,13 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from kindling.control.concurrency import ConcurrencySettings
+from kindling.control.models import LATEST
 from kindling.errors import ServiceError, ThrottledError
 from kindling.invoke.counting import (
     ACCOUNT_REASON,
     RESERVED_REASON,
     THROTTLE_MESSAGE,
+    UNRESERVED,
     FreedListener,
     FunctionKey,
 )
@@ -90,32 +99,36 @@ local function keep(key, ttl)
 end
 """
 
-#: KEYS: function, account, unreserved. ARGV: slot, ttl ms, reserved (-1: none),
-#: unreserved limit. Returns {0 admitted | 1 reserved full | 2 account full,
-#: function's count, account's count, stamp}.
+#: KEYS: function, account, then the pools: the version's provisioned slots, the
+#: reservation's beyond them, the unreserved pool. ARGV: slot, ttl ms, provisioned,
+#: reserved beyond provisioned (-1: no reservation), unreserved limit. Returns
+#: {0 admitted | 1 reserved full | 2 account full, function's count, account's count,
+#: stamp, the pool taken from (0 provisioned, 1 reserved, 2 unreserved)}.
 ADMIT = (
     _PRELUDE
     + """
 local now, stamp = clock()
 local ttl = tonumber(ARGV[2])
-for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
-local reserved = tonumber(ARGV[3])
-if reserved >= 0 then
-  if redis.call('ZCARD', KEYS[1]) >= reserved then return {1, 0, 0, stamp} end
+for i = 1, 5 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+local pool
+if redis.call('ZCARD', KEYS[3]) < tonumber(ARGV[3]) then
+  pool = 0
+elseif tonumber(ARGV[4]) >= 0 then
+  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[4]) then return {1, 0, 0, stamp, 0} end
+  pool = 1
 else
-  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {2, 0, 0, stamp} end
-  redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
-  keep(KEYS[3], ttl)
+  if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[5]) then return {2, 0, 0, stamp, 0} end
+  pool = 2
 end
-for i = 1, 2 do
+for _, i in ipairs({1, 2, 3 + pool}) do
   redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
   keep(KEYS[i], ttl)
 end
-return {0, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), stamp}
+return {0, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), stamp, pool}
 """
 )
 
-#: KEYS: function, account[, unreserved]. ARGV: slot, channel, message. Publishes the
+#: KEYS: function, account, the slot's pool. ARGV: slot, channel, message. Publishes the
 #: message with the counts after the release and their stamp appended; returns
 #: {function's count, account's count, stamp}.
 RELEASE = (
@@ -211,8 +224,9 @@ class RedisCounter:
         self._channel = f"{prefix}:freed"
         self._marker = f"{prefix}:node:{self.node_id}"
         self._slot_ids = itertools.count()
-        #: The slots this node holds: id -> its function, the sets it is a member of.
-        self._held: dict[str, tuple[FunctionKey, tuple[str, ...]]] = {}
+        #: The slots this node holds: id -> its function, the sets it is a member of
+        #: (the function's, the account's, its pool's), whether of the unreserved pool.
+        self._held: dict[str, tuple[FunctionKey, tuple[str, ...], bool]] = {}
         self._freed: list[FreedListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         #: The newest counts known, with their stamps, for the gauges (``_counted``).
@@ -225,8 +239,10 @@ class RedisCounter:
     def on_freed(self, listener: FreedListener) -> None:
         self._freed.append(listener)
 
-    def admit(self, account_id: str, region: str, name: str) -> _RedisAdmission:
-        return _RedisAdmission(self, (account_id, region, name))
+    def admit(
+        self, account_id: str, region: str, name: str, version: str = LATEST
+    ) -> _RedisAdmission:
+        return _RedisAdmission(self, (account_id, region, name), version)
 
     async def in_use(self, account_id: str) -> int:
         try:
@@ -270,29 +286,36 @@ class RedisCounter:
 
     # ------------------------------------------------------------------ admission
 
-    def _function_key(self, key: FunctionKey) -> str:
-        return f"{self._prefix}:fn:{key[0]}:{key[1]}:{key[2]}"
-
     def _account_key(self, account_id: str) -> str:
         return f"{self._prefix}:acct:{account_id}"
 
-    async def _take(self, key: FunctionKey) -> tuple[str, bool]:
+    async def _take(self, key: FunctionKey, version: str) -> tuple[str, bool]:
         """A slot of ``key`` (its id, whether of the unreserved pool) or ThrottledError."""
-        account_id = key[0]
-        reserved = self._settings.reserved(account_id, key[1], key[2])
-        limit = self._settings.unreserved(account_id)
+        account_id, region, name = key
+        settings = self._settings
+        reserved = settings.reserved(account_id, region, name)
+        beyond = -1
+        if reserved is not None:
+            beyond = max(reserved - settings.provisioned_total(account_id, region, name), 0)
         slot = f"{self.node_id}:{next(self._slot_ids)}"
+        function = f"{account_id}:{region}:{name}"
         sets = (
-            self._function_key(key),
+            f"{self._prefix}:fn:{function}",
             self._account_key(account_id),
+            f"{self._prefix}:prov:{function}:{version}",
+            f"{self._prefix}:od:{function}",
             f"{self._prefix}:unres:{account_id}",
         )
+        args: list[str | int] = [
+            slot,
+            self._ttl_ms,
+            settings.provisioned(account_id, region, name, version),
+            beyond,
+            settings.unreserved(account_id),
+        ]
         try:
             async with asyncio.timeout(self._timeout_s):
-                code, in_function, in_account, stamp = await self._admit(
-                    keys=sets,
-                    args=[slot, self._ttl_ms, -1 if reserved is None else reserved, limit],
-                )
+                code, in_function, in_account, stamp, pool = await self._admit(keys=sets, args=args)
         except (RedisError, TimeoutError) as exc:
             # had the script run before the answer was lost, its slot ends with its lease
             raise ServiceError(UNREACHABLE) from exc
@@ -300,8 +323,8 @@ class RedisCounter:
             raise ThrottledError(THROTTLE_MESSAGE, RESERVED_REASON)
         if code == 2:
             raise ThrottledError(THROTTLE_MESSAGE, ACCOUNT_REASON)
-        unreserved = reserved is None
-        self._held[slot] = (key, sets if unreserved else sets[:2])
+        unreserved = pool == UNRESERVED
+        self._held[slot] = (key, (sets[0], sets[1], sets[2 + int(pool)]), unreserved)
         self._counted(key, int(in_function), int(in_account), int(stamp))
         return slot, unreserved
 
@@ -313,8 +336,8 @@ class RedisCounter:
         held = self._held.pop(slot, None)  # first: the heartbeat renews it no more
         if held is None:
             return
-        key, sets = held
-        message = "\n".join((self.node_id, *key, "1" if len(sets) == 3 else "0"))
+        key, sets, unreserved = held
+        message = "\n".join((self.node_id, *key, "1" if unreserved else "0"))
         try:
             async with asyncio.timeout(self._timeout_s):
                 in_function, in_account, stamp = await self._release(
@@ -374,7 +397,7 @@ class RedisCounter:
         for start in range(0, max(len(held), 1), COUNTING_RENEW_BATCH):
             keys: list[str] = [self._marker]
             args: list[Any] = [self._ttl_ms]
-            for slot, (_key, sets) in held[start : start + COUNTING_RENEW_BATCH]:
+            for slot, (_key, sets, _unreserved) in held[start : start + COUNTING_RENEW_BATCH]:
                 keys.extend(sets)
                 args.extend((slot, len(sets)))
             restored = bool(await self._renew(keys=keys, args=args)) or restored
@@ -412,16 +435,17 @@ class RedisCounter:
 
 
 class _RedisAdmission:
-    __slots__ = ("_counter", "_key", "_slot", "_unreserved")
+    __slots__ = ("_counter", "_key", "_slot", "_unreserved", "_version")
 
-    def __init__(self, counter: RedisCounter, key: FunctionKey) -> None:
+    def __init__(self, counter: RedisCounter, key: FunctionKey, version: str) -> None:
         self._counter = counter
         self._key = key
+        self._version = version
         self._slot = ""
         self._unreserved = False
 
     async def __aenter__(self) -> None:
-        self._slot, self._unreserved = await self._counter._take(self._key)
+        self._slot, self._unreserved = await self._counter._take(self._key, self._version)
 
     async def __aexit__(
         self,

@@ -4,7 +4,9 @@ A config is stored (it survives restarts) and answered ``IN_PROGRESS`` at once; 
 background task starts the sandboxes (``AWS_LAMBDA_INITIALIZATION_TYPE`` is
 ``provisioned-concurrency`` in them) and the status turns ``READY``, or ``FAILED`` with
 the reason. Invocations use them first (they are in the same warm pool, never reaped)
-and spill over to on-demand sandboxes beyond them.
+and spill over to on-demand sandboxes beyond them. What a config may ask for, and how
+its concurrency is counted (inside the function's reservation, or out of the account's
+unreserved pool), is control/concurrency.py's (ADR 0027).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kindling.control import snapstart
-from kindling.control.concurrency import UNRESERVED_MINIMUM, ConcurrencySettings
+from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService, now_timestamp
 from kindling.control.models import LATEST, FunctionRef
 from kindling.control.store import ProvisionedStore
@@ -77,18 +79,7 @@ class ProvisionedConcurrency:
                 "versions."
             )
         snapstart.check_provisioned(self._functions.get(ref))  # it exists; no SnapStart
-        reserved = self._concurrency.reserved(ref.account_id, ref.region, ref.name)
-        room = (
-            reserved
-            if reserved is not None
-            else self._concurrency.unreserved(ref.account_id) - UNRESERVED_MINIMUM
-        )
-        if requested > room:
-            raise ValidationError(
-                f"Requested Provisioned Concurrency should not be greater than the "
-                f"{'reserved' if reserved is not None else 'unreserved'} concurrency "
-                f"available for the function ({room})."
-            )
+        self._concurrency.check_provisioned(ref, requested)
         config = ProvisionedConfig(ref, requested, last_modified=now_timestamp())
         self._save(config)
         self._apply(config)
@@ -116,6 +107,7 @@ class ProvisionedConcurrency:
             task.cancel()
         del self._configs[key]
         self._store.delete(ref)
+        self._concurrency.refresh(self._function(ref))  # its pools are counted again
         await self._release(config)
 
     def forget_function(self, ref: FunctionRef) -> None:
@@ -141,6 +133,11 @@ class ProvisionedConcurrency:
     # internals
     def _save(self, config: ProvisionedConfig) -> None:
         self._store.put(config.ref, config.requested, config.last_modified)
+        self._concurrency.refresh(self._function(config.ref))  # its pools are counted again
+
+    @staticmethod
+    def _function(ref: FunctionRef) -> tuple[str, str, str]:
+        return ref.account_id, ref.region, ref.name
 
     def reapply(self) -> None:
         """Tops every config up again (a worker holding some of them was lost)."""

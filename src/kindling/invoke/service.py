@@ -234,7 +234,9 @@ class InvokeService:
         key = self.version_key(config)
         self._in_flight += 1
         try:
-            async with self._counter.admit(config.account_id, config.region, config.name):
+            async with self._counter.admit(
+                config.account_id, config.region, config.name, config.version
+            ):
                 return await self._run(config, key, request_id, payload, client_context, invoked)
         except ThrottledError as exc:
             if queued:

@@ -1,0 +1,225 @@
+"""Real engines for tests and the bench, started from Debian's packages in temporary
+directories (tests/engines.py gives the tests these; bench never imports tests).
+
+PostgreSQL: ``initdb`` refuses to run as root, so the cluster belongs to the
+``postgres`` user (``runuser``); it listens on a unix socket inside its own directory and
+on a free TCP port of 127.0.0.1, never on the system's socket or port, and is stopped at
+the end. Each test gets a database of its own (``Postgres.database``), so one server
+serves the whole session. A test that stops and starts its engine (an outage) starts a
+server of its own.
+
+Redis (counting in Redis, ADR 0019): ``redis-server`` on a free TCP port of 127.0.0.1,
+its files in a temporary directory, without persistence; one for the session, tests
+keeping apart by key prefix or database; a test that stops or restarts Redis starts its
+own ``RedisServer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_ROOT = Path("/usr/lib/postgresql")
+PG_USER = "postgres"
+
+
+def pg_bin() -> Path | None:
+    """The bin directory of the newest PostgreSQL Debian installed, if any."""
+    found = sorted(
+        (p for p in PG_ROOT.glob("*/bin") if (p / "initdb").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    return found[-1] if found else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Postgres:
+    """One PostgreSQL cluster in a directory of its own, run as the ``postgres`` user."""
+
+    bin: Path
+    root: Path
+    port: int
+
+    @classmethod
+    def create(cls) -> Postgres:
+        found = pg_bin()
+        if found is None:
+            raise RuntimeError("PostgreSQL is not installed (Debian package: postgresql)")
+        user = pwd.getpwnam(PG_USER)
+        root = Path(tempfile.mkdtemp(prefix="kindling-pg-"))
+        os.chown(root, user.pw_uid, user.pw_gid)
+        server = cls(found, root, _free_port())
+        server._as_postgres(
+            "initdb", "-D", str(server.data), "-U", PG_USER, "--auth=trust", "-E", "UTF8",
+            "--no-sync",
+        )  # fmt: skip
+        return server
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root
+
+    def _as_postgres(self, tool: str, *args: str, timeout: float = 120.0) -> str:
+        done = subprocess.run(
+            ["runuser", "-u", PG_USER, "--", str(self.bin / tool), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        options = (
+            f"-k {self.socket_dir} -p {self.port} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=200"
+        )
+        self._as_postgres(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
+            "-w", "-t", "120", "start",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "120", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def remove(self) -> None:
+        """Stops the server if it runs and deletes its directory."""
+        if self.running():
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres", *, tcp: bool = False) -> str:
+        """A URL as a user writes it: over the unix socket (``?host=``), or over TCP."""
+        if tcp:
+            return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{PG_USER}@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        return self._as_postgres(
+            "psql", "-h", str(self.socket_dir), "-p", str(self.port), "-d", database,
+            "-v", "ON_ERROR_STOP=1", "-XAtc", sql,
+        )  # fmt: skip
+
+    def database(self) -> str:
+        """Creates an empty database; returns its URL."""
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+class RedisServer:
+    """A ``redis-server`` (Debian's ``redis-server`` package) in ``directory`` on a free
+    loopback port, without persistence: a restart starts it empty, as a crash of a Redis
+    without persistence would. The port is kept across restarts."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (make test installs it)")
+        self.binary = binary
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.proc is None, "already running"
+        for _ in range(5):  # a free port may be taken between the probe and the bind
+            port = self.port or _free_port()
+            log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child keeps it
+            with log:
+                self.proc = subprocess.Popen(
+                    [
+                        self.binary,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(self.directory),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--daemonize",
+                        "no",
+                        "--protected-mode",
+                        "yes",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            if self._answers(port, timeout):
+                self.port = port
+                return
+            self._reap()
+        raise AssertionError(f"redis-server did not start:\n{self.log_tail()}")
+
+    def _answers(self, port: int, timeout: float) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        """Gone at once, its data with it (SIGKILL: no persistence to flush anyway)."""
+        self._reap()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, size: int = 4000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / "redis.log").read_text(errors="replace")[-size:]
+        return ""
