@@ -25,12 +25,16 @@ from tests.engines import MotoServer
 from .support import (
     ACCOUNT,
     REGION,
+    ROLE,
     AwsCli,
+    ClientFactory,
     Deploy,
     Server,
     assert_shape,
     client_error,
     function_log,
+    make_zip,
+    wait_active,
     wait_for,
 )
 
@@ -67,6 +71,8 @@ def _queue(moto: MotoServer) -> tuple[Any, str, str]:
 
 
 def _one_message(sqs: Any, url: str, timeout: float = 90.0) -> dict[str, Any]:
+    """The next message of the queue, deleted from it (else it comes back after its
+    visibility timeout)."""
     def received() -> dict[str, Any] | None:
         answer = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=1, MessageAttributeNames=["All"]
@@ -75,6 +81,7 @@ def _one_message(sqs: Any, url: str, timeout: float = 90.0) -> dict[str, Any]:
         return messages[0] if messages else None
 
     message: dict[str, Any] = wait_for(received, timeout, interval=0.2)
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return message
 
 
@@ -284,3 +291,55 @@ def test_the_aws_cli_configures_destinations(aws: AwsCli, deploy: Deploy) -> Non
     assert aws.json("list-function-event-invoke-configs", "--function-name", name) == {
         "FunctionEventInvokeConfigs": []
     }
+
+
+def test_retries_and_the_maximum_age_follow_the_config(
+    private_server: Server, make_client: ClientFactory, aws_services: MotoServer
+) -> None:
+    """A server of its own, whose retry delays are short: a failing event runs once more
+    per retry the config allows, then its record says so; an event held back by throttles
+    (reserved concurrency 0) is dropped to the failure destination once older than its
+    MaximumEventAgeInSeconds (60 s, the least Lambda allows), never having run."""
+    private_server.env = {**aws_services.env, "KINDLING_ASYNC_RETRY_DELAYS_S": "0.5"}
+    private_server.start()
+    lam = make_client(endpoint=private_server.endpoint)
+    sqs, url, queue_arn = _queue(aws_services)
+    failing, held = "retried", "held"
+    for name in (failing, held):
+        lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=ROLE,
+            Code={"ZipFile": make_zip({"app.py": WORK})},
+        )
+        wait_active(lam, name)
+    lam.put_function_event_invoke_config(
+        FunctionName=failing,
+        MaximumRetryAttempts=1,
+        DestinationConfig={"OnFailure": {"Destination": queue_arn}},
+    )
+    request_id = _event(lam, failing, {"order": 1, "fail": True})
+    record = json.loads(_one_message(sqs, url)["Body"])
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2  # the run and one retry
+    ran = [
+        line
+        for line in function_log(private_server.endpoint, failing).splitlines()
+        if line.startswith("START RequestId: " + request_id)
+    ]
+    assert len(ran) == 2
+
+    lam.put_function_concurrency(FunctionName=held, ReservedConcurrentExecutions=0)
+    lam.put_function_event_invoke_config(
+        FunctionName=held,
+        MaximumEventAgeInSeconds=60,
+        DestinationConfig={"OnFailure": {"Destination": queue_arn}},
+    )
+    request_id = _event(lam, held, {"order": 2})
+    record = json.loads(_one_message(sqs, url, timeout=240.0)["Body"])
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert record["requestContext"]["approximateInvokeCount"] == 0
+    assert record["requestPayload"] == {"order": 2}
