@@ -73,6 +73,7 @@ def _queue(moto: MotoServer) -> tuple[Any, str, str]:
 def _one_message(sqs: Any, url: str, timeout: float = 90.0) -> dict[str, Any]:
     """The next message of the queue, deleted from it (else it comes back after its
     visibility timeout)."""
+
     def received() -> dict[str, Any] | None:
         answer = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=1, MessageAttributeNames=["All"]
