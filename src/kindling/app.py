@@ -185,6 +185,7 @@ class App:
             lambda ref: self.logs.delete(ref.account_id, ref.region, ref.name)
         )
         self.functions.on_deleted(self.event_invoke.forget_function)
+        self.aliases.on_deleted(self.event_invoke.forget_qualifier)
         self.functions.on_changed(self.aliases.refresh)  # written by another control node
         self.functions.on_changed(self.concurrency.refresh)
         self._following: asyncio.Task[None] | None = None
@@ -283,6 +284,9 @@ class App:
                 self.metrics.forget(config.account_id, config.region, config.name)
         else:  # a published version never changes: retired means deleted
             self.metrics.forget(config.account_id, config.region, config.name, config.version)
+            self.event_invoke.forget_qualifier(
+                FunctionRef(config.account_id, config.region, config.name, config.version)
+            )
         retired = self.invoker.version_key(config)
 
         def match(key: VersionKey) -> bool:

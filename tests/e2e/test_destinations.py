@@ -172,6 +172,25 @@ def test_event_invoke_configs_per_function_version_and_alias(
     with client_error("ResourceNotFoundException", 404):
         lam.put_function_event_invoke_config(FunctionName=f"{name}:nope", MaximumRetryAttempts=1)
 
+    # an alias deleted takes its config along: made again, it starts without one
+    lam.delete_alias(FunctionName=name, Name="live")
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    with client_error("ResourceNotFoundException", 404):
+        lam.get_function_event_invoke_config(FunctionName=name, Qualifier="live")
+
+    # so does a version deleted
+    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": WORK + "# 2\n"}))
+    wait_active(lam, name)
+    second = lam.publish_version(FunctionName=name)["Version"]
+    lam.put_function_event_invoke_config(
+        FunctionName=name, Qualifier=second, MaximumRetryAttempts=1
+    )
+    lam.delete_function(FunctionName=name, Qualifier=second)
+    listed = lam.list_function_event_invoke_configs(FunctionName=name)
+    assert _arn(name, second) not in [
+        c["FunctionArn"] for c in listed["FunctionEventInvokeConfigs"]
+    ]
+
     lam.delete_function(FunctionName=name)  # the configs go with the function
     with client_error("ResourceNotFoundException", 404):
         lam.list_function_event_invoke_configs(FunctionName=name)

@@ -277,6 +277,12 @@ class EventInvokeConfigService:
         """The function was deleted: its configs go with it, as on Lambda."""
         self._store.delete_function(ref)
 
+    def forget_qualifier(self, ref: FunctionRef) -> None:
+        """A version or alias was deleted: its config goes with it (an alias made again
+        under the name starts without one)."""
+        if ref.qualifier:
+            self._store.delete(ref)
+
     # ------------------------------------------------------------------ the queue's view
 
     def policy(self, ref: FunctionRef) -> AsyncPolicy:
