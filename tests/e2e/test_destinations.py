@@ -363,3 +363,44 @@ def test_retries_and_the_maximum_age_follow_the_config(
     assert record["requestContext"]["condition"] == "EventAgeExceeded"
     assert record["requestContext"]["approximateInvokeCount"] == 0
     assert record["requestPayload"] == {"order": 2}
+
+
+def test_every_accepted_event_gets_its_record_across_a_kill_9(
+    private_server: Server, make_client: ClientFactory, aws_services: MotoServer
+) -> None:
+    """Events accepted, then the server and its sandboxes killed with -9 while they run:
+    after a restart every accepted event's success record reaches the queue (at least
+    once; a duplicate carries the same request id)."""
+    events = 40
+    private_server.env = dict(aws_services.env)
+    private_server.start()
+    lam = make_client(endpoint=private_server.endpoint)
+    sqs, url, queue_arn = _queue(aws_services)
+    lam.create_function(
+        FunctionName="steady",
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": WORK})},
+    )
+    wait_active(lam, "steady")
+    lam.put_function_event_invoke_config(
+        FunctionName="steady", DestinationConfig={"OnSuccess": {"Destination": queue_arn}}
+    )
+    accepted = {_event(lam, "steady", {"order": n}): n for n in range(events)}
+    private_server.kill_hard()
+    private_server.start()
+
+    delivered: dict[str, int] = {}
+
+    def all_delivered() -> bool:
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in answer.get("Messages") or []:
+            record = json.loads(message["Body"])
+            assert record["requestContext"]["condition"] == "Success"
+            delivered[record["requestContext"]["requestId"]] = record["requestPayload"]["order"]
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return set(accepted) <= set(delivered)
+
+    wait_for(all_delivered, timeout=240.0, interval=0.1)
+    assert {rid: delivered[rid] for rid in accepted} == accepted
