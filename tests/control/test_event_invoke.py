@@ -74,6 +74,10 @@ def test_put_replaces_and_update_merges(
     }
     updated = configs.update(F, {"MaximumEventAgeInSeconds": 600})
     assert (updated.max_retries, updated.max_age_s, updated.on_failure) == (1, 600, QUEUE)
+    audit = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:audit"
+    swapped = configs.update(F, {"DestinationConfig": {"OnSuccess": {"Destination": audit}}})
+    assert (swapped.on_success, swapped.on_failure, swapped.max_age_s) == (audit, None, 600)
+    updated = configs.update(F, {"DestinationConfig": {"OnFailure": {"Destination": QUEUE}}})
     assert updated.last_modified >= put.last_modified
     replaced = configs.put(F, {"MaximumEventAgeInSeconds": 60})
     assert (replaced.max_retries, replaced.on_failure) == (None, None)  # Put removes the rest

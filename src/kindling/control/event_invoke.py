@@ -222,20 +222,16 @@ class EventInvokeConfigService:
         return config
 
     def update(self, ref: FunctionRef, params: dict[str, Any]) -> EventInvokeConfig:
-        """Changes only the settings the request names."""
+        """Changes only the settings the request names (a DestinationConfig given
+        replaces the one there, both members)."""
         _require_a_setting(params)
         ref = self._existing(ref)
         current = self._store.get(ref)
         if current is None:
             raise self._none(ref)
         on_success, on_failure = current.on_success, current.on_failure
-        if params.get("DestinationConfig") is not None:
-            given = params["DestinationConfig"]
-            new_success, new_failure = self._destinations(ref, given)
-            if "OnSuccess" in given:
-                on_success = new_success
-            if "OnFailure" in given:
-                on_failure = new_failure
+        if params.get("DestinationConfig") is not None:  # replaced as a whole, as on AWS
+            on_success, on_failure = self._destinations(ref, params["DestinationConfig"])
         config = EventInvokeConfig(
             ref,
             time.time(),
