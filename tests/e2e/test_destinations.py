@@ -274,7 +274,7 @@ def test_a_dead_letter_queue_gets_the_failed_event(
     attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
     assert attributes["RequestID"] == request_id
     assert attributes["ErrorCode"] == "200"
-    assert "ErrorMessage" in attributes
+    assert attributes["ErrorMessage"] == "asked to fail: 8"
     with client_error("InvalidParameterValueException", 400):
         lam.update_function_configuration(
             FunctionName=name, DeadLetterConfig={"TargetArn": _arn("elsewhere")}

@@ -156,7 +156,7 @@ def test_retries_follow_the_config_and_count_the_invocations(store_url: str) -> 
     [(_, record)] = sender.records
     assert record["requestContext"]["approximateInvokeCount"] == 2
     # the dead-letter queue gets the event itself, with Lambda's message attributes
-    assert sender.dead == [(DLQ, "r1", b'{"order": 7}', 200, "RetriesExhausted: failed")]
+    assert sender.dead == [(DLQ, "r1", b'{"order": 7}', 200, "boom")]
 
 
 def test_a_success_sends_the_success_record_with_the_response(store_url: str) -> None:
@@ -195,7 +195,8 @@ def test_an_event_too_old_is_not_run_again_and_goes_to_the_failure_destination(
     assert record["requestContext"]["condition"] == "EventAgeExceeded"
     assert record["requestContext"]["approximateInvokeCount"] == 0  # never ran
     assert "responseContext" not in record and "responsePayload" not in record
-    assert [d[3:] for d in sender.dead] == [(429, "EventAgeExceeded: not run")]
+    [(_, _, _, code, message)] = sender.dead
+    assert code == 429 and message.startswith("EventAgeExceeded")
     where = {"account": ACCOUNT, "region": REGION, "reason": "max_age"}
     assert metrics.registry.get_sample_value("kindling_async_events_dropped_total", where) == 1
 
@@ -230,6 +231,18 @@ def test_a_refusing_destination_is_tried_again(
     assert len(sender.records) == 1
     assert sender.attempts == 3
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_dead_letter_message_carries_the_first_kilobyte_of_the_error(store_url: str) -> None:
+    async def long_error(_rid: str, _ref: FunctionRef, _payload: bytes) -> RunResult:
+        payload = json.dumps({"errorMessage": "é" * 2000, "errorType": "ValueError"})
+        return RunResult(False, payload.encode(), function_error="Unhandled")
+
+    sender = Sender()
+    assert _run(store_url, long_error, AsyncPolicy(0, dead_letter=DLQ), sender) == 0
+    [(_, _, _, code, message)] = sender.dead
+    assert code == 200
+    assert message == "é" * 512  # 1,024 bytes of two-byte characters
 
 
 def test_an_undeliverable_record_is_logged_in_full_and_counted_never_lost_silently(

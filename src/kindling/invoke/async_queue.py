@@ -60,6 +60,7 @@ from kindling.invoke.records import (
     SUCCESS,
     RecordSender,
     RunResult,
+    dead_letter_error,
     invocation_record,
     lambda_target,
 )
@@ -343,8 +344,7 @@ class EventQueue:
             )
         if not success and policy.dead_letter:
             target = policy.dead_letter
-            message = f"{condition}: {'failed' if result is not None else 'not run'}"
-            code = 200 if result is not None else 429
+            code, message = dead_letter_error(condition, result)
 
             async def dead_letter() -> None:
                 if self._sender is None:

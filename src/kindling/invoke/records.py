@@ -103,6 +103,23 @@ def invocation_record(
     return record
 
 
+#: A dead-letter message's ErrorMessage: "the first 1 KB of the error message" (AWS).
+DEAD_LETTER_MESSAGE_BYTES = 1024
+
+
+def dead_letter_error(condition: str, result: RunResult | None) -> tuple[int, str]:
+    """(ErrorCode, ErrorMessage) of a dead-letter message: the status of the last run
+    (200 when the function ran and failed, 429 when it never ran, throttled) and the
+    first 1 KB of the function's error message (or the condition, without one)."""
+    if result is None:
+        return 429, f"{condition}: the event was not run before it was dropped"
+    document = _document(result.payload)
+    message = document.get("errorMessage") if isinstance(document, dict) else document
+    text = str(message) if message else condition
+    clipped = text.encode()[:DEAD_LETTER_MESSAGE_BYTES].decode("utf-8", errors="ignore")
+    return 200, clipped
+
+
 def lambda_target(destination: str) -> FunctionRef | None:
     """The function a destination ARN names (None: not a Lambda function's ARN)."""
     parts = destination.split(":")
