@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engines import Postgres, RedisServer, pg_bin
+from tests.engines import MotoServer, Postgres, RedisServer, pg_bin
 from tests.hostcheck import leftovers
 
 _BEFORE: set[str] = set()
@@ -70,6 +70,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
             pytest.fail("redis-server is not installed: `make test` installs Debian's redis-server")
         pytest.skip("redis-server is not installed (Debian package redis-server; `make test`)")
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+# --------------------------------------------------------------------------- moto
+# one moto server for the session: a real SQS/SNS-API endpoint for what kindling delivers
+# (destinations, dead-letter queues); tests keep apart by queue names of their own.
+
+
+@pytest.fixture(scope="session")
+def aws_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
     server.start()
     yield server
     server.stop()

@@ -16,6 +16,7 @@ from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
 from kindling.api.concurrency import ConcurrencyApi
+from kindling.api.event_invoke import EventInvokeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
@@ -29,11 +30,13 @@ from kindling.control.aliases import AliasService
 from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
+from kindling.control.event_invoke import EventInvokeConfigService, EventInvokeStore
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
+from kindling.events.destinations import AwsDestinations
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
@@ -46,6 +49,7 @@ from kindling.invoke.event_store import open_event_store
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.invoke.provisioned import ProvisionedConcurrency
+from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
@@ -167,6 +171,9 @@ class App:
             snapstart_latest=config.snapstart_latest,
             metrics=self.metrics,
         )
+        self.event_invoke = EventInvokeConfigService(
+            self.functions, self.aliases, EventInvokeStore(self.store), self.invoker.resolve
+        )
         self.provisioned = ProvisionedConcurrency(
             provisioned_store,
             self.functions,
@@ -178,6 +185,8 @@ class App:
         self.functions.on_deleted(
             lambda ref: self.logs.delete(ref.account_id, ref.region, ref.name)
         )
+        self.functions.on_deleted(self.event_invoke.forget_function)
+        self.aliases.on_deleted(self.event_invoke.forget_qualifier)
         self.functions.on_changed(self.aliases.refresh)  # written by another control node
         self.functions.on_changed(self.concurrency.refresh)
         self._following: asyncio.Task[None] | None = None
@@ -191,6 +200,7 @@ class App:
             **AccountApi(self.functions, self.concurrency).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
+            **EventInvokeApi(self.event_invoke).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
@@ -275,6 +285,9 @@ class App:
                 self.metrics.forget(config.account_id, config.region, config.name)
         else:  # a published version never changes: retired means deleted
             self.metrics.forget(config.account_id, config.region, config.name, config.version)
+            self.event_invoke.forget_qualifier(
+                FunctionRef(config.account_id, config.region, config.name, config.version)
+            )
         retired = self.invoker.version_key(config)
 
         def match(key: VersionKey) -> bool:
@@ -289,12 +302,13 @@ class App:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> bool:
+    async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
             config, request_id, payload, invoked=invoked_arn(ref), queued=True
         )
-        return execution.result.outcome is Outcome.SUCCESS
+        ok = execution.result.outcome is Outcome.SUCCESS
+        return RunResult(ok, execution.result.payload, config.version, None if ok else "Unhandled")
 
     async def start(self) -> None:
         self.events = EventQueue(
@@ -303,6 +317,8 @@ class App:
             self.config.async_retry_delays_s,
             self.config.async_max_age_s,
             metrics=self.metrics,
+            policy=self.event_invoke.policy,
+            sender=AwsDestinations(),
         )
         self.counter.on_freed(self.events.slot_freed)
         await self.counter.start()

@@ -215,6 +215,16 @@ ASYNC_DISPATCH_BATCH = 1000
 ASYNC_BACKOFF_FIRST_S = 1.0
 ASYNC_BACKOFF_MAX_S = 300.0
 
+#: Waits between the attempts to deliver one invocation record to a destination (or an
+#: event to a dead-letter queue) that refused it or could not be reached; after the last
+#: the record is logged in full and counted (kindling_async_delivery_failures_total).
+#: The event stays stored meanwhile, so a kill -9 runs it again rather than losing the
+#: record. AWS: - (it reports DestinationDeliveryFailures without saying how long it tries).
+ASYNC_DELIVERY_DELAYS_S = (1.0, 4.0, 16.0)
+
+#: What one attempt to reach a destination's API may take (connect, then the answer).
+ASYNC_DELIVERY_TIMEOUTS_S = (5.0, 20.0)
+
 # --- shutdown --------------------------------------------------------------------------
 
 #: On SIGTERM, how long running invocations get to finish before they are cut (their

@@ -29,7 +29,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from tests.engines import RedisServer
+from tests.engines import MotoServer, RedisServer
 
 from .cluster import cluster
 from .support import (
@@ -84,8 +84,11 @@ def server(
     ``single``: one process (with KINDLING_TEST_STORE=postgresql its store is a
     PostgreSQL the tests start). ``cluster``: the control node of a cluster on
     PostgreSQL, counting in a Redis of its own, with two workers in network namespaces
-    (needs root and Debian's redis-server)."""
+    (needs root and Debian's redis-server). Either reaches the session's moto server as
+    its SQS/SNS/EventBridge (``aws_services``) through the standard AWS environment, as
+    a user's deployment reaches their queues (destinations, dead-letter queues)."""
     root = tmp_path_factory.mktemp(f"kindling-e2e-{request.param}")
+    services: MotoServer = request.getfixturevalue("aws_services")
     if request.param == "cluster":
         if os.geteuid() != 0:
             pytest.skip("the cluster topology needs root (network namespaces)")
@@ -98,13 +101,18 @@ def server(
         counting.start()
         try:
             with cluster(
-                root, url, controls=1, workers=2, control_args=("--counting", counting.url())
+                root,
+                url,
+                controls=1,
+                workers=2,
+                env=services.env,
+                control_args=("--counting", counting.url()),
             ) as topology:
                 yield topology.controls[0]
         finally:
             counting.stop()
         return
-    srv = Server(data_dir=root / "data", log_path=root / "server.log")
+    srv = Server(data_dir=root / "data", log_path=root / "server.log", env=services.env)
     if os.environ.get("KINDLING_TEST_STORE") == "postgresql":
         srv.extra_args = ("--store", request.getfixturevalue("postgres").database())
     srv.start()

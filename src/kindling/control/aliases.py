@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,12 @@ class AliasService:
         self._store = store
         self._random = chooser or random.Random()
         self._cache: dict[tuple[str, str, str, str], Alias | None] = {}
+        self._deleted: list[Callable[[FunctionRef], None]] = []
+
+    def on_deleted(self, listener: Callable[[FunctionRef], None]) -> None:
+        """Hears of an alias deleted here (the ref's qualifier is its name): what hangs
+        on it goes too (its asynchronous invocation config)."""
+        self._deleted.append(listener)
 
     def get(self, ref: FunctionRef, name: str) -> Alias:
         key = (ref.account_id, ref.region, ref.name, name)
@@ -141,6 +148,8 @@ class AliasService:
         self.get(ref, name)
         self._store.delete_alias(ref.account_id, ref.region, ref.name, name)
         self._drop(ref, name)
+        for listener in self._deleted:
+            listener(FunctionRef(ref.account_id, ref.region, ref.name, name))
 
     def forget_function(self, ref: FunctionRef) -> None:
         self.refresh(_key(ref))

@@ -30,7 +30,7 @@ from kindling.control.models import (
     is_alias_name,
 )
 from kindling.control.paging import decode_marker, encode_marker, page_size
-from kindling.control.quotas import check_configuration, check_honoured
+from kindling.control.quotas import check_configuration, check_honoured, dead_letter_target
 from kindling.control.store import FunctionKey, FunctionStore
 from kindling.errors import (
     ConflictError,
@@ -234,6 +234,7 @@ class FunctionService:
             raise ValidationError("Handler must be specified for a .zip deployment package")
         self._runtimes.resolve(runtime)
         check_configuration(params)
+        dead_letter_target(params, region)
         _check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
@@ -281,6 +282,7 @@ class FunctionService:
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
+            dead_letter_target_arn=dead_letter_target(params, region),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -339,6 +341,8 @@ class FunctionService:
             changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
         if "EphemeralStorage" in params:
             changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
+        if "DeadLetterConfig" in params:
+            changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)

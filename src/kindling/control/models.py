@@ -85,6 +85,9 @@ class FunctionConfig:
     architectures: tuple[str, ...] = ("x86_64",)
     package_type: str = "Zip"
     tracing_mode: str = "PassThrough"
+    #: DeadLetterConfig.TargetArn: an SQS queue or SNS topic that receives the events
+    #: the async queue gives up on (records stored before it existed read back as None).
+    dead_letter_target_arn: str | None = None
     #: Records stored before SnapStart existed lack the key and read back as None.
     snapstart_apply_on: SnapStartApplyOn = SnapStartApplyOn.NONE
     state: FunctionState = FunctionState.PENDING
@@ -139,6 +142,8 @@ class FunctionConfig:
             },
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": self.log_group},
         }
+        if self.dead_letter_target_arn:
+            out["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target_arn}
         if self.environment:
             out["Environment"] = {"Variables": dict(self.environment)}
         if self.state_reason:

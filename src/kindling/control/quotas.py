@@ -63,9 +63,6 @@ def check_honoured(params: dict[str, Any]) -> None:
     """Refuses a setting kindling would accept and then silently ignore: a caller who
     sets a dead-letter queue believes failed events reach it. Empty or default values,
     which tools such as Terraform send, are accepted; each refusal names the setting."""
-    dlq = params.get("DeadLetterConfig") or {}
-    if dlq.get("TargetArn"):
-        raise _unsupported("DeadLetterConfig", "failed asynchronous events are not delivered")
     if params.get("KMSKeyArn"):
         raise _unsupported("KMSKeyArn", "environment variables are not encrypted with KMS")
     vpc = params.get("VpcConfig") or {}
@@ -92,6 +89,29 @@ def check_honoured(params: dict[str, Any]) -> None:
             raise _unsupported(
                 f"Architectures {architecture}", f"this host runs {HOST_ARCHITECTURE} only"
             )
+
+
+def dead_letter_target(params: dict[str, Any], region: str) -> str | None:
+    """DeadLetterConfig.TargetArn of a request: an SQS queue or SNS topic of the caller's
+    region (None: none, or the empty value tools send to clear it)."""
+    given = (params.get("DeadLetterConfig") or {}).get("TargetArn")
+    if not given:
+        return None
+    target = str(given)
+    parts = target.split(":")
+    if (
+        len(parts) != 6
+        or parts[0] != "arn"
+        or parts[2] not in ("sqs", "sns")
+        or parts[3] != region
+        or not parts[4].isdigit()
+        or not parts[5]
+    ):
+        raise ValidationError(
+            f"The provided target arn {target} is invalid: a dead-letter queue is a standard "
+            f"SQS queue or SNS topic of region {region}."
+        )
+    return target
 
 
 def check_configuration(params: dict[str, Any]) -> None:

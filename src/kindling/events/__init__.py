@@ -1,1 +1,3 @@
-"""Event sources and routing: what makes a function run besides a direct Invoke."""
+"""Event sources, routing and sinks outside Lambda's own invoke path: destinations of
+asynchronous invocations (``destinations``), EventBridge's pattern language
+(``patterns``)."""

@@ -7,10 +7,15 @@ its lease runs out; at-least-once, the request id being the idempotency key). Th
 events live in an ``EventStore``: on PostgreSQL several control nodes share them, each
 running an event only under its lease (``kindling.invoke.event_store``).
 
-What happens to an event after a run depends on why it did not succeed:
+Each event follows the asynchronous invocation config of the qualifier it was invoked
+with (``policy``: ``kindling.control.event_invoke``): its MaximumRetryAttempts (0-2,
+default 2), MaximumEventAgeInSeconds (60-21600, default 6 h), destinations, and the
+dead-letter queue of the version it runs. What happens to an event after a run depends
+on why it did not succeed:
 
-- the function failed (its error, timeout or init failure): it is retried after each
-  of the configured delays (Lambda: two retries, 1 and 2 minutes), then dropped;
+- the function failed (its error, timeout or init failure): it is retried up to its
+  MaximumRetryAttempts, after the configured delays (Lambda: 1 and 2 minutes), then
+  dropped (RetriesExhausted);
 - it was throttled (no concurrency free): it waits, counted apart from the retries,
   until a slot of its function frees (the counting service says so) or, failing that,
   an exponential backoff (``limits.ASYNC_BACKOFF_*``) runs out. No client got a 429,
@@ -19,34 +24,60 @@ What happens to an event after a run depends on why it did not succeed:
   again with the same backoff, never counted as one of its retries;
 - the function (or the alias) no longer exists: it is dropped.
 
-Whatever the reason, an event older than its maximum age is dropped. Every drop is
-logged with the request id and counted in ``kindling_async_events_dropped_total``.
+Whatever the reason, an event older than its maximum age is dropped (EventAgeExceeded),
+without another run. Every drop is logged with the request id and counted in
+``kindling_async_events_dropped_total``.
+
+A success sends Lambda's invocation record (``kindling.invoke.records``) to the
+OnSuccess destination; a drop for retries or age sends it to the OnFailure destination
+and the event itself to the dead-letter queue. A Lambda destination gets the record as
+a new event of this queue; SQS, SNS and EventBridge ones through the ``RecordSender``.
+Delivery happens before the event leaves the store, so a kill -9 in between runs the
+event again instead of losing its record (at least once); a destination that refuses is
+tried again after each of ``ASYNC_DELIVERY_DELAYS_S``, then the record is logged in full
+and counted (``kindling_async_delivery_failures_total``), never lost without a word.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
+from kindling.control.event_invoke import AsyncPolicy
 from kindling.control.models import FunctionRef
 from kindling.errors import NotFoundError, StoreUnavailableError, ThrottledError
 from kindling.invoke.counting import FunctionKey
 from kindling.invoke.event_store import EventStore, StoredEvent
+from kindling.invoke.records import (
+    EVENT_AGE_EXCEEDED,
+    RETRIES_EXHAUSTED,
+    SUCCESS,
+    RecordSender,
+    RunResult,
+    dead_letter_error,
+    invocation_record,
+    lambda_target,
+)
 from kindling.limits import (
     ASYNC_BACKOFF_FIRST_S,
     ASYNC_BACKOFF_MAX_S,
+    ASYNC_DELIVERY_DELAYS_S,
     ASYNC_PARALLEL,
 )
 from kindling.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-#: Runs one event; returns True when it succeeded (no retry wanted).
-Runner = Callable[[str, FunctionRef, bytes], Awaitable[bool]]
+#: Runs one event; returns True (or a RunResult that says ok) when it succeeded.
+Runner = Callable[[str, FunctionRef, bytes], Awaitable[bool | RunResult]]
+#: The asynchronous invocation policy of a qualified function; NotFoundError if gone.
+PolicyLookup = Callable[[FunctionRef], AsyncPolicy]
 
 
 class RunOutcome(StrEnum):
@@ -57,6 +88,7 @@ class RunOutcome(StrEnum):
     THROTTLED = "throttled"
     PLATFORM_ERROR = "platform_error"
     NOT_FOUND = "not_found"
+    EXPIRED = "expired"  # not run: older than its maximum age
 
 
 class EventQueue:
@@ -69,11 +101,21 @@ class EventQueue:
         parallel: int = ASYNC_PARALLEL,
         metrics: Metrics | None = None,
         backoff_s: tuple[float, float] = (ASYNC_BACKOFF_FIRST_S, ASYNC_BACKOFF_MAX_S),
+        policy: PolicyLookup | None = None,
+        sender: RecordSender | None = None,
+        delivery_delays_s: tuple[float, ...] = ASYNC_DELIVERY_DELAYS_S,
     ) -> None:
+        """``retry_delays_s``: the wait before each retry of a failed event (the last one
+        repeats); ``max_age_s``: the maximum age of events whose ``policy`` says none
+        (without a ``policy``, every event retries ``len(retry_delays_s)`` times)."""
         self._store = store
         self._runner = runner
         self._delays = retry_delays_s
         self._max_age_s = max_age_s
+        default = AsyncPolicy(max_retries=len(retry_delays_s), max_age_s=max_age_s)
+        self._policy: PolicyLookup = policy or (lambda _ref: default)
+        self._sender = sender
+        self._delivery_delays = delivery_delays_s
         self._metrics = metrics or Metrics()
         self._backoff_first, self._backoff_max = backoff_s
         self._parallel = parallel
@@ -191,10 +233,17 @@ class EventQueue:
     async def _run(self, stored: StoredEvent) -> None:
         request_id, ref = stored.request_id, stored.ref
         detail = ""
+        policy: AsyncPolicy | None = None
+        result: RunResult | None = None
         try:
-            async with self._slots:
-                ok = await self._runner(request_id, ref, stored.payload)
-            outcome = RunOutcome.SUCCESS if ok else RunOutcome.FUNCTION_ERROR
+            policy = self._policy(ref)
+            if time.time() - stored.enqueued_at > policy.max_age_s:
+                outcome = RunOutcome.EXPIRED
+            else:
+                async with self._slots:
+                    ran = await self._runner(request_id, ref, stored.payload)
+                result = ran if isinstance(ran, RunResult) else RunResult(bool(ran))
+                outcome = RunOutcome.SUCCESS if result.ok else RunOutcome.FUNCTION_ERROR
         except ThrottledError:
             outcome = RunOutcome.THROTTLED
         except NotFoundError as exc:
@@ -208,27 +257,44 @@ class EventQueue:
                 exc,
             )
         try:
-            self._settle(stored, outcome, detail)
+            await self._settle(stored, outcome, detail, policy, result)
         except StoreUnavailableError:  # still stored as it was: it runs again (at least once)
             log.warning("event %s ran (%s) but could not be settled", request_id, outcome.value)
         finally:
             self._running.discard(request_id)
             self._wake.set()
 
-    def _settle(self, stored: StoredEvent, outcome: RunOutcome, detail: str) -> None:
+    async def _settle(
+        self,
+        stored: StoredEvent,
+        outcome: RunOutcome,
+        detail: str,
+        policy: AsyncPolicy | None,
+        result: RunResult | None,
+    ) -> None:
         request_id, attempt = stored.request_id, stored.attempt
         account, region, name = stored.function
         now = time.time()
-        too_old = now - stored.enqueued_at > self._max_age_s
+        max_age_s = policy.max_age_s if policy is not None else self._max_age_s
+        too_old = now - stored.enqueued_at > max_age_s
         drop: str | None = None
+        condition: str | None = SUCCESS if outcome is RunOutcome.SUCCESS else None
         if outcome is RunOutcome.NOT_FOUND:
             drop = "not_found"
-        elif outcome is not RunOutcome.SUCCESS and too_old:
-            drop, detail = "max_age", f"older than {self._max_age_s:g} s ({outcome.value})"
-        elif outcome is RunOutcome.FUNCTION_ERROR and attempt >= len(self._delays):
+        elif outcome is RunOutcome.EXPIRED or (outcome is not RunOutcome.SUCCESS and too_old):
+            drop, detail = "max_age", f"older than {max_age_s:g} s ({outcome.value})"
+            condition = EVENT_AGE_EXCEEDED
+        elif (
+            outcome is RunOutcome.FUNCTION_ERROR
+            and policy is not None
+            and attempt >= policy.max_retries
+        ):
             drop, detail = "retries_exhausted", f"failed {attempt + 1} times"
+            condition = RETRIES_EXHAUSTED
         if outcome is RunOutcome.SUCCESS or drop is not None:
             self._setbacks.pop(request_id, None)
+            if condition is not None and policy is not None:
+                await self._report(stored, policy, condition, result)
             self._settled(self._store.delete(request_id), request_id)
             if drop is not None:
                 self._dropped(stored, drop, detail)
@@ -237,7 +303,8 @@ class EventQueue:
             return
         if outcome is RunOutcome.FUNCTION_ERROR:
             self._setbacks.pop(request_id, None)
-            attempt, delay = attempt + 1, self._delays[attempt]
+            delay = self._delays[min(attempt, len(self._delays) - 1)] if self._delays else 0.0
+            attempt += 1
         else:  # throttled or a platform error: a setback, not one of the retries
             setbacks = self._setbacks.get(request_id, 0)
             self._setbacks[request_id] = setbacks + 1
@@ -246,6 +313,100 @@ class EventQueue:
         self._settled(self._store.reschedule(request_id, attempt, now + delay), request_id)
         if outcome is RunOutcome.THROTTLED:
             self._parked.setdefault(stored.function, {})[request_id] = None
+
+    # ------------------------------------------------------------------ destinations
+
+    async def _report(
+        self, stored: StoredEvent, policy: AsyncPolicy, condition: str, result: RunResult | None
+    ) -> None:
+        """Sends the invocation record to the destination of ``condition`` and, when the
+        event failed, the event to the dead-letter queue; each is tried again, then
+        logged. Never raises but for a cut (shutdown): the event then stays stored."""
+        success = condition == SUCCESS
+        destination = policy.on_success if success else policy.on_failure
+        invoked = stored.attempt + (1 if result is not None else 0)
+        if destination:
+            record = invocation_record(
+                stored.request_id,
+                stored.ref,
+                stored.payload,
+                condition,
+                invoked,
+                result,
+                time.time(),
+            )
+            await self._deliver(
+                stored,
+                "destination",
+                destination,
+                lambda: self._send_record(destination, record),
+                json.dumps(record),
+            )
+        if not success and policy.dead_letter:
+            target = policy.dead_letter
+            code, message = dead_letter_error(condition, result)
+
+            async def dead_letter() -> None:
+                if self._sender is None:
+                    raise RuntimeError("no sender of dead-letter events is configured")
+                await self._sender.dead_letter(
+                    target, stored.request_id, stored.payload, code, message
+                )
+
+            await self._deliver(
+                stored,
+                "dead_letter",
+                target,
+                dead_letter,
+                stored.payload.decode("utf-8", errors="replace"),
+            )
+
+    async def _send_record(self, destination: str, record: dict[str, object]) -> None:
+        target = lambda_target(destination)
+        if target is not None:  # another function: the record is a new event of its own
+            self._store.put(str(uuid.uuid4()), target, json.dumps(record).encode(), time.time())
+            self._wake.set()
+            return
+        if self._sender is None:
+            raise RuntimeError("no sender of invocation records is configured")
+        await self._sender.record(destination, record)
+
+    async def _deliver(
+        self,
+        stored: StoredEvent,
+        kind: str,
+        target: str,
+        send: Callable[[], Awaitable[None]],
+        content: str,
+    ) -> None:
+        failure = ""
+        for wait in (*self._delivery_delays, None):
+            try:
+                await send()
+                return
+            except Exception as exc:  # the target's fault or the network's: try again
+                failure = f"{type(exc).__name__}: {exc}"
+            if wait is None:
+                break
+            log.warning(
+                "event %s: %s %s refused delivery, trying again in %g s: %s",
+                stored.request_id,
+                kind,
+                target,
+                wait,
+                failure,
+            )
+            await asyncio.sleep(wait)
+        log.error(
+            "event %s: %s %s could not be delivered after %d attempts (%s); content: %s",
+            stored.request_id,
+            kind,
+            target,
+            len(self._delivery_delays) + 1,
+            failure,
+            content,
+        )
+        self._metrics.delivery_failed(stored.ref.account_id, stored.ref.region, kind)
 
     @staticmethod
     def _settled(ours: bool, request_id: str) -> None:

@@ -15,6 +15,12 @@ counted under the version it routed to, so aliases add no series):
     kindling_async_events_dropped_total{account, region, reason}
                                                  Lambda's AsyncEventsDropped: not_found |
                                                  max_age | retries_exhausted
+    kindling_async_delivery_failures_total{account, region, kind}
+                                                 records or events that could not be
+                                                 delivered after their retries: kind
+                                                 destination (Lambda's
+                                                 DestinationDeliveryFailures) | dead_letter
+                                                 (Lambda's DeadLetterErrors)
     kindling_duration_seconds{...}               histogram of invocation durations
     kindling_init_duration_seconds{..., kind}    kind: init | restore; each sandbox started
     kindling_concurrent_executions{account, region, function}
@@ -164,6 +170,14 @@ class Metrics:
             ["account", "region", "reason"],
             registry=self.registry,
         )
+        self._delivery_failures = Counter(
+            "kindling_async_delivery_failures",
+            "Invocation records (kind destination: Lambda's DestinationDeliveryFailures) "
+            "and events (kind dead_letter: Lambda's DeadLetterErrors) that could not be "
+            "delivered after their retries; each is logged with its content.",
+            ["account", "region", "kind"],
+            registry=self.registry,
+        )
         self._duration = Histogram(
             "kindling_duration_seconds",
             "Time the function spent on each invocation (REPORT's Duration).",
@@ -245,6 +259,9 @@ class Metrics:
 
     def async_dropped(self, account: str, region: str, reason: str) -> None:
         self._async_dropped.labels(account, region, reason).inc()
+
+    def delivery_failed(self, account: str, region: str, kind: str) -> None:
+        self._delivery_failures.labels(account, region, kind).inc()
 
     def concurrency(
         self, account: str, region: str, function: str, in_function: int, in_account: int
