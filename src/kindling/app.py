@@ -22,6 +22,7 @@ from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
+from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
@@ -31,6 +32,8 @@ from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
+from kindling.control.policies import PolicyService
+from kindling.control.resource_store import ResourceStore
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
@@ -129,6 +132,11 @@ class App:
         )
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
+        resources = ResourceStore(self.store)
+        self.policies = PolicyService(self.functions, self.aliases, resources)
+        self.functions.on_deleted(self.policies.forget_function)
+        self.functions.on_retired(self.policies.forget_version)
+        self.aliases.on_deleted(self.policies.forget_alias)
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics(live=self._exists)
         #: The in-process worker ("all"); a control node's workers register instead.
@@ -190,6 +198,7 @@ class App:
             **AccountApi(self.functions, self.concurrency).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
+            **PermissionsApi(self.policies).operations(),
         }
         raw_routes = {
             "code": code_urls.download,

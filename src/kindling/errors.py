@@ -11,6 +11,7 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     |   +-- RequestContentError    -> InvalidRequestContentException (400)
     |   +-- ConstraintError        -> ValidationException (400)
     |   +-- UnsupportedMediaError  -> UnsupportedMediaTypeException (415)
+    |   +-- PolicyTooLargeError    -> PolicyLengthExceededException (400)
     +-- NotFoundError              -> ResourceNotFoundException (404)
     |   +-- ProvisionedConfigNotFoundError -> ProvisionedConcurrencyConfigNotFoundException
     +-- ConflictError              -> ResourceConflictException (409)
@@ -54,6 +55,10 @@ class ConstraintError(ValidationError):
 
 class UnsupportedMediaError(ValidationError):
     """The payload is not of a media type the operation accepts."""
+
+
+class PolicyTooLargeError(ValidationError):
+    """A resource-based policy would grow past its size quota."""
 
 
 class NotFoundError(KindlingError):

@@ -29,6 +29,7 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.UnsupportedMediaError, "UnsupportedMediaTypeException", 415),
     (e.RequestContentError, "InvalidRequestContentException", 400),
     (e.ConstraintError, "ValidationException", 400),
+    (e.PolicyTooLargeError, "PolicyLengthExceededException", 400),
     (e.ValidationError, "InvalidParameterValueException", 400),
     (e.ProvisionedConfigNotFoundError, "ProvisionedConcurrencyConfigNotFoundException", 404),
     (e.NotFoundError, "ResourceNotFoundException", 404),

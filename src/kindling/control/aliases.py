@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,11 @@ class AliasService:
         self._store = store
         self._random = chooser or random.Random()
         self._cache: dict[tuple[str, str, str, str], Alias | None] = {}
+        self._deleted: list[Callable[[FunctionRef, str], None]] = []
+
+    def on_deleted(self, listener: Callable[[FunctionRef, str], None]) -> None:
+        """Hears of an alias deleted (what belongs to it, a policy or a URL, goes too)."""
+        self._deleted.append(listener)
 
     def get(self, ref: FunctionRef, name: str) -> Alias:
         key = (ref.account_id, ref.region, ref.name, name)
@@ -141,6 +147,8 @@ class AliasService:
         self.get(ref, name)
         self._store.delete_alias(ref.account_id, ref.region, ref.name, name)
         self._drop(ref, name)
+        for listener in self._deleted:
+            listener(ref, name)
 
     def forget_function(self, ref: FunctionRef) -> None:
         self.refresh(_key(ref))
