@@ -17,6 +17,7 @@ from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
+from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
@@ -30,6 +31,7 @@ from kindling.control.aliases import AliasService
 from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
+from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.policies import PolicyService
@@ -46,6 +48,7 @@ from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.cluster_logs import ClusterLogs
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.event_store import open_event_store
+from kindling.invoke.function_urls import FunctionUrlService
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.invoke.provisioned import ProvisionedConcurrency
@@ -137,6 +140,7 @@ class App:
         self.functions.on_deleted(self.policies.forget_function)
         self.functions.on_retired(self.policies.forget_version)
         self.aliases.on_deleted(self.policies.forget_alias)
+        self.url_configs = FunctionUrlConfigs(self.functions, self.aliases, resources, self._url_of)
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics(live=self._exists)
         #: The in-process worker ("all"); a control node's workers register instead.
@@ -174,6 +178,7 @@ class App:
             snapstart_latest=config.snapstart_latest,
             metrics=self.metrics,
         )
+        self.function_urls = FunctionUrlService(self.url_configs, self.policies, self.invoker)
         self.provisioned = ProvisionedConcurrency(
             ProvisionedStore(self.store),
             self.functions,
@@ -199,6 +204,7 @@ class App:
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **PermissionsApi(self.policies).operations(),
+            **UrlConfigsApi(self.url_configs).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
@@ -217,7 +223,12 @@ class App:
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.frontend = Frontend(
-            load_service_model(), SigV4Verifier(keys), operations, raw_routes, public_routes
+            load_service_model(),
+            SigV4Verifier(keys),
+            operations,
+            raw_routes,
+            public_routes,
+            FunctionUrlEndpoint(self.function_urls),
         )
         self.server = HttpServer(
             self._handle,
@@ -245,6 +256,11 @@ class App:
             return await self.frontend.handle(request)
         finally:
             self._requests -= 1
+
+    def _url_of(self, url_id: str, region: str) -> str:
+        """The address a function URL is reached at: a name under ``localhost`` that
+        routes by its Host header to this server's port (ADR 0030)."""
+        return f"http://{url_id}.lambda-url.{region}.localhost:{self.port}/"
 
     def _config(
         self, account: str, region: str, name: str, version: str | None

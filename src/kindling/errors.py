@@ -23,7 +23,10 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     |   +-- SignatureError         -> InvalidSignatureException
     |   +-- UnknownKeyError        -> UnrecognizedClientException
     |   +-- MissingAuthError       -> MissingAuthenticationTokenException
+    |   +-- AccessDeniedError      -> AccessDeniedException (a function URL's 403)
     +-- UnknownOperationError      -> UnknownOperationException (404)
+    +-- FunctionResponseError      -> a function URL's 502: the function failed or
+    |                                 answered what is not an HTTP response
     +-- SandboxError               -> ServiceException (500); raised by workers
     |   +-- SandboxGoneError       -> (retried on another sandbox before it reaches a client)
     +-- ServiceError               -> ServiceException (500)
@@ -107,6 +110,14 @@ class UnknownKeyError(AuthError):
 
 class MissingAuthError(AuthError):
     """The request carries no SigV4 authorization at all."""
+
+
+class AccessDeniedError(AuthError):
+    """The caller may not invoke this (a function URL without a matching policy)."""
+
+
+class FunctionResponseError(KindlingError):
+    """A function behind a URL failed, or answered with what cannot be an HTTP response."""
 
 
 class UnknownOperationError(KindlingError):
