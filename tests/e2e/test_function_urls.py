@@ -42,6 +42,8 @@ ECHO = {
         "        raise RuntimeError('boom')\n"
         "    if path == '/malformed':\n"
         "        return {'statusCode': 'teapot'}\n"
+        "    if path == '/huge':\n"
+        "        return 'x' * 6291556\n"
         "    if path == '/hello':\n"
         "        return 'Hello, world!'\n"
         "    if path == '/binary':\n"
@@ -205,6 +207,7 @@ def test_a_public_url_serves_payload_format_2(lam: Any, deploy: Deploy, server: 
     assert "cookie" not in event["headers"]
     assert event["headers"]["x-multi"] == "one"
     assert event["headers"]["content-type"] == "application/json"
+    assert event["headers"]["x-forwarded-proto"] == "http"
     assert event["body"] == '{"hello": "world"}' and event["isBase64Encoded"] is False
     context = event["requestContext"]
     assert context["apiId"] == uid and context["domainPrefix"] == uid
@@ -302,6 +305,7 @@ def test_errors_as_lambda_returns_them(lam: Any, deploy: Deploy, server: Server)
     make_public(lam, name)
     assert call(server, uid, path="/boom").status == 502
     assert call(server, uid, path="/malformed").status == 502
+    assert call(server, uid, path="/huge").status == 502  # past the 6 MB response limit
     too_big = call(
         server, uid, "POST", "/", b"x" * (6 * 1024 * 1024 + 1), {"Content-Type": "text/plain"}
     )

@@ -47,14 +47,13 @@ def request(**changes: object) -> UrlRequest:
         },
         "body": b"Hello from client!",
         "source_ip": "123.123.123.123",
-        "domain": DOMAIN,
     }
     fields.update(changes)
     return UrlRequest(**fields)  # type: ignore[arg-type]
 
 
 def test_event_is_payload_format_2() -> None:
-    event = build_event(request(), URL_ID, "anonymous", "req-1", now=1583348638.390)
+    event = build_event(request(), URL_ID, "us-east-1", "anonymous", "req-1", now=1583348638.390)
     assert event == {
         "version": "2.0",
         "routeKey": "$default",
@@ -66,6 +65,8 @@ def test_event_is_payload_format_2() -> None:
             "header2": "value1,value2",
             "user-agent": "agent",
             "content-type": "text/plain",
+            "x-forwarded-for": "123.123.123.123",
+            "x-forwarded-proto": "http",
         },
         "queryStringParameters": {"parameter1": "value1,value2", "parameter2": "value"},
         "requestContext": {
@@ -93,7 +94,7 @@ def test_event_is_payload_format_2() -> None:
 
 def test_event_without_query_cookies_or_body_leaves_them_out() -> None:
     event = build_event(
-        request(method="GET", query="", headers={}, body=b""), URL_ID, "anonymous", "r"
+        request(method="GET", query="", headers={}, body=b""), URL_ID, "us-east-1", "anonymous", "r"
     )
     assert "queryStringParameters" not in event
     assert "cookies" not in event
@@ -106,12 +107,16 @@ def test_binary_bodies_arrive_base64() -> None:
     data = bytes(range(256))
     for content_type in ("application/octet-stream", "image/png", ""):
         event = build_event(
-            request(headers={"content-type": content_type}, body=data), URL_ID, "x", "r"
+            request(headers={"content-type": content_type}, body=data),
+            URL_ID,
+            "us-east-1",
+            "x",
+            "r",
         )
         assert event["isBase64Encoded"] is True
         assert base64.b64decode(event["body"]) == data
     # declared text that is not UTF-8 is binary too
-    event = build_event(request(body=b"\xff\xfe"), URL_ID, "x", "r")
+    event = build_event(request(body=b"\xff\xfe"), URL_ID, "us-east-1", "x", "r")
     assert event["isBase64Encoded"] is True
     assert is_text("application/json; charset=utf-8")
     assert is_text("text/html")
@@ -119,7 +124,7 @@ def test_binary_bodies_arrive_base64() -> None:
 
 
 def test_the_path_keeps_its_encoding_raw_and_is_decoded_in_http_path() -> None:
-    event = build_event(request(path="/a%20b/c"), URL_ID, "x", "r")
+    event = build_event(request(path="/a%20b/c"), URL_ID, "us-east-1", "x", "r")
     assert event["rawPath"] == "/a%20b/c"
     assert event["requestContext"]["http"]["path"] == "/a b/c"
 

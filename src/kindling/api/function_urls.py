@@ -71,18 +71,18 @@ class UrlConfigsApi:
         return out
 
 
-def url_target(request: Request) -> tuple[str, str, str] | None:
-    """(url id, the path the function sees, the URL's host name) if the request is for
-    a function URL, else None."""
+def url_target(request: Request) -> tuple[str, str] | None:
+    """(url id, the path the function sees) if the request is for a function URL, else
+    None."""
     host = request.headers.get("host", "").lower()
     if ".lambda-url." in host:
         found = _HOST.fullmatch(host)
         if found is not None:
-            return found.group(1), request.path or "/", host.rsplit(":", 1)[0]
+            return found.group(1), request.path or "/"
     if request.path.startswith(PATH_PREFIX):
         by_path = _PATH.fullmatch(request.path)
         if by_path is not None:
-            return by_path.group(1), by_path.group(2) or "/", host.rsplit(":", 1)[0]
+            return by_path.group(1), by_path.group(2) or "/"
     return None
 
 
@@ -93,9 +93,9 @@ class FunctionUrlEndpoint:
         self._urls = urls
 
     async def serve(
-        self, request: Request, target: tuple[str, str, str], authenticate: Authenticate
+        self, request: Request, target: tuple[str, str], authenticate: Authenticate
     ) -> Response:
-        url_id, path, domain = target
+        url_id, path = target
         peer = request.peer[0] if request.peer else ""
         parsed = UrlRequest(
             method=request.method,
@@ -104,7 +104,6 @@ class FunctionUrlEndpoint:
             headers=request.headers,
             body=request.body,
             source_ip=peer,
-            domain=domain,
         )
         try:
             answer, request_id = await self._urls.serve(url_id, parsed, authenticate)

@@ -77,7 +77,7 @@ class FunctionUrlService:
         if not self._policies.allows_url(target, config.auth_type, caller):
             raise AccessDeniedError(FORBIDDEN)
         request_id = str(uuid.uuid4())
-        event = build_event(request, url_id, account, request_id, authorizer)
+        event = build_event(request, url_id, ref.region, account, request_id, authorizer)
         out = await self._invoker.invoke(ref, json.dumps(event).encode(), request_id=request_id)
         if out.function_error is not None:
             raise FunctionResponseError(f"The function failed: {out.function_error}")

@@ -53,7 +53,6 @@ class UrlRequest:
     headers: dict[str, str]  # lower-case names; repeated headers joined by ","
     body: bytes
     source_ip: str
-    domain: str  # the URL's host name, without a port
 
 
 @dataclass(slots=True)
@@ -89,14 +88,19 @@ def _clock_fields(now: float) -> dict[str, Any]:
 def build_event(
     request: UrlRequest,
     url_id: str,
+    region: str,
     account_id: str,
     request_id: str,
     authorizer: dict[str, Any] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """The payload format 2.0 event of ``request``. ``account_id``: what
-    ``requestContext.accountId`` shows (``anonymous`` for AuthType NONE)."""
+    ``requestContext.accountId`` shows (``anonymous`` for AuthType NONE). As Lambda's
+    front end does, the event's headers say what it saw of the connection
+    (``x-forwarded-for``, ``x-forwarded-proto``)."""
     headers = {k: v for k, v in request.headers.items() if k != "cookie"}
+    headers.setdefault("x-forwarded-for", request.source_ip)
+    headers.setdefault("x-forwarded-proto", "http")
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
@@ -114,7 +118,7 @@ def build_event(
         context["authorizer"] = authorizer
     context.update(
         {
-            "domainName": request.domain,
+            "domainName": f"{url_id}.lambda-url.{region}.localhost",
             "domainPrefix": url_id,
             "http": {
                 "method": request.method,
