@@ -241,3 +241,19 @@ def test_a_deleted_alias_or_version_takes_its_policy_along(
     policies.forget_version(functions.get(version_ref))
     with pytest.raises(NotFoundError):
         policies.get(version_ref)
+
+
+def test_policy_writes_are_compare_and_set(store_url: str) -> None:
+    """Two control nodes adding statements at once: the second writer's stale view
+    loses and reads again, instead of overwriting the first one's statement."""
+    table = ResourceStore(Store(store_url))
+    target = (ACCOUNT, REGION, "f", "$LATEST")
+    assert table.change_policy(target, None, [{"Sid": "a"}], "r1")
+    assert not table.change_policy(target, None, [{"Sid": "b"}], "r2")  # exists already
+    assert not table.change_policy(target, "stale", [{"Sid": "b"}], "r2")
+    assert table.change_policy(target, "r1", [{"Sid": "a"}, {"Sid": "b"}], "r2")
+    stored = table.policy(target)
+    assert stored is not None and stored.revision_id == "r2"
+    assert [s["Sid"] for s in stored.statements] == ["a", "b"]
+    assert table.change_policy(target, "r2", [], "r3")  # the last statement: no policy
+    assert table.policy(target) is None
