@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -224,6 +225,18 @@ def test_a_public_url_serves_payload_format_2(lam: Any, deploy: Deploy, server: 
     assert by_path.status == 201
     assert by_path.json()["event"]["rawPath"] == "/other"
     assert by_path.json()["event"]["queryStringParameters"] == {"q": "v"}
+
+    # HEAD: the head only, nothing after it on the wire (a raw socket, since
+    # http.client drops what follows a HEAD's headers)
+    with socket.create_connection((server.host, server.port), timeout=60) as raw:
+        raw.sendall(
+            f"HEAD /hello HTTP/1.1\r\nHost: {uid}.lambda-url.{REGION}.localhost:{server.port}"
+            "\r\nConnection: close\r\n\r\n".encode()
+        )
+        wire = b""
+        while chunk := raw.recv(65536):
+            wire += chunk
+    assert wire.startswith(b"HTTP/1.1 200 ") and wire.endswith(b"\r\n\r\n"), wire
 
     hello = call(server, uid, path="/hello")  # a plain string: 200, JSON, as returned
     assert (hello.status, hello.body) == (200, b'"Hello, world!"')

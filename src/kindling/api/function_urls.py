@@ -110,4 +110,5 @@ class FunctionUrlEndpoint:
         except Exception as exc:  # every failure answers as a URL does, never as the API
             return render_url_error(exc, str(uuid.uuid4()))
         headers = [*answer.headers, ("x-amzn-RequestId", request_id or str(uuid.uuid4()))]
-        return Response(answer.status, headers, answer.body)
+        body = b"" if request.method == "HEAD" else answer.body  # HTTP: a HEAD has none
+        return Response(answer.status, headers, body)
