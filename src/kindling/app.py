@@ -138,6 +138,7 @@ class App:
         resources = ResourceStore(self.store)
         self.policies = PolicyService(self.functions, self.aliases, resources)
         self.functions.on_deleted(self.policies.forget_function)
+        self.functions.on_changed(resources.forget)  # written by another control node
         self.functions.on_retired(self.policies.forget_version)
         self.aliases.on_deleted(self.policies.forget_alias)
         self.url_configs = FunctionUrlConfigs(self.functions, self.aliases, resources, self._url_of)

@@ -10,8 +10,11 @@ StringEquals and SourceArn under ArnLike.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,7 @@ from kindling.errors import (
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from tests.control.test_functions import ACCOUNT, REGION, _params, run
+from tests.engines import Postgres
 
 REF = FunctionRef(ACCOUNT, REGION, "f")
 ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f"
@@ -257,3 +261,60 @@ def test_policy_writes_are_compare_and_set(store_url: str) -> None:
     assert [s["Sid"] for s in stored.statements] == ["a", "b"]
     assert table.change_policy(target, "r2", [], "r3")  # the last statement: no policy
     assert table.policy(target) is None
+
+
+def test_what_one_node_writes_the_others_policy_and_url_caches_learn(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """Two control nodes on one PostgreSQL: a URL request on node b reads its URL and
+    policy from b's cache; what node a changes, b hears (the functions' channel)."""
+    url = postgres.database()
+    target = (ACCOUNT, REGION, "f", "$LATEST")
+    uid = "u" * 32
+
+    async def until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not check():
+            assert time.monotonic() < deadline, "not heard within the limit"
+            await asyncio.sleep(0.02)
+
+    async def scenario() -> None:
+        nodes = []
+        listening = [asyncio.Event(), asyncio.Event()]
+        for index, name in enumerate(("a", "b")):
+            table = FunctionStore(Store(url))
+            functions = FunctionService(table, CodeStore(tmp_path / name), RuntimeCatalog())
+            resources = ResourceStore(Store(url))
+            functions.on_changed(resources.forget)  # as the composition root wires it
+            ready = listening[index]
+            functions.on_changed(lambda f, ready=ready: ready.set() if f is None else None)
+            nodes.append((functions, resources))
+        (fa, a), (fb, b) = nodes
+        following = [asyncio.get_running_loop().create_task(f.follow()) for f in (fa, fb)]
+        try:
+            for ready in listening:
+                await asyncio.wait_for(ready.wait(), 60)
+            assert b.policy(target) is None and b.url(uid) is None  # cached: no policy
+            assert a.change_policy(target, None, [{"Sid": "a"}], "r1")
+            assert a.insert_url(uid, target, {"AuthType": "NONE"})
+            await until(lambda: b.policy(target) is not None and b.url(uid) is not None)
+            assert a.change_policy(target, "r1", [{"Sid": "a"}, {"Sid": "b"}], "r2")
+            a.put_url(uid, target, {"AuthType": "AWS_IAM"})
+
+            def changed() -> bool:
+                stored, found = b.policy(target), b.url(uid)
+                return (
+                    stored is not None
+                    and stored.revision_id == "r2"
+                    and found is not None
+                    and found.config == {"AuthType": "AWS_IAM"}
+                )
+
+            await until(changed)
+            a.delete_function(ACCOUNT, REGION, "f")
+            await until(lambda: b.policy(target) is None and b.url(uid) is None)
+        finally:
+            for task in following:
+                task.cancel()
+
+    asyncio.run(scenario())

@@ -21,7 +21,7 @@ from kindling.control.aliases import AliasService
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionRef, function_arn
 from kindling.control.paging import decode_marker, encode_marker, page_size
-from kindling.control.resource_store import ResourceStore, StoredUrl
+from kindling.control.resource_store import ResourceStore, StoredUrl, Target
 from kindling.errors import ConflictError, NotFoundError
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -30,6 +30,10 @@ _NOT_FOUND = "The resource you requested does not exist."
 _NO_FUNCTION = "Function does not exist"
 #: (url id, region) -> the URL a client calls.
 UrlOf = Callable[[str, str], str]
+
+
+def _target(ref: FunctionRef) -> Target:
+    return (ref.account_id, ref.region, ref.name, ref.qualifier or LATEST)
 
 
 def new_url_id() -> str:
@@ -141,8 +145,7 @@ class FunctionUrlConfigs:
             now,
             now,
         )
-        target = (ref.account_id, ref.region, ref.name, ref.qualifier or LATEST)
-        if not self._store.insert_url(config.url_id, target, config.to_record()):
+        if not self._store.insert_url(config.url_id, _target(ref), config.to_record()):
             raise ConflictError(
                 f"Failed to create function url config for [functionArn = "
                 f"{config.function_arn}]. Error message:  FunctionUrlConfig exists for this "
@@ -165,11 +168,12 @@ class FunctionUrlConfigs:
         if "Cors" in params:
             changes["cors"] = params["Cors"]
         updated = replace(current, **changes)
-        self._store.put_url(updated.url_id, updated.to_record())
+        self._store.put_url(updated.url_id, _target(updated.ref), updated.to_record())
         return updated
 
     def delete(self, ref: FunctionRef) -> None:
-        self._store.delete_url(self.get(ref).url_id)
+        config = self.get(ref)
+        self._store.delete_url(config.url_id, _target(config.ref))
 
     def list(
         self, ref: FunctionRef, marker: str | None, max_items: int | None

@@ -6,6 +6,12 @@ qualifier (``$LATEST`` for the unqualified function, a version number or an alia
 its statements as a JSON list, in the order they were added, and the revision that
 AddPermission/RemovePermission change. A URL config is one row per URL id, unique per
 (function, qualifier).
+
+Every function URL request reads its URL and its policy, so both are cached here: each
+write through this store forgets what it changed and tells the other control nodes on
+the functions' change channel (``control.store.CHANGES``), whose ``FunctionService``
+hears it and calls ``forget`` for that function. URL ids that do not exist are not
+cached (anyone may ask for any id).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Any
 from sqlalchemy import Column, String, Table, Text, UniqueConstraint, select
 from sqlalchemy import exc as sa_exc
 
+from kindling.control.models import LATEST
+from kindling.control.store import CHANGES, FunctionKey
 from kindling.store import Store, metadata
 
 policies = Table(
@@ -64,6 +72,19 @@ class ResourceStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._urls: dict[str, StoredUrl] = {}
+        self._policies: dict[Target, StoredPolicy | None] = {}
+
+    def forget(self, function: FunctionKey | None) -> None:
+        """Drops what is cached of ``function`` (None: of every function): another node
+        wrote it."""
+        for url_id in [k for k, v in self._urls.items() if _of(v.target, function)]:
+            del self._urls[url_id]
+        for target in [t for t in self._policies if _of(t, function)]:
+            del self._policies[target]
+
+    def _notify(self, conn: Any, target: Target) -> None:
+        self._store.notify(conn, CHANGES, "/".join(target[:3]))
 
     @staticmethod
     def _policy_key(target: Target) -> Any:
@@ -76,12 +97,16 @@ class ResourceStore:
         )
 
     def policy(self, target: Target) -> StoredPolicy | None:
+        if target in self._policies:
+            return self._policies[target]
         query = select(policies.c.statements, policies.c.revision_id).where(
             self._policy_key(target)
         )
         with self._store.begin() as conn:
             row = conn.execute(query).first()
-        return StoredPolicy(json.loads(row[0]), str(row[1])) if row else None
+        found = StoredPolicy(json.loads(row[0]), str(row[1])) if row else None
+        self._policies[target] = found
+        return found
 
     def change_policy(
         self,
@@ -94,8 +119,10 @@ class ResourceStore:
         (None: no policy yet); an empty list deletes it. False if another writer came
         first, so the caller reads again and decides again."""
         where = self._policy_key(target)
+        self._policies.pop(target, None)
         try:
             with self._store.begin() as conn:
+                self._notify(conn, target)
                 if expected_revision is None:
                     if not statements:
                         return True
@@ -139,10 +166,16 @@ class ResourceStore:
         return [self._url(r) for r in rows]
 
     def url(self, url_id: str) -> StoredUrl | None:
+        cached = self._urls.get(url_id)
+        if cached is not None:
+            return cached
         query = select(function_urls).where(function_urls.c.url_id == url_id)
         with self._store.begin() as conn:
             row = conn.execute(query).first()
-        return self._url(row) if row else None
+        if row is None:
+            return None
+        found = self._urls[url_id] = self._url(row)
+        return found
 
     @staticmethod
     def _url(row: Any) -> StoredUrl:
@@ -154,6 +187,7 @@ class ResourceStore:
         account_id, region, name, qualifier = target
         try:
             with self._store.begin() as conn:
+                self._notify(conn, target)
                 conn.execute(
                     function_urls.insert().values(
                         url_id=url_id,
@@ -168,21 +202,27 @@ class ResourceStore:
             return False
         return True
 
-    def put_url(self, url_id: str, config: dict[str, Any]) -> None:
+    def put_url(self, url_id: str, target: Target, config: dict[str, Any]) -> None:
+        self._urls.pop(url_id, None)
         with self._store.begin() as conn:
+            self._notify(conn, target)
             conn.execute(
                 function_urls.update()
                 .where(function_urls.c.url_id == url_id)
                 .values(config=json.dumps(config))
             )
 
-    def delete_url(self, url_id: str) -> None:
+    def delete_url(self, url_id: str, target: Target) -> None:
+        self._urls.pop(url_id, None)
         with self._store.begin() as conn:
+            self._notify(conn, target)
             conn.execute(function_urls.delete().where(function_urls.c.url_id == url_id))
 
     def delete_function(self, account_id: str, region: str, name: str) -> None:
         """Every policy and URL of a deleted function."""
+        self.forget((account_id, region, name))
         with self._store.begin() as conn:
+            self._notify(conn, (account_id, region, name, LATEST))
             conn.execute(
                 policies.delete().where(
                     (policies.c.account_id == account_id)
@@ -201,7 +241,11 @@ class ResourceStore:
     def delete_qualifier(self, target: Target) -> None:
         """The policy and URL of a deleted version or alias."""
         account_id, region, name, qualifier = target
+        self._policies.pop(target, None)
+        for url_id in [k for k, v in self._urls.items() if v.target == target]:
+            del self._urls[url_id]
         with self._store.begin() as conn:
+            self._notify(conn, target)
             conn.execute(policies.delete().where(self._policy_key(target)))
             conn.execute(
                 function_urls.delete().where(
@@ -211,3 +255,7 @@ class ResourceStore:
                     & (function_urls.c.qualifier == qualifier)
                 )
             )
+
+
+def _of(target: Target, function: FunctionKey | None) -> bool:
+    return function is None or target[:3] == function
