@@ -159,8 +159,14 @@ def test_url_config_operations(lam: Any, deploy: Deploy) -> None:
         lam.create_function_url_config(FunctionName=f"{name}:1", AuthType="NONE")
     with client_error("ResourceNotFoundException", 404):
         lam.create_function_url_config(FunctionName=name, Qualifier="nope", AuthType="NONE")
-    with client_error("ResourceNotFoundException", 404):
+    with client_error("ResourceNotFoundException", 404) as missing:
         lam.create_function_url_config(FunctionName=f"{name}-missing", AuthType="NONE")
+    assert missing.value.response["Error"]["Message"] == "Function does not exist"
+    with client_error("ResourceNotFoundException", 404) as missing:
+        lam.get_function_url_config(FunctionName=f"{name}-missing")
+    assert missing.value.response["Error"]["Message"] == (
+        "The resource you requested does not exist."
+    )
     lam.delete_function_url_config(FunctionName=name, Qualifier="live")
     lam.delete_function_url_config(FunctionName=name)
     with client_error("ResourceNotFoundException", 404):
@@ -241,6 +247,23 @@ def test_a_public_url_serves_payload_format_2(lam: Any, deploy: Deploy, server: 
     hello = call(server, uid, path="/hello")  # a plain string: 200, JSON, as returned
     assert (hello.status, hello.body) == (200, b'"Hello, world!"')
     assert hello.header("Content-Type") == "application/json"
+
+
+def test_a_url_on_an_alias_runs_its_version_under_its_own_policy(
+    lam: Any, deploy: Deploy, server: Server
+) -> None:
+    name = deploy(ECHO)
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    created = lam.create_function_url_config(FunctionName=name, Qualifier="live", AuthType="NONE")
+    uid = url_id(created["FunctionUrl"])
+    make_public(lam, name)  # the unqualified function's policy: not the alias's
+    assert call(server, uid).status == 403
+    make_public(lam, name, Qualifier="live")
+    reply = call(server, uid, path="/hello")
+    assert (reply.status, reply.body) == (200, b'"Hello, world!"')
+    lam.delete_alias(FunctionName=name, Name="live")
+    assert call(server, uid).status == 403  # the URL went with its alias
 
 
 def test_binary_bodies_both_ways(lam: Any, deploy: Deploy, server: Server) -> None:

@@ -111,14 +111,15 @@ class FunctionUrlConfigs:
             out["Cors"] = config.cors
         return out
 
-    def _check_target(self, ref: FunctionRef) -> None:
-        """The function (and the alias a qualifier names) must exist."""
+    def _check_target(self, ref: FunctionRef, message: str = _NO_FUNCTION) -> None:
+        """The function (and the alias a qualifier names) must exist; AWS says so in
+        other words for Get and Delete than for Create, Update and List."""
         try:
             self._functions.get(FunctionRef(ref.account_id, ref.region, ref.name))
             if ref.qualifier is not None:
                 self._aliases.get(ref, ref.qualifier)
         except NotFoundError:
-            raise NotFoundError(_NO_FUNCTION) from None
+            raise NotFoundError(message) from None
 
     @staticmethod
     def _normal(ref: FunctionRef) -> FunctionRef:
@@ -155,11 +156,13 @@ class FunctionUrlConfigs:
 
     def get(self, ref: FunctionRef) -> UrlConfig:
         ref = self._normal(ref)
-        self._check_target(ref)
+        self._check_target(ref, _NOT_FOUND)
         return self._find(ref)
 
     def update(self, ref: FunctionRef, params: dict[str, Any]) -> UrlConfig:
-        current = self.get(ref)
+        ref = self._normal(ref)
+        self._check_target(ref)
+        current = self._find(ref)
         changes: dict[str, Any] = {"last_modified_time": _now()}
         if params.get("AuthType"):
             changes["auth_type"] = params["AuthType"]
