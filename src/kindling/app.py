@@ -18,11 +18,13 @@ from kindling.api.cluster import ClusterApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.event_invoke import EventInvokeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
+from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
+from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
@@ -31,8 +33,11 @@ from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.event_invoke import EventInvokeConfigService, EventInvokeStore
+from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
+from kindling.control.policies import PolicyService
+from kindling.control.resource_store import ResourceStore
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
@@ -46,6 +51,7 @@ from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.cluster_logs import ClusterLogs
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.event_store import open_event_store
+from kindling.invoke.function_urls import FunctionUrlService
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
 from kindling.invoke.placement import Placement
 from kindling.invoke.provisioned import ProvisionedConcurrency
@@ -133,6 +139,13 @@ class App:
         )
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
+        resources = ResourceStore(self.store)
+        self.policies = PolicyService(self.functions, self.aliases, resources)
+        self.functions.on_deleted(self.policies.forget_function)
+        self.functions.on_changed(resources.forget)  # written by another control node
+        self.functions.on_retired(self.policies.forget_version)
+        self.aliases.on_deleted(self.policies.forget_alias)
+        self.url_configs = FunctionUrlConfigs(self.functions, self.aliases, resources, self._url_of)
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics(live=self._exists)
         #: The in-process worker ("all"); a control node's workers register instead.
@@ -174,6 +187,7 @@ class App:
         self.event_invoke = EventInvokeConfigService(
             self.functions, self.aliases, EventInvokeStore(self.store), self.invoker.resolve
         )
+        self.function_urls = FunctionUrlService(self.url_configs, self.policies, self.invoker)
         self.provisioned = ProvisionedConcurrency(
             provisioned_store,
             self.functions,
@@ -186,7 +200,11 @@ class App:
             lambda ref: self.logs.delete(ref.account_id, ref.region, ref.name)
         )
         self.functions.on_deleted(self.event_invoke.forget_function)
-        self.aliases.on_deleted(self.event_invoke.forget_qualifier)
+        self.aliases.on_deleted(
+            lambda ref, name: self.event_invoke.forget_qualifier(
+                dataclasses.replace(ref, qualifier=name)
+            )
+        )
         self.functions.on_changed(self.aliases.refresh)  # written by another control node
         self.functions.on_changed(self.concurrency.refresh)
         self._following: asyncio.Task[None] | None = None
@@ -201,6 +219,8 @@ class App:
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **EventInvokeApi(self.event_invoke).operations(),
+            **PermissionsApi(self.policies).operations(),
+            **UrlConfigsApi(self.url_configs).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
@@ -219,7 +239,12 @@ class App:
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.frontend = Frontend(
-            load_service_model(), SigV4Verifier(keys), operations, raw_routes, public_routes
+            load_service_model(),
+            SigV4Verifier(keys),
+            operations,
+            raw_routes,
+            public_routes,
+            FunctionUrlEndpoint(self.function_urls),
         )
         self.server = HttpServer(
             self._handle,
@@ -247,6 +272,11 @@ class App:
             return await self.frontend.handle(request)
         finally:
             self._requests -= 1
+
+    def _url_of(self, url_id: str, region: str) -> str:
+        """The address a function URL is reached at: a name under ``localhost`` that
+        routes by its Host header to this server's port (ADR 0030)."""
+        return f"http://{url_id}.lambda-url.{region}.localhost:{self.port}/"
 
     def _config(
         self, account: str, region: str, name: str, version: str | None

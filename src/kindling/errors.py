@@ -11,6 +11,7 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     |   +-- RequestContentError    -> InvalidRequestContentException (400)
     |   +-- ConstraintError        -> ValidationException (400)
     |   +-- UnsupportedMediaError  -> UnsupportedMediaTypeException (415)
+    |   +-- PolicyTooLargeError    -> PolicyLengthExceededException (400)
     +-- NotFoundError              -> ResourceNotFoundException (404)
     |   +-- ProvisionedConfigNotFoundError -> ProvisionedConcurrencyConfigNotFoundException
     +-- ConflictError              -> ResourceConflictException (409)
@@ -22,7 +23,10 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     |   +-- SignatureError         -> InvalidSignatureException
     |   +-- UnknownKeyError        -> UnrecognizedClientException
     |   +-- MissingAuthError       -> MissingAuthenticationTokenException
+    |   +-- AccessDeniedError      -> AccessDeniedException (a function URL's 403)
     +-- UnknownOperationError      -> UnknownOperationException (404)
+    +-- FunctionResponseError      -> a function URL's 502: the function failed or
+    |                                 answered what is not an HTTP response
     +-- SandboxError               -> ServiceException (500); raised by workers
     |   +-- SandboxGoneError       -> (retried on another sandbox before it reaches a client)
     +-- ServiceError               -> ServiceException (500)
@@ -59,6 +63,10 @@ class UnsupportedMediaError(ValidationError):
 class InvalidEventPatternError(ValidationError):
     """An event pattern (EventBridge rule, event source mapping filter) that cannot be
     compiled; the message says why, the API adds each service's own preamble."""
+
+
+class PolicyTooLargeError(ValidationError):
+    """A resource-based policy would grow past its size quota."""
 
 
 class NotFoundError(KindlingError):
@@ -107,6 +115,14 @@ class UnknownKeyError(AuthError):
 
 class MissingAuthError(AuthError):
     """The request carries no SigV4 authorization at all."""
+
+
+class AccessDeniedError(AuthError):
+    """The caller may not invoke this (a function URL without a matching policy)."""
+
+
+class FunctionResponseError(KindlingError):
+    """A function behind a URL failed, or answered with what cannot be an HTTP response."""
 
 
 class UnknownOperationError(KindlingError):

@@ -29,6 +29,7 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.UnsupportedMediaError, "UnsupportedMediaTypeException", 415),
     (e.RequestContentError, "InvalidRequestContentException", 400),
     (e.ConstraintError, "ValidationException", 400),
+    (e.PolicyTooLargeError, "PolicyLengthExceededException", 400),
     (e.ValidationError, "InvalidParameterValueException", 400),
     (e.ProvisionedConfigNotFoundError, "ProvisionedConcurrencyConfigNotFoundException", 404),
     (e.NotFoundError, "ResourceNotFoundException", 404),
@@ -81,3 +82,35 @@ class ErrorMapper:
             body["Reason"] = exc.reason
             headers.append(("Retry-After", "1"))
         return Response(status, headers, json.dumps(body).encode())
+
+
+#: A function URL's answers to what is not the function's own: (status, error type,
+#: message). AWS: 403 Forbidden without a permission ("Security and auth model for
+#: Lambda function URLs"), 429 when throttled ("Throttling function URLs"), 502 when the
+#: function fails or answers what is not a response, 413 past the 6 MB payload.
+_URL_CODES: list[tuple[type[e.KindlingError], int, str, str | None]] = [
+    (e.AccessDeniedError, 403, "AccessDeniedException", "Forbidden"),
+    (e.MissingAuthError, 403, "AccessDeniedException", "Forbidden"),
+    (e.AuthError, 403, "AccessDeniedException", None),
+    (e.NotFoundError, 403, "AccessDeniedException", "Forbidden"),
+    (e.ThrottledError, 429, "TooManyRequestsException", "Rate Exceeded."),
+    (e.TooLargeError, 413, "RequestTooLargeException", None),
+    (e.FunctionResponseError, 502, "", None),
+]
+
+
+def render_url_error(exc: BaseException, request_id: str) -> Response:
+    """The answer a function URL gives when it cannot give the function's own."""
+    headers = [("x-amzn-RequestId", request_id)]
+    for cls, status, code, fixed in _URL_CODES:
+        if isinstance(exc, cls):
+            if status == 502:
+                log.info("function URL request %s: %s", request_id, exc)
+                headers.append(("Content-Type", "text/plain"))
+                return Response(502, headers, b"Internal Server Error")
+            message = fixed or (exc.message if isinstance(exc, e.KindlingError) else str(exc))
+            headers += [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]
+            return Response(status, headers, json.dumps({"Message": message}).encode())
+    log.error("function URL request %s failed: %s: %s", request_id, type(exc).__name__, exc)
+    headers += [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ServiceException")]
+    return Response(500, headers, json.dumps({"Message": SERVICE_EXCEPTION_MESSAGE}).encode())

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from kindling import limits
 from kindling.api.errors import ErrorMapper
+from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
 from kindling.api.wire import parse_input, serialize_output
 from kindling.errors import KindlingError, TooLargeError, UnknownOperationError
@@ -41,10 +42,14 @@ class Frontend:
         operations: dict[str, Operation],
         raw_routes: Mapping[str, RawRoute],
         public_routes: Mapping[str, RawRoute] | None = None,
+        function_urls: FunctionUrlEndpoint | None = None,
     ) -> None:
         """``raw_routes`` serve ``/_kindling/<prefix>/...`` and authenticate themselves if
         they need to; ``public_routes`` serve one exact path each, e.g. ``/metrics``,
-        which no Lambda operation's path can be (they all start with a date)."""
+        which no Lambda operation's path can be (they all start with a date);
+        ``function_urls`` serve requests to a function URL (by host name or under
+        ``/_url/``), signed only where the URL's AuthType asks for it."""
+        self._function_urls = function_urls
         self._model = service_model
         self._router = Router(service_model)
         self._verifier = verifier
@@ -61,6 +66,12 @@ class Frontend:
 
     async def handle(self, request: Request) -> Response:
         try:
+            if self._function_urls is not None:
+                target = url_target(request)
+                if target is not None:
+                    return await self._function_urls.serve(
+                        request, target, lambda: self.authenticate(request)
+                    )
             public = self._public.get(request.path)
             if public is not None:
                 return await public(request, self.authenticate)

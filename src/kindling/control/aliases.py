@@ -72,11 +72,10 @@ class AliasService:
         self._store = store
         self._random = chooser or random.Random()
         self._cache: dict[tuple[str, str, str, str], Alias | None] = {}
-        self._deleted: list[Callable[[FunctionRef], None]] = []
+        self._deleted: list[Callable[[FunctionRef, str], None]] = []
 
-    def on_deleted(self, listener: Callable[[FunctionRef], None]) -> None:
-        """Hears of an alias deleted here (the ref's qualifier is its name): what hangs
-        on it goes too (its asynchronous invocation config)."""
+    def on_deleted(self, listener: Callable[[FunctionRef, str], None]) -> None:
+        """Hears of an alias deleted (what belongs to it, a policy or a URL, goes too)."""
         self._deleted.append(listener)
 
     def get(self, ref: FunctionRef, name: str) -> Alias:
@@ -149,7 +148,7 @@ class AliasService:
         self._store.delete_alias(ref.account_id, ref.region, ref.name, name)
         self._drop(ref, name)
         for listener in self._deleted:
-            listener(FunctionRef(ref.account_id, ref.region, ref.name, name))
+            listener(ref, name)
 
     def forget_function(self, ref: FunctionRef) -> None:
         self.refresh(_key(ref))

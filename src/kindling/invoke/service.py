@@ -167,8 +167,11 @@ class InvokeService:
         invocation_type: str = "RequestResponse",
         log_type: str = "None",
         client_context: str | None = None,
+        request_id: str | None = None,
     ) -> InvokeOutput:
-        request_id = str(uuid.uuid4())
+        """``request_id``: given by a caller that told it to the function already (a
+        function URL's event carries it); else a new one."""
+        request_id = request_id or str(uuid.uuid4())
         if invocation_type == "Event":
             _check_payload(payload, MAX_ASYNC_PAYLOAD, "Invoke")
             config = self.resolve(ref)
