@@ -6,6 +6,7 @@ declares its own tables on ``metadata`` and runs its statements in its own modul
     kindling.store.engine      Store, metadata, the settings table
     kindling.control.store     functions, function_meta, aliases, provisioned
     kindling.control.codetable code_zips (code shared by control nodes)
+    kindling.control.codesigning code_signing_configs, function_code_signing
     kindling.invoke.event_store  async_events (the async queue's)
 """
 
