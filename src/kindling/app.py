@@ -15,6 +15,7 @@ from collections.abc import Callable
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
+from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.event_invoke import EventInvokeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
@@ -26,9 +27,11 @@ from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
+from kindling.api.runtimes import RuntimesApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
+from kindling.control.codesigning import CodeSigning
 from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
@@ -38,6 +41,7 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.policies import PolicyService
 from kindling.control.resource_store import ResourceStore
+from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
@@ -134,8 +138,13 @@ class App:
         self.code = CodeStore(config.data_dir / "code", shared=shared_code(self.store))
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config)
+        self.signing = CodeSigning(self.store, function_store)
         self.functions = FunctionService(
-            function_store, self.code, self.runtimes, sandbox_backends=self.backends.names
+            function_store,
+            self.code,
+            self.runtimes,
+            sandbox_backends=self.backends.names,
+            signing=self.signing,
         )
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
@@ -205,22 +214,28 @@ class App:
                 dataclasses.replace(ref, qualifier=name)
             )
         )
+        self.functions.on_deleted(self.signing.forget_function)
         self.functions.on_changed(self.aliases.refresh)  # written by another control node
         self.functions.on_changed(self.concurrency.refresh)
         self._following: asyncio.Task[None] | None = None
         secret = self.store.setting("code_url_secret", secrets.token_hex(32)).encode()
         code_urls = CodeUrls(secret, config.endpoint, self.functions)
+        runtime_versions = RuntimeVersions(self.functions, self.runtimes)
         operations = {
-            **FunctionsApi(self.functions, self.versions, self.concurrency, code_urls).operations(),
+            **FunctionsApi(
+                self.functions, self.versions, self.concurrency, code_urls, runtime_versions
+            ).operations(),
             **AliasesApi(self.aliases).operations(),
             **InvocationsApi(self.invoker).operations(),
-            **TagsApi(self.functions).operations(),
+            **TagsApi(self.functions, self.signing).operations(),
             **AccountApi(self.functions, self.concurrency).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **EventInvokeApi(self.event_invoke).operations(),
             **PermissionsApi(self.policies).operations(),
             **UrlConfigsApi(self.url_configs).operations(),
+            **CodeSigningApi(self.signing).operations(),
+            **RuntimesApi(self.functions, runtime_versions).operations(),
         }
         raw_routes = {
             "code": code_urls.download,

@@ -12,8 +12,10 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     |   +-- ConstraintError        -> ValidationException (400)
     |   +-- UnsupportedMediaError  -> UnsupportedMediaTypeException (415)
     |   +-- PolicyTooLargeError    -> PolicyLengthExceededException (400)
+    |   +-- CodeVerificationFailedError -> CodeVerificationFailedException (400)
     +-- NotFoundError              -> ResourceNotFoundException (404)
     |   +-- ProvisionedConfigNotFoundError -> ProvisionedConcurrencyConfigNotFoundException
+    |   +-- CodeSigningConfigNotFoundError -> CodeSigningConfigNotFoundException (404)
     +-- ConflictError              -> ResourceConflictException (409)
     |   +-- SnapStartNotReadyError -> SnapStartNotReadyException (409)
     +-- PreconditionError          -> PreconditionFailedException (412)
@@ -69,12 +71,21 @@ class PolicyTooLargeError(ValidationError):
     """A resource-based policy would grow past its size quota."""
 
 
+class CodeVerificationFailedError(ValidationError):
+    """A code signing config's policy is Enforce and the code is not signed by one of
+    its publishers (kindling has no AWS Signer: no code is signed)."""
+
+
 class NotFoundError(KindlingError):
     """The named function, version or resource does not exist."""
 
 
 class ProvisionedConfigNotFoundError(NotFoundError):
     """No provisioned concurrency config exists for that qualifier."""
+
+
+class CodeSigningConfigNotFoundError(NotFoundError):
+    """A function names a code signing config that does not exist."""
 
 
 class ConflictError(KindlingError):

@@ -21,6 +21,7 @@ from kindling.api.wire import parse_input, serialize_output
 from kindling.control.codestore import CodeStore
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
+from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import ConstraintError, SnapStartNotReadyError
@@ -42,7 +43,10 @@ class Wire:
         versions = VersionService(self.functions, store)
         urls = CodeUrls(b"secret", "http://127.0.0.1:9000", self.functions)
         concurrency = ConcurrencySettings(self.functions, store, 1000, ProvisionedStore(engine))
-        self.operations = FunctionsApi(self.functions, versions, concurrency, urls).operations()
+        runtime_versions = RuntimeVersions(self.functions, AnyPython())
+        self.operations = FunctionsApi(
+            self.functions, versions, concurrency, urls, runtime_versions
+        ).operations()
 
     def call(self, name: str, path: dict[str, str], body: dict[str, Any] | None = None) -> Any:
         operation = MODEL.operation_model(name)

@@ -27,11 +27,13 @@ SERVICE_EXCEPTION_MESSAGE = "The AWS Lambda service encountered an internal erro
 
 _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.UnsupportedMediaError, "UnsupportedMediaTypeException", 415),
+    (e.CodeVerificationFailedError, "CodeVerificationFailedException", 400),
     (e.RequestContentError, "InvalidRequestContentException", 400),
     (e.ConstraintError, "ValidationException", 400),
     (e.PolicyTooLargeError, "PolicyLengthExceededException", 400),
     (e.ValidationError, "InvalidParameterValueException", 400),
     (e.ProvisionedConfigNotFoundError, "ProvisionedConcurrencyConfigNotFoundException", 404),
+    (e.CodeSigningConfigNotFoundError, "CodeSigningConfigNotFoundException", 404),
     (e.NotFoundError, "ResourceNotFoundException", 404),
     (e.SnapStartNotReadyError, "SnapStartNotReadyException", 409),
     (e.ConflictError, "ResourceConflictException", 409),

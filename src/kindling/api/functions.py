@@ -7,9 +7,32 @@ from typing import Any
 from kindling.api.internal import CodeUrls
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
+from kindling.control.models import FunctionConfig
 from kindling.control.naming import parse_function_name
+from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.versions import VersionService
 from kindling.iam.sigv4 import Caller
+
+#: What ListFunctions leaves out of each FunctionConfiguration: "To get the additional
+#: fields (State, StateReasonCode, StateReason, LastUpdateStatus, LastUpdateStatusReason,
+#: LastUpdateStatusReasonCode, RuntimeVersionConfig) for a function or version, use
+#: GetFunction" (AWS's API reference, ListFunctions).
+NOT_LISTED = (
+    "State",
+    "StateReason",
+    "StateReasonCode",
+    "LastUpdateStatus",
+    "LastUpdateStatusReason",
+    "LastUpdateStatusReasonCode",
+    "RuntimeVersionConfig",
+)
+
+
+def listed(config: FunctionConfig) -> dict[str, Any]:
+    out = config.to_api()
+    for name in NOT_LISTED:
+        out.pop(name, None)
+    return out
 
 
 class FunctionsApi:
@@ -19,8 +42,10 @@ class FunctionsApi:
         versions: VersionService,
         concurrency: ConcurrencySettings,
         code_urls: CodeUrls,
+        runtime_versions: RuntimeVersions,
     ) -> None:
         self._functions = functions
+        self._runtimes = runtime_versions
         self._versions = versions
         self._concurrency = concurrency
         self._urls = code_urls
@@ -49,13 +74,13 @@ class FunctionsApi:
         config = await self._functions.create(caller.account_id, caller.region, ref, params)
         if params.get("Publish"):
             config = self._versions.publish(ref, with_write=True)
-        return config.to_api()
+        return self._runtimes.describe(config)
 
     async def get(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         ref = self._ref(caller, params)
         config = self._functions.get(ref)
         out: dict[str, Any] = {
-            "Configuration": config.to_api(),
+            "Configuration": self._runtimes.describe(config),
             "Code": {"RepositoryType": "S3", "Location": self._urls.url(config)},
         }
         tags = self._functions.tags(ref)
@@ -67,13 +92,17 @@ class FunctionsApi:
         return out
 
     async def get_configuration(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        return self._functions.get(self._ref(caller, params)).to_api()
+        return self._runtimes.describe(self._functions.get(self._ref(caller, params)))
 
     async def list_functions(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         page, marker = self._functions.page(
-            caller.account_id, caller.region, params.get("Marker"), params.get("MaxItems")
+            caller.account_id,
+            caller.region,
+            params.get("Marker"),
+            params.get("MaxItems"),
+            all_versions=params.get("FunctionVersion") == "ALL",
         )
-        out: dict[str, Any] = {"Functions": [c.to_api() for c in page]}
+        out: dict[str, Any] = {"Functions": [listed(c) for c in page]}
         if marker:
             out["NextMarker"] = marker
         return out
@@ -83,10 +112,12 @@ class FunctionsApi:
         config = await self._functions.update_code(ref, params)
         if params.get("Publish"):
             config = self._versions.publish(ref, with_write=True)
-        return config.to_api()
+        return self._runtimes.describe(config)
 
     async def update_configuration(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        return self._functions.update_configuration(self._ref(caller, params), params).to_api()
+        return self._runtimes.describe(
+            self._functions.update_configuration(self._ref(caller, params), params)
+        )
 
     async def delete(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         ref = self._ref(caller, params)
@@ -103,13 +134,13 @@ class FunctionsApi:
             params.get("RevisionId"),
             params.get("Description"),
         )
-        return config.to_api()
+        return self._runtimes.describe(config)
 
     async def list_versions(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         page, marker = self._versions.page(
             self._ref(caller, params), params.get("Marker"), params.get("MaxItems")
         )
-        out: dict[str, Any] = {"Versions": [c.to_api() for c in page]}
+        out: dict[str, Any] = {"Versions": [self._runtimes.describe(c) for c in page]}
         if marker:
             out["NextMarker"] = marker
         return out

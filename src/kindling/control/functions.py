@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kindling.control import snapstart
 from kindling.control.codestore import CodeStore, StoredCode
@@ -29,7 +29,7 @@ from kindling.control.models import (
     UpdateStatus,
     is_alias_name,
 )
-from kindling.control.paging import decode_marker, encode_marker, page_size
+from kindling.control.paging import decode_marker, encode_marker, page_size, page_versions
 from kindling.control.quotas import check_configuration, check_honoured, dead_letter_target
 from kindling.control.store import FunctionKey, FunctionStore
 from kindling.errors import (
@@ -50,6 +50,25 @@ ChangedListener = Callable[[FunctionKey | None], None]
 #: that a waiter's first poll after its 1 s delay sees the end state, long enough that a
 #: client that does not wait meets ResourceConflictException as on AWS.
 SETTLE_AFTER_S = 0.25
+
+
+class DeployCheck(Protocol):
+    """Code signing (``kindling.control.codesigning``): whether code may be deployed to
+    a function, and its binding to a code signing config."""
+
+    def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None: ...
+
+    def bind(self, ref: FunctionRef, arn: str) -> None: ...
+
+
+class NoSigning:
+    """No code signing configs: every deploy may go ahead."""
+
+    def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None:
+        return None
+
+    def bind(self, ref: FunctionRef, arn: str) -> None:
+        raise ValidationError("Code signing is not configured on this kindling server")
 
 
 def now_timestamp() -> str:
@@ -101,8 +120,10 @@ class FunctionService:
         runtimes: RuntimeCatalog,
         code_grace_s: float = CODE_COLLECT_GRACE_S,
         sandbox_backends: Sequence[str] = ("namespace", "gvisor"),
+        signing: DeployCheck | None = None,
     ) -> None:
         self._store = store
+        self._signing = signing or NoSigning()
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
         self._backends = tuple(sandbox_backends)
         self._code = code
@@ -206,8 +227,17 @@ class FunctionService:
         return dict(cached)
 
     def page(
-        self, account_id: str, region: str, marker: str | None, max_items: int | None
+        self,
+        account_id: str,
+        region: str,
+        marker: str | None,
+        max_items: int | None,
+        all_versions: bool = False,
     ) -> tuple[list[FunctionConfig], str | None]:
+        """ListFunctions: $LATEST of each function by name, or (``FunctionVersion=ALL``)
+        every version of each, $LATEST first and then by number."""
+        if all_versions:
+            return page_versions(self._store, account_id, region, marker, max_items)
         after = str(decode_marker(marker)) if marker else ""
         limit = page_size(max_items)
         page = self._store.page(account_id, region, after, limit + 1)
@@ -242,6 +272,9 @@ class FunctionService:
         data = self._zip_from(params.get("Code") or {})
         if self._store.get(account_id, region, ref.name, LATEST) is not None:
             raise ConflictError(f"Function already exist: {ref.name}")
+        signing_arn = params.get("CodeSigningConfigArn")
+        if signing_arn:
+            self._signing.check_deploy(ref, signing_arn)
         stored = await self._code.put(data)
         try:
             config = self._insert(account_id, region, ref, params, stored)
@@ -286,6 +319,8 @@ class FunctionService:
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
+        if params.get("CodeSigningConfigArn"):
+            self._signing.bind(ref, params["CodeSigningConfigArn"])
         self._tags[(account_id, region, ref.name)] = dict(params.get("Tags") or {})
         self._later(self._activate, config)
         return config
@@ -299,6 +334,7 @@ class FunctionService:
         if params.get("ZipFile") is None:
             raise ValidationError("Please provide a source for function code.")
         check_honoured({"Architectures": params.get("Architectures")})
+        self._signing.check_deploy(FunctionRef(ref.account_id, ref.region, ref.name))
         stored = await self._code.put(params["ZipFile"])
         try:
             # again: the function may have changed while the zip was unpacked
@@ -351,6 +387,15 @@ class FunctionService:
             updated.runtime, updated.snapstart_apply_on, updated.ephemeral_storage
         )
         return self._begin_update(current, updated)
+
+    def change(self, ref: FunctionRef, **changes: Any) -> FunctionConfig:
+        """A change of $LATEST that needs no preparing (PutRuntimeManagementConfig's):
+        saved at once under a new RevisionId, with no InProgress step."""
+        current = self._current_for_update(ref, None)
+        updated = replace(current, **changes, revision_id=_revision())
+        self._save(updated)
+        self.forget(current)
+        return updated
 
     def delete(self, ref: FunctionRef) -> None:
         """Deletes the function with all its versions and aliases (see VersionService for one

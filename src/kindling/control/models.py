@@ -56,6 +56,11 @@ class FunctionRef:
         return function_arn(self.account_id, self.region, self.name)
 
 
+def runtime_version_arn(region: str, build: str) -> str:
+    """The ARN of a runtime version, as AWS spells them (no account: runtimes are AWS's)."""
+    return f"arn:aws:lambda:{region}::runtime:{build}"
+
+
 def function_arn(account_id: str, region: str, name: str, qualifier: str | None = None) -> str:
     base = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
     return f"{base}:{qualifier}" if qualifier else base
@@ -90,6 +95,9 @@ class FunctionConfig:
     dead_letter_target_arn: str | None = None
     #: Records stored before SnapStart existed lack the key and read back as None.
     snapstart_apply_on: SnapStartApplyOn = SnapStartApplyOn.NONE
+    #: PutRuntimeManagementConfig's mode, and the runtime version it pins (Manual only).
+    runtime_update_on: str = "Auto"
+    runtime_version_arn: str | None = None
     state: FunctionState = FunctionState.PENDING
     state_reason: str | None = "The function is being created."
     state_reason_code: str | None = "Creating"

@@ -41,6 +41,6 @@ def parse_function_name(
 
 def parse_resource_arn(value: str, account_id: str, region: str) -> FunctionRef:
     """Tags are addressed by a full function ARN."""
-    if not value.startswith("arn:"):
+    if not value.startswith("arn:") or ":function:" not in value:
         raise ValidationError(f"Resource {value!r} is not a valid function ARN")
     return parse_function_name(value, account_id, region)

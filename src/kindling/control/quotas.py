@@ -72,8 +72,6 @@ def check_honoured(params: dict[str, Any]) -> None:
         raise _unsupported("Layers", "layers are not mounted")
     if params.get("FileSystemConfigs"):
         raise _unsupported("FileSystemConfigs", "EFS file systems are not mounted")
-    if params.get("CodeSigningConfigArn"):
-        raise _unsupported("CodeSigningConfigArn", "code signing is not verified")
     image = params.get("ImageConfig") or {}
     if any(image.get(k) for k in ("EntryPoint", "Command", "WorkingDirectory")):
         raise _unsupported("ImageConfig", "container images are not run")

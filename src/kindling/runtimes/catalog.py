@@ -8,6 +8,7 @@ times a real interpreter's. ``provided.*`` runtimes run the function's own ``boo
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import subprocess
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class RuntimeCatalog:
         self._extra = extra_pythons
         self._cache_dir = cache_dir
         self._cache: dict[str, RuntimeLaunch] = {}
+        self._builds: dict[str, str] = {}
 
     def supported(self) -> list[str]:
         return [*PYTHON_RUNTIMES, *sorted(PROVIDED_RUNTIMES)]
@@ -72,6 +74,31 @@ class RuntimeCatalog:
         launch = self._resolve(runtime)
         self._cache[runtime] = launch
         return launch
+
+    def build(self, runtime: str) -> str:
+        """The runtime version a function of ``runtime`` runs on here, as the 64 hex
+        digits of AWS's runtime version ARNs (``arn:aws:lambda:REGION::runtime:DIGEST``):
+        the SHA-256 of the interpreter binary this host starts and of kindling's runtime
+        client, so another build of either is another version. ``provided.*``: of the
+        host's OS release, under the function's own bootstrap. Raises ValidationError
+        where the runtime cannot run here."""
+        cached = self._builds.get(runtime)
+        if cached is not None:
+            return cached
+        launch = self.resolve(runtime)
+        digest = hashlib.sha256(runtime.encode() + b"\0")
+        parts: list[Path] = []
+        if launch.interpreter is not None:
+            parts = [Path(os.path.realpath(launch.interpreter))]
+            parts += sorted(BOOTSTRAP.parent.glob("*.py"))
+        elif os.path.exists("/etc/os-release"):
+            parts = [Path("/etc/os-release")]
+        for part in parts:
+            with open(part, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        self._builds[runtime] = digest.hexdigest()
+        return self._builds[runtime]
 
     def _resolve(self, runtime: str) -> RuntimeLaunch:
         if runtime in PROVIDED_RUNTIMES:

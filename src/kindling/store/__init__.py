@@ -7,6 +7,7 @@ declares its own tables on ``metadata`` and runs its statements in its own modul
     kindling.control.store     functions, function_meta, aliases, provisioned
     kindling.control.codetable code_zips (code shared by control nodes)
     kindling.control.event_invoke event_invoke_configs (async invocation configs)
+    kindling.control.codesigning code_signing_configs, function_code_signing
     kindling.invoke.event_store  async_events (the async queue's)
 """
 
