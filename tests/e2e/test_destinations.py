@@ -260,6 +260,48 @@ def test_a_failure_record_reaches_an_sqs_queue(
     assert record["responsePayload"]["errorType"] == "ValueError"
 
 
+def test_sns_and_eventbridge_destinations_through_the_server(
+    lam: Any, deploy: Deploy, aws_services: MotoServer
+) -> None:
+    """An SNS topic (raw delivery to a queue) gets the failure record; an EventBridge bus
+    (a rule on source ``lambda`` to a queue) gets the success record as Lambda's event."""
+    sqs, url, queue_arn = _queue(aws_services)
+    sns = aws_services.client("sns", REGION)
+    topic = sns.create_topic(Name=f"e2e-{uuid.uuid4().hex[:10]}")["TopicArn"]
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    events = aws_services.client("events", REGION)
+    bus = f"e2e-{uuid.uuid4().hex[:10]}"
+    bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
+    events.put_rule(Name="records", EventBusName=bus, EventPattern='{"source": ["lambda"]}')
+    events.put_targets(Rule="records", EventBusName=bus, Targets=[{"Id": "q", "Arn": queue_arn}])
+    name = deploy({"app.py": WORK})
+    lam.put_function_event_invoke_config(
+        FunctionName=name,
+        MaximumRetryAttempts=0,
+        DestinationConfig={
+            "OnSuccess": {"Destination": bus_arn},
+            "OnFailure": {"Destination": topic},
+        },
+    )
+    ok = _event(lam, name, {"order": 5})
+    failed = _event(lam, name, {"order": 6, "fail": True})
+    bodies = [json.loads(_one_message(sqs, url)["Body"]) for _ in range(2)]
+    [event] = [b for b in bodies if "detail" in b]
+    [record] = [b for b in bodies if "detail" not in b]
+    assert event["source"] == "lambda"
+    assert event["detail-type"] == "Lambda Function Invocation Result - Success"
+    assert event["resources"] == [_arn(name, "$LATEST")]
+    assert event["detail"]["requestContext"]["requestId"] == ok
+    assert event["detail"]["responsePayload"] == {"shipped": 5}
+    assert record["requestContext"]["requestId"] == failed
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+
+
 def test_a_dead_letter_queue_gets_the_failed_event(
     lam: Any, deploy: Deploy, aws_services: MotoServer
 ) -> None:
