@@ -148,7 +148,7 @@ class App:
         )
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
-        resources = ResourceStore(self.store)
+        self.resources = resources = ResourceStore(self.store)
         self.policies = PolicyService(self.functions, self.aliases, resources)
         self.functions.on_deleted(self.policies.forget_function)
         self.functions.on_changed(resources.forget)  # written by another control node
@@ -371,6 +371,7 @@ class App:
         self.functions.recover()
         self._following = asyncio.get_running_loop().create_task(self.functions.follow())
         self.logs.keep_only(self.functions.names())
+        self.resources.keep_only(self.functions.names)
         self.assignment.start()
         if self.registry is not None:
             self.registry.start()

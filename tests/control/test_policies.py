@@ -318,3 +318,19 @@ def test_what_one_node_writes_the_others_policy_and_url_caches_learn(
                 task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_resources_of_functions_that_are_gone_are_swept(
+    world: tuple[FunctionService, AliasService, PolicyService], store_url: str
+) -> None:
+    """A server stopped between DeleteFunction and deleting the function's policy and
+    URL: at the next start they go, so a function made again by that name has none."""
+    functions, _aliases, policies = world
+    add(policies)
+    table = ResourceStore(Store(store_url))
+    table.insert_url("g" * 32, (ACCOUNT, REGION, "ghost", "$LATEST"), {"AuthType": "NONE"})
+    table.change_policy((ACCOUNT, REGION, "ghost", "$LATEST"), None, [{"Sid": "x"}], "r")
+    table.keep_only(functions.names)
+    assert table.url("g" * 32) is None
+    assert table.policy((ACCOUNT, REGION, "ghost", "$LATEST")) is None
+    assert table.policy((ACCOUNT, REGION, "f", "$LATEST")) is not None  # f still exists

@@ -26,11 +26,15 @@ from botocore.credentials import Credentials
 from .support import (
     ACCOUNT,
     REGION,
+    ROLE,
     AwsCli,
+    ClientFactory,
     Deploy,
     Server,
     assert_shape,
     client_error,
+    make_zip,
+    wait_active,
     wait_for,
 )
 
@@ -395,3 +399,31 @@ def test_the_issue_walkthrough_with_the_aws_cli(
     assert reply.header("Access-Control-Allow-Origin") is None  # no Origin sent
     with_origin = call(server, url_id(function_url), "GET", "/hello", headers={"Origin": "o"})
     assert with_origin.header("Access-Control-Allow-Origin") == "*"
+
+
+def test_urls_and_policies_survive_a_restart(
+    private_server: Server, make_client: ClientFactory
+) -> None:
+    """Both live in the store: after SIGTERM and a new start on the same data dir and
+    port, the same URL answers under the same policy."""
+    private_server.start()
+    lam: Any = make_client(endpoint=private_server.endpoint)
+    name = "url-restart"
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip(ECHO)},
+    )
+    wait_active(lam, name)
+    function_url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    make_public(lam, name)
+    uid = url_id(function_url)
+    assert call(private_server, uid, path="/hello").status == 200
+    private_server.stop_cleanly()
+    private_server.start()
+    assert lam.get_function_url_config(FunctionName=name)["FunctionUrl"] == function_url
+    assert call(private_server, uid, path="/hello").body == b'"Hello, world!"'
+    lam.remove_permission(FunctionName=name, StatementId="public-url")
+    assert call(private_server, uid, path="/hello").status == 403

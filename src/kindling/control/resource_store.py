@@ -17,6 +17,7 @@ cached (anyone may ask for any id).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,6 +238,23 @@ class ResourceStore:
                     & (function_urls.c.function_name == name)
                 )
             )
+
+    def keep_only(self, existing: Callable[[], set[FunctionKey]]) -> None:
+        """Deletes the policies and URLs of functions that no longer exist: a server
+        that stopped between deleting a function and deleting its resources must not
+        hand them to a new function of the same name. The functions are listed after
+        the resources, so one created meanwhile with its URL (by another control node)
+        is listed too and keeps it."""
+        with self._store.begin() as conn:
+            found = {
+                (r[0], r[1], r[2])
+                for table in (policies, function_urls)
+                for r in conn.execute(
+                    select(table.c.account_id, table.c.region, table.c.function_name).distinct()
+                ).all()
+            }
+        for account_id, region, name in found - existing():
+            self.delete_function(account_id, region, name)
 
     def delete_qualifier(self, target: Target) -> None:
         """The policy and URL of a deleted version or alias."""
