@@ -63,6 +63,7 @@ from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
+from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from kindling.telemetry.logs import LogStore
@@ -73,14 +74,16 @@ from kindling.worker.sandbox.base import Outcome
 from kindling.worker.sandbox.gvisor import GvisorBackend
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
+from kindling.worker.sandbox.platform import PlatformHandler
 from kindling.worker.sandbox.process import ProcessBackend
 from kindling.worker.sandbox.snapshot import Snapshots
 
 log = logging.getLogger("kindling")
 
 
-def make_backends(config: Config) -> Backends:
-    """Every backend this host may run; each is built on first use."""
+def make_backends(config: Config, platform: PlatformHandler | None = None) -> Backends:
+    """Every backend this host may run; each is built on first use. ``platform``: what
+    answers kindling's API inside the sandboxes (ADR 0035)."""
     runtime_dir = config.data_dir / "runtimes"
     host: list[HostResources] = []
 
@@ -94,11 +97,12 @@ def make_backends(config: Config) -> Backends:
             await resources.aclose()
 
     factories: dict[str, BackendFactory] = {
-        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots),
-        "gvisor": lambda: GvisorBackend(shared(), config.data_dir),
+        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots, platform),
+        "gvisor": lambda: GvisorBackend(shared(), config.data_dir, platform),
     }
     if config.process_backend_enabled:  # the operator's choice, never a caller's
-        factories["process"] = ProcessBackend
+        endpoint = config.endpoint if platform is not None else None
+        factories["process"] = lambda: ProcessBackend(endpoint)
     return Backends(factories, config.sandbox_backend, close_host)
 
 
@@ -135,9 +139,11 @@ class App:
         private_data_dir(config)
         self.store = Store(config.store_url)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
+        if config.role != "control":  # boto3 for Python functions, as on Lambda
+            sdk.prepare(config.data_dir / "runtimes", self.runtimes.interpreters())
         self.code = CodeStore(config.data_dir / "code", shared=shared_code(self.store))
         function_store = FunctionStore(self.store)
-        self.backends = make_backends(config)
+        self.backends = make_backends(config, self._handle)  # sandboxes call the API too
         self.signing = CodeSigning(self.store, function_store)
         self.functions = FunctionService(
             function_store,

@@ -104,6 +104,18 @@ RUNTIME_API_MAX_PIPELINED = 4
 #: every start path. AWS: 1,024 file descriptors per execution environment.
 SANDBOX_MAX_OPEN_FILES = 1024
 
+# --- the platform's API from inside a sandbox (per sandbox, ADR 0035) ----------------
+
+#: Connections one sandbox may hold open to kindling's API at its own 127.0.0.1:9000 (a
+#: function's SDK keeps a pool of 10 per client; 32 leaves room for several clients).
+#: AWS: - (Lambda's own API is reached over the network and rate-limited per account).
+SANDBOX_PLATFORM_MAX_CONNECTIONS = 32
+
+#: Request body bytes one sandbox's API connections hold at once: a 6 MB Invoke payload
+#: twice over. A request that would hold more is answered 413 (so a CreateFunction
+#: with a zip over ~12 MB cannot be sent from inside a function). AWS: -.
+SANDBOX_PLATFORM_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+
 # --- logs ------------------------------------------------------------------------------
 
 #: What ``LogType=Tail`` returns: the last bytes of an invocation's log. AWS: 4 KB.

@@ -100,6 +100,11 @@ class RuntimeCatalog:
         self._builds[runtime] = digest.hexdigest()
         return self._builds[runtime]
 
+    def interpreters(self) -> list[str]:
+        """Every Python interpreter this host has for a managed runtime."""
+        found = (find_python(version, self._extra) for version in PYTHON_RUNTIMES.values())
+        return [interpreter for interpreter in found if interpreter is not None]
+
     def _resolve(self, runtime: str) -> RuntimeLaunch:
         if runtime in PROVIDED_RUNTIMES:
             return RuntimeLaunch(runtime, "provided", ())

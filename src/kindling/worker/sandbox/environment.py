@@ -7,9 +7,15 @@ from kindling.worker.sandbox.base import SandboxSpec
 DEFAULT_PATH = "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 
 
-def lambda_environment(spec: SandboxSpec, runtime_api: str, task_root: str) -> dict[str, str]:
-    """The variables Lambda sets, over the function's own (reserved names cannot be set)."""
+def lambda_environment(
+    spec: SandboxSpec, runtime_api: str, task_root: str, endpoint: str | None = None
+) -> dict[str, str]:
+    """The variables Lambda sets, over the function's own (reserved names cannot be set).
+    ``endpoint``: where kindling's API answers the sandbox (its SDK's ``AWS_ENDPOINT_URL``,
+    unless the function set one itself: a user's value wins)."""
     env = dict(spec.environment)
+    if endpoint is not None:
+        env.setdefault("AWS_ENDPOINT_URL", endpoint)
     env.update(
         {
             "_HANDLER": spec.handler,

@@ -28,6 +28,7 @@ from kindling.worker.sandbox.namespace import (
     NamespaceSandbox,
     interpreter_prefix,
 )
+from kindling.worker.sandbox.platform import PlatformHandler
 from kindling.worker.sandbox.rootfs import ETC_GROUP, ETC_PASSWD, SANDBOX_GID, SANDBOX_UID
 
 RUNSC = shutil.which("runsc") or "/usr/bin/runsc"
@@ -149,10 +150,12 @@ class GvisorBackend(NamespaceBackend):
 
     name = "gvisor"
 
-    def __init__(self, host: HostResources, data_dir: Path) -> None:
+    def __init__(
+        self, host: HostResources, data_dir: Path, platform: PlatformHandler | None = None
+    ) -> None:
         if not os.access(RUNSC, os.X_OK):
             raise SandboxError("the gvisor backend needs runsc (Debian package 'runsc')")
-        super().__init__(host, data_dir)
+        super().__init__(host, data_dir, platform=platform)
         self.state_dir = data_dir / "runsc"
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True)

@@ -72,10 +72,11 @@ _TREE_EVERY = 16
 class ProcessSandbox:
     """One runtime process, its Runtime API server and its log pipe."""
 
-    def __init__(self, spec: SandboxSpec) -> None:
+    def __init__(self, spec: SandboxSpec, endpoint: str | None = None) -> None:
         self.id = spec.sandbox_id
         self.state = SandboxState.CREATING
         self.spec = spec
+        self._endpoint = endpoint
         self._api = RuntimeApi(spec.function_arn)
         self._server = HttpServer(
             self._api.handle, limits=RUNTIME_API_LIMITS, on_too_large=self._api.too_large
@@ -115,7 +116,7 @@ class ProcessSandbox:
         sock.listen(16)
         port = sock.getsockname()[1]
         await self._server.serve_socket(sock)
-        env = lambda_environment(self.spec, f"127.0.0.1:{port}", self.spec.code_dir)
+        env = lambda_environment(self.spec, f"127.0.0.1:{port}", self.spec.code_dir, self._endpoint)
         read_fd, write_fd = os.pipe()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -208,11 +209,14 @@ class ProcessBackend:
 
     name = "process"
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint: str | None = None) -> None:
+        """``endpoint``: kindling's API as this host's processes reach it (the sandbox's
+        ``AWS_ENDPOINT_URL``); a process sandbox shares the host's network."""
         log.warning("sandbox backend 'process' gives NO isolation; use it for development only")
+        self.endpoint = endpoint
 
     async def create(self, spec: SandboxSpec) -> ProcessSandbox:
-        return ProcessSandbox(spec)
+        return ProcessSandbox(spec, self.endpoint)
 
     async def close(self) -> None:
         return None
