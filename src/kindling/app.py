@@ -17,7 +17,9 @@ from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
+from kindling.api.errors import EVENTS_CODES, EVENTS_INTERNAL, ErrorMapper
 from kindling.api.event_invoke import EventInvokeApi
+from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
@@ -28,6 +30,7 @@ from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.runtimes import RuntimesApi
+from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
@@ -45,7 +48,9 @@ from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
+from kindling.events.bridge import EventBridge
 from kindling.events.destinations import AwsDestinations
+from kindling.events.rule_store import RuleStore
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
@@ -253,6 +258,16 @@ class App:
             raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
+        events_model = load_model("events")
+        services = {
+            "events": ServiceEndpoint(
+                events_model,
+                SigV4Verifier(keys, "events"),
+                EventBridgeApi(self.eventbridge).operations(),
+                ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
+            ),
+        }
         self.frontend = Frontend(
             load_service_model(),
             SigV4Verifier(keys),
@@ -260,6 +275,7 @@ class App:
             raw_routes,
             public_routes,
             FunctionUrlEndpoint(self.function_urls),
+            services,
         )
         self.server = HttpServer(
             self._handle,
@@ -346,6 +362,10 @@ class App:
             return
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+    async def _deliver_event(self, ref: FunctionRef, payload: bytes) -> None:
+        """An EventBridge target's event: an Event invoke, on the durable async queue."""
+        await self.invoker.invoke(ref, payload, "Event")
 
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
