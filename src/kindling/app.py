@@ -51,6 +51,7 @@ from kindling.errors import NotFoundError, ServiceError
 from kindling.events.bridge import EventBridge
 from kindling.events.destinations import AwsDestinations
 from kindling.events.rule_store import RuleStore
+from kindling.events.scheduler import RuleScheduler
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
@@ -259,6 +260,7 @@ class App:
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
+        self.rule_scheduler = RuleScheduler(RuleStore(self.store), self.eventbridge)
         events_model = load_model("events")
         services = {
             "events": ServiceEndpoint(
@@ -396,6 +398,7 @@ class App:
         if self.registry is not None:
             self.registry.start()
         self.events.start()
+        self.rule_scheduler.start()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
@@ -410,6 +413,7 @@ class App:
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
         self._draining = True
         await self.server.close()  # listening sockets only: open connections get answers
+        await self.rule_scheduler.close()
         if self.events is not None:
             self.events.stop_dispatching()
         if not self._idle():

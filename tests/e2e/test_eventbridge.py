@@ -249,3 +249,27 @@ def test_a_lambda_signature_is_not_taken_by_eventbridge(server: Server) -> None:
     refused = raw_request(server.endpoint, "POST", "/", body, headers=forged, sign=False)
     assert refused.status == 403
     assert json.loads(refused.body)["__type"] == "InvalidSignatureException"
+
+
+def test_a_scheduled_rule_fires_with_the_scheduled_event(
+    server: Server, events: Any, deploy: Deploy
+) -> None:
+    """``cron(* * * * ? *)`` fires at the next minute's start: within 60 s (plus a
+    loaded machine's slack), once per minute, as EventBridge's scheduled event."""
+    name = deploy({"app.py": PRINTS})
+    rule = f"minutely-{name[-8:]}"
+    arn = events.put_rule(Name=rule, ScheduleExpression="cron(* * * * ? *)")["RuleArn"]
+    events.put_targets(
+        Rule=rule,
+        Targets=[{"Id": "1", "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"}],
+    )
+    try:
+        received = wait_for(lambda: got(server, name), timeout=150, interval=0.5)
+    finally:
+        cleanup(events, rule)
+    event = received[0]
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["source"] == "aws.events"
+    assert event["resources"] == [arn]
+    assert event["detail"] == {}
+    assert event["time"].endswith(":00Z")  # the tick's own time, on the minute

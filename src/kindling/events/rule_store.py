@@ -215,7 +215,7 @@ class RuleStore:
             ).first()
         return None if row is None else float(row.next_fire)
 
-    def claim(self, key: RuleKey, was: float, then: float) -> bool:
+    def claim(self, key: RuleKey, was: float, then: float | None) -> bool:
         """Moves a rule's next fire from ``was`` to ``then``; True for the one caller
         (of any node) whose UPDATE found it still at ``was``: that caller fires it."""
         c = event_rules.c
