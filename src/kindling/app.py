@@ -17,7 +17,13 @@ from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
-from kindling.api.errors import EVENTS_CODES, EVENTS_INTERNAL, ErrorMapper
+from kindling.api.errors import (
+    EVENTS_CODES,
+    EVENTS_INTERNAL,
+    SCHEDULER_CODES,
+    SCHEDULER_INTERNAL,
+    ErrorMapper,
+)
 from kindling.api.event_invoke import EventInvokeApi
 from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
@@ -30,6 +36,7 @@ from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.runtimes import RuntimesApi
+from kindling.api.scheduler import SchedulerApi
 from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.tags import TagsApi
 from kindling.config import Config
@@ -51,7 +58,9 @@ from kindling.errors import NotFoundError, ServiceError
 from kindling.events.bridge import EventBridge
 from kindling.events.destinations import AwsDestinations
 from kindling.events.rule_store import RuleStore
-from kindling.events.scheduler import RuleScheduler
+from kindling.events.schedule_store import ScheduleStore
+from kindling.events.scheduler import RuleTimetable, Scheduler
+from kindling.events.schedules import Schedules
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
@@ -260,14 +269,24 @@ class App:
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
-        self.rule_scheduler = RuleScheduler(RuleStore(self.store), self.eventbridge)
+        self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
+        self.rule_scheduler = Scheduler(
+            [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
+        )
         events_model = load_model("events")
+        scheduler_model = load_model("scheduler")
         services = {
             "events": ServiceEndpoint(
                 events_model,
                 SigV4Verifier(keys, "events"),
                 EventBridgeApi(self.eventbridge).operations(),
                 ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
+            ),
+            "scheduler": ServiceEndpoint(
+                scheduler_model,
+                SigV4Verifier(keys, "scheduler"),
+                SchedulerApi(self.schedules).operations(),
+                ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
             ),
         }
         self.frontend = Frontend(

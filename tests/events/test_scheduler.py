@@ -17,7 +17,7 @@ import pytest
 
 from kindling.events.bridge import EventBridge
 from kindling.events.rule_store import RuleStore
-from kindling.events.scheduler import RuleScheduler
+from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.store import Store
 from tests.events.test_bridge import FN, A, R, Recorder
 
@@ -33,16 +33,22 @@ class Clock:
 
 
 @pytest.fixture
-def node(store_url: str) -> Iterator[tuple[EventBridge, RuleScheduler, Recorder, Clock, str]]:
+def node(store_url: str) -> Iterator[tuple[EventBridge, Scheduler, Recorder, Clock, str]]:
     store = Store(store_url)
     clock = Clock(T0)
     recorder = Recorder()
     bridge = EventBridge(RuleStore(store), recorder, clock=clock)
-    yield bridge, RuleScheduler(RuleStore(store), bridge, clock=clock), recorder, clock, store_url
+    yield (
+        bridge,
+        Scheduler([RuleTimetable(RuleStore(store), bridge)], clock=clock),
+        recorder,
+        clock,
+        store_url,
+    )
     store.close()
 
 
-def run(scheduler: RuleScheduler) -> int:
+def run(scheduler: Scheduler) -> int:
     return asyncio.run(scheduler.run_due())
 
 
@@ -113,13 +119,15 @@ def test_two_nodes_sharing_the_store_fire_each_tick_exactly_once(node: Any) -> N
     clock.now = T0 + 31
     stores = [Store(url), Store(url)]
     schedulers = [
-        RuleScheduler(RuleStore(s), EventBridge(RuleStore(s), rec, clock=clock), clock=clock)
+        Scheduler(
+            [RuleTimetable(RuleStore(s), EventBridge(RuleStore(s), rec, clock=clock))], clock=clock
+        )
         for s in stores
     ]
     counts: list[int] = []
     start = threading.Barrier(2)
 
-    def one(scheduler: RuleScheduler) -> None:
+    def one(scheduler: Scheduler) -> None:
         start.wait()
         counts.append(run(scheduler))
 

@@ -194,7 +194,8 @@ class EventBridge:
             if state == "ENABLED":
                 anchor = datetime.fromtimestamp(created, UTC)
                 after = datetime.fromtimestamp(now, UTC)
-                next_fire = parsed.next_after(after, anchor).timestamp()
+                following = parsed.next_after(after, anchor)
+                next_fire = None if following is None else following.timestamp()
         record = {
             "EventPattern": pattern,
             "ScheduleExpression": schedule,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from croniter import croniter
 
@@ -35,6 +35,7 @@ from kindling.errors import ValidationError
 
 INVALID = "Parameter ScheduleExpression is not valid."
 
+_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
 _RATE = re.compile(r"^rate\((\d+) +([a-z]+)\)$")
 _CRON = re.compile(r"^cron\((.*)\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -58,10 +59,18 @@ class Schedule:
     expression: str
     period_s: int | None = None  # rate
     cron: str | None = None  # croniter's translation
+    at: datetime | None = None  # EventBridge Scheduler's one-time at(), naive
 
-    def next_after(self, after: datetime, anchor: datetime | None = None) -> datetime:
+    def next_after(
+        self, after: datetime, anchor: datetime | None = None, tz: tzinfo = UTC
+    ) -> datetime | None:
         """A rate fires every period from its ``anchor`` (the rule's creation), as AWS
-        starts a rate when the rule is created; a cron on its own calendar."""
+        starts a rate when the rule is created; a cron on its own calendar, read in the
+        time zone ``tz`` (UTC for rules; a schedule's ScheduleExpressionTimezone); an
+        ``at()`` once, at its time in ``tz`` (None once that is past)."""
+        if self.at is not None:
+            when = self.at.replace(tzinfo=tz)
+            return when if when > after else None
         if self.period_s is not None:
             start = anchor or after
             if after < start:
@@ -69,12 +78,20 @@ class Schedule:
             periods = int((after - start).total_seconds() // self.period_s) + 1
             return start + timedelta(seconds=periods * self.period_s)
         assert self.cron is not None
-        fire: datetime = croniter(self.cron, after.astimezone(UTC)).get_next(datetime)
-        return fire
+        fire: datetime = croniter(self.cron, after.astimezone(tz)).get_next(datetime)
+        return fire.astimezone(UTC)
 
 
-def parse_schedule(expression: str) -> Schedule:
+def parse_schedule(expression: str, allow_at: bool = False) -> Schedule:
+    """``allow_at``: EventBridge Scheduler's ``at(yyyy-mm-ddThh:mm:ss)`` is accepted
+    (rules have no one-time schedules)."""
     expression = expression.strip()
+    at = _AT.match(expression) if allow_at else None
+    if at:
+        try:
+            return Schedule(expression, at=datetime.fromisoformat(at.group(1)))
+        except ValueError:
+            raise _invalid(f"{at.group(1)} is not a date and time.") from None
     rate = _RATE.match(expression)
     if rate:
         value, unit = int(rate.group(1)), rate.group(2)

@@ -28,15 +28,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Protocol
 
 from kindling import limits
 from kindling.errors import KindlingError, StoreUnavailableError
 from kindling.events.bridge import EventBridge, iso_time, rule_arn
 from kindling.events.rule_store import RuleStore, StoredRule
-from kindling.events.schedule import parse_schedule
+from kindling.events.schedule import Schedule, parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,79 @@ def scheduled_event(rule: StoredRule, fire: float) -> dict[str, Any]:
     }
 
 
-class RuleScheduler:
+class Timetable(Protocol):
+    """Things that fire at times kept in the store: rules (here) and EventBridge
+    Scheduler's schedules (``kindling.events.schedules``)."""
+
+    def due(self, now: float, limit: int) -> Sequence[Any]: ...
+
+    def soonest(self) -> float | None: ...
+
+    async def fire(self, item: Any, now: float) -> int:
+        """Claims and fires one due item; 1 if this node fired it."""
+        ...
+
+
+def missed_too_long(now: float, fire: float) -> bool:
+    return now - fire > limits.EVENTS_MISSED_FIRE_MAX_AGE_S
+
+
+def next_fire(schedule: Schedule, after: float, anchor: float, tz: tzinfo = UTC) -> float | None:
+    found = schedule.next_after(
+        datetime.fromtimestamp(after, UTC), datetime.fromtimestamp(anchor, UTC), tz
+    )
+    return None if found is None else found.timestamp()
+
+
+class RuleTimetable:
+    """EventBridge rules with a ScheduleExpression."""
+
+    def __init__(self, rules: RuleStore, bridge: EventBridge) -> None:
+        self._rules = rules
+        self._bridge = bridge
+
+    def due(self, now: float, limit: int) -> Sequence[StoredRule]:
+        return self._rules.due(now, limit)
+
+    def soonest(self) -> float | None:
+        return self._rules.soonest()
+
+    async def fire(self, rule: StoredRule, now: float) -> int:
+        fire = rule.next_fire
+        assert fire is not None
+        try:
+            schedule = parse_schedule(rule.record["ScheduleExpression"])
+        except (KindlingError, KeyError):
+            log.warning("rule %s: its schedule cannot be evaluated; not fired", rule_arn(rule.key))
+            self._rules.claim(rule.key, fire, None)
+            return 0
+        anchor = float(rule.record.get("Created", fire))
+        if missed_too_long(now, fire):
+            resume = now - limits.EVENTS_MISSED_FIRE_MAX_AGE_S
+            if self._rules.claim(rule.key, fire, next_fire(schedule, resume, anchor)):
+                log.warning(
+                    "rule %s: fires from %s to %s were missed by more than 24 hours; skipped",
+                    rule_arn(rule.key),
+                    iso_time(fire),
+                    iso_time(resume),
+                )
+            return 0
+        if not self._rules.claim(rule.key, fire, next_fire(schedule, fire, anchor)):
+            return 0  # another node fired it, or the rule changed meanwhile
+        await self._bridge.fire(rule, scheduled_event(rule, fire))
+        return 1
+
+
+class Scheduler:
+    """The one scheduler task of a control node, over every timetable."""
+
     def __init__(
         self,
-        rules: RuleStore,
-        bridge: EventBridge,
+        timetables: Sequence[Timetable],
         clock: Callable[[], float] = time.time,
         poll_s: float = limits.EVENTS_SCHEDULE_POLL_S,
     ) -> None:
-        self._rules = rules
-        self._bridge = bridge
+        self._timetables = list(timetables)
         self._clock = clock
         self._poll_s = poll_s
         self._task: asyncio.Task[None] | None = None
@@ -85,9 +148,10 @@ class RuleScheduler:
             try:
                 await self.run_due()
                 wait = self._poll_s
-                soonest = self._rules.soonest()
-                if soonest is not None:
-                    wait = min(wait, max(0.0, soonest - self._clock()))
+                for timetable in self._timetables:
+                    soonest = timetable.soonest()
+                    if soonest is not None:
+                        wait = min(wait, max(0.0, soonest - self._clock()))
             except StoreUnavailableError as exc:
                 log.warning("scheduler: the store is unavailable, trying again: %s", exc)
                 wait = self._poll_s
@@ -99,38 +163,13 @@ class RuleScheduler:
     async def run_due(self) -> int:
         """Fires every tick that has come (one claim each); returns how many fired."""
         fired = 0
-        while True:
-            now = self._clock()
-            due = self._rules.due(now, limits.EVENTS_SCHEDULE_BATCH)
-            if not due:
-                return fired
-            for rule in due:
-                fired += await self._one(rule, now)
-
-    async def _one(self, rule: StoredRule, now: float) -> int:
-        fire = rule.next_fire
-        assert fire is not None
-        try:
-            schedule = parse_schedule(rule.record["ScheduleExpression"])
-        except (KindlingError, KeyError):
-            log.warning("rule %s: its schedule cannot be evaluated; not fired", rule_arn(rule.key))
-            self._rules.claim(rule.key, fire, None)
-            return 0
-        anchor = datetime.fromtimestamp(rule.record.get("Created", fire), UTC)
-        if now - fire > limits.EVENTS_MISSED_FIRE_MAX_AGE_S:
-            resume = now - limits.EVENTS_MISSED_FIRE_MAX_AGE_S
-            following = schedule.next_after(datetime.fromtimestamp(resume, UTC), anchor)
-            if self._rules.claim(rule.key, fire, following.timestamp()):
-                log.warning(
-                    "rule %s: fires from %s to %s were missed by more than 24 hours; skipped",
-                    rule_arn(rule.key),
-                    iso_time(fire),
-                    iso_time(resume),
-                )
-            return 0
-        following = schedule.next_after(datetime.fromtimestamp(fire, UTC), anchor)
-        if not self._rules.claim(rule.key, fire, following.timestamp()):
-            return 0  # another node fired it, or the rule changed meanwhile
-        await self._bridge.fire(rule, scheduled_event(rule, fire))
-        self.fired += 1
-        return 1
+        for timetable in self._timetables:
+            while True:
+                now = self._clock()
+                due = timetable.due(now, limits.EVENTS_SCHEDULE_BATCH)
+                if not due:
+                    break
+                for item in due:
+                    fired += await timetable.fire(item, now)
+        self.fired += fired
+        return fired

@@ -1,5 +1,5 @@
-"""EventBridge: event buses, rules (with the next fire of scheduled ones) and targets
-(ADR 0033).
+"""EventBridge: event buses, rules (with the next fire of scheduled ones) and targets;
+EventBridge Scheduler: schedule groups and schedules (ADR 0033).
 
 Revision ID: 0007
 Revises: 0006
@@ -44,9 +44,30 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(64), primary_key=True),
         sa.Column("record", sa.Text, nullable=False),
     )
+    op.create_table(
+        "schedule_groups",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("region", sa.String(32), primary_key=True),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("record", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "schedules",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("region", sa.String(32), primary_key=True),
+        sa.Column("group_name", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.Column("next_fire", sa.Float, nullable=True),
+        sa.Column("tick", sa.Float, nullable=True),
+    )
+    op.create_index("ix_schedules_next_fire", "schedules", ["next_fire"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_schedules_next_fire", "schedules")
+    op.drop_table("schedules")
+    op.drop_table("schedule_groups")
     op.drop_table("event_targets")
     op.drop_index("ix_event_rules_next_fire", "event_rules")
     op.drop_table("event_rules")
