@@ -139,7 +139,8 @@ def test_at_fires_once_with_context_attributes_and_can_delete_itself(env: Any) -
         "at(2026-12-06T06:00:00)",
         ActionAfterCompletion="DELETE",
         Target={
-            "Input": '{"arn": "<aws.scheduler.schedule-arn>", "at": "<aws.scheduler.scheduled-time>", "n": <aws.scheduler.attempt-number>}'
+            "Input": '{"arn": "<aws.scheduler.schedule-arn>", '
+            '"at": "<aws.scheduler.scheduled-time>", "n": <aws.scheduler.attempt-number>}'
         },
     )
     clock.now = T0 + 3601
