@@ -17,7 +17,15 @@ from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
+from kindling.api.errors import (
+    EVENTS_CODES,
+    EVENTS_INTERNAL,
+    SCHEDULER_CODES,
+    SCHEDULER_INTERNAL,
+    ErrorMapper,
+)
 from kindling.api.event_invoke import EventInvokeApi
+from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
@@ -28,6 +36,8 @@ from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.runtimes import RuntimesApi
+from kindling.api.scheduler import SchedulerApi
+from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
@@ -45,7 +55,12 @@ from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
+from kindling.events.bridge import EventBridge
 from kindling.events.destinations import AwsDestinations
+from kindling.events.rule_store import RuleStore
+from kindling.events.schedule_store import ScheduleStore
+from kindling.events.scheduler import RuleTimetable, Scheduler
+from kindling.events.schedules import Schedules
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
@@ -259,6 +274,27 @@ class App:
             raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
+        self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
+        self.rule_scheduler = Scheduler(
+            [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
+        )
+        events_model = load_model("events")
+        scheduler_model = load_model("scheduler")
+        services = {
+            "events": ServiceEndpoint(
+                events_model,
+                SigV4Verifier(keys, "events"),
+                EventBridgeApi(self.eventbridge).operations(),
+                ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
+            ),
+            "scheduler": ServiceEndpoint(
+                scheduler_model,
+                SigV4Verifier(keys, "scheduler"),
+                SchedulerApi(self.schedules).operations(),
+                ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
+            ),
+        }
         self.frontend = Frontend(
             load_service_model(),
             SigV4Verifier(keys),
@@ -266,6 +302,7 @@ class App:
             raw_routes,
             public_routes,
             FunctionUrlEndpoint(self.function_urls),
+            services,
         )
         self.server = HttpServer(
             self._handle,
@@ -353,6 +390,10 @@ class App:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
+    async def _deliver_event(self, ref: FunctionRef, payload: bytes) -> None:
+        """An EventBridge target's event: an Event invoke, on the durable async queue."""
+        await self.invoker.invoke(ref, payload, "Event")
+
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
@@ -382,6 +423,7 @@ class App:
         if self.registry is not None:
             self.registry.start()
         self.events.start()
+        self.rule_scheduler.start()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
@@ -396,6 +438,7 @@ class App:
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
         self._draining = True
         await self.server.close()  # listening sockets only: open connections get answers
+        await self.rule_scheduler.close()
         if self.events is not None:
             self.events.stop_dispatching()
         if not self._idle():

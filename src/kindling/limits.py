@@ -350,3 +350,21 @@ COUNTING_CONNECTIONS = 64
 #: Slots renewed by one script call of the heartbeat, so one call stays short and Redis
 #: serves admissions between them. AWS: -
 COUNTING_RENEW_BATCH = 500
+
+# --- EventBridge (ADR 0033) -------------------------------------------------------
+#: Targets per rule: EventBridge's quota ("Amazon EventBridge quotas": 5 per rule).
+EVENTS_TARGETS_PER_RULE = 5
+#: PutEvents' request limit: the entries' total size, 256 KB ("Amazon EventBridge
+#: quotas"; sizes counted as "Calculating PutEvents event entry size" says).
+EVENTS_MAX_PUT_BYTES = 256 * 1024
+#: Compiled event patterns kept by their text: a rule's pattern is compiled once, not
+#: per PutEvents; a bound so a caller's many rules cannot grow the server.
+EVENTS_PATTERN_CACHE = 1024
+#: Scheduled rules the scheduler fires per pass, soonest first (the rest on the next).
+EVENTS_SCHEDULE_BATCH = 100
+#: The longest the scheduler sleeps between looks at the store: a rule another control
+#: node created is seen within this long.
+EVENTS_SCHEDULE_POLL_S = 1.0
+#: A missed fire older than this is not made up after a restart: EventBridge's default
+#: retry policy keeps an event for 24 hours ("Retrying events" / MaximumEventAgeInSeconds).
+EVENTS_MISSED_FIRE_MAX_AGE_S = 24 * 3600

@@ -9,6 +9,8 @@ declares its own tables on ``metadata`` and runs its statements in its own modul
     kindling.control.event_invoke event_invoke_configs (async invocation configs)
     kindling.control.codesigning code_signing_configs, function_code_signing
     kindling.invoke.event_store  async_events (the async queue's)
+    kindling.events.rule_store event_buses, event_rules, event_targets (EventBridge)
+    kindling.events.schedule_store schedule_groups, schedules (EventBridge Scheduler)
 """
 
 from kindling.store.engine import Store, metadata
