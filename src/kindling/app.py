@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from kindling.api.account import AccountApi
+from kindling.api.admin import AdminApi
 from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
@@ -63,7 +64,8 @@ from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
-from kindling.iam.accounts import KeyRing
+from kindling.iam.accounts import AccountStore, StoredKeyRing
+from kindling.iam.secrets import ServerKey
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
@@ -272,7 +274,21 @@ class App:
             ).handle
             # a function's log lives on the workers that ran it
             raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
-        keys = KeyRing.dev()
+        server_key = ServerKey.load_or_create(config.server_key_path)
+        server_key.write_admin_file(config.data_dir / "admin.key")
+        self.accounts = AccountStore(self.store, server_key)
+        keys = StoredKeyRing(
+            self.accounts,
+            config.dev_keys_enabled,
+            f"this server listens on {config.host}, beyond loopback",
+        )
+        raw_routes["admin"] = AdminApi(
+            server_key.admin_credential(),
+            self.accounts,
+            keys,
+            self._has_functions,
+            config.dev_keys_enabled,
+        ).handle
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
@@ -343,6 +359,9 @@ class App:
             return self.functions.get(FunctionRef(account, region, name, version))
         except NotFoundError:
             return None
+
+    def _has_functions(self, account_id: str) -> bool:
+        return self.functions.account_usage(account_id)[0] > 0
 
     def _exists(self, account: str, region: str, name: str, version: str | None) -> bool:
         return self._config(account, region, name, version) is not None

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kindling.admin_cli import admin_app
 from kindling.config import Config, parse_counting, parse_egress_allow, read_secret_file
 
 app = typer.Typer(
@@ -123,6 +124,22 @@ def serve(
             min=0,
         ),
     ] = None,
+    dev_keys: Annotated[
+        bool | None,
+        typer.Option(
+            "--dev-keys/--no-dev-keys",
+            help="accept the dev key test/test (account 000000000000); default: only "
+            "while listening on loopback (env KINDLING_DEV_KEYS)",
+        ),
+    ] = None,
+    server_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="the key encrypting secrets at rest, created 0600 if absent; control "
+            "nodes of one cluster share it (default: server.key in the data dir; env "
+            "KINDLING_SERVER_KEY_FILE)"
+        ),
+    ] = None,
     counting: Annotated[
         str | None,
         typer.Option(
@@ -168,6 +185,8 @@ def serve(
             worker_id=worker_id,
             cluster_secret=secret,
             max_lifetime_s=max_lifetime,
+            dev_keys=dev_keys,
+            server_key_file=server_key_file,
         )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -305,6 +324,8 @@ def logs(
             return
         time.sleep(0.5)
 
+
+app.add_typer(admin_app, name="admin")
 
 cluster_app = typer.Typer(help="A cluster's control plane and workers (docs/cluster.md).")
 app.add_typer(cluster_app, name="cluster")

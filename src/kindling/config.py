@@ -87,6 +87,14 @@ class Config:
     #: default); a ``redis://host:port/db`` URL in that Redis, one count for every node
     #: that names it (``--counting``, KINDLING_COUNTING; ADR 0019).
     counting: str = ""
+    #: The dev account's key ``test``/``test`` (--dev-keys/--no-dev-keys,
+    #: KINDLING_DEV_KEYS): None is on while the server listens on loopback only and off
+    #: otherwise; True turns it on whatever the address (ADR 0036).
+    dev_keys: bool | None = None
+    #: The file of the server key that encrypts secrets at rest (--server-key-file,
+    #: KINDLING_SERVER_KEY_FILE); by default ``server.key`` in the data dir, created 0600.
+    #: Control nodes of one cluster share one.
+    server_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -112,6 +120,24 @@ class Config:
     def endpoint(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the server listens on loopback addresses only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def dev_keys_enabled(self) -> bool:
+        return self.loopback_only if self.dev_keys is None else self.dev_keys
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.server_key_file or self.data_dir / "server.key"
 
     @property
     def process_backend_enabled(self) -> bool:
@@ -163,8 +189,12 @@ class Config:
         secret_file = env.get("KINDLING_CLUSTER_SECRET_FILE")
         if not secret and secret_file:
             secret = read_secret_file(secret_file)
+        dev_keys = env.get("KINDLING_DEV_KEYS")
+        key_file = env.get("KINDLING_SERVER_KEY_FILE")
         return replace(
             base,
+            dev_keys=None if dev_keys is None else _flag(env, "KINDLING_DEV_KEYS", False),
+            server_key_file=Path(key_file) if key_file else base.server_key_file,
             counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
             role=env.get("KINDLING_ROLE", base.role),
             control_url=env.get("KINDLING_CONTROL", base.control_url),

@@ -131,7 +131,12 @@ def cluster(
     "{gateway}/32")`` lets sandboxes reach a listener of the test there).
     """
     secret = secrets.token_hex(32)
-    common = {"KINDLING_CLUSTER_SECRET": secret, **(env or {})}
+    common = {
+        "KINDLING_CLUSTER_SECRET": secret,
+        # control nodes share one server key, as docs/cluster.md says (ADR 0036)
+        "KINDLING_SERVER_KEY_FILE": str(root / "server.key"),
+        **(env or {}),
+    }
     net = HostNet.create(str(root))
     topology = Topology(secret, store_url, net)
     try:

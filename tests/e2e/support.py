@@ -157,6 +157,9 @@ class Server:
     def start(self, timeout: float = 30.0) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        if self.host != "127.0.0.1" or "--host" in self.extra_args:
+            # beyond loopback the dev key is off unless named (ADR 0036): the suite uses it
+            env.setdefault("KINDLING_DEV_KEYS", "1")
         env.update(self.env)
         with open(self.log_path, "ab") as log:
             host = () if self.host == "127.0.0.1" else ("--host", self.host)

@@ -17,12 +17,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Protocol
 from urllib.parse import quote
 
 from botocore.utils import normalize_url_path
 
 from kindling.errors import MissingAuthError, SignatureError, UnknownKeyError
-from kindling.iam.accounts import KeyRing
+from kindling.iam.accounts import AccessKey
 
 #: Lambda refuses requests whose X-Amz-Date is further than this from its clock.
 MAX_SKEW_S = 15 * 60
@@ -37,6 +38,12 @@ _REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_REGION_LENGTH = 32
 _UNSIGNED = {"UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class Keys(Protocol):
+    """Where the verifier finds a key's secret and account (``kindling.iam.accounts``)."""
+
+    def find(self, access_key_id: str) -> AccessKey | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,7 @@ def canonical_request(
 class SigV4Verifier:
     """Checks that a request was signed by a known key; returns the caller."""
 
-    def __init__(self, keys: KeyRing, service: str = "lambda") -> None:
+    def __init__(self, keys: Keys, service: str = "lambda") -> None:
         self._keys = keys
         #: The service a credential scope must name: a signature for another service
         #: (or a scope of "s3", say) is not a signature for this API.

@@ -1,0 +1,109 @@
+"""The admin API under ``/_kindling/admin/``: accounts and their keys (ADR 0036).
+
+Only a caller holding the admin credential may call it (an HMAC of the request under
+that credential, as ``iam.cluster`` signs requests between hosts: the credential itself
+never crosses the wire). The peer's address opens nothing: every sandbox reaches this
+server from its own 127.0.0.1 too (ADR 0035), and SigV4 keys, the dev key included, do
+not open it either.
+
+    POST   accounts            {"name": ...}        -> the account and its root key, once
+    GET    accounts                                  -> the accounts, no secrets
+    DELETE accounts/<id|name>                        (refused while it has functions)
+    POST   keys                {"account": id|name} -> a new root key, once
+    DELETE keys/<access key id>
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+
+from kindling.errors import AuthError, ConflictError, KindlingError, NotFoundError
+from kindling.httpd import Request, Response
+from kindling.iam import cluster
+from kindling.iam.accounts import DEV_ACCOUNT_ID, AccessKey, AccountStore, StoredKeyRing
+from kindling.iam.sigv4 import Caller
+
+PREFIX = "/_kindling/admin/"
+HEADER = "x-kindling-admin"
+
+
+def _json(status: int, doc: object) -> Response:
+    return Response(status, [("Content-Type", "application/json")], json.dumps(doc).encode())
+
+
+def _key_doc(key: AccessKey) -> dict[str, str]:
+    return {
+        "AccountId": key.account_id,
+        "AccessKeyId": key.access_key_id,
+        "SecretAccessKey": key.secret_access_key,
+    }
+
+
+class AdminApi:
+    def __init__(
+        self,
+        credential: str,
+        accounts: AccountStore,
+        keys: StoredKeyRing,
+        has_functions: Callable[[str], bool],
+        dev_keys: bool,
+    ) -> None:
+        self._key = credential.encode()
+        self._accounts = accounts
+        self._keys = keys
+        self._has_functions = has_functions
+        self._dev_keys = dev_keys
+
+    async def handle(self, request: Request, _sigv4: Callable[[Request], Caller]) -> Response:
+        try:
+            cluster.verify(
+                self._key,
+                request.method,
+                cluster.target(request.path, request.query),
+                request.body,
+                request.header(HEADER),
+            )
+        except AuthError as exc:
+            return _json(401, {"error": "Unauthorized", "message": exc.message})
+        what = request.path.removeprefix(PREFIX)
+        try:
+            return self._route(request.method, what, request.body)
+        except NotFoundError as exc:
+            return _json(404, {"error": "NotFound", "message": exc.message})
+        except ConflictError as exc:
+            return _json(409, {"error": "Conflict", "message": exc.message})
+        except KindlingError as exc:
+            return _json(400, {"error": "BadRequest", "message": exc.message})
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": "BadRequest", "message": f"bad request: {exc}"})
+
+    def _route(self, method: str, what: str, body: bytes) -> Response:
+        if what == "accounts" and method == "POST":
+            account, key = self._accounts.create_account(str(json.loads(body)["name"]))
+            return _json(200, {"Account": asdict(account), "Key": _key_doc(key)})
+        if what == "accounts" and method == "GET":
+            listed = [asdict(a) for a in self._accounts.accounts()]
+            if self._dev_keys:
+                listed.insert(0, {"account_id": DEV_ACCOUNT_ID, "name": "dev", "created": 0})
+            return _json(200, {"Accounts": listed})
+        if what.startswith("accounts/") and method == "DELETE":
+            account = self._accounts.account(what.removeprefix("accounts/"))
+            if self._has_functions(account.account_id):
+                raise ConflictError(
+                    f"Account {account.account_id} still has functions: delete them first."
+                )
+            for key_id, _user, _created in self._accounts.keys(account.account_id):
+                self._keys.forget(key_id)
+            self._accounts.delete_account(account.account_id)
+            return _json(200, {"Account": asdict(account)})
+        if what == "keys" and method == "POST":
+            account = self._accounts.account(str(json.loads(body)["account"]))
+            return _json(200, {"Key": _key_doc(self._accounts.create_key(account.account_id))})
+        if what.startswith("keys/") and method == "DELETE":
+            key_id = what.removeprefix("keys/")
+            self._accounts.revoke_key(key_id)
+            self._keys.forget(key_id)
+            return _json(200, {"AccessKeyId": key_id})
+        raise NotFoundError(f"{method} {PREFIX}{what}")

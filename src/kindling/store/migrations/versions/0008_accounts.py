@@ -1,0 +1,46 @@
+"""Accounts and access keys made by `kindling admin` (ADR 0036); secrets encrypted with
+the server key.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "accounts",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("name", sa.String(64), nullable=False, unique=True),
+        sa.Column("created", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "access_keys",
+        sa.Column("access_key_id", sa.String(128), primary_key=True),
+        sa.Column(
+            "account_id",
+            sa.String(12),
+            sa.ForeignKey("accounts.account_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("user_name", sa.String(64), nullable=False),
+        sa.Column("secret", sa.Text, nullable=False),
+        sa.Column("created", sa.Float, nullable=False),
+    )
+    op.create_index("ix_access_keys_account_id", "access_keys", ["account_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_access_keys_account_id", "access_keys")
+    op.drop_table("access_keys")
+    op.drop_table("accounts")
