@@ -21,6 +21,8 @@ from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.errors import (
     EVENTS_CODES,
     EVENTS_INTERNAL,
+    IAM_CODES,
+    IAM_INTERNAL,
     SCHEDULER_CODES,
     SCHEDULER_INTERNAL,
     ErrorMapper,
@@ -30,15 +32,18 @@ from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
+from kindling.api.iam import IamApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
+from kindling.api.query import QueryEndpoint
 from kindling.api.runtimes import RuntimesApi
 from kindling.api.scheduler import SchedulerApi
 from kindling.api.services import ServiceEndpoint, load_model
+from kindling.api.sts import StsApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
@@ -65,7 +70,10 @@ from kindling.events.schedules import Schedules
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import AccountStore, StoredKeyRing
+from kindling.iam.authorizer import Authorizer
+from kindling.iam.directory import Directory
 from kindling.iam.secrets import ServerKey
+from kindling.iam.sessions import SessionIssuer
 from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
@@ -277,11 +285,17 @@ class App:
         server_key = ServerKey.load_or_create(config.server_key_path)
         server_key.write_admin_file(config.data_dir / "admin.key")
         self.accounts = AccountStore(self.store, server_key)
+        if config.dev_keys_enabled:
+            self.accounts.ensure_dev()
+        self.sessions = SessionIssuer(server_key)
         keys = StoredKeyRing(
             self.accounts,
             config.dev_keys_enabled,
             f"this server listens on {config.host}, beyond loopback",
+            self.sessions,
         )
+        self.directory = Directory(self.store)
+        self.authorizer = Authorizer(self.directory)
         raw_routes["admin"] = AdminApi(
             server_key.admin_credential(),
             self.accounts,
@@ -295,9 +309,10 @@ class App:
         self.rule_scheduler = Scheduler(
             [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
         )
+        iam_model, sts_model = load_model("iam"), load_model("sts")
         events_model = load_model("events")
         scheduler_model = load_model("scheduler")
-        services = {
+        services: dict[str, ServiceEndpoint | QueryEndpoint] = {
             "events": ServiceEndpoint(
                 events_model,
                 SigV4Verifier(keys, "events"),
@@ -311,6 +326,18 @@ class App:
                 ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
             ),
         }
+        services["iam"] = QueryEndpoint(
+            iam_model,
+            SigV4Verifier(keys, "iam"),
+            IamApi(self.directory, self.accounts, keys, self.authorizer).operations(),
+            ErrorMapper(iam_model, IAM_CODES, IAM_INTERNAL),
+        )
+        services["sts"] = QueryEndpoint(
+            sts_model,
+            SigV4Verifier(keys, "sts"),
+            StsApi(self.directory, self.authorizer, self.sessions).operations(),
+            ErrorMapper(sts_model, IAM_CODES, IAM_INTERNAL),
+        )
         self.frontend = Frontend(
             load_service_model(),
             SigV4Verifier(keys),

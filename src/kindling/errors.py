@@ -18,12 +18,14 @@ or too slow one, with a plain 400/408/413/414/431/503)::
     |   +-- CodeSigningConfigNotFoundError -> CodeSigningConfigNotFoundException (404)
     +-- ConflictError              -> ResourceConflictException (409)
     |   +-- SnapStartNotReadyError -> SnapStartNotReadyException (409)
+    |   +-- DeleteConflictError    -> IAM's DeleteConflict (409)
     +-- PreconditionError          -> PreconditionFailedException (412)
     +-- TooLargeError              -> RequestTooLargeException (413)
     +-- ThrottledError             -> TooManyRequestsException (429)
     +-- AuthError                  -> the IAM-ish 403 family
     |   +-- SignatureError         -> InvalidSignatureException
     |   +-- UnknownKeyError        -> UnrecognizedClientException
+    |   +-- ExpiredTokenError      -> ExpiredTokenException
     |   +-- MissingAuthError       -> MissingAuthenticationTokenException
     |   +-- AccessDeniedError      -> AccessDeniedException (a function URL's 403)
     +-- UnknownOperationError      -> UnknownOperationException (404)
@@ -96,6 +98,10 @@ class ConflictError(KindlingError):
     """The resource exists already, or is in a state that forbids the change."""
 
 
+class DeleteConflictError(ConflictError):
+    """IAM refuses to delete an entity something still uses (DeleteConflict)."""
+
+
 class SnapStartNotReadyError(ConflictError):
     """A SnapStart version is invoked while its snapshot is still being taken."""
 
@@ -126,6 +132,10 @@ class SignatureError(AuthError):
 
 class UnknownKeyError(AuthError):
     """The access key is not one kindling knows."""
+
+
+class ExpiredTokenError(AuthError):
+    """A session token (AssumeRole's, a function's) is past its expiry."""
 
 
 class MissingAuthError(AuthError):

@@ -84,9 +84,11 @@ class AdminApi:
             account, key = self._accounts.create_account(str(json.loads(body)["name"]))
             return _json(200, {"Account": asdict(account), "Key": _key_doc(key)})
         if what == "accounts" and method == "GET":
-            listed = [asdict(a) for a in self._accounts.accounts()]
-            if self._dev_keys:
-                listed.insert(0, {"account_id": DEV_ACCOUNT_ID, "name": "dev", "created": 0})
+            listed = [
+                asdict(a)
+                for a in self._accounts.accounts()
+                if a.account_id != DEV_ACCOUNT_ID or self._dev_keys
+            ]
             return _json(200, {"Accounts": listed})
         if what.startswith("accounts/") and method == "DELETE":
             account = self._accounts.account(what.removeprefix("accounts/"))

@@ -45,6 +45,8 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.ThrottledError, "TooManyRequestsException", 429),
     (e.SignatureError, "InvalidSignatureException", 403),
     (e.UnknownKeyError, "UnrecognizedClientException", 403),
+    (e.ExpiredTokenError, "ExpiredTokenException", 403),
+    (e.AccessDeniedError, "AccessDeniedException", 403),
     (e.MissingAuthError, "MissingAuthenticationTokenException", 403),
     (e.UnknownOperationError, "UnknownOperationException", 404),
 ]
@@ -54,6 +56,8 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
 _AUTH_CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.SignatureError, "InvalidSignatureException", 403),
     (e.UnknownKeyError, "UnrecognizedClientException", 403),
+    (e.ExpiredTokenError, "ExpiredTokenException", 403),
+    (e.AccessDeniedError, "AccessDeniedException", 403),
     (e.MissingAuthError, "MissingAuthenticationTokenException", 403),
 ]
 
@@ -83,6 +87,24 @@ SCHEDULER_CODES: list[tuple[type[e.KindlingError], str, int]] = [
     *_AUTH_CODES,
     (e.UnknownOperationError, "UnknownOperationException", 404),
 ]
+#: IAM and STS (query protocol): the codes of their models and of AWS's common errors
+#: for query APIs ("Common Errors" in the IAM and STS API references).
+IAM_CODES: list[tuple[type[e.KindlingError], str, int]] = [
+    (e.MalformedPolicyError, "MalformedPolicyDocument", 400),
+    (e.ValidationError, "InvalidInput", 400),
+    (e.NotFoundError, "NoSuchEntity", 404),
+    (e.DeleteConflictError, "DeleteConflict", 409),
+    (e.ConflictError, "EntityAlreadyExists", 409),
+    (e.AccessDeniedError, "AccessDenied", 403),
+    (e.ExpiredTokenError, "ExpiredToken", 403),
+    (e.SignatureError, "SignatureDoesNotMatch", 403),
+    (e.UnknownKeyError, "InvalidClientTokenId", 403),
+    (e.MissingAuthError, "MissingAuthenticationToken", 403),
+    (e.UnknownOperationError, "InvalidAction", 400),
+    (e.TooLargeError, "InvalidInput", 400),
+]
+IAM_INTERNAL = ("ServiceFailure", "An internal error occurred.")
+
 SCHEDULER_INTERNAL = (
     "InternalServerException",
     "Unexpected error occurred while processing the request.",

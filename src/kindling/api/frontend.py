@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from kindling import limits
 from kindling.api.errors import ErrorMapper, render_unserved
 from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
-from kindling.api.services import ServiceEndpoint, signed_service
+from kindling.api.services import signed_service
 from kindling.api.wire import parse_input, serialize_output
 from kindling.errors import KindlingError, TooLargeError, UnknownOperationError
 from kindling.httpd import Request, Response, ServerLimits
@@ -29,6 +29,15 @@ from kindling.iam.sigv4 import Caller, SigV4Verifier
 log = logging.getLogger(__name__)
 
 Operation = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ServiceHandler(Protocol):
+    """What serves one other AWS service on the port (``ServiceEndpoint``, or the
+    query protocol's ``QueryEndpoint`` for IAM and STS)."""
+
+    async def handle(self, request: Request) -> Response: ...
+
+
 RawRoute = Callable[[Request, Callable[[Request], Caller]], Awaitable[Response]]
 
 #: What the front end's HTTP server lets one caller make it hold: ServerLimits'
@@ -45,7 +54,7 @@ class Frontend:
         raw_routes: Mapping[str, RawRoute],
         public_routes: Mapping[str, RawRoute] | None = None,
         function_urls: FunctionUrlEndpoint | None = None,
-        services: Mapping[str, ServiceEndpoint] | None = None,
+        services: Mapping[str, ServiceHandler] | None = None,
     ) -> None:
         """``raw_routes`` serve ``/_kindling/<prefix>/...`` and authenticate themselves if
         they need to; ``public_routes`` serve one exact path each, e.g. ``/metrics``,

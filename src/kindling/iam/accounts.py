@@ -15,6 +15,7 @@ a revoked key therefore stops working within that many seconds on every control 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import string
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import Column, Float, ForeignKey, String, Table, Text, delete, select
+from sqlalchemy import exc as sa_exc
 
 from kindling.errors import (
     ConflictError,
@@ -31,6 +33,7 @@ from kindling.errors import (
     ValidationError,
 )
 from kindling.iam.secrets import ServerKey
+from kindling.iam.sessions import Session, SessionIssuer
 from kindling.store import Store, metadata
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,8 @@ class AccessKey:
     account_id: str
     #: "" for the account's root user, else the IAM user the key belongs to.
     user_name: str = ""
+    #: The assumed-role session the key belongs to (STS, a function's role), if any.
+    session: Session | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,7 @@ class KeyRing:
     def dev(cls) -> KeyRing:
         return cls([AccessKey(DEV_ACCESS_KEY, DEV_SECRET_KEY, DEV_ACCOUNT_ID)])
 
-    def find(self, access_key_id: str) -> AccessKey | None:
+    def find(self, access_key_id: str, token: str | None = None) -> AccessKey | None:
         return self._keys.get(access_key_id)
 
 
@@ -116,6 +121,19 @@ class AccountStore:
     def __init__(self, store: Store, key: ServerKey) -> None:
         self._store = store
         self._key = key
+
+    def ensure_dev(self) -> None:
+        """The dev account as a row, so its IAM users can hold keys like any account's."""
+        with self._store.begin() as conn:
+            found = conn.execute(
+                select(accounts.c.account_id).where(accounts.c.account_id == DEV_ACCOUNT_ID)
+            ).first()
+        if found is not None:
+            return
+        with contextlib.suppress(sa_exc.IntegrityError), self._store.begin() as conn:
+            conn.execute(
+                accounts.insert().values(account_id=DEV_ACCOUNT_ID, name="dev", created=0.0)
+            )
 
     def create_account(self, name: str) -> tuple[Account, AccessKey]:
         """A new account and its root key (whose secret is shown once, by the caller)."""
@@ -157,6 +175,8 @@ class AccountStore:
 
     def delete_account(self, ref: str) -> Account:
         account = self.account(ref)
+        if account.account_id == DEV_ACCOUNT_ID:
+            raise ValidationError("The dev account cannot be deleted (start with --no-dev-keys).")
         with self._store.begin() as conn:
             conn.execute(delete(access_keys).where(access_keys.c.account_id == account.account_id))
             conn.execute(delete(accounts).where(accounts.c.account_id == account.account_id))
@@ -220,13 +240,25 @@ class AccountStore:
 class StoredKeyRing:
     """The keys a server accepts: the dev key when allowed, then the store's."""
 
-    def __init__(self, store: AccountStore, dev_keys: bool, why_no_dev: str = "") -> None:
+    def __init__(
+        self,
+        store: AccountStore,
+        dev_keys: bool,
+        why_no_dev: str = "",
+        sessions: SessionIssuer | None = None,
+    ) -> None:
         self._store = store
+        self._sessions = sessions
         self._dev = dev_keys
         self._why_no_dev = why_no_dev
         self._cache: dict[str, tuple[float, AccessKey | None]] = {}
 
-    def find(self, access_key_id: str) -> AccessKey | None:
+    def find(self, access_key_id: str, token: str | None = None) -> AccessKey | None:
+        if token and self._sessions is not None and access_key_id.startswith("ASIA"):
+            session = self._sessions.open(access_key_id, token)
+            return AccessKey(
+                access_key_id, session.secret_access_key, session.account_id, session=session
+            )
         if access_key_id == DEV_ACCESS_KEY:
             if self._dev:
                 return AccessKey(DEV_ACCESS_KEY, DEV_SECRET_KEY, DEV_ACCOUNT_ID)

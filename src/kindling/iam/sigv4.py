@@ -24,6 +24,7 @@ from botocore.utils import normalize_url_path
 
 from kindling.errors import MissingAuthError, SignatureError, UnknownKeyError
 from kindling.iam.accounts import AccessKey
+from kindling.iam.sessions import Session
 
 #: Lambda refuses requests whose X-Amz-Date is further than this from its clock.
 MAX_SKEW_S = 15 * 60
@@ -43,7 +44,7 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 class Keys(Protocol):
     """Where the verifier finds a key's secret and account (``kindling.iam.accounts``)."""
 
-    def find(self, access_key_id: str) -> AccessKey | None: ...
+    def find(self, access_key_id: str, token: str | None = None) -> AccessKey | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,23 @@ class Caller:
     account_id: str
     access_key_id: str
     region: str
+    #: The IAM user who signed ("" for the account's root or a role session).
+    user_name: str = ""
+    #: The assumed-role session that signed, if one did.
+    session: Session | None = None
+
+    @property
+    def arn(self) -> str:
+        """The caller's ARN as GetCallerIdentity and AccessDenied messages give it."""
+        if self.session is not None:
+            return self.session.arn
+        if self.user_name:
+            return f"arn:aws:iam::{self.account_id}:user/{self.user_name}"
+        return f"arn:aws:iam::{self.account_id}:root"
+
+    @property
+    def is_root(self) -> bool:
+        return self.session is None and not self.user_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +175,7 @@ class SigV4Verifier:
             raise SignatureError(
                 f"Credential should be scoped to correct service: '{self._service}'. "
             )
-        key = self._keys.find(auth.access_key_id)
+        key = self._keys.find(auth.access_key_id, headers.get("x-amz-security-token"))
         if key is None:
             raise UnknownKeyError("The security token included in the request is invalid.")
         amz_date = headers.get("x-amz-date", "")
@@ -185,7 +203,7 @@ class SigV4Verifier:
         expected = hmac.new(k_signing, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, auth.signature):
             raise SignatureError(_MISMATCH)
-        return Caller(key.account_id, key.access_key_id, auth.region)
+        return Caller(key.account_id, key.access_key_id, auth.region, key.user_name, key.session)
 
     @staticmethod
     def _check_clock(amz_date: str, scope_date: str, now: datetime | None) -> None:

@@ -1,5 +1,6 @@
 """Accounts and access keys made by `kindling admin` (ADR 0036); secrets encrypted with
-the server key.
+the server key. IAM's users, roles and managed policies, their inline policies and
+attachments.
 
 Revision ID: 0008
 Revises: 0007
@@ -38,9 +39,34 @@ def upgrade() -> None:
         sa.Column("created", sa.Float, nullable=False),
     )
     op.create_index("ix_access_keys_account_id", "access_keys", ["account_id"])
+    op.create_table(
+        "iam_entities",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("record", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "iam_inline_policies",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("owner", sa.String(128), primary_key=True),
+        sa.Column("policy_name", sa.String(128), primary_key=True),
+        sa.Column("document", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "iam_attached_policies",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("owner", sa.String(128), primary_key=True),
+        sa.Column("policy_arn", sa.String(512), primary_key=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("iam_attached_policies")
+    op.drop_table("iam_inline_policies")
+    op.drop_table("iam_entities")
     op.drop_index("ix_access_keys_account_id", "access_keys")
     op.drop_table("access_keys")
     op.drop_table("accounts")

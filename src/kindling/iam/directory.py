@@ -1,0 +1,553 @@
+"""IAM's entities in the store: users, roles, customer-managed policies (with versions),
+inline policies and attachments, per account (ADR 0036).
+
+Each entity is its API record as JSON (``iam_entities``), its inline policies and
+attachments one row each, so a user's or role's identity policies are two queries. What
+IAM refuses is refused with IAM's error words: a name taken (EntityAlreadyExists), a
+missing entity (NoSuchEntity, "The role with name X cannot be found."), a delete while
+policies are attached (DeleteConflict), a malformed document (MalformedPolicyDocument,
+checked by ``kindling.iam.policy``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import time
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Column, String, Table, Text, and_, delete, select
+
+from kindling.errors import ConflictError, DeleteConflictError, NotFoundError, ValidationError
+from kindling.iam.managed import AWS_MANAGED, BY_ARN
+from kindling.iam.policy import Kind, Policy, parse_policy
+from kindling.store import Store, metadata
+
+iam_entities = Table(
+    "iam_entities",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # user, role, policy
+    Column("name", String(128), primary_key=True),
+    Column("record", Text, nullable=False),
+)
+iam_inline = Table(
+    "iam_inline_policies",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # user, role
+    Column("owner", String(128), primary_key=True),
+    Column("policy_name", String(128), primary_key=True),
+    Column("document", Text, nullable=False),
+)
+iam_attached = Table(
+    "iam_attached_policies",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("owner", String(128), primary_key=True),
+    Column("policy_arn", String(512), primary_key=True),
+)
+
+#: IAM's quota of versions kept per managed policy (IAM and STS quotas).
+MAX_POLICY_VERSIONS = 5
+_ID_CHARS = string.ascii_uppercase + string.digits
+_NOUN = {"user": "user", "role": "role", "policy": "policy"}
+
+
+def _id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ID_CHARS) for _ in range(17))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _path(path: str | None) -> str:
+    path = path or "/"
+    if not (path.startswith("/") and path.endswith("/")):
+        raise ValidationError(
+            "The specified value for path is invalid. It must begin and end with /"
+        )
+    return path
+
+
+def encoded(document: str) -> str:
+    """A policy document as IAM returns it: URL-encoded (botocore decodes it)."""
+    return quote(document, safe="")
+
+
+class Directory:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # --- entities --------------------------------------------------------------------
+
+    def _get(self, account: str, kind: str, name: str) -> dict[str, Any]:
+        with self._store.begin() as conn:
+            row = conn.execute(
+                select(iam_entities.c.record).where(
+                    and_(
+                        iam_entities.c.account_id == account,
+                        iam_entities.c.kind == kind,
+                        iam_entities.c.name == name,
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFoundError(f"The {_NOUN[kind]} with name {name} cannot be found.")
+        record: dict[str, Any] = json.loads(row[0])
+        return record
+
+    def _put(self, account: str, kind: str, name: str, record: dict[str, Any], new: bool) -> None:
+        with self._store.begin() as conn:
+            where = and_(
+                iam_entities.c.account_id == account,
+                iam_entities.c.kind == kind,
+                iam_entities.c.name == name,
+            )
+            exists = conn.execute(select(iam_entities.c.name).where(where)).first() is not None
+            if new and exists:
+                noun = _NOUN[kind].capitalize()
+                raise ConflictError(f"{noun} with name {name} already exists.")
+            if exists:
+                conn.execute(iam_entities.update().where(where).values(record=json.dumps(record)))
+            else:
+                conn.execute(
+                    iam_entities.insert().values(
+                        account_id=account, kind=kind, name=name, record=json.dumps(record)
+                    )
+                )
+
+    def _list(self, account: str, kind: str, prefix: str = "/") -> list[dict[str, Any]]:
+        with self._store.begin() as conn:
+            rows = conn.execute(
+                select(iam_entities.c.record)
+                .where(and_(iam_entities.c.account_id == account, iam_entities.c.kind == kind))
+                .order_by(iam_entities.c.name)
+            ).all()
+        records = [json.loads(r[0]) for r in rows]
+        return [r for r in records if str(r.get("Path", "/")).startswith(prefix or "/")]
+
+    def _delete(self, account: str, kind: str, name: str) -> None:
+        self._get(account, kind, name)
+        with self._store.begin() as conn:
+            for table, key in ((iam_inline, iam_inline.c), (iam_attached, iam_attached.c)):
+                left = conn.execute(
+                    select(table).where(
+                        and_(key.account_id == account, key.kind == kind, key.owner == name)
+                    )
+                ).first()
+                if left is not None:
+                    raise DeleteConflictError(
+                        "Cannot delete entity, must delete policies first."
+                        if table is iam_inline
+                        else "Cannot delete entity, must detach all policies first."
+                    )
+            conn.execute(
+                delete(iam_entities).where(
+                    and_(
+                        iam_entities.c.account_id == account,
+                        iam_entities.c.kind == kind,
+                        iam_entities.c.name == name,
+                    )
+                )
+            )
+
+    def create_user(
+        self, account: str, name: str, path: str | None, tags: list[Any]
+    ) -> dict[str, Any]:
+        path = _path(path)
+        record = {
+            "Path": path,
+            "UserName": name,
+            "UserId": _id("AIDA"),
+            "Arn": f"arn:aws:iam::{account}:user{path}{name}",
+            "CreateDate": _now(),
+            **({"Tags": tags} if tags else {}),
+        }
+        self._put(account, "user", name, record, new=True)
+        return record
+
+    def user(self, account: str, name: str) -> dict[str, Any]:
+        return self._get(account, "user", name)
+
+    def users(self, account: str, prefix: str = "/") -> list[dict[str, Any]]:
+        return self._list(account, "user", prefix)
+
+    def delete_user(self, account: str, name: str, has_keys: bool) -> None:
+        if has_keys:
+            self._get(account, "user", name)
+            raise DeleteConflictError("Cannot delete entity, must delete access keys first.")
+        self._delete(account, "user", name)
+
+    def create_role(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["RoleName"]
+        trust = params["AssumeRolePolicyDocument"]
+        parse_policy(trust, Kind.TRUST)
+        path = _path(params.get("Path"))
+        record = {
+            "Path": path,
+            "RoleName": name,
+            "RoleId": _id("AROA"),
+            "Arn": f"arn:aws:iam::{account}:role{path}{name}",
+            "CreateDate": _now(),
+            "AssumeRolePolicyDocument": trust,
+            "MaxSessionDuration": params.get("MaxSessionDuration") or 3600,
+            **({"Description": params["Description"]} if params.get("Description") else {}),
+            **({"Tags": params["Tags"]} if params.get("Tags") else {}),
+        }
+        self._put(account, "role", name, record, new=True)
+        return record
+
+    def role(self, account: str, name: str) -> dict[str, Any]:
+        return self._get(account, "role", name)
+
+    def roles(self, account: str, prefix: str = "/") -> list[dict[str, Any]]:
+        return self._list(account, "role", prefix)
+
+    def update_role(self, account: str, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        record = self._get(account, "role", name)
+        if "AssumeRolePolicyDocument" in changes:
+            parse_policy(changes["AssumeRolePolicyDocument"], Kind.TRUST)
+        record.update({k: v for k, v in changes.items() if v is not None})
+        self._put(account, "role", name, record, new=False)
+        return record
+
+    def delete_role(self, account: str, name: str) -> None:
+        self._delete(account, "role", name)
+
+    # --- inline policies -------------------------------------------------------------
+
+    def put_inline(self, account: str, kind: str, owner: str, name: str, document: str) -> None:
+        self._get(account, kind, owner)
+        parse_policy(document, Kind.IDENTITY)
+        where = and_(
+            iam_inline.c.account_id == account,
+            iam_inline.c.kind == kind,
+            iam_inline.c.owner == owner,
+            iam_inline.c.policy_name == name,
+        )
+        with self._store.begin() as conn:
+            conn.execute(delete(iam_inline).where(where))
+            conn.execute(
+                iam_inline.insert().values(
+                    account_id=account, kind=kind, owner=owner, policy_name=name, document=document
+                )
+            )
+
+    def inline(self, account: str, kind: str, owner: str, name: str) -> str:
+        self._get(account, kind, owner)
+        with self._store.begin() as conn:
+            row = conn.execute(
+                select(iam_inline.c.document).where(
+                    and_(
+                        iam_inline.c.account_id == account,
+                        iam_inline.c.kind == kind,
+                        iam_inline.c.owner == owner,
+                        iam_inline.c.policy_name == name,
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFoundError(f"The {_NOUN[kind]} policy with name {name} cannot be found.")
+        return str(row[0])
+
+    def inline_names(self, account: str, kind: str, owner: str) -> list[str]:
+        self._get(account, kind, owner)
+        with self._store.begin() as conn:
+            rows = conn.execute(
+                select(iam_inline.c.policy_name)
+                .where(
+                    and_(
+                        iam_inline.c.account_id == account,
+                        iam_inline.c.kind == kind,
+                        iam_inline.c.owner == owner,
+                    )
+                )
+                .order_by(iam_inline.c.policy_name)
+            ).all()
+        return [r[0] for r in rows]
+
+    def delete_inline(self, account: str, kind: str, owner: str, name: str) -> None:
+        self.inline(account, kind, owner, name)
+        with self._store.begin() as conn:
+            conn.execute(
+                delete(iam_inline).where(
+                    and_(
+                        iam_inline.c.account_id == account,
+                        iam_inline.c.kind == kind,
+                        iam_inline.c.owner == owner,
+                        iam_inline.c.policy_name == name,
+                    )
+                )
+            )
+
+    # --- managed policies ------------------------------------------------------------
+
+    def create_policy(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["PolicyName"]
+        document = params["PolicyDocument"]
+        parse_policy(document, Kind.IDENTITY)
+        path = _path(params.get("Path"))
+        now = _now()
+        record = {
+            "PolicyName": name,
+            "PolicyId": _id("ANPA"),
+            "Arn": f"arn:aws:iam::{account}:policy{path}{name}",
+            "Path": path,
+            "DefaultVersionId": "v1",
+            "IsAttachable": True,
+            "CreateDate": now,
+            "UpdateDate": now,
+            **({"Description": params["Description"]} if params.get("Description") else {}),
+            **({"Tags": params["Tags"]} if params.get("Tags") else {}),
+            "Versions": [{"VersionId": "v1", "Document": document, "CreateDate": now}],
+            "NextVersion": 2,
+        }
+        self._put(account, "policy", name, record, new=True)
+        return record
+
+    def _policy_name(self, account: str, arn: str) -> str:
+        head = f"arn:aws:iam::{account}:policy/"
+        if not arn.startswith(head):
+            raise NotFoundError(f"Policy {arn} does not exist or is not attachable.")
+        return arn.rsplit("/", 1)[-1]
+
+    def policy(self, account: str, arn: str) -> dict[str, Any]:
+        """A managed policy's record (AWS's or the account's) with its AttachmentCount."""
+        managed = BY_ARN.get(arn)
+        if managed is not None:
+            record: dict[str, Any] = {
+                "PolicyName": managed.name,
+                "PolicyId": managed.policy_id,
+                "Arn": managed.arn,
+                "Path": managed.path,
+                "DefaultVersionId": "v1",
+                "IsAttachable": True,
+                "Description": managed.description,
+                "CreateDate": managed.created,
+                "UpdateDate": managed.created,
+                "Versions": [
+                    {
+                        "VersionId": "v1",
+                        "Document": json.dumps(managed.document),
+                        "CreateDate": managed.created,
+                    }
+                ],
+            }
+        else:
+            try:
+                record = self._get(account, "policy", self._policy_name(account, arn))
+            except NotFoundError:
+                raise NotFoundError(f"Policy {arn} does not exist or is not attachable.") from None
+            if record["Arn"] != arn:
+                raise NotFoundError(f"Policy {arn} does not exist or is not attachable.")
+        with self._store.begin() as conn:
+            count = len(
+                conn.execute(
+                    select(iam_attached.c.owner).where(
+                        and_(
+                            iam_attached.c.account_id == account,
+                            iam_attached.c.policy_arn == arn,
+                        )
+                    )
+                ).all()
+            )
+        record["AttachmentCount"] = count
+        return record
+
+    def policies(self, account: str, scope: str, only_attached: bool) -> list[dict[str, Any]]:
+        arns: list[str] = []
+        if scope in ("All", "AWS"):
+            arns += [p.arn for p in AWS_MANAGED]
+        if scope in ("All", "Local"):
+            arns += [r["Arn"] for r in self._list(account, "policy")]
+        records = [self.policy(account, arn) for arn in arns]
+        return [r for r in records if r["AttachmentCount"] or not only_attached]
+
+    def delete_policy(self, account: str, arn: str) -> None:
+        record = self.policy(account, arn)
+        if arn in BY_ARN:
+            raise ValidationError("AWS managed policies cannot be deleted.")
+        if record["AttachmentCount"]:
+            raise DeleteConflictError("Cannot delete a policy attached to entities.")
+        if len(record["Versions"]) > 1:
+            raise DeleteConflictError("Cannot delete a policy with non-default versions.")
+        with self._store.begin() as conn:
+            conn.execute(
+                delete(iam_entities).where(
+                    and_(
+                        iam_entities.c.account_id == account,
+                        iam_entities.c.kind == "policy",
+                        iam_entities.c.name == record["PolicyName"],
+                    )
+                )
+            )
+
+    def create_policy_version(
+        self, account: str, arn: str, document: str, set_default: bool
+    ) -> dict[str, Any]:
+        record = self.policy(account, arn)
+        if arn in BY_ARN:
+            raise ValidationError("AWS managed policies cannot be changed.")
+        parse_policy(document, Kind.IDENTITY)
+        if len(record["Versions"]) >= MAX_POLICY_VERSIONS:
+            raise ConflictError(
+                f"A managed policy can have up to {MAX_POLICY_VERSIONS} versions. Before you "
+                "create a new version, you must delete an existing version."
+            )
+        version = {
+            "VersionId": f"v{record['NextVersion']}",
+            "Document": document,
+            "CreateDate": _now(),
+        }
+        record["NextVersion"] += 1
+        record["Versions"].append(version)
+        if set_default:
+            record["DefaultVersionId"] = version["VersionId"]
+        record["UpdateDate"] = version["CreateDate"]
+        record.pop("AttachmentCount", None)
+        self._put(account, "policy", record["PolicyName"], record, new=False)
+        return {**version, "IsDefaultVersion": set_default}
+
+    def delete_policy_version(self, account: str, arn: str, version_id: str) -> None:
+        record = self.policy(account, arn)
+        if version_id == record["DefaultVersionId"]:
+            raise DeleteConflictError("Cannot delete the default version of a policy.")
+        kept = [v for v in record["Versions"] if v["VersionId"] != version_id]
+        if len(kept) == len(record["Versions"]):
+            raise NotFoundError(f"Policy {arn} version {version_id} does not exist.")
+        record["Versions"] = kept
+        record.pop("AttachmentCount", None)
+        self._put(account, "policy", record["PolicyName"], record, new=False)
+
+    def policy_version(self, account: str, arn: str, version_id: str) -> dict[str, Any]:
+        record = self.policy(account, arn)
+        for version in record["Versions"]:
+            if version["VersionId"] == version_id:
+                return {**version, "IsDefaultVersion": version_id == record["DefaultVersionId"]}
+        raise NotFoundError(f"Policy {arn} version {version_id} does not exist.")
+
+    @staticmethod
+    def default_document(record: dict[str, Any]) -> str:
+        for version in record["Versions"]:
+            if version["VersionId"] == record["DefaultVersionId"]:
+                return str(version["Document"])
+        raise NotFoundError("The policy has no default version.")
+
+    # --- attachments -----------------------------------------------------------------
+
+    def attach(self, account: str, kind: str, owner: str, arn: str) -> None:
+        self._get(account, kind, owner)
+        self.policy(account, arn)
+        where = and_(
+            iam_attached.c.account_id == account,
+            iam_attached.c.kind == kind,
+            iam_attached.c.owner == owner,
+            iam_attached.c.policy_arn == arn,
+        )
+        with self._store.begin() as conn:
+            if conn.execute(select(iam_attached).where(where)).first() is None:
+                conn.execute(
+                    iam_attached.insert().values(
+                        account_id=account, kind=kind, owner=owner, policy_arn=arn
+                    )
+                )
+
+    def detach(self, account: str, kind: str, owner: str, arn: str) -> None:
+        self._get(account, kind, owner)
+        with self._store.begin() as conn:
+            gone = conn.execute(
+                delete(iam_attached).where(
+                    and_(
+                        iam_attached.c.account_id == account,
+                        iam_attached.c.kind == kind,
+                        iam_attached.c.owner == owner,
+                        iam_attached.c.policy_arn == arn,
+                    )
+                )
+            ).rowcount
+        if not gone:
+            raise NotFoundError(f"Policy {arn} was not found.")
+
+    def attached(self, account: str, kind: str, owner: str) -> list[dict[str, str]]:
+        self._get(account, kind, owner)
+        with self._store.begin() as conn:
+            rows = conn.execute(
+                select(iam_attached.c.policy_arn)
+                .where(
+                    and_(
+                        iam_attached.c.account_id == account,
+                        iam_attached.c.kind == kind,
+                        iam_attached.c.owner == owner,
+                    )
+                )
+                .order_by(iam_attached.c.policy_arn)
+            ).all()
+        return [{"PolicyName": r[0].rsplit("/", 1)[-1], "PolicyArn": r[0]} for r in rows]
+
+    # --- what authorization reads ----------------------------------------------------
+
+    def identity_policies(self, account: str, kind: str, owner: str) -> list[Policy] | None:
+        """Every identity policy of a user or role (inline and attached, default
+        versions); None if the entity no longer exists."""
+        with self._store.begin() as conn:
+            exists = conn.execute(
+                select(iam_entities.c.name).where(
+                    and_(
+                        iam_entities.c.account_id == account,
+                        iam_entities.c.kind == kind,
+                        iam_entities.c.name == owner,
+                    )
+                )
+            ).first()
+            if exists is None:
+                return None
+            documents = [
+                r[0]
+                for r in conn.execute(
+                    select(iam_inline.c.document).where(
+                        and_(
+                            iam_inline.c.account_id == account,
+                            iam_inline.c.kind == kind,
+                            iam_inline.c.owner == owner,
+                        )
+                    )
+                )
+            ]
+            arns = [
+                r[0]
+                for r in conn.execute(
+                    select(iam_attached.c.policy_arn).where(
+                        and_(
+                            iam_attached.c.account_id == account,
+                            iam_attached.c.kind == kind,
+                            iam_attached.c.owner == owner,
+                        )
+                    )
+                )
+            ]
+        for arn in arns:
+            managed = BY_ARN.get(arn)
+            if managed is not None:
+                documents.append(json.dumps(managed.document))
+                continue
+            try:
+                documents.append(self.default_document(self.policy(account, arn)))
+            except NotFoundError:
+                continue
+        return [parse_policy(d, Kind.IDENTITY) for d in documents]
+
+    def has_roles(self, account: str) -> bool:
+        with self._store.begin() as conn:
+            return (
+                conn.execute(
+                    select(iam_entities.c.name).where(
+                        and_(iam_entities.c.account_id == account, iam_entities.c.kind == "role")
+                    )
+                ).first()
+                is not None
+            )
