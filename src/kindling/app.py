@@ -15,6 +15,7 @@ from collections.abc import Callable
 from kindling.api.account import AccountApi
 from kindling.api.admin import AdminApi
 from kindling.api.aliases import AliasesApi
+from kindling.api.authorize import LambdaGuard
 from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
@@ -69,12 +70,12 @@ from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
-from kindling.iam.accounts import AccountStore, StoredKeyRing
+from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.directory import Directory
 from kindling.iam.secrets import ServerKey
-from kindling.iam.sessions import SessionIssuer
-from kindling.iam.sigv4 import SigV4Verifier
+from kindling.iam.sessions import ROLE_ARN, SessionIssuer
+from kindling.iam.sigv4 import Caller, SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.cluster_logs import ClusterLogs
@@ -87,7 +88,7 @@ from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
-from kindling.limits import SHUTDOWN_ANSWER_S
+from kindling.limits import FUNCTION_CREDENTIALS_S, SHUTDOWN_ANSWER_S
 from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
@@ -223,6 +224,7 @@ class App:
             self.assignment,
             snapstart_latest=config.snapstart_latest,
             metrics=self.metrics,
+            credentials=self._function_credentials,
         )
         self.event_invoke = EventInvokeConfigService(
             self.functions, self.aliases, EventInvokeStore(self.store), self.invoker.resolve
@@ -318,12 +320,14 @@ class App:
                 SigV4Verifier(keys, "events"),
                 EventBridgeApi(self.eventbridge).operations(),
                 ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
+                self._authorizing("events"),
             ),
             "scheduler": ServiceEndpoint(
                 scheduler_model,
                 SigV4Verifier(keys, "scheduler"),
                 SchedulerApi(self.schedules).operations(),
                 ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
+                self._authorizing("scheduler"),
             ),
         }
         services["iam"] = QueryEndpoint(
@@ -346,6 +350,7 @@ class App:
             public_routes,
             FunctionUrlEndpoint(self.function_urls),
             services,
+            LambdaGuard(self.authorizer, self.policies, self.directory).authorize,
         )
         self.server = HttpServer(
             self._handle,
@@ -386,6 +391,37 @@ class App:
             return self.functions.get(FunctionRef(account, region, name, version))
         except NotFoundError:
             return None
+
+    def _function_credentials(self, config: FunctionConfig) -> dict[str, str]:
+        """A new sandbox's credentials: a session of its execution role, valid
+        ``FUNCTION_CREDENTIALS_S`` (longer than a sandbox lives, so a sandbox is retired
+        before they expire and its successor gets fresh ones). A dev-account function
+        whose role kindling does not know runs with the dev key, as before (ADR 0036)."""
+        match = ROLE_ARN.fullmatch(config.role)
+        if match is None or match[1] != config.account_id:
+            return {}
+        account, path, name = match[1], match[2], match[3]
+        if account == DEV_ACCOUNT_ID:
+            try:
+                self.directory.role(account, name)
+            except NotFoundError:
+                return {}
+        session = self.sessions.issue(account, name, path, config.name, FUNCTION_CREDENTIALS_S)
+        return {
+            "AWS_ACCESS_KEY_ID": session.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+            "AWS_SESSION_TOKEN": session.token,
+        }
+
+    def _authorizing(self, service: str) -> Callable[[Caller, str], None]:
+        """Authorization of another service's calls: ``<service>:<Operation>`` on the
+        account's resources of that service (ADR 0036: not per rule or schedule ARN)."""
+
+        def check(caller: Caller, operation: str) -> None:
+            resource = f"arn:aws:{service}:{caller.region}:{caller.account_id}:*"
+            self.authorizer.check(caller, f"{service}:{operation}", resource)
+
+        return check
 
     def _has_functions(self, account_id: str) -> bool:
         return self.functions.account_usage(account_id)[0] > 0

@@ -368,3 +368,8 @@ EVENTS_SCHEDULE_POLL_S = 1.0
 #: A missed fire older than this is not made up after a restart: EventBridge's default
 #: retry policy keeps an event for 24 hours ("Retrying events" / MaximumEventAgeInSeconds).
 EVENTS_MISSED_FIRE_MAX_AGE_S = 24 * 3600
+
+#: How long a sandbox's execution-role credentials are valid (ADR 0036): longer than a
+#: sandbox may live (Assignment's max lifetime, 4 h), so a sandbox is retired before
+#: its credentials expire and its successor gets fresh ones: rotation by recycling.
+FUNCTION_CREDENTIALS_S = 6 * 3600.0

@@ -38,6 +38,7 @@ class ServiceHandler(Protocol):
     async def handle(self, request: Request) -> Response: ...
 
 
+Authorize = Callable[[Caller, str, dict[str, Any]], Caller]
 RawRoute = Callable[[Request, Callable[[Request], Caller]], Awaitable[Response]]
 
 #: What the front end's HTTP server lets one caller make it hold: ServerLimits'
@@ -55,6 +56,7 @@ class Frontend:
         public_routes: Mapping[str, RawRoute] | None = None,
         function_urls: FunctionUrlEndpoint | None = None,
         services: Mapping[str, ServiceHandler] | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         """``raw_routes`` serve ``/_kindling/<prefix>/...`` and authenticate themselves if
         they need to; ``public_routes`` serve one exact path each, e.g. ``/metrics``,
@@ -74,6 +76,8 @@ class Frontend:
         self._public = dict(public_routes or {})
         self._op_models = {name: service_model.operation_model(name) for name in operations}
         self._services = dict(services or {})
+        #: Every Lambda call's authorization (ADR 0036): the caller the operation runs as.
+        self._authorize = authorize
         self._served = ["lambda", *self._services]
 
     def authenticate(self, request: Request) -> Caller:
@@ -114,6 +118,8 @@ class Frontend:
                 )
             model = self._op_models[name]
             params = parse_input(model, path_params, query, request.headers, request.body)
+            if self._authorize is not None:
+                caller = self._authorize(caller, name, params)
             result = await operation(caller, params)
             status, headers, body = serialize_output(model, result)
             request_id = result.get("_RequestId") or str(uuid.uuid4())

@@ -62,7 +62,11 @@ class ServiceEndpoint:
         verifier: SigV4Verifier,
         operations: dict[str, Operation],
         errors: ErrorMapper,
+        authorize: Callable[[Caller, str], None] | None = None,
     ) -> None:
+        """``authorize``: raises AccessDeniedError unless the caller may call the named
+        operation (ADR 0036)."""
+        self._authorize = authorize
         self._model = model
         self._verifier = verifier
         self._operations = operations
@@ -93,6 +97,8 @@ class ServiceEndpoint:
                 )
             model = self._op_models[name]
             params = parse_input(model, path_params, query, request.headers, request.body)
+            if self._authorize is not None:
+                self._authorize(caller, name)
             result = await operation(caller, params)
             status, headers, body = serialize_output(model, result)
             if self._json:

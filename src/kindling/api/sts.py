@@ -10,17 +10,14 @@ at most the role's MaxSessionDuration).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kindling.errors import AccessDeniedError, NotFoundError, ValidationError
 from kindling.iam.authorizer import Authorizer, principal_of
 from kindling.iam.directory import Directory
 from kindling.iam.policy import Kind, Request, evaluate, parse_policy
-from kindling.iam.sessions import MIN_SESSION_S, SessionIssuer
+from kindling.iam.sessions import MIN_SESSION_S, ROLE_ARN, SessionIssuer
 from kindling.iam.sigv4 import Caller
-
-_ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role(/(?:[\w+=,.@-]+/)*)([\w+=,.@-]+)")
 
 
 class StsApi:
@@ -45,7 +42,7 @@ class StsApi:
 
     async def assume_role(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         arn = p["RoleArn"]
-        match = _ROLE_ARN.fullmatch(arn)
+        match = ROLE_ARN.fullmatch(arn)
         if match is None:
             raise ValidationError(f"{arn} is invalid")
         account, path, name = match[1], match[2], match[3]

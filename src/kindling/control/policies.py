@@ -34,6 +34,7 @@ from kindling.errors import (
     PreconditionError,
     ValidationError,
 )
+from kindling.iam.policy import Kind, Policy, parse_policy
 
 #: AWS: "Function resource-based policy: 20 KB" (Lambda quotas).
 POLICY_MAX_BYTES = 20 * 1024
@@ -226,6 +227,17 @@ class PolicyService:
             return
         if wanted != (current if current is not None else self._owner_revision(ref)):
             raise PreconditionError(_REVISION_MISMATCH)
+
+    def resource_policy(self, ref: FunctionRef) -> Policy | None:
+        """The policy of the qualifier ``ref`` names ($LATEST when unqualified), parsed
+        for IAM's evaluation logic (ADR 0036); None when it has none. Whether the
+        function exists is not asked: across accounts a missing function and a
+        forbidden one look alike."""
+        qualifier = ref.qualifier or LATEST
+        stored = self._store.policy((ref.account_id, ref.region, ref.name, qualifier))
+        if stored is None or not stored.statements:
+            return None
+        return parse_policy(policy_document(stored.statements), Kind.RESOURCE)
 
     def allows_url(self, target: Target, auth_type: str, caller: UrlCaller) -> bool:
         """Whether the policy of ``target`` lets ``caller`` invoke its function URL.

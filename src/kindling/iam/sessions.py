@@ -15,6 +15,7 @@ policies no longer allow an action, takes the session's rights with it at the ne
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import string
 import time
@@ -24,6 +25,8 @@ from kindling.errors import ExpiredTokenError, UnknownKeyError
 from kindling.iam.secrets import ServerKey
 
 _CONTEXT = "kindling sts session v1"
+#: A role's ARN: (account, path, name).
+ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role(/(?:[\w+=,.@-]+/)*)([\w+=,.@-]+)")
 _KEY_ID_CHARS = string.ascii_uppercase + "234567"
 #: AssumeRole's DurationSeconds bounds (STS API reference): 15 minutes to 12 hours.
 MIN_SESSION_S = 900

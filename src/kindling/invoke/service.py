@@ -120,7 +120,11 @@ class InvokeService:
         assignment: Assignment,
         snapstart_latest: bool = False,
         metrics: Metrics | None = None,
+        credentials: Callable[[FunctionConfig], dict[str, str]] | None = None,
     ) -> None:
+        """``credentials``: a new sandbox's credentials for its function's execution
+        role (ADR 0036); None: every sandbox gets the dev key."""
+        self._credentials = credentials
         self._snapstart_latest = snapstart_latest
         self._metrics = metrics or Metrics()
         self._functions = functions
@@ -335,4 +339,5 @@ class InvokeService:
             initialization_type=initialization_type,
             backend=tags.get(SANDBOX_TAG),
             snapstart=from_snapshot,
+            credentials=self._credentials(config) if self._credentials is not None else {},
         )

@@ -131,6 +131,9 @@ class WorkerServer:
         if not set(values["sandbox_id"]) <= wire.ID_CHARS:
             raise ValueError("spec.sandbox_id must be lowercase hex")
         values["environment"] = {str(k): str(v) for k, v in values["environment"].items()}
+        values["credentials"] = {
+            str(k): str(v) for k, v in dict(values.get("credentials") or {}).items()
+        }
         spec = SandboxSpec(
             launch=self._runtimes(runtime),
             code_dir=await self._code(values["code_digest"]),

@@ -68,6 +68,10 @@ class SandboxSpec:
     #: The content digest of the code at ``code_dir``: how a worker on another host
     #: finds (or fetches) the same code.
     code_digest: str = ""
+    #: The execution role's session credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    #: AWS_SESSION_TOKEN), issued by a control node per sandbox (ADR 0036); empty: the
+    #: dev key.
+    credentials: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,259 @@
+"""Two accounts, several users: every allowed call succeeds and every other fails with
+AWS's error and words (issue 19's "Done when"; ADR 0036).
+
+AWS behaviours, each from AWS's documentation:
+- IAM user guide, "Policy evaluation logic": default deny; an explicit deny overrides
+  any allow; "Cross-account policy evaluation logic": across accounts both the
+  caller's identity-based policy and the resource-based policy must allow.
+- Lambda developer guide, "Granting function access to other accounts": AddPermission
+  with another account as Principal lets that account invoke; RemovePermission takes
+  it back; the grant covers only the action it names.
+- IAM user guide, "Troubleshoot access denied error messages": "User: <arn> is not
+  authorized to perform: <action> on resource: <arn> because no identity-based policy
+  allows the <action> action", "... because no resource-based policy allows ...",
+  "... with an explicit deny in an identity-based policy".
+- STS: a request with an expired session token fails with ExpiredTokenException
+  ("The security token included in the request is expired"); a request signed with the
+  wrong secret fails with InvalidSignatureException.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+
+from kindling.iam.secrets import ServerKey
+from kindling.iam.sessions import SessionIssuer
+
+from .support import KINDLING, REGION, Server, client_error, make_zip, wait_active
+
+pytestmark = pytest.mark.timeout(600)
+CODE = make_zip({"app.py": "def handler(event, context):\n    return 'hi'\n"})
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+@dataclass
+class Tenant:
+    account: str
+    key: str
+    secret: str
+    token: str | None = None
+
+    def client(self, server: Server, service: str) -> Any:
+        return boto3.session.Session().client(
+            service,
+            region_name=REGION,
+            endpoint_url=server.endpoint,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            aws_session_token=self.token,
+            config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}),
+        )
+
+
+def make_account(server: Server, name: str) -> Tenant:
+    run = subprocess.run(
+        [
+            str(KINDLING),
+            "admin",
+            "account",
+            "create",
+            name,
+            "--json",
+            "--endpoint",
+            server.endpoint,
+            "--data-dir",
+            str(server.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    key = json.loads(run.stdout)["Key"]
+    return Tenant(key["AccountId"], key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def make_user(server: Server, root: Tenant, name: str, *statements: dict[str, Any]) -> Tenant:
+    iam = root.client(server, "iam")
+    iam.create_user(UserName=name)
+    if statements:
+        iam.put_user_policy(
+            UserName=name,
+            PolicyName="p",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}),
+        )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return Tenant(root.account, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def make_function(server: Server, root: Tenant, name: str) -> str:
+    iam, lam = root.client(server, "iam"), root.client(server, "lambda")
+    try:
+        role = iam.get_role(RoleName="fn")["Role"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]
+    arn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role["Arn"],
+        Handler="app.handler",
+        Code={"ZipFile": CODE},
+    )["FunctionArn"]
+    wait_active(lam, name)
+    return str(arn)
+
+
+def allow(action: str, resource: str = "*") -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": resource}
+
+
+def deny(action: str, resource: str = "*") -> dict[str, Any]:
+    return {"Effect": "Deny", "Action": action, "Resource": resource}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Tenant, Tenant]]:
+    root = tmp_path_factory.mktemp("tenancy")
+    server = Server(data_dir=root / "data", log_path=root / "server.log")
+    server.start()
+    try:
+        yield server, make_account(server, "team-a"), make_account(server, "team-b")
+    finally:
+        server.stop_cleanly()
+
+
+def test_accounts_see_only_their_own(world: tuple[Server, Tenant, Tenant]) -> None:
+    server, a, b = world
+    fa = make_function(server, a, "same")
+    fb = make_function(server, b, "same")
+    assert fa != fb and f":{a.account}:" in fa and f":{b.account}:" in fb
+    lam_b = b.client(server, "lambda")
+    assert [f["FunctionArn"] for f in lam_b.list_functions()["Functions"]] == [fb]
+    assert [r["Arn"] for r in b.client(server, "iam").list_roles()["Roles"]] == [
+        f"arn:aws:iam::{b.account}:role/fn"
+    ]
+    # another account's function, existing or not, is denied alike: nothing to infer
+    for target in (fa, f"arn:aws:lambda:{REGION}:{a.account}:function:nothing-here"):
+        with client_error("AccessDeniedException", 403) as info:
+            lam_b.invoke(FunctionName=target)
+        assert info.value.response["Error"]["Message"] == (
+            f"User: arn:aws:iam::{b.account}:root is not authorized to perform: "
+            f"lambda:InvokeFunction on resource: {target} because no resource-based policy "
+            "allows the lambda:InvokeFunction action"
+        )
+    with client_error("AccessDeniedException", 403):
+        lam_b.get_function(FunctionName=fa)
+    with client_error("AccessDeniedException", 403):
+        lam_b.delete_function(FunctionName=fa)
+    assert a.client(server, "lambda").get_function(FunctionName="same")
+
+
+def test_cross_account_invoke_only_by_add_permission(world: tuple[Server, Tenant, Tenant]) -> None:
+    server, a, b = world
+    fa = make_function(server, a, "shared")
+    lam_a, lam_b = a.client(server, "lambda"), b.client(server, "lambda")
+    with client_error("AccessDeniedException", 403):
+        lam_b.invoke(FunctionName=fa)
+    lam_a.add_permission(
+        FunctionName="shared", StatementId="b", Action="lambda:InvokeFunction", Principal=b.account
+    )
+    assert json.loads(lam_b.invoke(FunctionName=fa)["Payload"].read()) == "hi"
+    with client_error("AccessDeniedException", 403):  # the grant names Invoke only
+        lam_b.get_function(FunctionName=fa)
+    # a user of B needs its own identity policy too (cross-account: both must allow)
+    carl = make_user(server, b, "carl", allow("lambda:GetFunction"))
+    with client_error("AccessDeniedException", 403) as info:
+        carl.client(server, "lambda").invoke(FunctionName=fa)
+    assert "because no identity-based policy allows" in info.value.response["Error"]["Message"]
+    dora = make_user(server, b, "dora", allow("lambda:InvokeFunction", fa))
+    assert (
+        json.loads(dora.client(server, "lambda").invoke(FunctionName=fa)["Payload"].read()) == "hi"
+    )
+    lam_a.remove_permission(FunctionName="shared", StatementId="b")
+    with client_error("AccessDeniedException", 403):
+        lam_b.invoke(FunctionName=fa)
+
+
+def test_users_get_exactly_their_policies(world: tuple[Server, Tenant, Tenant]) -> None:
+    server, a, _b = world
+    fn = make_function(server, a, "guarded")
+    alice = make_user(server, a, "alice", allow("lambda:InvokeFunction", fn))
+    bob = make_user(server, a, "bob")
+    carol = make_user(server, a, "carol", allow("lambda:*"), deny("lambda:DeleteFunction"))
+    lam_alice = alice.client(server, "lambda")
+    assert json.loads(lam_alice.invoke(FunctionName="guarded")["Payload"].read()) == "hi"
+    with client_error("AccessDeniedException", 403) as info:
+        lam_alice.get_function(FunctionName="guarded")
+    assert info.value.response["Error"]["Message"] == (
+        f"User: arn:aws:iam::{a.account}:user/alice is not authorized to perform: "
+        f"lambda:GetFunction on resource: {fn} because no identity-based policy allows the "
+        "lambda:GetFunction action"
+    )
+    with client_error("AccessDeniedException", 403):
+        lam_alice.list_functions()
+    with client_error("AccessDeniedException", 403):
+        bob.client(server, "lambda").invoke(FunctionName="guarded")
+    lam_carol = carol.client(server, "lambda")
+    assert lam_carol.get_function(FunctionName="guarded")["Configuration"]["FunctionArn"] == fn
+    with client_error("AccessDeniedException", 403) as info:
+        lam_carol.delete_function(FunctionName="guarded")
+    assert info.value.response["Error"]["Message"].endswith(
+        "with an explicit deny in an identity-based policy"
+    )
+    # IAM itself is authorized the same way: bob may not give himself rights
+    with pytest.raises(Exception) as denied:
+        bob.client(server, "iam").put_user_policy(
+            UserName="bob",
+            PolicyName="x",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow("*")]}),
+        )
+    assert "AccessDenied" in str(denied.value)
+    # a role the caller may not pass cannot become a function's role
+    with client_error("AccessDeniedException", 403) as info:
+        lam_carol.create_function(
+            FunctionName="by-carol",
+            Runtime="python3.12",
+            Handler="app.handler",
+            Role=f"arn:aws:iam::{a.account}:role/fn",
+            Code={"ZipFile": CODE},
+        )
+    assert "iam:PassRole" in info.value.response["Error"]["Message"]
+
+
+def test_forged_expired_and_re_signed_requests(world: tuple[Server, Tenant, Tenant]) -> None:
+    server, a, b = world
+    issuer = SessionIssuer(ServerKey.load_or_create(server.data_dir / "server.key"))
+    old = issuer.issue(a.account, "fn", "/", "s", 900, now=time.time() - 3600)
+    expired = Tenant(a.account, old.access_key_id, old.secret_access_key, old.token)
+    with client_error("ExpiredTokenException", 403) as info:
+        expired.client(server, "lambda").list_functions()
+    assert info.value.response["Error"]["Message"] == (
+        "The security token included in the request is expired"
+    )
+    re_signed = Tenant(a.account, a.key, b.secret)
+    with client_error("InvalidSignatureException", 403):
+        re_signed.client(server, "lambda").list_functions()
+    other_key = SessionIssuer(ServerKey(b"\x01" * 32)).issue(a.account, "fn", "/", "s", 900)
+    forged = Tenant(
+        a.account, other_key.access_key_id, other_key.secret_access_key, other_key.token
+    )
+    with client_error("UnrecognizedClientException", 403):
+        forged.client(server, "lambda").list_functions()
