@@ -38,6 +38,8 @@ from kindling.iam.policy import Kind, Policy, parse_policy
 
 #: AWS: "Function resource-based policy: 20 KB" (Lambda quotas).
 POLICY_MAX_BYTES = 20 * 1024
+#: Parsed resource policies kept for authorization (one per function qualifier).
+_PARSED_KEPT = 4096
 #: How often a write that lost a race with another writer is tried again.
 _WRITE_ATTEMPTS = 5
 _ACCOUNT = re.compile(r"\d{12}")
@@ -148,6 +150,7 @@ class PolicyService:
         self._functions = functions
         self._aliases = aliases
         self._store = store
+        self._parsed: dict[Target, tuple[str, Policy]] = {}
 
     def _target(self, ref: FunctionRef) -> tuple[Target, str]:
         """The stored key of the policy ``ref`` names, and the ARN its statements
@@ -233,11 +236,20 @@ class PolicyService:
         for IAM's evaluation logic (ADR 0036); None when it has none. Whether the
         function exists is not asked: across accounts a missing function and a
         forbidden one look alike."""
-        qualifier = ref.qualifier or LATEST
-        stored = self._store.policy((ref.account_id, ref.region, ref.name, qualifier))
+        target = (ref.account_id, ref.region, ref.name, ref.qualifier or LATEST)
+        stored = self._store.policy(target)
         if stored is None or not stored.statements:
             return None
-        return parse_policy(policy_document(stored.statements), Kind.RESOURCE)
+        parsed = self._parsed.get(target)
+        if parsed is None or parsed[0] != stored.revision_id:  # parsed once per revision
+            if len(self._parsed) > _PARSED_KEPT:
+                self._parsed.clear()
+            parsed = (
+                stored.revision_id,
+                parse_policy(policy_document(stored.statements), Kind.RESOURCE),
+            )
+            self._parsed[target] = parsed
+        return parsed[1]
 
     def allows_url(self, target: Target, auth_type: str, caller: UrlCaller) -> bool:
         """Whether the policy of ``target`` lets ``caller`` invoke its function URL.
