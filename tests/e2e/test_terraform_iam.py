@@ -1,0 +1,136 @@
+"""Terraform's aws provider applies and destroys a role, its inline policy, an AWS
+managed policy attachment, a function with that role and a permission, as a user runs
+it (issue 19's "Done when"; ADR 0036). The provider validates its credentials with
+sts:GetCallerIdentity, so STS is exercised as Terraform uses it.
+
+Needs terraform on PATH and the hashicorp/aws provider in a filesystem mirror
+(``KINDLING_TF_MIRROR`` or /opt/tf-plugins); skips saying which is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .support import Server
+
+pytestmark = pytest.mark.timeout(900)
+PROVIDER = "5.100.0"
+
+MAIN_TF = """
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "%(provider)s" }
+  }
+}
+provider "aws" {
+  region                  = "us-east-1"
+  access_key              = "test"
+  secret_key              = "test"
+  skip_metadata_api_check = true
+  skip_region_validation  = true
+  endpoints {
+    lambda = "%(endpoint)s"
+    iam    = "%(endpoint)s"
+    sts    = "%(endpoint)s"
+  }
+}
+resource "aws_iam_role" "fn" {
+  name = "tf-fn-role"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" },
+      Action = "sts:AssumeRole"
+    }]
+  })
+}
+resource "aws_iam_role_policy" "invoke" {
+  name = "invoke"
+  role = aws_iam_role.fn.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "lambda:InvokeFunction", Resource = "*" }]
+  })
+}
+resource "aws_iam_role_policy_attachment" "basic" {
+  role       = aws_iam_role.fn.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+}
+resource "aws_lambda_function" "a" {
+  function_name    = "tf-a"
+  role             = aws_iam_role.fn.arn
+  handler          = "app.handler"
+  runtime          = "python3.12"
+  filename         = "fn.zip"
+  source_code_hash = filebase64sha256("fn.zip")
+}
+resource "aws_lambda_permission" "p" {
+  statement_id  = "events"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.a.function_name
+  principal     = "events.amazonaws.com"
+}
+"""
+
+
+def _mirror() -> Path | None:
+    for candidate in (os.environ.get("KINDLING_TF_MIRROR"), "/opt/tf-plugins"):
+        if candidate and (Path(candidate) / "registry.terraform.io/hashicorp/aws").is_dir():
+            return Path(candidate)
+    return None
+
+
+def test_terraform_applies_and_destroys_a_role_function_and_permission(
+    private_server: Server, tmp_path: Path
+) -> None:
+    terraform = shutil.which("terraform")
+    mirror = _mirror()
+    if terraform is None or mirror is None:
+        pytest.skip(f"needs terraform on PATH ({terraform}) and the aws provider mirror ({mirror})")
+    private_server.start()
+    work = tmp_path / "tf"
+    work.mkdir()
+    with zipfile.ZipFile(work / "fn.zip", "w") as archive:
+        archive.writestr("app.py", "def handler(e, c):\n    return 'hi'\n")
+    (work / "main.tf").write_text(
+        MAIN_TF % {"provider": PROVIDER, "endpoint": private_server.endpoint}
+    )
+    rc = tmp_path / "terraformrc"
+    rc.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path = "{mirror}"\n'
+        '    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
+        '  direct { exclude = ["registry.terraform.io/hashicorp/aws"] }\n}\n'
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "TF_CLI_CONFIG_FILE": str(rc),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+    }
+
+    def tf(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [terraform, *args, "-input=false", "-no-color"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    for step in (("init",), ("apply", "-auto-approve")):
+        run = tf(*step)
+        assert run.returncode == 0, run.stdout + run.stderr
+    plan = tf("plan", "-detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr  # 0: nothing to change
+    destroy = tf("destroy", "-auto-approve")
+    assert destroy.returncode == 0, destroy.stdout + destroy.stderr
+    assert "Resources: 5 destroyed" in destroy.stdout
