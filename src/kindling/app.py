@@ -164,6 +164,8 @@ class App:
         self.config = config
         private_data_dir(config)
         self.store = Store(config.store_url)
+        self.directory = Directory(self.store)  # IAM's users, roles and policies
+        self.authorizer = Authorizer(self.directory)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         if config.role != "control":  # boto3 for Python functions, as on Lambda
             sdk.prepare(config.data_dir / "runtimes", self.runtimes.interpreters())
@@ -229,7 +231,9 @@ class App:
         self.event_invoke = EventInvokeConfigService(
             self.functions, self.aliases, EventInvokeStore(self.store), self.invoker.resolve
         )
-        self.function_urls = FunctionUrlService(self.url_configs, self.policies, self.invoker)
+        self.function_urls = FunctionUrlService(
+            self.url_configs, self.policies, self.invoker, self.authorizer
+        )
         self.provisioned = ProvisionedConcurrency(
             provisioned_store,
             self.functions,
@@ -296,8 +300,7 @@ class App:
             f"this server listens on {config.host}, beyond loopback",
             self.sessions,
         )
-        self.directory = Directory(self.store)
-        self.authorizer = Authorizer(self.directory)
+
         raw_routes["admin"] = AdminApi(
             server_key.admin_credential(),
             self.accounts,

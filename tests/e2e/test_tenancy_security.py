@@ -257,3 +257,43 @@ def test_forged_expired_and_re_signed_requests(world: tuple[Server, Tenant, Tena
     )
     with client_error("UnrecognizedClientException", 403):
         forged.client(server, "lambda").list_functions()
+
+
+def _url_call(server: Server, url: str, who: Tenant) -> int:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from .test_function_urls import call, url_id
+
+    uid = url_id(url)
+    host = f"{uid}.lambda-url.{REGION}.localhost:{server.port}"
+    request = AWSRequest(method="GET", url=f"http://{host}/", headers={"Host": host})
+    SigV4Auth(Credentials(who.key, who.secret, who.token), "lambda", REGION).add_auth(request)
+    return call(server, uid, "GET", "/", headers=dict(request.headers.items())).status
+
+
+def test_an_aws_iam_url_needs_invoke_function_url(world: tuple[Server, Tenant, Tenant]) -> None:
+    """Lambda developer guide, "Control access to Lambda function URLs": with AWS_IAM,
+    a principal of the function's account needs lambda:InvokeFunctionUrl in its
+    identity-based policy; one of another account needs the function's resource-based
+    policy to allow it as well; a refused request gets 403 Forbidden."""
+    server, a, b = world
+    fn = make_function(server, a, "by-url")
+    url = a.client(server, "lambda").create_function_url_config(
+        FunctionName="by-url", AuthType="AWS_IAM"
+    )["FunctionUrl"]
+    eve = make_user(server, a, "eve", allow("lambda:InvokeFunction", fn))
+    fay = make_user(server, a, "fay", allow("lambda:InvokeFunctionUrl", fn))
+    assert _url_call(server, url, a) == 200  # the account's root
+    assert _url_call(server, url, eve) == 403  # InvokeFunction is not InvokeFunctionUrl
+    assert _url_call(server, url, fay) == 200
+    assert _url_call(server, url, b) == 403  # another account, no resource policy
+    a.client(server, "lambda").add_permission(
+        FunctionName="by-url",
+        StatementId="b-url",
+        Action="lambda:InvokeFunctionUrl",
+        Principal=b.account,
+        FunctionUrlAuthType="AWS_IAM",
+    )
+    assert _url_call(server, url, b) == 200

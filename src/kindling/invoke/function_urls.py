@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Callable
 
 from kindling.control.function_urls import FunctionUrlConfigs
-from kindling.control.models import LATEST
+from kindling.control.models import LATEST, FunctionRef, function_arn
 from kindling.control.policies import PolicyService, UrlCaller
 from kindling.errors import AccessDeniedError, FunctionResponseError
+from kindling.iam.authorizer import Authorizer
 from kindling.iam.sigv4 import Caller
 from kindling.invoke.service import InvokeService
 from kindling.invoke.url_events import (
@@ -38,11 +39,38 @@ FORBIDDEN = "Forbidden"
 
 class FunctionUrlService:
     def __init__(
-        self, configs: FunctionUrlConfigs, policies: PolicyService, invoker: InvokeService
+        self,
+        configs: FunctionUrlConfigs,
+        policies: PolicyService,
+        invoker: InvokeService,
+        authorizer: Authorizer | None = None,
     ) -> None:
+        """``authorizer``: how an AWS_IAM URL's signer is judged (ADR 0036): its identity
+        policies and the function's resource policy; without it, only the latter."""
+        self._authorizer = authorizer
         self._configs = configs
         self._policies = policies
         self._invoker = invoker
+
+    def _check_signer(self, signer: Caller, ref: FunctionRef) -> None:
+        """IAM's evaluation for ``lambda:InvokeFunctionUrl``: a signer of the function's
+        account needs an identity policy allowing it (its root needs none), one of
+        another account the function's resource policy too. Any refusal is the URL's
+        plain 403."""
+        assert self._authorizer is not None
+        resource = function_arn(ref.account_id, ref.region, ref.name, ref.qualifier)
+        policy = self._policies.resource_policy(ref)
+        try:
+            self._authorizer.check(
+                signer,
+                "lambda:InvokeFunctionUrl",
+                resource,
+                ref.account_id,
+                [policy] if policy is not None else [],
+                {"lambda:FunctionUrlAuthType": "AWS_IAM"},
+            )
+        except AccessDeniedError:
+            raise AccessDeniedError(FORBIDDEN) from None
 
     async def serve(
         self, url_id: str, request: UrlRequest, authenticate: Authenticate
@@ -68,13 +96,17 @@ class FunctionUrlService:
                     "callerId": signer.account_id,
                     "cognitoIdentity": None,
                     "principalOrgId": None,
-                    "userArn": f"arn:aws:iam::{signer.account_id}:root",
+                    "userArn": signer.arn,
                     "userId": signer.account_id,
                 }
             }
+            if self._authorizer is not None:
+                self._check_signer(signer, config.ref)
         ref = config.ref
         target = (ref.account_id, ref.region, ref.name, ref.qualifier or LATEST)
-        if not self._policies.allows_url(target, config.auth_type, caller):
+        if (
+            self._authorizer is None or config.auth_type != "AWS_IAM"
+        ) and not self._policies.allows_url(target, config.auth_type, caller):
             raise AccessDeniedError(FORBIDDEN)
         request_id = str(uuid.uuid4())
         event = build_event(request, url_id, ref.region, account, request_id, authorizer)
