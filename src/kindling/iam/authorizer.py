@@ -26,6 +26,7 @@ from kindling.iam.policy import (
     Policy,
     Principal,
     Request,
+    Verdict,
     denied_message,
     evaluate,
     parse_policy,
@@ -33,6 +34,25 @@ from kindling.iam.policy import (
 from kindling.iam.sigv4 import Caller
 
 IDENTITY_CACHE_S = 2.0
+#: Verdicts kept: a warm invoke by the same principal on the same function is decided
+#: once per change of its policies, not once per request.
+VERDICTS_KEPT = 4096
+#: Condition keys whose value changes while a policy does not: a policy naming one is
+#: evaluated afresh on every request.
+_DYNAMIC_KEYS = frozenset(
+    {"aws:currenttime", "aws:epochtime", "aws:tokenissuetime", "aws:multifactorauthage"}
+)
+
+
+def _static(policies: Iterable[Policy]) -> bool:
+    return not any(
+        key.lower() in _DYNAMIC_KEYS
+        for policy in policies
+        for statement in policy.statements
+        for _operator, key, _values in statement.conditions
+    )
+
+
 _ALLOW_ALL = parse_policy(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
     Kind.IDENTITY,
@@ -48,10 +68,14 @@ class Authorizer:
     def __init__(self, directory: Directory) -> None:
         self._directory = directory
         self._cache: dict[tuple[str, str, str], tuple[float, Sequence[Policy]]] = {}
+        #: (principal, action, resource, account) -> (the policy objects judged, verdict):
+        #: reused only while the very same (immutable, parsed) policies are in force.
+        self._verdicts: dict[tuple[str, str, str, str], tuple[tuple[Policy, ...], Verdict]] = {}
 
     def forget(self) -> None:
         """An IAM write through this node: policies are read afresh."""
         self._cache.clear()
+        self._verdicts.clear()
 
     def _identity(self, caller: Caller) -> Sequence[Policy]:
         if caller.is_root:
@@ -83,7 +107,23 @@ class Authorizer:
         account = resource_account or caller.account_id
         if caller.is_root and account == caller.account_id:
             return
+        identity = self._identity(caller)
+        resources = tuple(resource_policies)
+        judged = (*identity, *resources)
+        key = (caller.arn, action, resource, account)
+        kept = None if context else self._verdicts.get(key)
+        if (
+            kept is not None
+            and kept[1].allowed
+            and len(kept[0]) == len(judged)
+            and all(a is b for a, b in zip(kept[0], judged, strict=True))
+        ):
+            return  # the very same policies allowed this before
         request = Request(principal_of(caller), action, resource, account, context or {})
-        verdict = evaluate(request, self._identity(caller), resource_policies)
+        verdict = evaluate(request, identity, resources)
+        if not context and _static(judged):
+            if len(self._verdicts) > VERDICTS_KEPT:
+                self._verdicts.clear()
+            self._verdicts[key] = (judged, verdict)
         if not verdict.allowed:
             raise AccessDeniedError(denied_message(request, verdict))
