@@ -85,3 +85,18 @@ def test_counting_is_in_process_unless_a_redis_is_named() -> None:
 def test_counting_refuses_what_is_not_a_redis_url(value: str) -> None:
     with pytest.raises(ValueError, match="counting"):
         Config.from_env({"KINDLING_COUNTING": value})
+
+
+def test_the_dev_key_follows_the_listening_address_unless_named(tmp_path: Path) -> None:
+    """ADR 0036: the dev key only while listening on loopback, or when named."""
+    assert Config(data_dir=tmp_path).dev_keys_enabled
+    assert Config(data_dir=tmp_path, host="::1").dev_keys_enabled
+    assert not Config(data_dir=tmp_path, host="0.0.0.0").dev_keys_enabled
+    assert not Config(data_dir=tmp_path, host="10.1.2.3").dev_keys_enabled
+    assert Config(data_dir=tmp_path, host="0.0.0.0", dev_keys=True).dev_keys_enabled
+    assert not Config(data_dir=tmp_path, dev_keys=False).dev_keys_enabled
+    env = {"KINDLING_DEV_KEYS": "1", "KINDLING_SERVER_KEY_FILE": str(tmp_path / "k")}
+    loaded = Config.from_env(env)
+    assert loaded.dev_keys is True and loaded.server_key_path == tmp_path / "k"
+    assert Config.from_env({}).dev_keys is None
+    assert Config(data_dir=tmp_path).server_key_path == tmp_path.resolve() / "server.key"

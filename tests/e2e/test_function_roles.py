@@ -9,7 +9,8 @@ AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN ("Defining Lambda function permissio
 an execution role"; "Using Lambda environment variables", reserved variables); a role
 whose trust policy does not name lambda.amazonaws.com fails CreateFunction with
 InvalidParameterValueException "The role defined for the function cannot be assumed by
-Lambda."; a denied call's message names the assumed-role session and "because no
+Lambda."; a role deleted while in use leaves its sessions without rights; a denied
+call's message names the assumed-role session and "because no
 identity-based policy allows the lambda:InvokeFunction action" (IAM user guide,
 "Troubleshoot access denied error messages").
 """
@@ -128,7 +129,12 @@ def test_a_function_calls_with_its_roles_rights_only(
             "identity-based policy allows the lambda:InvokeFunction action"
         ),
     }
+    # a role deleted while its function runs takes the function's rights with it: the
+    # warm sandbox's credentials still sign, but name a role with no policies any more
     iam.delete_role_policy(RoleName=role["RoleName"], PolicyName="invoke-b")
+    iam.delete_role(RoleName=role["RoleName"])
+    out, _ = invoke_json(lam, caller, {"targets": [allowed]})
+    assert out[allowed]["error"] == "AccessDeniedException"
 
 
 def test_a_role_lambda_cannot_assume_fails_create_function(
