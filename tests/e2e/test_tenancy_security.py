@@ -297,3 +297,43 @@ def test_an_aws_iam_url_needs_invoke_function_url(world: tuple[Server, Tenant, T
         FunctionUrlAuthType="AWS_IAM",
     )
     assert _url_call(server, url, b) == 200
+
+
+def test_a_role_trusting_another_account_is_assumed_from_it(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    """IAM user guide, "Cross account resource access in IAM" / STS AssumeRole: the
+    role's trust policy names the other account, and the other account's principal
+    needs sts:AssumeRole in its own identity policy (its root needs none)."""
+    server, a, b = world
+    a.client(server, "iam").create_role(
+        RoleName="for-b",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{b.account}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    role_arn = f"arn:aws:iam::{a.account}:role/for-b"
+    creds = b.client(server, "sts").assume_role(RoleArn=role_arn, RoleSessionName="xx")[
+        "Credentials"
+    ]
+    session = Tenant(
+        a.account, creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
+    )
+    me = session.client(server, "sts").get_caller_identity()
+    assert me["Arn"] == f"arn:aws:sts::{a.account}:assumed-role/for-b/xx"
+    with client_error("AccessDeniedException", 403):  # the role has no policies yet
+        session.client(server, "lambda").list_functions()
+    gus = make_user(server, b, "gus")
+    with pytest.raises(Exception, match="AccessDenied"):
+        gus.client(server, "sts").assume_role(RoleArn=role_arn, RoleSessionName="yy")
+    with pytest.raises(Exception, match="AccessDenied"):  # A's root is not trusted
+        a.client(server, "sts").assume_role(RoleArn=role_arn, RoleSessionName="zz")

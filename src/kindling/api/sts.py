@@ -46,7 +46,9 @@ class StsApi:
         if match is None:
             raise ValidationError(f"{arn} is invalid")
         account, path, name = match[1], match[2], match[3]
-        self._auth.check(caller, "sts:AssumeRole", arn, account)
+        # the caller's own side: its identity policies (judged in its own account, so
+        # a root needs none); the role's side is its trust policy, below
+        self._auth.check(caller, "sts:AssumeRole", arn, caller.account_id)
         denied = AccessDeniedError(
             f"User: {caller.arn} is not authorized to perform: sts:AssumeRole on resource: {arn}"
         )
