@@ -148,6 +148,9 @@ def start_kindling(
     env["KINDLING_UNSAFE_PROCESS_BACKEND"] = "1"
     # the bench stops its server with SIGTERM and waits 10 s: drain for less than that
     env["KINDLING_SHUTDOWN_GRACE_S"] = "5"
+    # every bench request is signed with the dev key, also on a cluster's non-loopback
+    # addresses, where it is off unless named (ADR 0036)
+    env.setdefault("KINDLING_DEV_KEYS", "1")
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(repo), str(repo / "src"), env.get("PYTHONPATH")])
     )
