@@ -20,7 +20,7 @@ import logging
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Column, Float, ForeignKey, String, Table, Text, delete, select
 from sqlalchemy import exc as sa_exc
@@ -77,7 +77,7 @@ access_keys = Table(
 @dataclass(frozen=True, slots=True)
 class AccessKey:
     access_key_id: str
-    secret_access_key: str
+    secret_access_key: str = field(repr=False)
     account_id: str
     #: "" for the account's root user, else the IAM user the key belongs to.
     user_name: str = ""

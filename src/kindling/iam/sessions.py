@@ -19,7 +19,7 @@ import re
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kindling.errors import ExpiredTokenError, UnknownKeyError
 from kindling.iam.secrets import ServerKey
@@ -36,8 +36,8 @@ MAX_SESSION_S = 43200
 @dataclass(frozen=True, slots=True)
 class Session:
     access_key_id: str
-    secret_access_key: str
-    token: str
+    secret_access_key: str = field(repr=False)
+    token: str = field(repr=False)
     account_id: str
     role_name: str
     role_path: str

@@ -71,7 +71,7 @@ class SandboxSpec:
     #: The execution role's session credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     #: AWS_SESSION_TOKEN), issued by a control node per sandbox (ADR 0036); empty: the
     #: dev key.
-    credentials: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
