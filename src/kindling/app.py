@@ -20,6 +20,7 @@ from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
+from kindling.api.layers import LayersApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.provisioned import ProvisionedApi
@@ -30,6 +31,8 @@ from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
+from kindling.control.layers import LayerService
+from kindling.control.layerstore import LayerStore
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
@@ -124,9 +127,15 @@ class App:
         self.code = CodeStore(config.data_dir / "code", shared=shared_code(self.store))
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config)
+        self.layers = LayerService(LayerStore(self.store), self.code)
         self.functions = FunctionService(
-            function_store, self.code, self.runtimes, sandbox_backends=self.backends.names
+            function_store,
+            self.code,
+            self.runtimes,
+            sandbox_backends=self.backends.names,
+            layers=self.layers,
         )
+        self.layers.on_deleted(self.functions.collect)  # unless a function version uses it
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.logs = LogStore(config.data_dir / "logs")
@@ -190,6 +199,7 @@ class App:
             **AccountApi(self.functions, self.concurrency).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
+            **LayersApi(self.layers, code_urls).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
