@@ -223,6 +223,7 @@ class NamespaceSandbox:
         """What nsinit needs to build this kind of sandbox."""
         return {
             "code_dir": self.spec.code_dir,
+            "layer_dirs": list(self.spec.layer_dirs),
             "runtime_dir": str(self._backend.runtime_dir),
             "ro_paths": interpreter_prefix(self.spec.launch),
             "tmp_mb": self.spec.ephemeral_mb,

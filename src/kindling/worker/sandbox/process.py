@@ -25,7 +25,7 @@ from kindling.worker.sandbox.base import (
     SandboxState,
     Usage,
 )
-from kindling.worker.sandbox.environment import lambda_environment
+from kindling.worker.sandbox.environment import lambda_environment, layers_without_opt
 from kindling.worker.sandbox.failures import bad_entrypoint, runtime_exited
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
@@ -115,7 +115,9 @@ class ProcessSandbox:
         sock.listen(16)
         port = sock.getsockname()[1]
         await self._server.serve_socket(sock)
-        env = lambda_environment(self.spec, f"127.0.0.1:{port}", self.spec.code_dir)
+        env = layers_without_opt(
+            lambda_environment(self.spec, f"127.0.0.1:{port}", self.spec.code_dir), self.spec
+        )
         read_fd, write_fd = os.pipe()
         loop = asyncio.get_running_loop()
         started = loop.time()
