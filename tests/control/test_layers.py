@@ -140,6 +140,9 @@ def test_list_versions_filters_and_pages(plane: Plane) -> None:
     assert [v.version for v in page] == [4, 3, 2] and marker
     rest, end = plane.layers.list_versions(name("deps"), None, None, marker, 3)
     assert [v.version for v in rest] == [1] and end is None
+    with pytest.raises(ValidationError, match="Invalid marker"):  # ListLayers' marker here
+        _, other = plane.layers.list_layers(ACCOUNT, REGION, None, None, None, 1)
+        plane.layers.list_versions(name("deps"), None, None, other, 3)
 
 
 def test_list_layers_shows_each_layers_latest_matching_version(plane: Plane) -> None:

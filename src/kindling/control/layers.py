@@ -261,7 +261,12 @@ class LayerService:
         max_items: int | None,
     ) -> tuple[list[LayerVersion], str | None]:
         """Newest first; a layer with no versions lists none (no error, as on AWS)."""
-        below = int(decode_marker(marker)) if marker else None
+        below = None
+        if marker:
+            position = decode_marker(marker)
+            if not isinstance(position, int):
+                raise ValidationError(f"Invalid marker: {marker}")
+            below = position
         found = [
             v
             for v in self._all(layer.account_id, layer.region)
