@@ -7,20 +7,26 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+
+from kindling.runtimes.catalog import find_python
+from kindling.worker.sandbox.gvisor import RUNSC
 
 from .support import ACCOUNT, REGION, Deploy, assert_shape, client_error, make_zip, wait_active
 
 HANDLER = {
     "app.py": (
-        "import greeting, only_first\n"
+        "import time, greeting, only_first\n"
         "def handler(event, context):\n"
+        "    time.sleep(event.get('sleep', 0) if isinstance(event, dict) else 0)\n"
         "    return {'greeting': greeting.WHO, 'only_first': only_first.WHO,\n"
         "            'opt': open('/opt/python/greeting.py').read()}\n"
     )
@@ -230,3 +236,51 @@ def test_code_and_layers_over_250_mb_are_refused(lam: Any, deploy: Deploy, layer
         "Function code combined with layers exceeds the maximum allowed size of 262144000 "
         f"bytes. The actual size is {total} bytes."
     )
+
+
+@pytest.mark.parametrize("start", ["gvisor", "snapstart"])
+def test_layers_under_gvisor_and_in_snapstart_copies(
+    lam: Any, deploy: Deploy, layer_name: Any, start: str
+) -> None:
+    """The same /opt wherever the function runs: gVisor (a merged view) and SnapStart
+    (a restored copy has its template's mounts)."""
+    if start == "gvisor" and not os.access(RUNSC, os.X_OK):
+        pytest.skip("runsc is not installed (Debian package 'runsc')")
+    if start == "snapstart" and find_python("3.12") is None:
+        pytest.skip("SnapStart here needs python3.12 on the host")
+    first = _publish(
+        lam,
+        layer_name("first"),
+        {"python/greeting.py": "WHO = 'first'\n", "python/only_first.py": "WHO = 'mine'\n"},
+    )
+    second = _publish(lam, layer_name("second"), {"python/greeting.py": "WHO = 'second'\n"})
+    arns = [first["LayerVersionArn"], second["LayerVersionArn"]]
+    if start == "gvisor":
+        name = deploy(HANDLER, Layers=arns, Tags={"kindling:sandbox": "gvisor"})
+        qualifier = "$LATEST"
+    else:
+        name = deploy(
+            HANDLER,
+            runtime="python3.12",
+            Layers=arns,
+            SnapStart={"ApplyOn": "PublishedVersions"},
+        )
+        qualifier = lam.publish_version(FunctionName=name)["Version"]
+        lam.get_waiter("published_version_active").wait(
+            FunctionName=name, Qualifier=qualifier, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+
+    def call(_index: int) -> dict[str, Any]:
+        out = lam.invoke(FunctionName=name, Qualifier=qualifier, Payload=b'{"sleep": 2}')
+        payload: dict[str, Any] = json.loads(out["Payload"].read())
+        assert "FunctionError" not in out, payload
+        return payload
+
+    # two at once: two sandboxes (under SnapStart, a template's and a restored copy's)
+    with ThreadPoolExecutor(2) as pool:
+        for payload in pool.map(call, range(2)):
+            assert payload == {
+                "greeting": "second",
+                "only_first": "mine",
+                "opt": "WHO = 'second'\n",
+            }
