@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import urllib.request
 import uuid
 import zipfile
@@ -21,6 +22,7 @@ from kindling.runtimes.catalog import find_python
 from kindling.worker.sandbox.gvisor import RUNSC
 
 from .support import ACCOUNT, REGION, Deploy, assert_shape, client_error, make_zip, wait_active
+from .test_runtimes import SHELL_BOOTSTRAP
 
 HANDLER = {
     "app.py": (
@@ -284,3 +286,23 @@ def test_layers_under_gvisor_and_in_snapstart_copies(
                 "only_first": "mine",
                 "opt": "WHO = 'second'\n",
             }
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_a_custom_runtime_from_a_layer(lam: Any, deploy: Deploy, layer_name: Any) -> None:
+    """runtimes-custom: an OS-only runtime runs ``bootstrap`` from the function's code
+    or, if it has none, from a layer (/opt/bootstrap)."""
+    runtime = lam.publish_layer_version(
+        LayerName=layer_name("runtime"),
+        Content={"ZipFile": make_zip({"bootstrap": (SHELL_BOOTSTRAP, 0o755)})},
+    )
+    name = deploy(
+        {"function.sh": "# the handler's code\n"},
+        runtime="provided.al2023",
+        handler="function.handler",
+        Layers=[runtime["LayerVersionArn"]],
+    )
+    out = lam.invoke(FunctionName=name, Payload=b'{"a": 1}')
+    body = json.loads(out["Payload"].read())
+    assert "FunctionError" not in out, body
+    assert body["echo"] == {"a": 1} and body["handler"] == "function.handler"

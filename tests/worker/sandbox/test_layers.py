@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kindling.worker.sandbox.base import Outcome, SandboxBackend, SandboxSpec
-from kindling.worker.sandbox.layerview import merge_layers
+from kindling.worker.sandbox.layerview import merge_layers, opt_file
 from kindling.worker.sandbox.namespace import NamespaceBackend
 from kindling.worker.sandbox.safety import SafeSandbox
 from tests.worker.sandbox.test_snapshot import _invoke, backend
@@ -160,3 +160,15 @@ def test_restored_copies_see_their_templates_layers(
     for out in seen:
         assert out["shared"] == "two"
         assert out["opt"] == {"shared": "WHO = 'two'\n", "writable": False}
+
+
+def test_opt_file_is_what_the_merged_view_shows(tmp_path: Path) -> None:
+    """A runtime's ``bootstrap`` from a layer: the last layer with something there wins,
+    and a folder is no bootstrap."""
+    one = _layer(tmp_path / "one", {"bootstrap": "#!/bin/sh\n"})
+    two = _layer(tmp_path / "two", {"other": "x"})
+    three = _layer(tmp_path / "three", {"bootstrap/inside": "x"})
+    assert opt_file([one, two], "bootstrap") == f"{one}/bootstrap"
+    assert opt_file([one, three], "bootstrap") is None
+    assert opt_file([three, one], "bootstrap") == f"{one}/bootstrap"
+    assert opt_file([], "bootstrap") is None

@@ -15,6 +15,16 @@ import os
 import shutil
 
 
+def opt_file(sources: tuple[str, ...] | list[str], name: str) -> str | None:
+    """The host path of the file a merged /opt shows at ``name`` (the last layer that has
+    something there wins; a folder there is no file), or None."""
+    for source in reversed(sources):
+        path = os.path.join(source, name)
+        if os.path.lexists(path):
+            return path if os.path.isfile(path) else None
+    return None
+
+
 def merge_layers(sources: list[str], target: str) -> None:
     """Makes ``target`` (which must not exist) the merge of ``sources``, in order."""
     os.mkdir(target, 0o755)

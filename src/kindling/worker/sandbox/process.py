@@ -27,6 +27,7 @@ from kindling.worker.sandbox.base import (
 )
 from kindling.worker.sandbox.environment import lambda_environment, layers_without_opt
 from kindling.worker.sandbox.failures import bad_entrypoint, runtime_exited
+from kindling.worker.sandbox.layerview import opt_file
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 
@@ -99,6 +100,8 @@ class ProcessSandbox:
         if launch.family == "python":
             return list(launch.argv)
         bootstrap = Path(self.spec.code_dir) / "bootstrap"
+        if not bootstrap.is_file():  # a runtime from a layer: the layers' trees have it
+            bootstrap = Path(opt_file(self.spec.layer_dirs, "bootstrap") or bootstrap)
         if not bootstrap.is_file():
             return bad_entrypoint([str(bootstrap)], "")
         if not os.access(bootstrap, os.X_OK):
