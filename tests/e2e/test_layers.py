@@ -14,6 +14,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,16 @@ import pytest
 from kindling.runtimes.catalog import find_python
 from kindling.worker.sandbox.gvisor import RUNSC
 
-from .support import ACCOUNT, REGION, Deploy, assert_shape, client_error, make_zip, wait_active
+from .support import (
+    ACCOUNT,
+    REGION,
+    AwsCli,
+    Deploy,
+    assert_shape,
+    client_error,
+    make_zip,
+    wait_active,
+)
 from .test_runtimes import SHELL_BOOTSTRAP
 
 HANDLER = {
@@ -306,3 +316,29 @@ def test_a_custom_runtime_from_a_layer(lam: Any, deploy: Deploy, layer_name: Any
     body = json.loads(out["Payload"].read())
     assert "FunctionError" not in out, body
     assert body["echo"] == {"a": 1} and body["handler"] == "function.handler"
+
+
+def test_the_aws_cli_publishes_lists_and_deletes_layers(
+    aws: AwsCli, layer_name: Any, tmp_path: Path
+) -> None:
+    name = layer_name()
+    (tmp_path / "layer.zip").write_bytes(make_zip({"python/x.py": "X = 1\n"}))
+    published = aws(
+        "publish-layer-version",
+        "--layer-name",
+        name,
+        "--zip-file",
+        "fileb://layer.zip",
+        "--compatible-runtimes",
+        "python3.11",
+        cwd=tmp_path,
+    )
+    assert_shape("PublishLayerVersion", published)
+    listed = aws("list-layers", "--compatible-runtime", "python3.11")
+    assert name in [layer["LayerName"] for layer in listed["Layers"]]
+    versions = aws("list-layer-versions", "--layer-name", name)
+    assert [v["Version"] for v in versions["LayerVersions"]] == [published["Version"]]
+    done = aws.run(
+        "delete-layer-version", "--layer-name", name, "--version-number", str(published["Version"])
+    )
+    assert done.returncode == 0, done.stderr
