@@ -196,7 +196,7 @@ class App:
             **AliasesApi(self.aliases).operations(),
             **InvocationsApi(self.invoker).operations(),
             **TagsApi(self.functions).operations(),
-            **AccountApi(self.functions, self.concurrency).operations(),
+            **AccountApi(self.functions, self.concurrency, self.layers).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **LayersApi(self.layers, code_urls).operations(),

@@ -99,6 +99,14 @@ def test_publish_numbers_versions_and_answers_awss_shape(plane: Plane) -> None:
     assert "CompatibleRuntimes" not in second.to_api("u")  # none sent, none shown
 
 
+def test_an_accounts_layer_archives_count_in_its_code_size(plane: Plane) -> None:
+    one, two = plane.publish("a"), plane.publish("b", {"b.txt": b"bb"})
+    assert plane.layers.account_code_size(ACCOUNT) == one.code_size + two.code_size
+    plane.layers.delete(name("a"), 1, ACCOUNT)
+    assert plane.layers.account_code_size(ACCOUNT) == two.code_size
+    assert plane.layers.account_code_size(OTHER) == 0
+
+
 def test_s3_content_is_refused_clearly(plane: Plane) -> None:
     with pytest.raises(ValidationError, match="S3 is not supported"):
         run(plane.layers.publish(name("x"), {"Content": {"S3Bucket": "b", "S3Key": "k"}}))

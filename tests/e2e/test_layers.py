@@ -75,6 +75,7 @@ def test_layer_operations_answer_as_aws_documents(lam: Any, layer_name: Any) -> 
     ResourceNotFoundException)."""
     name = layer_name()
     files = {"python/greeting.py": "WHO = 'one'\n"}
+    used_before = lam.get_account_settings()["AccountUsage"]["TotalCodeSize"]
     first = _publish(
         lam,
         name,
@@ -93,6 +94,9 @@ def test_layer_operations_answer_as_aws_documents(lam: Any, layer_name: Any) -> 
         1,
     )
     assert first["Content"]["CodeSize"] == len(make_zip(files))
+    # API_AccountUsage: "used by deployment packages and layer archives"
+    used = lam.get_account_settings()["AccountUsage"]["TotalCodeSize"]
+    assert used - used_before == first["Content"]["CodeSize"]
     with urllib.request.urlopen(first["Content"]["Location"], timeout=30) as response:
         assert response.read() == make_zip(files)  # the zip as uploaded, no credentials
     second = _publish(lam, name, {"python/greeting.py": "WHO = 'two'\n"})

@@ -560,6 +560,7 @@ class FunctionService:
             return  # deleted or changed again meanwhile
         try:
             self.code_tree(latest)
+            self.layer_trees(latest)  # unpacked here before its first start needs them
         except OSError as exc:
             changes = {
                 "state": FunctionState.FAILED,

@@ -300,6 +300,11 @@ class LayerService:
             return found, None
         return found[:limit], encode_marker(found[limit - 1].name)
 
+    def account_code_size(self, account_id: str) -> int:
+        """The bytes of an account's layer archives (GetAccountSettings counts them in
+        ``AccountUsage.TotalCodeSize`` with the functions' packages)."""
+        return sum(int(r["code_size"]) for r in self._store.account_versions(account_id))
+
     def _all(self, account_id: str, region: str) -> list[LayerVersion]:
         return [LayerVersion.from_record(r) for r in self._store.versions(account_id, region)]
 

@@ -144,6 +144,12 @@ class LayerStore:
             )
         return True
 
+    def account_versions(self, account_id: str) -> list[dict[str, Any]]:
+        """Every live layer version of an account, in every region."""
+        query = select(layer_versions.c.config).where(layer_versions.c.account_id == account_id)
+        with self._store.begin() as conn:
+            return [json.loads(r[0]) for r in conn.execute(query).all()]
+
     def digests(self) -> set[str]:
         with self._store.begin() as conn:
             return {str(r[0]) for r in conn.execute(select(layer_versions.c.digest)).all()}
