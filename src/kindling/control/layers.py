@@ -203,11 +203,12 @@ class LayerService:
         if not data:
             raise ValidationError("Please provide a source for layer content.")
         stored = await self._code.put(bytes(data))
-        try:
-            unpacked = unzipped_size(bytes(data))
+        unpacked = unzipped_size(bytes(data))
+        made: list[LayerVersion] = []
 
-            def make(number: int) -> dict[str, Any]:
-                return LayerVersion(
+        def make(number: int) -> dict[str, Any]:
+            made[:] = [
+                LayerVersion(
                     account_id=own[0],
                     region=own[1],
                     name=layer.name,
@@ -221,14 +222,19 @@ class LayerService:
                     license_info=params.get("LicenseInfo"),
                     compatible_runtimes=tuple(params.get("CompatibleRuntimes") or ()),
                     compatible_architectures=tuple(params.get("CompatibleArchitectures") or ()),
-                ).to_record()
+                )
+            ]
+            return made[0].to_record()
 
-            number = self._store.publish(layer.key, stored.digest, make)
-        finally:
+        try:
+            self._store.publish(layer.key, stored.digest, make)
+        except BaseException:
             self._code.release(stored.digest)
-        found = self._store.get(layer.key, number)
-        assert found is not None
-        return LayerVersion.from_record(found)
+            for listener in self._deleted:  # stored for nothing: collected if unused
+                listener(stored.digest)
+            raise
+        self._code.release(stored.digest)
+        return made[0]
 
     def delete(self, layer: LayerName, version: int, caller_account: str) -> None:
         """Deleting a version that is not there succeeds, as on AWS (204 either way)."""
