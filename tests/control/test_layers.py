@@ -314,3 +314,17 @@ def test_a_digest_shared_by_a_function_and_a_layer_is_stored_once(plane: Plane) 
     plane.layers.delete(name("same"), 1, ACCOUNT)
     plane.functions.collect_all()
     assert plane.code.has_tree(layer.code_digest)  # the function still has it
+
+
+def test_another_accounts_function_uses_a_layer_only_when_granted(plane: Plane) -> None:
+    """permissions-layer-cross-account: another account uses a layer version once its
+    policy grants that account (or everyone); before, it is as if it did not exist."""
+    layer = plane.publish("shared")
+    with pytest.raises(ValidationError, match="does not exist"):
+        plane.layers.resolve(OTHER, REGION, [layer.arn])
+    params = {"StatementId": "other", "Action": "lambda:GetLayerVersion", "Principal": OTHER}
+    plane.layers.add_permission(name("shared"), 1, params, ACCOUNT)
+    (used,) = plane.layers.resolve(OTHER, REGION, [layer.arn])
+    assert (used.arn, used.digest) == (layer.arn, layer.code_digest)
+    with pytest.raises(ValidationError, match="does not exist"):  # not a third account
+        plane.layers.resolve("222222222222", REGION, [layer.arn])
