@@ -165,7 +165,12 @@ LOG_MAX_OFFSET = 2**63 - 1
 # --- code uploads ----------------------------------------------------------------------
 
 #: A .zip's members together, unpacked. AWS: 262,144,000 bytes (250 MB), same message.
+#: Also the bound of a function's code and all its layers together, unpacked: AWS's
+#: "Function code combined with layers exceeds the maximum allowed size of 262144000
+#: bytes. The actual size is N bytes."
 CODE_UNZIPPED_BYTES = 262_144_000
+#: Layers one function may use. AWS: 5, "Cannot reference more than 5 layers."
+FUNCTION_LAYERS = 5
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64
 #: holds, more than a 250 MB node_modules has (~40,000), and bounds the inodes and the
 #: time one upload costs.

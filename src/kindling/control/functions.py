@@ -16,13 +16,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kindling.control import snapstart
-from kindling.control.codestore import CodeStore, StoredCode
+from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
+from kindling.control.layers import LayerResolver, check_total_size
 from kindling.control.models import (
     LATEST,
     SANDBOX_TAG,
     TAG_VALUES,
     FunctionConfig,
+    FunctionLayer,
     FunctionRef,
     FunctionState,
     SnapStartApplyOn,
@@ -121,9 +123,11 @@ class FunctionService:
         code_grace_s: float = CODE_COLLECT_GRACE_S,
         sandbox_backends: Sequence[str] = ("namespace", "gvisor"),
         signing: DeployCheck | None = None,
+        layers: LayerResolver | None = None,
     ) -> None:
         self._store = store
         self._signing = signing or NoSigning()
+        self._layers = layers
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
         self._backends = tuple(sandbox_backends)
         self._code = code
@@ -270,6 +274,9 @@ class FunctionService:
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
         data = self._zip_from(params.get("Code") or {})
+        layers = self._resolve_layers(account_id, region, params.get("Layers") or [])
+        unpacked = unzipped_size(data)
+        check_total_size(unpacked, layers)
         if self._store.get(account_id, region, ref.name, LATEST) is not None:
             raise ConflictError(f"Function already exist: {ref.name}")
         signing_arn = params.get("CodeSigningConfigArn")
@@ -277,7 +284,14 @@ class FunctionService:
             self._signing.check_deploy(ref, signing_arn)
         stored = await self._code.put(data)
         try:
-            config = self._insert(account_id, region, ref, params, stored)
+            config = self._insert(
+                account_id,
+                region,
+                ref,
+                params,
+                stored,
+                {"layers": layers, "code_unzipped_size": unpacked},
+            )
         except BaseException:
             self._code.release(stored.digest)
             self.collect(stored.digest)
@@ -292,6 +306,7 @@ class FunctionService:
         ref: FunctionRef,
         params: dict[str, Any],
         stored: StoredCode,
+        extra: dict[str, Any] | None = None,
     ) -> FunctionConfig:
         runtime = params["Runtime"]
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
@@ -316,6 +331,7 @@ class FunctionService:
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
             dead_letter_target_arn=dead_letter_target(params, region),
+            **(extra or {}),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -335,6 +351,10 @@ class FunctionService:
             raise ValidationError("Please provide a source for function code.")
         check_honoured({"Architectures": params.get("Architectures")})
         self._signing.check_deploy(FunctionRef(ref.account_id, ref.region, ref.name))
+        unpacked = unzipped_size(bytes(params["ZipFile"]))
+        check_total_size(
+            unpacked, self.get(FunctionRef(ref.account_id, ref.region, ref.name)).layers
+        )
         stored = await self._code.put(params["ZipFile"])
         try:
             # again: the function may have changed while the zip was unpacked
@@ -344,8 +364,10 @@ class FunctionService:
                 code_sha256=stored.sha256_b64,
                 code_digest=stored.digest,
                 code_size=stored.size,
+                code_unzipped_size=unpacked,
                 architectures=tuple(params.get("Architectures") or current.architectures),
             )
+            check_total_size(unpacked, current.layers)
             done = self._begin_update(current, updated)
         except BaseException:
             self._code.release(stored.digest)
@@ -382,11 +404,47 @@ class FunctionService:
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)
+        if "Layers" in params:
+            changes["layers"] = self._resolve_layers(
+                ref.account_id, ref.region, params["Layers"] or [], current.layers
+            )
+            check_total_size(self._unzipped(current), changes["layers"])
         updated = replace(current, **changes)
         snapstart.check_function(
             updated.runtime, updated.snapstart_apply_on, updated.ephemeral_storage
         )
-        return self._begin_update(current, updated)
+        done = self._begin_update(current, updated)
+        kept = {layer.digest for layer in updated.layers} | {updated.code_digest}
+        for layer in current.layers:
+            if layer.digest not in kept:
+                self.collect_replaced(layer.digest, (ref.account_id, ref.region, ref.name))
+        return done
+
+    def _resolve_layers(
+        self,
+        account_id: str,
+        region: str,
+        arns: Sequence[str],
+        kept: Sequence[FunctionLayer] = (),
+    ) -> tuple[FunctionLayer, ...]:
+        if not arns:
+            return ()
+        if self._layers is None:
+            raise ValidationError("Layers are not supported by this kindling host")
+        return self._layers.resolve(account_id, region, arns, kept)
+
+    def _unzipped(self, config: FunctionConfig) -> int:
+        """A version's code, unpacked (records from before layers lack the figure)."""
+        if config.code_unzipped_size:
+            return config.code_unzipped_size
+        try:
+            return unzipped_size(self._code.zip_bytes(config.code_digest))
+        except FileNotFoundError:
+            return 0
+
+    def layer_trees(self, config: FunctionConfig) -> tuple[str, ...]:
+        """The unpacked trees of a version's layers, in order (a later one wins at /opt)."""
+        return tuple(str(self._code.tree(layer.digest)) for layer in config.layers)
 
     def change(self, ref: FunctionRef, **changes: Any) -> FunctionConfig:
         """A change of $LATEST that needs no preparing (PutRuntimeManagementConfig's):
@@ -551,6 +609,7 @@ class FunctionService:
             return  # deleted or changed again meanwhile
         try:
             self.code_tree(latest)
+            self.layer_trees(latest)  # unpacked here before its first start needs them
         except OSError as exc:
             changes = {
                 "state": FunctionState.FAILED,
