@@ -116,6 +116,10 @@ SANDBOX_PLATFORM_MAX_CONNECTIONS = 32
 #: with a zip over ~12 MB cannot be sent from inside a function). AWS: -.
 SANDBOX_PLATFORM_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
+#: Connections a cluster worker opens to each control node for its sandboxes' API calls
+#: (worker/platform_proxy.py), apart from its heartbeats'; further calls wait. AWS: -.
+WORKER_PLATFORM_FORWARD_CONNECTIONS = 64
+
 # --- logs ------------------------------------------------------------------------------
 
 #: What ``LogType=Tail`` returns: the last bytes of an invocation's log. AWS: 4 KB.
