@@ -134,6 +134,7 @@ resource "aws_lambda_function" "fn" {
   }
   logging_config {
     log_format = "Text"
+    log_group  = "/kindling/e2e"
   }
   code_signing_config_arn = aws_lambda_code_signing_config.signing.arn
   environment {

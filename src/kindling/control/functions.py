@@ -314,6 +314,7 @@ class FunctionService:
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
+            log_group_name=(params.get("LoggingConfig") or {}).get("LogGroup", ""),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -375,6 +376,8 @@ class FunctionService:
             changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
         if "EphemeralStorage" in params:
             changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
+        if "LogGroup" in (params.get("LoggingConfig") or {}):
+            changes["log_group_name"] = params["LoggingConfig"]["LogGroup"]
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)

@@ -38,6 +38,7 @@ _IDENTITY = (
     "architectures",
     "tracing_mode",
     "snapstart_apply_on",
+    "log_group_name",
 )
 
 
