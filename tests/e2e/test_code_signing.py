@@ -286,3 +286,23 @@ def test_scaling_configs_and_capacity_providers_are_refused_clearly(
     with client_error("InvalidParameterValueException", 400) as info:
         lam.list_capacity_providers()
     assert "capacity providers" in info.value.response["Error"]["Message"]
+
+
+def test_recursion_config_says_loops_are_allowed(lam: Any, deploy: Deploy) -> None:
+    """API_GetFunctionRecursionConfig / API_PutFunctionRecursionConfig: RecursiveLoop is
+    Allow or Terminate. kindling detects no recursive loop, so it answers Allow and
+    refuses Terminate with a message that says so, rather than record a protection it
+    does not give."""
+    name = deploy(APP)
+    got = lam.get_function_recursion_config(FunctionName=name)
+    assert_shape("GetFunctionRecursionConfig", got)
+    assert got["RecursiveLoop"] == "Allow"
+    assert (
+        lam.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")["RecursiveLoop"]
+        == "Allow"
+    )
+    with client_error("InvalidParameterValueException", 400) as info:
+        lam.put_function_recursion_config(FunctionName=name, RecursiveLoop="Terminate")
+    assert "detects no recursive loop" in info.value.response["Error"]["Message"]
+    with client_error("ResourceNotFoundException", 404):
+        lam.get_function_recursion_config(FunctionName=f"{name}-missing")

@@ -1,4 +1,10 @@
-"""Runtime management, and the operations kindling answers with a clear refusal.
+"""Runtime management, recursion configs, and the operations kindling answers with a
+clear refusal.
+
+Recursive loop detection (PutFunctionRecursionConfig ``Terminate``, AWS's default)
+stops a function that calls itself through SQS, SNS or S3 after about 16 rounds, by
+the trace header those services carry. kindling detects no loop, so it answers the
+truth, ``Allow``, and refuses to be told ``Terminate`` (ADR 0029).
 
 Function scaling configs and capacity providers place functions on EC2 capacity an
 account owns (Lambda Managed Instances); a kindling server has no such capacity until
@@ -50,6 +56,8 @@ class RuntimesApi:
         return {
             "GetRuntimeManagementConfig": self.get,
             "PutRuntimeManagementConfig": self.put,
+            "GetFunctionRecursionConfig": self.get_recursion,
+            "PutFunctionRecursionConfig": self.put_recursion,
             **{name: _refusal(name) for name in UNSUPPORTED},
         }
 
@@ -76,3 +84,20 @@ class RuntimesApi:
         )
         config = self._versions.put(ref, params["UpdateRuntimeOn"], params.get("RuntimeVersionArn"))
         return self._answer(config, False)
+
+    async def get_recursion(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        self._functions.get(
+            parse_function_name(params["FunctionName"], caller.account_id, caller.region)
+        )
+        return {"RecursiveLoop": "Allow"}
+
+    async def put_recursion(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function_name(params["FunctionName"], caller.account_id, caller.region)
+        self._functions.get(ref)
+        if params["RecursiveLoop"] != "Allow":
+            raise ValidationError(
+                "RecursiveLoop Terminate is not supported by kindling: it detects no "
+                "recursive loop between a function and the queues, topics or buckets it "
+                "writes to, so every function runs as with Allow."
+            )
+        return {"RecursiveLoop": "Allow"}
