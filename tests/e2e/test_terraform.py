@@ -1,8 +1,8 @@
 """Terraform, as a user runs it, against a real kindling server: the hashicorp/aws
 provider creates a function (zip), an alias, a provisioned concurrency config, a code
-signing config and a runtime management config; a second plan shows no change; an
-update (code, memory, environment) applies and plans clean again; destroy leaves
-nothing.
+signing config, a runtime management config and a recursion config; a second plan
+shows no change; an update (code, memory, environment) applies and plans clean again;
+destroy leaves nothing.
 
 Terraform comes from the machine (``terraform`` on PATH) and the provider from a local
 filesystem mirror (no registry is reached): ``KINDLING_TF_MIRROR``, else the
@@ -151,6 +151,10 @@ resource "aws_lambda_provisioned_concurrency_config" "warm" {
   qualifier                         = aws_lambda_alias.live.name
   provisioned_concurrent_executions = 1
 }
+resource "aws_lambda_function_recursion_config" "loops" {
+  function_name  = aws_lambda_function.fn.function_name
+  recursive_loop = "Allow"
+}
 resource "aws_lambda_runtime_management_config" "runtime" {
   function_name     = aws_lambda_function.fn.function_name
   update_runtime_on = "FunctionUpdate"
@@ -259,6 +263,7 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     assert ":code-signing-config:csc-" in signing
     runtime = lam.get_runtime_management_config(FunctionName=fn_name)
     assert runtime["UpdateRuntimeOn"] == "FunctionUpdate"
+    assert lam.get_function_recursion_config(FunctionName=fn_name)["RecursiveLoop"] == "Allow"
     tf.plan_is_empty(*_vars(128, "hello"))
 
     (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": APP % 2}))

@@ -2,9 +2,10 @@
 clear refusal.
 
 Recursive loop detection (PutFunctionRecursionConfig ``Terminate``, AWS's default)
-stops a function that calls itself through SQS, SNS or S3 after about 16 rounds, by
-the trace header those services carry. kindling detects no loop, so it answers the
-truth, ``Allow``, and refuses to be told ``Terminate`` (ADR 0029).
+stops a function that calls itself through SQS, SNS or S3 after about 16 rounds. A
+kindling function cannot be triggered by SQS, SNS or S3 yet (no event source mappings
+or notifications), so no such loop can form and either setting holds as it is
+recorded; whoever adds those triggers adds the detection with them (ADR 0029).
 
 Function scaling configs and capacity providers place functions on EC2 capacity an
 account owns (Lambda Managed Instances); a kindling server has no such capacity until
@@ -86,18 +87,10 @@ class RuntimesApi:
         return self._answer(config, False)
 
     async def get_recursion(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        self._functions.get(
-            parse_function_name(params["FunctionName"], caller.account_id, caller.region)
-        )
-        return {"RecursiveLoop": "Allow"}
+        ref = parse_function_name(params["FunctionName"], caller.account_id, caller.region)
+        return {"RecursiveLoop": self._functions.get(ref).recursive_loop}
 
     async def put_recursion(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         ref = parse_function_name(params["FunctionName"], caller.account_id, caller.region)
-        self._functions.get(ref)
-        if params["RecursiveLoop"] != "Allow":
-            raise ValidationError(
-                "RecursiveLoop Terminate is not supported by kindling: it detects no "
-                "recursive loop between a function and the queues, topics or buckets it "
-                "writes to, so every function runs as with Allow."
-            )
-        return {"RecursiveLoop": "Allow"}
+        config = self._functions.change(ref, recursive_loop=params["RecursiveLoop"])
+        return {"RecursiveLoop": config.recursive_loop}
