@@ -262,6 +262,14 @@ def test_list_functions_all_versions(make_client: ClientFactory) -> None:
             assert len(page["Functions"]) <= 2
             seen += [(f["FunctionName"], f["Version"]) for f in page["Functions"]]
         assert seen == [(n, v) for n in names for v in ("$LATEST", "1", "2")]
+
+        # "MasterRegion: For Lambda@Edge functions, the AWS Region of the master
+        # function ... If specified, you must set FunctionVersion to ALL": kindling makes
+        # no Lambda@Edge replicas, so there are none to list.
+        edge = lam.list_functions(FunctionVersion="ALL", MasterRegion="us-east-1")
+        assert edge["Functions"] == []
+        with client_error("InvalidParameterValueException", 400):
+            lam.list_functions(MasterRegion="us-east-1")
     finally:
         for name in names:
             lam.delete_function(FunctionName=name)

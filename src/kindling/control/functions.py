@@ -238,9 +238,16 @@ class FunctionService:
         marker: str | None,
         max_items: int | None,
         all_versions: bool = False,
+        master_region: str | None = None,
     ) -> tuple[list[FunctionConfig], str | None]:
         """ListFunctions: $LATEST of each function by name, or (``FunctionVersion=ALL``)
-        every version of each, $LATEST first and then by number."""
+        every version of each, $LATEST first and then by number. ``MasterRegion`` asks
+        for the Lambda@Edge replicas of functions of that region, of which kindling
+        makes none."""
+        if master_region is not None:
+            if not all_versions:
+                raise ValidationError("MasterRegion can be specified only with FunctionVersion ALL")
+            return [], None
         if all_versions:
             return page_versions(self._store, account_id, region, marker, max_items)
         after = str(decode_marker(marker)) if marker else ""
