@@ -35,6 +35,7 @@ from kindling.control.paging import decode_marker, encode_marker, page_size, pag
 from kindling.control.quotas import check_configuration, check_honoured, dead_letter_target
 from kindling.control.store import FunctionKey, FunctionStore
 from kindling.errors import (
+    CodeSigningConfigNotFoundError,
     ConflictError,
     NotFoundError,
     PreconditionError,
@@ -64,13 +65,17 @@ class DeployCheck(Protocol):
 
 
 class NoSigning:
-    """No code signing configs: every deploy may go ahead."""
+    """No code signing configs (a service built without them, in tests): every deploy
+    may go ahead, and a config named does not exist."""
 
     def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None:
-        return None
+        if arn is not None:
+            self.bind(ref, arn)
 
     def bind(self, ref: FunctionRef, arn: str) -> None:
-        raise ValidationError("Code signing is not configured on this kindling server")
+        raise CodeSigningConfigNotFoundError(
+            f"The code signing configuration cannot be found: {arn}"
+        )
 
 
 def now_timestamp() -> str:
@@ -237,9 +242,16 @@ class FunctionService:
         marker: str | None,
         max_items: int | None,
         all_versions: bool = False,
+        master_region: str | None = None,
     ) -> tuple[list[FunctionConfig], str | None]:
         """ListFunctions: $LATEST of each function by name, or (``FunctionVersion=ALL``)
-        every version of each, $LATEST first and then by number."""
+        every version of each, $LATEST first and then by number. ``MasterRegion`` asks
+        for the Lambda@Edge replicas of functions of that region, of which kindling
+        makes none."""
+        if master_region is not None:
+            if not all_versions:
+                raise ValidationError("MasterRegion can be specified only with FunctionVersion ALL")
+            return [], None
         if all_versions:
             return page_versions(self._store, account_id, region, marker, max_items)
         after = str(decode_marker(marker)) if marker else ""
@@ -332,10 +344,11 @@ class FunctionService:
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
             dead_letter_target_arn=dead_letter_target(params, region),
             **(extra or {}),
+            log_group_name=(params.get("LoggingConfig") or {}).get("LogGroup", ""),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
-        if params.get("CodeSigningConfigArn"):
+        if params.get("CodeSigningConfigArn"):  # checked before the zip was stored
             self._signing.bind(ref, params["CodeSigningConfigArn"])
         self._tags[(account_id, region, ref.name)] = dict(params.get("Tags") or {})
         self._later(self._activate, config)
@@ -401,6 +414,8 @@ class FunctionService:
             changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
         if "DeadLetterConfig" in params:
             changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
+        if "LogGroup" in (params.get("LoggingConfig") or {}):
+            changes["log_group_name"] = params["LoggingConfig"]["LogGroup"]
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)

@@ -114,6 +114,10 @@ class FunctionConfig:
     #: PutRuntimeManagementConfig's mode, and the runtime version it pins (Manual only).
     runtime_update_on: str = "Auto"
     runtime_version_arn: str | None = None
+    #: LoggingConfig.LogGroup as set ("": Lambda's default, /aws/lambda/NAME).
+    log_group_name: str = ""
+    #: PutFunctionRecursionConfig's RecursiveLoop (Terminate: AWS's default).
+    recursive_loop: str = "Terminate"
     state: FunctionState = FunctionState.PENDING
     state_reason: str | None = "The function is being created."
     state_reason_code: str | None = "Creating"
@@ -131,7 +135,9 @@ class FunctionConfig:
 
     @property
     def log_group(self) -> str:
-        return f"/aws/lambda/{self.name}"
+        """The log group a function's logs are named by (AWS_LAMBDA_LOG_GROUP_NAME and
+        the context's log_group_name); kindling keeps them per function whatever it is."""
+        return self.log_group_name or f"/aws/lambda/{self.name}"
 
     @property
     def snapstart_optimized(self) -> bool:

@@ -39,6 +39,7 @@ _IDENTITY = (
     "tracing_mode",
     "snapstart_apply_on",
     "layers",
+    "log_group_name",
 )
 
 
