@@ -11,7 +11,9 @@ every call from control to worker crosses a veth pair and the bridge, as it woul
 a wire. It deploys the echo function on both and measures:
 
 * warm invoke latency (one connection, sequential) and invokes/s (4 connections),
-  through the first control node, as a ratio cluster / single node;
+  through the first control node, as a ratio cluster / single node; and, of the
+  cluster's, what counting in Redis costs (a RedisCounter's admit+release on the same
+  Redis, ``bench/counting.py``), the rest being the hop to the worker;
 * cold start through the API (CreateFunction is done; time of the first Invoke of a new
   function), single node vs a remote worker, interleaved;
 * async events/s: ``--events`` Event invocations sent as fast as they are accepted (202)
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers, wire
+from bench.counting import redis_admission_ns
 from bench.engines import Postgres, RedisServer
 from bench.hostnet import HostNet
 from kindling.worker.sandbox.process import tree_pids
@@ -199,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                 )
+            _say("counting in Redis: admit+release")
+            results["redis_admission_ms"] = round(redis_admission_ns(redis.url()) / 1e6, 3)
             cold: dict[str, list[float]] = {"single": [], "cluster": []}
             for i in range(args.cold_samples):
                 for name, server in targets.items():
@@ -343,6 +348,11 @@ def _report(results: dict[str, Any], out: Path) -> None:
     for label, one, many in rows:
         ratio = float(many) / float(one) if float(one) else 0.0
         lines.append(f"| {label} | {one} | {many} | {ratio:.2f}x |")
+    if "redis_admission_ms" in results:
+        lines.append(
+            f"| of the warm invoke: counting in Redis, admit+release (ms) | - "
+            f"| {results['redis_admission_ms']} | - |"
+        )
     if "async" in results:
         one, many = results["async"]["single"], results["async"]["cluster"]
         ratio = many["events_per_s"] / one["events_per_s"] if one["events_per_s"] else 0.0

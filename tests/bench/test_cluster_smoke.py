@@ -74,6 +74,7 @@ def test_the_cluster_bench_puts_each_worker_on_a_host_of_its_own(tmp_path: Path)
         assert events["events_per_s"] > 0 and events["accepted_per_s"] > 0
     assert result["async"]["cluster"]["fronts"] == 2
     assert result["recovery_s"] > 0
+    assert result["redis_admission_ms"] > 0
     table = (out / "cluster-latest.md").read_text()
     assert "| figure | single node | cluster | ratio cluster/single |" in table
     assert "each worker in its own network namespace" in table
