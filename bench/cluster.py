@@ -16,7 +16,9 @@ on theirs: every call from control to worker crosses a veth pair and the bridge,
 would cross a wire. It deploys the echo function on each and measures:
 
 * warm invoke latency (one connection, sequential) and invokes/s (4 connections),
-  through a control node of each cluster, as a ratio to the single node; and what
+  through a control node of each cluster, as a ratio to the single node, in
+  ``--rounds`` rounds that take the targets in turn (so that the drift of a shared
+  machine hits them alike); and what
   counting in Redis costs (a RedisCounter's admit+release on the same Redis,
   ``bench/counting.py``);
 * cold start through the API (CreateFunction is done; time of the first Invoke of a new
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="of latency and throughput")
     parser.add_argument("--cold-samples", type=int, default=5)
     parser.add_argument("--events", type=int, default=2000, help="async events per target")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -200,24 +203,40 @@ def main(argv: list[str] | None = None) -> int:
             targets = {"single": single, "hop": hop, "cluster": control}
             for server in targets.values():
                 servers.deploy_echo(server.port, "bench-echo", host=server.host)
-            latency: dict[str, Any] = {}
-            throughput: dict[str, Any] = {}
             runner = asyncio.Runner()
+            raws = {name: _request(server, "bench-echo") for name, server in targets.items()}
             for name, server in targets.items():
-                raw = _request(server, "bench-echo")
-                _say(f"latency: {name}")
-                latency[name] = wire.summarize(
-                    wire.run_sequential(server.host, server.port, raw, args.warmup, args.requests)
-                )
-                runner.run(wire.warm(server.host, server.port, raw, args.connections))
-                _say(f"throughput: {name}, {args.connections} connections")
-                throughput[name] = wire.summarize(
-                    runner.run(
-                        wire.run_concurrent(
-                            server.host, server.port, raw, args.connections, args.duration
-                        )
+                runner.run(wire.warm(server.host, server.port, raws[name], args.connections))
+            # in rounds, each target in turn: a load that comes and goes hits all alike
+            sequential = {name: wire.Sample() for name in targets}
+            concurrent = {name: wire.Sample() for name in targets}
+            for round_ in range(args.rounds):
+                for name, server in targets.items():
+                    _say(f"round {round_ + 1}/{args.rounds}: latency, throughput: {name}")
+                    _merge(
+                        sequential[name],
+                        wire.run_sequential(
+                            server.host,
+                            server.port,
+                            raws[name],
+                            args.warmup if round_ == 0 else args.warmup // 10,
+                            args.requests // args.rounds,
+                        ),
                     )
-                )
+                    _merge(
+                        concurrent[name],
+                        runner.run(
+                            wire.run_concurrent(
+                                server.host,
+                                server.port,
+                                raws[name],
+                                args.connections,
+                                args.duration / args.rounds,
+                            )
+                        ),
+                    )
+            latency = {name: wire.summarize(sample) for name, sample in sequential.items()}
+            throughput = {name: wire.summarize(sample) for name, sample in concurrent.items()}
             _say("counting in Redis: admit+release")
             results["redis_admission_ms"] = round(redis_admission_ns(redis.url()) / 1e6, 3)
             cold: dict[str, list[float]] = {name: [] for name in targets}
@@ -249,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                 postgres.remove()
     _report(results, args.out)
     return 0
+
+
+def _merge(into: wire.Sample, sample: wire.Sample) -> None:
+    into.latencies_ns.extend(sample.latencies_ns)
+    into.errors += sample.errors
+    into.elapsed_s += sample.elapsed_s
+    into.first_error = into.first_error or sample.first_error
 
 
 def _invocations(runners: list[servers.Server], function: str) -> float:
