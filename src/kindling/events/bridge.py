@@ -55,6 +55,14 @@ _LAMBDA_ARN = re.compile(
 )
 
 
+def lambda_ref(arn: str) -> FunctionRef | None:
+    """The function (and qualifier) a Lambda function ARN names; None for another ARN."""
+    found = _LAMBDA_ARN.match(arn)
+    if found is None:
+        return None
+    return FunctionRef(found["account"], found["region"], found["name"], found["qualifier"])
+
+
 def bus_arn(account_id: str, region: str, bus: str) -> str:
     return f"arn:aws:events:{region}:{account_id}:event-bus/{bus}"
 
@@ -280,7 +288,7 @@ class EventBridge:
         if len(set(ids)) != len(ids):
             raise ValidationError("The same target Id cannot appear twice in one request.")
         for target in targets:
-            if not _LAMBDA_ARN.match(target["Arn"]):
+            if lambda_ref(target["Arn"]) is None:
                 raise ValidationError(
                     f"Target {target['Id']}: kindling delivers to Lambda functions only; "
                     f"{target['Arn']} is not a Lambda function ARN."
@@ -390,10 +398,9 @@ class EventBridge:
         given = 0
         names = {"arn": rule_arn(rule.key), "name": rule.key.name}
         for target_id, target in self._rules.targets(rule.key):
-            found = _LAMBDA_ARN.match(target["Arn"])
-            if found is None:
+            ref = lambda_ref(target["Arn"])
+            if ref is None:
                 continue
-            ref = FunctionRef(found["account"], found["region"], found["name"], found["qualifier"])
             try:
                 await self._deliver(ref, target_input(target, event, names))
                 given += 1

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,9 +34,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kindling import limits
-from kindling.control.models import FunctionRef
 from kindling.errors import ConflictError, KindlingError, NotFoundError, ValidationError
-from kindling.events.bridge import Deliver, iso_time
+from kindling.events.bridge import Deliver, iso_time, lambda_ref
 from kindling.events.schedule import Schedule, parse_schedule
 from kindling.events.schedule_store import ScheduleKey, ScheduleStore, StoredSchedule
 from kindling.events.scheduler import missed_too_long, next_fire
@@ -46,10 +44,6 @@ from kindling.events.transform import render
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "default"
-_LAMBDA_ARN = re.compile(
-    r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
-    r"(?P<name>[a-zA-Z0-9-_]{1,64})(?::(?P<qualifier>[a-zA-Z0-9$_-]{1,128}))?$"
-)
 
 
 def schedule_arn(key: ScheduleKey) -> str:
@@ -147,7 +141,7 @@ class Schedules:
         schedule = self._parse(params)
         zone = _zone(params.get("ScheduleExpressionTimezone"))
         target = params["Target"]
-        if not _LAMBDA_ARN.match(target["Arn"]):
+        if lambda_ref(target["Arn"]) is None:
             raise ValidationError(
                 f"kindling's schedules invoke Lambda functions only; {target['Arn']} is not "
                 "a Lambda function ARN."
@@ -304,10 +298,9 @@ class Schedules:
 
     async def _invoke(self, stored: StoredSchedule, tick: float) -> None:
         target = stored.record["Target"]
-        found = _LAMBDA_ARN.match(target["Arn"])
-        if found is None:
+        ref = lambda_ref(target["Arn"])
+        if ref is None:
             return
-        ref = FunctionRef(found["account"], found["region"], found["name"], found["qualifier"])
         context = {
             "aws.scheduler.schedule-arn": schedule_arn(stored.key),
             "aws.scheduler.scheduled-time": iso_time(tick),
