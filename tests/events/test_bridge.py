@@ -142,6 +142,10 @@ def test_put_targets_takes_lambda_functions_only(bridge: Any) -> None:
         b.put_targets(A, R, None, "nope", [{"Id": "1", "Arn": FN}])
     b.put_targets(A, R, None, "r", [{"Id": "1", "Arn": FN}, {"Id": "2", "Arn": FN + ":live"}])
     assert [t["Id"] for t in b.list_targets(A, R, None, "r")] == ["1", "2"]
+    b.put_rule(A, R, {"Name": "other", "EventPattern": "{}"})
+    b.put_targets(A, R, None, "other", [{"Id": "x", "Arn": FN + ":live"}])
+    assert b.rule_names_by_target(A, R, None, FN + ":live") == ["other", "r"]
+    assert b.rule_names_by_target(A, R, None, FN) == ["r"]
 
 
 def test_put_events_delivers_the_envelope_to_matching_enabled_rules(bridge: Any) -> None:

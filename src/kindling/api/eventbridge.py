@@ -34,6 +34,7 @@ class EventBridgeApi:
             "PutTargets": self.put_targets,
             "RemoveTargets": self.remove_targets,
             "ListTargetsByRule": self.list_targets,
+            "ListRuleNamesByTarget": self.rule_names_by_target,
             "PutEvents": self.put_events,
             "TestEventPattern": self.test_event_pattern,
         }
@@ -128,6 +129,22 @@ class EventBridgeApi:
             caller.account_id, caller.region, params.get("EventBusName"), params["Rule"]
         )
         return {"Targets": targets}
+
+    async def rule_names_by_target(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        names = self._bridge.rule_names_by_target(
+            caller.account_id, caller.region, params.get("EventBusName"), params["TargetArn"]
+        )
+        start = 0
+        if params.get("NextToken"):
+            try:
+                start = int(json.loads(params["NextToken"])["at"])
+            except (ValueError, KeyError, TypeError):
+                raise ValidationError("The NextToken is not valid.") from None
+        size = min(params.get("Limit") or MAX_RULES_PAGE, MAX_RULES_PAGE)
+        out: dict[str, Any] = {"RuleNames": names[start : start + size]}
+        if start + size < len(names):
+            out["NextToken"] = json.dumps({"at": start + size})
+        return out
 
     async def put_events(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         entries = await self._bridge.put_events(caller.account_id, caller.region, params["Entries"])

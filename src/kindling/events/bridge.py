@@ -311,6 +311,13 @@ class EventBridge:
         self._rules.remove_targets(key, ids)
         return []
 
+    def rule_names_by_target(
+        self, account_id: str, region: str, bus: str | None, arn: str
+    ) -> list[str]:
+        name = bus_name(bus)
+        self._bus_record(account_id, region, name)
+        return self._rules.rules_targeting(account_id, region, name, arn)
+
     def list_targets(
         self, account_id: str, region: str, bus: str | None, rule: str
     ) -> list[dict[str, Any]]:

@@ -237,6 +237,17 @@ class RuleStore:
             ).all()
         return [(row.target_id, json.loads(row.record)) for row in rows]
 
+    def rules_targeting(self, account_id: str, region: str, bus: str, arn: str) -> list[str]:
+        """Names of the bus's rules with a target of that ARN, by name."""
+        c = event_targets.c
+        with self._store.begin() as conn:
+            rows = conn.execute(
+                select(c.rule, c.record)
+                .where((c.account_id == account_id) & (c.region == region) & (c.bus == bus))
+                .order_by(c.rule)
+            ).all()
+        return sorted({row.rule for row in rows if json.loads(row.record).get("Arn") == arn})
+
     def put_targets(self, key: RuleKey, targets: list[dict[str, Any]]) -> None:
         c = event_targets.c
         with self._store.begin() as conn:
