@@ -144,6 +144,11 @@ def test_rules_buses_and_their_errors_speak_aws(server: Server, events: Any) -> 
         rest = events.list_rules(EventBusName=bus, NamePrefix="p-", NextToken=first["NextToken"])
         assert [r["Name"] for r in rest["Rules"]] == ["p-3"]
         assert rest["Rules"][0]["State"] == "DISABLED"
+        p3 = rest["Rules"][0]["Arn"]
+        events.tag_resource(ResourceARN=p3, Tags=[{"Key": "team", "Value": "shop"}])
+        assert events.list_tags_for_resource(ResourceARN=p3)["Tags"] == [
+            {"Key": "team", "Value": "shop"}
+        ]
         events.enable_rule(Name="p-3", EventBusName=bus)
         assert events.describe_rule(Name="p-3", EventBusName=bus)["State"] == "ENABLED"
         events.put_targets(

@@ -222,3 +222,26 @@ def test_custom_bus_events_reach_only_its_rules(bridge: Any) -> None:
     assert rec.got == []
     put(b, [{**ORDER, "EventBusName": "orders"}])
     assert rec.got == [(FunctionRef(A, R, "target", None), {"total": 42})]
+
+
+def test_rules_and_custom_buses_keep_their_tags(bridge: Any) -> None:
+    """API_TagResource / API_ListTagsForResource: rules and event buses take tags; a
+    PutRule that updates a rule leaves its tags alone."""
+    b, _ = bridge
+    arn = b.put_rule(
+        A, R, {"Name": "r", "EventPattern": "{}", "Tags": [{"Key": "team", "Value": "a"}]}
+    )
+    assert b.tags(A, R, arn) == {"team": "a"}
+    b.retag(A, R, arn, {"env": "prod"}, ["team"])
+    b.put_rule(A, R, {"Name": "r", "EventPattern": '{"source":["x"]}'})
+    assert b.tags(A, R, arn) == {"env": "prod"}
+    assert "Tags" not in b.describe_rule(A, R, None, "r")
+    bus = b.create_bus(A, R, "orders", None, [{"Key": "k", "Value": "v"}])
+    b.retag(A, R, bus, {"k2": "v2"}, [])
+    assert b.tags(A, R, bus) == {"k": "v", "k2": "v2"}
+    assert "Tags" not in b.describe_bus(A, R, "orders")
+    rule2 = b.put_rule(A, R, {"Name": "r2", "EventBusName": "orders", "EventPattern": "{}"})
+    b.retag(A, R, rule2, {"x": "y"}, [])
+    assert b.tags(A, R, rule2) == {"x": "y"}
+    with pytest.raises(NotFoundError):
+        b.tags(A, R, f"arn:aws:events:{R}:{A}:rule/nope")

@@ -37,11 +37,18 @@ class EventBridgeApi:
             "ListRuleNamesByTarget": self.rule_names_by_target,
             "PutEvents": self.put_events,
             "TestEventPattern": self.test_event_pattern,
+            "TagResource": self.tag,
+            "UntagResource": self.untag,
+            "ListTagsForResource": self.list_tags,
         }
 
     async def create_bus(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         arn = self._bridge.create_bus(
-            caller.account_id, caller.region, params["Name"], params.get("Description")
+            caller.account_id,
+            caller.region,
+            params["Name"],
+            params.get("Description"),
+            params.get("Tags"),
         )
         return {"EventBusArn": arn}
 
@@ -159,3 +166,18 @@ class EventBridgeApi:
         if not isinstance(event, dict):
             raise ValidationError("Parameter Event is not valid.")
         return {"Result": compile_pattern(params["EventPattern"]).matches(event)}
+
+    async def tag(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        add = {t["Key"]: t["Value"] for t in params["Tags"]}
+        self._bridge.retag(caller.account_id, caller.region, params["ResourceARN"], add, [])
+        return {}
+
+    async def untag(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        self._bridge.retag(
+            caller.account_id, caller.region, params["ResourceARN"], {}, params["TagKeys"]
+        )
+        return {}
+
+    async def list_tags(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        tags = self._bridge.tags(caller.account_id, caller.region, params["ResourceARN"])
+        return {"Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]}

@@ -129,11 +129,19 @@ class EventBridge:
     def _bus_out(self, account_id: str, region: str, name: str) -> dict[str, Any]:
         record = self._bus_record(account_id, region, name)
         out = {"Name": name, "Arn": bus_arn(account_id, region, name), **record}
+        out.pop("Tags", None)
         if name == DEFAULT_BUS:
             out.pop("CreationTime")
         return out
 
-    def create_bus(self, account_id: str, region: str, name: str, description: str | None) -> str:
+    def create_bus(
+        self,
+        account_id: str,
+        region: str,
+        name: str,
+        description: str | None,
+        tags: list[dict[str, str]] | None = None,
+    ) -> str:
         if not _BUS_NAME.match(name):
             raise ValidationError(
                 f"Event bus name {name!r} is not valid: use 1-256 letters, digits, '.', '-', '_'."
@@ -144,6 +152,8 @@ class EventBridge:
         record: dict[str, Any] = {"CreationTime": now, "LastModifiedTime": now}
         if description:
             record["Description"] = description
+        if tags:
+            record["Tags"] = _tags(tags)
         if not self._rules.add_bus(account_id, region, name, record):
             raise ConflictError(f"Event bus {name} already exists.")
         return bus_arn(account_id, region, name)
@@ -211,6 +221,8 @@ class EventBridge:
             "Description": params.get("Description"),
             "RoleArn": params.get("RoleArn"),
             "Created": created,
+            # PutRule on an existing rule leaves its tags as they are (TagResource's job)
+            "Tags": old.record.get("Tags") if old else _tags(params.get("Tags")) or None,
         }
         self._rules.put_rule(key, {k: v for k, v in record.items() if v is not None}, next_fire)
         return rule_arn(key)
@@ -221,7 +233,7 @@ class EventBridge:
             "Name": rule.key.name,
             "Arn": rule_arn(rule.key),
             "EventBusName": rule.key.bus,
-            **{k: v for k, v in record.items() if k != "Created"},
+            **{k: v for k, v in record.items() if k not in ("Created", "Tags")},
         }
 
     def describe_rule(
@@ -270,6 +282,45 @@ class EventBridge:
         if state == "ENABLED" and rule.record.get("State") == "ENABLED":
             return  # a schedule already running keeps its next fire
         self.put_rule(account_id, region, params)
+
+    # ---------------------------------------------------------------- tags
+
+    def _tagged(self, account_id: str, region: str, arn: str) -> tuple[str, str, str]:
+        """(kind, bus, name) of a rule's or a custom bus's ARN in the caller's account."""
+        prefix = f"arn:aws:events:{region}:{account_id}:"
+        if arn.startswith(prefix + "event-bus/"):
+            name = arn[len(prefix) + len("event-bus/") :]
+            if name == DEFAULT_BUS:
+                raise ValidationError("kindling does not keep tags on the default event bus.")
+            self._bus_record(account_id, region, name)
+            return "bus", name, name
+        if arn.startswith(prefix + "rule/"):
+            path = arn[len(prefix) + len("rule/") :]
+            bus, _, name = path.rpartition("/")
+            self._stored(RuleKey(account_id, region, bus or DEFAULT_BUS, name))
+            return "rule", bus or DEFAULT_BUS, name
+        raise NotFoundError(f"Resource {arn} does not exist.")
+
+    def tags(self, account_id: str, region: str, arn: str) -> dict[str, str]:
+        kind, bus, name = self._tagged(account_id, region, arn)
+        if kind == "bus":
+            return dict(self._bus_record(account_id, region, bus).get("Tags") or {})
+        rule = self._stored(RuleKey(account_id, region, bus, name))
+        return dict(rule.record.get("Tags") or {})
+
+    def retag(
+        self, account_id: str, region: str, arn: str, add: dict[str, str], drop: list[str]
+    ) -> None:
+        kind, bus, name = self._tagged(account_id, region, arn)
+        tags = {**self.tags(account_id, region, arn), **add}
+        for key in drop:
+            tags.pop(key, None)
+        if kind == "bus":
+            record = {**self._bus_record(account_id, region, bus), "Tags": tags}
+            self._rules.set_bus(account_id, region, bus, record)
+            return
+        rule = self._stored(RuleKey(account_id, region, bus, name))
+        self._rules.put_rule(rule.key, {**rule.record, "Tags": tags}, rule.next_fire)
 
     # ---------------------------------------------------------------- targets
 
@@ -425,6 +476,10 @@ class EventBridge:
 
 class _Malformed(ValidationError):
     """A Detail that is not a JSON object (PutEvents' MalformedDetail)."""
+
+
+def _tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}
 
 
 def _epoch(value: Any) -> float:

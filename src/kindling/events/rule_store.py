@@ -130,6 +130,15 @@ class RuleStore:
             )
         return True
 
+    def set_bus(self, account_id: str, region: str, name: str, record: dict[str, Any]) -> None:
+        c = event_buses.c
+        with self._store.begin() as conn:
+            conn.execute(
+                update(event_buses)
+                .where((c.account_id == account_id) & (c.region == region) & (c.name == name))
+                .values(record=json.dumps(record))
+            )
+
     def buses(self, account_id: str, region: str) -> list[tuple[str, dict[str, Any]]]:
         c = event_buses.c
         with self._store.begin() as conn:
