@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from .support import ACCOUNT, REGION, Deploy, Server, wait_for
+from .support import ACCOUNT, REGION, AwsCli, Deploy, Server, wait_for
 from .test_eventbridge import PRINTS, client, got
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/scheduler"
@@ -104,3 +104,24 @@ def test_a_one_time_schedule_invokes_its_function(server: Server, deploy: Deploy
         return False
 
     assert wait_for(deleted, timeout=30)
+
+
+def test_the_aws_cli_manages_schedules(aws: AwsCli) -> None:
+    arn = aws.json(
+        "create-schedule",
+        "--name",
+        "e2e-cli",
+        "--schedule-expression",
+        "rate(5 minutes)",
+        "--flexible-time-window",
+        "Mode=OFF",
+        "--target",
+        f"Arn=arn:aws:lambda:{REGION}:{ACCOUNT}:function:report,RoleArn={ROLE}",
+        service="scheduler",
+    )["ScheduleArn"]
+    assert arn.endswith(":schedule/default/e2e-cli")
+    got_back = aws.json("get-schedule", "--name", "e2e-cli", service="scheduler")
+    assert got_back["ScheduleExpression"] == "rate(5 minutes)"
+    missing = aws.run("get-schedule", "--name", "e2e-nope", service="scheduler")
+    assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
+    aws.json("delete-schedule", "--name", "e2e-cli", service="scheduler")
