@@ -191,8 +191,10 @@ def test_put_events_reports_each_bad_entry_and_takes_the_rest(bridge: Any) -> No
             {**ORDER, "Detail": "{not json"},
             {**ORDER, "EventBusName": "nope"},
             ORDER,
+            {**ORDER, "Detail": "[" * 100_000},  # deeper than the parser goes: malformed
         ],
     )
+    assert results[5]["ErrorCode"] == "MalformedDetail"
     assert results[0] == {
         "ErrorCode": "InvalidArgument",
         "ErrorMessage": "Parameter Source is not valid. Reason: Source is a required argument.",

@@ -161,7 +161,7 @@ class EventBridgeApi:
     async def test_event_pattern(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         try:
             event = json.loads(params["Event"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError("Parameter Event is not valid.") from None
         if not isinstance(event, dict):
             raise ValidationError("Parameter Event is not valid.")

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.utils import parse_to_aware_datetime
+
 from kindling import limits
 from kindling.control.models import FunctionRef
 from kindling.errors import (
@@ -388,7 +390,7 @@ class EventBridge:
                 )
         try:
             detail = json.loads(entry["Detail"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _Malformed("Detail is malformed.") from None
         if not isinstance(detail, dict):
             raise _Malformed("Detail is malformed.")
@@ -487,7 +489,9 @@ def _epoch(value: Any) -> float:
         return value.timestamp()
     if isinstance(value, int | float):
         return float(value)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    # what botocore's validator accepted as a timestamp, parsed by botocore itself
+    parsed: datetime = parse_to_aware_datetime(value)
+    return parsed.timestamp()
 
 
 def _entry_size(entry: dict[str, Any]) -> int:

@@ -33,6 +33,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from botocore.utils import parse_to_aware_datetime
+
 from kindling import limits
 from kindling.errors import ConflictError, KindlingError, NotFoundError, ValidationError
 from kindling.events.bridge import Deliver, iso_time, lambda_ref
@@ -68,7 +70,9 @@ def _epoch(value: Any) -> float | None:
         return value.timestamp()
     if isinstance(value, int | float):
         return float(value)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    # what botocore's validator accepted as a timestamp, parsed by botocore itself
+    parsed: datetime = parse_to_aware_datetime(value)
+    return parsed.timestamp()
 
 
 class Schedules:
