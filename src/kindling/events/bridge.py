@@ -416,6 +416,7 @@ class EventBridge:
         if size > limits.EVENTS_MAX_PUT_BYTES:
             raise ValidationError("Total size of the entries in the request is over the limit.")
         results: list[dict[str, Any]] = []
+        rules: dict[str, list[StoredRule]] = {}
         for entry in entries:
             bus = bus_name(entry.get("EventBusName"))
             try:
@@ -432,15 +433,17 @@ class EventBridge:
             except ValidationError as exc:
                 results.append({"ErrorCode": "InvalidArgument", "ErrorMessage": exc.message})
                 continue
-            await self.dispatch(account_id, region, bus, event)
+            if bus not in rules:  # read once per bus per request, not once per entry
+                rules[bus] = self._rules.rules(account_id, region, bus)
+            await self.dispatch(rules[bus], event)
             results.append({"EventId": event["id"]})
         return results
 
-    async def dispatch(self, account_id: str, region: str, bus: str, event: dict[str, Any]) -> int:
-        """Hands ``event`` to the targets of every enabled pattern rule it matches;
-        returns how many targets were given it."""
+    async def dispatch(self, rules: list[StoredRule], event: dict[str, Any]) -> int:
+        """Hands ``event`` to the targets of every enabled pattern rule of ``rules`` (its
+        bus's) it matches; returns how many targets were given it."""
         given = 0
-        for rule in self._rules.rules(account_id, region, bus):
+        for rule in rules:
             pattern = rule.record.get("EventPattern")
             if rule.record.get("State") != "ENABLED" or not pattern:
                 continue
