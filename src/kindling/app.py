@@ -31,6 +31,7 @@ from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
+from kindling.api.layers import LayersApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
@@ -48,6 +49,8 @@ from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.event_invoke import EventInvokeConfigService, EventInvokeStore
 from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
+from kindling.control.layers import LayerService
+from kindling.control.layerstore import LayerStore
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.policies import PolicyService
 from kindling.control.resource_store import ResourceStore
@@ -78,6 +81,7 @@ from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import SHUTDOWN_ANSWER_S
+from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from kindling.telemetry.logs import LogStore
@@ -88,14 +92,16 @@ from kindling.worker.sandbox.base import Outcome
 from kindling.worker.sandbox.gvisor import GvisorBackend
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
+from kindling.worker.sandbox.platform import PlatformHandler
 from kindling.worker.sandbox.process import ProcessBackend
 from kindling.worker.sandbox.snapshot import Snapshots
 
 log = logging.getLogger("kindling")
 
 
-def make_backends(config: Config) -> Backends:
-    """Every backend this host may run; each is built on first use."""
+def make_backends(config: Config, platform: PlatformHandler | None = None) -> Backends:
+    """Every backend this host may run; each is built on first use. ``platform``: what
+    answers kindling's API inside the sandboxes (ADR 0035)."""
     runtime_dir = config.data_dir / "runtimes"
     host: list[HostResources] = []
 
@@ -109,11 +115,12 @@ def make_backends(config: Config) -> Backends:
             await resources.aclose()
 
     factories: dict[str, BackendFactory] = {
-        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots),
-        "gvisor": lambda: GvisorBackend(shared(), config.data_dir),
+        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots, platform),
+        "gvisor": lambda: GvisorBackend(shared(), config.data_dir, platform),
     }
     if config.process_backend_enabled:  # the operator's choice, never a caller's
-        factories["process"] = ProcessBackend
+        endpoint = config.endpoint if platform is not None else None
+        factories["process"] = lambda: ProcessBackend(endpoint)
     return Backends(factories, config.sandbox_backend, close_host)
 
 
@@ -150,17 +157,22 @@ class App:
         private_data_dir(config)
         self.store = Store(config.store_url)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
+        if config.role != "control":  # boto3 for Python functions, as on Lambda
+            sdk.prepare(config.data_dir / "runtimes", self.runtimes.interpreters())
         self.code = CodeStore(config.data_dir / "code", shared=shared_code(self.store))
         function_store = FunctionStore(self.store)
-        self.backends = make_backends(config)
+        self.backends = make_backends(config, self._handle)  # sandboxes call the API too
         self.signing = CodeSigning(self.store, function_store)
+        self.layers = LayerService(LayerStore(self.store), self.code)
         self.functions = FunctionService(
             function_store,
             self.code,
             self.runtimes,
             sandbox_backends=self.backends.names,
             signing=self.signing,
+            layers=self.layers,
         )
+        self.layers.on_deleted(self.functions.collect)  # unless a function version uses it
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.resources = resources = ResourceStore(self.store)
@@ -243,7 +255,7 @@ class App:
             **AliasesApi(self.aliases).operations(),
             **InvocationsApi(self.invoker).operations(),
             **TagsApi(self.functions, self.signing).operations(),
-            **AccountApi(self.functions, self.concurrency).operations(),
+            **AccountApi(self.functions, self.concurrency, self.layers).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **EventInvokeApi(self.event_invoke).operations(),
@@ -251,6 +263,7 @@ class App:
             **UrlConfigsApi(self.url_configs).operations(),
             **CodeSigningApi(self.signing).operations(),
             **RuntimesApi(self.functions, runtime_versions).operations(),
+            **LayersApi(self.layers, code_urls).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
