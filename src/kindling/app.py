@@ -36,6 +36,7 @@ from kindling.api.functions import FunctionsApi
 from kindling.api.iam import IamApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
+from kindling.api.layers import LayersApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
@@ -55,6 +56,8 @@ from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.event_invoke import EventInvokeConfigService, EventInvokeStore
 from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
+from kindling.control.layers import LayerService
+from kindling.control.layerstore import LayerStore
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.policies import PolicyService
 from kindling.control.resource_store import ResourceStore
@@ -173,13 +176,16 @@ class App:
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config, self._handle)  # sandboxes call the API too
         self.signing = CodeSigning(self.store, function_store)
+        self.layers = LayerService(LayerStore(self.store), self.code)
         self.functions = FunctionService(
             function_store,
             self.code,
             self.runtimes,
             sandbox_backends=self.backends.names,
             signing=self.signing,
+            layers=self.layers,
         )
+        self.layers.on_deleted(self.functions.collect)  # unless a function version uses it
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.resources = resources = ResourceStore(self.store)
@@ -265,7 +271,7 @@ class App:
             **AliasesApi(self.aliases).operations(),
             **InvocationsApi(self.invoker).operations(),
             **TagsApi(self.functions, self.signing).operations(),
-            **AccountApi(self.functions, self.concurrency).operations(),
+            **AccountApi(self.functions, self.concurrency, self.layers).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **EventInvokeApi(self.event_invoke).operations(),
@@ -273,6 +279,7 @@ class App:
             **UrlConfigsApi(self.url_configs).operations(),
             **CodeSigningApi(self.signing).operations(),
             **RuntimesApi(self.functions, runtime_versions).operations(),
+            **LayersApi(self.layers, code_urls).operations(),
         }
         raw_routes = {
             "code": code_urls.download,

@@ -116,6 +116,10 @@ SANDBOX_PLATFORM_MAX_CONNECTIONS = 32
 #: with a zip over ~12 MB cannot be sent from inside a function). AWS: -.
 SANDBOX_PLATFORM_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
+#: Connections a cluster worker opens to each control node for its sandboxes' API calls
+#: (worker/platform_proxy.py), apart from its heartbeats'; further calls wait. AWS: -.
+WORKER_PLATFORM_FORWARD_CONNECTIONS = 64
+
 # --- logs ------------------------------------------------------------------------------
 
 #: What ``LogType=Tail`` returns: the last bytes of an invocation's log. AWS: 4 KB.
@@ -165,7 +169,12 @@ LOG_MAX_OFFSET = 2**63 - 1
 # --- code uploads ----------------------------------------------------------------------
 
 #: A .zip's members together, unpacked. AWS: 262,144,000 bytes (250 MB), same message.
+#: Also the bound of a function's code and all its layers together, unpacked: AWS's
+#: "Function code combined with layers exceeds the maximum allowed size of 262144000
+#: bytes. The actual size is N bytes."
 CODE_UNZIPPED_BYTES = 262_144_000
+#: Layers one function may use. AWS: 5, "Cannot reference more than 5 layers."
+FUNCTION_LAYERS = 5
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64
 #: holds, more than a 250 MB node_modules has (~40,000), and bounds the inodes and the
 #: time one upload costs.

@@ -78,7 +78,7 @@ class WorkerNode:
         if not self._controls:
             raise ValueError("--control names no control node")
         # a sandbox's calls to kindling's API go on to a control node (ADR 0035)
-        self.backends = make_backends(config, PlatformForwarder(self._controls).handle)
+        self.backends = make_backends(config, PlatformForwarder.to(config.control_url).handle)
         self.backends.get()  # the default must work at start, not at the first create
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics()

@@ -15,7 +15,16 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from .support import ACCOUNT, REGION, AwsCli, Deploy, Server, function_log, wait_for
+from .support import (
+    ACCOUNT,
+    REGION,
+    AwsCli,
+    Deploy,
+    Server,
+    WireShapeRecorder,
+    function_log,
+    wait_for,
+)
 
 PRINTS = """\
 import json
@@ -26,8 +35,10 @@ def handler(event, context):
 """
 
 
-def client(server: Server, service: str) -> Any:
-    return boto3.session.Session().client(
+def client(server: Server, service: str, shapes: WireShapeRecorder | None = None) -> Any:
+    """A boto3 client of ``service``; with ``shapes``, every 2xx body it gets is checked
+    against the service's model as it comes off the wire (the suite's autouse check)."""
+    made = boto3.session.Session().client(
         service,
         region_name=REGION,
         endpoint_url=server.endpoint,
@@ -35,11 +46,14 @@ def client(server: Server, service: str) -> Any:
         aws_secret_access_key="test",
         config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=60),
     )
+    if shapes is not None:
+        made.meta.events.register("before-parse", shapes)
+    return made
 
 
 @pytest.fixture
-def events(server: Server) -> Iterator[Any]:
-    yield client(server, "events")
+def events(server: Server, wire_shapes: WireShapeRecorder) -> Iterator[Any]:
+    yield client(server, "events", wire_shapes)
 
 
 def got(server: Server, name: str) -> list[Any]:
@@ -144,6 +158,11 @@ def test_rules_buses_and_their_errors_speak_aws(server: Server, events: Any) -> 
         rest = events.list_rules(EventBusName=bus, NamePrefix="p-", NextToken=first["NextToken"])
         assert [r["Name"] for r in rest["Rules"]] == ["p-3"]
         assert rest["Rules"][0]["State"] == "DISABLED"
+        p3 = rest["Rules"][0]["Arn"]
+        events.tag_resource(ResourceARN=p3, Tags=[{"Key": "team", "Value": "shop"}])
+        assert events.list_tags_for_resource(ResourceARN=p3)["Tags"] == [
+            {"Key": "team", "Value": "shop"}
+        ]
         events.enable_rule(Name="p-3", EventBusName=bus)
         assert events.describe_rule(Name="p-3", EventBusName=bus)["State"] == "ENABLED"
         events.put_targets(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from .support import ACCOUNT, REGION, Deploy, Server, wait_for
+from .support import ACCOUNT, REGION, AwsCli, Deploy, Server, WireShapeRecorder, wait_for
 from .test_eventbridge import PRINTS, client, got
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/scheduler"
@@ -20,8 +20,8 @@ def target(name: str, **more: Any) -> dict[str, Any]:
     return {"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}", "RoleArn": ROLE, **more}
 
 
-def test_schedules_and_groups_speak_aws(server: Server) -> None:
-    scheduler = client(server, "scheduler")
+def test_schedules_and_groups_speak_aws(server: Server, wire_shapes: WireShapeRecorder) -> None:
+    scheduler = client(server, "scheduler", wire_shapes)
     arn = scheduler.create_schedule(
         Name="e2e-nightly",
         ScheduleExpression="cron(0 3 * * ? *)",
@@ -78,9 +78,11 @@ def test_schedules_and_groups_speak_aws(server: Server) -> None:
         scheduler.delete_schedule(Name="e2e-nightly")
 
 
-def test_a_one_time_schedule_invokes_its_function(server: Server, deploy: Deploy) -> None:
+def test_a_one_time_schedule_invokes_its_function(
+    server: Server, deploy: Deploy, wire_shapes: WireShapeRecorder
+) -> None:
     name = deploy({"app.py": PRINTS})
-    scheduler = client(server, "scheduler")
+    scheduler = client(server, "scheduler", wire_shapes)
     at = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
     arn = scheduler.create_schedule(
         Name=f"once-{name[-8:]}",
@@ -104,3 +106,24 @@ def test_a_one_time_schedule_invokes_its_function(server: Server, deploy: Deploy
         return False
 
     assert wait_for(deleted, timeout=30)
+
+
+def test_the_aws_cli_manages_schedules(aws: AwsCli) -> None:
+    arn = aws.json(
+        "create-schedule",
+        "--name",
+        "e2e-cli",
+        "--schedule-expression",
+        "rate(5 minutes)",
+        "--flexible-time-window",
+        "Mode=OFF",
+        "--target",
+        f"Arn=arn:aws:lambda:{REGION}:{ACCOUNT}:function:report,RoleArn={ROLE}",
+        service="scheduler",
+    )["ScheduleArn"]
+    assert arn.endswith(":schedule/default/e2e-cli")
+    got_back = aws.json("get-schedule", "--name", "e2e-cli", service="scheduler")
+    assert got_back["ScheduleExpression"] == "rate(5 minutes)"
+    missing = aws.run("get-schedule", "--name", "e2e-nope", service="scheduler")
+    assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
+    aws.json("delete-schedule", "--name", "e2e-cli", service="scheduler")

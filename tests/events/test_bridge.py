@@ -142,6 +142,10 @@ def test_put_targets_takes_lambda_functions_only(bridge: Any) -> None:
         b.put_targets(A, R, None, "nope", [{"Id": "1", "Arn": FN}])
     b.put_targets(A, R, None, "r", [{"Id": "1", "Arn": FN}, {"Id": "2", "Arn": FN + ":live"}])
     assert [t["Id"] for t in b.list_targets(A, R, None, "r")] == ["1", "2"]
+    b.put_rule(A, R, {"Name": "other", "EventPattern": "{}"})
+    b.put_targets(A, R, None, "other", [{"Id": "x", "Arn": FN + ":live"}])
+    assert b.rule_names_by_target(A, R, None, FN + ":live") == ["other", "r"]
+    assert b.rule_names_by_target(A, R, None, FN) == ["r"]
 
 
 def test_put_events_delivers_the_envelope_to_matching_enabled_rules(bridge: Any) -> None:
@@ -187,8 +191,10 @@ def test_put_events_reports_each_bad_entry_and_takes_the_rest(bridge: Any) -> No
             {**ORDER, "Detail": "{not json"},
             {**ORDER, "EventBusName": "nope"},
             ORDER,
+            {**ORDER, "Detail": "[" * 100_000},  # deeper than the parser goes: malformed
         ],
     )
+    assert results[5]["ErrorCode"] == "MalformedDetail"
     assert results[0] == {
         "ErrorCode": "InvalidArgument",
         "ErrorMessage": "Parameter Source is not valid. Reason: Source is a required argument.",
@@ -218,3 +224,26 @@ def test_custom_bus_events_reach_only_its_rules(bridge: Any) -> None:
     assert rec.got == []
     put(b, [{**ORDER, "EventBusName": "orders"}])
     assert rec.got == [(FunctionRef(A, R, "target", None), {"total": 42})]
+
+
+def test_rules_and_custom_buses_keep_their_tags(bridge: Any) -> None:
+    """API_TagResource / API_ListTagsForResource: rules and event buses take tags; a
+    PutRule that updates a rule leaves its tags alone."""
+    b, _ = bridge
+    arn = b.put_rule(
+        A, R, {"Name": "r", "EventPattern": "{}", "Tags": [{"Key": "team", "Value": "a"}]}
+    )
+    assert b.tags(A, R, arn) == {"team": "a"}
+    b.retag(A, R, arn, {"env": "prod"}, ["team"])
+    b.put_rule(A, R, {"Name": "r", "EventPattern": '{"source":["x"]}'})
+    assert b.tags(A, R, arn) == {"env": "prod"}
+    assert "Tags" not in b.describe_rule(A, R, None, "r")
+    bus = b.create_bus(A, R, "orders", None, [{"Key": "k", "Value": "v"}])
+    b.retag(A, R, bus, {"k2": "v2"}, [])
+    assert b.tags(A, R, bus) == {"k": "v", "k2": "v2"}
+    assert "Tags" not in b.describe_bus(A, R, "orders")
+    rule2 = b.put_rule(A, R, {"Name": "r2", "EventBusName": "orders", "EventPattern": "{}"})
+    b.retag(A, R, rule2, {"x": "y"}, [])
+    assert b.tags(A, R, rule2) == {"x": "y"}
+    with pytest.raises(NotFoundError):
+        b.tags(A, R, f"arn:aws:events:{R}:{A}:rule/nope")

@@ -12,7 +12,7 @@ from typing import Any
 from kindling import limits
 
 from .conftest import Fleet, Victim, check_victim
-from .test_runtime_api_limits import ATTACK, _invoke, _metrics_answer, _server_fds, _server_rss_mb
+from .test_runtime_api_limits import ATTACK, _invoke, _server_rss_mb, flood
 
 RUNTIME_API = 'HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)'
 assert RUNTIME_API in ATTACK
@@ -24,25 +24,7 @@ def test_a_connection_flood_takes_only_its_own_share(
     backend: str, victim: Victim, fleet: Fleet
 ) -> None:
     name = fleet.attacker("platform", backend, PLATFORM_ATTACK, Timeout=120)
-    _invoke(fleet, name, "$LATEST", {})  # warm, so the baseline counts its sandbox
-    baseline = _server_fds(fleet)
-    seen: list[Any] = []
-    attack = threading.Thread(
-        target=lambda: seen.append(
-            _invoke(fleet, name, "$LATEST", {"kind": "flood", "connections": 5000, "hold": 8})
-        )
-    )
-    attack.start()
-    try:
-        time.sleep(4)  # the flood is held now
-        during = _server_fds(fleet)
-        check_victim(fleet, victim)
-        assert _metrics_answer(fleet)
-    finally:
-        attack.join()
-    report = seen[0]
-    assert report["left_open"] <= limits.SANDBOX_PLATFORM_MAX_CONNECTIONS, report
-    assert during - baseline <= limits.SANDBOX_PLATFORM_MAX_CONNECTIONS + 32, (baseline, during)
+    flood(fleet, victim, name, "$LATEST", limits.SANDBOX_PLATFORM_MAX_CONNECTIONS)
 
 
 def test_unfinished_bodies_cannot_grow_the_server(

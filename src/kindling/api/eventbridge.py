@@ -34,13 +34,21 @@ class EventBridgeApi:
             "PutTargets": self.put_targets,
             "RemoveTargets": self.remove_targets,
             "ListTargetsByRule": self.list_targets,
+            "ListRuleNamesByTarget": self.rule_names_by_target,
             "PutEvents": self.put_events,
             "TestEventPattern": self.test_event_pattern,
+            "TagResource": self.tag,
+            "UntagResource": self.untag,
+            "ListTagsForResource": self.list_tags,
         }
 
     async def create_bus(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         arn = self._bridge.create_bus(
-            caller.account_id, caller.region, params["Name"], params.get("Description")
+            caller.account_id,
+            caller.region,
+            params["Name"],
+            params.get("Description"),
+            params.get("Tags"),
         )
         return {"EventBusArn": arn}
 
@@ -129,6 +137,22 @@ class EventBridgeApi:
         )
         return {"Targets": targets}
 
+    async def rule_names_by_target(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        names = self._bridge.rule_names_by_target(
+            caller.account_id, caller.region, params.get("EventBusName"), params["TargetArn"]
+        )
+        start = 0
+        if params.get("NextToken"):
+            try:
+                start = int(json.loads(params["NextToken"])["at"])
+            except (ValueError, KeyError, TypeError):
+                raise ValidationError("The NextToken is not valid.") from None
+        size = min(params.get("Limit") or MAX_RULES_PAGE, MAX_RULES_PAGE)
+        out: dict[str, Any] = {"RuleNames": names[start : start + size]}
+        if start + size < len(names):
+            out["NextToken"] = json.dumps({"at": start + size})
+        return out
+
     async def put_events(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         entries = await self._bridge.put_events(caller.account_id, caller.region, params["Entries"])
         failed = sum(1 for entry in entries if "ErrorCode" in entry)
@@ -137,8 +161,23 @@ class EventBridgeApi:
     async def test_event_pattern(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         try:
             event = json.loads(params["Event"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError("Parameter Event is not valid.") from None
         if not isinstance(event, dict):
             raise ValidationError("Parameter Event is not valid.")
         return {"Result": compile_pattern(params["EventPattern"]).matches(event)}
+
+    async def tag(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        add = {t["Key"]: t["Value"] for t in params["Tags"]}
+        self._bridge.retag(caller.account_id, caller.region, params["ResourceARN"], add, [])
+        return {}
+
+    async def untag(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        self._bridge.retag(
+            caller.account_id, caller.region, params["ResourceARN"], {}, params["TagKeys"]
+        )
+        return {}
+
+    async def list_tags(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        tags = self._bridge.tags(caller.account_id, caller.region, params["ResourceARN"])
+        return {"Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]}

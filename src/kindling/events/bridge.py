@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.utils import parse_to_aware_datetime
+
 from kindling import limits
 from kindling.control.models import FunctionRef
 from kindling.errors import (
@@ -53,6 +55,14 @@ _LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
     r"(?P<name>[a-zA-Z0-9-_]{1,64})(?::(?P<qualifier>[a-zA-Z0-9$_-]{1,128}))?$"
 )
+
+
+def lambda_ref(arn: str) -> FunctionRef | None:
+    """The function (and qualifier) a Lambda function ARN names; None for another ARN."""
+    found = _LAMBDA_ARN.match(arn)
+    if found is None:
+        return None
+    return FunctionRef(found["account"], found["region"], found["name"], found["qualifier"])
 
 
 def bus_arn(account_id: str, region: str, bus: str) -> str:
@@ -121,11 +131,19 @@ class EventBridge:
     def _bus_out(self, account_id: str, region: str, name: str) -> dict[str, Any]:
         record = self._bus_record(account_id, region, name)
         out = {"Name": name, "Arn": bus_arn(account_id, region, name), **record}
+        out.pop("Tags", None)
         if name == DEFAULT_BUS:
             out.pop("CreationTime")
         return out
 
-    def create_bus(self, account_id: str, region: str, name: str, description: str | None) -> str:
+    def create_bus(
+        self,
+        account_id: str,
+        region: str,
+        name: str,
+        description: str | None,
+        tags: list[dict[str, str]] | None = None,
+    ) -> str:
         if not _BUS_NAME.match(name):
             raise ValidationError(
                 f"Event bus name {name!r} is not valid: use 1-256 letters, digits, '.', '-', '_'."
@@ -136,6 +154,8 @@ class EventBridge:
         record: dict[str, Any] = {"CreationTime": now, "LastModifiedTime": now}
         if description:
             record["Description"] = description
+        if tags:
+            record["Tags"] = _tags(tags)
         if not self._rules.add_bus(account_id, region, name, record):
             raise ConflictError(f"Event bus {name} already exists.")
         return bus_arn(account_id, region, name)
@@ -203,6 +223,8 @@ class EventBridge:
             "Description": params.get("Description"),
             "RoleArn": params.get("RoleArn"),
             "Created": created,
+            # PutRule on an existing rule leaves its tags as they are (TagResource's job)
+            "Tags": old.record.get("Tags") if old else _tags(params.get("Tags")) or None,
         }
         self._rules.put_rule(key, {k: v for k, v in record.items() if v is not None}, next_fire)
         return rule_arn(key)
@@ -213,7 +235,7 @@ class EventBridge:
             "Name": rule.key.name,
             "Arn": rule_arn(rule.key),
             "EventBusName": rule.key.bus,
-            **{k: v for k, v in record.items() if k != "Created"},
+            **{k: v for k, v in record.items() if k not in ("Created", "Tags")},
         }
 
     def describe_rule(
@@ -263,6 +285,45 @@ class EventBridge:
             return  # a schedule already running keeps its next fire
         self.put_rule(account_id, region, params)
 
+    # ---------------------------------------------------------------- tags
+
+    def _tagged(self, account_id: str, region: str, arn: str) -> tuple[str, str, str]:
+        """(kind, bus, name) of a rule's or a custom bus's ARN in the caller's account."""
+        prefix = f"arn:aws:events:{region}:{account_id}:"
+        if arn.startswith(prefix + "event-bus/"):
+            name = arn[len(prefix) + len("event-bus/") :]
+            if name == DEFAULT_BUS:
+                raise ValidationError("kindling does not keep tags on the default event bus.")
+            self._bus_record(account_id, region, name)
+            return "bus", name, name
+        if arn.startswith(prefix + "rule/"):
+            path = arn[len(prefix) + len("rule/") :]
+            bus, _, name = path.rpartition("/")
+            self._stored(RuleKey(account_id, region, bus or DEFAULT_BUS, name))
+            return "rule", bus or DEFAULT_BUS, name
+        raise NotFoundError(f"Resource {arn} does not exist.")
+
+    def tags(self, account_id: str, region: str, arn: str) -> dict[str, str]:
+        kind, bus, name = self._tagged(account_id, region, arn)
+        if kind == "bus":
+            return dict(self._bus_record(account_id, region, bus).get("Tags") or {})
+        rule = self._stored(RuleKey(account_id, region, bus, name))
+        return dict(rule.record.get("Tags") or {})
+
+    def retag(
+        self, account_id: str, region: str, arn: str, add: dict[str, str], drop: list[str]
+    ) -> None:
+        kind, bus, name = self._tagged(account_id, region, arn)
+        tags = {**self.tags(account_id, region, arn), **add}
+        for key in drop:
+            tags.pop(key, None)
+        if kind == "bus":
+            record = {**self._bus_record(account_id, region, bus), "Tags": tags}
+            self._rules.set_bus(account_id, region, bus, record)
+            return
+        rule = self._stored(RuleKey(account_id, region, bus, name))
+        self._rules.put_rule(rule.key, {**rule.record, "Tags": tags}, rule.next_fire)
+
     # ---------------------------------------------------------------- targets
 
     def put_targets(
@@ -280,7 +341,7 @@ class EventBridge:
         if len(set(ids)) != len(ids):
             raise ValidationError("The same target Id cannot appear twice in one request.")
         for target in targets:
-            if not _LAMBDA_ARN.match(target["Arn"]):
+            if lambda_ref(target["Arn"]) is None:
                 raise ValidationError(
                     f"Target {target['Id']}: kindling delivers to Lambda functions only; "
                     f"{target['Arn']} is not a Lambda function ARN."
@@ -303,6 +364,13 @@ class EventBridge:
         self._rules.remove_targets(key, ids)
         return []
 
+    def rule_names_by_target(
+        self, account_id: str, region: str, bus: str | None, arn: str
+    ) -> list[str]:
+        name = bus_name(bus)
+        self._bus_record(account_id, region, name)
+        return self._rules.rules_targeting(account_id, region, name, arn)
+
     def list_targets(
         self, account_id: str, region: str, bus: str | None, rule: str
     ) -> list[dict[str, Any]]:
@@ -322,7 +390,7 @@ class EventBridge:
                 )
         try:
             detail = json.loads(entry["Detail"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _Malformed("Detail is malformed.") from None
         if not isinstance(detail, dict):
             raise _Malformed("Detail is malformed.")
@@ -348,6 +416,7 @@ class EventBridge:
         if size > limits.EVENTS_MAX_PUT_BYTES:
             raise ValidationError("Total size of the entries in the request is over the limit.")
         results: list[dict[str, Any]] = []
+        rules: dict[str, list[StoredRule]] = {}
         for entry in entries:
             bus = bus_name(entry.get("EventBusName"))
             try:
@@ -364,15 +433,17 @@ class EventBridge:
             except ValidationError as exc:
                 results.append({"ErrorCode": "InvalidArgument", "ErrorMessage": exc.message})
                 continue
-            await self.dispatch(account_id, region, bus, event)
+            if bus not in rules:  # read once per bus per request, not once per entry
+                rules[bus] = self._rules.rules(account_id, region, bus)
+            await self.dispatch(rules[bus], event)
             results.append({"EventId": event["id"]})
         return results
 
-    async def dispatch(self, account_id: str, region: str, bus: str, event: dict[str, Any]) -> int:
-        """Hands ``event`` to the targets of every enabled pattern rule it matches;
-        returns how many targets were given it."""
+    async def dispatch(self, rules: list[StoredRule], event: dict[str, Any]) -> int:
+        """Hands ``event`` to the targets of every enabled pattern rule of ``rules`` (its
+        bus's) it matches; returns how many targets were given it."""
         given = 0
-        for rule in self._rules.rules(account_id, region, bus):
+        for rule in rules:
             pattern = rule.record.get("EventPattern")
             if rule.record.get("State") != "ENABLED" or not pattern:
                 continue
@@ -390,10 +461,9 @@ class EventBridge:
         given = 0
         names = {"arn": rule_arn(rule.key), "name": rule.key.name}
         for target_id, target in self._rules.targets(rule.key):
-            found = _LAMBDA_ARN.match(target["Arn"])
-            if found is None:
+            ref = lambda_ref(target["Arn"])
+            if ref is None:
                 continue
-            ref = FunctionRef(found["account"], found["region"], found["name"], found["qualifier"])
             try:
                 await self._deliver(ref, target_input(target, event, names))
                 given += 1
@@ -413,12 +483,18 @@ class _Malformed(ValidationError):
     """A Detail that is not a JSON object (PutEvents' MalformedDetail)."""
 
 
+def _tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}
+
+
 def _epoch(value: Any) -> float:
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, int | float):
         return float(value)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    # what botocore's validator accepted as a timestamp, parsed by botocore itself
+    parsed: datetime = parse_to_aware_datetime(value)
+    return parsed.timestamp()
 
 
 def _entry_size(entry: dict[str, Any]) -> int:

@@ -130,6 +130,15 @@ class RuleStore:
             )
         return True
 
+    def set_bus(self, account_id: str, region: str, name: str, record: dict[str, Any]) -> None:
+        c = event_buses.c
+        with self._store.begin() as conn:
+            conn.execute(
+                update(event_buses)
+                .where((c.account_id == account_id) & (c.region == region) & (c.name == name))
+                .values(record=json.dumps(record))
+            )
+
     def buses(self, account_id: str, region: str) -> list[tuple[str, dict[str, Any]]]:
         c = event_buses.c
         with self._store.begin() as conn:
@@ -236,6 +245,17 @@ class RuleStore:
                 select(c.target_id, c.record).where(_targets_where(key)).order_by(c.target_id)
             ).all()
         return [(row.target_id, json.loads(row.record)) for row in rows]
+
+    def rules_targeting(self, account_id: str, region: str, bus: str, arn: str) -> list[str]:
+        """Names of the bus's rules with a target of that ARN, by name."""
+        c = event_targets.c
+        with self._store.begin() as conn:
+            rows = conn.execute(
+                select(c.rule, c.record)
+                .where((c.account_id == account_id) & (c.region == region) & (c.bus == bus))
+                .order_by(c.rule)
+            ).all()
+        return sorted({row.rule for row in rows if json.loads(row.record).get("Arn") == arn})
 
     def put_targets(self, key: RuleKey, targets: list[dict[str, Any]]) -> None:
         c = event_targets.c

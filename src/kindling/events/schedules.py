@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,10 +33,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from botocore.utils import parse_to_aware_datetime
+
 from kindling import limits
-from kindling.control.models import FunctionRef
 from kindling.errors import ConflictError, KindlingError, NotFoundError, ValidationError
-from kindling.events.bridge import Deliver, iso_time
+from kindling.events.bridge import Deliver, iso_time, lambda_ref
 from kindling.events.schedule import Schedule, parse_schedule
 from kindling.events.schedule_store import ScheduleKey, ScheduleStore, StoredSchedule
 from kindling.events.scheduler import missed_too_long, next_fire
@@ -46,10 +46,6 @@ from kindling.events.transform import render
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "default"
-_LAMBDA_ARN = re.compile(
-    r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
-    r"(?P<name>[a-zA-Z0-9-_]{1,64})(?::(?P<qualifier>[a-zA-Z0-9$_-]{1,128}))?$"
-)
 
 
 def schedule_arn(key: ScheduleKey) -> str:
@@ -74,7 +70,9 @@ def _epoch(value: Any) -> float | None:
         return value.timestamp()
     if isinstance(value, int | float):
         return float(value)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    # what botocore's validator accepted as a timestamp, parsed by botocore itself
+    parsed: datetime = parse_to_aware_datetime(value)
+    return parsed.timestamp()
 
 
 class Schedules:
@@ -147,7 +145,7 @@ class Schedules:
         schedule = self._parse(params)
         zone = _zone(params.get("ScheduleExpressionTimezone"))
         target = params["Target"]
-        if not _LAMBDA_ARN.match(target["Arn"]):
+        if lambda_ref(target["Arn"]) is None:
             raise ValidationError(
                 f"kindling's schedules invoke Lambda functions only; {target['Arn']} is not "
                 "a Lambda function ARN."
@@ -304,10 +302,9 @@ class Schedules:
 
     async def _invoke(self, stored: StoredSchedule, tick: float) -> None:
         target = stored.record["Target"]
-        found = _LAMBDA_ARN.match(target["Arn"])
-        if found is None:
+        ref = lambda_ref(target["Arn"])
+        if ref is None:
             return
-        ref = FunctionRef(found["account"], found["region"], found["name"], found["qualifier"])
         context = {
             "aws.scheduler.schedule-arn": schedule_arn(stored.key),
             "aws.scheduler.scheduled-time": iso_time(tick),

@@ -53,7 +53,7 @@ def check_target_input(target: dict[str, Any]) -> None:
     if "Input" in given:
         try:
             json.loads(target["Input"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError("Input must be valid JSON text.") from None
     if "InputPath" in given:
         check_path(target["InputPath"], "InputPath")

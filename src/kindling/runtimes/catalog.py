@@ -95,7 +95,7 @@ class RuntimeCatalog:
             parts = [Path("/etc/os-release")]
         for part in parts:
             with open(part, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                while chunk := fh.read(1 << 20):
                     digest.update(chunk)
         self._builds[runtime] = digest.hexdigest()
         return self._builds[runtime]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlsplit
 
+from kindling import limits
 from kindling.httpd import Request, Response
 from kindling.httpd.client import HttpClient, HttpClientError
 
@@ -38,6 +40,24 @@ class PlatformForwarder:
     def __init__(self, controls: list[HttpClient]) -> None:
         self._controls = controls
         self._next = 0
+
+    @classmethod
+    def to(cls, control_urls: str) -> PlatformForwarder:
+        """Clients of their own for ``--control``'s nodes: sandboxes' calls must never take
+        the connections the worker's heartbeats need (a busy function would get its
+        worker declared lost)."""
+        clients = []
+        for url in filter(None, (u.strip() for u in control_urls.split(","))):
+            parts = urlsplit(url)
+            clients.append(
+                HttpClient(
+                    parts.hostname or "127.0.0.1",
+                    parts.port or 80,
+                    max_connections=limits.WORKER_PLATFORM_FORWARD_CONNECTIONS,
+                    max_body=limits.FRONTEND_MAX_BODY_BYTES,
+                )
+            )
+        return cls(clients)
 
     async def handle(self, request: Request) -> Response:
         target = request.path + (f"?{request.query}" if request.query else "")

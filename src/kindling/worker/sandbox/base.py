@@ -68,6 +68,10 @@ class SandboxSpec:
     #: The content digest of the code at ``code_dir``: how a worker on another host
     #: finds (or fetches) the same code.
     code_digest: str = ""
+    #: The function's layers, in order (a later one's file wins at /opt): their trees
+    #: on this host, and their digests (how a worker on another host fetches them).
+    layer_dirs: tuple[str, ...] = ()
+    layer_digests: tuple[str, ...] = ()
     #: The execution role's session credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     #: AWS_SESSION_TOKEN), issued by a control node per sandbox (ADR 0036); empty: the
     #: dev key.

@@ -41,6 +41,7 @@ from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.failures import bad_entrypoint, out_of_memory, runtime_exited
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.launcher import LauncherKey
+from kindling.worker.sandbox.layerview import opt_file
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot
 from kindling.worker.sandbox.platform import ENDPOINT, PLATFORM_LIMITS, PlatformHandler
@@ -153,11 +154,16 @@ class NamespaceSandbox:
                 for a in launch.argv
             ]
         bootstrap = Path(self.spec.code_dir) / "bootstrap"
-        if not bootstrap.is_file():
+        if bootstrap.is_file():
+            if not os.access(bootstrap, os.X_OK):
+                return bad_entrypoint(["/var/task/bootstrap"], "permission denied")
+            return ["/var/task/bootstrap"]
+        in_layer = opt_file(self.spec.layer_dirs, "bootstrap")  # a runtime from a layer
+        if in_layer is None:
             return bad_entrypoint(["/var/task/bootstrap", "/opt/bootstrap"], "")
-        if not os.access(bootstrap, os.X_OK):
-            return bad_entrypoint(["/var/task/bootstrap"], "permission denied")
-        return ["/var/task/bootstrap"]
+        if not os.access(in_layer, os.X_OK):
+            return bad_entrypoint(["/opt/bootstrap"], "permission denied")
+        return ["/opt/bootstrap"]
 
     async def start(self) -> InitResult:
         argv = self._argv()
@@ -239,6 +245,7 @@ class NamespaceSandbox:
         """What nsinit needs to build this kind of sandbox."""
         return {
             "code_dir": self.spec.code_dir,
+            "layer_dirs": list(self.spec.layer_dirs),
             "runtime_dir": str(self._backend.runtime_dir),
             "ro_paths": interpreter_prefix(self.spec.launch),
             "tmp_mb": self.spec.ephemeral_mb,
