@@ -314,6 +314,7 @@ class App:
             keys,
             self._has_functions,
             config.dev_keys_enabled,
+            self.directory.forget_account,
         ).handle
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)

@@ -13,6 +13,7 @@ is invalid" (Lambda API reference, Common Errors).
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
@@ -43,12 +44,12 @@ def admin(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def client_for(server: Server, key: dict[str, str]) -> Any:
+def client_for(server: Server, key: dict[str, str], service: str = "lambda") -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
     return boto3.session.Session().client(
-        "lambda",
+        service,
         region_name="us-east-1",
         endpoint_url=server.endpoint,
         aws_access_key_id=key["AccessKeyId"],
@@ -74,7 +75,27 @@ def test_an_account_made_by_admin_has_its_own_functions_and_keys(
 
     team = client_for(private_server, key)
     dev = lambda_client(private_server.endpoint)
-    role = f"arn:aws:iam::{account}:role/r"
+    # outside the dev account a function's role must exist and trust Lambda (ADR 0036)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    iam = client_for(private_server, key, "iam")
+    with client_error("InvalidParameterValueException", 400):
+        team.create_function(
+            FunctionName="no-role",
+            Runtime="python3.12",
+            Role=f"arn:aws:iam::{account}:role/r",
+            Handler="app.handler",
+            Code={"ZipFile": CODE},
+        )
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     for lam, arn_role in ((team, role), (dev, ROLE)):
         lam.create_function(
             FunctionName="same-name",
@@ -105,6 +126,9 @@ def test_an_account_made_by_admin_has_its_own_functions_and_keys(
 
     gone = admin(private_server, "account", "delete", account)
     assert gone.returncode == 0, gone.stderr
+    with sqlite3.connect(private_server.data_dir / "kindling.db") as db:  # nothing left
+        left = db.execute("SELECT count(*) FROM iam_entities WHERE account_id = ?", (account,))
+        assert left.fetchone() == (0,)
     with client_error("UnrecognizedClientException", 403):
         team.list_functions()
 

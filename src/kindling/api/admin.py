@@ -49,7 +49,10 @@ class AdminApi:
         keys: StoredKeyRing,
         has_functions: Callable[[str], bool],
         dev_keys: bool,
+        on_deleted: Callable[[str], None] = lambda _account: None,
     ) -> None:
+        """``on_deleted``: what else goes with a deleted account (its IAM entities)."""
+        self._on_deleted = on_deleted
         self._key = credential.encode()
         self._accounts = accounts
         self._keys = keys
@@ -99,6 +102,7 @@ class AdminApi:
             for key_id, _user, _created in self._accounts.keys(account.account_id):
                 self._keys.forget(key_id)
             self._accounts.delete_account(account.account_id)
+            self._on_deleted(account.account_id)
             return _json(200, {"Account": asdict(account)})
         if what == "keys" and method == "POST":
             account = self._accounts.account(str(json.loads(body)["account"]))

@@ -541,6 +541,12 @@ class Directory:
                 continue
         return [parse_policy(d, Kind.IDENTITY) for d in documents]
 
+    def forget_account(self, account: str) -> None:
+        """A deleted account's users, roles, policies and attachments go with it."""
+        with self._store.begin() as conn:
+            for table in (iam_attached, iam_inline, iam_entities):
+                conn.execute(delete(table).where(table.c.account_id == account))
+
     def has_roles(self, account: str) -> bool:
         with self._store.begin() as conn:
             return (
