@@ -27,6 +27,7 @@ from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
+from kindling.api.recursion import RecursionApi
 from kindling.api.runtimes import RuntimesApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
@@ -40,6 +41,7 @@ from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.policies import PolicyService
+from kindling.control.recursion import RecursionConfigs
 from kindling.control.resource_store import ResourceStore
 from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
@@ -173,6 +175,7 @@ class App:
             self.functions, function_store, config.account_concurrency, provisioned_store
         )
         self.counter = make_counter(config, self.concurrency, self.metrics)
+        self.recursion = RecursionConfigs(self.functions, function_store)
         policy: KeepAlivePolicy = (
             HistogramKeepAlive(config.keep_alive_s)
             if config.keep_alive_policy == "adaptive"
@@ -235,6 +238,7 @@ class App:
             **PermissionsApi(self.policies).operations(),
             **UrlConfigsApi(self.url_configs).operations(),
             **CodeSigningApi(self.signing).operations(),
+            **RecursionApi(self.recursion).operations(),
             **RuntimesApi(self.functions, runtime_versions).operations(),
         }
         raw_routes = {
@@ -350,7 +354,12 @@ class App:
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
-            config, request_id, payload, invoked=invoked_arn(ref), queued=True
+            config,
+            request_id,
+            payload,
+            invoked=invoked_arn(ref),
+            queued=True,
+            hops=self.events.hops_of(request_id) if self.events is not None else 0,
         )
         ok = execution.result.outcome is Outcome.SUCCESS
         return RunResult(ok, execution.result.payload, config.version, None if ok else "Unhandled")
@@ -364,6 +373,7 @@ class App:
             metrics=self.metrics,
             policy=self.event_invoke.policy,
             sender=AwsDestinations(),
+            loop_allowed=self.recursion.allows,
         )
         self.counter.on_freed(self.events.slot_freed)
         await self.counter.start()

@@ -111,4 +111,6 @@ class FunctionUrlEndpoint:
             return render_url_error(exc, str(uuid.uuid4()))
         headers = [*answer.headers, ("x-amzn-RequestId", request_id or str(uuid.uuid4()))]
         body = b"" if request.method == "HEAD" else answer.body  # HTTP: a HEAD has none
+        if answer.stream is not None:
+            return Response(answer.status, headers, stream=answer.stream)
         return Response(answer.status, headers, body)

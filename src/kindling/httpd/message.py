@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kindling.httpd.bodystream import BodyStream
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
@@ -19,6 +23,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     peer: tuple[str, int] | None = None
+    #: A chunked body still arriving (servers with ``stream_chunked``); ``body`` is empty.
+    stream: BodyStream | None = None
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)

@@ -25,8 +25,13 @@ on why it did not succeed:
 - the function (or the alias) no longer exists: it is dropped.
 
 Whatever the reason, an event older than its maximum age is dropped (EventAgeExceeded),
-without another run. Every drop is logged with the request id and counted in
-``kindling_async_events_dropped_total``.
+without another run. An event that is the ``MAX_HOPS``-th hop of a chain of Event
+invocations and destination records (recursion control, ADR 0032) is not run unless
+its function's RecursiveLoop is Allow: it is dropped as ``recursive_loop``, logged,
+counted in ``kindling_recursive_invocations_dropped_total`` and sent on as a failure
+(condition ``RecursiveInvocationDetected``, kindling's name) to the on-failure
+destination and dead-letter queue, as AWS does with a loop it stops. Every drop is
+logged with the request id and counted in ``kindling_async_events_dropped_total``.
 
 A success sends Lambda's invocation record (``kindling.invoke.records``) to the
 OnSuccess destination; a drop for retries or age sends it to the OnFailure destination
@@ -51,11 +56,13 @@ from enum import StrEnum
 
 from kindling.control.event_invoke import AsyncPolicy
 from kindling.control.models import FunctionRef
+from kindling.control.recursion import MAX_HOPS
 from kindling.errors import NotFoundError, StoreUnavailableError, ThrottledError
 from kindling.invoke.counting import FunctionKey
 from kindling.invoke.event_store import EventStore, StoredEvent
 from kindling.invoke.records import (
     EVENT_AGE_EXCEEDED,
+    RECURSIVE_LOOP,
     RETRIES_EXHAUSTED,
     SUCCESS,
     RecordSender,
@@ -78,6 +85,8 @@ log = logging.getLogger(__name__)
 Runner = Callable[[str, FunctionRef, bytes], Awaitable[bool | RunResult]]
 #: The asynchronous invocation policy of a qualified function; NotFoundError if gone.
 PolicyLookup = Callable[[FunctionRef], AsyncPolicy]
+#: Whether a function may run on in a recursive loop (its RecursiveLoop is Allow).
+LoopAllowed = Callable[[FunctionRef], bool]
 
 
 class RunOutcome(StrEnum):
@@ -89,6 +98,7 @@ class RunOutcome(StrEnum):
     PLATFORM_ERROR = "platform_error"
     NOT_FOUND = "not_found"
     EXPIRED = "expired"  # not run: older than its maximum age
+    RECURSIVE = "recursive"  # not run: the MAX_HOPS-th hop of a loop (ADR 0032)
 
 
 class EventQueue:
@@ -104,6 +114,7 @@ class EventQueue:
         policy: PolicyLookup | None = None,
         sender: RecordSender | None = None,
         delivery_delays_s: tuple[float, ...] = ASYNC_DELIVERY_DELAYS_S,
+        loop_allowed: LoopAllowed | None = None,
     ) -> None:
         """``retry_delays_s``: the wait before each retry of a failed event (the last one
         repeats); ``max_age_s``: the maximum age of events whose ``policy`` says none
@@ -115,6 +126,9 @@ class EventQueue:
         default = AsyncPolicy(max_retries=len(retry_delays_s), max_age_s=max_age_s)
         self._policy: PolicyLookup = policy or (lambda _ref: default)
         self._sender = sender
+        self._loop_allowed: LoopAllowed = loop_allowed or (lambda _ref: False)
+        #: The hops of each event running here (``hops_of``), by request id.
+        self._hops: dict[str, int] = {}
         self._delivery_delays = delivery_delays_s
         self._metrics = metrics or Metrics()
         self._backoff_first, self._backoff_max = backoff_s
@@ -134,9 +148,15 @@ class EventQueue:
         self._helpers: list[asyncio.Task[None]] = []
         self._closing = False
 
-    def put(self, request_id: str, ref: FunctionRef, payload: bytes) -> None:
-        self._store.put(request_id, ref, payload, time.time())
+    def put(self, request_id: str, ref: FunctionRef, payload: bytes, hops: int = 0) -> None:
+        """Stores an event (durably, before it returns); ``hops``: the invocations in the
+        chain that led to it (recursion control)."""
+        self._store.put(request_id, ref, payload, time.time(), hops)
         self._wake.set()
+
+    def hops_of(self, request_id: str) -> int:
+        """The hops of an event this queue is running (0 if it runs no such event)."""
+        return self._hops.get(request_id, 0)
 
     def pending(self) -> int:
         return self._store.count()
@@ -239,7 +259,11 @@ class EventQueue:
             policy = self._policy(ref)
             if time.time() - stored.enqueued_at > policy.max_age_s:
                 outcome = RunOutcome.EXPIRED
+            elif stored.hops >= MAX_HOPS and not self._loop_allowed(ref):
+                outcome = RunOutcome.RECURSIVE
+                detail = f"a recursive loop: {stored.hops} invocations led to it"
             else:
+                self._hops[request_id] = stored.hops
                 async with self._slots:
                     ran = await self._runner(request_id, ref, stored.payload)
                 result = ran if isinstance(ran, RunResult) else RunResult(bool(ran))
@@ -262,6 +286,7 @@ class EventQueue:
             log.warning("event %s ran (%s) but could not be settled", request_id, outcome.value)
         finally:
             self._running.discard(request_id)
+            self._hops.pop(request_id, None)
             self._wake.set()
 
     async def _settle(
@@ -281,6 +306,9 @@ class EventQueue:
         condition: str | None = SUCCESS if outcome is RunOutcome.SUCCESS else None
         if outcome is RunOutcome.NOT_FOUND:
             drop = "not_found"
+        elif outcome is RunOutcome.RECURSIVE:
+            drop, condition = "recursive_loop", RECURSIVE_LOOP
+            self._metrics.recursion_stopped(account, region, name)
         elif outcome is RunOutcome.EXPIRED or (outcome is not RunOutcome.SUCCESS and too_old):
             drop, detail = "max_age", f"older than {max_age_s:g} s ({outcome.value})"
             condition = EVENT_AGE_EXCEEDED
@@ -339,7 +367,7 @@ class EventQueue:
                 stored,
                 "destination",
                 destination,
-                lambda: self._send_record(destination, record),
+                lambda: self._send_record(destination, record, stored.hops),
                 json.dumps(record),
             )
         if not success and policy.dead_letter:
@@ -361,10 +389,14 @@ class EventQueue:
                 stored.payload.decode("utf-8", errors="replace"),
             )
 
-    async def _send_record(self, destination: str, record: dict[str, object]) -> None:
+    async def _send_record(self, destination: str, record: dict[str, object], hops: int) -> None:
+        """``hops``: of the event the record is about; a function that gets it as an
+        event is one hop further along the chain."""
         target = lambda_target(destination)
         if target is not None:  # another function: the record is a new event of its own
-            self._store.put(str(uuid.uuid4()), target, json.dumps(record).encode(), time.time())
+            self._store.put(
+                str(uuid.uuid4()), target, json.dumps(record).encode(), time.time(), hops + 1
+            )
             self._wake.set()
             return
         if self._sender is None:

@@ -58,6 +58,8 @@ async_events = Table(
     #: The control node running the event now, and until when (LeasedEventStore only).
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", Float, nullable=True),
+    #: The invocations in the chain that led to this event (recursion control, ADR 0032).
+    Column("hops", Integer, nullable=False, default=0, server_default="0"),
 )
 
 #: The NOTIFY channel a put wakes the dispatchers on.
@@ -73,6 +75,8 @@ class StoredEvent:
     attempt: int
     enqueued_at: float
     next_attempt_at: float
+    #: How many invocations led to this one (recursion control, ADR 0032).
+    hops: int = 0
 
     @property
     def function(self) -> FunctionKey:
@@ -87,6 +91,7 @@ class StoredEvent:
             int(row.attempt),
             float(row.enqueued_at),
             float(row.next_attempt_at),
+            int(row.hops or 0),
         )
 
 
@@ -106,8 +111,10 @@ class EventStore:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def put(self, request_id: str, ref: FunctionRef, payload: bytes, now: float) -> None:
-        """Commits a new event, due at once."""
+    def put(
+        self, request_id: str, ref: FunctionRef, payload: bytes, now: float, hops: int = 0
+    ) -> None:
+        """Commits a new event, due at once; ``hops``: the invocations that led to it."""
         with self._store.begin() as conn:
             conn.execute(
                 async_events.insert().values(
@@ -120,6 +127,7 @@ class EventStore:
                     attempt=0,
                     enqueued_at=now,
                     next_attempt_at=now,
+                    hops=hops,
                 )
             )
             self._announce(conn)
