@@ -196,8 +196,10 @@ class App:
             snapstart_latest=config.snapstart_latest,
             metrics=self.metrics,
         )
+        event_invoke_store = EventInvokeStore(self.store)
+        self.functions.on_changed(event_invoke_store.forget)  # written by another node
         self.event_invoke = EventInvokeConfigService(
-            self.functions, self.aliases, EventInvokeStore(self.store), self.invoker.resolve
+            self.functions, self.aliases, event_invoke_store, self.invoker.resolve
         )
         self.function_urls = FunctionUrlService(self.url_configs, self.policies, self.invoker)
         self.provisioned = ProvisionedConcurrency(
@@ -377,7 +379,7 @@ class App:
         )
         self.counter.on_freed(self.events.slot_freed)
         await self.counter.start()
-        self.invoker.set_event_queue(self.events.put)
+        self.invoker.set_event_queue(self.events.accept)
         self.functions.recover()
         self._following = asyncio.get_running_loop().create_task(self.functions.follow())
         self.logs.keep_only(self.functions.names())

@@ -59,7 +59,7 @@ from kindling.control.models import FunctionRef
 from kindling.control.recursion import MAX_HOPS
 from kindling.errors import NotFoundError, StoreUnavailableError, ThrottledError
 from kindling.invoke.counting import FunctionKey
-from kindling.invoke.event_store import EventStore, StoredEvent
+from kindling.invoke.event_store import EventStore, NewEvent, StoredEvent
 from kindling.invoke.records import (
     EVENT_AGE_EXCEEDED,
     RECURSIVE_LOOP,
@@ -143,6 +143,8 @@ class EventQueue:
         #: only: a restart starts every backoff again at its first step.
         self._setbacks: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Events accepted this turn of the loop, committed together (``accept``).
+        self._accepted: list[tuple[NewEvent, asyncio.Future[None]]] = []
         self._loop_task: asyncio.Task[None] | None = None
         #: Keeping the leases of what runs here, and hearing of events other nodes put.
         self._helpers: list[asyncio.Task[None]] = []
@@ -152,6 +154,34 @@ class EventQueue:
         """Stores an event (durably, before it returns); ``hops``: the invocations in the
         chain that led to it (recursion control)."""
         self._store.put(request_id, ref, payload, time.time(), hops)
+        self._wake.set()
+
+    async def accept(self, request_id: str, ref: FunctionRef, payload: bytes, hops: int) -> None:
+        """``put`` for the API: returns once the event is committed (the 202 follows),
+        committed with every other event accepted in the same turn of the loop. A group
+        commit: one transaction for all of them, instead of one each. Raises what the
+        store raised (StoreUnavailableError), for each event of the failed group."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._accepted.append((NewEvent(request_id, ref, payload, hops), done))
+        if len(self._accepted) == 1:  # the first of this turn: commit after the turn
+            loop.call_soon(self._commit_accepted)
+        await done
+
+    def _commit_accepted(self) -> None:
+        group, self._accepted = self._accepted, []
+        if not group:
+            return
+        try:
+            self._store.put_many([event for event, _ in group], time.time())
+        except Exception as exc:  # StoreUnavailableError: none of them was stored
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in group:
+            if not done.done():
+                done.set_result(None)
         self._wake.set()
 
     def hops_of(self, request_id: str) -> int:
@@ -394,10 +424,8 @@ class EventQueue:
         event is one hop further along the chain."""
         target = lambda_target(destination)
         if target is not None:  # another function: the record is a new event of its own
-            self._store.put(
-                str(uuid.uuid4()), target, json.dumps(record).encode(), time.time(), hops + 1
-            )
-            self._wake.set()
+            # committed with the other records and events of this turn (a group commit)
+            await self.accept(str(uuid.uuid4()), target, json.dumps(record).encode(), hops + 1)
             return
         if self._sender is None:
             raise RuntimeError("no sender of invocation records is configured")

@@ -19,7 +19,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -53,8 +53,9 @@ from kindling.telemetry.metrics import Metrics
 from kindling.worker.interface import Execution
 from kindling.worker.sandbox.base import InvokeRequest, Outcome, ResponseSink, SandboxSpec
 
-#: Stores an Event invocation: (request id, function, payload, hops of its chain).
-EnqueueFn = Callable[[str, FunctionRef, bytes, int], None]
+#: Stores an Event invocation durably: (request id, function, payload, hops of its
+#: chain); returns once it is committed.
+EnqueueFn = Callable[[str, FunctionRef, bytes, int], Awaitable[None]]
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 CUT_MESSAGE = "The invocation was stopped: the server is shutting down."
@@ -193,7 +194,7 @@ class InvokeService:
             config = self.resolve(ref)
             if self._enqueue is None:
                 raise ValidationError("Event invocations are not available on this host")
-            self._enqueue(request_id, ref, payload, 0 if hops is None else hops + 1)
+            await self._enqueue(request_id, ref, payload, 0 if hops is None else hops + 1)
             return InvokeOutput(202, b"", request_id)
         _check_payload(payload, MAX_SYNC_PAYLOAD, "Invoke")
         config = self.resolve(ref)
