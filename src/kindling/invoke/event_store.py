@@ -194,9 +194,17 @@ class EventStore:
 
     def delete(self, request_id: str) -> bool:
         """The event is settled: it succeeded or was dropped. False: it was not ours."""
+        return request_id in self.delete_many([request_id])
+
+    def delete_many(self, request_ids: list[str]) -> set[str]:
+        """Settled events, in one transaction; returns those that were ours."""
+        gone: set[str] = set()
         with self._store.begin() as conn:
-            done = conn.execute(async_events.delete().where(self._mine(request_id)))
-        return done.rowcount == 1
+            for request_id in request_ids:
+                done = conn.execute(async_events.delete().where(self._mine(request_id)))
+                if done.rowcount == 1:
+                    gone.add(request_id)
+        return gone
 
     def reschedule(self, request_id: str, attempt: int, next_attempt_at: float) -> bool:
         """Due again later (a retry or a setback); False: it was not ours."""
