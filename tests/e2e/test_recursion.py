@@ -19,7 +19,16 @@ import pytest
 
 from tests.engines import MotoServer
 
-from .support import ACCOUNT, REGION, Deploy, Server, client_error, function_log, wait_for
+from .support import (
+    ACCOUNT,
+    REGION,
+    AwsCli,
+    Deploy,
+    Server,
+    client_error,
+    function_log,
+    wait_for,
+)
 from .test_metrics import scrape
 
 #: Answers with what it got, and shows the trace header its invocation carried.
@@ -167,3 +176,13 @@ def test_an_event_at_the_16th_hop_from_a_function_is_not_run(
     assert record["requestContext"]["condition"] == "RecursiveInvocationDetected"
     assert record["requestPayload"] == {"n": 1}
     assert _hops(server, name) == 0  # never ran
+
+
+def test_recursion_config_through_the_aws_cli(aws: AwsCli, deploy: Deploy) -> None:
+    name = deploy({"app.py": HOP})
+    assert aws("get-function-recursion-config", "--function-name", name) == {
+        "RecursiveLoop": "Terminate"
+    }
+    put = aws("put-function-recursion-config", "--function-name", name, "--recursive-loop", "Allow")
+    assert put == {"RecursiveLoop": "Allow"}
+    assert aws("get-function-recursion-config", "--function-name", name)["RecursiveLoop"] == "Allow"
