@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import time
 from typing import Any
 
@@ -37,6 +38,11 @@ GENERATOR = {
         "        raise KeyError('before any byte')\n"
         "    return stream(mode, event)\n"
         "def stream(mode, event):\n"
+        "    if mode == 'late':\n"
+        "        time.sleep(1)\n"
+        "        for _ in range(3):\n"
+        "            yield b'z' * 1048576\n"
+        "        return\n"
         "    if mode == 'http':\n"
         "        yield {'statusCode': 201, 'headers': {'X-Streamed': 'yes',\n"
         "               'Content-Type': 'text/plain'}}\n"
@@ -308,3 +314,42 @@ def test_size_limit_and_bandwidth_cap(lam: Any, deploy: Deploy) -> None:
     # uncapped 6 MB at 2 MBps take at least 7 s
     capped = len(payload) - limits.STREAM_UNCAPPED_BYTES
     assert elapsed >= 0.95 * capped / limits.STREAM_CAPPED_BYTES_PER_S
+
+
+def test_client_gone_before_the_first_byte_or_a_head_leaves_no_sandbox_busy(
+    lam: Any, deploy: Deploy, server: Server
+) -> None:
+    """Nobody will read these answers (the client hung up before the function wrote,
+    or asked HEAD): the function's writes past one window must not wait for a reader
+    until its (long) Timeout."""
+    name = deploy(_url_event_handler(), Timeout=300)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    uid = _public_stream_url(lam, name)
+    body = json.dumps({"mode": "late"}).encode()
+    headers = {
+        "Host": f"{uid}.lambda-url.{REGION}.localhost:{server.port}",
+        "Content-Type": "application/json",
+    }
+
+    def served() -> bool:
+        try:
+            event = {"body": json.dumps({"mode": "plain"})}
+            payload, complete = _events(_stream(lam, name, event))
+        except lam.exceptions.TooManyRequestsException:
+            return False
+        return complete == {} and json.loads(payload) == {"plain": True}
+
+    raw = socket.create_connection((server.host, server.port), timeout=30)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    raw.sendall(f"POST / HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    time.sleep(0.3)
+    raw.close()  # before the function's first byte (it sleeps 1 s)
+    assert wait_for(served, timeout=90, interval=0.5)
+
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    conn.request("HEAD", "/", body=body, headers=headers)
+    reply = conn.getresponse()
+    assert reply.status == 200
+    assert reply.read() == b""
+    conn.close()
+    assert wait_for(served, timeout=90, interval=0.5)

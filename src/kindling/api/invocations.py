@@ -127,6 +127,9 @@ class InvocationsApi:
         first = asyncio.ensure_future(stream.wait_readable())
         try:
             await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the client left before the first byte: nobody reads
+            stream.close()
+            raise
         finally:
             first.cancel()
         if run.done() and run.exception() is not None:
@@ -137,7 +140,8 @@ class InvocationsApi:
             ("X-Amz-Executed-Version", version),
             ("x-amzn-RequestId", request_id),
         ]
-        return {"_Response": Response(200, headers, stream=_events(run, stream))}
+        response = Response(200, headers, stream=_events(run, stream), on_close=stream.close)
+        return {"_Response": response}
 
 
 async def _events(

@@ -382,7 +382,11 @@ class _Connection(asyncio.Protocol):
                     self._release(size)
                     if request.stream is not None and not request.stream.done:
                         request.stream.discard()  # unread: dropped as it arrives
-                await self._write(response, keep_alive)
+                try:
+                    await self._write(response, keep_alive)
+                finally:
+                    if response.on_close is not None:
+                        response.on_close()
                 if not keep_alive:
                     self._close()
         finally:

@@ -107,6 +107,9 @@ class FunctionUrlService:
         first = asyncio.ensure_future(stream.wait_readable())
         try:
             await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the client left before the first byte: nobody reads
+            stream.close()
+            raise
         finally:
             first.cancel()
         try:
@@ -128,6 +131,7 @@ class FunctionUrlService:
             stream.close()
             raise
         response.stream = _body(body, stream, run)
+        response.close = stream.close
         return response
 
 

@@ -31,7 +31,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -63,8 +63,10 @@ class UrlResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-    #: A RESPONSE_STREAM URL's body as the function writes it (``body`` is unused).
+    #: A RESPONSE_STREAM URL's body as the function writes it (``body`` is unused),
+    #: and what to call once nobody will read it (always called).
     stream: AsyncIterator[bytes] | None = None
+    close: Callable[[], None] | None = None
 
 
 def is_text(content_type: str) -> bool:

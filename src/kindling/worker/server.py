@@ -142,13 +142,19 @@ class WorkerServer:
         first = asyncio.ensure_future(stream.wait_readable())
         try:
             await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the control node left before the first byte
+            stream.close()
+            raise
         finally:
             first.cancel()
         if run.done() and run.exception() is not None:
             stream.close()
             raise run.exception()  # type: ignore[misc]
         return Response(
-            200, [("Content-Type", "application/octet-stream")], stream=_frames(run, stream)
+            200,
+            [("Content-Type", "application/octet-stream")],
+            stream=_frames(run, stream),
+            on_close=stream.close,
         )
 
     async def _create(self, body: bytes) -> Response:
