@@ -2,7 +2,17 @@ import importlib
 import sys
 
 #: ``python -m bench <name>``: the scenarios with a module of their own.
-SCENARIOS = ("coldstart", "heavy", "density", "burst", "cluster", "counting", "urls", "events")
+SCENARIOS = (
+    "coldstart",
+    "heavy",
+    "density",
+    "burst",
+    "cluster",
+    "counting",
+    "urls",
+    "events",
+    "streaming",
+)
 
 
 def _main() -> int:

@@ -42,6 +42,7 @@ from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.query import QueryEndpoint
+from kindling.api.recursion import RecursionApi
 from kindling.api.runtimes import RuntimesApi
 from kindling.api.scheduler import SchedulerApi
 from kindling.api.services import ServiceEndpoint, load_model
@@ -60,6 +61,7 @@ from kindling.control.layers import LayerService
 from kindling.control.layerstore import LayerStore
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.policies import PolicyService
+from kindling.control.recursion import RecursionConfigs
 from kindling.control.resource_store import ResourceStore
 from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
@@ -213,6 +215,7 @@ class App:
             self.functions, function_store, config.account_concurrency, provisioned_store
         )
         self.counter = make_counter(config, self.concurrency, self.metrics)
+        self.recursion = RecursionConfigs(self.functions, function_store)
         policy: KeepAlivePolicy = (
             HistogramKeepAlive(config.keep_alive_s)
             if config.keep_alive_policy == "adaptive"
@@ -234,8 +237,10 @@ class App:
             metrics=self.metrics,
             credentials=self._function_credentials,
         )
+        event_invoke_store = EventInvokeStore(self.store)
+        self.functions.on_changed(event_invoke_store.forget)  # written by another node
         self.event_invoke = EventInvokeConfigService(
-            self.functions, self.aliases, EventInvokeStore(self.store), self.invoker.resolve
+            self.functions, self.aliases, event_invoke_store, self.invoker.resolve
         )
         self.function_urls = FunctionUrlService(
             self.url_configs, self.policies, self.invoker, self.authorizer
@@ -278,6 +283,7 @@ class App:
             **PermissionsApi(self.policies).operations(),
             **UrlConfigsApi(self.url_configs).operations(),
             **CodeSigningApi(self.signing).operations(),
+            **RecursionApi(self.recursion).operations(),
             **RuntimesApi(self.functions, runtime_versions).operations(),
             **LayersApi(self.layers, code_urls).operations(),
         }
@@ -490,7 +496,12 @@ class App:
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
-            config, request_id, payload, invoked=invoked_arn(ref), queued=True
+            config,
+            request_id,
+            payload,
+            invoked=invoked_arn(ref),
+            queued=True,
+            hops=self.events.hops_of(request_id) if self.events is not None else 0,
         )
         ok = execution.result.outcome is Outcome.SUCCESS
         return RunResult(ok, execution.result.payload, config.version, None if ok else "Unhandled")
@@ -504,10 +515,11 @@ class App:
             metrics=self.metrics,
             policy=self.event_invoke.policy,
             sender=AwsDestinations(),
+            loop_allowed=self.recursion.allows,
         )
         self.counter.on_freed(self.events.slot_freed)
         await self.counter.start()
-        self.invoker.set_event_queue(self.events.put)
+        self.invoker.set_event_queue(self.events.accept)
         self.functions.recover()
         self._following = asyncio.get_running_loop().create_task(self.functions.follow())
         self.logs.keep_only(self.functions.names())

@@ -100,6 +100,25 @@ RUNTIME_API_IDLE_TIMEOUT_S = 960.0
 #: Requests one Runtime API connection may have read ahead of their answers. AWS: -.
 RUNTIME_API_MAX_PIPELINED = 4
 
+# --- response streaming (ADR 0032) ----------------------------------------------------
+
+#: Bytes one streamed response may carry (InvokeWithResponseStream, a RESPONSE_STREAM
+#: function URL); past it the stream ends with Function.ResponseSizeTooLarge and the rest
+#: the runtime sends is dropped. AWS: "a 20 MB soft limit" when response streaming came
+#: out (the issue's figure); AWS now documents up to 200 MB ("Response streaming for
+#: Lambda functions"). A soft limit there, a named bound here.
+STREAM_MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+#: The first bytes of a streamed response go at full speed; the rest at most at
+#: STREAM_CAPPED_BYTES_PER_S. AWS: "The first 6 MB of your function's response payload
+#: has uncapped bandwidth. After this initial burst, Lambda streams your response at a
+#: maximum rate of 2 MBps" ("Bandwidth limits for response streaming").
+STREAM_UNCAPPED_BYTES = 6 * 1024 * 1024
+STREAM_CAPPED_BYTES_PER_S = 2 * 1024 * 1024
+#: Streamed bytes held between a sandbox's Runtime API and the client (per stream,
+#: at each hop): past it the sandbox's connection stops being read, so a slow client
+#: slows the function instead of filling the server's memory. AWS: -.
+STREAM_WINDOW_BYTES = 256 * 1024
+
 #: RLIMIT_NOFILE (soft and hard) of every sandbox, set before its runtime starts, on
 #: every start path. AWS: 1,024 file descriptors per execution environment.
 SANDBOX_MAX_OPEN_FILES = 1024

@@ -352,7 +352,11 @@ class WireShapeRecorder:
         self.violations: list[str] = []
 
     def __call__(self, operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
-        if response_dict["status_code"] >= 300 or operation_model.has_streaming_output:
+        if (
+            response_dict["status_code"] >= 300
+            or operation_model.has_streaming_output
+            or operation_model.has_event_stream_output  # read by botocore's own decoder
+        ):
             return
         name = operation_model.name
         body = response_dict["body"]

@@ -118,9 +118,15 @@ class Frontend:
                 )
             model = self._op_models[name]
             params = parse_input(model, path_params, query, request.headers, request.body)
+            trace = request.headers.get("x-amzn-trace-id")
+            if trace is not None:  # the caller's chain of invocations (ADR 0032)
+                params["_TraceHeader"] = trace
             if self._authorize is not None:
                 caller = self._authorize(caller, name, params)
             result = await operation(caller, params)
+            streamed = result.get("_Response")
+            if isinstance(streamed, Response):  # an event stream, written as it comes
+                return streamed
             status, headers, body = serialize_output(model, result)
             request_id = result.get("_RequestId") or str(uuid.uuid4())
             headers.append(("x-amzn-RequestId", request_id))

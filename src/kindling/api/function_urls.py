@@ -111,4 +111,8 @@ class FunctionUrlEndpoint:
             return render_url_error(exc, str(uuid.uuid4()))
         headers = [*answer.headers, ("x-amzn-RequestId", request_id or str(uuid.uuid4()))]
         body = b"" if request.method == "HEAD" else answer.body  # HTTP: a HEAD has none
+        if answer.stream is not None and request.method != "HEAD":
+            return Response(answer.status, headers, stream=answer.stream, on_close=answer.close)
+        if answer.close is not None:  # a streamed answer nobody will read (HEAD)
+            answer.close()
         return Response(answer.status, headers, body)

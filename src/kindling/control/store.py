@@ -38,6 +38,8 @@ function_meta = Table(
     Column("tags", Text, nullable=False, default="{}"),
     Column("last_version", Integer, nullable=False, default=0),
     Column("reserved_concurrency", Integer, nullable=True),
+    #: PutFunctionRecursionConfig's RecursiveLoop; NULL: never set (Terminate).
+    Column("recursive_loop", String(16), nullable=True),
 )
 
 aliases = Table(
@@ -327,6 +329,19 @@ class FunctionStore:
         where = self._key(function_meta, account_id, region, name)
         with self._writing(account_id, region, name) as conn:
             conn.execute(function_meta.update().where(where).values(reserved_concurrency=value))
+
+    # recursion control (ADR 0032)
+    def recursive_loop(self, account_id: str, region: str, name: str) -> str | None:
+        """None when the function does not exist; its setting (default Terminate)."""
+        where = self._key(function_meta, account_id, region, name)
+        with self._store.begin() as conn:
+            row = conn.execute(select(function_meta.c.recursive_loop).where(where)).first()
+        return None if row is None else str(row[0] or "Terminate")
+
+    def set_recursive_loop(self, account_id: str, region: str, name: str, value: str) -> None:
+        where = self._key(function_meta, account_id, region, name)
+        with self._writing(account_id, region, name) as conn:
+            conn.execute(function_meta.update().where(where).values(recursive_loop=value))
 
 
 class ProvisionedStore:

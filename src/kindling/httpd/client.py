@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from kindling.httpd.bodystream import BodyStream
+
 
 class HttpClientError(Exception):
     """The connection failed or the answer was not HTTP."""
@@ -48,6 +50,8 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self.received = False  # any byte of the current answer
         self.open = False
+        #: Set for an answer read as it comes (``HttpClient.stream``).
+        self.stream: BodyStream | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -59,6 +63,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
+        if self.stream is not None:
+            self.stream.fail(f"connection closed: {exc or 'by the server'}")
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(HttpClientError(f"connection closed: {exc or 'by the server'}"))
@@ -73,7 +79,22 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
+    def on_headers_complete(self) -> None:
+        if self.stream is None:
+            return
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ClientResponse(self._parser.get_status_code(), self._headers, b""))
+
+    def _released(self, _size: int, below: bool) -> None:
+        if below and self._transport is not None and self.open:
+            self._transport.resume_reading()
+
     def on_body(self, body: bytes) -> None:
+        if self.stream is not None:
+            if not self.stream.feed(body) and self._transport is not None:
+                self._transport.pause_reading()
+            return
         self._size += len(body)
         if self._size > self._max_body:
             self._fail(HttpClientError(f"answer larger than {self._max_body} bytes"))
@@ -81,6 +102,10 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.stream is not None:
+            self.stream.finish()
+            self.close()
+            return
         waiter, self._waiter = self._waiter, None
         response = ClientResponse(
             self._parser.get_status_code(), self._headers, b"".join(self._body)
@@ -91,6 +116,8 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(response)
 
     def _fail(self, exc: Exception) -> None:
+        if self.stream is not None:
+            self.stream.fail(str(exc))
         waiter, self._waiter = self._waiter, None
         self.close()
         if waiter is not None and not waiter.done():
@@ -164,6 +191,36 @@ class HttpClient:
                         raise
                     # closed as idle before it read this: the request never ran
             return await self._exchange(await self._connect(), data)
+
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        window: int,
+        within_s: float = 30.0,
+    ) -> tuple[ClientResponse, BodyStream, _Connection]:
+        """One request whose answer's body is read as it comes (at most ``window`` bytes
+        held; reading pauses past it), on a connection of its own that closes when the
+        body ends: (the head, the body, the connection to ``close`` early). ``within_s``
+        bounds the wait for the head only; the caller bounds the body."""
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
+        head.extend(f"{k}: {v}" for k, v in headers)
+        head.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        conn = await self._connect()
+        stream = BodyStream(window, conn._released)
+        conn.stream = stream
+        try:
+            async with asyncio.timeout(within_s):
+                response = await conn.send(data)
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            self._all.discard(conn)  # never pooled: the caller closes it (or its end does)
+        return response, stream, conn
 
     async def _exchange(self, conn: _Connection, data: bytes) -> ClientResponse:
         try:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kindling.httpd.bodystream import BodyStream
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
@@ -19,6 +23,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     peer: tuple[str, int] | None = None
+    #: A chunked body still arriving (servers with ``stream_chunked``); ``body`` is empty.
+    stream: BodyStream | None = None
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)
@@ -32,6 +38,10 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    #: Called once the server is done with the response however that went (written,
+    #: not written because the client left, or cut mid-stream): a producer feeding
+    #: ``stream`` learns that nobody reads any more even if the stream never started.
+    on_close: Callable[[], None] | None = None
 
     def head(self, keep_alive: bool) -> bytes:
         lines = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Unknown')}"]

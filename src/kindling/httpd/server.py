@@ -26,6 +26,7 @@ from typing import cast
 import httptools
 
 from kindling import limits
+from kindling.httpd.bodystream import BodyStream
 from kindling.httpd.message import Request, Response
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -56,6 +57,10 @@ class ServerLimits:
     #: connection kept open, instead of answered at once and closed: a runtime that
     #: sends its whole response before reading the answer must not see a reset.
     drain_oversized: bool = False
+    #: A chunked request is handed to the handler when its head is in, its body as a
+    #: ``BodyStream`` of at most ``limits.STREAM_WINDOW_BYTES`` held (reading pauses
+    #: past it); no body timer runs, the handler bounds how long it waits.
+    stream_chunked: bool = False
 
 
 def _plain(status: int, text: str) -> Response:
@@ -116,6 +121,8 @@ class _Connection(asyncio.Protocol):
         "_peer",
         "_pending",
         "_shared",
+        "_stream_paused",
+        "_streaming",
         "_task",
         "_timer",
         "_transport",
@@ -153,6 +160,8 @@ class _Connection(asyncio.Protocol):
         #: wait for it, and reading stops, so a client that never reads holds one
         #: buffer's worth of answers, not all of them.
         self._drained: asyncio.Future[None] | None = None
+        self._streaming: BodyStream | None = None  # the body being streamed to a handler
+        self._stream_paused = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -186,8 +195,18 @@ class _Connection(asyncio.Protocol):
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
-        if self._transport is not None and not self._paused and not self._closing:
+        if self._transport is not None and self._can_read() and not self._closing:
             self._transport.resume_reading()
+
+    def _can_read(self) -> bool:
+        return not self._paused and not self._stream_paused and self._drained is None
+
+    def _stream_released(self, size: int, below: bool) -> None:
+        self._release(size)
+        if below and self._stream_paused:
+            self._stream_paused = False
+            if self._transport is not None and self._can_read() and not self._closing:
+                self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -196,6 +215,9 @@ class _Connection(asyncio.Protocol):
             drained.set_result(None)
         self._disarm(final=True)
         self._pending.clear()
+        if self._streaming is not None:
+            self._streaming.fail("the connection closed before the body ended")
+            self._streaming = None
         self._release(self._held)
         if self._counted:
             self._counted = False
@@ -257,6 +279,9 @@ class _Connection(asyncio.Protocol):
             self._refuse(431, "request header fields too large")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
+        if self._streaming is not None:  # a trailer of a streamed body
+            self._streaming.trailers[key] = text
+            return
         old = self._headers.get(key)
         self._headers[key] = text if old is None else f"{old},{text}"
 
@@ -267,9 +292,35 @@ class _Connection(asyncio.Protocol):
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._limits.max_body_bytes:
             self._too_large(int(length))
+        elif self._limits.stream_chunked and "chunked" in self._headers.get(
+            "transfer-encoding", ""
+        ):
+            self._start_stream()
+
+    def _start_stream(self) -> None:
+        """Hands the request to the handler now; its body follows in a ``BodyStream``."""
+        self._disarm()
+        stream = BodyStream(limits.STREAM_WINDOW_BYTES, self._stream_released)
+        self._streaming = stream
+        url = self._url.decode("latin-1")
+        path, _, query = url.partition("?")
+        method = self._parser.get_method().decode("latin-1")
+        request = Request(method, path, query, self._headers, b"", self._peer, stream)
+        self._pending.append((request, self._parser.should_keep_alive(), 0, None))
+        if self._task is None:
+            self._task = self._loop.create_task(self._serve())
 
     def on_body(self, body: bytes) -> None:
         if self._closing or self._discard is not None:
+            return
+        stream = self._streaming
+        if stream is not None:
+            self._held += len(body)
+            self._shared.buffered += len(body)
+            if not stream.feed(body) and not self._stream_paused:
+                self._stream_paused = True
+                if self._transport is not None:
+                    self._transport.pause_reading()
             return
         size = len(body)
         self._body.append(body)
@@ -286,6 +337,12 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._closing:
+            return
+        stream = self._streaming
+        if stream is not None:  # its request is being handled already
+            self._streaming = None
+            self._in_head = True
+            stream.finish()
             return
         self._disarm()
         self._in_head = True
@@ -312,7 +369,7 @@ class _Connection(asyncio.Protocol):
                 request, keep_alive, size, ready = self._pending.popleft()
                 if self._paused and len(self._pending) < self._limits.max_pipelined:
                     self._paused = False
-                    if self._transport is not None and self._drained is None:
+                    if self._transport is not None and self._can_read():
                         self._transport.resume_reading()
                 try:
                     response = ready or await self._handler(request)
@@ -323,7 +380,13 @@ class _Connection(asyncio.Protocol):
                     response = _plain(500, "internal error")
                 finally:
                     self._release(size)
-                await self._write(response, keep_alive)
+                    if request.stream is not None and not request.stream.done:
+                        request.stream.discard()  # unread: dropped as it arrives
+                try:
+                    await self._write(response, keep_alive)
+                finally:
+                    if response.on_close is not None:
+                        response.on_close()
                 if not keep_alive:
                     self._close()
         finally:

@@ -25,8 +25,13 @@ on why it did not succeed:
 - the function (or the alias) no longer exists: it is dropped.
 
 Whatever the reason, an event older than its maximum age is dropped (EventAgeExceeded),
-without another run. Every drop is logged with the request id and counted in
-``kindling_async_events_dropped_total``.
+without another run. An event that is the ``MAX_HOPS``-th hop of a chain of Event
+invocations and destination records (recursion control, ADR 0032) is not run unless
+its function's RecursiveLoop is Allow: it is dropped as ``recursive_loop``, logged,
+counted in ``kindling_recursive_invocations_dropped_total`` and sent on as a failure
+(condition ``RecursiveInvocationDetected``, kindling's name) to the on-failure
+destination and dead-letter queue, as AWS does with a loop it stops. Every drop is
+logged with the request id and counted in ``kindling_async_events_dropped_total``.
 
 A success sends Lambda's invocation record (``kindling.invoke.records``) to the
 OnSuccess destination; a drop for retries or age sends it to the OnFailure destination
@@ -51,11 +56,13 @@ from enum import StrEnum
 
 from kindling.control.event_invoke import AsyncPolicy
 from kindling.control.models import FunctionRef
+from kindling.control.recursion import MAX_HOPS
 from kindling.errors import NotFoundError, StoreUnavailableError, ThrottledError
 from kindling.invoke.counting import FunctionKey
-from kindling.invoke.event_store import EventStore, StoredEvent
+from kindling.invoke.event_store import EventStore, NewEvent, StoredEvent
 from kindling.invoke.records import (
     EVENT_AGE_EXCEEDED,
+    RECURSIVE_LOOP,
     RETRIES_EXHAUSTED,
     SUCCESS,
     RecordSender,
@@ -78,6 +85,8 @@ log = logging.getLogger(__name__)
 Runner = Callable[[str, FunctionRef, bytes], Awaitable[bool | RunResult]]
 #: The asynchronous invocation policy of a qualified function; NotFoundError if gone.
 PolicyLookup = Callable[[FunctionRef], AsyncPolicy]
+#: Whether a function may run on in a recursive loop (its RecursiveLoop is Allow).
+LoopAllowed = Callable[[FunctionRef], bool]
 
 
 class RunOutcome(StrEnum):
@@ -89,6 +98,7 @@ class RunOutcome(StrEnum):
     PLATFORM_ERROR = "platform_error"
     NOT_FOUND = "not_found"
     EXPIRED = "expired"  # not run: older than its maximum age
+    RECURSIVE = "recursive"  # not run: the MAX_HOPS-th hop of a loop (ADR 0032)
 
 
 class EventQueue:
@@ -104,6 +114,7 @@ class EventQueue:
         policy: PolicyLookup | None = None,
         sender: RecordSender | None = None,
         delivery_delays_s: tuple[float, ...] = ASYNC_DELIVERY_DELAYS_S,
+        loop_allowed: LoopAllowed | None = None,
     ) -> None:
         """``retry_delays_s``: the wait before each retry of a failed event (the last one
         repeats); ``max_age_s``: the maximum age of events whose ``policy`` says none
@@ -115,6 +126,9 @@ class EventQueue:
         default = AsyncPolicy(max_retries=len(retry_delays_s), max_age_s=max_age_s)
         self._policy: PolicyLookup = policy or (lambda _ref: default)
         self._sender = sender
+        self._loop_allowed: LoopAllowed = loop_allowed or (lambda _ref: False)
+        #: The hops of each event running here (``hops_of``), by request id.
+        self._hops: dict[str, int] = {}
         self._delivery_delays = delivery_delays_s
         self._metrics = metrics or Metrics()
         self._backoff_first, self._backoff_max = backoff_s
@@ -129,14 +143,79 @@ class EventQueue:
         #: only: a restart starts every backoff again at its first step.
         self._setbacks: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Events accepted this turn of the loop, committed together (``accept``).
+        self._accepted: list[tuple[NewEvent, asyncio.Future[None]]] = []
+        #: Events settled this turn of the loop, deleted together (``_delete``).
+        self._settling: list[tuple[str, asyncio.Future[bool]]] = []
         self._loop_task: asyncio.Task[None] | None = None
         #: Keeping the leases of what runs here, and hearing of events other nodes put.
         self._helpers: list[asyncio.Task[None]] = []
         self._closing = False
 
-    def put(self, request_id: str, ref: FunctionRef, payload: bytes) -> None:
-        self._store.put(request_id, ref, payload, time.time())
+    def put(self, request_id: str, ref: FunctionRef, payload: bytes, hops: int = 0) -> None:
+        """Stores an event (durably, before it returns); ``hops``: the invocations in the
+        chain that led to it (recursion control)."""
+        self._store.put(request_id, ref, payload, time.time(), hops)
         self._wake.set()
+
+    async def accept(self, request_id: str, ref: FunctionRef, payload: bytes, hops: int) -> None:
+        """``put`` for the API: returns once the event is committed (the 202 follows),
+        committed with every other event accepted in the same turn of the loop. A group
+        commit: one transaction for all of them, instead of one each. Raises what the
+        store raised (StoreUnavailableError), for each event of the failed group."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._accepted.append((NewEvent(request_id, ref, payload, hops), done))
+        if len(self._accepted) == 1:  # the first of this turn: commit after the turn
+            loop.call_soon(self._commit_accepted)
+        await done
+
+    async def _delete(self, request_id: str) -> bool:
+        """Settles an event: deleted with the others settled in the same turn of the
+        loop, in one transaction (a delete each was a fifth of the loop under a stream
+        of events). True if it was ours. Until it commits the event stays stored, so a
+        crash runs it again (at least once)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        self._settling.append((request_id, done))
+        if len(self._settling) == 1:
+            loop.call_soon(self._commit_settled)
+        return await done
+
+    def _commit_settled(self) -> None:
+        group, self._settling = self._settling, []
+        if not group:
+            return
+        try:
+            gone = self._store.delete_many([request_id for request_id, _ in group])
+        except Exception as exc:  # StoreUnavailableError: each caller hears it
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for request_id, done in group:
+            if not done.done():
+                done.set_result(request_id in gone)
+
+    def _commit_accepted(self) -> None:
+        group, self._accepted = self._accepted, []
+        if not group:
+            return
+        try:
+            self._store.put_many([event for event, _ in group], time.time())
+        except Exception as exc:  # StoreUnavailableError: none of them was stored
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in group:
+            if not done.done():
+                done.set_result(None)
+        self._wake.set()
+
+    def hops_of(self, request_id: str) -> int:
+        """The hops of an event this queue is running (0 if it runs no such event)."""
+        return self._hops.get(request_id, 0)
 
     def pending(self) -> int:
         return self._store.count()
@@ -239,7 +318,11 @@ class EventQueue:
             policy = self._policy(ref)
             if time.time() - stored.enqueued_at > policy.max_age_s:
                 outcome = RunOutcome.EXPIRED
+            elif stored.hops >= MAX_HOPS and not self._loop_allowed(ref):
+                outcome = RunOutcome.RECURSIVE
+                detail = f"a recursive loop: {stored.hops} invocations led to it"
             else:
+                self._hops[request_id] = stored.hops
                 async with self._slots:
                     ran = await self._runner(request_id, ref, stored.payload)
                 result = ran if isinstance(ran, RunResult) else RunResult(bool(ran))
@@ -262,6 +345,7 @@ class EventQueue:
             log.warning("event %s ran (%s) but could not be settled", request_id, outcome.value)
         finally:
             self._running.discard(request_id)
+            self._hops.pop(request_id, None)
             self._wake.set()
 
     async def _settle(
@@ -281,6 +365,9 @@ class EventQueue:
         condition: str | None = SUCCESS if outcome is RunOutcome.SUCCESS else None
         if outcome is RunOutcome.NOT_FOUND:
             drop = "not_found"
+        elif outcome is RunOutcome.RECURSIVE:
+            drop, condition = "recursive_loop", RECURSIVE_LOOP
+            self._metrics.recursion_stopped(account, region, name)
         elif outcome is RunOutcome.EXPIRED or (outcome is not RunOutcome.SUCCESS and too_old):
             drop, detail = "max_age", f"older than {max_age_s:g} s ({outcome.value})"
             condition = EVENT_AGE_EXCEEDED
@@ -295,7 +382,7 @@ class EventQueue:
             self._setbacks.pop(request_id, None)
             if condition is not None and policy is not None:
                 await self._report(stored, policy, condition, result)
-            self._settled(self._store.delete(request_id), request_id)
+            self._settled(await self._delete(request_id), request_id)
             if drop is not None:
                 self._dropped(stored, drop, detail)
             if outcome is RunOutcome.NOT_FOUND:  # its parked siblings are gone too: next one
@@ -339,7 +426,7 @@ class EventQueue:
                 stored,
                 "destination",
                 destination,
-                lambda: self._send_record(destination, record),
+                lambda: self._send_record(destination, record, stored.hops),
                 json.dumps(record),
             )
         if not success and policy.dead_letter:
@@ -361,11 +448,13 @@ class EventQueue:
                 stored.payload.decode("utf-8", errors="replace"),
             )
 
-    async def _send_record(self, destination: str, record: dict[str, object]) -> None:
+    async def _send_record(self, destination: str, record: dict[str, object], hops: int) -> None:
+        """``hops``: of the event the record is about; a function that gets it as an
+        event is one hop further along the chain."""
         target = lambda_target(destination)
         if target is not None:  # another function: the record is a new event of its own
-            self._store.put(str(uuid.uuid4()), target, json.dumps(record).encode(), time.time())
-            self._wake.set()
+            # committed with the other records and events of this turn (a group commit)
+            await self.accept(str(uuid.uuid4()), target, json.dumps(record).encode(), hops + 1)
             return
         if self._sender is None:
             raise RuntimeError("no sender of invocation records is configured")

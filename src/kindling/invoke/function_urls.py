@@ -12,23 +12,28 @@ strangers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+from kindling import limits
 from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.models import LATEST, FunctionRef, function_arn
 from kindling.control.policies import PolicyService, UrlCaller
 from kindling.errors import AccessDeniedError, FunctionResponseError
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.sigv4 import Caller
-from kindling.invoke.service import InvokeService
+from kindling.invoke.service import InvokeOutput, InvokeService
+from kindling.invoke.streaming import HTTP_PRELUDE_TYPE, ResponseStream, read_prelude
 from kindling.invoke.url_events import (
+    STREAM_CONTENT_TYPE,
     UrlRequest,
     UrlResponse,
     build_event,
     cors_preflight,
     interpret,
+    interpret_prelude,
     with_cors,
 )
 
@@ -110,8 +115,76 @@ class FunctionUrlService:
             raise AccessDeniedError(FORBIDDEN)
         request_id = str(uuid.uuid4())
         event = build_event(request, url_id, ref.region, account, request_id, authorizer)
-        out = await self._invoker.invoke(ref, json.dumps(event).encode(), request_id=request_id)
+        payload = json.dumps(event).encode()
+        if config.invoke_mode == "RESPONSE_STREAM":
+            response = await self._stream(ref, payload, request_id)
+            return with_cors(response, config.cors, request.headers.get("origin")), request_id
+        out = await self._invoker.invoke(ref, payload, request_id=request_id)
         if out.function_error is not None:
             raise FunctionResponseError(f"The function failed: {out.function_error}")
         response = interpret(out.payload)
         return with_cors(response, config.cors, request.headers.get("origin")), request_id
+
+    async def _stream(self, ref: FunctionRef, payload: bytes, request_id: str) -> UrlResponse:
+        """A RESPONSE_STREAM URL (ADR 0032): the answer's head once the function wrote
+        its first bytes (its HTTP prelude, if it sent one), the body as it comes. A
+        function that fails before its first byte gets the URL's 502, as a buffered one;
+        after it, the stream just ends (HTTP has no way left to tell the client)."""
+        stream = ResponseStream()
+        run = asyncio.ensure_future(
+            self._invoker.invoke(ref, payload, request_id=request_id, sink=stream)
+        )
+        run.add_done_callback(lambda _: stream.end())
+        run.add_done_callback(_retrieved)
+        first = asyncio.ensure_future(stream.wait_readable())
+        try:
+            await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the client left before the first byte: nobody reads
+            stream.close()
+            raise
+        finally:
+            first.cancel()
+        try:
+            if run.done() and not run.result().streamed:  # a function that did not stream
+                out = run.result()
+                if out.function_error is not None:
+                    raise FunctionResponseError(f"The function failed: {out.function_error}")
+                return interpret(out.payload)
+            body: bytes = b""
+            if stream.content_type == HTTP_PRELUDE_TYPE:
+                found = await read_prelude(stream, limits.FRONTEND_MAX_HEADER_BYTES)
+                if found is None:
+                    raise FunctionResponseError("The function's HTTP prelude did not end")
+                prelude, body = found
+                response = interpret_prelude(prelude)
+            else:
+                response = UrlResponse(200, [("Content-Type", STREAM_CONTENT_TYPE)])
+        except BaseException:
+            stream.close()
+            raise
+        response.stream = _body(body, stream, run)
+        response.close = stream.close
+        return response
+
+
+async def _body(
+    first: bytes, stream: ResponseStream, run: asyncio.Future[InvokeOutput]
+) -> AsyncIterator[bytes]:
+    """The streamed body; a client that hangs up closes ``stream`` (the invocation runs
+    on without a reader, and its sandbox is freed when it ends)."""
+    try:
+        if first:
+            yield first
+        async for chunk in stream:
+            yield chunk
+        if run.done() and not run.cancelled() and run.exception() is None:
+            out = run.result()
+            if not out.streamed and out.function_error is None and out.payload:
+                yield out.payload
+    finally:
+        stream.close()
+
+
+def _retrieved(run: asyncio.Future[InvokeOutput]) -> None:
+    if not run.cancelled():
+        run.exception()

@@ -35,6 +35,8 @@ from kindling.control.models import LATEST, FunctionRef
 SUCCESS = "Success"
 RETRIES_EXHAUSTED = "RetriesExhausted"
 EVENT_AGE_EXCEEDED = "EventAgeExceeded"
+#: A loop stopped by recursion control (ADR 0032): kindling's name, AWS documents none.
+RECURSIVE_LOOP = "RecursiveInvocationDetected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,6 +35,7 @@ from kindling.control.models import (
     FunctionState,
     is_alias_name,
 )
+from kindling.control.recursion import lineage
 from kindling.errors import (
     ConflictError,
     RequestContentError,
@@ -50,9 +51,11 @@ from kindling.invoke.counting import Counting
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.interface import Execution
-from kindling.worker.sandbox.base import InvokeRequest, Outcome, SandboxSpec
+from kindling.worker.sandbox.base import InvokeRequest, Outcome, ResponseSink, SandboxSpec
 
-EnqueueFn = Callable[[str, FunctionRef, bytes], None]
+#: Stores an Event invocation durably: (request id, function, payload, hops of its
+#: chain); returns once it is committed.
+EnqueueFn = Callable[[str, FunctionRef, bytes, int], Awaitable[None]]
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 CUT_MESSAGE = "The invocation was stopped: the server is shutting down."
@@ -67,6 +70,11 @@ class InvokeOutput:
     executed_version: str | None = None
     function_error: str | None = None
     log_result: str | None = None
+    #: The function's own error type (Unhandled, or what a streaming runtime named).
+    error_type: str | None = None
+    #: The payload went to the caller's sink as it came (ADR 0032); ``payload`` holds
+    #: only an error that came after it.
+    streamed: bool = False
 
 
 def _check_payload(payload: bytes, limit: int, operation: str) -> None:
@@ -97,9 +105,12 @@ def invoked_arn(ref: FunctionRef) -> str:
     return f"{ref.arn}:{ref.qualifier}" if ref.qualifier else ref.arn
 
 
-def _trace_id(request_id: str) -> str:
-    """An X-Ray style trace header, derived from the request id: no extra randomness."""
-    return f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]};Sampled=0"
+def _trace_id(request_id: str, function_arn: str, hops: int) -> str:
+    """An X-Ray style trace header, derived from the request id: no extra randomness.
+    Its Lineage field carries the chain's hops (recursion control, ADR 0032): the AWS
+    SDKs send it back on the calls the function makes."""
+    root = f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]}"
+    return f"{root};Sampled=0;{lineage(function_arn, hops)}"
 
 
 def _log_stream(version: str, sandbox_id: str) -> str:
@@ -172,34 +183,43 @@ class InvokeService:
         log_type: str = "None",
         client_context: str | None = None,
         request_id: str | None = None,
+        sink: ResponseSink | None = None,
+        hops: int | None = None,
     ) -> InvokeOutput:
         """``request_id``: given by a caller that told it to the function already (a
-        function URL's event carries it); else a new one."""
+        function URL's event carries it); else a new one. ``sink``: where a function
+        that streams writes its response as it goes (InvokeWithResponseStream, a
+        RESPONSE_STREAM URL). ``hops``: the chain of invocations this call comes from
+        (the Lineage of its trace header; None: from outside any): an Event invocation
+        is one hop further, a synchronous one carries the count on."""
         request_id = request_id or str(uuid.uuid4())
         if invocation_type == "Event":
             _check_payload(payload, MAX_ASYNC_PAYLOAD, "Invoke")
             config = self.resolve(ref)
             if self._enqueue is None:
                 raise ValidationError("Event invocations are not available on this host")
-            self._enqueue(request_id, ref, payload)
+            await self._enqueue(request_id, ref, payload, 0 if hops is None else hops + 1)
             return InvokeOutput(202, b"", request_id)
         _check_payload(payload, MAX_SYNC_PAYLOAD, "Invoke")
         config = self.resolve(ref)
         if invocation_type == "DryRun":
             return InvokeOutput(204, b"", request_id, executed_version=config.version)
         execution = await self.execute(
-            config, request_id, payload, client_context, invoked_arn(ref)
+            config, request_id, payload, client_context, invoked_arn(ref), sink=sink, hops=hops or 0
         )
         result = execution.result
+        failed = result.outcome is not Outcome.SUCCESS
         return InvokeOutput(
             200,
             result.payload,
             request_id,
             executed_version=config.version,
-            function_error="Unhandled" if result.outcome is not Outcome.SUCCESS else None,
+            function_error="Unhandled" if failed else None,
             log_result=base64.b64encode(execution.log_tail).decode()
             if log_type == "Tail"
             else None,
+            error_type=(result.error_type or "Unhandled") if failed else None,
+            streamed=result.streamed,
         )
 
     async def execute(
@@ -210,6 +230,8 @@ class InvokeService:
         client_context: str | None = None,
         invoked: str | None = None,
         queued: bool = False,
+        sink: ResponseSink | None = None,
+        hops: int = 0,
     ) -> Execution:
         """Runs one invocation to its end, throttled by the account's concurrency.
 
@@ -224,7 +246,7 @@ class InvokeService:
             config.arn if config.version == LATEST else f"{config.arn}:{config.version}"
         )
         run = asyncio.ensure_future(
-            self._execute(config, request_id, payload, client_context, invoked, queued)
+            self._execute(config, request_id, payload, client_context, invoked, queued, sink, hops)
         )
         run.add_done_callback(_retrieved)  # nobody may be left to await it
         return await asyncio.shield(run)
@@ -237,6 +259,8 @@ class InvokeService:
         client_context: str | None,
         invoked: str,
         queued: bool,
+        sink: ResponseSink | None = None,
+        hops: int = 0,
     ) -> Execution:
         key = self.version_key(config)
         self._in_flight += 1
@@ -244,7 +268,9 @@ class InvokeService:
             async with self._counter.admit(
                 config.account_id, config.region, config.name, config.version
             ):
-                return await self._run(config, key, request_id, payload, client_context, invoked)
+                return await self._run(
+                    config, key, request_id, payload, client_context, invoked, sink, hops
+                )
         except ThrottledError as exc:
             if queued:
                 raise
@@ -263,6 +289,8 @@ class InvokeService:
         payload: bytes,
         client_context: str | None,
         invoked: str,
+        sink: ResponseSink | None = None,
+        hops: int = 0,
     ) -> Execution:
         """An admitted invocation: claim a sandbox (warm or new), run, release.
 
@@ -282,7 +310,8 @@ class InvokeService:
                 deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
                 invoked_arn=invoked,
                 client_context=client_context,
-                trace_id=_trace_id(request_id),
+                trace_id=_trace_id(request_id, config.arn, hops),
+                sink=sink,
             )
             try:
                 execution = await handle.worker.invoke(handle.id, request, claim.init)

@@ -31,6 +31,7 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -41,6 +42,8 @@ from kindling.errors import FunctionResponseError
 #: function URLs); every other body arrives base64-encoded.
 _TEXT_TYPES = frozenset({"application/json", "application/javascript", "application/xml"})
 _JSON = "application/json"
+#: What a streamed answer without its own Content-Type is sent as.
+STREAM_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,10 @@ class UrlResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    #: A RESPONSE_STREAM URL's body as the function writes it (``body`` is unused),
+    #: and what to call once nobody will read it (always called).
+    stream: AsyncIterator[bytes] | None = None
+    close: Callable[[], None] | None = None
 
 
 def is_text(content_type: str) -> bool:
@@ -170,6 +177,23 @@ def _status(value: Any) -> int:
     if not isinstance(value, int) or not 100 <= value <= 599:
         raise _malformed("statusCode must be a number from 100 to 599")
     return value
+
+
+def interpret_prelude(prelude: bytes) -> UrlResponse:
+    """A streamed answer's HTTP prelude (statusCode, headers, cookies): its body follows
+    in the stream."""
+    try:
+        document = json.loads(prelude)
+    except (ValueError, RecursionError):
+        raise _malformed("the prelude is not JSON") from None
+    if not isinstance(document, dict):
+        raise _malformed("the prelude is not an object")
+    document.pop("body", None)
+    document.setdefault("statusCode", 200)
+    headers = document.get("headers") or {}
+    if isinstance(headers, dict) and not any(k.lower() == "content-type" for k in headers):
+        document["headers"] = {**headers, "Content-Type": STREAM_CONTENT_TYPE}
+    return interpret(json.dumps(document).encode())
 
 
 def interpret(payload: bytes) -> UrlResponse:

@@ -14,7 +14,10 @@ counted under the version it routed to, so aliases add no series):
                                                  throttled | platform_error | function_error
     kindling_async_events_dropped_total{account, region, reason}
                                                  Lambda's AsyncEventsDropped: not_found |
-                                                 max_age | retries_exhausted
+                                                 max_age | retries_exhausted | recursive_loop
+    kindling_recursive_invocations_dropped_total{account, region, function}
+                                                 Lambda's RecursiveInvocationsDropped: events
+                                                 stopped as a recursive loop (ADR 0032)
     kindling_async_delivery_failures_total{account, region, kind}
                                                  records or events that could not be
                                                  delivered after their retries: kind
@@ -166,8 +169,16 @@ class Metrics:
             "kindling_async_events_dropped",
             "Accepted Event invocations dropped without a successful run (Lambda's "
             "AsyncEventsDropped), by reason: not_found (the function is gone), max_age, "
-            "retries_exhausted.",
+            "retries_exhausted, recursive_loop.",
             ["account", "region", "reason"],
+            registry=self.registry,
+        )
+        self._recursive_dropped = Counter(
+            "kindling_recursive_invocations_dropped",
+            "Invocations stopped because their chain of invocations looped past 16 hops "
+            "and the function's RecursiveLoop is Terminate (Lambda's "
+            "RecursiveInvocationsDropped).",
+            ["account", "region", "function"],
             registry=self.registry,
         )
         self._delivery_failures = Counter(
@@ -259,6 +270,9 @@ class Metrics:
 
     def async_dropped(self, account: str, region: str, reason: str) -> None:
         self._async_dropped.labels(account, region, reason).inc()
+
+    def recursion_stopped(self, account: str, region: str, function: str) -> None:
+        self._recursive_dropped.labels(account, region, function).inc()
 
     def delivery_failed(self, account: str, region: str, kind: str) -> None:
         self._delivery_failures.labels(account, region, kind).inc()

@@ -21,12 +21,14 @@ reports for two heartbeat periods (over-counting briefly, never under).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
 from urllib.parse import urlsplit
 
 from kindling.errors import SandboxError, SandboxGoneError
+from kindling.httpd.bodystream import BodyStream, BodyStreamError
 from kindling.httpd.client import ClientResponse, HttpClient, HttpClientError, HttpConnectError
 from kindling.iam import cluster
 from kindling.limits import (
@@ -34,12 +36,14 @@ from kindling.limits import (
     CLUSTER_CONNECTIONS_PER_WORKER,
     CLUSTER_HEARTBEAT_S,
     CLUSTER_MAX_BODY_BYTES,
+    STREAM_WINDOW_BYTES,
 )
 from kindling.worker import wire
 from kindling.worker.capacity import WorkerCapacity
 from kindling.worker.interface import Execution, Launched
-from kindling.worker.sandbox.base import InitResult, InvokeRequest, SandboxSpec
+from kindling.worker.sandbox.base import InitResult, InvokeRequest, ResponseSink, SandboxSpec
 from kindling.worker.sandbox.safety import INIT_LIMIT_S
+from kindling.worker.streaming import FrameReader
 
 
 class RemoteWorker:
@@ -130,6 +134,8 @@ class RemoteWorker:
     async def invoke(
         self, sandbox_id: str, request: InvokeRequest, init: InitResult | None = None
     ) -> Execution:
+        if request.sink is not None:
+            return await self._invoke_streamed(sandbox_id, request, request.sink, init)
         left = max(0.0, request.deadline_ms / 1000 - time.time())
         response = await self._call(
             "POST",
@@ -142,6 +148,70 @@ class RemoteWorker:
             return wire.execution_from(response.headers, response.body)
         except (KeyError, ValueError) as exc:
             raise SandboxError(f"worker {self._worker_id} answered badly: {exc}") from exc
+
+    async def _invoke_streamed(
+        self,
+        sandbox_id: str,
+        request: InvokeRequest,
+        sink: ResponseSink,
+        init: InitResult | None,
+    ) -> Execution:
+        """A streamed invocation over the hop (ADR 0032): the worker's frames are read as
+        they come, each chunk written to ``sink`` (which waits for the client: the
+        worker's connection is then not read, and the function waits in turn)."""
+        left = max(0.0, request.deadline_ms / 1000 - time.time())
+        path = f"{wire.SANDBOXES}/{sandbox_id}/invocations"
+        signed = [
+            (cluster.HEADER, cluster.sign(self._key, "POST", path, request.payload)),
+            *wire.request_headers(request, init),
+        ]
+        try:
+            head, body, conn = await self._client.stream(
+                "POST",
+                path,
+                signed,
+                request.payload,
+                STREAM_WINDOW_BYTES,
+                left + CLUSTER_ANSWER_SLACK_S,
+            )
+        except HttpConnectError as exc:
+            self._suspect = True
+            raise SandboxGoneError(f"worker {self._worker_id} is unreachable: {exc}") from exc
+        except (HttpClientError, TimeoutError) as exc:
+            raise SandboxError(
+                f"worker {self._worker_id} did not answer: {exc or 'timed out'}"
+            ) from exc
+        try:
+            async with asyncio.timeout(left + CLUSTER_ANSWER_SLACK_S):
+                if head.status >= 300:
+                    text = await body.read(CLUSTER_MAX_BODY_BYTES) or b""
+                    answer = ClientResponse(head.status, head.headers, text)
+                    if head.status == 410:
+                        raise SandboxGoneError(f"worker {self._worker_id}: {_message(answer)}")
+                    raise SandboxError(
+                        f"worker {self._worker_id} refused a streamed invoke: "
+                        f"{head.status} {_message(answer)}"
+                    )
+                return await self._read_frames(body, sink)
+        except (BodyStreamError, TimeoutError, ValueError, KeyError) as exc:
+            raise SandboxError(f"worker {self._worker_id} broke off a stream: {exc}") from exc
+        finally:
+            conn.close()
+
+    async def _read_frames(self, body: BodyStream, sink: ResponseSink) -> Execution:
+        reader = FrameReader(CLUSTER_MAX_BODY_BYTES)
+        async for data in body:
+            for kind, value in reader.feed(data):
+                if kind == b"T":
+                    sink.begin(value.decode("latin-1"))
+                elif kind == b"C":
+                    await sink.write(value)
+                elif kind == b"E":
+                    return wire.execution_from_frame(value)
+                elif kind == b"X":
+                    doc = json.loads(value)
+                    raise SandboxError(f"worker {self._worker_id}: {doc.get('message', '')}")
+        raise SandboxError(f"worker {self._worker_id} ended a stream without its result")
 
     async def destroy(self, sandbox_id: str) -> None:
         self._since.pop(sandbox_id, None)

@@ -9,9 +9,11 @@ fetches a digest it lacks from the control plane once).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs
 
 from kindling.errors import AuthError, KindlingError, SandboxGoneError
@@ -19,8 +21,9 @@ from kindling.httpd import Request, Response
 from kindling.iam import cluster
 from kindling.runtimes.catalog import RuntimeLaunch
 from kindling.worker import wire
-from kindling.worker.interface import Worker
-from kindling.worker.sandbox.base import SandboxSpec
+from kindling.worker.interface import Execution, Worker
+from kindling.worker.sandbox.base import InitResult, InvokeRequest, SandboxSpec
+from kindling.worker.streaming import ResponseStream, frame
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,8 @@ class WorkerServer:
             if sandbox_id and set(sandbox_id) <= wire.ID_CHARS:
                 if tail == "invocations" and method == "POST":
                     invoke, init = wire.request_from(request.headers, request.body)
+                    if wire.wants_stream(request.headers):
+                        return await self._streamed(sandbox_id, invoke, init)
                     execution = await self._worker.invoke(sandbox_id, invoke, init)
                     return Response(
                         200, wire.execution_headers(execution), execution.result.payload
@@ -121,6 +126,36 @@ class WorkerServer:
                     await self._worker.destroy(sandbox_id)
                     return Response(204)
         return _json(404, {"error": "NotFound", "message": f"{method} {path}"})
+
+    async def _streamed(
+        self, sandbox_id: str, invoke: InvokeRequest, init: InitResult | None
+    ) -> Response:
+        """A streamed invocation (ADR 0032): its answer is frames, chunks as the function
+        writes them, then the execution. What fails before the first byte answers as a
+        buffered call does (410 for a sandbox gone)."""
+        stream = ResponseStream()
+        run = asyncio.ensure_future(
+            self._worker.invoke(sandbox_id, dataclasses.replace(invoke, sink=stream), init)
+        )
+        run.add_done_callback(lambda _: stream.end())
+        run.add_done_callback(_retrieved)  # a control node that hung up never awaits it
+        first = asyncio.ensure_future(stream.wait_readable())
+        try:
+            await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the control node left before the first byte
+            stream.close()
+            raise
+        finally:
+            first.cancel()
+        if run.done() and run.exception() is not None:
+            stream.close()
+            raise run.exception()  # type: ignore[misc]
+        return Response(
+            200,
+            [("Content-Type", "application/octet-stream")],
+            stream=_frames(run, stream),
+            on_close=stream.close,
+        )
 
     async def _create(self, body: bytes) -> Response:
         doc = json.loads(body)
@@ -144,3 +179,30 @@ class WorkerServer:
         return Response(
             200, [("Content-Type", "application/json")], wire.launched_to_json(launched)
         )
+
+
+def _retrieved(run: asyncio.Future[Execution]) -> None:
+    if not run.cancelled():
+        run.exception()
+
+
+async def _frames(run: asyncio.Future[Execution], stream: ResponseStream) -> AsyncIterator[bytes]:
+    """T (the content type) and C frames as the function writes, then E (or X)."""
+    try:
+        began = False
+        async for chunk in stream:
+            if not began:
+                began = True
+                yield frame(b"T", stream.content_type.encode("latin-1", "replace"))
+            yield frame(b"C", chunk)
+        try:
+            execution = await asyncio.shield(run)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, KindlingError) else str(exc)
+            yield frame(
+                b"X", json.dumps({"error": type(exc).__name__, "message": message}).encode()
+            )
+            return
+        yield frame(b"E", wire.execution_to_frame(execution))
+    finally:
+        stream.close()

@@ -17,6 +17,7 @@ worker resolves both on its own host (its interpreters, its code cache).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import asdict, fields
 from typing import Any
@@ -152,6 +153,8 @@ def request_headers(request: InvokeRequest, init: InitResult | None) -> list[tup
         headers.append(("X-Kindling-Trace-Id", request.trace_id))
     if init is not None:
         headers.append(("X-Kindling-Init", json.dumps(init_to_json(init))))
+    if request.sink is not None:
+        headers.append((STREAM_HEADER, "1"))
     return headers
 
 
@@ -172,6 +175,34 @@ def request_from(headers: dict[str, str], body: bytes) -> tuple[InvokeRequest, I
         ),
         None if init is None else init_from_json(json.loads(init)),
     )
+
+
+#: A request asking for its response as frames (``worker.streaming``), as it comes.
+STREAM_HEADER = "X-Kindling-Stream"
+
+
+def wants_stream(headers: dict[str, str]) -> bool:
+    return headers.get(STREAM_HEADER.lower()) == "1"
+
+
+def execution_to_frame(execution: Execution) -> bytes:
+    """The E frame's data: the execution's headers and its payload."""
+    doc = {
+        "headers": dict(execution_headers(execution)),
+        "payload": base64.b64encode(execution.result.payload).decode(),
+        "streamed": execution.result.streamed,
+    }
+    return json.dumps(doc).encode()
+
+
+def execution_from_frame(data: bytes) -> Execution:
+    doc = json.loads(data)
+    headers = {str(k).lower(): str(v) for k, v in doc["headers"].items()}
+    execution = execution_from(headers, base64.b64decode(doc["payload"]))
+    if doc.get("streamed"):
+        result = dataclasses.replace(execution.result, streamed=True)
+        execution = dataclasses.replace(execution, result=result)
+    return execution
 
 
 def execution_headers(execution: Execution) -> list[tuple[str, str]]:

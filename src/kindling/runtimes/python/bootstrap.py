@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # the type checker knows them by their package
         encode_response,
     )
     from kindling.runtimes.python.kindling_runtime_api import (
+        ERROR_BODY_TRAILER,
+        ERROR_TYPE_HEADER,
         PY_VERSION,
         HttpConnection,
         Invocation,
@@ -53,6 +55,8 @@ if TYPE_CHECKING:  # the type checker knows them by their package
 else:
     from kindling_lambda_context import Fault, LambdaContext, decode_event, encode_response
     from kindling_runtime_api import (
+        ERROR_BODY_TRAILER,
+        ERROR_TYPE_HEADER,
         PY_VERSION,
         HttpConnection,
         Invocation,
@@ -61,7 +65,7 @@ else:
     )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from importlib.abc import Loader as _LoaderBase
     from importlib.machinery import ModuleSpec
     from types import ModuleType, TracebackType
@@ -72,6 +76,9 @@ if TYPE_CHECKING:
 else:
     _LoaderBase = object
 
+#: The content type of a streamed response that starts with an HTTP prelude (Node's
+#: ``awslambda.HttpResponseStream``).
+HTTP_PRELUDE_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
 LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 INIT_ERROR_WARNING = (
@@ -343,7 +350,11 @@ class Runtime:
         try:
             context = LambdaContext(invocation)
             event = decode_event(invocation.body)
-            body, content_type = encode_response(handler(event, context))
+            result = handler(event, context)
+            if hasattr(result, "__next__"):  # a generator: a streaming handler
+                self.stream(request_id, result)
+                return
+            body, content_type = encode_response(result)
         except Fault as fault:
             error = make_error(fault.message, fault.error_type, fault.trace, request_id)
             cause = xray_cause(fault.error_type, fault.message, [])
@@ -356,6 +367,54 @@ class Runtime:
         log_error(error)
         flush_std_streams()
         self.api.post_error(request_id, error, cause)
+
+    def stream(self, request_id: str, chunks: Iterator[Any]) -> None:
+        """Streams what a generator handler yields (kindling's streaming handler, see
+        docs/usage.md; AWS's Python runtime has none). Each item is bytes or str; a
+        dict first is the HTTP prelude of a function URL (statusCode, headers, cookies),
+        sent as Node's ``HttpResponseStream.from`` sends it: JSON, then 8 NUL bytes. An
+        exception before the first item is an ordinary error; after it, the trailers
+        carry it, as AWS's streaming protocol does."""
+        sending = None
+        try:
+            for item in chunks:
+                if sending is None:
+                    content_type = "application/octet-stream"
+                    if isinstance(item, dict):
+                        content_type = HTTP_PRELUDE_CONTENT_TYPE
+                        item = json.dumps(item).encode() + b"\0" * 8
+                    flush_std_streams()
+                    sending = self.api.stream_response(request_id, content_type)
+                if isinstance(item, str):
+                    item = item.encode("utf-8")
+                if not isinstance(item, bytes | bytearray):
+                    raise Fault(
+                        "Runtime.MarshalError",
+                        f"A streaming handler yields bytes or str, not {type(item).__name__}",
+                    )
+                sending.write(bytes(item))
+        except Fault as fault:
+            error = make_error(fault.message, fault.error_type, fault.trace, request_id)
+        except Exception as exc:
+            error, _cause = describe_exception(exc, request_id)
+        else:
+            flush_std_streams()
+            if sending is None:  # yielded nothing: an empty response
+                self.api.post_response(request_id, b"", "application/octet-stream")
+            else:
+                sending.finish()
+            return
+        log_error(error)
+        flush_std_streams()
+        if sending is None:
+            self.api.post_error(request_id, error, "")
+            return
+        import binascii
+
+        encoded = binascii.b2a_base64(json.dumps(error).encode(), newline=False).decode()
+        sending.finish(
+            [(ERROR_TYPE_HEADER, str(error["errorType"])), (ERROR_BODY_TRAILER, encoded)]
+        )
 
 
 def set_trace_id(trace_id: str | None) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 RUNTIME_PATH = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
 MAX_XRAY_CAUSE_BYTES = 1024 * 1024
 PY_VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -85,6 +86,32 @@ class HttpConnection:
             value = value.replace("\r", " ").replace("\n", " ")  # no header injection
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def open_stream(self, path: str, headers: Iterable[tuple[str, str]]) -> ChunkedRequest:
+        """Sends the head of a chunked POST; the body follows through the returned
+        object. A stream is never retried: bytes sent cannot be taken back."""
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {self._address}",
+            f"User-Agent: {USER_AGENT}",
+            "Transfer-Encoding: chunked",
+        ]
+        for name, value in headers:
+            lines.append(f"{name}: {value.replace(chr(13), ' ').replace(chr(10), ' ')}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        try:
+            if self._sock is None:
+                self._sock = self._connect()
+            self._sock.sendall(head)
+        except OSError:
+            self.close()  # a kept-alive connection closed meanwhile: nothing was sent yet
+            self._sock = self._connect()
+            self._sock.sendall(head)
+        return ChunkedRequest(self)
+
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        self._sock.sendall(data)
 
     def _roundtrip(self, raw: bytes) -> Response:
         if self._sock is None:
@@ -182,6 +209,22 @@ class HttpConnection:
 # --------------------------------------------------------------------------- Runtime API
 
 
+class ChunkedRequest:
+    """The body of a chunked request being sent: chunks, then trailers and the answer."""
+
+    def __init__(self, connection: HttpConnection) -> None:
+        self._conn = connection
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._conn._send(b"%x\r\n" % len(data) + data + b"\r\n")
+
+    def finish(self, trailers: Iterable[tuple[str, str]] = ()) -> Response:
+        tail = "".join(f"{name}: {value}\r\n" for name, value in trailers)
+        self._conn._send(b"0\r\n" + tail.encode() + b"\r\n")
+        return self._conn._read_response()
+
+
 class Invocation:
     """One event from GET /invocation/next."""
 
@@ -224,6 +267,18 @@ class RuntimeApi:
     def post_response(self, request_id: str, body: bytes, content_type: str) -> None:
         headers = [("Content-Type", content_type)]
         self._post(f"/invocation/{request_id}/response", body, headers)
+
+    def stream_response(self, request_id: str, content_type: str) -> ChunkedRequest:
+        """A streamed response (AWS: "Implementing response streaming in a custom
+        runtime"): chunks as they come, an error after the first bytes in trailers."""
+        return self._conn.open_stream(
+            f"{RUNTIME_PATH}/invocation/{request_id}/response",
+            [
+                ("Content-Type", content_type),
+                ("Lambda-Runtime-Function-Response-Mode", "streaming"),
+                ("Trailer", f"{ERROR_TYPE_HEADER}, {ERROR_BODY_TRAILER}"),
+            ],
+        )
 
     def post_error(self, request_id: str, error: ErrorResult, xray_cause: str) -> None:
         headers = [("Content-Type", "application/json"), (ERROR_TYPE_HEADER, "Unhandled")]

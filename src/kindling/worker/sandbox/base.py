@@ -78,6 +78,20 @@ class SandboxSpec:
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
 
 
+class ResponseSink(Protocol):
+    """Where a streamed response goes as the function produces it (ADR 0032). ``write``
+    waits while the reader is behind (so a slow client slows the function, bounded by
+    its timeout); once the reader is gone it returns at once and drops the bytes."""
+
+    def begin(self, content_type: str) -> None:
+        """The stream's content type, said before its first byte (a function URL reads
+        an HTTP prelude first when it is ``application/vnd.awslambda.http-integration-
+        response``)."""
+        ...
+
+    async def write(self, chunk: bytes) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class InvokeRequest:
     request_id: str
@@ -86,6 +100,10 @@ class InvokeRequest:
     invoked_arn: str
     client_context: str | None = None
     trace_id: str | None = None
+    #: Set for InvokeWithResponseStream and RESPONSE_STREAM URLs: a runtime that streams
+    #: (``Lambda-Runtime-Function-Response-Mode: streaming``) writes here as it goes.
+    #: Without one a streamed response is buffered, bounded as a buffered one is.
+    sink: ResponseSink | None = field(default=None, compare=False, repr=False)
 
 
 class Outcome(StrEnum):
@@ -102,6 +120,9 @@ class InvokeResult:
     payload: bytes
     duration_ms: float
     error_type: str | None = None
+    #: The response went to the request's sink as it came (``payload`` holds only an
+    #: error reported after it, if any).
+    streamed: bool = False
 
     @property
     def fatal(self) -> bool:
