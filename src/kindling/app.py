@@ -11,6 +11,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from kindling.api.account import AccountApi
 from kindling.api.aliases import AliasesApi
@@ -18,6 +19,7 @@ from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
 from kindling.api.event_invoke import EventInvokeApi
+from kindling.api.event_sources import EventSourcesApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
@@ -36,6 +38,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.event_invoke import EventInvokeConfigService, EventInvokeStore
+from kindling.control.event_sources import EventSourceMappings, Mapping, MappingStore
 from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
@@ -45,7 +48,10 @@ from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
+from kindling.events.aws import AwsClients
 from kindling.events.destinations import AwsDestinations
+from kindling.events.mappings import MappingSupervisor
+from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
@@ -62,7 +68,7 @@ from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
-from kindling.limits import SHUTDOWN_ANSWER_S
+from kindling.limits import ESM_SQS_THREADS, ESM_SQS_WAIT_S, SHUTDOWN_ANSWER_S
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from kindling.telemetry.logs import LogStore
@@ -196,6 +202,7 @@ class App:
         self.event_invoke = EventInvokeConfigService(
             self.functions, self.aliases, EventInvokeStore(self.store), self.invoker.resolve
         )
+        self.mappings = EventSourceMappings(self.functions, self.aliases, MappingStore(self.store))
         self.function_urls = FunctionUrlService(self.url_configs, self.policies, self.invoker)
         self.provisioned = ProvisionedConcurrency(
             provisioned_store,
@@ -232,6 +239,7 @@ class App:
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **EventInvokeApi(self.event_invoke).operations(),
+            **EventSourcesApi(self.mappings).operations(),
             **PermissionsApi(self.policies).operations(),
             **UrlConfigsApi(self.url_configs).operations(),
             **CodeSigningApi(self.signing).operations(),
@@ -274,6 +282,8 @@ class App:
         self._draining = False
         self._requests = 0  # requests being handled now, of any kind
         self.events: EventQueue | None = None
+        self.supervisor: MappingSupervisor | None = None
+        self._sqs_threads: ThreadPoolExecutor | None = None
         self.port = config.port
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -355,6 +365,27 @@ class App:
         ok = execution.result.outcome is Outcome.SUCCESS
         return RunResult(ok, execution.result.payload, config.version, None if ok else "Unhandled")
 
+    async def _invoke_batch(self, ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
+        """An event source mapping's synchronous invocation of its function."""
+        out = await self.invoker.invoke(ref, payload)
+        return out.function_error is None, out.payload
+
+    def _start_mappings(self) -> None:
+        """Pollers of event source mappings (ADR 0034): SQS through the server's own AWS
+        endpoint configuration, on threads of their own (a long poll holds one)."""
+        threads = self._sqs_threads = ThreadPoolExecutor(
+            ESM_SQS_THREADS, thread_name_prefix="kindling-sqs"
+        )
+        clients = AwsClients(timeouts_s=(5.0, ESM_SQS_WAIT_S + 15.0), pool=ESM_SQS_THREADS)
+        store = self.mappings.store
+
+        def make(mapping: Mapping) -> SqsPoller:
+            queue = SqsQueue(clients, mapping.source_arn, threads)
+            return SqsPoller(mapping, queue, self._invoke_batch, store.set_result)
+
+        self.supervisor = MappingSupervisor(store, make, exclusive=self.config.store is None)
+        self.supervisor.start()
+
     async def start(self) -> None:
         self.events = EventQueue(
             open_event_store(self.store),
@@ -376,6 +407,7 @@ class App:
         if self.registry is not None:
             self.registry.start()
         self.events.start()
+        self._start_mappings()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
@@ -392,6 +424,10 @@ class App:
         await self.server.close()  # listening sockets only: open connections get answers
         if self.events is not None:
             self.events.stop_dispatching()
+        if self.supervisor is not None:  # its batches not yet deleted come back: at least once
+            await self.supervisor.close()
+        if self._sqs_threads is not None:
+            self._sqs_threads.shutdown(wait=False, cancel_futures=True)
         if not self._idle():
             log.info(
                 "draining: waiting up to %.0f s for running invocations "
