@@ -357,6 +357,9 @@ ESM_SQS_WAIT_S = 5
 #: Pollers a mapping starts with (AWS: "Lambda begins with five concurrent batches"),
 #: growing by one per full batch up to its MaximumConcurrency or ESM_SQS_DEFAULT_MAX.
 ESM_SQS_START_POLLERS = 5
+#: The least time between two new pollers of one mapping: AWS adds "up to 300 more
+#: concurrent invocations per minute" ("Understanding SQS scaling behavior"). AWS: 0.2
+ESM_SQS_SCALE_UP_S = 0.2
 #: Concurrent batches of one mapping without ScalingConfig.MaximumConcurrency. AWS scales
 #: to 1,250 (account concurrency bounds it first); kindling bounds it by the threads one
 #: supervisor gives SQS calls. AWS: 1250

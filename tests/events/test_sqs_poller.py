@@ -144,7 +144,14 @@ def test_a_batch_that_succeeds_is_deleted(moto: MotoServer, threads: ThreadPoolE
         return True, b"null"
 
     poller = asyncio.run(
-        drive(moto, threads, mapping(arn), function, lambda: len(seen) >= 25, results=results)
+        drive(
+            moto,
+            threads,
+            mapping(arn),
+            function,
+            lambda: len(seen) >= 25 and left_in(moto, url) == 0,
+            results=results,
+        )
     )
     assert sorted(json.loads(r["body"])["n"] for r in seen) == list(range(25))
     record = seen[0]

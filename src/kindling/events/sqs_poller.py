@@ -12,8 +12,9 @@ behavior", "Handling errors for an SQS event source"):
   ReportBatchItemFailures only the messages the function names stay;
 - messages no filter matches are deleted without an invocation;
 - concurrency: several pollers (lanes) per mapping, starting at
-  ``ESM_SQS_START_POLLERS``, one more for each full batch, one fewer for each empty
-  receive or throttle, never over MaximumConcurrency;
+  ``ESM_SQS_START_POLLERS``, one more for a full batch (at most one per
+  ``ESM_SQS_SCALE_UP_S``, AWS's 300 a minute), one fewer for each empty receive or
+  throttle, never over MaximumConcurrency;
 - FIFO queues: SQS itself hands out no message of a group while an earlier one is in
   flight, and a batch's messages run in one invocation in their order, so a group keeps
   its order;
@@ -49,6 +50,7 @@ from kindling.limits import (
     ESM_BACKOFF_FIRST_S,
     ESM_BACKOFF_MAX_S,
     ESM_SQS_DEFAULT_MAX,
+    ESM_SQS_SCALE_UP_S,
     ESM_SQS_START_POLLERS,
     ESM_SQS_WAIT_S,
     ESM_THROTTLE_TRIES,
@@ -160,6 +162,8 @@ class SqsPoller:
         self._backoff_first, self._backoff_max = backoff_s
         self._lanes: set[asyncio.Task[None]] = set()
         self._last_result = ""
+        self._grown_at = 0.0
+        self._leaving = 0  # lanes that decided to end and have not yet
         self._closing = False
         self.stats = PollerStats()
 
@@ -183,11 +187,11 @@ class SqsPoller:
                 await lane
 
     def _spawn(self) -> None:
-        if self._closing or len(self._lanes) >= self._max_lanes:
+        if self._closing or len(self._lanes) - self._leaving >= self._max_lanes:
             return
         task = asyncio.get_running_loop().create_task(self._lane())
         self._lanes.add(task)
-        task.add_done_callback(self._lanes.discard)
+        task.add_done_callback(self._left)
 
     def _set_result(self, result: str) -> None:
         if result != self._last_result:
@@ -197,6 +201,20 @@ class SqsPoller:
             except Exception:  # the store is down: the next change says it again
                 self._last_result = ""
                 log.warning("could not record the result of mapping %s", self.mapping.uuid)
+
+    def _leave(self, keep: int) -> bool:
+        """Whether a lane may end, leaving at least ``keep``: decided at once, so lanes
+        failing together never all leave."""
+        if len(self._lanes) - self._leaving > keep:
+            self._leaving += 1
+            return True
+        return False
+
+    def _left(self, task: asyncio.Task[None]) -> None:
+        if task in self._lanes:
+            self._lanes.discard(task)
+            if not self._closing and self._leaving > 0:
+                self._leaving -= 1
 
     async def _lane(self) -> None:
         setbacks = 0
@@ -222,15 +240,16 @@ class SqsPoller:
                 outcome = "setback"
             if outcome == "setback":
                 setbacks += 1
-                if len(self._lanes) > 1:
+                if self._leave(1):
                     return  # fewer lanes while the function or source cannot keep up
                 delay = min(self._backoff_max, self._backoff_first * 2 ** (setbacks - 1))
                 await asyncio.sleep(delay)
                 continue
             setbacks = 0
-            if outcome == "full":
+            if outcome == "full" and time.monotonic() - self._grown_at >= ESM_SQS_SCALE_UP_S:
+                self._grown_at = time.monotonic()
                 self._spawn()
-            elif outcome == "empty" and len(self._lanes) > self._start_lanes:
+            elif outcome == "empty" and self._leave(self._start_lanes):
                 return
 
     async def _once(self) -> str:
