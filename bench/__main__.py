@@ -2,7 +2,7 @@ import importlib
 import sys
 
 #: ``python -m bench <name>``: the scenarios with a module of their own.
-SCENARIOS = ("coldstart", "heavy", "density", "burst", "cluster", "counting", "urls")
+SCENARIOS = ("coldstart", "heavy", "density", "burst", "cluster", "counting", "urls", "sqs")
 
 
 def _main() -> int:

@@ -148,6 +148,21 @@ def test_missing_function_unsupported_source_and_duplicates(
     assert create(mappings, FunctionName="other").function_name == "other"
 
 
+def test_settings_of_other_sources_or_not_honoured_are_refused(
+    mappings: EventSourceMappings,
+) -> None:
+    assert refused(create, mappings, StartingPosition="LATEST") == (
+        "Unsupported StartingPosition parameter for given event source mapping type."
+    )
+    assert refused(create, mappings, MaximumRetryAttempts=2).startswith("Unsupported")
+    assert "not supported by this kindling server yet" in refused(
+        create, mappings, KMSKeyArn="arn:aws:kms:us-east-1:000000000000:key/k"
+    )
+    uuid = create(mappings).uuid
+    message = refused(mappings.update, ACCOUNT, REGION, uuid, {"BisectBatchOnFunctionError": True})
+    assert message.startswith("Unsupported BisectBatchOnFunctionError")
+
+
 class _Poller:
     def __init__(self, mapping: Mapping, log: list[str]) -> None:
         self.mapping = mapping

@@ -98,6 +98,39 @@ _SOURCE = re.compile(
 )
 #: Sources Lambda polls that kindling does not yet: refused in so many words.
 _NOT_YET = ("kinesis", "dynamodb", "kafka", "mq", "rds", "docdb")
+#: Settings of other source types: AWS refuses them on an SQS mapping.
+_NOT_FOR_SQS = (
+    "StartingPosition",
+    "StartingPositionTimestamp",
+    "ParallelizationFactor",
+    "DestinationConfig",
+    "MaximumRecordAgeInSeconds",
+    "BisectBatchOnFunctionError",
+    "MaximumRetryAttempts",
+    "TumblingWindowInSeconds",
+    "Topics",
+    "Queues",
+    "SourceAccessConfigurations",
+    "AmazonManagedKafkaEventSourceConfig",
+    "SelfManagedKafkaEventSourceConfig",
+    "DocumentDBEventSourceConfig",
+)
+#: Settings kindling would not honour yet: refused, never stored and ignored.
+_NOT_HONOURED = ("KMSKeyArn", "MetricsConfig", "LoggingConfig", "ProvisionedPollerConfig", "Tags")
+
+
+def _check_settings(params: dict[str, Any]) -> None:
+    for name in _NOT_FOR_SQS:
+        if params.get(name) is not None:
+            raise ValidationError(
+                f"Unsupported {name} parameter for given event source mapping type."
+            )
+    for name in _NOT_HONOURED:
+        if params.get(name):
+            raise ValidationError(
+                f"{name} of an event source mapping is not supported by this kindling server "
+                "yet. kindling refuses settings it would not honour instead of ignoring them."
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +366,7 @@ class EventSourceMappings:
 
     def create(self, account_id: str, region: str, params: dict[str, Any]) -> Mapping:
         source = self._source(params, region)
+        _check_settings(params)
         ref = self._function(params["FunctionName"], account_id, region)
         fifo = source.endswith(".fifo")
         batch = params.get("BatchSize")
@@ -377,6 +411,7 @@ class EventSourceMappings:
 
     def update(self, account_id: str, region: str, uuid: str, params: dict[str, Any]) -> Mapping:
         current = self.get(account_id, region, uuid)
+        _check_settings(params)
         if current.state in (CREATING, UPDATING, DELETING, ENABLING, DISABLING):
             raise ConflictError(
                 "The operation cannot be performed at this time. The event source mapping is "
