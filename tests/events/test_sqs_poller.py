@@ -181,7 +181,7 @@ def test_a_failed_batch_comes_back_after_the_visibility_timeout(
             threads,
             mapping(arn),
             function,
-            lambda: left_in(moto, url) == 0 and len(tries) == 3,
+            lambda: left_in(moto, url) == 0 and len(tries) == 3 and results[-1:] == [OK],
             results=results,
         )
     )
@@ -300,3 +300,39 @@ def test_a_fifo_queue_keeps_each_groups_order(
     for group in ("g1", "g2", "g3"):
         mine = [int(b.split(":")[1]) for b in seen if b.startswith(group + ":")]
         assert mine == list(range(15)), group
+
+
+def test_a_batching_window_gathers_past_ten(moto: MotoServer, threads: ThreadPoolExecutor) -> None:
+    """BatchSize 25 with a window: batches gather up to 25 messages (more than one
+    ReceiveMessage gives), as AWS does with MaximumBatchingWindowInSeconds."""
+    url, arn = make_queue(moto)
+    send(moto, url, [str(n) for n in range(50)])
+    sizes: list[int] = []
+
+    async def function(records: list[dict[str, Any]]) -> tuple[bool, bytes]:
+        sizes.append(len(records))
+        return True, b""
+
+    the_mapping = mapping(arn, batch_size=25, window_s=2, max_concurrency=2)
+    asyncio.run(drive(moto, threads, the_mapping, function, lambda: left_in(moto, url) == 0))
+    assert sum(sizes) == 50
+    assert max(sizes) > 10 and max(sizes) <= 25
+
+
+def test_concurrency_stays_within_maximum_concurrency(
+    moto: MotoServer, threads: ThreadPoolExecutor
+) -> None:
+    url, arn = make_queue(moto)
+    send(moto, url, [str(n) for n in range(120)])
+    running = {"now": 0, "most": 0}
+
+    async def function(records: list[dict[str, Any]]) -> tuple[bool, bytes]:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.2)
+        running["now"] -= 1
+        return True, b""
+
+    the_mapping = mapping(arn, max_concurrency=3)
+    asyncio.run(drive(moto, threads, the_mapping, function, lambda: left_in(moto, url) == 0))
+    assert 1 <= running["most"] <= 3

@@ -17,7 +17,9 @@ behavior", "Handling errors for an SQS event source"):
   throttle, never over MaximumConcurrency;
 - FIFO queues: SQS itself hands out no message of a group while an earlier one is in
   flight, and a batch's messages run in one invocation in their order, so a group keeps
-  its order;
+  its order; the poller also receives one call at a time and runs a batch only after
+  every earlier batch of its groups, so a server less strict than SQS (moto's long
+  polls race) cannot reorder a group;
 - a source that fails (down, deleted, refusing) or a function throttled or gone: the
   lane backs off (``ESM_BACKOFF_*``) and tries again; nothing here ends the server.
 
@@ -164,6 +166,10 @@ class SqsPoller:
         self._last_result = ""
         self._grown_at = 0.0
         self._leaving = 0  # lanes that decided to end and have not yet
+        #: FIFO queues: one receive at a time, and per message group the batch received
+        #: last (a later batch of a group waits for it, whatever the SQS server does).
+        self._receiving = asyncio.Lock()
+        self._group_tail: dict[str, asyncio.Future[None]] = {}
         self._closing = False
         self.stats = PollerStats()
 
@@ -254,9 +260,29 @@ class SqsPoller:
 
     async def _once(self) -> str:
         """One batch: 'full' (more waiting, scale up), 'some' or 'empty'."""
-        messages = await self._gather()
+        if not self.mapping.fifo:
+            messages = await self._gather()
+            return await self._handle(messages) if messages else "empty"
+        async with self._receiving:  # FIFO: receive order is the groups' order
+            messages = await self._gather()
         if not messages:
             return "empty"
+        groups = {str((m.get("Attributes") or {}).get("MessageGroupId", "")) for m in messages}
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        before = [self._group_tail[g] for g in groups if g in self._group_tail]
+        for group in groups:
+            self._group_tail[group] = done
+        try:
+            for earlier in before:  # a batch of the same group received before this one
+                await asyncio.shield(earlier)
+            return await self._handle(messages)
+        finally:
+            done.set_result(None)
+            for group in groups:
+                if self._group_tail.get(group) is done:
+                    del self._group_tail[group]
+
+    async def _handle(self, messages: list[dict[str, Any]]) -> str:
         self.stats.received += len(messages)
         mapping = self.mapping
         records = [sqs.record(m, mapping.source_arn, self._queue.region) for m in messages]
