@@ -336,3 +336,40 @@ def test_concurrency_stays_within_maximum_concurrency(
     the_mapping = mapping(arn, max_concurrency=3)
     asyncio.run(drive(moto, threads, the_mapping, function, lambda: left_in(moto, url) == 0))
     assert 1 <= running["most"] <= 3
+
+
+def test_a_function_that_always_fails_sends_messages_to_the_queues_dlq(
+    moto: MotoServer, threads: ThreadPoolExecutor
+) -> None:
+    """The queue's redrive policy, not the poller, decides: after maxReceiveCount failed
+    receives the message is in the dead-letter queue (with-sqs: "Lambda ... leaves the
+    message for the queue's redrive policy")."""
+    sqs = moto.client("sqs", REGION)
+    dlq_url, dlq_arn = make_queue(moto)
+    url, arn = make_queue(moto, visibility=1)
+    sqs.set_queue_attributes(
+        QueueUrl=url,
+        Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})
+        },
+    )
+    send(moto, url, ["poison"])
+    calls: list[str] = []
+    results: list[str] = []
+
+    async def function(records: list[dict[str, Any]]) -> tuple[bool, bytes]:
+        calls.extend(r["body"] for r in records)
+        return False, b'{"errorMessage": "always"}'
+
+    asyncio.run(
+        drive(
+            moto,
+            threads,
+            mapping(arn),
+            function,
+            lambda: left_in(moto, dlq_url) == 1 and left_in(moto, url) == 0,
+            results=results,
+        )
+    )
+    assert calls == ["poison", "poison"]
+    assert results[-1] == "PROBLEM: Function call failed"
