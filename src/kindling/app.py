@@ -49,7 +49,9 @@ from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.events.aws import AwsClients
+from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
+from kindling.events.kinesis_poller import KinesisPoller
 from kindling.events.mappings import MappingSupervisor
 from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.httpd import HttpServer, Request, Response
@@ -371,19 +373,39 @@ class App:
         return out.function_error is None, out.payload
 
     def _start_mappings(self) -> None:
-        """Pollers of event source mappings (ADR 0034): SQS through the server's own AWS
-        endpoint configuration, on threads of their own (a long poll holds one)."""
+        """Pollers of event source mappings (ADR 0034): SQS and Kinesis through the
+        server's own AWS endpoint configuration, on threads of their own (a long poll
+        holds one)."""
         threads = self._sqs_threads = ThreadPoolExecutor(
             ESM_SQS_THREADS, thread_name_prefix="kindling-sqs"
         )
         clients = AwsClients(timeouts_s=(5.0, ESM_SQS_WAIT_S + 15.0), pool=ESM_SQS_THREADS)
         store = self.mappings.store
 
-        def make(mapping: Mapping) -> SqsPoller:
+        checkpoints = Checkpoints(self.store)
+        destinations = AwsDestinations()
+
+        def role_of(mapping: Mapping) -> str:
+            return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
+
+        def make(mapping: Mapping) -> SqsPoller | KinesisPoller:
+            if mapping.kind == "kinesis":
+                return KinesisPoller(
+                    mapping,
+                    clients,
+                    threads,
+                    self._invoke_batch,
+                    store.set_result,
+                    checkpoints,
+                    destinations.record,
+                    role_of,
+                )
             queue = SqsQueue(clients, mapping.source_arn, threads)
             return SqsPoller(mapping, queue, self._invoke_batch, store.set_result)
 
-        self.supervisor = MappingSupervisor(store, make, exclusive=self.config.store is None)
+        self.supervisor = MappingSupervisor(
+            store, make, exclusive=self.config.store is None, on_removed=checkpoints.forget
+        )
         self.supervisor.start()
 
     async def start(self) -> None:

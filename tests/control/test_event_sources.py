@@ -134,7 +134,7 @@ def test_missing_function_unsupported_source_and_duplicates(
     assert refused(create, mappings, FunctionName="worker:7") == "Function does not exist"
     message = refused(create, mappings, EventSourceArn="arn:aws:s3:::bucket")
     assert message.startswith("Unrecognized event source, must be kinesis, dynamodb stream or sqs")
-    stream = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/s"
+    stream = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t/stream/2026-01-01T00:00:00.000"
     assert "not supported by this kindling server yet" in refused(
         create, mappings, EventSourceArn=stream
     )
@@ -238,3 +238,53 @@ def test_list_filters_and_pages(mappings: EventSourceMappings) -> None:
     assert [m.function_name for m in by_function] == ["other"]
     everything, _ = mappings.page(ACCOUNT, REGION, {})
     assert {m.uuid for m in everything} == made | {other_queue}
+
+
+STREAM = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders"
+
+
+def test_a_kinesis_mapping_has_stream_defaults_and_checks(mappings: EventSourceMappings) -> None:
+    """Kinesis: StartingPosition required, BatchSize default 100, retries and age
+    infinite (-1) by default, OnFailure only (services-kinesis-parameters,
+    kinesis-on-failure-destination)."""
+    assert refused(create, mappings, EventSourceArn=STREAM) == (
+        "1 validation error detected: Value null at 'startingPosition' failed to satisfy "
+        "constraint: Member must not be null."
+    )
+    on_success = {"OnSuccess": {"Destination": f"arn:aws:sqs:{REGION}:{ACCOUNT}:q"}}
+    assert (
+        refused(
+            create,
+            mappings,
+            EventSourceArn=STREAM,
+            StartingPosition="LATEST",
+            DestinationConfig=on_success,
+        )
+        == "Unsupported DestinationConfig parameter for given event source mapping type."
+    )
+    out = create(mappings, EventSourceArn=STREAM, StartingPosition="TRIM_HORIZON").to_api()
+    assert out["BatchSize"] == 100 and out["StartingPosition"] == "TRIM_HORIZON"
+    assert out["MaximumRetryAttempts"] == -1 and out["MaximumRecordAgeInSeconds"] == -1
+    assert out["BisectBatchOnFunctionError"] is False
+    assert out["DestinationConfig"] == {"OnSuccess": {}, "OnFailure": {}}
+    with pytest.raises(ConflictError) as caught:
+        create(mappings, EventSourceArn=STREAM, StartingPosition="LATEST")
+    assert caught.value.message.startswith(f'The event source arn (" {STREAM} ") and function')
+    failure = {"OnFailure": {"Destination": f"arn:aws:sqs:{REGION}:{ACCOUNT}:failed"}}
+    other = mappings.create(
+        ACCOUNT,
+        REGION,
+        {
+            "FunctionName": "other",
+            "EventSourceArn": STREAM,
+            "StartingPosition": "LATEST",
+            "MaximumRetryAttempts": 2,
+            "BisectBatchOnFunctionError": True,
+            "DestinationConfig": failure,
+        },
+    )
+    assert other.stream is not None and other.stream.max_retries == 2 and other.stream.bisect
+    assert (
+        mappings.get(ACCOUNT, REGION, other.uuid).to_api()["DestinationConfig"]["OnFailure"]
+        == (failure["OnFailure"])
+    )

@@ -38,11 +38,13 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Float, String, Table, Text, or_, select
 from sqlalchemy.engine import Row
 
+from kindling.control import stream_settings
 from kindling.control.aliases import AliasService
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef, function_arn, is_alias_name
 from kindling.control.naming import parse_function_name
 from kindling.control.paging import decode_marker, encode_marker, page_size
+from kindling.control.stream_settings import KINESIS_DEFAULT_BATCH, StreamSettings
 from kindling.errors import (
     ConflictError,
     InvalidEventPatternError,
@@ -119,8 +121,23 @@ _NOT_FOR_SQS = (
 _NOT_HONOURED = ("KMSKeyArn", "MetricsConfig", "LoggingConfig", "ProvisionedPollerConfig", "Tags")
 
 
-def _check_settings(params: dict[str, Any]) -> None:
+#: The stream settings of _NOT_FOR_SQS a Kinesis mapping takes.
+_STREAM = (
+    "StartingPosition",
+    "StartingPositionTimestamp",
+    "ParallelizationFactor",
+    "DestinationConfig",
+    "MaximumRecordAgeInSeconds",
+    "BisectBatchOnFunctionError",
+    "MaximumRetryAttempts",
+    "TumblingWindowInSeconds",
+)
+
+
+def _check_settings(params: dict[str, Any], kind: str = "sqs") -> None:
     for name in _NOT_FOR_SQS:
+        if kind == "kinesis" and name in _STREAM:
+            continue
         if params.get(name) is not None:
             raise ValidationError(
                 f"Unsupported {name} parameter for given event source mapping type."
@@ -151,6 +168,12 @@ class Mapping:
     state_reason: str
     last_result: str
     last_modified: float
+    #: A stream's settings (Kinesis); None for a queue.
+    stream: StreamSettings | None = None
+
+    @property
+    def kind(self) -> str:
+        return "sqs" if self.stream is None else "kinesis"
 
     @property
     def function(self) -> FunctionRef:
@@ -186,6 +209,8 @@ class Mapping:
             out["FilterCriteria"] = {"Filters": [{"Pattern": p} for p in self.filters]}
         if self.max_concurrency is not None:
             out["ScalingConfig"] = {"MaximumConcurrency": self.max_concurrency}
+        if self.stream is not None:
+            out.update(self.stream.to_api())
         return out
 
     def record(self) -> str:
@@ -196,6 +221,7 @@ class Mapping:
                 "filters": list(self.filters),
                 "report_failures": self.report_failures,
                 "max_concurrency": self.max_concurrency,
+                "stream": None if self.stream is None else self.stream.record(),
             }
         )
 
@@ -219,6 +245,7 @@ class Mapping:
             state_reason=row.state_reason,
             last_result=row.last_result,
             last_modified=float(row.last_modified),
+            stream=StreamSettings.from_record(data.get("stream")),
         )
 
 
@@ -365,20 +392,29 @@ class EventSourceMappings:
         self.store = store
 
     def create(self, account_id: str, region: str, params: dict[str, Any]) -> Mapping:
-        source = self._source(params, region)
-        _check_settings(params)
+        source, kind = self._source(params, region)
+        _check_settings(params, kind)
+        stream = stream_settings.create(params) if kind == "kinesis" else None
         ref = self._function(params["FunctionName"], account_id, region)
         fifo = source.endswith(".fifo")
         batch = params.get("BatchSize")
-        batch_size = SQS_DEFAULT_BATCH if batch is None else int(batch)
+        default = SQS_DEFAULT_BATCH if stream is None else KINESIS_DEFAULT_BATCH
+        batch_size = default if batch is None else int(batch)
         window = int(params.get("MaximumBatchingWindowInSeconds") or 0)
-        _check_batch(batch_size, window, fifo)
+        if stream is None:
+            _check_batch(batch_size, window, fifo)
         filters = _filters(params.get("FilterCriteria"))
         for existing in self.store.find(account_id, region, source):
-            if existing.function_name == ref.name:
+            if existing.function_name == ref.name and stream is None:
                 raise ConflictError(
                     f'An event source mapping with SQS arn (" {source} ") and function '
                     f'(" {ref.name} ") already exists. Please update or delete the existing '
+                    f"mapping with UUID {existing.uuid}"
+                )
+            if existing.function_name == ref.name:
+                raise ConflictError(
+                    f'The event source arn (" {source} ") and function (" {ref.name} ") '
+                    "provided mapping already exists. Please update or delete the existing "
                     f"mapping with UUID {existing.uuid}"
                 )
         enabled = params.get("Enabled")
@@ -399,6 +435,7 @@ class EventSourceMappings:
             state_reason=USER_INITIATED,
             last_result=NO_RECORDS,
             last_modified=time.time(),
+            stream=stream,
         )
         self.store.insert(mapping)
         return mapping
@@ -411,7 +448,7 @@ class EventSourceMappings:
 
     def update(self, account_id: str, region: str, uuid: str, params: dict[str, Any]) -> Mapping:
         current = self.get(account_id, region, uuid)
-        _check_settings(params)
+        _check_settings(params, current.kind)
         if current.state in (CREATING, UPDATING, DELETING, ENABLING, DISABLING):
             raise ConflictError(
                 "The operation cannot be performed at this time. The event source mapping is "
@@ -442,7 +479,10 @@ class EventSourceMappings:
             state_reason=USER_INITIATED,
             last_modified=time.time(),
         )
-        _check_batch(updated.batch_size, updated.window_s, updated.fifo)
+        if current.stream is not None:
+            updated = replace(updated, stream=stream_settings.update(current.stream, params))
+        else:
+            _check_batch(updated.batch_size, updated.window_s, updated.fifo)
         self.store.save(updated)
         return updated
 
@@ -482,7 +522,8 @@ class EventSourceMappings:
         return ref
 
     @staticmethod
-    def _source(params: dict[str, Any], region: str) -> str:
+    def _source(params: dict[str, Any], region: str) -> tuple[str, str]:
+        """The source ARN and its kind (sqs, kinesis)."""
         source: str | None = params.get("EventSourceArn")
         if params.get("SelfManagedEventSource") is not None:
             raise ValidationError(
@@ -496,18 +537,20 @@ class EventSourceMappings:
             )
         found = _SOURCE.match(source)
         service = found.group("service") if found else ""
+        if service == "kinesis" and found and found.group("resource").startswith("stream/"):
+            return source, "kinesis"
         if service in _NOT_YET:
             raise ValidationError(
                 f"Event sources of {service} are not supported by this kindling server yet "
-                "(SQS queues are). kindling refuses settings it would not honour instead "
-                "of ignoring them."
+                "(SQS queues and Kinesis streams are). kindling refuses settings it would "
+                "not honour instead of ignoring them."
             )
         if found is None or service != "sqs" or not found.group("account"):
             raise ValidationError(
                 "Unrecognized event source, must be kinesis, dynamodb stream or sqs. "
                 f"Unsupported source arn : {source}"
             )
-        return source
+        return source, "sqs"
 
 
 def _check_batch(batch_size: int, window_s: int, fifo: bool) -> None:

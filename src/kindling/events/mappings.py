@@ -77,8 +77,11 @@ class MappingSupervisor:
         exclusive: bool,
         every_s: float = ESM_RECONCILE_S,
         lease_s: float = ESM_LEASE_S,
+        on_removed: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_removed``: told the UUID of each mapping it deletes (its positions go)."""
         self._store = store
+        self._on_removed = on_removed
         self._make = make_poller
         self._exclusive = exclusive
         self._every_s = every_s
@@ -125,6 +128,8 @@ class MappingSupervisor:
             if mapping.state == DELETING:
                 await self._stop(mapping.uuid)
                 self._store.remove(mapping.uuid, DELETING)
+                if self._on_removed is not None:
+                    self._on_removed(mapping.uuid)
                 continue
             if mapping.state in _SETTLING:
                 final = ENABLED if mapping.enabled else DISABLED

@@ -241,8 +241,8 @@ class SqsPoller:
             except Exception as exc:  # the source: down, deleted, refusing
                 self.stats.source_errors += 1
                 self._queue.forget()
-                self._set_result(f"PROBLEM: {_reason(exc)}")
-                log.info("mapping %s: %s", self.mapping.uuid, _reason(exc))
+                self._set_result(f"PROBLEM: {reason(exc)}")
+                log.info("mapping %s: %s", self.mapping.uuid, reason(exc))
                 outcome = "setback"
             if outcome == "setback":
                 setbacks += 1
@@ -357,7 +357,7 @@ class SqsPoller:
         return await self._invoke(self.mapping.function, payload)
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
     """A short, stable reason for LastProcessingResult (no request ids)."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):

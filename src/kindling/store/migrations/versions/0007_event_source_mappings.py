@@ -1,4 +1,4 @@
-"""Event source mappings and their poller leases (ADR 0034).
+"""Event source mappings, their poller leases and stream positions (ADR 0034).
 
 Revision ID: 0007
 Revises: 0006
@@ -34,7 +34,14 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(32), nullable=True),
         sa.Column("lease_until", sa.Float, nullable=True),
     )
+    op.create_table(
+        "event_source_positions",
+        sa.Column("uuid", sa.String(36), primary_key=True),
+        sa.Column("shard_id", sa.String(128), primary_key=True),
+        sa.Column("sequence_number", sa.String(128), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("event_source_positions")
     op.drop_table("event_source_mappings")
