@@ -87,11 +87,12 @@ def run_poller(
     until: Callable[[], bool],
     batch_size: int = 10,
     limit_s: float = 90.0,
+    filters: tuple[str, ...] = (),
 ) -> KinesisPoller:
     async def invoke(ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
         return await function(json.loads(payload)["Records"]), b""
 
-    the_mapping = mapping(arn, batch_size=batch_size, stream=settings)
+    the_mapping = mapping(arn, batch_size=batch_size, stream=settings, filters=filters)
     the_mapping = the_mapping.__class__(**{**_fields(the_mapping), "uuid": "fixed-uuid"})
     clients = AwsClients(timeouts_s=(5.0, 20.0))
 
@@ -226,3 +227,27 @@ def test_a_poisoned_record_is_bisected_retried_and_sent_to_the_failure_destinati
     assert info["batchSize"] == 1 and info["streamArn"] == arn
     assert info["shardId"] == "shardId-000000000000"
     assert info["startSequenceNumber"] == info["endSequenceNumber"]
+
+
+def test_filters_match_the_decoded_data(
+    moto: MotoServer, threads: ThreadPoolExecutor, checkpoints: Checkpoints
+) -> None:
+    arn = make_stream(moto)
+    put(moto, arn, [{"n": n, "kind": "job" if n % 2 else "noise"} for n in range(10)])
+    seen: list[int] = []
+
+    async def function(records: list[dict[str, Any]]) -> bool:
+        seen.extend(_numbers(records))
+        return True
+
+    run_poller(
+        moto,
+        threads,
+        checkpoints,
+        arn,
+        StreamSettings("TRIM_HORIZON"),
+        function,
+        lambda: len(seen) >= 5,
+        filters=('{"data": {"kind": ["job"]}}',),
+    )
+    assert seen == [1, 3, 5, 7, 9]

@@ -99,6 +99,7 @@ class KinesisPoller:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._main: asyncio.Task[None] | None = None
         self._last_result = ""
+        self._patterns = mapping.patterns()
         self.invocations = 0
 
     def start(self) -> None:
@@ -176,7 +177,9 @@ class KinesisPoller:
                 records = answer.get("Records") or []
                 iterator = answer.get("NextShardIterator")
                 if records:
-                    await self._settle(shard_id, records)
+                    chosen = [r for r in records if self._passes(r)]
+                    if chosen:
+                        await self._settle(shard_id, chosen)
                     await asyncio.to_thread(
                         self._checkpoints.put,
                         self.mapping.uuid,
@@ -195,6 +198,25 @@ class KinesisPoller:
                 self._set_result(f"PROBLEM: {reason(exc)}")
                 await asyncio.sleep(delay)
                 delay = min(self._backoff_max, delay * 2)
+
+    def _passes(self, record: dict[str, Any]) -> bool:
+        """FilterCriteria on a Kinesis record ("Using event filtering with a Kinesis
+        event source"): the ``kinesis`` object's fields, ``data`` as JSON when it
+        decodes to JSON; a record no filter matches is skipped (and checkpointed)."""
+        if not self._patterns:
+            return True
+        raw = record["Data"] if isinstance(record["Data"], bytes) else str(record["Data"]).encode()
+        data: Any = base64.b64encode(raw).decode()
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            data = json.loads(raw)
+        view = {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": record["PartitionKey"],
+            "sequenceNumber": record["SequenceNumber"],
+            "approximateArrivalTimestamp": _arrival(record),
+            "data": data,
+        }
+        return any(pattern.matches(view) for pattern in self._patterns)
 
     def _event(self, shard_id: str, records: list[dict[str, Any]]) -> bytes:
         role = self._role_of(self.mapping)
