@@ -51,9 +51,9 @@ from kindling.errors import NotFoundError, ServiceError
 from kindling.events.aws import AwsClients
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
-from kindling.events.kinesis_poller import KinesisPoller
 from kindling.events.mappings import MappingSupervisor
 from kindling.events.sqs_poller import SqsPoller, SqsQueue
+from kindling.events.stream_poller import StreamPoller
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import KeyRing
@@ -388,9 +388,9 @@ class App:
         def role_of(mapping: Mapping) -> str:
             return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
 
-        def make(mapping: Mapping) -> SqsPoller | KinesisPoller:
-            if mapping.kind == "kinesis":
-                return KinesisPoller(
+        def make(mapping: Mapping) -> SqsPoller | StreamPoller:
+            if mapping.kind != "sqs":
+                return StreamPoller(
                     mapping,
                     clients,
                     threads,

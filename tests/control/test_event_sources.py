@@ -134,7 +134,7 @@ def test_missing_function_unsupported_source_and_duplicates(
     assert refused(create, mappings, FunctionName="worker:7") == "Function does not exist"
     message = refused(create, mappings, EventSourceArn="arn:aws:s3:::bucket")
     assert message.startswith("Unrecognized event source, must be kinesis, dynamodb stream or sqs")
-    stream = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t/stream/2026-01-01T00:00:00.000"
+    stream = f"arn:aws:mq:{REGION}:{ACCOUNT}:broker:b:b-1234a5b6-78cd-901e-2fgh-3i45j6k178l9"
     assert "not supported by this kindling server yet" in refused(
         create, mappings, EventSourceArn=stream
     )
@@ -295,3 +295,19 @@ def test_a_kinesis_mapping_has_stream_defaults_and_checks(mappings: EventSourceM
         mappings.get(ACCOUNT, REGION, other.uuid).to_api()["DestinationConfig"]["OnFailure"]
         == (failure["OnFailure"])
     )
+
+
+def test_a_dynamodb_stream_mapping_takes_no_timestamp_start(mappings: EventSourceMappings) -> None:
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t/stream/2026-01-01T00:00:00.000"
+    assert (
+        refused(
+            create,
+            mappings,
+            EventSourceArn=table,
+            StartingPosition="AT_TIMESTAMP",
+            StartingPositionTimestamp=1.0,
+        )
+        == f"Unsupported starting position for arn type: {table}"
+    )
+    made = create(mappings, EventSourceArn=table, StartingPosition="LATEST")
+    assert made.kind == "dynamodb" and made.to_api()["StartingPosition"] == "LATEST"

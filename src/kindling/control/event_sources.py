@@ -99,7 +99,7 @@ _SOURCE = re.compile(
     r"(?P<account>\d{12})?:(?P<resource>.+)$"
 )
 #: Sources Lambda polls that kindling does not yet: refused in so many words.
-_NOT_YET = ("kinesis", "dynamodb", "kafka", "mq", "rds", "docdb")
+_NOT_YET = ("kafka", "mq", "rds", "docdb")
 #: Settings of other source types: AWS refuses them on an SQS mapping.
 _NOT_FOR_SQS = (
     "StartingPosition",
@@ -136,7 +136,7 @@ _STREAM = (
 
 def _check_settings(params: dict[str, Any], kind: str = "sqs") -> None:
     for name in _NOT_FOR_SQS:
-        if kind == "kinesis" and name in _STREAM:
+        if kind != "sqs" and name in _STREAM:
             continue
         if params.get(name) is not None:
             raise ValidationError(
@@ -173,7 +173,9 @@ class Mapping:
 
     @property
     def kind(self) -> str:
-        return "sqs" if self.stream is None else "kinesis"
+        if self.stream is None:
+            return "sqs"
+        return "dynamodb" if self.source_arn.split(":", 3)[2] == "dynamodb" else "kinesis"
 
     @property
     def function(self) -> FunctionRef:
@@ -394,7 +396,7 @@ class EventSourceMappings:
     def create(self, account_id: str, region: str, params: dict[str, Any]) -> Mapping:
         source, kind = self._source(params, region)
         _check_settings(params, kind)
-        stream = stream_settings.create(params) if kind == "kinesis" else None
+        stream = stream_settings.create(params, source) if kind != "sqs" else None
         ref = self._function(params["FunctionName"], account_id, region)
         fifo = source.endswith(".fifo")
         batch = params.get("BatchSize")
@@ -539,11 +541,12 @@ class EventSourceMappings:
         service = found.group("service") if found else ""
         if service == "kinesis" and found and found.group("resource").startswith("stream/"):
             return source, "kinesis"
+        if service == "dynamodb" and found and "/stream/" in found.group("resource"):
+            return source, "dynamodb"
         if service in _NOT_YET:
             raise ValidationError(
-                f"Event sources of {service} are not supported by this kindling server yet "
-                "(SQS queues and Kinesis streams are). kindling refuses settings it would "
-                "not honour instead of ignoring them."
+                f"Event sources of {service} are not supported by this kindling server yet. "
+                "kindling refuses settings it would not honour instead of ignoring them."
             )
         if found is None or service != "sqs" or not found.group("account"):
             raise ValidationError(

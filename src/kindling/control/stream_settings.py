@@ -1,5 +1,5 @@
-"""The settings of a stream event source mapping (Kinesis; ADR 0034), checked as AWS
-checks them.
+"""The settings of a stream event source mapping (Kinesis, DynamoDB Streams; ADR 0034),
+checked as AWS checks them.
 
 AWS pages: API reference CreateEventSourceMapping (StartingPosition required for
 streams; MaximumRetryAttempts -1 (infinite) to 10,000, default -1;
@@ -99,7 +99,7 @@ def check_common(params: dict[str, Any]) -> None:
         raise ValidationError(f"The destination ARN {target} is invalid.")
 
 
-def create(params: dict[str, Any]) -> StreamSettings:
+def create(params: dict[str, Any], source: str) -> StreamSettings:
     check_common(params)
     position = params.get("StartingPosition")
     if not position:
@@ -109,6 +109,8 @@ def create(params: dict[str, Any]) -> StreamSettings:
         )
     if position not in STARTING_POSITIONS:
         raise ValidationError(f"Unsupported starting position {position}")
+    if position == "AT_TIMESTAMP" and source.split(":", 3)[2] == "dynamodb":
+        raise ValidationError(f"Unsupported starting position for arn type: {source}")
     stamp = _timestamp(params.get("StartingPositionTimestamp"))
     if position == "AT_TIMESTAMP" and stamp is None:
         raise ValidationError("StartingPositionTimestamp is required for AT_TIMESTAMP")

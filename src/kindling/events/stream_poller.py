@@ -1,4 +1,5 @@
-"""The poller of one Kinesis event source mapping: per shard, in order, read, invoke,
+"""The poller of one stream event source mapping (Kinesis, DynamoDB Streams: their
+differences are ``events.stream_sources``): per shard, in order, read, invoke,
 checkpoint (ADR 0034).
 
 As Lambda's (developer guide "Using Lambda with Kinesis Data Streams", "Lambda
@@ -27,7 +28,6 @@ batch records for a Kinesis Data Streams event source"):
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import functools
@@ -44,6 +44,7 @@ from kindling.errors import NotFoundError, ThrottledError
 from kindling.events.aws import AwsClients
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.sqs_poller import FUNCTION_FAILED, OK, THROTTLED, Invoke, Report, reason
+from kindling.events.stream_sources import source_for
 from kindling.limits import ESM_BACKOFF_FIRST_S, ESM_BACKOFF_MAX_S
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,7 @@ def _iso(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _arrival(record: dict[str, Any]) -> float:
-    stamp = record.get("ApproximateArrivalTimestamp")
-    if isinstance(stamp, dt.datetime):
-        return stamp.timestamp()
-    return float(stamp or time.time())
-
-
-class KinesisPoller:
+class StreamPoller:
     def __init__(
         self,
         mapping: Mapping,
@@ -85,8 +79,7 @@ class KinesisPoller:
         assert mapping.stream is not None
         self.mapping = mapping
         self._settings = mapping.stream
-        parts = mapping.source_arn.split(":", 5)
-        self._region, self._stream = parts[3], parts[5].split("/", 1)[1]
+        self._source = source_for(mapping.source_arn)
         self._clients = clients
         self._executor = executor
         self._invoke = invoke
@@ -117,7 +110,7 @@ class KinesisPoller:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def _client(self) -> Any:
-        return self._clients.client("kinesis", self._region)
+        return self._clients.client(self._source.service, self._source.region)
 
     def _set_result(self, result: str) -> None:
         if result != self._last_result:
@@ -131,11 +124,8 @@ class KinesisPoller:
         delay = self._backoff_first
         while True:
             try:
-                answer = await self._call(
-                    lambda: self._client().list_shards(StreamName=self._stream)
-                )
-                for shard in answer.get("Shards") or []:
-                    shard_id = shard["ShardId"]
+                shards = await self._call(lambda: self._source.shards(self._client()))
+                for shard_id in shards:
                     if shard_id not in self._tasks:
                         task = asyncio.get_running_loop().create_task(self._shard(shard_id))
                         self._tasks[shard_id] = task
@@ -152,19 +142,12 @@ class KinesisPoller:
         return self._client().get_records(ShardIterator=iterator, Limit=self.mapping.batch_size)
 
     async def _iterator(self, shard_id: str) -> str:
-        settings = self._settings
-        args: dict[str, Any] = {"StreamName": self._stream, "ShardId": shard_id}
         position = self._checkpoints.get(self.mapping.uuid, shard_id)
-        if position is not None:
-            args |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER"}
-            args["StartingSequenceNumber"] = position
-        elif settings.starting_position == "AT_TIMESTAMP":
-            args |= {"ShardIteratorType": "AT_TIMESTAMP"}
-            args["Timestamp"] = settings.starting_timestamp
-        else:
-            args["ShardIteratorType"] = settings.starting_position
-        answer = await self._call(lambda: self._client().get_shard_iterator(**args))
-        return str(answer["ShardIterator"])
+        return str(
+            await self._call(
+                lambda: self._source.iterator(self._client(), shard_id, position, self._settings)
+            )
+        )
 
     async def _shard(self, shard_id: str) -> None:
         delay = self._backoff_first
@@ -184,7 +167,7 @@ class KinesisPoller:
                         self._checkpoints.put,
                         self.mapping.uuid,
                         shard_id,
-                        records[-1]["SequenceNumber"],
+                        self._source.sequence(records[-1]),
                     )
                 elif iterator is None:
                     return  # a closed shard, read to its end
@@ -200,47 +183,18 @@ class KinesisPoller:
                 delay = min(self._backoff_max, delay * 2)
 
     def _passes(self, record: dict[str, Any]) -> bool:
-        """FilterCriteria on a Kinesis record ("Using event filtering with a Kinesis
-        event source"): the ``kinesis`` object's fields, ``data`` as JSON when it
-        decodes to JSON; a record no filter matches is skipped (and checkpointed)."""
+        """FilterCriteria ("Using event filtering with a Kinesis / DynamoDB event
+        source"): Kinesis's ``kinesis`` fields with ``data`` as JSON when it decodes to
+        JSON, DynamoDB's whole record; a record no filter matches is skipped (and
+        checkpointed)."""
         if not self._patterns:
             return True
-        raw = record["Data"] if isinstance(record["Data"], bytes) else str(record["Data"]).encode()
-        data: Any = base64.b64encode(raw).decode()
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            data = json.loads(raw)
-        view = {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": record["PartitionKey"],
-            "sequenceNumber": record["SequenceNumber"],
-            "approximateArrivalTimestamp": _arrival(record),
-            "data": data,
-        }
+        view = self._source.filter_view(record)
         return any(pattern.matches(view) for pattern in self._patterns)
 
     def _event(self, shard_id: str, records: list[dict[str, Any]]) -> bytes:
         role = self._role_of(self.mapping)
-        out = []
-        for r in records:
-            data = r["Data"] if isinstance(r["Data"], bytes) else str(r["Data"]).encode()
-            out.append(
-                {
-                    "kinesis": {
-                        "kinesisSchemaVersion": "1.0",
-                        "partitionKey": r["PartitionKey"],
-                        "sequenceNumber": r["SequenceNumber"],
-                        "data": base64.b64encode(data).decode(),
-                        "approximateArrivalTimestamp": _arrival(r),
-                    },
-                    "eventSource": "aws:kinesis",
-                    "eventVersion": "1.0",
-                    "eventID": f"{shard_id}:{r['SequenceNumber']}",
-                    "eventName": "aws:kinesis:record",
-                    "invokeIdentityArn": role,
-                    "awsRegion": self._region,
-                    "eventSourceARN": self.mapping.source_arn,
-                }
-            )
+        out = [self._source.event_record(shard_id, r, role) for r in records]
         return json.dumps({"Records": out}).encode()
 
     async def _settle(self, shard_id: str, records: list[dict[str, Any]]) -> None:
@@ -253,10 +207,10 @@ class KinesisPoller:
             batch = pending[0]
             if settings.max_age_s != -1:
                 oldest_allowed = time.time() - settings.max_age_s
-                expired = [r for r in batch if _arrival(r) < oldest_allowed]
+                expired = [r for r in batch if self._source.arrival(r) < oldest_allowed]
                 if expired:
                     await self._give_up(shard_id, expired, "RecordAgeExceeded", attempts)
-                    batch = [r for r in batch if _arrival(r) >= oldest_allowed]
+                    batch = [r for r in batch if self._source.arrival(r) >= oldest_allowed]
                     pending[0] = batch
                     if not batch:
                         pending.pop(0)
@@ -317,12 +271,12 @@ class KinesisPoller:
             },
             "version": "1.0",
             "timestamp": _iso(time.time()),
-            "KinesisBatchInfo": {
+            self._source.batch_info_key: {
                 "shardId": shard_id,
-                "startSequenceNumber": batch[0]["SequenceNumber"],
-                "endSequenceNumber": batch[-1]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": _iso(_arrival(batch[0])),
-                "approximateArrivalOfLastRecord": _iso(_arrival(batch[-1])),
+                "startSequenceNumber": self._source.sequence(batch[0]),
+                "endSequenceNumber": self._source.sequence(batch[-1]),
+                "approximateArrivalOfFirstRecord": _iso(self._source.arrival(batch[0])),
+                "approximateArrivalOfLastRecord": _iso(self._source.arrival(batch[-1])),
                 "batchSize": len(batch),
                 "streamArn": self.mapping.source_arn,
             },

@@ -27,7 +27,7 @@ from kindling.control.stream_settings import StreamSettings
 from kindling.events.aws import AwsClients
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
-from kindling.events.kinesis_poller import KinesisPoller
+from kindling.events.stream_poller import StreamPoller
 from kindling.store import Store
 from tests.engines import MotoServer
 from tests.events.test_sqs_poller import REGION, left_in, make_queue, mapping
@@ -40,6 +40,8 @@ def moto(aws_services: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServe
     for key, value in aws_services.env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL_KINESIS", aws_services.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", aws_services.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", aws_services.url)
     return aws_services
 
 
@@ -88,7 +90,7 @@ def run_poller(
     batch_size: int = 10,
     limit_s: float = 90.0,
     filters: tuple[str, ...] = (),
-) -> KinesisPoller:
+) -> StreamPoller:
     async def invoke(ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
         return await function(json.loads(payload)["Records"]), b""
 
@@ -96,8 +98,8 @@ def run_poller(
     the_mapping = the_mapping.__class__(**{**_fields(the_mapping), "uuid": "fixed-uuid"})
     clients = AwsClients(timeouts_s=(5.0, 20.0))
 
-    async def scenario() -> KinesisPoller:
-        poller = KinesisPoller(
+    async def scenario() -> StreamPoller:
+        poller = StreamPoller(
             the_mapping,
             clients,
             threads,
@@ -251,3 +253,49 @@ def test_filters_match_the_decoded_data(
         filters=('{"data": {"kind": ["job"]}}',),
     )
     assert seen == [1, 3, 5, 7, 9]
+
+
+def test_a_dynamodb_stream_reaches_the_function_as_lambda_sends_it(
+    moto: MotoServer, threads: ThreadPoolExecutor, checkpoints: Checkpoints
+) -> None:
+    """DynamoDB Streams ("Using AWS Lambda with Amazon DynamoDB"): the stream's records
+    with eventSource aws:dynamodb, eventVersion 1.1 and the eventSourceARN, in order;
+    a filter on eventName and the new image."""
+    dynamodb = moto.client("dynamodb", REGION)
+    table = f"esm-{uuid.uuid4().hex[:8]}"
+    arn = dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]
+    for n in range(6):
+        dynamodb.put_item(
+            TableName=table, Item={"id": {"S": str(n)}, "kind": {"S": "job" if n % 2 else "x"}}
+        )
+    dynamodb.delete_item(TableName=table, Key={"id": {"S": "1"}})
+    seen: list[dict[str, Any]] = []
+
+    async def function(records: list[dict[str, Any]]) -> bool:
+        seen.extend(records)
+        return True
+
+    pattern = '{"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["job"]}}}}'
+    run_poller(
+        moto,
+        threads,
+        checkpoints,
+        arn,
+        StreamSettings("TRIM_HORIZON"),
+        function,
+        lambda: len(seen) >= 3,
+        filters=(pattern,),
+    )
+    assert [r["dynamodb"]["Keys"]["id"]["S"] for r in seen] == ["1", "3", "5"]
+    first = seen[0]
+    assert first["eventSource"] == "aws:dynamodb" and first["eventName"] == "INSERT"
+    assert first["eventVersion"] == "1.1" and first["eventSourceARN"] == arn
+    assert first["awsRegion"] == REGION
+    assert isinstance(first["dynamodb"]["ApproximateCreationDateTime"], int)
+    assert first["dynamodb"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
