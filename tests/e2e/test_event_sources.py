@@ -82,6 +82,19 @@ def handler(event, context):
 """
 
 
+#: Prints each stream record; fails a batch holding an item marked poison.
+STREAM_AUDIT = """\
+import json
+
+
+def handler(event, context):
+    for record in event["Records"]:
+        print("RECORD " + json.dumps(record, sort_keys=True))
+    if any(r["dynamodb"]["NewImage"]["poison"]["BOOL"] for r in event["Records"]):
+        raise ValueError("poison")
+"""
+
+
 def _queue(moto: MotoServer, visibility: int = 30) -> tuple[Any, str, str]:
     sqs = moto.client("sqs", REGION)
     url = sqs.create_queue(
@@ -386,3 +399,53 @@ def test_a_kill_9_during_a_drain_of_2000_stream_records_loses_none(
     for key in range(7):
         mine = [b for b in dict.fromkeys(order) if int(b[1:]) % 7 == key]
         assert mine == sorted(mine), key
+
+
+def test_a_dynamodb_stream_reaches_the_function(
+    server: Server, lam: Any, deploy: Deploy, aws_services: MotoServer
+) -> None:
+    """A table's stream (moto's DynamoDB, reached through AWS_ENDPOINT_URL_DYNAMODB_STREAMS)
+    mapped from TRIM_HORIZON: every change reaches the function in order, as Lambda's
+    DynamoDB records; a failing batch is bisected down to the poisoned record, which goes
+    to the OnFailure queue after its retries."""
+    name = deploy({"app.py": STREAM_AUDIT})
+    dynamodb = aws_services.client("dynamodb", REGION)
+    table = f"e2e-{uuid.uuid4().hex[:8]}"
+    arn = dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )["TableDescription"]["LatestStreamArn"]
+    sqs, url, queue = _queue(aws_services)
+    created = lam.create_event_source_mapping(
+        FunctionName=name,
+        EventSourceArn=arn,
+        StartingPosition="TRIM_HORIZON",
+        MaximumRetryAttempts=1,
+        BisectBatchOnFunctionError=True,
+        DestinationConfig={"OnFailure": {"Destination": queue}},
+    )
+    assert_shape("CreateEventSourceMapping", created)
+    assert created["DestinationConfig"]["OnFailure"] == {"Destination": queue}
+    for n in range(5):
+        dynamodb.put_item(TableName=table, Item={"id": {"S": f"{n}"}, "poison": {"BOOL": n == 3}})
+
+    def records() -> list[dict[str, Any]]:
+        log = function_log(server.endpoint, name)
+        return [json.loads(line[7:]) for line in log.splitlines() if line.startswith("RECORD ")]
+
+    wait_for(lambda: _left(sqs, url) == 1 and len(records()) >= 6, timeout=120, interval=0.5)
+    seen = records()
+    first = seen[0]
+    assert first["eventSource"] == "aws:dynamodb" and first["eventName"] == "INSERT"
+    assert first["eventSourceARN"] == arn and first["dynamodb"]["Keys"] == {"id": {"S": "0"}}
+    keys = list(dict.fromkeys(r["dynamodb"]["Keys"]["id"]["S"] for r in seen))
+    assert keys == ["0", "1", "2", "3", "4"]  # the stream's order, first deliveries
+    failure = json.loads(sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"])
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    info = failure["DDBStreamBatchInfo"]
+    assert info["streamArn"] == arn and info["batchSize"] == 1  # bisected to the poison
+    lam.delete_event_source_mapping(UUID=created["UUID"])
+    wait_for(lambda: _gone(lam, created["UUID"]), timeout=30)
