@@ -262,13 +262,6 @@ def test_a_kinesis_mapping_has_stream_defaults_and_checks(mappings: EventSourceM
         )
         == "Unsupported DestinationConfig parameter for given event source mapping type."
     )
-    assert "not supported by this kindling server yet" in refused(
-        create,
-        mappings,
-        EventSourceArn=STREAM,
-        StartingPosition="LATEST",
-        FunctionResponseTypes=["ReportBatchItemFailures"],
-    )
     out = create(mappings, EventSourceArn=STREAM, StartingPosition="TRIM_HORIZON").to_api()
     assert out["BatchSize"] == 100 and out["StartingPosition"] == "TRIM_HORIZON"
     assert out["MaximumRetryAttempts"] == -1 and out["MaximumRecordAgeInSeconds"] == -1

@@ -76,7 +76,7 @@ def put(moto: MotoServer, arn: str, items: list[dict[str, Any]], key: str = "k")
         )
 
 
-Function = Callable[[list[dict[str, Any]]], Awaitable[bool]]
+Function = Callable[[list[dict[str, Any]]], Awaitable[bool | tuple[bool, bytes]]]
 
 
 def run_poller(
@@ -90,11 +90,19 @@ def run_poller(
     batch_size: int = 10,
     limit_s: float = 90.0,
     filters: tuple[str, ...] = (),
+    report_failures: bool = False,
 ) -> StreamPoller:
     async def invoke(ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
-        return await function(json.loads(payload)["Records"]), b""
+        answer = await function(json.loads(payload)["Records"])
+        return answer if isinstance(answer, tuple) else (answer, b"")
 
-    the_mapping = mapping(arn, batch_size=batch_size, stream=settings, filters=filters)
+    the_mapping = mapping(
+        arn,
+        batch_size=batch_size,
+        stream=settings,
+        filters=filters,
+        report_failures=report_failures,
+    )
     the_mapping = the_mapping.__class__(**{**_fields(the_mapping), "uuid": "fixed-uuid"})
     clients = AwsClients(timeouts_s=(5.0, 20.0))
 
@@ -299,3 +307,35 @@ def test_a_dynamodb_stream_reaches_the_function_as_lambda_sends_it(
     assert first["awsRegion"] == REGION
     assert isinstance(first["dynamodb"]["ApproximateCreationDateTime"], int)
     assert first["dynamodb"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+
+
+def test_a_partial_batch_response_retries_from_the_lowest_failed_record(
+    moto: MotoServer, threads: ThreadPoolExecutor, checkpoints: Checkpoints
+) -> None:
+    """ReportBatchItemFailures on a stream: the checkpoint moves to the failed record
+    with the lowest sequence number and the records from it on are retried."""
+    arn = make_stream(moto)
+    put(moto, arn, [{"n": n} for n in range(6)])
+    calls: list[list[int]] = []
+
+    async def function(records: list[dict[str, Any]]) -> tuple[bool, bytes]:
+        numbers = _numbers(records)
+        calls.append(numbers)
+        failed = [
+            {"itemIdentifier": r["kinesis"]["sequenceNumber"]}
+            for r, n in zip(records, numbers, strict=True)
+            if n in (3, 5) and len(calls) == 1
+        ]
+        return True, json.dumps({"batchItemFailures": failed}).encode()
+
+    run_poller(
+        moto,
+        threads,
+        checkpoints,
+        arn,
+        StreamSettings("TRIM_HORIZON"),
+        function,
+        lambda: len(calls) >= 2,
+        report_failures=True,
+    )
+    assert calls[:2] == [[0, 1, 2, 3, 4, 5], [3, 4, 5]]

@@ -65,12 +65,6 @@ def _timestamp(value: Any) -> float | None:
 
 
 def check_common(params: dict[str, Any]) -> None:
-    if "ReportBatchItemFailures" in (params.get("FunctionResponseTypes") or []):
-        raise ValidationError(
-            "ReportBatchItemFailures on a stream event source mapping is not supported by this "
-            "kindling server yet. kindling refuses settings it would not honour instead of "
-            "ignoring them."
-        )
     for name in _NOT_YET:
         if params.get(name):
             raise ValidationError(

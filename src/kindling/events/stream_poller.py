@@ -43,6 +43,7 @@ from kindling.control.event_sources import Mapping
 from kindling.errors import NotFoundError, ThrottledError
 from kindling.events.aws import AwsClients
 from kindling.events.checkpoints import Checkpoints
+from kindling.events.sqs import failed_items
 from kindling.events.sqs_poller import FUNCTION_FAILED, OK, THROTTLED, Invoke, Report, reason
 from kindling.events.stream_sources import source_for
 from kindling.limits import ESM_BACKOFF_FIRST_S, ESM_BACKOFF_MAX_S
@@ -217,9 +218,7 @@ class StreamPoller:
                         continue
             try:
                 self.invocations += 1
-                ok, _answer = await self._invoke(
-                    self.mapping.function, self._event(shard_id, batch)
-                )
+                ok, answer = await self._invoke(self.mapping.function, self._event(shard_id, batch))
             except ThrottledError:
                 self._set_result(THROTTLED)
                 await asyncio.sleep(delay)
@@ -232,13 +231,18 @@ class StreamPoller:
                 await asyncio.sleep(delay)
                 delay = min(self._backoff_max, delay * 2)
                 continue
-            if ok:
+            rest = self._reported_rest(batch, answer) if ok else batch
+            if not rest:
                 pending.pop(0)
                 attempts = 0
                 self._set_result(OK)
                 continue
             self._set_result(FUNCTION_FAILED)
-            if settings.bisect and len(batch) > 1:
+            if ok and rest is not batch:  # a partial success: retry from the failed one
+                batch = pending[0] = rest
+                if settings.bisect and len(batch) > 1:
+                    continue  # AWS: the batch is split at the returned sequence number
+            elif settings.bisect and len(batch) > 1:
                 half = len(batch) // 2
                 pending[0:1] = [batch[:half], batch[half:]]
                 continue
@@ -250,6 +254,22 @@ class StreamPoller:
                 continue
             await asyncio.sleep(delay)
             delay = min(self._backoff_max, delay * 2)
+
+    def _reported_rest(self, batch: list[dict[str, Any]], answer: bytes) -> list[dict[str, Any]]:
+        """With ReportBatchItemFailures ("Configuring partial batch response with
+        Kinesis Data Streams / DynamoDB Streams"): the records from the failed one with
+        the lowest sequence number on (to be retried); none for a success; the whole
+        batch for an answer that fails it (the same table as SQS's)."""
+        if not self.mapping.report_failures:
+            return []
+        sequences = [self._source.sequence(r) for r in batch]
+        failed = failed_items(answer, sequences)
+        if failed is None:
+            return batch
+        if not failed:
+            return []
+        first = min(sequences.index(seq) for seq in failed)
+        return batch[first:]
 
     async def _give_up(
         self, shard_id: str, batch: list[dict[str, Any]], condition: str, attempts: int
