@@ -2,7 +2,17 @@ import importlib
 import sys
 
 #: ``python -m bench <name>``: the scenarios with a module of their own.
-SCENARIOS = ("coldstart", "heavy", "density", "burst", "cluster", "counting", "urls", "sqs")
+SCENARIOS = (
+    "coldstart",
+    "heavy",
+    "density",
+    "burst",
+    "cluster",
+    "counting",
+    "urls",
+    "events",
+    "sqs",
+)
 
 
 def _main() -> int:

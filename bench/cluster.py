@@ -2,16 +2,25 @@
 
 ``python -m bench cluster [--workers 3] [--requests 2000] [--duration 5] [--events
 2000]`` (as root) starts a single-node ``kindling serve`` on loopback (the embedded
-default: SQLite, counting in process) and a cluster as issue 20 deploys one: two control
-nodes on one PostgreSQL store counting in one Redis (both started here from Debian's
-packages, bench/engines.py) and N workers, each in a network namespace of its own with
-its own address (bench/hostnet.py, the topology the e2e cluster tests use). The control
-nodes listen on the bridge's address in the host's namespace, the workers on theirs:
-every call from control to worker crosses a veth pair and the bridge, as it would cross
-a wire. It deploys the echo function on both and measures:
+default: SQLite, counting in process) and N workers, each in a network namespace of its
+own with its own address (bench/hostnet.py, the topology the e2e cluster tests use),
+which serve two clusters at once:
+
+* the cluster as issue 20 deploys one: two control nodes on one PostgreSQL store
+  counting in one Redis (both started here from Debian's packages, bench/engines.py);
+* the hop alone: one control node on SQLite counting in process, as the single node
+  does, so that its figures differ from the single node's by the hop to a worker only.
+
+The control nodes listen on the bridge's address in the host's namespace, the workers
+on theirs: every call from control to worker crosses a veth pair and the bridge, as it
+would cross a wire. It deploys the echo function on each and measures:
 
 * warm invoke latency (one connection, sequential) and invokes/s (4 connections),
-  through the first control node, as a ratio cluster / single node;
+  through a control node of each cluster, as a ratio to the single node, in
+  ``--rounds`` rounds that take the targets in turn (so that the drift of a shared
+  machine hits them alike); and what
+  counting in Redis costs (a RedisCounter's admit+release on the same Redis,
+  ``bench/counting.py``);
 * cold start through the API (CreateFunction is done; time of the first Invoke of a new
   function), single node vs a remote worker, interleaved;
 * async events/s: ``--events`` Event invocations sent as fast as they are accepted (202)
@@ -42,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers, wire
+from bench.counting import redis_admission_ns
 from bench.engines import Postgres, RedisServer
 from bench.hostnet import HostNet
 from kindling.worker.sandbox.process import tree_pids
@@ -137,13 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="of latency and throughput")
     parser.add_argument("--cold-samples", type=int, default=5)
     parser.add_argument("--events", type=int, default=2000, help="async events per target")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     secret = secrets.token_hex(32)
     env = {"KINDLING_CLUSTER_SECRET": secret}
-    results: dict[str, Any] = {"workers": args.workers, "controls": 2}
+    results: dict[str, Any] = {"workers": args.workers}
     with tempfile.TemporaryDirectory(prefix="kindling-bench-cluster-") as tmp:
         work = Path(tmp)
         started: list[servers.Server] = []
@@ -157,6 +168,16 @@ def main(argv: list[str] | None = None) -> int:
             cluster_args = ("--store", postgres.database(), "--counting", redis.url())
             single = servers.start_kindling(work, REPO, tag="single")
             started.append(single)
+            # the hop alone: a control node of its own (SQLite, counting in process)
+            hop = servers.start_kindling(
+                work,
+                REPO,
+                tag="control-hop",
+                host=net.gateway,
+                extra_args=("--role", "control"),
+                extra_env=env,
+            )
+            started.append(hop)
             controls = []
             for index in range(2):
                 control = servers.start_kindling(
@@ -169,37 +190,56 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 started.append(control)
                 controls.append(control)
-            workers = start_workers(work, net, controls, args.workers, env, started)
-            for control in controls:
+            workers = start_workers(work, net, [*controls, hop], args.workers, env, started)
+            for control in (*controls, hop):
                 _wait_workers(control, secret, args.workers, 60.0)
             control = controls[0]
             results["addresses"] = {
                 "single": single.host,
+                "hop": hop.host,
                 **{f"control{i}": c.host for i, c in enumerate(controls)},
                 **{name: w.host for name, w in workers.items()},
             }
-            targets = {"single": single, "cluster": control}
+            targets = {"single": single, "hop": hop, "cluster": control}
             for server in targets.values():
                 servers.deploy_echo(server.port, "bench-echo", host=server.host)
-            latency: dict[str, Any] = {}
-            throughput: dict[str, Any] = {}
             runner = asyncio.Runner()
+            raws = {name: _request(server, "bench-echo") for name, server in targets.items()}
             for name, server in targets.items():
-                raw = _request(server, "bench-echo")
-                _say(f"latency: {name}")
-                latency[name] = wire.summarize(
-                    wire.run_sequential(server.host, server.port, raw, args.warmup, args.requests)
-                )
-                runner.run(wire.warm(server.host, server.port, raw, args.connections))
-                _say(f"throughput: {name}, {args.connections} connections")
-                throughput[name] = wire.summarize(
-                    runner.run(
-                        wire.run_concurrent(
-                            server.host, server.port, raw, args.connections, args.duration
-                        )
+                runner.run(wire.warm(server.host, server.port, raws[name], args.connections))
+            # in rounds, each target in turn: a load that comes and goes hits all alike
+            sequential = {name: wire.Sample() for name in targets}
+            concurrent = {name: wire.Sample() for name in targets}
+            for round_ in range(args.rounds):
+                for name, server in targets.items():
+                    _say(f"round {round_ + 1}/{args.rounds}: latency, throughput: {name}")
+                    _merge(
+                        sequential[name],
+                        wire.run_sequential(
+                            server.host,
+                            server.port,
+                            raws[name],
+                            args.warmup if round_ == 0 else args.warmup // 10,
+                            args.requests // args.rounds,
+                        ),
                     )
-                )
-            cold: dict[str, list[float]] = {"single": [], "cluster": []}
+                    _merge(
+                        concurrent[name],
+                        runner.run(
+                            wire.run_concurrent(
+                                server.host,
+                                server.port,
+                                raws[name],
+                                args.connections,
+                                args.duration / args.rounds,
+                            )
+                        ),
+                    )
+            latency = {name: wire.summarize(sample) for name, sample in sequential.items()}
+            throughput = {name: wire.summarize(sample) for name, sample in concurrent.items()}
+            _say("counting in Redis: admit+release")
+            results["redis_admission_ms"] = round(redis_admission_ns(redis.url()) / 1e6, 3)
+            cold: dict[str, list[float]] = {name: [] for name in targets}
             for i in range(args.cold_samples):
                 for name, server in targets.items():
                     cold[name].append(_first_invoke_ms(server, f"cold-{i}"))
@@ -228,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                 postgres.remove()
     _report(results, args.out)
     return 0
+
+
+def _merge(into: wire.Sample, sample: wire.Sample) -> None:
+    into.latencies_ns.extend(sample.latencies_ns)
+    into.errors += sample.errors
+    into.elapsed_s += sample.elapsed_s
+    into.first_error = into.first_error or sample.first_error
 
 
 def _invocations(runners: list[servers.Server], function: str) -> float:
@@ -322,36 +369,50 @@ def _kill_and_recover(
 
 
 def _report(results: dict[str, Any], out: Path) -> None:
-    lat, thr = results["latency"], results["throughput"]
-    rows = [
-        ("warm invoke p50, 1 conn (ms)", lat["single"]["p50_ms"], lat["cluster"]["p50_ms"]),
-        ("warm invoke p99, 1 conn (ms)", lat["single"]["p99_ms"], lat["cluster"]["p99_ms"]),
-        ("invokes/s, 4 conn", thr["single"]["rps"], thr["cluster"]["rps"]),
-        (
-            "cold start, first invoke (ms)",
-            results["cold_ms"]["single"],
-            results["cold_ms"]["cluster"],
-        ),
+    """One row per figure: the single node, the hop alone (one control node, SQLite,
+    counting in process) and the cluster as deployed (two control nodes, PostgreSQL,
+    Redis), each cluster with its ratio to the single node."""
+    lat, thr, cold = results["latency"], results["throughput"], results["cold_ms"]
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("warm invoke p50, 1 conn (ms)", {k: v["p50_ms"] for k, v in lat.items()}),
+        ("warm invoke p99, 1 conn (ms)", {k: v["p99_ms"] for k, v in lat.items()}),
+        ("invokes/s, 4 conn", {k: v["rps"] for k, v in thr.items()}),
+        ("cold start, first invoke (ms)", cold),
     ]
-    lines = [
-        f"# cluster vs single node ({results['controls']} control nodes on PostgreSQL and"
-        f" Redis + {results['workers']} workers, each worker in its own network namespace)",
-        "",
-        "| figure | single node | cluster | ratio cluster/single |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for label, one, many in rows:
-        ratio = float(many) / float(one) if float(one) else 0.0
-        lines.append(f"| {label} | {one} | {many} | {ratio:.2f}x |")
     if "async" in results:
-        one, many = results["async"]["single"], results["async"]["cluster"]
-        ratio = many["events_per_s"] / one["events_per_s"] if one["events_per_s"] else 0.0
+        rows.append(
+            (
+                "async events/s (the cluster's 2 control nodes share the queue)",
+                {k: v["events_per_s"] for k, v in results["async"].items()},
+            )
+        )
+    lines = [
+        f"# cluster vs single node ({results['workers']} workers, each in its own network"
+        " namespace)",
+        "",
+        "| figure | single node | cluster: 1 control, SQLite, counting in process | ratio "
+        "| cluster: 2 controls, PostgreSQL, Redis | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, values in rows:
+        one = float(values["single"])
+        cells = [label, str(values["single"])]
+        for name in ("hop", "cluster"):
+            if name in values:
+                many = float(values[name])
+                cells += [str(values[name]), f"{many / one:.2f}x" if one else "-"]
+            else:
+                cells += ["-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "redis_admission_ms" in results:
         lines.append(
-            f"| async events/s (2 control nodes share the queue) | {one['events_per_s']} "
-            f"| {many['events_per_s']} | {ratio:.2f}x |"
+            "| of the warm invoke: counting in Redis, admit+release (ms) | - | - | - "
+            f"| {results['redis_admission_ms']} | - |"
         )
     if "recovery_s" in results:
-        lines.append(f"| worker SIGKILL -> served again (s) | - | {results['recovery_s']} | - |")
+        lines.append(
+            f"| worker SIGKILL -> served again (s) | - | - | - | {results['recovery_s']} | - |"
+        )
     text = "\n".join(lines)
     print(text)
     out.mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,24 @@ async def _measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
+def redis_admission_ns(url: str, rounds: int = 5, n: int = 1000) -> float:
+    """Median ns of one admit+release of a RedisCounter on ``url`` (under a key prefix of
+    its own), on uvloop: what counting in Redis adds to each invoke of a cluster."""
+    from kindling.invoke.counting_redis import RedisCounter
+
+    async def measure(tmp: Path) -> float:
+        remote = RedisCounter(url, _settings(tmp), Metrics(), prefix="bench-counting")
+        await remote.start()
+        try:
+            await _after(remote, n // 5)
+            return statistics.median([await _after(remote, n) for _ in range(rounds)])
+        finally:
+            await remote.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return float(uvloop.run(measure(Path(tmp))))
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench counting", description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)

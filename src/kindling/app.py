@@ -18,18 +18,29 @@ from kindling.api.aliases import AliasesApi
 from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
+from kindling.api.errors import (
+    EVENTS_CODES,
+    EVENTS_INTERNAL,
+    SCHEDULER_CODES,
+    SCHEDULER_INTERNAL,
+    ErrorMapper,
+)
 from kindling.api.event_invoke import EventInvokeApi
 from kindling.api.event_sources import EventSourcesApi
+from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
+from kindling.api.layers import LayersApi
 from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
 from kindling.api.runtimes import RuntimesApi
+from kindling.api.scheduler import SchedulerApi
+from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
@@ -41,6 +52,8 @@ from kindling.control.event_invoke import EventInvokeConfigService, EventInvokeS
 from kindling.control.event_sources import EventSourceMappings, Mapping, MappingStore
 from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
+from kindling.control.layers import LayerService
+from kindling.control.layerstore import LayerStore
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef
 from kindling.control.policies import PolicyService
 from kindling.control.resource_store import ResourceStore
@@ -49,9 +62,14 @@ from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.events.aws import AwsClients
+from kindling.events.bridge import EventBridge
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
 from kindling.events.mappings import MappingSupervisor
+from kindling.events.rule_store import RuleStore
+from kindling.events.schedule_store import ScheduleStore
+from kindling.events.scheduler import RuleTimetable, Scheduler
+from kindling.events.schedules import Schedules
 from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.events.stream_poller import StreamPoller
 from kindling.httpd import HttpServer, Request, Response
@@ -71,6 +89,7 @@ from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import ESM_SQS_THREADS, ESM_SQS_WAIT_S, SHUTDOWN_ANSWER_S
+from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from kindling.telemetry.logs import LogStore
@@ -81,14 +100,16 @@ from kindling.worker.sandbox.base import Outcome
 from kindling.worker.sandbox.gvisor import GvisorBackend
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.namespace import NamespaceBackend
+from kindling.worker.sandbox.platform import PlatformHandler
 from kindling.worker.sandbox.process import ProcessBackend
 from kindling.worker.sandbox.snapshot import Snapshots
 
 log = logging.getLogger("kindling")
 
 
-def make_backends(config: Config) -> Backends:
-    """Every backend this host may run; each is built on first use."""
+def make_backends(config: Config, platform: PlatformHandler | None = None) -> Backends:
+    """Every backend this host may run; each is built on first use. ``platform``: what
+    answers kindling's API inside the sandboxes (ADR 0035)."""
     runtime_dir = config.data_dir / "runtimes"
     host: list[HostResources] = []
 
@@ -102,11 +123,12 @@ def make_backends(config: Config) -> Backends:
             await resources.aclose()
 
     factories: dict[str, BackendFactory] = {
-        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots),
-        "gvisor": lambda: GvisorBackend(shared(), config.data_dir),
+        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots, platform),
+        "gvisor": lambda: GvisorBackend(shared(), config.data_dir, platform),
     }
     if config.process_backend_enabled:  # the operator's choice, never a caller's
-        factories["process"] = ProcessBackend
+        endpoint = config.endpoint if platform is not None else None
+        factories["process"] = lambda: ProcessBackend(endpoint)
     return Backends(factories, config.sandbox_backend, close_host)
 
 
@@ -143,17 +165,22 @@ class App:
         private_data_dir(config)
         self.store = Store(config.store_url)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
+        if config.role != "control":  # boto3 for Python functions, as on Lambda
+            sdk.prepare(config.data_dir / "runtimes", self.runtimes.interpreters())
         self.code = CodeStore(config.data_dir / "code", shared=shared_code(self.store))
         function_store = FunctionStore(self.store)
-        self.backends = make_backends(config)
+        self.backends = make_backends(config, self._handle)  # sandboxes call the API too
         self.signing = CodeSigning(self.store, function_store)
+        self.layers = LayerService(LayerStore(self.store), self.code)
         self.functions = FunctionService(
             function_store,
             self.code,
             self.runtimes,
             sandbox_backends=self.backends.names,
             signing=self.signing,
+            layers=self.layers,
         )
+        self.layers.on_deleted(self.functions.collect)  # unless a function version uses it
         self.versions = VersionService(self.functions, function_store)
         self.aliases = AliasService(self.functions, function_store)
         self.resources = resources = ResourceStore(self.store)
@@ -237,7 +264,7 @@ class App:
             **AliasesApi(self.aliases).operations(),
             **InvocationsApi(self.invoker).operations(),
             **TagsApi(self.functions, self.signing).operations(),
-            **AccountApi(self.functions, self.concurrency).operations(),
+            **AccountApi(self.functions, self.concurrency, self.layers).operations(),
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **EventInvokeApi(self.event_invoke).operations(),
@@ -246,6 +273,7 @@ class App:
             **UrlConfigsApi(self.url_configs).operations(),
             **CodeSigningApi(self.signing).operations(),
             **RuntimesApi(self.functions, runtime_versions).operations(),
+            **LayersApi(self.layers, code_urls).operations(),
         }
         raw_routes = {
             "code": code_urls.download,
@@ -263,6 +291,27 @@ class App:
             raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
         keys = KeyRing.dev()
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
+        self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
+        self.rule_scheduler = Scheduler(
+            [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
+        )
+        events_model = load_model("events")
+        scheduler_model = load_model("scheduler")
+        services = {
+            "events": ServiceEndpoint(
+                events_model,
+                SigV4Verifier(keys, "events"),
+                EventBridgeApi(self.eventbridge).operations(),
+                ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
+            ),
+            "scheduler": ServiceEndpoint(
+                scheduler_model,
+                SigV4Verifier(keys, "scheduler"),
+                SchedulerApi(self.schedules).operations(),
+                ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
+            ),
+        }
         self.frontend = Frontend(
             load_service_model(),
             SigV4Verifier(keys),
@@ -270,6 +319,7 @@ class App:
             raw_routes,
             public_routes,
             FunctionUrlEndpoint(self.function_urls),
+            services,
         )
         self.server = HttpServer(
             self._handle,
@@ -359,6 +409,10 @@ class App:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
+    async def _deliver_event(self, ref: FunctionRef, payload: bytes) -> None:
+        """An EventBridge target's event: an Event invoke, on the durable async queue."""
+        await self.invoker.invoke(ref, payload, "Event")
+
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
@@ -429,6 +483,7 @@ class App:
         if self.registry is not None:
             self.registry.start()
         self.events.start()
+        self.rule_scheduler.start()
         self._start_mappings()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
@@ -444,6 +499,7 @@ class App:
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
         self._draining = True
         await self.server.close()  # listening sockets only: open connections get answers
+        await self.rule_scheduler.close()
         if self.events is not None:
             self.events.stop_dispatching()
         if self.supervisor is not None:  # its batches not yet deleted come back: at least once

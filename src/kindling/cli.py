@@ -195,43 +195,57 @@ def _zip_dir(path: Path) -> bytes:
     return buffer.getvalue()
 
 
+#: What ``deploy`` gives a new function for the options it was not given.
+NEW_FUNCTION_DEFAULTS: dict[str, Any] = {
+    "Runtime": "python3.11",
+    "Handler": "app.handler",
+    "MemorySize": 128,
+    "Timeout": 3,
+}
+
+
 @app.command()
 def deploy(
     directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     name: Annotated[str, typer.Option(help="function name")],
-    runtime: Annotated[str, typer.Option()] = "python3.11",
-    handler: Annotated[str, typer.Option()] = "app.handler",
-    memory: Annotated[int, typer.Option(help="MemorySize in MB")] = 128,
-    timeout: Annotated[int, typer.Option(help="Timeout in seconds")] = 3,
+    runtime: Annotated[str | None, typer.Option(help="[new function: python3.11]")] = None,
+    handler: Annotated[str | None, typer.Option(help="[new function: app.handler]")] = None,
+    memory: Annotated[int | None, typer.Option(help="MemorySize in MB [new: 128]")] = None,
+    timeout: Annotated[int | None, typer.Option(help="Timeout in seconds [new: 3]")] = None,
     endpoint: EndpointOpt = None,
 ) -> None:
-    """Zip DIRECTORY and create the function, or update its code if it exists."""
+    """Zip DIRECTORY and create the function, or update its code if it exists.
+
+    A new function takes the defaults of the options not given; an existing one keeps
+    its settings except those an option names."""
     client = _client(endpoint)
     code = _zip_dir(directory)
+    settings = {
+        key: value
+        for key, value in (
+            ("Runtime", runtime),
+            ("Handler", handler),
+            ("MemorySize", memory),
+            ("Timeout", timeout),
+        )
+        if value is not None
+    }
     with console.status(f"deploying {name} ({len(code)} bytes)"):
         try:
             client.get_function(FunctionName=name)
             client.update_function_code(FunctionName=name, ZipFile=code)
-            client.get_waiter("function_updated_v2").wait(
-                FunctionName=name, WaiterConfig={"Delay": 1}
-            )
-            client.update_function_configuration(
-                FunctionName=name,
-                Runtime=runtime,
-                Handler=handler,
-                MemorySize=memory,
-                Timeout=timeout,
-            )
+            if settings:
+                client.get_waiter("function_updated_v2").wait(
+                    FunctionName=name, WaiterConfig={"Delay": 1}
+                )
+                client.update_function_configuration(FunctionName=name, **settings)
             action = "updated"
         except client.exceptions.ResourceNotFoundException:
             client.create_function(
                 FunctionName=name,
-                Runtime=runtime,
-                Handler=handler,
                 Role="arn:aws:iam::000000000000:role/kindling",
                 Code={"ZipFile": code},
-                MemorySize=memory,
-                Timeout=timeout,
+                **{**NEW_FUNCTION_DEFAULTS, **settings},
             )
             action = "created"
         client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})

@@ -76,6 +76,10 @@ class CodeVerificationFailedError(ValidationError):
     its publishers (kindling has no AWS Signer: no code is signed)."""
 
 
+class MalformedPolicyError(ValidationError):
+    """A policy document IAM would refuse (MalformedPolicyDocument); the message is IAM's."""
+
+
 class NotFoundError(KindlingError):
     """The named function, version or resource does not exist."""
 

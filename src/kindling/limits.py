@@ -104,6 +104,22 @@ RUNTIME_API_MAX_PIPELINED = 4
 #: every start path. AWS: 1,024 file descriptors per execution environment.
 SANDBOX_MAX_OPEN_FILES = 1024
 
+# --- the platform's API from inside a sandbox (per sandbox, ADR 0035) ----------------
+
+#: Connections one sandbox may hold open to kindling's API at its own 127.0.0.1:9000 (a
+#: function's SDK keeps a pool of 10 per client; 32 leaves room for several clients).
+#: AWS: - (Lambda's own API is reached over the network and rate-limited per account).
+SANDBOX_PLATFORM_MAX_CONNECTIONS = 32
+
+#: Request body bytes one sandbox's API connections hold at once: a 6 MB Invoke payload
+#: twice over. A request that would hold more is answered 413 (so a CreateFunction
+#: with a zip over ~12 MB cannot be sent from inside a function). AWS: -.
+SANDBOX_PLATFORM_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+
+#: Connections a cluster worker opens to each control node for its sandboxes' API calls
+#: (worker/platform_proxy.py), apart from its heartbeats'; further calls wait. AWS: -.
+WORKER_PLATFORM_FORWARD_CONNECTIONS = 64
+
 # --- logs ------------------------------------------------------------------------------
 
 #: What ``LogType=Tail`` returns: the last bytes of an invocation's log. AWS: 4 KB.
@@ -153,7 +169,12 @@ LOG_MAX_OFFSET = 2**63 - 1
 # --- code uploads ----------------------------------------------------------------------
 
 #: A .zip's members together, unpacked. AWS: 262,144,000 bytes (250 MB), same message.
+#: Also the bound of a function's code and all its layers together, unpacked: AWS's
+#: "Function code combined with layers exceeds the maximum allowed size of 262144000
+#: bytes. The actual size is N bytes."
 CODE_UNZIPPED_BYTES = 262_144_000
+#: Layers one function may use. AWS: 5, "Cannot reference more than 5 layers."
+FUNCTION_LAYERS = 5
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64
 #: holds, more than a 250 MB node_modules has (~40,000), and bounds the inodes and the
 #: time one upload costs.
@@ -338,6 +359,24 @@ COUNTING_CONNECTIONS = 64
 #: Slots renewed by one script call of the heartbeat, so one call stays short and Redis
 #: serves admissions between them. AWS: -
 COUNTING_RENEW_BATCH = 500
+
+# --- EventBridge (ADR 0033) -------------------------------------------------------
+#: Targets per rule: EventBridge's quota ("Amazon EventBridge quotas": 5 per rule).
+EVENTS_TARGETS_PER_RULE = 5
+#: PutEvents' request limit: the entries' total size, 256 KB ("Amazon EventBridge
+#: quotas"; sizes counted as "Calculating PutEvents event entry size" says).
+EVENTS_MAX_PUT_BYTES = 256 * 1024
+#: Compiled event patterns kept by their text: a rule's pattern is compiled once, not
+#: per PutEvents; a bound so a caller's many rules cannot grow the server.
+EVENTS_PATTERN_CACHE = 1024
+#: Scheduled rules the scheduler fires per pass, soonest first (the rest on the next).
+EVENTS_SCHEDULE_BATCH = 100
+#: The longest the scheduler sleeps between looks at the store: a rule another control
+#: node created is seen within this long.
+EVENTS_SCHEDULE_POLL_S = 1.0
+#: A missed fire older than this is not made up after a restart: EventBridge's default
+#: retry policy keeps an event for 24 hours ("Retrying events" / MaximumEventAgeInSeconds).
+EVENTS_MISSED_FIRE_MAX_AGE_S = 24 * 3600
 
 # --- event source mappings (ADR 0034) ----------------------------------------------------
 

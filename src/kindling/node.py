@@ -41,11 +41,13 @@ from kindling.errors import SandboxError
 from kindling.httpd import HttpServer, ServerLimits
 from kindling.httpd.client import HttpClient, HttpClientError
 from kindling.iam import cluster
+from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
 from kindling.worker import wire
 from kindling.worker.agent import WorkerAgent
+from kindling.worker.platform_proxy import PlatformForwarder
 from kindling.worker.server import WorkerServer
 
 log = logging.getLogger("kindling.node")
@@ -75,7 +77,8 @@ class WorkerNode:
             )
         if not self._controls:
             raise ValueError("--control names no control node")
-        self.backends = make_backends(config)
+        # a sandbox's calls to kindling's API go on to a control node (ADR 0035)
+        self.backends = make_backends(config, PlatformForwarder.to(config.control_url).handle)
         self.backends.get()  # the default must work at start, not at the first create
         self.logs = LogStore(config.data_dir / "logs")
         self.metrics = Metrics()
@@ -89,6 +92,7 @@ class WorkerNode:
         self.code = CodeStore(config.data_dir / "code", keep_zips=False)  # trees suffice
         self.code_cache = CodeCache(self.code, self.agent.code_digests)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
+        sdk.prepare(config.data_dir / "runtimes", self.runtimes.interpreters())  # boto3
         self._fetching: dict[str, asyncio.Task[str]] = {}
         handler = WorkerServer(
             self.agent,

@@ -59,24 +59,33 @@ def test_the_cluster_bench_puts_each_worker_on_a_host_of_its_own(tmp_path: Path)
     addresses = result["addresses"]
     assert addresses["single"] == "127.0.0.1"
     control = ipaddress.IPv4Address(addresses["control0"])
-    assert addresses["control1"] == addresses["control0"]  # the host's side of the bridge
+    # the host's side of the bridge
+    assert addresses["control1"] == addresses["hop"] == addresses["control0"]
     hosts = [ipaddress.IPv4Address(addresses[name]) for name in ("w1", "w2")]
     assert control in ipaddress.IPv4Network("172.30.0.0/16")
     assert len({control, *hosts}) == 3  # a host each, and none of them loopback
     assert all(_net(control) == _net(h) for h in hosts)
-    for target in ("single", "cluster"):
+    for target in ("single", "hop", "cluster"):
         assert result["latency"][target]["errors"] == 0, result["latency"]
+        assert result["throughput"][target]["errors"] == 0, result["throughput"]
         assert result["latency"][target]["p50_ms"] > 0
         assert result["throughput"][target]["rps"] > 0
         assert result["cold_ms"][target] > 0
+    for target in ("single", "cluster"):
         events = result["async"][target]
         assert events["errors"] == 0, events
         assert events["events_per_s"] > 0 and events["accepted_per_s"] > 0
     assert result["async"]["cluster"]["fronts"] == 2
     assert result["recovery_s"] > 0
+    assert result["redis_admission_ms"] > 0
     table = (out / "cluster-latest.md").read_text()
-    assert "| figure | single node | cluster | ratio cluster/single |" in table
-    assert "each worker in its own network namespace" in table
+    assert "each in its own network namespace" in table
+    assert (
+        "| figure | single node | cluster: 1 control, SQLite, counting in process | ratio "
+        "| cluster: 2 controls, PostgreSQL, Redis | ratio |"
+    ) in table
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + 7, rows  # head, rule; p50, p99, invokes/s, cold, async, Redis, kill
     assert _bench_hosts() <= before  # its namespaces and links are gone
 
 
@@ -97,14 +106,14 @@ def test_an_interrupted_cluster_bench_removes_its_hosts_and_processes(tmp_path: 
     )
     try:
         deadline = time.monotonic() + 300
-        while "latency: single" not in Path(log.name).read_text():  # the topology is up
+        while "round 1/" not in Path(log.name).read_text():  # the topology is up
             assert bench.poll() is None, Path(log.name).read_text()[-3000:]
             assert time.monotonic() < deadline, Path(log.name).read_text()[-3000:]
             time.sleep(0.1)
         during = _bench_hosts() - before
         assert len([n for n in during if n.startswith("kindling-kb")]) == 2, during
         servers = [pid for pid in tree_pids(bench.pid) if pid != bench.pid]
-        assert len(servers) >= 5  # single, two control nodes, two workers (and children)
+        assert len(servers) >= 6  # single, three control nodes, two workers, children
         bench.send_signal(signal.SIGINT)  # KeyboardInterrupt, wherever it is
         assert bench.wait(120) != 0
     finally:

@@ -464,7 +464,8 @@ def function_log(endpoint: str, name: str) -> str:
 
 
 class AwsCli:
-    """Runs ``aws --endpoint-url ... lambda ...`` with the dev credentials."""
+    """Runs ``aws --endpoint-url ... lambda ...`` (or another ``service``) with the dev
+    credentials."""
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -493,9 +494,11 @@ class AwsCli:
         blobs raw already and refuses the option)."""
         return ["--cli-binary-format", "raw-in-base64-out"] if self.major_version >= 2 else []
 
-    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, cwd: Path | None = None, service: str = "lambda"
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(AWS_CLI), "--endpoint-url", self.endpoint, "--output", "json", "lambda", *args],
+            [str(AWS_CLI), "--endpoint-url", self.endpoint, "--output", "json", service, *args],
             env=self.env,
             cwd=cwd,
             capture_output=True,
@@ -504,9 +507,9 @@ class AwsCli:
             check=False,
         )
 
-    def json(self, *args: str, cwd: Path | None = None) -> Any:
-        done = self.run(*args, cwd=cwd)
-        assert done.returncode == 0, f"aws lambda {' '.join(args)}: {done.stderr}"
+    def json(self, *args: str, cwd: Path | None = None, service: str = "lambda") -> Any:
+        done = self.run(*args, cwd=cwd, service=service)
+        assert done.returncode == 0, f"aws {service} {' '.join(args)}: {done.stderr}"
         return json.loads(done.stdout) if done.stdout.strip() else None
 
     __call__ = json

@@ -53,6 +53,50 @@ def test_deploy_invoke_logs_and_redeploy(
     assert lam.get_function_configuration(FunctionName=fn_name)["MemorySize"] == 256
 
 
+def test_redeploy_keeps_the_settings_no_flag_changes(
+    server: Server, fn_name: str, tmp_path: Path, lam: Any
+) -> None:
+    """``deploy`` of an existing function updates its code, and of its configuration
+    only what a flag names: a redeploy without flags resets nothing to the defaults
+    (UpdateFunctionConfiguration changes only the members it is sent, as on AWS)."""
+    (tmp_path / "main.py").write_text("def go(event, context):\n    return {'v': 1}\n")
+    first = _kindling(
+        server,
+        "deploy",
+        str(tmp_path),
+        "--name",
+        fn_name,
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "main.go",
+        "--memory",
+        "256",
+        "--timeout",
+        "30",
+    )
+    assert first.returncode == 0, first.stderr
+    settings = ("Runtime", "Handler", "MemorySize", "Timeout")
+
+    def current() -> tuple[Any, ...]:
+        config = lam.get_function_configuration(FunctionName=fn_name)
+        return tuple(config[k] for k in settings)
+
+    assert current() == ("python3.12", "main.go", 256, 30)
+    revision = lam.get_function_configuration(FunctionName=fn_name)["RevisionId"]
+
+    (tmp_path / "main.py").write_text("def go(event, context):\n    return {'v': 2}\n")
+    again = _kindling(server, "deploy", str(tmp_path), "--name", fn_name)
+    assert again.returncode == 0, again.stderr
+    assert current() == ("python3.12", "main.go", 256, 30)
+    assert lam.get_function_configuration(FunctionName=fn_name)["RevisionId"] != revision
+    assert _kindling(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
+
+    memory = _kindling(server, "deploy", str(tmp_path), "--name", fn_name, "--memory", "512")
+    assert memory.returncode == 0, memory.stderr
+    assert current() == ("python3.12", "main.go", 512, 30)
+
+
 def test_invoke_of_a_failing_function_exits_non_zero(
     server: Server, fn_name: str, tmp_path: Path
 ) -> None:

@@ -240,12 +240,13 @@ def _check_after(
     )
 
 
-def _steady(load: Load) -> None:
-    """Until the load has been served for STEADY_S with no failure."""
+def _steady(load: Load, timeout: float = 180.0) -> None:
+    """Until the load has been served for STEADY_S with no failure: from its first
+    answer on (the function's first cold start may take long on a loaded machine)."""
     began = time.monotonic()
+    wait_for(lambda: any(c.ok and c.started >= began for c in load.calls), timeout=timeout)
     time.sleep(STEADY_S)
     assert not load.failures(), load.summary()
-    assert any(c.ok and c.started >= began for c in load.calls), load.summary()
 
 
 def _recover(load: Load, since: float, dead: set[str], timeout: float = 180.0) -> None:

@@ -262,6 +262,14 @@ def test_list_functions_all_versions(make_client: ClientFactory) -> None:
             assert len(page["Functions"]) <= 2
             seen += [(f["FunctionName"], f["Version"]) for f in page["Functions"]]
         assert seen == [(n, v) for n in names for v in ("$LATEST", "1", "2")]
+
+        # "MasterRegion: For Lambda@Edge functions, the AWS Region of the master
+        # function ... If specified, you must set FunctionVersion to ALL": kindling makes
+        # no Lambda@Edge replicas, so there are none to list.
+        edge = lam.list_functions(FunctionVersion="ALL", MasterRegion="us-east-1")
+        assert edge["Functions"] == []
+        with client_error("InvalidParameterValueException", 400):
+            lam.list_functions(MasterRegion="us-east-1")
     finally:
         for name in names:
             lam.delete_function(FunctionName=name)
@@ -286,3 +294,20 @@ def test_scaling_configs_and_capacity_providers_are_refused_clearly(
     with client_error("InvalidParameterValueException", 400) as info:
         lam.list_capacity_providers()
     assert "capacity providers" in info.value.response["Error"]["Message"]
+
+
+def test_recursion_config_is_kept(lam: Any, deploy: Deploy) -> None:
+    """API_GetFunctionRecursionConfig / API_PutFunctionRecursionConfig: RecursiveLoop is
+    Allow or Terminate, Terminate by default. (No kindling function can be triggered by
+    SQS, SNS or S3 yet, so no loop through them can form: either setting holds.)"""
+    name = deploy(APP)
+    got = lam.get_function_recursion_config(FunctionName=name)
+    assert_shape("GetFunctionRecursionConfig", got)
+    assert got["RecursiveLoop"] == "Terminate"
+    put = lam.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")
+    assert put["RecursiveLoop"] == "Allow"
+    assert lam.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
+    lam.put_function_recursion_config(FunctionName=name, RecursiveLoop="Terminate")
+    assert lam.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Terminate"
+    with client_error("ResourceNotFoundException", 404):
+        lam.get_function_recursion_config(FunctionName=f"{name}-missing")

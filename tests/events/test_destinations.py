@@ -16,9 +16,10 @@ import uuid
 from typing import Any
 
 import pytest
+from bench.engines import _free_port
 
 from kindling.events.destinations import AwsDestinations
-from tests.engines import MotoServer, _free_port
+from tests.engines import MotoServer
 
 REGION = "us-east-1"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{MotoServer.ACCOUNT}:function:f:$LATEST"

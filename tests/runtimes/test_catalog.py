@@ -29,3 +29,24 @@ def test_unknown_runtime_is_refused_clearly() -> None:
 
 def test_missing_interpreter_is_none() -> None:
     assert find_python("3.99") is None
+
+
+def test_a_runtime_build_is_the_digest_of_the_interpreter_it_starts(tmp_path: Path) -> None:
+    """RuntimeVersionConfig names the exact build a function runs on: the same
+    interpreter gives the same digest in any catalog; another build of it (one byte
+    more) is another runtime version; another runtime is another version."""
+    found = find_python("3.11")
+    assert found is not None
+    digest = RuntimeCatalog().build("python3.11")
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert RuntimeCatalog().build("python3.11") == digest
+    assert RuntimeCatalog().build("provided.al2023") != digest
+
+    other = tmp_path / "python3.11"
+    other.write_bytes(Path(found).read_bytes() + b"\0")
+    other.chmod(0o755)
+    rebuilt = RuntimeCatalog(extra_pythons=(str(other),))
+    assert rebuilt.resolve("python3.11").interpreter == str(other)
+    assert rebuilt.build("python3.11") != digest
+    with pytest.raises(ValidationError):
+        RuntimeCatalog().build("python2.7")

@@ -6,6 +6,7 @@ from typing import Any
 
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
+from kindling.control.layers import LayerService
 from kindling.iam.sigv4 import Caller
 from kindling.limits import CODE_UNZIPPED_BYTES
 
@@ -14,15 +15,23 @@ ZIPPED_LIMIT = 50 * 1024 * 1024
 
 
 class AccountApi:
-    def __init__(self, functions: FunctionService, concurrency: ConcurrencySettings) -> None:
+    def __init__(
+        self,
+        functions: FunctionService,
+        concurrency: ConcurrencySettings,
+        layers: LayerService | None = None,
+    ) -> None:
         self._functions = functions
         self._concurrency = concurrency
+        self._layers = layers
 
     def operations(self) -> dict[str, Any]:
         return {"GetAccountSettings": self.settings}
 
     async def settings(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         count, total = self._functions.account_usage(caller.account_id)
+        if self._layers is not None:  # "used by deployment packages and layer archives"
+            total += self._layers.account_code_size(caller.account_id)
         limit = self._concurrency.account_limit
         return {
             "AccountLimit": {

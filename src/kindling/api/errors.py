@@ -9,6 +9,9 @@ operation, ``ValidationException``).
 A 5xx tells the caller only Lambda's own words: its detail (a sandbox id, a path, a
 traceback's last line) goes to the server log under the request id the caller is given
 in ``x-amzn-RequestId``, so an operator can find it and a caller learns nothing inside.
+
+EventBridge (JSON 1.1) and EventBridge Scheduler (REST-JSON) have tables of their own
+(``EVENTS_CODES``, ``SCHEDULER_CODES``): the same exception tree, each service's words.
 """
 
 from __future__ import annotations
@@ -47,40 +50,94 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
 ]
 
 
-class ErrorMapper:
-    """Renders any exception as the Lambda error a client would get from AWS."""
+#: The signature errors every service answers alike (the status Lambda gives them).
+_AUTH_CODES: list[tuple[type[e.KindlingError], str, int]] = [
+    (e.SignatureError, "InvalidSignatureException", 403),
+    (e.UnknownKeyError, "UnrecognizedClientException", 403),
+    (e.MissingAuthError, "MissingAuthenticationTokenException", 403),
+]
 
-    def __init__(self, service_model: Any) -> None:
+#: EventBridge (JSON 1.1): every error of its model is a 400 but InternalException
+#: (API reference, "Common Errors" and each operation's Errors). ConflictError is a
+#: name taken (CreateEventBus); a refused delete (a rule with targets) is a
+#: ValidationError, as AWS answers ValidationException for it.
+EVENTS_CODES: list[tuple[type[e.KindlingError], str, int]] = [
+    (e.InvalidEventPatternError, "InvalidEventPatternException", 400),
+    (e.ValidationError, "ValidationException", 400),
+    (e.NotFoundError, "ResourceNotFoundException", 400),
+    (e.ConflictError, "ResourceAlreadyExistsException", 400),
+    (e.TooLargeError, "ValidationException", 400),
+    (e.ThrottledError, "ThrottlingException", 400),
+    *_AUTH_CODES,
+    (e.UnknownOperationError, "UnknownOperationException", 400),
+]
+EVENTS_INTERNAL = ("InternalException", "An internal error occurred.")
+
+#: EventBridge Scheduler (REST-JSON): the status codes are its model's.
+SCHEDULER_CODES: list[tuple[type[e.KindlingError], str, int]] = [
+    (e.ValidationError, "ValidationException", 400),
+    (e.NotFoundError, "ResourceNotFoundException", 404),
+    (e.ConflictError, "ConflictException", 409),
+    (e.TooLargeError, "ValidationException", 400),
+    (e.ThrottledError, "ThrottlingException", 429),
+    *_AUTH_CODES,
+    (e.UnknownOperationError, "UnknownOperationException", 404),
+]
+SCHEDULER_INTERNAL = (
+    "InternalServerException",
+    "Unexpected error occurred while processing the request.",
+)
+
+
+class ErrorMapper:
+    """Renders any exception as the error a client of one service would get from AWS:
+    Lambda's by default; ``codes`` and ``internal`` name another service's (its error
+    codes, and the code and only message of a 5xx). A JSON 1.1 service (``protocol``
+    "json") carries the code in the body's ``__type`` too, where botocore reads it."""
+
+    def __init__(
+        self,
+        service_model: Any,
+        codes: list[tuple[type[e.KindlingError], str, int]] | None = None,
+        internal: tuple[str, str] = ("ServiceException", SERVICE_EXCEPTION_MESSAGE),
+    ) -> None:
         self._model = service_model
+        self._codes = _CODES if codes is None else codes
+        self._internal = internal
+        self._lambda = codes is None
+        self._json = service_model.metadata.get("protocol") == "json"
         self._message_key: dict[str, str] = {}
         for shape in service_model.error_shapes:
             members = set(shape.members)
-            self._message_key[shape.name] = "message" if "message" in members else "Message"
+            self._message_key[shape.name] = "Message" if "Message" in members else "message"
+            if self._lambda:
+                self._message_key[shape.name] = "message" if "message" in members else "Message"
 
     def code_for(self, exc: BaseException) -> tuple[str, int]:
         if isinstance(exc, e.KindlingError):
-            for cls, code, status in _CODES:
+            for cls, code, status in self._codes:
                 if isinstance(exc, cls):
                     return code, status
-        return "ServiceException", 500
+        return self._internal[0], 500
 
     def render(self, exc: BaseException, request_id: str) -> Response:
         code, status = self.code_for(exc)
         if status >= 500:
             log.error("request %s answered %s: %s: %s", request_id, code, type(exc).__name__, exc)
-            message = SERVICE_EXCEPTION_MESSAGE
+            message = self._internal[1]
         else:
             message = exc.message if isinstance(exc, e.KindlingError) else str(exc)
-        body: dict[str, Any] = {
-            "Type": "User" if status < 500 else "Service",
-            self._message_key.get(code, "message"): message,
-        }
+        body: dict[str, Any] = {self._message_key.get(code, "message"): message}
+        if self._lambda:
+            body["Type"] = "User" if status < 500 else "Service"
+        if self._json:
+            body["__type"] = code
         headers = [
-            ("Content-Type", "application/json"),
+            ("Content-Type", "application/x-amz-json-1.1" if self._json else "application/json"),
             ("x-amzn-ErrorType", code),
             ("x-amzn-RequestId", request_id),
         ]
-        if isinstance(exc, e.ThrottledError):
+        if isinstance(exc, e.ThrottledError) and self._lambda:
             body["Reason"] = exc.reason
             headers.append(("Retry-After", "1"))
         return Response(status, headers, json.dumps(body).encode())
@@ -116,3 +173,21 @@ def render_url_error(exc: BaseException, request_id: str) -> Response:
     log.error("function URL request %s failed: %s: %s", request_id, type(exc).__name__, exc)
     headers += [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ServiceException")]
     return Response(500, headers, json.dumps({"Message": SERVICE_EXCEPTION_MESSAGE}).encode())
+
+
+def render_unserved(service: str, served: list[str], request_id: str) -> Response:
+    """A request signed for a service kindling does not serve: the AWS JSON error shape
+    both JSON protocols read (the code in ``x-amzn-ErrorType`` and ``__type``), naming
+    the service, so a client pointed here by mistake says why at once."""
+    message = (
+        f"kindling does not serve the {service!r} API: this endpoint serves "
+        f"{', '.join(served)}. The request was signed for service {service!r}."
+    )
+    code = "UnknownOperationException"
+    body = {"__type": code, "message": message, "Message": message}
+    headers = [
+        ("Content-Type", "application/json"),
+        ("x-amzn-ErrorType", code),
+        ("x-amzn-RequestId", request_id),
+    ]
+    return Response(400, headers, json.dumps(body).encode())

@@ -1,10 +1,11 @@
 """The front end: one request in, one Lambda-shaped response out.
 
 Order of work: unsigned paths of their own (``/metrics``) and internal paths (signed
-code downloads, logs) -> SigV4 -> route by the service model -> parse and validate
-input by the model -> the operation's handler (a call into a component) -> serialize by
-the model. Any exception becomes an AWS error in ``ErrorMapper``, the only place that
-knows status codes.
+code downloads, logs) -> the service signed for (EventBridge and its Scheduler go to
+their own ``ServiceEndpoint``, ADR 0033) -> SigV4 -> route by the service model ->
+parse and validate input by the model -> the operation's handler (a call into a
+component) -> serialize by the model. Any exception becomes an AWS error in
+``ErrorMapper``, the only place that knows status codes.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from kindling import limits
-from kindling.api.errors import ErrorMapper
+from kindling.api.errors import ErrorMapper, render_unserved
 from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
+from kindling.api.services import ServiceEndpoint, signed_service
 from kindling.api.wire import parse_input, serialize_output
 from kindling.errors import KindlingError, TooLargeError, UnknownOperationError
 from kindling.httpd import Request, Response, ServerLimits
@@ -43,12 +45,16 @@ class Frontend:
         raw_routes: Mapping[str, RawRoute],
         public_routes: Mapping[str, RawRoute] | None = None,
         function_urls: FunctionUrlEndpoint | None = None,
+        services: Mapping[str, ServiceEndpoint] | None = None,
     ) -> None:
         """``raw_routes`` serve ``/_kindling/<prefix>/...`` and authenticate themselves if
         they need to; ``public_routes`` serve one exact path each, e.g. ``/metrics``,
         which no Lambda operation's path can be (they all start with a date);
         ``function_urls`` serve requests to a function URL (by host name or under
-        ``/_url/``), signed only where the URL's AuthType asks for it."""
+        ``/_url/``), signed only where the URL's AuthType asks for it; ``services`` serve the
+        requests signed for another AWS service than Lambda, by its signing name
+        (``kindling.api.services``); one signed for a service not among them gets an
+        error naming it."""
         self._function_urls = function_urls
         self._model = service_model
         self._router = Router(service_model)
@@ -58,6 +64,8 @@ class Frontend:
         self._raw = raw_routes
         self._public = dict(public_routes or {})
         self._op_models = {name: service_model.operation_model(name) for name in operations}
+        self._services = dict(services or {})
+        self._served = ["lambda", *self._services]
 
     def authenticate(self, request: Request) -> Caller:
         return self._verifier.verify(
@@ -81,6 +89,12 @@ class Frontend:
                 if raw is None:
                     raise UnknownOperationError(f"Unknown path {request.path}")
                 return await raw(request, self.authenticate)
+            service = signed_service(request.headers)
+            if service is not None and service != "lambda":
+                endpoint = self._services.get(service)
+                if endpoint is None:
+                    return render_unserved(service, self._served, str(uuid.uuid4()))
+                return await endpoint.handle(request)
             caller = self.authenticate(request)
             query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
             name, path_params = self._router.match(request.method, request.path, query)

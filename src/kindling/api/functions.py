@@ -101,6 +101,7 @@ class FunctionsApi:
             params.get("Marker"),
             params.get("MaxItems"),
             all_versions=params.get("FunctionVersion") == "ALL",
+            master_region=params.get("MasterRegion"),
         )
         out: dict[str, Any] = {"Functions": [listed(c) for c in page]}
         if marker:

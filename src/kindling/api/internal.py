@@ -35,11 +35,13 @@ class CodeUrls:
         return hmac.new(self._secret, f"{digest}:{expires}".encode(), hashlib.sha256).hexdigest()
 
     def url(self, config: FunctionConfig) -> str:
+        return self.url_for(config.code_digest)
+
+    def url_for(self, digest: str) -> str:
+        """A layer version's ``Content.Location`` too: layers share the code store."""
         expires = int(time.time()) + URL_TTL_S
-        sig = self._sign(config.code_digest, expires)
-        return (
-            f"{self._endpoint}/_kindling/code/{config.code_digest}.zip?expires={expires}&sig={sig}"
-        )
+        sig = self._sign(digest, expires)
+        return f"{self._endpoint}/_kindling/code/{digest}.zip?expires={expires}&sig={sig}"
 
     async def download(self, request: Request, _auth: Callable[[Request], Caller]) -> Response:
         digest = request.path.rsplit("/", 1)[-1].removesuffix(".zip")

@@ -80,6 +80,16 @@ class SharedZips(Protocol):
     def keep(self, digest: str, until: float | None) -> None: ...
 
 
+def unzipped_size(data: bytes) -> int:
+    """The bytes a zip's members declare together (what Lambda's unzipped bound counts),
+    read from its central directory; 0 for a zip ``CodeStore.put`` would refuse."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        return 0
+
+
 def _refuse(why: str) -> ValidationError:
     return ValidationError(f"{UNZIP_FAILED} {why}")
 

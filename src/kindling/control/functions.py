@@ -16,13 +16,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kindling.control import snapstart
-from kindling.control.codestore import CodeStore, StoredCode
+from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
+from kindling.control.layers import LayerResolver, check_total_size
 from kindling.control.models import (
     LATEST,
     SANDBOX_TAG,
     TAG_VALUES,
     FunctionConfig,
+    FunctionLayer,
     FunctionRef,
     FunctionState,
     SnapStartApplyOn,
@@ -33,6 +35,7 @@ from kindling.control.paging import decode_marker, encode_marker, page_size, pag
 from kindling.control.quotas import check_configuration, check_honoured, dead_letter_target
 from kindling.control.store import FunctionKey, FunctionStore
 from kindling.errors import (
+    CodeSigningConfigNotFoundError,
     ConflictError,
     NotFoundError,
     PreconditionError,
@@ -62,13 +65,17 @@ class DeployCheck(Protocol):
 
 
 class NoSigning:
-    """No code signing configs: every deploy may go ahead."""
+    """No code signing configs (a service built without them, in tests): every deploy
+    may go ahead, and a config named does not exist."""
 
     def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None:
-        return None
+        if arn is not None:
+            self.bind(ref, arn)
 
     def bind(self, ref: FunctionRef, arn: str) -> None:
-        raise ValidationError("Code signing is not configured on this kindling server")
+        raise CodeSigningConfigNotFoundError(
+            f"The code signing configuration cannot be found: {arn}"
+        )
 
 
 def now_timestamp() -> str:
@@ -121,9 +128,11 @@ class FunctionService:
         code_grace_s: float = CODE_COLLECT_GRACE_S,
         sandbox_backends: Sequence[str] = ("namespace", "gvisor"),
         signing: DeployCheck | None = None,
+        layers: LayerResolver | None = None,
     ) -> None:
         self._store = store
         self._signing = signing or NoSigning()
+        self._layers = layers
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
         self._backends = tuple(sandbox_backends)
         self._code = code
@@ -233,9 +242,16 @@ class FunctionService:
         marker: str | None,
         max_items: int | None,
         all_versions: bool = False,
+        master_region: str | None = None,
     ) -> tuple[list[FunctionConfig], str | None]:
         """ListFunctions: $LATEST of each function by name, or (``FunctionVersion=ALL``)
-        every version of each, $LATEST first and then by number."""
+        every version of each, $LATEST first and then by number. ``MasterRegion`` asks
+        for the Lambda@Edge replicas of functions of that region, of which kindling
+        makes none."""
+        if master_region is not None:
+            if not all_versions:
+                raise ValidationError("MasterRegion can be specified only with FunctionVersion ALL")
+            return [], None
         if all_versions:
             return page_versions(self._store, account_id, region, marker, max_items)
         after = str(decode_marker(marker)) if marker else ""
@@ -270,6 +286,9 @@ class FunctionService:
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
         data = self._zip_from(params.get("Code") or {})
+        layers = self._resolve_layers(account_id, region, params.get("Layers") or [])
+        unpacked = unzipped_size(data)
+        check_total_size(unpacked, layers)
         if self._store.get(account_id, region, ref.name, LATEST) is not None:
             raise ConflictError(f"Function already exist: {ref.name}")
         signing_arn = params.get("CodeSigningConfigArn")
@@ -277,7 +296,14 @@ class FunctionService:
             self._signing.check_deploy(ref, signing_arn)
         stored = await self._code.put(data)
         try:
-            config = self._insert(account_id, region, ref, params, stored)
+            config = self._insert(
+                account_id,
+                region,
+                ref,
+                params,
+                stored,
+                {"layers": layers, "code_unzipped_size": unpacked},
+            )
         except BaseException:
             self._code.release(stored.digest)
             self.collect(stored.digest)
@@ -292,6 +318,7 @@ class FunctionService:
         ref: FunctionRef,
         params: dict[str, Any],
         stored: StoredCode,
+        extra: dict[str, Any] | None = None,
     ) -> FunctionConfig:
         runtime = params["Runtime"]
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
@@ -316,10 +343,12 @@ class FunctionService:
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
             dead_letter_target_arn=dead_letter_target(params, region),
+            **(extra or {}),
+            log_group_name=(params.get("LoggingConfig") or {}).get("LogGroup", ""),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
-        if params.get("CodeSigningConfigArn"):
+        if params.get("CodeSigningConfigArn"):  # checked before the zip was stored
             self._signing.bind(ref, params["CodeSigningConfigArn"])
         self._tags[(account_id, region, ref.name)] = dict(params.get("Tags") or {})
         self._later(self._activate, config)
@@ -335,6 +364,10 @@ class FunctionService:
             raise ValidationError("Please provide a source for function code.")
         check_honoured({"Architectures": params.get("Architectures")})
         self._signing.check_deploy(FunctionRef(ref.account_id, ref.region, ref.name))
+        unpacked = unzipped_size(bytes(params["ZipFile"]))
+        check_total_size(
+            unpacked, self.get(FunctionRef(ref.account_id, ref.region, ref.name)).layers
+        )
         stored = await self._code.put(params["ZipFile"])
         try:
             # again: the function may have changed while the zip was unpacked
@@ -344,8 +377,10 @@ class FunctionService:
                 code_sha256=stored.sha256_b64,
                 code_digest=stored.digest,
                 code_size=stored.size,
+                code_unzipped_size=unpacked,
                 architectures=tuple(params.get("Architectures") or current.architectures),
             )
+            check_total_size(unpacked, current.layers)
             done = self._begin_update(current, updated)
         except BaseException:
             self._code.release(stored.digest)
@@ -379,14 +414,52 @@ class FunctionService:
             changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
         if "DeadLetterConfig" in params:
             changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
+        if "LogGroup" in (params.get("LoggingConfig") or {}):
+            changes["log_group_name"] = params["LoggingConfig"]["LogGroup"]
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)
+        if "Layers" in params:
+            changes["layers"] = self._resolve_layers(
+                ref.account_id, ref.region, params["Layers"] or [], current.layers
+            )
+            check_total_size(self._unzipped(current), changes["layers"])
         updated = replace(current, **changes)
         snapstart.check_function(
             updated.runtime, updated.snapstart_apply_on, updated.ephemeral_storage
         )
-        return self._begin_update(current, updated)
+        done = self._begin_update(current, updated)
+        kept = {layer.digest for layer in updated.layers} | {updated.code_digest}
+        for layer in current.layers:
+            if layer.digest not in kept:
+                self.collect_replaced(layer.digest, (ref.account_id, ref.region, ref.name))
+        return done
+
+    def _resolve_layers(
+        self,
+        account_id: str,
+        region: str,
+        arns: Sequence[str],
+        kept: Sequence[FunctionLayer] = (),
+    ) -> tuple[FunctionLayer, ...]:
+        if not arns:
+            return ()
+        if self._layers is None:
+            raise ValidationError("Layers are not supported by this kindling host")
+        return self._layers.resolve(account_id, region, arns, kept)
+
+    def _unzipped(self, config: FunctionConfig) -> int:
+        """A version's code, unpacked (records from before layers lack the figure)."""
+        if config.code_unzipped_size:
+            return config.code_unzipped_size
+        try:
+            return unzipped_size(self._code.zip_bytes(config.code_digest))
+        except FileNotFoundError:
+            return 0
+
+    def layer_trees(self, config: FunctionConfig) -> tuple[str, ...]:
+        """The unpacked trees of a version's layers, in order (a later one wins at /opt)."""
+        return tuple(str(self._code.tree(layer.digest)) for layer in config.layers)
 
     def change(self, ref: FunctionRef, **changes: Any) -> FunctionConfig:
         """A change of $LATEST that needs no preparing (PutRuntimeManagementConfig's):
@@ -551,6 +624,7 @@ class FunctionService:
             return  # deleted or changed again meanwhile
         try:
             self.code_tree(latest)
+            self.layer_trees(latest)  # unpacked here before its first start needs them
         except OSError as exc:
             changes = {
                 "state": FunctionState.FAILED,

@@ -67,6 +67,22 @@ def function_arn(account_id: str, region: str, name: str, qualifier: str | None 
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionLayer:
+    """A layer version a function uses: what the configuration shows (``Arn``,
+    ``CodeSize``) and what its sandboxes and the size bound need (digest, unzipped
+    bytes). Kept in the function's record, so a version keeps its layers' content even
+    after the layer version is deleted, as AWS keeps it."""
+
+    arn: str
+    code_size: int
+    digest: str
+    unzipped_size: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {"Arn": self.arn, "CodeSize": self.code_size}
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionConfig:
     """One version of a function: everything a sandbox needs to run it."""
 
@@ -98,12 +114,20 @@ class FunctionConfig:
     #: PutRuntimeManagementConfig's mode, and the runtime version it pins (Manual only).
     runtime_update_on: str = "Auto"
     runtime_version_arn: str | None = None
+    #: LoggingConfig.LogGroup as set ("": Lambda's default, /aws/lambda/NAME).
+    log_group_name: str = ""
+    #: PutFunctionRecursionConfig's RecursiveLoop (Terminate: AWS's default).
+    recursive_loop: str = "Terminate"
     state: FunctionState = FunctionState.PENDING
     state_reason: str | None = "The function is being created."
     state_reason_code: str | None = "Creating"
     last_update_status: UpdateStatus | None = None
     last_update_status_reason: str | None = None
     last_update_status_reason_code: str | None = None
+    #: In order: a later layer's file wins at /opt.
+    layers: tuple[FunctionLayer, ...] = ()
+    #: The code's unpacked bytes (0: stored before layers existed; read from the zip).
+    code_unzipped_size: int = 0
 
     @property
     def arn(self) -> str:
@@ -111,7 +135,9 @@ class FunctionConfig:
 
     @property
     def log_group(self) -> str:
-        return f"/aws/lambda/{self.name}"
+        """The log group a function's logs are named by (AWS_LAMBDA_LOG_GROUP_NAME and
+        the context's log_group_name); kindling keeps them per function whatever it is."""
+        return self.log_group_name or f"/aws/lambda/{self.name}"
 
     @property
     def snapstart_optimized(self) -> bool:
@@ -152,6 +178,8 @@ class FunctionConfig:
         }
         if self.dead_letter_target_arn:
             out["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target_arn}
+        if self.layers:
+            out["Layers"] = [layer.to_api() for layer in self.layers]
         if self.environment:
             out["Environment"] = {"Variables": dict(self.environment)}
         if self.state_reason:
@@ -167,12 +195,17 @@ class FunctionConfig:
     def to_record(self) -> dict[str, Any]:
         record = {f: getattr(self, f) for f in self.__dataclass_fields__}
         record["architectures"] = list(self.architectures)
+        record["layers"] = [
+            {f: getattr(layer, f) for f in FunctionLayer.__dataclass_fields__}
+            for layer in self.layers
+        ]
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> FunctionConfig:
         data = dict(record)
         data["architectures"] = tuple(data.get("architectures", ("x86_64",)))
+        data["layers"] = tuple(FunctionLayer(**layer) for layer in data.get("layers", ()))
         data["state"] = FunctionState(data["state"])
         data["snapstart_apply_on"] = SnapStartApplyOn(data.get("snapstart_apply_on", "None"))
         status = data.get("last_update_status")

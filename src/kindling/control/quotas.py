@@ -68,8 +68,6 @@ def check_honoured(params: dict[str, Any]) -> None:
     vpc = params.get("VpcConfig") or {}
     if vpc.get("SubnetIds") or vpc.get("SecurityGroupIds"):
         raise _unsupported("VpcConfig", "functions cannot join a VPC")
-    if params.get("Layers"):
-        raise _unsupported("Layers", "layers are not mounted")
     if params.get("FileSystemConfigs"):
         raise _unsupported("FileSystemConfigs", "EFS file systems are not mounted")
     image = params.get("ImageConfig") or {}

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Column, Integer, String, Table, Text, select
 from sqlalchemy.engine import Connection, Row
 
+from kindling.control.layerstore import layer_versions
 from kindling.control.models import FunctionConfig, FunctionRef
 from kindling.store import Store, metadata
 
@@ -169,9 +170,16 @@ class FunctionStore:
         return [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
 
     def all_digests(self) -> set[str]:
+        """Every digest still referenced: each function version's code and layers, and
+        each layer version that is not deleted (ADR 0031)."""
         with self._store.begin() as conn:
             rows = conn.execute(select(functions.c.config)).all()
-        return {json.loads(r[0])["code_digest"] for r in rows}
+            found = {str(r[0]) for r in conn.execute(select(layer_versions.c.digest)).all()}
+        for row in rows:
+            record = json.loads(row[0])
+            found.add(record["code_digest"])
+            found.update(layer["digest"] for layer in record.get("layers", ()))
+        return found
 
     def tags(self, account_id: str, region: str, name: str) -> dict[str, str] | None:
         with self._store.begin() as conn:

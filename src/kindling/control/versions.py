@@ -38,6 +38,8 @@ _IDENTITY = (
     "architectures",
     "tracing_mode",
     "snapstart_apply_on",
+    "layers",
+    "log_group_name",
 )
 
 
@@ -146,6 +148,8 @@ class VersionService:
         self._store.delete_version(ref.account_id, ref.region, ref.name, ref.qualifier)
         self._functions.forget(config)
         self._functions.collect_replaced(config.code_digest)
+        for layer in config.layers:  # its layers' content, if the version was their last user
+            self._functions.collect_replaced(layer.digest)
 
 
 def _key(ref: FunctionRef) -> tuple[str, str, str]:

@@ -143,9 +143,12 @@ class HttpClient:
         headers: list[tuple[str, str]],
         body: bytes = b"",
         within_s: float = 30.0,
+        host: str | None = None,
     ) -> ClientResponse:
-        """One request and its whole answer; raises HttpClientError or TimeoutError."""
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
+        """One request and its whole answer; raises HttpClientError or TimeoutError.
+        ``host``: the Host header to send instead of this client's own address (a
+        forwarded request keeps the one it was signed with)."""
+        head = [f"{method} {path} HTTP/1.1", f"Host: {host or f'{self._host}:{self._port}'}"]
         head.extend(f"{k}: {v}" for k, v in headers)
         head.append(f"Content-Length: {len(body)}")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body

@@ -325,6 +325,8 @@ class InvokeService:
             handler=config.handler,
             code_dir=self._functions.code_tree(config),
             code_digest=config.code_digest,
+            layer_dirs=self._functions.layer_trees(config),
+            layer_digests=tuple(layer.digest for layer in config.layers),
             memory_mb=config.memory_size,
             timeout_s=config.timeout,
             ephemeral_mb=config.ephemeral_storage,

@@ -95,10 +95,15 @@ class RuntimeCatalog:
             parts = [Path("/etc/os-release")]
         for part in parts:
             with open(part, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                while chunk := fh.read(1 << 20):
                     digest.update(chunk)
         self._builds[runtime] = digest.hexdigest()
         return self._builds[runtime]
+
+    def interpreters(self) -> list[str]:
+        """Every Python interpreter this host has for a managed runtime."""
+        found = (find_python(version, self._extra) for version in PYTHON_RUNTIMES.values())
+        return [interpreter for interpreter in found if interpreter is not None]
 
     def _resolve(self, runtime: str) -> RuntimeLaunch:
         if runtime in PROVIDED_RUNTIMES:

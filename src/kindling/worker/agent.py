@@ -135,7 +135,11 @@ class WorkerAgent:
     def code_digests(self) -> set[str]:
         """The code of every sandbox this worker may still run: its host's code cache
         keeps these trees (``control.codecache``)."""
-        return {held.sandbox.spec.code_digest for held in self._sandboxes.values()}
+        found = set()
+        for held in self._sandboxes.values():
+            found.add(held.sandbox.spec.code_digest)
+            found.update(held.sandbox.spec.layer_digests)  # their layers' trees too
+        return found
 
     def sandbox_counts(self) -> SandboxCounts:
         """This worker's sandboxes by function version and state, for a metrics scrape."""

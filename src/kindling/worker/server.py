@@ -134,6 +134,7 @@ class WorkerServer:
         spec = SandboxSpec(
             launch=self._runtimes(runtime),
             code_dir=await self._code(values["code_digest"]),
+            layer_dirs=tuple([await self._code(digest) for digest in values["layer_digests"]]),
             **values,
         )
         launched = await self._worker.create(spec, request_id)

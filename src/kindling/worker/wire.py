@@ -38,7 +38,9 @@ NEXT_OFFSET = "X-Kindling-Next-Offset"
 #: A sandbox id as the worker makes them (uuid4 hex); anything else is not one.
 ID_CHARS = frozenset("0123456789abcdef")
 
-_SPEC_FIELDS = tuple(f.name for f in fields(SandboxSpec) if f.name not in ("launch", "code_dir"))
+_SPEC_FIELDS = tuple(
+    f.name for f in fields(SandboxSpec) if f.name not in ("launch", "code_dir", "layer_dirs")
+)
 
 
 def spec_to_json(spec: SandboxSpec) -> dict[str, Any]:
@@ -49,7 +51,8 @@ def spec_to_json(spec: SandboxSpec) -> dict[str, Any]:
 
 def spec_fields(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The runtime name and every other field of a spec sent as JSON; the worker adds
-    ``launch`` and ``code_dir`` from its own host. Raises ValueError on a bad shape."""
+    ``launch``, ``code_dir`` and ``layer_dirs`` from its own host. Raises ValueError on
+    a bad shape."""
     runtime = doc.get("runtime")
     if not isinstance(runtime, str):
         raise ValueError("spec.runtime must be a string")
@@ -59,6 +62,10 @@ def spec_fields(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             raise ValueError(f"spec.{required} must be a string")
     if not isinstance(values.get("environment", {}), dict):
         raise ValueError("spec.environment must be an object")
+    layers = values.get("layer_digests", [])
+    if not isinstance(layers, list | tuple) or not all(isinstance(d, str) for d in layers):
+        raise ValueError("spec.layer_digests must be a list of strings")
+    values["layer_digests"] = tuple(layers)
     return runtime, values
 
 

@@ -187,12 +187,18 @@ def init_error_result(exc: Exception) -> ErrorResult:
 
 
 def setup_sys_path(task_root: str) -> None:
-    """LAMBDA_TASK_ROOT first, then the layers' directories; never this script's directory."""
+    """LAMBDA_TASK_ROOT first, then the layers' directories, then the AWS SDK the runtime
+    ships (``<runtime dir>/sdk``: a copy the function bundles itself wins, as on Lambda);
+    never this script's directory."""
     here = os.path.dirname(os.path.realpath(__file__))
     if sys.path and sys.path[0] and os.path.realpath(sys.path[0]) == here:
         del sys.path[0]
     layer_paths = [f"/opt/python/lib/python{PY_VERSION}/site-packages", "/opt/python"]
-    sys.path[:0] = [task_root, *(path for path in layer_paths if os.path.isdir(path))]
+    # a zygote imported this file on the host: inside the sandbox its runtime directory
+    # is LAMBDA_RUNTIME_DIR; the process backend runs it where it lies
+    runtime_dirs = [os.environ.get("LAMBDA_RUNTIME_DIR", ""), os.path.dirname(here)]
+    sdk = [p for p in (os.path.join(d, "sdk") for d in runtime_dirs if d) if os.path.isdir(p)]
+    sys.path[:0] = [task_root, *(path for path in layer_paths if os.path.isdir(path)), *sdk[:1]]
 
 
 def unbuffer_std_streams() -> None:

@@ -68,6 +68,10 @@ class SandboxSpec:
     #: The content digest of the code at ``code_dir``: how a worker on another host
     #: finds (or fetches) the same code.
     code_digest: str = ""
+    #: The function's layers, in order (a later one's file wins at /opt): their trees
+    #: on this host, and their digests (how a worker on another host fetches them).
+    layer_dirs: tuple[str, ...] = ()
+    layer_digests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

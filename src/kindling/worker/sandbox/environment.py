@@ -7,9 +7,15 @@ from kindling.worker.sandbox.base import SandboxSpec
 DEFAULT_PATH = "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 
 
-def lambda_environment(spec: SandboxSpec, runtime_api: str, task_root: str) -> dict[str, str]:
-    """The variables Lambda sets, over the function's own (reserved names cannot be set)."""
+def lambda_environment(
+    spec: SandboxSpec, runtime_api: str, task_root: str, endpoint: str | None = None
+) -> dict[str, str]:
+    """The variables Lambda sets, over the function's own (reserved names cannot be set).
+    ``endpoint``: where kindling's API answers the sandbox (its SDK's ``AWS_ENDPOINT_URL``,
+    unless the function set one itself: a user's value wins)."""
     env = dict(spec.environment)
+    if endpoint is not None:
+        env.setdefault("AWS_ENDPOINT_URL", endpoint)
     env.update(
         {
             "_HANDLER": spec.handler,
@@ -38,3 +44,28 @@ def lambda_environment(spec: SandboxSpec, runtime_api: str, task_root: str) -> d
         }
     )
     return env
+
+
+def layers_without_opt(env: dict[str, str], spec: SandboxSpec) -> dict[str, str]:
+    """Where /opt cannot be mounted (the process backend), the variables point at the
+    layers' trees themselves, the last layer first so its files win as they would at
+    /opt: their ``bin`` on PATH, ``lib`` on LD_LIBRARY_PATH and, for Python, their
+    ``python`` and ``python/lib/pythonX.Y/site-packages`` on PYTHONPATH."""
+    if not spec.layer_dirs:
+        return env
+    trees = list(reversed(spec.layer_dirs))
+    out = dict(env)
+    out["PATH"] = ":".join([*(f"{t}/bin" for t in trees), env["PATH"]])
+    out["LD_LIBRARY_PATH"] = ":".join([env["LD_LIBRARY_PATH"], *(f"{t}/lib" for t in trees)])
+    runtime = spec.launch.runtime
+    if runtime.startswith("python"):
+        version = runtime.removeprefix("python")
+        paths = [
+            p
+            for t in trees
+            for p in (f"{t}/python/lib/python{version}/site-packages", f"{t}/python")
+        ]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        out["PYTHONPATH"] = ":".join(paths)
+    return out

@@ -22,12 +22,14 @@ from kindling.worker.sandbox import procmask, seccomp_policy
 from kindling.worker.sandbox.base import SandboxSpec
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.launcher import LauncherKey
+from kindling.worker.sandbox.layerview import merge_layers
 from kindling.worker.sandbox.namespace import (
     SANDBOX_RUNTIME_DIR,
     NamespaceBackend,
     NamespaceSandbox,
     interpreter_prefix,
 )
+from kindling.worker.sandbox.platform import PlatformHandler
 from kindling.worker.sandbox.rootfs import ETC_GROUP, ETC_PASSWD, SANDBOX_GID, SANDBOX_UID
 
 RUNSC = shutil.which("runsc") or "/usr/bin/runsc"
@@ -70,6 +72,12 @@ class GvisorSandbox(NamespaceSandbox):
             _bind(self.spec.code_dir, "/var/task"),
             _bind(str(backend.runtime_dir), SANDBOX_RUNTIME_DIR),
         ]
+        if len(self.spec.layer_dirs) == 1:
+            mounts.append(_bind(self.spec.layer_dirs[0], "/opt"))
+        elif self.spec.layer_dirs:  # binds cannot merge: a merged view of them (layerview)
+            view = str(self._root / "opt")
+            merge_layers(list(self.spec.layer_dirs), view)
+            mounts.append(_bind(view, "/opt"))
         mounts += [_bind(path, path) for path in interpreter_prefix(self.spec.launch)]
         # the Sentry's own /proc shows the host's memory: the function's instead, as a
         # microVM's would (its other figures are the Sentry's own; ADR 0015)
@@ -149,10 +157,12 @@ class GvisorBackend(NamespaceBackend):
 
     name = "gvisor"
 
-    def __init__(self, host: HostResources, data_dir: Path) -> None:
+    def __init__(
+        self, host: HostResources, data_dir: Path, platform: PlatformHandler | None = None
+    ) -> None:
         if not os.access(RUNSC, os.X_OK):
             raise SandboxError("the gvisor backend needs runsc (Debian package 'runsc')")
-        super().__init__(host, data_dir)
+        super().__init__(host, data_dir, platform=platform)
         self.state_dir = data_dir / "runsc"
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True)

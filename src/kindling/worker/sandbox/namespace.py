@@ -41,8 +41,10 @@ from kindling.worker.sandbox.environment import lambda_environment
 from kindling.worker.sandbox.failures import bad_entrypoint, out_of_memory, runtime_exited
 from kindling.worker.sandbox.host import HostResources
 from kindling.worker.sandbox.launcher import LauncherKey
+from kindling.worker.sandbox.layerview import opt_file
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot
+from kindling.worker.sandbox.platform import ENDPOINT, PLATFORM_LIMITS, PlatformHandler
 from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ class NamespaceSandbox:
         self._pipe: LogPipe | None = None
         self._cgroup: Cgroup | None = None
         self._slot: NetworkSlot | None = None
+        self._platform: HttpServer | None = None
         self._pid = 0
         self._pidfd = -1
         self._root = backend.sandboxes_dir / spec.sandbox_id
@@ -127,6 +130,15 @@ class NamespaceSandbox:
         self._peak = 0
         self._reap_tries = 0
         self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    async def _serve_platform(self) -> None:
+        """kindling's API at the sandbox's own 127.0.0.1:9000 (platform.py), if this
+        worker has it to give."""
+        handler = self._backend.platform
+        if handler is None or self._slot is None or self._slot.platform_api is None:
+            return
+        self._platform = HttpServer(handler, limits=PLATFORM_LIMITS)
+        await self._platform.serve_socket(self._slot.platform_api)
 
     def set_log_sink(self, sink: LogSink) -> None:
         self._sink = sink
@@ -142,11 +154,16 @@ class NamespaceSandbox:
                 for a in launch.argv
             ]
         bootstrap = Path(self.spec.code_dir) / "bootstrap"
-        if not bootstrap.is_file():
+        if bootstrap.is_file():
+            if not os.access(bootstrap, os.X_OK):
+                return bad_entrypoint(["/var/task/bootstrap"], "permission denied")
+            return ["/var/task/bootstrap"]
+        in_layer = opt_file(self.spec.layer_dirs, "bootstrap")  # a runtime from a layer
+        if in_layer is None:
             return bad_entrypoint(["/var/task/bootstrap", "/opt/bootstrap"], "")
-        if not os.access(bootstrap, os.X_OK):
-            return bad_entrypoint(["/var/task/bootstrap"], "permission denied")
-        return ["/var/task/bootstrap"]
+        if not os.access(in_layer, os.X_OK):
+            return bad_entrypoint(["/opt/bootstrap"], "permission denied")
+        return ["/opt/bootstrap"]
 
     async def start(self) -> InitResult:
         argv = self._argv()
@@ -157,7 +174,10 @@ class NamespaceSandbox:
         self._cgroup = self._backend.cgroups.create(self.id, self._limits)
         self._slot = await self._backend.host.slots.take(self.spec.network == "allowed")
         await self._server.serve_socket(self._slot.runtime_api)
-        env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
+        await self._serve_platform()
+        env = lambda_environment(
+            self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task", self._backend.endpoint
+        )
         log_r, log_w = os.pipe()
         status_r, status_w = os.pipe()
         config = {"cgroup_procs": self._cgroup.procs_files, **self._launch_config(argv, env)}
@@ -201,7 +221,9 @@ class NamespaceSandbox:
     def zygote_capable(self) -> bool:
         """Whether this sandbox's runtime starts in-process from a zygote (and so may
         be a snapshot template)."""
-        env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
+        env = lambda_environment(
+            self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task", self._backend.endpoint
+        )
         return self._launcher_key(env).preload is not None
 
     def _launcher_key(self, env: dict[str, str]) -> LauncherKey:
@@ -223,6 +245,7 @@ class NamespaceSandbox:
         """What nsinit needs to build this kind of sandbox."""
         return {
             "code_dir": self.spec.code_dir,
+            "layer_dirs": list(self.spec.layer_dirs),
             "runtime_dir": str(self._backend.runtime_dir),
             "ro_paths": interpreter_prefix(self.spec.launch),
             "tmp_mb": self.spec.ephemeral_mb,
@@ -311,6 +334,8 @@ class NamespaceSandbox:
         if self._pipe is not None:
             self._pipe.close()
         await self._server.close()
+        if self._platform is not None:
+            await self._platform.close()
         if self._slot is not None:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._slot.close, self._backend.egress
@@ -390,8 +415,13 @@ class NamespaceBackend:
         host: HostResources,
         data_dir: Path,
         snapshots: Callable[[NamespaceBackend], SnapStarts] | None = None,
+        platform: PlatformHandler | None = None,
     ) -> None:
+        """``platform``: what answers kindling's API inside each sandbox (platform.py);
+        None: the sandbox gets no such path and no ``AWS_ENDPOINT_URL``."""
         self.host = host
+        self.platform = platform
+        self.endpoint = ENDPOINT if platform is not None else None
         self.runtime_dir = host.runtime_dir
         self.cgroups = host.cgroups
         self.egress = host.egress

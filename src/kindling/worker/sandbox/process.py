@@ -25,8 +25,9 @@ from kindling.worker.sandbox.base import (
     SandboxState,
     Usage,
 )
-from kindling.worker.sandbox.environment import lambda_environment
+from kindling.worker.sandbox.environment import lambda_environment, layers_without_opt
 from kindling.worker.sandbox.failures import bad_entrypoint, runtime_exited
+from kindling.worker.sandbox.layerview import opt_file
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 
@@ -72,10 +73,11 @@ _TREE_EVERY = 16
 class ProcessSandbox:
     """One runtime process, its Runtime API server and its log pipe."""
 
-    def __init__(self, spec: SandboxSpec) -> None:
+    def __init__(self, spec: SandboxSpec, endpoint: str | None = None) -> None:
         self.id = spec.sandbox_id
         self.state = SandboxState.CREATING
         self.spec = spec
+        self._endpoint = endpoint
         self._api = RuntimeApi(spec.function_arn)
         self._server = HttpServer(
             self._api.handle, limits=RUNTIME_API_LIMITS, on_too_large=self._api.too_large
@@ -99,6 +101,8 @@ class ProcessSandbox:
         if launch.family == "python":
             return list(launch.argv)
         bootstrap = Path(self.spec.code_dir) / "bootstrap"
+        if not bootstrap.is_file():  # a runtime from a layer: the layers' trees have it
+            bootstrap = Path(opt_file(self.spec.layer_dirs, "bootstrap") or bootstrap)
         if not bootstrap.is_file():
             return bad_entrypoint([str(bootstrap)], "")
         if not os.access(bootstrap, os.X_OK):
@@ -115,7 +119,10 @@ class ProcessSandbox:
         sock.listen(16)
         port = sock.getsockname()[1]
         await self._server.serve_socket(sock)
-        env = lambda_environment(self.spec, f"127.0.0.1:{port}", self.spec.code_dir)
+        env = layers_without_opt(
+            lambda_environment(self.spec, f"127.0.0.1:{port}", self.spec.code_dir, self._endpoint),
+            self.spec,
+        )
         read_fd, write_fd = os.pipe()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -208,11 +215,14 @@ class ProcessBackend:
 
     name = "process"
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint: str | None = None) -> None:
+        """``endpoint``: kindling's API as this host's processes reach it (the sandbox's
+        ``AWS_ENDPOINT_URL``); a process sandbox shares the host's network."""
         log.warning("sandbox backend 'process' gives NO isolation; use it for development only")
+        self.endpoint = endpoint
 
     async def create(self, spec: SandboxSpec) -> ProcessSandbox:
-        return ProcessSandbox(spec)
+        return ProcessSandbox(spec, self.endpoint)
 
     async def close(self) -> None:
         return None

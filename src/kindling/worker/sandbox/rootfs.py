@@ -45,6 +45,24 @@ def _mirror(root: str, path: str) -> None:
         linux.bind(path, root + path)
 
 
+def _layered_view(sources: list[str], target: str, flags: int) -> None:
+    """The function's layers merged read-only at ``target`` (/opt), in order: where two
+    have the same path, the later one's wins, as on AWS. One read-only overlay whose
+    lower layers are the trees, topmost (the last) first, passed as descriptor paths so
+    the mount names none of them (as ``_unnamed_bind``). There is no fallback: binds
+    cannot merge, and a wrong /opt is worse than a start that fails."""
+    if len(sources) == 1:
+        _unnamed_bind(sources[0], target, flags)
+        return
+    fds = [os.open(source, os.O_RDONLY | os.O_DIRECTORY) for source in reversed(sources)]
+    try:
+        lower = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+        linux.mount("none", target, "overlay", linux.MS_RDONLY | flags, f"lowerdir={lower}")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _unnamed_bind(source: str, target: str, flags: int) -> None:
     """A read-only view of ``source`` at ``target`` that does not name ``source``.
 
@@ -113,13 +131,17 @@ def build_shell(base: str) -> str:
 
 def finish_root(cfg: dict[str, object], base: str, root: str) -> None:
     """The request's part of the root: its interpreter's prefix, resolv.conf, code,
-    runtime, sized /tmp, /proc's memory and boot time (and a template's hidden procfs)."""
+    layers (/opt), runtime, sized /tmp, /proc's memory and boot time (and a template's
+    hidden procfs)."""
     for extra in cfg.get("ro_paths", []):  # type: ignore[attr-defined]
         _mkdirs(root, str(extra))
         linux.bind(str(extra), root + str(extra))
     _write(root + "/etc/resolv.conf", str(cfg.get("resolv_conf", "")))
     flags = linux.MS_NOSUID | linux.MS_NODEV
     _unnamed_bind(str(cfg["code_dir"]), root + "/var/task", flags)
+    layers = [str(tree) for tree in cfg.get("layer_dirs", [])]  # type: ignore[attr-defined]
+    if layers:
+        _layered_view(layers, root + "/opt", flags)
     if cfg.get("runtime_dir"):
         _unnamed_bind(str(cfg["runtime_dir"]), root + "/var/runtime", flags)
     linux.mount(

@@ -248,7 +248,9 @@ class RestoredSandbox(NamespaceSandbox):
         log_r, log_w = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        env = lambda_environment(self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task")
+        env = lambda_environment(
+            self.spec, f"127.0.0.1:{RUNTIME_API_PORT}", "/var/task", self._backend.endpoint
+        )
         order = marshal.dumps({"tmp_mb": self.spec.ephemeral_mb, "env": env})
         self._pipe = LogPipe(log_r, self._sink)
         self._template = template
@@ -274,6 +276,7 @@ class RestoredSandbox(NamespaceSandbox):
             finally:  # made meanwhile; kept even on failure, so that destroy closes it
                 self._slot = await slot
             await self._server.serve_socket(self._slot.runtime_api)
+            await self._serve_platform()
             self._watch(loop)
             await loop.sock_sendall(ours, b"go")
         except (OSError, TimeoutError) as exc:

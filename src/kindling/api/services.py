@@ -1,0 +1,114 @@
+"""The AWS services other than Lambda that the one port serves, told apart by the
+service a request was signed for (ADR 0033).
+
+Every SDK request names its service in SigV4's credential scope
+(``Credential=AKID/date/region/<service>/aws4_request``): ``events`` for EventBridge,
+``scheduler`` for EventBridge Scheduler, ``lambda`` for Lambda. The front end reads that
+name before anything else (``signed_service``) and hands the request to the service's
+``ServiceEndpoint``; the signature is then verified for that service, so a signature
+made for one service is never taken by another. A JSON 1.1 service (EventBridge) names
+its operation in ``X-Amz-Target`` (``AWSEvents.PutRule``), whose prefix must be the
+model's ``targetPrefix``; a REST-JSON one (Scheduler) by method and path, routed by its
+model as Lambda's is. Input is parsed and validated by the service's botocore model,
+output shaped by it, and errors rendered by the service's own table in
+``kindling.api.errors``: parse, authenticate, call a component, serialize.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import botocore.session
+
+from kindling.api.errors import ErrorMapper
+from kindling.api.model import Router
+from kindling.api.wire import parse_input, serialize_output
+from kindling.errors import KindlingError, UnknownOperationError
+from kindling.httpd import Request, Response
+from kindling.iam.sigv4 import Caller, SigV4Verifier
+
+log = logging.getLogger(__name__)
+
+Operation = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+_JSON_11 = "application/x-amz-json-1.1"
+
+
+def load_model(service: str) -> Any:
+    """A service's ``ServiceModel`` from the pinned botocore."""
+    return botocore.session.get_session().get_service_model(service)
+
+
+def signed_service(headers: dict[str, str]) -> str | None:
+    """The service named by the Authorization header's credential scope, if any; the
+    signature itself is checked later, by the verifier of that service."""
+    raw = headers.get("authorization")
+    if not raw:
+        return None
+    _, _, rest = raw.partition("Credential=")
+    scope = rest.split(",", 1)[0].strip().split("/")
+    return scope[3] if len(scope) == 5 else None
+
+
+class ServiceEndpoint:
+    """One service's API: its model, its verifier, its operations, its errors."""
+
+    def __init__(
+        self,
+        model: Any,
+        verifier: SigV4Verifier,
+        operations: dict[str, Operation],
+        errors: ErrorMapper,
+    ) -> None:
+        self._model = model
+        self._verifier = verifier
+        self._operations = operations
+        self._errors = errors
+        self._json = model.metadata.get("protocol") == "json"
+        self._prefix = f"{model.metadata.get('targetPrefix', '')}."
+        self._router = None if self._json else Router(model)
+        self._op_models = {name: model.operation_model(name) for name in operations}
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            caller = self._verifier.verify(
+                request.method, request.path, request.query, request.headers, request.body
+            )
+            path_params: dict[str, str] = {}
+            query: dict[str, list[str]] = {}
+            if self._json:
+                name = self._target(request)
+            else:
+                assert self._router is not None
+                query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
+                name, path_params = self._router.match(request.method, request.path, query)
+            operation = self._operations.get(name)
+            if operation is None:
+                raise UnknownOperationError(
+                    f"The operation {name} is not supported by kindling yet"
+                )
+            model = self._op_models[name]
+            params = parse_input(model, path_params, query, request.headers, request.body)
+            result = await operation(caller, params)
+            status, headers, body = serialize_output(model, result)
+            if self._json:
+                headers = [(k, _JSON_11 if k == "Content-Type" else v) for k, v in headers]
+            headers.append(("x-amzn-RequestId", request_id))
+            return Response(status, headers, body)
+        except KindlingError as exc:
+            return self._errors.render(exc, request_id)
+        except Exception as exc:  # logged here; the caller is told nothing inside
+            log.exception("unexpected failure on %s %s", request.method, request.path)
+            return self._errors.render(exc, request_id)
+
+    def _target(self, request: Request) -> str:
+        target = request.headers.get("x-amz-target", "")
+        if request.method != "POST" or not target.startswith(self._prefix):
+            raise UnknownOperationError(
+                f"Unknown operation: X-Amz-Target {target!r} (expected {self._prefix}<Operation>)"
+            )
+        return target[len(self._prefix) :]

@@ -1,0 +1,285 @@
+"""Terraform, as a user runs it, against a real kindling server: the hashicorp/aws
+provider creates a function (zip), an alias, a provisioned concurrency config, a code
+signing config, a runtime management config and a recursion config; a second plan
+shows no change; an update (code, memory, environment) applies and plans clean again;
+destroy leaves nothing.
+
+Terraform comes from the machine (``terraform`` on PATH) and the provider from a local
+filesystem mirror (no registry is reached): ``KINDLING_TF_MIRROR``, else the
+``filesystem_mirror`` of the CLI config in ``TF_CLI_CONFIG_FILE``, else the directories
+Terraform searches by default and ``/opt/tf-plugins``. Where either is missing the test
+skips and says which.
+
+The provider is told not to call STS or IAM (``skip_credentials_validation``,
+``skip_requesting_account_id``, ``skip_metadata_api_check``): kindling serves Lambda
+only, and with those flags the provider needs nothing else (ADR 0029).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .support import ACCOUNT, REGION, Server, make_zip, wait_for
+
+#: Where a provider may sit in a mirror: HOST/NAMESPACE/TYPE/VERSION/OS_ARCH (unpacked).
+PROVIDER = Path("registry.terraform.io/hashicorp/aws")
+DEFAULT_MIRRORS = (
+    "~/.terraform.d/plugins",
+    "~/.local/share/terraform/plugins",
+    "/usr/local/share/terraform/plugins",
+    "/usr/share/terraform/plugins",
+    "/opt/tf-plugins",
+)
+#: Each terraform command may take this long on a loaded machine (the provider waits
+#: 5 s between its polls of a function's state).
+TF_TIMEOUT_S = 600
+
+
+def _configured_mirrors() -> list[str]:
+    config = os.environ.get("TF_CLI_CONFIG_FILE")
+    if not config or not os.path.isfile(config):
+        return []
+    text = Path(config).read_text(errors="replace")
+    return re.findall(r'filesystem_mirror\s*\{[^}]*?path\s*=\s*"([^"]+)"', text, re.S)
+
+
+def find_aws_provider() -> tuple[Path, str] | None:
+    """(mirror directory, provider version) of a hashicorp/aws for this platform."""
+    candidates = [
+        *(p for p in (os.environ.get("KINDLING_TF_MIRROR"),) if p),
+        *_configured_mirrors(),
+        *DEFAULT_MIRRORS,
+    ]
+    for candidate in candidates:
+        root = Path(os.path.expanduser(candidate))
+        versions = sorted(
+            (p for p in (root / PROVIDER).glob("*/linux_amd64") if p.is_dir()),
+            key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parent.name.split(".")],
+        )
+        if versions:
+            return root, versions[-1].parent.name
+    return None
+
+
+def _tf_or_skip() -> tuple[str, Path, str]:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not installed (not on PATH)")
+    found = find_aws_provider()
+    if found is None:
+        pytest.skip(
+            "no local mirror of the hashicorp/aws provider (set KINDLING_TF_MIRROR to a "
+            "filesystem mirror holding registry.terraform.io/hashicorp/aws/VERSION/linux_amd64)"
+        )
+    return terraform, found[0], found[1]
+
+
+MAIN_TF = """
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "%(version)s" }
+  }
+}
+variable "memory" { type = number }
+variable "greeting" { type = string }
+provider "aws" {
+  region                      = "%(region)s"
+  access_key                  = "test"
+  secret_key                  = "test"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {
+    lambda = "%(endpoint)s"
+  }
+}
+resource "aws_lambda_code_signing_config" "signing" {
+  description = "kindling e2e"
+  allowed_publishers {
+    signing_profile_version_arns = ["%(profile)s"]
+  }
+  policies {
+    untrusted_artifact_on_deployment = "Warn"
+  }
+}
+resource "aws_lambda_function" "fn" {
+  function_name           = "%(name)s"
+  role                    = "arn:aws:iam::%(account)s:role/terraform"
+  handler                 = "app.handler"
+  runtime                 = "python3.11"
+  filename                = "fn.zip"
+  source_code_hash        = filebase64sha256("fn.zip")
+  memory_size             = var.memory
+  timeout                 = 10
+  description             = "made by terraform"
+  architectures           = ["x86_64"]
+  publish                 = true
+  reserved_concurrent_executions = 5
+  tags                    = { team = "kindling" }
+  ephemeral_storage {
+    size = 1024
+  }
+  tracing_config {
+    mode = "PassThrough"
+  }
+  logging_config {
+    log_format = "Text"
+    log_group  = "/kindling/e2e"
+  }
+  code_signing_config_arn = aws_lambda_code_signing_config.signing.arn
+  environment {
+    variables = { GREETING = var.greeting }
+  }
+}
+resource "aws_lambda_alias" "live" {
+  name             = "live"
+  function_name    = aws_lambda_function.fn.function_name
+  function_version = aws_lambda_function.fn.version
+}
+resource "aws_lambda_provisioned_concurrency_config" "warm" {
+  function_name                     = aws_lambda_alias.live.function_name
+  qualifier                         = aws_lambda_alias.live.name
+  provisioned_concurrent_executions = 1
+}
+resource "aws_lambda_function_recursion_config" "loops" {
+  function_name  = aws_lambda_function.fn.function_name
+  recursive_loop = "Allow"
+}
+resource "aws_lambda_runtime_management_config" "runtime" {
+  function_name     = aws_lambda_function.fn.function_name
+  update_runtime_on = "FunctionUpdate"
+}
+"""
+
+APP = (
+    "import os\n"
+    "def handler(event, context):\n"
+    "    return {'v': %d, 'greeting': os.environ['GREETING']}\n"
+)
+
+
+class Terraform:
+    """One working directory of Terraform with its own CLI config and data dir."""
+
+    def __init__(self, terraform: str, mirror: Path, workdir: Path) -> None:
+        self.terraform = terraform
+        self.workdir = workdir
+        cli_config = workdir / "terraformrc"
+        cli_config.write_text(
+            "provider_installation {\n"
+            f'  filesystem_mirror {{\n    path = "{mirror}"\n'
+            '    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
+            '  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
+            "}\n"
+        )
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+        self.env.update(
+            TF_CLI_CONFIG_FILE=str(cli_config),
+            TF_DATA_DIR=str(workdir / ".terraform"),
+            TF_IN_AUTOMATION="1",
+            CHECKPOINT_DISABLE="1",
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.terraform, *args, "-no-color", "-input=false"],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=TF_TIMEOUT_S,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> str:
+        done = self.run(*args)
+        assert done.returncode == 0, f"terraform {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def plan_is_empty(self, *variables: str) -> None:
+        """``plan -detailed-exitcode``: 0 is no changes, 2 changes, 1 an error."""
+        done = self.run("plan", "-detailed-exitcode", *variables)
+        assert done.returncode == 0, (
+            f"the second plan is not empty (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+
+
+def _vars(memory: int, greeting: str) -> tuple[str, ...]:
+    return ("-var", f"memory={memory}", "-var", f"greeting={greeting}")
+
+
+def _invoke_live(lam: Any, name: str) -> dict[str, Any]:
+    out = lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")
+    assert out["StatusCode"] == 200 and "FunctionError" not in out, out
+    result: dict[str, Any] = json.loads(out["Payload"].read())
+    return result
+
+
+def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: Path) -> None:
+    terraform, mirror, version = _tf_or_skip()
+    tf = Terraform(terraform, mirror, tmp_path)
+    (tmp_path / "main.tf").write_text(
+        MAIN_TF
+        % {
+            "version": version,
+            "region": REGION,
+            "account": ACCOUNT,
+            "endpoint": server.endpoint,
+            "name": fn_name,
+            "profile": f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/kindling/abcdefghij",
+        }
+    )
+    (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": APP % 1}))
+    tf.ok("init")
+
+    tf.ok("apply", "-auto-approve", *_vars(128, "hello"))
+    config = lam.get_function(FunctionName=fn_name)["Configuration"]
+    assert (config["MemorySize"], config["Environment"]["Variables"]) == (
+        128,
+        {"GREETING": "hello"},
+    )
+    assert (config["Timeout"], config["EphemeralStorage"], config["Description"]) == (
+        10,
+        {"Size": 1024},
+        "made by terraform",
+    )
+    got = lam.get_function(FunctionName=fn_name)
+    assert got["Tags"] == {"team": "kindling"}
+    assert got["Concurrency"] == {"ReservedConcurrentExecutions": 5}
+    assert lam.get_alias(FunctionName=fn_name, Name="live")["FunctionVersion"] == "1"
+    warm = lam.get_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="live")
+    assert warm["RequestedProvisionedConcurrentExecutions"] == 1
+    signing = lam.get_function_code_signing_config(FunctionName=fn_name)["CodeSigningConfigArn"]
+    assert ":code-signing-config:csc-" in signing
+    runtime = lam.get_runtime_management_config(FunctionName=fn_name)
+    assert runtime["UpdateRuntimeOn"] == "FunctionUpdate"
+    assert lam.get_function_recursion_config(FunctionName=fn_name)["RecursiveLoop"] == "Allow"
+    tf.plan_is_empty(*_vars(128, "hello"))
+
+    (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": APP % 2}))
+    tf.ok("apply", "-auto-approve", *_vars(256, "bye"))
+    assert lam.get_function_configuration(FunctionName=fn_name)["MemorySize"] == 256
+    assert lam.get_alias(FunctionName=fn_name, Name="live")["FunctionVersion"] == "2"
+    assert wait_for(lambda: _invoke_live(lam, fn_name), timeout=120) == {
+        "v": 2,
+        "greeting": "bye",
+    }
+    tf.plan_is_empty(*_vars(256, "bye"))
+
+    tf.ok("destroy", "-auto-approve", *_vars(256, "bye"))
+    with pytest.raises(ClientError) as gone:
+        lam.get_function(FunctionName=fn_name)
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as signing_gone:
+        lam.get_code_signing_config(CodeSigningConfigArn=signing)
+    assert signing_gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
