@@ -20,73 +20,20 @@ Reported: messages/s end to end of each and their ratio. Nothing is asserted on 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench import outputs, servers
+from bench.engines import MotoServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
 NAME = "bench-sqs"
-
-
-class Moto:
-    """moto's server on a free loopback port."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = (workdir / "moto.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env={"MOTO_ACCOUNT_ID": ACCOUNT, "PATH": "/usr/bin:/bin"},
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("moto's server did not start")
-
-    def client(self, service: str) -> Any:
-        import boto3
-        from botocore.config import Config as BotoConfig
-
-        return boto3.session.Session().client(
-            service,
-            region_name=REGION,
-            endpoint_url=self.url,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=BotoConfig(max_pool_connections=32),
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def _queue(sqs: Any, name: str) -> tuple[str, str]:
@@ -121,8 +68,8 @@ def _wait_empty(sqs: Any, url: str, limit_s: float) -> None:
         time.sleep(0.05)
 
 
-def boto3_consumer(moto: Moto, count: int, threads: int) -> dict[str, Any]:
-    sqs = moto.client("sqs")
+def boto3_consumer(moto: MotoServer, count: int, threads: int) -> dict[str, Any]:
+    sqs = moto.client("sqs", REGION)
     url, _arn = _queue(sqs, "bench-plain")
     _fill(sqs, url, count)
     consumed = [0]
@@ -160,7 +107,7 @@ def boto3_consumer(moto: Moto, count: int, threads: int) -> dict[str, Any]:
     return {"messages": consumed[0], "seconds": round(elapsed, 3), "rate": rate}
 
 
-def mapping_drain(moto: Moto, workdir: Path, count: int, warmup: int) -> dict[str, Any]:
+def mapping_drain(moto: MotoServer, workdir: Path, count: int, warmup: int) -> dict[str, Any]:
     env = {
         "AWS_ENDPOINT_URL_SQS": moto.url,
         "AWS_ACCESS_KEY_ID": "test",
@@ -178,7 +125,7 @@ def mapping_drain(moto: Moto, workdir: Path, count: int, warmup: int) -> dict[st
             aws_access_key_id="test",
             aws_secret_access_key="test",
         )
-        sqs = moto.client("sqs")
+        sqs = moto.client("sqs", REGION)
         url, arn = _queue(sqs, "bench-mapping")
         mapping = lam.create_event_source_mapping(
             FunctionName=NAME, EventSourceArn=arn, BatchSize=10
@@ -255,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     params = {"messages": args.messages, "warmup": args.warmup, "threads": args.threads}
     result: dict[str, Any] = {"meta": outputs.meta("sqs", when, args.quick, params)}
     with tempfile.TemporaryDirectory(prefix="kindling-sqs-") as tmp:
-        moto = Moto(Path(tmp))
+        moto = MotoServer(Path(tmp) / "moto")
+        moto.start()
         try:
             outputs.say(f"sqs: plain boto3 consumer, {args.messages} messages")
             result["boto3"] = boto3_consumer(moto, args.messages, args.threads)
