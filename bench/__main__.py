@@ -12,6 +12,7 @@ SCENARIOS = (
     "urls",
     "events",
     "streaming",
+    "sqs",
 )
 
 

@@ -11,6 +11,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from kindling.api.account import AccountApi
 from kindling.api.admin import AdminApi
@@ -29,6 +30,7 @@ from kindling.api.errors import (
     ErrorMapper,
 )
 from kindling.api.event_invoke import EventInvokeApi
+from kindling.api.event_sources import EventSourcesApi
 from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
@@ -55,6 +57,7 @@ from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.event_invoke import EventInvokeConfigService, EventInvokeStore
+from kindling.control.event_sources import EventSourceMappings, Mapping, MappingStore
 from kindling.control.function_urls import FunctionUrlConfigs
 from kindling.control.functions import FunctionService
 from kindling.control.layers import LayerService
@@ -67,12 +70,17 @@ from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
+from kindling.events.aws import AwsClients
 from kindling.events.bridge import EventBridge
+from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
+from kindling.events.mappings import MappingSupervisor
 from kindling.events.rule_store import RuleStore
 from kindling.events.schedule_store import ScheduleStore
 from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
+from kindling.events.sqs_poller import SqsPoller, SqsQueue
+from kindling.events.stream_poller import StreamPoller
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
@@ -93,7 +101,12 @@ from kindling.invoke.provisioned import ProvisionedConcurrency
 from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
-from kindling.limits import FUNCTION_CREDENTIALS_S, SHUTDOWN_ANSWER_S
+from kindling.limits import (
+    ESM_SQS_THREADS,
+    ESM_SQS_WAIT_S,
+    FUNCTION_CREDENTIALS_S,
+    SHUTDOWN_ANSWER_S,
+)
 from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
@@ -245,6 +258,7 @@ class App:
         self.function_urls = FunctionUrlService(
             self.url_configs, self.policies, self.invoker, self.authorizer
         )
+        self.mappings = EventSourceMappings(self.functions, self.aliases, MappingStore(self.store))
         self.provisioned = ProvisionedConcurrency(
             provisioned_store,
             self.functions,
@@ -280,6 +294,7 @@ class App:
             **ConcurrencyApi(self.concurrency).operations(),
             **ProvisionedApi(self.provisioned).operations(),
             **EventInvokeApi(self.event_invoke).operations(),
+            **EventSourcesApi(self.mappings).operations(),
             **PermissionsApi(self.policies).operations(),
             **UrlConfigsApi(self.url_configs).operations(),
             **CodeSigningApi(self.signing).operations(),
@@ -382,6 +397,8 @@ class App:
         self._draining = False
         self._requests = 0  # requests being handled now, of any kind
         self.events: EventQueue | None = None
+        self.supervisor: MappingSupervisor | None = None
+        self._sqs_threads: ThreadPoolExecutor | None = None
         self.port = config.port
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -506,6 +523,47 @@ class App:
         ok = execution.result.outcome is Outcome.SUCCESS
         return RunResult(ok, execution.result.payload, config.version, None if ok else "Unhandled")
 
+    async def _invoke_batch(self, ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
+        """An event source mapping's synchronous invocation of its function."""
+        out = await self.invoker.invoke(ref, payload)
+        return out.function_error is None, out.payload
+
+    def _start_mappings(self) -> None:
+        """Pollers of event source mappings (ADR 0034): SQS and Kinesis through the
+        server's own AWS endpoint configuration, on threads of their own (a long poll
+        holds one)."""
+        threads = self._sqs_threads = ThreadPoolExecutor(
+            ESM_SQS_THREADS, thread_name_prefix="kindling-sqs"
+        )
+        clients = AwsClients(timeouts_s=(5.0, ESM_SQS_WAIT_S + 15.0), pool=ESM_SQS_THREADS)
+        store = self.mappings.store
+
+        checkpoints = Checkpoints(self.store)
+        destinations = AwsDestinations()
+
+        def role_of(mapping: Mapping) -> str:
+            return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
+
+        def make(mapping: Mapping) -> SqsPoller | StreamPoller:
+            if mapping.kind != "sqs":
+                return StreamPoller(
+                    mapping,
+                    clients,
+                    threads,
+                    self._invoke_batch,
+                    store.set_result,
+                    checkpoints,
+                    destinations.record,
+                    role_of,
+                )
+            queue = SqsQueue(clients, mapping.source_arn, threads)
+            return SqsPoller(mapping, queue, self._invoke_batch, store.set_result)
+
+        self.supervisor = MappingSupervisor(
+            store, make, exclusive=self.config.store is None, on_removed=checkpoints.forget
+        )
+        self.supervisor.start()
+
     async def start(self) -> None:
         self.events = EventQueue(
             open_event_store(self.store),
@@ -529,6 +587,7 @@ class App:
             self.registry.start()
         self.events.start()
         self.rule_scheduler.start()
+        self._start_mappings()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
@@ -546,6 +605,10 @@ class App:
         await self.rule_scheduler.close()
         if self.events is not None:
             self.events.stop_dispatching()
+        if self.supervisor is not None:  # its batches not yet deleted come back: at least once
+            await self.supervisor.close()
+        if self._sqs_threads is not None:
+            self._sqs_threads.shutdown(wait=False, cancel_futures=True)
         if not self._idle():
             log.info(
                 "draining: waiting up to %.0f s for running invocations "

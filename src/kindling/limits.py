@@ -401,3 +401,40 @@ EVENTS_MISSED_FIRE_MAX_AGE_S = 24 * 3600
 #: sandbox may live (Assignment's max lifetime, 4 h), so a sandbox is retired before
 #: its credentials expire and its successor gets fresh ones: rotation by recycling.
 FUNCTION_CREDENTIALS_S = 6 * 3600.0
+
+# --- event source mappings (ADR 0034) ----------------------------------------------------
+
+#: Filters per mapping: AWS's default quota ("Control which events Lambda sends to your
+#: function": "up to five different filters for a single event source mapping").
+ESM_MAX_FILTERS = 5
+#: How long a control node holds the poller lease of a mapping (cluster mode); it renews
+#: it every third of this, so a dead node's mappings are polled again within it. AWS: -
+ESM_LEASE_S = 15.0
+#: How often a supervisor reads the mappings to start, stop or hand over pollers and to
+#: finish their state transitions (Creating -> Enabled, ...). AWS: - (seconds on AWS too)
+ESM_RECONCILE_S = 1.0
+#: SQS long poll of one ReceiveMessage (AWS Lambda long-polls with the SQS maximum, 20 s;
+#: shorter lets a poller see a change of its mapping sooner, at one more call per idle
+#: poller per period). AWS: 20
+ESM_SQS_WAIT_S = 5
+#: Pollers a mapping starts with (AWS: "Lambda begins with five concurrent batches"),
+#: growing by one per full batch up to its MaximumConcurrency or ESM_SQS_DEFAULT_MAX.
+ESM_SQS_START_POLLERS = 5
+#: The least time between two new pollers of one mapping: AWS adds "up to 300 more
+#: concurrent invocations per minute" ("Understanding SQS scaling behavior"). AWS: 0.2
+ESM_SQS_SCALE_UP_S = 0.2
+#: Concurrent batches of one mapping without ScalingConfig.MaximumConcurrency. AWS scales
+#: to 1,250 (account concurrency bounds it first); kindling bounds it by the threads one
+#: supervisor gives SQS calls. AWS: 1250
+ESM_SQS_DEFAULT_MAX = 50
+#: Threads for blocking SQS calls (botocore is synchronous), per supervisor: a long poll
+#: holds one for up to ESM_SQS_WAIT_S, so this bounds concurrent pollers of all mappings
+#: of a node. AWS: -
+ESM_SQS_THREADS = 64
+#: Backoff of a poller whose source fails (down, deleted, refusing) or whose function is
+#: throttled or gone: first and longest wait. AWS: - (Lambda backs off and resumes).
+ESM_BACKOFF_FIRST_S = 0.5
+ESM_BACKOFF_MAX_S = 30.0
+#: Invocations of one held batch while its function is throttled, before the batch is
+#: left to its visibility timeout and the poller backs off. AWS: -
+ESM_THROTTLE_TRIES = 6

@@ -1,6 +1,7 @@
 """Delivers invocation records and dead-letter events to SQS, SNS and EventBridge.
 
-The clients are botocore's, made from the server process's standard AWS configuration:
+The clients are botocore's (``kindling.events.aws``), made from the server process's
+standard AWS configuration:
 the endpoint of each service (``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL_SNS``,
 ``AWS_ENDPOINT_URL_EVENTBRIDGE``, or ``AWS_ENDPOINT_URL`` for all; AWS itself when none
 is set) and credentials from the default chain (environment, shared files, instance
@@ -24,15 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.config import Config as BotoConfig
-from botocore.session import Session, get_session
+from botocore.session import Session
 
 from kindling.errors import ServiceError
-from kindling.limits import ASYNC_DELIVERY_TIMEOUTS_S
+from kindling.events.aws import AwsClients
 
 _DETAIL_TYPES = {
     True: "Lambda Function Invocation Result - Success",
@@ -55,28 +54,12 @@ def _arn_parts(arn: str) -> tuple[str, str, str, str]:
 class AwsDestinations:
     """A ``RecordSender`` (kindling.invoke.records) over botocore clients."""
 
-    def __init__(self, session: Session | None = None) -> None:
-        self._session = session or get_session()
-        self._clients: dict[tuple[str, str], Any] = {}
+    def __init__(self, session: Session | None = None, clients: AwsClients | None = None) -> None:
+        self._clients = clients or AwsClients(session)
         self._queue_urls: dict[str, str] = {}
-        self._lock = threading.Lock()  # clients are made on worker threads
 
     def _client(self, service: str, region: str) -> Any:
-        with self._lock:
-            client = self._clients.get((service, region))
-            if client is None:
-                connect, read = ASYNC_DELIVERY_TIMEOUTS_S
-                client = self._session.create_client(
-                    service,
-                    region_name=region,
-                    config=BotoConfig(
-                        connect_timeout=connect,
-                        read_timeout=read,
-                        retries={"total_max_attempts": 1},
-                    ),
-                )
-                self._clients[(service, region)] = client
-            return client
+        return self._clients.client(service, region)
 
     async def record(self, destination: str, record: Mapping[str, Any]) -> None:
         await asyncio.to_thread(self._record, destination, record)

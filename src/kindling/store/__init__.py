@@ -8,6 +8,8 @@ declares its own tables on ``metadata`` and runs its statements in its own modul
     kindling.control.codetable code_zips (code shared by control nodes)
     kindling.control.event_invoke event_invoke_configs (async invocation configs)
     kindling.control.codesigning code_signing_configs, function_code_signing
+    kindling.control.event_sources event_source_mappings (and their poller leases)
+    kindling.events.checkpoints  event_source_positions (stream checkpoints)
     kindling.invoke.event_store  async_events (the async queue's)
     kindling.events.rule_store event_buses, event_rules, event_targets (EventBridge)
     kindling.events.schedule_store schedule_groups, schedules (EventBridge Scheduler)
