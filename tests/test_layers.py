@@ -26,7 +26,16 @@ BASE = frozenset({"kindling.errors", "kindling.limits"})
 #: ``store`` (the engine and migrations every component's tables run on) comes with
 #: issue 20's store part.
 SHARED = frozenset(
-    {"kindling.httpd", "kindling.telemetry", "kindling.runtimes", "kindling.iam", "kindling.store"}
+    {
+        "kindling.httpd",
+        "kindling.telemetry",
+        "kindling.runtimes",
+        "kindling.iam",
+        "kindling.store",
+        # EventBridge's pattern language: control checks event source mappings' filters
+        # with it, events matches rules with it; it knows neither
+        "kindling.events.patterns",
+    }
 )
 LEAVES = BASE | SHARED
 #: The composition root: reads flags, builds every component, wires them. It may import
@@ -36,6 +45,7 @@ ROOT = frozenset(
         "kindling",
         "kindling.__main__",
         "kindling.cli",
+        "kindling.admin_cli",
         "kindling.app",
         "kindling.node",
         "kindling.config",
@@ -49,6 +59,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "kindling.errors": frozenset(),
     "kindling.limits": frozenset(),
     **{leaf: BASE for leaf in SHARED},
+    # accounts, keys and IAM's entities are tables of iam's own on the shared engine
+    "kindling.iam": BASE | {"kindling.store"},
     "kindling.worker.sandbox": LEAVES,
     "kindling.worker": LEAVES | {"kindling.worker.sandbox"},
     "kindling.control": LEAVES,
