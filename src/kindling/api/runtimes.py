@@ -1,11 +1,5 @@
-"""Runtime management, recursion configs, and the operations kindling answers with a
-clear refusal.
-
-Recursive loop detection (PutFunctionRecursionConfig ``Terminate``, AWS's default)
-stops a function that calls itself through SQS, SNS or S3 after about 16 rounds. A
-kindling function cannot be triggered by SQS, SNS or S3 yet (no event source mappings
-or notifications), so no such loop can form and either setting holds as it is
-recorded; whoever adds those triggers adds the detection with them (ADR 0029).
+"""Runtime management, and the operations kindling answers with a clear refusal.
+(Recursion configs are api/recursion.py's: the async queue honours them, ADR 0032.)
 
 Function scaling configs and capacity providers place functions on EC2 capacity an
 account owns (Lambda Managed Instances); a kindling server has no such capacity until
@@ -57,8 +51,6 @@ class RuntimesApi:
         return {
             "GetRuntimeManagementConfig": self.get,
             "PutRuntimeManagementConfig": self.put,
-            "GetFunctionRecursionConfig": self.get_recursion,
-            "PutFunctionRecursionConfig": self.put_recursion,
             **{name: _refusal(name) for name in UNSUPPORTED},
         }
 
@@ -85,12 +77,3 @@ class RuntimesApi:
         )
         config = self._versions.put(ref, params["UpdateRuntimeOn"], params.get("RuntimeVersionArn"))
         return self._answer(config, False)
-
-    async def get_recursion(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        ref = parse_function_name(params["FunctionName"], caller.account_id, caller.region)
-        return {"RecursiveLoop": self._functions.get(ref).recursive_loop}
-
-    async def put_recursion(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        ref = parse_function_name(params["FunctionName"], caller.account_id, caller.region)
-        config = self._functions.change(ref, recursive_loop=params["RecursiveLoop"])
-        return {"RecursiveLoop": config.recursive_loop}

@@ -116,8 +116,6 @@ class FunctionConfig:
     runtime_version_arn: str | None = None
     #: LoggingConfig.LogGroup as set ("": Lambda's default, /aws/lambda/NAME).
     log_group_name: str = ""
-    #: PutFunctionRecursionConfig's RecursiveLoop (Terminate: AWS's default).
-    recursive_loop: str = "Terminate"
     state: FunctionState = FunctionState.PENDING
     state_reason: str | None = "The function is being created."
     state_reason_code: str | None = "Creating"
