@@ -87,6 +87,8 @@ class LayerStore:
         raise AssertionError("unreachable")
 
     def get(self, key: LayerKey, version: int) -> dict[str, Any] | None:
+        if not _storable(version):
+            return None
         query = select(layer_versions.c.config).where(
             self._where(layer_versions, key) & (layer_versions.c.version == version)
         )
@@ -109,6 +111,8 @@ class LayerStore:
 
     def delete(self, key: LayerKey, version: int) -> str | None:
         """Deletes a version; returns its content's digest (None: there was none)."""
+        if not _storable(version):
+            return None
         where = self._where(layer_versions, key) & (layer_versions.c.version == version)
         with self._store.begin() as conn:
             row = conn.execute(select(layer_versions.c.digest).where(where)).first()
@@ -118,6 +122,8 @@ class LayerStore:
         return str(row[0])
 
     def policy(self, key: LayerKey, version: int) -> dict[str, Any] | None:
+        if not _storable(version):
+            return None
         where = self._where(layer_versions, key) & (layer_versions.c.version == version)
         with self._store.begin() as conn:
             row = conn.execute(select(layer_versions.c.policy).where(where)).first()
@@ -131,6 +137,8 @@ class LayerStore:
     ) -> bool:
         """Replaces a version's policy with ``change(current)`` in one transaction
         (``change`` may raise to refuse); False if the version does not exist."""
+        if not _storable(version):
+            return False
         where = self._where(layer_versions, key) & (layer_versions.c.version == version)
         with self._store.begin() as conn:
             row = conn.execute(select(layer_versions.c.policy).where(where)).first()
@@ -153,3 +161,9 @@ class LayerStore:
     def digests(self) -> set[str]:
         with self._store.begin() as conn:
             return {str(r[0]) for r in conn.execute(select(layer_versions.c.digest)).all()}
+
+
+def _storable(version: int) -> bool:
+    """Whether a version number fits the column at all (the model's VersionNumber is a
+    long, and a caller may send one past 64 bits): one that does not was never stored."""
+    return 0 < version < 2**63
