@@ -327,7 +327,5 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kindling-events-") as tmp:
         result.update(run(args, Path(tmp)))
     outputs.finish_meta(result, time.monotonic() - started)
-    json_path, md_path = outputs.write(result, markdown(result), args.out, "events", when)
-    outputs.say(f"events: wrote {json_path} and {md_path}")
-    print(markdown(result))
+    outputs.publish(result, markdown(result), args.out, "events", when)
     return 0

@@ -108,12 +108,17 @@ def write(
 
 
 def publish(
-    result: dict[str, Any], markdown: str, out_dir: Path, name: str, when: str, png: Path
+    result: dict[str, Any],
+    markdown: str,
+    out_dir: Path,
+    name: str,
+    when: str,
+    png: Path | None = None,
 ) -> None:
-    """Writes the JSON and Markdown (``write``), the plot's ``-latest`` copy, and prints
-    the table: the end of every scenario's main."""
+    """Writes the JSON and Markdown (``write``), the plot's ``-latest`` copy (if the
+    scenario plots), and prints the table: the end of every scenario's main."""
     json_path, md_path = write(result, markdown, out_dir, name, when)
-    if png.exists():
+    if png is not None and png.exists():
         shutil.copyfile(png, out_dir / f"{name}-latest.png")
     print(markdown)
     print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)

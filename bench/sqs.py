@@ -213,7 +213,5 @@ def main(argv: list[str] | None = None) -> int:
             moto.stop()
     result["ratio"] = round(result["mapping"]["rate"] / result["boto3"]["rate"], 3)
     outputs.finish_meta(result, time.monotonic() - started)
-    json_path, md_path = outputs.write(result, markdown(result), args.out, "sqs", when)
-    outputs.say(f"sqs: wrote {json_path} and {md_path}")
-    print(markdown(result))
+    outputs.publish(result, markdown(result), args.out, "sqs", when)
     return 0

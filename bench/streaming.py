@@ -389,7 +389,5 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             kindling.stop()
     outputs.finish_meta(result, time.monotonic() - started)
-    json_path, md_path = outputs.write(result, markdown(result), args.out, "streaming", when)
-    outputs.say(f"streaming: wrote {json_path} and {md_path}")
-    print(markdown(result))
+    outputs.publish(result, markdown(result), args.out, "streaming", when)
     return 0

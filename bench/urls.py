@@ -191,7 +191,5 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kindling-urls-") as tmp:
         result.update(run(args, Path(tmp)))
     outputs.finish_meta(result, time.monotonic() - started)
-    json_path, md_path = outputs.write(result, markdown(result), args.out, "urls", when)
-    outputs.say(f"urls: wrote {json_path} and {md_path}")
-    print(markdown(result))
+    outputs.publish(result, markdown(result), args.out, "urls", when)
     return 0
