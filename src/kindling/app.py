@@ -83,11 +83,12 @@ from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.events.stream_poller import StreamPoller
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
-from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
+from kindling.iam.accounts import AccountStore, StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.directory import Directory
+from kindling.iam.function_credentials import FunctionCredentials
 from kindling.iam.secrets import ServerKey
-from kindling.iam.sessions import ROLE_ARN, SessionIssuer
+from kindling.iam.sessions import SessionIssuer
 from kindling.iam.sigv4 import Caller, SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
@@ -104,7 +105,6 @@ from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import (
     ESM_SQS_THREADS,
     ESM_SQS_WAIT_S,
-    FUNCTION_CREDENTIALS_S,
     SHUTDOWN_ANSWER_S,
 )
 from kindling.runtimes import sdk
@@ -322,6 +322,7 @@ class App:
         if config.dev_keys_enabled:
             self.accounts.ensure_dev()
         self.sessions = SessionIssuer(server_key)
+        self.function_credentials = FunctionCredentials(self.directory, self.sessions)
         keys = StoredKeyRing(
             self.accounts,
             config.dev_keys_enabled,
@@ -427,25 +428,7 @@ class App:
             return None
 
     def _function_credentials(self, config: FunctionConfig) -> dict[str, str]:
-        """A new sandbox's credentials: a session of its execution role, valid
-        ``FUNCTION_CREDENTIALS_S`` (longer than a sandbox lives, so a sandbox is retired
-        before they expire and its successor gets fresh ones). A dev-account function
-        whose role kindling does not know runs with the dev key, as before (ADR 0036)."""
-        match = ROLE_ARN.fullmatch(config.role)
-        if match is None or match[1] != config.account_id:
-            return {}
-        account, path, name = match[1], match[2], match[3]
-        if account == DEV_ACCOUNT_ID:
-            try:
-                self.directory.role(account, name)
-            except NotFoundError:
-                return {}
-        session = self.sessions.issue(account, name, path, config.name, FUNCTION_CREDENTIALS_S)
-        return {
-            "AWS_ACCESS_KEY_ID": session.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
-            "AWS_SESSION_TOKEN": session.token,
-        }
+        return self.function_credentials.for_function(config.account_id, config.role, config.name)
 
     def _authorizing(self, service: str) -> Callable[[Caller, str], None]:
         """Authorization of another service's calls: ``<service>:<Operation>`` on the

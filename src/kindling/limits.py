@@ -401,6 +401,12 @@ EVENTS_MISSED_FIRE_MAX_AGE_S = 24 * 3600
 #: sandbox may live (Assignment's max lifetime, 4 h), so a sandbox is retired before
 #: its credentials expire and its successor gets fresh ones: rotation by recycling.
 FUNCTION_CREDENTIALS_S = 6 * 3600.0
+#: How long one role session serves the new sandboxes of one function
+#: (iam/function_credentials.py): issuing one per start put a store query on every
+#: cold start's path. A sandbox still gets credentials valid 6 h less this.
+FUNCTION_CREDENTIALS_REUSE_S = 60.0
+#: Functions whose current session is remembered at once; past it, expired ones go.
+FUNCTION_CREDENTIALS_CACHED = 4096
 
 # --- event source mappings (ADR 0034) ----------------------------------------------------
 
