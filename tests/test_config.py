@@ -71,6 +71,18 @@ def test_a_cluster_secret_file_others_can_read_is_refused(tmp_path: Path) -> Non
     assert config.cluster_secret == "k" * 64 and config.role == "control"
 
 
+def test_a_worker_token_runs_a_worker_but_never_a_control_node(tmp_path: Path) -> None:
+    from kindling.iam import cluster
+
+    token = cluster.worker_token(b"s" * 64, "w1")
+    worker = Config(
+        role="worker", data_dir=tmp_path, cluster_secret=token, control_url="http://c:9000"
+    )
+    assert worker.cluster_secret == token
+    with pytest.raises(ValueError, match="a worker token cannot run a control node"):
+        Config(role="control", data_dir=tmp_path, cluster_secret=token)
+
+
 def test_counting_is_in_process_unless_a_redis_is_named() -> None:
     assert Config.from_env({}).counting == ""
     url = "redis://127.0.0.1:6379/2"

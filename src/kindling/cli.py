@@ -345,6 +345,33 @@ cluster_app = typer.Typer(help="A cluster's control plane and workers (docs/clus
 app.add_typer(cluster_app, name="cluster")
 
 
+@cluster_app.command("token")
+def cluster_token(
+    worker_id: Annotated[str, typer.Argument(help="the worker's --worker-id")],
+    cluster_secret_file: Annotated[
+        Path | None, typer.Option(help="the cluster secret (or KINDLING_CLUSTER_SECRET[_FILE])")
+    ] = None,
+) -> None:
+    """A worker's own credential, made from the cluster secret: give it to that worker
+    (KINDLING_CLUSTER_SECRET or --cluster-secret-file) instead of the secret, so a
+    worker whose host is taken cannot act as the control plane or as another worker."""
+    from kindling.iam import cluster
+
+    secret = (
+        read_secret_file(str(cluster_secret_file))
+        if cluster_secret_file is not None
+        else Config.from_env().cluster_secret
+    )
+    if not secret or cluster.is_token(secret):
+        err.print("needs the cluster secret: --cluster-secret-file or KINDLING_CLUSTER_SECRET")
+        raise typer.Exit(2)
+    try:
+        print(cluster.worker_token(cluster.check_secret(secret), worker_id))
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from None
+
+
 @cluster_app.command("status")
 def cluster_status(
     endpoint: EndpointOpt = None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kindling import limits
+from kindling.iam import cluster
 from kindling.limits import SHUTDOWN_GRACE_S
 from kindling.worker.sandbox.tuning import ColdStartTuning
 
@@ -108,6 +109,11 @@ class Config:
             raise ValueError(
                 f"--role {self.role} needs the cluster secret: KINDLING_CLUSTER_SECRET or "
                 "--cluster-secret-file (the same on every host; `openssl rand -hex 32`)"
+            )
+        if self.role == "control" and cluster.is_token(self.cluster_secret):
+            raise ValueError(
+                "a worker token cannot run a control node: control nodes take the cluster "
+                "secret itself (`kindling cluster token` makes workers' tokens from it)"
             )
         if self.role == "worker" and not self.control_url:
             raise ValueError("--role worker needs --control http://<control host>:<port>")

@@ -58,9 +58,14 @@ class WorkerNode:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(config.data_dir, 0o700)
-        self.worker_id = config.worker_id or socket.gethostname()
+        # a token names its worker; the secret itself serves any id (iam/cluster.py)
+        named = config.worker_id or (
+            "" if cluster.is_token(config.cluster_secret) else socket.gethostname()
+        )
+        self._credential = cluster.worker_credential(config.cluster_secret, named)
+        self.worker_id = self._credential.worker_id
         self.boot = secrets.token_hex(8)
-        self._key = cluster.check_secret(config.cluster_secret)
+        self._key = self._credential.key
         #: Every control node: each keeps its own leases, so each hears every heartbeat.
         self._controls: list[HttpClient] = []
         for url in filter(None, (u.strip() for u in config.control_url.split(","))):
@@ -120,6 +125,9 @@ class WorkerNode:
         self.port = config.port
         self.url = config.advertise_url
 
+    def _sign(self, method: str, path: str, body: bytes) -> str:
+        return cluster.sign(self._key, method, path, body, worker=self.worker_id)
+
     def _scrape(self, accept: str) -> tuple[bytes, str]:
         encode, content_type = choose_encoder(accept)
         return encode(self.metrics.registry), content_type
@@ -145,7 +153,7 @@ class WorkerNode:
                 response = await control.request(
                     "GET",
                     path,
-                    [(cluster.HEADER, cluster.sign(self._key, "GET", path, b""))],
+                    [(cluster.HEADER, self._sign("GET", path, b""))],
                     within_s=limits.CLUSTER_ANSWER_SLACK_S,
                 )
             except (HttpClientError, TimeoutError) as exc:
@@ -176,7 +184,7 @@ class WorkerNode:
             }
         ).encode()
         headers = [
-            (cluster.HEADER, cluster.sign(self._key, "POST", path, body)),
+            (cluster.HEADER, self._sign("POST", path, body)),
             ("Content-Type", "application/json"),
         ]
         outcomes = await asyncio.gather(
