@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as EndpointError,
+)
 from botocore.session import get_session
 
 from kindling.errors import ValidationError
@@ -192,11 +200,13 @@ class S3CodeSource:
                 f"for its S3 endpoint {self.endpoint} (set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or a profile, in its environment)"
             ) from exc
-        except (BotoCoreError, OSError) as exc:  # refused, timed out, reset mid-body
+        except (EndpointError, HTTPClientError, OSError) as exc:  # refused, timed out, cut off
             raise ValidationError(
                 f"Error occurred while GetObject: the S3 endpoint {self.endpoint} could not "
                 f"be reached ({exc})"
             ) from exc
+        except BotoCoreError as exc:  # what botocore refuses to send, e.g.
+            raise ValidationError(f"Error occurred while GetObject: {exc}") from exc
 
     def _client(self, region: str) -> Any:
         with self._lock:
