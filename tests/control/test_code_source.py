@@ -250,6 +250,10 @@ def test_a_request_names_s3_whole_or_not_at_all() -> None:
     with pytest.raises(ValidationError) as both:
         s3_location({"ZipFile": b"zip", "S3Bucket": "b", "S3Key": "k"})
     assert both.value.message == ZIP_AND_S3
+    copied = {"S3Bucket": "b", "S3Key": "k", "S3ObjectStorageMode": "COPY"}
+    assert s3_location(copied) == S3Location("b", "k")  # what kindling does anyway
+    with pytest.raises(ValidationError, match="S3ObjectStorageMode REFERENCE is not supported"):
+        s3_location({**copied, "S3ObjectStorageMode": "REFERENCE"})
     missing = "Please provide a source for layer content."
     with pytest.raises(ValidationError) as neither:
         asyncio.run(zip_from({}, NoCodeSource(), REGION, missing))

@@ -66,13 +66,20 @@ class S3Location:
 def s3_location(fields: Mapping[str, Any]) -> S3Location | None:
     """The S3 object ``fields`` name (CreateFunction's ``Code``, PublishLayerVersion's
     ``Content``, UpdateFunctionCode's own fields), or None where they name none."""
-    bucket, key, version = (fields.get(f) for f in ("S3Bucket", "S3Key", "S3ObjectVersion"))
-    if not (bucket or key or version):
+    bucket, key, version, mode = (
+        fields.get(f) for f in ("S3Bucket", "S3Key", "S3ObjectVersion", "S3ObjectStorageMode")
+    )
+    if not (bucket or key or version or mode):
         return None
     if fields.get("ZipFile") is not None:
         raise ValidationError(ZIP_AND_S3)
     if not bucket or not key:
         raise ValidationError(HALF_S3)
+    if mode == "REFERENCE":
+        raise ValidationError(
+            "S3ObjectStorageMode REFERENCE is not supported by this kindling host: the "
+            "deployment package is copied when it is deployed (COPY, the default)"
+        )
     return S3Location(str(bucket), str(key), str(version) if version else None)
 
 
