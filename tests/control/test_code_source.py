@@ -250,6 +250,9 @@ def test_a_request_names_s3_whole_or_not_at_all() -> None:
     with pytest.raises(ValidationError) as both:
         s3_location({"ZipFile": b"zip", "S3Bucket": "b", "S3Key": "k"})
     assert both.value.message == ZIP_AND_S3
+    for field in ("S3Key", "S3ObjectVersion"):  # JSON can carry "\ud800"; S3 names cannot
+        with pytest.raises(ValidationError, match=f"{field} is not valid UTF-8"):
+            s3_location({"S3Bucket": "b", "S3Key": "k", field: "a\ud800"})
     copied = {"S3Bucket": "b", "S3Key": "k", "S3ObjectStorageMode": "COPY"}
     assert s3_location(copied) == S3Location("b", "k")  # what kindling does anyway
     with pytest.raises(ValidationError, match="S3ObjectStorageMode REFERENCE is not supported"):

@@ -175,6 +175,9 @@ def test_missing_objects_are_refused_in_lambdas_words(
     with client_error("InvalidParameterValueException", 400) as dotted:
         create_from_s3(lam, fn_name, {"S3Bucket": bucket, "S3Key": "x/../there.zip"})
     assert dotted.value.response["Error"]["Message"] == NO_KEY  # a name, not a path
+    with client_error("InvalidParameterValueException", 400) as surrogate:
+        create_from_s3(lam, fn_name, {"S3Bucket": bucket, "S3Key": "lone \ud800.zip"})
+    assert "S3Key is not valid UTF-8" in surrogate.value.response["Error"]["Message"]
     assert gone(lam, fn_name)
 
     create_from_s3(lam, fn_name, {"S3Bucket": bucket, "S3Key": "there.zip"})

@@ -75,12 +75,23 @@ def s3_location(fields: Mapping[str, Any]) -> S3Location | None:
         raise ValidationError(ZIP_AND_S3)
     if not bucket or not key:
         raise ValidationError(HALF_S3)
+    for name, value in (("S3Bucket", bucket), ("S3Key", key), ("S3ObjectVersion", version)):
+        if value and not _utf8(str(value)):  # JSON's "\ud800": no S3 name can hold it
+            raise ValidationError(f"{name} is not valid UTF-8 (it holds a lone surrogate)")
     if mode == "REFERENCE":
         raise ValidationError(
             "S3ObjectStorageMode REFERENCE is not supported by this kindling host: the "
             "deployment package is copied when it is deployed (COPY, the default)"
         )
     return S3Location(str(bucket), str(key), str(version) if version else None)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class CodeSource(Protocol):
