@@ -210,6 +210,9 @@ CODE_S3_TIMEOUTS_S = (5.0, 60.0)
 CODE_S3_FETCH_S = 300.0
 #: Bytes of an S3 body read at a time. AWS: -.
 CODE_S3_CHUNK_BYTES = 1_048_576
+#: S3 clients kept, one per signing region (callers choose regions freely); the least
+#: recently used is closed past it. AWS: -.
+CODE_S3_CLIENTS = 8
 #: Layers one function may use. AWS: 5, "Cannot reference more than 5 layers."
 FUNCTION_LAYERS = 5
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64

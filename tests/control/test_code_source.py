@@ -34,6 +34,7 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
 from kindling.control.store import FunctionStore
 from kindling.errors import ValidationError
+from kindling.limits import CODE_S3_CLIENTS
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from tests.control.test_codestore import make_zip
@@ -236,6 +237,34 @@ def test_a_store_that_stalls_times_out_off_the_event_loop() -> None:
     assert isinstance(error, ValidationError)
     assert "could not be reached" in error.message and "timeout" in error.message.lower()
     assert ticks >= 10, f"the event loop ran {ticks} times during a fetch of 2 s and more"
+
+
+def test_requests_are_signed_for_the_configured_region_else_the_functions(
+    aws_services: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callers choose regions freely: the clients kept for them are bounded."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/kindling-test")
+    aws_services.client("s3").put_object(Bucket=bucket, Key="k.zip", Body=b"k")
+    unpinned = S3CodeSource(aws_services.url, session=session())
+    configured = session()
+    configured.set_config_variable("region", "eu-west-1")
+    pinned = S3CodeSource(aws_services.url, session=configured)
+    try:
+        for n in range(CODE_S3_CLIENTS + 3):
+            assert fetch_in(unpinned, bucket, "k.zip", f"region-{n}") == b"k"
+        assert len(unpinned._clients) == CODE_S3_CLIENTS
+        for n in range(3):
+            assert fetch_in(pinned, bucket, "k.zip", f"region-{n}") == b"k"
+        assert list(pinned._clients) == ["eu-west-1"]
+    finally:
+        unpinned.close()
+        pinned.close()
+
+
+def fetch_in(source: S3CodeSource, bucket: str, key: str, region: str) -> bytes:
+    return asyncio.run(source.fetch(S3Location(bucket, key), region))
 
 
 def test_a_request_names_s3_whole_or_not_at_all() -> None:

@@ -42,6 +42,7 @@ from botocore.session import get_session
 from kindling.errors import ValidationError
 from kindling.limits import (
     CODE_S3_CHUNK_BYTES,
+    CODE_S3_CLIENTS,
     CODE_S3_FETCH_S,
     CODE_S3_FETCHES,
     CODE_S3_OBJECT_BYTES,
@@ -158,7 +159,10 @@ def read_capped(body: Any, limit: int, deadline: float, chunk: int = CODE_S3_CHU
 
 
 class S3CodeSource:
-    """GetObject on the operator's S3 endpoint, one botocore client per region."""
+    """GetObject on the operator's S3 endpoint. Requests are signed for the region the
+    server's configuration names (``AWS_REGION``, ``AWS_DEFAULT_REGION``, a profile's),
+    as the store expects; where it names none, for the function's region (a client
+    each, the last ``CODE_S3_CLIENTS`` kept: a caller chooses its region freely)."""
 
     def __init__(
         self,
@@ -223,14 +227,17 @@ class S3CodeSource:
                 f"Error occurred while GetObject: the S3 endpoint {self.endpoint} could not "
                 f"be reached ({exc})"
             ) from exc
-        except BotoCoreError as exc:  # what botocore refuses to send, e.g.
+        except BotoCoreError as exc:  # what botocore will not send (a malformed region)
             raise ValidationError(f"Error occurred while GetObject: {exc}") from exc
 
     def _client(self, region: str) -> Any:
         with self._lock:
-            client = self._clients.get(region)
+            if self._session is None:
+                self._session = get_session()
+            region = self._session.get_config_variable("region") or region
+            client = self._clients.pop(region, None)
             if client is None:
-                session = self._session or get_session()
+                session = self._session
                 connect, read = self._timeouts
                 client = session.create_client(
                     "s3",
@@ -243,5 +250,7 @@ class S3CodeSource:
                         max_pool_connections=CODE_S3_FETCHES,
                     ),
                 )
-                self._clients[region] = client
+                while len(self._clients) >= CODE_S3_CLIENTS:  # dropped, not closed: a
+                    del self._clients[next(iter(self._clients))]  # fetch may still use it
+            self._clients[region] = client  # the most recently used last
             return client
