@@ -370,11 +370,16 @@ class FunctionService:
         self._current_for_update(ref, params.get("RevisionId"))
         if params.get("ImageUri"):
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
-        if params.get("ZipFile") is None and s3_location(params) is None:
+        location = s3_location(params)
+        if params.get("ZipFile") is None and location is None:
             raise ValidationError("Please provide a source for function code.")
         check_honoured({"Architectures": params.get("Architectures")})
         self._signing.check_deploy(FunctionRef(ref.account_id, ref.region, ref.name))
-        data = await self._zip_from(params, ref.region)
+        data = (
+            bytes(params["ZipFile"])
+            if location is None
+            else await self._code_source.fetch(location, ref.region)
+        )
         unpacked = unzipped_size(data)
         check_total_size(
             unpacked, self.get(FunctionRef(ref.account_id, ref.region, ref.name)).layers
