@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import dataclasses
 import logging
@@ -52,6 +53,7 @@ from kindling.api.sts import StsApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
+from kindling.control.code_source import CodeSource, NoCodeSource, S3CodeSource, s3_endpoint
 from kindling.control.codesigning import CodeSigning
 from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
@@ -161,6 +163,18 @@ def make_counter(config: Config, settings: ConcurrencySettings, metrics: Metrics
     return RedisCounter(config.counting, settings, metrics)
 
 
+def make_code_source(environ: collections.abc.Mapping[str, str]) -> CodeSource:
+    """Code named by S3 locations comes from the S3 endpoint the server's environment
+    names (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``); without one it is refused
+    with what to set (ADR 0037)."""
+    endpoint = s3_endpoint(environ)
+    if endpoint is None:
+        log.info("code from S3: no S3 endpoint configured (AWS_ENDPOINT_URL_S3)")
+        return NoCodeSource()
+    log.info("code from S3: fetched from %s", endpoint)
+    return S3CodeSource(endpoint)
+
+
 def private_data_dir(config: Config) -> None:
     """The data dir holds every function's code, environment and logs and the code-URL
     secret: only root may enter it (0700), and the database is created 0600 (SQLite
@@ -191,7 +205,8 @@ class App:
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config, self._handle)  # sandboxes call the API too
         self.signing = CodeSigning(self.store, function_store)
-        self.layers = LayerService(LayerStore(self.store), self.code)
+        self.code_source = make_code_source(os.environ)
+        self.layers = LayerService(LayerStore(self.store), self.code, self.code_source)
         self.functions = FunctionService(
             function_store,
             self.code,
@@ -199,6 +214,7 @@ class App:
             sandbox_backends=self.backends.names,
             signing=self.signing,
             layers=self.layers,
+            code_source=self.code_source,
         )
         self.layers.on_deleted(self.functions.collect)  # unless a function version uses it
         self.versions = VersionService(self.functions, function_store)
@@ -619,6 +635,8 @@ class App:
         await self.backends.close()
         self.logs.close()
         self.code.close()
+        if isinstance(self.code_source, S3CodeSource):
+            self.code_source.close()
         self.store.close()
 
     def _idle(self) -> bool:

@@ -192,6 +192,27 @@ LOG_MAX_OFFSET = 2**63 - 1
 #: "Function code combined with layers exceeds the maximum allowed size of 262144000
 #: bytes. The actual size is N bytes."
 CODE_UNZIPPED_BYTES = 262_144_000
+#: An S3 object fetched as code (CreateFunction's and PublishLayerVersion's S3Bucket and
+#: S3Key, UpdateFunctionCode's): refused from its Content-Length past this, and its body
+#: read no further (a store that lies about the length is cut off there), so no fetch
+#: holds more in memory. AWS: no zipped bound from S3 (50 MB is direct uploads'); the
+#: unzipped one holds, and a zip's stored bytes are at least its members' (deflate never
+#: grows data by more than 5 bytes a 64 KiB block), so AWS's "Unzipped size must be
+#: smaller than 262144000 bytes".
+CODE_S3_OBJECT_BYTES = 262_144_000
+#: S3 objects fetched at once, each in a thread of its own (botocore blocks); more wait.
+#: Bounds the memory fetches hold together to twice the object bound. AWS: -.
+CODE_S3_FETCHES = 2
+#: Connect and read (per socket read) timeouts of one S3 call. AWS: - (the SDKs' are 60 s).
+CODE_S3_TIMEOUTS_S = (5.0, 60.0)
+#: One fetch, whole: a store that trickles its body is given up on past it. AWS: -
+#: (250 MB at 1 MB/s takes 250 s).
+CODE_S3_FETCH_S = 300.0
+#: Bytes of an S3 body read at a time. AWS: -.
+CODE_S3_CHUNK_BYTES = 1_048_576
+#: S3 clients kept, one per signing region (callers choose regions freely); the least
+#: recently used is closed past it. AWS: -.
+CODE_S3_CLIENTS = 8
 #: Layers one function may use. AWS: 5, "Cannot reference more than 5 layers."
 FUNCTION_LAYERS = 5
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64
