@@ -1,7 +1,8 @@
 """Terraform, as a user runs it, against a real kindling server: the hashicorp/aws
-provider creates a function (zip), an alias, a provisioned concurrency config, a code
-signing config, a runtime management config and a recursion config; a second plan
-shows no change; an update (code, memory, environment) applies and plans clean again;
+provider creates a function (zip) with a layer, an alias, a provisioned concurrency
+config, a code signing config, a runtime management config, a recursion config, an
+asynchronous invocation config, a function URL and the permission that opens it; a
+second plan shows no change; an update (code, memory, environment) applies and plans clean again;
 destroy leaves nothing.
 
 Terraform comes from the machine (``terraform`` on PATH) and the provider from a local
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -115,8 +117,17 @@ resource "aws_lambda_code_signing_config" "signing" {
     untrusted_artifact_on_deployment = "Warn"
   }
 }
+resource "aws_lambda_layer_version" "lib" {
+  layer_name          = "%(name)s-lib"
+  filename            = "layer.zip"
+  source_code_hash    = filebase64sha256("layer.zip")
+  compatible_runtimes = ["python3.11"]
+  description         = "greetings"
+  license_info        = "MIT"
+}
 resource "aws_lambda_function" "fn" {
   function_name           = "%(name)s"
+  layers                  = [aws_lambda_layer_version.lib.arn]
   role                    = "arn:aws:iam::%(account)s:role/terraform"
   handler                 = "app.handler"
   runtime                 = "python3.11"
@@ -162,13 +173,31 @@ resource "aws_lambda_runtime_management_config" "runtime" {
   function_name     = aws_lambda_function.fn.function_name
   update_runtime_on = "FunctionUpdate"
 }
+resource "aws_lambda_function_event_invoke_config" "async" {
+  function_name                = aws_lambda_function.fn.function_name
+  maximum_event_age_in_seconds = 120
+  maximum_retry_attempts       = 0
+}
+resource "aws_lambda_function_url" "url" {
+  function_name      = aws_lambda_function.fn.function_name
+  authorization_type = "NONE"
+}
+resource "aws_lambda_permission" "url" {
+  statement_id           = "public-url"
+  action                 = "lambda:InvokeFunctionUrl"
+  principal              = "*"
+  function_name          = aws_lambda_function.fn.function_name
+  function_url_auth_type = "NONE"
+}
 """
 
 APP = (
     "import os\n"
+    "import greet\n"  # from the layer, at /opt/python
     "def handler(event, context):\n"
-    "    return {'v': %d, 'greeting': os.environ['GREETING']}\n"
+    "    return {'v': %d, 'greeting': greet.say(os.environ['GREETING'])}\n"
 )
+LAYER = {"python/greet.py": b"def say(word):\n    return word + '!'\n"}
 
 
 class Terraform:
@@ -228,6 +257,13 @@ def _invoke_live(lam: Any, name: str) -> dict[str, Any]:
     return result
 
 
+def _through_url(server: Server, url: str) -> Any:
+    """A GET of a function URL as a browser sends it: no signature."""
+    url_id = url.split("//", 1)[1].split(".", 1)[0]
+    with urllib.request.urlopen(f"{server.endpoint}/_url/{url_id}/", timeout=60) as answer:
+        return json.loads(answer.read())
+
+
 def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: Path) -> None:
     terraform, mirror, version = _tf_or_skip()
     tf = Terraform(terraform, mirror, tmp_path)
@@ -243,6 +279,7 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
         }
     )
     (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": APP % 1}))
+    (tmp_path / "layer.zip").write_bytes(make_zip(LAYER))
     tf.ok("init")
 
     tf.ok("apply", "-auto-approve", *_vars(128, "hello"))
@@ -267,6 +304,15 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     runtime = lam.get_runtime_management_config(FunctionName=fn_name)
     assert runtime["UpdateRuntimeOn"] == "FunctionUpdate"
     assert lam.get_function_recursion_config(FunctionName=fn_name)["RecursiveLoop"] == "Allow"
+    (layer,) = config["Layers"]
+    assert layer["Arn"].endswith(f":layer:{fn_name}-lib:1")
+    invoke_config = lam.get_function_event_invoke_config(FunctionName=fn_name)
+    assert (invoke_config["MaximumEventAgeInSeconds"], invoke_config["MaximumRetryAttempts"]) == (
+        120,
+        0,
+    )
+    url = lam.get_function_url_config(FunctionName=fn_name)["FunctionUrl"]
+    assert _through_url(server, url) == {"v": 1, "greeting": "hello!"}
     tf.plan_is_empty(*_vars(128, "hello"))
 
     (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": APP % 2}))
@@ -275,7 +321,7 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     assert lam.get_alias(FunctionName=fn_name, Name="live")["FunctionVersion"] == "2"
     assert wait_for(lambda: _invoke_live(lam, fn_name), timeout=120) == {
         "v": 2,
-        "greeting": "bye",
+        "greeting": "bye!",
     }
     tf.plan_is_empty(*_vars(256, "bye"))
 
@@ -286,6 +332,7 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     with pytest.raises(ClientError) as signing_gone:
         lam.get_code_signing_config(CodeSigningConfigArn=signing)
     assert signing_gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert not lam.list_layer_versions(LayerName=f"{fn_name}-lib")["LayerVersions"]
 
 
 S3_TF = """
