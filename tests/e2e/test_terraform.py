@@ -197,6 +197,12 @@ APP = (
     "def handler(event, context):\n"
     "    return {'v': %d, 'greeting': greet.say(os.environ['GREETING'])}\n"
 )
+#: The function of the S3 lifecycle: no layer.
+PLAIN_APP = (
+    "import os\n"
+    "def handler(event, context):\n"
+    "    return {'v': %d, 'greeting': os.environ['GREETING']}\n"
+)
 LAYER = {"python/greet.py": b"def say(word):\n    return word + '!'\n"}
 
 
@@ -382,7 +388,7 @@ def test_terraform_lifecycle_of_a_function_from_s3(
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     key = "deploy/ünï app.zip"
-    first = s3.put_object(Bucket=bucket, Key=key, Body=make_zip({"app.py": APP % 1}))
+    first = s3.put_object(Bucket=bucket, Key=key, Body=make_zip({"app.py": PLAIN_APP % 1}))
     tf = Terraform(terraform, mirror, tmp_path)
     (tmp_path / "main.tf").write_text(
         S3_TF
@@ -401,7 +407,7 @@ def test_terraform_lifecycle_of_a_function_from_s3(
     assert wait_for(lambda: _invoke(lam, fn_name), timeout=120) == {"v": 1, "greeting": "from s3"}
     tf.plan_is_empty(*on_first)
 
-    second = s3.put_object(Bucket=bucket, Key=key, Body=make_zip({"app.py": APP % 2}))
+    second = s3.put_object(Bucket=bucket, Key=key, Body=make_zip({"app.py": PLAIN_APP % 2}))
     on_second = ("-var", f"object_version={second['VersionId']}")
     tf.ok("apply", "-auto-approve", *on_second)
     assert wait_for(lambda: _invoke(lam, fn_name), timeout=120) == {"v": 2, "greeting": "from s3"}
