@@ -81,9 +81,11 @@ class Frontend:
         self._served = ["lambda", *self._services]
 
     def authenticate(self, request: Request) -> Caller:
-        return self._verifier.verify(
+        caller = self._verifier.verify(
             request.method, request.path, request.query, request.headers, request.body
         )
+        request.account = caller.account_id
+        return caller
 
     async def handle(self, request: Request) -> Response:
         try:

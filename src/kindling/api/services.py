@@ -82,6 +82,7 @@ class ServiceEndpoint:
             caller = self._verifier.verify(
                 request.method, request.path, request.query, request.headers, request.body
             )
+            request.account = caller.account_id  # for the access log
             path_params: dict[str, str] = {}
             query: dict[str, list[str]] = {}
             if self._json:
