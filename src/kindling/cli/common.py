@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-console = Console()
+#: Piped or captured output is not cut to 80 columns: a table's rows stay whole for grep.
+console = Console(width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True)
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
