@@ -204,3 +204,38 @@ def test_start_up_lines_say_what_the_server_does_and_the_access_log_is_off(
         assert "role all; sandboxes namespace backend" in log
     else:
         assert "role control; sandboxes on registered workers" in log
+
+
+@pytest.mark.parametrize(
+    ("service", "call"),
+    [
+        ("cloudformation", lambda c: c.describe_stacks(StackName="hello")),  # query (XML)
+        ("s3", lambda c: c.put_object(Bucket="b", Key="k", Body=b"zip")),  # REST-XML
+        ("sqs", lambda c: c.list_queues()),  # JSON
+    ],
+    ids=["cloudformation", "s3", "sqs"],
+)
+def test_a_service_kindling_does_not_serve_gets_an_error_its_client_parses(
+    server: Server, service: str, call: Any
+) -> None:
+    """``sam deploy`` calls CloudFormation (query protocol, XML) and S3 (REST-XML): the
+    error naming the service comes in the shape each client parses, so the user reads
+    it instead of a parser's traceback."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+    from botocore.exceptions import ClientError
+
+    client = boto3.session.Session().client(
+        service,
+        region_name="us-east-1",
+        endpoint_url=server.endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=BotoConfig(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
+    )
+    with pytest.raises(ClientError) as caught:
+        call(client)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "UnknownOperationException", caught.value.response
+    assert f"kindling does not serve the '{service}' API" in error["Message"], error
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
