@@ -79,3 +79,24 @@ def test_serve_on_a_port_in_use_is_one_line_and_leaves_nothing(tmp_path: Path) -
         "(another kindling serve?); choose --port"
     ], done.stderr
     assert not working_in(tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["deploy", "/nonexistent-dir", "--name", "f"], "does not exist"),
+        (["no-such-command"], "No such command"),
+        (["invoke"], "Missing argument"),
+        (["serve", "--store", "mysql://u@h/k"], "--store"),
+    ],
+    ids=["missing-dir", "unknown-command", "missing-argument", "bad-store"],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(args: list[str], words: str) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kindling"), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kindling: "), done.stderr
+    assert words in lines[0] and "--help" in lines[0]

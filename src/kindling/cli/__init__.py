@@ -60,13 +60,29 @@ app.command(context_settings=ops.BENCH_SETTINGS)(ops.bench)
 
 
 def main() -> None:
-    """The console script. A failure of a call to the server that a command did not
-    turn into its line already still ends as one line, not a traceback."""
+    """The console script. Usage errors, and failures of calls to the server that a
+    command did not turn into its line already, end as one line too, not as a box or
+    a traceback."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        _line("aborted")
+        sys.exit(1)
+    except typer.TyperException as exc:  # click's usage errors, as Typer carries them
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        context = getattr(exc, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None else ""
+        _line(f"{message}{hint}")
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except Exception as exc:
         line = describe(exc, endpoint_of(None))
         if line is None:
             raise
-        err.print(f"kindling: {line}", style="red", soft_wrap=True, markup=False, highlight=False)
+        _line(line)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _line(message: str) -> None:
+    err.print(f"kindling: {message}", style="red", soft_wrap=True, markup=False, highlight=False)
