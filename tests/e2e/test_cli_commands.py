@@ -196,9 +196,10 @@ def test_a_server_that_is_down_is_one_line(tmp_path: Path, args: tuple[str, ...]
     assert time.monotonic() - began < 120  # said promptly, not after a long retry
 
 
-def test_bad_credentials_are_one_line(server: Server) -> None:
+@pytest.mark.parametrize("args", [("list",), ("logs", "f"), ("invoke", "f")], ids=lambda a: a[0])
+def test_bad_credentials_are_one_line(server: Server, args: tuple[str, ...]) -> None:
     done = _kindling(
-        server, "list", env={"AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY", "AWS_SECRET_ACCESS_KEY": "x"}
+        server, *args, env={"AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY", "AWS_SECRET_ACCESS_KEY": "x"}
     )
     assert_one_line_error(done, "refused the credentials", "UnrecognizedClientException")
 

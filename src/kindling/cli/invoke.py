@@ -19,6 +19,7 @@ from kindling.cli.common import (
     EndpointOpt,
     api_errors,
     console,
+    describe,
     endpoint_of,
     err,
     fail,
@@ -118,7 +119,7 @@ def logs(
                 data = response.read()
                 offset = response.headers.get("X-Kindling-Next-Offset", offset)
         except urllib.error.HTTPError as exc:
-            fail(_refusal(exc))
+            fail(_refusal(exc, base))
         except OSError:
             fail(f"cannot reach kindling at {base}: is `kindling serve` running there?")
         sys.stdout.write(data.decode(errors="replace"))
@@ -130,12 +131,19 @@ def logs(
         time.sleep(0.5)
 
 
-def _refusal(exc: urllib.error.HTTPError) -> str:
-    """The server's error for a logs request, as ``Code: message``."""
+def _refusal(exc: urllib.error.HTTPError, base: str) -> str:
+    """The server's error for a logs request, in the words ``describe`` gives an API
+    call's (``Code: message``; refused credentials named as such)."""
+    from botocore.exceptions import ClientError
+
     try:
         body = json.loads(exc.read() or b"{}")
     except ValueError:
         body = {}
     message = body.get("Message") or body.get("message") or str(exc.reason)
-    code = exc.headers.get("x-amzn-ErrorType", "").split(":")[0] or body.get("Type", "")
-    return f"{code}: {message}" if code else str(message)
+    code = exc.headers.get("x-amzn-ErrorType", "").split(":")[0] or body.get("Type") or "Error"
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": exc.code},
+    }
+    return describe(ClientError(response, "logs"), base) or str(message)
