@@ -222,3 +222,56 @@ def test_invoke_reads_the_payload_from_a_file(server: Server, fn_name: str, tmp_
     done = _kindling(server, "invoke", fn_name, "--payload", f"@{event}")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"from": "a file"}
+
+
+def test_a_new_function_of_another_account_needs_a_role_and_deploys_with_one(
+    private_server: Server, tmp_path: Path
+) -> None:
+    """The dev account may omit --role (ADR 0036); any other account's new function
+    needs a role of its own IAM that Lambda may assume: without one, deploy says so in
+    one line (the account from STS GetCallerIdentity) instead of the server's refusal."""
+    import boto3
+
+    srv = private_server
+    srv.start()
+    made = subprocess.run(
+        [str(KINDLING), "admin", "account", "create", "team", "--json",
+         "--endpoint", srv.endpoint, "--data-dir", str(srv.data_dir)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    key = json.loads(made.stdout)["Key"]
+    account = key["AccountId"]
+    as_team = {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+    folder = _app_dir(tmp_path, "def handler(event, context):\n    return 'team'\n")
+    refused = _kindling(srv, "deploy", str(folder), "--name", "f", env=as_team)
+    assert_one_line_error(refused, f"needs --role arn:aws:iam::{account}:role/NAME")
+    assert refused.returncode == 2
+
+    iam = boto3.session.Session().client(
+        "iam",
+        region_name="us-east-1",
+        endpoint_url=srv.endpoint,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = iam.create_role(RoleName="runner", AssumeRolePolicyDocument=json.dumps(trust))
+    made_fn = _kindling(
+        srv, "deploy", str(folder), "--name", "f", "--role", role["Role"]["Arn"], env=as_team
+    )
+    assert made_fn.returncode == 0, made_fn.stderr
+    assert f"arn:aws:lambda:us-east-1:{account}:function:f" in made_fn.stdout
+    assert _kindling(srv, "invoke", "f", env=as_team).stdout.strip() == '"team"'
+    assert _kindling(srv, "delete", "f", env=as_team).returncode == 0

@@ -53,6 +53,11 @@ def lambda_client(endpoint: str | None) -> Any:
     """botocore's Lambda client for ``endpoint``, with the caller's credentials and
     region from the default chain (the dev key ``test``/``test`` and us-east-1 when
     there are none). One retry: a server that is down is said so at once."""
+    return client("lambda", endpoint)
+
+
+def client(service: str, endpoint: str | None) -> Any:
+    """A botocore client of ``service`` at kindling's endpoint (see ``lambda_client``)."""
     import botocore.config
     import botocore.session
 
@@ -67,7 +72,7 @@ def lambda_client(endpoint: str | None) -> Any:
         retries={"mode": "standard", "max_attempts": 2},
     )
     return session.create_client(
-        "lambda", region_name=region, endpoint_url=endpoint_of(endpoint), config=config, **kwargs
+        service, region_name=region, endpoint_url=endpoint_of(endpoint), config=config, **kwargs
     )
 
 

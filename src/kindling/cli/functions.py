@@ -17,7 +17,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kindling.cli.common import EndpointOpt, api_errors, console, err, fail, lambda_client
+from kindling.cli.common import (
+    EndpointOpt,
+    api_errors,
+    client,
+    console,
+    err,
+    fail,
+    lambda_client,
+)
 
 #: What ``deploy`` gives a new function for the options it was not given.
 NEW_FUNCTION_DEFAULTS: dict[str, Any] = {
@@ -26,8 +34,12 @@ NEW_FUNCTION_DEFAULTS: dict[str, Any] = {
     "MemorySize": 128,
     "Timeout": 3,
 }
-#: The role a new function gets unless --role names one: kindling's dev account's.
-DEFAULT_ROLE = "arn:aws:iam::000000000000:role/kindling"
+#: The dev account (``test``/``test``): the one whose functions need no role of IAM.
+DEV_ACCOUNT = "000000000000"
+#: The role a new function of the dev account gets unless --role names one: the dev
+#: account accepts a role it has not created (ADR 0036); any other account needs a role
+#: of its IAM that Lambda may assume.
+DEFAULT_ROLE = f"arn:aws:iam::{DEV_ACCOUNT}:role/kindling"
 #: The fields ``deploy`` shows of the function it leaves.
 SHOWN = (
     "FunctionArn",
@@ -116,27 +128,29 @@ def deploy(
     if layers is not None:
         settings["Layers"] = parse_layers(layers)
     code = zip_dir(directory)
-    client = lambda_client(endpoint)
+    lam = lambda_client(endpoint)
     with api_errors(endpoint), err.status(f"deploying {name} ({len(code)} bytes)"):
         try:
-            client.get_function(FunctionName=name)
-        except client.exceptions.ResourceNotFoundException:
-            client.create_function(
+            lam.get_function(FunctionName=name)
+        except lam.exceptions.ResourceNotFoundException:
+            if role is None:
+                settings["Role"] = _default_role(endpoint)
+            lam.create_function(
                 FunctionName=name,
                 Code={"ZipFile": code},
-                **{**NEW_FUNCTION_DEFAULTS, "Role": DEFAULT_ROLE, **settings},
+                **{**NEW_FUNCTION_DEFAULTS, **settings},
             )
             action = "created"
         else:
-            client.update_function_code(FunctionName=name, ZipFile=code)
+            lam.update_function_code(FunctionName=name, ZipFile=code)
             if settings:
-                client.get_waiter("function_updated_v2").wait(
+                lam.get_waiter("function_updated_v2").wait(
                     FunctionName=name, WaiterConfig={"Delay": 1}
                 )
-                client.update_function_configuration(FunctionName=name, **settings)
+                lam.update_function_configuration(FunctionName=name, **settings)
             action = "updated"
-        client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
-        config = client.get_function_configuration(FunctionName=name)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+        config = lam.get_function_configuration(FunctionName=name)
     table = Table(title=f"{name} {action}")
     for key in SHOWN:
         table.add_row(key, str(config.get(key)))
@@ -148,16 +162,30 @@ def deploy(
     console.print(table)
 
 
+def _default_role(endpoint: str | None) -> str:
+    """The dev account's default role, or, for any other account, a usage error that
+    says what to pass (the caller's account from STS GetCallerIdentity)."""
+    account = client("sts", endpoint).get_caller_identity()["Account"]
+    if account != DEV_ACCOUNT:
+        fail(
+            f"a new function of account {account} needs --role arn:aws:iam::{account}:role/"
+            "NAME, a role Lambda may assume (aws iam create-role with the trust policy of "
+            "lambda.amazonaws.com)",
+            code=2,
+        )
+    return DEFAULT_ROLE
+
+
 def list_functions(
     as_json: JsonOpt = False,
     endpoint: EndpointOpt = None,
 ) -> None:
     """The account's functions in this region: runtime, memory, timeout, last change."""
-    client = lambda_client(endpoint)
+    lam = lambda_client(endpoint)
     with api_errors(endpoint):
         found = [
             fn
-            for page in client.get_paginator("list_functions").paginate()
+            for page in lam.get_paginator("list_functions").paginate()
             for fn in page["Functions"]
         ]
     if as_json:
@@ -187,10 +215,10 @@ def delete(
     endpoint: EndpointOpt = None,
 ) -> None:
     """Delete function NAME (all its versions and aliases), or one version of it."""
-    client = lambda_client(endpoint)
+    lam = lambda_client(endpoint)
     extra = {} if qualifier is None else {"Qualifier": qualifier}
     with api_errors(endpoint):
-        client.delete_function(FunctionName=name, **extra)
+        lam.delete_function(FunctionName=name, **extra)
     console.print(f"deleted {name}" + ("" if qualifier is None else f" version {qualifier}"))
 
 
@@ -200,8 +228,8 @@ def publish(
     endpoint: EndpointOpt = None,
 ) -> None:
     """Publish $LATEST of NAME as a new version (none if it did not change since the last)."""
-    client = lambda_client(endpoint)
+    lam = lambda_client(endpoint)
     extra = {} if description is None else {"Description": description}
     with api_errors(endpoint), err.status(f"publishing {name}"):
-        version = client.publish_version(FunctionName=name, **extra)
+        version = lam.publish_version(FunctionName=name, **extra)
     console.print(f"published {name} version {version['Version']}: {version['FunctionArn']}")
