@@ -606,10 +606,10 @@ class App:
             self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
         log.info(
-            "kindling %s listening on http://%s:%d (pid %d)",
-            kindling.__version__,
+            "kindling listening on http://%s:%d (version %s, pid %d)",
             self.config.host,
             self.port,
+            kindling.__version__,
             os.getpid(),
         )
         for line in self.config.describe():

@@ -195,7 +195,7 @@ def test_start_up_lines_say_what_the_server_does_and_the_access_log_is_off(
 ) -> None:
     lam.list_functions()
     log = _log(server)
-    assert re.search(r"kindling \S+ listening on http://\S+:\d+ \(pid \d+\)", log)
+    assert re.search(r"kindling listening on http://\S+:\d+ \(version \S+, pid \d+\)", log)
     assert f"data dir {server.data_dir}" in log
     assert "access log off" in log and "/_kindling/health/ready" in log
     assert "kindling.access" not in log  # off by default
