@@ -89,7 +89,7 @@ def test_readiness_fails_while_draining_and_liveness_holds(
     assert _probe(prober, READY)[0] == 200
     result: dict[str, Any] = {}
     call = threading.Thread(
-        target=lambda: result.update(lam.invoke(FunctionName="sleeper", Payload=b'{"s": 8}'))
+        target=lambda: result.update(lam.invoke(FunctionName="sleeper", Payload=b'{"s": 15}'))
     )
     call.start()
     wait_for(lambda: "START RequestId" in function_log(srv.endpoint, "sleeper"), timeout=60)
