@@ -101,6 +101,7 @@ class WorkerNode:
             self.runtimes.resolve,
             self._scrape,
             self.logs.aread,
+            self._readiness,
         )
         self.server = HttpServer(
             handler.handle,
@@ -119,6 +120,15 @@ class WorkerNode:
         self.done = asyncio.Event()
         self.port = config.port
         self.url = config.advertise_url
+
+    def _readiness(self) -> dict[str, object]:
+        """Ready while taking sandboxes and heard by a control node within a lease."""
+        if self.draining:
+            return {"status": "fail", "draining": True}
+        now = time.monotonic()
+        heard = any(now - at <= limits.CLUSTER_LEASE_S for at, _ in self._claims.values())
+        check = "pass" if heard else "fail"
+        return {"status": check, "checks": {"control": check}}
 
     def _scrape(self, accept: str) -> tuple[bytes, str]:
         encode, content_type = choose_encoder(accept)

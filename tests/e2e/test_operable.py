@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from tests.engines import Postgres
 
 from .support import (
     ACCOUNT,
+    KINDLING,
     ROLE,
     Server,
     function_log,
@@ -239,3 +242,24 @@ def test_a_service_kindling_does_not_serve_gets_an_error_its_client_parses(
     assert error["Code"] == "UnknownOperationException", caught.value.response
     assert f"kindling does not serve the '{service}' API" in error["Message"], error
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_every_worker_of_a_cluster_answers_the_same_probes(server: Server) -> None:
+    """Listed by ``kindling cluster status --json`` (the control node's view); each worker
+    host is live, and ready while a control node hears its heartbeats."""
+    secret = server.env.get("KINDLING_CLUSTER_SECRET")
+    if "--role" not in " ".join(server.extra_args) or not secret:
+        pytest.skip("a single node has no workers of its own to probe")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["KINDLING_CLUSTER_SECRET"] = secret
+    listed = subprocess.run(
+        [str(KINDLING), "cluster", "status", "--json", "--endpoint", server.endpoint],
+        capture_output=True, text=True, timeout=60, env=env, check=True,
+    )  # fmt: skip
+    workers = json.loads(listed.stdout)
+    assert workers, listed.stdout
+    for worker in workers:
+        assert raw_request(worker["url"], "GET", LIVE, sign=False).json() == {"status": "pass"}
+        ready = raw_request(worker["url"], "GET", READY, sign=False)
+        assert ready.status == 200, ready.body
+        assert ready.json() == {"status": "pass", "checks": {"control": "pass"}}
