@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import kindling
+from kindling.api.access_log import AccessLog
 from kindling.api.account import AccountApi
 from kindling.api.admin import AdminApi
 from kindling.api.aliases import AliasesApi
@@ -36,6 +38,8 @@ from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
+from kindling.api.health import PATHS as HEALTH_PATHS
+from kindling.api.health import HealthEndpoint, readiness_checks
 from kindling.api.iam import IamApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
@@ -355,6 +359,13 @@ class App:
             self.directory.forget_account,
         ).handle
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        checks = readiness_checks(
+            self.store.ping,
+            self.counter.in_use if config.counting else None,
+            self.registry.status if self.registry is not None else None,
+        )
+        self.health = HealthEndpoint(checks, lambda: self._draining)
+        public_routes.update(dict.fromkeys(HEALTH_PATHS, self.health.serve))
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
         self.rule_scheduler = Scheduler(
@@ -402,7 +413,7 @@ class App:
             LambdaGuard(self.authorizer, self.policies, self.directory).authorize,
         )
         self.server = HttpServer(
-            self._handle,
+            AccessLog(self._handle).handle if config.access_log else self._handle,
             limits=dataclasses.replace(
                 FRONTEND_LIMITS,
                 header_timeout=config.http_timeouts_s[0],
@@ -423,6 +434,8 @@ class App:
         """The front end, unless the server is draining: then every new request, on a
         connection opened before the drain, is refused as a service error."""
         if self._draining:
+            if request.path in HEALTH_PATHS:  # a prober learns of the drain
+                return await self.health.handle(request)
             return self.frontend.refuse(ServiceError("The server is shutting down."))
         self._requests += 1
         try:
@@ -591,7 +604,15 @@ class App:
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
-        log.info("kindling listening on http://%s:%d", self.config.host, self.port)
+        log.info(
+            "kindling listening on http://%s:%d (version %s, pid %d)",
+            self.config.host,
+            self.port,
+            kindling.__version__,
+            os.getpid(),
+        )
+        for line in self.config.describe():
+            log.info("%s", line)
 
     async def stop(self, grace_s: float | None = None, cut: asyncio.Event | None = None) -> None:
         """Drains, then stops: no new connection or request is taken, running invocations
@@ -654,20 +675,31 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Runs kindling until SIGINT or SIGTERM, then drains it (``App.stop``); a second
     signal cuts the drain short."""
     app = App(config)
-    await app.start()
+    try:
+        await app.start()
+    except BaseException:  # e.g. its port is in use: free what start made before it raised
+        with contextlib.suppress(Exception):
+            await app.stop(grace_s=0)
+        raise
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
     cut = asyncio.Event()
 
-    def on_signal() -> None:
-        (cut if stop.is_set() else stop).set()
+    def on_signal(name: str) -> None:
+        if stop.is_set():
+            log.info("%s again: stopping at once", name)
+            cut.set()
+            return
+        log.info("%s: draining (%s again stops at once)", name, name)
+        stop.set()
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, on_signal, sig.name)
     try:
         await stop.wait()
     finally:
         await app.stop(cut=cut)
+        log.info("kindling stopped")

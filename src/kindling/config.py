@@ -96,6 +96,10 @@ class Config:
     #: KINDLING_SERVER_KEY_FILE); by default ``server.key`` in the data dir, created 0600.
     #: Control nodes of one cluster share one.
     server_key_file: Path | None = None
+    #: One line per request on the log (method, path, status, duration, request id,
+    #: account): ``--access-log``, KINDLING_ACCESS_LOG. Off by default: when off the
+    #: front end's handler is not wrapped at all (ADR 0040).
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -149,6 +153,30 @@ class Config:
     def process_backend_enabled(self) -> bool:
         return self.unsafe_process_backend or self.sandbox_backend == "process"
 
+    def describe(self) -> list[str]:
+        """What this server is about to do, in the words of the start-up log: where its
+        state is, which sandboxes, whether the dev key works, what an operator can probe.
+        Passwords in URLs are hidden."""
+        store = _hide_password(self.store) if self.store else f"SQLite {self.data_dir}/kindling.db"
+        counting = _hide_password(self.counting) if self.counting else "in this process"
+        if self.role == "control":
+            sandboxes = "on registered workers"
+        else:
+            sandboxes = f"{self.sandbox_backend} backend"
+            if self.unsafe_process_backend:
+                sandboxes += " (process backend enabled: NOT ISOLATED, debugging only)"
+        if self.dev_keys_enabled:
+            why = "listening on loopback only" if self.dev_keys is None else "--dev-keys"
+            dev = f"dev mode: key test/test signs as account 000000000000 ({why})"
+        else:
+            dev = "dev key off: accounts and keys come from `kindling admin`"
+        return [
+            f"data dir {self.data_dir}; store {store}; counting {counting}",
+            f"role {self.role}; sandboxes {sandboxes}; {dev}",
+            f"access log {'on' if self.access_log else 'off'}; probes GET /_kindling/health/"
+            "live and /_kindling/health/ready; metrics GET /metrics",
+        ]
+
     def with_overrides(self, **changes: object) -> Config:
         clean = {k: v for k, v in changes.items() if v is not None}
         return replace(self, **clean)  # type: ignore[arg-type]
@@ -201,6 +229,7 @@ class Config:
             base,
             dev_keys=None if dev_keys is None else _flag(env, "KINDLING_DEV_KEYS", False),
             server_key_file=Path(key_file) if key_file else base.server_key_file,
+            access_log=_flag(env, "KINDLING_ACCESS_LOG", base.access_log),
             counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
             role=env.get("KINDLING_ROLE", base.role),
             control_url=env.get("KINDLING_CONTROL", base.control_url),
@@ -224,6 +253,14 @@ class Config:
             snapstart_latest=snapstart_latest,
             tuning=tuning,
         )
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def read_secret_file(path: str) -> str:

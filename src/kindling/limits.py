@@ -42,6 +42,11 @@ FRONTEND_BODY_TIMEOUT_S = 120.0
 #: idle timeout is 60 s; botocore keeps pooled connections and reconnects on close.
 FRONTEND_IDLE_TIMEOUT_S = 60.0
 
+#: How long a readiness probe waits for one dependency (the store, the shared counter)
+#: before it calls it failed: below Kubernetes' default probe timeout (1 s), so that the
+#: prober gets our 503 naming the check instead of its own timeout. AWS: -
+HEALTH_CHECK_TIMEOUT_S = 0.8
+
 #: Open front-end connections in all; past it a new one is answered 503 and closed, so
 #: the server keeps descriptors for sandboxes (the server runs with 20,000). AWS: -.
 FRONTEND_MAX_CONNECTIONS = 8192

@@ -106,6 +106,7 @@ class WorkerNode:
             self.runtimes.resolve,
             self._scrape,
             self.logs.aread,
+            self._readiness,
         )
         self.server = HttpServer(
             handler.handle,
@@ -127,6 +128,15 @@ class WorkerNode:
 
     def _sign(self, method: str, path: str, body: bytes) -> str:
         return cluster.sign(self._key, method, path, body, worker=self.worker_id)
+
+    def _readiness(self) -> dict[str, object]:
+        """Ready while taking sandboxes and heard by a control node within a lease."""
+        if self.draining:
+            return {"status": "fail", "draining": True}
+        now = time.monotonic()
+        heard = any(now - at <= limits.CLUSTER_LEASE_S for at, _ in self._claims.values())
+        check = "pass" if heard else "fail"
+        return {"status": check, "checks": {"control": check}}
 
     def _scrape(self, accept: str) -> tuple[bytes, str]:
         encode, content_type = choose_encoder(accept)
