@@ -166,11 +166,14 @@ class LogStream:
         self._used += len(data)
         self._emit(data)
 
-    def system(self, line: str) -> None:
+    def system(self, line: str | None) -> None:
         """A line of the platform's: the marker for what was dropped goes before it.
+        None: a record the function's SystemLogLevel leaves out (``platform_records``).
 
         Never cut by the cap, but never longer than ``LOG_LINE_BYTES`` either: an error
         line carries the function's own (possibly huge) errorMessage."""
+        if line is None:
+            return
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             self._emit(self._marker(dropped), hold=True)

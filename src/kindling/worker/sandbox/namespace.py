@@ -45,6 +45,7 @@ from kindling.worker.sandbox.layerview import opt_file
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot
 from kindling.worker.sandbox.platform import ENDPOINT, PLATFORM_LIMITS, PlatformHandler
+from kindling.worker.sandbox.procstat import peak_resident_kb
 from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class NamespaceSandbox:
         self._request_id = ""
         self._limits = CgroupLimits(memory_mb=spec.memory_mb)
         self._peak = 0
+        self._resident = 0  # the peak resident memory of its processes (usage())
         self._reap_tries = 0
         self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
@@ -315,10 +317,20 @@ class NamespaceSandbox:
             self._cgroup.freeze(False)
 
     def usage(self) -> Usage:
+        """Max Memory Used as Lambda reports it: the sandbox's resident memory at its
+        peak. A sandbox forked from a zygote or a snapshot shares the pages its parent
+        had loaded, and its cgroup is charged only for those it touches after the fork
+        (a plain Python handler: ~3 MB); the VmHWM of its processes counts them all, as
+        a runtime started on its own would (~35 MB). Both are kept: REPORT says the
+        larger, the metrics the cgroup's (``private_mb``). Read at REPORT time only: a
+        read of cgroup.procs and one of /proc/PID/status per process."""
         if self._cgroup is not None:  # kept: the REPORT of a sandbox killed by OOM needs it
             self._peak = max(self._peak, self._cgroup.peak_memory_bytes())
-        mb = max(1, round(self._peak / 1024 / 1024))
-        return Usage(cpu_ms=0.0, max_rss_mb=mb, tmp_bytes=0)
+            resident = sum(peak_resident_kb(pid) for pid in self._cgroup.pids()) * 1024
+            self._resident = max(self._resident, resident)
+        private = max(1, round(self._peak / 1024 / 1024))
+        mb = max(private, round(self._resident / 1024 / 1024))
+        return Usage(cpu_ms=0.0, max_rss_mb=mb, tmp_bytes=0, private_mb=private)
 
     async def destroy(self) -> None:
         doomed = self._cgroup.kill() if self._cgroup is not None else []

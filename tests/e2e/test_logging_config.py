@@ -1,0 +1,342 @@
+"""LoggingConfig through boto3 against a real server: what GetFunction returns, the
+errors AWS gives, and the log lines a JSON function writes (LogType=Tail and
+``kindling logs``), application and system levels honoured. And REPORT's Max Memory
+Used, which must read as AWS's does on every start path (ADR 0038).
+
+Each case cites the behaviour it checks: API_LoggingConfig
+(docs.aws.amazon.com/lambda/latest/api/API_LoggingConfig.html), "Configuring advanced
+logging controls for Lambda functions" and "Log-level filtering"
+(docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html,
+.../monitoring-cloudwatchlogs-log-level.html)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from kindling.control.logconfig import LEVEL_WITH_TEXT
+from kindling.runtimes.catalog import find_python
+
+from .support import (
+    KINDLING,
+    ROLE,
+    Deploy,
+    Server,
+    client_error,
+    make_zip,
+    raw_request,
+    wait_active,
+)
+
+APP = {
+    "app.py": (
+        "import logging\n"
+        "logger = logging.getLogger()\n"
+        "def handler(event, context):\n"
+        "    print('plain print')\n"
+        "    logger.debug('a debug line')\n"
+        "    logger.info('an info line')\n"
+        "    logger.warning('a warning', extra={'orderId': 7})\n"
+        "    return 'ok'\n"
+    )
+}
+
+
+def _tail(lam: Any, name: str, qualifier: str = "$LATEST", payload: bytes = b"{}") -> list[str]:
+    out = lam.invoke(FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
+    assert "FunctionError" not in out, out["Payload"].read()
+    return base64.b64decode(out["LogResult"]).decode().splitlines()
+
+
+def _json(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _of_type(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("type") == kind]
+
+
+def _messages(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["message"]: r for r in records if "message" in r}
+
+
+def test_text_is_the_default_and_shows_no_levels(lam: Any, deploy: Deploy) -> None:
+    """API_LoggingConfig: LogFormat defaults to Text; a Text function has no levels."""
+    name = deploy(APP)
+    assert lam.get_function(FunctionName=name)["Configuration"]["LoggingConfig"] == {
+        "LogFormat": "Text",
+        "LogGroup": f"/aws/lambda/{name}",
+    }
+    lines = _tail(lam, name)
+    assert any(line.startswith("START RequestId: ") for line in lines)
+    assert any(line.startswith("END RequestId: ") for line in lines)
+    assert any(line.startswith("REPORT RequestId: ") for line in lines)
+    assert any("\ta warning" in line and line.startswith("[WARNING]\t") for line in lines)
+    assert not any("an info line" in line for line in lines)  # the root logger: WARNING
+
+
+def test_json_function_logs_json_at_info(lam: Any, deploy: Deploy, server: Server) -> None:
+    """Switching to JSON sets both levels to INFO ("The default application log level
+    ... is INFO"; "By default, Lambda sets the system log level to INFO ... Lambda
+    automatically sends "start" and "report" log messages"). Python's logging records
+    become JSON objects, print() output stays text."""
+    name = deploy(APP, LoggingConfig={"LogFormat": "JSON"})
+    expected = {
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": "INFO",
+        "SystemLogLevel": "INFO",
+        "LogGroup": f"/aws/lambda/{name}",
+    }
+    assert lam.get_function(FunctionName=name)["Configuration"]["LoggingConfig"] == expected
+    assert lam.get_function_configuration(FunctionName=name)["LoggingConfig"] == expected
+
+    out = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    request_id = out["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    lines = base64.b64decode(out["LogResult"]).decode().splitlines()
+    assert "plain print" in lines
+    records = _json(lines)
+    assert not any(line.startswith(("START ", "END ", "REPORT ")) for line in lines)
+    (start,) = _of_type(records, "platform.start")
+    assert start["record"] == {"requestId": request_id, "version": "$LATEST"}
+    (report,) = _of_type(records, "platform.report")
+    metrics = report["record"]["metrics"]
+    assert report["record"]["requestId"] == request_id
+    assert report["record"]["status"] == "success"
+    assert metrics["memorySizeMB"] == 128
+    assert metrics["billedDurationMs"] >= 1
+    assert metrics["maxMemoryUsedMB"] >= 8
+    assert _of_type(records, "platform.runtimeDone") == []  # DEBUG
+    messages = _messages(records)
+    assert "a debug line" not in messages
+    info = messages["an info line"]
+    assert (info["level"], info["logger"], info["requestId"]) == ("INFO", "root", request_id)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", info["timestamp"])
+    assert messages["a warning"]["orderId"] == 7
+
+    logs = _kindling(server, "logs", name)
+    assert logs.returncode == 0, logs.stderr
+    logged = _json(logs.stdout.splitlines())
+    assert _of_type(logged, "platform.initStart")[0]["record"]["functionName"] == name
+    assert any(r["record"]["requestId"] == request_id for r in _of_type(logged, "platform.start"))
+    assert "an info line" in _messages(logged)
+
+
+def test_levels_filter_what_is_logged(lam: Any, deploy: Deploy) -> None:
+    """ApplicationLogLevel and SystemLogLevel: "Lambda only sends ... logs at the selected
+    level of detail and lower"; an update names what it changes."""
+    name = deploy(APP, LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+    records = _json(_tail(lam, name))
+    assert set(_messages(records)) == {"a warning"}
+
+    lam.update_function_configuration(
+        FunctionName=name,
+        LoggingConfig={"ApplicationLogLevel": "DEBUG", "SystemLogLevel": "DEBUG"},
+    )
+    wait_active(lam, name)
+    config = lam.get_function_configuration(FunctionName=name)["LoggingConfig"]
+    assert (config["LogFormat"], config["ApplicationLogLevel"], config["SystemLogLevel"]) == (
+        "JSON",
+        "DEBUG",
+        "DEBUG",
+    )
+    records = _json(_tail(lam, name))
+    assert {"a debug line", "an info line", "a warning"} <= set(_messages(records))
+    (done,) = _of_type(records, "platform.runtimeDone")
+    assert done["record"]["status"] == "success"
+
+    lam.update_function_configuration(FunctionName=name, LoggingConfig={"SystemLogLevel": "WARN"})
+    wait_active(lam, name)
+    lines = _tail(lam, name)
+    assert not any(r.get("type", "").startswith("platform.") for r in _json(lines))
+    assert "plain print" in lines
+
+
+def test_back_to_text_drops_the_levels(lam: Any, deploy: Deploy) -> None:
+    name = deploy(APP, LoggingConfig={"LogFormat": "JSON", "LogGroup": "/mine/json"})
+    lam.update_function_configuration(FunctionName=name, LoggingConfig={"LogFormat": "Text"})
+    wait_active(lam, name)
+    assert lam.get_function_configuration(FunctionName=name)["LoggingConfig"] == {
+        "LogFormat": "Text",
+        "LogGroup": "/mine/json",
+    }
+    lines = _tail(lam, name)
+    assert any(line.startswith("START RequestId: ") for line in lines)
+    assert _json(lines) == []
+    published = lam.publish_version(FunctionName=name)  # a changed format is a change
+    assert published["LoggingConfig"]["LogFormat"] == "Text"
+
+
+@pytest.mark.parametrize(
+    "logging_config",
+    [
+        {"LogFormat": "Text", "ApplicationLogLevel": "DEBUG"},
+        {"SystemLogLevel": "INFO"},
+        {"LogFormat": "Text", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"},
+    ],
+)
+def test_a_level_with_text_is_refused(
+    lam: Any, fn_name: str, deploy: Deploy, logging_config: dict[str, str]
+) -> None:
+    """ "To use log-level filtering, your function must be configured to use the JSON log
+    format": Lambda refuses a level with Text, in these words."""
+    with client_error("InvalidParameterValueException", 400) as info:
+        lam.create_function(
+            FunctionName=fn_name,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=ROLE,
+            Code={"ZipFile": make_zip(APP)},
+            LoggingConfig=logging_config,
+        )
+    assert info.value.response["Error"]["Message"] == LEVEL_WITH_TEXT
+    name = deploy(APP)
+    with client_error("InvalidParameterValueException", 400) as info:
+        lam.update_function_configuration(FunctionName=name, LoggingConfig=logging_config)
+    assert info.value.response["Error"]["Message"] == LEVEL_WITH_TEXT
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [("LogFormat", "Yaml"), ("ApplicationLogLevel", "LOUD"), ("SystemLogLevel", "ERROR")],
+)
+def test_values_outside_the_enums_are_refused(
+    unchecked: Any, fn_name: str, member: str, value: str
+) -> None:
+    """API_LoggingConfig's valid values, checked as Lambda checks every enum."""
+    with client_error("ValidationException", 400) as info:
+        unchecked.create_function(
+            FunctionName=fn_name,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=ROLE,
+            Code={"ZipFile": make_zip(APP)},
+            LoggingConfig={"LogFormat": "JSON", member: value},
+        )
+    assert "enum value set" in info.value.response["Error"]["Message"]
+
+
+def _kindling(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1"
+    )
+    return subprocess.run(
+        [str(KINDLING), *args, "--endpoint", server.endpoint],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+# --------------------------------------------------------------------------- memory
+
+#: A plain handler that says its own peak resident memory (VmHWM, kB), as it sees it.
+PLAIN = {
+    "app.py": (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    time.sleep(event.get('hold', 0))\n"
+        "    with open('/proc/self/status') as fh:\n"
+        "        line = next(l for l in fh if l.startswith('VmHWM:'))\n"
+        "    return int(line.split()[1])\n"
+    )
+}
+ALLOCATES = {
+    "app.py": (
+        "def handler(event, context):\n"
+        "    held = b'x' * (100 * 1024 * 1024)  # written, so every page is resident\n"
+        "    return len(held)\n"
+    )
+}
+#: The least a Python runtime with its interpreter resident can use: kindling's runtime
+#: client alone measures 10-13 MB (ADR 0038); a zygote's fork was reported as ~3 MB.
+RUNTIME_FLOOR_MB = 8
+
+
+def _invoke(
+    lam: Any, name: str, qualifier: str = "$LATEST", payload: bytes = b"{}"
+) -> tuple[Any, list[str]]:
+    out = lam.invoke(FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
+    assert "FunctionError" not in out, out["Payload"].read()
+    return json.loads(out["Payload"].read()), base64.b64decode(
+        out["LogResult"]
+    ).decode().splitlines()
+
+
+def _max_memory_used(lines: list[str]) -> int:
+    (report,) = [line for line in lines if line.startswith("REPORT ")]
+    found = re.search(r"Max Memory Used: (\d+) MB", report)
+    assert found, report
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{}, {"PYTHONHASHSEED": "0"}],
+    ids=["zygote-fork", "exec"],  # an interpreter start-up variable means an exec'd start
+)
+def test_max_memory_used_is_the_runtimes_whole_memory(
+    lam: Any, deploy: Deploy, environment: dict[str, str]
+) -> None:
+    """REPORT's "Max Memory Used - The amount of memory used by the function": the
+    runtime's whole resident memory, also when kindling forks it from a zygote whose
+    pages it shares (its cgroup is charged for a few MB only)."""
+    name = deploy(PLAIN, Environment={"Variables": environment})
+    own_kb, cold = _invoke(lam, name)
+    assert any(line.startswith("REPORT ") and "Init Duration" in line for line in cold)
+    assert _max_memory_used(cold) >= max(RUNTIME_FLOOR_MB, own_kb // 1024)
+    assert _max_memory_used(cold) <= 128
+    _own, warm = _invoke(lam, name)
+    assert _max_memory_used(warm) >= _max_memory_used(cold)  # a peak, never less
+
+    big = deploy(ALLOCATES, MemorySize=512, Environment={"Variables": environment})
+    assert _max_memory_used(_invoke(lam, big)[1]) >= 100
+
+
+def test_the_private_figure_is_in_the_metrics(lam: Any, deploy: Deploy, server: Server) -> None:
+    name = deploy(PLAIN)
+    _invoke(lam, name)
+    text = raw_request(server.endpoint, "GET", "/metrics").body.decode()
+    series = [
+        line
+        for line in text.splitlines()
+        if line.startswith("kindling_private_memory_megabytes_count") and f'"{name}"' in line
+    ]
+    assert series and float(series[0].rsplit(" ", 1)[1]) >= 1
+
+
+@pytest.mark.skipif(find_python("3.12") is None, reason="SnapStart needs python3.12")
+def test_max_memory_used_after_a_snapshot_restore(lam: Any, fn_name: str) -> None:
+    lam.create_function(
+        FunctionName=fn_name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip(PLAIN)},
+        SnapStart={"ApplyOn": "PublishedVersions"},
+        LoggingConfig={"LogFormat": "JSON"},
+    )
+    wait_active(lam, fn_name)
+    version = lam.publish_version(FunctionName=fn_name)["Version"]
+    lam.get_waiter("published_version_active").wait(
+        FunctionName=fn_name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    payload = json.dumps({"hold": 1.5}).encode()
+    with ThreadPoolExecutor(3) as pool:  # held at once: more sandboxes, restored copies
+        results = list(pool.map(lambda _i: _invoke(lam, fn_name, version, payload), range(3)))
+    restored = 0
+    for own_kb, lines in results:
+        (report,) = _of_type(_json(lines), "platform.report")
+        metrics = report["record"]["metrics"]
+        if "restoreDurationMs" in metrics:
+            restored += 1
+            assert metrics["maxMemoryUsedMB"] >= max(RUNTIME_FLOOR_MB, own_kb // 1024)
+    assert restored, results
