@@ -301,6 +301,7 @@ def test_max_memory_used_is_the_runtimes_whole_memory(
     assert _max_memory_used(_invoke(lam, big)[1]) >= 100
 
 
+@pytest.mark.single_only("a cluster's sandboxes record their metrics on their worker")
 def test_the_private_figure_is_in_the_metrics(lam: Any, deploy: Deploy, server: Server) -> None:
     name = deploy(PLAIN)
     _invoke(lam, name)
