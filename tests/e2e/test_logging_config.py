@@ -26,6 +26,7 @@ from kindling.runtimes.catalog import find_python
 
 from .support import (
     KINDLING,
+    METRICS_ON_WORKERS,
     ROLE,
     Deploy,
     Server,
@@ -301,7 +302,7 @@ def test_max_memory_used_is_the_runtimes_whole_memory(
     assert _max_memory_used(_invoke(lam, big)[1]) >= 100
 
 
-@pytest.mark.single_only("a cluster's sandboxes record their metrics on their worker")
+@pytest.mark.single_only(METRICS_ON_WORKERS)
 def test_the_private_figure_is_in_the_metrics(lam: Any, deploy: Deploy, server: Server) -> None:
     name = deploy(PLAIN)
     _invoke(lam, name)
