@@ -133,8 +133,11 @@ def test_levels_filter_what_is_logged(lam: Any, deploy: Deploy) -> None:
     """ApplicationLogLevel and SystemLogLevel: "Lambda only sends ... logs at the selected
     level of detail and lower"; an update names what it changes."""
     name = deploy(APP, LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
-    records = _json(_tail(lam, name))
-    assert set(_messages(records)) == {"a warning"}
+    lines = _tail(lam, name)
+    assert set(_messages(_json(lines))) == {"a warning"}
+    # "When Lambda filters your function's application logs, ... log messages without a
+    # level" are INFO: below WARN, a plain print() is left out too
+    assert "plain print" not in lines
 
     lam.update_function_configuration(
         FunctionName=name,
@@ -157,6 +160,33 @@ def test_levels_filter_what_is_logged(lam: Any, deploy: Deploy) -> None:
     lines = _tail(lam, name)
     assert not any(r.get("type", "").startswith("platform.") for r in _json(lines))
     assert "plain print" in lines
+
+
+def test_json_lines_a_function_prints_are_filtered_by_their_level(lam: Any, deploy: Deploy) -> None:
+    """ "For all other runtimes and logging methods, your function code must output log
+    events ... as JSON formatted objects that contain a key value pair with the key
+    "level"" - and an exec'd Python runtime (an interpreter start-up variable set)
+    writes its own records as JSON all the same."""
+    app = {
+        "app.py": (
+            "import json, logging\n"
+            "def handler(event, context):\n"
+            "    print(json.dumps({'level': 'debug', 'msg': 'dropped'}))\n"
+            "    print(json.dumps({'level': 'error', 'msg': 'kept'}))\n"
+            "    print(json.dumps({'msg': 'no level: INFO'}))\n"
+            "    logging.getLogger().info('from logging')\n"
+            "    return 1\n"
+        )
+    }
+    name = deploy(
+        app,
+        LoggingConfig={"LogFormat": "JSON"},
+        Environment={"Variables": {"PYTHONHASHSEED": "0"}},
+    )
+    records = _json(_tail(lam, name))
+    printed = {r["msg"] for r in records if "msg" in r}
+    assert printed == {"kept", "no level: INFO"}
+    assert _messages(records)["from logging"]["level"] == "INFO"
 
 
 def test_back_to_text_drops_the_levels(lam: Any, deploy: Deploy) -> None:

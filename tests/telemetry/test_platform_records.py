@@ -11,7 +11,12 @@ import re
 import pytest
 
 from kindling.telemetry.logs import Report
-from kindling.telemetry.platform_records import TEXT, PlatformRecords
+from kindling.telemetry.platform_records import (
+    TEXT,
+    PlatformRecords,
+    application_filter,
+    line_level,
+)
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 REPORT = Report("r-1", 12.345, 128, 41, init_ms=150.5)
@@ -101,3 +106,34 @@ def test_system_log_level_filters(level: str, start: bool, runtime_done: bool) -
             "status": "success",
             "metrics": {"durationMs": 2.0},
         }
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ('{"level": "debug", "msg": "x"}', 10),
+        ('{"level": "WARNING", "message": "x"}', 30),
+        ('{"level": "Fatal"}', 50),
+        ('{"level": "loud"}', 20),
+        ('{"level": 40}', 20),
+        ('{"msg": "no level"}', 20),
+        ("{not json", 20),
+        ("plain text", 20),
+        ("[1, 2]", 20),
+    ],
+)
+def test_line_levels_as_lambda_reads_them(line: str, level: int) -> None:
+    """ "If the "level" value field is invalid or missing, Lambda will assign the log
+    output the level INFO" (Log-level filtering)."""
+    assert line_level(line) == level
+
+
+def test_application_filter() -> None:
+    assert application_filter("Text", "ERROR") is None
+    assert application_filter("JSON", "TRACE") is None  # keeps everything
+    keep = application_filter("JSON", "WARN")
+    assert keep is not None
+    assert not keep("plain text") and not keep('{"level": "INFO"}')
+    assert keep('{"level": "WARN"}') and keep('{"level": "CRITICAL"}')
+    debug = application_filter("JSON", "DEBUG")
+    assert debug is not None and debug('{"level": "debug"}') and not debug('{"level": "trace"}')

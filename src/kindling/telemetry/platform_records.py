@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -135,3 +136,45 @@ class PlatformRecords:
 
 #: The Text format: Lambda's classic lines, never filtered.
 TEXT = PlatformRecords()
+
+
+#: Application levels by name, as a function's JSON lines may spell them (any case).
+APPLICATION_LEVELS = {
+    "TRACE": 0,
+    "DEBUG": 10,
+    "INFO": 20,
+    "WARN": 30,
+    "WARNING": 30,
+    "ERROR": 40,
+    "FATAL": 50,
+    "CRITICAL": 50,
+}
+
+
+def line_level(line: str) -> int:
+    """A line's level as Lambda reads it: a JSON object's ``"level"``; INFO for a line
+    without one, or with one it does not know ("Log-level filtering")."""
+    if line.startswith("{"):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return APPLICATION_LEVELS["INFO"]
+        if isinstance(doc, dict) and isinstance(doc.get("level"), str):
+            return APPLICATION_LEVELS.get(doc["level"].upper(), APPLICATION_LEVELS["INFO"])
+    return APPLICATION_LEVELS["INFO"]
+
+
+def application_filter(log_format: str, application_log_level: str) -> Callable[[str], bool] | None:
+    """Which of a JSON function's lines its ApplicationLogLevel keeps (None: all). Lambda
+    filters what any runtime writes this way, "log messages without a level" counted as
+    INFO; the Python runtime's own records are already filtered where they are made."""
+    if log_format != "JSON":
+        return None
+    threshold = APPLICATION_LEVELS.get(application_log_level, APPLICATION_LEVELS["INFO"])
+    if threshold <= APPLICATION_LEVELS["TRACE"]:
+        return None
+
+    def keep(line: str) -> bool:
+        return line_level(line) >= threshold
+
+    return keep

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 from kindling.errors import SandboxGoneError
 from kindling.telemetry.logs import FunctionLog, LogStore, LogStream, Report
 from kindling.telemetry.metrics import Metrics, SandboxCounts, StartKind
-from kindling.telemetry.platform_records import PlatformRecords
+from kindling.telemetry.platform_records import PlatformRecords, application_filter
 from kindling.worker.backends import Backends
 from kindling.worker.capacity import WorkerCapacity
 from kindling.worker.interface import Execution, Launched
@@ -174,7 +174,7 @@ class WorkerAgent:
         header = platform.init_start(
             spec.launch.runtime, spec.initialization_type, spec.function_name, spec.version
         )
-        stream = LogStream(target, "an init", header=header)
+        stream = LogStream(target, "an init", header=header, keep=_keep(spec))
         sandbox.set_log_sink(stream.output)
         self._running.add(sandbox.id)
         try:
@@ -311,7 +311,10 @@ class WorkerAgent:
         spec = sandbox.spec
         platform = _platform(spec)
         stream = LogStream(
-            held.target, "an invocation", header=platform.start(request.request_id, spec.version)
+            held.target,
+            "an invocation",
+            header=platform.start(request.request_id, spec.version),
+            keep=_keep(spec),
         )
         sandbox.set_log_sink(stream.output)
         _close_all(held.idle)
@@ -399,9 +402,10 @@ def _idle_sink(sandbox: SafeSandbox, target: FunctionLog, idle: list[LogStream])
     ref = weakref.ref(sandbox)
 
     def first(line: str) -> None:
-        stream = LogStream(target, "a sandbox between invocations")
-        idle.append(stream)
         owner = ref()
+        keep = _keep(owner.spec) if owner is not None else None
+        stream = LogStream(target, "a sandbox between invocations", keep=keep)
+        idle.append(stream)
         if owner is not None:
             owner.set_log_sink(stream.output)
         stream.output(line)
@@ -418,6 +422,11 @@ def _close_all(streams: list[LogStream]) -> None:
 def _platform(spec: SandboxSpec) -> PlatformRecords:
     """The platform's lines in the function's LoggingConfig format (ADR 0038)."""
     return PlatformRecords.of(spec.log_format, spec.system_log_level)
+
+
+def _keep(spec: SandboxSpec) -> Callable[[str], bool] | None:
+    """Which of the function's lines its ApplicationLogLevel keeps (JSON only)."""
+    return application_filter(spec.log_format, spec.application_log_level)
 
 
 def _start_kind(init: InitResult | None) -> StartKind:
