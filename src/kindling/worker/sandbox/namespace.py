@@ -329,7 +329,8 @@ class NamespaceSandbox:
             resident = sum(peak_resident_kb(pid) for pid in self._cgroup.pids()) * 1024
             self._resident = max(self._resident, resident)
         private = max(1, round(self._peak / 1024 / 1024))
-        mb = max(private, round(self._resident / 1024 / 1024))
+        # never past its memory size, as on Lambda, where that is all the memory there is
+        mb = max(private, min(round(self._resident / 1024 / 1024), self.spec.memory_mb))
         return Usage(cpu_ms=0.0, max_rss_mb=mb, tmp_bytes=0, private_mb=private)
 
     async def destroy(self) -> None:
