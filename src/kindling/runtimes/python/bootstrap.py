@@ -21,7 +21,8 @@ function:
   directly. The Runtime API is a tiny, trusted peer; a full HTTP stack buys nothing.
 * ``logging`` (~8 ms) is not imported here. A meta-path hook installs Lambda's root log
   handler the moment the function or a library imports ``logging``, so functions that
-  never log never pay for it.
+  never log never pay for it. Its JSON format (LoggingConfig JSON: AWS_LAMBDA_LOG_FORMAT)
+  lives in ``kindling_json_logging``, which a Text function never imports.
 * ``traceback`` is imported only when an error has to be reported.
 """
 
