@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +26,10 @@ from kindling.control.logconfig import LEVEL_WITH_TEXT
 from kindling.runtimes.catalog import find_python
 
 from .support import (
+    ACCOUNT,
     KINDLING,
     METRICS_ON_WORKERS,
+    REGION,
     ROLE,
     Deploy,
     Server,
@@ -35,6 +38,7 @@ from .support import (
     raw_request,
     wait_active,
 )
+from .test_terraform import Terraform, _tf_or_skip
 
 APP = {
     "app.py": (
@@ -372,3 +376,78 @@ def test_max_memory_used_after_a_snapshot_restore(lam: Any, fn_name: str) -> Non
             restored += 1
             assert metrics["maxMemoryUsedMB"] >= max(RUNTIME_FLOOR_MB, own_kb // 1024)
     assert restored, results
+
+
+# --------------------------------------------------------------------------- terraform
+
+LOGGING_TF = """
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "%(version)s" }
+  }
+}
+variable "logging" { type = map(string) }
+provider "aws" {
+  region                      = "%(region)s"
+  access_key                  = "test"
+  secret_key                  = "test"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {
+    lambda = "%(endpoint)s"
+  }
+}
+resource "aws_lambda_function" "fn" {
+  function_name    = "%(name)s"
+  role             = "arn:aws:iam::%(account)s:role/terraform"
+  handler          = "app.handler"
+  runtime          = "python3.11"
+  filename         = "fn.zip"
+  source_code_hash = filebase64sha256("fn.zip")
+  logging_config {
+    log_format            = var.logging["format"]
+    application_log_level = lookup(var.logging, "application", null)
+    system_log_level      = lookup(var.logging, "system", null)
+  }
+}
+"""
+
+
+def _logging_vars(**values: str) -> tuple[str, ...]:
+    body = ", ".join(f'{key} = "{value}"' for key, value in values.items())
+    return ("-var", f"logging={{{body}}}")
+
+
+@pytest.mark.single_only("Terraform talks to the control plane only; the cluster adds nothing")
+def test_terraform_logging_config_lifecycle(
+    server: Server, lam: Any, fn_name: str, tmp_path: Path
+) -> None:
+    """aws_lambda_function's logging_config as a user writes it: JSON with levels, a
+    second plan with no changes, back to Text (the levels gone), clean again."""
+    terraform, mirror, version = _tf_or_skip()
+    tf = Terraform(terraform, mirror, tmp_path)
+    values = {"version": version, "region": REGION, "account": ACCOUNT, "name": fn_name}
+    (tmp_path / "main.tf").write_text(LOGGING_TF % {**values, "endpoint": server.endpoint})
+    (tmp_path / "fn.zip").write_bytes(make_zip(APP))
+    tf.ok("init")
+
+    json_vars = _logging_vars(format="JSON", application="DEBUG", system="WARN")
+    tf.ok("apply", "-auto-approve", *json_vars)
+    assert lam.get_function_configuration(FunctionName=fn_name)["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": "DEBUG",
+        "SystemLogLevel": "WARN",
+        "LogGroup": f"/aws/lambda/{fn_name}",
+    }
+    tf.plan_is_empty(*json_vars)
+
+    text_vars = _logging_vars(format="Text")
+    tf.ok("apply", "-auto-approve", *text_vars)
+    assert lam.get_function_configuration(FunctionName=fn_name)["LoggingConfig"] == {
+        "LogFormat": "Text",
+        "LogGroup": f"/aws/lambda/{fn_name}",
+    }
+    tf.plan_is_empty(*text_vars)
+    tf.ok("destroy", "-auto-approve", *text_vars)
