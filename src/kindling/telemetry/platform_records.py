@@ -154,7 +154,7 @@ APPLICATION_LEVELS = {
 def line_level(line: str) -> int:
     """A line's level as Lambda reads it: a JSON object's ``"level"``; INFO for a line
     without one, or with one it does not know ("Log-level filtering")."""
-    if line.startswith("{"):
+    if line.startswith("{") and '"level"' in line:  # no parse for most lines
         try:
             doc = json.loads(line)
         except ValueError:
