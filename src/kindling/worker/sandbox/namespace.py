@@ -108,6 +108,9 @@ class NamespaceSandbox:
     capped = True
     #: Its runtime ends up the worker's child (a restored copy is its template's).
     reaped_here = True
+    #: Max Memory Used counts its processes' resident memory (usage()): they may share
+    #: a zygote's or a snapshot's pages that its cgroup is not charged for.
+    counts_resident = True
 
     def __init__(self, spec: SandboxSpec, backend: NamespaceBackend) -> None:
         self.id = spec.sandbox_id
@@ -326,8 +329,9 @@ class NamespaceSandbox:
         read of cgroup.procs and one of /proc/PID/status per process."""
         if self._cgroup is not None:  # kept: the REPORT of a sandbox killed by OOM needs it
             self._peak = max(self._peak, self._cgroup.peak_memory_bytes())
-            resident = sum(peak_resident_kb(pid) for pid in self._cgroup.pids()) * 1024
-            self._resident = max(self._resident, resident)
+            if self.counts_resident:
+                resident = sum(peak_resident_kb(pid) for pid in self._cgroup.pids()) * 1024
+                self._resident = max(self._resident, resident)
         private = max(1, round(self._peak / 1024 / 1024))
         # never past its memory size, as on Lambda, where that is all the memory there is
         mb = max(private, min(round(self._resident / 1024 / 1024), self.spec.memory_mb))
