@@ -459,3 +459,52 @@ def test_terraform_logging_config_lifecycle(
     }
     tf.plan_is_empty(*text_vars)
     tf.ok("destroy", "-auto-approve", *text_vars)
+
+
+# --------------------------------------------------------------- against AWS's client
+
+COMPARED_APP = """\
+import logging
+
+logger = logging.getLogger()
+
+
+def handler(event, context):
+    if event.get("fail"):
+        raise KeyError("missing thing")
+    logger.debug("hidden")
+    logger.info("compared", extra={"orderId": 7})
+    try:
+        {}["k"]
+    except KeyError:
+        logger.exception("caught")
+    return "ok"
+"""
+
+
+def _records_of(lam: Any, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    out = lam.invoke(FunctionName=name, Payload=json.dumps(event).encode(), LogType="Tail")
+    out["Payload"].read()
+    return _json(base64.b64decode(out["LogResult"]).decode().splitlines())
+
+
+def test_json_records_have_the_shape_awslambdaric_gives_them(lam: Any, deploy: Deploy) -> None:
+    """AWS's own runtime client (awslambdaric, as a custom runtime: it reads the
+    variables Lambda sets for LoggingConfig) and kindling's managed runtime write the same
+    records for the same calls: the same keys, levels and values."""
+    from .test_runtimes import _ric_files  # the client from this environment
+
+    config = {"LogFormat": "JSON", "ApplicationLogLevel": "INFO"}
+    files = {**_ric_files(), "app.py": COMPARED_APP}
+    theirs = deploy(files, runtime="provided.al2", Timeout=10, LoggingConfig=config)
+    ours = deploy({"app.py": COMPARED_APP}, Timeout=10, LoggingConfig=config)
+    for event in ({}, {"fail": True}):
+        got = {
+            name: [r for r in _records_of(lam, name, event) if "type" not in r]
+            for name in (theirs, ours)
+        }
+        assert [sorted(r) for r in got[ours]] == [sorted(r) for r in got[theirs]], got
+        for mine, aws in zip(got[ours], got[theirs], strict=True):
+            for key in ("level", "message", "logger", "errorType", "errorMessage", "orderId"):
+                assert mine.get(key) == aws.get(key), (key, mine, aws)
+            assert mine["timestamp"].endswith("Z")  # RFC 3339, as Lambda's filter reads it

@@ -102,6 +102,7 @@ class JsonFormatter:
 
 def error_line(error: dict[str, Any]) -> str:
     """An error result as the runtime logs it in JSON (a failed init or invocation).
-    Its timestamp has whole seconds and no zone, as AWS's client writes this one."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    Its timestamp has whole seconds, as AWS's client (4.x) writes this one, and a zone:
+    Lambda's level filter reads only a valid RFC 3339 timestamp."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return _encode({"timestamp": stamp, "level": "ERROR", **error}) + "\n"
