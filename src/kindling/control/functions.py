@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from kindling.control import snapstart
+from kindling.control import logconfig, snapstart
 from kindling.control.code_source import CodeSource, NoCodeSource, s3_location, zip_from
 from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
@@ -285,6 +285,7 @@ class FunctionService:
             raise ValidationError("Handler must be specified for a .zip deployment package")
         self._runtimes.resolve(runtime)
         check_configuration(params)
+        logconfig.settings(params.get("LoggingConfig"), None)  # refused before any work
         dead_letter_target(params, region)
         _check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
@@ -354,7 +355,7 @@ class FunctionService:
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
             dead_letter_target_arn=dead_letter_target(params, region),
             **(extra or {}),
-            log_group_name=(params.get("LoggingConfig") or {}).get("LogGroup", ""),
+            **logconfig.settings(params.get("LoggingConfig"), None),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -430,8 +431,9 @@ class FunctionService:
             changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
         if "DeadLetterConfig" in params:
             changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
-        if "LogGroup" in (params.get("LoggingConfig") or {}):
-            changes["log_group_name"] = params["LoggingConfig"]["LogGroup"]
+        if "LoggingConfig" in params:
+            current_logging = {f: getattr(current, f) for f in logconfig.FIELDS}
+            changes.update(logconfig.settings(params["LoggingConfig"] or {}, current_logging))
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)
