@@ -319,3 +319,146 @@ class MotoServer:
         with contextlib.suppress(OSError):
             return (self.directory / "moto.log").read_text(errors="replace")[-size:]
         return ""
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+class RabbitMQ:
+    """A ``rabbitmq-server`` (Debian's package) of its own: a unique node name, every
+    port free (AMQP, Erlang distribution, epmd) and bound to loopback, its database,
+    logs, config and Erlang cookie (``HOME``) in ``directory``. Nothing of the system's
+    RabbitMQ is used (``RABBITMQ_CONF_ENV_FILE`` points inside the directory too).
+
+    A broker takes seconds to boot, so the tests start one per session and keep apart
+    by virtual host; ``kill`` (SIGKILL of the whole node) and ``start`` again keep the
+    ports and the database, as a crashed broker restarting would."""
+
+    SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+
+    def __init__(self, directory: Path) -> None:
+        if not self.SERVER.exists():
+            raise RuntimeError("rabbitmq-server is not installed (make test installs it)")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.node = f"kindling-{uuid.uuid4().hex[:10]}@localhost"
+        self.port = _free_port()
+        self.dist_port = _free_port()
+        self.epmd_port = _free_port()
+        (directory / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+            "loopback_users = none\n"
+            "log.console = false\n"
+            "log.file.level = warning\n"
+        )
+        (directory / "rabbitmq-env.conf").write_text("")
+        (directory / "enabled_plugins").write_text("[].\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        d = self.directory
+        return {
+            **os.environ,
+            "HOME": str(d),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq"),
+            "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(d / "rabbit.pid"),
+            "RABBITMQ_ALLOW_INPUT": "",
+        }
+
+    def url(self, vhost: str = "/", user: str = "guest", password: str = "guest") -> str:
+        """An AMQP URL as a user writes it (the vhost percent-encoded)."""
+        import urllib.parse
+
+        quoted = urllib.parse.quote(vhost, safe="")
+        return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{quoted}"
+
+    def start(self, timeout: float = 180.0) -> None:
+        assert self.proc is None, "already running"
+        log = open(self.directory / "server.out", "ab")  # noqa: SIM115 - the child keeps it
+        with log:
+            self.proc = subprocess.Popen(
+                [str(self.SERVER)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                env=self.env,
+                start_new_session=True,  # its epmd and beam go with it on kill
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if self._ready():
+                return
+            time.sleep(0.5)
+        out = self.log_tail()
+        self.kill()
+        raise AssertionError(f"rabbitmq-server did not start:\n{out}")
+
+    def _ready(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock,
+        ):
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            return sock.recv(1) == b"\x01"  # connection.start: the broker has booted
+        return False
+
+    def ctl(self, *args: str, timeout: float = 120.0) -> str:
+        done = subprocess.run(
+            [str(self.CTL), "-n", self.node, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            cwd=self.directory,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {args} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def add_vhost(self, name: str, user: str = "guest") -> None:
+        self.ctl("add_vhost", name)
+        self.ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+
+    def add_user(self, user: str, password: str) -> None:
+        self.ctl("add_user", user, password)
+
+    def kill(self) -> None:
+        """SIGKILL of the node's whole process group (beam, epmd, its helpers)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, 9)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(30)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill()
+
+    def remove(self) -> None:
+        self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def log_tail(self, size: int = 4000) -> str:
+        out = ""
+        logs = sorted((self.directory / "log").glob("*.log"))
+        for path in [self.directory / "server.out", *logs]:
+            with contextlib.suppress(OSError):
+                out += f"--- {path.name}\n" + path.read_text(errors="replace")[-size:]
+        return out

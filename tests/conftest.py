@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engines import MotoServer, Postgres, RedisServer, pg_bin
+from tests.engines import MotoServer, Postgres, RabbitMQ, RedisServer, pg_bin
 from tests.hostcheck import leftovers
 
 _BEFORE: set[str] = set()
@@ -86,3 +86,20 @@ def aws_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServe
     server.start()
     yield server
     server.stop()
+
+
+# ------------------------------------------------------------------------- RabbitMQ
+# one broker for the session (it takes seconds to boot): tests keep apart by virtual
+# host; a test that kills and restarts the broker does so on this one, and waits for it.
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    if not RabbitMQ.SERVER.exists():
+        if os.environ.get("CI"):
+            pytest.fail("rabbitmq-server is not installed: `make test` installs Debian's package")
+        pytest.skip("rabbitmq-server is not installed (Debian's rabbitmq-server; `make test`)")
+    server = RabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
+    server.start()
+    yield server
+    server.remove()

@@ -1,8 +1,10 @@
 """Event source mappings (Create/Get/Update/Delete/ListEventSourceMappings, ADR 0034).
 
-A mapping names a source (an SQS queue by ARN; streams and brokers are refused until
-kindling polls them) and a function (a name or ARN, qualified or not). This module
-checks and stores mappings; the pollers that act on them are ``kindling.events``.
+A mapping names a source (an SQS queue, a Kinesis or DynamoDB stream, an Amazon MQ
+RabbitMQ broker by ARN, or a self-managed Kafka cluster by its bootstrap servers; their
+settings are ``stream_settings`` and ``broker_settings``) and a function (a name or ARN,
+qualified or not). This module checks and stores mappings; the pollers that act on
+them are ``kindling.events``.
 
 What AWS documents and kindling follows (API reference CreateEventSourceMapping,
 UpdateEventSourceMapping, EventSourceMappingConfiguration; developer guide "Lambda
@@ -38,8 +40,9 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Float, String, Table, Text, or_, select
 from sqlalchemy.engine import Row
 
-from kindling.control import stream_settings
+from kindling.control import broker_settings, stream_settings
 from kindling.control.aliases import AliasService
+from kindling.control.broker_settings import BROKER_DEFAULT_BATCH, BrokerSettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef, function_arn, is_alias_name
 from kindling.control.naming import parse_function_name
@@ -99,7 +102,7 @@ _SOURCE = re.compile(
     r"(?P<account>\d{12})?:(?P<resource>.+)$"
 )
 #: Sources Lambda polls that kindling does not yet: refused in so many words.
-_NOT_YET = ("kafka", "mq", "rds", "docdb")
+_NOT_YET = ("kafka", "rds", "docdb")
 #: Settings of other source types: AWS refuses them on an SQS mapping.
 _NOT_FOR_SQS = (
     "StartingPosition",
@@ -121,6 +124,7 @@ _NOT_FOR_SQS = (
 _NOT_HONOURED = ("KMSKeyArn", "MetricsConfig", "LoggingConfig", "ProvisionedPollerConfig", "Tags")
 
 
+_STREAMS = ("kinesis", "dynamodb")
 #: The stream settings of _NOT_FOR_SQS a Kinesis mapping takes.
 _STREAM = (
     "StartingPosition",
@@ -136,6 +140,8 @@ _STREAM = (
 
 def _check_settings(params: dict[str, Any], kind: str = "sqs") -> None:
     for name in _NOT_FOR_SQS:
+        if kind in ("rabbitmq", "kafka"):
+            break  # broker_settings checks a broker's
         if kind != "sqs" and name in _STREAM:
             continue
         if params.get(name) is not None:
@@ -170,9 +176,13 @@ class Mapping:
     last_modified: float
     #: A stream's settings (Kinesis); None for a queue.
     stream: StreamSettings | None = None
+    #: A broker's settings (RabbitMQ, Kafka; ADR 0041); None otherwise.
+    broker: BrokerSettings | None = None
 
     @property
     def kind(self) -> str:
+        if self.broker is not None:
+            return self.broker.kind
         if self.stream is None:
             return "sqs"
         return "dynamodb" if self.source_arn.split(":", 3)[2] == "dynamodb" else "kinesis"
@@ -213,6 +223,10 @@ class Mapping:
             out["ScalingConfig"] = {"MaximumConcurrency": self.max_concurrency}
         if self.stream is not None:
             out.update(self.stream.to_api())
+        if self.broker is not None:
+            out.update(self.broker.to_api())
+        if not self.source_arn:  # self-managed Kafka: named by its endpoints instead
+            del out["EventSourceArn"]
         return out
 
     def record(self) -> str:
@@ -224,6 +238,7 @@ class Mapping:
                 "report_failures": self.report_failures,
                 "max_concurrency": self.max_concurrency,
                 "stream": None if self.stream is None else self.stream.record(),
+                "broker": None if self.broker is None else self.broker.record(),
             }
         )
 
@@ -248,6 +263,7 @@ class Mapping:
             last_result=row.last_result,
             last_modified=float(row.last_modified),
             stream=StreamSettings.from_record(data.get("stream")),
+            broker=BrokerSettings.from_record(data.get("broker")),
         )
 
 
@@ -394,20 +410,27 @@ class EventSourceMappings:
         self.store = store
 
     def create(self, account_id: str, region: str, params: dict[str, Any]) -> Mapping:
-        source, kind = self._source(params, region)
+        new_uuid = str(uuidlib.uuid4())
+        source, kind = broker_settings.source_of(params) or self._source(params, region)
         _check_settings(params, kind)
-        stream = stream_settings.create(params, source) if kind != "sqs" else None
+        broker = None
+        if kind in ("rabbitmq", "kafka"):
+            broker = broker_settings.create(params, kind, new_uuid)
+        stream = stream_settings.create(params, source) if kind in _STREAMS else None
         ref = self._function(params["FunctionName"], account_id, region)
         fifo = source.endswith(".fifo")
         batch = params.get("BatchSize")
-        default = SQS_DEFAULT_BATCH if stream is None else KINESIS_DEFAULT_BATCH
+        default = SQS_DEFAULT_BATCH if kind == "sqs" else KINESIS_DEFAULT_BATCH
+        default = BROKER_DEFAULT_BATCH if broker is not None else default
         batch_size = default if batch is None else int(batch)
         window = int(params.get("MaximumBatchingWindowInSeconds") or 0)
-        if stream is None:
+        if kind == "sqs":
             _check_batch(batch_size, window, fifo)
         filters = _filters(params.get("FilterCriteria"))
         for existing in self.store.find(account_id, region, source):
-            if existing.function_name == ref.name and stream is None:
+            if broker is not None and not broker.same_source(existing.broker):
+                continue
+            if existing.function_name == ref.name and kind == "sqs":
                 raise ConflictError(
                     f'An event source mapping with SQS arn (" {source} ") and function '
                     f'(" {ref.name} ") already exists. Please update or delete the existing '
@@ -421,7 +444,7 @@ class EventSourceMappings:
                 )
         enabled = params.get("Enabled")
         mapping = Mapping(
-            uuid=str(uuidlib.uuid4()),
+            uuid=new_uuid,
             account_id=account_id,
             region=region,
             function_name=ref.name,
@@ -438,6 +461,7 @@ class EventSourceMappings:
             last_result=NO_RECORDS,
             last_modified=time.time(),
             stream=stream,
+            broker=broker,
         )
         self.store.insert(mapping)
         return mapping
@@ -483,6 +507,8 @@ class EventSourceMappings:
         )
         if current.stream is not None:
             updated = replace(updated, stream=stream_settings.update(current.stream, params))
+        elif current.broker is not None:
+            updated = replace(updated, broker=broker_settings.update(current.broker, params))
         else:
             _check_batch(updated.batch_size, updated.window_s, updated.fifo)
         self.store.save(updated)
@@ -527,12 +553,6 @@ class EventSourceMappings:
     def _source(params: dict[str, Any], region: str) -> tuple[str, str]:
         """The source ARN and its kind (sqs, kinesis)."""
         source: str | None = params.get("EventSourceArn")
-        if params.get("SelfManagedEventSource") is not None:
-            raise ValidationError(
-                "Self-managed Apache Kafka event sources are not supported by this kindling "
-                "server yet. kindling refuses settings it would not honour instead of "
-                "ignoring them."
-            )
         if not source:
             raise ValidationError(
                 "Unrecognized event source, must be kinesis, dynamodb stream or sqs."
