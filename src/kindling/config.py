@@ -95,6 +95,10 @@ class Config:
     #: KINDLING_SERVER_KEY_FILE); by default ``server.key`` in the data dir, created 0600.
     #: Control nodes of one cluster share one.
     server_key_file: Path | None = None
+    #: The operator's registry of message brokers and their credentials for event
+    #: source mappings (KINDLING_BROKERS_FILE; ADR 0041); by default ``brokers.json``
+    #: in the data dir, read again at each connection.
+    brokers_file: Path | None = None
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -138,6 +142,10 @@ class Config:
     @property
     def server_key_path(self) -> Path:
         return self.server_key_file or self.data_dir / "server.key"
+
+    @property
+    def brokers_path(self) -> Path:
+        return self.brokers_file or self.data_dir / "brokers.json"
 
     @property
     def process_backend_enabled(self) -> bool:
@@ -195,6 +203,9 @@ class Config:
             base,
             dev_keys=None if dev_keys is None else _flag(env, "KINDLING_DEV_KEYS", False),
             server_key_file=Path(key_file) if key_file else base.server_key_file,
+            brokers_file=Path(env["KINDLING_BROKERS_FILE"])
+            if env.get("KINDLING_BROKERS_FILE")
+            else base.brokers_file,
             counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
             role=env.get("KINDLING_ROLE", base.role),
             control_url=env.get("KINDLING_CONTROL", base.control_url),
