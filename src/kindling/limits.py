@@ -448,3 +448,7 @@ ESM_BROKER_IDLE_CHECK_S = 5.0
 #: The batching window of a broker mapping whose MaximumBatchingWindowInSeconds is 0.
 #: AWS: 500 ms for Amazon MQ and Kafka.
 ESM_BROKER_DEFAULT_WINDOW_S = 0.5
+#: How long a Kafka consumer may hold a batch (invoking, retrying a failed one) before
+#: its group gives its partitions to another member: above Lambda's 15-minute function
+#: timeout, so one slow invocation never costs the assignment. AWS: -.
+ESM_KAFKA_MAX_POLL_INTERVAL_S = 1200.0
