@@ -337,7 +337,7 @@ def test_a_failure_is_delivered_again_and_the_queue_dead_letters_a_poison(
     channel.connection.close()
 
 
-def test_a_deleted_queue_and_an_unknown_broker_are_reported_and_recovered(
+def test_a_deleted_queue_an_unknown_broker_and_bad_credentials_are_reported(
     mq_server: tuple[Server, Registry], rabbitmq: RabbitMQ
 ) -> None:
     server, registry = mq_server
@@ -375,7 +375,18 @@ def test_a_deleted_queue_and_an_unknown_broker_are_reported_and_recovered(
         timeout=60,
         interval=0.5,
     )
-    for uuid_ in (mapping_id, other):
+    wrong = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:wrong-AbCdEf"
+    registry.data["secrets"][wrong] = {"username": USER, "password": "not-it"}
+    registry.write()
+    refused = lam.create_event_source_mapping(
+        FunctionName=name,
+        EventSourceArn=broker,
+        Queues=["elsewhere"],
+        SourceAccessConfigurations=[{"Type": "BASIC_AUTH", "URI": wrong}],
+    )["UUID"]
+    auth_error = "PROBLEM: Lambda failed to authenticate the event source."
+    wait_for(lambda: _result(lam, refused) == auth_error, timeout=60, interval=0.5)
+    for uuid_ in (mapping_id, other, refused):
         lam.delete_event_source_mapping(UUID=uuid_)
     channel.connection.close()
 
