@@ -47,6 +47,7 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef, function_arn, is_alias_name
 from kindling.control.naming import parse_function_name
 from kindling.control.paging import decode_marker, encode_marker, page_size
+from kindling.control.sqs_settings import SQS_DEFAULT_BATCH, check_batch, check_settings
 from kindling.control.stream_settings import KINESIS_DEFAULT_BATCH, StreamSettings
 from kindling.errors import (
     ConflictError,
@@ -57,12 +58,6 @@ from kindling.errors import (
 from kindling.events.patterns import Pattern, compile_pattern
 from kindling.limits import ESM_MAX_FILTERS
 from kindling.store import Store, metadata
-
-#: Lambda's defaults and bounds for SQS (services-sqs-parameters).
-SQS_DEFAULT_BATCH = 10
-SQS_MAX_BATCH = 10_000
-SQS_FIFO_MAX_BATCH = 10
-SQS_BATCH_WITHOUT_WINDOW = 10
 
 #: The states AWS reports (EventSourceMappingConfiguration.State).
 CREATING, ENABLING, ENABLED, DISABLING, DISABLED, UPDATING, DELETING = (
@@ -103,57 +98,7 @@ _SOURCE = re.compile(
 )
 #: Sources Lambda polls that kindling does not yet: refused in so many words.
 _NOT_YET = ("kafka", "rds", "docdb")
-#: Settings of other source types: AWS refuses them on an SQS mapping.
-_NOT_FOR_SQS = (
-    "StartingPosition",
-    "StartingPositionTimestamp",
-    "ParallelizationFactor",
-    "DestinationConfig",
-    "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
-    "TumblingWindowInSeconds",
-    "Topics",
-    "Queues",
-    "SourceAccessConfigurations",
-    "AmazonManagedKafkaEventSourceConfig",
-    "SelfManagedKafkaEventSourceConfig",
-    "DocumentDBEventSourceConfig",
-)
-#: Settings kindling would not honour yet: refused, never stored and ignored.
-_NOT_HONOURED = ("KMSKeyArn", "MetricsConfig", "LoggingConfig", "ProvisionedPollerConfig", "Tags")
-
-
 _STREAMS = ("kinesis", "dynamodb")
-#: The stream settings of _NOT_FOR_SQS a Kinesis mapping takes.
-_STREAM = (
-    "StartingPosition",
-    "StartingPositionTimestamp",
-    "ParallelizationFactor",
-    "DestinationConfig",
-    "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
-    "TumblingWindowInSeconds",
-)
-
-
-def _check_settings(params: dict[str, Any], kind: str = "sqs") -> None:
-    for name in _NOT_FOR_SQS:
-        if kind in ("rabbitmq", "kafka"):
-            break  # broker_settings checks a broker's
-        if kind != "sqs" and name in _STREAM:
-            continue
-        if params.get(name) is not None:
-            raise ValidationError(
-                f"Unsupported {name} parameter for given event source mapping type."
-            )
-    for name in _NOT_HONOURED:
-        if params.get(name):
-            raise ValidationError(
-                f"{name} of an event source mapping is not supported by this kindling server "
-                "yet. kindling refuses settings it would not honour instead of ignoring them."
-            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +357,7 @@ class EventSourceMappings:
     def create(self, account_id: str, region: str, params: dict[str, Any]) -> Mapping:
         new_uuid = str(uuidlib.uuid4())
         source, kind = broker_settings.source_of(params) or self._source(params, region)
-        _check_settings(params, kind)
+        check_settings(params, kind)
         broker = None
         if kind in ("rabbitmq", "kafka"):
             broker = broker_settings.create(params, kind, new_uuid)
@@ -425,7 +370,7 @@ class EventSourceMappings:
         batch_size = default if batch is None else int(batch)
         window = int(params.get("MaximumBatchingWindowInSeconds") or 0)
         if kind == "sqs":
-            _check_batch(batch_size, window, fifo)
+            check_batch(batch_size, window, fifo)
         filters = _filters(params.get("FilterCriteria"))
         for existing in self.store.find(account_id, region, source):
             if broker is not None and not broker.same_source(existing.broker):
@@ -474,7 +419,7 @@ class EventSourceMappings:
 
     def update(self, account_id: str, region: str, uuid: str, params: dict[str, Any]) -> Mapping:
         current = self.get(account_id, region, uuid)
-        _check_settings(params, current.kind)
+        check_settings(params, current.kind)
         if current.state in (CREATING, UPDATING, DELETING, ENABLING, DISABLING):
             raise ConflictError(
                 "The operation cannot be performed at this time. The event source mapping is "
@@ -510,7 +455,7 @@ class EventSourceMappings:
         elif current.broker is not None:
             updated = replace(updated, broker=broker_settings.update(current.broker, params))
         else:
-            _check_batch(updated.batch_size, updated.window_s, updated.fifo)
+            check_batch(updated.batch_size, updated.window_s, updated.fifo)
         self.store.save(updated)
         return updated
 
@@ -574,18 +519,6 @@ class EventSourceMappings:
                 f"Unsupported source arn : {source}"
             )
         return source, "sqs"
-
-
-def _check_batch(batch_size: int, window_s: int, fifo: bool) -> None:
-    if fifo and batch_size > SQS_FIFO_MAX_BATCH:
-        raise ValidationError("Batch size must not exceed 10 for FIFO queues")
-    if fifo and window_s > 0:
-        raise ValidationError("Batching window is not supported for FIFO queues")
-    if batch_size > SQS_BATCH_WITHOUT_WINDOW and window_s == 0:
-        raise ValidationError(
-            "Maximum batch window in seconds must be greater than 0 if maximum batch size is "
-            "greater than 10"
-        )
 
 
 def _filters(criteria: dict[str, Any] | None) -> tuple[str, ...] | None:
