@@ -100,3 +100,10 @@ def test_the_dev_key_follows_the_listening_address_unless_named(tmp_path: Path) 
     assert loaded.dev_keys is True and loaded.server_key_path == tmp_path / "k"
     assert Config.from_env({}).dev_keys is None
     assert Config(data_dir=tmp_path).server_key_path == tmp_path.resolve() / "server.key"
+
+
+def test_the_broker_registry_is_in_the_data_dir_unless_named(tmp_path: Path) -> None:
+    config = Config.from_env({"KINDLING_DATA_DIR": str(tmp_path)})
+    assert config.brokers_path == tmp_path / "brokers.json"
+    named = Config.from_env({"KINDLING_BROKERS_FILE": str(tmp_path / "mq.json")})
+    assert named.brokers_path == tmp_path / "mq.json"

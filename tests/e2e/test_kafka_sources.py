@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.engines import KafkaBroker
 
-from .support import Server, assert_shape, client_error, function_log, make_zip, wait_for
+from .support import AwsCli, Server, assert_shape, client_error, function_log, make_zip, wait_for
 from .test_rabbitmq_sources import _deploy, _gone, _lam, _result
 
 #: Prints each event.
@@ -188,6 +188,24 @@ def test_records_reach_the_function_as_lambda_sends_them(
     with client_error("InvalidParameterValueException", 400) as caught:
         _mapping(lam, name, kafka_broker, "other", StartingPosition="AT_TIMESTAMP")
     assert "Unsupported starting position AT_TIMESTAMP" in str(caught.value)
+    cli = AwsCli(kafka_server.endpoint)  # the AWS CLI's spelling of the same source
+    by_cli = cli.json(
+        "create-event-source-mapping",
+        "--function-name",
+        name,
+        "--self-managed-event-source",
+        json.dumps({"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [kafka_broker.bootstrap]}}),
+        "--topics",
+        "cli-topic",
+        "--starting-position",
+        "LATEST",
+        "--self-managed-kafka-event-source-config",
+        "ConsumerGroupId=cli-group",
+    )
+    assert by_cli["Topics"] == ["cli-topic"] and by_cli["StartingPosition"] == "LATEST"
+    assert by_cli["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": "cli-group"}
+    cli.json("delete-event-source-mapping", "--uuid", by_cli["UUID"])
+    wait_for(lambda: _gone(lam, by_cli["UUID"]), timeout=30)
     listed = lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
     assert_shape("ListEventSourceMappings", {"EventSourceMappings": listed})
     assert [m["UUID"] for m in listed] == [mapping_id]

@@ -34,6 +34,7 @@ from .support import (
     ACCOUNT,
     REGION,
     ROLE,
+    AwsCli,
     Server,
     assert_shape,
     client_error,
@@ -276,6 +277,22 @@ def test_messages_reach_the_function_as_amazon_mq_sends_them(
             FunctionName=name, EventSourceArn=broker, Queues=["orders"], StartingPosition="LATEST"
         )
     assert "Unsupported StartingPosition parameter" in str(caught.value)
+    cli = AwsCli(server.endpoint)  # the AWS CLI's shorthand for the same parameters
+    other_queue = cli.json(
+        "create-event-source-mapping",
+        "--function-name",
+        name,
+        "--event-source-arn",
+        broker,
+        "--queues",
+        "cli-jobs",
+        "--source-access-configurations",
+        f"Type=BASIC_AUTH,URI={SECRET}",
+        f"Type=VIRTUAL_HOST,URI={vhost}",
+    )
+    assert other_queue["Queues"] == ["cli-jobs"]
+    assert other_queue["SourceAccessConfigurations"] == _access(vhost)
+    cli.json("delete-event-source-mapping", "--uuid", other_queue["UUID"])
     updated = lam.update_event_source_mapping(UUID=mapping_id, BatchSize=10, Enabled=False)
     assert_shape("UpdateEventSourceMapping", updated)
     wait_for(lambda: lam.get_event_source_mapping(UUID=mapping_id)["State"] == "Disabled")
