@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -211,6 +212,26 @@ def test_records_reach_the_function_as_lambda_sends_them(
     assert [m["UUID"] for m in listed] == [mapping_id]
     lam.delete_event_source_mapping(UUID=mapping_id)
     wait_for(lambda: _gone(lam, mapping_id), timeout=30)
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{closed.getsockname()[1]}"
+    unreachable = lam.create_event_source_mapping(
+        FunctionName=name,
+        SelfManagedEventSource={"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [nowhere]}},
+        Topics=[topic],
+        StartingPosition="LATEST",
+    )["UUID"]
+    wait_for(
+        lambda: (
+            _result(lam, unreachable)
+            == "PROBLEM: Connection error. Please check your event source connection configuration."
+        ),
+        timeout=120,
+        interval=0.5,
+    )
+    assert lam.get_event_source_mapping(UUID=unreachable)["State"] == "Enabled"
+    lam.delete_event_source_mapping(UUID=unreachable)
 
 
 def test_a_failing_batch_is_retried_until_it_succeeds(
