@@ -553,7 +553,9 @@ class App:
             if mapping.kind == "rabbitmq":
                 return RabbitPoller(mapping, brokers, self._invoke_batch, store.set_result)
             if mapping.kind == "kafka":
-                return KafkaPoller(mapping, self._invoke_batch, store.set_result)
+                return KafkaPoller(
+                    mapping, self._invoke_batch, store.set_result, destinations.record
+                )
             if mapping.kind != "sqs":
                 return StreamPoller(
                     mapping,

@@ -149,6 +149,27 @@ def test_a_kafka_mapping_has_aws_defaults_and_shape(mappings: EventSourceMapping
     assert {m.uuid for m in listed} == {made.uuid, named.uuid}
 
 
+def test_kafka_failure_handling(mappings: EventSourceMappings) -> None:
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:failed"
+    made = kafka(
+        mappings,
+        MaximumRetryAttempts=2,
+        BisectBatchOnFunctionError=True,
+        DestinationConfig={"OnFailure": {"Destination": queue}},
+    )
+    out = made.to_api()
+    assert (out["MaximumRetryAttempts"], out["BisectBatchOnFunctionError"]) == (2, True)
+    assert out["DestinationConfig"] == {"OnSuccess": {}, "OnFailure": {"Destination": queue}}
+    assert kafka(mappings, Topics=["defaults"]).to_api()["MaximumRetryAttempts"] == -1
+    mappings.store.set_state(made.uuid, "Enabled")
+    updated = mappings.update(ACCOUNT, REGION, made.uuid, {"MaximumRetryAttempts": 5})
+    assert updated.broker is not None and updated.broker.max_retries == 5
+    assert updated.broker.on_failure == queue
+    assert "is invalid" in refused(
+        kafka, mappings, Topics=["xy"], DestinationConfig={"OnFailure": {"Destination": "nope"}}
+    )
+
+
 def test_kafka_refusals_in_aws_words(mappings: EventSourceMappings) -> None:
     assert refused(kafka, mappings, Topics=["a", "b"]).endswith(
         "Member must have length less than or equal to 1"

@@ -29,7 +29,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.engines import KafkaBroker
+from tests.engines import KafkaBroker, MotoServer
 
 from .support import AwsCli, Server, assert_shape, client_error, function_log, make_zip, wait_for
 from .test_rabbitmq_sources import _deploy, _gone, _lam, _result
@@ -94,9 +94,12 @@ def _produce(broker: KafkaBroker, topic: str, records: list[dict[str, Any]]) -> 
 
 
 @pytest.fixture(scope="module")
-def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def kafka_server(
+    tmp_path_factory: pytest.TempPathFactory, aws_services: MotoServer
+) -> Iterator[Server]:
+    """A server of these tests, reaching moto's SQS for failure destinations."""
     root = tmp_path_factory.mktemp("kafka-server")
-    srv = Server(data_dir=root / "data", log_path=root / "server.log")
+    srv = Server(data_dir=root / "data", log_path=root / "server.log", env=aws_services.env)
     srv.start()
     yield srv
     srv.stop_cleanly()
@@ -262,6 +265,75 @@ def test_a_failing_batch_is_retried_until_it_succeeds(
     assert offsets[:3] == [0, 1, 2]
     wait_for(lambda: _result(lam, mapping_id) == "OK", timeout=30, interval=0.5)
     lam.delete_event_source_mapping(UUID=mapping_id)
+
+
+#: Fails a batch holding a record whose value says so.
+POISON = """\
+import base64
+import json
+
+
+def handler(event, context):
+    print("EVENT " + json.dumps(event, sort_keys=True))
+    for records in event["records"].values():
+        for r in records:
+            if base64.b64decode(r["value"]) == b"poison":
+                raise ValueError("poison")
+"""
+
+
+def test_a_poison_record_is_bisected_retried_and_sent_to_the_failure_destination(
+    kafka_server: Server, kafka_broker: KafkaBroker, aws_services: MotoServer
+) -> None:
+    """BatchSize 4 with a poison in the middle: the batch is split until the poison is
+    alone (not a retry), retried MaximumRetryAttempts times, then its failure record
+    (``KafkaBatchInfo``) goes to the SQS queue and the partition goes on."""
+    lam = _lam(kafka_server.endpoint)
+    name = _deploy(lam, POISON)
+    sqs = aws_services.client("sqs", "us-east-1")
+    url = sqs.create_queue(QueueName=f"kafka-failed-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = _topic(kafka_broker)
+    values = [b"a", b"b", b"poison", b"c", b"d"]
+    _produce(kafka_broker, topic, [{"value": v} for v in values])
+    mapping = _mapping(
+        lam,
+        name,
+        kafka_broker,
+        topic,
+        BatchSize=4,
+        MaximumBatchingWindowInSeconds=2,
+        MaximumRetryAttempts=1,
+        BisectBatchOnFunctionError=True,
+        DestinationConfig={"OnFailure": {"Destination": queue}},
+    )
+    assert mapping["MaximumRetryAttempts"] == 1 and mapping["BisectBatchOnFunctionError"]
+
+    def failure() -> Any:
+        got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages")
+        return json.loads(got[0]["Body"]) if got else None
+
+    record = wait_for(failure, timeout=180, interval=0.5)
+    assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2  # the first try + 1
+    info = record["KafkaBatchInfo"]
+    assert info["batchSize"] == 1 and info["bootstrapServers"] == kafka_broker.bootstrap
+    assert info["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "2"
+    assert info["recordsInfo"][f"{topic}-0"]["lastRecordOffset"] == "2"
+
+    def succeeded() -> set[bytes]:
+        return {
+            base64.b64decode(r["value"])
+            for event in _events(kafka_server.endpoint, name)
+            for records in event["records"].values()
+            for r in records
+            if not any(base64.b64decode(x["value"]) == b"poison" for x in records)
+        }
+
+    wait_for(lambda: succeeded() >= {b"a", b"b", b"c", b"d"}, timeout=120, interval=0.5)
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
 
 
 def _seen(endpoint: str, name: str) -> Counter[str]:

@@ -50,13 +50,13 @@ _TOPIC = re.compile(r"^[^.]([a-zA-Z0-9\-_.]+)$")
 _GROUP = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]*$")
 _ENDPOINT = re.compile(r"^[^\s:,]+:\d{1,5}$")
 #: Settings of other source types, refused on a broker mapping as AWS refuses them.
+#: Kafka's failure settings: AWS takes them for Kafka (the retries and bisection in
+#: its provisioned mode), not for Amazon MQ.
+_KAFKA_ONLY = ("MaximumRetryAttempts", "BisectBatchOnFunctionError", "DestinationConfig")
 _NOT_FOR_BROKERS = (
     "ParallelizationFactor",
     "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
     "TumblingWindowInSeconds",
-    "DestinationConfig",
     "ScalingConfig",
     "FunctionResponseTypes",
     "AmazonManagedKafkaEventSourceConfig",
@@ -85,6 +85,11 @@ class BrokerSettings:
     starting_position: str = ""
     #: As given, for GetEventSourceMapping.
     access: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: Kafka's failure handling: retries (-1: until it succeeds), bisection, and the
+    #: SQS queue or SNS topic that gets what is given up on.
+    max_retries: int = -1
+    bisect: bool = False
+    on_failure: str | None = None
 
     def same_source(self, other: BrokerSettings | None) -> bool:
         """Whether a mapping of ``other`` reads what this one would (a conflict for
@@ -108,6 +113,12 @@ class BrokerSettings:
             "Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": list(self.endpoints)}
         }
         out["SelfManagedKafkaEventSourceConfig"] = {"ConsumerGroupId": self.consumer_group}
+        out["MaximumRetryAttempts"] = self.max_retries
+        out["BisectBatchOnFunctionError"] = self.bisect
+        out["DestinationConfig"] = {
+            "OnSuccess": {},
+            "OnFailure": {"Destination": self.on_failure} if self.on_failure else {},
+        }
         return out
 
     def record(self) -> dict[str, Any]:
@@ -127,6 +138,9 @@ class BrokerSettings:
             consumer_group=data.get("consumer_group") or "",
             starting_position=data.get("starting_position") or "",
             access=tuple((str(t), str(u)) for t, u in data.get("access") or ()),
+            max_retries=int(data.get("max_retries", -1)),
+            bisect=bool(data.get("bisect", False)),
+            on_failure=data.get("on_failure"),
         )
 
 
@@ -159,7 +173,12 @@ def _check_common(params: dict[str, Any], kind: str) -> None:
                 f"Unsupported {name} parameter for given event source mapping type."
             )
     if kind == "rabbitmq":
-        for name in ("Topics", "SelfManagedKafkaEventSourceConfig", "StartingPosition"):
+        for name in (
+            "Topics",
+            "SelfManagedKafkaEventSourceConfig",
+            "StartingPosition",
+            *_KAFKA_ONLY,
+        ):
             if params.get(name) is not None:
                 raise ValidationError(
                     f"Unsupported {name} parameter for given event source mapping type."
@@ -271,7 +290,40 @@ def create(params: dict[str, Any], kind: str, mapping_uuid: str) -> BrokerSettin
         consumer_group=group,
         starting_position=str(position),
         access=access,
+        **_failure_handling(params, BrokerSettings("kafka")),
     )
+
+
+def _failure_handling(params: dict[str, Any], current: BrokerSettings) -> dict[str, Any]:
+    """MaximumRetryAttempts (-1, infinite, to 10,000), BisectBatchOnFunctionError and
+    DestinationConfig.OnFailure (an SQS queue or SNS topic) of a Kafka mapping."""
+    out: dict[str, Any] = {
+        "max_retries": current.max_retries,
+        "bisect": current.bisect,
+        "on_failure": current.on_failure,
+    }
+    retries = params.get("MaximumRetryAttempts")
+    if retries is not None:
+        if not -1 <= int(retries) <= 10_000:
+            raise _invalid(
+                retries,
+                "maximumRetryAttempts",
+                "Member must have value less than or equal to 10000",
+            )
+        out["max_retries"] = int(retries)
+    if params.get("BisectBatchOnFunctionError") is not None:
+        out["bisect"] = bool(params["BisectBatchOnFunctionError"])
+    destination = params.get("DestinationConfig")
+    if destination is not None:
+        if (destination.get("OnSuccess") or {}).get("Destination"):
+            raise ValidationError(
+                "Unsupported DestinationConfig parameter for given event source mapping type."
+            )
+        target = (destination.get("OnFailure") or {}).get("Destination")
+        if target and not str(target).startswith(("arn:aws:sqs:", "arn:aws:sns:")):
+            raise ValidationError(f"The destination ARN {target} is invalid.")
+        out["on_failure"] = target or None
+    return out
 
 
 def _endpoints(source: dict[str, Any]) -> tuple[str, ...]:
@@ -295,6 +347,8 @@ def update(current: BrokerSettings, params: dict[str, Any]) -> BrokerSettings:
     for name in ("Queues", "Topics", "SelfManagedEventSource", "StartingPosition"):
         if params.get(name) is not None:
             raise ValidationError(f"Unsupported {name} parameter for UpdateEventSourceMapping.")
+    if current.kind == "kafka":
+        current = BrokerSettings(**{**asdict(current), **_failure_handling(params, current)})
     if params.get("SourceAccessConfigurations") is None:
         return current
     access = _access(params, current.kind)

@@ -14,10 +14,11 @@ Kafka event source mapping parameters"):
   before them, so a kill -9 of the server re-reads from the last commit (at least
   once) and the broker, not kindling's store, holds the position; records no filter
   matches are committed without an invocation;
-- a batch that fails is invoked again with a growing backoff until it succeeds (the
-  partitions wait: order is kept), as AWS does for Kafka without provisioned mode;
-  AWS's MaximumRetryAttempts, bisection and OnFailure destinations for Kafka (which
-  need provisioned mode there) are refused at creation, never ignored;
+- a batch that fails is invoked again with a growing backoff (the partitions wait:
+  order is kept) until it succeeds or MaximumRetryAttempts (-1, the default: until it
+  succeeds) is spent; with BisectBatchOnFunctionError it is split in halves first (not
+  a retry); what is given up on goes to DestinationConfig.OnFailure (an SQS queue or
+  SNS topic) as Lambda's failure record with ``KafkaBatchInfo``, and is committed;
 - a broker that cannot be reached: the consumer is made again with backoff and the
   mapping reports AWS's connection error as its LastProcessingResult.
 """
@@ -26,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 import uuid as uuidlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
 from kindling.control.event_sources import Mapping
@@ -40,6 +42,7 @@ from kindling.errors import NotFoundError, ThrottledError
 from kindling.events import kafka
 from kindling.events.rabbitmq_poller import CONNECTION_ERROR
 from kindling.events.sqs_poller import FUNCTION_FAILED, OK, THROTTLED, Invoke, Report, reason
+from kindling.events.stream_poller import SendRecord
 from kindling.invoke.service import MAX_SYNC_PAYLOAD
 from kindling.limits import (
     ESM_BACKOFF_FIRST_S,
@@ -54,19 +57,31 @@ log = logging.getLogger(__name__)
 Fetched = list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]]
 
 
+#: AWS: "When you configure both infinite retries and an on-failure destination, Lambda
+#: automatically applies a maximum of 10 retry attempts."
+KAFKA_RETRIES_WITH_DESTINATION = 10
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")
+
+
 class KafkaPoller:
     def __init__(
         self,
         mapping: Mapping,
         invoke: Invoke,
         report: Report,
+        send: SendRecord,
         backoff_s: tuple[float, float] = (ESM_BACKOFF_FIRST_S, ESM_BACKOFF_MAX_S),
     ) -> None:
+        """``send`` delivers a failure record to an SQS queue or SNS topic."""
         assert mapping.broker is not None and mapping.broker.kind == "kafka"
         self.mapping = mapping
         self._settings = mapping.broker
         self._invoke = invoke
         self._report = report
+        self._send = send
         self._backoff_first, self._backoff_max = backoff_s
         self._patterns = mapping.patterns()
         self._window_s = float(mapping.window_s) or ESM_BROKER_DEFAULT_WINDOW_S
@@ -170,35 +185,59 @@ class KafkaPoller:
         view = kafka.filter_view(record)
         return any(pattern.matches(view) for pattern in self._patterns)
 
+    def _payload(self, part: Fetched) -> bytes | None:
+        """The event for the records of ``part`` some filter matches; None for none."""
+        chosen: dict[str, list[dict[str, Any]]] = {}
+        for tp, message in part:
+            record = self._record(message)
+            if self._passes(record):
+                key = kafka.partition_key(tp.topic, tp.partition)
+                chosen.setdefault(key, []).append(record)
+        return kafka.event(self._settings.endpoints, chosen) if chosen else None
+
     async def _settle(self, consumer: AIOKafkaConsumer, fetched: Fetched) -> None:
-        """Runs the fetched records (in halves while one event would be too large),
-        committing after each part succeeded."""
+        """Runs the fetched records in order, committing each part once it is settled
+        (processed, filtered out, or given up on). A part whose event would pass the
+        payload limit, or that fails with BisectBatchOnFunctionError, is split in halves
+        (not a retry); a failing part is retried with backoff until
+        MaximumRetryAttempts (-1: until it succeeds), then given up on: its failure
+        record goes to the OnFailure destination and the partitions go on."""
+        settings = self._settings
+        retries = settings.max_retries
+        if retries == -1 and settings.on_failure:
+            retries = KAFKA_RETRIES_WITH_DESTINATION
         pending = [fetched]
+        attempts = 0
+        delay = self._backoff_first
         while pending:
-            part = pending.pop(0)
-            chosen: dict[str, list[dict[str, Any]]] = {}
-            for tp, message in part:
-                record = self._record(message)
-                if self._passes(record):
-                    chosen.setdefault(kafka.partition_key(tp.topic, tp.partition), []).append(
-                        record
-                    )
-            if chosen:
-                payload = kafka.event(self._settings.endpoints, chosen)
-                if len(payload) > MAX_SYNC_PAYLOAD and len(part) > 1:
+            part = pending[0]
+            payload = self._payload(part)
+            too_large = payload is not None and len(payload) > MAX_SYNC_PAYLOAD
+            if too_large and len(part) > 1:
+                half = len(part) // 2
+                pending[0:1] = [part[:half], part[half:]]
+                continue
+            if too_large:
+                await self._give_up(part, "PayloadSizeExceeded", 0, len(payload or b""))
+            elif payload is not None and not await self._invoked(payload):
+                if settings.bisect and len(part) > 1:
                     half = len(part) // 2
-                    pending[0:0] = [part[:half], part[half:]]
+                    pending[0:1] = [part[:half], part[half:]]
                     continue
-                if len(payload) > MAX_SYNC_PAYLOAD:
-                    log.warning("mapping %s: a record over 6 MB skipped", self.mapping.uuid)
-                else:
-                    await self._until_processed(payload)
-            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-            for tp, message in part:
-                offsets[tp] = OffsetAndMetadata(message.offset + 1, "")
+                attempts += 1
+                if retries == -1 or attempts <= retries:
+                    await asyncio.sleep(delay)  # the partitions wait: order is kept
+                    delay = min(self._backoff_max, delay * 2)
+                    continue
+                await self._give_up(part, "RetryAttemptsExhausted", attempts, len(payload))
+            pending.pop(0)
+            attempts, delay = 0, self._backoff_first
+            offsets = {tp: OffsetAndMetadata(message.offset + 1, "") for tp, message in part}
             await consumer.commit(offsets)
 
-    async def _until_processed(self, payload: bytes) -> None:
+    async def _invoked(self, payload: bytes) -> bool:
+        """Whether the function succeeded; a throttle or a missing function is tried
+        again with backoff (never counted as a retry)."""
         delay = self._backoff_first
         while True:
             try:
@@ -209,12 +248,66 @@ class KafkaPoller:
             except NotFoundError:
                 arn = self.mapping.to_api()["FunctionArn"]
                 self._set_result(f"PROBLEM: Function not found: {arn}")
-            except KafkaError:
-                raise
             else:
-                if ok:
-                    self._set_result(OK)
-                    return
-                self._set_result(FUNCTION_FAILED)
+                self._set_result(OK if ok else FUNCTION_FAILED)
+                return bool(ok)
             await asyncio.sleep(delay)
             delay = min(self._backoff_max, delay * 2)
+
+    async def _give_up(self, part: Fetched, condition: str, attempts: int, size: int) -> None:
+        """Lambda's failure record (``KafkaBatchInfo``) to the OnFailure destination,
+        retried until delivered; without one the records are skipped with a log line
+        (AWS: discarded)."""
+        function_arn = self.mapping.to_api()["FunctionArn"]
+        info: dict[str, dict[str, str]] = {}
+        for tp, message in part:
+            key = kafka.partition_key(tp.topic, tp.partition)
+            entry = info.setdefault(
+                key,
+                {
+                    "firstRecordOffset": str(message.offset),
+                    "firstRecordTimestamp": _iso(message.timestamp / 1000),
+                },
+            )
+            entry["lastRecordOffset"] = str(message.offset)
+            entry["lastRecordTimestamp"] = _iso(message.timestamp / 1000)
+        record = {
+            "requestContext": {
+                "requestId": str(uuidlib.uuid4()),
+                "functionArn": function_arn,
+                "condition": condition,
+                "approximateInvokeCount": attempts,
+            },
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": self.mapping.qualifier or "$LATEST",
+                "functionError": "Unhandled",
+            },
+            "version": "1.0",
+            "timestamp": _iso(time.time()),
+            "KafkaBatchInfo": {
+                "batchSize": len(part),
+                "bootstrapServers": ",".join(self._settings.endpoints),
+                "payloadSize": size,
+                "recordsInfo": info,
+            },
+        }
+        target = self._settings.on_failure
+        log.warning(
+            "mapping %s: %d record(s) given up (%s)%s",
+            self.mapping.uuid,
+            len(part),
+            condition,
+            f", sent to {target}" if target else "",
+        )
+        if target is None:
+            return
+        delay = self._backoff_first
+        while True:  # the partitions wait: nothing is dropped without its record
+            try:
+                await self._send(target, record)
+                return
+            except Exception as exc:
+                self._set_result(f"PROBLEM: {reason(exc)}")
+                await asyncio.sleep(delay)
+                delay = min(self._backoff_max, delay * 2)
