@@ -336,6 +336,7 @@ class RabbitMQ:
 
     SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
     CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+    EPMD = "epmd"
 
     def __init__(self, directory: Path) -> None:
         if not self.SERVER.exists():
@@ -355,6 +356,9 @@ class RabbitMQ:
         (directory / "rabbitmq-env.conf").write_text("")
         (directory / "enabled_plugins").write_text("[].\n")
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Erlang's name server, started here in the foreground: the node would start
+        #: one as a daemon that outlives every kill of the node's process group.
+        self.epmd: subprocess.Popen[bytes] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -384,8 +388,42 @@ class RabbitMQ:
         quoted = urllib.parse.quote(vhost, safe="")
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{quoted}"
 
+    def _start_epmd(self) -> None:
+        if self.epmd is not None and self.epmd.poll() is None:
+            return
+        epmd = shutil.which(self.EPMD) or "/usr/lib/erlang/bin/epmd"
+        self.epmd = subprocess.Popen(
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.epmd_port), timeout=1.0).close()
+                return
+            time.sleep(0.05)
+
     def start(self, timeout: float = 180.0) -> None:
+        """Boots the node; a distribution port taken meanwhile (the machine is shared)
+        is replaced by another and the boot tried again."""
         assert self.proc is None, "already running"
+        self._start_epmd()
+        for _ in range(3):
+            if self._boot(timeout):
+                return
+            out = self.log_tail()
+            self.kill()
+            if "could not bind to distribution port" not in out:
+                break
+            self.dist_port = _free_port()
+            (self.directory / "server.out").unlink(missing_ok=True)
+        raise AssertionError(f"rabbitmq-server did not start:\n{out}")
+
+    def _boot(self, timeout: float) -> bool:
         log = open(self.directory / "server.out", "ab")  # noqa: SIM115 - the child keeps it
         with log:
             self.proc = subprocess.Popen(
@@ -395,18 +433,16 @@ class RabbitMQ:
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
                 env=self.env,
-                start_new_session=True,  # its epmd and beam go with it on kill
+                start_new_session=True,  # its beam and helpers go with it on kill
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                break
+                return False
             if self._ready():
-                return
+                return True
             time.sleep(0.5)
-        out = self.log_tail()
-        self.kill()
-        raise AssertionError(f"rabbitmq-server did not start:\n{out}")
+        return False
 
     def _ready(self) -> bool:
         with (
@@ -453,6 +489,10 @@ class RabbitMQ:
 
     def remove(self) -> None:
         self.kill()
+        if self.epmd is not None:
+            self.epmd.kill()
+            self.epmd.wait(10)
+            self.epmd = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def log_tail(self, size: int = 4000) -> str:

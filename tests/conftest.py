@@ -108,9 +108,11 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
             pytest.fail("rabbitmq-server is not installed: `make test` installs Debian's package")
         pytest.skip("rabbitmq-server is not installed (Debian's rabbitmq-server; `make test`)")
     server = RabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
-    server.start()
-    yield server
-    server.remove()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 # ---------------------------------------------------------------------------- Kafka
