@@ -217,3 +217,33 @@ def test_a_missing_queue_is_reported_and_the_poller_resumes_when_it_exists(
 
     asyncio.run(scenario())
     assert results[-1] == OK
+
+
+def test_a_batch_over_the_payload_limit_is_split_and_a_message_too_large_rejected(
+    rabbitmq: RabbitMQ, vhost: str, registry: BrokerDirectory
+) -> None:
+    """Two 3.5 MB messages fit one batch but not one 6 MB event: two invocations; a
+    7 MB message fits no event: rejected without requeue (AWS drops it)."""
+    big = [b"a" * 3_500_000, b"b" * 3_500_000, b"c" * 7_000_000, b"small"]
+    connection = publish(rabbitmq, vhost, big)
+    calls: list[list[int]] = []
+
+    async def function(messages: list[dict[str, Any]]) -> tuple[bool, bytes]:
+        calls.append([m["basicProperties"]["bodySize"] for m in messages])
+        return True, b"null"
+
+    results: list[str] = []
+    asyncio.run(
+        drive(
+            registry,
+            mapping(vhost, window_s=2),
+            function,
+            lambda p: p.acked == 3 and left(connection) == 0,
+            results,
+        )
+    )
+    sizes = [size for call in calls for size in call]
+    assert sizes == [3_500_000, 3_500_000, 5]  # the 7 MB one never reached the function
+    assert all(len(call) == 1 for call in calls[:2])
+    assert left(connection) == 0
+    connection.close()

@@ -221,30 +221,24 @@ class RabbitPoller:
         for message in dropped:  # no filter matched: AWS drops it
             await message.ack()
             self.acked += 1
-        while chosen:
+        pending = [chosen] if chosen else []
+        while pending:  # parts in order; one too large is halved until it fits
+            part = pending.pop(0)
             payload = json.dumps(
-                rabbitmq.event(self.mapping.source_arn, self._key, [r for _, r in chosen])
+                rabbitmq.event(self.mapping.source_arn, self._key, [r for _, r in part])
             ).encode()
-            if len(payload) > MAX_SYNC_PAYLOAD:
-                if len(chosen) == 1:
-                    log.warning("mapping %s: a message over 6 MB rejected", self.mapping.uuid)
-                    await chosen[0][0].reject(requeue=False)
-                    return
-                half = len(chosen) // 2  # run the first half now, the rest next
-                rest, chosen = chosen[half:], chosen[:half]
-                await self._run_batch(chosen, payload=None)
-                chosen = rest
-                continue
-            await self._run_batch(chosen, payload)
-            return
+            if len(payload) <= MAX_SYNC_PAYLOAD:
+                await self._run_batch(part, payload)
+            elif len(part) > 1:
+                half = len(part) // 2
+                pending[0:0] = [part[:half], part[half:]]
+            else:
+                log.warning("mapping %s: a message over 6 MB rejected", self.mapping.uuid)
+                await part[0][0].reject(requeue=False)
 
     async def _run_batch(
-        self, chosen: list[tuple[AbstractIncomingMessage, dict[str, Any]]], payload: bytes | None
+        self, chosen: list[tuple[AbstractIncomingMessage, dict[str, Any]]], payload: bytes
     ) -> None:
-        if payload is None:
-            payload = json.dumps(
-                rabbitmq.event(self.mapping.source_arn, self._key, [r for _, r in chosen])
-            ).encode()
         delay = self._backoff_first
         while True:
             try:
