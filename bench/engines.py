@@ -235,7 +235,16 @@ class MotoServer:
     server needs to reach it through the standard AWS configuration (endpoint URLs per
     service, credentials from the environment), as a user's deployment would set it."""
 
-    SERVICES = ("SQS", "SNS", "EVENTBRIDGE", "S3", "KINESIS", "DYNAMODB", "DYNAMODB_STREAMS")
+    SERVICES = (
+        "SQS",
+        "SNS",
+        "EVENTBRIDGE",
+        "S3",
+        "KINESIS",
+        "DYNAMODB",
+        "DYNAMODB_STREAMS",
+        "SECRETS_MANAGER",
+    )
     #: The account its resources belong to: kindling's dev account, so the ARNs a test
     #: configures name them as a user's would.
     ACCOUNT = "000000000000"

@@ -72,7 +72,7 @@ from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.events.aws import AwsClients
 from kindling.events.bridge import EventBridge
-from kindling.events.brokers import BrokerDirectory
+from kindling.events.brokers import BrokerDirectory, secrets_manager
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
 from kindling.events.kafka_poller import KafkaPoller
@@ -547,7 +547,7 @@ class App:
         def role_of(mapping: Mapping) -> str:
             return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
 
-        brokers = BrokerDirectory(self.config.brokers_path)
+        brokers = BrokerDirectory(self.config.brokers_path, secrets_manager(clients))
 
         def make(mapping: Mapping) -> SqsPoller | StreamPoller | RabbitPoller | KafkaPoller:
             if mapping.kind == "rabbitmq":

@@ -28,7 +28,7 @@ import pika
 import pytest
 from botocore.config import Config as BotoConfig
 
-from tests.engines import RabbitMQ
+from tests.engines import MotoServer, RabbitMQ
 
 from .support import (
     ACCOUNT,
@@ -118,21 +118,26 @@ def _lam(endpoint: str) -> Any:
     return lambda_client(endpoint, BotoConfig(retries={"total_max_attempts": 1}, read_timeout=60))
 
 
-def _server(root: Path, registry: Path) -> Server:
+def _server(root: Path, registry: Path, more: dict[str, str] | None = None) -> Server:
     return Server(
         data_dir=root / "data",
         log_path=root / "server.log",
-        env={"KINDLING_BROKERS_FILE": str(registry)},
+        env={"KINDLING_BROKERS_FILE": str(registry), **(more or {})},
     )
 
 
 @pytest.fixture(scope="module")
 def mq_server(
-    tmp_path_factory: pytest.TempPathFactory, rabbitmq: RabbitMQ, mq_user: str
+    tmp_path_factory: pytest.TempPathFactory,
+    rabbitmq: RabbitMQ,
+    mq_user: str,
+    aws_services: MotoServer,
 ) -> Iterator[tuple[Server, Registry]]:
+    """A server of these tests with its broker registry, reaching moto's Secrets
+    Manager for secrets the registry does not name."""
     root = tmp_path_factory.mktemp("mq-server")
     registry = Registry(root / "brokers.json", rabbitmq)
-    srv = _server(root, registry.path)
+    srv = _server(root, registry.path, aws_services.env)
     srv.start()
     yield srv, registry
     srv.stop_cleanly()
@@ -487,3 +492,36 @@ def test_a_broker_restart_during_a_drain_loses_none_and_the_mapping_resumes(
         f"\n1,000 RabbitMQ messages across a kill -9 of the broker: {len(before)} seen "
         f"before it, none lost, {sum(seen.values()) - total} delivered more than once"
     )
+
+
+def test_a_secret_only_in_secrets_manager_logs_in(
+    mq_server: tuple[Server, Registry], rabbitmq: RabbitMQ, aws_services: MotoServer
+) -> None:
+    """BASIC_AUTH names a secret the registry file does not hold: the server reads it
+    with GetSecretValue from the Secrets Manager it is configured with (moto's here)."""
+    server, registry = mq_server
+    lam = _lam(server.endpoint)
+    name = _deploy(lam, RECORDER)
+    vhost, broker = _vhost(rabbitmq), registry.new_broker()
+    secrets = aws_services.client("secretsmanager", REGION)
+    arn = secrets.create_secret(
+        Name=f"mq-{uuid.uuid4().hex[:8]}",
+        SecretString=json.dumps({"username": USER, "password": PASSWORD}),
+    )["ARN"]
+    channel = _channel(rabbitmq, vhost)
+    channel.queue_declare("sm", durable=True)
+    channel.basic_publish("", "sm", b"via secrets manager")
+    mapping_id = lam.create_event_source_mapping(
+        FunctionName=name,
+        EventSourceArn=broker,
+        Queues=["sm"],
+        SourceAccessConfigurations=[
+            {"Type": "BASIC_AUTH", "URI": arn},
+            {"Type": "VIRTUAL_HOST", "URI": vhost},
+        ],
+    )["UUID"]
+    wait_for(lambda: _events(server.endpoint, name), timeout=120, interval=0.5)
+    [message] = _events(server.endpoint, name)[0]["rmqMessagesByQueue"][f"sm::{vhost}"]
+    assert base64.b64decode(message["data"]) == b"via secrets manager"
+    lam.delete_event_source_mapping(UUID=mapping_id)
+    channel.connection.close()

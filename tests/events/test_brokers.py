@@ -36,3 +36,21 @@ def test_a_url_is_built_from_the_registry_and_the_mapping(tmp_path: Path) -> Non
     path.write_text("{not json")
     with pytest.raises(BrokerConfigError, match="unreadable"):
         directory.amqp_url(BROKER, SECRET, "/")
+
+
+def test_a_secret_the_file_does_not_name_is_read_from_secrets_manager(tmp_path: Path) -> None:
+    path = tmp_path / "brokers.json"
+    path.write_text(json.dumps({"brokers": {BROKER: "amqp://127.0.0.1:5672"}}))
+    asked: list[str] = []
+
+    def read(arn: str) -> dict[str, str]:
+        asked.append(arn)
+        if arn != SECRET:
+            raise LookupError("ResourceNotFoundException")
+        return {"username": "from-api", "password": "pw"}
+
+    directory = BrokerDirectory(path, read)
+    assert directory.amqp_url(BROKER, SECRET, "/") == "amqp://from-api:pw@127.0.0.1:5672/%2F"
+    with pytest.raises(BrokerConfigError, match="Secrets Manager did not give it: LookupError"):
+        directory.amqp_url(BROKER, SECRET + "x", "/")
+    assert asked == [SECRET, SECRET + "x"]

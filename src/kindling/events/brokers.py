@@ -21,12 +21,19 @@ A broker's value is its AMQP URL (``amqps://`` for TLS) without credentials or v
 host: those come from the mapping (BASIC_AUTH's secret, VIRTUAL_HOST). The file is read
 again at every connection, so an edit applies when a poller next reconnects, without a
 restart; it holds passwords, so keep it 0600 like the data dir.
+
+A secret the file does not name is read from Secrets Manager's API
+(``GetSecretValue``), reached like every AWS service kindling calls
+(``AWS_ENDPOINT_URL_SECRETS_MANAGER`` or ``AWS_ENDPOINT_URL``, credentials from the
+default chain): an operator who runs a Secrets-Manager-compatible store names nothing
+twice.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +45,27 @@ class BrokerConfigError(KindlingError):
     never an API error: the mapping was valid when it was made)."""
 
 
+#: Reads a secret's JSON from Secrets Manager's API (blocking; raises on failure).
+SecretReader = Callable[[str], dict[str, Any]]
+
+
+def secrets_manager(clients: Any) -> SecretReader:
+    """A SecretReader over ``AwsClients`` (``GetSecretValue``'s SecretString)."""
+
+    def read(arn: str) -> dict[str, Any]:
+        region = arn.split(":")[3]
+        answer = clients.client("secretsmanager", region).get_secret_value(SecretId=arn)
+        value = json.loads(answer.get("SecretString") or "{}")
+        return value if isinstance(value, dict) else {}
+
+    return read
+
+
 class BrokerDirectory:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_secret: SecretReader | None = None) -> None:
+        """``read_secret``: where a secret the file does not name is looked up."""
         self._path = path
+        self._read_secret = read_secret
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -70,6 +95,8 @@ class BrokerDirectory:
             netloc = f"{netloc}:{parts.port}"
         if secret_arn is not None:
             secret = (data.get("secrets") or {}).get(secret_arn)
+            if secret is None and self._read_secret is not None:
+                secret = self._fetch(secret_arn)
             if not isinstance(secret, dict) or "username" not in secret:
                 raise BrokerConfigError(
                     f"Secret {secret_arn} is not in this kindling server's broker registry "
@@ -80,3 +107,15 @@ class BrokerDirectory:
             netloc = f"{user}:{password}@{netloc}"
         path = "/" + urllib.parse.quote(vhost, safe="")
         return urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+    def _fetch(self, secret_arn: str) -> dict[str, Any]:
+        assert self._read_secret is not None
+        try:
+            return self._read_secret(secret_arn)
+        except Exception as exc:
+            error = (getattr(exc, "response", None) or {}).get("Error") or {}
+            why = error.get("Code") or type(exc).__name__
+            raise BrokerConfigError(
+                f"Secret {secret_arn} is not in this kindling server's broker registry "
+                f"({self._path}) and Secrets Manager did not give it: {why}."
+            ) from None

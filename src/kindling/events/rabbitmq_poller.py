@@ -147,8 +147,11 @@ class RabbitPoller:
             delay = min(self._backoff_max, delay * 2)
 
     async def _session(self) -> None:
-        url = self._brokers.amqp_url(
-            self.mapping.source_arn, self._settings.basic_auth, self._settings.virtual_host
+        url = await asyncio.to_thread(  # may ask Secrets Manager: blocking
+            self._brokers.amqp_url,
+            self.mapping.source_arn,
+            self._settings.basic_auth,
+            self._settings.virtual_host,
         )
         connection = await aio_pika.connect(url, timeout=ESM_BROKER_CONNECT_S)
         try:
