@@ -134,3 +134,10 @@ def test_the_start_up_description_hides_passwords_and_says_the_mode() -> None:
     local = "\n".join(Config(data_dir=Path("/srv/k")).describe())
     assert "store SQLite /srv/k/kindling.db" in local
     assert "dev mode: key test/test" in local and "namespace backend" in local
+
+
+def test_the_broker_registry_is_in_the_data_dir_unless_named(tmp_path: Path) -> None:
+    config = Config.from_env({"KINDLING_DATA_DIR": str(tmp_path)})
+    assert config.brokers_path == tmp_path / "brokers.json"
+    named = Config.from_env({"KINDLING_BROKERS_FILE": str(tmp_path / "mq.json")})
+    assert named.brokers_path == tmp_path / "mq.json"

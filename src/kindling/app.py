@@ -78,9 +78,12 @@ from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.events.aws import AwsClients
 from kindling.events.bridge import EventBridge
+from kindling.events.brokers import BrokerDirectory, secrets_manager
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
+from kindling.events.kafka_poller import KafkaPoller
 from kindling.events.mappings import MappingSupervisor
+from kindling.events.rabbitmq_poller import RabbitPoller
 from kindling.events.rule_store import RuleStore
 from kindling.events.schedule_store import ScheduleStore
 from kindling.events.scheduler import RuleTimetable, Scheduler
@@ -556,7 +559,15 @@ class App:
         def role_of(mapping: Mapping) -> str:
             return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
 
-        def make(mapping: Mapping) -> SqsPoller | StreamPoller:
+        brokers = BrokerDirectory(self.config.brokers_path, secrets_manager(clients))
+
+        def make(mapping: Mapping) -> SqsPoller | StreamPoller | RabbitPoller | KafkaPoller:
+            if mapping.kind == "rabbitmq":
+                return RabbitPoller(mapping, brokers, self._invoke_batch, store.set_result)
+            if mapping.kind == "kafka":
+                return KafkaPoller(
+                    mapping, self._invoke_batch, store.set_result, destinations.record
+                )
             if mapping.kind != "sqs":
                 return StreamPoller(
                     mapping,

@@ -100,6 +100,10 @@ class Config:
     #: account): ``--access-log``, KINDLING_ACCESS_LOG. Off by default: when off the
     #: front end's handler is not wrapped at all (ADR 0040).
     access_log: bool = False
+    #: The operator's registry of message brokers and their credentials for event
+    #: source mappings (KINDLING_BROKERS_FILE; ADR 0041); by default ``brokers.json``
+    #: in the data dir, read again at each connection.
+    brokers_file: Path | None = None
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -148,6 +152,10 @@ class Config:
     @property
     def server_key_path(self) -> Path:
         return self.server_key_file or self.data_dir / "server.key"
+
+    @property
+    def brokers_path(self) -> Path:
+        return self.brokers_file or self.data_dir / "brokers.json"
 
     @property
     def process_backend_enabled(self) -> bool:
@@ -230,6 +238,9 @@ class Config:
             dev_keys=None if dev_keys is None else _flag(env, "KINDLING_DEV_KEYS", False),
             server_key_file=Path(key_file) if key_file else base.server_key_file,
             access_log=_flag(env, "KINDLING_ACCESS_LOG", base.access_log),
+            brokers_file=Path(env["KINDLING_BROKERS_FILE"])
+            if env.get("KINDLING_BROKERS_FILE")
+            else base.brokers_file,
             counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
             role=env.get("KINDLING_ROLE", base.role),
             control_url=env.get("KINDLING_CONTROL", base.control_url),

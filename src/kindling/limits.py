@@ -470,3 +470,17 @@ ESM_BACKOFF_MAX_S = 30.0
 #: Invocations of one held batch while its function is throttled, before the batch is
 #: left to its visibility timeout and the poller backs off. AWS: -
 ESM_THROTTLE_TRIES = 6
+
+#: Seconds to open a connection to a broker (RabbitMQ, Kafka) before the mapping reports
+#: a connection error and backs off. AWS: -.
+ESM_BROKER_CONNECT_S = 10.0
+#: An idle broker consumer checks this often that its queue still exists and its
+#: connection is open (RabbitMQ cancels the consumer of a deleted queue quietly). AWS: -.
+ESM_BROKER_IDLE_CHECK_S = 5.0
+#: The batching window of a broker mapping whose MaximumBatchingWindowInSeconds is 0.
+#: AWS: 500 ms for Amazon MQ and Kafka.
+ESM_BROKER_DEFAULT_WINDOW_S = 0.5
+#: How long a Kafka consumer may hold a batch (invoking, retrying a failed one) before
+#: its group gives its partitions to another member: above Lambda's 15-minute function
+#: timeout, so one slow invocation never costs the assignment. AWS: -.
+ESM_KAFKA_MAX_POLL_INTERVAL_S = 1200.0
