@@ -46,6 +46,7 @@ from kindling.api.provisioned import ProvisionedApi
 from kindling.api.query import QueryEndpoint
 from kindling.api.recursion import RecursionApi
 from kindling.api.runtimes import RuntimesApi
+from kindling.api.s3_notify import S3NotifyApi
 from kindling.api.scheduler import SchedulerApi
 from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.sts import StsApi
@@ -76,6 +77,7 @@ from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
 from kindling.events.mappings import MappingSupervisor
 from kindling.events.rule_store import RuleStore
+from kindling.events.s3_notify import S3Notifications, S3NotificationStore
 from kindling.events.schedule_store import ScheduleStore
 from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
@@ -338,6 +340,12 @@ class App:
             self.directory.forget_account,
         ).handle
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        self.s3_notifications = S3Notifications(
+            S3NotificationStore(self.store), self.functions, self.policies, self._deliver_s3
+        )
+        s3_api = S3NotifyApi(self.s3_notifications, self.authorizer, config.endpoint)
+        raw_routes["s3-notify"] = s3_api.webhook
+        raw_routes["s3-notifications"] = s3_api.configs
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
         self.rule_scheduler = Scheduler(
@@ -509,6 +517,11 @@ class App:
     async def _deliver_event(self, ref: FunctionRef, payload: bytes) -> None:
         """An EventBridge target's event: an Event invoke, on the durable async queue."""
         await self.invoker.invoke(ref, payload, "Event")
+
+    async def _deliver_s3(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
+        """A bucket notification's event (ADR 0042): an Event invoke, committed to the
+        durable async queue before the store is answered."""
+        await self.invoker.invoke(ref, payload, "Event", request_id=request_id)
 
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from kindling.admin_cli import admin_app
 from kindling.config import Config, parse_counting, parse_egress_allow, read_secret_file
+from kindling.s3notify_cli import s3notify_app
 
 app = typer.Typer(
     add_completion=False, help="A self-hosted serverless platform speaking AWS Lambda."
@@ -340,6 +341,7 @@ def logs(
 
 
 app.add_typer(admin_app, name="admin")
+app.add_typer(s3notify_app, name="s3-notify")
 
 cluster_app = typer.Typer(help="A cluster's control plane and workers (docs/cluster.md).")
 app.add_typer(cluster_app, name="cluster")

@@ -438,3 +438,11 @@ ESM_BACKOFF_MAX_S = 30.0
 #: Invocations of one held batch while its function is throttled, before the batch is
 #: left to its visibility timeout and the poller backs off. AWS: -
 ESM_THROTTLE_TRIES = 6
+
+# --- Object-storage notifications (ADR 0042) --------------------------------------
+#: The largest webhook body taken from an S3-compatible store: what it carries becomes
+#: one Event invocation, whose payload Lambda caps at 256 KB (a MinIO record is about
+#: 1-2 KB). Checked after the front end's own body bound. AWS: 256 KB (async payload).
+S3_NOTIFY_MAX_BODY_BYTES = 256 * 1024
+#: Event types one configuration names: S3 has about 30 kinds. AWS: -
+S3_NOTIFY_MAX_EVENT_TYPES = 64
