@@ -83,6 +83,8 @@ from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
 from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.events.stream_poller import StreamPoller
+from kindling.events.target_outbox import OutboxStore, TargetOutbox
+from kindling.events.targets import TargetSender
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
@@ -346,7 +348,12 @@ class App:
         s3_api = S3NotifyApi(self.s3_notifications, self.authorizer, config.endpoint)
         raw_routes["s3-notify"] = s3_api.webhook
         raw_routes["s3-notifications"] = s3_api.configs
-        self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
+        # SQS, SNS and Kinesis targets of rules (ADR 0042): a durable outbox, sent through
+        # the server's own AWS endpoint configuration
+        self.target_outbox = TargetOutbox(OutboxStore(self.store), TargetSender(AwsClients()))
+        self.eventbridge = EventBridge(
+            RuleStore(self.store), self._deliver_event, outbox=self.target_outbox.put
+        )
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
         self.rule_scheduler = Scheduler(
             [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
@@ -600,6 +607,7 @@ class App:
             self.registry.start()
         self.events.start()
         self.rule_scheduler.start()
+        self.target_outbox.start()
         self._start_mappings()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
@@ -616,6 +624,7 @@ class App:
         self._draining = True
         await self.server.close()  # listening sockets only: open connections get answers
         await self.rule_scheduler.close()
+        await self.target_outbox.close()
         if self.events is not None:
             self.events.stop_dispatching()
         if self.supervisor is not None:  # its batches not yet deleted come back: at least once

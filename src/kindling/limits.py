@@ -446,3 +446,18 @@ ESM_THROTTLE_TRIES = 6
 S3_NOTIFY_MAX_BODY_BYTES = 256 * 1024
 #: Event types one configuration names: S3 has about 30 kinds. AWS: -
 S3_NOTIFY_MAX_EVENT_TYPES = 64
+
+# --- EventBridge targets beyond Lambda (ADR 0042) ---------------------------------
+#: The longest the delivery loop sleeps between looks at the outbox (a new delivery on
+#: this node wakes it at once; one written by another control node waits this long).
+EVENTS_DELIVERY_POLL_S = 1.0
+#: Deliveries one pass claims and sends at once.
+EVENTS_DELIVERY_BATCH = 50
+#: A claimed delivery is another node's to take after this (its sender died).
+EVENTS_DELIVERY_LEASE_S = 60.0
+#: The longest wait between two attempts of a failing delivery: EventBridge backs off
+#: exponentially within its 24 hours. AWS: -
+EVENTS_DELIVERY_BACKOFF_MAX_S = 300.0
+#: Buses an event may cross through event-bus targets before it is not sent on: a bound
+#: on a rule loop between buses. AWS: - (EventBridge detects such loops itself).
+EVENTS_MAX_BUS_HOPS = 5
