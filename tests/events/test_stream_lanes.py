@@ -344,3 +344,41 @@ def test_out_of_range_settings_are_refused(params: dict[str, Any], says: str) ->
         made, {"ParallelizationFactor": 1, "TumblingWindowInSeconds": 5}
     )
     assert updated.to_api()["TumblingWindowInSeconds"] == 5
+
+
+def test_a_dynamodb_streams_lanes_keep_each_items_changes_in_order(
+    moto: MotoServer, threads: ThreadPoolExecutor, checkpoints: Checkpoints
+) -> None:
+    """DynamoDB Streams: the partition key is the item's key, so an item's changes
+    stay in order while other items' run beside them."""
+    dynamodb = moto.client("dynamodb", REGION)
+    arn = dynamodb.create_table(
+        TableName=f"lanes-{time.monotonic_ns()}",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )["TableDescription"]["LatestStreamArn"]
+    table = arn.split("/")[1]
+    for n in range(40):
+        dynamodb.put_item(TableName=table, Item={"id": {"S": f"item-{n % 5}"}, "n": {"N": str(n)}})
+    seen: list[tuple[str, int]] = []
+    running, most = [0], [0]
+
+    async def function(event: Event) -> tuple[bool, bytes]:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.1)
+        for record in event["Records"]:
+            image = record["dynamodb"]["NewImage"]
+            seen.append((image["id"]["S"], int(image["n"]["N"])))
+        running[0] -= 1
+        return True, b""
+
+    settings = StreamSettings("TRIM_HORIZON", parallelization=5)
+    run(threads, checkpoints, arn, settings, function, lambda: len(seen) >= 40, batch_size=2)
+    assert sorted(n for _, n in seen) == list(range(40))
+    for item in range(5):
+        numbers = [n for k, n in seen if k == f"item-{item}"]
+        assert numbers == sorted(numbers), (item, numbers)
+    assert most[0] > 1, most
