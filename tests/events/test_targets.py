@@ -227,3 +227,27 @@ def test_a_delivery_stays_stored_until_sent_and_one_node_claims_it(
     assert sorted(tried) == [0, 1]
     assert OutboxStore(store).count() == 0
     assert len(received(moto, url)) == 1
+
+
+def test_a_rule_cannot_target_its_own_bus(store_url: str) -> None:
+    from kindling.events.bridge import EventBridge
+    from kindling.events.rule_store import RuleStore
+
+    async def deliver(_ref: Any, _payload: bytes) -> None:
+        return None
+
+    async def outbox(_record: dict[str, Any]) -> None:
+        return None
+
+    store = Store(store_url)
+    bridge = EventBridge(RuleStore(store), deliver, outbox=outbox)
+    bridge.create_bus(A, R, "other", None)
+    bridge.put_rule(A, R, {"Name": "r", "EventPattern": "{}"})
+    with pytest.raises(ValidationError, match="its own event bus"):
+        bridge.put_targets(
+            A, R, None, "r", [{"Id": "1", "Arn": f"arn:aws:events:{R}:{A}:event-bus/default"}]
+        )
+    bridge.put_targets(
+        A, R, None, "r", [{"Id": "1", "Arn": f"arn:aws:events:{R}:{A}:event-bus/other"}]
+    )
+    store.close()

@@ -357,7 +357,12 @@ class EventBridge:
                         f"Target {target['Id']}: kindling delivers to Lambda functions only; "
                         f"{target['Arn']} is not a Lambda function ARN."
                     )
-                check_target(target, account_id, region)
+                parsed = check_target(target, account_id, region)
+                if parsed.kind == BUS and parsed.name == key.bus:
+                    raise ValidationError(
+                        f"Target {target['Id']}: a rule cannot send events to its own event "
+                        f"bus ({key.bus}): they would match it again."
+                    )
             check_target_input(target)
         existing = {i for i, _ in self._rules.targets(key)}
         if len(existing | set(ids)) > limits.EVENTS_TARGETS_PER_RULE:
