@@ -143,8 +143,10 @@ class StreamPoller:
                 await asyncio.sleep(delay)
                 delay = min(self._backoff_max, delay * 2)
 
-    def _read(self, iterator: str) -> Any:
-        return self._client().get_records(ShardIterator=iterator, Limit=self.mapping.batch_size)
+    def _read(self, iterator: str, limit: int | None = None) -> Any:
+        """GetRecords of up to ``limit`` records (a batch's worth by default)."""
+        limit = limit or self.mapping.batch_size
+        return self._client().get_records(ShardIterator=iterator, Limit=limit)
 
     async def _iterator(self, shard_id: str, after: str | None = None) -> str:
         """An iterator after ``after``, else after the checkpoint, else at
@@ -161,9 +163,11 @@ class StreamPoller:
 
     async def _shard(self, shard_id: str) -> None:
         if self._settings.parallelization > 1:
+            read_limit = min(10_000, self.mapping.batch_size * self._settings.parallelization)
             io = ShardIo(
                 iterator=functools.partial(self._iterator, shard_id),
-                read=lambda it: self._call(functools.partial(self._read, it)),
+                # a read feeds every lane: N batches' worth (GetRecords takes 10,000 at most)
+                read=lambda it: self._call(functools.partial(self._read, it, read_limit)),
                 passes=self._passes,
                 settle=functools.partial(self._settle, shard_id),
                 checkpoint=functools.partial(self._checkpoint, shard_id),
