@@ -350,7 +350,11 @@ class App:
         raw_routes["s3-notifications"] = s3_api.configs
         # SQS, SNS and Kinesis targets of rules (ADR 0042): a durable outbox, sent through
         # the server's own AWS endpoint configuration
-        self.target_outbox = TargetOutbox(OutboxStore(self.store), TargetSender(AwsClients()))
+        self.target_outbox = TargetOutbox(
+            OutboxStore(self.store),
+            TargetSender(AwsClients()),
+            exclusive=config.store is None,
+        )
         self.eventbridge = EventBridge(
             RuleStore(self.store), self._deliver_event, outbox=self.target_outbox.put
         )

@@ -7,6 +7,7 @@ server through AWS_ENDPOINT_URL_SQS / _KINESIS as a user's deployment reaches th
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -15,7 +16,15 @@ from botocore.exceptions import ClientError
 
 from tests.engines import MotoServer
 
-from .support import ACCOUNT, REGION, Deploy, Server, WireShapeRecorder, wait_for
+from .support import (
+    ACCOUNT,
+    REGION,
+    Deploy,
+    Server,
+    WireShapeRecorder,
+    free_port,
+    wait_for,
+)
 from .test_eventbridge import PRINTS, client, got
 
 
@@ -155,3 +164,28 @@ def test_kinds_kindling_does_not_deliver_to_are_refused_saying_so(events: Any) -
         )
     assert "MessageGroupId" in caught.value.response["Error"]["Message"]
     events.delete_rule(Name=rule)
+
+
+def test_a_delivery_the_queue_could_not_take_survives_a_kill_9(
+    private_server: Server, aws_services: MotoServer
+) -> None:
+    """PutEvents answers once the SQS target's delivery is stored: with the queue's
+    endpoint down, the server killed with -9, and started again with it up, the event
+    still arrives."""
+    url, queue = _queue(aws_services)
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    private_server.env = {**aws_services.env, "AWS_ENDPOINT_URL_SQS": down}
+    private_server.start()
+    events = client(private_server, "events")
+    rule = f"outage-{uuid.uuid4().hex[:8]}"
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["outage"]}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": queue}])
+    sent = events.put_events(Entries=[{"Source": "outage", "DetailType": "x", "Detail": "{}"}])
+    event_id = sent["Entries"][0]["EventId"]
+    time.sleep(2)  # a first attempt or two fail against the closed port
+    assert not _messages(aws_services, url)
+    private_server.kill_hard()
+    private_server.env = dict(aws_services.env)
+    private_server.start()
+    messages = wait_for(lambda: _messages(aws_services, url), timeout=120, interval=0.5)
+    assert json.loads(messages[0]["Body"])["id"] == event_id

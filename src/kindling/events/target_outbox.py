@@ -125,6 +125,13 @@ class OutboxStore:
                 )
             )
 
+    def release_all(self) -> None:
+        """Frees every lease: a lone node's own, left by a kill -9 of it."""
+        with self._store.begin() as conn:
+            conn.execute(
+                event_target_deliveries.update().values(lease_owner=None, lease_until=None)
+            )
+
     def count(self) -> int:
         with self._store.begin() as conn:
             return len(conn.execute(select(event_target_deliveries.c.id)).all())
@@ -138,7 +145,11 @@ class TargetOutbox:
         executor: Executor | None = None,
         poll_s: float = limits.EVENTS_DELIVERY_POLL_S,
         backoff_s: tuple[float, float] = (1.0, limits.EVENTS_DELIVERY_BACKOFF_MAX_S),
+        exclusive: bool = False,
     ) -> None:
+        """``exclusive``: this node is the store's only one (embedded SQLite), so any
+        lease found at start is its own from before a crash, freed at once."""
+        self._exclusive = exclusive
         self._store = store
         self._sender = sender
         self._executor = executor
@@ -158,6 +169,8 @@ class TargetOutbox:
         self._wake.set()
 
     def start(self) -> None:
+        if self._exclusive:
+            self._store.release_all()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def close(self) -> None:
