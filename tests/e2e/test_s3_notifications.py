@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.events.test_s3_records import MINIO_DOC
+from tests.events.test_s3_records import CEPH_DOC, MINIO_DOC
 
 from .support import ACCOUNT, REGION, Deploy, Server, function_log, raw_request, wait_for
 
@@ -157,16 +157,22 @@ def test_a_minio_notification_invokes_the_function_with_s3s_event(
     basic = "Basic " + base64.b64encode(f"minio:{token}".encode()).decode()
     status, doc = post(server, path, minio_body(bucket, "b.jpg"), None, authorization=basic)
     assert (status, doc["Records"]) == (200, 1), doc
+    # Ceph RGW's record shape (its HTTP endpoint's body)
+    ceph = json.loads(json.dumps(CEPH_DOC))
+    ceph["Records"][0]["s3"]["bucket"]["name"] = bucket
+    ceph["Records"][0]["s3"]["object"]["key"] = "c.jpg"
+    status, doc = post(server, path, json.dumps(ceph).encode(), token)
+    assert (status, doc["Records"]) == (200, 1), doc
     status, doc = post(server, path, minio_body(bucket), token)
     assert (status, doc["Records"]) == (200, 1), doc
     request_id = doc["RequestId"]
 
-    received = wait_for(lambda: (g := got(server, name)) and len(g) >= 2 and g, timeout=90)
+    received = wait_for(lambda: (g := got(server, name)) and len(g) >= 3 and g, timeout=90)
     time.sleep(2)  # anything a refused request had started would have arrived by now
     received = got(server, name)
-    assert len(received) == 2, received
+    assert len(received) == 3, received
     keys = sorted(e["Records"][0]["s3"]["object"]["key"] for e in received)
-    assert keys == ["b.jpg", "gopher.jpg"]
+    assert keys == ["b.jpg", "c.jpg", "gopher.jpg"]
     event = next(e for e in received if e["Records"][0]["s3"]["object"]["key"] == "gopher.jpg")
     (record,) = event["Records"]
     assert record["eventSource"] == "aws:s3" and record["eventName"] == "ObjectCreated:Put"
@@ -194,7 +200,7 @@ def test_a_minio_notification_invokes_the_function_with_s3s_event(
     assert cli(server, "delete", config_id).returncode == 0
     status, doc = post(server, path, minio_body(bucket), token)
     assert status == 404, doc
-    assert len(got(server, name)) == 2
+    assert len(got(server, name)) == 3
 
 
 def test_the_configuration_api_is_signed_and_per_account(server: Server) -> None:
