@@ -214,3 +214,30 @@ def test_the_filter_matches_the_decoded_key_by_prefix_and_suffix() -> None:
 def test_an_event_type_that_is_not_s3s_is_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
         check_event_type(bad)
+
+
+def test_configurations_are_stored_by_account_on_each_engine(store_url: str) -> None:
+    from kindling.events.s3_notify import S3Notification, S3NotificationStore, token_digest
+    from kindling.store import Store
+
+    store = Store(store_url)
+    configs = S3NotificationStore(store)
+    made = S3Notification(
+        config_id="c" * 32,
+        account_id="000000000000",
+        region="us-east-1",
+        name="thumbs",
+        bucket="images",
+        function_name="thumbnails",
+        qualifier="live",
+        filter=Filter(("s3:ObjectCreated:*",), "photos/", ".jpg"),
+        created=1.0,
+    )
+    configs.insert(made, token_digest("secret"))
+    found = configs.get("c" * 32)
+    assert found is not None and found == (made, token_digest("secret"))
+    assert configs.of_account("000000000000", "us-east-1") == [made]
+    assert configs.of_account("111111111111", "us-east-1") == []
+    configs.delete("c" * 32)
+    assert configs.get("c" * 32) is None
+    store.close()

@@ -251,3 +251,22 @@ def test_a_rule_cannot_target_its_own_bus(store_url: str) -> None:
         A, R, None, "r", [{"Id": "1", "Arn": f"arn:aws:events:{R}:{A}:event-bus/other"}]
     )
     store.close()
+
+
+def test_the_outbox_on_each_engine_claims_once_and_keeps_what_it_must(store_url: str) -> None:
+    """The outbox's statements on SQLite and PostgreSQL: a due row is claimed by one
+    node, a row retried later is not due before its time, a lone node frees its leases."""
+    store = Store(store_url)
+    outbox = OutboxStore(store)
+    first = outbox.put({"target": {"Arn": "a"}}, now=100.0)
+    assert [d.id for d in outbox.claim("node-a", 100.0, 60.0, 10)] == [first]
+    assert outbox.claim("node-b", 101.0, 60.0, 10) == []  # leased to node-a
+    outbox.later(first, 1, 150.0, {"target": {"Arn": "a"}, "dead": ["X", "y"]})
+    assert outbox.claim("node-b", 120.0, 60.0, 10) == []  # not due yet
+    (again,) = outbox.claim("node-b", 150.0, 60.0, 10)
+    assert again.attempts == 1 and again.record["dead"] == ["X", "y"]
+    outbox.release_all()
+    assert [d.id for d in outbox.claim("node-c", 151.0, 60.0, 10)] == [first]
+    outbox.done(first)
+    assert outbox.count() == 0
+    store.close()
