@@ -354,6 +354,7 @@ class App:
             OutboxStore(self.store),
             TargetSender(AwsClients()),
             exclusive=config.store is None,
+            registry=self.metrics.registry,
         )
         self.eventbridge = EventBridge(
             RuleStore(self.store), self._deliver_event, outbox=self.target_outbox.put

@@ -26,6 +26,7 @@ from .support import (
     wait_for,
 )
 from .test_eventbridge import PRINTS, client, got
+from .test_metrics import scrape
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def test_sqs_kinesis_and_another_bus_receive_a_matching_event(
 
 
 def test_a_target_that_fails_sends_the_event_to_its_dead_letter_queue(
-    events: Any, aws_services: MotoServer
+    server: Server, events: Any, aws_services: MotoServer
 ) -> None:
     dlq_url, dlq = _queue(aws_services)
     tag = uuid.uuid4().hex[:8]
@@ -144,6 +145,15 @@ def test_a_target_that_fails_sends_the_event_to_its_dead_letter_queue(
     attributes = {k: v["StringValue"] for k, v in messages[0]["MessageAttributes"].items()}
     assert attributes["TARGET_ARN"] == gone
     assert attributes["RULE_ARN"] == f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule}"
+    # counted on /metrics, as EventBridge's FailedInvocations and InvocationsSentToDlq
+    _type, samples = scrape(server)
+    labels = {"account": ACCOUNT, "region": REGION}
+
+    def counted(outcome: str) -> float:
+        key = frozenset({**labels, "outcome": outcome}.items())
+        return samples.get(("kindling_eventbridge_target_deliveries_total", key), 0.0)
+
+    assert counted("dead_lettered") >= 1 and counted("failed") >= 1
     events.remove_targets(Rule=rule, Ids=["gone"])
     events.delete_rule(Name=rule)
 

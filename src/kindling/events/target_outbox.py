@@ -15,6 +15,12 @@ to the target's DeadLetterConfig queue with EventBridge's attributes, or, withou
 is dropped with a warning, and the ``failed`` count grows (as AWS's
 FailedInvocations). A dead-letter send that fails is itself retried: the row stays
 until the queue takes it.
+
+Each outcome is counted on ``/metrics`` as
+``kindling_eventbridge_target_deliveries_total{account, region, outcome}``: ``sent``
+(AWS's Invocations of the target), ``retried`` (RetryInvocationAttempts),
+``dead_lettered`` (InvocationsSentToDlq) and ``failed`` (FailedInvocations: spent,
+dead-lettered or not).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Column, Float, Index, Integer, String, Table, Text, or_, select
 
 from kindling import limits
@@ -146,6 +153,7 @@ class TargetOutbox:
         poll_s: float = limits.EVENTS_DELIVERY_POLL_S,
         backoff_s: tuple[float, float] = (1.0, limits.EVENTS_DELIVERY_BACKOFF_MAX_S),
         exclusive: bool = False,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         """``exclusive``: this node is the store's only one (embedded SQLite), so any
         lease found at start is its own from before a crash, freed at once."""
@@ -162,6 +170,19 @@ class TargetOutbox:
         self.sent = 0
         self.dead_lettered = 0
         self.failed = 0
+        self._counted = Counter(
+            "kindling_eventbridge_target_deliveries",
+            "Deliveries of events to SQS, SNS and Kinesis targets of EventBridge rules, by "
+            "outcome: sent, retried (a failed attempt to be tried again), dead_lettered "
+            "(sent to the target's dead-letter queue), failed (its retry policy spent).",
+            ["account", "region", "outcome"],
+            registry=registry or CollectorRegistry(),
+        )
+
+    def _count(self, record: dict[str, Any], outcome: str) -> None:
+        parts = str(record.get("rule", "")).split(":", 5)
+        region, account = (parts[3], parts[4]) if len(parts) == 6 else ("", "")
+        self._counted.labels(account, region, outcome).inc()
 
     async def put(self, record: dict[str, Any]) -> None:
         """Stores one delivery (committed when this returns) and wakes the loop."""
@@ -216,6 +237,7 @@ class TargetOutbox:
             await self._failed(loop, delivery, exc)
             return
         self.sent += 1
+        self._count(record, "sent")
         await asyncio.to_thread(self._store.done, delivery.id)
 
     async def _failed(
@@ -229,6 +251,7 @@ class TargetOutbox:
         if attempts <= retries and now - delivery.first_at < max_age:
             wait = min(self._backoff_max, self._backoff_first * 2 ** (attempts - 1))
             await asyncio.to_thread(self._store.later, delivery.id, attempts, now + wait, record)
+            self._count(record, "retried")
             return
         reason = "RetriesExhausted" if attempts > retries else "MaximumEventAgeExceeded"
         log.warning(
@@ -242,6 +265,7 @@ class TargetOutbox:
         )
         if not (record["target"].get("DeadLetterConfig") or {}).get("Arn"):
             self.failed += 1
+            self._count(record, "failed")
             await asyncio.to_thread(self._store.done, delivery.id)
             return
         await self._dead_letter(loop, delivery, code or reason, str(exc))
@@ -264,6 +288,8 @@ class TargetOutbox:
             return
         self.failed += 1
         self.dead_lettered += 1
+        self._count(record, "failed")
+        self._count(record, "dead_lettered")
         await asyncio.to_thread(self._store.done, delivery.id)
 
 
