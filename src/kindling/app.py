@@ -345,7 +345,9 @@ class App:
         self.s3_notifications = S3Notifications(
             S3NotificationStore(self.store), self.functions, self.policies, self._deliver_s3
         )
-        s3_api = S3NotifyApi(self.s3_notifications, self.authorizer, config.endpoint)
+        s3_api = S3NotifyApi(
+            self.s3_notifications, self.authorizer, config.endpoint, self.metrics.registry
+        )
         raw_routes["s3-notify"] = s3_api.webhook
         raw_routes["s3-notifications"] = s3_api.configs
         # SQS, SNS and Kinesis targets of rules (ADR 0042): a durable outbox, sent through

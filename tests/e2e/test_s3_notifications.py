@@ -20,6 +20,7 @@ from typing import Any
 from tests.events.test_s3_records import CEPH_DOC, MINIO_DOC
 
 from .support import ACCOUNT, REGION, Deploy, Server, function_log, raw_request, wait_for
+from .test_metrics import scrape
 
 PRINTS = """\
 import json
@@ -196,6 +197,15 @@ def test_a_minio_notification_invokes_the_function_with_s3s_event(
     lam.remove_permission(FunctionName=name, StatementId="s3")
     status, doc = post(server, path, minio_body(bucket), token)
     assert (status, doc["Type"]) == (403, "AccessDeniedException"), doc
+
+    _type, samples = scrape(server)  # every webhook POST counted by its outcome
+
+    def counted(outcome: str) -> float:
+        key = ("kindling_s3_notifications_total", frozenset({("outcome", outcome)}))
+        return samples.get(key, 0.0)
+
+    assert counted("invoked") >= 3 and counted("UnauthorizedException") >= 2
+    assert counted("RequestTooLargeException") >= 1 and counted("filtered") >= 1
 
     assert cli(server, "delete", config_id).returncode == 0
     status, doc = post(server, path, minio_body(bucket), token)

@@ -12,6 +12,10 @@ Answers are JSON; a refusal is ``{"Type": ..., "Message": ...}`` with the status
 says who must act: 400 the body, 401 the token, 403 the permission, 404 the
 configuration, 413 the size, 503 the store. Nothing is invoked unless the answer is 200.
 
+Each webhook POST is counted on ``/metrics`` as
+``kindling_s3_notifications_total{outcome}``: ``invoked``, ``filtered`` (no record passed
+the configuration's filter) or the refusal's ``Type``.
+
 Who may configure: the account's root, or an IAM identity allowed
 ``s3:PutBucketNotification`` (create, delete) or ``s3:GetBucketNotification`` (read) on
 ``arn:aws:s3:::BUCKET``, the actions that guard the same setting on AWS.
@@ -23,6 +27,8 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
 
 from kindling.errors import (
     AccessDeniedError,
@@ -61,16 +67,34 @@ def _json(status: int, doc: object, *headers: tuple[str, str]) -> Response:
     )
 
 
-def _refusal(exc: KindlingError) -> Response:
+def _kind(exc: KindlingError) -> tuple[int, str]:
     for kind, status, name in _STATUS:
         if isinstance(exc, kind):
-            extra = [("WWW-Authenticate", "Bearer")] if status == 401 else []
-            return _json(status, {"Type": name, "Message": exc.message}, *extra)
-    return _json(500, {"Type": "ServiceException", "Message": exc.message})
+            return status, name
+    return 500, "ServiceException"
+
+
+def _refusal(exc: KindlingError) -> Response:
+    status, name = _kind(exc)
+    extra = [("WWW-Authenticate", "Bearer")] if status == 401 else []
+    return _json(status, {"Type": name, "Message": exc.message}, *extra)
 
 
 class S3NotifyApi:
-    def __init__(self, notifications: S3Notifications, authorizer: Authorizer, endpoint: str):
+    def __init__(
+        self,
+        notifications: S3Notifications,
+        authorizer: Authorizer,
+        endpoint: str,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self._counted = Counter(
+            "kindling_s3_notifications",
+            "Bucket notification webhooks received, by outcome: invoked, filtered (no record "
+            "passed the configuration's filter) or the refusal (UnauthorizedException, ...).",
+            ["outcome"],
+            registry=registry or CollectorRegistry(),
+        )
         self._notifications = notifications
         self._authorizer = authorizer
         self._endpoint = endpoint.rstrip("/")
@@ -90,7 +114,9 @@ class S3NotifyApi:
             count, request_id = await self._notifications.deliver(config, request.body)
         except KindlingError as exc:
             log.info("s3 notification to %s refused: %s", config_id[:64], exc.message)
+            self._counted.labels(_kind(exc)[1]).inc()
             return _refusal(exc)
+        self._counted.labels("invoked" if count else "filtered").inc()
         return _json(200, {"Records": count, "RequestId": request_id})
 
     async def configs(self, request: Request, sigv4: Callable[[Request], Caller]) -> Response:
