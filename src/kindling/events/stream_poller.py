@@ -316,16 +316,18 @@ class StreamPoller:
         delay = self._backoff_first
         while True:
             event = self._event(shard_id, [], window, final=True, early=early)
+            result = FUNCTION_FAILED
             try:
                 self.invocations += 1
                 ok, answer = await self._invoke(self.mapping.function, event)
             except (ThrottledError, NotFoundError) as exc:
                 ok, answer = False, b""
-                self._set_result(THROTTLED if isinstance(exc, ThrottledError) else FUNCTION_FAILED)
+                if isinstance(exc, ThrottledError):
+                    result = THROTTLED
             if ok and window.accept(answer):
                 self._set_result(OK)
                 return
-            self._set_result(FUNCTION_FAILED)
+            self._set_result(result)
             await asyncio.sleep(delay)
             delay = min(self._backoff_max, delay * 2)
 
