@@ -129,15 +129,25 @@ class ParallelShard:
                 answer = await self._io.read(iterator)
                 records: list[Record] = answer.get("Records") or []
                 iterator = answer.get("NextShardIterator")
+                # each record's lane (None: no filter passes it) before any is handed
+                # out, so a record that cannot be read fails the read as a whole
+                plan = [
+                    (
+                        record,
+                        self._io.sequence(record),
+                        lane_of(self._io.partition_key(record), self._factor)
+                        if self._io.passes(record)
+                        else None,
+                    )
+                    for record in records
+                ]
                 skipped: list[str] = []
-                for record in records:
-                    sequence = self._io.sequence(record)
+                for record, sequence, lane in plan:
                     self._progress.read(sequence)
-                    if self._io.passes(record):
-                        lane = lane_of(self._io.partition_key(record), self._factor)
-                        self._queues[lane].put_nowait(record)
-                    else:
+                    if lane is None:
                         skipped.append(sequence)
+                    else:
+                        self._queues[lane].put_nowait(record)
                 if records:
                     last_read = self._io.sequence(records[-1])
                 if skipped and self._progress.settle(skipped):
