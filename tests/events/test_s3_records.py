@@ -241,3 +241,42 @@ def test_configurations_are_stored_by_account_on_each_engine(store_url: str) -> 
     configs.delete("c" * 32)
     assert configs.get("c" * 32) is None
     store.close()
+
+
+def test_a_record_as_s3_itself_writes_it_keeps_its_values(aws_services: Any) -> None:
+    """S3's own record (moto's S3 sending a bucket notification to its SQS, the closest
+    to Amazon S3 here) read as a webhook body: every value S3 wrote is kept."""
+    import uuid
+
+    s3, sqs = aws_services.client("s3", "us-east-1"), aws_services.client("sqs", "us-east-1")
+    bucket = f"notes-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=bucket)["QueueUrl"]
+    queue_arn = f"arn:aws:sqs:us-east-1:{aws_services.ACCOUNT}:{bucket}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"Id": "to-queue", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}
+            ]
+        },
+    )
+    s3.put_object(Bucket=bucket, Key="a b/c.txt", Body=b"hello")
+    bodies = [
+        m["Body"]
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=2)[
+            "Messages"
+        ]
+    ]
+    written = next(json.loads(b) for b in bodies if "Records" in json.loads(b))
+    (record,) = parse_body(json.dumps(written).encode())
+    out = lambda_record(record, "eu-west-1", "to-queue")
+    original = written["Records"][0]
+    for key in ("eventVersion", "eventSource", "awsRegion", "eventTime", "eventName"):
+        assert out[key] == original[key], key
+    assert out["s3"]["bucket"]["name"] == original["s3"]["bucket"]["name"]
+    assert out["s3"]["bucket"]["arn"] == original["s3"]["bucket"]["arn"]
+    for key in ("key", "size", "eTag"):
+        assert out["s3"]["object"][key] == original["s3"]["object"][key], key
+    assert out["s3"]["object"]["key"] == "a+b%2Fc.txt"  # URL-encoded, as S3 writes it
+    assert Filter(prefix="a b/").passes(out)  # filters see the decoded key
