@@ -16,6 +16,7 @@ from tests.engines import MotoServer
 from .support import (
     REGION,
     ROLE,
+    AwsCli,
     ClientFactory,
     Deploy,
     Server,
@@ -172,3 +173,67 @@ def test_a_dynamodb_stream_in_tumbling_windows(
         refused = exc.response["Error"]["Message"]
     assert refused is not None and "does not combine" in refused
     lam.delete_event_source_mapping(UUID=created["UUID"])
+
+
+def test_the_aws_cli_sets_parallelization_and_windows_and_an_sqs_target(
+    aws: AwsCli, deploy: Deploy, aws_services: MotoServer
+) -> None:
+    """``aws lambda create/update-event-source-mapping --parallelization-factor /
+    --tumbling-window-in-seconds`` and ``aws events put-targets`` with a queue's ARN."""
+    name = deploy({"app.py": DRAIN})
+    kinesis = aws_services.client("kinesis", REGION)
+    stream = f"e2e-cli-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    arn = f"arn:aws:kinesis:{REGION}:{aws_services.ACCOUNT}:stream/{stream}"
+    made = aws(
+        "create-event-source-mapping",
+        "--function-name", name,
+        "--event-source-arn", arn,
+        "--starting-position", "LATEST",
+        "--parallelization-factor", "3",
+    )  # fmt: skip
+    assert made["ParallelizationFactor"] == 3 and made["TumblingWindowInSeconds"] == 0
+    wait_for(
+        lambda: aws("get-event-source-mapping", "--uuid", made["UUID"])["State"] == "Enabled",
+        timeout=60,
+    )
+    both = aws.run(
+        "update-event-source-mapping", "--uuid", made["UUID"], "--tumbling-window-in-seconds", "60"
+    )
+    assert both.returncode != 0 and "does not combine" in both.stderr
+    windowed = aws(
+        "update-event-source-mapping",
+        "--uuid", made["UUID"],
+        "--parallelization-factor", "1",
+        "--tumbling-window-in-seconds", "60",
+    )  # fmt: skip
+    assert windowed["ParallelizationFactor"] == 1 and windowed["TumblingWindowInSeconds"] == 60
+    too_many = aws.run(
+        "update-event-source-mapping", "--uuid", made["UUID"], "--parallelization-factor", "11"
+    )
+    assert too_many.returncode != 0
+    wait_for(
+        lambda: aws("get-event-source-mapping", "--uuid", made["UUID"])["State"] == "Enabled",
+        timeout=60,
+    )
+    aws("delete-event-source-mapping", "--uuid", made["UUID"])
+
+    queue = f"cli-{uuid.uuid4().hex[:8]}"
+    url = aws_services.client("sqs", REGION).create_queue(QueueName=queue)["QueueUrl"]
+    rule = f"cli-{uuid.uuid4().hex[:8]}"
+    aws("put-rule", "--name", rule, "--event-pattern", '{"source": ["cli"]}', service="events")
+    queue_arn = f"arn:aws:sqs:{REGION}:{aws_services.ACCOUNT}:{queue}"
+    out = aws("put-targets", "--rule", rule, "--targets", f"Id=q,Arn={queue_arn}", service="events")
+    assert out["FailedEntryCount"] == 0
+    aws(
+        "put-events",
+        "--entries", '[{"Source": "cli", "DetailType": "x", "Detail": "{\\"n\\": 1}"}]',
+        service="events",
+    )  # fmt: skip
+    sqs = aws_services.client("sqs", REGION)
+    got = wait_for(
+        lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages"), timeout=60
+    )
+    assert json.loads(got[0]["Body"])["detail"] == {"n": 1}
+    aws("remove-targets", "--rule", rule, "--ids", "q", service="events")
+    aws("delete-rule", "--name", rule, service="events")
