@@ -50,6 +50,7 @@ ROOT = frozenset(
         "kindling.cli.functions",
         "kindling.cli.invoke",
         "kindling.cli.ops",
+        "kindling.cli.s3notify",
         "kindling.admin_cli",
         "kindling.app",
         "kindling.node",

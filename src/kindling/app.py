@@ -51,6 +51,7 @@ from kindling.api.provisioned import ProvisionedApi
 from kindling.api.query import QueryEndpoint
 from kindling.api.recursion import RecursionApi
 from kindling.api.runtimes import RuntimesApi
+from kindling.api.s3_notify import S3NotifyApi
 from kindling.api.scheduler import SchedulerApi
 from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.sts import StsApi
@@ -85,11 +86,14 @@ from kindling.events.kafka_poller import KafkaPoller
 from kindling.events.mappings import MappingSupervisor
 from kindling.events.rabbitmq_poller import RabbitPoller
 from kindling.events.rule_store import RuleStore
+from kindling.events.s3_notify import S3Notifications, S3NotificationStore
 from kindling.events.schedule_store import ScheduleStore
 from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
 from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.events.stream_poller import StreamPoller
+from kindling.events.target_outbox import OutboxStore, TargetOutbox
+from kindling.events.targets import TargetSender
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import AccountStore, StoredKeyRing
@@ -369,7 +373,25 @@ class App:
         )
         self.health = HealthEndpoint(checks, lambda: self._draining)
         public_routes.update(dict.fromkeys(HEALTH_PATHS, self.health.serve))
-        self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
+        self.s3_notifications = S3Notifications(
+            S3NotificationStore(self.store), self.functions, self.policies, self._deliver_s3
+        )
+        s3_api = S3NotifyApi(
+            self.s3_notifications, self.authorizer, config.endpoint, self.metrics.registry
+        )
+        raw_routes["s3-notify"] = s3_api.webhook
+        raw_routes["s3-notifications"] = s3_api.configs
+        # SQS, SNS and Kinesis targets of rules (ADR 0042): a durable outbox, sent through
+        # the server's own AWS endpoint configuration
+        self.target_outbox = TargetOutbox(
+            OutboxStore(self.store),
+            TargetSender(AwsClients()),
+            exclusive=config.store is None,
+            registry=self.metrics.registry,
+        )
+        self.eventbridge = EventBridge(
+            RuleStore(self.store), self._deliver_event, outbox=self.target_outbox.put
+        )
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
         self.rule_scheduler = Scheduler(
             [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
@@ -525,6 +547,11 @@ class App:
         """An EventBridge target's event: an Event invoke, on the durable async queue."""
         await self.invoker.invoke(ref, payload, "Event")
 
+    async def _deliver_s3(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
+        """A bucket notification's event (ADR 0042): an Event invoke, committed to the
+        durable async queue before the store is answered."""
+        await self.invoker.invoke(ref, payload, "Event", request_id=request_id)
+
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
@@ -610,6 +637,7 @@ class App:
             self.registry.start()
         self.events.start()
         self.rule_scheduler.start()
+        self.target_outbox.start()
         self._start_mappings()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
@@ -634,6 +662,7 @@ class App:
         self._draining = True
         await self.server.close()  # listening sockets only: open connections get answers
         await self.rule_scheduler.close()
+        await self.target_outbox.close()
         if self.events is not None:
             self.events.stop_dispatching()
         if self.supervisor is not None:  # its batches not yet deleted come back: at least once

@@ -484,3 +484,25 @@ ESM_BROKER_DEFAULT_WINDOW_S = 0.5
 #: its group gives its partitions to another member: above Lambda's 15-minute function
 #: timeout, so one slow invocation never costs the assignment. AWS: -.
 ESM_KAFKA_MAX_POLL_INTERVAL_S = 1200.0
+# --- Object-storage notifications (ADR 0042) --------------------------------------
+#: The largest webhook body taken from an S3-compatible store: what it carries becomes
+#: one Event invocation, whose payload Lambda caps at 256 KB (a MinIO record is about
+#: 1-2 KB). Checked after the front end's own body bound. AWS: 256 KB (async payload).
+S3_NOTIFY_MAX_BODY_BYTES = 256 * 1024
+#: Event types one configuration names: S3 has about 30 kinds. AWS: -
+S3_NOTIFY_MAX_EVENT_TYPES = 64
+
+# --- EventBridge targets beyond Lambda (ADR 0042) ---------------------------------
+#: The longest the delivery loop sleeps between looks at the outbox (a new delivery on
+#: this node wakes it at once; one written by another control node waits this long).
+EVENTS_DELIVERY_POLL_S = 1.0
+#: Deliveries one pass claims and sends at once.
+EVENTS_DELIVERY_BATCH = 50
+#: A claimed delivery is another node's to take after this (its sender died).
+EVENTS_DELIVERY_LEASE_S = 60.0
+#: The longest wait between two attempts of a failing delivery: EventBridge backs off
+#: exponentially within its 24 hours. AWS: -
+EVENTS_DELIVERY_BACKOFF_MAX_S = 300.0
+#: Buses an event may cross through event-bus targets before it is not sent on: a bound
+#: on a rule loop between buses. AWS: - (EventBridge detects such loops itself).
+EVENTS_MAX_BUS_HOPS = 5

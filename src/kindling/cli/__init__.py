@@ -21,6 +21,7 @@ import kindling
 from kindling.admin_cli import admin_app
 from kindling.cli import functions, invoke, ops, serve
 from kindling.cli.common import describe, endpoint_of, err
+from kindling.cli.s3notify import s3notify_app
 
 app = typer.Typer(
     add_completion=False,
@@ -55,6 +56,7 @@ app.command()(functions.publish)
 app.command()(invoke.invoke)
 app.command()(invoke.logs)
 app.add_typer(admin_app, name="admin")
+app.add_typer(s3notify_app, name="s3-notify")
 app.add_typer(ops.cluster_app, name="cluster")
 app.command(context_settings=ops.BENCH_SETTINGS)(ops.bench)
 

@@ -67,6 +67,7 @@ def _settings(mapping: Mapping) -> tuple[object, ...]:
         mapping.report_failures,
         mapping.max_concurrency,
         mapping.broker,
+        mapping.stream,  # a stream's settings (ParallelizationFactor, window, retries)
     )
 
 
