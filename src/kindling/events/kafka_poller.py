@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 import uuid as uuidlib
@@ -40,6 +39,8 @@ from aiokafka.structs import OffsetAndMetadata
 from kindling.control.event_sources import Mapping
 from kindling.errors import NotFoundError, ThrottledError
 from kindling.events import kafka
+from kindling.events.broker_consumer import BrokerConsumer
+from kindling.events.failure_record import failure_record, iso
 from kindling.events.rabbitmq_poller import CONNECTION_ERROR
 from kindling.events.sqs_poller import FUNCTION_FAILED, OK, THROTTLED, Invoke, Report, reason
 from kindling.events.stream_poller import SendRecord
@@ -62,11 +63,7 @@ Fetched = list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]]
 KAFKA_RETRIES_WITH_DESTINATION = 10
 
 
-def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")
-
-
-class KafkaPoller:
+class KafkaPoller(BrokerConsumer):
     def __init__(
         self,
         mapping: Mapping,
@@ -77,50 +74,16 @@ class KafkaPoller:
     ) -> None:
         """``send`` delivers a failure record to an SQS queue or SNS topic."""
         assert mapping.broker is not None and mapping.broker.kind == "kafka"
-        self.mapping = mapping
+        super().__init__(mapping, report, backoff_s)
         self._settings = mapping.broker
         self._invoke = invoke
-        self._report = report
         self._send = send
-        self._backoff_first, self._backoff_max = backoff_s
         self._patterns = mapping.patterns()
         self._window_s = float(mapping.window_s) or ESM_BROKER_DEFAULT_WINDOW_S
-        self._task: asyncio.Task[None] | None = None
-        self._last_result = ""
         self.invocations = 0
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    def _set_result(self, result: str) -> None:
-        if result != self._last_result:
-            self._last_result = result
-            try:
-                self._report(self.mapping.uuid, result)
-            except Exception:
-                self._last_result = ""
-
-    async def _run(self) -> None:
-        delay = self._backoff_first
-        while True:
-            try:
-                await self._session()
-                delay = self._backoff_first
-            except asyncio.CancelledError:
-                raise
-            except KafkaConnectionError:
-                self._set_result(CONNECTION_ERROR)
-            except Exception as exc:  # a refusing broker, a lost group membership
-                log.info("mapping %s: consumer ended: %r", self.mapping.uuid, exc)
-                self._set_result(f"PROBLEM: {reason(exc)}")
-            await asyncio.sleep(delay)
-            delay = min(self._backoff_max, delay * 2)
+    def _problem(self, exc: Exception) -> str | None:
+        return CONNECTION_ERROR if isinstance(exc, KafkaConnectionError) else None
 
     def _consumer(self) -> AIOKafkaConsumer:
         earliest = self._settings.starting_position == "TRIM_HORIZON"
@@ -258,7 +221,6 @@ class KafkaPoller:
         """Lambda's failure record (``KafkaBatchInfo``) to the OnFailure destination,
         retried until delivered; without one the records are skipped with a log line
         (AWS: discarded)."""
-        function_arn = self.mapping.to_api()["FunctionArn"]
         info: dict[str, dict[str, str]] = {}
         for tp, message in part:
             key = kafka.partition_key(tp.topic, tp.partition)
@@ -266,32 +228,23 @@ class KafkaPoller:
                 key,
                 {
                     "firstRecordOffset": str(message.offset),
-                    "firstRecordTimestamp": _iso(message.timestamp / 1000),
+                    "firstRecordTimestamp": iso(message.timestamp / 1000),
                 },
             )
             entry["lastRecordOffset"] = str(message.offset)
-            entry["lastRecordTimestamp"] = _iso(message.timestamp / 1000)
-        record = {
-            "requestContext": {
-                "requestId": str(uuidlib.uuid4()),
-                "functionArn": function_arn,
-                "condition": condition,
-                "approximateInvokeCount": attempts,
-            },
-            "responseContext": {
-                "statusCode": 200,
-                "executedVersion": self.mapping.qualifier or "$LATEST",
-                "functionError": "Unhandled",
-            },
-            "version": "1.0",
-            "timestamp": _iso(time.time()),
-            "KafkaBatchInfo": {
+            entry["lastRecordTimestamp"] = iso(message.timestamp / 1000)
+        record = failure_record(
+            self.mapping,
+            condition,
+            attempts,
+            "KafkaBatchInfo",
+            {
                 "batchSize": len(part),
                 "bootstrapServers": ",".join(self._settings.endpoints),
                 "payloadSize": size,
                 "recordsInfo": info,
             },
-        }
+        )
         target = self._settings.on_failure
         log.warning(
             "mapping %s: %d record(s) given up (%s)%s",

@@ -48,8 +48,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from kindling.control.event_sources import Mapping
 from kindling.errors import NotFoundError, ThrottledError
 from kindling.events import rabbitmq
+from kindling.events.broker_consumer import BrokerConsumer
 from kindling.events.brokers import BrokerConfigError, BrokerDirectory
-from kindling.events.sqs_poller import FUNCTION_FAILED, OK, THROTTLED, Invoke, Report, reason
+from kindling.events.sqs_poller import FUNCTION_FAILED, OK, THROTTLED, Invoke, Report
 from kindling.invoke.service import MAX_SYNC_PAYLOAD
 from kindling.limits import (
     ESM_BACKOFF_FIRST_S,
@@ -75,7 +76,7 @@ class QueueMissing(Exception):
     pass
 
 
-class RabbitPoller:
+class RabbitPoller(BrokerConsumer):
     def __init__(
         self,
         mapping: Mapping,
@@ -86,65 +87,33 @@ class RabbitPoller:
         idle_check_s: float = ESM_BROKER_IDLE_CHECK_S,
     ) -> None:
         assert mapping.broker is not None and mapping.broker.kind == "rabbitmq"
-        self.mapping = mapping
+        super().__init__(mapping, report, backoff_s)
         self._settings = mapping.broker
         self._brokers = brokers
         self._invoke = invoke
-        self._report = report
-        self._backoff_first, self._backoff_max = backoff_s
         self._idle_check_s = idle_check_s
         self._patterns = mapping.patterns()
         self._queue = self._settings.queues[0]
         self._key = rabbitmq.queue_key(self._queue, self._settings.virtual_host)
         self._window_s = float(mapping.window_s) or ESM_BROKER_DEFAULT_WINDOW_S
-        self._task: asyncio.Task[None] | None = None
-        self._last_result = ""
         self._failures = 0
         #: For tests: invocations made, messages acked.
         self.invocations = 0
         self.acked = 0
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    def _set_result(self, result: str) -> None:
-        if result != self._last_result:
-            self._last_result = result
-            try:
-                self._report(self.mapping.uuid, result)
-            except Exception:
-                self._last_result = ""
-
-    async def _run(self) -> None:
-        delay = self._backoff_first
-        while True:
-            try:
-                await self._session()
-                delay = self._backoff_first
-            except asyncio.CancelledError:
-                raise
-            except BrokerConfigError as exc:
-                self._set_result(f"PROBLEM: {exc.message}")
-            except QueueMissing:
-                self._set_result(
-                    f"PROBLEM: Queue {self._queue} does not exist in virtual host "
-                    f"{self._settings.virtual_host}."
-                )
-            except aio_pika.exceptions.ProbableAuthenticationError:
-                self._set_result(AUTH_ERROR)
-            except (OSError, TimeoutError, aiormq.exceptions.AMQPConnectionError):
-                self._set_result(CONNECTION_ERROR)
-            except Exception as exc:  # the channel closed under us, a broker refusing
-                log.info("mapping %s: consumer ended: %r", self.mapping.uuid, exc)
-                self._set_result(f"PROBLEM: {reason(exc)}")
-            await asyncio.sleep(delay)
-            delay = min(self._backoff_max, delay * 2)
+    def _problem(self, exc: Exception) -> str | None:
+        if isinstance(exc, BrokerConfigError):
+            return f"PROBLEM: {exc.message}"
+        if isinstance(exc, QueueMissing):
+            return (
+                f"PROBLEM: Queue {self._queue} does not exist in virtual host "
+                f"{self._settings.virtual_host}."
+            )
+        if isinstance(exc, aio_pika.exceptions.ProbableAuthenticationError):
+            return AUTH_ERROR
+        if isinstance(exc, OSError | TimeoutError | aiormq.exceptions.AMQPConnectionError):
+            return CONNECTION_ERROR
+        return None
 
     async def _session(self) -> None:
         url = await asyncio.to_thread(  # may ask Secrets Manager: blocking

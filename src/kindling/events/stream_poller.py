@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import json
 import logging
 import time
-import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -45,6 +43,7 @@ from kindling.control.event_sources import Mapping
 from kindling.errors import NotFoundError, ThrottledError
 from kindling.events.aws import AwsClients
 from kindling.events.checkpoints import Checkpoints
+from kindling.events.failure_record import failure_record, iso
 from kindling.events.sqs import failed_items
 from kindling.events.sqs_poller import FUNCTION_FAILED, OK, THROTTLED, Invoke, Report, reason
 from kindling.events.stream_lanes import ParallelShard, ShardIo
@@ -61,10 +60,6 @@ SendRecord = Callable[[str, dict[str, Any]], Awaitable[None]]
 IDLE_POLL_S = 1.0
 #: How often the shard list is read again (a resharded stream's new shards).
 SHARDS_EVERY_S = 30.0
-
-
-def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")
 
 
 class StreamPoller:
@@ -415,31 +410,21 @@ class StreamPoller:
     ) -> None:
         """Lambda's failure record to the OnFailure destination; without one the
         records are skipped with a log line (AWS: discarded)."""
-        function_arn = self.mapping.to_api()["FunctionArn"]
-        record = {
-            "requestContext": {
-                "requestId": str(uuidlib.uuid4()),
-                "functionArn": function_arn,
-                "condition": condition,
-                "approximateInvokeCount": attempts,
-            },
-            "responseContext": {
-                "statusCode": 200,
-                "executedVersion": self.mapping.qualifier or "$LATEST",
-                "functionError": "Unhandled",
-            },
-            "version": "1.0",
-            "timestamp": _iso(time.time()),
-            self._source.batch_info_key: {
+        record = failure_record(
+            self.mapping,
+            condition,
+            attempts,
+            self._source.batch_info_key,
+            {
                 "shardId": shard_id,
                 "startSequenceNumber": self._source.sequence(batch[0]),
                 "endSequenceNumber": self._source.sequence(batch[-1]),
-                "approximateArrivalOfFirstRecord": _iso(self._source.arrival(batch[0])),
-                "approximateArrivalOfLastRecord": _iso(self._source.arrival(batch[-1])),
+                "approximateArrivalOfFirstRecord": iso(self._source.arrival(batch[0])),
+                "approximateArrivalOfLastRecord": iso(self._source.arrival(batch[-1])),
                 "batchSize": len(batch),
                 "streamArn": self.mapping.source_arn,
             },
-        }
+        )
         target = self._settings.on_failure
         log.warning(
             "mapping %s: %d record(s) of %s given up (%s)%s",
