@@ -41,6 +41,7 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.SnapStartNotReadyError, "SnapStartNotReadyException", 409),
     (e.ConflictError, "ResourceConflictException", 409),
     (e.PreconditionError, "PreconditionFailedException", 412),
+    (e.RequestEntityTooLargeError, "RequestEntityTooLargeException", 413),
     (e.TooLargeError, "RequestTooLargeException", 413),
     (e.ThrottledError, "TooManyRequestsException", 429),
     (e.SignatureError, "InvalidSignatureException", 403),

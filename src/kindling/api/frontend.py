@@ -22,7 +22,7 @@ from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
 from kindling.api.services import signed_service
 from kindling.api.wire import parse_input, serialize_output
-from kindling.errors import KindlingError, TooLargeError, UnknownOperationError
+from kindling.errors import KindlingError, RequestEntityTooLargeError, UnknownOperationError
 from kindling.httpd import Request, Response, ServerLimits
 from kindling.iam.sigv4 import Caller, SigV4Verifier
 
@@ -143,8 +143,14 @@ class Frontend:
         return self._errors.render(exc, str(uuid.uuid4()))
 
     def too_large(self, request: Request, size: int) -> Response:
-        """The answer to a body over the front end's limit, before it is read."""
-        return self._errors.render(
-            TooLargeError(f"Request must be smaller than {limits.FRONTEND_MAX_BODY_BYTES} bytes"),
-            str(uuid.uuid4()),
-        )
+        """The answer to a body over the front end's limit, before it is read: AWS's
+        RequestEntityTooLargeException naming the operation the path routes to."""
+        message = f"Request must be smaller than {limits.FRONTEND_MAX_BODY_BYTES} bytes"
+        query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
+        try:
+            name, _ = self._router.match(request.method, request.path, query)
+        except UnknownOperationError:
+            name = None
+        if name is not None:
+            message += f" for the {name} operation"
+        return self._errors.render(RequestEntityTooLargeError(message), str(uuid.uuid4()))

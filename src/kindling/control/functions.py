@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kindling import limits
 from kindling.control import snapstart
 from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
@@ -283,7 +284,9 @@ class FunctionService:
         dead_letter_target(params, region)
         _check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
+            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+        )
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
         data = self._zip_from(params.get("Code") or {})
         layers = self._resolve_layers(account_id, region, params.get("Layers") or [])
@@ -321,7 +324,9 @@ class FunctionService:
         extra: dict[str, Any] | None = None,
     ) -> FunctionConfig:
         runtime = params["Runtime"]
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
+            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+        )
         config = FunctionConfig(
             account_id=account_id,
             region=region,
@@ -335,8 +340,8 @@ class FunctionService:
             last_modified=now_timestamp(),
             revision_id=_revision(),
             description=params.get("Description", ""),
-            timeout=params.get("Timeout", 3),
-            memory_size=params.get("MemorySize", 128),
+            timeout=params.get("Timeout", limits.FUNCTION_TIMEOUT_DEFAULT_S),
+            memory_size=params.get("MemorySize", limits.FUNCTION_MEMORY_DEFAULT_MB),
             ephemeral_storage=ephemeral_mb,
             environment=dict((params.get("Environment") or {}).get("Variables") or {}),
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
@@ -411,7 +416,9 @@ class FunctionService:
         if "Environment" in params:
             changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
         if "EphemeralStorage" in params:
-            changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
+            changes["ephemeral_storage"] = params["EphemeralStorage"].get(
+                "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+            )
         if "DeadLetterConfig" in params:
             changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
         if "LogGroup" in (params.get("LoggingConfig") or {}):

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from kindling import limits
 from kindling.control.aliases import AliasService
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef, function_arn, is_alias_name
@@ -37,7 +38,7 @@ from kindling.errors import (
 from kindling.iam.policy import Kind, Policy, parse_policy
 
 #: AWS: "Function resource-based policy: 20 KB" (Lambda quotas).
-POLICY_MAX_BYTES = 20 * 1024
+POLICY_MAX_BYTES = limits.FUNCTION_POLICY_BYTES
 #: Parsed resource policies kept for authorization (one per function qualifier).
 _PARSED_KEPT = 4096
 #: How often a write that lost a race with another writer is tried again.
