@@ -20,7 +20,10 @@ from kindling import limits
 from kindling.api.errors import ErrorMapper, render_unserved
 from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
+from kindling.api.refused import check_refused
 from kindling.api.services import signed_service
+from kindling.api.unsupported import UNSUPPORTED
+from kindling.api.unsupported import refusal as unsupported_refusal
 from kindling.api.wire import parse_input, serialize_output
 from kindling.errors import KindlingError, RequestEntityTooLargeError, UnknownOperationError
 from kindling.httpd import Request, Response, ServerLimits
@@ -111,6 +114,8 @@ class Frontend:
             caller = self.authenticate(request)
             query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
             name, path_params = self._router.match(request.method, request.path, query)
+            if name in UNSUPPORTED:  # named and explained, whatever the request holds
+                raise unsupported_refusal(name)
             operation = self._operations.get(name)
             if operation is None:
                 raise UnknownOperationError(
@@ -123,6 +128,7 @@ class Frontend:
                 params["_TraceHeader"] = trace
             if self._authorize is not None:
                 caller = self._authorize(caller, name, params)
+            check_refused(name, params)  # a field kindling lacks is named, never ignored
             result = await operation(caller, params)
             streamed = result.get("_Response")
             if isinstance(streamed, Response):  # an event stream, written as it comes
