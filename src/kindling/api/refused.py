@@ -39,6 +39,7 @@ _ACCELERATOR = Refusal("execution environments have no accelerators")
 _SOURCE_KMS = Refusal("code is not encrypted with a customer managed KMS key")
 _REFERENCE = Refusal("code from S3 is copied, never referenced in place", harmless=("COPY",))
 _DRY_RUN = Refusal("a dry run of a code update is not performed; send the update itself")
+_IMAGE = Refusal("container images are not run yet; upload a .zip")
 _TENANT = Refusal("functions are not isolated per tenant, so no invocation names a tenant")
 
 #: Operation -> {field (dotted for a member of a structure): why it is refused}.
@@ -50,6 +51,7 @@ REFUSED: dict[str, dict[str, Refusal]] = {
         "DurableConfig": _DURABLE,
         "RuntimeConfig": _RUNTIME,
         "AcceleratorConfig": _ACCELERATOR,
+        "Code.ImageUri": _IMAGE,
         "Code.SourceKMSKeyArn": _SOURCE_KMS,
         "Code.S3ObjectStorageMode": _REFERENCE,
     },
@@ -62,6 +64,7 @@ REFUSED: dict[str, dict[str, Refusal]] = {
     "UpdateFunctionCode": {
         "PublishTo": _PUBLISH_TO,
         "DryRun": _DRY_RUN,
+        "ImageUri": _IMAGE,
         "SourceKMSKeyArn": _SOURCE_KMS,
         "S3ObjectStorageMode": _REFERENCE,
     },

@@ -529,7 +529,8 @@ class EventSourceMappings:
         source: str | None = params.get("EventSourceArn")
         if params.get("SelfManagedEventSource") is not None:
             raise ValidationError(
-                "Self-managed Apache Kafka event sources are not supported by this kindling "
+                "SelfManagedEventSource: self-managed Apache Kafka event sources are not "
+                "supported by this kindling "
                 "server yet. kindling refuses settings it would not honour instead of "
                 "ignoring them."
             )
