@@ -139,3 +139,35 @@ def test_a_payload_that_is_not_json(lam: Any, deploy: Deploy) -> None:
     assert info.value.response["Error"]["Message"].startswith(
         "Could not parse request body into json"
     )
+
+
+def test_a_throttle_names_its_reason(lam: Any, deploy: Deploy) -> None:
+    """API_Invoke "Errors": TooManyRequestsException (429), "The request throughput limit
+    was exceeded", with API_TooManyRequestsException's Reason; a function whose reserved
+    concurrency is 0 is throttled with ReservedFunctionConcurrentInvocationLimitExceeded
+    (developer guide "Configuring reserved concurrency": "setting reserved concurrency to
+    zero ... throttles all invocations") and AWS's message "Rate Exceeded."."""
+    name = deploy(APP)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    with client_error("TooManyRequestsException", 429) as info:
+        lam.invoke(FunctionName=name, Payload=b"{}")
+    assert info.value.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert info.value.response["Error"]["Message"] == "Rate Exceeded."
+    assert info.value.response["Type"] == "User"
+
+
+def test_error_members_are_the_model_shapes(lam: Any, deploy: Deploy) -> None:
+    """The error shapes of the API reference name their message member differently
+    (API_ResourceNotFoundException: Message; API_InvalidParameterValueException and
+    API_ResourceConflictException: message); botocore reads each by its shape."""
+    name = deploy(APP)
+    with client_error("ResourceNotFoundException", 404) as info:
+        lam.get_alias(FunctionName=name, Name="nope")
+    assert set(info.value.response) >= {"Message", "Type"}
+    with client_error("InvalidParameterValueException", 400) as info:
+        lam.update_function_configuration(FunctionName=name, MemorySize=20_000)
+    assert set(info.value.response) >= {"message", "Type"}
+    assert info.value.response["Error"]["Message"] == (
+        "'MemorySize' value failed to satisfy constraint: Member must have value less than "
+        "or equal to 10240"
+    )
