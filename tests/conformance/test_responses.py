@@ -6,6 +6,7 @@ latest/api/<page>.html, or the developer guide's page) and the section it checks
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -171,24 +172,42 @@ def test_revision_id_changes_with_configuration_and_code(lam: Any, deploy: Deplo
     assert version["RevisionId"] != third
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known difference (ADR 0030, docs/adr/0039): kindling's $LATEST RevisionId names "
-    "its sandboxes' revision, so a permission or a publish does not change it",
-)
 def test_revision_id_changes_with_permissions_and_publishing(lam: Any, deploy: Deploy) -> None:
     """API_AddPermission / API_RemovePermission ("RevisionId - Update the policy only if
     the revision ID matches the ID that's specified") and API_PublishVersion: on AWS
-    each of these gives $LATEST a new RevisionId."""
+    each of these gives $LATEST a new RevisionId, the one GetPolicy then shows too, and
+    a caller names the latest in its next request. kindling's warm sandboxes of the
+    function are not retired by it (the code and configuration did not change)."""
     name = deploy(APP)
-    before = lam.get_function_configuration(FunctionName=name)["RevisionId"]
+
+    def revision() -> str:
+        return str(lam.get_function_configuration(FunctionName=name)["RevisionId"])
+
+    before = revision()
+    assert lam.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
     lam.add_permission(
         FunctionName=name,
         StatementId="s3",
         Action="lambda:InvokeFunction",
         Principal="s3.amazonaws.com",
+        RevisionId=before,
     )
-    assert lam.get_function_configuration(FunctionName=name)["RevisionId"] != before
+    added = revision()
+    assert added != before
+    warm = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    assert "Init Duration" not in base64.b64decode(warm["LogResult"]).decode()  # not retired
+    assert lam.get_policy(FunctionName=name)["RevisionId"] == added
+    with client_error("PreconditionFailedException", 412):
+        lam.update_function_configuration(FunctionName=name, Description="x", RevisionId=before)
+    lam.remove_permission(FunctionName=name, StatementId="s3", RevisionId=added)
+    removed = revision()
+    assert removed not in (before, added)
+    lam.publish_version(FunctionName=name, RevisionId=removed)
+    published = revision()
+    assert published not in (before, added, removed)
+    lam.update_function_configuration(FunctionName=name, Description="y", RevisionId=published)
+    wait_active(lam, name)
+    assert revision() not in (before, added, removed, published)
 
 
 # ------------------------------------------------------------------ statuses

@@ -579,7 +579,7 @@ class FunctionService:
                 "The operation cannot be performed at this time. An update is in progress for "
                 f"resource: {current.arn}"
             )
-        if revision is not None and revision != current.revision_id:
+        if revision is not None and revision != current.reported_revision_id:
             raise PreconditionError(
                 "The Revision Id provided does not match the latest Revision Id. "
                 "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
@@ -640,6 +640,19 @@ class FunctionService:
                 "last_update_status": UpdateStatus.FAILED,
             }
         self._save(replace(latest, **changes))
+
+    def new_api_revision(self, ref: FunctionRef, revision: str | None = None) -> str:
+        """Gives $LATEST a new RevisionId as AWS does after a change that is neither its
+        code nor its configuration (a permission, a published version): its sandboxes'
+        revision stays, so none is retired (ADR 0039). Returns the new id."""
+        minted = revision or _revision()
+        updated = self._store.new_api_revision(ref.account_id, ref.region, ref.name, minted)
+        if updated is None:
+            raise NotFoundError(
+                f"Function not found: {FunctionRef(ref.account_id, ref.region, ref.name).arn}"
+            )
+        self._cache[(ref.account_id, ref.region, ref.name, LATEST)] = updated
+        return minted
 
     def _save(self, config: FunctionConfig) -> None:
         self._store.put(config)
