@@ -8,7 +8,7 @@ import base64
 import json
 from typing import Any
 
-from ..e2e.support import ACCOUNT, REGION, Deploy, client_error
+from ..e2e.support import ACCOUNT, REGION, ROLE, Deploy, client_error, make_zip, wait_active
 
 ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"
 APP = {
@@ -171,3 +171,25 @@ def test_error_members_are_the_model_shapes(lam: Any, deploy: Deploy) -> None:
         "'MemorySize' value failed to satisfy constraint: Member must have value less than "
         "or equal to 10240"
     )
+
+
+def test_publish_flag_answers_the_new_version(lam: Any, fn_name: str) -> None:
+    """API_CreateFunction and API_UpdateFunctionCode, "Publish - Set to true to publish
+    the first version of the function during creation" / "a new version of the function
+    after updating the code": the answer is that version's configuration."""
+    created = lam.create_function(
+        FunctionName=fn_name,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip(APP)},
+        Publish=True,
+    )
+    assert created["Version"] == "1"
+    assert created["FunctionArn"] == f"{ARN}{fn_name}:1"
+    wait_active(lam, fn_name)
+    updated = lam.update_function_code(
+        FunctionName=fn_name, ZipFile=make_zip({**APP, "more.txt": "x"}), Publish=True
+    )
+    assert updated["Version"] == "2"
+    assert updated["FunctionArn"] == f"{ARN}{fn_name}:2"
