@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from kindling import limits
 from kindling.control.quotas import HOST_ARCHITECTURE
 
 from ..e2e.support import (
@@ -409,3 +410,19 @@ def test_error_body_type_only_where_aws_sends_it(server: Server, lam: Any) -> No
         if code is not None:
             assert response.headers["x-amzn-errortype"] == code
         assert "Type" not in json.loads(response.body), response.body
+
+
+def test_account_settings_report_the_specification(lam: Any) -> None:
+    """API_GetAccountSettings / API_AccountLimit (sizes in bytes): CodeSizeZipped,
+    CodeSizeUnzipped, TotalCodeSize and ConcurrentExecutions are the figures of
+    docs/specification.md (AWS's: 52,428,800, 262,144,000, 80,530,636,800, 1,000)."""
+    limit = lam.get_account_settings()["AccountLimit"]
+    assert limit["CodeSizeZipped"] == limits.CODE_ZIPPED_BYTES == 52_428_800
+    assert limit["CodeSizeUnzipped"] == limits.CODE_UNZIPPED_BYTES == 262_144_000
+    assert limit["TotalCodeSize"] == limits.ACCOUNT_CODE_STORAGE_BYTES == 80_530_636_800
+    assert limit["ConcurrentExecutions"] == limits.ACCOUNT_CONCURRENCY == 1000
+    assert (
+        limits.UNRESERVED_CONCURRENCY_MIN
+        <= limit["UnreservedConcurrentExecutions"]
+        <= limits.ACCOUNT_CONCURRENCY
+    )
