@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import dataclasses
 import logging
@@ -13,6 +14,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import kindling
+from kindling.api.access_log import AccessLog
 from kindling.api.account import AccountApi
 from kindling.api.admin import AdminApi
 from kindling.api.aliases import AliasesApi
@@ -35,6 +38,8 @@ from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
+from kindling.api.health import PATHS as HEALTH_PATHS
+from kindling.api.health import HealthEndpoint, readiness_checks
 from kindling.api.iam import IamApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
@@ -52,6 +57,7 @@ from kindling.api.sts import StsApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
+from kindling.control.code_source import CodeSource, NoCodeSource, S3CodeSource, s3_endpoint
 from kindling.control.codesigning import CodeSigning
 from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
@@ -83,11 +89,12 @@ from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.events.stream_poller import StreamPoller
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
-from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
+from kindling.iam.accounts import AccountStore, StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.directory import Directory
+from kindling.iam.function_credentials import FunctionCredentials
 from kindling.iam.secrets import ServerKey
-from kindling.iam.sessions import ROLE_ARN, SessionIssuer
+from kindling.iam.sessions import SessionIssuer
 from kindling.iam.sigv4 import Caller, SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
@@ -104,7 +111,6 @@ from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import (
     ESM_SQS_THREADS,
     ESM_SQS_WAIT_S,
-    FUNCTION_CREDENTIALS_S,
     SHUTDOWN_ANSWER_S,
 )
 from kindling.runtimes import sdk
@@ -161,6 +167,18 @@ def make_counter(config: Config, settings: ConcurrencySettings, metrics: Metrics
     return RedisCounter(config.counting, settings, metrics)
 
 
+def make_code_source(environ: collections.abc.Mapping[str, str]) -> CodeSource:
+    """Code named by S3 locations comes from the S3 endpoint the server's environment
+    names (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``); without one it is refused
+    with what to set (ADR 0037)."""
+    endpoint = s3_endpoint(environ)
+    if endpoint is None:
+        log.info("code from S3: no S3 endpoint configured (AWS_ENDPOINT_URL_S3)")
+        return NoCodeSource()
+    log.info("code from S3: fetched from %s", endpoint)
+    return S3CodeSource(endpoint)
+
+
 def private_data_dir(config: Config) -> None:
     """The data dir holds every function's code, environment and logs and the code-URL
     secret: only root may enter it (0700), and the database is created 0600 (SQLite
@@ -191,7 +209,8 @@ class App:
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config, self._handle)  # sandboxes call the API too
         self.signing = CodeSigning(self.store, function_store)
-        self.layers = LayerService(LayerStore(self.store), self.code)
+        self.code_source = make_code_source(os.environ)
+        self.layers = LayerService(LayerStore(self.store), self.code, self.code_source)
         self.functions = FunctionService(
             function_store,
             self.code,
@@ -199,6 +218,7 @@ class App:
             sandbox_backends=self.backends.names,
             signing=self.signing,
             layers=self.layers,
+            code_source=self.code_source,
         )
         self.layers.on_deleted(self.functions.collect)  # unless a function version uses it
         self.versions = VersionService(self.functions, function_store)
@@ -322,6 +342,7 @@ class App:
         if config.dev_keys_enabled:
             self.accounts.ensure_dev()
         self.sessions = SessionIssuer(server_key)
+        self.function_credentials = FunctionCredentials(self.directory, self.sessions)
         keys = StoredKeyRing(
             self.accounts,
             config.dev_keys_enabled,
@@ -338,6 +359,13 @@ class App:
             self.directory.forget_account,
         ).handle
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        checks = readiness_checks(
+            self.store.ping,
+            self.counter.in_use if config.counting else None,
+            self.registry.status if self.registry is not None else None,
+        )
+        self.health = HealthEndpoint(checks, lambda: self._draining)
+        public_routes.update(dict.fromkeys(HEALTH_PATHS, self.health.serve))
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
         self.rule_scheduler = Scheduler(
@@ -385,7 +413,7 @@ class App:
             LambdaGuard(self.authorizer, self.policies, self.directory).authorize,
         )
         self.server = HttpServer(
-            self._handle,
+            AccessLog(self._handle).handle if config.access_log else self._handle,
             limits=dataclasses.replace(
                 FRONTEND_LIMITS,
                 header_timeout=config.http_timeouts_s[0],
@@ -406,6 +434,8 @@ class App:
         """The front end, unless the server is draining: then every new request, on a
         connection opened before the drain, is refused as a service error."""
         if self._draining:
+            if request.path in HEALTH_PATHS:  # a prober learns of the drain
+                return await self.health.handle(request)
             return self.frontend.refuse(ServiceError("The server is shutting down."))
         self._requests += 1
         try:
@@ -427,25 +457,7 @@ class App:
             return None
 
     def _function_credentials(self, config: FunctionConfig) -> dict[str, str]:
-        """A new sandbox's credentials: a session of its execution role, valid
-        ``FUNCTION_CREDENTIALS_S`` (longer than a sandbox lives, so a sandbox is retired
-        before they expire and its successor gets fresh ones). A dev-account function
-        whose role kindling does not know runs with the dev key, as before (ADR 0036)."""
-        match = ROLE_ARN.fullmatch(config.role)
-        if match is None or match[1] != config.account_id:
-            return {}
-        account, path, name = match[1], match[2], match[3]
-        if account == DEV_ACCOUNT_ID:
-            try:
-                self.directory.role(account, name)
-            except NotFoundError:
-                return {}
-        session = self.sessions.issue(account, name, path, config.name, FUNCTION_CREDENTIALS_S)
-        return {
-            "AWS_ACCESS_KEY_ID": session.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
-            "AWS_SESSION_TOKEN": session.token,
-        }
+        return self.function_credentials.for_function(config.account_id, config.role, config.name)
 
     def _authorizing(self, service: str) -> Callable[[Caller, str], None]:
         """Authorization of another service's calls: ``<service>:<Operation>`` on the
@@ -592,7 +604,15 @@ class App:
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
-        log.info("kindling listening on http://%s:%d", self.config.host, self.port)
+        log.info(
+            "kindling listening on http://%s:%d (version %s, pid %d)",
+            self.config.host,
+            self.port,
+            kindling.__version__,
+            os.getpid(),
+        )
+        for line in self.config.describe():
+            log.info("%s", line)
 
     async def stop(self, grace_s: float | None = None, cut: asyncio.Event | None = None) -> None:
         """Drains, then stops: no new connection or request is taken, running invocations
@@ -636,6 +656,8 @@ class App:
         await self.backends.close()
         self.logs.close()
         self.code.close()
+        if isinstance(self.code_source, S3CodeSource):
+            self.code_source.close()
         self.store.close()
 
     def _idle(self) -> bool:
@@ -653,20 +675,31 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Runs kindling until SIGINT or SIGTERM, then drains it (``App.stop``); a second
     signal cuts the drain short."""
     app = App(config)
-    await app.start()
+    try:
+        await app.start()
+    except BaseException:  # e.g. its port is in use: free what start made before it raised
+        with contextlib.suppress(Exception):
+            await app.stop(grace_s=0)
+        raise
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
     cut = asyncio.Event()
 
-    def on_signal() -> None:
-        (cut if stop.is_set() else stop).set()
+    def on_signal(name: str) -> None:
+        if stop.is_set():
+            log.info("%s again: stopping at once", name)
+            cut.set()
+            return
+        log.info("%s: draining (%s again stops at once)", name, name)
+        stop.set()
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, on_signal, sig.name)
     try:
         await stop.wait()
     finally:
         await app.stop(cut=cut)
+        log.info("kindling stopped")

@@ -108,6 +108,11 @@ FRONTEND_BODY_TIMEOUT_S = 120.0
 #: idle timeout is 60 s; botocore keeps pooled connections and reconnects on close.
 FRONTEND_IDLE_TIMEOUT_S = 60.0
 
+#: How long a readiness probe waits for one dependency (the store, the shared counter)
+#: before it calls it failed: below Kubernetes' default probe timeout (1 s), so that the
+#: prober gets our 503 naming the check instead of its own timeout. AWS: -
+HEALTH_CHECK_TIMEOUT_S = 0.8
+
 #: Open front-end connections in all; past it a new one is answered 503 and closed, so
 #: the server keeps descriptors for sandboxes (the server runs with 20,000). AWS: -.
 FRONTEND_MAX_CONNECTIONS = 8192
@@ -254,6 +259,27 @@ LOG_MAX_OFFSET = 2**63 - 1
 # --- code uploads ----------------------------------------------------------------------
 
 #: (CODE_UNZIPPED_BYTES and FUNCTION_LAYERS: Lambda's quotas, above.)
+#: An S3 object fetched as code (CreateFunction's and PublishLayerVersion's S3Bucket and
+#: S3Key, UpdateFunctionCode's): refused from its Content-Length past this, and its body
+#: read no further (a store that lies about the length is cut off there), so no fetch
+#: holds more in memory. AWS: no zipped bound from S3 (50 MB is direct uploads'); the
+#: unzipped one holds, and a zip's stored bytes are at least its members' (deflate never
+#: grows data by more than 5 bytes a 64 KiB block), so AWS's "Unzipped size must be
+#: smaller than 262144000 bytes".
+CODE_S3_OBJECT_BYTES = 262_144_000
+#: S3 objects fetched at once, each in a thread of its own (botocore blocks); more wait.
+#: Bounds the memory fetches hold together to twice the object bound. AWS: -.
+CODE_S3_FETCHES = 2
+#: Connect and read (per socket read) timeouts of one S3 call. AWS: - (the SDKs' are 60 s).
+CODE_S3_TIMEOUTS_S = (5.0, 60.0)
+#: One fetch, whole: a store that trickles its body is given up on past it. AWS: -
+#: (250 MB at 1 MB/s takes 250 s).
+CODE_S3_FETCH_S = 300.0
+#: Bytes of an S3 body read at a time. AWS: -.
+CODE_S3_CHUNK_BYTES = 1_048_576
+#: S3 clients kept, one per signing region (callers choose regions freely); the least
+#: recently used is closed past it. AWS: -.
+CODE_S3_CLIENTS = 8
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64
 #: holds, more than a 250 MB node_modules has (~40,000), and bounds the inodes and the
 #: time one upload costs.
@@ -461,6 +487,12 @@ EVENTS_MISSED_FIRE_MAX_AGE_S = 24 * 3600
 #: sandbox may live (Assignment's max lifetime, 4 h), so a sandbox is retired before
 #: its credentials expire and its successor gets fresh ones: rotation by recycling.
 FUNCTION_CREDENTIALS_S = 6 * 3600.0
+#: How long one role session serves the new sandboxes of one function
+#: (iam/function_credentials.py): issuing one per start put a store query on every
+#: cold start's path. A sandbox still gets credentials valid 6 h less this.
+FUNCTION_CREDENTIALS_REUSE_S = 60.0
+#: Functions whose current session is remembered at once; past it, expired ones go.
+FUNCTION_CREDENTIALS_CACHED = 4096
 
 # --- event source mappings (ADR 0034) ----------------------------------------------------
 

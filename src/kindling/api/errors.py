@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from xml.sax.saxutils import escape
 
 from kindling import errors as e
 from kindling.httpd import Response
@@ -205,15 +206,28 @@ def render_url_error(exc: BaseException, request_id: str) -> Response:
     return Response(500, headers, json.dumps({"Message": SERVICE_EXCEPTION_MESSAGE}).encode())
 
 
-def render_unserved(service: str, served: list[str], request_id: str) -> Response:
-    """A request signed for a service kindling does not serve: the AWS JSON error shape
-    both JSON protocols read (the code in ``x-amzn-ErrorType`` and ``__type``), naming
-    the service, so a client pointed here by mistake says why at once."""
+def render_unserved(
+    service: str, served: list[str], request_id: str, xml: bool = False
+) -> Response:
+    """A request signed for a service kindling does not serve, answered naming the
+    service, in the shape its client parses: the AWS JSON error (the code in
+    ``x-amzn-ErrorType`` and ``__type``) for the JSON protocols, or the XML
+    ``ErrorResponse`` that botocore's query, EC2 and REST-XML parsers all read (``xml``:
+    CloudFormation from ``sam deploy``, S3), so a client pointed here by mistake says
+    why at once instead of failing to parse the answer."""
     message = (
         f"kindling does not serve the {service!r} API: this endpoint serves "
         f"{', '.join(served)}. The request was signed for service {service!r}."
     )
     code = "UnknownOperationException"
+    if xml:
+        document = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+        return Response(400, headers, document.encode())
     body = {"__type": code, "message": message, "Message": message}
     headers = [
         ("Content-Type", "application/json"),

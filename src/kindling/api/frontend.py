@@ -21,7 +21,7 @@ from kindling.api.errors import ErrorMapper, render_unserved
 from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
 from kindling.api.refused import check_refused
-from kindling.api.services import signed_service
+from kindling.api.services import ServiceProtocols, signed_service
 from kindling.api.unsupported import UNSUPPORTED
 from kindling.api.unsupported import refusal as unsupported_refusal
 from kindling.api.wire import parse_input, serialize_output
@@ -82,11 +82,14 @@ class Frontend:
         #: Every Lambda call's authorization (ADR 0036): the caller the operation runs as.
         self._authorize = authorize
         self._served = ["lambda", *self._services]
+        self._protocols = ServiceProtocols()
 
     def authenticate(self, request: Request) -> Caller:
-        return self._verifier.verify(
+        caller = self._verifier.verify(
             request.method, request.path, request.query, request.headers, request.body
         )
+        request.account = caller.account_id
+        return caller
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -109,7 +112,9 @@ class Frontend:
             if service is not None and service != "lambda":
                 endpoint = self._services.get(service)
                 if endpoint is None:
-                    return render_unserved(service, self._served, str(uuid.uuid4()))
+                    content_type = request.header("content-type")
+                    xml = await self._protocols.speaks_xml(service, content_type)
+                    return render_unserved(service, self._served, str(uuid.uuid4()), xml)
                 return await endpoint.handle(request)
             caller = self.authenticate(request)
             query = parse_qs(request.query, keep_blank_values=True) if request.query else {}

@@ -211,6 +211,7 @@ class QueryEndpoint:
             caller = self._verifier.verify(
                 request.method, request.path, request.query, request.headers, request.body
             )
+            request.account = caller.account_id  # for the access log
             raw = request.body.decode() if request.method == "POST" else request.query
             form = dict(parse_qsl(raw, keep_blank_values=True))
             name = form.get("Action", "")

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kindling import limits
-from kindling.control import snapstart
+from kindling.control import logconfig, snapstart
+from kindling.control.code_source import CodeSource, NoCodeSource, s3_location, zip_from
 from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
 from kindling.control.layers import LayerResolver, check_total_size
@@ -130,8 +131,12 @@ class FunctionService:
         sandbox_backends: Sequence[str] = ("namespace", "gvisor"),
         signing: DeployCheck | None = None,
         layers: LayerResolver | None = None,
+        code_source: CodeSource | None = None,
     ) -> None:
+        """``code_source``: where code named by an S3 location comes from (none: such
+        code is refused with what to configure)."""
         self._store = store
+        self._code_source: CodeSource = code_source or NoCodeSource()
         self._signing = signing or NoSigning()
         self._layers = layers
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
@@ -281,6 +286,7 @@ class FunctionService:
             raise ValidationError("Handler must be specified for a .zip deployment package")
         self._runtimes.resolve(runtime)
         check_configuration(params)
+        logconfig.settings(params.get("LoggingConfig"), None)  # refused before any work
         dead_letter_target(params, region)
         _check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
@@ -288,8 +294,13 @@ class FunctionService:
             "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
         )
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
-        data = self._zip_from(params.get("Code") or {})
+        code = params.get("Code") or {}
         layers = self._resolve_layers(account_id, region, params.get("Layers") or [])
+        if s3_location(code) is not None and self._store.get(
+            account_id, region, ref.name, LATEST
+        ):  # before a fetch of up to 250 MB, not after
+            raise ConflictError(f"Function already exist: {ref.name}")
+        data = await self._zip_from(code, region)
         unpacked = unzipped_size(data)
         check_total_size(unpacked, layers)
         if self._store.get(account_id, region, ref.name, LATEST) is not None:
@@ -349,7 +360,7 @@ class FunctionService:
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
             dead_letter_target_arn=dead_letter_target(params, region),
             **(extra or {}),
-            log_group_name=(params.get("LoggingConfig") or {}).get("LogGroup", ""),
+            **logconfig.settings(params.get("LoggingConfig"), None),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -365,15 +376,21 @@ class FunctionService:
         self._current_for_update(ref, params.get("RevisionId"))
         if params.get("ImageUri"):
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
-        if params.get("ZipFile") is None:
+        location = s3_location(params)
+        if params.get("ZipFile") is None and location is None:
             raise ValidationError("Please provide a source for function code.")
         check_honoured({"Architectures": params.get("Architectures")})
         self._signing.check_deploy(FunctionRef(ref.account_id, ref.region, ref.name))
-        unpacked = unzipped_size(bytes(params["ZipFile"]))
+        data = (
+            bytes(params["ZipFile"])
+            if location is None
+            else await self._code_source.fetch(location, ref.region)
+        )
+        unpacked = unzipped_size(data)
         check_total_size(
             unpacked, self.get(FunctionRef(ref.account_id, ref.region, ref.name)).layers
         )
-        stored = await self._code.put(params["ZipFile"])
+        stored = await self._code.put(data)
         try:
             # again: the function may have changed while the zip was unpacked
             current = self._current_for_update(ref, params.get("RevisionId"))
@@ -421,8 +438,9 @@ class FunctionService:
             )
         if "DeadLetterConfig" in params:
             changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
-        if "LogGroup" in (params.get("LoggingConfig") or {}):
-            changes["log_group_name"] = params["LoggingConfig"]["LogGroup"]
+        if "LoggingConfig" in params:
+            current_logging = {f: getattr(current, f) for f in logconfig.FIELDS}
+            changes.update(logconfig.settings(params["LoggingConfig"] or {}, current_logging))
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)
@@ -556,17 +574,13 @@ class FunctionService:
         return count, total
 
     # internals
-    def _zip_from(self, code: dict[str, Any]) -> bytes:
+    async def _zip_from(self, code: dict[str, Any], region: str) -> bytes:
+        """The zip sent (``ZipFile``) or named (S3, fetched off the loop; ADR 0037)."""
         if code.get("ImageUri"):
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
-        if code.get("S3Bucket") or code.get("S3Key"):
-            raise ValidationError(
-                "Code from S3 is not supported by this kindling host; upload the .zip with ZipFile"
-            )
-        data = code.get("ZipFile")
-        if not data:
-            raise ValidationError("Please provide a source for function code.")
-        return bytes(data)
+        return await zip_from(
+            code, self._code_source, region, "Please provide a source for function code."
+        )
 
     def _current_for_update(self, ref: FunctionRef, revision: str | None) -> FunctionConfig:
         if ref.qualifier and ref.qualifier != LATEST:

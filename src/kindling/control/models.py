@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kindling.control import logconfig
+
 LATEST = "$LATEST"
 
 #: kindling's own per-function settings travel as tags, which every Lambda tool can set.
@@ -116,6 +118,11 @@ class FunctionConfig:
     runtime_version_arn: str | None = None
     #: LoggingConfig.LogGroup as set ("": Lambda's default, /aws/lambda/NAME).
     log_group_name: str = ""
+    #: LoggingConfig's format (Text or JSON) and, with JSON only, its two levels
+    #: (control.logconfig); records stored before them read back as Text.
+    log_format: str = "Text"
+    application_log_level: str | None = None
+    system_log_level: str | None = None
     state: FunctionState = FunctionState.PENDING
     state_reason: str | None = "The function is being created."
     state_reason_code: str | None = "Creating"
@@ -186,7 +193,12 @@ class FunctionConfig:
                 "ApplyOn": str(self.snapstart_apply_on),
                 "OptimizationStatus": "On" if self.snapstart_optimized else "Off",
             },
-            "LoggingConfig": {"LogFormat": "Text", "LogGroup": self.log_group},
+            "LoggingConfig": logconfig.to_api(
+                self.log_format,
+                self.application_log_level,
+                self.system_log_level,
+                self.log_group,
+            ),
         }
         if self.dead_letter_target_arn:
             out["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target_arn}

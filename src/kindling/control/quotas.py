@@ -77,11 +77,6 @@ def check_honoured(params: dict[str, Any]) -> None:
         raise _unsupported("ImageConfig", "container images are not run")
     if (params.get("TracingConfig") or {}).get("Mode") == "Active":
         raise _unsupported("TracingConfig Mode Active", "no traces are sent to X-Ray")
-    logging = params.get("LoggingConfig") or {}
-    if logging.get("LogFormat", "Text") != "Text" or any(
-        logging.get(k) for k in ("ApplicationLogLevel", "SystemLogLevel")
-    ):
-        raise _unsupported("LoggingConfig JSON format and log levels", "logs are plain text")
     for architecture in params.get("Architectures") or ():
         if architecture != HOST_ARCHITECTURE:
             raise _unsupported(

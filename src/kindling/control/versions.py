@@ -40,6 +40,9 @@ _IDENTITY = (
     "snapstart_apply_on",
     "layers",
     "log_group_name",
+    "log_format",
+    "application_log_level",
+    "system_log_level",
 )
 
 
