@@ -39,7 +39,7 @@ class Config:
     #: An idle sandbox is frozen (no CPU) after this long idle; 0 freezes at once.
     freeze_after_s: float = 0.02
     #: Account-wide concurrent executions (Lambda's default quota).
-    account_concurrency: int = 1000
+    account_concurrency: int = limits.ACCOUNT_CONCURRENCY
     #: Delays before the first and second retry of a failed Event invocation.
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
     #: Oldest an Event invocation may get before it is dropped (Lambda: 6 h).

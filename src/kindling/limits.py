@@ -3,16 +3,81 @@
 One place, so an operator reads all of them together, each beside the figure AWS
 documents for the same thing (or "AWS: -" where AWS states none). A bound is charged to
 the sandbox or the caller that uses it; the modules that enforce them import them from
-here and nowhere else defines a second copy. Lambda's quotas on what a request may ask
-for (a payload's size, an environment's) are checked where the request is understood
-(control/quotas.py, the invoke service), not here.
+here and nowhere else defines a second copy.
 
-Sections: front end (API callers), Runtime API (a sandbox's connections to the server),
-logs, code uploads, sandbox resources, async queue, shutdown, sandbox privileges, crash
-cleanup and reaping.
+Lambda's own quotas (what a function may be configured with, what a request may carry)
+come first, each with AWS's figure and AWS's wording ("Lambda quotas" in the Lambda
+Developer Guide, or the API reference page named) beside it; docs/specification.md
+lists them in a table that tests/test_specification.py checks against this module.
+They are enforced where a request is understood (control/quotas.py, the invoke
+service, the front end), which import them from here.
+
+Sections: Lambda's quotas, front end (API callers), Runtime API (a sandbox's connections
+to the server), logs, code uploads, sandbox resources, async queue, shutdown, sandbox
+privileges, crash cleanup and reaping.
 """
 
 from __future__ import annotations
+
+# --- Lambda's quotas (docs/specification.md) ----------------------------------------
+
+#: MemorySize, in MB. AWS: "Function memory allocation: 128 MB to 10,240 MB, in 1-MB
+#: increments." Default 128 ("The default value is 128 MB", API_CreateFunction).
+FUNCTION_MEMORY_MIN_MB = 128
+FUNCTION_MEMORY_MAX_MB = 10_240
+FUNCTION_MEMORY_DEFAULT_MB = 128
+#: Timeout, in seconds. AWS: "Function timeout: 900 seconds (15 minutes)"; "The default
+#: is 3 seconds. The maximum allowed value is 900 seconds" (API_CreateFunction).
+FUNCTION_TIMEOUT_MIN_S = 1
+FUNCTION_TIMEOUT_MAX_S = 900
+FUNCTION_TIMEOUT_DEFAULT_S = 3
+#: EphemeralStorage.Size (/tmp), in MB. AWS: "/tmp directory storage: Between 512 MB and
+#: 10,240 MB, in 1-MB increments" (API_EphemeralStorage: "Valid Range: Minimum value of
+#: 512. Maximum value of 10240.").
+FUNCTION_EPHEMERAL_MIN_MB = 512
+FUNCTION_EPHEMERAL_MAX_MB = 10_240
+FUNCTION_EPHEMERAL_DEFAULT_MB = 512
+#: Environment.Variables, as the JSON Lambda measures (the string its error quotes).
+#: AWS: "Function environment variables: 4 KB, for all environment variables associated
+#: with the function, in aggregate".
+FUNCTION_ENVIRONMENT_BYTES = 4096
+#: Layers one function may use. AWS: "Function layers: five layers"; "Cannot reference
+#: more than 5 layers."
+FUNCTION_LAYERS = 5
+#: One function's resource-based policy (AddPermission's statements), as JSON. AWS:
+#: "Function resource-based policy: 20 KB".
+FUNCTION_POLICY_BYTES = 20 * 1024
+#: A synchronous Invoke's payload. AWS: "Invocation payload (request and response): 6 MB
+#: each for request and response (synchronous)"; past it: RequestEntityTooLargeException,
+#: "Request must be smaller than 6291456 bytes for the InvokeFunction operation".
+INVOKE_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+#: An Event invocation's payload. AWS: "For asynchronous invocations, the maximum payload
+#: size is 1 MB" (API_Invoke, since 2025; 256 KB before). kindling keeps 256 KB: the
+#: async queue holds ASYNC_DISPATCH_BATCH payloads in memory and a dead-letter queue of
+#: an SQS server older than 2025 refuses messages over 256 KB (docs/specification.md).
+INVOKE_ASYNC_PAYLOAD_BYTES = 256 * 1024
+#: A .zip uploaded in the request (ZipFile). AWS: "Deployment package (.zip file archive)
+#: size: 50 MB (zipped, when uploaded through the Lambda API or SDKs). Upload larger
+#: files with Amazon S3." (GetAccountSettings' CodeSizeZipped: 52,428,800.) Enforced by
+#: the request's size: the base64 of 50 MB is 69,905,068 bytes.
+CODE_ZIPPED_BYTES = 50 * 1024 * 1024
+#: A .zip's members together, unpacked. AWS: "250 MB: The maximum size of the contents
+#: of a deployment package, including layers and custom runtimes. (unzipped)";
+#: "Unzipped size must be smaller than 262144000 bytes". Also the bound of a function's
+#: code and all its layers together: AWS's "Function code combined with layers exceeds
+#: the maximum allowed size of 262144000 bytes. The actual size is N bytes."
+CODE_UNZIPPED_BYTES = 262_144_000
+#: Code storage of one account (functions' and layers' zips). AWS: "Storage for uploaded
+#: functions (.zip file archives) and layers: 75 GB" (GetAccountSettings' TotalCodeSize:
+#: 80,530,636,800). Reported, not enforced: kindling's disk is the operator's.
+ACCOUNT_CODE_STORAGE_BYTES = 75 * 1024**3
+#: Concurrent executions of one account (``--account-concurrency``,
+#: KINDLING_ACCOUNT_CONCURRENCY). AWS: "Concurrent executions: 1,000" (a default quota).
+ACCOUNT_CONCURRENCY = 1000
+#: What reserved concurrency must leave to the other functions. AWS: "Lambda requires at
+#: least 100 concurrent executions to remain unreserved" ("The request would reduce
+#: UnreservedConcurrentExecution below its minimum value of [100].").
+UNRESERVED_CONCURRENCY_MIN = 100
 
 # --- front end (API callers) ---------------------------------------------------------
 
@@ -27,7 +92,8 @@ FRONTEND_MAX_URL_BYTES = 16 * 1024
 FRONTEND_MAX_HEADER_BYTES = 64 * 1024
 
 #: One request body: CreateFunction's 50 MB zip, base64 in JSON. AWS: 50 MB zipped
-#: direct upload (the base64 of it is 70,167,211 bytes with its JSON around it).
+#: direct upload; past 70,167,211 bytes of request: RequestEntityTooLargeException,
+#: "Request must be smaller than 70167211 bytes for the CreateFunction operation".
 FRONTEND_MAX_BODY_BYTES = 70_167_211
 
 #: Seconds from a request's first byte until its head is complete (slowloris). AWS: -
@@ -192,11 +258,7 @@ LOG_MAX_OFFSET = 2**63 - 1
 
 # --- code uploads ----------------------------------------------------------------------
 
-#: A .zip's members together, unpacked. AWS: 262,144,000 bytes (250 MB), same message.
-#: Also the bound of a function's code and all its layers together, unpacked: AWS's
-#: "Function code combined with layers exceeds the maximum allowed size of 262144000
-#: bytes. The actual size is N bytes."
-CODE_UNZIPPED_BYTES = 262_144_000
+#: (CODE_UNZIPPED_BYTES and FUNCTION_LAYERS: Lambda's quotas, above.)
 #: An S3 object fetched as code (CreateFunction's and PublishLayerVersion's S3Bucket and
 #: S3Key, UpdateFunctionCode's): refused from its Content-Length past this, and its body
 #: read no further (a store that lies about the length is cut off there), so no fetch
@@ -218,8 +280,6 @@ CODE_S3_CHUNK_BYTES = 1_048_576
 #: S3 clients kept, one per signing region (callers choose regions freely); the least
 #: recently used is closed past it. AWS: -.
 CODE_S3_CLIENTS = 8
-#: Layers one function may use. AWS: 5, "Cannot reference more than 5 layers."
-FUNCTION_LAYERS = 5
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64
 #: holds, more than a 250 MB node_modules has (~40,000), and bounds the inodes and the
 #: time one upload costs.

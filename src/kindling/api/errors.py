@@ -42,6 +42,7 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.SnapStartNotReadyError, "SnapStartNotReadyException", 409),
     (e.ConflictError, "ResourceConflictException", 409),
     (e.PreconditionError, "PreconditionFailedException", 412),
+    (e.RequestEntityTooLargeError, "RequestEntityTooLargeException", 413),
     (e.TooLargeError, "RequestTooLargeException", 413),
     (e.ThrottledError, "TooManyRequestsException", 429),
     (e.SignatureError, "InvalidSignatureException", 403),
@@ -130,8 +131,15 @@ class ErrorMapper:
         self._lambda = codes is None
         self._json = service_model.metadata.get("protocol") == "json"
         self._message_key: dict[str, str] = {}
+        #: Codes whose body carries ``Type`` (User or Service): the errors of Lambda's
+        #: own service layer, whose model shapes declare it, and its 413 for a request
+        #: over an operation's size. The front door's (signature, unknown key, missing
+        #: token, access denied) and ValidationException carry no Type on AWS.
+        self._typed = {"RequestEntityTooLargeException", "ServiceException"}
         for shape in service_model.error_shapes:
             members = set(shape.members)
+            if "Type" in members:
+                self._typed.add(shape.name)
             self._message_key[shape.name] = "Message" if "Message" in members else "message"
             if self._lambda:
                 self._message_key[shape.name] = "message" if "message" in members else "Message"
@@ -151,7 +159,7 @@ class ErrorMapper:
         else:
             message = exc.message if isinstance(exc, e.KindlingError) else str(exc)
         body: dict[str, Any] = {self._message_key.get(code, "message"): message}
-        if self._lambda:
+        if self._lambda and code in self._typed:
             body["Type"] = "User" if status < 500 else "Service"
         if self._json:
             body["__type"] = code

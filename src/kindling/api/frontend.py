@@ -20,9 +20,12 @@ from kindling import limits
 from kindling.api.errors import ErrorMapper, render_unserved
 from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
+from kindling.api.refused import check_refused
 from kindling.api.services import ServiceProtocols, signed_service
+from kindling.api.unsupported import UNSUPPORTED
+from kindling.api.unsupported import refusal as unsupported_refusal
 from kindling.api.wire import parse_input, serialize_output
-from kindling.errors import KindlingError, TooLargeError, UnknownOperationError
+from kindling.errors import KindlingError, RequestEntityTooLargeError, UnknownOperationError
 from kindling.httpd import Request, Response, ServerLimits
 from kindling.iam.sigv4 import Caller, SigV4Verifier
 
@@ -116,6 +119,8 @@ class Frontend:
             caller = self.authenticate(request)
             query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
             name, path_params = self._router.match(request.method, request.path, query)
+            if name in UNSUPPORTED:  # named and explained, whatever the request holds
+                raise unsupported_refusal(name)
             operation = self._operations.get(name)
             if operation is None:
                 raise UnknownOperationError(
@@ -128,6 +133,7 @@ class Frontend:
                 params["_TraceHeader"] = trace
             if self._authorize is not None:
                 caller = self._authorize(caller, name, params)
+            check_refused(name, params)  # a field kindling lacks is named, never ignored
             result = await operation(caller, params)
             streamed = result.get("_Response")
             if isinstance(streamed, Response):  # an event stream, written as it comes
@@ -148,8 +154,14 @@ class Frontend:
         return self._errors.render(exc, str(uuid.uuid4()))
 
     def too_large(self, request: Request, size: int) -> Response:
-        """The answer to a body over the front end's limit, before it is read."""
-        return self._errors.render(
-            TooLargeError(f"Request must be smaller than {limits.FRONTEND_MAX_BODY_BYTES} bytes"),
-            str(uuid.uuid4()),
-        )
+        """The answer to a body over the front end's limit, before it is read: AWS's
+        RequestEntityTooLargeException naming the operation the path routes to."""
+        message = f"Request must be smaller than {limits.FRONTEND_MAX_BODY_BYTES} bytes"
+        query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
+        try:
+            name, _ = self._router.match(request.method, request.path, query)
+        except UnknownOperationError:
+            name = None
+        if name is not None:
+            message += f" for the {name} operation"
+        return self._errors.render(RequestEntityTooLargeError(message), str(uuid.uuid4()))

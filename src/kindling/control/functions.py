@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kindling import limits
 from kindling.control import logconfig, snapstart
 from kindling.control.code_source import CodeSource, NoCodeSource, s3_location, zip_from
 from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
@@ -289,7 +290,9 @@ class FunctionService:
         dead_letter_target(params, region)
         _check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
+            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+        )
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
         code = params.get("Code") or {}
         layers = self._resolve_layers(account_id, region, params.get("Layers") or [])
@@ -332,7 +335,9 @@ class FunctionService:
         extra: dict[str, Any] | None = None,
     ) -> FunctionConfig:
         runtime = params["Runtime"]
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
+            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+        )
         config = FunctionConfig(
             account_id=account_id,
             region=region,
@@ -346,8 +351,8 @@ class FunctionService:
             last_modified=now_timestamp(),
             revision_id=_revision(),
             description=params.get("Description", ""),
-            timeout=params.get("Timeout", 3),
-            memory_size=params.get("MemorySize", 128),
+            timeout=params.get("Timeout", limits.FUNCTION_TIMEOUT_DEFAULT_S),
+            memory_size=params.get("MemorySize", limits.FUNCTION_MEMORY_DEFAULT_MB),
             ephemeral_storage=ephemeral_mb,
             environment=dict((params.get("Environment") or {}).get("Variables") or {}),
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
@@ -428,7 +433,9 @@ class FunctionService:
         if "Environment" in params:
             changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
         if "EphemeralStorage" in params:
-            changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
+            changes["ephemeral_storage"] = params["EphemeralStorage"].get(
+                "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+            )
         if "DeadLetterConfig" in params:
             changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
         if "LoggingConfig" in params:
@@ -586,7 +593,7 @@ class FunctionService:
                 "The operation cannot be performed at this time. An update is in progress for "
                 f"resource: {current.arn}"
             )
-        if revision is not None and revision != current.revision_id:
+        if revision is not None and revision != current.reported_revision_id:
             raise PreconditionError(
                 "The Revision Id provided does not match the latest Revision Id. "
                 "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
@@ -647,6 +654,19 @@ class FunctionService:
                 "last_update_status": UpdateStatus.FAILED,
             }
         self._save(replace(latest, **changes))
+
+    def new_api_revision(self, ref: FunctionRef, revision: str | None = None) -> str:
+        """Gives $LATEST a new RevisionId as AWS does after a change that is neither its
+        code nor its configuration (a permission, a published version): its sandboxes'
+        revision stays, so none is retired (ADR 0039). Returns the new id."""
+        minted = revision or _revision()
+        updated = self._store.new_api_revision(ref.account_id, ref.region, ref.name, minted)
+        if updated is None:
+            raise NotFoundError(
+                f"Function not found: {FunctionRef(ref.account_id, ref.region, ref.name).arn}"
+            )
+        self._cache[(ref.account_id, ref.region, ref.name, LATEST)] = updated
+        return minted
 
     def _save(self, config: FunctionConfig) -> None:
         self._store.put(config)

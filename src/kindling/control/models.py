@@ -133,6 +133,20 @@ class FunctionConfig:
     layers: tuple[FunctionLayer, ...] = ()
     #: The code's unpacked bytes (0: stored before layers existed; read from the zip).
     code_unzipped_size: int = 0
+    #: The RevisionId the API reports when it is not ``revision_id`` (ADR 0039): AWS gives
+    #: $LATEST a new RevisionId on AddPermission, RemovePermission and PublishVersion,
+    #: which change neither its code nor its configuration, so they leave
+    #: ``revision_id`` (which also keys the revision's sandboxes) alone and set this,
+    #: minted for ``api_revision_of``; a later update (a new revision_id) supersedes it.
+    api_revision_id: str = ""
+    api_revision_of: str = ""
+
+    @property
+    def reported_revision_id(self) -> str:
+        """The RevisionId callers see and name in their requests."""
+        if self.api_revision_id and self.api_revision_of == self.revision_id:
+            return self.api_revision_id
+        return self.revision_id
 
     @property
     def arn(self) -> str:
@@ -170,7 +184,7 @@ class FunctionConfig:
             "CodeSha256": self.code_sha256,
             "Version": self.version,
             "TracingConfig": {"Mode": self.tracing_mode},
-            "RevisionId": self.revision_id,
+            "RevisionId": self.reported_revision_id,
             "State": str(self.state),
             "PackageType": self.package_type,
             "Architectures": list(self.architectures),

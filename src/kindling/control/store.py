@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, Text, select
@@ -140,6 +141,26 @@ class FunctionStore:
                 )
                 .values(config=json.dumps(config.to_record()))
             )
+
+    def new_api_revision(
+        self, account_id: str, region: str, name: str, revision: str
+    ) -> FunctionConfig | None:
+        """Gives $LATEST the reported RevisionId ``revision`` (ADR 0039) in one
+        transaction that locks its row, so a concurrent update is never overwritten by a
+        stale copy; None: the function is gone."""
+        where = self._key(functions, account_id, region, name) & (functions.c.version == "$LATEST")
+        with self._writing(account_id, region, name) as conn:
+            row = conn.execute(select(functions.c.config).where(where).with_for_update()).first()
+            if row is None:
+                return None
+            current = FunctionConfig.from_record(json.loads(row[0]))
+            updated = replace(
+                current, api_revision_id=revision, api_revision_of=current.revision_id
+            )
+            conn.execute(
+                functions.update().where(where).values(config=json.dumps(updated.to_record()))
+            )
+        return updated
 
     def delete(self, account_id: str, region: str, name: str) -> None:
         with self._writing(account_id, region, name) as conn:
