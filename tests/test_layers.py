@@ -53,6 +53,7 @@ ROOT = frozenset(
         "kindling.cli.s3notify",
         "kindling.admin_cli",
         "kindling.app",
+        "kindling.wiring",
         "kindling.node",
         "kindling.config",
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextlib
 import dataclasses
 import logging
@@ -12,7 +11,6 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import kindling
 from kindling.api.access_log import AccessLog
@@ -23,15 +21,6 @@ from kindling.api.authorize import LambdaGuard
 from kindling.api.cluster import ClusterApi
 from kindling.api.codesigning import CodeSigningApi
 from kindling.api.concurrency import ConcurrencyApi
-from kindling.api.errors import (
-    EVENTS_CODES,
-    EVENTS_INTERNAL,
-    IAM_CODES,
-    IAM_INTERNAL,
-    SCHEDULER_CODES,
-    SCHEDULER_INTERNAL,
-    ErrorMapper,
-)
 from kindling.api.event_invoke import EventInvokeApi
 from kindling.api.event_sources import EventSourcesApi
 from kindling.api.eventbridge import EventBridgeApi
@@ -48,17 +37,15 @@ from kindling.api.metrics import MetricsEndpoint
 from kindling.api.model import load_service_model
 from kindling.api.permissions import PermissionsApi
 from kindling.api.provisioned import ProvisionedApi
-from kindling.api.query import QueryEndpoint
 from kindling.api.recursion import RecursionApi
 from kindling.api.runtimes import RuntimesApi
 from kindling.api.s3_notify import S3NotifyApi
 from kindling.api.scheduler import SchedulerApi
-from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.sts import StsApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
-from kindling.control.code_source import CodeSource, NoCodeSource, S3CodeSource, s3_endpoint
+from kindling.control.code_source import S3CodeSource
 from kindling.control.codesigning import CodeSigning
 from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
@@ -79,19 +66,12 @@ from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.events.aws import AwsClients
 from kindling.events.bridge import EventBridge
-from kindling.events.brokers import BrokerDirectory, secrets_manager
-from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
-from kindling.events.kafka_poller import KafkaPoller
-from kindling.events.mappings import MappingSupervisor
-from kindling.events.rabbitmq_poller import RabbitPoller
 from kindling.events.rule_store import RuleStore
 from kindling.events.s3_notify import S3Notifications, S3NotificationStore
 from kindling.events.schedule_store import ScheduleStore
 from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
-from kindling.events.sqs_poller import SqsPoller, SqsQueue
-from kindling.events.stream_poller import StreamPoller
 from kindling.events.target_outbox import OutboxStore, TargetOutbox
 from kindling.events.targets import TargetSender
 from kindling.httpd import HttpServer, Request, Response
@@ -102,11 +82,10 @@ from kindling.iam.directory import Directory
 from kindling.iam.function_credentials import FunctionCredentials
 from kindling.iam.secrets import ServerKey
 from kindling.iam.sessions import SessionIssuer
-from kindling.iam.sigv4 import Caller, SigV4Verifier
+from kindling.iam.sigv4 import SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
 from kindling.invoke.cluster_logs import ClusterLogs
-from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.invoke.event_store import open_event_store
 from kindling.invoke.function_urls import FunctionUrlService
 from kindling.invoke.keepalive import FixedKeepAlive, HistogramKeepAlive, KeepAlivePolicy
@@ -116,8 +95,6 @@ from kindling.invoke.records import RunResult
 from kindling.invoke.registry import WorkerRegistry
 from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import (
-    ESM_SQS_THREADS,
-    ESM_SQS_WAIT_S,
     SHUTDOWN_ANSWER_S,
 )
 from kindling.runtimes import sdk
@@ -125,79 +102,18 @@ from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
+from kindling.wiring import (
+    EventSourcePollers,
+    make_backends,
+    make_code_source,
+    make_counter,
+    private_data_dir,
+    service_endpoints,
+)
 from kindling.worker.agent import WorkerAgent
-from kindling.worker.backends import BackendFactory, Backends
 from kindling.worker.sandbox.base import Outcome
-from kindling.worker.sandbox.gvisor import GvisorBackend
-from kindling.worker.sandbox.host import HostResources
-from kindling.worker.sandbox.namespace import NamespaceBackend
-from kindling.worker.sandbox.platform import PlatformHandler
-from kindling.worker.sandbox.process import ProcessBackend
-from kindling.worker.sandbox.snapshot import Snapshots
 
 log = logging.getLogger("kindling")
-
-
-def make_backends(config: Config, platform: PlatformHandler | None = None) -> Backends:
-    """Every backend this host may run; each is built on first use. ``platform``: what
-    answers kindling's API inside the sandboxes (ADR 0035)."""
-    runtime_dir = config.data_dir / "runtimes"
-    host: list[HostResources] = []
-
-    def shared() -> HostResources:
-        if not host:
-            host.append(HostResources.prepare(runtime_dir, config.tuning, config.egress_allow))
-        return host[0]
-
-    async def close_host() -> None:
-        for resources in host:
-            await resources.aclose()
-
-    factories: dict[str, BackendFactory] = {
-        "namespace": lambda: NamespaceBackend(shared(), config.data_dir, Snapshots, platform),
-        "gvisor": lambda: GvisorBackend(shared(), config.data_dir, platform),
-    }
-    if config.process_backend_enabled:  # the operator's choice, never a caller's
-        endpoint = config.endpoint if platform is not None else None
-        factories["process"] = lambda: ProcessBackend(endpoint)
-    return Backends(factories, config.sandbox_backend, close_host)
-
-
-def make_counter(config: Config, settings: ConcurrencySettings, metrics: Metrics) -> Counting:
-    """In this process, unless the operator names a Redis (``--counting``): then every
-    node naming the same Redis shares one count (ADR 0019). redis-py is imported only
-    then, so the embedded default does not pay its import at start."""
-    if not config.counting:
-        return ConcurrencyCounter(settings, metrics)
-    from kindling.invoke.counting_redis import RedisCounter
-
-    return RedisCounter(config.counting, settings, metrics)
-
-
-def make_code_source(environ: collections.abc.Mapping[str, str]) -> CodeSource:
-    """Code named by S3 locations comes from the S3 endpoint the server's environment
-    names (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``); without one it is refused
-    with what to set (ADR 0037)."""
-    endpoint = s3_endpoint(environ)
-    if endpoint is None:
-        log.info("code from S3: no S3 endpoint configured (AWS_ENDPOINT_URL_S3)")
-        return NoCodeSource()
-    log.info("code from S3: fetched from %s", endpoint)
-    return S3CodeSource(endpoint)
-
-
-def private_data_dir(config: Config) -> None:
-    """The data dir holds every function's code, environment and logs and the code-URL
-    secret: only root may enter it (0700), and the database is created 0600 (SQLite
-    gives its -wal and -shm files the database's mode). Sandboxes never walk this path:
-    their code and runtime are bind-mounted at /var/task and /var/runtime."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(config.data_dir, 0o700)
-    if config.store is not None:  # PostgreSQL: no database file here
-        return
-    db = config.data_dir / "kindling.db"
-    os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
-    os.chmod(db, 0o600)
 
 
 class App:
@@ -396,36 +312,13 @@ class App:
         self.rule_scheduler = Scheduler(
             [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
         )
-        iam_model, sts_model = load_model("iam"), load_model("sts")
-        events_model = load_model("events")
-        scheduler_model = load_model("scheduler")
-        services: dict[str, ServiceEndpoint | QueryEndpoint] = {
-            "events": ServiceEndpoint(
-                events_model,
-                SigV4Verifier(keys, "events"),
-                EventBridgeApi(self.eventbridge).operations(),
-                ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
-                self._authorizing("events"),
-            ),
-            "scheduler": ServiceEndpoint(
-                scheduler_model,
-                SigV4Verifier(keys, "scheduler"),
-                SchedulerApi(self.schedules).operations(),
-                ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
-                self._authorizing("scheduler"),
-            ),
-        }
-        services["iam"] = QueryEndpoint(
-            iam_model,
-            SigV4Verifier(keys, "iam"),
+        services = service_endpoints(
+            keys,
+            EventBridgeApi(self.eventbridge).operations(),
+            SchedulerApi(self.schedules).operations(),
             IamApi(self.directory, self.accounts, keys, self.authorizer).operations(),
-            ErrorMapper(iam_model, IAM_CODES, IAM_INTERNAL),
-        )
-        services["sts"] = QueryEndpoint(
-            sts_model,
-            SigV4Verifier(keys, "sts"),
             StsApi(self.directory, self.authorizer, self.sessions).operations(),
-            ErrorMapper(sts_model, IAM_CODES, IAM_INTERNAL),
+            self.authorizer,
         )
         self.frontend = Frontend(
             load_service_model(),
@@ -450,8 +343,14 @@ class App:
         self._draining = False
         self._requests = 0  # requests being handled now, of any kind
         self.events: EventQueue | None = None
-        self.supervisor: MappingSupervisor | None = None
-        self._sqs_threads: ThreadPoolExecutor | None = None
+        self.pollers = EventSourcePollers(
+            self.mappings.store,
+            self.store,
+            self._invoke_batch,
+            self._role_of,
+            config.brokers_path,
+            exclusive=config.store is None,
+        )
         self.port = config.port
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -483,16 +382,6 @@ class App:
 
     def _function_credentials(self, config: FunctionConfig) -> dict[str, str]:
         return self.function_credentials.for_function(config.account_id, config.role, config.name)
-
-    def _authorizing(self, service: str) -> Callable[[Caller, str], None]:
-        """Authorization of another service's calls: ``<service>:<Operation>`` on the
-        account's resources of that service (ADR 0036: not per rule or schedule ARN)."""
-
-        def check(caller: Caller, operation: str) -> None:
-            resource = f"arn:aws:{service}:{caller.region}:{caller.account_id}:*"
-            self.authorizer.check(caller, f"{service}:{operation}", resource)
-
-        return check
 
     def _has_functions(self, account_id: str) -> bool:
         return self.functions.account_usage(account_id)[0] > 0
@@ -565,54 +454,13 @@ class App:
         ok = execution.result.outcome is Outcome.SUCCESS
         return RunResult(ok, execution.result.payload, config.version, None if ok else "Unhandled")
 
+    def _role_of(self, mapping: Mapping) -> str:
+        return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
+
     async def _invoke_batch(self, ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
         """An event source mapping's synchronous invocation of its function."""
         out = await self.invoker.invoke(ref, payload)
         return out.function_error is None, out.payload
-
-    def _start_mappings(self) -> None:
-        """Pollers of event source mappings (ADR 0034): SQS and Kinesis through the
-        server's own AWS endpoint configuration, on threads of their own (a long poll
-        holds one)."""
-        threads = self._sqs_threads = ThreadPoolExecutor(
-            ESM_SQS_THREADS, thread_name_prefix="kindling-sqs"
-        )
-        clients = AwsClients(timeouts_s=(5.0, ESM_SQS_WAIT_S + 15.0), pool=ESM_SQS_THREADS)
-        store = self.mappings.store
-
-        checkpoints = Checkpoints(self.store)
-        destinations = AwsDestinations()
-
-        def role_of(mapping: Mapping) -> str:
-            return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
-
-        brokers = BrokerDirectory(self.config.brokers_path, secrets_manager(clients))
-
-        def make(mapping: Mapping) -> SqsPoller | StreamPoller | RabbitPoller | KafkaPoller:
-            if mapping.kind == "rabbitmq":
-                return RabbitPoller(mapping, brokers, self._invoke_batch, store.set_result)
-            if mapping.kind == "kafka":
-                return KafkaPoller(
-                    mapping, self._invoke_batch, store.set_result, destinations.record
-                )
-            if mapping.kind != "sqs":
-                return StreamPoller(
-                    mapping,
-                    clients,
-                    threads,
-                    self._invoke_batch,
-                    store.set_result,
-                    checkpoints,
-                    destinations.record,
-                    role_of,
-                )
-            queue = SqsQueue(clients, mapping.source_arn, threads)
-            return SqsPoller(mapping, queue, self._invoke_batch, store.set_result)
-
-        self.supervisor = MappingSupervisor(
-            store, make, exclusive=self.config.store is None, on_removed=checkpoints.forget
-        )
-        self.supervisor.start()
 
     async def start(self) -> None:
         self.events = EventQueue(
@@ -638,7 +486,7 @@ class App:
         self.events.start()
         self.rule_scheduler.start()
         self.target_outbox.start()
-        self._start_mappings()
+        self.pollers.start()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
@@ -665,10 +513,7 @@ class App:
         await self.target_outbox.close()
         if self.events is not None:
             self.events.stop_dispatching()
-        if self.supervisor is not None:  # its batches not yet deleted come back: at least once
-            await self.supervisor.close()
-        if self._sqs_threads is not None:
-            self._sqs_threads.shutdown(wait=False, cancel_futures=True)
+        await self.pollers.close()  # batches not yet deleted come back: at least once
         if not self._idle():
             log.info(
                 "draining: waiting up to %.0f s for running invocations "

@@ -33,7 +33,6 @@ from urllib.parse import urlsplit
 from prometheus_client.exposition import choose_encoder
 
 from kindling import limits
-from kindling.app import make_backends
 from kindling.config import Config
 from kindling.control.codecache import CodeCache
 from kindling.control.codestore import CodeStore
@@ -45,6 +44,7 @@ from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
+from kindling.wiring import make_backends
 from kindling.worker import wire
 from kindling.worker.agent import WorkerAgent
 from kindling.worker.platform_proxy import PlatformForwarder
