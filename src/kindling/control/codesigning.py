@@ -23,12 +23,11 @@ import logging
 import re
 import secrets
 import string
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Column, String, Table, Text, select
 
-from kindling.control.functions import now_timestamp
-from kindling.control.models import FunctionRef
+from kindling.control.models import FunctionRef, now_timestamp
 from kindling.control.paging import decode_marker, encode_marker, page_size
 from kindling.control.store import FunctionStore
 from kindling.errors import (
@@ -70,6 +69,29 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_POLICY = "Warn"
 #: Tags on one resource, as on a function.
 MAX_TAGS = 50
+
+
+class DeployCheck(Protocol):
+    """Code signing (``kindling.control.codesigning``): whether code may be deployed to
+    a function, and its binding to a code signing config."""
+
+    def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None: ...
+
+    def bind(self, ref: FunctionRef, arn: str) -> None: ...
+
+
+class NoSigning:
+    """No code signing configs (a service built without them, in tests): every deploy
+    may go ahead, and a config named does not exist."""
+
+    def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None:
+        if arn is not None:
+            self.bind(ref, arn)
+
+    def bind(self, ref: FunctionRef, arn: str) -> None:
+        raise CodeSigningConfigNotFoundError(
+            f"The code signing configuration cannot be found: {arn}"
+        )
 
 
 class CodeSigning:

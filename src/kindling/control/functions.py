@@ -12,18 +12,17 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from kindling import limits
 from kindling.control import logconfig, snapstart
 from kindling.control.code_source import CodeSource, NoCodeSource, s3_location, zip_from
+from kindling.control.codesigning import DeployCheck, NoSigning
 from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
 from kindling.control.layers import LayerResolver, check_total_size
 from kindling.control.models import (
     LATEST,
-    SANDBOX_TAG,
     TAG_VALUES,
     FunctionConfig,
     FunctionLayer,
@@ -31,13 +30,14 @@ from kindling.control.models import (
     FunctionState,
     SnapStartApplyOn,
     UpdateStatus,
+    check_kindling_tags,
     is_alias_name,
+    now_timestamp,
 )
 from kindling.control.paging import decode_marker, encode_marker, page_size, page_versions
 from kindling.control.quotas import check_configuration, check_honoured, dead_letter_target
 from kindling.control.store import FunctionKey, FunctionStore
 from kindling.errors import (
-    CodeSigningConfigNotFoundError,
     ConflictError,
     NotFoundError,
     PreconditionError,
@@ -57,65 +57,8 @@ ChangedListener = Callable[[FunctionKey | None], None]
 SETTLE_AFTER_S = 0.25
 
 
-class DeployCheck(Protocol):
-    """Code signing (``kindling.control.codesigning``): whether code may be deployed to
-    a function, and its binding to a code signing config."""
-
-    def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None: ...
-
-    def bind(self, ref: FunctionRef, arn: str) -> None: ...
-
-
-class NoSigning:
-    """No code signing configs (a service built without them, in tests): every deploy
-    may go ahead, and a config named does not exist."""
-
-    def check_deploy(self, ref: FunctionRef, arn: str | None = None) -> None:
-        if arn is not None:
-            self.bind(ref, arn)
-
-    def bind(self, ref: FunctionRef, arn: str) -> None:
-        raise CodeSigningConfigNotFoundError(
-            f"The code signing configuration cannot be found: {arn}"
-        )
-
-
-def now_timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
-
-
 def _revision() -> str:
     return str(uuid.uuid4())
-
-
-def _check_kindling_tags(tags: dict[str, str], backends: Sequence[str]) -> None:
-    """Tags a caller sets are data, except kindling's own, which choose how the function
-    runs: each of those is checked against what this server offers. ``aws:`` keys are
-    AWS's (it refuses them from callers) and unknown ``kindling:`` keys are refused so a
-    typo never passes for a setting."""
-    for key in tags:
-        if key.lower().startswith("aws:"):
-            raise ValidationError(f"Tag keys starting with 'aws:' are reserved for AWS use: {key}")
-        if key.startswith("kindling:") and key not in TAG_VALUES:
-            raise ValidationError(
-                f"Unknown kindling tag {key}; kindling's tags are {', '.join(TAG_VALUES)}"
-            )
-    backend = tags.get(SANDBOX_TAG)
-    if backend is not None and backend not in backends:
-        why = (
-            " (the unisolated process backend exists only when the server is started with "
-            "--unsafe-process-backend)"
-            if backend == "process"
-            else ""
-        )
-        raise ValidationError(
-            f"Tag {SANDBOX_TAG} must be one of {', '.join(backends)}, not {backend!r}{why}"
-        )
-    for key, allowed in TAG_VALUES.items():
-        if key != SANDBOX_TAG and key in tags and tags[key] not in allowed:
-            raise ValidationError(
-                f"Tag {key} must be one of {', '.join(allowed)}, not {tags[key]!r}"
-            )
 
 
 class FunctionService:
@@ -288,7 +231,7 @@ class FunctionService:
         check_configuration(params)
         logconfig.settings(params.get("LoggingConfig"), None)  # refused before any work
         dead_letter_target(params, region)
-        _check_kindling_tags(params.get("Tags") or {}, self._backends)
+        check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
         ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
             "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
@@ -515,7 +458,7 @@ class FunctionService:
         self.collect_all()  # its versions' code too, not only $LATEST's
 
     def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
-        _check_kindling_tags(tags, self._backends)
+        check_kindling_tags(tags, self._backends)
         current = self.tags(ref)
         current.update(tags)
         if len(current) > 50:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from kindling.control import logconfig
+from kindling.errors import ValidationError
 
 LATEST = "$LATEST"
 
@@ -235,3 +238,37 @@ class FunctionConfig:
         status = data.get("last_update_status")
         data["last_update_status"] = UpdateStatus(status) if status else None
         return cls(**data)
+
+
+def now_timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def check_kindling_tags(tags: dict[str, str], backends: Sequence[str]) -> None:
+    """Tags a caller sets are data, except kindling's own, which choose how the function
+    runs: each of those is checked against what this server offers. ``aws:`` keys are
+    AWS's (it refuses them from callers) and unknown ``kindling:`` keys are refused so a
+    typo never passes for a setting."""
+    for key in tags:
+        if key.lower().startswith("aws:"):
+            raise ValidationError(f"Tag keys starting with 'aws:' are reserved for AWS use: {key}")
+        if key.startswith("kindling:") and key not in TAG_VALUES:
+            raise ValidationError(
+                f"Unknown kindling tag {key}; kindling's tags are {', '.join(TAG_VALUES)}"
+            )
+    backend = tags.get(SANDBOX_TAG)
+    if backend is not None and backend not in backends:
+        why = (
+            " (the unisolated process backend exists only when the server is started with "
+            "--unsafe-process-backend)"
+            if backend == "process"
+            else ""
+        )
+        raise ValidationError(
+            f"Tag {SANDBOX_TAG} must be one of {', '.join(backends)}, not {backend!r}{why}"
+        )
+    for key, allowed in TAG_VALUES.items():
+        if key != SANDBOX_TAG and key in tags and tags[key] not in allowed:
+            raise ValidationError(
+                f"Tag {key} must be one of {', '.join(allowed)}, not {tags[key]!r}"
+            )

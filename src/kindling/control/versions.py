@@ -13,13 +13,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 
-from kindling.control.functions import FunctionService, now_timestamp
+from kindling.control.functions import FunctionService
 from kindling.control.models import (
     LATEST,
     FunctionConfig,
     FunctionRef,
     FunctionState,
     UpdateStatus,
+    now_timestamp,
 )
 from kindling.control.paging import decode_marker, encode_marker, page_size
 from kindling.control.store import FunctionStore

@@ -19,8 +19,8 @@ from typing import Any
 
 from kindling.control import snapstart
 from kindling.control.concurrency import ConcurrencySettings
-from kindling.control.functions import FunctionService, now_timestamp
-from kindling.control.models import LATEST, FunctionRef
+from kindling.control.functions import FunctionService
+from kindling.control.models import LATEST, FunctionRef, now_timestamp
 from kindling.control.store import ProvisionedStore
 from kindling.errors import KindlingError, ProvisionedConfigNotFoundError, ValidationError
 from kindling.invoke.assignment import Assignment
