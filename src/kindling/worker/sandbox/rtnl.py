@@ -1,12 +1,13 @@
 """The few rtnetlink requests a network slot needs, on a plain netlink socket.
 
-pyroute2 encodes the messages (its ``ifinfmsg``/``ifaddrmsg``/``rtmsg`` classes know
-the attribute layouts, nested veth peers included); the requests are sent here,
-synchronously, one socket per namespace. pyroute2's own IPRoute runs an asyncio loop
-per request: ~1 ms of Python each, nine per slot, which made a slot cost ~8 ms of CPU and
-capped a burst of starts (bench burst: half of the server's samples were in it). This
-way a slot costs ~2 ms. A netlink socket talks to the network namespace its thread was
-in when it was made.
+Each request is packed here with ``struct``: five message kinds with fixed layouts
+(rtnetlink's ABI), a few attributes each. pyroute2's own IPRoute ran an asyncio loop
+per request (~1 ms of Python each, ~8 ms a slot); its message classes, which encoded
+them next, still cost ~1 ms of Python a slot in generic attribute machinery, a tenth of
+a sandbox's whole start in a burst (bench burst, cProfile). pyroute2 stays the
+reference: tests/worker/sandbox/test_rtnl.py checks every message packed here byte for
+byte against what its ``ifinfmsg``/``ifaddrmsg``/``rtmsg`` encode. A netlink socket
+talks to the network namespace its thread was in when it was made.
 """
 
 from __future__ import annotations
@@ -14,21 +15,85 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+IFLA_IFNAME = 3
+IFLA_LINKINFO = 18
+IFLA_NET_NS_FD = 28
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+VETH_INFO_PEER = 1
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+RTA_GATEWAY = 5
 
 IFF_UP = 1
 LOOPBACK_INDEX = 1
 _HEADER = struct.Struct("=IHHII")
 _ERROR = struct.Struct("=i")
+#: ifinfomsg: family, pad, type, index, flags, change
+_IFINFO = struct.Struct("=BxHiII")
+#: ifaddrmsg: family, prefixlen, flags, scope, index
+_IFADDR = struct.Struct("=BBBBI")
+#: rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_ATTR = struct.Struct("=HH")
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RTN_UNICAST = 1
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    """One rtattr: length, type, payload, padded to 4 bytes."""
+    length = _ATTR.size + len(payload)
+    return _ATTR.pack(length, kind) + payload + bytes(-length % 4)
+
+
+def _name(value: str) -> bytes:
+    return value.encode() + b"\0"
+
+
+def _ipv4(address: str) -> bytes:
+    return socket.inet_aton(address)
+
+
+def link_message(index: int = 0, flags: int = 0, change: int = 0, attrs: bytes = b"") -> bytes:
+    return _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs
+
+
+def veth_message(name: str, peer: str, peer_netns_fd: int) -> bytes:
+    peer_attrs = _attr(IFLA_IFNAME, _name(peer)) + _attr(
+        IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)
+    )
+    info = _attr(IFLA_INFO_KIND, _name("veth")) + _attr(
+        IFLA_INFO_DATA, _attr(VETH_INFO_PEER, link_message(attrs=peer_attrs))
+    )
+    return link_message(attrs=_attr(IFLA_IFNAME, _name(name)) + _attr(IFLA_LINKINFO, info))
+
+
+def address_message(index: int, address: str, prefixlen: int) -> bytes:
+    packed = _ipv4(address)
+    return _IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index) + (
+        _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+    )
+
+
+def route_message(gateway: str) -> bytes:
+    head = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
+    return head + _attr(RTA_GATEWAY, _ipv4(gateway))
+
+
+def frame(body: bytes, kind: int, flags: int, seq: int) -> bytes:
+    """A whole netlink message: the header, then ``body``."""
+    return _HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body
 
 
 class Rtnl:
@@ -45,15 +110,11 @@ class Rtnl:
     def __exit__(self, *exc: object) -> None:
         self._sock.close()
 
-    def _request(self, msg: Any, kind: int, flags: int = 0) -> None:
+    def _request(self, body: bytes, kind: int, flags: int = 0) -> None:
         """Sends one request and waits for its acknowledgement; raises OSError on a
         refusal (e.g. EEXIST for a link name in use)."""
         self._seq += 1
-        msg["header"]["type"] = kind
-        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
-        msg["header"]["sequence_number"] = self._seq
-        msg.encode()
-        self._sock.send(msg.data)
+        self._sock.send(frame(body, kind, NLM_F_REQUEST | NLM_F_ACK | flags, self._seq))
         while True:
             data = self._sock.recv(65536)
             offset = 0
@@ -67,42 +128,20 @@ class Rtnl:
                 offset += (length + 3) & ~3 if length else len(data)
 
     def link_up(self, index: int) -> None:
-        msg = ifinfmsg()
-        msg["index"] = index
-        msg["flags"] = IFF_UP
-        msg["change"] = IFF_UP
-        self._request(msg, RTM_NEWLINK)
+        self._request(link_message(index, IFF_UP, IFF_UP), RTM_NEWLINK)
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int) -> int:
         """A veth pair whose peer is made in another network namespace; its index."""
-        msg = ifinfmsg()
-        peer_attrs = {"attrs": [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd)]}
-        info = {
-            "attrs": [
-                ("IFLA_INFO_KIND", "veth"),
-                ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer_attrs)]}),
-            ]
-        }
-        msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", info)]
-        self._request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+        body = veth_message(name, peer, peer_netns_fd)
+        self._request(body, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
         return socket.if_nametoindex(name)
 
     def add_address(self, index: int, address: str, prefixlen: int) -> None:
-        msg = ifaddrmsg()
-        msg["family"] = socket.AF_INET
-        msg["prefixlen"] = prefixlen
-        msg["index"] = index
-        msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
-        self._request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        body = address_message(index, address, prefixlen)
+        self._request(body, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
 
     def add_default_route(self, gateway: str) -> None:
-        msg = rtmsg()
-        msg["family"] = socket.AF_INET
-        msg["table"] = RT_TABLE_MAIN
-        msg["proto"] = RTPROT_BOOT
-        msg["type"] = RTN_UNICAST
-        msg["attrs"] = [("RTA_GATEWAY", gateway)]
-        self._request(msg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
+        self._request(route_message(gateway), RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
 
     def delete_link(self, name: str) -> None:
         """Deletes a link by name; a link already gone is not an error."""
@@ -110,10 +149,8 @@ class Rtnl:
             index = socket.if_nametoindex(name)
         except OSError:
             return
-        msg = ifinfmsg()
-        msg["index"] = index
         try:
-            self._request(msg, RTM_DELLINK)
+            self._request(link_message(index), RTM_DELLINK)
         except OSError as exc:
             if exc.errno != 19:  # ENODEV: its namespace took it with it
                 raise
