@@ -181,7 +181,9 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         private_data_dir(config)
-        self.store = Store(config.store_url)
+        #: Seals account secrets and functions' environments at rest (ADR 0036, 0043).
+        server_key = ServerKey.load_or_create(config.server_key_path)
+        self.store = Store(config.store_url, server_key)
         self.directory = Directory(self.store)  # IAM's users, roles and policies
         self.authorizer = Authorizer(self.directory)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
@@ -316,7 +318,6 @@ class App:
             ).handle
             # a function's log lives on the workers that ran it
             raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
-        server_key = ServerKey.load_or_create(config.server_key_path)
         server_key.write_admin_file(config.data_dir / "admin.key")
         self.accounts = AccountStore(self.store, server_key)
         if config.dev_keys_enabled:
