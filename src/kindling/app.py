@@ -12,7 +12,9 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from kindling.api import service_resources
 from kindling.api.account import AccountApi
 from kindling.api.admin import AdminApi
 from kindling.api.aliases import AliasesApi
@@ -110,6 +112,7 @@ from kindling.limits import (
 from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
+from kindling.telemetry.audit import AuditLog
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.agent import WorkerAgent
@@ -185,6 +188,7 @@ class App:
         server_key = ServerKey.load_or_create(config.server_key_path)
         self.store = Store(config.store_url, server_key)
         self.directory = Directory(self.store)  # IAM's users, roles and policies
+        self.audit = AuditLog(self.store)  # control-plane calls (ADR 0043)
         self.authorizer = Authorizer(self.directory)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         if config.role != "control":  # boto3 for Python functions, as on Lambda
@@ -337,6 +341,7 @@ class App:
             self._has_functions,
             config.dev_keys_enabled,
             self.directory.forget_account,
+            self.audit,
         ).handle
         public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
@@ -354,6 +359,7 @@ class App:
                 EventBridgeApi(self.eventbridge).operations(),
                 ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
                 self._authorizing("events"),
+                self.audit,
             ),
             "scheduler": ServiceEndpoint(
                 scheduler_model,
@@ -361,6 +367,7 @@ class App:
                 SchedulerApi(self.schedules).operations(),
                 ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
                 self._authorizing("scheduler"),
+                self.audit,
             ),
         }
         services["iam"] = QueryEndpoint(
@@ -368,12 +375,14 @@ class App:
             SigV4Verifier(keys, "iam"),
             IamApi(self.directory, self.accounts, keys, self.authorizer).operations(),
             ErrorMapper(iam_model, IAM_CODES, IAM_INTERNAL),
+            self.audit,
         )
         services["sts"] = QueryEndpoint(
             sts_model,
             SigV4Verifier(keys, "sts"),
             StsApi(self.directory, self.authorizer, self.sessions).operations(),
             ErrorMapper(sts_model, IAM_CODES, IAM_INTERNAL),
+            self.audit,
         )
         self.frontend = Frontend(
             load_service_model(),
@@ -384,6 +393,7 @@ class App:
             FunctionUrlEndpoint(self.function_urls),
             services,
             LambdaGuard(self.authorizer, self.policies, self.directory).authorize,
+            self.audit,
         )
         self.server = HttpServer(
             self._handle,
@@ -448,13 +458,17 @@ class App:
             "AWS_SESSION_TOKEN": session.token,
         }
 
-    def _authorizing(self, service: str) -> Callable[[Caller, str], None]:
-        """Authorization of another service's calls: ``<service>:<Operation>`` on the
-        account's resources of that service (ADR 0036: not per rule or schedule ARN)."""
+    def _authorizing(self, service: str) -> Callable[[Caller, str, dict[str, Any]], None]:
+        """Authorization of another service's calls: ``<service>:<Operation>`` on each
+        resource the call names, a rule's or schedule's own ARN (ADR 0043)."""
 
-        def check(caller: Caller, operation: str) -> None:
-            resource = f"arn:aws:{service}:{caller.region}:{caller.account_id}:*"
-            self.authorizer.check(caller, f"{service}:{operation}", resource)
+        def check(caller: Caller, operation: str, params: dict[str, Any]) -> None:
+            action = f"{service}:{operation}"
+            region, account = caller.region, caller.account_id
+            for resource in service_resources.resources(
+                service, operation, params, region, account
+            ):
+                self.authorizer.check(caller, action, resource)
 
         return check
 
@@ -587,6 +601,7 @@ class App:
         if self.registry is not None:
             self.registry.start()
         self.events.start()
+        self.audit.start()
         self.rule_scheduler.start()
         self._start_mappings()
         self.provisioned.recover()
@@ -635,6 +650,7 @@ class App:
         await self.counter.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
+        await self.audit.close()
         self.logs.close()
         self.code.close()
         self.store.close()

@@ -438,3 +438,22 @@ ESM_BACKOFF_MAX_S = 30.0
 #: Invocations of one held batch while its function is throttled, before the batch is
 #: left to its visibility timeout and the poller backs off. AWS: -
 ESM_THROTTLE_TRIES = 6
+
+# --- audit log of control-plane calls (ADR 0043) ------------------------------------------
+
+#: How long an audit record is kept: CloudTrail's event history keeps management events
+#: 90 days ("Working with CloudTrail event history").
+AUDIT_RETENTION_S = 90 * 24 * 3600.0
+#: At most this many records are kept whatever their age: a busy or hostile caller cannot
+#: grow the store without end (the oldest go first).
+AUDIT_MAX_ROWS = 1_000_000
+#: Records wait in memory at most this long before they are written, in one transaction
+#: per batch: a call never waits for its audit write.
+AUDIT_FLUSH_S = 0.5
+#: Records waiting to be written, at most; past it (a store down for long) the oldest
+#: waiting are dropped, counted and logged, rather than memory growing.
+AUDIT_BUFFER_MAX = 50_000
+#: How often records past their retention or the row bound are deleted.
+AUDIT_PRUNE_S = 600.0
+#: Records one query answers, at most (``kindling admin audit --limit``).
+AUDIT_QUERY_MAX = 10_000

@@ -337,3 +337,29 @@ def test_a_role_trusting_another_account_is_assumed_from_it(
         gus.client(server, "sts").assume_role(RoleArn=role_arn, RoleSessionName="yy")
     with pytest.raises(Exception, match="AccessDenied"):  # A's root is not trusted
         a.client(server, "sts").assume_role(RoleArn=role_arn, RoleSessionName="zz")
+
+
+def test_eventbridge_calls_are_authorized_on_the_rule_they_name(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    """IAM's resource types for EventBridge: ``rule/[bus/]name`` (ADR 0043)."""
+    server, a, _b = world
+    rules = f"arn:aws:events:{REGION}:{a.account}:rule/team-*"
+    ruler = make_user(
+        server, a, "ruler", allow("events:PutRule", rules), allow("events:DeleteRule", rules)
+    )
+    events = ruler.client(server, "events")
+    events.put_rule(Name="team-nightly", ScheduleExpression="rate(1 day)", State="DISABLED")
+    with client_error("AccessDeniedException", 403) as info:
+        events.put_rule(Name="other-nightly", ScheduleExpression="rate(1 day)")
+    assert info.value.response["Error"]["Message"] == (
+        f"User: arn:aws:iam::{a.account}:user/ruler is not authorized to perform: "
+        f"events:PutRule on resource: arn:aws:events:{REGION}:{a.account}:rule/other-nightly "
+        "because no identity-based policy allows the events:PutRule action"
+    )
+    root_events = a.client(server, "events")
+    root_events.create_event_bus(Name="orders")
+    with client_error("AccessDeniedException", 403):  # team-* of another bus is not rule/team-*
+        events.put_rule(Name="team-x", EventBusName="orders", ScheduleExpression="rate(1 day)")
+    events.delete_rule(Name="team-nightly")
+    root_events.delete_event_bus(Name="orders")

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 
 import botocore.session
 
+from kindling.api import audit
 from kindling.api.errors import ErrorMapper
 from kindling.api.model import Router
 from kindling.api.wire import parse_input, serialize_output
@@ -62,11 +63,15 @@ class ServiceEndpoint:
         verifier: SigV4Verifier,
         operations: dict[str, Operation],
         errors: ErrorMapper,
-        authorize: Callable[[Caller, str], None] | None = None,
+        authorize: Callable[[Caller, str, dict[str, Any]], None] | None = None,
+        audit_sink: audit.AuditSink | None = None,
     ) -> None:
         """``authorize``: raises AccessDeniedError unless the caller may call the named
-        operation (ADR 0036)."""
+        operation with these parameters (ADR 0036, 0043); ``audit_sink`` records every
+        call (ADR 0043)."""
         self._authorize = authorize
+        self._audit = audit_sink
+        self._service = str(model.metadata.get("signingName") or model.service_name)
         self._model = model
         self._verifier = verifier
         self._operations = operations
@@ -77,11 +82,29 @@ class ServiceEndpoint:
         self._op_models = {name: model.operation_model(name) for name in operations}
 
     async def handle(self, request: Request) -> Response:
+        seen: dict[str, Any] = {}
+        response = await self._serve(request, seen)
+        if self._audit is not None and "name" in seen:
+            audit.record(
+                self._audit,
+                request,
+                self._service,
+                seen["caller"],
+                seen["name"],
+                seen.get("params", {}),
+                response,
+            )
+        return response
+
+    async def _serve(self, request: Request, seen: dict[str, Any]) -> Response:
+        """The call; ``seen`` learns its caller, operation and parameters as they are
+        known, for the audit log."""
         request_id = str(uuid.uuid4())
         try:
             caller = self._verifier.verify(
                 request.method, request.path, request.query, request.headers, request.body
             )
+            seen["caller"] = caller
             path_params: dict[str, str] = {}
             query: dict[str, list[str]] = {}
             if self._json:
@@ -95,10 +118,12 @@ class ServiceEndpoint:
                 raise UnknownOperationError(
                     f"The operation {name} is not supported by kindling yet"
                 )
+            seen["name"], seen["params"] = name, path_params
             model = self._op_models[name]
             params = parse_input(model, path_params, query, request.headers, request.body)
+            seen["params"] = params
             if self._authorize is not None:
-                self._authorize(caller, name)
+                self._authorize(caller, name, params)
             result = await operation(caller, params)
             status, headers, body = serialize_output(model, result)
             if self._json:
