@@ -106,7 +106,7 @@ class Frontend:
                 if raw is None:
                     raise UnknownOperationError(f"Unknown path {request.path}")
                 return await raw(request, self.authenticate)
-            service = signed_service(request.headers)
+            service = signed_service(request.headers, request.query)
             if service is not None and service != "lambda":
                 endpoint = self._services.get(service)
                 if endpoint is None:

@@ -235,8 +235,11 @@ class QueryEndpoint:
                 request.method, request.path, request.query, request.headers, request.body
             )
             seen["caller"] = caller
-            raw = request.body.decode() if request.method == "POST" else request.query
-            form = dict(parse_qsl(raw, keep_blank_values=True))
+            # the query string's members, then the body's (a presigned URL has only the
+            # former, an SDK's POST only the latter)
+            form = dict(parse_qsl(request.query, keep_blank_values=True))
+            if request.method == "POST":
+                form.update(parse_qsl(request.body.decode(), keep_blank_values=True))
             name = form.get("Action", "")
             operation = self._operations.get(name)
             if operation is None:

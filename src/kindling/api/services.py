@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import botocore.session
 
@@ -43,12 +43,17 @@ def load_model(service: str) -> Any:
     return botocore.session.get_session().get_service_model(service)
 
 
-def signed_service(headers: dict[str, str]) -> str | None:
-    """The service named by the Authorization header's credential scope, if any; the
-    signature itself is checked later, by the verifier of that service."""
+def signed_service(headers: dict[str, str], query: str = "") -> str | None:
+    """The service named by the credential scope, of the Authorization header or of a
+    presigned URL's ``X-Amz-Credential``, if any; the signature itself is checked
+    later, by the verifier of that service."""
     raw = headers.get("authorization")
     if not raw:
-        return None
+        if "X-Amz-Credential=" not in query:
+            return None
+        rest = query.split("X-Amz-Credential=", 1)[1].split("&", 1)[0]
+        scope = unquote(rest).split("/")
+        return scope[3] if len(scope) == 5 else None
     _, _, rest = raw.partition("Credential=")
     scope = rest.split(",", 1)[0].strip().split("/")
     return scope[3] if len(scope) == 5 else None
