@@ -88,6 +88,7 @@ from kindling.iam import cluster
 from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.directory import Directory
+from kindling.iam.groups import Groups
 from kindling.iam.secrets import ServerKey
 from kindling.iam.sessions import ROLE_ARN, SessionIssuer
 from kindling.iam.sigv4 import Caller, SigV4Verifier
@@ -373,7 +374,13 @@ class App:
         services["iam"] = QueryEndpoint(
             iam_model,
             SigV4Verifier(keys, "iam"),
-            IamApi(self.directory, self.accounts, keys, self.authorizer).operations(),
+            IamApi(
+                self.directory,
+                self.accounts,
+                keys,
+                self.authorizer,
+                Groups(self.store, self.directory),
+            ).operations(),
             ErrorMapper(iam_model, IAM_CODES, IAM_INTERNAL),
             self.audit,
         )

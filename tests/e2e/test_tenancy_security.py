@@ -33,7 +33,7 @@ from botocore.config import Config as BotoConfig
 from kindling.iam.secrets import ServerKey
 from kindling.iam.sessions import SessionIssuer
 
-from .support import KINDLING, REGION, Server, client_error, make_zip, wait_active
+from .support import KINDLING, REGION, AwsCli, Server, client_error, make_zip, wait_active
 
 pytestmark = pytest.mark.timeout(600)
 CODE = make_zip({"app.py": "def handler(event, context):\n    return 'hi'\n"})
@@ -363,3 +363,104 @@ def test_eventbridge_calls_are_authorized_on_the_rule_they_name(
         events.put_rule(Name="team-x", EventBusName="orders", ScheduleExpression="rate(1 day)")
     events.delete_rule(Name="team-nightly")
     root_events.delete_event_bus(Name="orders")
+
+
+def test_a_groups_policies_count_for_its_members_only(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    """IAM user guide, "IAM user groups": a policy attached to a group applies to every
+    user in it; an explicit deny of a group's policy wins; a group is deleted only
+    once it has no members ("Cannot delete entity, must remove users from group
+    first.")."""
+    server, a, b = world
+    fn = make_function(server, a, "grouped")
+    iam = a.client(server, "iam")
+    dave = make_user(server, a, "dave")
+    lam_dave = dave.client(server, "lambda")
+    with client_error("AccessDeniedException", 403):
+        lam_dave.get_function(FunctionName="grouped")
+
+    group = iam.create_group(GroupName="devs")["Group"]
+    assert group["Arn"] == f"arn:aws:iam::{a.account}:group/devs"
+    iam.put_group_policy(
+        GroupName="devs",
+        PolicyName="read",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow("lambda:*", fn)]}),
+    )
+    no_delete = iam.create_policy(
+        PolicyName="no-delete",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [deny("lambda:DeleteFunction")]}
+        ),
+    )["Policy"]["Arn"]
+    iam.attach_group_policy(GroupName="devs", PolicyArn=no_delete)
+    iam.add_user_to_group(GroupName="devs", UserName="dave")
+    assert lam_dave.get_function(FunctionName="grouped")["Configuration"]["FunctionArn"] == fn
+    with client_error("AccessDeniedException", 403) as info:
+        lam_dave.delete_function(FunctionName="grouped")
+    assert info.value.response["Error"]["Message"].endswith(
+        "with an explicit deny in an identity-based policy"
+    )
+
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="dave")["Groups"]] == ["devs"]
+    got = iam.get_group(GroupName="devs")
+    assert [u["UserName"] for u in got["Users"]] == ["dave"] and not got["IsTruncated"]
+    assert iam.list_group_policies(GroupName="devs")["PolicyNames"] == ["read"]
+    assert iam.get_group_policy(GroupName="devs", PolicyName="read")["PolicyName"] == "read"
+    attached = iam.list_attached_group_policies(GroupName="devs")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [no_delete]
+    with client_error("DeleteConflict", 409):
+        iam.delete_group(GroupName="devs")
+    with client_error("DeleteConflict", 409):
+        iam.delete_user(UserName="dave")
+    with client_error("NoSuchEntity", 404):  # groups are per account
+        b.client(server, "iam").get_group(GroupName="devs")
+
+    iam.remove_user_from_group(GroupName="devs", UserName="dave")
+    with client_error("AccessDeniedException", 403):
+        lam_dave.get_function(FunctionName="grouped")
+    iam.delete_group_policy(GroupName="devs", PolicyName="read")
+    iam.detach_group_policy(GroupName="devs", PolicyArn=no_delete)
+    iam.delete_group(GroupName="devs")
+    with client_error("NoSuchEntity", 404) as info:
+        iam.get_group(GroupName="devs")
+    assert info.value.response["Error"]["Message"] == "The group with name devs cannot be found."
+
+
+def test_iam_lists_are_paged_with_marker_and_max_items(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    server, _a, _b = world
+    iam = boto3.session.Session().client(
+        "iam",
+        region_name=REGION,
+        endpoint_url=server.endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    names = [f"pager-{i}" for i in range(5)]
+    for name in names:
+        iam.create_user(UserName=name, Path="/pager/")
+        iam.create_group(GroupName=name, Path="/pager/")
+    first = iam.list_users(PathPrefix="/pager/", MaxItems=2)
+    assert [u["UserName"] for u in first["Users"]] == names[:2]
+    assert first["IsTruncated"] and first["Marker"]
+    second = iam.list_users(PathPrefix="/pager/", MaxItems=2, Marker=first["Marker"])
+    assert [u["UserName"] for u in second["Users"]] == names[2:4]
+    pages = iam.get_paginator("list_groups").paginate(
+        PathPrefix="/pager/", PaginationConfig={"PageSize": 2}
+    )
+    assert [g["GroupName"] for page in pages for g in page["Groups"]] == names
+    with client_error("InvalidInput", 400):
+        iam.list_users(Marker="not-a-marker!")
+    # the AWS CLI follows the markers by itself
+    cli = AwsCli(server.endpoint)
+    listed = cli.json("list-users", "--path-prefix", "/pager/", "--page-size", "1", service="iam")
+    assert [u["UserName"] for u in listed["Users"]] == names
+    assert [
+        g["GroupName"]
+        for g in cli.json("list-groups", "--path-prefix", "/pager/", service="iam")["Groups"]
+    ] == names
+    for name in names:
+        iam.delete_user(UserName=name)
+        iam.delete_group(GroupName=name)
