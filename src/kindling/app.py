@@ -344,7 +344,14 @@ class App:
             self.directory.forget_account,
             self.audit,
         ).handle
-        public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        server_key.write_admin_file(config.data_dir / "metrics.token", server_key.metrics_token())
+        scrape = MetricsEndpoint(  # who may read which series: ADR 0043
+            self.metrics.registry,
+            server_key.metrics_token(),
+            frozenset({DEV_ACCOUNT_ID}) if config.dev_keys_enabled else frozenset(),
+            lambda caller: self.authorizer.check(caller, "cloudwatch:GetMetricData", "*"),
+        )
+        public_routes = {"/metrics": scrape.scrape}
         self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
         self.rule_scheduler = Scheduler(

@@ -22,13 +22,18 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth, SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
+from botocore.credentials import Credentials
 
 from kindling.iam.secrets import ServerKey
 from kindling.iam.sessions import SessionIssuer
@@ -464,3 +469,58 @@ def test_iam_lists_are_paged_with_marker_and_max_items(
     for name in names:
         iam.delete_user(UserName=name)
         iam.delete_group(GroupName=name)
+
+
+def _scrape(server: Server, headers: dict[str, str] | None = None, query: str = "") -> str:
+    url = f"{server.endpoint}/metrics" + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return str(answer.read().decode())
+
+
+def _signed_scrape(server: Server, who: Tenant, presign: bool = False) -> str:
+    request = AWSRequest(method="GET", url=f"{server.endpoint}/metrics")
+    credentials = Credentials(who.key, who.secret, who.token)
+    if presign:
+        SigV4QueryAuth(credentials, "lambda", REGION, 60).add_auth(request)
+        return _scrape(server, query=request.url.split("?", 1)[1])
+    SigV4Auth(credentials, "lambda", REGION).add_auth(request)
+    return _scrape(server, dict(request.headers.items()))
+
+
+def test_metrics_show_each_reader_only_what_it_may_see(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    """ADR 0043: unsigned, names only of the dev account (its key is public) and totals;
+    signed, the signer's account's series; the operator's bearer token, everything."""
+    server, a, b = world
+    make_function(server, a, "metered-a")
+    make_function(server, b, "metered-b")
+    a.client(server, "lambda").invoke(FunctionName="metered-a")
+    b.client(server, "lambda").invoke(FunctionName="metered-b")
+
+    public = _scrape(server)
+    for leaked in ("metered-a", "metered-b", a.account, b.account):
+        assert leaked not in public
+    assert 'account="_others"' in public and "kindling_invocations_total" in public
+
+    mine = _signed_scrape(server, a)
+    assert 'function="metered-a"' in mine and a.account in mine
+    assert "metered-b" not in mine and b.account not in mine and "process_" not in mine
+    assert 'function="metered-b"' in _signed_scrape(server, b, presign=True)
+
+    token = (server.data_dir / "metrics.token").read_text().strip()
+    assert (server.data_dir / "metrics.token").stat().st_mode & 0o777 == 0o600
+    everything = _scrape(server, {"Authorization": f"Bearer {token}"})
+    assert 'function="metered-a"' in everything and 'function="metered-b"' in everything
+
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _scrape(server, {"Authorization": "Bearer " + "0" * 64})
+    assert info.value.code == 403
+    nobody = make_user(server, a, "no-metrics")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _signed_scrape(server, nobody)
+    assert info.value.code == 403
+    assert "cloudwatch:GetMetricData" in info.value.read().decode()
+    watcher = make_user(server, a, "watcher", allow("cloudwatch:GetMetricData"))
+    assert 'function="metered-a"' in _signed_scrape(server, watcher)
