@@ -18,6 +18,7 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionConfig, FunctionRef
 from kindling.control.store import FunctionStore, functions
 from kindling.control.versions import VersionService
+from kindling.errors import ServiceError
 from kindling.iam.secrets import ServerKey
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
@@ -99,10 +100,10 @@ def test_a_sealed_environment_does_not_open_in_another_row_or_with_another_key(
             update(functions).where(functions.c.name == "thief").values(environment=sealed)
         )
     table = FunctionStore(store)
-    with pytest.raises(ValueError, match="not encrypted with this server key"):
+    with pytest.raises(ServiceError, match="cannot be opened with this server's key"):
         table.get(ACCOUNT, REGION, "thief", "$LATEST")
     other = FunctionStore(Store(store_url, ServerKey(secrets.token_bytes(32))))
-    with pytest.raises(ValueError, match="not encrypted with this server key"):
+    with pytest.raises(ServiceError, match="--server-key-file"):
         other.get(ACCOUNT, REGION, "victim", "$LATEST")
     store.close()
 

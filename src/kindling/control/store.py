@@ -14,6 +14,7 @@ sealed value copied to another function's row does not open there.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +24,10 @@ from sqlalchemy.engine import Connection, Row
 
 from kindling.control.layerstore import layer_versions
 from kindling.control.models import FunctionConfig, FunctionRef
+from kindling.errors import ServiceError
 from kindling.store import Store, metadata
+
+log = logging.getLogger(__name__)
 
 functions = Table(
     "functions",
@@ -107,7 +111,17 @@ class FunctionStore:
                 data["environment"] = json.loads(sealed)
             else:
                 context = environment_context(data["account_id"], data["region"], data["name"])
-                data["environment"] = json.loads(self._sealer.decrypt(sealed, context))
+                try:
+                    data["environment"] = json.loads(self._sealer.decrypt(sealed, context))
+                except ValueError:
+                    log.error(
+                        "function %s: its environment does not open with this server key", context
+                    )
+                    raise ServiceError(
+                        f"The environment variables of function {data['name']} cannot be "
+                        "opened with this server's key: every control node of a cluster "
+                        "must be given the same one (--server-key-file)."
+                    ) from None
         return FunctionConfig.from_record(data)
 
     @contextmanager
