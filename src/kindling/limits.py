@@ -444,8 +444,9 @@ ESM_THROTTLE_TRIES = 6
 #: How long an audit record is kept: CloudTrail's event history keeps management events
 #: 90 days ("Working with CloudTrail event history").
 AUDIT_RETENTION_S = 90 * 24 * 3600.0
-#: At most this many records are kept whatever their age: a busy or hostile caller cannot
-#: grow the store without end (the oldest go first).
+#: At most this many records are kept per account whatever their age: a busy or hostile
+#: tenant cannot grow the store without end (its oldest go first), nor push another
+#: account's history out, as one bound shared by all would let it.
 AUDIT_MAX_ROWS = 1_000_000
 #: Records wait in memory at most this long before they are written, in one transaction
 #: per batch: a call never waits for its audit write.

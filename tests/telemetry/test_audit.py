@@ -56,11 +56,14 @@ def test_records_past_retention_or_the_row_bound_are_pruned(store_url: str) -> N
     log = AuditLog(Store(store_url), retention_s=3600, max_rows=3)
     now = time.time()
     log.record(_record("111111111111", "Old", now - 7200))
+    log.record(_record("222222222222", "Quiet", now - 3000))
     for index in range(5):
         log.record(_record("111111111111", f"Op{index}", now - 100 + index))
     log.flush()
     log.prune(now)
-    assert [r["operation"] for r in log.query()] == ["Op2", "Op3", "Op4"]
+    assert [r["operation"] for r in log.query("111111111111")] == ["Op2", "Op3", "Op4"]
+    # the bound is per account: a busy one does not push out another's history
+    assert [r["operation"] for r in log.query("222222222222")] == ["Quiet"]
 
 
 def test_a_full_buffer_drops_the_oldest_waiting_records(store_url: str) -> None:

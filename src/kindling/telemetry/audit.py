@@ -10,8 +10,9 @@ environment variables, code and payloads stay out.
 Writing is off the caller's path: ``record`` appends to a bounded buffer in memory, and
 a task writes the buffer every ``AUDIT_FLUSH_S`` in one transaction, in a thread, so a
 call never waits for its audit row (a crash loses at most that half second of records).
-Records older than ``AUDIT_RETENTION_S`` or beyond the newest ``AUDIT_MAX_ROWS`` are
-deleted every ``AUDIT_PRUNE_S``. Invokes are data events and are not recorded (ADR 0043).
+Records older than ``AUDIT_RETENTION_S`` or beyond an account's newest
+``AUDIT_MAX_ROWS`` are deleted every ``AUDIT_PRUNE_S``. Invokes are data events and are
+not recorded (ADR 0043).
 """
 
 from __future__ import annotations
@@ -138,19 +139,26 @@ class AuditLog:
         return len(batch)
 
     def prune(self, now: float | None = None) -> None:
-        """Deletes records past their retention, then the oldest beyond the row bound."""
+        """Deletes records past their retention, then each account's oldest beyond the
+        row bound (per account: one tenant's calls never push out another's history)."""
         cutoff = (time.time() if now is None else now) - self._retention_s
         with self._store.begin() as conn:
             conn.execute(delete(audit_events).where(audit_events.c.at < cutoff))
-            count = conn.execute(select(func.count()).select_from(audit_events)).scalar_one()
-            if count > self._max_rows:
+            crowded = conn.execute(
+                select(audit_events.c.account_id)
+                .group_by(audit_events.c.account_id)
+                .having(func.count() > self._max_rows)
+            ).all()
+            for (account,) in crowded:
+                mine = audit_events.c.account_id == account
                 oldest_kept = conn.execute(
                     select(audit_events.c.at)
+                    .where(mine)
                     .order_by(audit_events.c.at.desc())
                     .offset(self._max_rows - 1)
                     .limit(1)
                 ).scalar_one()
-                conn.execute(delete(audit_events).where(audit_events.c.at < oldest_kept))
+                conn.execute(delete(audit_events).where(mine & (audit_events.c.at < oldest_kept)))
 
     def query(
         self,
