@@ -96,6 +96,9 @@ def test_environment_variables_are_sealed_at_rest_and_clear_to_the_caller_and_fu
     stored = _everything_stored(engine, server, postgres, database)
     assert secret.encode() not in stored
     assert secret.encode() not in server.log_path.read_bytes()
+    for path in server.data_dir.rglob("*"):  # nor any file the server left (logs, code)
+        if path.is_file() and not path.is_symlink():
+            assert secret.encode() not in path.read_bytes(), path
     # the same data dir (server key) serves them again after a restart
     server.start()
     try:
