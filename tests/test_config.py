@@ -71,6 +71,18 @@ def test_a_cluster_secret_file_others_can_read_is_refused(tmp_path: Path) -> Non
     assert config.cluster_secret == "k" * 64 and config.role == "control"
 
 
+def test_a_worker_token_runs_a_worker_but_never_a_control_node(tmp_path: Path) -> None:
+    from kindling.iam import cluster
+
+    token = cluster.worker_token(b"s" * 64, "w1")
+    worker = Config(
+        role="worker", data_dir=tmp_path, cluster_secret=token, control_url="http://c:9000"
+    )
+    assert worker.cluster_secret == token
+    with pytest.raises(ValueError, match="a worker token cannot run a control node"):
+        Config(role="control", data_dir=tmp_path, cluster_secret=token)
+
+
 def test_counting_is_in_process_unless_a_redis_is_named() -> None:
     assert Config.from_env({}).counting == ""
     url = "redis://127.0.0.1:6379/2"
@@ -100,3 +112,32 @@ def test_the_dev_key_follows_the_listening_address_unless_named(tmp_path: Path) 
     assert loaded.dev_keys is True and loaded.server_key_path == tmp_path / "k"
     assert Config.from_env({}).dev_keys is None
     assert Config(data_dir=tmp_path).server_key_path == tmp_path.resolve() / "server.key"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, False), ("1", True), ("0", False)])
+def test_the_access_log_is_off_unless_asked_for(value: str | None, expected: bool) -> None:
+    env = {} if value is None else {"KINDLING_ACCESS_LOG": value}
+    assert Config.from_env(env).access_log is expected
+
+
+def test_the_start_up_description_hides_passwords_and_says_the_mode() -> None:
+    config = Config(
+        store="postgresql://kindling:s3cret@db/kindling",
+        counting="redis://:hush@cache:6379/0",
+        host="0.0.0.0",
+    )
+    text = "\n".join(config.describe())
+    assert "s3cret" not in text and "hush" not in text
+    assert "postgresql://kindling:***@db/kindling" in text
+    assert "redis://:***@cache:6379/0" in text
+    assert "dev key off" in text and "access log off" in text
+    local = "\n".join(Config(data_dir=Path("/srv/k")).describe())
+    assert "store SQLite /srv/k/kindling.db" in local
+    assert "dev mode: key test/test" in local and "namespace backend" in local
+
+
+def test_the_broker_registry_is_in_the_data_dir_unless_named(tmp_path: Path) -> None:
+    config = Config.from_env({"KINDLING_DATA_DIR": str(tmp_path)})
+    assert config.brokers_path == tmp_path / "brokers.json"
+    named = Config.from_env({"KINDLING_BROKERS_FILE": str(tmp_path / "mq.json")})
+    assert named.brokers_path == tmp_path / "mq.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import dataclasses
 import logging
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import kindling
 from kindling.api import service_resources
+from kindling.api.access_log import AccessLog
 from kindling.api.account import AccountApi
 from kindling.api.admin import AdminApi
 from kindling.api.aliases import AliasesApi
@@ -37,6 +40,8 @@ from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.frontend import FRONTEND_LIMITS, Frontend
 from kindling.api.function_urls import FunctionUrlEndpoint, UrlConfigsApi
 from kindling.api.functions import FunctionsApi
+from kindling.api.health import PATHS as HEALTH_PATHS
+from kindling.api.health import HealthEndpoint, readiness_checks
 from kindling.api.iam import IamApi
 from kindling.api.internal import CodeUrls, LocalLogs, LogsEndpoint
 from kindling.api.invocations import InvocationsApi
@@ -48,12 +53,14 @@ from kindling.api.provisioned import ProvisionedApi
 from kindling.api.query import QueryEndpoint
 from kindling.api.recursion import RecursionApi
 from kindling.api.runtimes import RuntimesApi
+from kindling.api.s3_notify import S3NotifyApi
 from kindling.api.scheduler import SchedulerApi
 from kindling.api.services import ServiceEndpoint, load_model
 from kindling.api.sts import StsApi
 from kindling.api.tags import TagsApi
 from kindling.config import Config
 from kindling.control.aliases import AliasService
+from kindling.control.code_source import CodeSource, NoCodeSource, S3CodeSource, s3_endpoint
 from kindling.control.codesigning import CodeSigning
 from kindling.control.codestore import CodeStore
 from kindling.control.codetable import shared_code
@@ -74,23 +81,30 @@ from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
 from kindling.events.aws import AwsClients
 from kindling.events.bridge import EventBridge
+from kindling.events.brokers import BrokerDirectory, secrets_manager
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
+from kindling.events.kafka_poller import KafkaPoller
 from kindling.events.mappings import MappingSupervisor
+from kindling.events.rabbitmq_poller import RabbitPoller
 from kindling.events.rule_store import RuleStore
+from kindling.events.s3_notify import S3Notifications, S3NotificationStore
 from kindling.events.schedule_store import ScheduleStore
 from kindling.events.scheduler import RuleTimetable, Scheduler
 from kindling.events.schedules import Schedules
 from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.events.stream_poller import StreamPoller
+from kindling.events.target_outbox import OutboxStore, TargetOutbox
+from kindling.events.targets import TargetSender
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.directory import Directory
+from kindling.iam.function_credentials import FunctionCredentials
 from kindling.iam.groups import Groups
 from kindling.iam.secrets import ServerKey
-from kindling.iam.sessions import ROLE_ARN, SessionIssuer
+from kindling.iam.sessions import SessionIssuer
 from kindling.iam.sigv4 import Caller, SigV4Verifier
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.async_queue import EventQueue
@@ -107,7 +121,6 @@ from kindling.invoke.service import InvokeService, invoked_arn
 from kindling.limits import (
     ESM_SQS_THREADS,
     ESM_SQS_WAIT_S,
-    FUNCTION_CREDENTIALS_S,
     SHUTDOWN_ANSWER_S,
 )
 from kindling.runtimes import sdk
@@ -165,6 +178,18 @@ def make_counter(config: Config, settings: ConcurrencySettings, metrics: Metrics
     return RedisCounter(config.counting, settings, metrics)
 
 
+def make_code_source(environ: collections.abc.Mapping[str, str]) -> CodeSource:
+    """Code named by S3 locations comes from the S3 endpoint the server's environment
+    names (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``); without one it is refused
+    with what to set (ADR 0037)."""
+    endpoint = s3_endpoint(environ)
+    if endpoint is None:
+        log.info("code from S3: no S3 endpoint configured (AWS_ENDPOINT_URL_S3)")
+        return NoCodeSource()
+    log.info("code from S3: fetched from %s", endpoint)
+    return S3CodeSource(endpoint)
+
+
 def private_data_dir(config: Config) -> None:
     """The data dir holds every function's code, environment and logs and the code-URL
     secret: only root may enter it (0700), and the database is created 0600 (SQLite
@@ -198,7 +223,8 @@ class App:
         function_store = FunctionStore(self.store)
         self.backends = make_backends(config, self._handle)  # sandboxes call the API too
         self.signing = CodeSigning(self.store, function_store)
-        self.layers = LayerService(LayerStore(self.store), self.code)
+        self.code_source = make_code_source(os.environ)
+        self.layers = LayerService(LayerStore(self.store), self.code, self.code_source)
         self.functions = FunctionService(
             function_store,
             self.code,
@@ -206,6 +232,7 @@ class App:
             sandbox_backends=self.backends.names,
             signing=self.signing,
             layers=self.layers,
+            code_source=self.code_source,
         )
         self.layers.on_deleted(self.functions.collect)  # unless a function version uses it
         self.versions = VersionService(self.functions, function_store)
@@ -328,6 +355,7 @@ class App:
         if config.dev_keys_enabled:
             self.accounts.ensure_dev()
         self.sessions = SessionIssuer(server_key)
+        self.function_credentials = FunctionCredentials(self.directory, self.sessions)
         keys = StoredKeyRing(
             self.accounts,
             config.dev_keys_enabled,
@@ -351,8 +379,33 @@ class App:
             frozenset({DEV_ACCOUNT_ID}) if config.dev_keys_enabled else frozenset(),
             lambda caller: self.authorizer.check(caller, "cloudwatch:GetMetricData", "*"),
         )
-        public_routes = {"/metrics": scrape.scrape}
-        self.eventbridge = EventBridge(RuleStore(self.store), self._deliver_event)
+        public_routes: dict[str, Any] = {"/metrics": scrape.scrape}
+        checks = readiness_checks(
+            self.store.ping,
+            self.counter.in_use if config.counting else None,
+            self.registry.status if self.registry is not None else None,
+        )
+        self.health = HealthEndpoint(checks, lambda: self._draining)
+        public_routes.update(dict.fromkeys(HEALTH_PATHS, self.health.serve))
+        self.s3_notifications = S3Notifications(
+            S3NotificationStore(self.store), self.functions, self.policies, self._deliver_s3
+        )
+        s3_api = S3NotifyApi(
+            self.s3_notifications, self.authorizer, config.endpoint, self.metrics.registry
+        )
+        raw_routes["s3-notify"] = s3_api.webhook
+        raw_routes["s3-notifications"] = s3_api.configs
+        # SQS, SNS and Kinesis targets of rules (ADR 0042): a durable outbox, sent through
+        # the server's own AWS endpoint configuration
+        self.target_outbox = TargetOutbox(
+            OutboxStore(self.store),
+            TargetSender(AwsClients()),
+            exclusive=config.store is None,
+            registry=self.metrics.registry,
+        )
+        self.eventbridge = EventBridge(
+            RuleStore(self.store), self._deliver_event, outbox=self.target_outbox.put
+        )
         self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
         self.rule_scheduler = Scheduler(
             [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
@@ -410,7 +463,7 @@ class App:
             self.audit,
         )
         self.server = HttpServer(
-            self._handle,
+            AccessLog(self._handle).handle if config.access_log else self._handle,
             limits=dataclasses.replace(
                 FRONTEND_LIMITS,
                 header_timeout=config.http_timeouts_s[0],
@@ -431,6 +484,8 @@ class App:
         """The front end, unless the server is draining: then every new request, on a
         connection opened before the drain, is refused as a service error."""
         if self._draining:
+            if request.path in HEALTH_PATHS:  # a prober learns of the drain
+                return await self.health.handle(request)
             return self.frontend.refuse(ServiceError("The server is shutting down."))
         self._requests += 1
         try:
@@ -452,25 +507,7 @@ class App:
             return None
 
     def _function_credentials(self, config: FunctionConfig) -> dict[str, str]:
-        """A new sandbox's credentials: a session of its execution role, valid
-        ``FUNCTION_CREDENTIALS_S`` (longer than a sandbox lives, so a sandbox is retired
-        before they expire and its successor gets fresh ones). A dev-account function
-        whose role kindling does not know runs with the dev key, as before (ADR 0036)."""
-        match = ROLE_ARN.fullmatch(config.role)
-        if match is None or match[1] != config.account_id:
-            return {}
-        account, path, name = match[1], match[2], match[3]
-        if account == DEV_ACCOUNT_ID:
-            try:
-                self.directory.role(account, name)
-            except NotFoundError:
-                return {}
-        session = self.sessions.issue(account, name, path, config.name, FUNCTION_CREDENTIALS_S)
-        return {
-            "AWS_ACCESS_KEY_ID": session.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
-            "AWS_SESSION_TOKEN": session.token,
-        }
+        return self.function_credentials.for_function(config.account_id, config.role, config.name)
 
     def _authorizing(self, service: str) -> Callable[[Caller, str, dict[str, Any]], None]:
         """Authorization of another service's calls: ``<service>:<Operation>`` on each
@@ -539,6 +576,11 @@ class App:
         """An EventBridge target's event: an Event invoke, on the durable async queue."""
         await self.invoker.invoke(ref, payload, "Event")
 
+    async def _deliver_s3(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
+        """A bucket notification's event (ADR 0042): an Event invoke, committed to the
+        durable async queue before the store is answered."""
+        await self.invoker.invoke(ref, payload, "Event", request_id=request_id)
+
     async def _run_event(self, request_id: str, ref: FunctionRef, payload: bytes) -> RunResult:
         config = self.invoker.resolve(ref)
         execution = await self.invoker.execute(
@@ -573,7 +615,15 @@ class App:
         def role_of(mapping: Mapping) -> str:
             return self.functions.get(dataclasses.replace(mapping.function, qualifier=None)).role
 
-        def make(mapping: Mapping) -> SqsPoller | StreamPoller:
+        brokers = BrokerDirectory(self.config.brokers_path, secrets_manager(clients))
+
+        def make(mapping: Mapping) -> SqsPoller | StreamPoller | RabbitPoller | KafkaPoller:
+            if mapping.kind == "rabbitmq":
+                return RabbitPoller(mapping, brokers, self._invoke_batch, store.set_result)
+            if mapping.kind == "kafka":
+                return KafkaPoller(
+                    mapping, self._invoke_batch, store.set_result, destinations.record
+                )
             if mapping.kind != "sqs":
                 return StreamPoller(
                     mapping,
@@ -617,12 +667,21 @@ class App:
         self.events.start()
         self.audit.start()
         self.rule_scheduler.start()
+        self.target_outbox.start()
         self._start_mappings()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
             self.backends.warm()
         self.port = await self.server.listen(self.config.host, self.config.port)
-        log.info("kindling listening on http://%s:%d", self.config.host, self.port)
+        log.info(
+            "kindling listening on http://%s:%d (version %s, pid %d)",
+            self.config.host,
+            self.port,
+            kindling.__version__,
+            os.getpid(),
+        )
+        for line in self.config.describe():
+            log.info("%s", line)
 
     async def stop(self, grace_s: float | None = None, cut: asyncio.Event | None = None) -> None:
         """Drains, then stops: no new connection or request is taken, running invocations
@@ -633,6 +692,7 @@ class App:
         self._draining = True
         await self.server.close()  # listening sockets only: open connections get answers
         await self.rule_scheduler.close()
+        await self.target_outbox.close()
         if self.events is not None:
             self.events.stop_dispatching()
         if self.supervisor is not None:  # its batches not yet deleted come back: at least once
@@ -667,6 +727,8 @@ class App:
         await self.audit.close()
         self.logs.close()
         self.code.close()
+        if isinstance(self.code_source, S3CodeSource):
+            self.code_source.close()
         self.store.close()
 
     def _idle(self) -> bool:
@@ -684,20 +746,31 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Runs kindling until SIGINT or SIGTERM, then drains it (``App.stop``); a second
     signal cuts the drain short."""
     app = App(config)
-    await app.start()
+    try:
+        await app.start()
+    except BaseException:  # e.g. its port is in use: free what start made before it raised
+        with contextlib.suppress(Exception):
+            await app.stop(grace_s=0)
+        raise
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
     cut = asyncio.Event()
 
-    def on_signal() -> None:
-        (cut if stop.is_set() else stop).set()
+    def on_signal(name: str) -> None:
+        if stop.is_set():
+            log.info("%s again: stopping at once", name)
+            cut.set()
+            return
+        log.info("%s: draining (%s again stops at once)", name, name)
+        stop.set()
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, on_signal, sig.name)
     try:
         await stop.wait()
     finally:
         await app.stop(cut=cut)
+        log.info("kindling stopped")

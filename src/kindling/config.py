@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kindling import limits
+from kindling.iam import cluster
 from kindling.limits import SHUTDOWN_GRACE_S
 from kindling.worker.sandbox.tuning import ColdStartTuning
 
@@ -38,7 +39,7 @@ class Config:
     #: An idle sandbox is frozen (no CPU) after this long idle; 0 freezes at once.
     freeze_after_s: float = 0.02
     #: Account-wide concurrent executions (Lambda's default quota).
-    account_concurrency: int = 1000
+    account_concurrency: int = limits.ACCOUNT_CONCURRENCY
     #: Delays before the first and second retry of a failed Event invocation.
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
     #: Oldest an Event invocation may get before it is dropped (Lambda: 6 h).
@@ -95,6 +96,14 @@ class Config:
     #: KINDLING_SERVER_KEY_FILE); by default ``server.key`` in the data dir, created 0600.
     #: Control nodes of one cluster share one.
     server_key_file: Path | None = None
+    #: One line per request on the log (method, path, status, duration, request id,
+    #: account): ``--access-log``, KINDLING_ACCESS_LOG. Off by default: when off the
+    #: front end's handler is not wrapped at all (ADR 0040).
+    access_log: bool = False
+    #: The operator's registry of message brokers and their credentials for event
+    #: source mappings (KINDLING_BROKERS_FILE; ADR 0041); by default ``brokers.json``
+    #: in the data dir, read again at each connection.
+    brokers_file: Path | None = None
 
     def __post_init__(self) -> None:
         # Absolute from the start: sandbox builders, launchers and zygotes run with other
@@ -108,6 +117,11 @@ class Config:
             raise ValueError(
                 f"--role {self.role} needs the cluster secret: KINDLING_CLUSTER_SECRET or "
                 "--cluster-secret-file (the same on every host; `openssl rand -hex 32`)"
+            )
+        if self.role == "control" and cluster.is_token(self.cluster_secret):
+            raise ValueError(
+                "a worker token cannot run a control node: control nodes take the cluster "
+                "secret itself (`kindling cluster token` makes workers' tokens from it)"
             )
         if self.role == "worker" and not self.control_url:
             raise ValueError("--role worker needs --control http://<control host>:<port>")
@@ -140,8 +154,36 @@ class Config:
         return self.server_key_file or self.data_dir / "server.key"
 
     @property
+    def brokers_path(self) -> Path:
+        return self.brokers_file or self.data_dir / "brokers.json"
+
+    @property
     def process_backend_enabled(self) -> bool:
         return self.unsafe_process_backend or self.sandbox_backend == "process"
+
+    def describe(self) -> list[str]:
+        """What this server is about to do, in the words of the start-up log: where its
+        state is, which sandboxes, whether the dev key works, what an operator can probe.
+        Passwords in URLs are hidden."""
+        store = _hide_password(self.store) if self.store else f"SQLite {self.data_dir}/kindling.db"
+        counting = _hide_password(self.counting) if self.counting else "in this process"
+        if self.role == "control":
+            sandboxes = "on registered workers"
+        else:
+            sandboxes = f"{self.sandbox_backend} backend"
+            if self.unsafe_process_backend:
+                sandboxes += " (process backend enabled: NOT ISOLATED, debugging only)"
+        if self.dev_keys_enabled:
+            why = "listening on loopback only" if self.dev_keys is None else "--dev-keys"
+            dev = f"dev mode: key test/test signs as account 000000000000 ({why})"
+        else:
+            dev = "dev key off: accounts and keys come from `kindling admin`"
+        return [
+            f"data dir {self.data_dir}; store {store}; counting {counting}",
+            f"role {self.role}; sandboxes {sandboxes}; {dev}",
+            f"access log {'on' if self.access_log else 'off'}; probes GET /_kindling/health/"
+            "live and /_kindling/health/ready; metrics GET /metrics",
+        ]
 
     def with_overrides(self, **changes: object) -> Config:
         clean = {k: v for k, v in changes.items() if v is not None}
@@ -195,6 +237,10 @@ class Config:
             base,
             dev_keys=None if dev_keys is None else _flag(env, "KINDLING_DEV_KEYS", False),
             server_key_file=Path(key_file) if key_file else base.server_key_file,
+            access_log=_flag(env, "KINDLING_ACCESS_LOG", base.access_log),
+            brokers_file=Path(env["KINDLING_BROKERS_FILE"])
+            if env.get("KINDLING_BROKERS_FILE")
+            else base.brokers_file,
             counting=parse_counting(env.get("KINDLING_COUNTING", base.counting)),
             role=env.get("KINDLING_ROLE", base.role),
             control_url=env.get("KINDLING_CONTROL", base.control_url),
@@ -218,6 +264,14 @@ class Config:
             snapstart_latest=snapstart_latest,
             tuning=tuning,
         )
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def read_secret_file(path: str) -> str:

@@ -114,6 +114,12 @@ class TooLargeError(KindlingError):
     """A request body exceeds one of Lambda's size quotas."""
 
 
+class RequestEntityTooLargeError(TooLargeError):
+    """A request, or an Invoke payload, over Lambda's size for that operation: AWS answers
+    these with ``RequestEntityTooLargeException`` (413), a code its model does not
+    declare ("Request must be smaller than N bytes for the X operation")."""
+
+
 class ThrottledError(KindlingError):
     """A concurrency limit refuses the invocation."""
 

@@ -3,16 +3,81 @@
 One place, so an operator reads all of them together, each beside the figure AWS
 documents for the same thing (or "AWS: -" where AWS states none). A bound is charged to
 the sandbox or the caller that uses it; the modules that enforce them import them from
-here and nowhere else defines a second copy. Lambda's quotas on what a request may ask
-for (a payload's size, an environment's) are checked where the request is understood
-(control/quotas.py, the invoke service), not here.
+here and nowhere else defines a second copy.
 
-Sections: front end (API callers), Runtime API (a sandbox's connections to the server),
-logs, code uploads, sandbox resources, async queue, shutdown, sandbox privileges, crash
-cleanup and reaping.
+Lambda's own quotas (what a function may be configured with, what a request may carry)
+come first, each with AWS's figure and AWS's wording ("Lambda quotas" in the Lambda
+Developer Guide, or the API reference page named) beside it; docs/specification.md
+lists them in a table that tests/test_specification.py checks against this module.
+They are enforced where a request is understood (control/quotas.py, the invoke
+service, the front end), which import them from here.
+
+Sections: Lambda's quotas, front end (API callers), Runtime API (a sandbox's connections
+to the server), logs, code uploads, sandbox resources, async queue, shutdown, sandbox
+privileges, crash cleanup and reaping.
 """
 
 from __future__ import annotations
+
+# --- Lambda's quotas (docs/specification.md) ----------------------------------------
+
+#: MemorySize, in MB. AWS: "Function memory allocation: 128 MB to 10,240 MB, in 1-MB
+#: increments." Default 128 ("The default value is 128 MB", API_CreateFunction).
+FUNCTION_MEMORY_MIN_MB = 128
+FUNCTION_MEMORY_MAX_MB = 10_240
+FUNCTION_MEMORY_DEFAULT_MB = 128
+#: Timeout, in seconds. AWS: "Function timeout: 900 seconds (15 minutes)"; "The default
+#: is 3 seconds. The maximum allowed value is 900 seconds" (API_CreateFunction).
+FUNCTION_TIMEOUT_MIN_S = 1
+FUNCTION_TIMEOUT_MAX_S = 900
+FUNCTION_TIMEOUT_DEFAULT_S = 3
+#: EphemeralStorage.Size (/tmp), in MB. AWS: "/tmp directory storage: Between 512 MB and
+#: 10,240 MB, in 1-MB increments" (API_EphemeralStorage: "Valid Range: Minimum value of
+#: 512. Maximum value of 10240.").
+FUNCTION_EPHEMERAL_MIN_MB = 512
+FUNCTION_EPHEMERAL_MAX_MB = 10_240
+FUNCTION_EPHEMERAL_DEFAULT_MB = 512
+#: Environment.Variables, as the JSON Lambda measures (the string its error quotes).
+#: AWS: "Function environment variables: 4 KB, for all environment variables associated
+#: with the function, in aggregate".
+FUNCTION_ENVIRONMENT_BYTES = 4096
+#: Layers one function may use. AWS: "Function layers: five layers"; "Cannot reference
+#: more than 5 layers."
+FUNCTION_LAYERS = 5
+#: One function's resource-based policy (AddPermission's statements), as JSON. AWS:
+#: "Function resource-based policy: 20 KB".
+FUNCTION_POLICY_BYTES = 20 * 1024
+#: A synchronous Invoke's payload. AWS: "Invocation payload (request and response): 6 MB
+#: each for request and response (synchronous)"; past it: RequestEntityTooLargeException,
+#: "Request must be smaller than 6291456 bytes for the InvokeFunction operation".
+INVOKE_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+#: An Event invocation's payload. AWS: "For asynchronous invocations, the maximum payload
+#: size is 1 MB" (API_Invoke, since 2025; 256 KB before). kindling keeps 256 KB: the
+#: async queue holds ASYNC_DISPATCH_BATCH payloads in memory and a dead-letter queue of
+#: an SQS server older than 2025 refuses messages over 256 KB (docs/specification.md).
+INVOKE_ASYNC_PAYLOAD_BYTES = 256 * 1024
+#: A .zip uploaded in the request (ZipFile). AWS: "Deployment package (.zip file archive)
+#: size: 50 MB (zipped, when uploaded through the Lambda API or SDKs). Upload larger
+#: files with Amazon S3." (GetAccountSettings' CodeSizeZipped: 52,428,800.) Enforced by
+#: the request's size: the base64 of 50 MB is 69,905,068 bytes.
+CODE_ZIPPED_BYTES = 50 * 1024 * 1024
+#: A .zip's members together, unpacked. AWS: "250 MB: The maximum size of the contents
+#: of a deployment package, including layers and custom runtimes. (unzipped)";
+#: "Unzipped size must be smaller than 262144000 bytes". Also the bound of a function's
+#: code and all its layers together: AWS's "Function code combined with layers exceeds
+#: the maximum allowed size of 262144000 bytes. The actual size is N bytes."
+CODE_UNZIPPED_BYTES = 262_144_000
+#: Code storage of one account (functions' and layers' zips). AWS: "Storage for uploaded
+#: functions (.zip file archives) and layers: 75 GB" (GetAccountSettings' TotalCodeSize:
+#: 80,530,636,800). Reported, not enforced: kindling's disk is the operator's.
+ACCOUNT_CODE_STORAGE_BYTES = 75 * 1024**3
+#: Concurrent executions of one account (``--account-concurrency``,
+#: KINDLING_ACCOUNT_CONCURRENCY). AWS: "Concurrent executions: 1,000" (a default quota).
+ACCOUNT_CONCURRENCY = 1000
+#: What reserved concurrency must leave to the other functions. AWS: "Lambda requires at
+#: least 100 concurrent executions to remain unreserved" ("The request would reduce
+#: UnreservedConcurrentExecution below its minimum value of [100].").
+UNRESERVED_CONCURRENCY_MIN = 100
 
 # --- front end (API callers) ---------------------------------------------------------
 
@@ -27,7 +92,8 @@ FRONTEND_MAX_URL_BYTES = 16 * 1024
 FRONTEND_MAX_HEADER_BYTES = 64 * 1024
 
 #: One request body: CreateFunction's 50 MB zip, base64 in JSON. AWS: 50 MB zipped
-#: direct upload (the base64 of it is 70,167,211 bytes with its JSON around it).
+#: direct upload; past 70,167,211 bytes of request: RequestEntityTooLargeException,
+#: "Request must be smaller than 70167211 bytes for the CreateFunction operation".
 FRONTEND_MAX_BODY_BYTES = 70_167_211
 
 #: Seconds from a request's first byte until its head is complete (slowloris). AWS: -
@@ -41,6 +107,11 @@ FRONTEND_BODY_TIMEOUT_S = 120.0
 #: Seconds a kept-alive connection may sit idle between requests. AWS: ALB's default
 #: idle timeout is 60 s; botocore keeps pooled connections and reconnects on close.
 FRONTEND_IDLE_TIMEOUT_S = 60.0
+
+#: How long a readiness probe waits for one dependency (the store, the shared counter)
+#: before it calls it failed: below Kubernetes' default probe timeout (1 s), so that the
+#: prober gets our 503 naming the check instead of its own timeout. AWS: -
+HEALTH_CHECK_TIMEOUT_S = 0.8
 
 #: Open front-end connections in all; past it a new one is answered 503 and closed, so
 #: the server keeps descriptors for sandboxes (the server runs with 20,000). AWS: -.
@@ -187,13 +258,28 @@ LOG_MAX_OFFSET = 2**63 - 1
 
 # --- code uploads ----------------------------------------------------------------------
 
-#: A .zip's members together, unpacked. AWS: 262,144,000 bytes (250 MB), same message.
-#: Also the bound of a function's code and all its layers together, unpacked: AWS's
-#: "Function code combined with layers exceeds the maximum allowed size of 262144000
-#: bytes. The actual size is N bytes."
-CODE_UNZIPPED_BYTES = 262_144_000
-#: Layers one function may use. AWS: 5, "Cannot reference more than 5 layers."
-FUNCTION_LAYERS = 5
+#: (CODE_UNZIPPED_BYTES and FUNCTION_LAYERS: Lambda's quotas, above.)
+#: An S3 object fetched as code (CreateFunction's and PublishLayerVersion's S3Bucket and
+#: S3Key, UpdateFunctionCode's): refused from its Content-Length past this, and its body
+#: read no further (a store that lies about the length is cut off there), so no fetch
+#: holds more in memory. AWS: no zipped bound from S3 (50 MB is direct uploads'); the
+#: unzipped one holds, and a zip's stored bytes are at least its members' (deflate never
+#: grows data by more than 5 bytes a 64 KiB block), so AWS's "Unzipped size must be
+#: smaller than 262144000 bytes".
+CODE_S3_OBJECT_BYTES = 262_144_000
+#: S3 objects fetched at once, each in a thread of its own (botocore blocks); more wait.
+#: Bounds the memory fetches hold together to twice the object bound. AWS: -.
+CODE_S3_FETCHES = 2
+#: Connect and read (per socket read) timeouts of one S3 call. AWS: - (the SDKs' are 60 s).
+CODE_S3_TIMEOUTS_S = (5.0, 60.0)
+#: One fetch, whole: a store that trickles its body is given up on past it. AWS: -
+#: (250 MB at 1 MB/s takes 250 s).
+CODE_S3_FETCH_S = 300.0
+#: Bytes of an S3 body read at a time. AWS: -.
+CODE_S3_CHUNK_BYTES = 1_048_576
+#: S3 clients kept, one per signing region (callers choose regions freely); the least
+#: recently used is closed past it. AWS: -.
+CODE_S3_CLIENTS = 8
 #: Members in one .zip. AWS: - (none documented); 65,535 is what a zip without ZIP64
 #: holds, more than a 250 MB node_modules has (~40,000), and bounds the inodes and the
 #: time one upload costs.
@@ -401,6 +487,12 @@ EVENTS_MISSED_FIRE_MAX_AGE_S = 24 * 3600
 #: sandbox may live (Assignment's max lifetime, 4 h), so a sandbox is retired before
 #: its credentials expire and its successor gets fresh ones: rotation by recycling.
 FUNCTION_CREDENTIALS_S = 6 * 3600.0
+#: How long one role session serves the new sandboxes of one function
+#: (iam/function_credentials.py): issuing one per start put a store query on every
+#: cold start's path. A sandbox still gets credentials valid 6 h less this.
+FUNCTION_CREDENTIALS_REUSE_S = 60.0
+#: Functions whose current session is remembered at once; past it, expired ones go.
+FUNCTION_CREDENTIALS_CACHED = 4096
 
 # --- event source mappings (ADR 0034) ----------------------------------------------------
 
@@ -438,6 +530,42 @@ ESM_BACKOFF_MAX_S = 30.0
 #: Invocations of one held batch while its function is throttled, before the batch is
 #: left to its visibility timeout and the poller backs off. AWS: -
 ESM_THROTTLE_TRIES = 6
+
+#: Seconds to open a connection to a broker (RabbitMQ, Kafka) before the mapping reports
+#: a connection error and backs off. AWS: -.
+ESM_BROKER_CONNECT_S = 10.0
+#: An idle broker consumer checks this often that its queue still exists and its
+#: connection is open (RabbitMQ cancels the consumer of a deleted queue quietly). AWS: -.
+ESM_BROKER_IDLE_CHECK_S = 5.0
+#: The batching window of a broker mapping whose MaximumBatchingWindowInSeconds is 0.
+#: AWS: 500 ms for Amazon MQ and Kafka.
+ESM_BROKER_DEFAULT_WINDOW_S = 0.5
+#: How long a Kafka consumer may hold a batch (invoking, retrying a failed one) before
+#: its group gives its partitions to another member: above Lambda's 15-minute function
+#: timeout, so one slow invocation never costs the assignment. AWS: -.
+ESM_KAFKA_MAX_POLL_INTERVAL_S = 1200.0
+# --- Object-storage notifications (ADR 0042) --------------------------------------
+#: The largest webhook body taken from an S3-compatible store: what it carries becomes
+#: one Event invocation, whose payload Lambda caps at 256 KB (a MinIO record is about
+#: 1-2 KB). Checked after the front end's own body bound. AWS: 256 KB (async payload).
+S3_NOTIFY_MAX_BODY_BYTES = 256 * 1024
+#: Event types one configuration names: S3 has about 30 kinds. AWS: -
+S3_NOTIFY_MAX_EVENT_TYPES = 64
+
+# --- EventBridge targets beyond Lambda (ADR 0042) ---------------------------------
+#: The longest the delivery loop sleeps between looks at the outbox (a new delivery on
+#: this node wakes it at once; one written by another control node waits this long).
+EVENTS_DELIVERY_POLL_S = 1.0
+#: Deliveries one pass claims and sends at once.
+EVENTS_DELIVERY_BATCH = 50
+#: A claimed delivery is another node's to take after this (its sender died).
+EVENTS_DELIVERY_LEASE_S = 60.0
+#: The longest wait between two attempts of a failing delivery: EventBridge backs off
+#: exponentially within its 24 hours. AWS: -
+EVENTS_DELIVERY_BACKOFF_MAX_S = 300.0
+#: Buses an event may cross through event-bus targets before it is not sent on: a bound
+#: on a rule loop between buses. AWS: - (EventBridge detects such loops itself).
+EVENTS_MAX_BUS_HOPS = 5
 
 # --- audit log of control-plane calls (ADR 0043) ------------------------------------------
 

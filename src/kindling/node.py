@@ -58,9 +58,14 @@ class WorkerNode:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(config.data_dir, 0o700)
-        self.worker_id = config.worker_id or socket.gethostname()
+        # a token names its worker; the secret itself serves any id (iam/cluster.py)
+        named = config.worker_id or (
+            "" if cluster.is_token(config.cluster_secret) else socket.gethostname()
+        )
+        self._credential = cluster.worker_credential(config.cluster_secret, named)
+        self.worker_id = self._credential.worker_id
         self.boot = secrets.token_hex(8)
-        self._key = cluster.check_secret(config.cluster_secret)
+        self._key = self._credential.key
         #: Every control node: each keeps its own leases, so each hears every heartbeat.
         self._controls: list[HttpClient] = []
         for url in filter(None, (u.strip() for u in config.control_url.split(","))):
@@ -101,6 +106,7 @@ class WorkerNode:
             self.runtimes.resolve,
             self._scrape,
             self.logs.aread,
+            self._readiness,
         )
         self.server = HttpServer(
             handler.handle,
@@ -119,6 +125,18 @@ class WorkerNode:
         self.done = asyncio.Event()
         self.port = config.port
         self.url = config.advertise_url
+
+    def _sign(self, method: str, path: str, body: bytes) -> str:
+        return cluster.sign(self._key, method, path, body, worker=self.worker_id)
+
+    def _readiness(self) -> dict[str, object]:
+        """Ready while taking sandboxes and heard by a control node within a lease."""
+        if self.draining:
+            return {"status": "fail", "draining": True}
+        now = time.monotonic()
+        heard = any(now - at <= limits.CLUSTER_LEASE_S for at, _ in self._claims.values())
+        check = "pass" if heard else "fail"
+        return {"status": check, "checks": {"control": check}}
 
     def _scrape(self, accept: str) -> tuple[bytes, str]:
         encode, content_type = choose_encoder(accept)
@@ -145,7 +163,7 @@ class WorkerNode:
                 response = await control.request(
                     "GET",
                     path,
-                    [(cluster.HEADER, cluster.sign(self._key, "GET", path, b""))],
+                    [(cluster.HEADER, self._sign("GET", path, b""))],
                     within_s=limits.CLUSTER_ANSWER_SLACK_S,
                 )
             except (HttpClientError, TimeoutError) as exc:
@@ -176,7 +194,7 @@ class WorkerNode:
             }
         ).encode()
         headers = [
-            (cluster.HEADER, cluster.sign(self._key, "POST", path, body)),
+            (cluster.HEADER, self._sign("POST", path, body)),
             ("Content-Type", "application/json"),
         ]
         outcomes = await asyncio.gather(

@@ -107,9 +107,10 @@ def test_an_accounts_layer_archives_count_in_its_code_size(plane: Plane) -> None
     assert plane.layers.account_code_size(OTHER) == 0
 
 
-def test_s3_content_is_refused_clearly(plane: Plane) -> None:
-    with pytest.raises(ValidationError, match="S3 is not supported"):
-        run(plane.layers.publish(name("x"), {"Content": {"S3Bucket": "b", "S3Key": "k"}}))
+def test_s3_content_without_an_s3_endpoint_is_refused_clearly(plane: Plane) -> None:
+    """A service built with no code source (no S3 endpoint configured) says what to set."""
+    with pytest.raises(ValidationError, match=r"needs an S3 endpoint.*AWS_ENDPOINT_URL_S3"):
+        run(plane.layers.publish(name("x"), {"Content": {"S3Bucket": "bkt", "S3Key": "k"}}))
 
 
 def test_numbers_are_never_reused_after_a_delete(plane: Plane) -> None:

@@ -162,11 +162,13 @@ def test_revision_ids_guard_and_change(
     world: tuple[FunctionService, AliasService, PolicyService],
 ) -> None:
     functions, aliases, policies = world
-    function_revision = functions.get(REF).revision_id
+    # what GetFunction shows (publishing version 1 gave $LATEST a new one, ADR 0039)
+    function_revision = functions.get(REF).reported_revision_id
     with pytest.raises(PreconditionError, match="does not match the latest Revision Id"):
         add(policies, RevisionId="stale")
     add(policies, RevisionId=function_revision)  # before any policy: the function's own
     _document, first = policies.get(REF)
+    assert functions.get(REF).reported_revision_id == first  # as AWS: the function's too
     add(policies, StatementId="s2", RevisionId=first)
     _document, second = policies.get(REF)
     assert second != first

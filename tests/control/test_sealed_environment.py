@@ -1,6 +1,6 @@
 """Functions' environment variables are sealed at rest with the server key (ADR 0043),
 on SQLite and PostgreSQL: no row holds a value in clear, every version opens with its
-function's context only, and rows written before 0012 are sealed by the migration."""
+function's context only, and rows written before 0014 are sealed by the migration."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def test_no_row_holds_the_environment_in_clear(tmp_path: Path, store_url: str) -
     service.update_configuration(ref, {"KMSKeyArn": kms})
     service.recover()
     VersionService(service, FunctionStore(store)).publish(ref)
+    # publishing gives $LATEST a new reported RevisionId: its environment stays with it
+    assert service.get(ref).environment == env
 
     rows = _raw_rows(store_url)
     assert len(rows) == 2  # $LATEST and version 1
@@ -109,11 +111,11 @@ def test_a_sealed_environment_does_not_open_in_another_row_or_with_another_key(
 
 
 def test_the_migration_seals_the_environments_stored_before_it(store_url: str) -> None:
-    """A store at 0011 holds each environment in clear in its record; opening it with
+    """A store at 0013 holds each environment in clear in its record; opening it with
     the server key seals them (and only them: the rest of the record is unchanged)."""
     legacy = create_engine(engine_url(store_url))
     with legacy.begin() as conn:
-        command.upgrade(alembic_config(conn), "0011")
+        command.upgrade(alembic_config(conn), "0013")
     records = {
         name: FunctionConfig(
             ACCOUNT,

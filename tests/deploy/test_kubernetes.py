@@ -120,7 +120,7 @@ def test_the_control_nodes_are_unprivileged_with_stable_names_every_worker_names
 @pytest.mark.parametrize(
     ("kind", "name", "path"),
     [
-        ("StatefulSet", "kindling-control", "/metrics"),
+        ("StatefulSet", "kindling-control", "/_kindling/health/live"),
         ("DaemonSet", "kindling-worker", HEALTH_PATH),
     ],
 )

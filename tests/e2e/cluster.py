@@ -78,7 +78,7 @@ class Topology:
         """What a worker itself says it holds (its signed ``GET /v1/capacity``): the
         truth on that host, whatever any control node believes."""
         server = self.workers[name]
-        key = cluster_auth.check_secret(self.secret)
+        key = cluster_auth.worker_key(cluster_auth.check_secret(self.secret), name)
         request = urllib.request.Request(
             server.endpoint + wire.CAPACITY,
             headers={cluster_auth.HEADER: cluster_auth.sign(key, "GET", wire.CAPACITY, b"")},
@@ -110,6 +110,19 @@ class Topology:
                 problems.append(str(exc))
         self.net.remove()
         assert not problems, "\n".join(problems)
+
+
+def _token(secret: str, worker_id: str) -> str:
+    """``kindling cluster token <worker_id>``, as an operator runs it."""
+    out = subprocess.run(
+        [str(KINDLING), "cluster", "token", worker_id],
+        env={"KINDLING_CLUSTER_SECRET": secret, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
 
 
 @contextlib.contextmanager
@@ -171,7 +184,8 @@ def cluster(
                     name,
                     *(a.format(gateway=net.gateway) for a in worker_args),
                 ),
-                env=common,
+                # each worker holds only its own token, as docs/cluster.md advises (ADR 0044)
+                env={**common, "KINDLING_CLUSTER_SECRET": _token(secret, name)},
             )
             topology.workers[name] = worker
             worker.start(timeout=60)

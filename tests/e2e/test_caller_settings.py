@@ -89,7 +89,6 @@ def test_environment_values_with_nul_are_refused(lam: Any, fn_name: str) -> None
     [
         {"VpcConfig": {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}},
         {"TracingConfig": {"Mode": "Active"}},
-        {"LoggingConfig": {"LogFormat": "JSON"}},
         {"Architectures": ["arm64" if HOST_ARCHITECTURE == "x86_64" else "x86_64"]},
     ],
     ids=lambda s: next(iter(s)),

@@ -284,3 +284,99 @@ def test_provisioned_concurrency_lost_with_its_worker_is_made_again(cluster: Clu
     until(ready, "not READY again")
     answer = lam.invoke(FunctionName="kept", Qualifier="1", Payload=b"{}")
     assert "FunctionError" not in answer
+
+
+def _token(secret: str, worker_id: str) -> str:
+    out = subprocess.run(
+        [str(KINDLING), "cluster", "token", worker_id],
+        env={"KINDLING_CLUSTER_SECRET": secret, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def _signed(url: str, path: str, key: bytes, worker: str | None, body: bytes | None) -> int:
+    """The status a signed request gets (GET without a body, POST with one)."""
+    from kindling.iam import cluster as auth
+
+    method = "GET" if body is None else "POST"
+    header = auth.sign(key, method, path, body or b"", worker=worker)
+    request = urllib.request.Request(
+        url + path, data=body, method=method, headers={auth.HEADER: header}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_a_worker_holding_its_token_is_confined_to_itself(tmp_path: Path) -> None:
+    """ADR 0044: a worker whose host is taken has only its own token. With it, it can
+    neither call another worker, nor heartbeat under another worker's name, nor read the
+    cluster's status; the cluster goes on serving."""
+    from kindling.iam import cluster as auth
+    from kindling.worker import wire
+
+    secret = secrets.token_hex(32)
+    control = _control(tmp_path, secret)
+    workers: dict[str, Server] = {}
+    try:
+        tokens = {name: _token(secret, name) for name in ("w1", "w2")}
+        assert all(secret not in token for token in tokens.values())
+        for name, token in tokens.items():
+            workers[name] = _worker(tmp_path, name, control, token)
+        found = Cluster(control, workers, secret)
+        found.wait_for({"w1", "w2"})
+        stolen = auth.worker_credential(tokens["w1"], "")  # all an attacker on w1 has
+
+        # w2's own API, as if w1 were the control plane
+        w2 = workers["w2"].endpoint
+        assert _signed(w2, wire.CAPACITY, stolen.key, None, None) == 401
+        assert _signed(w2, wire.CAPACITY, stolen.key, "w2", None) == 401
+        assert _signed(w2, wire.SANDBOXES, stolen.key, "w1", b"{}") == 401
+        # ...while w2's own key (which the control plane holds) opens it
+        own = auth.worker_key(secret.encode(), "w2")
+        assert _signed(w2, wire.CAPACITY, own, None, None) == 200
+
+        # a heartbeat that claims to be w2, pointing w2's sandboxes at w1
+        before = {w["worker_id"]: w for w in found.status()}
+        doc = json.dumps(
+            {
+                "url": workers["w1"].endpoint,
+                "boot": "hijack",
+                "capacity": {**_capacity_of(found, "w2"), "worker_id": "w2"},
+            }
+        ).encode()
+        beat = "/_kindling/cluster/heartbeat"
+        assert _signed(control.endpoint, beat, stolen.key, "w1", doc) == 403
+        assert _signed(control.endpoint, beat, stolen.key, "w2", doc) == 401
+        after = {w["worker_id"]: w for w in found.status()}
+        assert after["w2"]["url"] == before["w2"]["url"] == w2
+        assert after["w2"]["boot"] == before["w2"]["boot"]
+
+        # what the control plane knows is the operator's to read, not a worker's
+        status = "/_kindling/cluster/status"
+        assert _signed(control.endpoint, status, stolen.key, "w1", None) == 403
+        assert _signed(control.endpoint, status, secret.encode(), None, None) == 200
+
+        lam = lambda_client(control.endpoint)
+        _create(lam, "confined")
+        answer = lam.invoke(FunctionName="confined", Payload=json.dumps({"echo": 7}))
+        assert json.loads(answer["Payload"].read())["echo"] == 7
+    finally:
+        _stop(control, list(workers.values()))
+
+
+def _capacity_of(found: Cluster, name: str) -> dict[str, Any]:
+    entry = next(w for w in found.status() if w["worker_id"] == name)
+    return {
+        "memory_mb": entry["memory_mb"],
+        "memory_used_mb": entry["memory_used_mb"],
+        "cpus": entry["cpus"],
+        "cpu_used": 0.0,
+        "accounts": [],
+    }

@@ -159,10 +159,14 @@ def test_invoke_bad_client_context(lam: Any, deploy: Deploy) -> None:
 def test_payload_limits(lam: Any, deploy: Deploy) -> None:
     name = deploy(ECHO)
     sync_payload = b'"' + b"x" * (6 * 1024 * 1024) + b'"'
-    with client_error("RequestTooLargeException", 413):
+    # AWS answers RequestEntityTooLargeException here, not the model's RequestTooLarge
+    with client_error("RequestEntityTooLargeException", 413) as info:
         lam.invoke(FunctionName=name, Payload=sync_payload)
+    assert info.value.response["Error"]["Message"] == (
+        "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
+    )
     event_payload = b'"' + b"x" * (256 * 1024) + b'"'
-    with client_error("RequestTooLargeException", 413):
+    with client_error("RequestEntityTooLargeException", 413):
         lam.invoke(FunctionName=name, InvocationType="Event", Payload=event_payload)
     under_limit = b'"' + b"y" * 200_000 + b'"'
     under = lam.invoke(FunctionName=name, InvocationType="Event", Payload=under_limit)
@@ -275,7 +279,10 @@ def test_body_over_the_request_limit(server: Server) -> None:
         )
         status, headers, body = _read_http_response(sock)
     response = RawResponse(status, headers, body)
-    assert_raw_error(response, "RequestTooLargeException", 413)
+    assert_raw_error(response, "RequestEntityTooLargeException", 413)
+    assert response.error()["Message"] == (
+        "Request must be smaller than 70167211 bytes for the CreateFunction operation"
+    )
 
 
 def test_malformed_http(server: Server) -> None:

@@ -115,7 +115,9 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(bounded: Server) -> 
     )
     answer = _read_all(sock)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-    assert b"x-amzn-ErrorType: RequestTooLargeException" in answer
+    # AWS: RequestEntityTooLargeException naming the operation (docs/specification.md)
+    assert b"x-amzn-ErrorType: RequestEntityTooLargeException" in answer
+    assert b"for the CreateFunction operation" in answer
     _still_serves(bounded)
 
 

@@ -306,7 +306,7 @@ def test_get_account_settings(lam: Any, deploy: Deploy) -> None:
     assert limit["ConcurrentExecutions"] == 1000
     assert limit["CodeSizeZipped"] == 50 * 1024 * 1024
     assert limit["CodeSizeUnzipped"] == 250 * 1024 * 1024
-    assert limit["TotalCodeSize"] == 80 * 1024**3
+    assert limit["TotalCodeSize"] == 80_530_636_800  # AWS: 75 GB
     assert 0 < limit["UnreservedConcurrentExecutions"] <= 1000
     usage = settings["AccountUsage"]
     assert usage["FunctionCount"] >= 1

@@ -156,12 +156,17 @@ def test_layer_operations_answer_as_aws_documents(lam: Any, layer_name: Any) -> 
         lam.get_layer_version(LayerName=name, VersionNumber=1)
 
 
-def test_s3_content_is_refused_with_a_clear_error(lam: Any, layer_name: Any) -> None:
+def test_s3_content_from_a_missing_bucket_is_refused_as_aws_does(lam: Any, layer_name: Any) -> None:
+    """The server's S3 (moto) has no such bucket: S3's refusal in Lambda's words (ADR
+    0037; tests/e2e/test_code_from_s3.py has the rest)."""
     with client_error("InvalidParameterValueException", 400) as info:
         lam.publish_layer_version(
-            LayerName=layer_name(), Content={"S3Bucket": "bucket", "S3Key": "layer.zip"}
+            LayerName=layer_name(), Content={"S3Bucket": "no-such-bucket", "S3Key": "layer.zip"}
         )
-    assert "S3 is not supported" in info.value.response["Error"]["Message"]
+    assert info.value.response["Error"]["Message"] == (
+        "Error occurred while GetObject. S3 Error Code: NoSuchBucket. "
+        "S3 Error Message: The specified bucket does not exist"
+    )
 
 
 def test_a_function_imports_from_its_layers_and_outlives_their_deletion(

@@ -1,7 +1,8 @@
 """Terraform, as a user runs it, against a real kindling server: the hashicorp/aws
-provider creates a function (zip), an alias, a provisioned concurrency config, a code
-signing config, a runtime management config and a recursion config; a second plan
-shows no change; an update (code, memory, environment) applies and plans clean again;
+provider creates a function (zip) with a layer, an alias, a provisioned concurrency
+config, a code signing config, a runtime management config, a recursion config, an
+asynchronous invocation config, a function URL and the permission that opens it; a
+second plan shows no change; an update (code, memory, environment) applies and plans clean again;
 destroy leaves nothing.
 
 Terraform comes from the machine (``terraform`` on PATH) and the provider from a local
@@ -22,11 +23,15 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
+from tests.engines import MotoServer
 
 from .support import ACCOUNT, REGION, Server, make_zip, wait_for
 
@@ -112,8 +117,17 @@ resource "aws_lambda_code_signing_config" "signing" {
     untrusted_artifact_on_deployment = "Warn"
   }
 }
+resource "aws_lambda_layer_version" "lib" {
+  layer_name          = "%(name)s-lib"
+  filename            = "layer.zip"
+  source_code_hash    = filebase64sha256("layer.zip")
+  compatible_runtimes = ["python3.11"]
+  description         = "greetings"
+  license_info        = "MIT"
+}
 resource "aws_lambda_function" "fn" {
   function_name           = "%(name)s"
+  layers                  = [aws_lambda_layer_version.lib.arn]
   role                    = "arn:aws:iam::%(account)s:role/terraform"
   handler                 = "app.handler"
   runtime                 = "python3.11"
@@ -159,13 +173,37 @@ resource "aws_lambda_runtime_management_config" "runtime" {
   function_name     = aws_lambda_function.fn.function_name
   update_runtime_on = "FunctionUpdate"
 }
+resource "aws_lambda_function_event_invoke_config" "async" {
+  function_name                = aws_lambda_function.fn.function_name
+  maximum_event_age_in_seconds = 120
+  maximum_retry_attempts       = 0
+}
+resource "aws_lambda_function_url" "url" {
+  function_name      = aws_lambda_function.fn.function_name
+  authorization_type = "NONE"
+}
+resource "aws_lambda_permission" "url" {
+  statement_id           = "public-url"
+  action                 = "lambda:InvokeFunctionUrl"
+  principal              = "*"
+  function_name          = aws_lambda_function.fn.function_name
+  function_url_auth_type = "NONE"
+}
 """
 
 APP = (
     "import os\n"
+    "import greet\n"  # from the layer, at /opt/python
+    "def handler(event, context):\n"
+    "    return {'v': %d, 'greeting': greet.say(os.environ['GREETING'])}\n"
+)
+#: The function of the S3 lifecycle: no layer.
+PLAIN_APP = (
+    "import os\n"
     "def handler(event, context):\n"
     "    return {'v': %d, 'greeting': os.environ['GREETING']}\n"
 )
+LAYER = {"python/greet.py": b"def say(word):\n    return word + '!'\n"}
 
 
 class Terraform:
@@ -225,6 +263,13 @@ def _invoke_live(lam: Any, name: str) -> dict[str, Any]:
     return result
 
 
+def _through_url(server: Server, url: str) -> Any:
+    """A GET of a function URL as a browser sends it: no signature."""
+    url_id = url.split("//", 1)[1].split(".", 1)[0]
+    with urllib.request.urlopen(f"{server.endpoint}/_url/{url_id}/", timeout=60) as answer:
+        return json.loads(answer.read())
+
+
 def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: Path) -> None:
     terraform, mirror, version = _tf_or_skip()
     tf = Terraform(terraform, mirror, tmp_path)
@@ -240,6 +285,7 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
         }
     )
     (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": APP % 1}))
+    (tmp_path / "layer.zip").write_bytes(make_zip(LAYER))
     tf.ok("init")
 
     tf.ok("apply", "-auto-approve", *_vars(128, "hello"))
@@ -264,6 +310,15 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     runtime = lam.get_runtime_management_config(FunctionName=fn_name)
     assert runtime["UpdateRuntimeOn"] == "FunctionUpdate"
     assert lam.get_function_recursion_config(FunctionName=fn_name)["RecursiveLoop"] == "Allow"
+    (layer,) = config["Layers"]
+    assert layer["Arn"].endswith(f":layer:{fn_name}-lib:1")
+    invoke_config = lam.get_function_event_invoke_config(FunctionName=fn_name)
+    assert (invoke_config["MaximumEventAgeInSeconds"], invoke_config["MaximumRetryAttempts"]) == (
+        120,
+        0,
+    )
+    url = lam.get_function_url_config(FunctionName=fn_name)["FunctionUrl"]
+    assert _through_url(server, url) == {"v": 1, "greeting": "hello!"}
     tf.plan_is_empty(*_vars(128, "hello"))
 
     (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": APP % 2}))
@@ -272,7 +327,7 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     assert lam.get_alias(FunctionName=fn_name, Name="live")["FunctionVersion"] == "2"
     assert wait_for(lambda: _invoke_live(lam, fn_name), timeout=120) == {
         "v": 2,
-        "greeting": "bye",
+        "greeting": "bye!",
     }
     tf.plan_is_empty(*_vars(256, "bye"))
 
@@ -283,3 +338,93 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     with pytest.raises(ClientError) as signing_gone:
         lam.get_code_signing_config(CodeSigningConfigArn=signing)
     assert signing_gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert not lam.list_layer_versions(LayerName=f"{fn_name}-lib")["LayerVersions"]
+
+
+S3_TF = """
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "%(version)s" }
+  }
+}
+variable "object_version" { type = string }
+provider "aws" {
+  region                      = "%(region)s"
+  access_key                  = "test"
+  secret_key                  = "test"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {
+    lambda = "%(endpoint)s"
+  }
+}
+resource "aws_lambda_function" "from_s3" {
+  function_name     = "%(name)s"
+  role              = "arn:aws:iam::%(account)s:role/terraform"
+  handler           = "app.handler"
+  runtime           = "python3.11"
+  s3_bucket         = "%(bucket)s"
+  s3_key            = "deploy/ünï app.zip"
+  s3_object_version = var.object_version
+  environment {
+    variables = { GREETING = "from s3" }
+  }
+}
+"""
+
+
+def test_terraform_lifecycle_of_a_function_from_s3(
+    server: Server, lam: Any, fn_name: str, aws_services: MotoServer, tmp_path: Path
+) -> None:
+    """``aws_lambda_function`` with ``s3_bucket``/``s3_key``/``s3_object_version`` (ADR
+    0037): the server fetches the zip from the S3 endpoint its environment names (the
+    session's moto); the object is put there first, as a user's CI would. A new object
+    version is an update of the code; the second plan shows nothing; destroy is clean."""
+    terraform, mirror, version = _tf_or_skip()
+    s3 = aws_services.client("s3", REGION)
+    bucket = f"tf-code-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = "deploy/ünï app.zip"
+    first = s3.put_object(Bucket=bucket, Key=key, Body=make_zip({"app.py": PLAIN_APP % 1}))
+    tf = Terraform(terraform, mirror, tmp_path)
+    (tmp_path / "main.tf").write_text(
+        S3_TF
+        % {
+            "version": version,
+            "region": REGION,
+            "account": ACCOUNT,
+            "endpoint": server.endpoint,
+            "name": fn_name,
+            "bucket": bucket,
+        }
+    )
+    tf.ok("init")
+    on_first = ("-var", f"object_version={first['VersionId']}")
+    tf.ok("apply", "-auto-approve", *on_first)
+    assert wait_for(lambda: _invoke(lam, fn_name), timeout=120) == {"v": 1, "greeting": "from s3"}
+    tf.plan_is_empty(*on_first)
+
+    second = s3.put_object(Bucket=bucket, Key=key, Body=make_zip({"app.py": PLAIN_APP % 2}))
+    on_second = ("-var", f"object_version={second['VersionId']}")
+    tf.ok("apply", "-auto-approve", *on_second)
+    assert wait_for(lambda: _invoke(lam, fn_name), timeout=120) == {"v": 2, "greeting": "from s3"}
+    tf.plan_is_empty(*on_second)
+
+    tf.ok("destroy", "-auto-approve", *on_second)
+    with pytest.raises(ClientError) as gone:
+        lam.get_function(FunctionName=fn_name)
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def _invoke(lam: Any, name: str) -> dict[str, Any] | None:
+    """The function's answer once it is Active and its update done (None until then)."""
+    config = lam.get_function_configuration(FunctionName=name)
+    if config["State"] != "Active" or config.get("LastUpdateStatus") == "InProgress":
+        return None
+    out = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert out["StatusCode"] == 200 and "FunctionError" not in out, out
+    result: dict[str, Any] = json.loads(out["Payload"].read())
+    return result

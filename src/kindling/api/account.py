@@ -8,10 +8,7 @@ from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.functions import FunctionService
 from kindling.control.layers import LayerService
 from kindling.iam.sigv4 import Caller
-from kindling.limits import CODE_UNZIPPED_BYTES
-
-TOTAL_CODE_SIZE = 80 * 1024**3
-ZIPPED_LIMIT = 50 * 1024 * 1024
+from kindling.limits import ACCOUNT_CODE_STORAGE_BYTES, CODE_UNZIPPED_BYTES, CODE_ZIPPED_BYTES
 
 
 class AccountApi:
@@ -35,9 +32,9 @@ class AccountApi:
         limit = self._concurrency.account_limit
         return {
             "AccountLimit": {
-                "TotalCodeSize": TOTAL_CODE_SIZE,
+                "TotalCodeSize": ACCOUNT_CODE_STORAGE_BYTES,
                 "CodeSizeUnzipped": CODE_UNZIPPED_BYTES,
-                "CodeSizeZipped": ZIPPED_LIMIT,
+                "CodeSizeZipped": CODE_ZIPPED_BYTES,
                 "ConcurrentExecutions": limit,
                 "UnreservedConcurrentExecutions": self._concurrency.unreserved(caller.account_id),
             },

@@ -47,21 +47,33 @@ class ClusterApi:
         self._code_known = code_known
 
     async def handle(self, request: Request, _sigv4: Callable[[Request], Caller]) -> Response:
+        """A worker signs with its own key and names itself; only heartbeats and code are
+        its to ask for. The status of the whole cluster takes the secret (an operator's
+        ``kindling cluster status``), never a worker's key (ADR 0044)."""
+        header = request.header(cluster.HEADER)
+        worker = cluster.signer(header)
         try:
+            key = self._key if worker is None else cluster.worker_key(self._key, worker)
+            if worker == "":
+                raise AuthError("malformed worker id in the cluster signature")
             cluster.verify(
-                self._key,
+                key,
                 request.method,
                 cluster.target(request.path, request.query),
                 request.body,
-                request.header(cluster.HEADER),
+                header,
             )
         except AuthError as exc:
             return _json(401, {"error": "Unauthorized", "message": exc.message})
         what = request.path.removeprefix(PREFIX)
         try:
+            if worker is None:
+                if what == "status" and request.method == "GET":
+                    return _json(200, {"workers": self._registry.status()})
+                return _forbidden(request)
             if what == "heartbeat" and request.method == "POST":
                 doc = json.loads(request.body)
-                sandboxes = self._registry.announce(doc)
+                sandboxes = self._registry.announce(doc, worker)
                 answer: dict[str, object] = {
                     "lease_s": self._registry.lease_s,
                     "held": sandboxes,
@@ -75,8 +87,6 @@ class ClusterApi:
                     else:
                         answer["code_gone"] = [d for d in held if d not in known]
                 return _json(200, answer)
-            if what == "status" and request.method == "GET":
-                return _json(200, {"workers": self._registry.status()})
             if what.startswith("code/") and request.method == "GET":
                 digest = what.removeprefix("code/")
                 if not _is_digest(digest):
@@ -86,9 +96,18 @@ class ClusterApi:
                 except FileNotFoundError:
                     return _json(404, {"error": "NotFound", "message": "no such code"})
                 return Response(200, [("Content-Type", "application/zip")], data)
+            if what == "status":
+                return _forbidden(request)
+        except AuthError as exc:
+            return _json(403, {"error": "Forbidden", "message": exc.message})
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": "BadRequest", "message": str(exc)})
         return _json(404, {"error": "NotFound", "message": f"{request.method} {request.path}"})
+
+
+def _forbidden(request: Request) -> Response:
+    message = f"{request.method} {request.path} is not for this signer"
+    return _json(403, {"error": "Forbidden", "message": message})
 
 
 def _is_digest(value: object) -> bool:

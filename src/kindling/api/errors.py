@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from xml.sax.saxutils import escape
 
 from kindling import errors as e
 from kindling.httpd import Response
@@ -41,6 +42,7 @@ _CODES: list[tuple[type[e.KindlingError], str, int]] = [
     (e.SnapStartNotReadyError, "SnapStartNotReadyException", 409),
     (e.ConflictError, "ResourceConflictException", 409),
     (e.PreconditionError, "PreconditionFailedException", 412),
+    (e.RequestEntityTooLargeError, "RequestEntityTooLargeException", 413),
     (e.TooLargeError, "RequestTooLargeException", 413),
     (e.ThrottledError, "TooManyRequestsException", 429),
     (e.SignatureError, "InvalidSignatureException", 403),
@@ -129,8 +131,15 @@ class ErrorMapper:
         self._lambda = codes is None
         self._json = service_model.metadata.get("protocol") == "json"
         self._message_key: dict[str, str] = {}
+        #: Codes whose body carries ``Type`` (User or Service): the errors of Lambda's
+        #: own service layer, whose model shapes declare it, and its 413 for a request
+        #: over an operation's size. The front door's (signature, unknown key, missing
+        #: token, access denied) and ValidationException carry no Type on AWS.
+        self._typed = {"RequestEntityTooLargeException", "ServiceException"}
         for shape in service_model.error_shapes:
             members = set(shape.members)
+            if "Type" in members:
+                self._typed.add(shape.name)
             self._message_key[shape.name] = "Message" if "Message" in members else "message"
             if self._lambda:
                 self._message_key[shape.name] = "message" if "message" in members else "Message"
@@ -150,7 +159,7 @@ class ErrorMapper:
         else:
             message = exc.message if isinstance(exc, e.KindlingError) else str(exc)
         body: dict[str, Any] = {self._message_key.get(code, "message"): message}
-        if self._lambda:
+        if self._lambda and code in self._typed:
             body["Type"] = "User" if status < 500 else "Service"
         if self._json:
             body["__type"] = code
@@ -197,15 +206,28 @@ def render_url_error(exc: BaseException, request_id: str) -> Response:
     return Response(500, headers, json.dumps({"Message": SERVICE_EXCEPTION_MESSAGE}).encode())
 
 
-def render_unserved(service: str, served: list[str], request_id: str) -> Response:
-    """A request signed for a service kindling does not serve: the AWS JSON error shape
-    both JSON protocols read (the code in ``x-amzn-ErrorType`` and ``__type``), naming
-    the service, so a client pointed here by mistake says why at once."""
+def render_unserved(
+    service: str, served: list[str], request_id: str, xml: bool = False
+) -> Response:
+    """A request signed for a service kindling does not serve, answered naming the
+    service, in the shape its client parses: the AWS JSON error (the code in
+    ``x-amzn-ErrorType`` and ``__type``) for the JSON protocols, or the XML
+    ``ErrorResponse`` that botocore's query, EC2 and REST-XML parsers all read (``xml``:
+    CloudFormation from ``sam deploy``, S3), so a client pointed here by mistake says
+    why at once instead of failing to parse the answer."""
     message = (
         f"kindling does not serve the {service!r} API: this endpoint serves "
         f"{', '.join(served)}. The request was signed for service {service!r}."
     )
     code = "UnknownOperationException"
+    if xml:
+        document = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+        return Response(400, headers, document.encode())
     body = {"__type": code, "message": message, "Message": message}
     headers = [
         ("Content-Type", "application/json"),

@@ -21,9 +21,12 @@ from kindling.api import audit
 from kindling.api.errors import ErrorMapper, render_unserved
 from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
-from kindling.api.services import signed_service
+from kindling.api.refused import check_refused
+from kindling.api.services import ServiceProtocols, signed_service
+from kindling.api.unsupported import UNSUPPORTED
+from kindling.api.unsupported import refusal as unsupported_refusal
 from kindling.api.wire import parse_input, serialize_output
-from kindling.errors import KindlingError, TooLargeError, UnknownOperationError
+from kindling.errors import KindlingError, RequestEntityTooLargeError, UnknownOperationError
 from kindling.httpd import Request, Response, ServerLimits
 from kindling.iam.sigv4 import Caller, SigV4Verifier
 
@@ -83,11 +86,14 @@ class Frontend:
         #: Every Lambda call's authorization (ADR 0036): the caller the operation runs as.
         self._authorize = authorize
         self._served = ["lambda", *self._services]
+        self._protocols = ServiceProtocols()
 
     def authenticate(self, request: Request) -> Caller:
-        return self._verifier.verify(
+        caller = self._verifier.verify(
             request.method, request.path, request.query, request.headers, request.body
         )
+        request.account = caller.account_id
+        return caller
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -110,7 +116,9 @@ class Frontend:
             if service is not None and service != "lambda":
                 endpoint = self._services.get(service)
                 if endpoint is None:
-                    return render_unserved(service, self._served, str(uuid.uuid4()))
+                    content_type = request.header("content-type")
+                    xml = await self._protocols.speaks_xml(service, content_type)
+                    return render_unserved(service, self._served, str(uuid.uuid4()), xml)
                 return await endpoint.handle(request)
             caller = self.authenticate(request)
             query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
@@ -132,6 +140,8 @@ class Frontend:
         path_params: dict[str, str],
         query: dict[str, list[str]],
     ) -> Response:
+        if name in UNSUPPORTED:  # named and explained, whatever the request holds
+            raise unsupported_refusal(name)
         operation = self._operations.get(name)
         if operation is None:
             raise UnknownOperationError(f"The operation {name} is not supported by kindling yet")
@@ -142,6 +152,7 @@ class Frontend:
             params["_TraceHeader"] = trace
         if self._authorize is not None:
             caller = self._authorize(caller, name, params)
+        check_refused(name, params)  # a field kindling lacks is named, never ignored
         result = await operation(caller, params)
         streamed = result.get("_Response")
         if isinstance(streamed, Response):  # an event stream, written as it comes
@@ -178,8 +189,14 @@ class Frontend:
         return self._errors.render(exc, str(uuid.uuid4()))
 
     def too_large(self, request: Request, size: int) -> Response:
-        """The answer to a body over the front end's limit, before it is read."""
-        return self._errors.render(
-            TooLargeError(f"Request must be smaller than {limits.FRONTEND_MAX_BODY_BYTES} bytes"),
-            str(uuid.uuid4()),
-        )
+        """The answer to a body over the front end's limit, before it is read: AWS's
+        RequestEntityTooLargeException naming the operation the path routes to."""
+        message = f"Request must be smaller than {limits.FRONTEND_MAX_BODY_BYTES} bytes"
+        query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
+        try:
+            name, _ = self._router.match(request.method, request.path, query)
+        except UnknownOperationError:
+            name = None
+        if name is not None:
+            message += f" for the {name} operation"
+        return self._errors.render(RequestEntityTooLargeError(message), str(uuid.uuid4()))

@@ -235,6 +235,7 @@ class QueryEndpoint:
                 request.method, request.path, request.query, request.headers, request.body
             )
             seen["caller"] = caller
+            request.account = caller.account_id  # for the access log
             # the query string's members, then the body's (a presigned URL has only the
             # former, an SDK's POST only the latter)
             form = dict(parse_qsl(request.query, keep_blank_values=True))

@@ -1,11 +1,6 @@
-"""Runtime management, and the operations kindling answers with a clear refusal.
-(Recursion configs are api/recursion.py's: the async queue honours them, ADR 0032.)
-
-Function scaling configs and capacity providers place functions on EC2 capacity an
-account owns (Lambda Managed Instances); a kindling server has no such capacity until
-cluster mode gives them a meaning, so each is refused with an error that says so,
-instead of the bare "unknown operation" of an operation nobody has looked at.
-"""
+"""Runtime management (Get/PutRuntimeManagementConfig). Recursion configs are
+api/recursion.py's (the async queue honours them, ADR 0032); the operations kindling
+refuses, scaling configs and capacity providers among them, are api/unsupported.py's."""
 
 from __future__ import annotations
 
@@ -15,31 +10,7 @@ from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST
 from kindling.control.naming import parse_function_name
 from kindling.control.runtimeversions import RuntimeVersions
-from kindling.errors import ValidationError
 from kindling.iam.sigv4 import Caller
-
-#: Operations refused, and why.
-UNSUPPORTED = {
-    "GetFunctionScalingConfig": "function scaling configs",
-    "PutFunctionScalingConfig": "function scaling configs",
-    "CreateCapacityProvider": "capacity providers",
-    "GetCapacityProvider": "capacity providers",
-    "UpdateCapacityProvider": "capacity providers",
-    "DeleteCapacityProvider": "capacity providers",
-    "ListCapacityProviders": "capacity providers",
-    "ListFunctionVersionsByCapacityProvider": "capacity providers",
-}
-
-
-def _refusal(operation: str) -> Any:
-    async def refuse(caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        raise ValidationError(
-            f"{operation} is not supported by kindling: {UNSUPPORTED[operation]} place "
-            "functions on EC2 capacity of the account (Lambda Managed Instances), which a "
-            "kindling server does not have; its functions run on its own workers."
-        )
-
-    return refuse
 
 
 class RuntimesApi:
@@ -51,7 +22,6 @@ class RuntimesApi:
         return {
             "GetRuntimeManagementConfig": self.get,
             "PutRuntimeManagementConfig": self.put,
-            **{name: _refusal(name) for name in UNSUPPORTED},
         }
 
     @staticmethod

@@ -16,6 +16,7 @@ output shaped by it, and errors rendered by the service's own table in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,47 @@ log = logging.getLogger(__name__)
 
 Operation = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
 _JSON_11 = "application/x-amz-json-1.1"
+
+
+#: The protocols whose errors are XML (botocore's query, EC2 and REST-XML parsers).
+XML_PROTOCOLS = frozenset({"query", "ec2", "rest-xml"})
+
+
+class ServiceProtocols:
+    """Whether a service kindling does not serve speaks XML, so that the error naming
+    it is one its client can parse (``render_unserved``).
+
+    Looked up in botocore's model of the service by its signing name, in a thread (a
+    large model takes a tenth of a second to read); only the protocol is kept, and only
+    for names botocore knows, so that what an unauthenticated caller puts in its
+    credential scope can grow nothing without bound. A name botocore does not know
+    (CloudWatch signs as ``monitoring``) is judged by the request's Content-Type: a
+    form is the query protocol."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+        self._names: frozenset[str] | None = None
+
+    async def speaks_xml(self, service: str, content_type: str) -> bool:
+        protocol = self._known.get(service)
+        if protocol is None:
+            protocol = await asyncio.to_thread(self._protocol, service)
+        if protocol:
+            return protocol in XML_PROTOCOLS
+        return "x-www-form-urlencoded" in content_type or "xml" in content_type
+
+    def _protocol(self, service: str) -> str:
+        from botocore.loaders import Loader
+
+        if self._names is None:
+            self._names = frozenset(Loader().list_available_services("service-2"))
+        if service not in self._names:
+            return ""
+        # a loader of its own: the session's would keep the whole model cached
+        metadata = Loader().load_service_model(service, "service-2").get("metadata", {})
+        protocol = str(metadata.get("protocol", ""))
+        self._known[service] = protocol
+        return protocol
 
 
 def load_model(service: str) -> Any:
@@ -110,6 +152,7 @@ class ServiceEndpoint:
                 request.method, request.path, request.query, request.headers, request.body
             )
             seen["caller"] = caller
+            request.account = caller.account_id  # for the access log
             path_params: dict[str, str] = {}
             query: dict[str, list[str]] = {}
             if self._json:

@@ -6,8 +6,23 @@ from typing import Any
 
 from kindling.control.codesigning import CodeSigning
 from kindling.control.functions import FunctionService
+from kindling.control.models import FunctionRef
 from kindling.control.naming import parse_resource_arn
+from kindling.errors import ValidationError
 from kindling.iam.sigv4 import Caller
+
+#: AWS's answer to a tag operation on a qualified ARN (API_TagResource: "Resource - The
+#: resource's Amazon Resource Name (ARN)": a function, not a version or an alias).
+QUALIFIED_REFUSAL = (
+    "Tags on function aliases and versions are not supported. Please specify a function ARN."
+)
+
+
+def _function(arn: str, caller: Caller) -> FunctionRef:
+    ref = parse_resource_arn(arn, caller.account_id, caller.region)
+    if ref.qualifier is not None:
+        raise ValidationError(QUALIFIED_REFUSAL)
+    return ref
 
 
 class TagsApi:
@@ -29,7 +44,7 @@ class TagsApi:
             current.update(params.get("Tags") or {})
             self._signing.set_tags(caller.account_id, caller.region, arn, current)
             return {}
-        ref = parse_resource_arn(params["Resource"], caller.account_id, caller.region)
+        ref = _function(params["Resource"], caller)
         self._functions.tag(ref, params.get("Tags") or {})
         return {}
 
@@ -41,7 +56,7 @@ class TagsApi:
                 current.pop(key, None)
             self._signing.set_tags(caller.account_id, caller.region, arn, current)
             return {}
-        ref = parse_resource_arn(params["Resource"], caller.account_id, caller.region)
+        ref = _function(params["Resource"], caller)
         self._functions.untag(ref, params.get("TagKeys") or [])
         return {}
 
@@ -49,5 +64,4 @@ class TagsApi:
         if self._is_signing(params["Resource"]):
             tags = self._signing.tags(caller.account_id, caller.region, params["Resource"])
             return {"Tags": tags}
-        ref = parse_resource_arn(params["Resource"], caller.account_id, caller.region)
-        return {"Tags": self._functions.tags(ref)}
+        return {"Tags": self._functions.tags(_function(params["Resource"], caller))}

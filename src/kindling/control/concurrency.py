@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kindling import limits
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef, is_alias_name
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.errors import NotFoundError, ValidationError
 
-UNRESERVED_MINIMUM = 100
+UNRESERVED_MINIMUM = limits.UNRESERVED_CONCURRENCY_MIN
 
 
 @dataclass

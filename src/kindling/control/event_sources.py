@@ -1,8 +1,10 @@
 """Event source mappings (Create/Get/Update/Delete/ListEventSourceMappings, ADR 0034).
 
-A mapping names a source (an SQS queue by ARN; streams and brokers are refused until
-kindling polls them) and a function (a name or ARN, qualified or not). This module
-checks and stores mappings; the pollers that act on them are ``kindling.events``.
+A mapping names a source (an SQS queue, a Kinesis or DynamoDB stream, an Amazon MQ
+RabbitMQ broker by ARN, or a self-managed Kafka cluster by its bootstrap servers; their
+settings are ``stream_settings`` and ``broker_settings``) and a function (a name or ARN,
+qualified or not). This module checks and stores mappings; the pollers that act on
+them are ``kindling.events``.
 
 What AWS documents and kindling follows (API reference CreateEventSourceMapping,
 UpdateEventSourceMapping, EventSourceMappingConfiguration; developer guide "Lambda
@@ -38,12 +40,14 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Float, String, Table, Text, or_, select
 from sqlalchemy.engine import Row
 
-from kindling.control import stream_settings
+from kindling.control import broker_settings, stream_settings
 from kindling.control.aliases import AliasService
+from kindling.control.broker_settings import BROKER_DEFAULT_BATCH, BrokerSettings
 from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef, function_arn, is_alias_name
 from kindling.control.naming import parse_function_name
 from kindling.control.paging import decode_marker, encode_marker, page_size
+from kindling.control.sqs_settings import SQS_DEFAULT_BATCH, check_batch, check_settings
 from kindling.control.stream_settings import KINESIS_DEFAULT_BATCH, StreamSettings
 from kindling.errors import (
     ConflictError,
@@ -54,12 +58,6 @@ from kindling.errors import (
 from kindling.events.patterns import Pattern, compile_pattern
 from kindling.limits import ESM_MAX_FILTERS
 from kindling.store import Store, metadata
-
-#: Lambda's defaults and bounds for SQS (services-sqs-parameters).
-SQS_DEFAULT_BATCH = 10
-SQS_MAX_BATCH = 10_000
-SQS_FIFO_MAX_BATCH = 10
-SQS_BATCH_WITHOUT_WINDOW = 10
 
 #: The states AWS reports (EventSourceMappingConfiguration.State).
 CREATING, ENABLING, ENABLED, DISABLING, DISABLED, UPDATING, DELETING = (
@@ -99,55 +97,8 @@ _SOURCE = re.compile(
     r"(?P<account>\d{12})?:(?P<resource>.+)$"
 )
 #: Sources Lambda polls that kindling does not yet: refused in so many words.
-_NOT_YET = ("kafka", "mq", "rds", "docdb")
-#: Settings of other source types: AWS refuses them on an SQS mapping.
-_NOT_FOR_SQS = (
-    "StartingPosition",
-    "StartingPositionTimestamp",
-    "ParallelizationFactor",
-    "DestinationConfig",
-    "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
-    "TumblingWindowInSeconds",
-    "Topics",
-    "Queues",
-    "SourceAccessConfigurations",
-    "AmazonManagedKafkaEventSourceConfig",
-    "SelfManagedKafkaEventSourceConfig",
-    "DocumentDBEventSourceConfig",
-)
-#: Settings kindling would not honour yet: refused, never stored and ignored.
-_NOT_HONOURED = ("KMSKeyArn", "MetricsConfig", "LoggingConfig", "ProvisionedPollerConfig", "Tags")
-
-
-#: The stream settings of _NOT_FOR_SQS a Kinesis mapping takes.
-_STREAM = (
-    "StartingPosition",
-    "StartingPositionTimestamp",
-    "ParallelizationFactor",
-    "DestinationConfig",
-    "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
-    "TumblingWindowInSeconds",
-)
-
-
-def _check_settings(params: dict[str, Any], kind: str = "sqs") -> None:
-    for name in _NOT_FOR_SQS:
-        if kind != "sqs" and name in _STREAM:
-            continue
-        if params.get(name) is not None:
-            raise ValidationError(
-                f"Unsupported {name} parameter for given event source mapping type."
-            )
-    for name in _NOT_HONOURED:
-        if params.get(name):
-            raise ValidationError(
-                f"{name} of an event source mapping is not supported by this kindling server "
-                "yet. kindling refuses settings it would not honour instead of ignoring them."
-            )
+_NOT_YET = ("kafka", "rds", "docdb")
+_STREAMS = ("kinesis", "dynamodb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +121,13 @@ class Mapping:
     last_modified: float
     #: A stream's settings (Kinesis); None for a queue.
     stream: StreamSettings | None = None
+    #: A broker's settings (RabbitMQ, Kafka; ADR 0041); None otherwise.
+    broker: BrokerSettings | None = None
 
     @property
     def kind(self) -> str:
+        if self.broker is not None:
+            return self.broker.kind
         if self.stream is None:
             return "sqs"
         return "dynamodb" if self.source_arn.split(":", 3)[2] == "dynamodb" else "kinesis"
@@ -213,6 +168,10 @@ class Mapping:
             out["ScalingConfig"] = {"MaximumConcurrency": self.max_concurrency}
         if self.stream is not None:
             out.update(self.stream.to_api())
+        if self.broker is not None:
+            out.update(self.broker.to_api())
+        if not self.source_arn:  # self-managed Kafka: named by its endpoints instead
+            del out["EventSourceArn"]
         return out
 
     def record(self) -> str:
@@ -224,6 +183,7 @@ class Mapping:
                 "report_failures": self.report_failures,
                 "max_concurrency": self.max_concurrency,
                 "stream": None if self.stream is None else self.stream.record(),
+                "broker": None if self.broker is None else self.broker.record(),
             }
         )
 
@@ -248,6 +208,7 @@ class Mapping:
             last_result=row.last_result,
             last_modified=float(row.last_modified),
             stream=StreamSettings.from_record(data.get("stream")),
+            broker=BrokerSettings.from_record(data.get("broker")),
         )
 
 
@@ -394,20 +355,27 @@ class EventSourceMappings:
         self.store = store
 
     def create(self, account_id: str, region: str, params: dict[str, Any]) -> Mapping:
-        source, kind = self._source(params, region)
-        _check_settings(params, kind)
-        stream = stream_settings.create(params, source) if kind != "sqs" else None
+        new_uuid = str(uuidlib.uuid4())
+        source, kind = broker_settings.source_of(params) or self._source(params, region)
+        check_settings(params, kind)
+        broker = None
+        if kind in ("rabbitmq", "kafka"):
+            broker = broker_settings.create(params, kind, new_uuid)
+        stream = stream_settings.create(params, source) if kind in _STREAMS else None
         ref = self._function(params["FunctionName"], account_id, region)
         fifo = source.endswith(".fifo")
         batch = params.get("BatchSize")
-        default = SQS_DEFAULT_BATCH if stream is None else KINESIS_DEFAULT_BATCH
+        default = SQS_DEFAULT_BATCH if kind == "sqs" else KINESIS_DEFAULT_BATCH
+        default = BROKER_DEFAULT_BATCH if broker is not None else default
         batch_size = default if batch is None else int(batch)
         window = int(params.get("MaximumBatchingWindowInSeconds") or 0)
-        if stream is None:
-            _check_batch(batch_size, window, fifo)
+        if kind == "sqs":
+            check_batch(batch_size, window, fifo)
         filters = _filters(params.get("FilterCriteria"))
         for existing in self.store.find(account_id, region, source):
-            if existing.function_name == ref.name and stream is None:
+            if broker is not None and not broker.same_source(existing.broker):
+                continue
+            if existing.function_name == ref.name and kind == "sqs":
                 raise ConflictError(
                     f'An event source mapping with SQS arn (" {source} ") and function '
                     f'(" {ref.name} ") already exists. Please update or delete the existing '
@@ -421,7 +389,7 @@ class EventSourceMappings:
                 )
         enabled = params.get("Enabled")
         mapping = Mapping(
-            uuid=str(uuidlib.uuid4()),
+            uuid=new_uuid,
             account_id=account_id,
             region=region,
             function_name=ref.name,
@@ -438,6 +406,7 @@ class EventSourceMappings:
             last_result=NO_RECORDS,
             last_modified=time.time(),
             stream=stream,
+            broker=broker,
         )
         self.store.insert(mapping)
         return mapping
@@ -450,7 +419,7 @@ class EventSourceMappings:
 
     def update(self, account_id: str, region: str, uuid: str, params: dict[str, Any]) -> Mapping:
         current = self.get(account_id, region, uuid)
-        _check_settings(params, current.kind)
+        check_settings(params, current.kind)
         if current.state in (CREATING, UPDATING, DELETING, ENABLING, DISABLING):
             raise ConflictError(
                 "The operation cannot be performed at this time. The event source mapping is "
@@ -483,8 +452,10 @@ class EventSourceMappings:
         )
         if current.stream is not None:
             updated = replace(updated, stream=stream_settings.update(current.stream, params))
+        elif current.broker is not None:
+            updated = replace(updated, broker=broker_settings.update(current.broker, params))
         else:
-            _check_batch(updated.batch_size, updated.window_s, updated.fifo)
+            check_batch(updated.batch_size, updated.window_s, updated.fifo)
         self.store.save(updated)
         return updated
 
@@ -527,12 +498,6 @@ class EventSourceMappings:
     def _source(params: dict[str, Any], region: str) -> tuple[str, str]:
         """The source ARN and its kind (sqs, kinesis)."""
         source: str | None = params.get("EventSourceArn")
-        if params.get("SelfManagedEventSource") is not None:
-            raise ValidationError(
-                "Self-managed Apache Kafka event sources are not supported by this kindling "
-                "server yet. kindling refuses settings it would not honour instead of "
-                "ignoring them."
-            )
         if not source:
             raise ValidationError(
                 "Unrecognized event source, must be kinesis, dynamodb stream or sqs."
@@ -554,18 +519,6 @@ class EventSourceMappings:
                 f"Unsupported source arn : {source}"
             )
         return source, "sqs"
-
-
-def _check_batch(batch_size: int, window_s: int, fifo: bool) -> None:
-    if fifo and batch_size > SQS_FIFO_MAX_BATCH:
-        raise ValidationError("Batch size must not exceed 10 for FIFO queues")
-    if fifo and window_s > 0:
-        raise ValidationError("Batching window is not supported for FIFO queues")
-    if batch_size > SQS_BATCH_WITHOUT_WINDOW and window_s == 0:
-        raise ValidationError(
-            "Maximum batch window in seconds must be greater than 0 if maximum batch size is "
-            "greater than 10"
-        )
 
 
 def _filters(criteria: dict[str, Any] | None) -> tuple[str, ...] | None:

@@ -15,7 +15,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from kindling.control import snapstart
+from kindling import limits
+from kindling.control import logconfig, snapstart
+from kindling.control.code_source import CodeSource, NoCodeSource, s3_location, zip_from
 from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
 from kindling.control.layers import LayerResolver, check_total_size
@@ -129,8 +131,12 @@ class FunctionService:
         sandbox_backends: Sequence[str] = ("namespace", "gvisor"),
         signing: DeployCheck | None = None,
         layers: LayerResolver | None = None,
+        code_source: CodeSource | None = None,
     ) -> None:
+        """``code_source``: where code named by an S3 location comes from (none: such
+        code is refused with what to configure)."""
         self._store = store
+        self._code_source: CodeSource = code_source or NoCodeSource()
         self._signing = signing or NoSigning()
         self._layers = layers
         #: What the tag kindling:sandbox may name on this server (the operator's choice).
@@ -280,13 +286,21 @@ class FunctionService:
             raise ValidationError("Handler must be specified for a .zip deployment package")
         self._runtimes.resolve(runtime)
         check_configuration(params)
+        logconfig.settings(params.get("LoggingConfig"), None)  # refused before any work
         dead_letter_target(params, region)
         _check_kindling_tags(params.get("Tags") or {}, self._backends)
         apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
+            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+        )
         snapstart.check_function(runtime, apply_on, ephemeral_mb)
-        data = self._zip_from(params.get("Code") or {})
+        code = params.get("Code") or {}
         layers = self._resolve_layers(account_id, region, params.get("Layers") or [])
+        if s3_location(code) is not None and self._store.get(
+            account_id, region, ref.name, LATEST
+        ):  # before a fetch of up to 250 MB, not after
+            raise ConflictError(f"Function already exist: {ref.name}")
+        data = await self._zip_from(code, region)
         unpacked = unzipped_size(data)
         check_total_size(unpacked, layers)
         if self._store.get(account_id, region, ref.name, LATEST) is not None:
@@ -321,7 +335,9 @@ class FunctionService:
         extra: dict[str, Any] | None = None,
     ) -> FunctionConfig:
         runtime = params["Runtime"]
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get("Size", 512)
+        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
+            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+        )
         config = FunctionConfig(
             account_id=account_id,
             region=region,
@@ -335,8 +351,8 @@ class FunctionService:
             last_modified=now_timestamp(),
             revision_id=_revision(),
             description=params.get("Description", ""),
-            timeout=params.get("Timeout", 3),
-            memory_size=params.get("MemorySize", 128),
+            timeout=params.get("Timeout", limits.FUNCTION_TIMEOUT_DEFAULT_S),
+            memory_size=params.get("MemorySize", limits.FUNCTION_MEMORY_DEFAULT_MB),
             ephemeral_storage=ephemeral_mb,
             environment=dict((params.get("Environment") or {}).get("Variables") or {}),
             kms_key_arn=params.get("KMSKeyArn") or None,
@@ -345,7 +361,7 @@ class FunctionService:
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
             dead_letter_target_arn=dead_letter_target(params, region),
             **(extra or {}),
-            log_group_name=(params.get("LoggingConfig") or {}).get("LogGroup", ""),
+            **logconfig.settings(params.get("LoggingConfig"), None),
         )
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
@@ -361,15 +377,21 @@ class FunctionService:
         self._current_for_update(ref, params.get("RevisionId"))
         if params.get("ImageUri"):
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
-        if params.get("ZipFile") is None:
+        location = s3_location(params)
+        if params.get("ZipFile") is None and location is None:
             raise ValidationError("Please provide a source for function code.")
         check_honoured({"Architectures": params.get("Architectures")})
         self._signing.check_deploy(FunctionRef(ref.account_id, ref.region, ref.name))
-        unpacked = unzipped_size(bytes(params["ZipFile"]))
+        data = (
+            bytes(params["ZipFile"])
+            if location is None
+            else await self._code_source.fetch(location, ref.region)
+        )
+        unpacked = unzipped_size(data)
         check_total_size(
             unpacked, self.get(FunctionRef(ref.account_id, ref.region, ref.name)).layers
         )
-        stored = await self._code.put(params["ZipFile"])
+        stored = await self._code.put(data)
         try:
             # again: the function may have changed while the zip was unpacked
             current = self._current_for_update(ref, params.get("RevisionId"))
@@ -414,11 +436,14 @@ class FunctionService:
         if "KMSKeyArn" in params:  # "" clears it, as Terraform sends
             changes["kms_key_arn"] = params["KMSKeyArn"] or None
         if "EphemeralStorage" in params:
-            changes["ephemeral_storage"] = params["EphemeralStorage"].get("Size", 512)
+            changes["ephemeral_storage"] = params["EphemeralStorage"].get(
+                "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
+            )
         if "DeadLetterConfig" in params:
             changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
-        if "LogGroup" in (params.get("LoggingConfig") or {}):
-            changes["log_group_name"] = params["LoggingConfig"]["LogGroup"]
+        if "LoggingConfig" in params:
+            current_logging = {f: getattr(current, f) for f in logconfig.FIELDS}
+            changes.update(logconfig.settings(params["LoggingConfig"] or {}, current_logging))
         if "TracingConfig" in params:
             changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
         changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)
@@ -552,17 +577,13 @@ class FunctionService:
         return count, total
 
     # internals
-    def _zip_from(self, code: dict[str, Any]) -> bytes:
+    async def _zip_from(self, code: dict[str, Any], region: str) -> bytes:
+        """The zip sent (``ZipFile``) or named (S3, fetched off the loop; ADR 0037)."""
         if code.get("ImageUri"):
             raise ValidationError("PackageType Image is not supported by this kindling host yet")
-        if code.get("S3Bucket") or code.get("S3Key"):
-            raise ValidationError(
-                "Code from S3 is not supported by this kindling host; upload the .zip with ZipFile"
-            )
-        data = code.get("ZipFile")
-        if not data:
-            raise ValidationError("Please provide a source for function code.")
-        return bytes(data)
+        return await zip_from(
+            code, self._code_source, region, "Please provide a source for function code."
+        )
 
     def _current_for_update(self, ref: FunctionRef, revision: str | None) -> FunctionConfig:
         if ref.qualifier and ref.qualifier != LATEST:
@@ -575,7 +596,7 @@ class FunctionService:
                 "The operation cannot be performed at this time. An update is in progress for "
                 f"resource: {current.arn}"
             )
-        if revision is not None and revision != current.revision_id:
+        if revision is not None and revision != current.reported_revision_id:
             raise PreconditionError(
                 "The Revision Id provided does not match the latest Revision Id. "
                 "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
@@ -636,6 +657,19 @@ class FunctionService:
                 "last_update_status": UpdateStatus.FAILED,
             }
         self._save(replace(latest, **changes))
+
+    def new_api_revision(self, ref: FunctionRef, revision: str | None = None) -> str:
+        """Gives $LATEST a new RevisionId as AWS does after a change that is neither its
+        code nor its configuration (a permission, a published version): its sandboxes'
+        revision stays, so none is retired (ADR 0039). Returns the new id."""
+        minted = revision or _revision()
+        updated = self._store.new_api_revision(ref.account_id, ref.region, ref.name, minted)
+        if updated is None:
+            raise NotFoundError(
+                f"Function not found: {FunctionRef(ref.account_id, ref.region, ref.name).arn}"
+            )
+        self._cache[(ref.account_id, ref.region, ref.name, LATEST)] = updated
+        return minted
 
     def _save(self, config: FunctionConfig) -> None:
         self._store.put(config)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kindling.control.code_source import CodeSource, NoCodeSource, zip_from
 from kindling.control.codestore import CodeStore, unzipped_size
 from kindling.control.layerstore import LayerKey, LayerStore
 from kindling.control.models import FunctionLayer
@@ -178,9 +179,13 @@ def parse_layer_name(value: str, account_id: str, region: str) -> LayerName:
 
 
 class LayerService:
-    def __init__(self, store: LayerStore, code: CodeStore) -> None:
+    def __init__(
+        self, store: LayerStore, code: CodeStore, code_source: CodeSource | None = None
+    ) -> None:
+        """``code_source``: where content named by an S3 location comes from (ADR 0037)."""
         self._store = store
         self._code = code
+        self._code_source: CodeSource = code_source or NoCodeSource()
         self._deleted: list[Deleted] = []
 
     def on_deleted(self, listener: Deleted) -> None:
@@ -193,17 +198,14 @@ class LayerService:
         own = (layer.account_id, layer.region)
         if layer.version is not None:
             raise ValidationError("A layer name for PublishLayerVersion cannot carry a version")
-        content = params.get("Content") or {}
-        if content.get("S3Bucket") or content.get("S3Key") or content.get("S3ObjectVersion"):
-            raise ValidationError(
-                "Layer content from S3 is not supported by this kindling host yet; "
-                "upload the .zip with Content.ZipFile"
-            )
-        data = content.get("ZipFile")
-        if not data:
-            raise ValidationError("Please provide a source for layer content.")
-        stored = await self._code.put(bytes(data))
-        unpacked = unzipped_size(bytes(data))
+        data = await zip_from(
+            params.get("Content") or {},
+            self._code_source,
+            layer.region,
+            "Please provide a source for layer content.",
+        )
+        stored = await self._code.put(data)
+        unpacked = unzipped_size(data)
         made: list[LayerVersion] = []
 
         def make(number: int) -> dict[str, Any]:

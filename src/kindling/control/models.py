@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kindling.control import logconfig
+
 LATEST = "$LATEST"
 
 #: kindling's own per-function settings travel as tags, which every Lambda tool can set.
@@ -119,6 +121,11 @@ class FunctionConfig:
     runtime_version_arn: str | None = None
     #: LoggingConfig.LogGroup as set ("": Lambda's default, /aws/lambda/NAME).
     log_group_name: str = ""
+    #: LoggingConfig's format (Text or JSON) and, with JSON only, its two levels
+    #: (control.logconfig); records stored before them read back as Text.
+    log_format: str = "Text"
+    application_log_level: str | None = None
+    system_log_level: str | None = None
     state: FunctionState = FunctionState.PENDING
     state_reason: str | None = "The function is being created."
     state_reason_code: str | None = "Creating"
@@ -129,6 +136,20 @@ class FunctionConfig:
     layers: tuple[FunctionLayer, ...] = ()
     #: The code's unpacked bytes (0: stored before layers existed; read from the zip).
     code_unzipped_size: int = 0
+    #: The RevisionId the API reports when it is not ``revision_id`` (ADR 0039): AWS gives
+    #: $LATEST a new RevisionId on AddPermission, RemovePermission and PublishVersion,
+    #: which change neither its code nor its configuration, so they leave
+    #: ``revision_id`` (which also keys the revision's sandboxes) alone and set this,
+    #: minted for ``api_revision_of``; a later update (a new revision_id) supersedes it.
+    api_revision_id: str = ""
+    api_revision_of: str = ""
+
+    @property
+    def reported_revision_id(self) -> str:
+        """The RevisionId callers see and name in their requests."""
+        if self.api_revision_id and self.api_revision_of == self.revision_id:
+            return self.api_revision_id
+        return self.revision_id
 
     @property
     def arn(self) -> str:
@@ -166,7 +187,7 @@ class FunctionConfig:
             "CodeSha256": self.code_sha256,
             "Version": self.version,
             "TracingConfig": {"Mode": self.tracing_mode},
-            "RevisionId": self.revision_id,
+            "RevisionId": self.reported_revision_id,
             "State": str(self.state),
             "PackageType": self.package_type,
             "Architectures": list(self.architectures),
@@ -175,7 +196,12 @@ class FunctionConfig:
                 "ApplyOn": str(self.snapstart_apply_on),
                 "OptimizationStatus": "On" if self.snapstart_optimized else "Off",
             },
-            "LoggingConfig": {"LogFormat": "Text", "LogGroup": self.log_group},
+            "LoggingConfig": logconfig.to_api(
+                self.log_format,
+                self.application_log_level,
+                self.system_log_level,
+                self.log_group,
+            ),
         }
         if self.dead_letter_target_arn:
             out["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target_arn}

@@ -7,12 +7,13 @@ statements are built from AddPermission's parameters exactly as AWS writes them 
 Principal forms, ``AWS:SourceArn`` under ArnLike, the StringEquals keys), and GetPolicy
 returns them inside ``{"Version": "2012-10-17", "Id": "default", ...}`` as a JSON string.
 
-RevisionId (ADR 0030): a policy carries a revision that each AddPermission and
-RemovePermission changes and GetPolicy returns. Before a function qualifier has a
-policy, the revision a caller may name is the version's or alias's own RevisionId (what
-GetFunction/GetAlias show), so both ways AWS documents of reading "the latest revision"
-work. Unlike AWS, a permission change does not change the function's RevisionId: here
-that id names the sandboxes' revision, and a new one would retire every warm sandbox.
+RevisionId (ADR 0030, ADR 0039): a policy carries a revision that each AddPermission and
+RemovePermission changes and GetPolicy returns; a caller may name it or the version's or
+alias's own RevisionId (what GetFunction/GetAlias show), so both ways AWS documents of
+reading "the latest revision" work. As on AWS, a change of the unqualified function's
+policy gives the function a new RevisionId (the policy's): the reported one only
+(``FunctionService.new_api_revision``), since the revision that keys its sandboxes has
+not changed and none of them is retired.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from kindling import limits
 from kindling.control.aliases import AliasService
 from kindling.control.functions import FunctionService
 from kindling.control.models import LATEST, FunctionConfig, FunctionRef, function_arn, is_alias_name
@@ -37,7 +39,7 @@ from kindling.errors import (
 from kindling.iam.policy import Kind, Policy, parse_policy
 
 #: AWS: "Function resource-based policy: 20 KB" (Lambda quotas).
-POLICY_MAX_BYTES = 20 * 1024
+POLICY_MAX_BYTES = limits.FUNCTION_POLICY_BYTES
 #: Parsed resource policies kept for authorization (one per function qualifier).
 _PARSED_KEPT = 4096
 #: How often a write that lost a race with another writer is tried again.
@@ -166,7 +168,7 @@ class PolicyService:
         if is_alias_name(ref.qualifier):
             assert ref.qualifier is not None
             return self._aliases.get(ref, ref.qualifier).revision_id
-        return self._functions.get(ref).revision_id
+        return self._functions.get(ref).reported_revision_id
 
     def add(self, ref: FunctionRef, params: dict[str, Any]) -> str:
         """Adds a statement; returns it as AWS does, a JSON string."""
@@ -191,7 +193,9 @@ class PolicyService:
                     f"The final policy size ({size}) is bigger than the limit ({POLICY_MAX_BYTES})."
                 )
             expected = stored.revision_id if stored else None
-            if self._store.change_policy(target, expected, statements, str(uuid.uuid4())):
+            revision = str(uuid.uuid4())
+            if self._store.change_policy(target, expected, statements, revision):
+                self._new_owner_revision(ref, target, revision)
                 return _compact(statement)
         raise PreconditionError(_REVISION_MISMATCH)
 
@@ -210,7 +214,9 @@ class PolicyService:
             if len(kept) == len(stored.statements):
                 raise NotFoundError(f"Statement {sid} is not found in resource policy.")
             self._check_revision(ref, stored.revision_id, {"RevisionId": revision_id})
-            if self._store.change_policy(target, stored.revision_id, kept, str(uuid.uuid4())):
+            revision = str(uuid.uuid4())
+            if self._store.change_policy(target, stored.revision_id, kept, revision):
+                self._new_owner_revision(ref, target, revision)
                 return
         raise PreconditionError(_REVISION_MISMATCH)
 
@@ -222,13 +228,21 @@ class PolicyService:
             raise NotFoundError("The resource you requested does not exist.")
         return policy_document(stored.statements), stored.revision_id
 
+    def _new_owner_revision(self, ref: FunctionRef, target: Target, revision: str) -> None:
+        """AWS gives the function a new RevisionId with each change of its (unqualified)
+        policy: the policy's own, so GetFunction and GetPolicy agree (ADR 0039)."""
+        if target[3] == LATEST:
+            self._functions.new_api_revision(ref, revision)
+
     def _check_revision(
         self, ref: FunctionRef, current: str | None, params: dict[str, Any]
     ) -> None:
+        """The RevisionId a caller names is the policy's or its owner's latest (what
+        GetPolicy, GetFunction or GetAlias showed)."""
         wanted = params.get("RevisionId")
         if not wanted:
             return
-        if wanted != (current if current is not None else self._owner_revision(ref)):
+        if wanted != current and wanted != self._owner_revision(ref):
             raise PreconditionError(_REVISION_MISMATCH)
 
     def resource_policy(self, ref: FunctionRef) -> Policy | None:

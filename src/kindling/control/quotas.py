@@ -1,4 +1,5 @@
-"""Lambda's quotas on function configuration, checked with Lambda's own wording."""
+"""Lambda's quotas on function configuration, checked with Lambda's own wording (the
+figures are kindling/limits.py's, listed in docs/specification.md)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import json
 import platform
 from typing import Any
 
+from kindling import limits
 from kindling.errors import ValidationError
 
-MEMORY_RANGE = (128, 10240)
-TIMEOUT_RANGE = (1, 900)
-EPHEMERAL_RANGE = (512, 10240)
-MAX_ENV_BYTES = 4096
+MEMORY_RANGE = (limits.FUNCTION_MEMORY_MIN_MB, limits.FUNCTION_MEMORY_MAX_MB)
+TIMEOUT_RANGE = (limits.FUNCTION_TIMEOUT_MIN_S, limits.FUNCTION_TIMEOUT_MAX_S)
+EPHEMERAL_RANGE = (limits.FUNCTION_EPHEMERAL_MIN_MB, limits.FUNCTION_EPHEMERAL_MAX_MB)
+MAX_ENV_BYTES = limits.FUNCTION_ENVIRONMENT_BYTES
 RESERVED_ENV = {
     "_HANDLER",
     "_X_AMZN_TRACE_ID",
@@ -73,11 +75,6 @@ def check_honoured(params: dict[str, Any]) -> None:
         raise _unsupported("ImageConfig", "container images are not run")
     if (params.get("TracingConfig") or {}).get("Mode") == "Active":
         raise _unsupported("TracingConfig Mode Active", "no traces are sent to X-Ray")
-    logging = params.get("LoggingConfig") or {}
-    if logging.get("LogFormat", "Text") != "Text" or any(
-        logging.get(k) for k in ("ApplicationLogLevel", "SystemLogLevel")
-    ):
-        raise _unsupported("LoggingConfig JSON format and log levels", "logs are plain text")
     for architecture in params.get("Architectures") or ():
         if architecture != HOST_ARCHITECTURE:
             raise _unsupported(
@@ -136,10 +133,11 @@ def check_configuration(params: dict[str, Any]) -> None:
                 "environment variables you have provided contain a NUL character, which an "
                 f"environment cannot hold. Keys: {', '.join(repr(k) for k in with_nul)}"
             )
-        size = len(json.dumps(variables, separators=(",", ":")).encode())
-        if size > MAX_ENV_BYTES:
+        # AWS quotes the very string it measured: compact JSON ({"K":"v"}, no spaces).
+        measured = json.dumps(variables, separators=(",", ":"))
+        if len(measured.encode()) > MAX_ENV_BYTES:
             raise ValidationError(
                 "Lambda was unable to configure your environment variables because the "
                 f"environment variables you have provided exceeded the 4KB limit. "
-                f"String measured: {json.dumps(variables)}"
+                f"String measured: {measured}"
             )

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, Text, select
@@ -189,6 +190,26 @@ class FunctionStore:
                 )
                 .values(**self._columns(config))
             )
+
+    def new_api_revision(
+        self, account_id: str, region: str, name: str, revision: str
+    ) -> FunctionConfig | None:
+        """Gives $LATEST the reported RevisionId ``revision`` (ADR 0039) in one
+        transaction that locks its row, so a concurrent update is never overwritten by a
+        stale copy; None: the function is gone."""
+        where = self._key(functions, account_id, region, name) & (functions.c.version == "$LATEST")
+        with self._writing(account_id, region, name) as conn:
+            row = conn.execute(
+                select(functions.c.config, functions.c.environment).where(where).with_for_update()
+            ).first()
+            if row is None:
+                return None
+            current = self._config(row[0], row[1])
+            updated = replace(
+                current, api_revision_id=revision, api_revision_of=current.revision_id
+            )
+            conn.execute(functions.update().where(where).values(**self._columns(updated)))
+        return updated
 
     def delete(self, account_id: str, region: str, name: str) -> None:
         with self._writing(account_id, region, name) as conn:

@@ -5,9 +5,15 @@ AWS pages: API reference CreateEventSourceMapping (StartingPosition required for
 streams; MaximumRetryAttempts -1 (infinite) to 10,000, default -1;
 MaximumRecordAgeInSeconds -1 (infinite) or 60 to 604,800, default -1;
 BisectBatchOnFunctionError; DestinationConfig.OnFailure an SQS queue or SNS topic;
-ParallelizationFactor 1-10), developer guide "Lambda parameters for Amazon Kinesis
-Data Streams event source mappings" (BatchSize default 100, max 10,000) and "Retain
-discarded batch records for a Kinesis Data Streams event source" (OnFailure only).
+ParallelizationFactor 1-10; TumblingWindowInSeconds 0-900), developer guide "Lambda
+parameters for Amazon Kinesis Data Streams event source mappings" (BatchSize default
+100, max 10,000), "Retain discarded batch records for a Kinesis Data Streams event
+source" (OnFailure only) and "Time windows" (ADR 0042).
+
+kindling does not combine ParallelizationFactor above 1 with a tumbling window: a
+window's state is one per shard (AWS: "up to 1 MB per shard"), and concurrent batches
+of one shard would each carry a different one. The combination is refused, never
+run half-right.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from kindling.errors import ValidationError
 KINESIS_DEFAULT_BATCH = 100
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 #: What kindling does not do yet for streams: refused, never stored and ignored.
-_NOT_YET = ("TumblingWindowInSeconds", "ScalingConfig")
+_NOT_YET = ("ScalingConfig",)
+MAX_PARALLELIZATION = 10
+MAX_TUMBLING_WINDOW_S = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,10 @@ class StreamSettings:
     max_age_s: int = -1
     bisect: bool = False
     on_failure: str | None = None
+    #: Concurrent batches per shard (ParallelizationFactor).
+    parallelization: int = 1
+    #: TumblingWindowInSeconds: 0 for none.
+    tumbling_s: int = 0
 
     def to_api(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -38,7 +50,8 @@ class StreamSettings:
             "MaximumRetryAttempts": self.max_retries,
             "MaximumRecordAgeInSeconds": self.max_age_s,
             "BisectBatchOnFunctionError": self.bisect,
-            "ParallelizationFactor": 1,
+            "ParallelizationFactor": self.parallelization,
+            "TumblingWindowInSeconds": self.tumbling_s,
             "DestinationConfig": {
                 "OnSuccess": {},
                 "OnFailure": {"Destination": self.on_failure} if self.on_failure else {},
@@ -73,9 +86,18 @@ def check_common(params: dict[str, Any]) -> None:
                 "ignoring them."
             )
     factor = params.get("ParallelizationFactor")
-    if factor is not None and int(factor) != 1:
+    if factor is not None and not 1 <= int(factor) <= MAX_PARALLELIZATION:
         raise ValidationError(
-            "ParallelizationFactor above 1 is not supported by this kindling server yet."
+            f"1 validation error detected: Value '{factor}' at 'parallelizationFactor' failed "
+            f"to satisfy constraint: Member must have value less than or equal to "
+            f"{MAX_PARALLELIZATION}"
+        )
+    window = params.get("TumblingWindowInSeconds")
+    if window is not None and not 0 <= int(window) <= MAX_TUMBLING_WINDOW_S:
+        raise ValidationError(
+            f"1 validation error detected: Value '{window}' at 'tumblingWindowInSeconds' "
+            "failed to satisfy constraint: Member must have value less than or equal to "
+            f"{MAX_TUMBLING_WINDOW_S}"
         )
     age = params.get("MaximumRecordAgeInSeconds")
     if age is not None and int(age) != -1 and not 60 <= int(age) <= 604800:
@@ -110,14 +132,29 @@ def create(params: dict[str, Any], source: str) -> StreamSettings:
         raise ValidationError("StartingPositionTimestamp is required for AT_TIMESTAMP")
     on_failure = ((params.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
     retries, age = params.get("MaximumRetryAttempts"), params.get("MaximumRecordAgeInSeconds")
-    return StreamSettings(
-        starting_position=position,
-        starting_timestamp=stamp,
-        max_retries=-1 if retries is None else int(retries),
-        max_age_s=-1 if age is None else int(age),
-        bisect=bool(params.get("BisectBatchOnFunctionError") or False),
-        on_failure=on_failure or None,
+    factor, window = params.get("ParallelizationFactor"), params.get("TumblingWindowInSeconds")
+    return _checked(
+        StreamSettings(
+            starting_position=position,
+            starting_timestamp=stamp,
+            max_retries=-1 if retries is None else int(retries),
+            max_age_s=-1 if age is None else int(age),
+            bisect=bool(params.get("BisectBatchOnFunctionError") or False),
+            on_failure=on_failure or None,
+            parallelization=1 if factor is None else int(factor),
+            tumbling_s=0 if window is None else int(window),
+        )
     )
+
+
+def _checked(settings: StreamSettings) -> StreamSettings:
+    if settings.parallelization > 1 and settings.tumbling_s > 0:
+        raise ValidationError(
+            "kindling does not combine ParallelizationFactor above 1 with "
+            "TumblingWindowInSeconds: a tumbling window keeps one state per shard. "
+            "kindling refuses settings it would not honour instead of ignoring them."
+        )
+    return settings
 
 
 def update(current: StreamSettings, params: dict[str, Any]) -> StreamSettings:
@@ -132,4 +169,8 @@ def update(current: StreamSettings, params: dict[str, Any]) -> StreamSettings:
     if params.get("DestinationConfig") is not None:
         target = (params["DestinationConfig"].get("OnFailure") or {}).get("Destination")
         changes["on_failure"] = target or None
-    return StreamSettings(**{**asdict(current), **changes})
+    if params.get("ParallelizationFactor") is not None:
+        changes["parallelization"] = int(params["ParallelizationFactor"])
+    if params.get("TumblingWindowInSeconds") is not None:
+        changes["tumbling_s"] = int(params["TumblingWindowInSeconds"])
+    return _checked(StreamSettings(**{**asdict(current), **changes}))

@@ -41,6 +41,9 @@ _IDENTITY = (
     "snapstart_apply_on",
     "layers",
     "log_group_name",
+    "log_format",
+    "application_log_level",
+    "system_log_level",
 )
 
 
@@ -72,7 +75,7 @@ class VersionService:
                 "The operation cannot be performed at this time. An update is in progress for "
                 f"resource: {latest.arn}"
             )
-        if revision_id is not None and revision_id != latest.revision_id:
+        if revision_id is not None and revision_id != latest.reported_revision_id:
             raise PreconditionError(
                 "The Revision Id provided does not match the latest Revision Id. "
                 "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
@@ -118,6 +121,7 @@ class VersionService:
 
         version = self._store.publish(latest, make)
         self._functions.settle_later(version)
+        self._functions.new_api_revision(ref)  # AWS: $LATEST's RevisionId changes too
         return version
 
     def page(

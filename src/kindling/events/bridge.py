@@ -13,6 +13,11 @@ written to the durable async queue before PutEvents answers, so a delivered even
 survives a kill -9 like any Event invoke. A target whose function is gone is logged
 and skipped; the other targets still get the event.
 
+With an ``outbox`` (ADR 0042), targets may also be SQS queues, SNS topics and Kinesis
+streams (a row of the durable outbox each, ``kindling.events.target_outbox``) and event
+buses of the same account (the event, as it is, dispatched to that bus's rules, at most
+``EVENTS_MAX_BUS_HOPS`` buses deep); ``kindling.events.targets`` says what each takes.
+
 Wording of errors follows the EventBridge API reference (PutRule, DeleteRule,
 PutTargets, PutEvents, CreateEventBus); tests/events/test_bridge.py cites each.
 """
@@ -42,12 +47,15 @@ from kindling.errors import (
 from kindling.events.patterns import Pattern, compile_pattern
 from kindling.events.rule_store import RuleKey, RuleStore, StoredRule
 from kindling.events.schedule import parse_schedule
+from kindling.events.targets import BUS, check_target, parse_target, partition_key
 from kindling.events.transform import check_target_input, target_input
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUS = "default"
 Deliver = Callable[[FunctionRef, bytes], Awaitable[object]]
+#: Stores one delivery to an SQS, SNS or Kinesis target durably (``TargetOutbox.put``).
+Outbox = Callable[[dict[str, Any]], Awaitable[None]]
 
 _RULE_NAME = re.compile(r"^[\.\-_A-Za-z0-9]{1,64}$")
 _BUS_NAME = re.compile(r"^[\.\-_A-Za-z0-9]{1,256}$")
@@ -112,9 +120,11 @@ class EventBridge:
         rules: RuleStore,
         deliver: Deliver,
         clock: Callable[[], float] = time.time,
+        outbox: Outbox | None = None,
     ) -> None:
         self._rules = rules
         self._deliver = deliver
+        self._outbox = outbox
         self._clock = clock
         self._patterns = _Patterns(limits.EVENTS_PATTERN_CACHE)
 
@@ -342,10 +352,17 @@ class EventBridge:
             raise ValidationError("The same target Id cannot appear twice in one request.")
         for target in targets:
             if lambda_ref(target["Arn"]) is None:
-                raise ValidationError(
-                    f"Target {target['Id']}: kindling delivers to Lambda functions only; "
-                    f"{target['Arn']} is not a Lambda function ARN."
-                )
+                if self._outbox is None:
+                    raise ValidationError(
+                        f"Target {target['Id']}: kindling delivers to Lambda functions only; "
+                        f"{target['Arn']} is not a Lambda function ARN."
+                    )
+                parsed = check_target(target, account_id, region)
+                if parsed.kind == BUS and parsed.name == key.bus:
+                    raise ValidationError(
+                        f"Target {target['Id']}: a rule cannot send events to its own event "
+                        f"bus ({key.bus}): they would match it again."
+                    )
             check_target_input(target)
         existing = {i for i, _ in self._rules.targets(key)}
         if len(existing | set(ids)) > limits.EVENTS_TARGETS_PER_RULE:
@@ -439,9 +456,10 @@ class EventBridge:
             results.append({"EventId": event["id"]})
         return results
 
-    async def dispatch(self, rules: list[StoredRule], event: dict[str, Any]) -> int:
+    async def dispatch(self, rules: list[StoredRule], event: dict[str, Any], hops: int = 0) -> int:
         """Hands ``event`` to the targets of every enabled pattern rule of ``rules`` (its
-        bus's) it matches; returns how many targets were given it."""
+        bus's) it matches; returns how many targets were given it. ``hops``: the buses
+        it came through (bus targets) before this one."""
         given = 0
         for rule in rules:
             pattern = rule.record.get("EventPattern")
@@ -453,18 +471,58 @@ class EventBridge:
                 log.warning("rule %s has a pattern kindling cannot compile", rule_arn(rule.key))
                 continue
             if matched:
-                given += await self.fire(rule, event)
+                given += await self.fire(rule, event, hops)
         return given
 
-    async def fire(self, rule: StoredRule, event: dict[str, Any]) -> int:
+    async def _other(
+        self, rule: StoredRule, target: dict[str, Any], event: dict[str, Any], hops: int
+    ) -> bool:
+        """A target that is no function: its outbox row, or the event to its bus."""
+        parsed = parse_target(str(target["Arn"]))
+        if parsed is None or self._outbox is None:
+            return False
+        if parsed.kind == BUS:
+            if hops + 1 >= limits.EVENTS_MAX_BUS_HOPS:
+                log.warning(
+                    "rule %s: event %s has crossed %d buses; not sent on to %s",
+                    rule_arn(rule.key),
+                    event["id"],
+                    hops + 1,
+                    parsed.name,
+                )
+                return False
+            key = rule.key
+            if (
+                parsed.name != DEFAULT_BUS
+                and self._rules.bus(key.account_id, key.region, parsed.name) is None
+            ):
+                raise NotFoundError(f"Event bus {parsed.name} does not exist.")
+            rules = self._rules.rules(key.account_id, key.region, parsed.name)
+            await self.dispatch(rules, event, hops + 1)
+            return True
+        names = {"arn": rule_arn(rule.key), "name": rule.key.name}
+        await self._outbox(
+            {
+                "rule": names["arn"],
+                "target": target,
+                "payload": target_input(target, event, names).decode(),
+                "event": json.dumps(event),
+                "event_id": event["id"],
+                "partition_key": partition_key(target, event),
+            }
+        )
+        return True
+
+    async def fire(self, rule: StoredRule, event: dict[str, Any], hops: int = 0) -> int:
         """Gives each target of ``rule`` its input; a failed one is logged, not raised."""
         given = 0
         names = {"arn": rule_arn(rule.key), "name": rule.key.name}
         for target_id, target in self._rules.targets(rule.key):
             ref = lambda_ref(target["Arn"])
-            if ref is None:
-                continue
             try:
+                if ref is None:
+                    given += await self._other(rule, target, event, hops)
+                    continue
                 await self._deliver(ref, target_input(target, event, names))
                 given += 1
             except KindlingError as exc:

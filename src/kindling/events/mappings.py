@@ -66,6 +66,8 @@ def _settings(mapping: Mapping) -> tuple[object, ...]:
         mapping.filters,
         mapping.report_failures,
         mapping.max_concurrency,
+        mapping.broker,
+        mapping.stream,  # a stream's settings (ParallelizationFactor, window, retries)
     )
 
 

@@ -42,12 +42,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from kindling import limits
 from kindling.control.event_sources import Mapping
 from kindling.control.models import FunctionRef
 from kindling.errors import NotFoundError, ThrottledError
 from kindling.events import sqs
 from kindling.events.aws import AwsClients
-from kindling.invoke.service import MAX_SYNC_PAYLOAD
 from kindling.limits import (
     ESM_BACKOFF_FIRST_S,
     ESM_BACKOFF_MAX_S,
@@ -309,7 +309,7 @@ class SqsPoller:
         batch = list(first)
         size = sum(len(json.dumps(m)) for m in batch)
         deadline = time.monotonic() + mapping.window_s
-        while len(batch) < mapping.batch_size and size < MAX_SYNC_PAYLOAD // 2:
+        while len(batch) < mapping.batch_size and size < limits.INVOKE_SYNC_PAYLOAD_BYTES // 2:
             left = deadline - time.monotonic()
             if left <= 0:
                 break

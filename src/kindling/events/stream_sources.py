@@ -41,6 +41,8 @@ class StreamSource(Protocol):
 
     def arrival(self, record: dict[str, Any]) -> float: ...
 
+    def partition_key(self, record: dict[str, Any]) -> str: ...
+
     def event_record(self, shard_id: str, record: dict[str, Any], role: str) -> dict[str, Any]: ...
 
     def filter_view(self, record: dict[str, Any]) -> dict[str, Any]: ...
@@ -76,6 +78,9 @@ class KinesisSource:
 
     def arrival(self, record: dict[str, Any]) -> float:
         return _seconds(record.get("ApproximateArrivalTimestamp"))
+
+    def partition_key(self, record: dict[str, Any]) -> str:
+        return str(record["PartitionKey"])
 
     @staticmethod
     def _data(record: dict[str, Any]) -> bytes:
@@ -137,6 +142,10 @@ class DynamoDbSource:
 
     def arrival(self, record: dict[str, Any]) -> float:
         return _seconds(record["dynamodb"].get("ApproximateCreationDateTime"))
+
+    def partition_key(self, record: dict[str, Any]) -> str:
+        """The item's key: a DynamoDB stream's order holds per item."""
+        return json.dumps(record["dynamodb"].get("Keys") or {}, sort_keys=True, default=str)
 
     def event_record(self, shard_id: str, record: dict[str, Any], role: str) -> dict[str, Any]:
         body = dict(record["dynamodb"])

@@ -25,6 +25,8 @@ class Request:
     peer: tuple[str, int] | None = None
     #: A chunked body still arriving (servers with ``stream_chunked``); ``body`` is empty.
     stream: BodyStream | None = None
+    #: The account that signed it, set by whoever authenticated it (for the access log).
+    account: str = ""
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)

@@ -15,10 +15,11 @@ import json
 import secrets
 import string
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Column, String, Table, Text, and_, delete, select
+from sqlalchemy import Column, Connection, String, Table, Text, and_, delete, select
 
 from kindling.errors import ConflictError, DeleteConflictError, NotFoundError, ValidationError
 from kindling.iam.managed import AWS_MANAGED, BY_ARN
@@ -92,6 +93,13 @@ def encoded(document: str) -> str:
 class Directory:
     def __init__(self, store: Store) -> None:
         self._store = store
+        #: Counts this process's changes to IAM, so what was read from it (function
+        #: credentials) can tell it is stale without asking the store.
+        self.generation = 0
+
+    def writing(self) -> AbstractContextManager[Connection]:
+        self.generation += 1
+        return self._store.begin()
 
     # --- entities --------------------------------------------------------------------
 
@@ -114,7 +122,7 @@ class Directory:
     def put_entity(
         self, account: str, kind: str, name: str, record: dict[str, Any], new: bool
     ) -> None:
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             where = and_(
                 iam_entities.c.account_id == account,
                 iam_entities.c.kind == kind,
@@ -145,7 +153,7 @@ class Directory:
 
     def delete_entity(self, account: str, kind: str, name: str) -> None:
         self.entity(account, kind, name)
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             for table, key in ((iam_inline, iam_inline.c), (iam_attached, iam_attached.c)):
                 left = conn.execute(
                     select(table).where(
@@ -256,7 +264,7 @@ class Directory:
             iam_inline.c.owner == owner,
             iam_inline.c.policy_name == name,
         )
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             conn.execute(delete(iam_inline).where(where))
             conn.execute(
                 iam_inline.insert().values(
@@ -299,7 +307,7 @@ class Directory:
 
     def delete_inline(self, account: str, kind: str, owner: str, name: str) -> None:
         self.inline(account, kind, owner, name)
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             conn.execute(
                 delete(iam_inline).where(
                     and_(
@@ -402,7 +410,7 @@ class Directory:
             raise DeleteConflictError("Cannot delete a policy attached to entities.")
         if len(record["Versions"]) > 1:
             raise DeleteConflictError("Cannot delete a policy with non-default versions.")
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             conn.execute(
                 delete(iam_entities).where(
                     and_(
@@ -475,7 +483,7 @@ class Directory:
             iam_attached.c.owner == owner,
             iam_attached.c.policy_arn == arn,
         )
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             if conn.execute(select(iam_attached).where(where)).first() is None:
                 conn.execute(
                     iam_attached.insert().values(
@@ -485,7 +493,7 @@ class Directory:
 
     def detach(self, account: str, kind: str, owner: str, arn: str) -> None:
         self.entity(account, kind, owner)
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             gone = conn.execute(
                 delete(iam_attached).where(
                     and_(
@@ -585,7 +593,7 @@ class Directory:
 
     def forget_account(self, account: str) -> None:
         """A deleted account's users, roles, policies and attachments go with it."""
-        with self._store.begin() as conn:
+        with self.writing() as conn:
             for table in (iam_group_members, iam_attached, iam_inline, iam_entities):
                 conn.execute(delete(table).where(table.c.account_id == account))
 

@@ -60,7 +60,7 @@ class Groups:
         """Adds a user to a group (both must exist); adding a member again changes nothing."""
         self.get(account, group)
         self._dir.user(account, user)
-        with self._store.begin() as conn:
+        with self._dir.writing() as conn:
             where = self._where(account, group, user)
             if conn.execute(select(iam_group_members).where(where)).first() is None:
                 conn.execute(
@@ -72,7 +72,7 @@ class Groups:
     def remove(self, account: str, group: str, user: str) -> None:
         self.get(account, group)
         self._dir.user(account, user)
-        with self._store.begin() as conn:
+        with self._dir.writing() as conn:
             conn.execute(delete(iam_group_members).where(self._where(account, group, user)))
 
     def members(self, account: str, group: str) -> list[dict[str, Any]]:

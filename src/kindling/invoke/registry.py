@@ -24,6 +24,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from kindling.errors import AuthError
+from kindling.iam import cluster
 from kindling.invoke.assignment import Assignment
 from kindling.invoke.placement import Placement
 from kindling.limits import CLUSTER_HEARTBEAT_S, CLUSTER_LEASE_S
@@ -68,13 +70,16 @@ class WorkerRegistry:
     def on_lost(self, listener: Callable[[str], None]) -> None:
         self._lost_listeners.append(listener)
 
-    def announce(self, doc: dict[str, Any]) -> list[str]:
-        """A heartbeat as a worker sends it (``worker.node``); ValueError if malformed.
+    def announce(self, doc: dict[str, Any], signer: str) -> list[str]:
+        """A heartbeat as a worker sends it (``worker.node``), signed with ``signer``'s
+        key; ValueError if malformed, AuthError if it speaks for another worker.
         Returns the ids of the sandboxes this node holds on that worker."""
         url, boot = doc["url"], doc["boot"]
         if not isinstance(url, str) or not isinstance(boot, str):
             raise ValueError("url and boot are strings")
         capacity = wire.capacity_from_json(json.dumps(doc["capacity"]).encode())
+        if capacity.worker_id != signer:
+            raise AuthError(f"worker {signer} may not announce worker {capacity.worker_id}")
         self.heartbeat(
             capacity.worker_id, url, boot, capacity, draining=doc.get("draining") is True
         )
@@ -98,7 +103,8 @@ class WorkerRegistry:
             self._lose(worker_id)
             member = None
         if member is None:
-            worker = RemoteWorker(worker_id, url, self._key, capacity)
+            key = cluster.worker_key(self._key, worker_id)  # that worker's own (ADR 0044)
+            worker = RemoteWorker(worker_id, url, key, capacity)
             member = _Member(worker, boot, now, now + self._lease_s, now)
             self._members[worker_id] = member
             self._placement.join(worker)

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kindling import limits
 from kindling.control import snapstart
 from kindling.control.aliases import AliasService
 from kindling.control.functions import FunctionService
@@ -39,11 +40,11 @@ from kindling.control.recursion import lineage
 from kindling.errors import (
     ConflictError,
     RequestContentError,
+    RequestEntityTooLargeError,
     SandboxGoneError,
     ServiceError,
     SnapStartNotReadyError,
     ThrottledError,
-    TooLargeError,
     ValidationError,
 )
 from kindling.invoke.assignment import Assignment, VersionKey
@@ -57,9 +58,9 @@ from kindling.worker.sandbox.base import InvokeRequest, Outcome, ResponseSink, S
 #: chain); returns once it is committed.
 EnqueueFn = Callable[[str, FunctionRef, bytes, int], Awaitable[None]]
 
-MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_SYNC_PAYLOAD = limits.INVOKE_SYNC_PAYLOAD_BYTES
 CUT_MESSAGE = "The invocation was stopped: the server is shutting down."
-MAX_ASYNC_PAYLOAD = 256 * 1024
+MAX_ASYNC_PAYLOAD = limits.INVOKE_ASYNC_PAYLOAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ class InvokeOutput:
 
 def _check_payload(payload: bytes, limit: int, operation: str) -> None:
     if len(payload) > limit:
-        raise TooLargeError(
+        raise RequestEntityTooLargeError(
             f"Request must be smaller than {limit} bytes for the {operation} operation"
         )
     if payload:
@@ -194,13 +195,13 @@ class InvokeService:
         is one hop further, a synchronous one carries the count on."""
         request_id = request_id or str(uuid.uuid4())
         if invocation_type == "Event":
-            _check_payload(payload, MAX_ASYNC_PAYLOAD, "Invoke")
+            _check_payload(payload, MAX_ASYNC_PAYLOAD, "InvokeFunction")
             config = self.resolve(ref)
             if self._enqueue is None:
                 raise ValidationError("Event invocations are not available on this host")
             await self._enqueue(request_id, ref, payload, 0 if hops is None else hops + 1)
             return InvokeOutput(202, b"", request_id)
-        _check_payload(payload, MAX_SYNC_PAYLOAD, "Invoke")
+        _check_payload(payload, MAX_SYNC_PAYLOAD, "InvokeFunction")
         config = self.resolve(ref)
         if invocation_type == "DryRun":
             return InvokeOutput(204, b"", request_id, executed_version=config.version)
@@ -365,6 +366,9 @@ class InvokeService:
             ephemeral_mb=config.ephemeral_storage,
             environment=dict(config.environment),
             log_group=config.log_group,
+            log_format=config.log_format,
+            application_log_level=config.application_log_level or "",
+            system_log_level=config.system_log_level or "",
             log_stream=_log_stream(config.version, sandbox_id),
             network=tags.get(NETWORK_TAG, "allowed"),
             initialization_type=initialization_type,

@@ -187,6 +187,12 @@ class Store:
             log.warning("store %r unavailable: %s", self, str(exc).splitlines()[0])
             raise StoreUnavailableError("The store is unavailable.") from exc
 
+    def ping(self) -> None:
+        """One round trip to the database (a readiness probe's check); raises
+        StoreUnavailableError if it does not answer."""
+        with self.begin() as conn:
+            conn.execute(text("SELECT 1"))
+
     def close(self) -> None:
         self.engine.dispose()
 

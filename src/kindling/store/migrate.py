@@ -37,7 +37,7 @@ LOCK_KEY = 0x6B696E646C696E67
 
 def alembic_config(conn: Connection, sealer: Any = None) -> Config:
     """``sealer`` (the server key) reaches the revisions that seal stored values
-    (0012) as ``config.attributes["sealer"]``."""
+    (0014) as ``config.attributes["sealer"]``."""
     config = Config()
     config.set_main_option("script_location", str(SCRIPTS))
     config.attributes["connection"] = conn

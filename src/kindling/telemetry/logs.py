@@ -146,8 +146,10 @@ class LogStream:
         scope: str,
         cap: int = LOG_INVOCATION_BYTES,
         header: str | None = None,
+        keep: Callable[[str], bool] | None = None,
     ) -> None:
         self._target = target
+        self._keep = keep  # which function lines its log level keeps (None: all)
         self._scope = scope
         self._cap = cap
         self.header = header
@@ -159,6 +161,8 @@ class LogStream:
         self._held = bytearray()
 
     def output(self, line: str) -> None:
+        if self._keep is not None and not self._keep(line):
+            return
         data = line.encode("utf-8", "replace") + b"\n"
         if self._used + len(data) > self._cap:
             self._dropped += len(data)
@@ -166,11 +170,14 @@ class LogStream:
         self._used += len(data)
         self._emit(data)
 
-    def system(self, line: str) -> None:
+    def system(self, line: str | None) -> None:
         """A line of the platform's: the marker for what was dropped goes before it.
+        None: a record the function's SystemLogLevel leaves out (``platform_records``).
 
         Never cut by the cap, but never longer than ``LOG_LINE_BYTES`` either: an error
         line carries the function's own (possibly huge) errorMessage."""
+        if line is None:
+            return
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             self._emit(self._marker(dropped), hold=True)

@@ -90,6 +90,9 @@ DURATION_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
 )  # fmt: skip
 #: A restore takes a few ms, a heavy init seconds; init is cut off at 10 s.
+#: Megabytes, from a bare runtime's private pages to Lambda's largest memory size.
+MEMORY_BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 10240)  # fmt: skip
+
 INIT_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -196,6 +199,16 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self._private_memory = Histogram(
+            "kindling_private_memory_megabytes",
+            "Per invocation, the peak memory charged to its sandbox alone (its cgroup's), "
+            "in MB: what it costs the host beyond the pages it shares with the zygote or "
+            "snapshot it was forked from. REPORT's Max Memory Used counts those too, as "
+            "Lambda does.",
+            VERSION_LABELS,
+            buckets=MEMORY_BUCKETS,
+            registry=self.registry,
+        )
         self._init = Histogram(
             "kindling_init_duration_seconds",
             "Sandbox starts that succeeded: Init Duration (init) or Restore Duration "
@@ -231,8 +244,10 @@ class Metrics:
         start: StartKind,
         duration_ms: float,
         error: str | None = None,
+        private_memory_mb: int = 0,
     ) -> None:
-        """One invocation that ran; ``error`` names how it failed, if it did."""
+        """One invocation that ran; ``error`` names how it failed, if it did;
+        ``private_memory_mb`` its sandbox's own peak memory (0: not known apart)."""
         if not self._live(account, region, function, version):
             return  # it ended after its function was deleted: no series comes back
         labels = (account, region, function, version)
@@ -240,6 +255,8 @@ class Metrics:
         self._series_of(self._duration, *labels).observe(duration_ms / 1000)
         if error is not None:
             self._errors.labels(*labels, error).inc()
+        if private_memory_mb:
+            self._series_of(self._private_memory, *labels).observe(private_memory_mb)
 
     def started(
         self,
@@ -326,6 +343,7 @@ class Metrics:
             self._errors,
             self._throttles,
             self._duration,
+            self._private_memory,
             self._init,
         ):
             metric.remove_by_labels(where)

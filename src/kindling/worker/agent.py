@@ -26,21 +26,15 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from kindling.errors import SandboxGoneError
-from kindling.telemetry.logs import (
-    FunctionLog,
-    LogStore,
-    LogStream,
-    Report,
-    end_line,
-    start_line,
-)
+from kindling.telemetry.logs import FunctionLog, LogStore, LogStream, Report
 from kindling.telemetry.metrics import Metrics, SandboxCounts, StartKind
+from kindling.telemetry.platform_records import PlatformRecords, application_filter
 from kindling.worker.backends import Backends
 from kindling.worker.capacity import WorkerCapacity
 from kindling.worker.interface import Execution, Launched
@@ -176,8 +170,11 @@ class WorkerAgent:
         self._touched[sandbox.id] = time.monotonic()
         # the idle stream's drop marker is written when the sandbox goes, however it goes
         weakref.finalize(sandbox, _close_all, held.idle)
-        header = f"INIT_START Runtime Version: {spec.launch.runtime}"
-        stream = LogStream(target, "an init", header=header)
+        platform = _platform(spec)
+        header = platform.init_start(
+            spec.launch.runtime, spec.initialization_type, spec.function_name, spec.version
+        )
+        stream = LogStream(target, "an init", header=header, keep=_keep(spec))
         sandbox.set_log_sink(stream.output)
         self._running.add(sandbox.id)
         try:
@@ -191,8 +188,10 @@ class WorkerAgent:
         self._touched[sandbox.id] = time.monotonic()
         if init.restored:  # Lambda's words for a start from a snapshot
             if stream.header is not None:
-                stream.header = f"RESTORE_START Runtime Version: {spec.launch.runtime}"
-            stream.system(f"RESTORE_REPORT Restore Duration: {init.duration_ms:.2f} ms")
+                stream.header = platform.restore_start(
+                    spec.launch.runtime, spec.function_name, spec.version
+                )
+            stream.system(platform.restore_report(init.duration_ms))
         else:
             stream.begin()
         stream.close()
@@ -310,8 +309,12 @@ class WorkerAgent:
     async def _run(self, held: _Held, request: InvokeRequest, init: InitResult | None) -> Execution:
         sandbox = held.sandbox
         spec = sandbox.spec
+        platform = _platform(spec)
         stream = LogStream(
-            held.target, "an invocation", header=start_line(request.request_id, spec.version)
+            held.target,
+            "an invocation",
+            header=platform.start(request.request_id, spec.version),
+            keep=_keep(spec),
         )
         sandbox.set_log_sink(stream.output)
         _close_all(held.idle)
@@ -327,38 +330,46 @@ class WorkerAgent:
         elif result.outcome is Outcome.CRASH:
             stream.system(_error_message(result))
             status, error_type = "error", _error_type(result)
-        stream.system(end_line(request.request_id))
+        done = status or ("success" if result.outcome is Outcome.SUCCESS else "error")
+        stream.system(platform.end(request.request_id, done, result.duration_ms))
+        usage = sandbox.usage()
         report = Report(
             request.request_id,
             result.duration_ms,
             spec.memory_mb,
-            sandbox.usage().max_rss_mb,
+            usage.max_rss_mb,
             init.duration_ms if init is not None and not init.restored else None,
             status,
             error_type,
             init.duration_ms if init is not None and init.restored else None,
         )
-        stream.system(report.line())
+        stream.system(platform.report(report))
         stream.close()  # END and REPORT (START too, if nothing was printed): one write
         error = None if result.outcome is Outcome.SUCCESS else result.outcome.value
-        self._record(spec, init, result.duration_ms, error)
+        self._record(spec, init, result.duration_ms, error, usage.private_mb)
         return Execution(result, stream.tail, sandbox.state is SandboxState.IDLE)
 
     def _failed_init(self, spec: SandboxSpec, request_id: str, init: InitResult) -> Execution:
         """The invocation that found its sandbox unable to start."""
         assert init.error is not None
         target = self._logs.open(spec.account_id, spec.region, spec.function_name)
-        stream = LogStream(target, "an invocation", header=start_line(request_id, spec.version))
+        platform = _platform(spec)
+        stream = LogStream(target, "an invocation", header=platform.start(request_id, spec.version))
         stream.system(_error_message(init.error))
-        stream.system(end_line(request_id))
+        stream.system(platform.end(request_id, "error", init.duration_ms))
         report = Report(request_id, init.duration_ms, spec.memory_mb, 0, init.duration_ms, "error")
-        stream.system(report.line())
+        stream.system(platform.report(report))
         stream.close()
         self._record(spec, init, init.duration_ms, Outcome.INIT_ERROR.value)
         return Execution(init.error, stream.tail)
 
     def _record(
-        self, spec: SandboxSpec, init: InitResult | None, duration_ms: float, error: str | None
+        self,
+        spec: SandboxSpec,
+        init: InitResult | None,
+        duration_ms: float,
+        error: str | None,
+        private_memory_mb: int = 0,
     ) -> None:
         self._metrics.invoked(
             spec.account_id,
@@ -368,6 +379,7 @@ class WorkerAgent:
             start=_start_kind(init),
             duration_ms=duration_ms,
             error=error,
+            private_memory_mb=private_memory_mb,
         )
 
 
@@ -390,9 +402,10 @@ def _idle_sink(sandbox: SafeSandbox, target: FunctionLog, idle: list[LogStream])
     ref = weakref.ref(sandbox)
 
     def first(line: str) -> None:
-        stream = LogStream(target, "a sandbox between invocations")
-        idle.append(stream)
         owner = ref()
+        keep = _keep(owner.spec) if owner is not None else None
+        stream = LogStream(target, "a sandbox between invocations", keep=keep)
+        idle.append(stream)
         if owner is not None:
             owner.set_log_sink(stream.output)
         stream.output(line)
@@ -404,6 +417,16 @@ def _close_all(streams: list[LogStream]) -> None:
     """Ends idle streams: each writes its drop marker, if it dropped anything."""
     while streams:
         streams.pop().close()
+
+
+def _platform(spec: SandboxSpec) -> PlatformRecords:
+    """The platform's lines in the function's LoggingConfig format (ADR 0038)."""
+    return PlatformRecords.of(spec.log_format, spec.system_log_level)
+
+
+def _keep(spec: SandboxSpec) -> Callable[[str], bool] | None:
+    """Which of the function's lines its ApplicationLogLevel keeps (JSON only)."""
+    return application_filter(spec.log_format, spec.application_log_level)
 
 
 def _start_kind(init: InitResult | None) -> StartKind:

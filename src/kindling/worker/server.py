@@ -34,6 +34,11 @@ RuntimeResolver = Callable[[str], RuntimeLaunch]
 #: The one unsigned path, for a supervisor's probe (Kubernetes, deploy/kubernetes/): it
 #: is answered by the event loop, so a wedged loop fails it, and it tells nothing.
 HEALTH_PATH = "/healthz"
+#: Unsigned too, the probes every kindling process answers (ADR 0040): live while the
+#: loop answers; ready while this host takes sandboxes (not draining) and a control
+#: node heard its heartbeat within a lease.
+LIVE_PATH = "/_kindling/health/live"
+READY_PATH = "/_kindling/health/ready"
 #: Unsigned too: the Prometheus scrape of this worker's own metrics (invocations,
 #: durations, errors, cold starts, sandboxes: recorded where they happen).
 METRICS_PATH = "/metrics"
@@ -61,7 +66,10 @@ class WorkerServer:
         runtimes: RuntimeResolver,
         scrape: Scrape | None = None,
         read_log: LogRead | None = None,
+        ready: Callable[[], dict[str, object]] | None = None,
     ) -> None:
+        """``ready``: the readiness document (its ``status`` is ``pass`` or ``fail``)."""
+        self._ready = ready
         self._scrape = scrape
         self._read_log = read_log
         self._worker = worker
@@ -72,6 +80,11 @@ class WorkerServer:
     async def handle(self, request: Request) -> Response:
         if request.path == HEALTH_PATH and request.method == "GET":
             return Response(200, [("Content-Type", "text/plain")], b"ok\n")
+        if request.path == LIVE_PATH and request.method == "GET":
+            return _json(200, {"status": "pass"})
+        if request.path == READY_PATH and request.method == "GET" and self._ready:
+            doc = self._ready()
+            return _json(200 if doc.get("status") == "pass" else 503, doc)
         if request.path == METRICS_PATH and request.method == "GET" and self._scrape:
             body, content_type = self._scrape(request.header("accept"))
             return Response(200, [("Content-Type", content_type)], body)

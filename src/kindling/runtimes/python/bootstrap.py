@@ -21,7 +21,8 @@ function:
   directly. The Runtime API is a tiny, trusted peer; a full HTTP stack buys nothing.
 * ``logging`` (~8 ms) is not imported here. A meta-path hook installs Lambda's root log
   handler the moment the function or a library imports ``logging``, so functions that
-  never log never pay for it.
+  never log never pay for it. Its JSON format (LoggingConfig JSON: AWS_LAMBDA_LOG_FORMAT)
+  lives in ``kindling_json_logging``, which a Text function never imports.
 * ``traceback`` is imported only when an error has to be reported.
 """
 
@@ -63,6 +64,19 @@ else:
         RuntimeApi,
         RuntimeApiError,
     )
+
+#: LoggingConfig's JSON format: its formatter is loaded for a JSON function only, here
+#: (while this script's directory is still on sys.path), and in a runtime zygote (which
+#: preloads this module under another name), so that its forks find it loaded whatever
+#: their format. A Text function pays one environment lookup.
+json_logging: ModuleType | None = None
+if os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON" or (
+    __name__ == "kindling_runtime_preload"
+):
+    if TYPE_CHECKING:
+        from kindling.runtimes.python import kindling_json_logging as json_logging
+    else:
+        import kindling_json_logging as json_logging
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -139,7 +153,11 @@ def xray_cause(error_type: str, message: str, frames: list[tuple[str, int, str, 
 
 
 def log_error(error: ErrorResult) -> None:
-    """Print an error result as Lambda does: one record, "[ERROR] Type: message" + trace."""
+    """Print an error result as Lambda does: one record, "[ERROR] Type: message" + trace
+    (one JSON record with the JSON log format)."""
+    if json_format() and json_logging is not None:
+        sys.stdout.write(json_logging.error_line(error))
+        return
     description = "[ERROR]"
     if error["errorType"]:
         description += " " + error["errorType"] + (":" if error["errorMessage"] else "")
@@ -262,6 +280,12 @@ class _ThenRun(_LoaderBase):
         self._then()
 
 
+def json_format() -> bool:
+    """Whether the function's LoggingConfig asks for JSON logs (read each time: a zygote's
+    fork gets its function's environment after this module was loaded)."""
+    return os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+
+
 def log_level_from_env() -> str:
     level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
     return "DEBUG" if level == "TRACE" else level
@@ -283,7 +307,10 @@ def install_log_handler(runtime: Runtime) -> None:
 
     logging.Formatter.converter = time.gmtime
     handler = LambdaLoggerHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    if json_format() and json_logging is not None:
+        handler.setFormatter(json_logging.JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
     handler.addFilter(LambdaLoggerFilter())
     root = logging.getLogger()
     level = log_level_from_env()
@@ -451,7 +478,7 @@ class SnapshotHooks:
 
 
 def main() -> int:
-    for sibling in ("kindling_lambda_context", "kindling_runtime_api"):
+    for sibling in ("kindling_lambda_context", "kindling_runtime_api", "kindling_json_logging"):
         sys.modules.pop(sibling, None)  # the function's namespace is its own
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API", "")
     try:

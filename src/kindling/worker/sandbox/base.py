@@ -59,6 +59,11 @@ class SandboxSpec:
     environment: dict[str, str] = field(default_factory=dict)
     log_group: str = ""
     log_stream: str = ""
+    #: LoggingConfig: "Text" or "JSON"; with JSON, the levels that filter the function's
+    #: records (its runtime's, through AWS_LAMBDA_LOG_LEVEL) and the platform's.
+    log_format: str = "Text"
+    application_log_level: str = ""
+    system_log_level: str = ""
     initialization_type: str = "on-demand"
     #: "allowed": outbound through NAT (the default); "none": loopback only.
     network: str = "allowed"
@@ -142,8 +147,13 @@ class InitResult:
 @dataclass(frozen=True, slots=True)
 class Usage:
     cpu_ms: float
+    #: What REPORT's Max Memory Used says: the sandbox's whole resident memory at its
+    #: peak, pages shared with a zygote or snapshot included, as Lambda counts it.
     max_rss_mb: int
     tmp_bytes: int
+    #: The peak of the pages charged to the sandbox alone (its cgroup's), what it costs
+    #: the host beyond what it shares; 0 where it is not known apart.
+    private_mb: int = 0
 
 
 LogSink = Callable[[str], None]

@@ -43,6 +43,9 @@ def lambda_environment(
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
+    if spec.log_format == "JSON":  # as Lambda sets them, for JSON only (ADR 0038)
+        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        env["AWS_LAMBDA_LOG_LEVEL"] = spec.application_log_level or "INFO"
     return env
 
 

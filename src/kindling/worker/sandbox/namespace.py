@@ -45,6 +45,7 @@ from kindling.worker.sandbox.layerview import opt_file
 from kindling.worker.sandbox.logpipe import LogPipe
 from kindling.worker.sandbox.netns import RUNTIME_API_PORT, NetworkSlot
 from kindling.worker.sandbox.platform import ENDPOINT, PLATFORM_LIMITS, PlatformHandler
+from kindling.worker.sandbox.procstat import peak_resident_kb
 from kindling.worker.sandbox.runtime_api import RUNTIME_API_LIMITS, RuntimeApi
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 SANDBOX_RUNTIME_DIR = "/var/runtime"
 #: Variables a fresh interpreter reads at start-up, which a zygote's fork cannot apply.
 #: (PYTHONDONTWRITEBYTECODE is always 1, as Lambda sets it: zygotes start with -B.)
+#: REPORT reads the resident peak of every process of a sandbox this often (the runtime's
+#: own every time): most sandboxes hold the runtime alone.
+RESIDENT_TREE_EVERY = 16
+
 STARTUP_ONLY_VARIABLES = frozenset(
     {
         "PYTHONHOME",
@@ -107,6 +112,9 @@ class NamespaceSandbox:
     capped = True
     #: Its runtime ends up the worker's child (a restored copy is its template's).
     reaped_here = True
+    #: Max Memory Used counts its processes' resident memory (usage()): they may share
+    #: a zygote's or a snapshot's pages that its cgroup is not charged for.
+    counts_resident = True
 
     def __init__(self, spec: SandboxSpec, backend: NamespaceBackend) -> None:
         self.id = spec.sandbox_id
@@ -128,6 +136,8 @@ class NamespaceSandbox:
         self._request_id = ""
         self._limits = CgroupLimits(memory_mb=spec.memory_mb)
         self._peak = 0
+        self._resident = 0  # the peak resident memory of its processes (usage())
+        self._reports = 0
         self._reap_tries = 0
         self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
@@ -315,10 +325,28 @@ class NamespaceSandbox:
             self._cgroup.freeze(False)
 
     def usage(self) -> Usage:
+        """Max Memory Used as Lambda reports it: the sandbox's resident memory at its
+        peak. A sandbox forked from a zygote or a snapshot shares the pages its parent
+        had loaded, and its cgroup is charged only for those it touches after the fork
+        (a plain Python handler: ~3 MB); the VmHWM of its processes counts them all, as
+        a runtime started on its own would (~12 MB). Both are kept: REPORT says the
+        larger, the metrics the cgroup's (``private_mb``). Read at REPORT time only: the
+        runtime's /proc/PID/status (~7 µs), every ``RESIDENT_TREE_EVERY``th time those
+        of every process in the cgroup (VmHWM is a peak: a late read still sees it)."""
         if self._cgroup is not None:  # kept: the REPORT of a sandbox killed by OOM needs it
             self._peak = max(self._peak, self._cgroup.peak_memory_bytes())
-        mb = max(1, round(self._peak / 1024 / 1024))
-        return Usage(cpu_ms=0.0, max_rss_mb=mb, tmp_bytes=0)
+            if self.counts_resident:
+                self._reports += 1
+                # the runtime's pid alone only while it is watched: once it has exited,
+                # the pid may be another process's
+                alone = self._pidfd >= 0 and self._reports % RESIDENT_TREE_EVERY != 1
+                pids = [self._pid] if alone else self._cgroup.pids()
+                resident = sum(peak_resident_kb(pid) for pid in pids) * 1024
+                self._resident = max(self._resident, resident)
+        private = max(1, round(self._peak / 1024 / 1024))
+        # never past its memory size, as on Lambda, where that is all the memory there is
+        mb = max(private, min(round(self._resident / 1024 / 1024), self.spec.memory_mb))
+        return Usage(cpu_ms=0.0, max_rss_mb=mb, tmp_bytes=0, private_mb=private)
 
     async def destroy(self) -> None:
         doomed = self._cgroup.kill() if self._cgroup is not None else []

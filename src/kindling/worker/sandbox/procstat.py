@@ -27,3 +27,21 @@ def live_start_time(pid: int) -> int | None:
     if fields is None or fields[STATE] in ("Z", "X"):
         return None
     return int(fields[START_TIME])
+
+
+def peak_resident_kb(pid: int) -> int:
+    """A process's peak resident set (VmHWM), in kB: every page it has mapped at its
+    peak, those it shares with the zygote or snapshot it was forked from included (0 if
+    it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            status = fh.read()
+    except OSError:
+        return 0
+    start = status.find(b"VmHWM:")
+    if start < 0:
+        return 0
+    try:
+        return int(status[start + 6 : status.find(b"kB", start)])
+    except ValueError:
+        return 0

@@ -5,8 +5,8 @@ The environment leaves the record (``functions.config``) for a column of its own
 bound to the function's account, region and name). Rows written before hold it in clear
 inside the record: each is sealed here, with the server key the store was opened with.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
@@ -82,7 +82,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back into the record, in clear, as before 0012 (an operator's explicit choice)."""
+    """Back into the record, in clear, as before 0014 (an operator's explicit choice)."""
     sealer: Any = context.config.attributes.get("sealer")
     conn = op.get_bind()
     rows = conn.execute(
