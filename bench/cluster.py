@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"workers": args.workers}
     with tempfile.TemporaryDirectory(prefix="kindling-bench-cluster-") as tmp:
         work = Path(tmp)
+        # control nodes share one server key, which seals secrets in the shared store
+        env["KINDLING_SERVER_KEY_FILE"] = str(work / "server.key")
         started: list[servers.Server] = []
         net = HostNet.create(str(work), prefix="kb")
         postgres: Postgres | None = None

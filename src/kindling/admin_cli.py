@@ -146,3 +146,70 @@ def key_revoke(
     """Revokes a key: requests it signs are refused from now on."""
     _call(endpoint, data_dir, "DELETE", f"keys/{access_key_id}")
     console.print(f"revoked {access_key_id}")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(value: str) -> float:
+    """``30m``, ``2h``, ``7d`` ago; an ISO 8601 time; or Unix seconds."""
+    import time
+    from datetime import UTC, datetime
+
+    text = value.strip()
+    if text[:-1].isdigit() and text[-1:] in _UNITS:
+        return time.time() - int(text[:-1]) * _UNITS[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        err.print(f"--since {value!r}: give 30m, 2h, 7d, an ISO 8601 time or Unix seconds")
+        raise typer.Exit(2) from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+@admin_app.command("audit")
+def audit(
+    account: Annotated[str | None, typer.Option(help="only this account id")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only calls since: 30m, 2h, 7d, ISO 8601 or Unix seconds")
+    ] = None,
+    operation: Annotated[
+        str | None, typer.Option(help="only this operation, e.g. CreateFunction")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="the newest this many (at most 10000)")] = 1000,
+    endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit log of control-plane calls: who, what, when, and how it ended."""
+    from datetime import UTC, datetime
+    from urllib.parse import urlencode
+
+    args: dict[str, str] = {"limit": str(limit)}
+    if account:
+        args["account"] = account
+    if since:
+        args["since"] = repr(_since(since))
+    if operation:
+        args["operation"] = operation
+    events = _call(endpoint, data_dir, "GET", f"audit?{urlencode(args)}")["Events"]
+    if as_json:
+        print(json.dumps(events, indent=2))
+        return
+    for event in events:  # one line each, whole: an audit log is read with grep
+        when = datetime.fromtimestamp(event["at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        result = str(event["status"]) + (f" {event['error_code']}" if event["error_code"] else "")
+        fields = (
+            when,
+            event["account_id"] or "-",
+            event["principal_arn"],
+            f"{event['service']}:{event['operation']}",
+            event["resource"] or "-",
+            result,
+            event["source_ip"] or "-",
+        )
+        print("  ".join(fields))

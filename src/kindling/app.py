@@ -11,6 +11,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import kindling
 from kindling.api.access_log import AccessLog
@@ -76,10 +77,11 @@ from kindling.events.target_outbox import OutboxStore, TargetOutbox
 from kindling.events.targets import TargetSender
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
-from kindling.iam.accounts import AccountStore, StoredKeyRing
+from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.directory import Directory
 from kindling.iam.function_credentials import FunctionCredentials
+from kindling.iam.groups import Groups
 from kindling.iam.secrets import ServerKey
 from kindling.iam.sessions import SessionIssuer
 from kindling.iam.sigv4 import SigV4Verifier
@@ -100,6 +102,7 @@ from kindling.limits import (
 from kindling.runtimes import sdk
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.store import Store
+from kindling.telemetry.audit import AuditLog
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
 from kindling.wiring import (
@@ -122,8 +125,11 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         private_data_dir(config)
-        self.store = Store(config.store_url)
+        #: Seals account secrets and functions' environments at rest (ADR 0036, 0043).
+        server_key = ServerKey.load_or_create(config.server_key_path)
+        self.store = Store(config.store_url, server_key)
         self.directory = Directory(self.store)  # IAM's users, roles and policies
+        self.audit = AuditLog(self.store)  # control-plane calls (ADR 0043)
         self.authorizer = Authorizer(self.directory)
         self.runtimes = RuntimeCatalog(config.extra_python_paths, config.data_dir / "runtimes")
         if config.role != "control":  # boto3 for Python functions, as on Lambda
@@ -259,7 +265,6 @@ class App:
             ).handle
             # a function's log lives on the workers that ran it
             raw_routes["logs"] = LogsEndpoint(ClusterLogs(self.registry), self.functions).read
-        server_key = ServerKey.load_or_create(config.server_key_path)
         server_key.write_admin_file(config.data_dir / "admin.key")
         self.accounts = AccountStore(self.store, server_key)
         if config.dev_keys_enabled:
@@ -280,8 +285,16 @@ class App:
             self._has_functions,
             config.dev_keys_enabled,
             self.directory.forget_account,
+            self.audit,
         ).handle
-        public_routes = {"/metrics": MetricsEndpoint(self.metrics.registry).scrape}
+        server_key.write_admin_file(config.data_dir / "metrics.token", server_key.metrics_token())
+        scrape = MetricsEndpoint(  # who may read which series: ADR 0043
+            self.metrics.registry,
+            server_key.metrics_token(),
+            frozenset({DEV_ACCOUNT_ID}) if config.dev_keys_enabled else frozenset(),
+            lambda caller: self.authorizer.check(caller, "cloudwatch:GetMetricData", "*"),
+        )
+        public_routes: dict[str, Any] = {"/metrics": scrape.scrape}
         checks = readiness_checks(
             self.store.ping,
             self.counter.in_use if config.counting else None,
@@ -316,9 +329,16 @@ class App:
             keys,
             EventBridgeApi(self.eventbridge).operations(),
             SchedulerApi(self.schedules).operations(),
-            IamApi(self.directory, self.accounts, keys, self.authorizer).operations(),
+            IamApi(
+                self.directory,
+                self.accounts,
+                keys,
+                self.authorizer,
+                Groups(self.store, self.directory),
+            ).operations(),
             StsApi(self.directory, self.authorizer, self.sessions).operations(),
             self.authorizer,
+            self.audit,
         )
         self.frontend = Frontend(
             load_service_model(),
@@ -329,6 +349,7 @@ class App:
             FunctionUrlEndpoint(self.function_urls),
             services,
             LambdaGuard(self.authorizer, self.policies, self.directory).authorize,
+            self.audit,
         )
         self.server = HttpServer(
             AccessLog(self._handle).handle if config.access_log else self._handle,
@@ -484,6 +505,7 @@ class App:
         if self.registry is not None:
             self.registry.start()
         self.events.start()
+        self.audit.start()
         self.rule_scheduler.start()
         self.target_outbox.start()
         self.pollers.start()
@@ -539,6 +561,7 @@ class App:
         await self.counter.close()
         await self._wait(lambda: self._requests == 0, SHUTDOWN_ANSWER_S, None)
         await self.backends.close()
+        await self.audit.close()
         self.logs.close()
         self.code.close()
         if isinstance(self.code_source, S3CodeSource):

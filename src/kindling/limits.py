@@ -566,3 +566,23 @@ EVENTS_DELIVERY_BACKOFF_MAX_S = 300.0
 #: Buses an event may cross through event-bus targets before it is not sent on: a bound
 #: on a rule loop between buses. AWS: - (EventBridge detects such loops itself).
 EVENTS_MAX_BUS_HOPS = 5
+
+# --- audit log of control-plane calls (ADR 0043) ------------------------------------------
+
+#: How long an audit record is kept: CloudTrail's event history keeps management events
+#: 90 days ("Working with CloudTrail event history").
+AUDIT_RETENTION_S = 90 * 24 * 3600.0
+#: At most this many records are kept per account whatever their age: a busy or hostile
+#: tenant cannot grow the store without end (its oldest go first), nor push another
+#: account's history out, as one bound shared by all would let it.
+AUDIT_MAX_ROWS = 1_000_000
+#: Records wait in memory at most this long before they are written, in one transaction
+#: per batch: a call never waits for its audit write.
+AUDIT_FLUSH_S = 0.5
+#: Records waiting to be written, at most; past it (a store down for long) the oldest
+#: waiting are dropped, counted and logged, rather than memory growing.
+AUDIT_BUFFER_MAX = 50_000
+#: How often records past their retention or the row bound are deleted.
+AUDIT_PRUNE_S = 600.0
+#: Records one query answers, at most (``kindling admin audit --limit``).
+AUDIT_QUERY_MAX = 10_000

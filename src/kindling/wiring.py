@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from kindling.api import service_resources
 from kindling.api.errors import (
     EVENTS_CODES,
     EVENTS_INTERNAL,
@@ -45,6 +46,7 @@ from kindling.iam.sigv4 import Caller, SigV4Verifier
 from kindling.invoke.counting import ConcurrencyCounter, Counting
 from kindling.limits import ESM_SQS_THREADS, ESM_SQS_WAIT_S
 from kindling.store import Store
+from kindling.telemetry.audit import AuditLog
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.backends import BackendFactory, Backends
 from kindling.worker.sandbox.gvisor import GvisorBackend
@@ -119,13 +121,17 @@ def private_data_dir(config: Config) -> None:
     os.chmod(db, 0o600)
 
 
-def _authorizing(authorizer: Authorizer, service: str) -> Callable[[Caller, str], None]:
-    """Authorization of another service's calls: ``<service>:<Operation>`` on the
-    account's resources of that service (ADR 0036: not per rule or schedule ARN)."""
+def _authorizing(
+    authorizer: Authorizer, service: str
+) -> Callable[[Caller, str, dict[str, Any]], None]:
+    """Authorization of another service's calls: ``<service>:<Operation>`` on each
+    resource the call names, a rule's or schedule's own ARN (ADR 0043)."""
 
-    def check(caller: Caller, operation: str) -> None:
-        resource = f"arn:aws:{service}:{caller.region}:{caller.account_id}:*"
-        authorizer.check(caller, f"{service}:{operation}", resource)
+    def check(caller: Caller, operation: str, params: dict[str, Any]) -> None:
+        action = f"{service}:{operation}"
+        region, account = caller.region, caller.account_id
+        for resource in service_resources.resources(service, operation, params, region, account):
+            authorizer.check(caller, action, resource)
 
     return check
 
@@ -137,6 +143,7 @@ def service_endpoints(
     iam: dict[str, Any],
     sts: dict[str, Any],
     authorizer: Authorizer,
+    audit: AuditLog,
 ) -> dict[str, ServiceEndpoint | QueryEndpoint]:
     """EventBridge and EventBridge Scheduler (JSON protocols), IAM and STS (the query
     protocol) on the Lambda endpoint's port, each checking signatures for its own
@@ -150,6 +157,7 @@ def service_endpoints(
             events,
             ErrorMapper(events_model, EVENTS_CODES, EVENTS_INTERNAL),
             _authorizing(authorizer, "events"),
+            audit,
         ),
         "scheduler": ServiceEndpoint(
             scheduler_model,
@@ -157,18 +165,21 @@ def service_endpoints(
             scheduler,
             ErrorMapper(scheduler_model, SCHEDULER_CODES, SCHEDULER_INTERNAL),
             _authorizing(authorizer, "scheduler"),
+            audit,
         ),
         "iam": QueryEndpoint(
             iam_model,
             SigV4Verifier(keys, "iam"),
             iam,
             ErrorMapper(iam_model, IAM_CODES, IAM_INTERNAL),
+            audit,
         ),
         "sts": QueryEndpoint(
             sts_model,
             SigV4Verifier(keys, "sts"),
             sts,
             ErrorMapper(sts_model, IAM_CODES, IAM_INTERNAL),
+            audit,
         ),
     }
 

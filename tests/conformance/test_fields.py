@@ -149,7 +149,6 @@ RUNTIME = {
 }
 FUNCTION_SETTINGS: dict[str, Any] = {
     "VpcConfig": VPC,
-    "KMSKeyArn": KMS,
     "TracingConfig": {"Mode": "Active"},
     "FileSystemConfigs": EFS,
     "ImageConfig": {"Command": ["app.handler"]},

@@ -87,7 +87,6 @@ def test_environment_values_with_nul_are_refused(lam: Any, fn_name: str) -> None
 @pytest.mark.parametrize(
     "setting",
     [
-        {"KMSKeyArn": "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef"},
         {"VpcConfig": {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}},
         {"TracingConfig": {"Mode": "Active"}},
         {"Architectures": ["arm64" if HOST_ARCHITECTURE == "x86_64" else "x86_64"]},

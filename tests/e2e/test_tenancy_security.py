@@ -22,18 +22,23 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth, SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
+from botocore.credentials import Credentials
 
 from kindling.iam.secrets import ServerKey
 from kindling.iam.sessions import SessionIssuer
 
-from .support import KINDLING, REGION, Server, client_error, make_zip, wait_active
+from .support import KINDLING, REGION, AwsCli, Server, client_error, make_zip, wait_active
 
 pytestmark = pytest.mark.timeout(600)
 CODE = make_zip({"app.py": "def handler(event, context):\n    return 'hi'\n"})
@@ -337,3 +342,185 @@ def test_a_role_trusting_another_account_is_assumed_from_it(
         gus.client(server, "sts").assume_role(RoleArn=role_arn, RoleSessionName="yy")
     with pytest.raises(Exception, match="AccessDenied"):  # A's root is not trusted
         a.client(server, "sts").assume_role(RoleArn=role_arn, RoleSessionName="zz")
+
+
+def test_eventbridge_calls_are_authorized_on_the_rule_they_name(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    """IAM's resource types for EventBridge: ``rule/[bus/]name`` (ADR 0043)."""
+    server, a, _b = world
+    rules = f"arn:aws:events:{REGION}:{a.account}:rule/team-*"
+    ruler = make_user(
+        server, a, "ruler", allow("events:PutRule", rules), allow("events:DeleteRule", rules)
+    )
+    events = ruler.client(server, "events")
+    events.put_rule(Name="team-nightly", ScheduleExpression="rate(1 day)", State="DISABLED")
+    with client_error("AccessDeniedException", 403) as info:
+        events.put_rule(Name="other-nightly", ScheduleExpression="rate(1 day)")
+    assert info.value.response["Error"]["Message"] == (
+        f"User: arn:aws:iam::{a.account}:user/ruler is not authorized to perform: "
+        f"events:PutRule on resource: arn:aws:events:{REGION}:{a.account}:rule/other-nightly "
+        "because no identity-based policy allows the events:PutRule action"
+    )
+    root_events = a.client(server, "events")
+    root_events.create_event_bus(Name="orders")
+    with client_error("AccessDeniedException", 403):  # team-* of another bus is not rule/team-*
+        events.put_rule(Name="team-x", EventBusName="orders", ScheduleExpression="rate(1 day)")
+    events.delete_rule(Name="team-nightly")
+    root_events.delete_event_bus(Name="orders")
+
+
+def test_a_groups_policies_count_for_its_members_only(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    """IAM user guide, "IAM user groups": a policy attached to a group applies to every
+    user in it; an explicit deny of a group's policy wins; a group is deleted only
+    once it has no members ("Cannot delete entity, must remove users from group
+    first.")."""
+    server, a, b = world
+    fn = make_function(server, a, "grouped")
+    iam = a.client(server, "iam")
+    dave = make_user(server, a, "dave")
+    lam_dave = dave.client(server, "lambda")
+    with client_error("AccessDeniedException", 403):
+        lam_dave.get_function(FunctionName="grouped")
+
+    group = iam.create_group(GroupName="devs")["Group"]
+    assert group["Arn"] == f"arn:aws:iam::{a.account}:group/devs"
+    iam.put_group_policy(
+        GroupName="devs",
+        PolicyName="read",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow("lambda:*", fn)]}),
+    )
+    no_delete = iam.create_policy(
+        PolicyName="no-delete",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [deny("lambda:DeleteFunction")]}
+        ),
+    )["Policy"]["Arn"]
+    iam.attach_group_policy(GroupName="devs", PolicyArn=no_delete)
+    iam.add_user_to_group(GroupName="devs", UserName="dave")
+    assert lam_dave.get_function(FunctionName="grouped")["Configuration"]["FunctionArn"] == fn
+    with client_error("AccessDeniedException", 403) as info:
+        lam_dave.delete_function(FunctionName="grouped")
+    assert info.value.response["Error"]["Message"].endswith(
+        "with an explicit deny in an identity-based policy"
+    )
+
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="dave")["Groups"]] == ["devs"]
+    got = iam.get_group(GroupName="devs")
+    assert [u["UserName"] for u in got["Users"]] == ["dave"] and not got["IsTruncated"]
+    assert iam.list_group_policies(GroupName="devs")["PolicyNames"] == ["read"]
+    assert iam.get_group_policy(GroupName="devs", PolicyName="read")["PolicyName"] == "read"
+    attached = iam.list_attached_group_policies(GroupName="devs")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [no_delete]
+    with client_error("DeleteConflict", 409):
+        iam.delete_group(GroupName="devs")
+    with client_error("DeleteConflict", 409):
+        iam.delete_user(UserName="dave")
+    with client_error("NoSuchEntity", 404):  # groups are per account
+        b.client(server, "iam").get_group(GroupName="devs")
+
+    iam.remove_user_from_group(GroupName="devs", UserName="dave")
+    with client_error("AccessDeniedException", 403):
+        lam_dave.get_function(FunctionName="grouped")
+    iam.delete_group_policy(GroupName="devs", PolicyName="read")
+    iam.detach_group_policy(GroupName="devs", PolicyArn=no_delete)
+    iam.delete_group(GroupName="devs")
+    with client_error("NoSuchEntity", 404) as info:
+        iam.get_group(GroupName="devs")
+    assert info.value.response["Error"]["Message"] == "The group with name devs cannot be found."
+
+
+def test_iam_lists_are_paged_with_marker_and_max_items(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    server, _a, _b = world
+    iam = boto3.session.Session().client(
+        "iam",
+        region_name=REGION,
+        endpoint_url=server.endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    names = [f"pager-{i}" for i in range(5)]
+    for name in names:
+        iam.create_user(UserName=name, Path="/pager/")
+        iam.create_group(GroupName=name, Path="/pager/")
+    first = iam.list_users(PathPrefix="/pager/", MaxItems=2)
+    assert [u["UserName"] for u in first["Users"]] == names[:2]
+    assert first["IsTruncated"] and first["Marker"]
+    second = iam.list_users(PathPrefix="/pager/", MaxItems=2, Marker=first["Marker"])
+    assert [u["UserName"] for u in second["Users"]] == names[2:4]
+    pages = iam.get_paginator("list_groups").paginate(
+        PathPrefix="/pager/", PaginationConfig={"PageSize": 2}
+    )
+    assert [g["GroupName"] for page in pages for g in page["Groups"]] == names
+    with client_error("InvalidInput", 400):
+        iam.list_users(Marker="not-a-marker!")
+    # the AWS CLI follows the markers by itself
+    cli = AwsCli(server.endpoint)
+    listed = cli.json("list-users", "--path-prefix", "/pager/", "--page-size", "1", service="iam")
+    assert [u["UserName"] for u in listed["Users"]] == names
+    assert [
+        g["GroupName"]
+        for g in cli.json("list-groups", "--path-prefix", "/pager/", service="iam")["Groups"]
+    ] == names
+    for name in names:
+        iam.delete_user(UserName=name)
+        iam.delete_group(GroupName=name)
+
+
+def _scrape(server: Server, headers: dict[str, str] | None = None, query: str = "") -> str:
+    url = f"{server.endpoint}/metrics" + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return str(answer.read().decode())
+
+
+def _signed_scrape(server: Server, who: Tenant, presign: bool = False) -> str:
+    request = AWSRequest(method="GET", url=f"{server.endpoint}/metrics")
+    credentials = Credentials(who.key, who.secret, who.token)
+    if presign:
+        SigV4QueryAuth(credentials, "lambda", REGION, 60).add_auth(request)
+        return _scrape(server, query=request.url.split("?", 1)[1])
+    SigV4Auth(credentials, "lambda", REGION).add_auth(request)
+    return _scrape(server, dict(request.headers.items()))
+
+
+def test_metrics_show_each_reader_only_what_it_may_see(
+    world: tuple[Server, Tenant, Tenant],
+) -> None:
+    """ADR 0043: unsigned, names only of the dev account (its key is public) and totals;
+    signed, the signer's account's series; the operator's bearer token, everything."""
+    server, a, b = world
+    make_function(server, a, "metered-a")
+    make_function(server, b, "metered-b")
+    a.client(server, "lambda").invoke(FunctionName="metered-a")
+    b.client(server, "lambda").invoke(FunctionName="metered-b")
+
+    public = _scrape(server)
+    for leaked in ("metered-a", "metered-b", a.account, b.account):
+        assert leaked not in public
+    assert 'account="_others"' in public and "kindling_invocations_total" in public
+
+    mine = _signed_scrape(server, a)
+    assert 'function="metered-a"' in mine and a.account in mine
+    assert "metered-b" not in mine and b.account not in mine and "process_" not in mine
+    assert 'function="metered-b"' in _signed_scrape(server, b, presign=True)
+
+    token = (server.data_dir / "metrics.token").read_text().strip()
+    assert (server.data_dir / "metrics.token").stat().st_mode & 0o777 == 0o600
+    everything = _scrape(server, {"Authorization": f"Bearer {token}"})
+    assert 'function="metered-a"' in everything and 'function="metered-b"' in everything
+
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _scrape(server, {"Authorization": "Bearer " + "0" * 64})
+    assert info.value.code == 403
+    nobody = make_user(server, a, "no-metrics")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _signed_scrape(server, nobody)
+    assert info.value.code == 403
+    assert "cloudwatch:GetMetricData" in info.value.read().decode()
+    watcher = make_user(server, a, "watcher", allow("cloudwatch:GetMetricData"))
+    assert 'function="metered-a"' in _signed_scrape(server, watcher)

@@ -11,19 +11,28 @@ not open it either.
     DELETE accounts/<id|name>                        (refused while it has functions)
     POST   keys                {"account": id|name} -> a new root key, once
     DELETE keys/<access key id>
+    GET    audit?account=&since=&operation=&limit=  -> the audit log (ADR 0043)
+
+Its own changes (accounts and keys made or removed) are in the audit log too, as the
+principal ``kindling:admin`` (service ``kindling-admin``), without the secrets made.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
+from urllib.parse import parse_qs
 
 from kindling.errors import AuthError, ConflictError, KindlingError, NotFoundError
 from kindling.httpd import Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import DEV_ACCOUNT_ID, AccessKey, AccountStore, StoredKeyRing
 from kindling.iam.sigv4 import Caller
+from kindling.limits import AUDIT_QUERY_MAX
+from kindling.telemetry.audit import AuditLog, AuditRecord
 
 PREFIX = "/_kindling/admin/"
 HEADER = "x-kindling-admin"
@@ -50,9 +59,12 @@ class AdminApi:
         has_functions: Callable[[str], bool],
         dev_keys: bool,
         on_deleted: Callable[[str], None] = lambda _account: None,
+        audit: AuditLog | None = None,
     ) -> None:
-        """``on_deleted``: what else goes with a deleted account (its IAM entities)."""
+        """``on_deleted``: what else goes with a deleted account (its IAM entities);
+        ``audit``: the audit log, queried here and told of the admin's own changes."""
         self._on_deleted = on_deleted
+        self._audit = audit
         self._key = credential.encode()
         self._accounts = accounts
         self._keys = keys
@@ -71,8 +83,32 @@ class AdminApi:
         except AuthError as exc:
             return _json(401, {"error": "Unauthorized", "message": exc.message})
         what = request.path.removeprefix(PREFIX)
+        if what == "audit" and request.method == "GET":
+            return self._audit_query(request.query)
+        response = self._answer(request.method, what, request.body)
+        if self._audit is not None:
+            self._audit.record(
+                AuditRecord(
+                    request_id=str(uuid.uuid4()),
+                    at=time.time(),
+                    account_id="",
+                    principal_arn="kindling:admin",
+                    access_key_id="",
+                    service="kindling-admin",
+                    operation=f"{request.method} {what.split('/', 1)[0]}",
+                    resource=what,
+                    status=response.status,
+                    error_code=None
+                    if response.status < 400
+                    else json.loads(response.body).get("error"),
+                    source_ip=request.peer[0] if request.peer else "",
+                )
+            )
+        return response
+
+    def _answer(self, method: str, what: str, body: bytes) -> Response:
         try:
-            return self._route(request.method, what, request.body)
+            return self._route(method, what, body)
         except NotFoundError as exc:
             return _json(404, {"error": "NotFound", "message": exc.message})
         except ConflictError as exc:
@@ -81,6 +117,22 @@ class AdminApi:
             return _json(400, {"error": "BadRequest", "message": exc.message})
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": "BadRequest", "message": f"bad request: {exc}"})
+
+    def _audit_query(self, query: str) -> Response:
+        """The records that match, oldest first: ``since`` in Unix seconds."""
+        if self._audit is None:
+            return _json(404, {"error": "NotFound", "message": "no audit log on this node"})
+        args = {k: v[-1] for k, v in parse_qs(query).items()}
+        try:
+            since = float(args["since"]) if "since" in args else None
+            limit = int(args.get("limit", "1000"))
+        except ValueError as exc:
+            return _json(400, {"error": "BadRequest", "message": f"bad request: {exc}"})
+        if not 1 <= limit <= AUDIT_QUERY_MAX:
+            message = f"limit must be between 1 and {AUDIT_QUERY_MAX}"
+            return _json(400, {"error": "BadRequest", "message": message})
+        found = self._audit.query(args.get("account"), since, args.get("operation"), limit)
+        return _json(200, {"Events": found})
 
     def _route(self, method: str, what: str, body: bytes) -> Response:
         if what == "accounts" and method == "POST":

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from kindling import limits
+from kindling.api import audit
 from kindling.api.errors import ErrorMapper, render_unserved
 from kindling.api.function_urls import FunctionUrlEndpoint, url_target
 from kindling.api.model import Router
@@ -60,6 +61,7 @@ class Frontend:
         function_urls: FunctionUrlEndpoint | None = None,
         services: Mapping[str, ServiceHandler] | None = None,
         authorize: Authorize | None = None,
+        audit_sink: audit.AuditSink | None = None,
     ) -> None:
         """``raw_routes`` serve ``/_kindling/<prefix>/...`` and authenticate themselves if
         they need to; ``public_routes`` serve one exact path each, e.g. ``/metrics``,
@@ -68,7 +70,9 @@ class Frontend:
         ``/_url/``), signed only where the URL's AuthType asks for it; ``services`` serve the
         requests signed for another AWS service than Lambda, by its signing name
         (``kindling.api.services``); one signed for a service not among them gets an
-        error naming it."""
+        error naming it. ``audit_sink`` records every control-plane call (ADR 0043):
+        not the invokes, whose path pays nothing for it."""
+        self._audit = audit_sink
         self._function_urls = function_urls
         self._model = service_model
         self._router = Router(service_model)
@@ -108,7 +112,7 @@ class Frontend:
                 if raw is None:
                     raise UnknownOperationError(f"Unknown path {request.path}")
                 return await raw(request, self.authenticate)
-            service = signed_service(request.headers)
+            service = signed_service(request.headers, request.query)
             if service is not None and service != "lambda":
                 endpoint = self._services.get(service)
                 if endpoint is None:
@@ -119,34 +123,65 @@ class Frontend:
             caller = self.authenticate(request)
             query = parse_qs(request.query, keep_blank_values=True) if request.query else {}
             name, path_params = self._router.match(request.method, request.path, query)
-            if name in UNSUPPORTED:  # named and explained, whatever the request holds
-                raise unsupported_refusal(name)
-            operation = self._operations.get(name)
-            if operation is None:
-                raise UnknownOperationError(
-                    f"The operation {name} is not supported by kindling yet"
-                )
-            model = self._op_models[name]
-            params = parse_input(model, path_params, query, request.headers, request.body)
-            trace = request.headers.get("x-amzn-trace-id")
-            if trace is not None:  # the caller's chain of invocations (ADR 0032)
-                params["_TraceHeader"] = trace
-            if self._authorize is not None:
-                caller = self._authorize(caller, name, params)
-            check_refused(name, params)  # a field kindling lacks is named, never ignored
-            result = await operation(caller, params)
-            streamed = result.get("_Response")
-            if isinstance(streamed, Response):  # an event stream, written as it comes
-                return streamed
-            status, headers, body = serialize_output(model, result)
-            request_id = result.get("_RequestId") or str(uuid.uuid4())
-            headers.append(("x-amzn-RequestId", request_id))
-            return Response(status, headers, body)
+            if self._audit is not None and name not in audit.DATA_EVENTS:
+                return await self._audited(request, caller, name, path_params, query)
+            return await self._call(request, caller, name, path_params, query)
         except KindlingError as exc:
             return self._errors.render(exc, str(uuid.uuid4()))
         except Exception as exc:
             log.exception("unexpected failure on %s %s", request.method, request.path)
             return self._errors.render(exc, str(uuid.uuid4()))
+
+    async def _call(
+        self,
+        request: Request,
+        caller: Caller,
+        name: str,
+        path_params: dict[str, str],
+        query: dict[str, list[str]],
+    ) -> Response:
+        if name in UNSUPPORTED:  # named and explained, whatever the request holds
+            raise unsupported_refusal(name)
+        operation = self._operations.get(name)
+        if operation is None:
+            raise UnknownOperationError(f"The operation {name} is not supported by kindling yet")
+        model = self._op_models[name]
+        params = parse_input(model, path_params, query, request.headers, request.body)
+        trace = request.headers.get("x-amzn-trace-id")
+        if trace is not None:  # the caller's chain of invocations (ADR 0032)
+            params["_TraceHeader"] = trace
+        if self._authorize is not None:
+            caller = self._authorize(caller, name, params)
+        check_refused(name, params)  # a field kindling lacks is named, never ignored
+        result = await operation(caller, params)
+        streamed = result.get("_Response")
+        if isinstance(streamed, Response):  # an event stream, written as it comes
+            return streamed
+        status, headers, body = serialize_output(model, result)
+        request_id = result.get("_RequestId") or str(uuid.uuid4())
+        headers.append(("x-amzn-RequestId", request_id))
+        return Response(status, headers, body)
+
+    async def _audited(
+        self,
+        request: Request,
+        caller: Caller,
+        name: str,
+        path_params: dict[str, str],
+        query: dict[str, list[str]],
+    ) -> Response:
+        """``_call``, and its record in the audit log however it ended."""
+        try:
+            response = await self._call(request, caller, name, path_params, query)
+        except KindlingError as exc:
+            response = self._errors.render(exc, str(uuid.uuid4()))
+        except Exception as exc:
+            log.exception("unexpected failure on %s %s", request.method, request.path)
+            response = self._errors.render(exc, str(uuid.uuid4()))
+        assert self._audit is not None
+        names = {**query, **path_params}
+        audit.record(self._audit, request, "lambda", caller, name, names, response)
+        return response
 
     def refuse(self, exc: KindlingError) -> Response:
         """The AWS error for a request refused before it reaches any handler (the server

@@ -1,18 +1,23 @@
-"""IAM operations (query protocol): users and their access keys, roles with trust
-policies, inline policies, customer-managed policies with versions, AWS's managed
-policies for Lambda, and attachments; each authorized as ``iam:<Operation>`` on the
-entity's ARN and each a call into ``kindling.iam.directory`` (ADR 0036)."""
+"""IAM operations (query protocol): users and their access keys, groups and their
+members, roles with trust policies, inline policies, customer-managed policies with
+versions, AWS's managed policies for Lambda, and attachments; each authorized as
+``iam:<Operation>`` on the entity's ARN and each a call into ``kindling.iam.directory``
+or ``kindling.iam.groups`` (ADR 0036, 0043). Every list is paged as IAM pages it:
+``MaxItems`` (default 100) per page, ``IsTruncated`` and an opaque ``Marker`` to go on."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kindling.errors import ConflictError, NotFoundError
+from kindling.errors import ConflictError, NotFoundError, ValidationError
 from kindling.iam.accounts import AccountStore, StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.directory import Directory, encoded
+from kindling.iam.groups import Groups
 from kindling.iam.sigv4 import Caller
 
 Handler = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -33,8 +38,25 @@ def _version_out(version: dict[str, Any]) -> dict[str, Any]:
     return {**version, "Document": encoded(version["Document"])}
 
 
-def _page(items: list[Any], key: str) -> dict[str, Any]:
-    return {key: items, "IsTruncated": False}
+#: IAM's page size when the caller gives no MaxItems ("If you do not include this
+#: parameter, the number of items defaults to 100").
+DEFAULT_MAX_ITEMS = 100
+
+
+def _page(items: list[Any], key: str, p: dict[str, Any]) -> dict[str, Any]:
+    """One page of ``items`` from the caller's ``Marker`` (the offset, opaque to it)."""
+    start = 0
+    if p.get("Marker"):
+        try:
+            start = int(base64.b64decode(str(p["Marker"]), validate=True).decode())
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise ValidationError("Invalid Marker.") from None
+    size = int(p.get("MaxItems") or DEFAULT_MAX_ITEMS)
+    out: dict[str, Any] = {key: items[start : start + size]}
+    out["IsTruncated"] = start + size < len(items)
+    if out["IsTruncated"]:
+        out["Marker"] = base64.b64encode(str(start + size).encode()).decode()
+    return out
 
 
 class IamApi:
@@ -44,7 +66,9 @@ class IamApi:
         accounts: AccountStore,
         keys: StoredKeyRing,
         authorizer: Authorizer,
+        groups: Groups,
     ) -> None:
+        self._groups = groups
         self._dir = directory
         self._accounts = accounts
         self._keys = keys
@@ -78,8 +102,15 @@ class IamApi:
             "GetPolicyVersion": self.get_policy_version,
             "ListPolicyVersions": self.list_policy_versions,
             "DeletePolicyVersion": self.delete_policy_version,
+            "CreateGroup": self.create_group,
+            "GetGroup": self.get_group,
+            "ListGroups": self.list_groups,
+            "DeleteGroup": self.delete_group,
+            "AddUserToGroup": self.add_user_to_group,
+            "RemoveUserFromGroup": self.remove_user_from_group,
+            "ListGroupsForUser": self.list_groups_for_user,
         }
-        for kind, noun in (("role", "Role"), ("user", "User")):
+        for kind, noun in (("role", "Role"), ("user", "User"), ("group", "Group")):
             ops.update(self._inline_ops(kind, noun))
             ops.update(self._attach_ops(kind, noun))
         return ops
@@ -116,7 +147,7 @@ class IamApi:
 
     async def list_users(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         self._check(caller, "ListUsers", self._arn(caller, "user"))
-        return _page(self._dir.users(caller.account_id, p.get("PathPrefix") or "/"), "Users")
+        return _page(self._dir.users(caller.account_id, p.get("PathPrefix") or "/"), "Users", p)
 
     async def delete_user(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         name = p["UserName"]
@@ -159,7 +190,7 @@ class IamApi:
             }
             for key_id, user, created in self._accounts.keys(caller.account_id, name)
         ]
-        return _page(keys, "AccessKeyMetadata")
+        return _page(keys, "AccessKeyMetadata", p)
 
     async def delete_access_key(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         name = self._key_owner(caller, p, "DeleteAccessKey")
@@ -169,6 +200,46 @@ class IamApi:
         self._accounts.revoke_key(key_id, caller.account_id)
         self._keys.forget(key_id)
         return {}
+
+    # --- groups ----------------------------------------------------------------------
+
+    async def create_group(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        self._check(caller, "CreateGroup", self._arn(caller, "group", p["GroupName"]))
+        return {"Group": self._groups.create(caller.account_id, p["GroupName"], p.get("Path"))}
+
+    async def get_group(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        """The group and a page of its users."""
+        self._check(caller, "GetGroup", self._arn(caller, "group", p["GroupName"]))
+        group = self._groups.get(caller.account_id, p["GroupName"])
+        users = self._groups.members(caller.account_id, p["GroupName"])
+        return {"Group": group, **_page(users, "Users", p)}
+
+    async def list_groups(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        self._check(caller, "ListGroups", self._arn(caller, "group"))
+        groups = self._groups.all(caller.account_id, p.get("PathPrefix") or "/")
+        return _page(groups, "Groups", p)
+
+    async def delete_group(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        self._check(caller, "DeleteGroup", self._arn(caller, "group", p["GroupName"]))
+        self._groups.delete(caller.account_id, p["GroupName"])
+        self._wrote()
+        return {}
+
+    async def add_user_to_group(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        self._check(caller, "AddUserToGroup", self._arn(caller, "group", p["GroupName"]))
+        self._groups.add(caller.account_id, p["GroupName"], p["UserName"])
+        self._wrote()
+        return {}
+
+    async def remove_user_from_group(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        self._check(caller, "RemoveUserFromGroup", self._arn(caller, "group", p["GroupName"]))
+        self._groups.remove(caller.account_id, p["GroupName"], p["UserName"])
+        self._wrote()
+        return {}
+
+    async def list_groups_for_user(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        self._check(caller, "ListGroupsForUser", self._arn(caller, "user", p["UserName"]))
+        return _page(self._groups.of_user(caller.account_id, p["UserName"]), "Groups", p)
 
     # --- roles -----------------------------------------------------------------------
 
@@ -183,7 +254,7 @@ class IamApi:
     async def list_roles(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         self._check(caller, "ListRoles", self._arn(caller, "role"))
         roles = self._dir.roles(caller.account_id, p.get("PathPrefix") or "/")
-        return _page([_role_out(r) for r in roles], "Roles")
+        return _page([_role_out(r) for r in roles], "Roles", p)
 
     async def delete_role(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         self._check(caller, "DeleteRole", self._arn(caller, "role", p["RoleName"]))
@@ -209,14 +280,14 @@ class IamApi:
 
     async def list_role_tags(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         self._check(caller, "ListRoleTags", self._arn(caller, "role", p["RoleName"]))
-        return _page(self._dir.role(caller.account_id, p["RoleName"]).get("Tags", []), "Tags")
+        return _page(self._dir.role(caller.account_id, p["RoleName"]).get("Tags", []), "Tags", p)
 
     async def list_instance_profiles(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         """kindling has no EC2 instance profiles: a role is in none (Terraform asks
         before it deletes a role)."""
         self._check(caller, "ListInstanceProfilesForRole", self._arn(caller, "role", p["RoleName"]))
         self._dir.role(caller.account_id, p["RoleName"])
-        return _page([], "InstanceProfiles")
+        return _page([], "InstanceProfiles", p)
 
     # --- inline policies and attachments of roles and users -------------------------
 
@@ -243,7 +314,7 @@ class IamApi:
         async def listed(caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
             self._check(caller, f"List{noun}Policies", self._arn(caller, kind, p[owner_key]))
             return _page(
-                self._dir.inline_names(caller.account_id, kind, p[owner_key]), "PolicyNames"
+                self._dir.inline_names(caller.account_id, kind, p[owner_key]), "PolicyNames", p
             )
 
         async def remove(caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
@@ -279,7 +350,7 @@ class IamApi:
                 caller, f"ListAttached{noun}Policies", self._arn(caller, kind, p[owner_key])
             )
             return _page(
-                self._dir.attached(caller.account_id, kind, p[owner_key]), "AttachedPolicies"
+                self._dir.attached(caller.account_id, kind, p[owner_key]), "AttachedPolicies", p
             )
 
         return {
@@ -304,7 +375,7 @@ class IamApi:
         records = self._dir.policies(
             caller.account_id, p.get("Scope") or "All", bool(p.get("OnlyAttached"))
         )
-        return _page([_policy_out(r) for r in records], "Policies")
+        return _page([_policy_out(r) for r in records], "Policies", p)
 
     async def delete_policy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         self._check(caller, "DeletePolicy", p["PolicyArn"])
@@ -335,7 +406,7 @@ class IamApi:
             }
             for v in reversed(record["Versions"])
         ]
-        return _page(versions, "Versions")
+        return _page(versions, "Versions", p)
 
     async def delete_policy_version(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         self._check(caller, "DeletePolicyVersion", p["PolicyArn"])

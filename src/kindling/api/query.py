@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 
 from botocore.validate import ParamValidator
 
+from kindling.api import audit
 from kindling.api.errors import ErrorMapper
 from kindling.errors import KindlingError, UnknownOperationError, ValidationError
 from kindling.httpd import Request, Response
@@ -198,7 +199,11 @@ class QueryEndpoint:
         verifier: SigV4Verifier,
         operations: dict[str, Operation],
         errors: ErrorMapper,
+        audit_sink: audit.AuditSink | None = None,
     ) -> None:
+        """``audit_sink`` records every call (ADR 0043)."""
+        self._audit = audit_sink
+        self._service = str(model.metadata.get("signingName") or model.service_name)
         self._verifier = verifier
         self._operations = operations
         self._errors = errors
@@ -206,14 +211,36 @@ class QueryEndpoint:
         self._op_models = {name: model.operation_model(name) for name in operations}
 
     async def handle(self, request: Request) -> Response:
+        seen: dict[str, Any] = {}
+        response = await self._serve(request, seen)
+        if self._audit is not None and "name" in seen:
+            audit.record(
+                self._audit,
+                request,
+                self._service,
+                seen["caller"],
+                seen["name"],
+                seen.get("params", {}),
+                response,
+                seen.get("code"),
+            )
+        return response
+
+    async def _serve(self, request: Request, seen: dict[str, Any]) -> Response:
+        """The call; ``seen`` learns its caller, operation, naming parameters and error
+        code as they are known, for the audit log."""
         request_id = str(uuid.uuid4())
         try:
             caller = self._verifier.verify(
                 request.method, request.path, request.query, request.headers, request.body
             )
+            seen["caller"] = caller
             request.account = caller.account_id  # for the access log
-            raw = request.body.decode() if request.method == "POST" else request.query
-            form = dict(parse_qsl(raw, keep_blank_values=True))
+            # the query string's members, then the body's (a presigned URL has only the
+            # former, an SDK's POST only the latter)
+            form = dict(parse_qsl(request.query, keep_blank_values=True))
+            if request.method == "POST":
+                form.update(parse_qsl(request.body.decode(), keep_blank_values=True))
             name = form.get("Action", "")
             operation = self._operations.get(name)
             if operation is None:
@@ -221,6 +248,7 @@ class QueryEndpoint:
                     f"Could not find operation {name} for version "
                     f"{form.get('Version', '')} (kindling does not serve it)"
                 )
+            seen["name"], seen["params"] = name, form
             model = self._op_models[name]
             result = await operation(caller, parse_form(model, form))
             body = serialize(model, self._namespace, result, request_id)
@@ -228,7 +256,9 @@ class QueryEndpoint:
                 200, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
             )
         except KindlingError as exc:
+            seen["code"] = self._errors.code_for(exc)[0]
             return render_error(self._errors, self._namespace, exc, request_id)
         except Exception as exc:
             log.exception("unexpected failure on %s %s", request.method, request.path)
+            seen["code"] = self._errors.code_for(exc)[0]
             return render_error(self._errors, self._namespace, exc, request_id)

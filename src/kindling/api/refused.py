@@ -5,7 +5,7 @@ isolation, durable functions, Managed Instances capacity, accelerators, KMS-encr
 code); a caller who sets one believes it took effect. The front end checks each request
 against this table after parsing it and before the operation runs, so a new field of
 this kind is one line here. Refusals that depend on the request's other values or on
-the host (VpcConfig, FileSystemConfigs, KMSKeyArn, Architectures, ImageConfig,
+the host (VpcConfig, FileSystemConfigs, Architectures, ImageConfig,
 TracingConfig Active, PackageType Image) are control/quotas.py's and the function
 service's. docs/usage.md's field table lists every field of every served operation as
 honoured, refused or recorded; tests/conformance/test_fields.py checks it against the

@@ -21,10 +21,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import botocore.session
 
+from kindling.api import audit
 from kindling.api.errors import ErrorMapper
 from kindling.api.model import Router
 from kindling.api.wire import parse_input, serialize_output
@@ -84,12 +85,17 @@ def load_model(service: str) -> Any:
     return botocore.session.get_session().get_service_model(service)
 
 
-def signed_service(headers: dict[str, str]) -> str | None:
-    """The service named by the Authorization header's credential scope, if any; the
-    signature itself is checked later, by the verifier of that service."""
+def signed_service(headers: dict[str, str], query: str = "") -> str | None:
+    """The service named by the credential scope, of the Authorization header or of a
+    presigned URL's ``X-Amz-Credential``, if any; the signature itself is checked
+    later, by the verifier of that service."""
     raw = headers.get("authorization")
     if not raw:
-        return None
+        if "X-Amz-Credential=" not in query:
+            return None
+        rest = query.split("X-Amz-Credential=", 1)[1].split("&", 1)[0]
+        scope = unquote(rest).split("/")
+        return scope[3] if len(scope) == 5 else None
     _, _, rest = raw.partition("Credential=")
     scope = rest.split(",", 1)[0].strip().split("/")
     return scope[3] if len(scope) == 5 else None
@@ -104,11 +110,15 @@ class ServiceEndpoint:
         verifier: SigV4Verifier,
         operations: dict[str, Operation],
         errors: ErrorMapper,
-        authorize: Callable[[Caller, str], None] | None = None,
+        authorize: Callable[[Caller, str, dict[str, Any]], None] | None = None,
+        audit_sink: audit.AuditSink | None = None,
     ) -> None:
         """``authorize``: raises AccessDeniedError unless the caller may call the named
-        operation (ADR 0036)."""
+        operation with these parameters (ADR 0036, 0043); ``audit_sink`` records every
+        call (ADR 0043)."""
         self._authorize = authorize
+        self._audit = audit_sink
+        self._service = str(model.metadata.get("signingName") or model.service_name)
         self._model = model
         self._verifier = verifier
         self._operations = operations
@@ -119,11 +129,29 @@ class ServiceEndpoint:
         self._op_models = {name: model.operation_model(name) for name in operations}
 
     async def handle(self, request: Request) -> Response:
+        seen: dict[str, Any] = {}
+        response = await self._serve(request, seen)
+        if self._audit is not None and "name" in seen:
+            audit.record(
+                self._audit,
+                request,
+                self._service,
+                seen["caller"],
+                seen["name"],
+                seen.get("params", {}),
+                response,
+            )
+        return response
+
+    async def _serve(self, request: Request, seen: dict[str, Any]) -> Response:
+        """The call; ``seen`` learns its caller, operation and parameters as they are
+        known, for the audit log."""
         request_id = str(uuid.uuid4())
         try:
             caller = self._verifier.verify(
                 request.method, request.path, request.query, request.headers, request.body
             )
+            seen["caller"] = caller
             request.account = caller.account_id  # for the access log
             path_params: dict[str, str] = {}
             query: dict[str, list[str]] = {}
@@ -138,10 +166,12 @@ class ServiceEndpoint:
                 raise UnknownOperationError(
                     f"The operation {name} is not supported by kindling yet"
                 )
+            seen["name"], seen["params"] = name, path_params
             model = self._op_models[name]
             params = parse_input(model, path_params, query, request.headers, request.body)
+            seen["params"] = params
             if self._authorize is not None:
-                self._authorize(caller, name)
+                self._authorize(caller, name, params)
             result = await operation(caller, params)
             status, headers, body = serialize_output(model, result)
             if self._json:

@@ -298,6 +298,7 @@ class FunctionService:
             memory_size=params.get("MemorySize", limits.FUNCTION_MEMORY_DEFAULT_MB),
             ephemeral_storage=ephemeral_mb,
             environment=dict((params.get("Environment") or {}).get("Variables") or {}),
+            kms_key_arn=params.get("KMSKeyArn") or None,
             architectures=tuple(params.get("Architectures") or ("x86_64",)),
             tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
@@ -375,6 +376,8 @@ class FunctionService:
                 changes[field] = params[api_name]
         if "Environment" in params:
             changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
+        if "KMSKeyArn" in params:  # "" clears it, as Terraform sends
+            changes["kms_key_arn"] = params["KMSKeyArn"] or None
         if "EphemeralStorage" in params:
             changes["ephemeral_storage"] = params["EphemeralStorage"].get(
                 "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB

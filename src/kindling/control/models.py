@@ -108,6 +108,9 @@ class FunctionConfig:
     memory_size: int = 128
     ephemeral_storage: int = 512
     environment: dict[str, str] = field(default_factory=dict)
+    #: KMSKeyArn as the caller gave it: recorded and returned as Lambda returns it; the
+    #: environment is sealed with the server key whatever it names (ADR 0043).
+    kms_key_arn: str | None = None
     architectures: tuple[str, ...] = ("x86_64",)
     package_type: str = "Zip"
     tracing_mode: str = "PassThrough"
@@ -209,6 +212,8 @@ class FunctionConfig:
             out["Layers"] = [layer.to_api() for layer in self.layers]
         if self.environment:
             out["Environment"] = {"Variables": dict(self.environment)}
+        if self.kms_key_arn:
+            out["KMSKeyArn"] = self.kms_key_arn
         if self.state_reason:
             out["StateReason"] = self.state_reason
             out["StateReasonCode"] = self.state_reason_code

@@ -65,8 +65,6 @@ def check_honoured(params: dict[str, Any]) -> None:
     """Refuses a setting kindling would accept and then silently ignore: a caller who
     sets a dead-letter queue believes failed events reach it. Empty or default values,
     which tools such as Terraform send, are accepted; each refusal names the setting."""
-    if params.get("KMSKeyArn"):
-        raise _unsupported("KMSKeyArn", "environment variables are not encrypted with KMS")
     vpc = params.get("VpcConfig") or {}
     if vpc.get("SubnetIds") or vpc.get("SecurityGroupIds"):
         raise _unsupported("VpcConfig", "functions cannot join a VPC")

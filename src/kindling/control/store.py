@@ -3,11 +3,18 @@ tags and reserved concurrency, aliases, and provisioned concurrency configs.
 
 Only this module runs statements on these tables; the engine, its transactions and the
 schema's migrations are the store's (``kindling.store``).
+
+A function's environment variables are its secrets (database passwords, API tokens):
+they are kept apart from the rest of its record, in ``functions.environment``, sealed
+with the server key under a context naming the function (ADR 0043), so a copy of the
+store (the SQLite file, a PostgreSQL dump or backup) holds none of them in clear, and a
+sealed value copied to another function's row does not open there.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,7 +25,10 @@ from sqlalchemy.engine import Connection, Row
 
 from kindling.control.layerstore import layer_versions
 from kindling.control.models import FunctionConfig, FunctionRef
+from kindling.errors import ServiceError
 from kindling.store import Store, metadata
+
+log = logging.getLogger(__name__)
 
 functions = Table(
     "functions",
@@ -28,6 +38,8 @@ functions = Table(
     Column("name", String(64), primary_key=True),
     Column("version", String(32), primary_key=True),
     Column("config", Text, nullable=False),
+    #: The environment variables, JSON sealed with the server key (NULL: none).
+    Column("environment", Text, nullable=True),
 )
 
 function_meta = Table(
@@ -70,11 +82,48 @@ provisioned = Table(
 )
 
 
+def environment_context(account_id: str, region: str, name: str) -> str:
+    """What a function's sealed environment is bound to: its account, region and name
+    (every version of one function shares it; no other function's row opens it)."""
+    return f"function-environment:{account_id}:{region}:{name}"
+
+
 class FunctionStore:
     """Function versions and their tags."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._sealer = store.sealer
+
+    def _seal(self, config: FunctionConfig) -> str | None:
+        if not config.environment:
+            return None
+        plain = json.dumps(config.environment, sort_keys=True)
+        if self._sealer is None:
+            return plain
+        context = environment_context(config.account_id, config.region, config.name)
+        return self._sealer.encrypt(plain, context)
+
+    def _config(self, record: str, sealed: str | None) -> FunctionConfig:
+        """The function a row holds, its environment opened."""
+        data = json.loads(record)
+        if sealed:
+            if self._sealer is None:
+                data["environment"] = json.loads(sealed)
+            else:
+                context = environment_context(data["account_id"], data["region"], data["name"])
+                try:
+                    data["environment"] = json.loads(self._sealer.decrypt(sealed, context))
+                except ValueError:
+                    log.error(
+                        "function %s: its environment does not open with this server key", context
+                    )
+                    raise ServiceError(
+                        f"The environment variables of function {data['name']} cannot be "
+                        "opened with this server's key: every control node of a cluster "
+                        "must be given the same one (--server-key-file)."
+                    ) from None
+        return FunctionConfig.from_record(data)
 
     @contextmanager
     def _writing(self, account_id: str, region: str, name: str) -> Iterator[Connection]:
@@ -103,12 +152,12 @@ class FunctionStore:
         )
 
     def get(self, account_id: str, region: str, name: str, version: str) -> FunctionConfig | None:
-        query = select(functions.c.config).where(
+        query = select(functions.c.config, functions.c.environment).where(
             self._key(functions, account_id, region, name) & (functions.c.version == version)
         )
         with self._store.begin() as conn:
             row = conn.execute(query).first()
-        return FunctionConfig.from_record(json.loads(row[0])) if row else None
+        return self._config(row[0], row[1]) if row else None
 
     def insert(self, config: FunctionConfig, tags: dict[str, str]) -> bool:
         """Inserts a new function; False if the name is taken."""
@@ -139,7 +188,7 @@ class FunctionStore:
                     self._key(functions, config.account_id, config.region, config.name)
                     & (functions.c.version == config.version)
                 )
-                .values(config=json.dumps(config.to_record()))
+                .values(**self._columns(config))
             )
 
     def new_api_revision(
@@ -150,16 +199,16 @@ class FunctionStore:
         stale copy; None: the function is gone."""
         where = self._key(functions, account_id, region, name) & (functions.c.version == "$LATEST")
         with self._writing(account_id, region, name) as conn:
-            row = conn.execute(select(functions.c.config).where(where).with_for_update()).first()
+            row = conn.execute(
+                select(functions.c.config, functions.c.environment).where(where).with_for_update()
+            ).first()
             if row is None:
                 return None
-            current = FunctionConfig.from_record(json.loads(row[0]))
+            current = self._config(row[0], row[1])
             updated = replace(
                 current, api_revision_id=revision, api_revision_of=current.revision_id
             )
-            conn.execute(
-                functions.update().where(where).values(config=json.dumps(updated.to_record()))
-            )
+            conn.execute(functions.update().where(where).values(**self._columns(updated)))
         return updated
 
     def delete(self, account_id: str, region: str, name: str) -> None:
@@ -178,7 +227,7 @@ class FunctionStore:
 
     def page(self, account_id: str, region: str, after: str, limit: int) -> list[FunctionConfig]:
         query = (
-            select(functions.c.config)
+            select(functions.c.config, functions.c.environment)
             .where(
                 (functions.c.account_id == account_id)
                 & (functions.c.region == region)
@@ -190,7 +239,7 @@ class FunctionStore:
         )
         with self._store.begin() as conn:
             rows = conn.execute(query).all()
-        return [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
+        return [self._config(r[0], r[1]) for r in rows]
 
     def all_digests(self) -> set[str]:
         """Every digest still referenced: each function version's code and layers, and
@@ -221,28 +270,33 @@ class FunctionStore:
                 .values(tags=json.dumps(tags))
             )
 
-    @staticmethod
-    def _row(config: FunctionConfig) -> dict[str, Any]:
+    def _columns(self, config: FunctionConfig) -> dict[str, Any]:
+        """The record without its environment, and the environment sealed."""
+        record = config.to_record()
+        del record["environment"]
+        return {"config": json.dumps(record), "environment": self._seal(config)}
+
+    def _row(self, config: FunctionConfig) -> dict[str, Any]:
         return {
             "account_id": config.account_id,
             "region": config.region,
             "name": config.name,
             "version": config.version,
-            "config": json.dumps(config.to_record()),
+            **self._columns(config),
         }
 
     def all_latest(self, account_id: str) -> list[FunctionConfig]:
-        query = select(functions.c.config).where(
+        query = select(functions.c.config, functions.c.environment).where(
             (functions.c.account_id == account_id) & (functions.c.version == "$LATEST")
         )
         with self._store.begin() as conn:
             rows = conn.execute(query).all()
-        return [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
+        return [self._config(r[0], r[1]) for r in rows]
 
     def all_versions(self) -> list[FunctionConfig]:
         with self._store.begin() as conn:
-            rows = conn.execute(select(functions.c.config)).all()
-        return [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
+            rows = conn.execute(select(functions.c.config, functions.c.environment)).all()
+        return [self._config(r[0], r[1]) for r in rows]
 
     # versions
     def publish(self, config: FunctionConfig, make: Any) -> FunctionConfig:
@@ -257,10 +311,12 @@ class FunctionStore:
         return published
 
     def versions(self, account_id: str, region: str, name: str) -> list[FunctionConfig]:
-        query = select(functions.c.config).where(self._key(functions, account_id, region, name))
+        query = select(functions.c.config, functions.c.environment).where(
+            self._key(functions, account_id, region, name)
+        )
         with self._store.begin() as conn:
             rows = conn.execute(query).all()
-        found = [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
+        found = [self._config(r[0], r[1]) for r in rows]
         return sorted(found, key=lambda c: -1 if c.version == "$LATEST" else int(c.version))
 
     def delete_version(self, account_id: str, region: str, name: str, version: str) -> None:

@@ -36,6 +36,7 @@ _IDENTITY = (
     "memory_size",
     "ephemeral_storage",
     "environment",
+    "kms_key_arn",
     "architectures",
     "tracing_mode",
     "snapstart_apply_on",

@@ -30,7 +30,7 @@ iam_entities = Table(
     "iam_entities",
     metadata,
     Column("account_id", String(12), primary_key=True),
-    Column("kind", String(16), primary_key=True),  # user, role, policy
+    Column("kind", String(16), primary_key=True),  # user, role, policy, group
     Column("name", String(128), primary_key=True),
     Column("record", Text, nullable=False),
 )
@@ -38,7 +38,7 @@ iam_inline = Table(
     "iam_inline_policies",
     metadata,
     Column("account_id", String(12), primary_key=True),
-    Column("kind", String(16), primary_key=True),  # user, role
+    Column("kind", String(16), primary_key=True),  # user, role, group
     Column("owner", String(128), primary_key=True),
     Column("policy_name", String(128), primary_key=True),
     Column("document", Text, nullable=False),
@@ -51,22 +51,32 @@ iam_attached = Table(
     Column("owner", String(128), primary_key=True),
     Column("policy_arn", String(512), primary_key=True),
 )
+#: Which users are in which groups (``kindling.iam.groups``); a user's identity policies
+#: include its groups' (IAM: "Identity-based policies ... attached to a group" apply to
+#: every user in it).
+iam_group_members = Table(
+    "iam_group_members",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("group_name", String(128), primary_key=True),
+    Column("user_name", String(128), primary_key=True),
+)
 
 #: IAM's quota of versions kept per managed policy (IAM and STS quotas).
 MAX_POLICY_VERSIONS = 5
 _ID_CHARS = string.ascii_uppercase + string.digits
-_NOUN = {"user": "user", "role": "role", "policy": "policy"}
+_NOUN = {"user": "user", "role": "role", "policy": "policy", "group": "group"}
 
 
-def _id(prefix: str) -> str:
+def iam_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ID_CHARS) for _ in range(17))
 
 
-def _now() -> str:
+def iam_time() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _path(path: str | None) -> str:
+def iam_path(path: str | None) -> str:
     path = path or "/"
     if not (path.startswith("/") and path.endswith("/")):
         raise ValidationError(
@@ -87,13 +97,13 @@ class Directory:
         #: credentials) can tell it is stale without asking the store.
         self.generation = 0
 
-    def _writing(self) -> AbstractContextManager[Connection]:
+    def writing(self) -> AbstractContextManager[Connection]:
         self.generation += 1
         return self._store.begin()
 
     # --- entities --------------------------------------------------------------------
 
-    def _get(self, account: str, kind: str, name: str) -> dict[str, Any]:
+    def entity(self, account: str, kind: str, name: str) -> dict[str, Any]:
         with self._store.begin() as conn:
             row = conn.execute(
                 select(iam_entities.c.record).where(
@@ -109,8 +119,10 @@ class Directory:
         record: dict[str, Any] = json.loads(row[0])
         return record
 
-    def _put(self, account: str, kind: str, name: str, record: dict[str, Any], new: bool) -> None:
-        with self._writing() as conn:
+    def put_entity(
+        self, account: str, kind: str, name: str, record: dict[str, Any], new: bool
+    ) -> None:
+        with self.writing() as conn:
             where = and_(
                 iam_entities.c.account_id == account,
                 iam_entities.c.kind == kind,
@@ -129,7 +141,7 @@ class Directory:
                     )
                 )
 
-    def _list(self, account: str, kind: str, prefix: str = "/") -> list[dict[str, Any]]:
+    def entities(self, account: str, kind: str, prefix: str = "/") -> list[dict[str, Any]]:
         with self._store.begin() as conn:
             rows = conn.execute(
                 select(iam_entities.c.record)
@@ -139,9 +151,9 @@ class Directory:
         records = [json.loads(r[0]) for r in rows]
         return [r for r in records if str(r.get("Path", "/")).startswith(prefix or "/")]
 
-    def _delete(self, account: str, kind: str, name: str) -> None:
-        self._get(account, kind, name)
-        with self._writing() as conn:
+    def delete_entity(self, account: str, kind: str, name: str) -> None:
+        self.entity(account, kind, name)
+        with self.writing() as conn:
             for table, key in ((iam_inline, iam_inline.c), (iam_attached, iam_attached.c)):
                 left = conn.execute(
                     select(table).where(
@@ -167,70 +179,84 @@ class Directory:
     def create_user(
         self, account: str, name: str, path: str | None, tags: list[Any]
     ) -> dict[str, Any]:
-        path = _path(path)
+        path = iam_path(path)
         record = {
             "Path": path,
             "UserName": name,
-            "UserId": _id("AIDA"),
+            "UserId": iam_id("AIDA"),
             "Arn": f"arn:aws:iam::{account}:user{path}{name}",
-            "CreateDate": _now(),
+            "CreateDate": iam_time(),
             **({"Tags": tags} if tags else {}),
         }
-        self._put(account, "user", name, record, new=True)
+        self.put_entity(account, "user", name, record, new=True)
         return record
 
     def user(self, account: str, name: str) -> dict[str, Any]:
-        return self._get(account, "user", name)
+        return self.entity(account, "user", name)
 
     def users(self, account: str, prefix: str = "/") -> list[dict[str, Any]]:
-        return self._list(account, "user", prefix)
+        return self.entities(account, "user", prefix)
 
     def delete_user(self, account: str, name: str, has_keys: bool) -> None:
         if has_keys:
-            self._get(account, "user", name)
+            self.entity(account, "user", name)
             raise DeleteConflictError("Cannot delete entity, must delete access keys first.")
-        self._delete(account, "user", name)
+        with self._store.begin() as conn:
+            grouped = conn.execute(
+                select(iam_group_members.c.group_name).where(
+                    and_(
+                        iam_group_members.c.account_id == account,
+                        iam_group_members.c.user_name == name,
+                    )
+                )
+            ).first()
+        if grouped is not None:
+            self.entity(account, "user", name)
+            raise DeleteConflictError(
+                "Cannot delete entity, must remove user from all groups first."
+            )
+        self.delete_entity(account, "user", name)
 
     def create_role(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
         name = params["RoleName"]
         trust = params["AssumeRolePolicyDocument"]
         parse_policy(trust, Kind.TRUST)
-        path = _path(params.get("Path"))
+        path = iam_path(params.get("Path"))
         record = {
             "Path": path,
             "RoleName": name,
-            "RoleId": _id("AROA"),
+            "RoleId": iam_id("AROA"),
             "Arn": f"arn:aws:iam::{account}:role{path}{name}",
-            "CreateDate": _now(),
+            "CreateDate": iam_time(),
             "AssumeRolePolicyDocument": trust,
             "MaxSessionDuration": params.get("MaxSessionDuration") or 3600,
             **({"Description": params["Description"]} if params.get("Description") else {}),
             **({"Tags": params["Tags"]} if params.get("Tags") else {}),
         }
-        self._put(account, "role", name, record, new=True)
+        self.put_entity(account, "role", name, record, new=True)
         return record
 
     def role(self, account: str, name: str) -> dict[str, Any]:
-        return self._get(account, "role", name)
+        return self.entity(account, "role", name)
 
     def roles(self, account: str, prefix: str = "/") -> list[dict[str, Any]]:
-        return self._list(account, "role", prefix)
+        return self.entities(account, "role", prefix)
 
     def update_role(self, account: str, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        record = self._get(account, "role", name)
+        record = self.entity(account, "role", name)
         if "AssumeRolePolicyDocument" in changes:
             parse_policy(changes["AssumeRolePolicyDocument"], Kind.TRUST)
         record.update({k: v for k, v in changes.items() if v is not None})
-        self._put(account, "role", name, record, new=False)
+        self.put_entity(account, "role", name, record, new=False)
         return record
 
     def delete_role(self, account: str, name: str) -> None:
-        self._delete(account, "role", name)
+        self.delete_entity(account, "role", name)
 
     # --- inline policies -------------------------------------------------------------
 
     def put_inline(self, account: str, kind: str, owner: str, name: str, document: str) -> None:
-        self._get(account, kind, owner)
+        self.entity(account, kind, owner)
         parse_policy(document, Kind.IDENTITY)
         where = and_(
             iam_inline.c.account_id == account,
@@ -238,7 +264,7 @@ class Directory:
             iam_inline.c.owner == owner,
             iam_inline.c.policy_name == name,
         )
-        with self._writing() as conn:
+        with self.writing() as conn:
             conn.execute(delete(iam_inline).where(where))
             conn.execute(
                 iam_inline.insert().values(
@@ -247,7 +273,7 @@ class Directory:
             )
 
     def inline(self, account: str, kind: str, owner: str, name: str) -> str:
-        self._get(account, kind, owner)
+        self.entity(account, kind, owner)
         with self._store.begin() as conn:
             row = conn.execute(
                 select(iam_inline.c.document).where(
@@ -264,7 +290,7 @@ class Directory:
         return str(row[0])
 
     def inline_names(self, account: str, kind: str, owner: str) -> list[str]:
-        self._get(account, kind, owner)
+        self.entity(account, kind, owner)
         with self._store.begin() as conn:
             rows = conn.execute(
                 select(iam_inline.c.policy_name)
@@ -281,7 +307,7 @@ class Directory:
 
     def delete_inline(self, account: str, kind: str, owner: str, name: str) -> None:
         self.inline(account, kind, owner, name)
-        with self._writing() as conn:
+        with self.writing() as conn:
             conn.execute(
                 delete(iam_inline).where(
                     and_(
@@ -299,11 +325,11 @@ class Directory:
         name = params["PolicyName"]
         document = params["PolicyDocument"]
         parse_policy(document, Kind.IDENTITY)
-        path = _path(params.get("Path"))
-        now = _now()
+        path = iam_path(params.get("Path"))
+        now = iam_time()
         record = {
             "PolicyName": name,
-            "PolicyId": _id("ANPA"),
+            "PolicyId": iam_id("ANPA"),
             "Arn": f"arn:aws:iam::{account}:policy{path}{name}",
             "Path": path,
             "DefaultVersionId": "v1",
@@ -315,7 +341,7 @@ class Directory:
             "Versions": [{"VersionId": "v1", "Document": document, "CreateDate": now}],
             "NextVersion": 2,
         }
-        self._put(account, "policy", name, record, new=True)
+        self.put_entity(account, "policy", name, record, new=True)
         return record
 
     def _policy_name(self, account: str, arn: str) -> str:
@@ -348,7 +374,7 @@ class Directory:
             }
         else:
             try:
-                record = self._get(account, "policy", self._policy_name(account, arn))
+                record = self.entity(account, "policy", self._policy_name(account, arn))
             except NotFoundError:
                 raise NotFoundError(f"Policy {arn} does not exist or is not attachable.") from None
             if record["Arn"] != arn:
@@ -372,7 +398,7 @@ class Directory:
         if scope in ("All", "AWS"):
             arns += [p.arn for p in AWS_MANAGED]
         if scope in ("All", "Local"):
-            arns += [r["Arn"] for r in self._list(account, "policy")]
+            arns += [r["Arn"] for r in self.entities(account, "policy")]
         records = [self.policy(account, arn) for arn in arns]
         return [r for r in records if r["AttachmentCount"] or not only_attached]
 
@@ -384,7 +410,7 @@ class Directory:
             raise DeleteConflictError("Cannot delete a policy attached to entities.")
         if len(record["Versions"]) > 1:
             raise DeleteConflictError("Cannot delete a policy with non-default versions.")
-        with self._writing() as conn:
+        with self.writing() as conn:
             conn.execute(
                 delete(iam_entities).where(
                     and_(
@@ -410,7 +436,7 @@ class Directory:
         version = {
             "VersionId": f"v{record['NextVersion']}",
             "Document": document,
-            "CreateDate": _now(),
+            "CreateDate": iam_time(),
         }
         record["NextVersion"] += 1
         record["Versions"].append(version)
@@ -418,7 +444,7 @@ class Directory:
             record["DefaultVersionId"] = version["VersionId"]
         record["UpdateDate"] = version["CreateDate"]
         record.pop("AttachmentCount", None)
-        self._put(account, "policy", record["PolicyName"], record, new=False)
+        self.put_entity(account, "policy", record["PolicyName"], record, new=False)
         return {**version, "IsDefaultVersion": set_default}
 
     def delete_policy_version(self, account: str, arn: str, version_id: str) -> None:
@@ -430,7 +456,7 @@ class Directory:
             raise NotFoundError(f"Policy {arn} version {version_id} does not exist.")
         record["Versions"] = kept
         record.pop("AttachmentCount", None)
-        self._put(account, "policy", record["PolicyName"], record, new=False)
+        self.put_entity(account, "policy", record["PolicyName"], record, new=False)
 
     def policy_version(self, account: str, arn: str, version_id: str) -> dict[str, Any]:
         record = self.policy(account, arn)
@@ -449,7 +475,7 @@ class Directory:
     # --- attachments -----------------------------------------------------------------
 
     def attach(self, account: str, kind: str, owner: str, arn: str) -> None:
-        self._get(account, kind, owner)
+        self.entity(account, kind, owner)
         self.policy(account, arn)
         where = and_(
             iam_attached.c.account_id == account,
@@ -457,7 +483,7 @@ class Directory:
             iam_attached.c.owner == owner,
             iam_attached.c.policy_arn == arn,
         )
-        with self._writing() as conn:
+        with self.writing() as conn:
             if conn.execute(select(iam_attached).where(where)).first() is None:
                 conn.execute(
                     iam_attached.insert().values(
@@ -466,8 +492,8 @@ class Directory:
                 )
 
     def detach(self, account: str, kind: str, owner: str, arn: str) -> None:
-        self._get(account, kind, owner)
-        with self._writing() as conn:
+        self.entity(account, kind, owner)
+        with self.writing() as conn:
             gone = conn.execute(
                 delete(iam_attached).where(
                     and_(
@@ -482,7 +508,7 @@ class Directory:
             raise NotFoundError(f"Policy {arn} was not found.")
 
     def attached(self, account: str, kind: str, owner: str) -> list[dict[str, str]]:
-        self._get(account, kind, owner)
+        self.entity(account, kind, owner)
         with self._store.begin() as conn:
             rows = conn.execute(
                 select(iam_attached.c.policy_arn)
@@ -500,8 +526,8 @@ class Directory:
     # --- what authorization reads ----------------------------------------------------
 
     def identity_policies(self, account: str, kind: str, owner: str) -> list[Policy] | None:
-        """Every identity policy of a user or role (inline and attached, default
-        versions); None if the entity no longer exists."""
+        """Every identity policy of a user (its groups' too) or role: inline and
+        attached, default versions; None if the entity no longer exists."""
         with self._store.begin() as conn:
             exists = conn.execute(
                 select(iam_entities.c.name).where(
@@ -514,30 +540,46 @@ class Directory:
             ).first()
             if exists is None:
                 return None
-            documents = [
-                r[0]
-                for r in conn.execute(
-                    select(iam_inline.c.document).where(
-                        and_(
-                            iam_inline.c.account_id == account,
-                            iam_inline.c.kind == kind,
-                            iam_inline.c.owner == owner,
+            owners = [(kind, owner)]
+            if kind == "user":
+                owners += [
+                    ("group", r[0])
+                    for r in conn.execute(
+                        select(iam_group_members.c.group_name).where(
+                            and_(
+                                iam_group_members.c.account_id == account,
+                                iam_group_members.c.user_name == owner,
+                            )
                         )
                     )
-                )
-            ]
-            arns = [
-                r[0]
-                for r in conn.execute(
-                    select(iam_attached.c.policy_arn).where(
-                        and_(
-                            iam_attached.c.account_id == account,
-                            iam_attached.c.kind == kind,
-                            iam_attached.c.owner == owner,
+                ]
+            documents: list[str] = []
+            arns: list[str] = []
+            for owner_kind, name in owners:
+                documents += [
+                    r[0]
+                    for r in conn.execute(
+                        select(iam_inline.c.document).where(
+                            and_(
+                                iam_inline.c.account_id == account,
+                                iam_inline.c.kind == owner_kind,
+                                iam_inline.c.owner == name,
+                            )
                         )
                     )
-                )
-            ]
+                ]
+                arns += [
+                    r[0]
+                    for r in conn.execute(
+                        select(iam_attached.c.policy_arn).where(
+                            and_(
+                                iam_attached.c.account_id == account,
+                                iam_attached.c.kind == owner_kind,
+                                iam_attached.c.owner == name,
+                            )
+                        )
+                    )
+                ]
         for arn in arns:
             managed = BY_ARN.get(arn)
             if managed is not None:
@@ -551,8 +593,8 @@ class Directory:
 
     def forget_account(self, account: str) -> None:
         """A deleted account's users, roles, policies and attachments go with it."""
-        with self._writing() as conn:
-            for table in (iam_attached, iam_inline, iam_entities):
+        with self.writing() as conn:
+            for table in (iam_group_members, iam_attached, iam_inline, iam_entities):
                 conn.execute(delete(table).where(table.c.account_id == account))
 
     def has_roles(self, account: str) -> bool:

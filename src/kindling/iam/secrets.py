@@ -31,6 +31,7 @@ _SCHEME = "v1:"
 _NONCE_BYTES = 12
 KEY_BYTES = 32
 _ADMIN_LABEL = b"kindling admin credential v1"
+_METRICS_LABEL = b"kindling metrics token v1"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -91,9 +92,16 @@ class ServerKey:
     def admin_credential(self) -> str:
         return hmac.new(self._key, _ADMIN_LABEL, hashlib.sha256).hexdigest()
 
-    def write_admin_file(self, path: Path) -> None:
-        """The admin credential where the host's admin CLI finds it (0600, rewritten)."""
+    def metrics_token(self) -> str:
+        """The bearer token that opens every series of ``/metrics`` to the operator's
+        Prometheus (ADR 0043); derived like the admin credential, but a different secret:
+        a scraper's configuration never holds the admin credential."""
+        return hmac.new(self._key, _METRICS_LABEL, hashlib.sha256).hexdigest()
+
+    def write_admin_file(self, path: Path, value: str | None = None) -> None:
+        """The admin credential (or ``value``) where the host's tools find it (0600,
+        rewritten)."""
         tmp = path.with_name(path.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        _write_private(tmp, self.admin_credential().encode())
+        _write_private(tmp, (value or self.admin_credential()).encode())
         tmp.replace(path)

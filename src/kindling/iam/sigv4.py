@@ -7,6 +7,14 @@ here). It is built directly from the parsed request rather than through botocore
 ``AWSRequest``: that object's preparation was a sixth of the front end's time per
 invoke. Signing keys are derived once per (key, day, region, service), the last 256 of
 them kept.
+
+The presigned-query form (``X-Amz-Algorithm``, ``X-Amz-Credential``, ``X-Amz-Date``,
+``X-Amz-Expires``, ``X-Amz-SignedHeaders``, ``X-Amz-Signature`` and, for a session,
+``X-Amz-Security-Token`` in the query string, as botocore's ``generate_presigned_url``
+makes it) is verified the same way: the canonical query holds every parameter but the
+signature, the payload hash is the body's (botocore signs it over http), and the
+request is refused once ``X-Amz-Date`` + ``X-Amz-Expires`` has passed rather than
+outside the clock-skew window (ADR 0043).
 """
 
 from __future__ import annotations
@@ -15,10 +23,10 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from botocore.utils import normalize_url_path
 
@@ -38,6 +46,18 @@ _MISMATCH = (
 _REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_REGION_LENGTH = 32
 _UNSIGNED = {"UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
+#: SigV4's bound on a presigned request's life: "The minimum value you can set is 1, and
+#: the maximum is 604800 (seven days)" (AWS, "Authenticating Requests: Using Query
+#: Parameters"), because a signing key is valid for seven days.
+MAX_PRESIGNED_EXPIRES_S = 604800
+_PRESIGNED_REQUIRED = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-Date",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Expires",
+)
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -92,19 +112,36 @@ def _parse_authorization(value: str) -> _Authorization:
         key, _, val = part.strip().partition("=")
         fields[key] = val
     try:
-        key_id, date, region, service, terminal = fields["Credential"].split("/")
+        credential = fields["Credential"]
         signed = fields["SignedHeaders"]
         signature = fields["Signature"]
+        key_id, date, region, service, terminal = credential.split("/")
     except (KeyError, ValueError) as exc:
         raise SignatureError(
             "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' "
             f"parameters. Authorization={value}"
         ) from exc
+    return _scoped(key_id, date, region, service, terminal, signed, signature)
+
+
+def _scoped(
+    key_id: str,
+    date: str,
+    region: str,
+    service: str,
+    terminal: str,
+    signed: str,
+    signature: str,
+) -> _Authorization:
     if terminal != "aws4_request":
         raise SignatureError("Credential should be scoped with a valid terminator: 'aws4_request'")
     if len(region) > MAX_REGION_LENGTH or not _REGION.fullmatch(region):
         raise SignatureError("Credential should be scoped to a valid region. ")
     return _Authorization(key_id, date, region, service, signed, signature)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y%m%dT%H%M%SZ")
 
 
 @lru_cache(maxsize=256)
@@ -168,20 +205,125 @@ class SigV4Verifier:
         raw = headers.get("authorization")
         if not raw:
             if "X-Amz-Signature=" in query:
-                raise SignatureError("Presigned URLs are not supported by this endpoint")
+                return self._verify_presigned(method, path, query, headers, body, now)
             raise MissingAuthError("Missing Authentication Token")
         auth = _parse_authorization(raw)
-        if auth.service != self._service:
-            raise SignatureError(
-                f"Credential should be scoped to correct service: '{self._service}'. "
-            )
+        self._check_service(auth)
         key = self._keys.find(auth.access_key_id, headers.get("x-amz-security-token"))
         if key is None:
             raise UnknownKeyError("The security token included in the request is invalid.")
         amz_date = headers.get("x-amz-date", "")
         self._check_clock(amz_date, auth.date, now)
+        return self._check_signature(
+            auth,
+            key,
+            amz_date,
+            method,
+            path,
+            query,
+            headers,
+            body,
+            headers.get("x-amz-content-sha256"),
+        )
+
+    def _check_service(self, auth: _Authorization) -> None:
+        if auth.service != self._service:
+            raise SignatureError(
+                f"Credential should be scoped to correct service: '{self._service}'. "
+            )
+
+    def _verify_presigned(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        now: datetime | None,
+    ) -> Caller:
+        """The presigned-query form: the same signature, its parameters in the query."""
+        params: dict[str, str] = {}
+        unsigned: list[str] = []
+        for pair in query.split("&"):
+            name, _, value = pair.partition("=")
+            if name == "X-Amz-Signature":
+                params[name] = value
+            else:
+                unsigned.append(pair)
+                if name.startswith("X-Amz-"):
+                    params[name] = unquote(value)
+        missing = [name for name in _PRESIGNED_REQUIRED if not params.get(name)]
+        if missing:
+            raise SignatureError(
+                "Query-string authentication version 4 requires the X-Amz-Algorithm, "
+                "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
+                "X-Amz-Expires parameters."
+            )
+        if params["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256":
+            raise SignatureError(f"Unsupported signature algorithm: {params['X-Amz-Algorithm']}")
+        parts = params["X-Amz-Credential"].split("/")
+        if len(parts) != 5:
+            raise SignatureError(
+                "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; "
+                'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
+            )
+        key_id, date, region, service, terminal = parts
+        signed, signature = params["X-Amz-SignedHeaders"], params["X-Amz-Signature"]
+        auth = _scoped(key_id, date, region, service, terminal, signed, signature)
+        self._check_service(auth)
+        expires_text = params["X-Amz-Expires"]
+        if not expires_text.isdigit():
+            raise SignatureError("X-Amz-Expires should be a number")
+        expires = int(expires_text)
+        if not 1 <= expires <= MAX_PRESIGNED_EXPIRES_S:
+            raise SignatureError(
+                "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+                f"X-Amz-Expires must be less than {MAX_PRESIGNED_EXPIRES_S} seconds"
+            )
+        key = self._keys.find(auth.access_key_id, params.get("X-Amz-Security-Token"))
+        if key is None:
+            raise UnknownKeyError("The security token included in the request is invalid.")
+        amz_date = params["X-Amz-Date"]
+        stamp = self._parse_date(amz_date, auth.date)
+        current = now or datetime.now(UTC)
+        age = (current - stamp).total_seconds()
+        if age > expires:
+            raise SignatureError(
+                f"Signature expired: {amz_date} is now earlier than "
+                f"{_stamp(current - timedelta(seconds=expires))} "
+                f"({_stamp(current)} - {expires} sec.)"
+            )
+        if -age > MAX_SKEW_S:
+            raise SignatureError(
+                f"Signature not yet current: {amz_date} is still later than "
+                f"{_stamp(current + timedelta(seconds=MAX_SKEW_S))} "
+                f"({_stamp(current)} + {MAX_SKEW_S // 60} min.)"
+            )
+        return self._check_signature(
+            auth,
+            key,
+            amz_date,
+            method,
+            path,
+            "&".join(unsigned),
+            headers,
+            body,
+            params.get("X-Amz-Content-Sha256"),
+        )
+
+    def _check_signature(
+        self,
+        auth: _Authorization,
+        key: AccessKey,
+        amz_date: str,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        declared: str | None,
+    ) -> Caller:
         actual = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
-        declared = headers.get("x-amz-content-sha256")
         if declared is not None and declared not in _UNSIGNED and declared != actual:
             raise SignatureError(
                 "The provided 'x-amz-content-sha256' header does not match what was computed."
@@ -205,8 +347,18 @@ class SigV4Verifier:
             raise SignatureError(_MISMATCH)
         return Caller(key.account_id, key.access_key_id, auth.region, key.user_name, key.session)
 
+    @classmethod
+    def _check_clock(cls, amz_date: str, scope_date: str, now: datetime | None) -> None:
+        stamp = cls._parse_date(amz_date, scope_date)
+        current = now or datetime.now(UTC)
+        if abs((current - stamp).total_seconds()) > MAX_SKEW_S:
+            raise SignatureError(
+                f"Signature expired: {amz_date} is now earlier than "
+                f"{current.strftime('%Y%m%dT%H%M%SZ')} - {MAX_SKEW_S // 60} min."
+            )
+
     @staticmethod
-    def _check_clock(amz_date: str, scope_date: str, now: datetime | None) -> None:
+    def _parse_date(amz_date: str, scope_date: str) -> datetime:
         try:  # by hand: strptime costs more than the rest of the check
             if len(amz_date) != 16 or amz_date[8] != "T" or amz_date[15] != "Z":
                 raise ValueError(amz_date)
@@ -229,9 +381,4 @@ class SigV4Verifier:
                 f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
                 f"date from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'."
             )
-        current = now or datetime.now(UTC)
-        if abs((current - stamp).total_seconds()) > MAX_SKEW_S:
-            raise SignatureError(
-                f"Signature expired: {amz_date} is now earlier than "
-                f"{current.strftime('%Y%m%dT%H%M%SZ')} - {MAX_SKEW_S // 60} min."
-            )
+        return stamp

@@ -15,6 +15,7 @@ declares its own tables on ``metadata`` and runs its statements in its own modul
     kindling.events.schedule_store schedule_groups, schedules (EventBridge Scheduler)
     kindling.events.s3_notify  s3_notifications (bucket notification configurations)
     kindling.events.target_outbox event_target_deliveries (SQS, SNS, Kinesis targets)
+    kindling.telemetry.audit   audit_events (the audit log of control-plane calls)
 """
 
 from kindling.store.engine import Store, metadata

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, event, select, text
 from sqlalchemy import exc as sa_exc
@@ -39,6 +39,15 @@ settings = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+
+class Sealer(Protocol):
+    """What seals secrets kept in the store (``kindling.iam.secrets.ServerKey``): a value
+    sealed under one ``context`` opens only under the same context."""
+
+    def encrypt(self, plaintext: str, context: str) -> str: ...
+
+    def decrypt(self, stored: str, context: str) -> str: ...
 
 
 def engine_url(url: str) -> URL:
@@ -97,9 +106,14 @@ class Store:
     """Owns the engine and the schema; the components' store modules borrow its
     connections (``begin``), each for its own tables."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
+        """``sealer``: the server key, with which the store's secrets (functions'
+        environment variables, ADR 0043) are sealed at rest; the server always hands it
+        over. A store opened without one (a test of another component) keeps them as
+        they come, and cannot open values sealed by a server."""
         from kindling.store.migrate import migrate  # alembic loads only with a store
 
+        self.sealer = sealer
         self.url = engine_url(url)
         if self.dialect == "sqlite":
             assert self.url.database is not None
@@ -113,7 +127,7 @@ class Store:
                 connect_args=_postgres_connect_args(self.url),
             )
         with self.begin() as conn:
-            migrate(conn)
+            migrate(conn, sealer)
 
     @property
     def dialect(self) -> str:

@@ -13,6 +13,7 @@ with that revision, then upgraded like any other.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -34,10 +35,13 @@ BASELINE_TABLES = frozenset(
 LOCK_KEY = 0x6B696E646C696E67
 
 
-def alembic_config(conn: Connection) -> Config:
+def alembic_config(conn: Connection, sealer: Any = None) -> Config:
+    """``sealer`` (the server key) reaches the revisions that seal stored values
+    (0014) as ``config.attributes["sealer"]``."""
     config = Config()
     config.set_main_option("script_location", str(SCRIPTS))
     config.attributes["connection"] = conn
+    config.attributes["sealer"] = sealer
     return config
 
 
@@ -46,11 +50,11 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate(conn: Connection) -> None:
+def migrate(conn: Connection, sealer: Any = None) -> None:
     """Brings the store's schema to the newest revision."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-    config = alembic_config(conn)
+    config = alembic_config(conn, sealer)
     if current(conn) is None:
         present = BASELINE_TABLES & set(inspect(conn).get_table_names())
         if present == BASELINE_TABLES:  # made by create_all, before migrations
