@@ -68,6 +68,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     **{leaf: BASE for leaf in SHARED},
     # accounts, keys and IAM's entities are tables of iam's own on the shared engine
     "kindling.iam": BASE | {"kindling.store"},
+    # the audit log of control-plane calls is a table of telemetry's own (ADR 0043)
+    "kindling.telemetry": BASE | {"kindling.store"},
     "kindling.worker.sandbox": LEAVES,
     "kindling.worker": LEAVES | {"kindling.worker.sandbox"},
     "kindling.control": LEAVES,
