@@ -55,6 +55,11 @@ class Driven:
         self._record(command)
         return self.aws.json(command, *args, service=self.service)
 
+    def assert_drove_all(self) -> None:
+        """Every operation the server serves for the service was run through the CLI."""
+        missing = sorted(served(self.service) - self.ran)
+        assert not missing, f"served but never driven through `aws {self.service}`: {missing}"
+
     def fails(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
         self._record(command)
         done = self.aws.run(command, *args, service=self.service)
@@ -149,6 +154,8 @@ def test_every_eventbridge_operation_through_the_aws_cli(
                 json.dumps(pattern),
                 "--description",
                 f"rule {rule}",
+                "--tags",
+                f"Key=rule,Value={rule}",
             )
             rule_arns[rule] = out["RuleArn"]
             assert out["RuleArn"] == f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus}/{rule}"
@@ -169,6 +176,12 @@ def test_every_eventbridge_operation_through_the_aws_cli(
             assert described["State"] == "ENABLED" and described["EventBusName"] == bus
             assert described["Arn"] == rule_arns["orders-a"]
             assert described["Description"] == "rule orders-a"
+            assert described["CreatedBy"] == ACCOUNT
+            # a bus is named by its ARN as well as by its name
+            by_arn = cli("describe-rule", "--name", "orders-a", "--event-bus-name", bus_arn)
+            assert by_arn == described
+            tags = cli("list-tags-for-resource", "--resource-arn", rule_arns["orders-b"])
+            assert tags == {"Tags": [{"Key": "rule", "Value": "orders-b"}]}
             described = cli("describe-rule", "--name", clock)
             assert described["ScheduleExpression"] == "rate(7 days)"
             assert described["State"] == "DISABLED" and described["EventBusName"] == "default"
@@ -289,6 +302,17 @@ def test_every_eventbridge_operation_through_the_aws_cli(
                 "1",
             )
             assert one_a_page["RuleNames"] == ["orders-a", "orders-c"]
+            page = cli(
+                "list-rule-names-by-target",
+                "--target-arn",
+                target,
+                "--event-bus-name",
+                bus,
+                "--no-paginate",
+                "--limit",
+                "1",
+            )
+            assert page["RuleNames"] == ["orders-a"] and page["NextToken"]
 
             # events
             matched = cli(
@@ -374,7 +398,7 @@ def test_every_eventbridge_operation_through_the_aws_cli(
     gone = cli.fails("describe-event-bus", "--name", bus)
     assert "ResourceNotFoundException" in gone.stderr
 
-    assert not served("events") - cli.ran, "served but never driven through the CLI"
+    cli.assert_drove_all()
 
 
 def test_the_aws_cli_reports_eventbridge_errors(aws: AwsCli) -> None:
@@ -504,10 +528,30 @@ def test_every_scheduler_operation_through_the_aws_cli(aws: AwsCli) -> None:
         assert len(first["Schedules"]) == 2 and len(rest["Schedules"]) == 1
         assert {s["Name"] for s in first["Schedules"] + rest["Schedules"]} == set(summaries)
 
-        for schedule in ("nightly", "hourly", "weekly"):
+        # --no-paginate hands the server's own pages and tokens through
+        page = cli("list-schedules", "--group-name", group, "--no-paginate", "--max-results", "2")
+        assert len(page["Schedules"]) == 2 and page["NextToken"]
+        page = cli(
+            "list-schedules",
+            "--group-name",
+            group,
+            "--no-paginate",
+            "--next-token",
+            page["NextToken"],
+        )
+        assert len(page["Schedules"]) == 1 and "NextToken" not in page
+        page = cli("list-schedule-groups", "--no-paginate", "--max-results", "1")
+        assert len(page["ScheduleGroups"]) == 1 and page["NextToken"]
+
+        for schedule in ("nightly", "hourly"):
             assert cli("delete-schedule", "--name", schedule, "--group-name", group) is None
-        assert cli("list-schedules", "--group-name", group) == {"Schedules": []}
+        assert [s["Name"] for s in cli("list-schedules", "--group-name", group)["Schedules"]] == [
+            "weekly"
+        ]
+        # deleting a group deletes the schedules still in it (API_DeleteScheduleGroup)
         assert cli("delete-schedule-group", "--name", group) is None
+        everywhere = cli("list-schedules")["Schedules"]
+        assert arns["weekly"] not in [s["Arn"] for s in everywhere]
     finally:
         for schedule in ("nightly", "hourly", "weekly"):
             aws.run(
@@ -517,7 +561,7 @@ def test_every_scheduler_operation_through_the_aws_cli(aws: AwsCli) -> None:
     gone = cli.fails("get-schedule-group", "--name", group)
     assert "ResourceNotFoundException" in gone.stderr
 
-    assert not served("scheduler") - cli.ran, "served but never driven through the CLI"
+    cli.assert_drove_all()
 
 
 def test_the_aws_cli_reports_scheduler_errors(aws: AwsCli) -> None:
