@@ -314,24 +314,23 @@ def test_every_eventbridge_operation_through_the_aws_cli(
             )
             assert page["RuleNames"] == ["orders-a"] and page["NextToken"]
 
-            # events
+            # events (TestEventPattern's event has the fields AWS makes mandatory)
+            event = {
+                "id": "1",
+                "source": "shop",
+                "detail-type": "order",
+                "account": ACCOUNT,
+                "region": REGION,
+                "time": "2026-01-01T00:00:00Z",
+                "resources": [],
+                "detail": {"total": 42},
+            }
             matched = cli(
                 "test-event-pattern",
                 "--event-pattern",
                 json.dumps(pattern),
                 "--event",
-                json.dumps(
-                    {
-                        "id": "1",
-                        "source": "shop",
-                        "detail-type": "order",
-                        "account": ACCOUNT,
-                        "region": REGION,
-                        "time": "2026-01-01T00:00:00Z",
-                        "resources": [],
-                        "detail": {"total": 42},
-                    }
-                ),
+                json.dumps(event),
             )
             assert matched == {"Result": True}
             unmatched = cli(
@@ -339,7 +338,7 @@ def test_every_eventbridge_operation_through_the_aws_cli(
                 "--event-pattern",
                 json.dumps(pattern),
                 "--event",
-                json.dumps({"id": "2", "source": "shop", "detail": {"total": 3}}),
+                json.dumps({**event, "detail": {"total": 3}}),
             )
             assert unmatched == {"Result": False}
             entries = [
@@ -412,6 +411,8 @@ def test_the_aws_cli_reports_eventbridge_errors(aws: AwsCli) -> None:
     assert "(InvalidEventPatternException) when calling the PutRule operation" in bad.stderr
     bad = cli.fails("put-rule", "--name", "cli-bad", "--schedule-expression", "rate(1 hours)")
     assert "(ValidationException) when calling the PutRule operation" in bad.stderr
+    again = cli.fails("create-event-bus", "--name", "default")
+    assert "(ResourceAlreadyExistsException) when calling the CreateEventBus" in again.stderr
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -583,5 +584,7 @@ def test_the_aws_cli_reports_scheduler_errors(aws: AwsCli) -> None:
         f"Arn={fn_arn('report')},RoleArn={SCHEDULER_ROLE}",
     )
     assert "(ValidationException) when calling the CreateSchedule operation" in bad.stderr
+    again = cli.fails("create-schedule-group", "--name", "default")
+    assert "(ConflictException) when calling the CreateScheduleGroup operation" in again.stderr
     nogroup = cli.fails("get-schedule", "--name", "x", "--group-name", "cli-no-such-group")
     assert "(ResourceNotFoundException) when calling the GetSchedule operation" in nogroup.stderr
