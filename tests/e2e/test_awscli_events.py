@@ -1,6 +1,7 @@
-"""Every operation kindling serves for ``events`` and ``scheduler``, driven through the
-AWS CLI exactly as a user types it (``aws --endpoint-url URL events list-rules ...``),
-each answer checked for its content, and the CLI's error output for bad input.
+"""Every operation kindling serves for ``events`` and ``scheduler`` (and Lambda's event
+source mapping operations), driven through the AWS CLI exactly as a user types it
+(``aws --endpoint-url URL events list-rules ...``), each answer checked for its content,
+and the CLI's error output for bad input.
 
 The CLI builds requests from its own argument parsing (shorthand, JSON, timestamps as
 typed, ``--tag-keys a b``) and pages through list operations by itself
@@ -19,6 +20,7 @@ from typing import Any
 
 from botocore.session import get_session
 
+from kindling.api.event_sources import EventSourcesApi
 from kindling.api.eventbridge import EventBridgeApi
 from kindling.api.scheduler import SchedulerApi
 
@@ -30,7 +32,7 @@ SCHEDULER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/scheduler"
 SERVICE_ERROR_STATUS = (254, 255)
 
 
-def served(service: str) -> set[str]:
+def _served(service: str) -> set[str]:
     """The operations the server's table holds for ``service`` (the names only: no
     component is called)."""
     api: Any = EventBridgeApi if service == "events" else SchedulerApi
@@ -41,9 +43,11 @@ class Driven:
     """``aws SERVICE COMMAND ...`` through the CLI, remembering which model operation
     each command is (the CLI names operation ``ListRules`` ``list-rules``)."""
 
-    def __init__(self, aws: AwsCli, service: str) -> None:
+    def __init__(self, aws: AwsCli, service: str, served: set[str] | None = None) -> None:
+        """``served``: the operations to drive, by default all the service's table."""
         self.aws = aws
         self.service = service
+        self.served = served if served is not None else _served(service)
         model = get_session().get_service_model(service)
         self._operations = {_command(op): op for op in model.operation_names}
         self.ran: set[str] = set()
@@ -57,7 +61,7 @@ class Driven:
 
     def assert_drove_all(self) -> None:
         """Every operation the server serves for the service was run through the CLI."""
-        missing = sorted(served(self.service) - self.ran)
+        missing = sorted(self.served - self.ran)
         assert not missing, f"served but never driven through `aws {self.service}`: {missing}"
 
     def fails(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -588,3 +592,66 @@ def test_the_aws_cli_reports_scheduler_errors(aws: AwsCli) -> None:
     assert "(ConflictException) when calling the CreateScheduleGroup operation" in again.stderr
     nogroup = cli.fails("get-schedule", "--name", "x", "--group-name", "cli-no-such-group")
     assert "(ResourceNotFoundException) when calling the GetSchedule operation" in nogroup.stderr
+
+
+# --------------------------------------------------------------------------- mappings
+
+
+def test_every_event_source_mapping_operation_pages_through_the_aws_cli(
+    aws: AwsCli, deploy: Deploy
+) -> None:
+    """Lambda's event source mapping operations through ``aws lambda``, with the CLI
+    paging ListEventSourceMappings by ``Marker``/``NextMarker`` (``--page-size`` sends
+    ``MaxItems``; with ``--no-paginate``, ``--max-items`` does)."""
+    cli = Driven(aws, "lambda", served=set(EventSourcesApi(None).operations()))
+    name = deploy({"app.py": PRINTS})
+    suffix = uuid.uuid4().hex[:8]
+    queues = [f"arn:aws:sqs:{REGION}:{ACCOUNT}:cli-{suffix}-{n}" for n in range(3)]
+    made = []
+    try:
+        for queue in queues:
+            out = cli(
+                "create-event-source-mapping",
+                "--function-name",
+                name,
+                "--event-source-arn",
+                queue,
+                "--batch-size",
+                "7",
+                "--no-enabled",
+            )
+            made.append(out["UUID"])
+            assert out["EventSourceArn"] == queue and out["BatchSize"] == 7
+            assert out["FunctionArn"] == fn_arn(name)
+        got_one = cli("get-event-source-mapping", "--uuid", made[0])
+        assert got_one["UUID"] == made[0] and got_one["EventSourceArn"] == queues[0]
+        paged = cli("list-event-source-mappings", "--function-name", name, "--page-size", "1")
+        assert sorted(m["UUID"] for m in paged["EventSourceMappings"]) == sorted(made)
+        page = cli(
+            "list-event-source-mappings",
+            "--function-name",
+            name,
+            "--no-paginate",
+            "--max-items",
+            "2",
+        )
+        assert len(page["EventSourceMappings"]) == 2 and page["NextMarker"]
+        rest = cli(
+            "list-event-source-mappings",
+            "--function-name",
+            name,
+            "--no-paginate",
+            "--marker",
+            page["NextMarker"],
+        )
+        assert len(rest["EventSourceMappings"]) == 1 and "NextMarker" not in rest
+        both = page["EventSourceMappings"] + rest["EventSourceMappings"]
+        assert sorted(m["UUID"] for m in both) == sorted(made)
+        updated = cli("update-event-source-mapping", "--uuid", made[1], "--batch-size", "3")
+        assert updated["UUID"] == made[1] and updated["BatchSize"] == 3
+        for mapping in made:
+            assert cli("delete-event-source-mapping", "--uuid", mapping)["UUID"] == mapping
+    finally:
+        for mapping in made:
+            aws.run("delete-event-source-mapping", "--uuid", mapping)
+    cli.assert_drove_all()
