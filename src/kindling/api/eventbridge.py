@@ -11,8 +11,24 @@ from kindling.events.bridge import EventBridge
 from kindling.events.patterns import compile_pattern
 from kindling.iam.sigv4 import Caller
 
-#: ListRules' default and largest page (API_ListRules: Limit 1-100).
+#: The default and largest page of the list operations (their Limit is 1-100).
 MAX_RULES_PAGE = 100
+
+
+def _page(items: list[Any], params: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """One page of ``items`` by the request's ``Limit`` and ``NextToken`` (an offset),
+    and the token of the next page if there is one: ListEventBuses, ListTargetsByRule
+    and ListRuleNamesByTarget page this way, so that a client asking for ``Limit``
+    items (the AWS CLI's ``--limit`` and ``--page-size``) gets no more."""
+    start = 0
+    if params.get("NextToken"):
+        try:
+            start = int(json.loads(params["NextToken"])["at"])
+        except (ValueError, KeyError, TypeError):
+            raise ValidationError("The NextToken is not valid.") from None
+    size = min(params.get("Limit") or MAX_RULES_PAGE, MAX_RULES_PAGE)
+    more = json.dumps({"at": start + size}) if start + size < len(items) else None
+    return items[start : start + size], more
 
 
 class EventBridgeApi:
@@ -59,7 +75,8 @@ class EventBridgeApi:
         buses = self._bridge.list_buses(
             caller.account_id, caller.region, params.get("NamePrefix") or ""
         )
-        return {"EventBuses": buses}
+        page, more = _page(buses, params)
+        return {"EventBuses": page, **({"NextToken": more} if more else {})}
 
     async def delete_bus(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         self._bridge.delete_bus(caller.account_id, caller.region, params["Name"])
@@ -135,23 +152,15 @@ class EventBridgeApi:
         targets = self._bridge.list_targets(
             caller.account_id, caller.region, params.get("EventBusName"), params["Rule"]
         )
-        return {"Targets": targets}
+        page, more = _page(targets, params)
+        return {"Targets": page, **({"NextToken": more} if more else {})}
 
     async def rule_names_by_target(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         names = self._bridge.rule_names_by_target(
             caller.account_id, caller.region, params.get("EventBusName"), params["TargetArn"]
         )
-        start = 0
-        if params.get("NextToken"):
-            try:
-                start = int(json.loads(params["NextToken"])["at"])
-            except (ValueError, KeyError, TypeError):
-                raise ValidationError("The NextToken is not valid.") from None
-        size = min(params.get("Limit") or MAX_RULES_PAGE, MAX_RULES_PAGE)
-        out: dict[str, Any] = {"RuleNames": names[start : start + size]}
-        if start + size < len(names):
-            out["NextToken"] = json.dumps({"at": start + size})
-        return out
+        page, more = _page(names, params)
+        return {"RuleNames": page, **({"NextToken": more} if more else {})}
 
     async def put_events(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         entries = await self._bridge.put_events(caller.account_id, caller.region, params["Entries"])
