@@ -127,3 +127,17 @@ def test_the_aws_cli_manages_schedules(aws: AwsCli) -> None:
     missing = aws.run("get-schedule", "--name", "e2e-nope", service="scheduler")
     assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
     aws.json("delete-schedule", "--name", "e2e-cli", service="scheduler")
+
+
+def test_tags_on_a_schedule_group_are_refused_not_dropped(
+    server: Server, wire_shapes: WireShapeRecorder
+) -> None:
+    """Scheduler tagging is not served: a group made with tags would lose them silently,
+    so the request is refused by name and no group is made."""
+    scheduler = client(server, "scheduler", wire_shapes)
+    with pytest.raises(ClientError) as caught:
+        scheduler.create_schedule_group(Name="e2e-tagged", Tags=[{"Key": "a", "Value": "b"}])
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert "Tags" in caught.value.response["Error"]["Message"]
+    names = [g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"]]
+    assert "e2e-tagged" not in names

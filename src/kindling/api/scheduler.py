@@ -76,6 +76,11 @@ class SchedulerApi:
         return out
 
     async def create_group(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("Tags"):  # nothing silently ignored: scheduler tagging is not served
+            raise ValidationError(
+                "Tags: tags on schedule groups are not supported by this kindling server "
+                "yet. kindling refuses settings it would not honour instead of ignoring them."
+            )
         arn = self._schedules.create_group(caller.account_id, caller.region, params["Name"])
         return {"ScheduleGroupArn": arn}
 
