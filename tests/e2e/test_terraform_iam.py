@@ -23,7 +23,8 @@ from .support import Server
 pytestmark = pytest.mark.timeout(900)
 PROVIDER = "5.100.0"
 
-MAIN_TF = """
+#: The provider every configuration here talks to kindling through.
+PROVIDER_TF = """
 terraform {
   required_providers {
     aws = { source = "hashicorp/aws", version = "%(provider)s" }
@@ -41,7 +42,11 @@ provider "aws" {
     sts    = "%(endpoint)s"
   }
 }
-resource "aws_iam_role" "fn" {
+"""
+
+MAIN_TF = (
+    PROVIDER_TF
+    + """resource "aws_iam_role" "fn" {
   name = "tf-fn-role"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
@@ -78,6 +83,7 @@ resource "aws_lambda_permission" "p" {
   principal     = "events.amazonaws.com"
 }
 """
+)
 
 
 def _mirror() -> Path | None:
@@ -149,25 +155,9 @@ def test_terraform_applies_and_destroys_a_role_function_and_permission(
     _apply_plan_destroy(_terraform(private_server, tmp_path, MAIN_TF), 5)
 
 
-GROUPS_TF = """
-terraform {
-  required_providers {
-    aws = { source = "hashicorp/aws", version = "%(provider)s" }
-  }
-}
-provider "aws" {
-  region                  = "us-east-1"
-  access_key              = "test"
-  secret_key              = "test"
-  skip_metadata_api_check = true
-  skip_region_validation  = true
-  endpoints {
-    lambda = "%(endpoint)s"
-    iam    = "%(endpoint)s"
-    sts    = "%(endpoint)s"
-  }
-}
-resource "aws_iam_user" "dev" {
+GROUPS_TF = (
+    PROVIDER_TF
+    + """resource "aws_iam_user" "dev" {
   name = "tf-dev"
 }
 resource "aws_iam_group" "devs" {
@@ -203,6 +193,7 @@ resource "aws_lambda_function" "secret" {
   }
 }
 """
+)
 
 
 def test_terraform_applies_and_destroys_groups_and_a_function_with_a_kms_key(
