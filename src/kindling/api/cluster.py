@@ -53,9 +53,9 @@ class ClusterApi:
         header = request.header(cluster.HEADER)
         worker = cluster.signer(header)
         try:
-            key = self._key if worker is None else cluster.worker_key(self._key, worker)
             if worker == "":
                 raise AuthError("malformed worker id in the cluster signature")
+            key = self._key if worker is None else cluster.worker_key(self._key, worker)
             cluster.verify(
                 key,
                 request.method,
