@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -164,6 +165,7 @@ def test_runtime_api_is_its_own(backend: str, victim: Victim, fleet: Fleet) -> N
         target=lambda: answers.append(fleet.run(victim.name, {"hold": 1.5, "echo": nonce}))
     )
     previous = victim.last["request_id"]
+    asked_at = time.time()
     busy.start()
     try:
         seen = fleet.run(name, {"ids": [previous], "victim_ip": victim.last["ip"]})
@@ -178,4 +180,4 @@ def test_runtime_api_is_its_own(backend: str, victim: Victim, fleet: Fleet) -> N
         assert set(seen["victim"].values()) <= {"timeout", "ECONNREFUSED"}, seen["victim"]
     answer = answers[0]
     assert answer["echo"] == nonce
-    check_victim(fleet, victim, answer)
+    check_victim(fleet, victim, answer, asked_at)
