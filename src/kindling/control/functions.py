@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from kindling import limits
-from kindling.control import logconfig, snapstart
+from kindling.control import snapstart
 from kindling.control.code_source import CodeSource, NoCodeSource, s3_location, zip_from
 from kindling.control.codesigning import DeployCheck, NoSigning
 from kindling.control.codestore import CodeStore, StoredCode, unzipped_size
 from kindling.control.collection import CodeCollector
+from kindling.control.function_params import check_create, configuration_changes, new_config
 from kindling.control.layers import LayerResolver, check_total_size
 from kindling.control.models import (
     LATEST,
@@ -28,14 +28,13 @@ from kindling.control.models import (
     FunctionLayer,
     FunctionRef,
     FunctionState,
-    SnapStartApplyOn,
     UpdateStatus,
     check_kindling_tags,
     is_alias_name,
     now_timestamp,
 )
 from kindling.control.paging import decode_marker, encode_marker, page_size, page_versions
-from kindling.control.quotas import check_configuration, check_honoured, dead_letter_target
+from kindling.control.quotas import check_configuration, check_honoured
 from kindling.control.store import FunctionKey, FunctionStore
 from kindling.errors import (
     ConflictError,
@@ -44,7 +43,7 @@ from kindling.errors import (
     ValidationError,
 )
 from kindling.limits import CODE_COLLECT_GRACE_S
-from kindling.runtimes.catalog import PROVIDED_RUNTIMES, RuntimeCatalog
+from kindling.runtimes.catalog import RuntimeCatalog
 
 Listener = Callable[[FunctionConfig], None]
 DeletedListener = Callable[[FunctionRef], None]
@@ -217,26 +216,7 @@ class FunctionService:
     ) -> FunctionConfig:
         """Everything is checked before the zip is unpacked (off the loop); a create
         refused at any point leaves no code behind."""
-        if ref.qualifier:
-            raise ValidationError("A function name for CreateFunction cannot carry a qualifier")
-        if params.get("PackageType", "Zip") != "Zip":
-            raise ValidationError("PackageType Image is not supported by this kindling host yet")
-        runtime = params.get("Runtime")
-        handler = params.get("Handler")
-        if not runtime:
-            raise ValidationError("Runtime must be specified for a .zip deployment package")
-        if not handler and runtime not in PROVIDED_RUNTIMES:
-            raise ValidationError("Handler must be specified for a .zip deployment package")
-        self._runtimes.resolve(runtime)
-        check_configuration(params)
-        logconfig.settings(params.get("LoggingConfig"), None)  # refused before any work
-        dead_letter_target(params, region)
-        check_kindling_tags(params.get("Tags") or {}, self._backends)
-        apply_on = snapstart.requested(params, SnapStartApplyOn.NONE)
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
-            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
-        )
-        snapstart.check_function(runtime, apply_on, ephemeral_mb)
+        check_create(ref, params, region, self._runtimes, self._backends)
         code = params.get("Code") or {}
         layers = self._resolve_layers(account_id, region, params.get("Layers") or [])
         if s3_location(code) is not None and self._store.get(
@@ -277,35 +257,7 @@ class FunctionService:
         stored: StoredCode,
         extra: dict[str, Any] | None = None,
     ) -> FunctionConfig:
-        runtime = params["Runtime"]
-        ephemeral_mb = (params.get("EphemeralStorage") or {}).get(
-            "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
-        )
-        config = FunctionConfig(
-            account_id=account_id,
-            region=region,
-            name=ref.name,
-            runtime=runtime,
-            role=params["Role"],
-            handler=params.get("Handler") or "",
-            code_sha256=stored.sha256_b64,
-            code_digest=stored.digest,
-            code_size=stored.size,
-            last_modified=now_timestamp(),
-            revision_id=_revision(),
-            description=params.get("Description", ""),
-            timeout=params.get("Timeout", limits.FUNCTION_TIMEOUT_DEFAULT_S),
-            memory_size=params.get("MemorySize", limits.FUNCTION_MEMORY_DEFAULT_MB),
-            ephemeral_storage=ephemeral_mb,
-            environment=dict((params.get("Environment") or {}).get("Variables") or {}),
-            kms_key_arn=params.get("KMSKeyArn") or None,
-            architectures=tuple(params.get("Architectures") or ("x86_64",)),
-            tracing_mode=(params.get("TracingConfig") or {}).get("Mode", "PassThrough"),
-            snapstart_apply_on=snapstart.requested(params, SnapStartApplyOn.NONE),
-            dead_letter_target_arn=dead_letter_target(params, region),
-            **(extra or {}),
-            **logconfig.settings(params.get("LoggingConfig"), None),
-        )
+        config = new_config(account_id, region, ref, params, stored, _revision(), extra)
         if not self._store.insert(config, dict(params.get("Tags") or {})):
             raise ConflictError(f"Function already exist: {ref.name}")
         if params.get("CodeSigningConfigArn"):  # checked before the zip was stored
@@ -363,33 +315,8 @@ class FunctionService:
         runtime = params.get("Runtime", current.runtime)
         if runtime != current.runtime:
             self._runtimes.resolve(runtime)
-        changes: dict[str, Any] = {"runtime": runtime}
-        simple = {
-            "Handler": "handler",
-            "Role": "role",
-            "Description": "description",
-            "Timeout": "timeout",
-            "MemorySize": "memory_size",
-        }
-        for api_name, field in simple.items():
-            if api_name in params:
-                changes[field] = params[api_name]
-        if "Environment" in params:
-            changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
-        if "KMSKeyArn" in params:  # "" clears it, as Terraform sends
-            changes["kms_key_arn"] = params["KMSKeyArn"] or None
-        if "EphemeralStorage" in params:
-            changes["ephemeral_storage"] = params["EphemeralStorage"].get(
-                "Size", limits.FUNCTION_EPHEMERAL_DEFAULT_MB
-            )
-        if "DeadLetterConfig" in params:
-            changes["dead_letter_target_arn"] = dead_letter_target(params, ref.region)
-        if "LoggingConfig" in params:
-            current_logging = {f: getattr(current, f) for f in logconfig.FIELDS}
-            changes.update(logconfig.settings(params["LoggingConfig"] or {}, current_logging))
-        if "TracingConfig" in params:
-            changes["tracing_mode"] = params["TracingConfig"].get("Mode", current.tracing_mode)
-        changes["snapstart_apply_on"] = snapstart.requested(params, current.snapstart_apply_on)
+        changes = configuration_changes(current, params, ref.region)
+        changes["runtime"] = runtime
         if "Layers" in params:
             changes["layers"] = self._resolve_layers(
                 ref.account_id, ref.region, params["Layers"] or [], current.layers
