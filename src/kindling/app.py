@@ -65,16 +65,7 @@ from kindling.control.runtimeversions import RuntimeVersions
 from kindling.control.store import FunctionStore, ProvisionedStore
 from kindling.control.versions import VersionService
 from kindling.errors import NotFoundError, ServiceError
-from kindling.events.aws import AwsClients
-from kindling.events.bridge import EventBridge
 from kindling.events.destinations import AwsDestinations
-from kindling.events.rule_store import RuleStore
-from kindling.events.s3_notify import S3Notifications, S3NotificationStore
-from kindling.events.schedule_store import ScheduleStore
-from kindling.events.scheduler import RuleTimetable, Scheduler
-from kindling.events.schedules import Schedules
-from kindling.events.target_outbox import OutboxStore, TargetOutbox
-from kindling.events.targets import TargetSender
 from kindling.httpd import HttpServer, Request, Response
 from kindling.iam import cluster
 from kindling.iam.accounts import DEV_ACCOUNT_ID, AccountStore, StoredKeyRing
@@ -106,6 +97,7 @@ from kindling.telemetry.audit import AuditLog
 from kindling.telemetry.logs import LogStore
 from kindling.telemetry.metrics import Metrics
 from kindling.wiring import (
+    EventRouting,
     EventSourcePollers,
     make_backends,
     make_code_source,
@@ -302,33 +294,27 @@ class App:
         )
         self.health = HealthEndpoint(checks, lambda: self._draining)
         public_routes.update(dict.fromkeys(HEALTH_PATHS, self.health.serve))
-        self.s3_notifications = S3Notifications(
-            S3NotificationStore(self.store), self.functions, self.policies, self._deliver_s3
+        self.triggers = EventRouting(
+            self.store,
+            self.functions,
+            self.policies,
+            self._deliver_event,
+            self._deliver_s3,
+            self.metrics.registry,
+            exclusive=config.store is None,
         )
         s3_api = S3NotifyApi(
-            self.s3_notifications, self.authorizer, config.endpoint, self.metrics.registry
+            self.triggers.s3_notifications,
+            self.authorizer,
+            config.endpoint,
+            self.metrics.registry,
         )
         raw_routes["s3-notify"] = s3_api.webhook
         raw_routes["s3-notifications"] = s3_api.configs
-        # SQS, SNS and Kinesis targets of rules (ADR 0042): a durable outbox, sent through
-        # the server's own AWS endpoint configuration
-        self.target_outbox = TargetOutbox(
-            OutboxStore(self.store),
-            TargetSender(AwsClients()),
-            exclusive=config.store is None,
-            registry=self.metrics.registry,
-        )
-        self.eventbridge = EventBridge(
-            RuleStore(self.store), self._deliver_event, outbox=self.target_outbox.put
-        )
-        self.schedules = Schedules(ScheduleStore(self.store), self._deliver_event)
-        self.rule_scheduler = Scheduler(
-            [RuleTimetable(RuleStore(self.store), self.eventbridge), self.schedules]
-        )
         services = service_endpoints(
             keys,
-            EventBridgeApi(self.eventbridge).operations(),
-            SchedulerApi(self.schedules).operations(),
+            EventBridgeApi(self.triggers.eventbridge).operations(),
+            SchedulerApi(self.triggers.schedules).operations(),
             IamApi(
                 self.directory,
                 self.accounts,
@@ -506,8 +492,7 @@ class App:
             self.registry.start()
         self.events.start()
         self.audit.start()
-        self.rule_scheduler.start()
-        self.target_outbox.start()
+        self.triggers.start()
         self.pollers.start()
         self.provisioned.recover()
         if self.agent is not None:  # a control node runs no sandbox: nothing to make ready
@@ -531,8 +516,7 @@ class App:
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
         self._draining = True
         await self.server.close()  # listening sockets only: open connections get answers
-        await self.rule_scheduler.close()
-        await self.target_outbox.close()
+        await self.triggers.close()
         if self.events is not None:
             self.events.stop_dispatching()
         await self.pollers.close()  # batches not yet deleted come back: at least once

@@ -1,7 +1,9 @@
 """The composition root's parts that grew too long to read inside ``App``: the sandbox
 backends and the concurrency counter a host is built with, where code from S3 comes
 from, the endpoints of the AWS services other than Lambda, and the pollers of event
-source mappings. Only ``app.py`` and ``node.py`` use it; it builds, it decides nothing.
+source mappings, and the routes by which EventBridge rules, schedules and bucket
+notifications reach functions. Only ``app.py`` and ``node.py`` use it; it builds, it
+decides nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from kindling.api import service_resources
 from kindling.api.errors import (
@@ -30,16 +34,26 @@ from kindling.config import Config
 from kindling.control.code_source import CodeSource, NoCodeSource, S3CodeSource, s3_endpoint
 from kindling.control.concurrency import ConcurrencySettings
 from kindling.control.event_sources import Mapping, MappingStore
+from kindling.control.functions import FunctionService
 from kindling.control.models import FunctionRef
+from kindling.control.policies import PolicyService
 from kindling.events.aws import AwsClients
+from kindling.events.bridge import EventBridge
 from kindling.events.brokers import BrokerDirectory, secrets_manager
 from kindling.events.checkpoints import Checkpoints
 from kindling.events.destinations import AwsDestinations
 from kindling.events.kafka_poller import KafkaPoller
 from kindling.events.mappings import MappingSupervisor
 from kindling.events.rabbitmq_poller import RabbitPoller
+from kindling.events.rule_store import RuleStore
+from kindling.events.s3_notify import S3Notifications, S3NotificationStore
+from kindling.events.schedule_store import ScheduleStore
+from kindling.events.scheduler import RuleTimetable, Scheduler
+from kindling.events.schedules import Schedules
 from kindling.events.sqs_poller import SqsPoller, SqsQueue
 from kindling.events.stream_poller import StreamPoller
+from kindling.events.target_outbox import OutboxStore, TargetOutbox
+from kindling.events.targets import TargetSender
 from kindling.iam.accounts import StoredKeyRing
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.sigv4 import Caller, SigV4Verifier
@@ -250,3 +264,47 @@ class EventSourcePollers:
             await self.supervisor.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+DeliverEvent = Callable[[FunctionRef, bytes], Awaitable[None]]
+DeliverS3 = Callable[[FunctionRef, bytes, str], Awaitable[None]]
+
+
+class EventRouting:
+    """EventBridge's rules and buses, the Scheduler's schedules and buckets'
+    notifications: each reaches a function as an Event invoke (``deliver``); rules'
+    SQS, SNS and Kinesis targets go through a durable outbox sent with the server's own
+    AWS endpoint configuration (ADR 0042)."""
+
+    def __init__(
+        self,
+        store: Store,
+        functions: FunctionService,
+        policies: PolicyService,
+        deliver: DeliverEvent,
+        deliver_s3: DeliverS3,
+        registry: CollectorRegistry,
+        exclusive: bool,
+    ) -> None:
+        self.s3_notifications = S3Notifications(
+            S3NotificationStore(store), functions, policies, deliver_s3
+        )
+        self.target_outbox = TargetOutbox(
+            OutboxStore(store),
+            TargetSender(AwsClients()),
+            exclusive=exclusive,
+            registry=registry,
+        )
+        self.eventbridge = EventBridge(RuleStore(store), deliver, outbox=self.target_outbox.put)
+        self.schedules = Schedules(ScheduleStore(store), deliver)
+        self.scheduler = Scheduler(
+            [RuleTimetable(RuleStore(store), self.eventbridge), self.schedules]
+        )
+
+    def start(self) -> None:
+        self.scheduler.start()
+        self.target_outbox.start()
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        await self.target_outbox.close()
