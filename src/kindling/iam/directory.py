@@ -353,25 +353,9 @@ class Directory:
     def policy(self, account: str, arn: str) -> dict[str, Any]:
         """A managed policy's record (AWS's or the account's) with its AttachmentCount."""
         managed = BY_ARN.get(arn)
+        record: dict[str, Any]
         if managed is not None:
-            record: dict[str, Any] = {
-                "PolicyName": managed.name,
-                "PolicyId": managed.policy_id,
-                "Arn": managed.arn,
-                "Path": managed.path,
-                "DefaultVersionId": "v1",
-                "IsAttachable": True,
-                "Description": managed.description,
-                "CreateDate": managed.created,
-                "UpdateDate": managed.created,
-                "Versions": [
-                    {
-                        "VersionId": "v1",
-                        "Document": json.dumps(managed.document),
-                        "CreateDate": managed.created,
-                    }
-                ],
-            }
+            record = managed.record()
         else:
             try:
                 record = self.entity(account, "policy", self._policy_name(account, arn))
@@ -556,30 +540,9 @@ class Directory:
             documents: list[str] = []
             arns: list[str] = []
             for owner_kind, name in owners:
-                documents += [
-                    r[0]
-                    for r in conn.execute(
-                        select(iam_inline.c.document).where(
-                            and_(
-                                iam_inline.c.account_id == account,
-                                iam_inline.c.kind == owner_kind,
-                                iam_inline.c.owner == name,
-                            )
-                        )
-                    )
-                ]
-                arns += [
-                    r[0]
-                    for r in conn.execute(
-                        select(iam_attached.c.policy_arn).where(
-                            and_(
-                                iam_attached.c.account_id == account,
-                                iam_attached.c.kind == owner_kind,
-                                iam_attached.c.owner == name,
-                            )
-                        )
-                    )
-                ]
+                whose = (account, owner_kind, name)
+                documents += _owned(conn, iam_inline, iam_inline.c.document, *whose)
+                arns += _owned(conn, iam_attached, iam_attached.c.policy_arn, *whose)
         for arn in arns:
             managed = BY_ARN.get(arn)
             if managed is not None:
@@ -607,3 +570,11 @@ class Directory:
                 ).first()
                 is not None
             )
+
+
+def _owned(
+    conn: Connection, table: Table, column: Any, account: str, kind: str, owner: str
+) -> list[str]:
+    """One column of an owner's rows of ``iam_inline`` or ``iam_attached``."""
+    where = and_(table.c.account_id == account, table.c.kind == kind, table.c.owner == owner)
+    return [str(r[0]) for r in conn.execute(select(column).where(where))]

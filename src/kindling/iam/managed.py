@@ -10,6 +10,7 @@ configuration that relies on one kindling lacks says so at once (ADR 0036).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,27 @@ class ManagedPolicy:
     @property
     def arn(self) -> str:
         return f"arn:aws:iam::aws:policy{self.path}{self.name}"
+
+    def record(self) -> dict[str, Any]:
+        """Its record as GetPolicy gives a customer-managed one's: one version, v1."""
+        return {
+            "PolicyName": self.name,
+            "PolicyId": self.policy_id,
+            "Arn": self.arn,
+            "Path": self.path,
+            "DefaultVersionId": "v1",
+            "IsAttachable": True,
+            "Description": self.description,
+            "CreateDate": self.created,
+            "UpdateDate": self.created,
+            "Versions": [
+                {
+                    "VersionId": "v1",
+                    "Document": json.dumps(self.document),
+                    "CreateDate": self.created,
+                }
+            ],
+        }
 
 
 def _doc(*statements: dict[str, Any]) -> dict[str, Any]:
