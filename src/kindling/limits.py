@@ -221,7 +221,8 @@ LOG_LINE_BYTES = 262_144
 #: the next turn, so a sandbox that never stops writing cannot hold the loop. AWS: -.
 LOG_DRAIN_BYTES = 1_048_576
 #: Output one invocation (or one init, or one stretch between invocations) may log;
-#: the rest is dropped and one marker line says how much. AWS: - (no per-invocation
+#: the rest is dropped and one marker line says how much. Lines a JSON function's
+#: ApplicationLogLevel filters out count too (each was parsed). AWS: - (no per-invocation
 #: figure; 1,048,576 is CloudWatch's PutLogEvents batch and the Logs API's largest
 #: buffer).
 LOG_INVOCATION_BYTES = 1_048_576

@@ -251,3 +251,51 @@ def test_a_functions_log_grows_no_faster_than_its_rate(fleet: Fleet) -> None:
     assert end <= allowed + 64 * 1024, (end, allowed)  # markers and platform lines
     if end < 40 * 1024 * 1024:  # the rate cut in: it says so
         assert "a function's log may grow by at most" in whole_log(fleet.server.endpoint, name)
+
+
+FILTERED = """
+import sys
+def handler(event, context):
+    print('{"level": "ERROR", "message": "kept"}', flush=True)
+    # what the level filter drops, made as costly to read as JSON can be: 256 KB lines
+    # of nested arrays (the server parsed each at ~70 MB/s; writing one costs ~50 us)
+    line = '{"level": "INFO", "m": [' + "[1]," * 65_000 + "[1]]}\\n"
+    for _ in range(event["lines"]):
+        sys.stdout.write(line)
+    sys.stdout.flush()
+    return {"written": len(line) * event["lines"]}
+"""
+
+
+def test_lines_a_log_level_filters_out_count_toward_the_bound(fleet: Fleet) -> None:
+    """A JSON function at ApplicationLogLevel ERROR printed 24 MB of INFO lines: the
+    server parsed every one to read its level, and none counted toward the bound, so a
+    sandbox writing at pipe speed bought ~15 times its own CPU of the server's. What
+    the server reads through the filter is now bounded as kept output is: past the
+    bound, lines are dropped unread and the marker counts them."""
+    name = fleet.attacker(
+        "log-filtered",
+        "namespace",
+        FILTERED,
+        Timeout=120,
+        MemorySize=512,
+        LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "ERROR"},
+    )
+    fleet.run(name, {"lines": 0})
+    outcome = fleet.invoke(name, {"lines": 96})
+    assert outcome.error is None, outcome.payload
+    written = outcome.payload["written"]
+
+    def arrived() -> str | None:
+        log = whole_log(fleet.server.endpoint, name)
+        last = log[log.rindex('"type":"platform.start"') :]
+        return last if '"type":"platform.report"' in last else None
+
+    log = wait_for(arrived, timeout=60)
+    assert '"message": "kept"' in log  # the filter still keeps what it keeps
+    assert '"level": "INFO", "m"' not in log
+    markers = [line for line in log.splitlines() if line.startswith("[kindling] ")]
+    assert markers, "no marker: 24 MB went through the level filter unbounded"
+    dropped = sum(int(line.split()[1]) for line in markers)
+    # what was read through the filter fits the bound; the rest is counted as dropped
+    assert written - LOG_INVOCATION_BYTES <= dropped <= written, (dropped, written)
