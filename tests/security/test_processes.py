@@ -226,7 +226,7 @@ def test_hostname_and_clock_cannot_be_changed(backend: str, victim: Victim, flee
     wall, mono = time.time(), time.monotonic()
     seen = fleet.run(fleet.attacker("clock", backend, HOSTNAME_AND_CLOCK))
     assert seen.pop("hostname") == "sandbox"
-    assert abs(seen.pop("time") - time.time()) < 5
+    assert wall - 1 <= seen.pop("time") <= time.time() + 1  # between asking and answer
     assert seen == {key: "EPERM" for key in seen}
     assert len(seen) == 6
     # nothing changed for the host either (the victim's own view is checked afterwards)
