@@ -29,6 +29,7 @@ __all__ = [
     "fmt_ms",
     "meta",
     "percentile",
+    "publish_plotted",
     "say",
     "scenario",
     "stamp",
@@ -126,6 +127,22 @@ def publish(
         shutil.copyfile(png, out_dir / f"{name}-latest.png")
     print(markdown)
     print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)
+
+
+def publish_plotted(
+    result: dict[str, Any],
+    markdown: Callable[[dict[str, Any]], str],
+    out_dir: Path,
+    name: str,
+    when: str,
+    draw: Callable[[Path], dict[str, Any]] | None,
+) -> None:
+    """``publish`` of a scenario that plots: ``draw(png)`` (None: ``--plot no``) sets
+    ``result["plot"]`` before the Markdown is written, so the Markdown names the file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / f"{name}-{when}.png"
+    result["plot"] = draw(png) if draw is not None else {"skipped": "--plot no"}
+    publish(result, markdown(result), out_dir, name, when, png)
 
 
 def scenario(
