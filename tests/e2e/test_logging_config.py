@@ -40,7 +40,7 @@ from .support import (
     raw_request,
     wait_active,
 )
-from .test_terraform import Terraform, _tf_or_skip
+from .test_terraform import PROVIDER_TF, Terraform, _tf_or_skip
 
 APP = {
     "app.py": (
@@ -392,25 +392,9 @@ def test_max_memory_used_after_a_snapshot_restore(lam: Any, fn_name: str) -> Non
 
 # --------------------------------------------------------------------------- terraform
 
-LOGGING_TF = """
-terraform {
-  required_providers {
-    aws = { source = "hashicorp/aws", version = "%(version)s" }
-  }
-}
-variable "logging" { type = map(string) }
-provider "aws" {
-  region                      = "%(region)s"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {
-    lambda = "%(endpoint)s"
-  }
-}
+LOGGING_TF = (
+    PROVIDER_TF
+    + """variable "logging" { type = map(string) }
 resource "aws_lambda_function" "fn" {
   function_name    = "%(name)s"
   role             = "arn:aws:iam::%(account)s:role/terraform"
@@ -425,6 +409,7 @@ resource "aws_lambda_function" "fn" {
   }
 }
 """
+)
 
 
 def _logging_vars(**values: str) -> tuple[str, ...]:
