@@ -25,6 +25,7 @@ from typing import Any
 
 from tests.engines import MotoServer
 
+from .queues import sqs_queue
 from .streams import assert_keys_keep_put_order, drain_across_kill_9, dynamodb_stream
 from .support import (
     ACCOUNT,
@@ -83,18 +84,6 @@ def handler(event, context):
 """
 
 
-def _queue(moto: MotoServer, visibility: int = 30) -> tuple[Any, str, str]:
-    sqs = moto.client("sqs", REGION)
-    url = sqs.create_queue(
-        QueueName=f"e2e-esm-{uuid.uuid4().hex[:10]}",
-        Attributes={"VisibilityTimeout": str(visibility)},
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    return sqs, url, arn
-
-
 def _left(sqs: Any, url: str) -> int:
     attributes = sqs.get_queue_attributes(
         QueueUrl=url,
@@ -122,7 +111,7 @@ def test_event_source_mappings_with_boto3(
     lam: Any, unchecked: Any, deploy: Deploy, aws_services: MotoServer
 ) -> None:
     name = deploy({"app.py": WORKER})
-    _sqs, _url, queue = _queue(aws_services)
+    _sqs, _url, queue = sqs_queue(aws_services, "e2e-esm", visibility=30)
     created = lam.create_event_source_mapping(FunctionName=name, EventSourceArn=queue)
     assert_shape("CreateEventSourceMapping", created)
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 202
@@ -182,7 +171,7 @@ def test_sqs_messages_reach_the_function_as_lambda_sends_them(
     reports failed comes back after the visibility timeout; a message no filter
     matches is deleted without reaching the function."""
     name = deploy({"app.py": WORKER})
-    sqs, url, queue = _queue(aws_services, visibility=2)
+    sqs, url, queue = sqs_queue(aws_services, "e2e-esm", visibility=2)
     mapping = lam.create_event_source_mapping(
         FunctionName=name,
         EventSourceArn=queue,
@@ -276,7 +265,7 @@ def test_a_kill_9_during_a_drain_of_2000_messages_loses_none(
     private_server.env = dict(aws_services.env)
     private_server.start()
     lam = make_client(endpoint=private_server.endpoint)
-    sqs, url, queue = _queue(aws_services, visibility=30)
+    sqs, url, queue = sqs_queue(aws_services, "e2e-esm", visibility=30)
     bodies = [f"m{n:04d}" for n in range(total)]
     for start in range(0, total, 10):
         sqs.send_message_batch(
@@ -358,7 +347,7 @@ def test_a_dynamodb_stream_reaches_the_function(
     to the OnFailure queue after its retries."""
     name = deploy({"app.py": STREAM_AUDIT})
     dynamodb, table, arn = dynamodb_stream(aws_services, "e2e")
-    sqs, url, queue = _queue(aws_services)
+    sqs, url, queue = sqs_queue(aws_services, "e2e-esm", visibility=30)
     created = lam.create_event_source_mapping(
         FunctionName=name,
         EventSourceArn=arn,
