@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from kindling.control.models import SANDBOX_TAG
 from kindling.runtimes.catalog import find_python
 from kindling.worker.sandbox.gvisor import RUNSC
 
+from .kindling_cli import kindling_at
 from .support import (
     ACCOUNT,
-    KINDLING,
     METRICS_ON_WORKERS,
     REGION,
     ROLE,
@@ -127,7 +126,7 @@ def test_json_function_logs_json_at_info(lam: Any, deploy: Deploy, server: Serve
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", info["timestamp"])
     assert messages["a warning"]["orderId"] == 7
 
-    logs = _kindling(server, "logs", name)
+    logs = kindling_at(server, "logs", name)
     assert logs.returncode == 0, logs.stderr
     logged = _json(logs.stdout.splitlines())
     assert _of_type(logged, "platform.initStart")[0]["record"]["functionName"] == name
@@ -257,20 +256,6 @@ def test_values_outside_the_enums_are_refused(
             LoggingConfig={"LogFormat": "JSON", member: value},
         )
     assert "enum value set" in info.value.response["Error"]["Message"]
-
-
-def _kindling(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1"
-    )
-    return subprocess.run(
-        [str(KINDLING), *args, "--endpoint", server.endpoint],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 # --------------------------------------------------------------------------- memory
