@@ -498,10 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         "met": applies and k["all_s"] is not None and k["all_s"] <= TARGET_S and not k["late"],
     }
     outputs.finish_meta(result, time.monotonic() - started)
-    args.out.mkdir(parents=True, exist_ok=True)
-    png = args.out / f"burst-{when}.png"
-    result["plot"] = (
-        outputs.cdf_plot(
+
+    def draw(png: Path) -> dict[str, Any]:
+        return outputs.cdf_plot(
             [
                 (f"kindling: handlers started ({k['sandboxes']} sandboxes)", k["started_s"]),
                 (f"baseline: python3.11 processes started ({b['started']})", b["started_s"]),
@@ -512,11 +511,9 @@ def main(argv: list[str] | None = None) -> int:
             "started",
             marks=[(TARGET_S, f"target {TARGET_S:.0f} s")] if applies else [],
         )
-        if args.plot == "auto"
-        else {"skipped": "--plot no"}
-    )
-    text = markdown(result)
-    outputs.publish(result, text, args.out, "burst", when, png)
+
+    chosen = draw if args.plot == "auto" else None
+    outputs.publish_plotted(result, markdown, args.out, "burst", when, chosen)
     return 0
 
 

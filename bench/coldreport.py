@@ -216,13 +216,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += _breakdown_markdown(result.get("breakdown") or {})
     lines += _imports_markdown(result.get("import_profile") or {})
     lines += _destroy_markdown(result)
-    errors = [
-        f"- {name}: {data['error_count']} failed sample(s), e.g. `{data['errors'][0]}`"
-        for name, data in result["scenarios"].items()
-        if data["errors"]
-    ]
-    if errors:
-        lines += ["", "## Errors", "", *errors]
+    lines += errors_markdown(result["scenarios"])
     lines += _orphans_markdown(result)
     if result.get("leftovers"):
         lines += ["", "## LEFT BEHIND by this run's kindling instances", ""]
@@ -432,3 +426,14 @@ def write(result: dict[str, Any], out_dir: Path, stamp: str) -> tuple[Path, Path
     shutil.copyfile(json_path, out_dir / "coldstart-latest.json")
     shutil.copyfile(md_path, out_dir / "coldstart-latest.md")
     return json_path, md_path
+
+
+def errors_markdown(scenarios: dict[str, dict[str, Any]]) -> list[str]:
+    """The Errors section of a cold-start report (coldstart's and heavy's): each series
+    with failed samples, its count and a first error; nothing when none failed."""
+    errors = [
+        f"- {name}: {data['error_count']} failed sample(s), e.g. `{data['errors'][0]}`"
+        for name, data in scenarios.items()
+        if data["errors"]
+    ]
+    return ["", "## Errors", "", *errors] if errors else []

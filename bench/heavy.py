@@ -404,13 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     heavyreport.report(result, scenarios)
     outputs.finish_meta(result, time.monotonic() - started)
-    png = args.out / f"heavy-{when}.png"
-    args.out.mkdir(parents=True, exist_ok=True)
-    result["plot"] = (
-        heavyreport.plot(result, png) if args.plot == "auto" else {"skipped": "--plot no"}
-    )
-    text = heavyreport.markdown(result)
-    outputs.publish(result, text, args.out, "heavy", when, png)
+    draw = (lambda png: heavyreport.plot(result, png)) if args.plot == "auto" else None
+    outputs.publish_plotted(result, heavyreport.markdown, args.out, "heavy", when, draw)
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from bench import outputs
 from bench.coldcommon import Scenario
+from bench.coldreport import errors_markdown
 
 #: Issue 5's targets for a heavy-import cold start with a snapshot.
 TARGET_MS = 50.0
@@ -204,13 +205,7 @@ def markdown(result: dict[str, Any]) -> str:
         for runtime, r in result["runtimes"].items()
     ]
     lines += ["", "Runtimes:", "", *info]
-    errors = [
-        f"- {name}: {d['error_count']} failed sample(s), e.g. `{d['errors'][0]}`"
-        for name, d in result["scenarios"].items()
-        if d["errors"]
-    ]
-    if errors:
-        lines += ["", "## Errors", "", *errors]
+    lines += errors_markdown(result["scenarios"])
     lines += outputs.markdown_tail(result)
     return "\n".join(lines) + "\n"
 

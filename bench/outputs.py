@@ -1,5 +1,6 @@
-"""What the heavy, density and burst benches share: run metadata, summaries, result files
-(``<name>-<stamp>.json`` / ``.md``, copied to ``<name>-latest.*``) and plots.
+"""What the benches share: run metadata, summaries, result files (``<name>-<stamp>.json``
+/ ``.md``, copied to ``<name>-latest.*``), plots, and the frame of a scenario's main
+(``scenario``).
 
 The plots need matplotlib (a dev dependency); without it a run says so and draws nothing.
 """
@@ -12,7 +13,9 @@ import os
 import platform
 import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,9 @@ __all__ = [
     "fmt_ms",
     "meta",
     "percentile",
+    "publish_plotted",
     "say",
+    "scenario",
     "stamp",
     "summarize",
     "write",
@@ -122,6 +127,44 @@ def publish(
         shutil.copyfile(png, out_dir / f"{name}-latest.png")
     print(markdown)
     print(f"wrote {json_path}\nwrote {md_path}", file=sys.stderr)
+
+
+def publish_plotted(
+    result: dict[str, Any],
+    markdown: Callable[[dict[str, Any]], str],
+    out_dir: Path,
+    name: str,
+    when: str,
+    draw: Callable[[Path], dict[str, Any]] | None,
+) -> None:
+    """``publish`` of a scenario that plots: ``draw(png)`` (None: ``--plot no``) sets
+    ``result["plot"]`` before the Markdown is written, so the Markdown names the file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / f"{name}-{when}.png"
+    result["plot"] = draw(png) if draw is not None else {"skipped": "--plot no"}
+    publish(result, markdown(result), out_dir, name, when, png)
+
+
+def scenario(
+    name: str,
+    quick: bool,
+    params: dict[str, Any],
+    measure: Callable[[dict[str, Any], Path], None],
+    markdown: Callable[[dict[str, Any]], str],
+    out_dir: Path,
+) -> int:
+    """The frame of a scenario's main: the result's metadata (``meta``), then
+    ``measure(result, tmp)`` filling the result in with a temporary directory of its
+    own (``kindling-<name>-*``, gone after), then the metadata's end (``finish_meta``)
+    and ``publish``. Returns main's exit status."""
+    when = stamp()
+    started = time.monotonic()
+    result: dict[str, Any] = {"meta": meta(name, when, quick, params)}
+    with tempfile.TemporaryDirectory(prefix=f"kindling-{name}-") as tmp:
+        measure(result, Path(tmp))
+    finish_meta(result, time.monotonic() - started)
+    publish(result, markdown(result), out_dir, name, when)
+    return 0
 
 
 def _pyplot() -> Any:

@@ -20,7 +20,6 @@ Reported: messages/s end to end of each and their ratio. Nothing is asserted on 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -197,21 +196,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    when = outputs.stamp()
-    started = time.monotonic()
     params = {"messages": args.messages, "warmup": args.warmup, "threads": args.threads}
-    result: dict[str, Any] = {"meta": outputs.meta("sqs", when, args.quick, params)}
-    with tempfile.TemporaryDirectory(prefix="kindling-sqs-") as tmp:
-        moto = MotoServer(Path(tmp) / "moto")
+
+    def measure(result: dict[str, Any], tmp: Path) -> None:
+        moto = MotoServer(tmp / "moto")
         moto.start()
         try:
             outputs.say(f"sqs: plain boto3 consumer, {args.messages} messages")
             result["boto3"] = boto3_consumer(moto, args.messages, args.threads)
             outputs.say(f"sqs: kindling mapping, {args.messages} messages")
-            result["mapping"] = mapping_drain(moto, Path(tmp), args.messages, args.warmup)
+            result["mapping"] = mapping_drain(moto, tmp, args.messages, args.warmup)
         finally:
             moto.stop()
-    result["ratio"] = round(result["mapping"]["rate"] / result["boto3"]["rate"], 3)
-    outputs.finish_meta(result, time.monotonic() - started)
-    outputs.publish(result, markdown(result), args.out, "sqs", when)
-    return 0
+        result["ratio"] = round(result["mapping"]["rate"] / result["boto3"]["rate"], 3)
+
+    return outputs.scenario("sqs", args.quick, params, measure, markdown, args.out)

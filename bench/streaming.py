@@ -28,7 +28,6 @@ import http.client
 import io
 import json
 import statistics
-import tempfile
 import time
 import urllib.request
 import zipfile
@@ -362,17 +361,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    when = outputs.stamp()
-    started = time.monotonic()
     params = {
         "samples": args.samples,
         "pause_s": args.pause,
         "events": args.events,
         "connections": args.connections,
     }
-    result: dict[str, Any] = {"meta": outputs.meta("streaming", when, args.quick, params)}
-    with tempfile.TemporaryDirectory(prefix="kindling-streaming-") as tmp:
-        kindling = servers.start_kindling(Path(tmp), REPO)
+
+    def measure(result: dict[str, Any], tmp: Path) -> None:
+        kindling = servers.start_kindling(tmp, REPO)
         try:
             outputs.say(f"streaming: TTFB, {args.samples} samples per way")
             result["ttfb"] = ttfb(kindling.port, args.samples, args.pause)
@@ -384,10 +381,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 outputs.say(f"streaming: async events with wrk, {args.wrk_duration} s")
                 result["async_wrk"] = async_events_wrk(
-                    binary, kindling.port, args.wrk_duration, args.connections, Path(tmp)
+                    binary, kindling.port, args.wrk_duration, args.connections, tmp
                 )
         finally:
             kindling.stop()
-    outputs.finish_meta(result, time.monotonic() - started)
-    outputs.publish(result, markdown(result), args.out, "streaming", when)
-    return 0
+
+    return outputs.scenario("streaming", args.quick, params, measure, markdown, args.out)

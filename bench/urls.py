@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -179,17 +177,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    when = outputs.stamp()
-    started = time.monotonic()
     params = {
         "count": args.count,
         "warmup": args.warmup,
         "duration_s": args.duration,
         "connections": args.connections,
     }
-    result: dict[str, Any] = {"meta": outputs.meta("urls", when, args.quick, params)}
-    with tempfile.TemporaryDirectory(prefix="kindling-urls-") as tmp:
-        result.update(run(args, Path(tmp)))
-    outputs.finish_meta(result, time.monotonic() - started)
-    outputs.publish(result, markdown(result), args.out, "urls", when)
-    return 0
+    return outputs.scenario(
+        "urls",
+        args.quick,
+        params,
+        lambda result, tmp: result.update(run(args, tmp)),
+        markdown,
+        args.out,
+    )

@@ -112,7 +112,7 @@ class Topology:
         assert not problems, "\n".join(problems)
 
 
-def _token(secret: str, worker_id: str) -> str:
+def worker_token(secret: str, worker_id: str) -> str:
     """``kindling cluster token <worker_id>``, as an operator runs it."""
     out = subprocess.run(
         [str(KINDLING), "cluster", "token", worker_id],
@@ -185,7 +185,7 @@ def cluster(
                     *(a.format(gateway=net.gateway) for a in worker_args),
                 ),
                 # each worker holds only its own token, as docs/cluster.md advises (ADR 0044)
-                env={**common, "KINDLING_CLUSTER_SECRET": _token(secret, name)},
+                env={**common, "KINDLING_CLUSTER_SECRET": worker_token(secret, name)},
             )
             topology.workers[name] = worker
             worker.start(timeout=60)

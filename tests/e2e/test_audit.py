@@ -76,6 +76,7 @@ def test_control_plane_calls_are_audited_and_invokes_are_not(server: Server) -> 
         lam.get_function(FunctionName="missing")
     b.client(server, "lambda").list_functions()
     a.client(server, "sts").get_caller_identity()
+    a.client(server, "events").list_event_buses()  # a JSON service's endpoint records too
 
     mine = audit(server, "--account", a.account)
     assert {e["account_id"] for e in mine} == {a.account}
@@ -83,6 +84,8 @@ def test_control_plane_calls_are_audited_and_invokes_are_not(server: Server) -> 
     for expected in ("CreateUser", "PutUserPolicy", "CreateRole", "CreateFunction"):
         assert expected in operations
     assert "GetCallerIdentity" in operations
+    buses = next(e for e in mine if e["operation"] == "ListEventBuses")
+    assert (buses["service"], buses["status"], buses["error_code"]) == ("events", 200, None)
     assert "Invoke" not in operations  # a data event
     assert "ListFunctions" not in operations  # team-b's call, not team-a's
     denied = next(e for e in mine if e["operation"] == "DeleteFunction")

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from .support import KINDLING, Server
-
-
-def _kindling(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1"
-    )
-    return subprocess.run(
-        [str(KINDLING), *args, "--endpoint", server.endpoint],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+from .kindling_cli import kindling_at
+from .support import Server
 
 
 def test_deploy_invoke_logs_and_redeploy(
@@ -30,26 +15,26 @@ def test_deploy_invoke_logs_and_redeploy(
     (tmp_path / "app.py").write_text(
         "def handler(event, context):\n    print('cli says', event)\n    return {'v': 1}\n"
     )
-    created = _kindling(server, "deploy", str(tmp_path), "--name", fn_name)
+    created = kindling_at(server, "deploy", str(tmp_path), "--name", fn_name)
     assert created.returncode == 0, created.stderr
     assert "created" in created.stdout
     assert lam.get_function(FunctionName=fn_name)["Configuration"]["State"] == "Active"
 
-    invoked = _kindling(server, "invoke", fn_name, "--payload", '{"k": 2}')
+    invoked = kindling_at(server, "invoke", fn_name, "--payload", '{"k": 2}')
     assert invoked.returncode == 0, invoked.stderr
     assert invoked.stdout.strip() == '{"v": 1}'
     assert "cli says {'k': 2}" in invoked.stderr  # the log tail
     assert "REPORT RequestId:" in invoked.stderr
 
-    logs = _kindling(server, "logs", fn_name)
+    logs = kindling_at(server, "logs", fn_name)
     assert logs.returncode == 0, logs.stderr
     assert "START RequestId:" in logs.stdout and "cli says {'k': 2}" in logs.stdout
 
     (tmp_path / "app.py").write_text("def handler(event, context):\n    return {'v': 2}\n")
-    updated = _kindling(server, "deploy", str(tmp_path), "--name", fn_name, "--memory", "256")
+    updated = kindling_at(server, "deploy", str(tmp_path), "--name", fn_name, "--memory", "256")
     assert updated.returncode == 0, updated.stderr
     assert "updated" in updated.stdout
-    assert _kindling(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
+    assert kindling_at(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
     assert lam.get_function_configuration(FunctionName=fn_name)["MemorySize"] == 256
 
 
@@ -60,7 +45,7 @@ def test_redeploy_keeps_the_settings_no_flag_changes(
     only what a flag names: a redeploy without flags resets nothing to the defaults
     (UpdateFunctionConfiguration changes only the members it is sent, as on AWS)."""
     (tmp_path / "main.py").write_text("def go(event, context):\n    return {'v': 1}\n")
-    first = _kindling(
+    first = kindling_at(
         server,
         "deploy",
         str(tmp_path),
@@ -86,13 +71,13 @@ def test_redeploy_keeps_the_settings_no_flag_changes(
     revision = lam.get_function_configuration(FunctionName=fn_name)["RevisionId"]
 
     (tmp_path / "main.py").write_text("def go(event, context):\n    return {'v': 2}\n")
-    again = _kindling(server, "deploy", str(tmp_path), "--name", fn_name)
+    again = kindling_at(server, "deploy", str(tmp_path), "--name", fn_name)
     assert again.returncode == 0, again.stderr
     assert current() == ("python3.12", "main.go", 256, 30)
     assert lam.get_function_configuration(FunctionName=fn_name)["RevisionId"] != revision
-    assert _kindling(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
+    assert kindling_at(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
 
-    memory = _kindling(server, "deploy", str(tmp_path), "--name", fn_name, "--memory", "512")
+    memory = kindling_at(server, "deploy", str(tmp_path), "--name", fn_name, "--memory", "512")
     assert memory.returncode == 0, memory.stderr
     assert current() == ("python3.12", "main.go", 512, 30)
 
@@ -101,14 +86,14 @@ def test_invoke_of_a_failing_function_exits_non_zero(
     server: Server, fn_name: str, tmp_path: Path
 ) -> None:
     (tmp_path / "app.py").write_text("def handler(event, context):\n    raise KeyError('x')\n")
-    assert _kindling(server, "deploy", str(tmp_path), "--name", fn_name).returncode == 0
-    failed = _kindling(server, "invoke", fn_name)
+    assert kindling_at(server, "deploy", str(tmp_path), "--name", fn_name).returncode == 0
+    failed = kindling_at(server, "invoke", fn_name)
     assert failed.returncode == 1
     assert '"errorType": "KeyError"' in failed.stdout
 
 
 def test_logs_of_a_missing_function_is_an_error(server: Server) -> None:
-    missing = _kindling(server, "logs", "no-such-function-here")
+    missing = kindling_at(server, "logs", "no-such-function-here")
     assert missing.returncode == 1
     assert "Function not found" in missing.stderr
 
@@ -128,7 +113,7 @@ def test_logs_prints_a_log_longer_than_one_read(server: Server, fn_name: str, la
     wait_active(lam, fn_name)
     for n in range(1200):  # 1.2 MB of log over many invocations
         lam.invoke(FunctionName=fn_name, Payload=f'{{"n": "{n}"}}'.encode())
-    logs = _kindling(server, "logs", fn_name)
+    logs = kindling_at(server, "logs", fn_name)
     assert logs.returncode == 0, logs.stderr
     assert "END-OF-0\n" in logs.stdout and "END-OF-1199\n" in logs.stdout
     assert logs.stdout.count("INIT_START ") == 1  # one sandbox, one init, one line

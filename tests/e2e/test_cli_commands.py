@@ -5,7 +5,6 @@ meets daily as one line on stderr with a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -13,22 +12,8 @@ from typing import Any
 
 import pytest
 
+from .kindling_cli import kindling_at, run_kindling
 from .support import KINDLING, Server, free_port, make_zip, wait_for
-
-
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    base.update(
-        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1"
-    )
-    base.update(env or {})
-    return subprocess.run(
-        [str(KINDLING), *args], capture_output=True, text=True, env=base, timeout=180
-    )
-
-
-def _kindling(server: Server, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return _run(*args, "--endpoint", server.endpoint, **kw)
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -54,14 +39,14 @@ def test_list_shows_the_functions_as_a_table_and_as_json(
 ) -> None:
     folder = _app_dir(tmp_path, "def handler(event, context):\n    return 1\n")
     assert (
-        _kindling(server, "deploy", str(folder), "--name", fn_name, "--memory", "192").returncode
+        kindling_at(server, "deploy", str(folder), "--name", fn_name, "--memory", "192").returncode
         == 0
     )
-    table = _kindling(server, "list")
+    table = kindling_at(server, "list")
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if fn_name in line)
     assert "python3.11" in row and "192" in row
-    as_json = _kindling(server, "list", "--json")
+    as_json = kindling_at(server, "list", "--json")
     assert as_json.returncode == 0, as_json.stderr
     found = {f["FunctionName"]: f for f in json.loads(as_json.stdout)}
     assert found[fn_name]["MemorySize"] == 192
@@ -71,19 +56,19 @@ def test_publish_then_invoke_a_version_by_qualifier(
     server: Server, fn_name: str, tmp_path: Path
 ) -> None:
     folder = _app_dir(tmp_path, "def handler(event, context):\n    return {'v': 1}\n")
-    assert _kindling(server, "deploy", str(folder), "--name", fn_name).returncode == 0
-    published = _kindling(server, "publish", fn_name, "--description", "first")
+    assert kindling_at(server, "deploy", str(folder), "--name", fn_name).returncode == 0
+    published = kindling_at(server, "publish", fn_name, "--description", "first")
     assert published.returncode == 0, published.stderr
     assert f"published {fn_name} version 1:" in published.stdout
     assert f":function:{fn_name}:1" in published.stdout
 
     (folder / "app.py").write_text("def handler(event, context):\n    return {'v': 2}\n")
-    assert _kindling(server, "deploy", str(folder), "--name", fn_name).returncode == 0
-    assert _kindling(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
-    one = _kindling(server, "invoke", fn_name, "--qualifier", "1")
+    assert kindling_at(server, "deploy", str(folder), "--name", fn_name).returncode == 0
+    assert kindling_at(server, "invoke", fn_name).stdout.strip() == '{"v": 2}'
+    one = kindling_at(server, "invoke", fn_name, "--qualifier", "1")
     assert one.returncode == 0, one.stderr
     assert one.stdout.strip() == '{"v": 1}'
-    missing = _kindling(server, "invoke", fn_name, "--qualifier", "7")
+    missing = kindling_at(server, "invoke", fn_name, "--qualifier", "7")
     assert_one_line_error(missing, "ResourceNotFoundException")
 
 
@@ -92,8 +77,8 @@ def test_invoke_as_an_event_queues_it_and_it_runs(
 ) -> None:
     code = "def handler(event, context):\n    print('event got', event['n'])\n"
     folder = _app_dir(tmp_path, code)
-    assert _kindling(server, "deploy", str(folder), "--name", fn_name).returncode == 0
-    queued = _kindling(
+    assert kindling_at(server, "deploy", str(folder), "--name", fn_name).returncode == 0
+    queued = kindling_at(
         server, "invoke", fn_name, "--invocation-type", "Event", "--payload", '{"n": 41}'
     )
     assert queued.returncode == 0, queued.stderr
@@ -101,11 +86,11 @@ def test_invoke_as_an_event_queues_it_and_it_runs(
     request_id = queued.stdout.strip().rsplit(" ", 1)[-1]
 
     def ran() -> bool:
-        logs = _kindling(server, "logs", fn_name)
+        logs = kindling_at(server, "logs", fn_name)
         return "event got 41" in logs.stdout and f"END RequestId: {request_id}" in logs.stdout
 
     wait_for(ran, timeout=120, interval=0.5)
-    dry = _kindling(server, "invoke", fn_name, "--invocation-type", "DryRun")
+    dry = kindling_at(server, "invoke", fn_name, "--invocation-type", "DryRun")
     assert dry.returncode == 0 and "allowed (HTTP 204)" in dry.stdout, dry.stdout + dry.stderr
 
 
@@ -124,7 +109,7 @@ def test_deploy_sets_environment_and_layers_and_a_redeploy_keeps_them(
             "            'EQ': os.environ.get('EQ'), 'GONE': os.environ.get('GONE')}\n"
         )
         folder = _app_dir(tmp_path, code)
-        first = _kindling(
+        first = kindling_at(
             server, "deploy", str(folder), "--name", fn_name,
             "--env", "A1=one", "--env", "EQ=x=y", "--env", "GONE=soon",
             "--layers", layer["LayerVersionArn"],
@@ -132,19 +117,19 @@ def test_deploy_sets_environment_and_layers_and_a_redeploy_keeps_them(
         assert first.returncode == 0, first.stderr
         assert layer["LayerVersionArn"] in first.stdout
         expected = {"who": "from the layer", "A1": "one", "EQ": "x=y", "GONE": "soon"}
-        assert json.loads(_kindling(server, "invoke", fn_name).stdout) == expected
+        assert json.loads(kindling_at(server, "invoke", fn_name).stdout) == expected
 
-        again = _kindling(server, "deploy", str(folder), "--name", fn_name)
+        again = kindling_at(server, "deploy", str(folder), "--name", fn_name)
         assert again.returncode == 0, again.stderr
-        assert json.loads(_kindling(server, "invoke", fn_name).stdout) == expected
+        assert json.loads(kindling_at(server, "invoke", fn_name).stdout) == expected
 
-        replaced = _kindling(server, "deploy", str(folder), "--name", fn_name, "--env", "A1=two")
+        replaced = kindling_at(server, "deploy", str(folder), "--name", fn_name, "--env", "A1=two")
         assert replaced.returncode == 0, replaced.stderr
         config = lam.get_function_configuration(FunctionName=fn_name)
         assert config["Environment"]["Variables"] == {"A1": "two"}  # the whole set, as AWS
         assert [x["Arn"] for x in config["Layers"]] == [layer["LayerVersionArn"]]
 
-        bad = _kindling(server, "deploy", str(folder), "--name", fn_name, "--env", "NOEQUALS")
+        bad = kindling_at(server, "deploy", str(folder), "--name", fn_name, "--env", "NOEQUALS")
         assert_one_line_error(bad, "--env takes KEY=VALUE")
         assert bad.returncode == 2
     finally:
@@ -156,12 +141,12 @@ def test_delete_removes_the_function_and_a_second_delete_is_one_line(
     server: Server, fn_name: str, tmp_path: Path, lam: Any
 ) -> None:
     folder = _app_dir(tmp_path, "def handler(event, context):\n    return 1\n")
-    assert _kindling(server, "deploy", str(folder), "--name", fn_name).returncode == 0
-    deleted = _kindling(server, "delete", fn_name)
+    assert kindling_at(server, "deploy", str(folder), "--name", fn_name).returncode == 0
+    deleted = kindling_at(server, "delete", fn_name)
     assert deleted.returncode == 0, deleted.stderr
     assert f"deleted {fn_name}" in deleted.stdout
     assert fn_name not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
-    again = _kindling(server, "delete", fn_name)
+    again = kindling_at(server, "delete", fn_name)
     assert_one_line_error(again, "ResourceNotFoundException", fn_name)
 
 
@@ -176,7 +161,7 @@ def test_delete_removes_the_function_and_a_second_delete_is_one_line(
     ids=lambda a: a[0],
 )
 def test_a_missing_function_is_one_line(server: Server, args: tuple[str, ...]) -> None:
-    assert_one_line_error(_kindling(server, *args), "not found")
+    assert_one_line_error(kindling_at(server, *args), "not found")
 
 
 @pytest.mark.parametrize(
@@ -189,7 +174,7 @@ def test_a_server_that_is_down_is_one_line(tmp_path: Path, args: tuple[str, ...]
     if args == ("deploy",):
         args = ("deploy", str(_app_dir(tmp_path, "x = 1\n")), "--name", "f")
     began = time.monotonic()
-    done = _run(*args, "--endpoint", nobody)
+    done = run_kindling(*args, "--endpoint", nobody)
     line = assert_one_line_error(done, "cannot reach kindling at", nobody)
     assert "kindling serve" in line
     assert done.returncode == 1
@@ -198,28 +183,28 @@ def test_a_server_that_is_down_is_one_line(tmp_path: Path, args: tuple[str, ...]
 
 @pytest.mark.parametrize("args", [("list",), ("logs", "f"), ("invoke", "f")], ids=lambda a: a[0])
 def test_bad_credentials_are_one_line(server: Server, args: tuple[str, ...]) -> None:
-    done = _kindling(
+    done = kindling_at(
         server, *args, env={"AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY", "AWS_SECRET_ACCESS_KEY": "x"}
     )
     assert_one_line_error(done, "refused the credentials", "UnrecognizedClientException")
 
 
 def test_a_payload_that_is_not_json_is_one_line(server: Server, tmp_path: Path) -> None:
-    done = _kindling(server, "invoke", "whatever", "--payload", "{'single': 'quotes'}")
+    done = kindling_at(server, "invoke", "whatever", "--payload", "{'single': 'quotes'}")
     assert_one_line_error(done, "--payload is not JSON")
     assert done.returncode == 2
     event = tmp_path / "event.json"
     event.write_text("[1, 2")
-    done = _kindling(server, "invoke", "whatever", "--payload", f"@{event}")
+    done = kindling_at(server, "invoke", "whatever", "--payload", f"@{event}")
     assert_one_line_error(done, f"{event} is not JSON")
 
 
 def test_invoke_reads_the_payload_from_a_file(server: Server, fn_name: str, tmp_path: Path) -> None:
     folder = _app_dir(tmp_path, "def handler(event, context):\n    return event\n")
-    assert _kindling(server, "deploy", str(folder), "--name", fn_name).returncode == 0
+    assert kindling_at(server, "deploy", str(folder), "--name", fn_name).returncode == 0
     event = tmp_path / "event.json"
     event.write_text('{"from": "a file"}')
-    done = _kindling(server, "invoke", fn_name, "--payload", f"@{event}")
+    done = kindling_at(server, "invoke", fn_name, "--payload", f"@{event}")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"from": "a file"}
 
@@ -246,7 +231,7 @@ def test_a_new_function_of_another_account_needs_a_role_and_deploys_with_one(
         "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
     }
     folder = _app_dir(tmp_path, "def handler(event, context):\n    return 'team'\n")
-    refused = _kindling(srv, "deploy", str(folder), "--name", "f", env=as_team)
+    refused = kindling_at(srv, "deploy", str(folder), "--name", "f", env=as_team)
     assert_one_line_error(refused, f"needs --role arn:aws:iam::{account}:role/NAME")
     assert refused.returncode == 2
 
@@ -268,10 +253,10 @@ def test_a_new_function_of_another_account_needs_a_role_and_deploys_with_one(
         ],
     }
     role = iam.create_role(RoleName="runner", AssumeRolePolicyDocument=json.dumps(trust))
-    made_fn = _kindling(
+    made_fn = kindling_at(
         srv, "deploy", str(folder), "--name", "f", "--role", role["Role"]["Arn"], env=as_team
     )
     assert made_fn.returncode == 0, made_fn.stderr
     assert f"arn:aws:lambda:us-east-1:{account}:function:f" in made_fn.stdout
-    assert _kindling(srv, "invoke", "f", env=as_team).stdout.strip() == '"team"'
-    assert _kindling(srv, "delete", "f", env=as_team).returncode == 0
+    assert kindling_at(srv, "invoke", "f", env=as_team).stdout.strip() == '"team"'
+    assert kindling_at(srv, "delete", "f", env=as_team).returncode == 0

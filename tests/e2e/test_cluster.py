@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kindling.limits import CLUSTER_LEASE_S
+from tests.e2e.cluster import worker_token
 from tests.e2e.support import (
     KINDLING,
     ROLE,
@@ -286,18 +287,6 @@ def test_provisioned_concurrency_lost_with_its_worker_is_made_again(cluster: Clu
     assert "FunctionError" not in answer
 
 
-def _token(secret: str, worker_id: str) -> str:
-    out = subprocess.run(
-        [str(KINDLING), "cluster", "token", worker_id],
-        env={"KINDLING_CLUSTER_SECRET": secret, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
 def _signed(url: str, path: str, key: bytes, worker: str | None, body: bytes | None) -> int:
     """The status a signed request gets (GET without a body, POST with one)."""
     from kindling.iam import cluster as auth
@@ -325,7 +314,7 @@ def test_a_worker_holding_its_token_is_confined_to_itself(tmp_path: Path) -> Non
     control = _control(tmp_path, secret)
     workers: dict[str, Server] = {}
     try:
-        tokens = {name: _token(secret, name) for name in ("w1", "w2")}
+        tokens = {name: worker_token(secret, name) for name in ("w1", "w2")}
         assert all(secret not in token for token in tokens.values())
         for name, token in tokens.items():
             workers[name] = _worker(tmp_path, name, control, token)

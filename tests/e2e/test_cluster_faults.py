@@ -25,7 +25,8 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -262,9 +263,33 @@ def _recover(load: Load, since: float, dead: set[str], timeout: float = 180.0) -
     wait_for(served, timeout=timeout, interval=0.2)
 
 
-def test_a_worker_killed_under_load(postgres: Postgres, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Fault:
+    """What a test did to the cluster under load, for the checks after it."""
+
+    #: when it began (time.monotonic)
+    at: float
+    #: what the printed line calls it
+    what: str
+    #: the endpoints it killed (calls to them may fail to connect)
+    dead: frozenset[str] = frozenset()
+    #: for an engine's outage, how long it was down: a call in it met ServiceException
+    down_for: float | None = None
+
+
+def _under_load(
+    root: Path,
+    url: str,
+    engine: Postgres,
+    cause: Callable[[Topology, Load], Fault],
+    counting: str | None = None,
+    held_s: float = 0.0,
+) -> None:
+    """Issue 20's cluster serving the load steadily, then ``cause`` (which returns once
+    the load is served again), then, with the load stopped, the checks of
+    ``_check_after`` (``held_s``: see there)."""
     with (
-        _topology(tmp_path, postgres.database()) as topo,
+        _topology(root, url, counting) as topo,
         sink(topo.net.gateway) as found,
     ):
         name = _deploy(topo, found.url)
@@ -272,61 +297,57 @@ def test_a_worker_killed_under_load(postgres: Postgres, tmp_path: Path) -> None:
         load.start()
         try:
             _steady(load)
-            used = {w: topo.worker_capacity(w)["memory_used_mb"] for w in topo.workers}
-            victim = max(used, key=lambda w: used[w])  # the one holding most, by its own word
-            assert used[victim] > 0, used
-            fault_at = time.monotonic()
-            topo.workers[victim].kill_hard()
-            _recover(load, fault_at, set())
+            fault = cause(topo, load)
         finally:
             load.stop()
-        _check_after(topo, load, found, name, fault_at, set(), f"worker {victim} killed", postgres)
+        if fault.down_for is not None:
+            end = fault.at + fault.down_for
+            during = [c for c in load.calls if fault.at <= c.started <= end]
+            assert any(c.outcome == "ServiceException" for c in during), load.summary()
+        dead = set(fault.dead)
+        _check_after(topo, load, found, name, fault.at, dead, fault.what, engine, held_s)
+
+
+def _outage(load: Load, stop: Callable[[], None], start: Callable[[], None], what: str) -> Fault:
+    """An engine stopped for STEADY_S and started again, then the load served again;
+    ``what`` is formatted with how long it was down."""
+    fault_at = time.monotonic()
+    stop()
+    time.sleep(STEADY_S)
+    down_for = time.monotonic() - fault_at
+    start()
+    _recover(load, fault_at + down_for, set())
+    return Fault(fault_at, what.format(down_for), down_for=down_for)
+
+
+def test_a_worker_killed_under_load(postgres: Postgres, tmp_path: Path) -> None:
+    def kill_a_worker(topo: Topology, load: Load) -> Fault:
+        used = {w: topo.worker_capacity(w)["memory_used_mb"] for w in topo.workers}
+        victim = max(used, key=lambda w: used[w])  # the one holding most, by its own word
+        assert used[victim] > 0, used
+        fault_at = time.monotonic()
+        topo.workers[victim].kill_hard()
+        _recover(load, fault_at, set())
+        return Fault(fault_at, f"worker {victim} killed")
+
+    _under_load(tmp_path, postgres.database(), postgres, kill_a_worker)
 
 
 def test_one_of_two_control_nodes_killed_under_load(postgres: Postgres, tmp_path: Path) -> None:
-    with (
-        _topology(tmp_path, postgres.database()) as topo,
-        sink(topo.net.gateway) as found,
-    ):
-        name = _deploy(topo, found.url)
-        load = Load(topo.endpoints, name)
-        load.start()
-        try:
-            _steady(load)
-            fault_at = time.monotonic()
-            topo.controls[0].kill_hard()  # the one the function was created through
-            _recover(load, fault_at, {topo.endpoints[0]})
-        finally:
-            load.stop()
-        dead = {topo.endpoints[0]}
-        _check_after(
-            topo, load, found, name, fault_at, dead, "control node 0 of 2 killed", postgres
-        )
+    def kill_control_0(topo: Topology, load: Load) -> Fault:
+        fault_at = time.monotonic()
+        topo.controls[0].kill_hard()  # the one the function was created through
+        _recover(load, fault_at, {topo.endpoints[0]})
+        return Fault(fault_at, "control node 0 of 2 killed", frozenset({topo.endpoints[0]}))
+
+    _under_load(tmp_path, postgres.database(), postgres, kill_control_0)
 
 
 def test_postgresql_restarted_under_load(engine: Postgres, tmp_path: Path) -> None:
-    with (
-        _topology(tmp_path, engine.database()) as topo,
-        sink(topo.net.gateway) as found,
-    ):
-        name = _deploy(topo, found.url)
-        load = Load(topo.endpoints, name)
-        load.start()
-        try:
-            _steady(load)
-            fault_at = time.monotonic()
-            engine.stop()
-            time.sleep(STEADY_S)
-            down_for = time.monotonic() - fault_at
-            engine.start()
-            _recover(load, fault_at + down_for, set())
-        finally:
-            load.stop()
-        during = [c for c in load.calls if fault_at <= c.started <= fault_at + down_for]
-        assert any(c.outcome == "ServiceException" for c in during), load.summary()
-        _check_after(
-            topo, load, found, name, fault_at, set(), f"PostgreSQL down {down_for:.1f} s", engine
-        )
+    def restart_postgresql(_topo: Topology, load: Load) -> Fault:
+        return _outage(load, engine.stop, engine.start, "PostgreSQL down {:.1f} s")
+
+    _under_load(tmp_path, engine.database(), engine, restart_postgresql)
 
 
 @pytest.fixture
@@ -347,36 +368,18 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 def test_redis_restarted_empty_under_load(
     postgres: Postgres, redis: RedisServer, tmp_path: Path
 ) -> None:
-    with (
-        _topology(tmp_path, postgres.database(), counting=redis.url()) as topo,
-        sink(topo.net.gateway) as found,
-    ):
-        name = _deploy(topo, found.url)
-        load = Load(topo.endpoints, name)
-        load.start()
-        try:
-            _steady(load)
-            fault_at = time.monotonic()
-            redis.stop()  # SIGKILL, no persistence: it comes back empty
-            time.sleep(STEADY_S)
-            down_for = time.monotonic() - fault_at
-            redis.start()
-            _recover(load, fault_at + down_for, set())
-        finally:
-            load.stop()
-        during = [c for c in load.calls if fault_at <= c.started <= fault_at + down_for]
-        assert any(c.outcome == "ServiceException" for c in during), load.summary()
-        _check_after(
-            topo,
-            load,
-            found,
-            name,
-            fault_at,
-            set(),
-            f"Redis down {down_for:.1f} s, back empty",
-            postgres,
-            # a release lost in the outage ends with its lease; and the renewal that finds
-            # Redis empty adds back what the node held as it began, releases racing it
-            # included: those end one lease after that
-            held_s=2 * COUNTING_LEASE_TTL_S,
-        )
+    def restart_redis(_topo: Topology, load: Load) -> Fault:
+        # SIGKILL, no persistence: it comes back empty
+        return _outage(load, redis.stop, redis.start, "Redis down {:.1f} s, back empty")
+
+    _under_load(
+        tmp_path,
+        postgres.database(),
+        postgres,
+        restart_redis,
+        counting=redis.url(),
+        # a release lost in the outage ends with its lease; and the renewal that finds
+        # Redis empty adds back what the node held as it began, releases racing it
+        # included: those end one lease after that
+        held_s=2 * COUNTING_LEASE_TTL_S,
+    )

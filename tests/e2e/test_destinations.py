@@ -22,6 +22,7 @@ from typing import Any
 
 from tests.engines import MotoServer
 
+from .queues import sqs_queue
 from .support import (
     ACCOUNT,
     REGION,
@@ -59,15 +60,6 @@ def handler(event, context):
 def _arn(name: str, qualifier: str | None = None) -> str:
     base = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
     return f"{base}:{qualifier}" if qualifier else base
-
-
-def _queue(moto: MotoServer) -> tuple[Any, str, str]:
-    sqs = moto.client("sqs", REGION)
-    url = sqs.create_queue(QueueName=f"e2e-{uuid.uuid4().hex[:10]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    return sqs, url, arn
 
 
 def _one_message(sqs: Any, url: str, timeout: float = 90.0) -> dict[str, Any]:
@@ -232,7 +224,7 @@ def test_a_success_record_reaches_a_function_destination(
 def test_a_failure_record_reaches_an_sqs_queue(
     lam: Any, deploy: Deploy, aws_services: MotoServer
 ) -> None:
-    sqs, url, queue_arn = _queue(aws_services)
+    sqs, url, queue_arn = sqs_queue(aws_services, "e2e")
     name = deploy({"app.py": WORK})
     version = lam.publish_version(FunctionName=name)["Version"]
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
@@ -265,7 +257,7 @@ def test_sns_and_eventbridge_destinations_through_the_server(
 ) -> None:
     """An SNS topic (raw delivery to a queue) gets the failure record; an EventBridge bus
     (a rule on source ``lambda`` to a queue) gets the success record as Lambda's event."""
-    sqs, url, queue_arn = _queue(aws_services)
+    sqs, url, queue_arn = sqs_queue(aws_services, "e2e")
     sns = aws_services.client("sns", REGION)
     topic = sns.create_topic(Name=f"e2e-{uuid.uuid4().hex[:10]}")["TopicArn"]
     sns.subscribe(
@@ -305,7 +297,7 @@ def test_sns_and_eventbridge_destinations_through_the_server(
 def test_a_dead_letter_queue_gets_the_failed_event(
     lam: Any, deploy: Deploy, aws_services: MotoServer
 ) -> None:
-    sqs, url, queue_arn = _queue(aws_services)
+    sqs, url, queue_arn = sqs_queue(aws_services, "e2e")
     name = deploy({"app.py": WORK}, DeadLetterConfig={"TargetArn": queue_arn})
     config = lam.get_function_configuration(FunctionName=name)
     assert config["DeadLetterConfig"] == {"TargetArn": queue_arn}
@@ -365,7 +357,7 @@ def test_retries_and_the_maximum_age_follow_the_config(
     private_server.env = {**aws_services.env, "KINDLING_ASYNC_RETRY_DELAYS_S": "0.5"}
     private_server.start()
     lam = make_client(endpoint=private_server.endpoint)
-    sqs, url, queue_arn = _queue(aws_services)
+    sqs, url, queue_arn = sqs_queue(aws_services, "e2e")
     failing, held = "retried", "held"
     for name in (failing, held):
         lam.create_function(
@@ -417,7 +409,7 @@ def test_every_accepted_event_gets_its_record_across_a_kill_9(
     private_server.env = dict(aws_services.env)
     private_server.start()
     lam = make_client(endpoint=private_server.endpoint)
-    sqs, url, queue_arn = _queue(aws_services)
+    sqs, url, queue_arn = sqs_queue(aws_services, "e2e")
     lam.create_function(
         FunctionName="steady",
         Runtime="python3.11",

@@ -25,6 +25,8 @@ from typing import Any
 
 from tests.engines import MotoServer
 
+from .queues import sqs_queue
+from .streams import assert_keys_keep_put_order, drain_across_kill_9, dynamodb_stream
 from .support import (
     ACCOUNT,
     REGION,
@@ -69,19 +71,6 @@ def handler(event, context):
 """
 
 
-#: Names each record's data, then takes a moment (see DRAIN).
-STREAM_DRAIN = """\
-import base64
-import time
-
-
-def handler(event, context):
-    names = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
-    print("SEEN " + " ".join(names))
-    time.sleep(0.1)
-"""
-
-
 #: Prints each stream record; fails a batch holding an item marked poison.
 STREAM_AUDIT = """\
 import json
@@ -93,18 +82,6 @@ def handler(event, context):
     if any(r["dynamodb"]["NewImage"]["poison"]["BOOL"] for r in event["Records"]):
         raise ValueError("poison")
 """
-
-
-def _queue(moto: MotoServer, visibility: int = 30) -> tuple[Any, str, str]:
-    sqs = moto.client("sqs", REGION)
-    url = sqs.create_queue(
-        QueueName=f"e2e-esm-{uuid.uuid4().hex[:10]}",
-        Attributes={"VisibilityTimeout": str(visibility)},
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    return sqs, url, arn
 
 
 def _left(sqs: Any, url: str) -> int:
@@ -134,7 +111,7 @@ def test_event_source_mappings_with_boto3(
     lam: Any, unchecked: Any, deploy: Deploy, aws_services: MotoServer
 ) -> None:
     name = deploy({"app.py": WORKER})
-    _sqs, _url, queue = _queue(aws_services)
+    _sqs, _url, queue = sqs_queue(aws_services, "e2e-esm", visibility=30)
     created = lam.create_event_source_mapping(FunctionName=name, EventSourceArn=queue)
     assert_shape("CreateEventSourceMapping", created)
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 202
@@ -194,7 +171,7 @@ def test_sqs_messages_reach_the_function_as_lambda_sends_them(
     reports failed comes back after the visibility timeout; a message no filter
     matches is deleted without reaching the function."""
     name = deploy({"app.py": WORKER})
-    sqs, url, queue = _queue(aws_services, visibility=2)
+    sqs, url, queue = sqs_queue(aws_services, "e2e-esm", visibility=2)
     mapping = lam.create_event_source_mapping(
         FunctionName=name,
         EventSourceArn=queue,
@@ -288,7 +265,7 @@ def test_a_kill_9_during_a_drain_of_2000_messages_loses_none(
     private_server.env = dict(aws_services.env)
     private_server.start()
     lam = make_client(endpoint=private_server.endpoint)
-    sqs, url, queue = _queue(aws_services, visibility=30)
+    sqs, url, queue = sqs_queue(aws_services, "e2e-esm", visibility=30)
     bodies = [f"m{n:04d}" for n in range(total)]
     for start in range(0, total, 10):
         sqs.send_message_batch(
@@ -341,64 +318,24 @@ def test_a_kill_9_during_a_drain_of_2000_stream_records_loses_none(
     reaches the function (the batch in flight at the kill is read again from the
     checkpoint in the store: duplicates, counted), each shard in order."""
     total = 2000
-    private_server.env = dict(aws_services.env)
-    private_server.start()
-    lam = make_client(endpoint=private_server.endpoint)
-    kinesis = aws_services.client("kinesis", REGION)
-    stream = f"e2e-stream-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=stream, ShardCount=2)
-    arn = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{stream}"
-    bodies = [f"m{n:04d}" for n in range(total)]
-    for start in range(0, total, 100):
-        kinesis.put_records(
-            StreamName=stream,
-            Records=[
-                {"Data": b.encode(), "PartitionKey": f"key-{n % 7}"}
-                for n, b in enumerate(bodies[start : start + 100], start)
-            ],
-        )
-    lam.create_function(
-        FunctionName="streamdrain",
-        Runtime="python3.11",
-        Handler="app.handler",
-        Role=ROLE,
-        Code={"ZipFile": make_zip({"app.py": STREAM_DRAIN})},
-    )
-    wait_active(lam, "streamdrain")
-    created = lam.create_event_source_mapping(
-        FunctionName="streamdrain",
-        EventSourceArn=arn,
-        StartingPosition="TRIM_HORIZON",
+    created, order, before_kill = drain_across_kill_9(
+        private_server,
+        make_client,
+        aws_services,
+        function="streamdrain",
+        shards=2,
+        total=total,
+        keys=7,
         BatchSize=20,
     )
-    assert_shape("CreateEventSourceMapping", created)
     assert created["StartingPosition"] == "TRIM_HORIZON"
-
-    def seen() -> list[str]:
-        log = function_log(private_server.endpoint, "streamdrain")
-        found: list[str] = []
-        for line in log.splitlines():
-            if line.startswith("SEEN "):
-                found.extend(re.findall(r"m\d{4}", line))
-        return found
-
-    wait_for(lambda: len(seen()) >= total // 5, timeout=300, interval=0.2)
-    before_kill = len(seen())
-    private_server.kill_hard()
-    assert before_kill < total, "the drain ended before the kill"
-    private_server.start()
-    wait_for(lambda: set(seen()) >= set(bodies), timeout=600, interval=1.0)
-    order = seen()
     counts = Counter(order)
     duplicates = {body: n for body, n in counts.items() if n > 1}
     print(
         f"\n2,000 stream records across a kill -9: at least {before_kill} seen before it, "
         f"{len(duplicates)} delivered more than once, 0 lost"
     )
-    # per partition key (so per shard) the first deliveries keep the order they were put
-    for key in range(7):
-        mine = [b for b in dict.fromkeys(order) if int(b[1:]) % 7 == key]
-        assert mine == sorted(mine), key
+    assert_keys_keep_put_order(order, keys=7)
 
 
 def test_a_dynamodb_stream_reaches_the_function(
@@ -409,16 +346,8 @@ def test_a_dynamodb_stream_reaches_the_function(
     DynamoDB records; a failing batch is bisected down to the poisoned record, which goes
     to the OnFailure queue after its retries."""
     name = deploy({"app.py": STREAM_AUDIT})
-    dynamodb = aws_services.client("dynamodb", REGION)
-    table = f"e2e-{uuid.uuid4().hex[:8]}"
-    arn = dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-    )["TableDescription"]["LatestStreamArn"]
-    sqs, url, queue = _queue(aws_services)
+    dynamodb, table, arn = dynamodb_stream(aws_services, "e2e")
+    sqs, url, queue = sqs_queue(aws_services, "e2e-esm", visibility=30)
     created = lam.create_event_source_mapping(
         FunctionName=name,
         EventSourceArn=arn,

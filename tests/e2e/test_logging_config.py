@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from kindling.control.models import SANDBOX_TAG
 from kindling.runtimes.catalog import find_python
 from kindling.worker.sandbox.gvisor import RUNSC
 
+from .kindling_cli import kindling_at
 from .support import (
     ACCOUNT,
-    KINDLING,
     METRICS_ON_WORKERS,
     REGION,
     ROLE,
@@ -40,7 +39,7 @@ from .support import (
     raw_request,
     wait_active,
 )
-from .test_terraform import Terraform, _tf_or_skip
+from .test_terraform import PROVIDER_TF, Terraform, _tf_or_skip
 
 APP = {
     "app.py": (
@@ -127,7 +126,7 @@ def test_json_function_logs_json_at_info(lam: Any, deploy: Deploy, server: Serve
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", info["timestamp"])
     assert messages["a warning"]["orderId"] == 7
 
-    logs = _kindling(server, "logs", name)
+    logs = kindling_at(server, "logs", name)
     assert logs.returncode == 0, logs.stderr
     logged = _json(logs.stdout.splitlines())
     assert _of_type(logged, "platform.initStart")[0]["record"]["functionName"] == name
@@ -259,20 +258,6 @@ def test_values_outside_the_enums_are_refused(
     assert "enum value set" in info.value.response["Error"]["Message"]
 
 
-def _kindling(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1"
-    )
-    return subprocess.run(
-        [str(KINDLING), *args, "--endpoint", server.endpoint],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-
-
 # --------------------------------------------------------------------------- memory
 
 #: A plain handler that says its own peak resident memory (VmHWM, kB), as it sees it.
@@ -392,25 +377,9 @@ def test_max_memory_used_after_a_snapshot_restore(lam: Any, fn_name: str) -> Non
 
 # --------------------------------------------------------------------------- terraform
 
-LOGGING_TF = """
-terraform {
-  required_providers {
-    aws = { source = "hashicorp/aws", version = "%(version)s" }
-  }
-}
-variable "logging" { type = map(string) }
-provider "aws" {
-  region                      = "%(region)s"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {
-    lambda = "%(endpoint)s"
-  }
-}
+LOGGING_TF = (
+    PROVIDER_TF
+    + """variable "logging" { type = map(string) }
 resource "aws_lambda_function" "fn" {
   function_name    = "%(name)s"
   role             = "arn:aws:iam::%(account)s:role/terraform"
@@ -425,6 +394,7 @@ resource "aws_lambda_function" "fn" {
   }
 }
 """
+)
 
 
 def _logging_vars(**values: str) -> tuple[str, ...]:

@@ -12,13 +12,13 @@ Terminate by default, Allow lets the loop run), "PutFunctionRecursionConfig" and
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
 
 from tests.engines import MotoServer
 
+from .queues import sqs_queue
 from .support import (
     ACCOUNT,
     REGION,
@@ -44,13 +44,6 @@ def handler(event, context):
 
 def _arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-
-
-def _queue(moto: MotoServer) -> tuple[Any, str, str]:
-    sqs = moto.client("sqs", REGION)
-    url = sqs.create_queue(QueueName=f"e2e-loop-{uuid.uuid4().hex[:10]}")["QueueUrl"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return sqs, url, attributes["Attributes"]["QueueArn"]
 
 
 def _hops(server: Server, name: str) -> int:
@@ -88,7 +81,7 @@ def _loop(lam: Any, deploy: Deploy, on_failure: str | None = None) -> tuple[str,
 def test_a_loop_through_destinations_is_stopped_after_16_invocations(
     lam: Any, deploy: Deploy, server: Server, aws_services: MotoServer
 ) -> None:
-    sqs, url, queue_arn = _queue(aws_services)
+    sqs, url, queue_arn = sqs_queue(aws_services, "e2e-loop")
     first, second = _loop(lam, deploy, on_failure=queue_arn)
     lam.invoke(FunctionName=first, InvocationType="Event", Payload=b'{"start": true}')
 
@@ -150,7 +143,7 @@ def test_the_chain_travels_in_the_trace_header(lam: Any, deploy: Deploy, count: 
 def test_an_event_at_the_16th_hop_from_a_function_is_not_run(
     lam: Any, deploy: Deploy, server: Server, aws_services: MotoServer
 ) -> None:
-    sqs, url, queue_arn = _queue(aws_services)
+    sqs, url, queue_arn = sqs_queue(aws_services, "e2e-loop")
     name = deploy({"app.py": HOP})
     lam.put_function_event_invoke_config(
         FunctionName=name, DestinationConfig={"OnFailure": {"Destination": queue_arn}}

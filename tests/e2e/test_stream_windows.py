@@ -6,39 +6,23 @@ record."""
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections import Counter
 from typing import Any
 
 from tests.engines import MotoServer
 
+from .streams import STREAM_DRAIN, assert_keys_keep_put_order, drain_across_kill_9, dynamodb_stream
 from .support import (
     REGION,
-    ROLE,
     AwsCli,
     ClientFactory,
     Deploy,
     Server,
     assert_shape,
     function_log,
-    make_zip,
-    wait_active,
     wait_for,
 )
-
-#: Names each record's data, then takes a moment, so its line is on disk before the
-#: batch is settled (a kill -9 loses no line of a checkpointed record).
-DRAIN = """\
-import base64
-import time
-
-
-def handler(event, context):
-    names = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
-    print("SEEN " + " ".join(names))
-    time.sleep(0.1)
-"""
 
 #: Counts a window's records in its state; prints the final state of each window.
 WINDOWED = """\
@@ -68,63 +52,24 @@ def test_a_kill_9_during_a_parallel_drain_loses_no_record(
     server and its sandboxes killed with -9 part-way and started again: every record
     reaches the function, each key's first deliveries in the order they were put."""
     total = 1000
-    private_server.env = dict(aws_services.env)
-    private_server.start()
-    lam = make_client(endpoint=private_server.endpoint)
-    kinesis = aws_services.client("kinesis", REGION)
-    stream = f"e2e-par-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=stream, ShardCount=1)
-    arn = f"arn:aws:kinesis:{REGION}:{aws_services.ACCOUNT}:stream/{stream}"
-    bodies = [f"m{n:04d}" for n in range(total)]
-    for start in range(0, total, 100):
-        kinesis.put_records(
-            StreamName=stream,
-            Records=[
-                {"Data": b.encode(), "PartitionKey": f"key-{n % 10}"}
-                for n, b in enumerate(bodies[start : start + 100], start)
-            ],
-        )
-    lam.create_function(
-        FunctionName="pardrain",
-        Runtime="python3.11",
-        Handler="app.handler",
-        Role=ROLE,
-        Code={"ZipFile": make_zip({"app.py": DRAIN})},
-    )
-    wait_active(lam, "pardrain")
-    created = lam.create_event_source_mapping(
-        FunctionName="pardrain",
-        EventSourceArn=arn,
-        StartingPosition="TRIM_HORIZON",
+    created, order, before_kill = drain_across_kill_9(
+        private_server,
+        make_client,
+        aws_services,
+        function="pardrain",
+        shards=1,
+        total=total,
+        keys=10,
         BatchSize=10,
         ParallelizationFactor=4,
     )
-    assert_shape("CreateEventSourceMapping", created)
     assert created["ParallelizationFactor"] == 4
-
-    def seen() -> list[str]:
-        log = function_log(private_server.endpoint, "pardrain")
-        found: list[str] = []
-        for line in log.splitlines():
-            if line.startswith("SEEN "):
-                found.extend(re.findall(r"m\d{4}", line))
-        return found
-
-    wait_for(lambda: len(seen()) >= total // 5, timeout=300, interval=0.2)
-    before_kill = len(seen())
-    private_server.kill_hard()
-    assert before_kill < total, "the drain ended before the kill"
-    private_server.start()
-    wait_for(lambda: set(seen()) >= set(bodies), timeout=600, interval=1.0)
-    order = seen()
     duplicates = {b: n for b, n in Counter(order).items() if n > 1}
     print(
         f"\n1,000 records, ParallelizationFactor 4, across a kill -9: at least {before_kill} "
         f"seen before it, {len(duplicates)} delivered more than once, 0 lost"
     )
-    for key in range(10):  # per partition key, the first deliveries keep the put order
-        mine = [b for b in dict.fromkeys(order) if int(b[1:]) % 10 == key]
-        assert mine == sorted(mine), key
+    assert_keys_keep_put_order(order, keys=10)
 
 
 def test_a_dynamodb_stream_in_tumbling_windows(
@@ -133,15 +78,7 @@ def test_a_dynamodb_stream_in_tumbling_windows(
     """A table's stream mapped with TumblingWindowInSeconds: the function's state
     carries across a window's batches and its final invocation gets the total."""
     name = deploy({"app.py": WINDOWED})
-    dynamodb = aws_services.client("dynamodb", REGION)
-    table = f"e2e-win-{uuid.uuid4().hex[:8]}"
-    arn = dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-    )["TableDescription"]["LatestStreamArn"]
+    dynamodb, table, arn = dynamodb_stream(aws_services, "e2e-win")
     created = lam.create_event_source_mapping(
         FunctionName=name,
         EventSourceArn=arn,
@@ -180,7 +117,7 @@ def test_the_aws_cli_sets_parallelization_and_windows_and_an_sqs_target(
 ) -> None:
     """``aws lambda create/update-event-source-mapping --parallelization-factor /
     --tumbling-window-in-seconds`` and ``aws events put-targets`` with a queue's ARN."""
-    name = deploy({"app.py": DRAIN})
+    name = deploy({"app.py": STREAM_DRAIN})
     kinesis = aws_services.client("kinesis", REGION)
     stream = f"e2e-cli-{uuid.uuid4().hex[:8]}"
     kinesis.create_stream(StreamName=stream, ShardCount=1)

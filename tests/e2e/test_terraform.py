@@ -88,14 +88,14 @@ def _tf_or_skip() -> tuple[str, Path, str]:
     return terraform, found[0], found[1]
 
 
-MAIN_TF = """
+#: The provider every configuration here (and test_logging_config's) talks to kindling's
+#: Lambda API through, told not to call STS or IAM.
+PROVIDER_TF = """
 terraform {
   required_providers {
     aws = { source = "hashicorp/aws", version = "%(version)s" }
   }
 }
-variable "memory" { type = number }
-variable "greeting" { type = string }
 provider "aws" {
   region                      = "%(region)s"
   access_key                  = "test"
@@ -108,6 +108,12 @@ provider "aws" {
     lambda = "%(endpoint)s"
   }
 }
+"""
+
+MAIN_TF = (
+    PROVIDER_TF
+    + """variable "memory" { type = number }
+variable "greeting" { type = string }
 resource "aws_lambda_code_signing_config" "signing" {
   description = "kindling e2e"
   allowed_publishers {
@@ -190,6 +196,7 @@ resource "aws_lambda_permission" "url" {
   function_url_auth_type = "NONE"
 }
 """
+)
 
 APP = (
     "import os\n"
@@ -341,25 +348,9 @@ def test_terraform_lifecycle(server: Server, lam: Any, fn_name: str, tmp_path: P
     assert not lam.list_layer_versions(LayerName=f"{fn_name}-lib")["LayerVersions"]
 
 
-S3_TF = """
-terraform {
-  required_providers {
-    aws = { source = "hashicorp/aws", version = "%(version)s" }
-  }
-}
-variable "object_version" { type = string }
-provider "aws" {
-  region                      = "%(region)s"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {
-    lambda = "%(endpoint)s"
-  }
-}
+S3_TF = (
+    PROVIDER_TF
+    + """variable "object_version" { type = string }
 resource "aws_lambda_function" "from_s3" {
   function_name     = "%(name)s"
   role              = "arn:aws:iam::%(account)s:role/terraform"
@@ -373,6 +364,7 @@ resource "aws_lambda_function" "from_s3" {
   }
 }
 """
+)
 
 
 def test_terraform_lifecycle_of_a_function_from_s3(

@@ -10,6 +10,8 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,10 @@ def _call(lam: Any, name: str, sleep: float, into: list[Any]) -> None:
         into.append(exc)
 
 
-def test_sigterm_lets_the_running_invocation_finish_then_exits(tmp_path: Path) -> None:
+@contextmanager
+def _one_worker(tmp_path: Path) -> Iterator[tuple[Server, Server, Cluster]]:
+    """A control node and one worker host ``w1`` it has heard from: (the control node,
+    the worker, the cluster); both stopped after."""
     secret = secrets.token_hex(32)
     control = _control(tmp_path, secret)
     workers: list[Server] = []
@@ -56,6 +61,13 @@ def test_sigterm_lets_the_running_invocation_finish_then_exits(tmp_path: Path) -
         workers.append(worker)
         hosts = Cluster(control, {"w1": worker}, secret)
         hosts.wait_for({"w1"})
+        yield control, worker, hosts
+    finally:
+        _stop(control, workers)
+
+
+def test_sigterm_lets_the_running_invocation_finish_then_exits(tmp_path: Path) -> None:
+    with _one_worker(tmp_path) as (control, worker, hosts):
         lam = _deploy(control.endpoint, "slow")
         warm: list[Any] = []
         _call(lam, "slow", 0, warm)
@@ -78,19 +90,10 @@ def test_sigterm_lets_the_running_invocation_finish_then_exits(tmp_path: Path) -
         )
         assert worker.proc.wait(30) == 0, worker.log_tail()  # drained, then left
         assert "drained" in worker.log_tail()
-    finally:
-        _stop(control, workers)
 
 
 def test_a_second_sigterm_stops_a_draining_worker_at_once(tmp_path: Path) -> None:
-    secret = secrets.token_hex(32)
-    control = _control(tmp_path, secret)
-    workers: list[Server] = []
-    try:
-        worker = _worker(tmp_path, "w1", control, secret)
-        workers.append(worker)
-        hosts = Cluster(control, {"w1": worker}, secret)
-        hosts.wait_for({"w1"})
+    with _one_worker(tmp_path) as (control, worker, hosts):
         lam = _deploy(control.endpoint, "slower")
         results: list[Any] = []
         running = threading.Thread(target=_call, args=(lam, "slower", 25, results))
@@ -112,5 +115,3 @@ def test_a_second_sigterm_stops_a_draining_worker_at_once(tmp_path: Path) -> Non
         assert results, "the cut invocation never answered"
         cut = results[0]
         assert isinstance(cut, Exception) or cut[0] is not None, cut  # an error, not a result
-    finally:
-        _stop(control, workers)

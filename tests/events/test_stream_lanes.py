@@ -18,28 +18,23 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from kindling.control.models import FunctionRef
 from kindling.control.stream_settings import StreamSettings
-from kindling.events.aws import AwsClients
 from kindling.events.checkpoints import Checkpoints
-from kindling.events.destinations import AwsDestinations
 from kindling.events.stream_lanes import Progress, lane_of
-from kindling.events.stream_poller import StreamPoller
 from kindling.events.stream_windows import bounds
 from tests.engines import MotoServer
-from tests.events import test_stream_poller as stream_tests
+from tests.events import streams
+from tests.events.streams import make_stream, poll_until
 from tests.events.test_sqs_poller import REGION, mapping
-from tests.events.test_stream_poller import make_stream
 
 #: The fixtures of the poller's own tests: moto's server, threads, a store's checkpoints.
-moto = stream_tests.moto
-threads = stream_tests.threads
-checkpoints = stream_tests.checkpoints
+moto = streams.moto
+threads = streams.threads
+checkpoints = streams.checkpoints
 
 Event = dict[str, Any]
 Function = Callable[[Event], Awaitable[tuple[bool, bytes]]]
@@ -76,35 +71,8 @@ def run(
     batch_size: int = 10,
     limit_s: float = 120.0,
 ) -> None:
-    async def invoke(_ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
-        return await function(json.loads(payload))
-
-    the_mapping = replace(mapping(arn, batch_size=batch_size, stream=settings), uuid="fixed-uuid")
-    clients = AwsClients(timeouts_s=(5.0, 20.0))
-
-    async def scenario() -> None:
-        poller = StreamPoller(
-            the_mapping,
-            clients,
-            threads,
-            invoke,
-            lambda _u, _r: None,
-            checkpoints,
-            AwsDestinations(clients=clients).record,
-            lambda _m: "arn:aws:iam::000000000000:role/r",
-            idle_s=0.1,
-            backoff_s=(0.05, 0.2),
-        )
-        poller.start()
-        deadline = time.monotonic() + limit_s
-        try:
-            while not until():
-                assert time.monotonic() < deadline, "timed out"
-                await asyncio.sleep(0.05)
-        finally:
-            await poller.stop()
-
-    asyncio.run(scenario())
+    the_mapping = mapping(arn, batch_size=batch_size, stream=settings)
+    poll_until(threads, checkpoints, the_mapping, function, until, limit_s=limit_s, interval_s=0.05)
 
 
 SHARD = "shardId-000000000000"

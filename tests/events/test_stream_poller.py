@@ -10,58 +10,26 @@ batch records for a Kinesis Data Streams event source" (the failure record).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from kindling.control.models import FunctionRef
 from kindling.control.stream_settings import StreamSettings
-from kindling.events.aws import AwsClients
 from kindling.events.checkpoints import Checkpoints
-from kindling.events.destinations import AwsDestinations
 from kindling.events.stream_poller import StreamPoller
-from kindling.store import Store
 from tests.engines import MotoServer
+from tests.events import streams
+from tests.events.streams import make_stream, poll_until
 from tests.events.test_sqs_poller import REGION, left_in, make_queue, mapping
 
-ACCOUNT = MotoServer.ACCOUNT
-
-
-@pytest.fixture
-def moto(aws_services: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    for key, value in aws_services.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_KINESIS", aws_services.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", aws_services.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", aws_services.url)
-    return aws_services
-
-
-@pytest.fixture
-def threads() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(8)
-    yield pool
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
-@pytest.fixture
-def checkpoints(tmp_path: Path) -> Checkpoints:
-    return Checkpoints(Store(f"sqlite:///{tmp_path / 'k.db'}"))
-
-
-def make_stream(moto: MotoServer, shards: int = 1) -> str:
-    kinesis = moto.client("kinesis", REGION)
-    name = f"esm-{uuid.uuid4().hex[:10]}"
-    kinesis.create_stream(StreamName=name, ShardCount=shards)
-    return f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}"
+#: The fixtures these tests share with test_stream_lanes.py.
+moto = streams.moto
+threads = streams.threads
+checkpoints = streams.checkpoints
 
 
 def put(moto: MotoServer, arn: str, items: list[dict[str, Any]], key: str = "k") -> None:
@@ -92,8 +60,8 @@ def run_poller(
     filters: tuple[str, ...] = (),
     report_failures: bool = False,
 ) -> StreamPoller:
-    async def invoke(ref: FunctionRef, payload: bytes) -> tuple[bool, bytes]:
-        answer = await function(json.loads(payload)["Records"])
+    async def invoke(event: dict[str, Any]) -> tuple[bool, bytes]:
+        answer = await function(event["Records"])
         return answer if isinstance(answer, tuple) else (answer, b"")
 
     the_mapping = mapping(
@@ -103,37 +71,9 @@ def run_poller(
         filters=filters,
         report_failures=report_failures,
     )
-    the_mapping = the_mapping.__class__(**{**_fields(the_mapping), "uuid": "fixed-uuid"})
-    clients = AwsClients(timeouts_s=(5.0, 20.0))
-
-    async def scenario() -> StreamPoller:
-        poller = StreamPoller(
-            the_mapping,
-            clients,
-            threads,
-            invoke,
-            lambda _u, _r: None,
-            checkpoints,
-            AwsDestinations(clients=clients).record,
-            lambda _m: "arn:aws:iam::000000000000:role/r",
-            idle_s=0.1,
-            backoff_s=(0.05, 0.2),
-        )
-        poller.start()
-        deadline = time.monotonic() + limit_s
-        try:
-            while not until():
-                assert time.monotonic() < deadline, "timed out"
-                await asyncio.sleep(0.1)
-        finally:
-            await poller.stop()
-        return poller
-
-    return asyncio.run(scenario())
-
-
-def _fields(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
+    return poll_until(
+        threads, checkpoints, the_mapping, invoke, until, limit_s=limit_s, interval_s=0.1
+    )
 
 
 def _numbers(records: list[dict[str, Any]]) -> list[int]:

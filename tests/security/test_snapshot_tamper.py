@@ -35,6 +35,35 @@ LINUX = G["linux"]
 ALLOW_ALL = struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000)  # BPF: return SECCOMP_RET_ALLOW
 """
 
+#: The start of a fork server's loop that init puts in place of the real one: it takes
+#: each order, forks the copy, enters the copy's namespaces and maps its ids as the real
+#: loop does, and forks once more; a tampering goes on from there, in the loop's body.
+OWN_FORK_LOOP = """
+def own_serve():
+    control = SERVER._control
+    control.send(b"ready")
+    while True:
+        data, fds, _flags, _addr = socket.recv_fds(control, 4096, 2)
+        if not data:
+            os._exit(0)
+        if os.fork() != 0:
+            for fd in fds:
+                os.close(fd)
+            continue
+        control.close()
+        order = marshal.loads(data)
+        status = socket.socket(fileno=fds[1])
+        os.dup2(fds[0], 1)
+        os.dup2(fds[0], 2)
+        LINUX.unshare(G["RESTORE_FLAGS"])
+        for name, text in (("uid_map", "993 993 1"), ("setgroups", "deny"),
+                           ("gid_map", "990 990 1")):
+            with open(f"/proc/self/{name}", "w") as fh:
+                fh.write(text + "\\n")
+        if os.fork() != 0:
+            os._exit(0)
+"""
+
 TAMPERINGS = {
     "none": "",
     "no-drop": """
@@ -53,31 +82,8 @@ LINUX.load_seccomp = lambda program: real_load(ALLOW_ALL)
 real_load = LINUX.load_seccomp
 LINUX.load_seccomp = lambda program: real_load(ALLOW_ALL)
 """,
-    "own-fork-loop": """
-def own_serve():
-    control = SERVER._control
-    control.send(b"ready")
-    while True:
-        data, fds, _flags, _addr = socket.recv_fds(control, 4096, 2)
-        if not data:
-            os._exit(0)
-        if os.fork() != 0:
-            for fd in fds:
-                os.close(fd)
-            continue
-        control.close()
-        order = marshal.loads(data)
-        status = socket.socket(fileno=fds[1])
-        os.dup2(fds[0], 1)
-        os.dup2(fds[0], 2)
-        LINUX.unshare(G["RESTORE_FLAGS"])
-        for name, text in (("uid_map", "993 993 1"), ("setgroups", "deny"),
-                           ("gid_map", "990 990 1")):
-            with open(f"/proc/self/{name}", "w") as fh:
-                fh.write(text + "\\n")
-        if os.fork() != 0:
-            os._exit(0)
-        status.send(b"pid")
+    "own-fork-loop": OWN_FORK_LOOP
+    + """        status.send(b"pid")
         status.recv(16)  # the host mounted its /proc, /tmp and /dev/shm meanwhile
         real_load(ALLOW_ALL)  # one more filter, as an honest copy has
         status.close()
@@ -87,34 +93,11 @@ def own_serve():
 real_load = LINUX.load_seccomp
 SERVER.serve = own_serve
 """,
-    "decoy-pid": """
-def own_serve():
     # reports a child's pid as its own (SCM_CREDENTIALS: it may, with CAP_SYS_ADMIN in
     # its namespaces), so the host moves and checks the child, a clean decoy, while the
     # copy itself stays in the template's cgroup with the template's filter only
-    control = SERVER._control
-    control.send(b"ready")
-    while True:
-        data, fds, _flags, _addr = socket.recv_fds(control, 4096, 2)
-        if not data:
-            os._exit(0)
-        if os.fork() != 0:
-            for fd in fds:
-                os.close(fd)
-            continue
-        control.close()
-        order = marshal.loads(data)
-        status = socket.socket(fileno=fds[1])
-        os.dup2(fds[0], 1)
-        os.dup2(fds[0], 2)
-        LINUX.unshare(G["RESTORE_FLAGS"])
-        for name, text in (("uid_map", "993 993 1"), ("setgroups", "deny"),
-                           ("gid_map", "990 990 1")):
-            with open(f"/proc/self/{name}", "w") as fh:
-                fh.write(text + "\\n")
-        if os.fork() != 0:
-            os._exit(0)
-        decoy = os.fork()
+    "decoy-pid": OWN_FORK_LOOP
+    + """        decoy = os.fork()
         if decoy == 0:
             LINUX.drop_bounding_capabilities()
             LINUX.drop_capabilities()

@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.support import ROLE, client_error, make_zip, wait_active, wait_for
 
 from .conftest import PRELUDE, Fleet, Victim
+from .test_filesystem import PROBE
 
 LINK = stat.S_IFLNK | 0o777
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
@@ -91,19 +92,14 @@ def test_paths_out_of_the_package_are_refused_at_upload(
         assert not (place / "evil.py").exists(), place
 
 
-SYMLINKS = """
-def probe(path):
-    try:
-        if os.path.isdir(path):
-            return "ok:" + ",".join(sorted(os.listdir(path)))
-        with open(path, "rb") as fh:
-            return "ok:" + fh.read(300).decode("utf-8", "replace")
-    except OSError as exc:
-        return errname(exc.errno)
-
+#: What each link the event names is, and what reading it gives (PROBE).
+SYMLINKS = (
+    PROBE
+    + """
 def handler(event, context):
     return {name: [os.path.lexists(name), probe(name)] for name in event["links"]}
 """
+)
 
 
 def test_symlinks_in_the_zip_lead_nowhere_outside(

@@ -104,3 +104,27 @@ def record(
             source_ip=request.peer[0] if request.peer else "",
         )
     )
+
+
+def record_seen(
+    sink: AuditSink | None,
+    request: Request,
+    service: str,
+    seen: Mapping[str, Any],
+    response: Response,
+) -> None:
+    """Records a call of a service endpoint from what it learnt while serving it
+    (``seen``: ``caller``, ``name``, ``params`` and ``code`` as they became known);
+    nothing when there is no sink or the call never got as far as naming its
+    operation (a bad signature, an unknown operation: the access log has those)."""
+    if sink is not None and "name" in seen:
+        record(
+            sink,
+            request,
+            service,
+            seen["caller"],
+            seen["name"],
+            seen.get("params", {}),
+            response,
+            seen.get("code"),
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kindling.api.paging import offset_page
 from kindling.errors import ValidationError
 from kindling.events.bridge import EventBridge
 from kindling.events.patterns import compile_pattern
@@ -16,19 +17,9 @@ MAX_RULES_PAGE = 100
 
 
 def _page(items: list[Any], params: dict[str, Any]) -> tuple[list[Any], str | None]:
-    """One page of ``items`` by the request's ``Limit`` and ``NextToken`` (an offset),
-    and the token of the next page if there is one: ListEventBuses, ListTargetsByRule
-    and ListRuleNamesByTarget page this way, so that a client asking for ``Limit``
-    items (the AWS CLI's ``--limit`` and ``--page-size``) gets no more."""
-    start = 0
-    if params.get("NextToken"):
-        try:
-            start = int(json.loads(params["NextToken"])["at"])
-        except (ValueError, KeyError, TypeError):
-            raise ValidationError("The NextToken is not valid.") from None
-    size = min(params.get("Limit") or MAX_RULES_PAGE, MAX_RULES_PAGE)
-    more = json.dumps({"at": start + size}) if start + size < len(items) else None
-    return items[start : start + size], more
+    """One page of ``items`` by the request's ``Limit`` and ``NextToken``:
+    ListEventBuses, ListTargetsByRule and ListRuleNamesByTarget page this way."""
+    return offset_page(items, params.get("NextToken"), params.get("Limit"), MAX_RULES_PAGE)
 
 
 class EventBridgeApi:

@@ -16,7 +16,7 @@ from kindling.errors import KindlingError, RequestContentError, ValidationError
 from kindling.httpd import Response
 from kindling.iam.sigv4 import Caller
 from kindling.invoke.service import InvokeOutput, InvokeService
-from kindling.invoke.streaming import ResponseStream
+from kindling.invoke.streaming import ResponseStream, until_first_byte
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
@@ -35,11 +35,6 @@ def _client_context(value: str | None) -> str | None:
     if not isinstance(document, dict):
         raise RequestContentError("Client context must be a valid Base64-encoded JSON object.")
     return text
-
-
-def _retrieved(run: asyncio.Future[InvokeOutput]) -> None:
-    if not run.cancelled():
-        run.exception()
 
 
 class InvocationsApi:
@@ -110,7 +105,7 @@ class InvocationsApi:
         version = self._invoker.resolve(ref).version
         stream = ResponseStream()
         request_id = str(uuid.uuid4())
-        run = asyncio.ensure_future(
+        run = await until_first_byte(
             self._invoker.invoke(
                 ref,
                 payload,
@@ -120,18 +115,9 @@ class InvocationsApi:
                 request_id=request_id,
                 sink=stream,
                 hops=hops_from_trace(params.get("_TraceHeader")),
-            )
+            ),
+            stream,
         )
-        run.add_done_callback(lambda _: stream.end())
-        run.add_done_callback(_retrieved)  # a client that hung up never awaits it
-        first = asyncio.ensure_future(stream.wait_readable())
-        try:
-            await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # the client left before the first byte: nobody reads
-            stream.close()
-            raise
-        finally:
-            first.cancel()
         if run.done() and run.exception() is not None:
             stream.close()
             raise run.exception()  # type: ignore[misc]

@@ -3,9 +3,9 @@ each a call into ``kindling.events.schedules``."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from kindling.api.paging import offset_page
 from kindling.errors import ValidationError
 from kindling.events.schedules import Schedules
 from kindling.iam.sigv4 import Caller
@@ -17,16 +17,7 @@ MAX_PAGE = 100
 def _page(
     items: list[dict[str, Any]], params: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], str | None]:
-    start = 0
-    if params.get("NextToken"):
-        try:
-            start = int(json.loads(params["NextToken"])["at"])
-        except (ValueError, KeyError, TypeError):
-            raise ValidationError("The NextToken is not valid.") from None
-    size = min(params.get("MaxResults") or MAX_PAGE, MAX_PAGE)
-    page = items[start : start + size]
-    more = json.dumps({"at": start + size}) if start + size < len(items) else None
-    return page, more
+    return offset_page(items, params.get("NextToken"), params.get("MaxResults"), MAX_PAGE)
 
 
 class SchedulerApi:

@@ -131,16 +131,7 @@ class ServiceEndpoint:
     async def handle(self, request: Request) -> Response:
         seen: dict[str, Any] = {}
         response = await self._serve(request, seen)
-        if self._audit is not None and "name" in seen:
-            audit.record(
-                self._audit,
-                request,
-                self._service,
-                seen["caller"],
-                seen["name"],
-                seen.get("params", {}),
-                response,
-            )
+        audit.record_seen(self._audit, request, self._service, seen, response)
         return response
 
     async def _serve(self, request: Request, seen: dict[str, Any]) -> Response:

@@ -21,28 +21,8 @@ SQS_MAX_BATCH = 10_000
 SQS_FIFO_MAX_BATCH = 10
 SQS_BATCH_WITHOUT_WINDOW = 10
 
-#: Settings of other source types: AWS refuses them on an SQS mapping.
-_NOT_FOR_SQS = (
-    "StartingPosition",
-    "StartingPositionTimestamp",
-    "ParallelizationFactor",
-    "DestinationConfig",
-    "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
-    "TumblingWindowInSeconds",
-    "Topics",
-    "Queues",
-    "SourceAccessConfigurations",
-    "AmazonManagedKafkaEventSourceConfig",
-    "SelfManagedKafkaEventSourceConfig",
-    "DocumentDBEventSourceConfig",
-)
-#: Settings kindling would not honour yet: refused, never stored and ignored.
-_NOT_HONOURED = ("KMSKeyArn", "MetricsConfig", "LoggingConfig", "ProvisionedPollerConfig", "Tags")
-
-
-#: The stream settings of _NOT_FOR_SQS a Kinesis mapping takes.
+#: The stream settings (Kinesis, DynamoDB Streams): of the settings of other source
+#: types, those a Kinesis mapping takes.
 _STREAM = (
     "StartingPosition",
     "StartingPositionTimestamp",
@@ -53,6 +33,18 @@ _STREAM = (
     "MaximumRetryAttempts",
     "TumblingWindowInSeconds",
 )
+#: Settings of other source types: AWS refuses them on an SQS mapping.
+_NOT_FOR_SQS = (
+    *_STREAM,
+    "Topics",
+    "Queues",
+    "SourceAccessConfigurations",
+    "AmazonManagedKafkaEventSourceConfig",
+    "SelfManagedKafkaEventSourceConfig",
+    "DocumentDBEventSourceConfig",
+)
+#: Settings kindling would not honour yet: refused, never stored and ignored.
+_NOT_HONOURED = ("KMSKeyArn", "MetricsConfig", "LoggingConfig", "ProvisionedPollerConfig", "Tags")
 
 
 def check_settings(params: dict[str, Any], kind: str = "sqs") -> None:

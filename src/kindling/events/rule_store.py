@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, String, Table, Text, and_, select, update
+from sqlalchemy import Column, Float, Index, String, Table, Text, and_, select
 
+from kindling.events.record_tables import FireTimes, NamedRecords
 from kindling.store import Store, metadata
 
 event_buses = Table(
@@ -95,76 +96,32 @@ def _rule(row: Any) -> StoredRule:
 
 
 class RuleStore:
-    """The statements on the three tables; only this class runs them."""
+    """The statements on the three tables; only this class runs them (those it shares
+    with ``ScheduleStore`` through ``record_tables``)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._buses = NamedRecords(store, event_buses)
+        self._fires = FireTimes(store, event_rules)
 
     # ---------------------------------------------------------------- buses
 
     def bus(self, account_id: str, region: str, name: str) -> dict[str, Any] | None:
-        c = event_buses.c
-        with self._store.begin() as conn:
-            row = conn.execute(
-                select(event_buses.c.record).where(
-                    (c.account_id == account_id) & (c.region == region) & (c.name == name)
-                )
-            ).first()
-        return None if row is None else dict(json.loads(row.record))
+        return self._buses.get(account_id, region, name)
 
     def add_bus(self, account_id: str, region: str, name: str, record: dict[str, Any]) -> bool:
         """False when a bus of that name exists already."""
-        with self._store.begin() as conn:
-            c = event_buses.c
-            found = conn.execute(
-                select(c.name).where(
-                    (c.account_id == account_id) & (c.region == region) & (c.name == name)
-                )
-            ).first()
-            if found is not None:
-                return False
-            conn.execute(
-                event_buses.insert().values(
-                    account_id=account_id, region=region, name=name, record=json.dumps(record)
-                )
-            )
-        return True
+        return self._buses.add(account_id, region, name, record)
 
     def set_bus(self, account_id: str, region: str, name: str, record: dict[str, Any]) -> None:
-        c = event_buses.c
-        with self._store.begin() as conn:
-            conn.execute(
-                update(event_buses)
-                .where((c.account_id == account_id) & (c.region == region) & (c.name == name))
-                .values(record=json.dumps(record))
-            )
+        self._buses.set(account_id, region, name, record)
 
     def buses(self, account_id: str, region: str) -> list[tuple[str, dict[str, Any]]]:
-        c = event_buses.c
-        with self._store.begin() as conn:
-            rows = conn.execute(
-                select(c.name, c.record)
-                .where((c.account_id == account_id) & (c.region == region))
-                .order_by(c.name)
-            ).all()
-        return [(row.name, json.loads(row.record)) for row in rows]
+        return self._buses.all(account_id, region)
 
     def delete_bus(self, account_id: str, region: str, name: str) -> None:
         """The bus with its rules and their targets."""
-        with self._store.begin() as conn:
-            for table in (event_targets, event_rules):
-                t = table.c
-                conn.execute(
-                    table.delete().where(
-                        (t.account_id == account_id) & (t.region == region) & (t.bus == name)
-                    )
-                )
-            c = event_buses.c
-            conn.execute(
-                event_buses.delete().where(
-                    (c.account_id == account_id) & (c.region == region) & (c.name == name)
-                )
-            )
+        self._buses.delete(account_id, region, name, [event_targets.c.bus, event_rules.c.bus])
 
     # ---------------------------------------------------------------- rules
 
@@ -205,36 +162,16 @@ class RuleStore:
 
     def due(self, now: float, limit: int) -> list[StoredRule]:
         """Scheduled rules whose next fire is at or before ``now``, soonest first."""
-        c = event_rules.c
-        with self._store.begin() as conn:
-            rows = conn.execute(
-                select(event_rules)
-                .where(c.next_fire.is_not(None) & (c.next_fire <= now))
-                .order_by(c.next_fire)
-                .limit(limit)
-            ).all()
-        return [_rule(row) for row in rows]
+        return [_rule(row) for row in self._fires.due(now, limit)]
 
     def soonest(self) -> float | None:
         """The earliest next fire of any scheduled rule."""
-        c = event_rules.c
-        with self._store.begin() as conn:
-            row = conn.execute(
-                select(c.next_fire).where(c.next_fire.is_not(None)).order_by(c.next_fire).limit(1)
-            ).first()
-        return None if row is None else float(row.next_fire)
+        return self._fires.soonest()
 
     def claim(self, key: RuleKey, was: float, then: float | None) -> bool:
         """Moves a rule's next fire from ``was`` to ``then``; True for the one caller
         (of any node) whose UPDATE found it still at ``was``: that caller fires it."""
-        c = event_rules.c
-        with self._store.begin() as conn:
-            done = conn.execute(
-                update(event_rules)
-                .where(_rule_where(key) & (c.next_fire == was))
-                .values(next_fire=then)
-            )
-        return bool(done.rowcount == 1)
+        return self._fires.claim(_rule_where(key), was, {"next_fire": then})
 
     # ---------------------------------------------------------------- targets
 

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, String, Table, Text, and_, select, update
+from sqlalchemy import Column, Float, Index, String, Table, Text, and_, select
 
+from kindling.events.record_tables import FireTimes, NamedRecords
 from kindling.store import Store, metadata
 
 schedule_groups = Table(
@@ -75,57 +76,27 @@ def _schedule(row: Any) -> StoredSchedule:
 
 
 class ScheduleStore:
-    """The statements on the two tables; only this class runs them."""
+    """The statements on the two tables; only this class runs them (those it shares
+    with ``RuleStore`` through ``record_tables``)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._groups = NamedRecords(store, schedule_groups)
+        self._fires = FireTimes(store, schedules)
 
     def group(self, account_id: str, region: str, name: str) -> dict[str, Any] | None:
-        c = schedule_groups.c
-        with self._store.begin() as conn:
-            row = conn.execute(
-                select(c.record).where(
-                    (c.account_id == account_id) & (c.region == region) & (c.name == name)
-                )
-            ).first()
-        return None if row is None else dict(json.loads(row.record))
+        return self._groups.get(account_id, region, name)
 
     def add_group(self, account_id: str, region: str, name: str, record: dict[str, Any]) -> bool:
-        if self.group(account_id, region, name) is not None:
-            return False
-        with self._store.begin() as conn:
-            conn.execute(
-                schedule_groups.insert().values(
-                    account_id=account_id, region=region, name=name, record=json.dumps(record)
-                )
-            )
-        return True
+        """False when a group of that name exists already."""
+        return self._groups.add(account_id, region, name, record)
 
     def groups(self, account_id: str, region: str) -> list[tuple[str, dict[str, Any]]]:
-        c = schedule_groups.c
-        with self._store.begin() as conn:
-            rows = conn.execute(
-                select(c.name, c.record)
-                .where((c.account_id == account_id) & (c.region == region))
-                .order_by(c.name)
-            ).all()
-        return [(row.name, json.loads(row.record)) for row in rows]
+        return self._groups.all(account_id, region)
 
     def delete_group(self, account_id: str, region: str, name: str) -> None:
         """The group and every schedule in it."""
-        with self._store.begin() as conn:
-            s = schedules.c
-            conn.execute(
-                schedules.delete().where(
-                    (s.account_id == account_id) & (s.region == region) & (s.group_name == name)
-                )
-            )
-            c = schedule_groups.c
-            conn.execute(
-                schedule_groups.delete().where(
-                    (c.account_id == account_id) & (c.region == region) & (c.name == name)
-                )
-            )
+        self._groups.delete(account_id, region, name, [schedules.c.group_name])
 
     def get(self, key: ScheduleKey) -> StoredSchedule | None:
         with self._store.begin() as conn:
@@ -176,30 +147,11 @@ class ScheduleStore:
         return [_schedule(row) for row in rows]
 
     def due(self, now: float, limit: int) -> list[StoredSchedule]:
-        c = schedules.c
-        with self._store.begin() as conn:
-            rows = conn.execute(
-                select(schedules)
-                .where(c.next_fire.is_not(None) & (c.next_fire <= now))
-                .order_by(c.next_fire)
-                .limit(limit)
-            ).all()
-        return [_schedule(row) for row in rows]
+        return [_schedule(row) for row in self._fires.due(now, limit)]
 
     def soonest(self) -> float | None:
-        c = schedules.c
-        with self._store.begin() as conn:
-            row = conn.execute(
-                select(c.next_fire).where(c.next_fire.is_not(None)).order_by(c.next_fire).limit(1)
-            ).first()
-        return None if row is None else float(row.next_fire)
+        return self._fires.soonest()
 
     def claim(self, key: ScheduleKey, was: float, then: float | None, tick: float | None) -> bool:
         """Moves the next fire from ``was``; True for the one caller that found it there."""
-        with self._store.begin() as conn:
-            done = conn.execute(
-                update(schedules)
-                .where(_where(key) & (schedules.c.next_fire == was))
-                .values(next_fire=then, tick=tick)
-            )
-        return bool(done.rowcount == 1)
+        return self._fires.claim(_where(key), was, {"next_fire": then, "tick": tick})

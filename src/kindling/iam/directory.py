@@ -258,12 +258,7 @@ class Directory:
     def put_inline(self, account: str, kind: str, owner: str, name: str, document: str) -> None:
         self.entity(account, kind, owner)
         parse_policy(document, Kind.IDENTITY)
-        where = and_(
-            iam_inline.c.account_id == account,
-            iam_inline.c.kind == kind,
-            iam_inline.c.owner == owner,
-            iam_inline.c.policy_name == name,
-        )
+        where = _whose(iam_inline, account, kind, owner) & (iam_inline.c.policy_name == name)
         with self.writing() as conn:
             conn.execute(delete(iam_inline).where(where))
             conn.execute(
@@ -277,12 +272,7 @@ class Directory:
         with self._store.begin() as conn:
             row = conn.execute(
                 select(iam_inline.c.document).where(
-                    and_(
-                        iam_inline.c.account_id == account,
-                        iam_inline.c.kind == kind,
-                        iam_inline.c.owner == owner,
-                        iam_inline.c.policy_name == name,
-                    )
+                    _whose(iam_inline, account, kind, owner) & (iam_inline.c.policy_name == name)
                 )
             ).first()
         if row is None:
@@ -294,13 +284,7 @@ class Directory:
         with self._store.begin() as conn:
             rows = conn.execute(
                 select(iam_inline.c.policy_name)
-                .where(
-                    and_(
-                        iam_inline.c.account_id == account,
-                        iam_inline.c.kind == kind,
-                        iam_inline.c.owner == owner,
-                    )
-                )
+                .where(_whose(iam_inline, account, kind, owner))
                 .order_by(iam_inline.c.policy_name)
             ).all()
         return [r[0] for r in rows]
@@ -310,12 +294,7 @@ class Directory:
         with self.writing() as conn:
             conn.execute(
                 delete(iam_inline).where(
-                    and_(
-                        iam_inline.c.account_id == account,
-                        iam_inline.c.kind == kind,
-                        iam_inline.c.owner == owner,
-                        iam_inline.c.policy_name == name,
-                    )
+                    _whose(iam_inline, account, kind, owner) & (iam_inline.c.policy_name == name)
                 )
             )
 
@@ -461,12 +440,7 @@ class Directory:
     def attach(self, account: str, kind: str, owner: str, arn: str) -> None:
         self.entity(account, kind, owner)
         self.policy(account, arn)
-        where = and_(
-            iam_attached.c.account_id == account,
-            iam_attached.c.kind == kind,
-            iam_attached.c.owner == owner,
-            iam_attached.c.policy_arn == arn,
-        )
+        where = _whose(iam_attached, account, kind, owner) & (iam_attached.c.policy_arn == arn)
         with self.writing() as conn:
             if conn.execute(select(iam_attached).where(where)).first() is None:
                 conn.execute(
@@ -480,12 +454,7 @@ class Directory:
         with self.writing() as conn:
             gone = conn.execute(
                 delete(iam_attached).where(
-                    and_(
-                        iam_attached.c.account_id == account,
-                        iam_attached.c.kind == kind,
-                        iam_attached.c.owner == owner,
-                        iam_attached.c.policy_arn == arn,
-                    )
+                    _whose(iam_attached, account, kind, owner) & (iam_attached.c.policy_arn == arn)
                 )
             ).rowcount
         if not gone:
@@ -496,13 +465,7 @@ class Directory:
         with self._store.begin() as conn:
             rows = conn.execute(
                 select(iam_attached.c.policy_arn)
-                .where(
-                    and_(
-                        iam_attached.c.account_id == account,
-                        iam_attached.c.kind == kind,
-                        iam_attached.c.owner == owner,
-                    )
-                )
+                .where(_whose(iam_attached, account, kind, owner))
                 .order_by(iam_attached.c.policy_arn)
             ).all()
         return [{"PolicyName": r[0].rsplit("/", 1)[-1], "PolicyArn": r[0]} for r in rows]
@@ -576,5 +539,11 @@ def _owned(
     conn: Connection, table: Table, column: Any, account: str, kind: str, owner: str
 ) -> list[str]:
     """One column of an owner's rows of ``iam_inline`` or ``iam_attached``."""
-    where = and_(table.c.account_id == account, table.c.kind == kind, table.c.owner == owner)
+    where = _whose(table, account, kind, owner)
     return [str(r[0]) for r in conn.execute(select(column).where(where))]
+
+
+def _whose(table: Table, account: str, kind: str, owner: str) -> Any:
+    """The rows of ``iam_inline`` or ``iam_attached`` that an owner (a user, group or
+    role: ``kind``) has."""
+    return and_(table.c.account_id == account, table.c.kind == kind, table.c.owner == owner)

@@ -25,7 +25,12 @@ from kindling.errors import AccessDeniedError, FunctionResponseError
 from kindling.iam.authorizer import Authorizer
 from kindling.iam.sigv4 import Caller
 from kindling.invoke.service import InvokeOutput, InvokeService
-from kindling.invoke.streaming import HTTP_PRELUDE_TYPE, ResponseStream, read_prelude
+from kindling.invoke.streaming import (
+    HTTP_PRELUDE_TYPE,
+    ResponseStream,
+    read_prelude,
+    until_first_byte,
+)
 from kindling.invoke.url_events import (
     STREAM_CONTENT_TYPE,
     UrlRequest,
@@ -131,19 +136,9 @@ class FunctionUrlService:
         function that fails before its first byte gets the URL's 502, as a buffered one;
         after it, the stream just ends (HTTP has no way left to tell the client)."""
         stream = ResponseStream()
-        run = asyncio.ensure_future(
-            self._invoker.invoke(ref, payload, request_id=request_id, sink=stream)
+        run = await until_first_byte(
+            self._invoker.invoke(ref, payload, request_id=request_id, sink=stream), stream
         )
-        run.add_done_callback(lambda _: stream.end())
-        run.add_done_callback(_retrieved)
-        first = asyncio.ensure_future(stream.wait_readable())
-        try:
-            await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # the client left before the first byte: nobody reads
-            stream.close()
-            raise
-        finally:
-            first.cancel()
         try:
             if run.done() and not run.result().streamed:  # a function that did not stream
                 out = run.result()
@@ -183,8 +178,3 @@ async def _body(
                 yield out.payload
     finally:
         stream.close()
-
-
-def _retrieved(run: asyncio.Future[InvokeOutput]) -> None:
-    if not run.cancelled():
-        run.exception()
