@@ -156,6 +156,10 @@ class Fleet:
         if found:
             return found
         name = f"sec-{key}-{backend}-{uuid.uuid4().hex[:6]}"
+        # Lambda's default of 3 s is too short for an attacker that forks on gVisor at
+        # 128 MB (7 % of a CPU) on a loaded CI machine: a test that needs a timeout
+        # names its own
+        params.setdefault("Timeout", 30)
         self.lam.create_function(
             FunctionName=name,
             Runtime=params.pop("Runtime", "python3.11"),
