@@ -146,7 +146,7 @@ def test_a_new_function_of_the_same_name_starts_with_an_empty_log(fleet: Fleet) 
         fleet.run(name, {"say": say})
         assert say in function_log(fleet.server.endpoint, name)
         fleet.lam.delete_function(FunctionName=name)
-        wait_for(lambda: not any(name in str(path) for path in folder.rglob("*")))
+        wait_for(lambda: not any(name in str(path) for path in folder.rglob("*")), timeout=60)
     # the second one's log never showed the first one's lines (checked before deletion)
     assert secret not in "".join(
         p.read_text(errors="replace") for p in (fleet.data_dir / "logs").rglob("*.log")

@@ -51,9 +51,9 @@ def test_fork_bomb_hits_the_pids_limit(backend: str, victim: Victim, fleet: Flee
         # gVisor serves each task with host threads of its Sentry: at the pids limit the
         # Sentry's Go runtime cannot start another one and the whole sandbox exits
         assert "exit status 2" in outcome.payload["errorMessage"], outcome.payload
-    wait_for(lambda: not with_marker(marker), timeout=10)
-    wait_for(lambda: not sandbox_pids(fleet, backend, name), timeout=10)
-    wait_for(lambda: not zombies(fleet.server_pid), timeout=5)
+    wait_for(lambda: not with_marker(marker), timeout=60)
+    wait_for(lambda: not sandbox_pids(fleet, backend, name), timeout=60)
+    wait_for(lambda: not zombies(fleet.server_pid), timeout=30)
     assert fleet.run(name, {"noop": True}) == {"ok": True}  # and it starts afresh
 
 
@@ -78,7 +78,7 @@ def test_memory_bomb_kills_only_its_sandbox(backend: str, victim: Victim, fleet:
     assert "Memory Size: 128 MB" in report[0]
     used = re.search(r"Max Memory Used: (\d+) MB", report[0])
     assert used and 100 <= int(used.group(1)) <= 128, report[0]  # it did reach its limit
-    wait_for(lambda: not sandbox_pids(fleet, backend, name), timeout=10)
+    wait_for(lambda: not sandbox_pids(fleet, backend, name), timeout=60)
     assert fleet.run(name, {"noop": True}) == {"ok": True}
 
 
@@ -150,10 +150,10 @@ def test_no_process_outlives_the_timeout(backend: str, victim: Victim, fleet: Fl
     assert outcome.error == "Unhandled"
     assert outcome.error_type == "Sandbox.Timedout", outcome.payload
     assert "Task timed out after 1.00 seconds" in outcome.log
-    wait_for(lambda: not with_marker(marker), timeout=10)
-    wait_for(lambda: not sandbox_pids(fleet, backend, name), timeout=10)
+    wait_for(lambda: not with_marker(marker), timeout=60)
+    wait_for(lambda: not sandbox_pids(fleet, backend, name), timeout=60)
     # and the worker, which adopts the orphans of its sandboxes, has reaped them all
-    wait_for(lambda: not zombies(fleet.server_pid), timeout=5)
+    wait_for(lambda: not zombies(fleet.server_pid), timeout=30)
 
 
 FREEZE = """
