@@ -295,11 +295,10 @@ class EventRouting:
             exclusive=exclusive,
             registry=registry,
         )
-        self.eventbridge = EventBridge(RuleStore(store), deliver, outbox=self.target_outbox.put)
+        rules = RuleStore(store)  # statements only: the bridge and its timetable share it
+        self.eventbridge = EventBridge(rules, deliver, outbox=self.target_outbox.put)
         self.schedules = Schedules(ScheduleStore(store), deliver)
-        self.scheduler = Scheduler(
-            [RuleTimetable(RuleStore(store), self.eventbridge), self.schedules]
-        )
+        self.scheduler = Scheduler([RuleTimetable(rules, self.eventbridge), self.schedules])
 
     def start(self) -> None:
         self.scheduler.start()
