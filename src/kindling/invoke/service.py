@@ -49,6 +49,7 @@ from kindling.errors import (
 )
 from kindling.invoke.assignment import Assignment, VersionKey
 from kindling.invoke.counting import Counting
+from kindling.running import RunningLoop
 from kindling.runtimes.catalog import RuntimeCatalog
 from kindling.telemetry.metrics import Metrics
 from kindling.worker.interface import Execution
@@ -147,6 +148,7 @@ class InvokeService:
         self._enqueue: EnqueueFn | None = None
         self._in_flight = 0
         self._cut = False
+        self._loop = RunningLoop()
 
     @property
     def in_flight(self) -> int:
@@ -246,7 +248,7 @@ class InvokeService:
         invoked = invoked or (
             config.arn if config.version == LATEST else f"{config.arn}:{config.version}"
         )
-        run = asyncio.ensure_future(
+        run = self._loop().create_task(
             self._execute(config, request_id, payload, client_context, invoked, queued, sink, hops)
         )
         run.add_done_callback(_retrieved)  # nobody may be left to await it

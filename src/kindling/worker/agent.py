@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kindling.errors import SandboxGoneError
+from kindling.running import RunningLoop
 from kindling.telemetry.logs import FunctionLog, LogStore, LogStream, Report
 from kindling.telemetry.metrics import Metrics, SandboxCounts, StartKind
 from kindling.telemetry.platform_records import PlatformRecords, application_filter
@@ -92,6 +93,7 @@ class WorkerAgent:
         self._touched: dict[str, float] = {}
         self._running: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._loop = RunningLoop()
 
     @property
     def worker_id(self) -> str:
@@ -240,7 +242,7 @@ class WorkerAgent:
         if self._freeze_after_s <= 0:
             await self._freeze(sandbox)
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         self._resting[sandbox.id] = loop.time()
         if self._freeze_timer is None:
             self._freeze_timer = loop.call_later(self._freeze_after_s, self._freeze_due)
@@ -248,7 +250,7 @@ class WorkerAgent:
     def _freeze_due(self) -> None:
         """Freezes every sandbox idle for the grace; sleeps until the next one is due."""
         self._freeze_timer = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         now = loop.time()
         for sandbox_id, since in list(self._resting.items()):
             if now - since < self._freeze_after_s:  # the oldest left is not due yet
@@ -260,7 +262,7 @@ class WorkerAgent:
                 self._spawn(self._freeze(held.sandbox))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+        task = self._loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -18,6 +18,7 @@ import marshal
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -53,9 +54,10 @@ log = logging.getLogger(__name__)
 SANDBOX_RUNTIME_DIR = "/var/runtime"
 #: Variables a fresh interpreter reads at start-up, which a zygote's fork cannot apply.
 #: (PYTHONDONTWRITEBYTECODE is always 1, as Lambda sets it: zygotes start with -B.)
-#: REPORT reads the resident peak of every process of a sandbox this often (the runtime's
-#: own every time): most sandboxes hold the runtime alone.
-RESIDENT_TREE_EVERY = 16
+#: REPORT reads the resident peak of every process of a sandbox at most this often, in
+#: seconds (the runtime's own whenever the cgroup's peak grew): most sandboxes hold the
+#: runtime alone, and a warm one reads at most one tree a second however often it runs.
+RESIDENT_TREE_S = 1.0
 
 STARTUP_ONLY_VARIABLES = frozenset(
     {
@@ -137,7 +139,7 @@ class NamespaceSandbox:
         self._limits = CgroupLimits(memory_mb=spec.memory_mb)
         self._peak = 0
         self._resident = 0  # the peak resident memory of its processes (usage())
-        self._reports = 0
+        self._tree_at = -RESIDENT_TREE_S  # when usage() last read every process's peak
         self._reap_tries = 0
         self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
@@ -331,17 +333,20 @@ class NamespaceSandbox:
         (a plain Python handler: ~3 MB); the VmHWM of its processes counts them all, as
         a runtime started on its own would (~12 MB). Both are kept: REPORT says the
         larger, the metrics the cgroup's (``private_mb``). Read at REPORT time only, and
-        the processes' figures not at every REPORT: the runtime's /proc/PID/status
-        (~7 µs, a tenth of a warm invoke's server CPU) when the cgroup's peak grew since
-        the last read, and every ``RESIDENT_TREE_EVERY``th time those of every process
-        in the cgroup (VmHWM is a peak: a late read still sees it)."""
+        the processes' figures not at every REPORT: the runtime's /proc/PID/status when
+        the cgroup's peak grew since the last read, and those of every process in the
+        cgroup at most every ``RESIDENT_TREE_S`` (VmHWM is a peak: a late read still sees
+        it). Each file read is a few syscalls, and on a busy host each costs a warm
+        invoke several µs of server CPU."""
         if self._cgroup is not None:  # kept: the REPORT of a sandbox killed by OOM needs it
             peak = self._cgroup.peak_memory_bytes()
             grew = peak > self._peak
             self._peak = max(self._peak, peak)
             if self.counts_resident:
-                self._reports += 1
-                tree = self._pidfd < 0 or self._reports % RESIDENT_TREE_EVERY == 1
+                now = time.monotonic()
+                tree = self._pidfd < 0 or now - self._tree_at >= RESIDENT_TREE_S
+                if tree:
+                    self._tree_at = now
                 # the runtime's pid alone only while it is watched: once it has exited,
                 # the pid may be another process's
                 if tree or grew:

@@ -14,6 +14,7 @@ import logging
 import time
 
 from kindling.errors import SandboxError
+from kindling.running import Deadline, RunningLoop
 from kindling.worker.sandbox.base import (
     InitResult,
     InvokeRequest,
@@ -45,6 +46,7 @@ class SafeSandbox:
         self.last_used = self.created_at
         self.invocations = 0
         self._cleanup: asyncio.Task[None] | None = None
+        self._loop = RunningLoop()
 
     def _move(self, target: SandboxState) -> None:
         check_transition(self.state, target)
@@ -80,7 +82,7 @@ class SafeSandbox:
         timeout = float(self.spec.timeout_s)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
+            async with Deadline(self._loop(), timeout):
                 result = await self._inner.invoke(request)
         except TimeoutError:
             self._destroy_soon()  # the caller hears of the timeout now, not after cleanup
