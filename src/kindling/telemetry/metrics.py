@@ -135,6 +135,9 @@ class Metrics:
         #: a lock and checks every value each call. Emptied by ``forget``, which removes
         #: series; at most one entry per series the registry holds anyway.
         self._series: dict[tuple[object, ...], Any] = {}
+        #: ``invoked``'s three series per (account, region, function, version, start):
+        #: one lookup per invocation, not three (its figures are the warm path's).
+        self._invoked: dict[tuple[str, ...], list[Any]] = {}
         # prometheus_client would add a ``*_created`` series beside every counter and
         # histogram series, doubling what a scrape carries for a timestamp Prometheus
         # does not read from the text format. The switch is the library's, process-wide;
@@ -248,15 +251,24 @@ class Metrics:
     ) -> None:
         """One invocation that ran; ``error`` names how it failed, if it did;
         ``private_memory_mb`` its sandbox's own peak memory (0: not known apart)."""
-        if not self._live(account, region, function, version):
-            return  # it ended after its function was deleted: no series comes back
-        labels = (account, region, function, version)
-        self._series_of(self._invocations, *labels, start).inc()
-        self._series_of(self._duration, *labels).observe(duration_ms / 1000)
+        key = (account, region, function, version, start)
+        series = self._invoked.get(key)
+        if series is None:  # once per version and start kind, until ``forget``
+            if not self._live(account, region, function, version):
+                return  # it ended after its function was deleted: no series comes back
+            series = self._invoked[key] = [
+                self._invocations.labels(*key),
+                self._duration.labels(*key[:4]),
+                None,  # private memory: a series only once a figure is known
+            ]
+        series[0].inc()
+        series[1].observe(duration_ms / 1000)
         if error is not None:
-            self._errors.labels(*labels, error).inc()
+            self._errors.labels(*key[:4], error).inc()
         if private_memory_mb:
-            self._series_of(self._private_memory, *labels).observe(private_memory_mb)
+            if series[2] is None:
+                series[2] = self._private_memory.labels(*key[:4])
+            series[2].observe(private_memory_mb)
 
     def started(
         self,
@@ -327,6 +339,7 @@ class Metrics:
         """Drops the series of a deleted version, or of a whole deleted function, so
         functions that come and go do not grow the scrape forever."""
         self._series.clear()
+        self._invoked.clear()
         self._known_live = {
             key
             for key in self._known_live
