@@ -6,6 +6,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from kindling.errors import MissingAuthError, SignatureError, UnknownKeyError
+from kindling.iam import sigv4
 from kindling.iam.accounts import KeyRing
 from kindling.iam.sigv4 import SigV4Verifier
 
@@ -133,3 +134,24 @@ def test_refuses_a_region_that_is_not_a_region_name(region: str) -> None:
 def test_accepts_region_names(region: str) -> None:
     caller = SigV4Verifier(KeyRing.dev()).verify(**_signed(region=region))  # type: ignore[arg-type]
     assert caller.region == region
+
+
+def test_a_kept_signing_key_never_lets_a_wrong_secret_through() -> None:
+    """The verifier keeps derived signing keys; one kept for the right secret must not
+    answer for a request signed with another secret of the same scope."""
+    verifier = SigV4Verifier(KeyRing.dev())
+    verifier.verify(**_signed())  # type: ignore[arg-type]
+    verifier.verify(**_signed())  # type: ignore[arg-type]  # from the kept key
+    with pytest.raises(SignatureError, match="does not match"):
+        verifier.verify(**_signed(secret="nope"))  # type: ignore[arg-type]
+
+
+def test_kept_signing_keys_are_bounded_however_many_regions_a_caller_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sigv4, "SIGNING_KEYS_KEPT", 8)
+    verifier = SigV4Verifier(KeyRing.dev())
+    for n in range(30):
+        caller = verifier.verify(**_signed(region=f"xx-test-{n}"))  # type: ignore[arg-type]
+        assert caller.region == f"xx-test-{n}"
+        assert len(verifier._signing) <= 8

@@ -36,6 +36,9 @@ from kindling.iam.sessions import Session
 
 #: Lambda refuses requests whose X-Amz-Date is further than this from its clock.
 MAX_SKEW_S = 15 * 60
+#: Derived signing keys the verifier keeps (one per secret, day, region and service);
+#: past this many it starts again, so rotating regions cannot grow it.
+SIGNING_KEYS_KEPT = 1024
 _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method. "
@@ -192,6 +195,19 @@ class SigV4Verifier:
         #: The service a credential scope must name: a signature for another service
         #: (or a scope of "s3", say) is not a signature for this API.
         self._service = service
+        #: Signing keys derived (four HMACs each) per secret and credential scope: a
+        #: client signs every request of a day with the same one. Only scopes whose key,
+        #: date and service passed the checks get here; bounded all the same.
+        self._signing: dict[tuple[str, str, str, str], bytes] = {}
+
+    def _signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
+        scope = (secret, date, region, service)
+        found = self._signing.get(scope)
+        if found is None:
+            if len(self._signing) >= SIGNING_KEYS_KEPT:
+                self._signing.clear()
+            found = self._signing[scope] = signing_key(secret, date, region, service)
+        return found
 
     def verify(
         self,
@@ -341,7 +357,7 @@ class SigV4Verifier:
                 hashlib.sha256(canonical.encode()).hexdigest(),
             ]
         )
-        k_signing = signing_key(key.secret_access_key, auth.date, auth.region, auth.service)
+        k_signing = self._signing_key(key.secret_access_key, auth.date, auth.region, auth.service)
         expected = hmac.new(k_signing, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, auth.signature):
             raise SignatureError(_MISMATCH)
