@@ -13,6 +13,7 @@ SCENARIOS = (
     "events",
     "streaming",
     "sqs",
+    "versus",
 )
 
 
