@@ -91,7 +91,10 @@ def test_a_flood_of_short_lines_is_streamed_and_cut(backend: str, fleet: Fleet) 
         # all of it arrived (namespace), or nothing more arrived over a whole poll (gVisor)
         settled = kept + dropped == written or (seen and seen[-1] == kept + dropped)
         seen.append(kept + dropped)
-        return (tail, kept, dropped) if markers and settled else None
+        # gVisor may lose so much of a burst on its way out (on a loaded host, all but
+        # 0.8 MB of 24) that no stream reached its bound: no marker is then due
+        cut = markers or (backend == "gvisor" and kept <= cap)
+        return (tail, kept, dropped) if cut and settled else None
 
     tail, kept, dropped = wait_for(since_start, timeout=240, interval=0.5)
     for chunk in tail.split("START RequestId: "):  # an invocation and the idle stretch after it
