@@ -61,9 +61,10 @@ _SEGMENT = re.compile(r"(\d{1,19})\.log")
 _READ_WAIT_S = 5.0
 #: The writer gathers what comes in this long before it writes (unless a read waits, or
 #: half the pending bound is reached): one wake-up and one write per function per batch,
-#: not one per invocation. Each wake-up takes the GIL from the event loop; at 20 ms the
-#: wake-ups cost warm invokes ~6 % of the server's CPU under load, at 100 ms ~1 %.
-_BATCH_S = 0.1
+#: not one per invocation. Each wake-up takes the GIL from the event loop: at 20 ms the
+#: wake-ups cost warm invokes ~6 % of the server's CPU under load. At 100 ms, a burst of
+#: 300 cold starts took 5-10 % longer than at 50 ms (measured, not understood; ADR 0045).
+_BATCH_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
