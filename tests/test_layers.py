@@ -19,9 +19,9 @@ import kindling
 
 SRC = Path(kindling.__file__).parent
 
-#: Imported by everyone, import nothing of kindling: the one exception tree and the
-#: named bounds.
-BASE = frozenset({"kindling.errors", "kindling.limits"})
+#: Imported by everyone, import nothing of kindling: the one exception tree, the named
+#: bounds, and the running loop asked for once (ADR 0045).
+BASE = frozenset({"kindling.errors", "kindling.limits", "kindling.running"})
 #: Libraries of our own that any component may use; they know no component, only BASE.
 #: ``store`` (the engine and migrations every component's tables run on) comes with
 #: issue 20's store part.
@@ -65,6 +65,7 @@ ROOT = frozenset(
 ALLOWED: dict[str, frozenset[str]] = {
     "kindling.errors": frozenset(),
     "kindling.limits": frozenset(),
+    "kindling.running": frozenset(),
     **{leaf: BASE for leaf in SHARED},
     # accounts, keys and IAM's entities are tables of iam's own on the shared engine
     "kindling.iam": BASE | {"kindling.store"},
