@@ -11,7 +11,8 @@ import pytest
 from kindling.errors import ValidationError
 from kindling.limits import LOG_INVOCATION_BYTES, LOG_TAIL_BYTES
 from kindling.telemetry import logs as logs_module
-from kindling.telemetry.logs import LogStore, LogStream, Report
+from kindling.telemetry.logs import LogStore
+from kindling.telemetry.logstream import LogStream, Report
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from kindling.telemetry.logs import Report
+from kindling.telemetry.logstream import Report
 from kindling.telemetry.platform_records import (
     TEXT,
     PlatformRecords,

@@ -1,10 +1,9 @@
-"""Function logs: Lambda's START/END/REPORT lines, kept per function, tailed for clients.
+"""Function logs: kept per function, tailed for clients.
 
 A sandbox's output streams through here; nothing holds an invocation's lines until it
-ends. Each invocation (and each init, and each stretch between invocations) writes
-through a ``LogStream``, which keeps only the 4 KB tail ``LogType=Tail`` returns and
-stops at ``LOG_INVOCATION_BYTES``: what is cut is counted, and one marker line says how
-much. The ``LogStore`` hands the bytes to one writer thread, so a slow disk never stalls
+ends. Each invocation writes through a ``LogStream`` (``kindling.telemetry.logstream``:
+the START/END/REPORT lines, the tail and the per-invocation cap) into its function's
+``FunctionLog``. The ``LogStore`` hands the bytes to one writer thread, so a slow disk never stalls
 the event loop; it bounds what waits for that thread, and on disk keeps each function's
 log as a few rotating segments that expire (all bounds in ``kindling.limits``).
 
@@ -18,11 +17,9 @@ of the same name starts with an empty log.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import logging
-import math
 import os
 import re
 import shutil
@@ -30,14 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from kindling.errors import ValidationError
 from kindling.limits import (
     LOG_FUNCTION_BYTES_PER_S,
-    LOG_INVOCATION_BYTES,
-    LOG_LINE_BYTES,
     LOG_OPEN_FILES,
     LOG_PENDING_BYTES,
     LOG_READ_BYTES,
@@ -46,8 +40,8 @@ from kindling.limits import (
     LOG_SEGMENT_BYTES,
     LOG_SEGMENTS_KEPT,
     LOG_SWEEP_S,
-    LOG_TAIL_BYTES,
 )
+from kindling.telemetry.logstream import dropped_line
 
 log = logging.getLogger(__name__)
 
@@ -67,56 +61,6 @@ _READ_WAIT_S = 5.0
 _BATCH_S = 0.05
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    request_id: str
-    duration_ms: float
-    memory_mb: int
-    max_memory_mb: int
-    init_ms: float | None = None
-    status: str | None = None  # "timeout", "error" when the platform ended it
-    error_type: str | None = None  # e.g. Runtime.OutOfMemory, with status "error"
-    #: A start from a snapshot (SnapStart) reports its restore instead of an init.
-    restore_ms: float | None = None
-
-    @property
-    def billed_ms(self) -> int:
-        return max(1, math.ceil(self.duration_ms))
-
-    def line(self) -> str:
-        text = (
-            f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
-            f"Billed Duration: {self.billed_ms} ms\tMemory Size: {self.memory_mb} MB\t"
-            f"Max Memory Used: {self.max_memory_mb} MB\t"
-        )
-        if self.init_ms is not None:
-            text += f"Init Duration: {self.init_ms:.2f} ms\t"
-        if self.restore_ms is not None:
-            billed = max(1, math.ceil(self.restore_ms))
-            text += (
-                f"Restore Duration: {self.restore_ms:.2f} ms\t"
-                f"Billed Restore Duration: {billed} ms\t"
-            )
-        if self.status:
-            text += f"Status: {self.status}\t"
-        if self.error_type:
-            text += f"Error Type: {self.error_type}\t"
-        return text
-
-
-def start_line(request_id: str, version: str) -> str:
-    return f"START RequestId: {request_id} Version: {version}"
-
-
-def end_line(request_id: str) -> str:
-    return f"END RequestId: {request_id}"
-
-
-def dropped_line(dropped: int, why: str) -> str:
-    """The one line that stands for output that was cut."""
-    return f"[kindling] {dropped} bytes of log output dropped: {why}"
-
-
 class FunctionLog:
     """Where one sandbox's output goes: its function's log, as long as that function lives.
 
@@ -131,109 +75,6 @@ class FunctionLog:
 
     def write(self, data: bytes) -> None:
         self._store._append(self.key, self._token, data)
-
-
-class LogStream:
-    """One invocation's (or init's, or idle time's) log on its way to the function's log.
-
-    ``output`` takes the function's lines (it is the sandbox's log sink) up to ``cap``
-    bytes and hands them on at once; ``system`` takes the platform's own lines, never
-    cut, and holds them until the next function line or ``close`` (which every stream
-    with platform lines ends with). A ``header`` (START, INIT_START) is written before
-    the first line and can be changed until then.
-
-    Held lines are kept as pieces and joined once, when written: a warm invoke's START,
-    END and REPORT cost one join, one write and one tail update.
-    """
-
-    def __init__(
-        self,
-        target: FunctionLog,
-        scope: str,
-        cap: int = LOG_INVOCATION_BYTES,
-        header: str | None = None,
-        keep: Callable[[str], bool] | None = None,
-    ) -> None:
-        self._target = target
-        self._keep = keep  # which function lines its log level keeps (None: all)
-        self._scope = scope
-        self._cap = cap
-        self.header = header
-        self._used = 0
-        self._dropped = 0
-        self._tail = b""
-        #: Lines not yet handed to the log: END and REPORT (and START when the function
-        #: printed nothing) go in one write, the function's lines at once.
-        self._held: list[bytes] = []
-
-    def output(self, line: str) -> None:
-        """A line of the function's. One its log level filters out counts toward the
-        cap as a kept one does: reading its level is a JSON parse (~70 MB/s for the
-        worst JSON), so an unbounded filtered stream bought a sandbox writing at pipe
-        speed fifteen times its own CPU of the server's. Past the cap, lines are
-        dropped unread."""
-        data = line.encode("utf-8", "replace") + b"\n"
-        if self._used + len(data) > self._cap:
-            self._dropped += len(data)
-            return
-        self._used += len(data)
-        if self._keep is None or self._keep(line):
-            self.begin()
-            self._held.append(data)
-            self._flush()
-
-    def system(self, line: str | None) -> None:
-        """A line of the platform's: the marker for what was dropped goes before it.
-        None: a record the function's SystemLogLevel leaves out (``platform_records``).
-
-        Never cut by the cap, but never longer than ``LOG_LINE_BYTES`` either: an error
-        line carries the function's own (possibly huge) errorMessage."""
-        if line is None:
-            return
-        self.begin()
-        if self._dropped:
-            self._held.append(self._marker())
-        data = line.encode("utf-8", "replace")
-        if len(data) > LOG_LINE_BYTES:
-            cut = len(data) - LOG_LINE_BYTES
-            data = data[:LOG_LINE_BYTES] + f" [kindling] {cut} bytes cut".encode()
-        self._held.append(data + b"\n")
-
-    def begin(self) -> None:
-        """Holds the header now (first of all) if no line has taken it yet."""
-        if self.header is not None:
-            header, self.header = self.header, None
-            self._held.append(header.encode("utf-8", "replace") + b"\n")
-
-    def close(self) -> None:
-        """Writes the marker if output was dropped since the last platform line, and
-        every line still held. A stream whose platform lines were written ends here."""
-        if self._dropped:
-            self.begin()
-            self._held.append(self._marker())
-        self._flush()
-
-    def _marker(self) -> bytes:
-        dropped, self._dropped = self._dropped, 0
-        why = f"{self._scope} may log at most {self._cap} bytes"
-        return dropped_line(dropped, why).encode() + b"\n"
-
-    @property
-    def tail(self) -> bytes:
-        """The last 4 KB written, as ``X-Amz-Log-Result`` carries them (before base64)."""
-        return self._tail
-
-    def tail_b64(self) -> str:
-        return base64.b64encode(self.tail).decode()
-
-    def _flush(self) -> None:
-        held = self._held
-        if held:
-            data = held[0] if len(held) == 1 else b"".join(held)
-            held.clear()
-            self._target.write(data)
-            tail = self._tail + data[-LOG_TAIL_BYTES:] if self._tail else data
-            self._tail = tail[-LOG_TAIL_BYTES:] if len(tail) > LOG_TAIL_BYTES else tail
 
 
 def check_component(value: str, what: str) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kindling.telemetry.logs import Report, end_line, start_line
+from kindling.telemetry.logstream import Report, end_line, start_line
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30}
 

@@ -33,7 +33,8 @@ from typing import Any
 
 from kindling.errors import SandboxGoneError
 from kindling.running import RunningLoop
-from kindling.telemetry.logs import FunctionLog, LogStore, LogStream, Report
+from kindling.telemetry.logs import FunctionLog, LogStore
+from kindling.telemetry.logstream import LogStream, Report
 from kindling.telemetry.metrics import Metrics, SandboxCounts, StartKind
 from kindling.telemetry.platform_records import PlatformRecords, application_filter
 from kindling.worker.backends import Backends
