@@ -496,6 +496,10 @@ class _Connection(asyncio.Protocol):
             if timer.when() <= deadline:
                 return  # it wakes first and sleeps on until the new deadline
             timer.cancel()
+        self._sleep(now, deadline)
+
+    def _sleep(self, now: float, deadline: float) -> None:
+        """The timer, until the deadline but never longer than one header timeout."""
         wake = min(deadline, now + self._limits.header_timeout)
         self._timer = self._loop.call_at(wake, self._expired)
 
@@ -513,8 +517,7 @@ class _Connection(asyncio.Protocol):
             return
         now = self._loop.time()
         if now < deadline:
-            wake = min(deadline, now + self._limits.header_timeout)
-            self._timer = self._loop.call_at(wake, self._expired)
+            self._sleep(now, deadline)
             return
         self._deadline = None
         if self._linger_bytes >= 0:
